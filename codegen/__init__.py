@@ -1,0 +1,1 @@
+"""Program -> machine code: llvm/ for the CPU, triton/ for the GPU."""

@@ -1,0 +1,97 @@
+"""The NumPy reference interpreter: the oracle every pass and backend is checked against.
+
+It runs each node's reference implementation in topological order. Correctness
+matters here more than speed.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError, NumericsError
+from .graph import toposort
+from .node import OPS, Parameter, Tensor
+from .types import Dim, concrete_shape, np_dtype
+
+
+class Ctx:
+    """What a reference implementation may ask about the node it computes."""
+
+    __slots__ = ("node", "env")
+
+    def __init__(self, node: Tensor, env: dict):
+        self.node, self.env = node, env
+
+    @property
+    def attrs(self) -> dict:
+        return self.node.attrs
+
+    @property
+    def out_shape(self) -> tuple:
+        return concrete_shape(self.node.shape, self.env)
+
+    def resolve(self, sizes) -> tuple:
+        return concrete_shape(sizes, self.env)
+
+    def resolve_size(self, s) -> int:
+        return self.env[s.name] if isinstance(s, Dim) else s
+
+
+def bind_dims(placeholders, arrays, env=None) -> dict:
+    """Bind symbolic sizes from the given arrays; raise InputError on any mismatch."""
+    env = dict(env or {})
+    for ph, a in zip(placeholders, arrays):
+        label = ph.name or "input"
+        if a.ndim != ph.ndim:
+            raise InputError(f"input '{label}': expected {ph.type} (rank {ph.ndim}), got {_given(a)} (rank {a.ndim})")
+        for ax, (s, g) in enumerate(zip(ph.shape, a.shape)):
+            if isinstance(s, Dim):
+                if s.name in env and env[s.name] != g:
+                    raise InputError(f"input '{label}': expected {ph.type}, got {_given(a)}: size {s} "
+                                     f"is {env[s.name]} from an earlier input but {g} on axis {ax}")
+                env[s.name] = g
+            elif s != g:
+                raise InputError(f"input '{label}': expected {ph.type}, got {_given(a)}: axis {ax} "
+                                 f"must be {s}, got {g}")
+    return env
+
+
+def _given(a: np.ndarray) -> str:
+    from .types import DTYPES, as_dtype
+    try:
+        short = DTYPES[as_dtype(a.dtype)][0]
+    except TypeError:
+        short = str(a.dtype)
+    return f"{short}[{','.join(map(str, a.shape))}]"
+
+
+def evaluate(outputs, feeds: dict, env: dict | None = None, params: dict | None = None,
+             check_numerics: bool = False) -> list:
+    """Compute `outputs` given feeds {placeholder node: array}. Parameters read their
+    own value unless `params` maps id(param) to another array."""
+    env = dict(env or {})
+    vals: dict[int, np.ndarray] = {}
+    for ph, a in feeds.items():
+        vals[id(ph)] = a
+    params = params or {}
+    for n in toposort(list(outputs)):
+        if id(n) in vals:
+            continue
+        if n.op == "placeholder":
+            raise InputError(f"input '{n.name}' ({n.type}) was not given")
+        if isinstance(n, Parameter):
+            vals[id(n)] = params.get(id(n), n.value)
+            continue
+        args = [vals[id(i)] for i in n.inputs]
+        out = OPS[n.op].reference(Ctx(n, env), *args)
+        out = np.asarray(out)
+        want = np_dtype(n.dtype)
+        if out.dtype != want:
+            out = out.astype(want)
+        shape = concrete_shape(n.shape, env)
+        if out.shape != shape:
+            raise AssertionError(f"reference of {n.op} gave shape {out.shape}, type says {shape} ({n.where})")
+        if check_numerics and out.dtype.kind == "f" and not np.all(np.isfinite(out)):
+            raise NumericsError(f"{n.op} made a non-finite value ({'NaN' if np.isnan(out).any() else 'inf'}) "
+                                f"in {n.type} built at {n.where}")
+        vals[id(n)] = out
+    return [vals[id(o)] for o in outputs]

@@ -1,0 +1,1 @@
+"""Graph -> graph rewrites, fusion into a Program, memory planning."""
