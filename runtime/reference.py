@@ -22,3 +22,7 @@ class GraphInterpreterRunner(Runner):
         vals = evaluate(roots, feeds, env, pmap, self.check_numerics)
         n = len(self.graph.outputs)
         return vals[:n], vals[n:]
+
+
+def build(graph, options):
+    return GraphInterpreterRunner(graph, options.get("check_numerics", False)), {}

@@ -1,0 +1,272 @@
+"""The Program: what fusion makes of a graph and what both backends consume.
+
+A Program is a list of buffers, a list of kernels and a schedule (kernel launches
+in order). It is backend-neutral: `codegen/llvm` and `codegen/triton` are two
+printers of it, and `passes/program_interpreter.py` runs it with NumPy so fusion
+and memory planning are checked before any machine code exists.
+
+Buffers
+    Every tensor the Program reads or writes is a Buffer: row-major, contiguous, with
+    a dtype and a shape of ints and symbolic sizes (`Dim`). kind is one of
+    "input" (a placeholder), "param" (a parameter's current value, read-only),
+    "const" (a literal, `value` set), "temp" (an intermediate), "output" (returned),
+    "update" (the new value of a parameter; `param` names the parameter buffer).
+    The memory plan (`Program.plan`) may map several temps to one arena slot.
+
+Loop kernels (`LoopKernel`)
+    An outer iteration domain (parallel loops, sizes may be symbolic) and a list of
+    stages run in order at every outer point. A stage has its own inner domain
+    (empty for per-point work) and a body: a small SSA list of `Instr`.
+
+    - A *map* stage (no `reduce`) runs its body at every inner point and performs
+      its `stores`.
+    - A *reduce* stage accumulates values over its inner domain with sum/max/min/argmax;
+      later stages read the results with `result` instructions.
+
+    So a pointwise kernel is one map stage with an empty inner domain; a row
+    reduction is a reduce stage plus a map stage with an empty inner domain (the
+    epilogue); softmax is reduce(max), reduce(sum exp(x - m)), map(exp(x - m) / s)
+    over one outer row: one kernel, one pass per stage over the row.
+
+    Loop index k counts outer axes first, then the stage's inner axes.
+
+Instructions (`Instr(op, args, attrs, dtype)`, args are indices into the same body)
+    idx        attrs axis=k              the loop index k (int64)
+    size       attrs size=Size           a (possibly symbolic) size as int64
+    const      attrs value=python scalar a literal of `dtype`
+    load       attrs buffer=id, fill=v   args: one int64 index per buffer axis, then
+                                         optionally a bool mask (attrs masked=True):
+                                         where the mask is false, the value is `fill`
+                                         and the memory is not touched
+    result     attrs stage=s, slot=j     the j-th accumulated value of earlier stage s
+    acc                                  (contraction epilogues only) C[b..., i, j]
+    <op>       args                      a scalar op: every elementwise graph op name
+                                         (add, sub, mul, div, pow, maximum, minimum,
+                                         neg, exp, log, log1p, expm1, sqrt, rsqrt, abs,
+                                         sign, sin, cos, tanh, sigmoid, relu, softplus,
+                                         step, less, less_equal, greater, greater_equal,
+                                         equal, not_equal, logical_and, logical_or,
+                                         logical_not, where, cast(attrs dtype),
+                                         stop_gradient) plus integer index arithmetic:
+                                         floordiv, mod (floor semantics, positive divisor)
+    uniform    attrs seed=int; args counter (int), flat index (int64): the
+               counter-based generator of nngraph/ops/random.py, float32 in [0, 1)
+
+    A reduce stage has `reduce = ((kind, value_arg[, index_arg]), ...)`: kind in
+    sum, max, min, argmax (argmax also takes the int64 index to return; ties keep
+    the first). Identity values: sum 0, max -inf (or the dtype's min), min +inf.
+
+    A store is `Store(buffer, index_args, value_arg)`; stores happen in map stages.
+
+Contraction kernels (`MatmulKernel`)
+    out[b..., i, j] = alpha * sum_k A[b..., i, k] * B[b..., k, j] (+ beta * out)
+    A and B are buffers holding row-major matrices [batch..., rows, cols]; `trans_a`
+    and `trans_b` mean the buffer holds the transpose (so Wᵀ needs no copy). Batch
+    axes broadcast: an operand's batch axis of size 1 (or missing) is reused.
+    `epilogue` (optional) is a map Stage over the outer domain (batch..., M, N) whose
+    body reads the product with `acc` and may load other buffers (bias) and stores
+    to `out` and other buffers. Without an epilogue the product is stored to `out`.
+
+Schedule
+    `Program.schedule` is the kernels in launch order. `Program.outputs` names the
+    buffers returned; `Program.updates` the (param buffer, update buffer) pairs to
+    commit after a successful call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from nngraph.types import DTYPES, Dim
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class Buffer:
+    id: int
+    name: str
+    dtype: str
+    shape: tuple
+    kind: str                      # input | param | const | temp | output | update
+    value: Optional[np.ndarray] = None   # for const
+    param: Optional[int] = None          # for update: the param buffer it replaces
+    source: Optional[str] = None         # the user's file:line that built it
+
+    def type_str(self) -> str:
+        return f"{DTYPES[self.dtype][0]}[{','.join(map(str, self.shape))}]"
+
+
+@dataclass(frozen=True)
+class Instr:
+    op: str
+    args: tuple = ()
+    attrs: tuple = ()              # sorted (key, value) pairs; use .attr(k)
+    dtype: str = "float32"
+
+    def attr(self, k, default=None):
+        for key, v in self.attrs:
+            if key == k:
+                return v
+        return default
+
+
+def instr(op, args=(), dtype="float32", **attrs) -> Instr:
+    return Instr(op, tuple(args), tuple(sorted(attrs.items())), dtype)
+
+
+@dataclass(frozen=True)
+class Store:
+    buffer: int
+    index: tuple                   # body value ids, one per buffer axis
+    value: int
+
+
+@dataclass
+class Stage:
+    inner: tuple = ()              # inner domain sizes
+    body: list = field(default_factory=list)
+    reduce: tuple = ()             # ((kind, value_id[, index_id]), ...)
+    stores: list = field(default_factory=list)
+
+
+@dataclass
+class LoopKernel:
+    name: str
+    outer: tuple
+    stages: list
+    source: str = ""               # which graph nodes it computes (for dumps)
+
+    def reads(self) -> set:
+        return {i.attr("buffer") for s in self.stages for i in s.body if i.op == "load"}
+
+    def writes(self) -> set:
+        return {st.buffer for s in self.stages for st in s.stores}
+
+
+@dataclass
+class MatmulKernel:
+    name: str
+    a: int
+    b: int
+    out: int
+    batch: tuple                   # output batch sizes
+    m: Any
+    n: Any
+    k: Any
+    trans_a: bool = False
+    trans_b: bool = False
+    alpha: float = 1.0
+    beta: float = 0.0
+    epilogue: Optional[Stage] = None
+    source: str = ""
+
+    def reads(self) -> set:
+        r = {self.a, self.b}
+        if self.beta:
+            r.add(self.out)
+        if self.epilogue:
+            r |= {i.attr("buffer") for i in self.epilogue.body if i.op == "load"}
+        return r
+
+    def writes(self) -> set:
+        w = {self.out}
+        if self.epilogue:
+            w |= {st.buffer for st in self.epilogue.stores}
+        return w
+
+
+@dataclass
+class Program:
+    buffers: dict                  # id -> Buffer
+    schedule: list                 # kernels in launch order
+    inputs: list                   # buffer ids, placeholder order
+    params: list                   # buffer ids, Function.params order
+    outputs: list                  # buffer ids, graph output order
+    updates: list                  # [(param buffer id, update buffer id)]
+    plan: dict = field(default_factory=dict)   # temp buffer id -> arena slot (memory plan)
+    stats: dict = field(default_factory=dict)
+
+    def kernel_count(self) -> int:
+        return len(self.schedule)
+
+
+# ----------------------------------------------------------------------------- printing
+
+
+def _fmt_val(v) -> str:
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def format_instr(k: int, ins: Instr) -> str:
+    a = ", ".join(f"%{x}" for x in ins.args)
+    at = ", ".join(f"{key}={_fmt_val(v)}" for key, v in ins.attrs)
+    s = f"%{k} = {ins.op}"
+    if ins.op == "idx":
+        return f"%{k} = idx {ins.attr('axis')} : i64"
+    if a:
+        s += " " + a
+    if at:
+        s += " {" + at + "}"
+    return s + f" : {DTYPES[ins.dtype][0]}"
+
+
+def format_stage(s: Stage, no: int, bufname) -> list:
+    head = f"stage {no}"
+    if s.inner:
+        head += f" over [{','.join(map(str, s.inner))}]"
+    if s.reduce:
+        head += " reduce " + ", ".join(f"{r[0]}(%{r[1]})" for r in s.reduce)
+    lines = [head + ":"]
+    for k, ins in enumerate(s.body):
+        if ins.op == "load":
+            idx = ", ".join(f"%{x}" for x in ins.args[:len(ins.args) - (1 if ins.attr('masked') else 0)])
+            m = f" if %{ins.args[-1]} else {ins.attr('fill')}" if ins.attr("masked") else ""
+            lines.append(f"  %{k} = load {bufname(ins.attr('buffer'))}[{idx}]{m} : {DTYPES[ins.dtype][0]}")
+        else:
+            lines.append("  " + format_instr(k, ins))
+    for st in s.stores:
+        lines.append(f"  store {bufname(st.buffer)}[{', '.join(f'%{x}' for x in st.index)}] <- %{st.value}")
+    return lines
+
+
+def format_program(p: Program) -> str:
+    """fn.dump("kernels"): buffers, kernels and the schedule, readably."""
+    def bufname(b):
+        return f"@{p.buffers[b].name}"
+    out = ["buffers:"]
+    for b in p.buffers.values():
+        extra = f" slot {p.plan[b.id]}" if b.id in p.plan else ""
+        out.append(f"  @{b.name}: {b.type_str()} {b.kind}{extra}")
+    for n, kern in enumerate(p.schedule):
+        out.append("")
+        if isinstance(kern, MatmulKernel):
+            out.append(f"kernel {n} {kern.name}: matmul {bufname(kern.out)}[{','.join(map(str, kern.batch + (kern.m, kern.n)))}]"
+                       f" = {kern.alpha!r} * {bufname(kern.a)}{'ᵀ' if kern.trans_a else ''} @ "
+                       f"{bufname(kern.b)}{'ᵀ' if kern.trans_b else ''}"
+                       + (f" + {kern.beta!r} * {bufname(kern.out)}" if kern.beta else "")
+                       + f"  (k={kern.k})" + (f"  # {kern.source}" if kern.source else ""))
+            if kern.epilogue:
+                out += ["  epilogue " + ln for ln in format_stage(kern.epilogue, 0, bufname)]
+        else:
+            out.append(f"kernel {n} {kern.name} over [{','.join(map(str, kern.outer))}]"
+                       + (f"  # {kern.source}" if kern.source else ""))
+            for s_no, st in enumerate(kern.stages):
+                out += ["  " + ln for ln in format_stage(st, s_no, bufname)]
+    out.append("")
+    out.append("returns " + ", ".join(bufname(b) for b in p.outputs))
+    for pb, ub in p.updates:
+        out.append(f"update {bufname(pb)} <- {bufname(ub)}")
+    return "\n".join(out) + "\n"
+
+
+def symbols(p: Program) -> list:
+    """The symbolic size names the Program needs bound at run time, sorted."""
+    names = set()
+    for b in p.buffers.values():
+        names |= {s.name for s in b.shape if isinstance(s, Dim)}
+    return sorted(names)
