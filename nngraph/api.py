@@ -22,9 +22,12 @@ def placeholder(shape, dtype="float32", name=None) -> Tensor:
 
 def parameter(value, name=None, trainable=True) -> Parameter:
     """State that lives across calls; read or set it with `p.value`."""
+    was_array = isinstance(value, np.ndarray)
     value = np.asarray(value)
-    if value.dtype == np.float64 and not isinstance(value, np.ndarray):
-        value = value.astype(np.float32)
+    if value.dtype == np.float64 and not was_array:
+        value = value.astype(np.float32)  # Python floats and lists default to float32
+    elif value.dtype.kind in "iu" and not was_array:
+        value = value.astype(np.int32)
     as_dtype(value.dtype)  # raises for unsupported dtypes
     return Parameter(value, name, trainable, user_location())
 
