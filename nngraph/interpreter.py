@@ -37,18 +37,24 @@ class Ctx:
 
 
 def bind_dims(placeholders, arrays, env=None) -> dict:
-    """Bind symbolic sizes from the given arrays; raise InputError on any mismatch."""
+    """Bind symbolic sizes from the given arrays; raise InputError on any mismatch,
+    naming the placeholder, its type, what was given and where a clashing size came from."""
     env = dict(env or {})
-    for ph, a in zip(placeholders, arrays):
-        label = ph.name or "input"
+    source = {}  # symbol -> (input label, axis) that bound it
+    for i, (ph, a) in enumerate(zip(placeholders, arrays)):
+        label = ph.name or f"#{i}"
         if a.ndim != ph.ndim:
             raise InputError(f"input '{label}': expected {ph.type} (rank {ph.ndim}), got {_given(a)} (rank {a.ndim})")
         for ax, (s, g) in enumerate(zip(ph.shape, a.shape)):
             if isinstance(s, Dim):
                 if s.name in env and env[s.name] != g:
-                    raise InputError(f"input '{label}': expected {ph.type}, got {_given(a)}: size {s} "
-                                     f"is {env[s.name]} from an earlier input but {g} on axis {ax}")
+                    src = source.get(s.name)
+                    frm = f"input '{src[0]}' axis {src[1]}" if src else "the bound sizes"
+                    raise InputError(f"input '{label}': expected {ph.type}, got {_given(a)}: {s} is "
+                                     f"{env[s.name]} from an earlier input ({frm}) but {g} here (axis {ax}); "
+                                     f"inputs that share the size {s} must agree")
                 env[s.name] = g
+                source.setdefault(s.name, (label, ax))
             elif s != g:
                 raise InputError(f"input '{label}': expected {ph.type}, got {_given(a)}: axis {ax} "
                                  f"must be {s}, got {g}")

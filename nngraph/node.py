@@ -186,6 +186,12 @@ class Parameter(Tensor):
             arr = arr.astype(self._state["value"].dtype)
         self._state["value"] = np.array(arr, copy=True)
 
+    def __setattr__(self, k, v):
+        if k == "value":  # the one mutable thing (Tensor.__setattr__ forbids the rest)
+            Parameter.value.fset(self, v)
+        else:
+            super().__setattr__(k, v)
+
     def key(self):
         return ("parameter", id(self))
 

@@ -48,43 +48,62 @@ class Function:
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ calling
+    def _label(self, i: int) -> str:
+        return self.inputs[i].name or f"#{i}"
+
     def _collect(self, args, kwargs) -> list:
+        """Match positional and keyword arguments to placeholders."""
         if len(args) > len(self.inputs):
-            raise InputError(f"{len(self.inputs)} inputs expected ({self._signature()}), {len(args)} given")
+            raise InputError(f"{len(self.inputs)} input{'s' if len(self.inputs) != 1 else ''} expected "
+                             f"({self._signature()}), {len(args)} given")
         vals = list(args) + [None] * (len(self.inputs) - len(args))
         given = [True] * len(args) + [False] * (len(self.inputs) - len(args))
         for k, v in kwargs.items():
             i = self._names.get(k)
             if i is None:
-                raise InputError(f"no input named '{k}' (inputs: {self._signature()})")
+                raise InputError(f"no input named '{k}'; the inputs are ({self._signature()})")
             if given[i]:
-                raise InputError(f"input '{k}' given twice")
+                raise InputError(f"input '{k}' given twice: by position (argument {i}) and by keyword")
             vals[i], given[i] = v, True
-        for i, g in enumerate(given):
-            if not g:
-                ph = self.inputs[i]
-                raise InputError(f"input '{ph.name or i}' ({ph.type}) was not given")
+        missing = [i for i, g in enumerate(given) if not g]
+        if missing:
+            i = missing[0]
+            others = "" if len(missing) == 1 else f" (also missing: {', '.join(self._label(j) for j in missing[1:])})"
+            raise InputError(f"missing input '{self._label(i)}': expected {self.inputs[i].type}, nothing given"
+                             f"{others}; the inputs are ({self._signature()})")
         return vals
 
     def _signature(self) -> str:
-        return ", ".join(f"{ph.name or '_'}: {ph.type}" for ph in self.inputs)
+        return ", ".join(f"{self._label(i)}: {ph.type}" for i, ph in enumerate(self.inputs))
 
     def _check(self, vals) -> list:
+        """Arrays of the placeholders' dtypes, C-contiguous. Python scalars and lists
+        have no dtype of their own and convert within their kind (ints to floats, floats
+        to float32); a NumPy array of another dtype is an error, or a cast with a warning
+        under cast_inputs=True when the cast keeps the kind (float64 -> float32)."""
         out = []
-        for ph, want, v in zip(self.inputs, self._dtypes, vals):
+        for i, (ph, want, v) in enumerate(zip(self.inputs, self._dtypes, vals)):
+            label = self._label(i)
             if not isinstance(v, np.ndarray):
                 try:
-                    v = np.asarray(v, dtype=want)
+                    a = np.asarray(v)
                 except (TypeError, ValueError) as e:
-                    raise InputError(f"input '{ph.name}': expected {ph.type}, got {type(v).__name__}: {e}") from None
+                    raise InputError(f"input '{label}': expected {ph.type}, got {type(v).__name__} that is "
+                                     f"not an array: {e}") from None
+                if a.dtype == object or not np.can_cast(a.dtype, want, casting="same_kind"):
+                    raise InputError(f"input '{label}': expected {ph.type}, got a {type(v).__name__} of "
+                                     f"{a.dtype} values, shape {list(a.shape)}")
+                v = a.astype(want, copy=False)
             if v.dtype != want:
-                if self.cast_inputs and np.can_cast(v.dtype, want, casting="same_kind"):
-                    warnings.warn(f"input '{ph.name}': casting {v.dtype} to {want}", stacklevel=3)
+                castable = v.dtype != object and np.can_cast(v.dtype, want, casting="same_kind")
+                if self.cast_inputs and castable:
+                    warnings.warn(f"input '{label}': casting {v.dtype} to {want} (expected {ph.type}, "
+                                  f"got {_given(v)})", stacklevel=3)
                     v = v.astype(want)
                 else:
-                    hint = " (pass cast_inputs=True to ng.compile to allow the cast)" if np.can_cast(
-                        v.dtype, want, casting="same_kind") else ""
-                    raise InputError(f"input '{ph.name}': expected {ph.type}, got {_given(v)}: dtype {v.dtype} "
+                    hint = (" (pass cast_inputs=True to ng.compile to allow this cast)" if castable else
+                            " (cast it yourself if the conversion is intended)")
+                    raise InputError(f"input '{label}': expected {ph.type}, got {_given(v)}: dtype {v.dtype} "
                                      f"is not {want}{hint}")
             if not v.flags.c_contiguous:
                 v = np.ascontiguousarray(v)
@@ -98,8 +117,13 @@ class Function:
             params = [p.value for p in self.params]
             outs, new = self.runner.run(vals, params, env)
             # commit: every update was computed from the old values; apply all at once
+            fed = {id(a) for a in vals}
             for p, v in zip(self.updated, new):
-                p._state["value"] = v
+                p._state["value"] = np.array(v) if id(v) in fed else v  # never keep the caller's array
+        # an output that is a parameter's array (old or new) is copied, so the caller
+        # cannot change the parameter through it
+        state = {id(a) for a in params} | {id(a) for a in new}
+        outs = [np.array(o) if id(o) in state else o for o in outs]
         if len(self.graph.outputs) == 1 and self._single:
             return outs[0]
         return outs
