@@ -18,6 +18,8 @@ from .ops.reduce import argmax, max, mean, min, sum  # noqa: F401
 from .ops.movement import (broadcast_to, concatenate, expand_dims, flatten, pad,  # noqa: F401
                            reshape, squeeze, stack, transpose)
 from .ops.contraction import dot, matmul  # noqa: F401
+from .ops.conv import conv2d  # noqa: F401
+from .ops.pool import avg_pool2d, max_pool2d  # noqa: F401
 from .functional import (batch_norm, binary_cross_entropy, clip, cross_entropy, dropout, elu,  # noqa: F401
                          layer_norm, leaky_relu, log_softmax, logsumexp, moments, mse, one_hot,
                          selu, softmax)
@@ -27,5 +29,7 @@ from .textir import format, parse  # noqa: F401
 from .compile import compile  # noqa: F401
 from .saving import load, save  # noqa: F401
 from .dot import to_dot  # noqa: F401
+from .ops.contraction import dot  # noqa: F401,F811  (loading the submodule nngraph.dot rebound ng.dot)
+from . import init, optim, nn, data  # noqa: F401,E402  (layers, optimisers, datasets)
 
 __version__ = "0.1.0"

@@ -13,7 +13,7 @@ import sys
 
 SUBCOMMANDS = {
     "dump": "nngraph.cli_dump",   # print a compiled function at one stage
-    # "train": "nngraph.cli_train",  # train a model from a Python file (to come)
+    "train": "nngraph.train_cli",  # train an MLP and a CNN on the digits, dump the IR
 }
 
 

@@ -82,7 +82,7 @@ def compile(inputs, outputs, updates=None, target="cpu", opt_level=2, cast_input
 
     from runtime.function import Function
     stats = {"compile_seconds": time.perf_counter() - t0, "passes": log}
-    fn = Function(graph, runner, target, cast_inputs=cast_inputs, stats=stats, stages=stages)
+    fn = Function(graph, runner, target, cast_inputs=cast_inputs, stats=stats, stages=stages, run_graph=opt)
     fn.opt_graph = opt
     fn._single = single
     return fn

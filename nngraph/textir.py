@@ -356,7 +356,7 @@ def _array(lit, t: TensorType, line: int) -> np.ndarray:
     if a.shape != t.shape:
         if a.ndim == 0 and t.ndim > 0 and not isinstance(lit, list):
             raise ParseError(f"line {line}: a scalar literal for type {t}; write dense<[...]>")
-        if a.size != int(np.prod(t.shape, dtype=np.int64)) or isinstance(lit, list) and a.ndim != t.ndim:
+        if a.size != int(np.prod(t.shape, dtype=np.int64)) or isinstance(lit, list) and a.ndim != t.ndim and a.size:
             raise ParseError(f"line {line}: literal of shape {list(a.shape)} does not match {t}")
         a = a.reshape(t.shape)
     return a

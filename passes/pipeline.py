@@ -1,7 +1,101 @@
-"""The pass pipeline: an ordered list of named passes per optimisation level."""
+"""The pass pipeline: an ordered list of named passes per optimisation level.
+
+A pass is a function `(Graph, Rewrites) -> Graph` (the Rewrites counter records
+which rules fired). After every pass the graph is verified (passes/verify.py) and,
+with `dump_dir`, written as `NN-passname.txt` (00-input.txt is the graph as
+built); the log of what every pass did is what `fn.stats()["passes"]` shows.
+
+    level 0  only what correctness needs
+    level 1  + CSE, constant folding, algebraic simplification
+    level 2  + numerical stabilisation, and a second round of everything
+"""
 from __future__ import annotations
 
+import os
+import time
 
-def optimize(graph, opt_level=2, dump_dir=None):
-    """Run the passes of `opt_level` over `graph`; returns (graph, log)."""
-    return graph, []
+from nngraph.graph import Graph
+from nngraph.textir import format_graph
+
+from . import rewrite
+from .constant_folding import constant_folding
+from .cse import cse
+from .dce import dce, drop_stop_gradient
+from .log import Rewrites, entry
+from .rewrites import SIMPLIFY, STABILIZE
+from .verify import verify
+
+
+def simplify(graph: Graph, counts: Rewrites | None = None) -> Graph:
+    """Algebraic and movement simplification (passes/rewrites/) to a fixed point."""
+    return rewrite.rewrite(graph, SIMPLIFY, counts)
+
+
+def stabilize_pass(graph: Graph, counts: Rewrites | None = None) -> Graph:
+    """Numerical stabilisation (passes/rewrites/stabilize.py) to a fixed point."""
+    return rewrite.rewrite(graph, STABILIZE, counts)
+
+
+PIPELINES = {
+    0: [
+        ("dce", dce),
+    ],
+    1: [
+        ("dce", dce),
+        ("drop_stop_gradient", drop_stop_gradient),
+        ("cse", cse),
+        ("constant_folding", constant_folding),
+        ("simplify", simplify),
+        ("cse", cse),
+        ("dce", dce),
+    ],
+    2: [
+        ("dce", dce),
+        ("drop_stop_gradient", drop_stop_gradient),
+        ("cse", cse),
+        ("constant_folding", constant_folding),
+        ("simplify", simplify),
+        ("cse", cse),               # the stabilising patterns match shared nodes by identity
+        ("stabilize", stabilize_pass),
+        ("simplify", simplify),
+        ("constant_folding", constant_folding),
+        ("cse", cse),
+        ("dce", dce),
+    ],
+}
+
+
+def passes_for(opt_level: int) -> list:
+    """The (name, pass) list of an optimisation level."""
+    if opt_level not in PIPELINES:
+        raise ValueError(f"opt_level must be one of {sorted(PIPELINES)}, got {opt_level!r}")
+    return list(PIPELINES[opt_level])
+
+
+def optimize(graph: Graph, opt_level: int = 2, dump_dir=None, passes=None):
+    """Run the passes of `opt_level` (or the given (name, pass) list) over `graph`;
+    returns (graph, log). A pass that leaves an ill-formed graph raises VerifyError
+    naming it."""
+    passes = passes_for(opt_level) if passes is None else list(passes)
+    if dump_dir is not None:
+        os.makedirs(dump_dir, exist_ok=True)
+        _dump(dump_dir, 0, "input", graph)
+    verify(graph, "input")
+    log = []
+    for k, (name, fn) in enumerate(passes, start=1):
+        before = len(graph.nodes())
+        counts = Rewrites()
+        t0 = time.perf_counter()
+        new = fn(graph, counts)
+        seconds = time.perf_counter() - t0
+        verify(new, name, before=graph)
+        log.append(entry(name, seconds, counts, before, len(new.nodes())))
+        graph = new
+        if dump_dir is not None:
+            _dump(dump_dir, k, name, graph)
+    return graph, log
+
+
+def _dump(dump_dir, k: int, name: str, graph: Graph) -> None:
+    with open(os.path.join(dump_dir, f"{k:02d}-{name}.txt"), "w") as f:
+        f.write(format_graph(graph, locations=True))

@@ -12,6 +12,10 @@ Buffers
     "const" (a literal, `value` set), "temp" (an intermediate), "output" (returned),
     "update" (the new value of a parameter; `param` names the parameter buffer).
     The memory plan (`Program.plan`) may map several temps to one arena slot.
+    kind "view" (additive): the same memory as buffer `view_of`, read with another
+    row-major shape of the same element count and dtype (no copy, never allocated);
+    convolutions use views to hand NCHW tensors and OIHW weights to MatmulKernels
+    as [batch..., rows, cols] matrices.
 
 Loop kernels (`LoopKernel`)
     An outer iteration domain (parallel loops, sizes may be symbolic) and a list of
@@ -66,11 +70,38 @@ Contraction kernels (`MatmulKernel`)
     `epilogue` (optional) is a map Stage over the outer domain (batch..., M, N) whose
     body reads the product with `acc` and may load other buffers (bias) and stores
     to `out` and other buffers. Without an epilogue the product is stored to `out`.
+    With an epilogue (as passes/lowering.py makes them): `out` has the product's
+    shape and dtype and is one of the buffers the epilogue stores (or a temp of its
+    own), so a backend may first write the product into `out` (BLAS) and then run
+    the epilogue in place, point by point: at each point `acc` is read before the
+    stores; the epilogue never loads a buffer the kernel writes. Its stores are
+    the kernel's results (e.g. relu(acc + b) for the next layer and the bool mask
+    acc + b > 0 for the backward pass, or W - lr * acc straight into W's update).
+
+Conventions of the bodies passes/lowering.py emits (additive to the above)
+    - binary scalar ops get operands of one dtype (explicit `cast`s are inserted as
+      the graph op's NumPy reference converts); `where`'s condition is bool; index
+      arithmetic (idx, size, add/sub/mul/floordiv/mod on indices, comparisons of
+      indices) is int64; a `load` index of a size-1 buffer axis is the const 0.
+    - loads of a masked value (pad, concatenate) carry the mask and fill = 0 of the
+      buffer's dtype; the padded value itself is `where(mask, v, pad_value)`.
+    - a LoopKernel's last stage may be a map stage with an empty inner domain that
+      stores reduction results (`result`) read by other kernels: the row-wise
+      epilogue (mean = sum / N, b - lr * db) lives there too.
+    - stages only read buffers written by earlier kernels, never by their own kernel.
 
 Schedule
     `Program.schedule` is the kernels in launch order. `Program.outputs` names the
     buffers returned; `Program.updates` the (param buffer, update buffer) pairs to
     commit after a successful call.
+
+Memory plan (passes/memory.py)
+    `Program.plan` maps every temp buffer to an arena slot; temps of one slot have
+    disjoint lifetimes (first write .. last use, in schedule positions), so a slot is
+    sized per call as the largest of its buffers for the bound sizes
+    (`passes.memory.slot_sizes`, `peak_bytes(program, env)`). `Program.stats` holds
+    kernels, library_calls, loop_kernels and "fusion" (why each value was
+    materialised, what each kernel computes).
 """
 from __future__ import annotations
 
@@ -94,6 +125,7 @@ class Buffer:
     value: Optional[np.ndarray] = None   # for const
     param: Optional[int] = None          # for update: the param buffer it replaces
     source: Optional[str] = None         # the user's file:line that built it
+    view_of: Optional[int] = None        # kind "view": the buffer whose memory this relabels
 
     def type_str(self) -> str:
         return f"{DTYPES[self.dtype][0]}[{','.join(map(str, self.shape))}]"

@@ -33,7 +33,8 @@ class Runner:
 class Function:
     """A compiled graph. Call it with arrays by position or by placeholder name."""
 
-    def __init__(self, graph, runner: Runner, target: str, cast_inputs: bool = False, stats=None, stages=None):
+    def __init__(self, graph, runner: Runner, target: str, cast_inputs: bool = False, stats=None, stages=None,
+                 run_graph=None):
         self.graph = graph
         self.target = target
         self.runner = runner
@@ -41,6 +42,11 @@ class Function:
         self.inputs = list(graph.inputs)
         self.params = graph.params()
         self.updated = [p for p, _ in graph.updates]
+        # the runner was built from the optimised graph, whose parameter list may be
+        # shorter (a pass dropped a read) or ordered differently: feed it in its order
+        run_graph = run_graph or graph
+        self._run_params = run_graph.params()
+        self._run_updated = [p for p, _ in run_graph.updates]
         self._names = {ph.name: i for i, ph in enumerate(self.inputs) if ph.name}
         self._dtypes = [np_dtype(ph.dtype) for ph in self.inputs]
         self._stats = dict(stats or {})
@@ -114,11 +120,11 @@ class Function:
         vals = self._check(self._collect(args, kwargs))
         env = bind_dims(self.inputs, vals)
         with self._lock:
-            params = [p.value for p in self.params]
+            params = [p.value for p in self._run_params]
             outs, new = self.runner.run(vals, params, env)
             # commit: every update was computed from the old values; apply all at once
             fed = {id(a) for a in vals}
-            for p, v in zip(self.updated, new):
+            for p, v in zip(self._run_updated, new):
                 p._state["value"] = np.array(v) if id(v) in fed else v  # never keep the caller's array
         # an output that is a parameter's array (old or new) is copied, so the caller
         # cannot change the parameter through it

@@ -306,7 +306,8 @@ def getitem(x: Tensor, key) -> Tensor:
     if Ellipsis in key:
         i = key.index(Ellipsis)
         key = key[:i] + (slice(None),) * (x.ndim - n_real) + key[i + 1:]
-    key = key + (slice(None),) * (x.ndim - n_real)
+    else:
+        key = key + (slice(None),) * (x.ndim - n_real)
     slices, out_shape, axis = [], [], 0
     for k in key:
         if k is None:

@@ -1,0 +1,484 @@
+"""nngraph target="cpu" against NumPy by hand, PyTorch eager, torch.compile and JAX
+jit (each when installed), in one run on this machine. (PyTensor versions of the
+workloads are not written yet; the script says so.)
+
+    python benchmarks/run.py [--quick] [--only NAME,...]
+
+Times are medians over many calls after warm-up, in microseconds per call; compile
+times are reported separately (nngraph: cold = empty cache directory, warm = the
+same graph again, a disk-cache hit). The elementwise row also gives the memory
+floor: bytes that must move / measured copy bandwidth.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import numpy as np  # noqa: E402
+
+import nngraph as ng  # noqa: E402
+
+try:
+    import torch
+    import torch.nn.functional as F
+    torch.set_num_threads(os.cpu_count() or 1)
+except ImportError:  # pragma: no cover
+    torch = None
+try:
+    import jax
+    import jax.numpy as jnp
+    jax.config.update("jax_platforms", "cpu")
+except ImportError:
+    jax = None
+try:
+    import pytensor
+except ImportError:
+    pytensor = None
+
+QUICK = False
+
+
+def timeit(f, min_calls=20, budget=1.0):
+    """Median seconds per call of f() after warm-up."""
+    for _ in range(3):
+        f()
+    times = []
+    t_end = time.perf_counter() + (0.2 if QUICK else budget)
+    while len(times) < (5 if QUICK else min_calls) or time.perf_counter() < t_end:
+        t = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t)
+        if len(times) > 5000:
+            break
+    return statistics.median(times)
+
+
+def first_call(make):
+    """(callable, seconds to build it and make its first call)."""
+    t = time.perf_counter()
+    f = make()
+    f()
+    return f, time.perf_counter() - t
+
+
+# ----------------------------------------------------------------------------- workloads
+
+
+def _init(rng, shape, fan_in):
+    return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+
+
+class MLP:
+    """Dense layers with relu, softmax cross-entropy, plain SGD (lr 0.01)."""
+
+    def __init__(self, sizes, batch, train=True):
+        self.sizes, self.batch, self.train = sizes, batch, train
+        rng = np.random.default_rng(0)
+        self.W = [_init(rng, (a, b), a) for a, b in zip(sizes[:-1], sizes[1:])]
+        self.b = [np.full(b, 0.01, np.float32) for b in sizes[1:]]
+        self.X = rng.standard_normal((batch, sizes[0])).astype(np.float32)
+        self.Y = rng.integers(0, sizes[-1], batch).astype(np.int32)
+        kind = "step" if train else "inference"
+        self.name = f"MLP {'-'.join(map(str, sizes))} {kind} b{batch}"
+
+    def nngraph(self):
+        x = ng.placeholder(("N", self.sizes[0]), name="x")
+        y = ng.placeholder(("N",), "int32", name="y")
+        Ws = [ng.parameter(w.copy(), name=f"W{i}") for i, w in enumerate(self.W)]
+        bs = [ng.parameter(b.copy(), name=f"b{i}") for i, b in enumerate(self.b)]
+        h = x
+        for i, (W, b) in enumerate(zip(Ws, bs)):
+            h = h @ W + b
+            if i < len(Ws) - 1:
+                h = ng.relu(h)
+        if not self.train:
+            return (lambda: ng.compile([x], h, target="cpu")), lambda fn: (lambda: fn(self.X))
+        loss = ng.cross_entropy(h, y)
+        ps = Ws + bs
+        gs = ng.grad(loss, ps)
+        make = lambda: ng.compile([x, y], loss, updates={p: p - 0.01 * g for p, g in zip(ps, gs)}, target="cpu")  # noqa: E731
+        return make, lambda fn: (lambda: fn(self.X, self.Y))
+
+    def numpy(self):
+        W = [w.copy() for w in self.W]
+        b = [v.copy() for v in self.b]
+        X, Y = self.X, self.Y
+
+        def step():
+            hs, h = [X], X
+            for i in range(len(W)):
+                h = h @ W[i] + b[i]
+                if i < len(W) - 1:
+                    h = np.maximum(h, 0)
+                hs.append(h)
+            if not self.train:
+                return h
+            z = h - h.max(1, keepdims=True)
+            e = np.exp(z)
+            s = e.sum(1, keepdims=True)
+            loss = float(np.mean(np.log(s[:, 0]) - z[np.arange(len(Y)), Y]))
+            g = e / s
+            g[np.arange(len(Y)), Y] -= 1
+            g /= len(Y)
+            for i in range(len(W) - 1, -1, -1):
+                gW = hs[i].T @ g
+                gb = g.sum(0)
+                if i > 0:
+                    g = (g @ W[i].T) * (hs[i] > 0)
+                W[i] -= 0.01 * gW
+                b[i] -= 0.01 * gb
+            return loss
+        return step
+
+    def _torch_params(self):
+        return [torch.tensor(w, requires_grad=True) for w in self.W], [torch.tensor(v, requires_grad=True) for v in self.b]
+
+    def torch(self, compiled=False):
+        Ws, bs = self._torch_params()
+        X, Y = torch.from_numpy(self.X), torch.from_numpy(self.Y.astype(np.int64))
+
+        def forward(x):
+            h = x
+            for i in range(len(Ws)):
+                h = h @ Ws[i] + bs[i]
+                if i < len(Ws) - 1:
+                    h = torch.relu(h)
+            return h
+        fwd = torch.compile(forward) if compiled else forward
+        if not self.train:
+            def infer():
+                with torch.no_grad():
+                    return fwd(torch.from_numpy(self.X)).numpy()
+            return infer
+
+        def step():
+            loss = F.cross_entropy(fwd(X), Y)
+            loss.backward()
+            with torch.no_grad():
+                for p in Ws + bs:
+                    p -= 0.01 * p.grad
+                    p.grad = None
+            return float(loss)
+        return step
+
+    def jax(self):
+        params = ([jnp.asarray(w) for w in self.W], [jnp.asarray(v) for v in self.b])
+        X, Y = self.X, self.Y
+
+        def forward(params, x):
+            Ws, bs = params
+            h = x
+            for i in range(len(Ws)):
+                h = h @ Ws[i] + bs[i]
+                if i < len(Ws) - 1:
+                    h = jax.nn.relu(h)
+            return h
+        if not self.train:
+            f = jax.jit(forward)
+            return lambda: np.asarray(f(params, X))
+
+        def loss_fn(params, x, y):
+            logits = forward(params, x)
+            return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(x.shape[0]), y])
+
+        @jax.jit
+        def step(params, x, y):
+            loss, g = jax.value_and_grad(loss_fn)(params, x, y)
+            return loss, jax.tree_util.tree_map(lambda p, d: p - 0.01 * d, params, g)
+        state = [params]
+
+        def run():
+            loss, state[0] = step(state[0], X, Y)
+            return float(loss)
+        return run
+
+
+class CNN:
+    """LeNet-5 style: conv 6@5x5 pad 2, relu, maxpool 2, conv 16@5x5, relu, maxpool 2,
+    dense 120, 84, 10; softmax cross-entropy; SGD; batch 64 on 1x28x28."""
+    name = "LeNet-5 CNN step b64"
+
+    def __init__(self, batch=64):
+        rng = np.random.default_rng(1)
+        self.p = {"c1": _init(rng, (6, 1, 5, 5), 25), "c1b": np.zeros(6, np.float32),
+                  "c2": _init(rng, (16, 6, 5, 5), 150), "c2b": np.zeros(16, np.float32),
+                  "f1": _init(rng, (16 * 5 * 5, 120), 400), "f1b": np.zeros(120, np.float32),
+                  "f2": _init(rng, (120, 84), 120), "f2b": np.zeros(84, np.float32),
+                  "f3": _init(rng, (84, 10), 84), "f3b": np.zeros(10, np.float32)}
+        self.X = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
+        self.Y = rng.integers(0, 10, batch).astype(np.int32)
+
+    def nngraph(self):
+        x = ng.placeholder(("N", 1, 28, 28), name="x")
+        y = ng.placeholder(("N",), "int32", name="y")
+        P = {k: ng.parameter(v.copy(), name=k) for k, v in self.p.items()}
+        h = ng.relu(ng.conv2d(x, P["c1"], padding=2) + ng.reshape(P["c1b"], (6, 1, 1)))
+        h = ng.max_pool2d(h, 2)
+        h = ng.relu(ng.conv2d(h, P["c2"]) + ng.reshape(P["c2b"], (16, 1, 1)))
+        h = ng.max_pool2d(h, 2)
+        h = ng.reshape(h, (x.shape[0], 400))
+        h = ng.relu(h @ P["f1"] + P["f1b"])
+        h = ng.relu(h @ P["f2"] + P["f2b"])
+        loss = ng.cross_entropy(h @ P["f3"] + P["f3b"], y)
+        ps = list(P.values())
+        gs = ng.grad(loss, ps)
+        make = lambda: ng.compile([x, y], loss, updates={p: p - 0.01 * g for p, g in zip(ps, gs)}, target="cpu")  # noqa: E731
+        return make, lambda fn: (lambda: fn(self.X, self.Y))
+
+    numpy = None
+
+    def torch(self, compiled=False):
+        P = {k: torch.tensor(v, requires_grad=True) for k, v in self.p.items()}
+        X, Y = torch.from_numpy(self.X), torch.from_numpy(self.Y.astype(np.int64))
+
+        def forward(x):
+            h = F.max_pool2d(torch.relu(F.conv2d(x, P["c1"], P["c1b"], padding=2)), 2)
+            h = F.max_pool2d(torch.relu(F.conv2d(h, P["c2"], P["c2b"])), 2).reshape(x.shape[0], 400)
+            h = torch.relu(h @ P["f1"] + P["f1b"])
+            h = torch.relu(h @ P["f2"] + P["f2b"])
+            return h @ P["f3"] + P["f3b"]
+        fwd = torch.compile(forward) if compiled else forward
+
+        def step():
+            loss = F.cross_entropy(fwd(X), Y)
+            loss.backward()
+            with torch.no_grad():
+                for p in P.values():
+                    p -= 0.01 * p.grad
+                    p.grad = None
+            return float(loss)
+        return step
+
+    def jax(self):
+        P = {k: jnp.asarray(v) for k, v in self.p.items()}
+        X, Y = self.X, self.Y
+
+        def conv(x, w, pad):
+            return jax.lax.conv_general_dilated(x, w, (1, 1), [(pad, pad), (pad, pad)],
+                                                dimension_numbers=("NCHW", "OIHW", "NCHW"))
+
+        def pool(x):
+            return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+
+        def loss_fn(P, x, y):
+            h = pool(jax.nn.relu(conv(x, P["c1"], 2) + P["c1b"][:, None, None]))
+            h = pool(jax.nn.relu(conv(h, P["c2"], 0) + P["c2b"][:, None, None])).reshape(x.shape[0], 400)
+            h = jax.nn.relu(h @ P["f1"] + P["f1b"])
+            h = jax.nn.relu(h @ P["f2"] + P["f2b"])
+            logits = h @ P["f3"] + P["f3b"]
+            return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(x.shape[0]), y])
+
+        @jax.jit
+        def step(P, x, y):
+            loss, g = jax.value_and_grad(loss_fn)(P, x, y)
+            return loss, jax.tree_util.tree_map(lambda p, d: p - 0.01 * d, P, g)
+        state = [P]
+
+        def run():
+            loss, state[0] = step(state[0], X, Y)
+            return float(loss)
+        return run
+
+
+class Elementwise:
+    """f = sum(tanh(x*a + b) * sigmoid(x)) and df/dx over 4M float32."""
+    name = "sum(tanh(x*a+b)*sigmoid(x)) + grad, 4M"
+
+    def __init__(self, n=1 << 22):
+        rng = np.random.default_rng(2)
+        self.x = rng.standard_normal(n).astype(np.float32)
+        self.a, self.b = np.float32(0.7), np.float32(0.1)
+        self.bytes = 2 * self.x.nbytes          # read x, write dx
+
+    def nngraph(self):
+        x = ng.placeholder(("N",), name="x")
+        f = (ng.tanh(x * float(self.a) + float(self.b)) * ng.sigmoid(x)).sum()
+        (gx,) = ng.grad(f, [x])
+        return (lambda: ng.compile([x], [f, gx], target="cpu")), lambda fn: (lambda: fn(self.x))
+
+    def numpy(self):
+        x, a, b = self.x, self.a, self.b
+
+        def run():
+            t = np.tanh(x * a + b)
+            s = 1 / (1 + np.exp(-x))
+            f = float((t * s).sum())
+            return f, (1 - t * t) * a * s + t * s * (1 - s)
+        return run
+
+    def torch(self, compiled=False):
+        a, b = float(self.a), float(self.b)
+
+        def fg(x):
+            t = torch.tanh(x * a + b)
+            s = torch.sigmoid(x)
+            return (t * s).sum(), (1 - t * t) * a * s + t * s * (1 - s)
+        if compiled:
+            fgc = torch.compile(fg)
+            return lambda: [v.numpy() for v in fgc(torch.from_numpy(self.x))]
+
+        def run():
+            x = torch.from_numpy(self.x).requires_grad_(True)
+            f = (torch.tanh(x * a + b) * torch.sigmoid(x)).sum()
+            f.backward()
+            return float(f), x.grad.numpy()
+        return run
+
+    def jax(self):
+        a, b = float(self.a), float(self.b)
+        f = jax.jit(jax.value_and_grad(lambda x: jnp.sum(jnp.tanh(x * a + b) * jax.nn.sigmoid(x))))
+        return lambda: [np.asarray(v) for v in f(self.x)]
+
+
+class SoftmaxCE:
+    """mean softmax cross-entropy of (4096, 1000) logits and its gradient."""
+    name = "softmax CE fwd+bwd (4096,1000)"
+
+    def __init__(self):
+        rng = np.random.default_rng(3)
+        self.z = (rng.standard_normal((4096, 1000)) * 3).astype(np.float32)
+        self.y = rng.integers(0, 1000, 4096).astype(np.int32)
+
+    def nngraph(self):
+        z = ng.placeholder(("N", 1000), name="z")
+        y = ng.placeholder(("N",), "int32", name="y")
+        loss = ng.cross_entropy(z, y)
+        (gz,) = ng.grad(loss, [z])
+        return (lambda: ng.compile([z, y], [loss, gz], target="cpu")), lambda fn: (lambda: fn(self.z, self.y))
+
+    def numpy(self):
+        z0, y = self.z, self.y
+        rows = np.arange(len(y))
+
+        def run():
+            z = z0 - z0.max(1, keepdims=True)
+            e = np.exp(z)
+            s = e.sum(1, keepdims=True)
+            loss = float(np.mean(np.log(s[:, 0]) - z[rows, y]))
+            g = e / s
+            g[rows, y] -= 1
+            return loss, g / len(y)
+        return run
+
+    def torch(self, compiled=False):
+        y = torch.from_numpy(self.y.astype(np.int64))
+
+        def fg(z):
+            return F.cross_entropy(z, y)
+        f = torch.compile(fg) if compiled else fg
+
+        def run():
+            z = torch.from_numpy(self.z).requires_grad_(True)
+            loss = f(z)
+            loss.backward()
+            return float(loss), z.grad.numpy()
+        return run
+
+    def jax(self):
+        y = self.y
+
+        def loss(z):
+            return -jnp.mean(jax.nn.log_softmax(z)[jnp.arange(z.shape[0]), y])
+        f = jax.jit(jax.value_and_grad(loss))
+        return lambda: [np.asarray(v) for v in f(self.z)]
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def copy_bandwidth():
+    a = np.ones(1 << 24, np.float32)
+    b = np.empty_like(a)
+    t = timeit(lambda: np.copyto(b, a), min_calls=10, budget=0.5)
+    return 2 * a.nbytes / t
+
+
+def bench(w, results, compiles):
+    row = {}
+    make, caller = w.nngraph()
+    try:
+        t = time.perf_counter()
+        fn = make()
+        cold = time.perf_counter() - t
+        t = time.perf_counter()
+        fn2 = make()
+        warm = time.perf_counter() - t
+        compiles.append((w.name, "nngraph cold / warm cache", f"{cold:.3f} s / {warm:.3f} s "
+                         f"(cache_hit={fn2.stats()['cache_hit']})"))
+        row["nngraph cpu"] = timeit(caller(fn))
+    except Exception as e:   # a workload the compiler cannot take yet is reported, not hidden
+        row["nngraph cpu"] = f"error: {type(e).__name__}: {str(e)[:60]}"
+    if w.numpy is not None:
+        row["NumPy"] = timeit(w.numpy())
+    if torch is not None:
+        row["torch eager"] = timeit(w.torch())
+        try:
+            f, secs = first_call(lambda: w.torch(compiled=True))
+            compiles.append((w.name, "torch.compile first call", f"{secs:.2f} s"))
+            row["torch.compile"] = timeit(f)
+        except Exception as e:
+            row["torch.compile"] = f"error: {type(e).__name__}"
+    if jax is not None:
+        f, secs = first_call(w.jax)
+        compiles.append((w.name, "jax.jit first call", f"{secs:.2f} s"))
+        row["JAX jit"] = timeit(f)
+    results.append((w.name, row))
+
+
+def fmt(v):
+    if isinstance(v, str):
+        return v
+    return f"{v * 1e6:,.0f}"
+
+
+def main(argv=None):
+    global QUICK
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="few calls per measurement (smoke test)")
+    ap.add_argument("--only", default="", help="comma-separated substrings of workload names")
+    args = ap.parse_args(argv)
+    QUICK = args.quick
+    os.environ["NNGRAPH_CACHE_DIR"] = tempfile.mkdtemp(prefix="nngraph-bench-cache-")
+    workloads = [MLP((784, 512, 256, 10), 128), MLP((784, 512, 256, 10), 128, train=False), CNN(),
+                 MLP((64, 128, 10), 32), Elementwise(), SoftmaxCE()]
+    if args.only:
+        keys = [k.strip().lower() for k in args.only.split(",")]
+        workloads = [w for w in workloads if any(k in w.name.lower() for k in keys)]
+    results, compiles = [], []
+    for w in workloads:
+        print(f"... {w.name}", file=sys.stderr, flush=True)
+        bench(w, results, compiles)
+    cols = ["nngraph cpu", "NumPy", "torch eager", "torch.compile", "JAX jit"]
+    print(f"\nmedian microseconds per call ({os.cpu_count()} cores; lower is better)\n")
+    print("| workload | " + " | ".join(cols) + " |")
+    print("|---" * (len(cols) + 1) + "|")
+    for name, row in results:
+        print(f"| {name} | " + " | ".join(fmt(row[c]) if c in row else "—" for c in cols) + " |")
+    bw = copy_bandwidth()
+    for w in workloads:
+        if isinstance(w, Elementwise):
+            floor = w.bytes / bw
+            got = dict(results).get(w.name, {}).get("nngraph cpu")
+            ratio = f", nngraph at {got / floor:.2f}x the floor" if isinstance(got, float) else ""
+            print(f"\nelementwise memory floor: {w.bytes / 1e6:.0f} MB / {bw / 1e9:.1f} GB/s copy bandwidth = "
+                  f"{floor * 1e6:,.0f} us{ratio}")
+    print("\ncompile times")
+    for name, what, v in compiles:
+        print(f"  {name}: {what}: {v}")
+    missing = [n for n, m in (("JAX", jax), ("PyTorch", torch)) if m is None]
+    if missing:
+        print(f"\nnot installed (not measured): {', '.join(missing)}")
+    if pytensor is None:
+        print("PyTensor: not installed (its workloads are not written here either)")
+    else:
+        print("PyTensor: installed, but this script has no PyTensor versions of the workloads yet")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""The whole schedule as one native function:
+
+    i32 nngraph_entry(i8** bufs, i64* sizes)
+
+`bufs[id]` is the data pointer of buffer `id`, `sizes[j]` the value of the j-th
+symbolic size (passes.program.symbols order). Kernels run in schedule order; a
+loop kernel whose work is above a threshold runs its first outer axis split in
+two, the second half on a thread made with pthread_create (declared external;
+the C library is already in the process). With check_numerics, every float
+buffer a kernel writes is scanned for NaN/inf right after it, and the entry
+returns 1 + the kernel's index on the first bad one (0 means success).
+"""
+from __future__ import annotations
+
+import re
+
+import llvmlite.ir as ir
+
+from nngraph.types import Dim
+from passes.program import LoopKernel, MatmulKernel, symbols as program_symbols
+
+from . import target
+from .irtypes import I1, I8P, I32, I64, VOID, i64
+from .kernel import (can_split_reduction, emit_finish_function, emit_loop_function, emit_partial_function,
+                     partial_type)
+from .loops import FnBuilder
+from .matmul import emit_matmul_function, split_axis
+
+ENTRY = "nngraph_entry"
+# iterations x body instructions above which a loop kernel uses two threads
+THREAD_WORK = 1 << 19
+# multiply-adds above which a GEMM is split in two single-threaded BLAS calls on two threads
+GEMM_WORK = 1 << 22
+N_THREADS = 2
+
+_LOOP_FN = ir.FunctionType(VOID, [ir.PointerType(I8P), ir.PointerType(I64), I64, I64, I8P])
+# thread argument: {fn, bufs, sizes, lo, hi, extra}
+_ARGS = ir.LiteralStructType([ir.PointerType(_LOOP_FN), ir.PointerType(I8P), ir.PointerType(I64), I64, I64, I8P])
+NULL = ir.Constant(I8P, None)
+
+
+def _clean(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)[:40]
+
+
+def build_module(program, check_numerics=False, threads=True) -> tuple[str, dict]:
+    """LLVM IR text of the Program's module, and info (symbols, per-kernel notes)."""
+    syms = program_symbols(program)
+    module = ir.Module(name="nngraph")
+    module.triple = target.triple()
+    module.data_layout = target.data_layout()
+    tramp = _trampoline(module)
+    fb = FnBuilder(module, ENTRY, [], ret=I32, program=program, symbols=syms)
+    fb.fn.linkage = "external"
+    notes = []
+    for kno, kern in enumerate(program.schedule):
+        base = f"k{kno}_{_clean(kern.name)}"
+        if isinstance(kern, MatmulKernel):
+            f = emit_matmul_function(module, base, program, syms, kern)
+            axis = split_axis(program, kern)
+            factor, wsyms = _static_product(tuple(kern.batch) + (kern.m, kern.n, kern.k))
+            _launch(fb, f, fb.numel(axis), factor, wsyms, tramp, threads, GEMM_WORK)
+            if kern.epilogue is not None:
+                outer = tuple(kern.batch) + (kern.m, kern.n)
+                ef = emit_loop_function(module, base + "_epi", program, syms, outer, [kern.epilogue],
+                                        acc_buffer=kern.out)
+                _launch_loops(fb, ef, outer, [kern.epilogue], tramp, threads)
+            notes.append("blas")
+        elif isinstance(kern, LoopKernel) and threads and can_split_reduction(kern.outer, kern.stages) \
+                and _may_be_big((), kern.stages[:1]):
+            _launch_split_reduction(fb, base, kern, tramp)
+            notes.append("loop")
+        elif isinstance(kern, LoopKernel):
+            f = emit_loop_function(module, base, program, syms, tuple(kern.outer), list(kern.stages))
+            _launch_loops(fb, f, tuple(kern.outer), kern.stages, tramp, threads)
+            notes.append("loop")
+        else:
+            raise TypeError(f"unknown kernel type {type(kern).__name__}")
+        if check_numerics:
+            _check(fb, kern, kno)
+    fb.b.ret(ir.Constant(I32, 0))
+    fb.finish()
+    return str(module), {"symbols": syms, "notes": notes}
+
+
+def _trampoline(module):
+    """i8* nngraph_thread(i8* arg): unpack {fn, bufs, sizes, lo, hi} and call fn."""
+    fn = ir.Function(module, ir.FunctionType(ir.IntType(8).as_pointer(), [ir.IntType(8).as_pointer()]),
+                     "nngraph_thread")
+    fn.linkage = "internal"
+    b = ir.IRBuilder(fn.append_basic_block())
+    p = b.bitcast(fn.args[0], _ARGS.as_pointer())
+    vals = [b.load(b.gep(p, [ir.Constant(I32, 0), ir.Constant(I32, j)])) for j in range(6)]
+    b.call(vals[0], vals[1:])
+    b.ret(ir.Constant(ir.IntType(8).as_pointer(), None))
+    return fn
+
+
+def _static_work(outer, stages):
+    """(int factor, symbolic sizes) of the kernel's iteration count x body length."""
+    total, syms = 0, []
+    for st in stages:
+        n = max(1, len(st.body))
+        sy = []
+        for s in tuple(outer) + tuple(st.inner):
+            if isinstance(s, Dim):
+                sy.append(s)
+            else:
+                n *= s
+        total = max(total, n)
+        syms = sy if len(sy) > len(syms) else syms
+    return total, syms
+
+
+def _may_be_big(outer, stages) -> bool:
+    factor, syms = _static_work(outer, stages)
+    return factor > 0 and (bool(syms) or factor >= THREAD_WORK)
+
+
+def _static_product(sizes):
+    factor, syms = 1, []
+    for s in sizes:
+        if isinstance(s, Dim):
+            syms.append(s)
+        else:
+            factor *= s
+    return factor, syms
+
+
+def _launch_loops(fb: FnBuilder, f, outer, stages, tramp, threads):
+    if not outer:
+        fb.b.call(f, [fb.bufs_arg, fb.sizes_arg, i64(0), i64(1), NULL])
+        return
+    factor, syms = _static_work(outer, stages)
+    _launch(fb, f, fb.size(outer[0]), factor, syms, tramp, threads, THREAD_WORK)
+
+
+def _launch(fb: FnBuilder, f, n0, factor, syms, tramp, threads, threshold):
+    """Call f over [0, n0), split across two threads when factor * syms >= threshold."""
+    b = fb.b
+    if not threads or (not syms and factor < threshold) or factor == 0:
+        b.call(f, [fb.bufs_arg, fb.sizes_arg, i64(0), n0, NULL])
+        return
+    work = i64(factor)
+    for s in syms:
+        work = b.mul(work, fb.size(s))
+    big = b.and_(b.icmp_signed(">=", work, i64(threshold)), b.icmp_signed(">=", n0, i64(2)))
+    with b.if_else(big) as (then, otherwise):
+        with then:
+            _split(fb, f, n0, tramp)
+        with otherwise:
+            b.call(f, [fb.bufs_arg, fb.sizes_arg, i64(0), n0, NULL])
+
+
+def _pthread_decls(module):
+    create = module.globals.get("nngraph_pthread_create")
+    if create is None:
+        p8 = ir.IntType(8).as_pointer()
+        create = ir.Function(module, ir.FunctionType(I32, [I64.as_pointer(), p8, ir.FunctionType(p8, [p8]).as_pointer(), p8]),
+                             "nngraph_pthread_create")
+        ir.Function(module, ir.FunctionType(I32, [I64, p8.as_pointer()]), "nngraph_pthread_join")
+    return create, module.globals["nngraph_pthread_join"]
+
+
+def _split(fb: FnBuilder, f, n0, tramp, extras=(NULL, NULL)):
+    """Second half of [0, n0) on a new thread, first half here; if the thread
+    cannot be made, run the second half here too. extras[i] goes to half i."""
+    b = fb.b
+    create, join = _pthread_decls(fb.module)
+    mid = b.sdiv(n0, i64(N_THREADS))
+    args = fb.alloca(_ARGS, "thread_args")
+    tid = fb.alloca(I64, "tid")
+    for j, v in enumerate([f, fb.bufs_arg, fb.sizes_arg, mid, n0, extras[1]]):
+        b.store(v, b.gep(args, [ir.Constant(I32, 0), ir.Constant(I32, j)]))
+    p8 = ir.IntType(8).as_pointer()
+    rc = b.call(create, [tid, ir.Constant(p8, None), tramp, b.bitcast(args, p8)])
+    b.call(f, [fb.bufs_arg, fb.sizes_arg, i64(0), mid, extras[0]])
+    with b.if_else(b.icmp_signed("==", rc, ir.Constant(I32, 0))) as (ok, failed):
+        with ok:
+            b.call(join, [b.load(tid), ir.Constant(p8.as_pointer(), None)])
+        with failed:
+            b.call(f, [fb.bufs_arg, fb.sizes_arg, mid, n0, extras[1]])
+
+
+def _launch_split_reduction(fb: FnBuilder, base, kern, tramp):
+    """A full reduction (no outer domain) above the threshold: each thread sums
+    half of the first inner axis into its own partial, then one combine + the
+    later stages. Below the threshold, the plain kernel."""
+    module, program, syms = fb.module, fb.program, fb.symbols
+    st = kern.stages[0]
+    plain = emit_loop_function(module, base, program, syms, (), list(kern.stages))
+    part = emit_partial_function(module, base + "_part", program, syms, st)
+    fin = emit_finish_function(module, base + "_fin", program, syms, list(kern.stages), N_THREADS)
+    b = fb.b
+    factor, wsyms = _static_work((), [st])
+    n0 = fb.size(st.inner[0])
+    work = i64(factor)
+    for s in wsyms:
+        work = b.mul(work, fb.size(s))
+    big = b.and_(b.icmp_signed(">=", work, i64(THREAD_WORK)), b.icmp_signed(">=", n0, i64(2)))
+    with b.if_else(big) as (then, otherwise):
+        with then:
+            parts = fb.alloca(ir.ArrayType(partial_type(st), N_THREADS), "partials")
+            p0 = b.bitcast(b.gep(parts, [i64(0), i64(0)]), I8P)
+            p1 = b.bitcast(b.gep(parts, [i64(0), i64(1)]), I8P)
+            _split(fb, part, n0, tramp, (p0, p1))
+            b.call(fin, [fb.bufs_arg, fb.sizes_arg, i64(0), i64(1), p0])
+        with otherwise:
+            b.call(plain, [fb.bufs_arg, fb.sizes_arg, i64(0), i64(1), NULL])
+
+
+def _check_fn(module, dtype):
+    """i1 nngraph_nonfinite_<t>(ptr, n): any element with an all-ones exponent."""
+    name = f"nngraph_nonfinite_{dtype}"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    it = ir.IntType(32 if dtype == "float32" else 64)
+    mask = 0x7F800000 if dtype == "float32" else 0x7FF0000000000000
+    fn = ir.Function(module, ir.FunctionType(I1, [it.as_pointer(), I64]), name)
+    fn.linkage = "internal"
+    entry = fn.append_basic_block("entry")
+    b = ir.IRBuilder(entry)
+    acc = b.alloca(it)
+    b.store(ir.Constant(it, 0), acc)
+    head, body, end = (fn.append_basic_block(x) for x in ("head", "body", "end"))
+    b.branch(head)
+    b.position_at_end(head)
+    i = b.phi(I64)
+    i.add_incoming(i64(0), entry)
+    b.cbranch(b.icmp_signed("<", i, fn.args[1]), body, end)
+    b.position_at_end(body)
+    bits = b.and_(b.load(b.gep(fn.args[0], [i])), ir.Constant(it, mask))
+    bad = b.icmp_unsigned("==", bits, ir.Constant(it, mask))
+    b.store(b.or_(b.load(acc), b.zext(bad, it)), acc)
+    i.add_incoming(b.add(i, i64(1)), body)
+    b.branch(head)
+    b.position_at_end(end)
+    b.ret(b.icmp_unsigned("!=", b.load(acc), ir.Constant(it, 0)))
+    return fn
+
+
+def _check(fb: FnBuilder, kern, kno):
+    b = fb.b
+    for bid in sorted(kern.writes()):
+        buf = fb.program.buffers[bid]
+        if buf.dtype not in ("float32", "float64"):
+            continue
+        fn = _check_fn(fb.module, buf.dtype)
+        ptr = b.bitcast(fb.ptr(bid), fn.args[0].type)
+        bad = b.call(fn, [ptr, fb.numel(buf.shape)])
+        fail = fb.fn.append_basic_block(f"nonfinite_k{kno}")
+        cont = fb.fn.append_basic_block(f"finite_k{kno}")
+        b.cbranch(bad, fail, cont)
+        b.position_at_end(fail)
+        b.ret(ir.Constant(I32, kno + 1))
+        b.position_at_end(cont)
+

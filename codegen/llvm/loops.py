@@ -1,0 +1,130 @@
+"""Function-building context shared by the emitters: an entry block for allocas and
+loop-invariant loads (buffer pointers, sizes), counted loops, index arithmetic."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import llvmlite.ir as ir
+
+from nngraph.types import Dim
+
+from .irtypes import I8P, I64, i64, storage_type
+
+
+def root_buffer(program, buf_id: int) -> int:
+    """The buffer that owns the memory of `buf_id` (following kind "view")."""
+    seen = 0
+    while program.buffers[buf_id].kind == "view":
+        buf_id = program.buffers[buf_id].view_of
+        seen += 1
+        if seen > len(program.buffers):
+            raise ValueError("cycle of views in the Program")
+    return buf_id
+
+
+class FnBuilder:
+    """One LLVM function with the (i8** bufs, i64* sizes, ...) calling convention.
+
+    Buffer pointers and symbolic sizes are loaded once in the entry block, so the
+    loops see them as invariants (no reloads that might alias stores)."""
+
+    def __init__(self, module: ir.Module, name: str, extra_args=(), ret=None, program=None, symbols=()):
+        self.module = module
+        ret = ret or ir.VoidType()
+        self.fn = ir.Function(module, ir.FunctionType(ret, [ir.PointerType(I8P), ir.PointerType(I64)] + list(extra_args)), name)
+        self.fn.linkage = "internal"
+        self.bufs_arg, self.sizes_arg = self.fn.args[0], self.fn.args[1]
+        self.args = self.fn.args[2:]
+        self.entry = self.fn.append_basic_block("entry")
+        self.eb = ir.IRBuilder(self.entry)
+        self.b = ir.IRBuilder(self.fn.append_basic_block("body"))
+        self._first = self.b.block
+        self.program = program
+        self.symbols = list(symbols)
+        self._ptrs = {}
+        self._sizes = {}
+
+    def finish(self):
+        self.eb.branch(self._first)
+        return self.fn
+
+    def alloca(self, t, name=""):
+        return self.eb.alloca(t, name=name)
+
+    def size(self, s):
+        """A size (int or Dim) as an i64 value."""
+        if isinstance(s, Dim):
+            v = self._sizes.get(s.name)
+            if v is None:
+                slot = self.symbols.index(s.name)
+                v = self.eb.load(self.eb.gep(self.sizes_arg, [i64(slot)]), name=f"size_{s.name}")
+                self._sizes[s.name] = v
+            return v
+        return i64(int(s))
+
+    def ptr(self, buf_id: int):
+        """The typed base pointer of buffer `buf_id`."""
+        p = self._ptrs.get(buf_id)
+        if p is None:
+            buf = self.program.buffers[buf_id]
+            root = root_buffer(self.program, buf_id)    # a view is its root's memory
+            raw = self.eb.load(self.eb.gep(self.bufs_arg, [i64(root)]), name=f"p_{buf.name}"[:40])
+            p = self.eb.bitcast(raw, ir.PointerType(storage_type(buf.dtype)))
+            self._ptrs[buf_id] = p
+        return p
+
+    def numel(self, shape):
+        b = self.b
+        n = i64(1)
+        for s in shape:
+            n = b.mul(n, self.size(s), flags=["nsw"]) if not (isinstance(s, int) and s == 1) else n
+        return n
+
+    def linear(self, shape, index):
+        """Row-major offset of `index` (i64 values) in a buffer of `shape`."""
+        b = self.b
+        if not shape:
+            return i64(0)
+        off = index[0]
+        for s, ix in zip(shape[1:], index[1:]):
+            off = b.add(b.mul(off, self.size(s), flags=["nsw"]), ix, flags=["nsw"])
+        return off
+
+    def element_ptr(self, buf_id, index):
+        buf = self.program.buffers[buf_id]
+        return self.b.gep(self.ptr(buf_id), [self.linear(buf.shape, index)], inbounds=True)
+
+    @contextmanager
+    def loop(self, lo, hi, name="i"):
+        """for (i = lo; i < hi; i++) — yields i; the builder ends after the loop."""
+        b = self.b
+        pre = b.block
+        head = self.fn.append_basic_block(f"{name}_head")
+        body = self.fn.append_basic_block(f"{name}_body")
+        end = self.fn.append_basic_block(f"{name}_end")
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.phi(I64, name=name)
+        i.add_incoming(lo, pre)
+        b.cbranch(b.icmp_signed("<", i, hi), body, end)
+        b.position_at_end(body)
+        yield i
+        nxt = b.add(i, i64(1), flags=["nsw", "nuw"])
+        i.add_incoming(nxt, b.block)
+        b.branch(head)
+        b.position_at_end(end)
+
+    @contextmanager
+    def nest(self, sizes, prefix="i", first=None):
+        """Nested loops over `sizes` (outermost first); yields the index list.
+        `first` = (lo, hi) replaces the bounds of the outermost loop."""
+        idx = []
+        stack = []
+        for d, s in enumerate(sizes):
+            lo, hi = (first if (d == 0 and first is not None) else (i64(0), self.size(s)))
+            cm = self.loop(lo, hi, f"{prefix}{d}")
+            idx.append(cm.__enter__())
+            stack.append(cm)
+        yield idx
+        for cm in reversed(stack):
+            cm.__exit__(None, None, None)

@@ -1,0 +1,158 @@
+"""MatmulKernel -> `void mm(bufs, sizes)`: BLAS sgemm/dgemm through the function
+pointers scipy.linalg.cython_blas exports (registered as nngraph_sgemm/dgemm), one
+call per batch entry (or one call when the batch folds into M); integer matmul as
+a generated loop. The epilogue is a separate loop function (kernel.py) over the
+output, run after the product, reading it with `acc`.
+
+BLAS is column-major: a row-major C = op(A) op(B) is, read column-major,
+C^T = op(B)^T op(A)^T, so we call gemm with the operands swapped.
+"""
+from __future__ import annotations
+
+import llvmlite.ir as ir
+
+from passes.program import MatmulKernel
+
+from .irtypes import F32, F64, I8, I8P, I32, I64, VOID, i64, value_type
+from .loops import FnBuilder
+
+
+def _is_one(s) -> bool:
+    return isinstance(s, int) and s == 1
+
+
+def _batch_offsets(fb, kern, buf_id, bidx, batch):
+    """Element offset of operand `buf_id`'s matrix for output batch index `bidx`,
+    broadcasting batch axes of size 1 (or missing)."""
+    b = fb.b
+    shape = fb.program.buffers[buf_id].shape
+    nb = len(shape) - 2
+    off = i64(0)
+    stride = fb.numel(shape[-2:])
+    for d in range(nb - 1, -1, -1):
+        od = len(batch) - nb + d
+        if not _is_one(shape[d]) or _is_one(batch[od]):
+            off = b.add(off, b.mul(bidx[od], stride))
+        stride = b.mul(stride, fb.size(shape[d]))
+    return off
+
+
+def folds(program, kern: MatmulKernel) -> bool:
+    """True when the batch folds into M: one GEMM of (batch*M) rows against a B
+    that is the same matrix for every batch entry."""
+    a, b = program.buffers[kern.a].shape, program.buffers[kern.b].shape
+    return bool(not kern.trans_a and kern.batch and all(_is_one(s) for s in b[:-2])
+                and tuple(a[:-2]) == tuple(kern.batch))
+
+
+def split_axis(program, kern: MatmulKernel) -> tuple:
+    """The sizes whose product is the axis the function's [lo, hi) range runs over:
+    output rows (times the batch when it folds), else the first batch axis."""
+    dt = program.buffers[kern.out].dtype
+    if dt in ("float32", "float64") and folds(program, kern):
+        return tuple(kern.batch) + (kern.m,)
+    return (kern.batch[0],) if kern.batch else (kern.m,)
+
+
+def emit_matmul_function(module, name, program, symbols, kern: MatmulKernel):
+    """`void mm(bufs, sizes, lo, hi, extra)`: the product for split_axis range [lo, hi)."""
+    fb = FnBuilder(module, name, [I64, I64, I8P], program=program, symbols=symbols)
+    dt = program.buffers[kern.out].dtype
+    for x in (kern.a, kern.b):
+        if program.buffers[x].dtype != dt:
+            raise NotImplementedError(f"matmul {kern.name}: operand dtypes differ "
+                                      f"({program.buffers[x].dtype} vs {dt}); the lowering must cast first")
+    if dt in ("float32", "float64"):
+        _emit_gemm(fb, kern, dt)
+    else:
+        _emit_int_loops(fb, kern, dt)
+    fb.b.ret_void()
+    return fb.finish()
+
+
+def _gemm_decl(module, dt):
+    t = F32 if dt == "float32" else F64
+    name = "nngraph_sgemm" if dt == "float32" else "nngraph_dgemm"
+    fn = module.globals.get(name)
+    if fn is None:
+        ip, tp, cp = ir.PointerType(I32), ir.PointerType(t), ir.PointerType(I8)
+        fn = ir.Function(module, ir.FunctionType(VOID, [cp, cp, ip, ip, ip, tp, tp, ip, tp, ip, tp, tp, ip]), name)
+    return fn
+
+
+def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt):
+    b = fb.b
+    t = value_type(dt)
+    gemm = _gemm_decl(fb.module, dt)
+
+    def slot(ty, v, name):
+        p = fb.alloca(ty, name=name)
+        b.store(v, p)
+        return p
+
+    def i32(v):
+        return b.trunc(v, I32)
+
+    def imax1(v):
+        return b.select(b.icmp_signed("<", v, i64(1)), i64(1), v)
+
+    m, n, k = fb.size(kern.m), fb.size(kern.n), fb.size(kern.k)
+    lo, hi, _ = fb.args
+    fold = folds(fb.program, kern)
+    split_rows = fold or not kern.batch
+    rows = b.sub(hi, lo) if split_rows else m
+    # operands as BLAS sees them (swapped): first = our B, second = our A
+    ta = slot(I8, ir.Constant(I8, ord("T" if kern.trans_b else "N")), "ta")
+    tb = slot(I8, ir.Constant(I8, ord("T" if kern.trans_a else "N")), "tb")
+    pm, pn, pk = slot(I32, i32(n), "m"), slot(I32, i32(rows), "n"), slot(I32, i32(k), "k")
+    lda = slot(I32, i32(imax1(k if kern.trans_b else n)), "lda")
+    ldb = slot(I32, i32(imax1(m if kern.trans_a else k)), "ldb")
+    ldc = slot(I32, i32(imax1(n)), "ldc")
+    alpha = slot(t, ir.Constant(t, float(kern.alpha)), "alpha")
+    beta = slot(t, ir.Constant(t, float(kern.beta)), "beta")
+    pa, pb_, pc = fb.ptr(kern.a), fb.ptr(kern.b), fb.ptr(kern.out)
+
+    def call(bidx):
+        if bidx is None:      # rows [lo, hi) of the (folded) product
+            oa = lo if kern.trans_a else b.mul(lo, k)
+            ob, oc = i64(0), b.mul(lo, n)
+        else:
+            oa = _batch_offsets(fb, kern, kern.a, bidx, kern.batch)
+            ob = _batch_offsets(fb, kern, kern.b, bidx, kern.batch)
+            oc = b.mul(fb.linear(kern.batch, bidx), b.mul(m, n))
+        b.call(gemm, [ta, tb, pm, pn, pk, alpha, b.gep(pb_, [ob]), lda, b.gep(pa, [oa]), ldb, beta,
+                      b.gep(pc, [oc]), ldc])
+
+    if split_rows:
+        with fb.b.if_then(b.icmp_signed("<", lo, hi)):
+            call(None)
+    else:
+        with fb.nest(kern.batch, "b", first=(lo, hi)) as bidx:
+            call(bidx)
+
+
+def _emit_int_loops(fb: FnBuilder, kern: MatmulKernel, dt):
+    """out[b, i, j] = alpha * sum_k A[b, i, k] B[b, k, j] + beta * out (integers wrap)."""
+    b = fb.b
+    t = value_type(dt)
+    pa, pb_, pc = fb.ptr(kern.a), fb.ptr(kern.b), fb.ptr(kern.out)
+    m, n, k = fb.size(kern.m), fb.size(kern.n), fb.size(kern.k)
+    acc = fb.alloca(t, "acc")
+    with fb.nest(tuple(kern.batch) + (kern.m, kern.n), "ij", first=fb.args[:2]) as idx:
+        bidx, i, j = idx[:-2], idx[-2], idx[-1]
+        oa = _batch_offsets(fb, kern, kern.a, bidx, kern.batch) if kern.batch else i64(0)
+        ob = _batch_offsets(fb, kern, kern.b, bidx, kern.batch) if kern.batch else i64(0)
+        b.store(ir.Constant(t, 0), acc)
+        with fb.loop(i64(0), k, "kk") as kk:
+            ia = b.add(oa, b.add(b.mul(kk, m), i) if kern.trans_a else b.add(b.mul(i, k), kk))
+            ib = b.add(ob, b.add(b.mul(j, k), kk) if kern.trans_b else b.add(b.mul(kk, n), j))
+            prod = b.mul(b.load(b.gep(pa, [ia])), b.load(b.gep(pb_, [ib])))
+            b.store(b.add(b.load(acc), prod), acc)
+        oc = b.add(b.mul(fb.linear(kern.batch, bidx) if kern.batch else i64(0), b.mul(m, n)),
+                   b.add(b.mul(i, n), j))
+        cp = b.gep(pc, [oc])
+        v = b.mul(b.load(acc), ir.Constant(t, int(kern.alpha)))
+        if kern.beta:
+            v = b.add(v, b.mul(b.load(cp), ir.Constant(t, int(kern.beta))))
+        b.store(v, cp)
+

@@ -1,0 +1,142 @@
+"""The host target: LLVM initialisation, the target machine for this CPU, the
+optimisation pipeline, and turning IR text into object code and assembly.
+
+One TargetMachine per process (host CPU name and features), so `-O3` vectorises
+for what this machine has (AVX2/AVX-512). Object code produced here is what the
+disk cache stores; `load_object` maps it into memory with MCJIT.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import os
+import threading
+
+import llvmlite
+import llvmlite.binding as llvm
+
+_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=None)
+def _init() -> None:
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    _register_symbols()
+
+
+@functools.lru_cache(maxsize=None)
+def target_machine():
+    """The process's TargetMachine for optimising and emitting code."""
+    return _new_target_machine()
+
+
+def _new_target_machine():
+    _init()
+    target = llvm.Target.from_triple(llvm.get_process_triple())
+    return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
+                                        features=llvm.get_host_cpu_features().flatten(),
+                                        opt=3, reloc="default", codemodel="jitdefault", jit=True)
+
+
+def target_id() -> str:
+    """What object code depends on besides the IR: triple, CPU, features, llvmlite."""
+    _init()
+    return "|".join([llvm.get_process_triple(), llvm.get_host_cpu_name(),
+                     llvm.get_host_cpu_features().flatten(), llvmlite.__version__,
+                     ".".join(map(str, llvm.llvm_version_info))])
+
+
+@functools.lru_cache(maxsize=None)
+def data_layout() -> str:
+    # read once: llvmlite's TargetMachine.target_data must not be fetched twice
+    return str(target_machine().target_data)
+
+
+def triple() -> str:
+    _init()
+    return llvm.get_process_triple()
+
+
+# ----------------------------------------------------------------------------- symbols
+
+def _capsule_ptr(capsule) -> int:
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype = ctypes.c_void_p
+    get.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    name_fn = ctypes.pythonapi.PyCapsule_GetName
+    name_fn.restype = ctypes.c_char_p
+    name_fn.argtypes = [ctypes.py_object]
+    return get(capsule, name_fn(capsule))
+
+
+def _register_symbols() -> None:
+    """External functions the generated code calls, by name: BLAS gemm from
+    scipy's cython_blas, pthread_create/join from the C library."""
+    from scipy.linalg import cython_blas
+    for name in ("sgemm", "dgemm"):
+        llvm.add_symbol(f"nngraph_{name}", _capsule_ptr(cython_blas.__pyx_capi__[name]))
+    _single_threaded_blas()
+    libc = ctypes.CDLL(None)
+    for name in ("pthread_create", "pthread_join"):
+        llvm.add_symbol(f"nngraph_{name}", ctypes.cast(getattr(libc, name), ctypes.c_void_p).value)
+
+
+def _single_threaded_blas() -> None:
+    """Generated code splits big GEMMs across its own threads, so scipy's private
+    OpenBLAS (the one cython_blas calls; NumPy's copy is left alone) runs one thread
+    per call: its spinning worker threads cost 10x when the cores are busy.
+    NNGRAPH_BLAS_THREADS overrides the count."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return
+    n = int(os.environ.get("NNGRAPH_BLAS_THREADS", "1"))
+    for lib in ThreadpoolController().lib_controllers:
+        if os.path.basename(lib.filepath or "").startswith("libscipy_openblas-"):
+            lib.set_num_threads(n)
+
+
+# ----------------------------------------------------------------------------- compile
+
+def optimize(ir_text: str):
+    """Parse, verify and run the O3 pipeline (vectorisers on); returns the ModuleRef."""
+    tm = target_machine()
+    mod = llvm.parse_assembly(ir_text)
+    mod.verify()
+    pto = llvm.create_pipeline_tuning_options(speed_level=3)
+    pto.loop_vectorization = True
+    pto.slp_vectorization = True
+    pto.loop_unrolling = False     # halves compile time; interleaving keeps reductions fast
+    pb = llvm.create_pass_builder(tm, pto)
+    pb.getModulePassManager().run(mod, pb)
+    return mod
+
+
+def emit_object(mod) -> bytes:
+    with _lock:
+        return bytes(target_machine().emit_object(mod))
+
+
+def emit_assembly(mod) -> str:
+    with _lock:
+        return target_machine().emit_assembly(mod)
+
+
+class LoadedObject:
+    """Object code mapped into this process; keeps the engine alive while used."""
+
+    def __init__(self, obj: bytes):
+        _init()
+        with _lock:
+            # the engine takes ownership of its TargetMachine: give it its own
+            self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine())
+            self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+            self.engine.finalize_object()
+
+    def address(self, name: str) -> int:
+        addr = self.engine.get_function_address(name)
+        if not addr:
+            raise RuntimeError(f"symbol {name!r} not found in compiled object")
+        return addr

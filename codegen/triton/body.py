@@ -1,0 +1,246 @@
+"""Prints one stage body (SSA scalar instructions) as Triton block code.
+
+Every value is a block: it varies along some of the kernel's block axes ("groups":
+x for the outer block, r for the inner reduction block, m/n for a matmul tile) and
+is broadcast along the others, so a row value [XBLOCK, 1] meets an element value
+[XBLOCK, RBLOCK] by Triton's broadcasting. A load or store is masked by the masks
+of exactly the groups its address varies along, so its mask has its shape.
+
+Integer index arithmetic (loop indices, sizes, their sums and products) stays in
+int32 (what tl.arange gives): the launcher refuses buffers of 2**31 elements or
+more. Every other value has the dtype its instruction names; operands are cast to
+it where Triton's own promotion would differ.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .names import paren, prod_expr, size_expr
+from .scalar_ops import BINARY, COMPARE, LOGICAL, TL_DTYPE, UNARY, identity, literal, uniform_expr
+
+
+class CodegenError(Exception):
+    """A Program construct the Triton printer does not handle (a bug upstream or here)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Val:
+    expr: str                    # source text: a variable name or a literal
+    dtype: str                   # the dtype the Triton value has
+    groups: frozenset = frozenset()
+    index: bool = False          # int32 index arithmetic
+    literal: bool = False        # a weakly typed Python literal
+
+
+def live_instrs(body, roots) -> set:
+    """Indices of the instructions that the roots need."""
+    live, todo = set(), list(roots)
+    while todo:
+        k = todo.pop()
+        if k in live:
+            continue
+        live.add(k)
+        todo.extend(body[k].args)
+    return live
+
+
+def stage_roots(stage) -> list:
+    roots = []
+    for st in stage.stores:
+        roots += list(st.index) + [st.value]
+    for r in stage.reduce:
+        roots += list(r[1:])
+    return roots
+
+
+class BodyPrinter:
+    """Prints the live instructions of a body, appending source lines to `out`.
+
+    axis(k) -> Val        the loop index k
+    result(s, j) -> Val   slot j of earlier stage s
+    acc -> Val            the contraction value (matmul epilogues)
+    ptr(buffer id) -> (pointer name, Buffer)
+    masks: group -> mask expression; zero: group -> an int32 zero block of that group
+    """
+
+    def __init__(self, out, indent, prefix, axis, result, acc, ptr, masks, zero):
+        self.out, self.indent, self.prefix = out, indent, prefix
+        self.axis, self.result, self.acc, self.ptr = axis, result, acc, ptr
+        self.masks, self.zero = masks, zero
+        self.helpers = set()
+
+    def emit(self, line: str):
+        self.out.append(self.indent + line)
+
+    def mask_of(self, groups) -> str | None:
+        ms = [self.masks[g] for g in sorted(groups) if g in self.masks]
+        return " & ".join(ms) if ms else None
+
+    # ------------------------------------------------------------------ addresses
+    def offset(self, buf, index_vals, patterns=()) -> tuple:
+        """Row-major element offset of buffer `buf` at the given index values."""
+        groups = frozenset().union(*[v.groups for v in index_vals]) if index_vals else frozenset()
+        for vals, shape, expr in patterns:   # contiguous walks recognised by the caller
+            if len(vals) == len(index_vals) and all(a is b for a, b in zip(vals, index_vals)) \
+                    and tuple(shape) == tuple(buf.shape):
+                return expr, groups
+        terms = []
+        shape = list(buf.shape)
+        for k, v in enumerate(index_vals):
+            if v.literal and v.expr == "0":
+                continue
+            stride = prod_expr(shape[k + 1:])
+            terms.append(paren(v.expr) if stride == "1" else f"{paren(v.expr)} * {paren(stride)}")
+        return (" + ".join(terms) if terms else "0"), groups
+
+    # ------------------------------------------------------------------ values
+    def cast(self, v: Val, dtype: str) -> str:
+        if v.literal:
+            return v.expr
+        if v.dtype == dtype or (v.index and dtype in ("int32", "int64")):
+            return v.expr
+        if dtype == "bool":
+            return f"({v.expr} != 0)"
+        return f"{paren(v.expr)}.to({TL_DTYPE[dtype]})"
+
+    def print(self, body, live, patterns=()) -> dict:
+        """Prints the live instructions in order; returns {instr index: Val}."""
+        vals = {}
+        for k, ins in enumerate(body):
+            if k in live:
+                vals[k] = self.instr(k, ins, [vals[a] for a in ins.args], patterns)
+        return vals
+
+    def var(self, k: int) -> str:
+        return f"{self.prefix}{k}"
+
+    def instr(self, k, ins, args, patterns) -> Val:
+        op, dt = ins.op, ins.dtype
+        if op == "idx":
+            return self.axis(ins.attr("axis"))
+        if op == "size":
+            s = ins.attr("size")
+            return Val(size_expr(s), "int32", frozenset(), index=True, literal=isinstance(s, int))
+        if op == "const":
+            v = ins.attr("value")
+            return Val(literal(v, dt), dt, frozenset(), index=dt in ("int32", "int64"), literal=True)
+        if op == "result":
+            return self.result(ins.attr("stage"), ins.attr("slot"))
+        if op == "acc":
+            if self.acc is None:
+                raise CodegenError("'acc' outside a contraction epilogue")
+            return self.acc
+        groups = frozenset().union(*[a.groups for a in args]) if args else frozenset()
+        name = self.var(k)
+        if op == "load":
+            return self.load(name, ins, args, patterns)
+        if op == "uniform":
+            counter, index = args
+            self.helpers.add("_hash32")
+            self.emit(f"{name} = {uniform_expr(ins.attr('seed'), paren(counter.expr), paren(index.expr))}")
+            return Val(name, "float32", groups)
+        if op == "cast":
+            (a,) = args
+            to = ins.attr("dtype") or dt
+            if a.literal:
+                py = {"bool": bool, "float32": float, "float64": float}.get(to, int)
+                return Val(literal(py(eval(a.expr, {"float": float})), to), to, frozenset(),
+                           index=to in ("int32", "int64"), literal=True)
+            if a.index and to in ("int32", "int64"):
+                return a
+            self.emit(f"{name} = {self.cast(a, to)}")
+            return Val(name, to, groups)
+        if op == "where":
+            c, a, b = args
+            self.emit(f"{name} = tl.where({c.expr}, {self.cast(a, dt)}, {self.cast(b, dt)})")
+            return Val(name, dt, groups, index=a.index and b.index and dt in ("int32", "int64"))
+        if op in UNARY:
+            fmt, helpers = UNARY[op]
+            (a,) = args
+            if op == "sqrt" and dt == "float32":
+                fmt = "tl.sqrt_rn({a})"             # IEEE rounding (tl.sqrt is approximate on GPUs)
+            if op == "sign" and dt in ("float32", "float64"):
+                fmt = "tl.where({a} > 0, 1.0, tl.where({a} < 0, -1.0, {a}))"
+            a_src = a.expr if op in LOGICAL else self.cast(a, dt)
+            if a.literal and op not in ("neg", "stop_gradient", "logical_not"):
+                a_src = f"tl.full([], {a.expr}, {TL_DTYPE[dt]})"
+            self.helpers |= set(helpers)
+            self.emit(f"{name} = {fmt.format(a=paren(a_src), t=TL_DTYPE[dt])}")
+            out_dt = "bool" if op == "logical_not" else dt
+            return Val(name, out_dt, groups, index=a.index and op in ("neg", "abs", "stop_gradient"))
+        if op in BINARY:
+            fmt, helpers = BINARY[op]
+            a, b = args
+            if op in COMPARE or op in LOGICAL:
+                sa, sb = a.expr, b.expr
+                out_dt, index = "bool", False
+            else:
+                index = a.index and b.index and dt in ("int32", "int64")
+                sa, sb = (a.expr, b.expr) if index else (self.cast(a, dt), self.cast(b, dt))
+                if a.literal and b.literal:
+                    sa = f"tl.full([], {a.expr}, {TL_DTYPE[dt]})"
+                out_dt = "int32" if index else dt
+            if op == "div" and dt == "float32":
+                fmt = "tl.math.div_rn({a}, {b})"    # IEEE rounding, as NumPy (the default is approximate)
+                sa, sb = _tensor_operands(sa, sb, a.literal, b.literal)
+            if op == "pow" and b.literal and not a.literal:
+                special = {1.0: "{a}", 2.0: "{a} * {a}", 3.0: "{a} * {a} * {a}", 0.5: "tl.sqrt({a})",
+                           -0.5: "tl.rsqrt({a})", -1.0: "1.0 / {a}"}.get(float(eval(b.expr, {"float": float})))
+                if special:   # a constant exponent: exact and cheap
+                    fmt, helpers = special, ()
+            if helpers:       # helper functions take tensors, not Python literals
+                sa, sb = _tensor_operands(sa, sb, a.literal, b.literal)
+            self.helpers |= set(helpers)
+            self.emit(f"{name} = {fmt.format(a=paren(sa), b=paren(sb))}")
+            return Val(name, out_dt, groups, index=index)
+        raise CodegenError(f"the Triton printer has no rule for scalar op '{op}'")
+
+    def load(self, name, ins, args, patterns) -> Val:
+        ptr, buf = self.ptr(ins.attr("buffer"))
+        masked = bool(ins.attr("masked"))
+        index = args[:-1] if masked else args
+        if len(index) != len(buf.shape):
+            raise CodegenError(f"load of {buf.name}: {len(index)} indices for a {len(buf.shape)}-d buffer")
+        off, groups = self.offset(buf, index, patterns)
+        parts = []
+        dom = self.mask_of(groups | (args[-1].groups if masked else frozenset()))
+        if dom:
+            parts.append(dom)
+        if masked:
+            parts.append(paren(args[-1].expr))
+        mask = " & ".join(parts)
+        addr = ptr if off == "0" else f"{ptr} + {off}"
+        if mask:
+            fill = literal(ins.attr("fill", 0), buf.dtype)
+            self.emit(f"{name} = tl.load({addr}, mask={mask}, other={fill})")
+        else:
+            self.emit(f"{name} = tl.load({addr})")
+        return Val(name, buf.dtype, groups | (args[-1].groups if masked else frozenset()))
+
+    def store(self, st, vals, patterns=()):
+        ptr, buf = self.ptr(st.buffer)
+        index = [vals[a] for a in st.index]
+        if len(index) != len(buf.shape):
+            raise CodegenError(f"store to {buf.name}: {len(index)} indices for a {len(buf.shape)}-d buffer")
+        v = vals[st.value]
+        off, groups = self.offset(buf, index, patterns)
+        extra = v.groups - groups
+        for g in sorted(extra):          # a row value stored per row: give the address its shape
+            off = self.zero[g] if off == "0" else f"{off} + {self.zero[g]}"
+        mask = self.mask_of(groups | extra)
+        addr = ptr if off == "0" else f"{ptr} + {off}"
+        value = self.cast(v, buf.dtype) if not v.index else v.expr
+        self.emit(f"tl.store({addr}, {value}, mask={mask})" if mask else f"tl.store({addr}, {value})")
+
+
+def _tensor_operands(sa, sb, a_lit, b_lit) -> tuple:
+    """A literal operand as a block shaped like the other operand (0-d blocks trip the interpreter)."""
+    if a_lit and not b_lit:
+        sa = f"tl.zeros_like({sb}) + {sa}"
+    elif b_lit and not a_lit:
+        sb = f"tl.zeros_like({sa}) + {sb}"
+    return sa, sb
+
+
+def reduce_identity(kind, dtype) -> str:
+    return identity(kind, dtype)

@@ -1,0 +1,197 @@
+"""The scalar-op table of the Triton printer: one entry per op of the kernel body
+language (passes/program.py), each a function of the operands' source text.
+
+Ops with no direct `tl` equivalent (or none that Triton's interpreter runs: it has
+no libdevice) are small @triton.jit helpers in HELPERS, written with `tl` math
+only, so the same source runs on a GPU and in the interpreter; a generated module
+contains only the helpers its kernels call.
+"""
+from __future__ import annotations
+
+import math
+
+TL_DTYPE = {
+    "float32": "tl.float32",
+    "float64": "tl.float64",
+    "int32": "tl.int32",
+    "int64": "tl.int64",
+    "bool": "tl.int1",
+}
+
+
+def literal(value, dtype: str) -> str:
+    """A Python literal Triton reads with the right kind (weakly typed scalars)."""
+    if dtype == "bool":
+        return "True" if value else "False"
+    if dtype in ("float32", "float64"):
+        v = float(value)
+        if math.isnan(v):
+            return 'float("nan")'
+        if math.isinf(v):
+            return 'float("inf")' if v > 0 else '-float("inf")'
+        return repr(v)
+    return str(int(value))
+
+
+def identity(kind: str, dtype: str) -> str:
+    """The identity of a reduction as a literal."""
+    if kind == "sum":
+        return literal(0, dtype)
+    if dtype in ("float32", "float64"):
+        return literal(-math.inf if kind in ("max", "argmax") else math.inf, dtype)
+    bits = 32 if dtype == "int32" else 64
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    if dtype == "bool":
+        lo, hi = 0, 1
+    return str(lo if kind in ("max", "argmax") else hi)
+
+
+_NAN = "tl.PropagateNan.ALL"
+
+# op -> (format taking the operand texts a, b, c, and the instr's dtype as t; helpers used)
+UNARY = {
+    "neg": ("-{a}", ()),
+    "exp": ("tl.exp({a})", ()),
+    "log": ("tl.log({a})", ()),
+    "log1p": ("_log1p({a})", ("_log1p",)),
+    "expm1": ("_expm1({a})", ("_expm1",)),
+    "sqrt": ("tl.sqrt({a})", ()),
+    "rsqrt": ("tl.rsqrt({a})", ()),
+    "abs": ("tl.abs({a})", ()),
+    "sign": ("tl.where({a} > 0, 1, tl.where({a} < 0, -1, 0)).to({t})", ()),
+    "sin": ("tl.sin({a})", ()),
+    "cos": ("tl.cos({a})", ()),
+    "tanh": ("_tanh({a})", ("_tanh", "_expm1")),
+    "sigmoid": ("_sigmoid({a})", ("_sigmoid",)),
+    "relu": ("tl.maximum({a}, 0, propagate_nan=" + _NAN + ")", ()),
+    "softplus": ("_softplus({a})", ("_softplus", "_log1p")),
+    "step": ("tl.where({a} >= 0, 1, 0).to({t})", ()),
+    "logical_not": ("({a} == 0)", ()),
+    "stop_gradient": ("{a}", ()),
+}
+
+BINARY = {
+    "add": ("{a} + {b}", ()),
+    "sub": ("{a} - {b}", ()),
+    "mul": ("{a} * {b}", ()),
+    "div": ("{a} / {b}", ()),
+    "pow": ("_pow({a}, {b})", ("_pow",)),
+    "maximum": ("tl.maximum({a}, {b}, propagate_nan=" + _NAN + ")", ()),
+    "minimum": ("tl.minimum({a}, {b}, propagate_nan=" + _NAN + ")", ()),
+    "less": ("{a} < {b}", ()),
+    "less_equal": ("{a} <= {b}", ()),
+    "greater": ("{a} > {b}", ()),
+    "greater_equal": ("{a} >= {b}", ()),
+    "equal": ("{a} == {b}", ()),
+    "not_equal": ("{a} != {b}", ()),
+    "logical_and": ("{a} & {b}", ()),
+    "logical_or": ("{a} | {b}", ()),
+    "floordiv": ("_floordiv({a}, {b})", ("_floordiv",)),
+    "mod": ("_mod({a}, {b})", ("_mod",)),
+}
+
+COMPARE = {"less", "less_equal", "greater", "greater_equal", "equal", "not_equal"}
+LOGICAL = {"logical_and", "logical_or", "logical_not"}
+
+# Helper functions (@triton.jit), portable: they run on a GPU and in the interpreter.
+HELPERS = {
+    "_log1p": '''\
+@triton.jit
+def _log1p(x):
+    # log(1 + x), exact near 0 (Goldberg): log(u) * x / (u - 1) with u = 1 + x
+    u = 1.0 + x
+    d = u - 1.0
+    r = tl.log(u) * (x / tl.where(d == 0, 1.0, d))
+    return tl.where(d == 0, x, tl.where(u == float("inf"), u, r))
+''',
+    "_expm1": '''\
+@triton.jit
+def _expm1(x):
+    # exp(x) - 1, exact near 0 (Kahan): (u - 1) * x / log(u) with u = exp(x)
+    u = tl.exp(x)
+    d = u - 1.0
+    lu = tl.log(u)
+    r = d * (x / tl.where(lu == 0, 1.0, lu))
+    r = tl.where(u == 1.0, x, tl.where(d == -1.0, -1.0, r))
+    return tl.where(u == float("inf"), u, r)
+''',
+    "_tanh": '''\
+@triton.jit
+def _tanh(x):
+    # tanh(|x|) = -expm1(-2|x|) / (2 + expm1(-2|x|)): no overflow, exact near 0
+    e = _expm1(-2.0 * tl.abs(x))
+    t = -e / (2.0 + e)
+    return tl.where(x < 0, -t, t)
+''',
+    "_sigmoid": '''\
+@triton.jit
+def _sigmoid(x):
+    # stable for either sign: exp never overflows
+    e = tl.exp(-tl.abs(x))
+    return tl.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+''',
+    "_softplus": '''\
+@triton.jit
+def _softplus(x):
+    # log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)), stable for any magnitude
+    return tl.maximum(x, 0.0) + _log1p(tl.exp(-tl.abs(x)))
+''',
+    "_pow": '''\
+@triton.jit
+def _pow(a, b):
+    # a ** b with NumPy's special cases: negative bases need an integer exponent
+    r = tl.exp2(b * tl.log2(tl.abs(a)))
+    b_int = tl.floor(b) == b
+    b_odd = b_int & (tl.floor(b * 0.5) * 2.0 != b)
+    r = tl.where((a < 0) & b_odd, -r, r)
+    r = tl.where((a < 0) & (b_int == 0), float("nan"), r)
+    return tl.where((b == 0) | (a == 1.0), 1.0, r)
+''',
+    "_floordiv": '''\
+@triton.jit
+def _floordiv(a, b):
+    # floor division by a positive divisor; right whether // truncates (GPU) or floors
+    q = a // b
+    return tl.where(a - q * b < 0, q - 1, q)
+''',
+    "_mod": '''\
+@triton.jit
+def _mod(a, b):
+    # remainder of the floor division by a positive divisor (in [0, b))
+    r = a % b
+    return tl.where(r < 0, r + b, r)
+''',
+}
+HELPERS["_hash32"] = '''\
+@triton.jit
+def _hash32(x):
+    # the 'lowbias32' mix of nngraph/ops/random.py (uint32 wrap-around)
+    x ^= x >> 16
+    x *= 0x7FEB352D
+    x ^= x >> 15
+    x *= 0x846CA68B
+    x ^= x >> 16
+    return x
+'''
+
+
+def uniform_expr(seed: int, counter: str, index: str) -> str:
+    """The counter-based uniform [0, 1) of nngraph/ops/random.py, bit for bit:
+    key = hash32(seed * 0x9E3779B9 + counter * 0x85EBCA6B); u = (hash32(index ^ key) >> 8) * 2**-24.
+    The seed's product is folded here (it is a constant of the kernel)."""
+    seed_mix = (int(seed) & 0xFFFFFFFF) * 0x9E3779B9 & 0xFFFFFFFF
+    key = f"_hash32({counter}.to(tl.uint32) * 0x85EBCA6B + {seed_mix:#010x})"
+    return f"(_hash32({index}.to(tl.uint32) ^ {key}) >> 8).to(tl.float32) * 5.960464477539063e-08"
+
+
+def helper_source(names) -> str:
+    """The source of the helpers named, in a stable order."""
+    return "\n\n".join(HELPERS[n] for n in sorted(names))
+
+
+def helper_closure(names) -> set:
+    out = set(names)
+    deps = {"_tanh": {"_expm1"}, "_softplus": {"_log1p"}}
+    for n in list(out):
+        out |= deps.get(n, set())
+    return out

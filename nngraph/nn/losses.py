@@ -1,0 +1,72 @@
+"""Losses and metrics by name, as graphs of (model output, targets).
+
+"cross_entropy" takes logits, or probabilities when the model ends in a softmax
+(their log becomes the stable log_softmax as it is built); "binary_cross_entropy"
+takes a sigmoid output as probabilities and any other output as logits (PyTorch's
+BCEWithLogits); "mse" is the mean squared error.
+"""
+from __future__ import annotations
+
+from .. import functional as F
+from ..ops import elementwise as ew
+from ..ops import reduce as rd
+from ..types import is_float
+from .activations import PROBABILITIES
+
+
+def cross_entropy(out, target):
+    if out in PROBABILITIES:
+        if is_float(target.dtype):
+            t = ew.cast(target, out.dtype)
+        else:
+            t = F.one_hot(target, out.shape[-1], out.dtype)
+        return rd.mean(ew.neg(rd.sum(ew.mul(t, ew.log(out)), -1)))
+    return F.cross_entropy(out, target)
+
+
+def binary_cross_entropy(out, target):
+    return F.binary_cross_entropy(out, target, from_logits=out.op != "sigmoid")
+
+
+def mse(out, target):
+    return F.mse(out, target)
+
+
+LOSSES = {"cross_entropy": cross_entropy, "binary_cross_entropy": binary_cross_entropy, "mse": mse}
+
+
+def get_loss(loss):
+    """A function (output, targets) -> scalar, by name or as given."""
+    if callable(loss):
+        return loss
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)} or pass a function "
+                         "(output, targets) -> scalar tensor")
+    return LOSSES[loss]
+
+
+def accuracy(out, target):
+    """Class accuracy: argmax of the output against class ids (or one-hot targets);
+    for a single output column (or a binary loss) the output is thresholded at 0.5
+    (probabilities) or 0 (logits)."""
+    if out.ndim >= 2 and out.shape[-1] != 1 and tuple(target.shape) == tuple(out.shape[:-1]):
+        pred = rd.argmax(out, -1)
+        return rd.mean(ew.cast(ew.equal(pred, ew.cast(target, pred.dtype)), "float32"))
+    if out.ndim >= 2 and out.shape[-1] != 1 and tuple(target.shape) == tuple(out.shape):
+        return rd.mean(ew.cast(ew.equal(rd.argmax(out, -1), rd.argmax(target, -1)), "float32"))
+    threshold = 0.5 if (out.op == "sigmoid" or out in PROBABILITIES) else 0.0
+    pred = ew.greater(out, threshold)
+    truth = ew.greater(ew.cast(target, out.dtype), 0.5)
+    return rd.mean(ew.cast(ew.equal(ew.cast(pred, "int32"), ew.cast(truth, "int32")), "float32"))
+
+
+METRICS = {"accuracy": accuracy, "acc": accuracy}
+
+
+def get_metric(m):
+    """(name, function) for a metric name or a function (named by its __name__)."""
+    if callable(m):
+        return getattr(m, "__name__", "metric"), m
+    if m not in METRICS:
+        raise ValueError(f"unknown metric {m!r}; choose one of {', '.join(METRICS)} or pass a function")
+    return ("accuracy" if m == "acc" else m), METRICS[m]

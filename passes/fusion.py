@@ -1,0 +1,230 @@
+"""Fusion partition: which graph values get a buffer, and which ride in a
+contraction's epilogue. `passes/lowering.py` then groups the materialised values
+into kernels.
+
+The rule (opt_level >= 1), with the reason recorded for every decision:
+
+- materialise what must exist in memory: outputs and parameter updates, every
+  reduction (its result is a stage result inside its kernel, and a buffer when
+  another kernel reads it), every contraction (unless its epilogue absorbs it),
+  and the operands of contractions (a transpose of a buffer is read through
+  trans_a/trans_b instead, a batch broadcast of a matrix by reusing it);
+- a contraction's epilogue takes every elementwise value of the product's shape
+  that is computed from the product (at the same point) and from values that do
+  not depend on it; those of them that other kernels need (the "frontier":
+  relu(x@W + b) for the next layer, the mask x@W + b > 0 for the backward pass)
+  are stored by the epilogue, the rest are never materialised;
+- every other elementwise or movement value is recomputed in each kernel that
+  uses it (cheap), unless several kernels use it and its inlined cone is
+  expensive (cost > RECOMPUTE_LIMIT, transcendental ops weigh 4): then it is
+  materialised once.
+
+opt_level 0 materialises every op: one kernel per op.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nngraph.graph import users as graph_users
+from nngraph.node import OPS, Tensor, make
+
+from .lower_ops import is_source, scalar_const
+
+RECOMPUTE_LIMIT = 16
+EXPENSIVE = {"exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "pow", "sin", "cos",
+             "sqrt", "rsqrt", "uniform", "div"}
+MATERIALISED_KINDS = ("reduction", "contraction", "special")
+EPILOGUE_OPS = ("matmul", "conv2d")
+
+
+@dataclass
+class FusionPlan:
+    order: list                                   # nodes, topological
+    reasons: dict = field(default_factory=dict)   # id(node) -> why it is materialised
+    epilogue: dict = field(default_factory=dict)  # id(matmul) -> frontier nodes (matmul first if stored)
+    owner: dict = field(default_factory=dict)     # id(frontier node) -> its matmul
+    operands: dict = field(default_factory=dict)  # id(matmul) -> ((node, trans), (node, trans))
+    users: dict = field(default_factory=dict)
+    inside: set = field(default_factory=set)      # ids of epilogue values that are never stored
+    pinned: set = field(default_factory=set)      # ids of source-only cones that epilogues inline
+
+
+def label(n: Tensor) -> str:
+    return f"{n.name or n.op}:{n.type}@{n.where}"
+
+
+def decide(graph, opt_level: int = 2) -> FusionPlan:
+    order = graph.nodes()
+    plan = FusionPlan(order)
+    reasons = plan.reasons
+    roles = {id(o) for o in graph.outputs} | {id(v) for _, v in graph.updates}
+
+    def force(n, why):
+        if not is_source(n) and id(n) not in reasons:
+            reasons[id(n)] = why
+
+    # contraction operands first: they may add synthetic cast nodes to the order
+    extra = {}
+    for n in order:
+        if n.op == "matmul":
+            ops = []
+            for o in n.inputs:
+                base, trans, cast_node = _operand(o, n.dtype, opt_level)
+                if cast_node is not None:
+                    extra.setdefault(id(n), []).append(cast_node)
+                    force(cast_node, "matmul operand cast to the product's dtype")
+                elif opt_level >= 1:
+                    force(base, "matmul operand" + (" (read transposed)" if trans else ""))
+                ops.append((base, trans))
+            plan.operands[id(n)] = tuple(ops)
+    if extra:
+        new = []
+        for n in order:
+            new += extra.get(id(n), [])
+            new.append(n)
+        order[:] = new
+    plan.users = graph_users(order)
+
+    for n in order:
+        if is_source(n):
+            continue
+        if id(n) in roles:
+            force(n, "graph output or parameter update")
+        if opt_level == 0 and not scalar_const(n):
+            force(n, "opt_level 0: one kernel per op")
+        kind = OPS[n.op].kind
+        if kind in MATERIALISED_KINDS:
+            force(n, f"{kind}: materialised")
+    if opt_level == 0:
+        return plan
+
+    _epilogues(plan, roles)
+    _expensive_shared(plan)
+    return plan
+
+
+def _operand(o: Tensor, dtype: str, opt_level: int):
+    """(buffer node, transposed, synthetic cast node or None) for a matmul operand."""
+    if o.dtype != dtype:
+        c = make("cast", (o,), dtype=dtype)
+        return c, False, c
+    if opt_level >= 1:
+        if o.op == "broadcast_to" and o.inputs[0].ndim >= 2 and tuple(o.inputs[0].shape[-2:]) == tuple(o.shape[-2:]):
+            o = o.inputs[0]
+        if o.op == "transpose":
+            perm = o.attrs["perm"]
+            nd = len(perm)
+            if nd >= 2 and tuple(perm[:-2]) == tuple(range(nd - 2)) and tuple(perm[-2:]) == (nd - 1, nd - 2):
+                return o.inputs[0], True, None
+    return o, False, None
+
+
+def _descendants(n: Tensor, users: dict) -> set:
+    seen, stack = set(), [n]
+    while stack:
+        x = stack.pop()
+        for u in users.get(id(x), ()):
+            if id(u) not in seen:
+                seen.add(id(u))
+                stack.append(u)
+    return seen
+
+
+def _epilogues(plan: FusionPlan, roles: set):
+    """Find each matmul's epilogue set D and its frontier (see the module docstring)."""
+    pos = {id(n): k for k, n in enumerate(plan.order)}
+    claimed = set()
+    for m in plan.order:
+        if m.op not in EPILOGUE_OPS:
+            continue
+        desc = _descendants(m, plan.users)
+        D = set()
+        for n in plan.order[pos[id(m)] + 1:]:
+            if id(n) not in desc or id(n) in claimed or OPS[n.op].kind != "elementwise":
+                continue
+            if tuple(n.shape) != tuple(m.shape) or id(n) in plan.reasons and "operand cast" in plan.reasons[id(n)]:
+                continue
+            ok = True
+            for i in n.inputs:
+                if i is m or id(i) in D:
+                    ok = tuple(i.shape) == tuple(n.shape)
+                else:
+                    ok = id(i) not in desc and (pos[id(i)] < pos[id(m)] or _pure(i, plan))
+                if not ok:
+                    break
+            if ok:
+                D.add(id(n))
+        if not D:
+            continue
+        frontier = []
+        for n in [m] + [x for x in plan.order if id(x) in D]:
+            outside = any(id(u) not in D for u in plan.users.get(id(n), ()))
+            if outside or id(n) in roles or (n is not m and id(n) in plan.reasons):
+                frontier.append(n)
+        claimed |= D
+        plan.inside |= {x for x in D if not any(f is not m and id(f) == x for f in frontier)}
+        plan.epilogue[id(m)] = frontier
+        for f in frontier:
+            plan.owner[id(f)] = m
+            if f is not m:
+                plan.reasons[id(f)] = plan.reasons.get(id(f), f"stored by the epilogue of matmul {label(m)}")
+        if m not in frontier:
+            plan.reasons[id(m)] = f"{m.op} (product consumed only by its epilogue)"
+
+
+def _pure(n: Tensor, plan: FusionPlan) -> bool:
+    """Is n computed from sources only by ops that inline (so an epilogue can compute
+    it wherever it runs)? Its cone is pinned: never materialised later."""
+    seen, stack = [], [n]
+    while stack:
+        x = stack.pop()
+        if is_source(x):
+            continue
+        if id(x) in plan.reasons or OPS[x.op].kind not in ("elementwise", "movement"):
+            return False
+        seen.append(x)
+        stack.extend(x.inputs)
+        if len(seen) > 64:
+            return False
+    plan.pinned |= {id(x) for x in seen}
+    return True
+
+
+def _cost(n: Tensor, reasons: dict, limit: int) -> int:
+    """Weighted op count of n's inlined cone (stops at buffers), capped above limit."""
+    seen, stack, cost = set(), [n], 0
+    while stack and cost <= limit:
+        x = stack.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        cost += 4 if x.op in EXPENSIVE else (0 if OPS[x.op].kind in ("movement", "source") else 1)
+        for i in x.inputs:
+            if not is_source(i) and id(i) not in reasons:
+                stack.append(i)
+    return cost
+
+
+def _expensive_shared(plan: FusionPlan):
+    """Materialise values that several kernels would recompute at a high cost."""
+    reasons, order = plan.reasons, plan.order
+    in_epilogue = plan.inside  # computed once, in their epilogue
+    roots_of: dict = {}
+    for n in reversed(order):
+        acc = set()
+        for u in plan.users.get(id(n), ()):
+            if id(u) in reasons:
+                acc.add(id(u))
+            else:
+                acc |= roots_of.get(id(u), set())
+            if len(acc) > 8:
+                break
+        roots_of[id(n)] = acc
+    for n in order:
+        if is_source(n) or id(n) in reasons or id(n) in in_epilogue or id(n) in plan.pinned:
+            continue
+        k = len(roots_of.get(id(n), ()))
+        if k >= 2:
+            c = _cost(n, reasons, RECOMPUTE_LIMIT)
+            if c > RECOMPUTE_LIMIT:
+                reasons[id(n)] = f"used by {k} kernels and costly to recompute (cost > {RECOMPUTE_LIMIT})"

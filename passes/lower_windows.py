@@ -1,0 +1,339 @@
+"""Lowering of the windowed ops: conv2d and its gradients, pooling and its gradients.
+
+- conv2d: an im2col LoopKernel writes cols[N, G, Cg*KH*KW, OH*OW] (masked loads do
+  the zero padding; x's producer is inlined into them), then one MatmulKernel
+  w[G, Og, K] @ cols -> y viewed as [N, G, Og, OH*OW] (the same memory as NCHW y).
+  Its epilogue takes bias + activation exactly as a matmul's does.
+- conv2d_grad_input: a MatmulKernel wᵀ @ gy -> cols, then col2im as a gather
+  reduction: each input point sums, over the KH x KW taps, the column entries that
+  came from it (masked where the stride skips it or the window leaves the output).
+- conv2d_grad_filter: im2col in [N, G, OH*OW, K] layout, a MatmulKernel batched over
+  N (gy viewed as [N, G, Og, OH*OW]) and a reduction over N that writes dw; the
+  reduction's kernel takes the SGD step's epilogue like any reduction.
+- pooling: one reduce stage over the window (max, or a sum of x / divisor); the
+  selection and the gradients use an argmax stage (first maximum in row-major
+  window order, as the graph op) and gathers over the windows that cover a point.
+
+Results of the last reduce stage are registered like a reduction's, so elementwise
+consumers join these kernels as later stages.
+"""
+from __future__ import annotations
+
+from nngraph.types import TensorType
+
+from .lower_ops import py_scalar
+from .program import MatmulKernel, Stage, Store
+
+
+def _ceil(a, b):
+    return -(-a // b)
+
+
+def _lowest(dtype):
+    import numpy as np
+    dt = np.dtype(dtype)
+    return float("-inf") if dt.kind == "f" else int(np.iinfo(dt).min)
+
+
+def _in_range(b, v, hi):
+    return b.land(b.emit("greater_equal", (v, b.iconst(0)), "bool"), b.emit("less", (v, b.iconst(hi)), "bool"))
+
+
+def _const(b, v, dtype):
+    return b.emit("const", (), dtype, value=py_scalar(v, dtype))
+
+
+def _masked_value(low, em, node, idx, mask, dtype, fill):
+    b = em.body
+    v = b.cast(em.value(node, idx, mask), dtype)
+    return v if mask is None else b.emit("where", (mask, v, _const(b, fill, dtype)), dtype)
+
+
+def _register_result(low, g, n, stage_no, slot):
+    g.results[id(n)] = (stage_no, slot, list(range(n.ndim)))
+    g.members.append(n)
+    low.group_of[id(n)] = g
+    low.note_writes(g, low.store_bufs[id(n)])
+
+
+def _finish(low, g, em):
+    low.note_reads(g, em.loads)
+
+
+# ----------------------------------------------------------------------------- convolution
+
+
+def _geometry(n, x_shape, w_shape, out_hw):
+    a = n.attrs
+    G = a["groups"]
+    O, Cg, KH, KW = w_shape
+    (sh, sw), ((pt, _), (pl, _)), (dh, dw) = a["stride"], a["padding"], a["dilation"]
+    return dict(G=G, O=O, Og=O // G, Cg=Cg, KH=KH, KW=KW, K=Cg * KH * KW, sh=sh, sw=sw, pt=pt, pl=pl,
+                dh=dh, dw=dw, N=x_shape[0], H=x_shape[2], W=x_shape[3], OH=out_hw[0], OW=out_hw[1],
+                P=out_hw[0] * out_hw[1])
+
+
+def _im2col(low, n, x, geo, layout, dtype):
+    """A kernel writing x's windows as cols: layout "kp" -> [N, G, K, P], "pk" -> [N, G, P, K]."""
+    N, G, K, P = geo["N"], geo["G"], geo["K"], geo["P"]
+    shape = (N, G, K, P) if layout == "kp" else (N, G, P, K)
+    cols = low.add_buffer("cols", TensorType(dtype, shape), "temp", n)
+    g = low.new_group(shape)
+    st = g.new_stage((), "map")
+    b, em = st.body, st.emitter
+    vn, vg = b.idx(0), b.idx(1)
+    vk, vp = (b.idx(2), b.idx(3)) if layout == "kp" else (b.idx(3), b.idx(2))
+    khw = geo["KH"] * geo["KW"]
+    c = b.iadd(b.imul(vg, b.iconst(geo["Cg"])), b.ifloordiv(vk, b.iconst(khw)))
+    i = b.imod(b.ifloordiv(vk, b.iconst(geo["KW"])), b.iconst(geo["KH"]))
+    j = b.imod(vk, b.iconst(geo["KW"]))
+    oh, ow = b.ifloordiv(vp, b.iconst(geo["OW"])), b.imod(vp, b.iconst(geo["OW"]))
+    hh = b.isub(b.iadd(b.imul(oh, b.iconst(geo["sh"])), b.imul(i, b.iconst(geo["dh"]))), b.iconst(geo["pt"]))
+    ww = b.isub(b.iadd(b.imul(ow, b.iconst(geo["sw"])), b.imul(j, b.iconst(geo["dw"]))), b.iconst(geo["pl"]))
+    mask = b.land(_in_range(b, hh, geo["H"]), _in_range(b, ww, geo["W"]))
+    v = _masked_value(low, em, x, (vn, c, hh, ww), mask, dtype, 0)
+    st.stores.append(Store(cols, tuple(b.idx(k) for k in range(4)), v))
+    g.members.append(n)
+    _finish(low, g, em)
+    low.note_writes(g, {cols})
+    return cols
+
+
+def lower_conv2d(low, n):
+    x, w = n.inputs
+    geo = _geometry(n, x.shape, w.shape, n.shape[2:])
+    dt = n.dtype
+    N, G, Og, K, P = geo["N"], geo["G"], geo["Og"], geo["K"], geo["P"]
+    cols = _im2col(low, n, x, geo, "kp", dt)
+    wv = low.view(low.operand_buffer(w, dt), (G, Og, K))
+    frontier = low.plan.epilogue.get(id(n), [n])
+    stores = [(f, bb) for f in frontier for bb in low.store_bufs[id(f)]]
+    base = next((bb for f, bb in stores if low.buffers[bb].dtype == dt and tuple(low.buffers[bb].shape) == tuple(n.shape)), None)
+    out = low.view(base, (N, G, Og, P)) if base is not None else \
+        low.add_buffer("t_conv", TensorType(dt, (N, G, Og, P)), "temp", n)
+    kern = MatmulKernel("k_matmul", wv, cols, out, (N, G), Og, P, K, source=f"conv2d {n.type}@{n.where}")
+    g = low.new_group((N, G, Og, P), kern)
+    low.note_writes(g, {bb for _, bb in stores} | {out})
+    loads = {wv, cols}
+    if frontier != [n] or len(stores) > 1 or base is None:
+        from .lower_ops import Body, Emitter
+        body = Body()
+        vn, vg, vo, vp = (body.idx(k) for k in range(4))
+        node_idx = (vn, body.iadd(body.imul(vg, body.iconst(Og)), vo),
+                    body.ifloordiv(vp, body.iconst(geo["OW"])), body.imod(vp, body.iconst(geo["OW"])))
+        em = Emitter(body, low.buf_of, low.buffers, outer=node_idx, inline={id(f) for f in frontier},
+                     forbid=g.writes, acc=(n, node_idx))
+        st = Stage((), body.instrs, (), [])
+        for f in frontier:
+            v = em.value(f, node_idx)
+            for bb in low.store_bufs[id(f)]:
+                st.stores.append(Store(bb, low._store_index(body, bb, node_idx), v))
+        from .lowering import compact
+        kern.epilogue = compact(st)
+        loads |= em.loads
+    g.members = list(frontier)
+    low.note_reads(g, loads)
+
+
+def lower_conv2d_grad_input(low, n):
+    gy, w = n.inputs
+    H, W = n.attrs["input_hw"]
+    geo = _geometry(n, (n.shape[0], n.shape[1], H, W), w.shape, gy.shape[2:])
+    dt = n.dtype
+    N, G, Og, K, P, Cg, KH, KW = (geo[k] for k in ("N", "G", "Og", "K", "P", "Cg", "KH", "KW"))
+    wv = low.view(low.operand_buffer(w, dt), (G, Og, K))
+    gv = low.view(low.operand_buffer(gy, dt), (N, G, Og, P))
+    cols = low.add_buffer("cols", TensorType(dt, (N, G, K, P)), "temp", n)
+    g0 = low.new_group((N, G, K, P), MatmulKernel("k_matmul", wv, gv, cols, (N, G), K, P, Og, trans_a=True,
+                                                  source=f"conv2d_grad_input {n.type}@{n.where}"))
+    low.note_writes(g0, {cols})
+    low.note_reads(g0, {wv, gv})
+    g0.members = [n]
+    # col2im: a gather over the KH x KW taps
+    g = low.new_group(tuple(n.shape))
+    st = g.new_stage((KH, KW), "reduce")
+    b = st.body
+    vn, vc, vh, vw, vi, vj = (b.idx(k) for k in range(6))
+    hp = b.isub(b.iadd(vh, b.iconst(geo["pt"])), b.imul(vi, b.iconst(geo["dh"])))
+    wp = b.isub(b.iadd(vw, b.iconst(geo["pl"])), b.imul(vj, b.iconst(geo["dw"])))
+    oh, ow = b.ifloordiv(hp, b.iconst(geo["sh"])), b.ifloordiv(wp, b.iconst(geo["sw"]))
+    ok = b.land(b.land(_in_range(b, hp, geo["OH"] * geo["sh"]), _in_range(b, wp, geo["OW"] * geo["sw"])),
+                b.land(b.emit("equal", (b.imod(hp, b.iconst(geo["sh"])), b.iconst(0)), "bool"),
+                       b.emit("equal", (b.imod(wp, b.iconst(geo["sw"])), b.iconst(0)), "bool")))
+    ok = b.land(ok, b.land(b.emit("less", (oh, b.iconst(geo["OH"])), "bool"),
+                           b.emit("less", (ow, b.iconst(geo["OW"])), "bool")))
+    grp = b.ifloordiv(vc, b.iconst(Cg))
+    k = b.iadd(b.imul(b.imod(vc, b.iconst(Cg)), b.iconst(KH * KW)), b.iadd(b.imul(vi, b.iconst(KW)), vj))
+    p = b.iadd(b.imul(oh, b.iconst(geo["OW"])), ow)
+    v = st.emitter.load(cols, (vn, grp, k, p), ok)
+    v = b.emit("where", (ok, v, _const(b, 0, dt)), dt)
+    st.reduce.append(("sum", v))
+    _register_result(low, g, n, 0, 0)
+    _finish(low, g, st.emitter)
+
+
+def lower_conv2d_grad_filter(low, n):
+    x, gy = n.inputs
+    geo = _geometry(n, x.shape, n.shape, gy.shape[2:])
+    dt = n.dtype
+    N, G, Og, K, P, Cg, KH, KW = (geo[k] for k in ("N", "G", "Og", "K", "P", "Cg", "KH", "KW"))
+    cols = _im2col(low, n, x, geo, "pk", dt)
+    gv = low.view(low.operand_buffer(gy, dt), (N, G, Og, P))
+    part = low.add_buffer("t_dw_per_example", TensorType(dt, (N, G, Og, K)), "temp", n)
+    g0 = low.new_group((N, G, Og, K), MatmulKernel("k_matmul", gv, cols, part, (N, G), Og, K, P,
+                                                   source=f"conv2d_grad_filter {n.type}@{n.where}"))
+    low.note_writes(g0, {part})
+    low.note_reads(g0, {gv, cols})
+    g0.members = [n]
+    g = low.new_group(tuple(n.shape))
+    st = g.new_stage((N,), "reduce")
+    b = st.body
+    vo, vc, vi, vj, vn = (b.idx(k) for k in range(5))
+    k = b.iadd(b.imul(vc, b.iconst(KH * KW)), b.iadd(b.imul(vi, b.iconst(KW)), vj))
+    v = st.emitter.load(part, (vn, b.ifloordiv(vo, b.iconst(Og)), b.imod(vo, b.iconst(Og)), k))
+    st.reduce.append(("sum", v))
+    _register_result(low, g, n, 0, 0)
+    _finish(low, g, st.emitter)
+
+
+# ----------------------------------------------------------------------------- pooling
+
+
+def _window(b, geo_pool, vh, vw, vi, vj):
+    """Input coordinates of tap (i, j) of output window (oh, ow), and whether it is real."""
+    (sh, sw), (pt, pl), (H, W) = geo_pool["stride"], geo_pool["pad"], geo_pool["hw"]
+    hh = b.isub(b.iadd(b.imul(vh, b.iconst(sh)), vi), b.iconst(pt))
+    ww = b.isub(b.iadd(b.imul(vw, b.iconst(sw)), vj), b.iconst(pl))
+    return hh, ww, b.land(_in_range(b, hh, H), _in_range(b, ww, W))
+
+
+def _pool_geo(n, x_shape):
+    a = n.attrs
+    (pt, _), (pl, _) = a["padding"]
+    return {"stride": a["stride"], "pad": (pt, pl), "hw": tuple(x_shape[2:]), "kernel": a["kernel"]}
+
+
+def _divisor(b, n, geo, vh, vw, dtype):
+    kh, kw = geo["kernel"]
+    if n.attrs.get("count_include_pad", True):
+        return _const(b, kh * kw, dtype)
+    (sh, sw), (pt, pl), (H, W) = geo["stride"], geo["pad"], geo["hw"]
+    h0 = b.isub(b.imul(vh, b.iconst(sh)), b.iconst(pt))
+    w0 = b.isub(b.imul(vw, b.iconst(sw)), b.iconst(pl))
+    rows = b.isub(b.emit("minimum", (b.iadd(h0, b.iconst(kh)), b.iconst(H)), "int64"),
+                  b.emit("maximum", (h0, b.iconst(0)), "int64"))
+    cols = b.isub(b.emit("minimum", (b.iadd(w0, b.iconst(kw)), b.iconst(W)), "int64"),
+                  b.emit("maximum", (w0, b.iconst(0)), "int64"))
+    return b.cast(b.imul(rows, cols), dtype)
+
+
+def _argmax_stage(low, g, x, geo, dtype):
+    kh, kw = geo["kernel"]
+    st = g.new_stage((kh, kw), "reduce")
+    b = st.body
+    vn, vc, vh, vw, vi, vj = (b.idx(k) for k in range(6))
+    hh, ww, ok = _window(b, geo, vh, vw, vi, vj)
+    v = _masked_value(low, st.emitter, x, (vn, vc, hh, ww), ok, x.dtype, _lowest(x.dtype))
+    st.reduce.append(("argmax", v, b.iadd(b.imul(vi, b.iconst(kw)), vj)))
+    _finish(low, g, st.emitter)
+    return st
+
+
+def lower_pool(low, n):
+    (x,) = n.inputs
+    geo = _pool_geo(n, x.shape)
+    kh, kw = geo["kernel"]
+    g = low.new_group(tuple(n.shape))
+    st = g.new_stage((kh, kw), "reduce")
+    b = st.body
+    vn, vc, vh, vw, vi, vj = (b.idx(k) for k in range(6))
+    hh, ww, ok = _window(b, geo, vh, vw, vi, vj)
+    if n.op == "max_pool2d":
+        v = _masked_value(low, st.emitter, x, (vn, vc, hh, ww), ok, n.dtype, _lowest(n.dtype))
+        st.reduce.append(("max", v))
+    else:
+        v = _masked_value(low, st.emitter, x, (vn, vc, hh, ww), ok, n.dtype, 0)
+        st.reduce.append(("sum", b.emit("div", (v, _divisor(b, n, geo, vh, vw, n.dtype)), n.dtype)))
+    _register_result(low, g, n, 0, 0)
+    _finish(low, g, st.emitter)
+
+
+def lower_max_select(low, n):
+    x, h = n.inputs
+    geo = _pool_geo(n, x.shape)
+    kh, kw = geo["kernel"]
+    g = low.new_group(tuple(n.shape))
+    _argmax_stage(low, g, x, geo, n.dtype)
+    st = g.new_stage((), "map")
+    b = st.body
+    vn, vc, vh, vw = (b.idx(k) for k in range(4))
+    pos = b.emit("result", (), "int64", stage=0, slot=0)
+    hh, ww, ok = _window(b, geo, vh, vw, b.ifloordiv(pos, b.iconst(kw)), b.imod(pos, b.iconst(kw)))
+    v = _masked_value(low, st.emitter, h, (vn, vc, hh, ww), ok, n.dtype, 0)
+    for bb in low.store_bufs[id(n)]:
+        st.stores.append(Store(bb, (vn, vc, vh, vw), v))
+    g.members.append(n)
+    low.note_writes(g, low.store_bufs[id(n)])
+    _finish(low, g, st.emitter)
+
+
+def _gather_windows(b, geo, vh, vw, va, vb):
+    """Candidate output window (oh, ow) number (a, b) covering input point (h, w), the
+    tap position inside it, and whether it exists."""
+    (sh, sw), (pt, pl) = geo["stride"], geo["pad"]
+    kh, kw = geo["kernel"]
+    hp, wp = b.iadd(vh, b.iconst(pt)), b.iadd(vw, b.iconst(pl))
+    oh = b.isub(b.ifloordiv(hp, b.iconst(sh)), va)
+    ow = b.isub(b.ifloordiv(wp, b.iconst(sw)), vb)
+    ti, tj = b.isub(hp, b.imul(oh, b.iconst(sh))), b.isub(wp, b.imul(ow, b.iconst(sw)))
+    ok = b.land(b.land(_in_range(b, oh, geo["out_hw"][0]), _in_range(b, ow, geo["out_hw"][1])),
+                b.land(b.emit("less", (ti, b.iconst(kh)), "bool"), b.emit("less", (tj, b.iconst(kw)), "bool")))
+    return oh, ow, ti, tj, ok
+
+
+def lower_pool_grad(low, n):
+    if n.op == "max_pool2d_grad":
+        x, gy = n.inputs
+        geo = _pool_geo(n, x.shape)
+        # kernel A: the first maximum's position in every window
+        pos_buf = low.add_buffer("t_argmax", TensorType("int64", tuple(gy.shape)), "temp", n)
+        ga = low.new_group(tuple(gy.shape))
+        _argmax_stage(low, ga, x, geo, n.dtype)
+        sa = ga.new_stage((), "map")
+        sa.stores.append(Store(pos_buf, tuple(sa.body.idx(k) for k in range(4)),
+                               sa.body.emit("result", (), "int64", stage=0, slot=0)))
+        ga.members.append(n)
+        low.note_writes(ga, {pos_buf})
+    else:
+        (gy,) = n.inputs
+        geo = _pool_geo(n, n.shape)
+    geo["out_hw"] = tuple(gy.shape[2:])
+    kh, kw = geo["kernel"]
+    (sh, sw) = geo["stride"]
+    g = low.new_group(tuple(n.shape))
+    st = g.new_stage((_ceil(kh, sh), _ceil(kw, sw)), "reduce")
+    b = st.body
+    vn, vc, vh, vw, va, vb = (b.idx(k) for k in range(6))
+    oh, ow, ti, tj, ok = _gather_windows(b, geo, vh, vw, va, vb)
+    v = st.emitter.value(gy, (vn, vc, oh, ow), ok)
+    v = b.cast(v, n.dtype)
+    if n.op == "max_pool2d_grad":
+        p = st.emitter.load(pos_buf, (vn, vc, oh, ow), ok)
+        ok = b.land(ok, b.emit("equal", (p, b.iadd(b.imul(ti, b.iconst(kw)), tj)), "bool"))
+    else:
+        v = b.emit("div", (v, _divisor(b, n, geo, oh, ow, n.dtype)), n.dtype)
+    st.reduce.append(("sum", b.emit("where", (ok, v, _const(b, 0, n.dtype)), n.dtype)))
+    _register_result(low, g, n, 0, 0)
+    _finish(low, g, st.emitter)
+
+
+LOWER = {
+    "conv2d": lower_conv2d,
+    "conv2d_grad_input": lower_conv2d_grad_input,
+    "conv2d_grad_filter": lower_conv2d_grad_filter,
+    "max_pool2d": lower_pool,
+    "avg_pool2d": lower_pool,
+    "max_pool2d_select": lower_max_select,
+    "max_pool2d_grad": lower_pool_grad,
+    "avg_pool2d_grad": lower_pool_grad,
+}

@@ -1,0 +1,93 @@
+"""Memory plan: temp buffers share arena slots when their lifetimes do not overlap.
+
+A temp's lifetime is the closed interval of schedule positions from the first
+kernel that writes it to the last kernel that reads or writes it. Two temps may
+share a slot only when their intervals are disjoint, so a kernel never reads and
+writes the same slot through two different buffers. Sizes may be symbolic: a
+slot's size is the largest of its buffers' sizes for the sizes bound at a call,
+so the plan is made once and serves every call. Inputs, parameters, constants,
+outputs and updates live outside the arena (outputs and updates are handed to the
+caller; parameter updates are committed by the runtime after a successful call).
+"""
+from __future__ import annotations
+
+from nngraph.types import concrete_shape, np_dtype, size_product
+
+
+def lifetimes(program) -> dict:
+    """temp buffer id -> (first, last) schedule positions."""
+    live = {}
+    temps = {b for b, buf in program.buffers.items() if buf.kind == "temp"}
+    for pos, k in enumerate(program.schedule):
+        touched = {base_of(program, b) for b in k.reads() | k.writes()}
+        for b in touched & temps:
+            first, last = live.get(b, (pos, pos))
+            live[b] = (min(first, pos), max(last, pos))
+    return live
+
+
+def base_of(program, b: int) -> int:
+    """The buffer that owns b's memory (b itself unless b is a view)."""
+    while program.buffers[b].view_of is not None:
+        b = program.buffers[b].view_of
+    return b
+
+
+def _bytes_sig(buf):
+    coef, syms = size_product(buf.shape)
+    return coef * np_dtype(buf.dtype).itemsize, tuple(sorted(syms.items()))
+
+
+def plan_memory(program) -> dict:
+    """temp buffer id -> slot number: greedy interval colouring, preferring a free
+    slot that already held a buffer of the same (symbolic) byte size, then the
+    largest free slot."""
+    live = lifetimes(program)
+    slots: list = []     # [last position used, size signature of the largest member (static part)]
+    plan = {}
+    for b in sorted(live, key=lambda b: (live[b][0], b)):
+        first, last = live[b]
+        sig = _bytes_sig(program.buffers[b])
+        free = [s for s in range(len(slots)) if slots[s][0] < first]
+        exact = [s for s in free if sig in slots[s][2]]
+        if exact:
+            s = exact[0]
+        elif free:
+            s = max(free, key=lambda s: max(c for c, _ in slots[s][2]))
+        else:
+            s = len(slots)
+            slots.append([-1, None, set()])
+        slots[s][0] = last
+        slots[s][2].add(sig)
+        plan[b] = s
+    return plan
+
+
+def nbytes(buf, env: dict) -> int:
+    n = 1
+    for d in concrete_shape(buf.shape, env):
+        n *= d
+    return n * np_dtype(buf.dtype).itemsize
+
+
+def slot_sizes(program, env: dict) -> dict:
+    """slot -> bytes for the bound sizes `env`."""
+    sizes = {}
+    for b, s in program.plan.items():
+        sizes[s] = max(sizes.get(s, 0), nbytes(program.buffers[b], env))
+    return sizes
+
+
+def peak_bytes(program, env: dict | None = None) -> int:
+    """Intermediate memory of one call: the arena (sum of slot sizes) for `env`."""
+    return sum(slot_sizes(program, env or {}).values())
+
+
+def live_peak_bytes(program, env: dict | None = None) -> int:
+    """The lower bound any plan must meet: the most temp bytes live at one kernel."""
+    env = env or {}
+    live = lifetimes(program)
+    best = 0
+    for pos in range(len(program.schedule)):
+        best = max(best, sum(nbytes(program.buffers[b], env) for b, (f, l) in live.items() if f <= pos <= l))
+    return best

@@ -1,0 +1,231 @@
+"""Run a Program with NumPy, kernel by kernel: the proof that fusion and memory
+planning preserve meaning before any machine code exists.
+
+Each stage's body is evaluated once over its whole index grid (outer + inner
+domain) by broadcasting: `idx k` is an arange shaped to broadcast along axis k,
+so values are only as large as the axes they depend on. Reduce stages reduce the
+inner axes of the grid. Temps live in arena slots exactly as `Program.plan` says
+(buffers of one slot are views of the same bytes, filled with 0xFF poison), so a
+planning or scheduling bug shows up as a wrong result, not as a silent copy.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from nngraph.errors import NumericsError
+from nngraph.ops.elementwise import BINARY_REFS, UNARY_REFS
+from nngraph.ops.random import hash32
+from nngraph.types import concrete_shape, np_dtype
+
+from .memory import slot_sizes
+from .program import LoopKernel, MatmulKernel, Program
+
+_EXTRA = {
+    "floordiv": np.floor_divide,
+    "mod": np.mod,
+    "stop_gradient": lambda a: a,
+}
+
+
+def _uniform(seed: int, counter, index):
+    c = np.asarray(counter).astype(np.int64) & 0xFFFFFFFF
+    with np.errstate(over="ignore"):
+        k = hash32(np.uint32(seed & 0xFFFFFFFF) * np.uint32(0x9E3779B9) + c.astype(np.uint32) * np.uint32(0x85EBCA6B))
+    bits = hash32(np.asarray(index).astype(np.uint32) ^ k)
+    return (bits >> np.uint32(8)).astype(np.float32) * np.float32(2.0 ** -24)
+
+
+class _Identity:
+    @staticmethod
+    def of(kind, dtype):
+        dt = np_dtype(dtype)
+        if kind == "sum":
+            return np.zeros((), dt)
+        if dt.kind == "f":
+            return np.array(-np.inf if kind == "max" else np.inf, dt)
+        info = np.iinfo(dt) if dt.kind in "iu" else None
+        if info is None:
+            return np.array(kind == "min", dt)
+        return np.array(info.min if kind == "max" else info.max, dt)
+
+
+def _eval_body(body, grid, p, results, arrays, env, acc=None):
+    nd = len(grid)
+    vals = []
+    with np.errstate(all="ignore"):
+        for ins in body:
+            op, dt = ins.op, np_dtype(ins.dtype)
+            a = [vals[i] for i in ins.args]
+            if op == "idx":
+                k = ins.attr("axis")
+                v = np.arange(grid[k], dtype=np.int64).reshape([-1 if j == k else 1 for j in range(nd)])
+            elif op == "size":
+                s = ins.attr("size")
+                v = np.array(env[s.name] if hasattr(s, "name") else s, np.int64)
+            elif op == "const":
+                v = np.array(ins.attr("value"), dt)
+            elif op == "load":
+                arr = arrays[ins.attr("buffer")]
+                if ins.attr("masked"):
+                    mask = a[-1]
+                    idx = tuple(np.where(mask, i, 0) for i in a[:-1])
+                    v = np.where(mask, arr[idx], np.array(ins.attr("fill"), arr.dtype))
+                else:
+                    v = arr[tuple(a)]
+            elif op == "result":
+                r = results[ins.attr("stage")][ins.attr("slot")]
+                v = r.reshape(r.shape + (1,) * (nd - p))
+            elif op == "acc":
+                v = acc
+            elif op == "uniform":
+                v = _uniform(ins.attr("seed"), a[0], a[1])
+            elif op == "where":
+                v = np.where(a[0], a[1], a[2])
+            elif op == "cast":
+                v = np.asarray(a[0]).astype(dt)
+            elif op in UNARY_REFS:
+                v = UNARY_REFS[op](a[0])
+            elif op in BINARY_REFS:
+                v = BINARY_REFS[op](a[0], a[1])
+            elif op in _EXTRA:
+                v = _EXTRA[op](*a)
+            else:
+                raise ValueError(f"program interpreter: unknown instruction {op}")
+            vals.append(np.asarray(v).astype(dt, copy=False))
+    return vals
+
+
+def _reduce(kind, v, grid, p, extra=None):
+    axes = tuple(range(p, len(grid)))
+    v = np.broadcast_to(v, grid)
+    if not axes:
+        return v if kind != "argmax" else np.broadcast_to(extra, grid)
+    if kind == "sum":
+        return np.sum(v, axis=axes, dtype=v.dtype)
+    inner = int(np.prod(grid[p:], dtype=np.int64))
+    if inner == 0:
+        return np.broadcast_to(_Identity.of(kind, v.dtype.name), grid[:p]).copy()
+    if kind == "max":
+        return np.max(v, axis=axes)
+    if kind == "min":
+        return np.min(v, axis=axes)
+    if kind == "argmax":
+        flat = v.reshape(tuple(grid[:p]) + (-1,))
+        at = np.argmax(flat, axis=-1)[..., None]
+        ix = np.broadcast_to(extra, grid).reshape(tuple(grid[:p]) + (-1,))
+        return np.take_along_axis(ix, at, -1)[..., 0]
+    raise ValueError(f"unknown reduction {kind}")
+
+
+def _store(arrays, st, vals, grid):
+    arr = arrays[st.buffer]
+    v = np.broadcast_to(vals[st.value], grid)
+    if arr.ndim == 0:
+        if v.size:
+            arr[()] = v.reshape(-1)[-1]
+        return
+    parts = np.broadcast_arrays(*[vals[i] for i in st.index], v)
+    arr[tuple(parts[:-1])] = parts[-1]
+
+
+def _run_loop(k: LoopKernel, arrays, env):
+    outer = tuple(concrete_shape(k.outer, env))
+    p = len(outer)
+    results = []
+    for s in k.stages:
+        grid = outer + tuple(concrete_shape(s.inner, env))
+        vals = _eval_body(s.body, grid, p, results, arrays, env)
+        if s.reduce:
+            res = []
+            for entry in s.reduce:
+                extra = vals[entry[2]] if len(entry) > 2 else None
+                res.append(np.asarray(_reduce(entry[0], vals[entry[1]], grid, p, extra)))
+            results.append(res)
+        else:
+            results.append([])
+        for st in s.stores:
+            _store(arrays, st, vals, grid)
+
+
+def _run_matmul(k: MatmulKernel, arrays, env, buffers):
+    out_dt = np_dtype(buffers[k.out].dtype)
+    a = arrays[k.a].astype(out_dt, copy=False)
+    b = arrays[k.b].astype(out_dt, copy=False)
+    if k.trans_a:
+        a = np.swapaxes(a, -1, -2)
+    if k.trans_b:
+        b = np.swapaxes(b, -1, -2)
+    prod = np.matmul(a, b)
+    if k.alpha != 1.0:
+        prod = prod * np.asarray(k.alpha, out_dt)
+    if k.beta:
+        prod = prod + np.asarray(k.beta, out_dt) * arrays[k.out]
+    prod = prod.astype(out_dt, copy=False)
+    if k.epilogue is None:
+        arrays[k.out][...] = prod
+        return
+    grid = tuple(concrete_shape(k.batch + (k.m, k.n), env))
+    vals = _eval_body(k.epilogue.body, grid, len(grid), [], arrays, env, acc=prod)
+    for st in k.epilogue.stores:
+        _store(arrays, st, vals, grid)
+
+
+def allocate(program: Program, env: dict) -> dict:
+    """Arrays for outputs, updates and temps (temps as views into their arena slot)."""
+    arrays = {}
+    slots = {s: np.full(n, 0xFF, np.uint8) for s, n in slot_sizes(program, env).items()}
+    for b, buf in program.buffers.items():
+        shape = tuple(concrete_shape(buf.shape, env))
+        dt = np_dtype(buf.dtype)
+        if buf.kind == "const":
+            arrays[b] = np.asarray(buf.value)
+        elif buf.kind == "temp":
+            n = int(np.prod(shape, dtype=np.int64))
+            arrays[b] = slots[program.plan[b]][:n * dt.itemsize].view(dt).reshape(shape)
+        elif buf.kind in ("output", "update"):
+            arrays[b] = np.empty(shape, dt)
+            arrays[b].reshape(-1).view(np.uint8)[...] = 0xFF
+    return arrays
+
+
+def _bind_views(program: Program, arrays: dict, env: dict):
+    for b, buf in program.buffers.items():
+        if buf.kind == "view":
+            arrays[b] = _view(program, b, arrays, env)
+
+
+def _view(program, b, arrays, env):
+    buf = program.buffers[b]
+    base = buf.view_of
+    arr = arrays[base] if program.buffers[base].kind != "view" else _view(program, base, arrays, env)
+    return arr.reshape(tuple(concrete_shape(buf.shape, env)))
+
+
+def run_program(program: Program, inputs, params, env: dict, check_numerics: bool = False):
+    """Execute `program`; returns (outputs, new parameter values in Program.updates order)."""
+    arrays = allocate(program, env)
+    for b, a in zip(program.inputs, inputs):
+        arrays[b] = a
+    for b, a in zip(program.params, params):
+        arrays[b] = a
+    _bind_views(program, arrays, env)
+    for k in program.schedule:
+        if isinstance(k, MatmulKernel):
+            _run_matmul(k, arrays, env, program.buffers)
+        else:
+            _run_loop(k, arrays, env)
+        if check_numerics:
+            _check(k, arrays, program)
+    outs = [arrays[b] for b in program.outputs]
+    new = [arrays[u] for _, u in program.updates]
+    return outs, new
+
+
+def _check(k, arrays, program):
+    for b in sorted(k.writes()):
+        a = arrays[b]
+        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+            buf = program.buffers[b]
+            what = "NaN" if np.isnan(a).any() else "inf"
+            raise NumericsError(f"kernel {k.name} ({k.source}) made a non-finite value ({what}) in "
+                                f"@{buf.name}: {buf.type_str()} built at {buf.source}")

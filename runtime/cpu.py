@@ -1,0 +1,170 @@
+"""target="cpu": the Program compiled to native code through LLVM (codegen/llvm).
+
+build(graph, options) lowers the optimised graph to a Program, compiles it to one
+native entry point and returns the CpuRunner. Per set of dynamic sizes the runner
+keeps a binding plan: the arena holding every temporary (laid out by the memory
+plan's slots), the pointer array the entry point reads, and the sizes array. Per
+call it only writes the input/param/output pointers into that array and calls the
+entry (ctypes releases the GIL). Parameters are read in place and never written;
+outputs and updates go into fresh arrays the caller owns, so Function commits the
+updates by swapping arrays after a successful call.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from codegen.llvm import compile_program
+from codegen.llvm.loops import root_buffer
+from nngraph.errors import NumericsError
+from nngraph.types import concrete_shape, np_dtype
+from passes.program import format_program
+
+from .function import Runner
+
+ALIGN = 64
+
+
+class _Binding:
+    """Everything that depends only on the dynamic sizes: arena, pointers, shapes."""
+
+    def __init__(self, runner, env):
+        p = runner.program
+        self.shapes = {b.id: concrete_shape(b.shape, env) for b in p.buffers.values()}
+        self.sizes = np.array([env[s] for s in runner.symbols] or [0], dtype=np.int64)
+        self.ptrs = np.zeros(runner.n_ptrs, dtype=np.uint64)
+        # arena: one region per plan slot, sized for its largest temp
+        slot_of = dict(p.plan)
+        nbytes = {}
+        for b in p.buffers.values():
+            if b.kind == "temp":
+                s = slot_of.get(b.id, ("own", b.id))
+                n = int(np.prod(self.shapes[b.id], dtype=np.int64)) * np_dtype(b.dtype).itemsize
+                nbytes[s] = max(nbytes.get(s, 0), n)
+        offsets, total = {}, 0
+        for s, n in nbytes.items():
+            offsets[s] = total
+            total += (n + ALIGN - 1) // ALIGN * ALIGN
+        self.peak_bytes = total
+        self.arena = np.empty(total + 2 * ALIGN, dtype=np.uint8)
+        base = self.arena.ctypes.data
+        base += (-base) % ALIGN
+        self.temps = {}
+        for b in p.buffers.values():
+            if b.kind == "temp":
+                addr = base + offsets[slot_of.get(b.id, ("own", b.id))]
+                self.ptrs[b.id] = addr
+                self.temps[b.id] = (addr - self.arena.ctypes.data)
+            elif b.kind == "const":
+                self.ptrs[b.id] = runner.consts[b.id].ctypes.data
+        self.ptrs_addr = self.ptrs.ctypes.data
+        self.sizes_addr = self.sizes.ctypes.data
+        self.fresh = [(b, self.shapes[b], np_dtype(p.buffers[b].dtype)) for b in runner.fresh_ids]
+
+    def temp_view(self, buf):
+        n = int(np.prod(self.shapes[buf.id], dtype=np.int64))
+        off = self.temps[buf.id]
+        return self.arena[off:off + n * np_dtype(buf.dtype).itemsize].view(np_dtype(buf.dtype)).reshape(self.shapes[buf.id])
+
+
+class CpuRunner(Runner):
+    def __init__(self, program, compiled, check_numerics=False):
+        self.program = program
+        self.compiled = compiled
+        self.check_numerics = check_numerics
+        self.symbols = compiled.symbols
+        self.n_ptrs = max(program.buffers) + 1 if program.buffers else 1
+        self.consts = {b.id: np.ascontiguousarray(b.value, dtype=np_dtype(b.dtype)).reshape(
+            tuple(int(s) for s in b.shape)) for b in program.buffers.values() if b.kind == "const"}
+        self.input_ids = list(program.inputs)
+        self.param_ids = list(program.params)
+        # buffers the call writes into fresh arrays it hands out: outputs and updates
+        self.fresh_ids = sorted({b.id for b in program.buffers.values() if b.kind in ("output", "update")})
+        self._bindings = {}
+        self._lock = threading.Lock()
+        self._entry = compiled.entry
+        self.stats = {"kernels": program.kernel_count(), "library_calls": compiled.stats["library_calls"],
+                      "peak_bytes": 0, "cache_hit": compiled.stats["cache_hit"],
+                      "codegen_seconds": compiled.stats["codegen_seconds"]}
+
+    def _binding(self, env) -> _Binding:
+        key = tuple(env[s] for s in self.symbols)
+        bd = self._bindings.get(key)
+        if bd is None:
+            bd = self._bindings[key] = _Binding(self, env)
+        return bd
+
+    def run(self, inputs, params, env):
+        with self._lock:
+            bd = self._binding(env)
+            self.stats["peak_bytes"] = bd.peak_bytes
+            ptrs = bd.ptrs
+            for bid, a in zip(self.input_ids, inputs):
+                ptrs[bid] = a.ctypes.data
+            for bid, a in zip(self.param_ids, params):
+                ptrs[bid] = a.ctypes.data
+            fresh = {}
+            for bid, shape, dt in bd.fresh:
+                a = np.empty(shape, dt)
+                fresh[bid] = a
+                ptrs[bid] = a.ctypes.data
+            rc = self._entry(bd.ptrs_addr, bd.sizes_addr)
+            if rc:
+                raise self._numerics_error(rc - 1, bd, fresh)
+            vals = dict(fresh)
+            vals.update(zip(self.input_ids, inputs))
+            vals.update(zip(self.param_ids, params))
+            vals.update(self.consts)
+            handed = set()
+            outs = [self._hand_out(bid, bd, vals, handed) for bid in self.program.outputs]
+            new = [self._hand_out(ub, bd, vals, handed) for _, ub in self.program.updates]
+            return outs, new
+
+    def _hand_out(self, bid, bd, vals, handed):
+        """An array the caller owns: a fresh output as is (once), anything else copied."""
+        buf = self.program.buffers[bid]
+        if buf.kind == "view":
+            root = self.program.buffers[root_buffer(self.program, bid)]
+            return self._hand_out(root.id, bd, vals, handed).reshape(bd.shapes[bid]).copy()
+        if buf.kind == "temp":
+            return bd.temp_view(buf).copy()
+        a = vals[bid]
+        if buf.kind in ("output", "update") and bid not in handed:
+            handed.add(bid)
+            return a
+        return np.array(a, copy=True)
+
+    def _numerics_error(self, kno, bd, fresh):
+        kern = self.program.schedule[kno]
+        bad = None
+        for bid in sorted(kern.writes()):
+            buf = self.program.buffers[bid]
+            if buf.dtype not in ("float32", "float64"):
+                continue
+            root = self.program.buffers[root_buffer(self.program, bid)]
+            a = fresh.get(root.id)
+            if a is None and root.kind == "temp":
+                a = bd.temp_view(root)
+            if a is not None and not np.all(np.isfinite(a)):
+                bad = (buf, "NaN" if np.isnan(a).any() else "inf")
+                break
+        what = f"in {bad[0].name}: {bad[0].type_str()}" if bad else ""
+        where = (bad[0].source if bad and bad[0].source else None) or kern.source or "?"
+        kind = bad[1] if bad else "NaN or inf"
+        return NumericsError(f"{kern.name} made a non-finite value ({kind}) {what} built at {where} "
+                             f"(kernel {kno} computes: {kern.source or kern.name}); no update was applied")
+
+
+def build(graph, options):
+    """Lower, compile and wrap; returns (runner, extra dump stages)."""
+    from passes.lowering import to_program
+    program = to_program(graph, options.get("opt_level", 2))
+    return build_program(program, options.get("check_numerics", False))
+
+
+def build_program(program, check_numerics=False):
+    compiled = compile_program(program, check_numerics=check_numerics)
+    runner = CpuRunner(program, compiled, check_numerics)
+    stages = {"kernels": format_program(program), "llvm": compiled.llvm_text, "asm": compiled.asm_text}
+    return runner, stages

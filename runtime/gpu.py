@@ -1,0 +1,229 @@
+"""target="gpu": the Program printed as Triton kernels (codegen/triton), run on torch tensors.
+
+build(graph, options) lowers the optimised graph to a Program, prints and imports
+its Triton module and returns the GpuRunner. Without a CUDA device it needs
+TRITON_INTERPRET=1 (then every kernel runs on Triton's interpreter, on CPU tensors:
+that is how the tests run); otherwise it raises a RuntimeError saying so. The check
+is made here, not at import, so `runtime.targets.available("gpu")` only fails when
+triton or torch is missing.
+
+The runner keeps on the device, between calls: the constants (uploaded once), each
+parameter's value (uploaded again only when the Function hands it a different array,
+i.e. when the user set `p.value`), and per set of dynamic sizes the temporaries (one
+tensor per memory-plan slot). Inputs are copied to the device once per call; outputs
+and updates are written to fresh device tensors, so a call that raises leaves the
+parameters untouched; updates come back as NumPy arrays that the Function commits,
+and the device copy then becomes the parameter's value without another upload.
+Outputs come back as NumPy arrays, or as device tensors with `runner.device_outputs = True`
+(`fn.runner.device_outputs = True` on a compiled function).
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+
+from nngraph.errors import NumericsError
+from nngraph.types import concrete_shape, np_dtype
+from passes.program import format_program, symbols
+
+from .function import Runner
+
+try:  # both are optional dependencies: a missing one makes the target unavailable
+    import torch
+    import triton  # noqa: F401
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError(f"target 'gpu' needs torch and triton: {e}") from e
+
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int32": torch.int32,
+                "int64": torch.int64, "bool": torch.bool}
+INDEX_LIMIT = 2 ** 31   # generated kernels index in int32
+
+
+def device_or_error() -> str:
+    """'cuda' with a GPU, 'cpu' under TRITON_INTERPRET=1, else a RuntimeError with the reason."""
+    interp = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    if interp:
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    raise RuntimeError("target='gpu' needs a CUDA device, and torch.cuda.is_available() is False "
+                       f"(torch {torch.__version__}); set TRITON_INTERPRET=1 in the environment before "
+                       "starting Python to run the Triton kernels on the CPU through Triton's interpreter "
+                       "(slow; meant for tests), or use target='cpu'")
+
+
+class _Binding:
+    """Per set of dynamic sizes: shapes, and the temporaries (one tensor per plan slot)."""
+
+    def __init__(self, runner, env):
+        p = runner.program
+        self.shapes = {b.id: concrete_shape(b.shape, env) for b in p.buffers.values()}
+        for b in p.buffers.values():
+            n = int(np.prod(self.shapes[b.id], dtype=np.int64))
+            if n >= INDEX_LIMIT:
+                raise RuntimeError(f"target='gpu': buffer {b.name} has {n} elements for these sizes "
+                                   f"({env}); the generated kernels index with int32 (< 2**31 elements)")
+        slot_of = dict(p.plan)
+        nbytes = {}
+        for b in p.buffers.values():
+            if b.kind == "temp":
+                s = slot_of.get(b.id, ("own", b.id))
+                n = int(np.prod(self.shapes[b.id], dtype=np.int64)) * np_dtype(b.dtype).itemsize
+                nbytes[s] = max(nbytes.get(s, 0), n)
+        self.peak_bytes = sum(nbytes.values())
+        arenas = {s: torch.empty(max(n, 1), dtype=torch.uint8, device=runner.device) for s, n in nbytes.items()}
+        self.temps = {}
+        for b in p.buffers.values():
+            if b.kind == "temp":
+                shape = self.shapes[b.id]
+                n = int(np.prod(shape, dtype=np.int64)) * np_dtype(b.dtype).itemsize
+                arena = arenas[slot_of.get(b.id, ("own", b.id))]
+                self.temps[runner.names[b.id]] = arena[:n].view(TORCH_DTYPES[b.dtype]).view(shape)
+        self.sizes = {s: int(env[s]) for s in runner.symbols}
+        self.fresh = [(runner.names[b], self.shapes[b], TORCH_DTYPES[p.buffers[b].dtype]) for b in runner.fresh_ids]
+
+
+class GpuRunner(Runner):
+    def __init__(self, program, module, names, device, check_numerics=False, compile_seconds=0.0):
+        self.program, self.module, self.names, self.device = program, module, names, device
+        self.check_numerics = check_numerics
+        self.symbols = symbols(program)
+        self.device_outputs = False
+        self.consts = {names[b.id]: torch.from_numpy(np.ascontiguousarray(
+            np.asarray(b.value, dtype=np_dtype(b.dtype)).reshape(tuple(int(s) for s in b.shape)))).to(device)
+            for b in program.buffers.values() if b.kind == "const"}
+        self.input_names = [names[b] for b in program.inputs]
+        self.param_names = [names[b] for b in program.params]
+        self.fresh_ids = sorted({b.id for b in program.buffers.values() if b.kind in ("output", "update")})
+        self.views = _views_in_order(program, names)
+        self._dev_params: list = [None] * len(program.params)
+        self._host_params: list = [None] * len(program.params)
+        # an update written to a fresh tensor becomes its parameter's device value
+        self._param_of_update = {u: program.params.index(pb) for pb, u in program.updates
+                                 if pb in program.params and u in self.fresh_ids}
+        self._bindings = {}
+        self._lock = threading.Lock()
+        self.stats = {"kernels": program.kernel_count(),
+                      "library_calls": 0, "peak_bytes": 0, "cache_hit": False,
+                      "codegen_seconds": compile_seconds, "device": device}
+
+    # ------------------------------------------------------------------ state
+    def _binding(self, env) -> _Binding:
+        key = tuple(env[s] for s in self.symbols)
+        bd = self._bindings.get(key)
+        if bd is None:
+            bd = self._bindings[key] = _Binding(self, env)
+        return bd
+
+    def _to_device(self, a: np.ndarray):
+        t = torch.from_numpy(a) if a.flags.c_contiguous and a.flags.writeable else torch.from_numpy(a.copy())
+        return t.to(self.device) if self.device != "cpu" else t
+
+    def _param(self, i, a):
+        """The device tensor of parameter i, uploaded only when the host array changed."""
+        if self._host_params[i] is not a:
+            self._dev_params[i] = self._to_device(np.ascontiguousarray(a))
+            self._host_params[i] = a
+        return self._dev_params[i]
+
+    # ------------------------------------------------------------------ calling
+    def bind(self, inputs, params, env) -> tuple:
+        """(buffers, binding) for one call: every buffer name -> its device tensor. The
+        generated module's run(buffers, binding.sizes) then runs the schedule (benchmarks
+        time that alone)."""
+        bd = self._binding(env)
+        self.stats["peak_bytes"] = bd.peak_bytes
+        b = dict(self.consts)
+        b.update(bd.temps)
+        for name, a in zip(self.input_names, inputs):
+            b[name] = self._to_device(a)
+        for i, (name, a) in enumerate(zip(self.param_names, params)):
+            b[name] = self._param(i, a)
+        for name, shape, dt in bd.fresh:
+            b[name] = torch.empty(shape, dtype=dt, device=self.device)
+        for name, of, shape in self.views:     # same memory, another row-major shape
+            b[name] = b[of].view(bd.shapes[shape])
+        return b, bd
+
+    def run(self, inputs, params, env):
+        with self._lock:
+            b, bd = self.bind(inputs, params, env)
+            if self.check_numerics:
+                self._run_checked(b, bd)
+            elif self.device == "cpu":   # Triton's interpreter computes with NumPy: inf/NaN are values here
+                with np.errstate(all="ignore"):
+                    self.module.run(b, bd.sizes)
+            else:
+                self.module.run(b, bd.sizes)
+            outs = [self._hand_out(b[self.names[x]], device=self.device_outputs) for x in self.program.outputs]
+            new = []
+            for pb, ub in self.program.updates:
+                t = b[self.names[ub]]
+                host = self._hand_out(t, device=False)
+                new.append(host)
+                i = self._param_of_update.get(ub)
+                if i is not None:   # the device copy is the parameter's next value
+                    self._dev_params[i], self._host_params[i] = t, host
+            return outs, new
+
+    def _hand_out(self, t, device: bool):
+        if device:
+            return t.clone()
+        if self.device == "cpu":
+            return t.numpy().copy()
+        return t.cpu().numpy()
+
+    def _run_checked(self, b, bd):
+        """Launch kernel by kernel; after each, every float buffer it wrote must be finite."""
+        p = self.program
+        for kno, kern in enumerate(p.schedule):
+            launch, syms = self.module.SCHEDULE[kno]
+            with np.errstate(all="ignore"):
+                launch(b, *[bd.sizes[s] for s in syms])
+            for bid in sorted(kern.writes()):
+                buf = p.buffers[bid]
+                if buf.dtype not in ("float32", "float64"):
+                    continue
+                t = b[self.names[bid]]
+                if not bool(torch.isfinite(t).all()):
+                    kind = "NaN" if bool(torch.isnan(t).any()) else "inf"
+                    where = buf.source or kern.source or "?"
+                    raise NumericsError(f"{kern.name} made a non-finite value ({kind}) in {buf.name}: "
+                                        f"{buf.type_str()} built at {where} (kernel {kno} computes: "
+                                        f"{kern.source or kern.name}); no update was applied")
+
+
+def _views_in_order(program, names) -> list:
+    """(name, name of the viewed buffer, buffer id) for every view, each after the one it views."""
+    views = {b.id: b for b in program.buffers.values() if b.kind == "view"}
+    out, done = [], set()
+    while len(done) < len(views):
+        ready = [v for v in views.values() if v.id not in done and (v.view_of not in views or v.view_of in done)]
+        if not ready:
+            raise RuntimeError("target='gpu': the Program's views form a cycle")
+        for v in ready:
+            out.append((names[v.id], names[v.view_of], v.id))
+            done.add(v.id)
+    return out
+
+
+def build(graph, options):
+    """Lower, print, import; returns (runner, extra dump stages)."""
+    device = device_or_error()
+    from passes.lowering import to_program
+    program = to_program(graph, options.get("opt_level", 2))
+    return build_program(program, check_numerics=options.get("check_numerics", False),
+                         name=getattr(graph, "name", "main"), device=device)
+
+
+def build_program(program, check_numerics=False, name="main", device=None):
+    from codegen.triton import generate, load
+    device = device or device_or_error()
+    t0 = time.perf_counter()
+    source, names = generate(program, name)
+    module = load(source)
+    runner = GpuRunner(program, module, names, device, check_numerics, time.perf_counter() - t0)
+    return runner, {"kernels": format_program(program), "triton": source}

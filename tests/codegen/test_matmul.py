@@ -1,0 +1,134 @@
+"""MatmulKernel: BLAS through cython_blas pointers (transposes, alpha/beta, batch
+broadcasting, epilogue), integer matmul as loops, against NumPy."""
+import numpy as np
+import pytest
+
+from passes.program import MatmulKernel, Stage, Store
+from progbuild import Dim, ProgBuilder
+
+N = Dim("N")
+
+
+def _mm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, c0=None, epilogue=None, batch=()):
+    dt = a.dtype.name
+    pb = ProgBuilder()
+    ai = pb.buf("a", dt, a.shape, "input")
+    bi = pb.buf("b", dt, b.shape, "input")
+    m = a.shape[-1] if trans_a else a.shape[-2]
+    k = a.shape[-2] if trans_a else a.shape[-1]
+    n = b.shape[-2] if trans_b else b.shape[-1]
+    out_shape = tuple(batch) + (m, n)
+    inputs = [a, b]
+    if c0 is not None:
+        ci = pb.buf("c", dt, out_shape, "param")
+        out = pb.update(ci)
+    else:
+        out = pb.buf("out", dt, out_shape, "output")
+    epi = None
+    if epilogue is not None:
+        bias = pb.buf("bias", dt, (n,), "input")
+        inputs.append(epilogue)
+        e = pb.body()
+        idx = [e.idx(d) for d in range(len(out_shape))]
+        v = e("relu", e("add", e("acc", dtype=dt), e.load(bias, idx[-1]), dtype=dt), dtype=dt)
+        epi = Stage((), e.ins, (), [Store(out, tuple(idx), v)])
+    if beta and c0 is not None:
+        # beta reads the output buffer: start it from the parameter's value
+        from passes.program import LoopKernel
+        cb = pb.body()
+        idx = tuple(cb.idx(d) for d in range(len(out_shape)))
+        pb.kernel(LoopKernel("init", out_shape, [Stage((), cb.ins, (), [Store(out, idx, cb.load(ci, *idx))])]))
+    pb.kernel(MatmulKernel("mm", ai, bi, out, tuple(batch), m, n, k, trans_a, trans_b, alpha, beta, epi))
+    outs, new = pb.run(inputs, [c0] if c0 is not None else [])
+    return (new or outs)[0]
+
+
+def _ref(a, b, trans_a, trans_b):
+    A = np.swapaxes(a, -1, -2) if trans_a else a
+    B = np.swapaxes(b, -1, -2) if trans_b else b
+    return np.matmul(A.astype(np.float64), B.astype(np.float64))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_gemm_transposes(dtype, trans_a, trans_b):
+    rng = np.random.default_rng(0)
+    m, k, n = 37, 19, 23
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    got = _mm(a, b, trans_a, trans_b)
+    np.testing.assert_allclose(got, _ref(a, b, trans_a, trans_b), rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-5)
+
+
+def test_alpha_beta_accumulate_into_the_output():
+    """W_new = W - 0.1 * X^T G: a GEMM with beta = 1, alpha = -0.1."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((64, 30)).astype(np.float32)
+    g = rng.standard_normal((64, 20)).astype(np.float32)
+    w = rng.standard_normal((30, 20)).astype(np.float32)
+    got = _mm(x, g, trans_a=True, alpha=-0.1, beta=1.0, c0=w)
+    np.testing.assert_allclose(got, w - 0.1 * x.T.astype(np.float64) @ g, rtol=1e-5, atol=1e-5)
+
+
+def test_epilogue_bias_relu():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((50, 40)).astype(np.float32)
+    w = rng.standard_normal((40, 30)).astype(np.float32)
+    bias = rng.standard_normal(30).astype(np.float32)
+    got = _mm(x, w, epilogue=bias)
+    np.testing.assert_allclose(got, np.maximum(x.astype(np.float64) @ w + bias, 0), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shapes", [((4, 5, 6), (4, 6, 3)), ((2, 1, 5, 6), (3, 6, 2)), ((4, 5, 6), (6, 3)),
+                                    ((5, 6), (2, 6, 3)), ((3, 0, 4), (3, 4, 2)), ((3, 5, 0), (3, 0, 2))])
+def test_batched_with_broadcast(shapes):
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal(shapes[0])
+    b = rng.standard_normal(shapes[1])
+    want = np.matmul(a, b)
+    got = _mm(a, b, batch=want.shape[:-2])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64"])
+def test_integer_matmul_loops(dtype):
+    rng = np.random.default_rng(4)
+    a = rng.integers(-9, 9, (3, 7, 5)).astype(dtype)
+    b = rng.integers(-9, 9, (5, 4)).astype(dtype)
+    np.testing.assert_array_equal(_mm(a, b, batch=(3,)), a @ b)
+    np.testing.assert_array_equal(_mm(a[0], b[:, :2].T.copy(), trans_b=True), a[0] @ b[:, :2])
+
+
+def test_matmul_program_counts_a_library_call():
+    pb = ProgBuilder()
+    a = pb.buf("a", "float32", (N, 8), "input")
+    b = pb.buf("b", "float32", (8, 4), "param")
+    o = pb.buf("o", "float32", (N, 4), "output")
+    pb.kernel(MatmulKernel("mm", a, b, o, (), N, 4, 8))
+    runner, _ = pb.build()
+    assert runner.stats["library_calls"] == 1
+    x = np.random.default_rng(5).standard_normal((9, 8)).astype(np.float32)
+    w = np.random.default_rng(6).standard_normal((8, 4)).astype(np.float32)
+    for rows in (9, 0, 1):
+        (got,), _ = runner.run([x[:rows].copy()], [w], {"N": rows})
+        np.testing.assert_allclose(got, x[:rows] @ w, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["rows", "folded", "batch", "trans_a"])
+def test_big_gemms_split_across_threads(case):
+    """Above GEMM_WORK multiply-adds the rows (or batch entries) are split between
+    two threads, each making its own BLAS call."""
+    from codegen.llvm.entry import GEMM_WORK
+    rng = np.random.default_rng(7)
+    if case == "rows":
+        a, b, kw = rng.standard_normal((301, 128)), rng.standard_normal((128, 131)), {}
+    elif case == "folded":
+        a, b, kw = rng.standard_normal((3, 101, 128)), rng.standard_normal((128, 130)), {"batch": (3,)}
+    elif case == "batch":
+        a, b, kw = rng.standard_normal((5, 100, 96)), rng.standard_normal((5, 96, 99)), {"batch": (5,)}
+    else:
+        a, b, kw = rng.standard_normal((128, 301)), rng.standard_normal((128, 131)), {"trans_a": True}
+    want = _ref(a, b, kw.get("trans_a", False), False)
+    assert want.size * a.shape[-1 if case != "trans_a" else -2] >= GEMM_WORK
+    np.testing.assert_allclose(_mm(a, b, **kw), want, rtol=1e-10, atol=1e-10)

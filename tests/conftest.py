@@ -1,0 +1,76 @@
+"""Suite-wide fixtures.
+
+- ``target``: every test that takes it runs once per entry of ``TARGETS``. The list
+  starts as ["oracle", "reference"]: "oracle" runs the graph as built on the node-by-node
+  NumPy interpreter (tests/helpers.py; it checks the op definitions themselves),
+  "reference" is ng.compile's NumPy target (lowered Program, so it checks the passes
+  too). Extend it here (append "cpu", "gpu" once those backends
+  exist), from a plugin (``conftest.TARGETS.append(...)`` before collection) or with
+  the environment: ``NNGRAPH_TEST_TARGETS=cpu,gpu``. A target whose backend cannot be
+  imported here is skipped with the reason.
+- Every graph compiled in the suite is checked to print and parse back to the same
+  text (``ng.format(ng.parse(s)) == s``, with and without locations): ``ng.compile``
+  is wrapped for each test. Opt out with ``@pytest.mark.no_roundtrip`` or
+  ``NNGRAPH_NO_ROUNDTRIP=1``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))  # so tests can `import helpers`
+
+# target "gpu" without a CUDA device runs its Triton kernels on Triton's interpreter,
+# which must be chosen before triton is imported (no GPU driver device node: no GPU)
+if not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd")):
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import nngraph as ng  # noqa: E402
+
+import helpers  # noqa: E402
+
+TARGETS = ["oracle", "reference", "cpu"]
+for _t in os.environ.get("NNGRAPH_TEST_TARGETS", "").split(","):
+    if _t.strip() and _t.strip() not in TARGETS:
+        TARGETS.append(_t.strip())
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "no_roundtrip: do not check that compiled graphs print and parse back")
+
+
+def pytest_generate_tests(metafunc):
+    if "target" in metafunc.fixturenames:
+        metafunc.parametrize("target", list(TARGETS), indirect=True)
+
+
+@pytest.fixture
+def target(request):
+    """The target name a test compiles for; skipped where that backend is unavailable."""
+    name = getattr(request, "param", "reference")
+    if name == "oracle":
+        return name
+    from runtime.targets import available
+    ok, why = available(name)
+    if not ok:
+        pytest.skip(why)
+    return name
+
+
+@pytest.fixture(autouse=True)
+def _roundtrip_every_compiled_graph(request, monkeypatch):
+    if request.node.get_closest_marker("no_roundtrip") or os.environ.get("NNGRAPH_NO_ROUNDTRIP"):
+        yield
+        return
+    real = ng.compile
+
+    def compile_and_check(*args, **kwargs):
+        fn = real(*args, **kwargs)
+        helpers.assert_roundtrip(fn.graph)
+        fn.roundtrip_checked = True
+        return fn
+
+    monkeypatch.setattr(ng, "compile", compile_and_check)
+    yield

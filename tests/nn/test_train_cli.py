@@ -1,0 +1,40 @@
+"""`python -m nngraph train`: trains, reports accuracy and times, writes every stage
+of the training step and the per-pass dumps."""
+import os
+
+import pytest
+
+pytest.importorskip("sklearn")
+
+
+def test_train_mlp_writes_dumps_of_every_stage(tmp_path, capsys):
+    from nngraph import train_cli
+    rc = train_cli.main(["--model", "mlp", "--epochs", "2", "--target", "reference",
+                         "--dump-dir", str(tmp_path / "dumps"), "--quiet"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "mlp: test loss" in out and "test accuracy" in out
+    assert "compiled the training step in" in out and "ms (batch 32)" in out
+    folder = tmp_path / "dumps" / "mlp"
+    for stage in ("graph", "opt", "kernels"):
+        text = (folder / f"train_step.{stage}.txt").read_text()
+        assert text.strip()
+    assert "update %" in (folder / "train_step.graph.txt").read_text()  # the step holds the updates
+    passes = sorted(os.listdir(folder / "passes"))
+    assert passes[0].startswith("00-") and len(passes) > 2
+
+
+def test_train_is_a_subcommand_with_help(capsys):
+    from nngraph.__main__ import main
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for opt in ("--epochs", "--model", "--dump-dir", "--target"):
+        assert opt in out
+
+
+def test_bad_epochs(capsys):
+    from nngraph import train_cli
+    assert train_cli.main(["--epochs", "0"]) == 2
+    assert "--epochs" in capsys.readouterr().err
