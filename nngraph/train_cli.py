@@ -18,10 +18,12 @@ DESCRIPTION = """\
 Train models of a neural-networks course on scikit-learn's handwritten digits
 (1797 images of 8x8 pixels; 70% train, 10% validation, 20% test, stratified):
 
-  mlp   64 -> Dense(128, relu) -> Dropout(0.2) -> Dense(10), Adam with a 1cycle rate
+  mlp   64 -> Dense(128, relu) -> Dropout(0.2) -> Dense(10)
   cnn   LeNet-style: Conv2D(6, 3, same, relu) -> MaxPool2D(2) -> Conv2D(16, 3, same,
-        relu) -> MaxPool2D(2) -> Flatten -> Dense(64, relu) -> Dropout(0.25) -> Dense(10),
-        SGD with Nesterov momentum and a 1cycle rate
+        relu) -> MaxPool2D(2) -> Flatten -> Dense(64, relu) -> Dropout(0.25) -> Dense(10)
+
+both with Adam and a 1cycle learning rate, on the training images plus copies
+shifted by one pixel in each direction (--no-augment: the training images only).
 
 Each training step (forward, gradients and update) is one compiled function.
 Printed: a summary of each model, a progress bar per epoch, test loss and
@@ -33,7 +35,7 @@ Example:
     python -m nngraph train --model cnn --epochs 5 --dump-dir /tmp/dumps
 """
 
-DEFAULT_EPOCHS = {"mlp": 15, "cnn": 15}
+DEFAULT_EPOCHS = {"mlp": 10, "cnn": 10}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,6 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="where to compile for (default: cpu, or reference where the CPU backend "
                         "is not available)")
     p.add_argument("--seed", type=int, default=0, help="seed for the split, initialisation and shuffling")
+    p.add_argument("--no-augment", action="store_true", help="train without the one-pixel-shift copies")
     p.add_argument("--quiet", action="store_true", help="no progress bars, one line per epoch")
 
 
@@ -58,13 +61,13 @@ def build_model(kind: str):
     if kind == "mlp":
         model = L.Sequential([L.Dense(128, activation="relu"), L.Dropout(0.2), L.Dense(10)],
                              input_shape=(64,), name="mlp")
-        return model, ng.optim.Adam(ng.optim.OneCycle(0.01))
-    model = L.Sequential([
-        L.Conv2D(6, 3, padding=1, activation="relu"), L.MaxPool2D(2),
-        L.Conv2D(16, 3, padding=1, activation="relu"), L.MaxPool2D(2),
-        L.Flatten(), L.Dense(64, activation="relu"), L.Dropout(0.25), L.Dense(10)],
-        input_shape=(1, 8, 8), name="cnn")
-    return model, ng.optim.SGD(ng.optim.OneCycle(0.1), momentum=0.9, nesterov=True)
+    else:
+        model = L.Sequential([
+            L.Conv2D(6, 3, padding=1, activation="relu"), L.MaxPool2D(2),
+            L.Conv2D(16, 3, padding=1, activation="relu"), L.MaxPool2D(2),
+            L.Flatten(), L.Dense(64, activation="relu"), L.Dropout(0.25), L.Dense(10)],
+            input_shape=(1, 8, 8), name="cnn")
+    return model, ng.optim.Adam(ng.optim.OneCycle(0.01))
 
 
 def write_dumps(fn, folder: str) -> list:
@@ -84,11 +87,13 @@ def train_one(kind: str, args, out=print) -> dict:
     ng.nn.set_seed(args.seed)
     data = ng.data.load_digits(images=(kind == "cnn"), seed=args.seed)
     (X, y), val, (Xt, yt) = data["train"], data["val"], data["test"]
+    if not args.no_augment:
+        X, y = ng.data.shift_augment(X, y, image_shape=None if kind == "cnn" else (8, 8))
     model, opt = build_model(kind)
     folder = os.path.join(args.dump_dir, kind)
     model.compile(opt, "cross_entropy", ["accuracy"], target=args.target,
                   dump_dir=os.path.join(folder, "passes"))
-    out(f"\n== {kind}: {len(X)} training, {len(val[1])} validation, {len(yt)} test images; "
+    out(f"\n== {kind}: {len(X)} training{'' if args.no_augment else ' (with shifted copies)'}, {len(val[1])} validation, {len(yt)} test images; "
         f"target {model.target}")
     model.summary(print_fn=out)
     step = model.compiled("train")

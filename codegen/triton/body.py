@@ -174,6 +174,8 @@ class BodyPrinter:
             if op in COMPARE or op in LOGICAL:
                 sa, sb = a.expr, b.expr
                 out_dt, index = "bool", False
+                if op in LOGICAL and a.groups != b.groups:   # & of a 0-d and a block trips the interpreter
+                    fmt = "tl.where({a}, {b}, False)" if op == "logical_and" else "tl.where({a}, True, {b})"
             else:
                 index = a.index and b.index and dt in ("int32", "int64")
                 sa, sb = (a.expr, b.expr) if index else (self.cast(a, dt), self.cast(b, dt))
@@ -202,8 +204,11 @@ class BodyPrinter:
         if len(index) != len(buf.shape):
             raise CodegenError(f"load of {buf.name}: {len(index)} indices for a {len(buf.shape)}-d buffer")
         off, groups = self.offset(buf, index, patterns)
+        extra = (args[-1].groups - groups) if masked else frozenset()
+        for g in sorted(extra):          # the mask varies where the address does not: widen the address
+            off = self.zero[g] if off == "0" else f"{off} + {self.zero[g]}"
         parts = []
-        dom = self.mask_of(groups | (args[-1].groups if masked else frozenset()))
+        dom = self.mask_of(groups | extra)
         if dom:
             parts.append(dom)
         if masked:

@@ -139,13 +139,12 @@ def _softplus(x):
     "_pow": '''\
 @triton.jit
 def _pow(a, b):
-    # a ** b with NumPy's special cases: negative bases need an integer exponent
+    # a ** b with NumPy's special cases: a negative base needs an integer exponent
     r = tl.exp2(b * tl.log2(tl.abs(a)))
     b_int = tl.floor(b) == b
-    b_odd = b_int & (tl.floor(b * 0.5) * 2.0 != b)
-    r = tl.where((a < 0) & b_odd, -r, r)
-    r = tl.where((a < 0) & (b_int == 0), float("nan"), r)
-    return tl.where((b == 0) | (a == 1.0), 1.0, r)
+    b_odd = tl.where(b_int, tl.floor(b * 0.5) * 2.0 != b, False)
+    r = tl.where(a < 0, tl.where(b_odd, -r, tl.where(b_int, r, float("nan"))), r)
+    return tl.where(b == 0, 1.0, tl.where(a == 1.0, 1.0, r))
 ''',
     "_floordiv": '''\
 @triton.jit

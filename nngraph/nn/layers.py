@@ -192,19 +192,21 @@ class Conv2D(Layer):
         return self._act(y)
 
 
-class MaxPool2D(Layer):
-    """Max over pool_size windows (stride defaults to pool_size)."""
-
+class _Pool2D(Layer):
     def __init__(self, pool_size=2, stride=None, padding=0, name=None):
         super().__init__(name)
         self.pool_size, self.stride, self.padding = pool_size, stride, padding
+
+
+class MaxPool2D(_Pool2D):
+    """Max over pool_size windows of NCHW inputs (stride defaults to pool_size)."""
 
     def forward(self, x, training):
         return max_pool2d(x, self.pool_size, self.stride, self.padding)
 
 
-class AvgPool2D(MaxPool2D):
-    """Mean over pool_size windows (stride defaults to pool_size)."""
+class AvgPool2D(_Pool2D):
+    """Mean over pool_size windows of NCHW inputs (stride defaults to pool_size)."""
 
     def forward(self, x, training):
         return avg_pool2d(x, self.pool_size, self.stride, self.padding)

@@ -171,7 +171,8 @@ class Model:
 
     def compiled(self, which: str, y_kind=("int", 1)):
         """The compiled function "train", "evaluate" or "predict" (built on first use)."""
-        self._need_compiled() if which != "predict" else None
+        if which != "predict":
+            self._need_compiled()
         key = (which, y_kind)
         if key in self._fns:
             return self._fns[key]
