@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .node import Parameter, Tensor
+from .node import Parameter
 
 
 @dataclass

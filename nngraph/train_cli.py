@@ -35,7 +35,7 @@ Example:
     python -m nngraph train --model cnn --epochs 5 --dump-dir /tmp/dumps
 """
 
-DEFAULT_EPOCHS = {"mlp": 10, "cnn": 10}
+DEFAULT_EPOCHS = {"mlp": 10, "cnn": 15}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

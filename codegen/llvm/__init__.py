@@ -12,12 +12,15 @@ on disk by codegen.cache.
 from __future__ import annotations
 
 import ctypes
+import os
 import time
+
+import numpy as np
 
 from codegen import cache
 
 from . import target
-from .entry import ENTRY, build_module
+from .entry import ENTRY, PROFILE, build_module
 
 ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p)
 
@@ -36,6 +39,19 @@ class CompiledProgram:
         self.stats = {"codegen_seconds": seconds, "cache_hit": cache_hit,
                       "library_calls": info["notes"].count("blas"), "object_bytes": len(obj)}
         self._opt = mod
+        self.n_kernels = len(program.schedule)
+        self.profiled = info.get("profile", False)
+
+    def profile(self, reset=False):
+        """Accumulated ns per kernel (NNGRAPH_PROFILE=1 builds only), or None."""
+        if not self.profiled:
+            return None
+        addr = self.loaded.engine.get_global_value_address(PROFILE)
+        arr = np.ctypeslib.as_array((ctypes.c_int64 * self.n_kernels).from_address(addr))
+        out = arr.copy()
+        if reset:
+            arr[:] = 0
+        return out
 
     def _optimized(self):
         if self._opt is None:
@@ -51,9 +67,12 @@ class CompiledProgram:
         return target.emit_assembly(self._optimized())
 
 
-def compile_program(program, check_numerics=False, use_cache=True, threads=True) -> CompiledProgram:
+def compile_program(program, check_numerics=False, use_cache=True, threads=True, profile=None) -> CompiledProgram:
     t0 = time.perf_counter()
-    ir_text, info = build_module(program, check_numerics=check_numerics, threads=threads)
+    if profile is None:
+        profile = os.environ.get("NNGRAPH_PROFILE", "") not in ("", "0")
+    ir_text, info = build_module(program, check_numerics=check_numerics, threads=threads, profile=profile)
+    info["profile"] = profile
     k = cache.key(ir_text, target.target_id())
     obj = cache.load(k) if use_cache else None
     hit = obj is not None

@@ -9,6 +9,10 @@ two, the second half on a thread made with pthread_create (declared external;
 the C library is already in the process). With check_numerics, every float
 buffer a kernel writes is scanned for NaN/inf right after it, and the entry
 returns 1 + the kernel's index on the first bad one (0 means success).
+
+With profile=True (NNGRAPH_PROFILE=1 in the environment), the entry adds each
+kernel's wall time in nanoseconds (clock_gettime, CLOCK_MONOTONIC) to the global
+array `nngraph_prof` (one i64 per kernel), which runtime/cpu.py reads back.
 """
 from __future__ import annotations
 
@@ -43,7 +47,10 @@ def _clean(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name)[:40]
 
 
-def build_module(program, check_numerics=False, threads=True) -> tuple[str, dict]:
+PROFILE = "nngraph_prof"
+
+
+def build_module(program, check_numerics=False, threads=True, profile=False) -> tuple[str, dict]:
     """LLVM IR text of the Program's module, and info (symbols, per-kernel notes)."""
     syms = program_symbols(program)
     module = ir.Module(name="nngraph")
@@ -53,7 +60,10 @@ def build_module(program, check_numerics=False, threads=True) -> tuple[str, dict
     fb = FnBuilder(module, ENTRY, [], ret=I32, program=program, symbols=syms)
     fb.fn.linkage = "external"
     notes = []
+    prof = _Profiler(fb, len(program.schedule)) if profile else None
     for kno, kern in enumerate(program.schedule):
+        if prof:
+            prof.start()
         base = f"k{kno}_{_clean(kern.name)}"
         if isinstance(kern, MatmulKernel):
             f = emit_matmul_function(module, base, program, syms, kern)
@@ -76,11 +86,43 @@ def build_module(program, check_numerics=False, threads=True) -> tuple[str, dict
             notes.append("loop")
         else:
             raise TypeError(f"unknown kernel type {type(kern).__name__}")
+        if prof:
+            prof.stop(kno)
         if check_numerics:
             _check(fb, kern, kno)
     fb.b.ret(ir.Constant(I32, 0))
     fb.finish()
     return str(module), {"symbols": syms, "notes": notes}
+
+
+class _Profiler:
+    """Per-kernel wall time (ns) accumulated into the global nngraph_prof[k]."""
+
+    def __init__(self, fb, n):
+        self.fb = fb
+        m = fb.module
+        ts = ir.LiteralStructType([I64, I64])
+        self.clock = ir.Function(m, ir.FunctionType(I32, [I32, ts.as_pointer()]), "nngraph_clock_gettime")
+        self.arr = ir.GlobalVariable(m, ir.ArrayType(I64, max(n, 1)), PROFILE)
+        self.arr.initializer = ir.Constant(ir.ArrayType(I64, max(n, 1)), None)
+        self.ts = fb.alloca(ts, "ts")
+        self.t0 = None
+
+    def _now(self):
+        b = self.fb.b
+        b.call(self.clock, [ir.Constant(I32, 1), self.ts])
+        sec = b.load(b.gep(self.ts, [ir.Constant(I32, 0), ir.Constant(I32, 0)]))
+        ns = b.load(b.gep(self.ts, [ir.Constant(I32, 0), ir.Constant(I32, 1)]))
+        return b.add(b.mul(sec, i64(1_000_000_000)), ns)
+
+    def start(self):
+        self.t0 = self._now()
+
+    def stop(self, k):
+        b = self.fb.b
+        dt = b.sub(self._now(), self.t0)
+        p = b.gep(self.arr, [i64(0), i64(k)])
+        b.store(b.add(b.load(p), dt), p)
 
 
 def _trampoline(module):

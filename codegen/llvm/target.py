@@ -79,7 +79,7 @@ def _register_symbols() -> None:
         llvm.add_symbol(f"nngraph_{name}", _capsule_ptr(cython_blas.__pyx_capi__[name]))
     _single_threaded_blas()
     libc = ctypes.CDLL(None)
-    for name in ("pthread_create", "pthread_join"):
+    for name in ("pthread_create", "pthread_join", "clock_gettime"):
         llvm.add_symbol(f"nngraph_{name}", ctypes.cast(getattr(libc, name), ctypes.c_void_p).value)
 
 

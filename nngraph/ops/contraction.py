@@ -7,7 +7,7 @@ import numpy as np
 from ..node import Op, Tensor, make, register, shape_error
 from ..types import TensorType, promote
 from . import elementwise as ew
-from .movement import expand_dims, reshape, squeeze, transpose
+from .movement import expand_dims, squeeze, transpose
 
 
 def _infer(inputs, attrs):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..node import ConstValue, Op, Tensor, make, register, shape_error
-from ..types import Dim, TensorType, as_dtype, is_float, is_int, np_dtype, promote
+from ..types import TensorType, as_dtype, is_float, np_dtype, promote
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -293,10 +293,6 @@ def _vjp_select(pick_a):
         return (unbroadcast(where(cond, g, z), a.shape) if needs[0] else None,
                 unbroadcast(where(cond, z, g), b.shape) if needs[1] else None)
     return vjp
-
-
-def _add_canon(inputs, attrs):
-    return None
 
 
 add = _binary("add", np.add, _vjp_add, doc="a + b")
