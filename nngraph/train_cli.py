@@ -19,8 +19,8 @@ Train models of a neural-networks course on scikit-learn's handwritten digits
 (1797 images of 8x8 pixels; 70% train, 10% validation, 20% test, stratified):
 
   mlp   64 -> Dense(128, relu) -> Dropout(0.2) -> Dense(10)
-  cnn   LeNet-style: Conv2D(6, 3, same, relu) -> MaxPool2D(2) -> Conv2D(16, 3, same,
-        relu) -> MaxPool2D(2) -> Flatten -> Dense(64, relu) -> Dropout(0.25) -> Dense(10)
+  cnn   LeNet-style, sized for 8x8 images: Conv2D(8, 3, same, relu) -> Conv2D(16, 3,
+        same, relu) -> MaxPool2D(2) -> Flatten -> Dense(64, relu) -> Dropout(0.25) -> Dense(10)
 
 both with Adam and a 1cycle learning rate, on the training images plus copies
 shifted by one pixel in each direction (--no-augment: the training images only).
@@ -63,7 +63,7 @@ def build_model(kind: str):
                              input_shape=(64,), name="mlp")
     else:
         model = L.Sequential([
-            L.Conv2D(6, 3, padding=1, activation="relu"), L.MaxPool2D(2),
+            L.Conv2D(8, 3, padding=1, activation="relu"),
             L.Conv2D(16, 3, padding=1, activation="relu"), L.MaxPool2D(2),
             L.Flatten(), L.Dense(64, activation="relu"), L.Dropout(0.25), L.Dense(10)],
             input_shape=(1, 8, 8), name="cnn")
