@@ -33,8 +33,11 @@ from .matmul import emit_matmul_function, split_axis
 ENTRY = "nngraph_entry"
 # iterations x body instructions above which a loop kernel uses two threads
 THREAD_WORK = 1 << 19
-# multiply-adds above which a GEMM is split in two single-threaded BLAS calls on two threads
-GEMM_WORK = 1 << 22
+# multiply-adds above which a GEMM is split in two single-threaded BLAS calls on two
+# threads. High on purpose: a split halves each call's panel reuse, and when the
+# cores are shared the second thread may wait a scheduler slice (measured: MLP
+# 784-512-256-10 inference b128 at 1.4 ms on one thread, 1.7-8 ms split, load ~4).
+GEMM_WORK = 1 << 27
 N_THREADS = 2
 
 _LOOP_FN = ir.FunctionType(VOID, [ir.PointerType(I8P), ir.PointerType(I64), I64, I64, I8P])

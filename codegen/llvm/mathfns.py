@@ -13,6 +13,10 @@ import llvmlite.ir as ir
 
 from .irtypes import F32, I32, I64, call_intrinsic
 
+# fast-math flag that lets LLVM fuse a multiply and the add that uses it into an
+# FMA (one rounding instead of two: never less accurate, half the instructions)
+CONTRACT = ("contract",)
+
 
 class _Spec:
     def __init__(self, t):
@@ -49,8 +53,8 @@ class FloatMath:
         """coefs[0] + x*(coefs[1] + x*(...)) by Horner."""
         b = self.b
         acc = self.c(coefs[-1])
-        for cf in reversed(coefs[:-1]):
-            acc = b.fadd(b.fmul(acc, x), self.c(cf))
+        for cf in reversed(coefs[:-1]):   # `contract`: each step may be one FMA
+            acc = b.fadd(b.fmul(acc, x, flags=CONTRACT), self.c(cf), flags=CONTRACT)
         return acc
 
     def pow2i(self, n):
@@ -85,9 +89,9 @@ class FloatMath:
         y = self._scale(n, self.b.fadd(p, self.c(1.0)))
         return self.b.select(self.isnan(x), x, y)
 
-    def expm1(self, x):
+    def expm1(self, x, may_be_big=True):
         """2**n p + (2**n - 1), exact near 0; exp(x) itself where x is large (both
-        from one range reduction)."""
+        from one range reduction). may_be_big=False: the caller knows x <= 0."""
         b, s = self.b, self.s
         n, _, p = self._reduce(x)
         lo = self.ic(-s.bias + 1)
@@ -95,8 +99,9 @@ class FloatMath:
         nc = b.select(b.icmp_signed("<", n, lo), lo, b.select(b.icmp_signed(">", n, hi), hi, n))
         t = self.pow2i(nc)
         y = b.fadd(b.fmul(t, p), b.fsub(t, self.c(1.0)))
-        big = self._scale(n, b.fadd(p, self.c(1.0)))
-        y = b.select(b.fcmp_ordered(">", x, self.c(s.expm1_big)), big, y)
+        if may_be_big:
+            big = self._scale(n, b.fadd(p, self.c(1.0)))
+            y = b.select(b.fcmp_ordered(">", x, self.c(s.expm1_big)), big, y)
         return b.select(self.isnan(x), x, y)
 
     # ------------------------------------------------------------------ log family
@@ -150,7 +155,7 @@ class FloatMath:
         """sign(x) * -e / (2 + e), e = expm1(-2|x|): no cancellation, no overflow."""
         b = self.b
         a = call_intrinsic(b, "fabs", x)
-        e = self.expm1(b.fmul(a, self.c(-2.0)))
+        e = self.expm1(b.fmul(a, self.c(-2.0)), may_be_big=False)
         t = b.fdiv(b.fneg(e), b.fadd(self.c(2.0), e))
         return call_intrinsic(b, "copysign", t, x)
 
@@ -158,9 +163,8 @@ class FloatMath:
         """e = exp(-|x|); 1/(1+e) for x >= 0, e/(1+e) otherwise (never overflows)."""
         b = self.b
         e = self.exp(b.fneg(call_intrinsic(b, "fabs", x)))
-        d = b.fadd(self.c(1.0), e)
-        pos = b.fdiv(self.c(1.0), d)
-        neg = b.fdiv(e, d)
+        pos = b.fdiv(self.c(1.0), b.fadd(self.c(1.0), e))
+        neg = b.fmul(e, pos)        # one division, not two: e/(1+e) to within 1 ulp
         return b.select(b.fcmp_unordered("<", x, self.c(0.0)), neg, pos)
 
     def softplus(self, x):

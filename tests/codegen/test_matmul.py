@@ -116,10 +116,12 @@ def test_matmul_program_counts_a_library_call():
 
 
 @pytest.mark.parametrize("case", ["rows", "folded", "batch", "trans_a"])
-def test_big_gemms_split_across_threads(case):
+def test_big_gemms_split_across_threads(case, monkeypatch):
     """Above GEMM_WORK multiply-adds the rows (or batch entries) are split between
-    two threads, each making its own BLAS call."""
-    from codegen.llvm.entry import GEMM_WORK
+    two threads, each making its own BLAS call (threshold lowered so small shapes split)."""
+    import codegen.llvm.entry as entry
+    monkeypatch.setattr(entry, "GEMM_WORK", 1 << 22)
+    GEMM_WORK = entry.GEMM_WORK
     rng = np.random.default_rng(7)
     if case == "rows":
         a, b, kw = rng.standard_normal((301, 128)), rng.standard_normal((128, 131)), {}
