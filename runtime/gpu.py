@@ -92,8 +92,8 @@ class GpuRunner(Runner):
         self.check_numerics = check_numerics
         self.symbols = symbols(program)
         self.device_outputs = False
-        self.consts = {names[b.id]: torch.from_numpy(np.ascontiguousarray(
-            np.asarray(b.value, dtype=np_dtype(b.dtype)).reshape(tuple(int(s) for s in b.shape)))).to(device)
+        self.consts = {names[b.id]: torch.from_numpy(np.array(  # a writable copy: constants are read-only arrays
+            b.value, dtype=np_dtype(b.dtype), order="C").reshape(tuple(int(s) for s in b.shape))).to(device)
             for b in program.buffers.values() if b.kind == "const"}
         self.input_names = [names[b] for b in program.inputs]
         self.param_names = [names[b] for b in program.params]
@@ -219,9 +219,26 @@ def build(graph, options):
                          name=getattr(graph, "name", "main"), device=device)
 
 
+def _quiet_interpreter():
+    """Under Triton's interpreter, skip its per-operation int32 overflow probe: it only
+    reports with debug=True, yet doubles the cost of index arithmetic (our launchers
+    already refuse buffers whose int32 indices could overflow)."""
+    try:
+        import dataclasses
+
+        from triton.runtime import interpreter
+        b = interpreter.interpreter_builder
+        if getattr(b.options, "sanitize_overflow", False) and not b.options.debug:
+            b.options = dataclasses.replace(b.options, sanitize_overflow=False)
+    except (ImportError, AttributeError, TypeError):  # pragma: no cover - another triton version
+        pass
+
+
 def build_program(program, check_numerics=False, name="main", device=None):
     from codegen.triton import generate, load
     device = device or device_or_error()
+    if device == "cpu":
+        _quiet_interpreter()
     t0 = time.perf_counter()
     source, names = generate(program, name)
     module = load(source)

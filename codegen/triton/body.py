@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .names import paren, prod_expr, size_expr
-from .scalar_ops import BINARY, COMPARE, LOGICAL, TL_DTYPE, UNARY, identity, literal, uniform_expr
+from .scalar_ops import BINARY, COMPARE, LOGICAL, TL_DTYPE, UNARY, literal, uniform_expr
 
 
 class CodegenError(Exception):
@@ -30,6 +32,7 @@ class Val:
     groups: frozenset = frozenset()
     index: bool = False          # int32 index arithmetic
     literal: bool = False        # a weakly typed Python literal
+    nonneg: bool = False         # an index known to be >= 0 (floor division is plain //)
 
 
 def live_instrs(body, roots) -> set:
@@ -120,10 +123,14 @@ class BodyPrinter:
             return self.axis(ins.attr("axis"))
         if op == "size":
             s = ins.attr("size")
-            return Val(size_expr(s), "int32", frozenset(), index=True, literal=isinstance(s, int))
+            return Val(size_expr(s), "int32", frozenset(), index=True, literal=isinstance(s, int), nonneg=True)
         if op == "const":
             v = ins.attr("value")
-            return Val(literal(v, dt), dt, frozenset(), index=dt in ("int32", "int64"), literal=True)
+            if dt == "float64" and np.isfinite(v) and float(np.float32(v)) != float(v):
+                # a Python float literal is float32 in compiled Triton: spell the float64 value out
+                return Val(f"tl.full([], {literal(v, dt)}, tl.float64)", dt, frozenset())
+            return Val(literal(v, dt), dt, frozenset(), index=dt in ("int32", "int64"), literal=True,
+                       nonneg=dt in ("int32", "int64") and v >= 0)
         if op == "result":
             return self.result(ins.attr("stage"), ins.attr("slot"))
         if op == "acc":
@@ -182,6 +189,9 @@ class BodyPrinter:
                 if a.literal and b.literal:
                     sa = f"tl.full([], {a.expr}, {TL_DTYPE[dt]})"
                 out_dt = "int32" if index else dt
+            nonneg = index and a.nonneg and b.nonneg and op in ("add", "mul", "floordiv", "mod", "maximum", "minimum")
+            if index and a.nonneg and b.nonneg and op in ("floordiv", "mod"):
+                fmt, helpers = ("{a} // {b}" if op == "floordiv" else "{a} % {b}"), ()   # no sign to fix
             if op == "div" and dt == "float32":
                 fmt = "tl.math.div_rn({a}, {b})"    # IEEE rounding, as NumPy (the default is approximate)
                 sa, sb = _tensor_operands(sa, sb, a.literal, b.literal)
@@ -194,7 +204,7 @@ class BodyPrinter:
                 sa, sb = _tensor_operands(sa, sb, a.literal, b.literal)
             self.helpers |= set(helpers)
             self.emit(f"{name} = {fmt.format(a=paren(sa), b=paren(sb))}")
-            return Val(name, out_dt, groups, index=index)
+            return Val(name, out_dt, groups, index=index, nonneg=nonneg)
         raise CodegenError(f"the Triton printer has no rule for scalar op '{op}'")
 
     def load(self, name, ins, args, patterns) -> Val:
@@ -245,7 +255,3 @@ def _tensor_operands(sa, sb, a_lit, b_lit) -> tuple:
     elif b_lit and not a_lit:
         sb = f"tl.zeros_like({sa}) + {sb}"
     return sa, sb
-
-
-def reduce_identity(kind, dtype) -> str:
-    return identity(kind, dtype)

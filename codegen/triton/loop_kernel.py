@@ -40,9 +40,9 @@ def _decompose(flat: str, sizes, names, used, group) -> tuple:
     for j in range(n):
         name = names[j]
         if sizes[j] == 1:
-            vals[j] = Val("0", "int32", frozenset(), index=True, literal=True)
+            vals[j] = Val("0", "int32", frozenset(), index=True, literal=True, nonneg=True)
             continue
-        vals[j] = Val(name, "int32", frozenset({group}), index=True)
+        vals[j] = Val(name, "int32", frozenset({group}), index=True, nonneg=True)
         if j not in used:
             continue
         inner = prod_expr(sizes[j + 1:])
@@ -84,14 +84,8 @@ class LoopKernelPrinter:
         return sorted(syms)
 
     def live(self):
-        """Per stage: the live instruction set (stores, reductions, and what later stages read)."""
-        stages = self.k.stages
-        needed = [set() for _ in stages]     # result slots read later
-        for st in stages:
-            for ins in st.body:
-                if ins.op == "result":
-                    needed[ins.attr("stage")].add(ins.attr("slot"))
-        return [live_instrs(st.body, stage_roots(st)) for st in stages]
+        """Per stage: the live instructions (what its stores and reductions need)."""
+        return [live_instrs(st.body, stage_roots(st)) for st in self.k.stages]
 
     # ------------------------------------------------------------------ kernel
     def kernel_source(self) -> str:

@@ -138,9 +138,9 @@ class MatmulPrinter:
     def epilogue(self, o, nb, dt, c):
         k = self.k
         st = k.epilogue
-        axes = {t: Val(f"bi{t}", "int32", frozenset(), index=True) for t in range(nb)}
-        axes[nb] = Val("rm", "int32", frozenset({"m"}), index=True)
-        axes[nb + 1] = Val("rn", "int32", frozenset({"n"}), index=True)
+        axes = {t: Val(f"bi{t}", "int32", frozenset(), index=True, nonneg=True) for t in range(nb)}
+        axes[nb] = Val("rm", "int32", frozenset({"m"}), index=True, nonneg=True)
+        axes[nb + 1] = Val("rn", "int32", frozenset({"n"}), index=True, nonneg=True)
         acc = Val(c, dt, frozenset({"m", "n"}))
         live = live_instrs(st.body, stage_roots(st))
         o.append("    # epilogue")

@@ -87,7 +87,12 @@ def generate(program, name: str = "main") -> tuple[str, dict]:
     helpers = set().union(*[pr.helpers for pr in printers]) if printers else set()
     parts = [HEADER.format(name=name)]
     if helpers:
-        parts.append(helper_source(helpers))
+        names = sorted(helpers)
+        parts.append(helper_source(helpers).replace("@triton.jit\n", ""))
+        parts.append("# on a GPU the helpers are Triton functions; Triton's interpreter runs them as plain\n"
+                     "# Python inside its kernels (a @triton.jit helper would re-patch triton.language per call)\n"
+                     "if not INTERPRET:\n"
+                     + "".join(f"    {n} = triton.jit({n})\n" for n in names))
     for pr, ksrc in zip(printers, kernels):
         parts.append(ksrc)
         parts.append(pr.launcher_source())

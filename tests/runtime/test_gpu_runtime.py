@@ -151,3 +151,27 @@ def test_no_gpu_and_no_interpreter_is_a_clear_error(monkeypatch):
         ng.compile([x], x * 2, target="gpu")
     from runtime.targets import available
     assert available("gpu") == (True, "")
+
+
+def test_small_cnn_training_step_matches_the_reference():
+    """conv2d (implicit GEMM through views), max pooling and their gradients, on the device."""
+    rng = np.random.default_rng(3)
+    vals = {"c": (rng.standard_normal((3, 1, 3, 3)) * 0.5).astype(np.float32),
+            "f": (rng.standard_normal((3 * 3 * 3, 4)) * 0.3).astype(np.float32)}
+    X = rng.standard_normal((2, 1, 6, 6)).astype(np.float32)
+    Y = np.array([1, 3], np.int32)
+
+    def build(target):
+        x = ng.placeholder(("N", 1, 6, 6), name="x")
+        y = ng.placeholder(("N",), dtype="int32", name="y")
+        P = [ng.parameter(v, name=k) for k, v in vals.items()]
+        h = ng.max_pool2d(ng.relu(ng.conv2d(x, P[0], padding=1)), 2)
+        loss = ng.cross_entropy(h.reshape((-1, 27)) @ P[1], y)
+        gs = ng.grad(loss, P)
+        return ng.compile([x, y], loss, {p: p - 0.1 * g for p, g in zip(P, gs)}, target=target), P
+
+    (fg, pg), (fr, pr) = build("gpu"), build("reference")
+    for _ in range(2):
+        np.testing.assert_allclose(fg(X, Y), fr(X, Y), rtol=1e-4, atol=1e-6)
+    for p, q in zip(pg, pr):
+        np.testing.assert_allclose(p.value, q.value, rtol=1e-4, atol=1e-5)
