@@ -7,8 +7,9 @@
 - conv2d_grad_input: a MatmulKernel wᵀ @ gy -> cols, then col2im as a gather
   reduction: each input point sums, over the KH x KW taps, the column entries that
   came from it (masked where the stride skips it or the window leaves the output).
-- conv2d_grad_filter: im2col in [N, G, OH*OW, K] layout, a MatmulKernel batched over
-  N (gy viewed as [N, G, Og, OH*OW]) and a reduction over N that writes dw; the
+- conv2d_grad_filter: the forward conv's cols (the same buffer when the forward conv
+  of the same x is in the graph, else its own im2col), a MatmulKernel batched over N,
+  gy [Og, OH*OW] @ colsᵀ (trans_b), and a reduction over N that writes dw; the
   reduction's kernel takes the SGD step's epilogue like any reduction.
 - pooling: one reduce stage over the window (max, or a sum of x / divisor); the
   selection and the gradients use an argmax stage (first maximum in row-major
@@ -73,26 +74,35 @@ def _geometry(n, x_shape, w_shape, out_hw):
                 P=out_hw[0] * out_hw[1])
 
 
-def _im2col(low, n, x, geo, layout, dtype):
-    """A kernel writing x's windows as cols: layout "kp" -> [N, G, K, P], "pk" -> [N, G, P, K]."""
-    N, G, K, P = geo["N"], geo["G"], geo["K"], geo["P"]
-    shape = (N, G, K, P) if layout == "kp" else (N, G, P, K)
-    cols = low.add_buffer("cols", TensorType(dtype, shape), "temp", n)
-    g = low.new_group(shape)
+def _im2col(low, n, x, geo, dtype):
+    """cols[N, G, K, P]: x's windows, K = (c, i, j) and P = (oh, ow) row-major.
+    The same windows of the same x are written once: the filter gradient reuses the
+    forward conv's cols (the memory plan keeps them alive until their last reader)."""
+    key = (id(x), dtype) + tuple(sorted(geo.items()))
+    cache = low.__dict__.setdefault("_im2col_cols", {})
+    if key not in cache:
+        cache[key] = _im2col_kernel(low, n, x, geo, dtype)
+    return cache[key]
+
+
+def _im2col_kernel(low, n, x, geo, dtype):
+    """The loop runs over (N, G, K, OH, OW): the innermost axis steps along a row of x
+    and of cols without a divide, so it vectorises."""
+    N, G, K, P, OH, OW = geo["N"], geo["G"], geo["K"], geo["P"], geo["OH"], geo["OW"]
+    cols = low.add_buffer("cols", TensorType(dtype, (N, G, K, P)), "temp", n)
+    g = low.new_group((N, G, K, OH, OW))
     st = g.new_stage((), "map")
     b, em = st.body, st.emitter
-    vn, vg = b.idx(0), b.idx(1)
-    vk, vp = (b.idx(2), b.idx(3)) if layout == "kp" else (b.idx(3), b.idx(2))
+    vn, vg, vk, oh, ow = (b.idx(a) for a in range(5))
     khw = geo["KH"] * geo["KW"]
     c = b.iadd(b.imul(vg, b.iconst(geo["Cg"])), b.ifloordiv(vk, b.iconst(khw)))
     i = b.imod(b.ifloordiv(vk, b.iconst(geo["KW"])), b.iconst(geo["KH"]))
     j = b.imod(vk, b.iconst(geo["KW"]))
-    oh, ow = b.ifloordiv(vp, b.iconst(geo["OW"])), b.imod(vp, b.iconst(geo["OW"]))
     hh = b.isub(b.iadd(b.imul(oh, b.iconst(geo["sh"])), b.imul(i, b.iconst(geo["dh"]))), b.iconst(geo["pt"]))
     ww = b.isub(b.iadd(b.imul(ow, b.iconst(geo["sw"])), b.imul(j, b.iconst(geo["dw"]))), b.iconst(geo["pl"]))
     mask = b.land(_in_range(b, hh, geo["H"]), _in_range(b, ww, geo["W"]))
     v = _masked_value(low, em, x, (vn, c, hh, ww), mask, dtype, 0)
-    st.stores.append(Store(cols, tuple(b.idx(k) for k in range(4)), v))
+    st.stores.append(Store(cols, (vn, vg, vk, b.iadd(b.imul(oh, b.iconst(OW)), ow)), v))
     g.members.append(n)
     _finish(low, g, em)
     low.note_writes(g, {cols})
@@ -104,7 +114,7 @@ def lower_conv2d(low, n):
     geo = _geometry(n, x.shape, w.shape, n.shape[2:])
     dt = n.dtype
     N, G, Og, K, P = geo["N"], geo["G"], geo["Og"], geo["K"], geo["P"]
-    cols = _im2col(low, n, x, geo, "kp", dt)
+    cols = _im2col(low, n, x, geo, dt)
     wv = low.view(low.operand_buffer(w, dt), (G, Og, K))
     frontier = low.plan.epilogue.get(id(n), [n])
     stores = [(f, bb) for f in frontier for bb in low.store_bufs[id(f)]]
@@ -177,10 +187,12 @@ def lower_conv2d_grad_filter(low, n):
     geo = _geometry(n, x.shape, n.shape, gy.shape[2:])
     dt = n.dtype
     N, G, Og, K, P, Cg, KH, KW = (geo[k] for k in ("N", "G", "Og", "K", "P", "Cg", "KH", "KW"))
-    cols = _im2col(low, n, x, geo, "pk", dt)
+    # cols in the forward conv's [N, G, K, P] layout (its im2col writes P innermost, which
+    # vectorises; the [P, K] layout did not) and the product takes it transposed
+    cols = _im2col(low, n, x, geo, dt)
     gv = low.view(low.operand_buffer(gy, dt), (N, G, Og, P))
     part = low.add_buffer("t_dw_per_example", TensorType(dt, (N, G, Og, K)), "temp", n)
-    g0 = low.new_group((N, G, Og, K), MatmulKernel("k_matmul", gv, cols, part, (N, G), Og, K, P,
+    g0 = low.new_group((N, G, Og, K), MatmulKernel("k_matmul", gv, cols, part, (N, G), Og, K, P, trans_b=True,
                                                    source=f"conv2d_grad_filter {n.type}@{n.where}"))
     low.note_writes(g0, {part})
     low.note_reads(g0, {gv, cols})
