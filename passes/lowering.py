@@ -29,6 +29,7 @@ from nngraph.types import TensorType
 from . import fusion, lower_windows
 from .lower_ops import Body, Emitter, LoweringError, NotFusable, is_source, scalar_const
 from .memory import plan_memory
+from .sibling_fusion import fuse_siblings
 from .program import Buffer, Instr, LoopKernel, MatmulKernel, Program, Stage, Store
 
 MAX_CANDIDATES = 6
@@ -449,6 +450,8 @@ class _Lowering:
             stages = [compact(Stage(s.inner, s.body.instrs, tuple(s.reduce), s.stores)) for s in g.stages]
             kernels[g.no] = LoopKernel(f"k{g.no}_{names}"[:60], g.outer, stages,
                                        ", ".join(fusion.label(m) for m in g.members))
+        if self.opt >= 1:
+            kernels = fuse_siblings(kernels, self.base)
         dag = nx.DiGraph()
         dag.add_nodes_from(kernels)
         writer = {}

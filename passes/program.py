@@ -60,7 +60,9 @@ Instructions (`Instr(op, args, attrs, dtype)`, args are indices into the same bo
     sum, max, min, argmax (argmax also takes the int64 index to return; ties keep
     the first). Identity values: sum 0, max -inf (or the dtype's min), min +inf.
 
-    A store is `Store(buffer, index_args, value_arg)`; stores happen in map stages.
+    A store is `Store(buffer, index_args, value_arg)`; stores happen in map stages,
+    and also in reduce stages, at every inner point (passes/sibling_fusion.py folds a
+    pointwise kernel over the same domain into a reduction so x is read once).
 
 Contraction kernels (`MatmulKernel`)
     out[b..., i, j] = alpha * sum_k A[b..., i, k] * B[b..., k, j] (+ beta * out)

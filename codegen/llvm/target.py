@@ -85,30 +85,48 @@ def _register_symbols() -> None:
 
 
 class _openblas_avx512:
-    """NNGRAPH_BLAS_CORETYPE=<name> (opt-in): load scipy's OpenBLAS with
-    OPENBLAS_CORETYPE=<name> (e.g. SkylakeX, its AVX-512 kernels), the previous
-    value restored afterwards. Why: an environment that pins OPENBLAS_CORETYPE=Haswell
-    (this project's machine does) runs sgemm on AVX2 kernels at about half the speed
-    of the AVX-512 ones on an AVX-512 CPU (128x784 @ 784x512 on one thread: 950 us
-    vs 510 us). Off by default: the pin is the user's choice. Does nothing when the
-    library is already loaded or the CPU lacks AVX-512 for an AVX-512 core type."""
+    """Which OpenBLAS core type nngraph's own copy of OpenBLAS (scipy's, loaded only
+    by the generated code) uses. Why: an environment that pins OPENBLAS_CORETYPE to an
+    AVX2 type (this project's machine pins Haswell) runs sgemm at about half the speed
+    of the AVX-512 kernels on an AVX-512 CPU (128x784 @ 784x512 on one thread: 950 us
+    vs 510 us; MLP 784-512-256-10 SGD step 1.89 ms vs 1.22 ms). nngraph already
+    targets the host CPU's features for its own kernels; its BLAS follows.
+
+    NNGRAPH_BLAS_CORETYPE unset: when OPENBLAS_CORETYPE names a pre-AVX-512 type and
+    the CPU has AVX-512, load with SkylakeX; otherwise leave OpenBLAS's choice.
+    NNGRAPH_BLAS_CORETYPE=<name>: that core type. NNGRAPH_BLAS_CORETYPE=inherit: the
+    environment's OPENBLAS_CORETYPE as it is. The variable is restored after loading;
+    NumPy's OpenBLAS is never touched. Does nothing when the library is already loaded
+    or the CPU lacks AVX-512 for an AVX-512 core type."""
 
     AVX512 = ("avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd")
+    AVX512_TYPES = ("skylakex", "cooperlake", "sapphirerapids")
 
     def __enter__(self):
         self.old = None
         self.set = False
-        want = os.environ.get("NNGRAPH_BLAS_CORETYPE", "")
+        want = self.choice()
         if not want or _scipy_openblas_loaded():
-            return self
-        feats = llvm.get_host_cpu_features()
-        if want.lower() in ("skylakex", "cooperlake", "sapphirerapids") and \
-                not all(feats.get(f, False) for f in self.AVX512):
             return self
         self.old = os.environ.get("OPENBLAS_CORETYPE")
         os.environ["OPENBLAS_CORETYPE"] = want
         self.set = True
         return self
+
+    def choice(self) -> str:
+        """The core type to load with, or "" to leave the environment's."""
+        want = os.environ.get("NNGRAPH_BLAS_CORETYPE", "")
+        if want.lower() == "inherit":
+            return ""
+        has512 = self.host_has_avx512()
+        if not want:
+            pinned = os.environ.get("OPENBLAS_CORETYPE", "")
+            return "SkylakeX" if pinned and pinned.lower() not in self.AVX512_TYPES and has512 else ""
+        return want if has512 or want.lower() not in self.AVX512_TYPES else ""
+
+    def host_has_avx512(self) -> bool:
+        feats = llvm.get_host_cpu_features()
+        return all(feats.get(f, False) for f in self.AVX512)
 
     def __exit__(self, *exc):
         if self.set:
