@@ -1,6 +1,6 @@
-"""nngraph target="cpu" against NumPy by hand, PyTorch eager, torch.compile and JAX
-jit (each when installed), in one run on this machine. (PyTensor versions of the
-workloads are not written yet; the script says so.)
+"""nngraph target="cpu" against NumPy by hand, PyTorch eager, torch.compile, JAX jit
+and PyTensor (each when installed; `pip install -e .[bench]` adds PyTensor), in one
+run on this machine.
 
     python benchmarks/run.py [--quick] [--only NAME,...]
 
@@ -8,6 +8,10 @@ Times are medians over many calls after warm-up, in microseconds per call; compi
 times are reported separately (nngraph: cold = empty cache directory, warm = the
 same graph again, a disk-cache hit). The elementwise row also gives the memory
 floor: bytes that must move / measured copy bandwidth.
+
+PyTensor runs its default C backend (mode FAST_RUN, floatX float32). Its results are
+checked against NumPy (torch eager for the CNN, which has no NumPy version) over the
+first three calls before it is timed; the largest relative difference is printed.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -38,6 +43,12 @@ except ImportError:
     jax = None
 try:
     import pytensor
+    import pytensor.tensor as pt
+    from pytensor.tensor.special import log_softmax as pt_log_softmax
+    pytensor.config.floatX = "float32"
+    # Without a BLAS to link, PyTensor's matrix products run through NumPy's dot (said
+    # at the end of the report instead of in a warning).
+    warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
 except ImportError:
     pytensor = None
 
@@ -60,11 +71,38 @@ def timeit(f, min_calls=20, budget=1.0):
 
 
 def first_call(make):
-    """(callable, seconds to build it and make its first call)."""
+    """(callable, seconds to build it and make its first call, what that call returned)."""
     t = time.perf_counter()
     f = make()
-    f()
-    return f, time.perf_counter() - t
+    out = f()
+    return f, time.perf_counter() - t, out
+
+
+def max_rel_diff(got, want):
+    """Largest difference between corresponding outputs (scalars or arrays), each
+    relative to the largest magnitude of the reference output."""
+    got = got if isinstance(got, (list, tuple)) else [got]
+    want = want if isinstance(want, (list, tuple)) else [want]
+    assert len(got) == len(want), (len(got), len(want))
+    worst = 0.0
+    for g, r in zip(got, want):
+        g, r = np.asarray(g, np.float64), np.asarray(r, np.float64)
+        assert g.shape == r.shape, (g.shape, r.shape)
+        worst = max(worst, float(np.max(np.abs(g - r))) / max(float(np.max(np.abs(r))), 1e-30))
+    return worst
+
+
+def _pt_function(inputs, outputs, updates=None):
+    """PyTensor's default C backend: FAST_RUN rewrites, the C VM linker."""
+    return pytensor.function(inputs, outputs, updates=updates, mode="FAST_RUN")
+
+
+def _pt_cross_entropy(logits, y):
+    return -pt.mean(pt_log_softmax(logits, axis=-1)[pt.arange(y.shape[0]), y])
+
+
+def _pt_sgd(loss, params, lr=0.01):
+    return [(p, p - lr * g) for p, g in zip(params, pytensor.grad(loss, params))]
 
 
 # ----------------------------------------------------------------------------- workloads
@@ -198,11 +236,33 @@ class MLP:
             return float(loss)
         return run
 
+    def pytensor(self):
+        Ws = [pytensor.shared(w.copy(), name=f"W{i}") for i, w in enumerate(self.W)]
+        bs = [pytensor.shared(v.copy(), name=f"b{i}") for i, v in enumerate(self.b)]
+        x, y = pt.matrix("x", dtype="float32"), pt.ivector("y")
+        h = x
+        for i in range(len(Ws)):
+            h = h @ Ws[i] + bs[i]
+            if i < len(Ws) - 1:
+                h = pt.maximum(h, 0)
+        if not self.train:
+            f = _pt_function([x], h)
+            return lambda: f(self.X)
+        loss = _pt_cross_entropy(h, y)
+        f = _pt_function([x, y], loss, updates=_pt_sgd(loss, Ws + bs))
+        return lambda: float(f(self.X, self.Y))
+
 
 class CNN:
     """LeNet-5 style: conv 6@5x5 pad 2, relu, maxpool 2, conv 16@5x5, relu, maxpool 2,
     dense 120, 84, 10; softmax cross-entropy; SGD; batch 64 on 1x28x28."""
     name = "LeNet-5 CNN step b64"
+    pytensor_note = ("PyTensor has no batched multi-channel conv2d or pooling op (tensor.nnet and "
+                     "signal.pool were removed, later the abstract conv ops too: pymc-devs/pytensor "
+                     "#124, #1817; tensor.signal.convolve2d is a single-channel SciPy call without "
+                     "C code), so this column builds the same LeNet from PyTensor tensor ops: "
+                     "conv = 25 shifted slices (im2col) + one matrix product, "
+                     "2x2 max-pool = reshape + max")
 
     def __init__(self, batch=64):
         rng = np.random.default_rng(1)
@@ -285,6 +345,34 @@ class CNN:
             return float(loss)
         return run
 
+    def pytensor(self):
+        P = {k: pytensor.shared(v.copy(), name=k) for k, v in self.p.items()}
+        x, y = pt.tensor4("x", dtype="float32"), pt.ivector("y")
+        n = x.shape[0]
+
+        def conv(h, w, c_in, c_out, size, pad):      # 5x5, stride 1, NCHW / OIHW
+            if pad:
+                h = pt.pad(h, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+            s = size + 2 * pad - 4
+            cols = pt.stack([h[:, :, i:i + s, j:j + s] for i in range(5) for j in range(5)], axis=2)
+            cols = cols.dimshuffle(0, 3, 4, 1, 2).reshape((n * s * s, c_in * 25))
+            out = cols @ w.reshape((c_out, c_in * 25)).T
+            return out.reshape((n, s, s, c_out)).dimshuffle(0, 3, 1, 2), s
+
+        def pool(h, c, s):
+            return h.reshape((n, c, s // 2, 2, s // 2, 2)).max(axis=(3, 5)), s // 2
+
+        h, s = conv(x, P["c1"], 1, 6, 28, 2)
+        h, s = pool(pt.maximum(h + P["c1b"].dimshuffle("x", 0, "x", "x"), 0), 6, s)
+        h, s = conv(h, P["c2"], 6, 16, s, 0)
+        h, s = pool(pt.maximum(h + P["c2b"].dimshuffle("x", 0, "x", "x"), 0), 16, s)
+        h = h.reshape((n, 400))
+        h = pt.maximum(h @ P["f1"] + P["f1b"], 0)
+        h = pt.maximum(h @ P["f2"] + P["f2b"], 0)
+        loss = _pt_cross_entropy(h @ P["f3"] + P["f3b"], y)
+        f = _pt_function([x, y], loss, updates=_pt_sgd(loss, list(P.values())))
+        return lambda: float(f(self.X, self.Y))
+
 
 class Elementwise:
     """f = sum(tanh(x*a + b) * sigmoid(x)) and df/dx over 4M float32."""
@@ -334,6 +422,12 @@ class Elementwise:
         a, b = float(self.a), float(self.b)
         f = jax.jit(jax.value_and_grad(lambda x: jnp.sum(jnp.tanh(x * a + b) * jax.nn.sigmoid(x))))
         return lambda: [np.asarray(v) for v in f(self.x)]
+
+    def pytensor(self):
+        x = pt.vector("x", dtype="float32")
+        f = pt.sum(pt.tanh(x * float(self.a) + float(self.b)) * pt.sigmoid(x))
+        fg = _pt_function([x], [f, pytensor.grad(f, x)])
+        return lambda: fg(self.x)
 
 
 class SoftmaxCE:
@@ -388,6 +482,12 @@ class SoftmaxCE:
         f = jax.jit(jax.value_and_grad(loss))
         return lambda: [np.asarray(v) for v in f(self.z)]
 
+    def pytensor(self):
+        z, y = pt.matrix("z", dtype="float32"), pt.ivector("y")
+        loss = _pt_cross_entropy(z, y)
+        f = _pt_function([z, y], [loss, pytensor.grad(loss, z)])
+        return lambda: f(self.z, self.y)
+
 
 # ----------------------------------------------------------------------------- running
 
@@ -399,7 +499,7 @@ def copy_bandwidth():
     return 2 * a.nbytes / t
 
 
-def bench(w, results, compiles):
+def bench(w, results, compiles, checks):
     row = {}
     make, caller = w.nngraph()
     try:
@@ -419,15 +519,34 @@ def bench(w, results, compiles):
     if torch is not None:
         row["torch eager"] = timeit(w.torch())
         try:
-            f, secs = first_call(lambda: w.torch(compiled=True))
+            f, secs, _ = first_call(lambda: w.torch(compiled=True))
             compiles.append((w.name, "torch.compile first call", f"{secs:.2f} s"))
             row["torch.compile"] = timeit(f)
         except Exception as e:
             row["torch.compile"] = f"error: {type(e).__name__}"
     if jax is not None:
-        f, secs = first_call(w.jax)
+        f, secs, _ = first_call(w.jax)
         compiles.append((w.name, "jax.jit first call", f"{secs:.2f} s"))
         row["JAX jit"] = timeit(f)
+    if pytensor is not None:
+        try:
+            f, secs, out = first_call(w.pytensor)
+            compiles.append((w.name, "PyTensor compile + first call", f"{secs:.2f} s"))
+            # the first three calls against a reference started from the same parameters
+            if w.numpy is not None:
+                ref, ref_name = w.numpy(), "NumPy"
+            elif torch is not None:
+                ref, ref_name = w.torch(), "torch eager"
+            else:
+                ref = None
+            if ref is not None:
+                err = max([max_rel_diff(out, ref())] + [max_rel_diff(f(), ref()) for _ in range(2)])
+                checks.append((w.name, ref_name, err))
+            row["PyTensor"] = timeit(f)
+            if getattr(w, "pytensor_note", None):
+                row["notes"] = {"PyTensor": w.pytensor_note}
+        except Exception as e:
+            row["PyTensor"] = f"error: {type(e).__name__}: {str(e)[:60]}"
     results.append((w.name, row))
 
 
@@ -450,16 +569,27 @@ def main(argv=None):
     if args.only:
         keys = [k.strip().lower() for k in args.only.split(",")]
         workloads = [w for w in workloads if any(k in w.name.lower() for k in keys)]
-    results, compiles = [], []
+    results, compiles, checks = [], [], []
     for w in workloads:
         print(f"... {w.name}", file=sys.stderr, flush=True)
-        bench(w, results, compiles)
-    cols = ["nngraph cpu", "NumPy", "torch eager", "torch.compile", "JAX jit"]
+        bench(w, results, compiles, checks)
+    cols = ["nngraph cpu", "NumPy", "torch eager", "torch.compile", "JAX jit", "PyTensor"]
     print(f"\nmedian microseconds per call ({os.cpu_count()} cores; lower is better)\n")
     print("| workload | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
+    footnotes = []
     for name, row in results:
-        print(f"| {name} | " + " | ".join(fmt(row[c]) if c in row else "—" for c in cols) + " |")
+        cells = []
+        for c in cols:
+            cell = fmt(row[c]) if c in row else "—"
+            note = row.get("notes", {}).get(c)
+            if note:
+                footnotes.append(note)
+                cell += f" [{len(footnotes)}]"
+            cells.append(cell)
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    for i, note in enumerate(footnotes, 1):
+        print(f"\n[{i}] {note}")
     bw = copy_bandwidth()
     for w in workloads:
         if isinstance(w, Elementwise):
@@ -471,13 +601,21 @@ def main(argv=None):
     print("\ncompile times")
     for name, what, v in compiles:
         print(f"  {name}: {what}: {v}")
-    missing = [n for n, m in (("JAX", jax), ("PyTorch", torch)) if m is None]
+    if checks:
+        print("\nPyTensor against a reference from the same parameters, first three calls "
+              "(largest difference relative to the reference's largest magnitude)")
+        for name, ref_name, err in checks:
+            print(f"  {name}: vs {ref_name}: {err:.1e} ({'ok' if err <= 1e-4 else 'DIFFERS'})")
+    missing = [n for n, m in (("JAX", jax), ("PyTorch", torch), ("PyTensor", pytensor)) if m is None]
     if missing:
         print(f"\nnot installed (not measured): {', '.join(missing)}")
-    if pytensor is None:
-        print("PyTensor: not installed (its workloads are not written here either)")
-    else:
-        print("PyTensor: installed, but this script has no PyTensor versions of the workloads yet")
+    if pytensor is not None:
+        blas = pytensor.config.blas__ldflags
+        print(f"\nPyTensor {pytensor.__version__}: mode FAST_RUN (C VM linker, {pytensor.config.cxx}), "
+              f"floatX {pytensor.config.floatX}, "
+              + (f"BLAS {blas}" if blas else "no BLAS linked: its matrix products call NumPy's dot")
+              + f"; its compile times include C compilation only for modules not already in "
+              f"{pytensor.config.compiledir}")
 
 
 if __name__ == "__main__":
