@@ -60,9 +60,10 @@ Instructions (`Instr(op, args, attrs, dtype)`, args are indices into the same bo
     sum, max, min, argmax (argmax also takes the int64 index to return; ties keep
     the first). Identity values: sum 0, max -inf (or the dtype's min), min +inf.
 
-    A store is `Store(buffer, index_args, value_arg)`; stores happen in map stages,
-    and also in reduce stages, at every inner point (passes/sibling_fusion.py folds a
-    pointwise kernel over the same domain into a reduction so x is read once).
+    A store is `Store(buffer, index_args, value_arg)`; stores happen in map stages and
+    in reduce stages alike, at every inner point, with values from the same body
+    (passes/sibling_fusion.py folds a pointwise kernel over a reduction's domain into
+    it: one pass computes sum(f(x)) and stores g(x) at every x).
 
 Contraction kernels (`MatmulKernel`)
     out[b..., i, j] = alpha * sum_k A[b..., i, k] * B[b..., k, j] (+ beta * out)

@@ -15,7 +15,10 @@ and updates are written to fresh device tensors, so a call that raises leaves th
 parameters untouched; updates come back as NumPy arrays that the Function commits,
 and the device copy then becomes the parameter's value without another upload.
 Outputs come back as NumPy arrays, or as device tensors with `runner.device_outputs = True`
-(`fn.runner.device_outputs = True` on a compiled function).
+(`fn.runner.device_outputs = True` on a compiled function). A reduction split across
+programs (codegen/triton/loop_kernel.py) gets its partial-results scratch from its
+generated launcher, per launch, on the device of the kernel's buffers (torch's caching
+allocator makes that cheap on a GPU), so it is no buffer of the Program or its plan.
 """
 from __future__ import annotations
 

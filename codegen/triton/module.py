@@ -36,6 +36,12 @@ RBLOCK_MAX = 4096 if INTERPRET else 1024      # row elements per loop step, row 
 TILE = 16384 if INTERPRET else 4096           # rows * row elements per program, row kernels
 # float32 tl.dot: "ieee" matches NumPy; "tf32" / "tf32x3" trade accuracy for speed
 DOT_PRECISION = os.environ.get("NNGRAPH_TRITON_DOT_PRECISION", "ieee")
+# long reductions over few rows (sum(x) over a whole tensor): when one program per block
+# of rows would launch fewer than SPLIT_PROGRAMS programs, each row is cut into chunks of
+# at least SPLIT_MIN_CHUNK elements, reduced by programs of their own into partials that
+# a second launch combines (the interpreter pays per program: it splits only huge rows)
+SPLIT_PROGRAMS = int(os.environ.get("NNGRAPH_TRITON_SPLIT_PROGRAMS", 16 if INTERPRET else 1024))
+SPLIT_MIN_CHUNK = int(os.environ.get("NNGRAPH_TRITON_SPLIT_MIN_CHUNK", 65536 if INTERPRET else 4096))
 
 
 def _mm_blocks(m, n, k):
@@ -43,6 +49,18 @@ def _mm_blocks(m, n, k):
     cap = 128 if INTERPRET else 64
     return (max(16, min(cap, triton.next_power_of_2(m))), max(16, min(cap, triton.next_power_of_2(n))),
             max(16, min(cap if INTERPRET else 32, triton.next_power_of_2(k))))
+
+
+def _split(xnumel, XBLOCK, rnumel, RBLOCK):
+    """(parts, CHUNK, RBLOCK) for a row kernel: parts programs share each row, CHUNK
+    (a multiple of RBLOCK) elements each; parts == 1 keeps one program per row block."""
+    parts = min(SPLIT_PROGRAMS // triton.cdiv(xnumel, XBLOCK), rnumel // max(SPLIT_MIN_CHUNK, 1))
+    if parts < 2:
+        return 1, rnumel, RBLOCK
+    chunk = triton.cdiv(rnumel, parts)
+    RBLOCK = min(RBLOCK, triton.next_power_of_2(chunk))
+    chunk = triton.cdiv(chunk, RBLOCK) * RBLOCK
+    return triton.cdiv(rnumel, chunk), chunk, RBLOCK
 '''
 
 MAIN = '''\

@@ -16,8 +16,10 @@ RESERVED = {"tl", "triton", "torch", "os", "math", "b", "sizes", "grid", "pid", 
             "xoffs", "xmask", "xnumel", "roffs", "rmask", "rnumel", "rstart", "rm", "rn", "rk",
             "mmask", "nmask", "kmask", "mnumel", "nnumel", "knumel", "bid", "XBLOCK", "RBLOCK",
             "BM", "BN", "BK", "k0", "a_ptrs", "b_ptrs", "a", "run", "main", "BUFFERS", "SYMBOLS",
-            "INTERPRET", "DEVICE", "DOT_PRECISION", "float", "range", "min", "max", "int"}
-_GENERATED = re.compile(r"^(x|r|v|s|b|t|k|acc|res)\d.*$")
+            "INTERPRET", "DEVICE", "DOT_PRECISION", "float", "range", "min", "max", "int",
+            "val", "vidx", "take", "best", "first_nan", "rfirst", "CHUNK", "nparts", "device",
+            "SPLIT_PROGRAMS", "SPLIT_MIN_CHUNK", "_split", "TILE", "RBLOCK_MAX", "XBLOCK_MAX"}
+_GENERATED = re.compile(r"^(x|r|v|s|b|t|k|acc|acci|res|part|parti|partials)\d.*$")
 
 
 def identifier(name: str, fallback: str) -> str:
@@ -73,11 +75,11 @@ def symbols_of(sizes) -> set:
     return {s.name for s in sizes if isinstance(s, Dim)}
 
 
-def jit_decorator(symbols) -> str:
-    """@triton.jit, told not to specialise on the size arguments: a size of 1 would
-    otherwise become a compile-time constant (a Python int, not a tensor) and every
-    new batch size of 1 would compile again."""
-    names = [symbol_name(s) for s in symbols]
+def jit_decorator(symbols, extra=()) -> str:
+    """@triton.jit, told not to specialise on the size arguments (and the `extra` int
+    arguments): a size of 1 would otherwise become a compile-time constant (a Python
+    int, not a tensor) and every new batch size of 1 would compile again."""
+    names = [symbol_name(s) for s in symbols] + list(extra)
     if not names:
         return "@triton.jit"
     return f"@triton.jit(do_not_specialize={names!r})"
