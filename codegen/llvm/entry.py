@@ -4,9 +4,10 @@
 
 `bufs[id]` is the data pointer of buffer `id`, `sizes[j]` the value of the j-th
 symbolic size (passes.program.symbols order). Kernels run in schedule order; a
-loop kernel whose work is above a threshold runs its first outer axis split in
-two, the second half on a thread made with pthread_create (declared external;
-the C library is already in the process). With check_numerics, every float
+loop kernel whose work is above a threshold runs its first outer axis cut into
+N_THREADS ranges (one per CPU the process may use), all but the first on threads
+made with pthread_create (declared external; the C library is already in the
+process); a full reduction is cut the same way into per-thread partials. With check_numerics, every float
 buffer a kernel writes is scanned for NaN/inf right after it, and the entry
 returns 1 + the kernel's index on the first bad one (0 means success).
 
@@ -16,6 +17,7 @@ array `nngraph_prof` (one i64 per kernel), which runtime/cpu.py reads back.
 """
 from __future__ import annotations
 
+import os
 import re
 
 import llvmlite.ir as ir
@@ -31,6 +33,24 @@ from .loops import FnBuilder
 from .matmul import emit_matmul_function, split_axis
 
 ENTRY = "nngraph_entry"
+
+
+def _thread_count() -> int:
+    env = os.environ.get("NNGRAPH_NUM_THREADS", "")
+    if env.strip():
+        try:
+            return max(1, min(256, int(env)))
+        except ValueError:
+            raise ValueError(f"NNGRAPH_NUM_THREADS must be a positive integer, got {env!r}") from None
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _struct_bytes(t) -> int:
+    """Bytes of a literal struct of scalars as LLVM lays it out for the host."""
+    return t.get_abi_size(target.target_data())
 # iterations x body instructions above which a loop kernel uses two threads
 THREAD_WORK = 1 << 19
 # multiply-adds above which a GEMM is split in two single-threaded BLAS calls on two
@@ -38,7 +58,9 @@ THREAD_WORK = 1 << 19
 # cores are shared the second thread may wait a scheduler slice (measured: MLP
 # 784-512-256-10 inference b128 at 1.4 ms on one thread, 1.7-8 ms split, load ~4).
 GEMM_WORK = 1 << 27
-N_THREADS = 2
+# threads a big loop kernel or GEMM is cut across: the CPUs this process may run on
+# (NNGRAPH_NUM_THREADS overrides); part of the IR text, so of the cache key too
+N_THREADS = _thread_count()
 
 _LOOP_FN = ir.FunctionType(VOID, [ir.PointerType(I8P), ir.PointerType(I64), I64, I64, I8P])
 # thread argument: {fn, bufs, sizes, lo, hi, extra}
@@ -79,7 +101,7 @@ def build_module(program, check_numerics=False, threads=True, profile=False) -> 
                                         acc_buffer=kern.out)
                 _launch_loops(fb, ef, outer, [kern.epilogue], tramp, threads)
             notes.append("blas")
-        elif isinstance(kern, LoopKernel) and threads and can_split_reduction(kern.outer, kern.stages) \
+        elif isinstance(kern, LoopKernel) and threads and N_THREADS > 1 and can_split_reduction(kern.outer, kern.stages) \
                 and _may_be_big((), kern.stages[:1]):
             _launch_split_reduction(fb, base, kern, tramp)
             notes.append("loop")
@@ -183,7 +205,7 @@ def _launch_loops(fb: FnBuilder, f, outer, stages, tramp, threads):
 def _launch(fb: FnBuilder, f, n0, factor, syms, tramp, threads, threshold):
     """Call f over [0, n0), split across two threads when factor * syms >= threshold."""
     b = fb.b
-    if not threads or (not syms and factor < threshold) or factor == 0:
+    if not threads or N_THREADS < 2 or (not syms and factor < threshold) or factor == 0:
         b.call(f, [fb.bufs_arg, fb.sizes_arg, i64(0), n0, NULL])
         return
     work = i64(factor)
@@ -207,24 +229,42 @@ def _pthread_decls(module):
     return create, module.globals["nngraph_pthread_join"]
 
 
-def _split(fb: FnBuilder, f, n0, tramp, extras=(NULL, NULL)):
-    """Second half of [0, n0) on a new thread, first half here; if the thread
-    cannot be made, run the second half here too. extras[i] goes to half i."""
+def _split(fb: FnBuilder, f, n0, tramp, extra=None, stride=0):
+    """[0, n0) cut into N_THREADS near-equal ranges: ranges 1.. on new threads, range 0
+    here; a range whose thread cannot be made runs here after the others. Range t
+    gets `extra + t * stride` (its partial-result slot) as the extra argument."""
     b = fb.b
     create, join = _pthread_decls(fb.module)
-    mid = b.sdiv(n0, i64(N_THREADS))
-    args = fb.alloca(_ARGS, "thread_args")
-    tid = fb.alloca(I64, "tid")
-    for j, v in enumerate([f, fb.bufs_arg, fb.sizes_arg, mid, n0, extras[1]]):
-        b.store(v, b.gep(args, [ir.Constant(I32, 0), ir.Constant(I32, j)]))
+    T = N_THREADS
     p8 = ir.IntType(8).as_pointer()
-    rc = b.call(create, [tid, ir.Constant(p8, None), tramp, b.bitcast(args, p8)])
-    b.call(f, [fb.bufs_arg, fb.sizes_arg, i64(0), mid, extras[0]])
-    with b.if_else(b.icmp_signed("==", rc, ir.Constant(I32, 0))) as (ok, failed):
-        with ok:
-            b.call(join, [b.load(tid), ir.Constant(p8.as_pointer(), None)])
-        with failed:
-            b.call(f, [fb.bufs_arg, fb.sizes_arg, mid, n0, extras[1]])
+    args = fb.alloca(ir.ArrayType(_ARGS, T), "thread_args")
+    tids = fb.alloca(ir.ArrayType(I64, T), "tids")
+    rcs = fb.alloca(ir.ArrayType(I32, T), "thread_rc")
+
+    def bound(t):
+        return b.sdiv(b.mul(n0, t), i64(T))
+
+    def extra_of(t):
+        if extra is None:
+            return NULL
+        return b.gep(extra, [b.mul(t, i64(stride))])
+
+    def slot(arr, t, j=None):
+        ix = [i64(0), t] + ([ir.Constant(I32, j)] if j is not None else [])
+        return b.gep(arr, ix)
+
+    with fb.loop(i64(1), i64(T), "spawn") as t:
+        a = slot(args, t)
+        for j, v in enumerate([f, fb.bufs_arg, fb.sizes_arg, bound(t), bound(b.add(t, i64(1))), extra_of(t)]):
+            b.store(v, b.gep(a, [ir.Constant(I32, 0), ir.Constant(I32, j)]))
+        b.store(b.call(create, [slot(tids, t), ir.Constant(p8, None), tramp, b.bitcast(a, p8)]), slot(rcs, t))
+    b.call(f, [fb.bufs_arg, fb.sizes_arg, i64(0), bound(i64(1)), extra_of(i64(0))])
+    with fb.loop(i64(1), i64(T), "join") as t:
+        with b.if_else(b.icmp_signed("==", b.load(slot(rcs, t)), ir.Constant(I32, 0))) as (ok, failed):
+            with ok:
+                b.call(join, [b.load(slot(tids, t)), ir.Constant(p8.as_pointer(), None)])
+            with failed:
+                b.call(f, [fb.bufs_arg, fb.sizes_arg, bound(t), bound(b.add(t, i64(1))), extra_of(t)])
 
 
 def _launch_split_reduction(fb: FnBuilder, base, kern, tramp):
@@ -246,9 +286,8 @@ def _launch_split_reduction(fb: FnBuilder, base, kern, tramp):
     with b.if_else(big) as (then, otherwise):
         with then:
             parts = fb.alloca(ir.ArrayType(partial_type(st), N_THREADS), "partials")
-            p0 = b.bitcast(b.gep(parts, [i64(0), i64(0)]), I8P)
-            p1 = b.bitcast(b.gep(parts, [i64(0), i64(1)]), I8P)
-            _split(fb, part, n0, tramp, (p0, p1))
+            p0 = b.bitcast(parts, I8P)
+            _split(fb, part, n0, tramp, p0, _struct_bytes(partial_type(st)))
             b.call(fin, [fb.bufs_arg, fb.sizes_arg, i64(0), i64(1), p0])
         with otherwise:
             b.call(plain, [fb.bufs_arg, fb.sizes_arg, i64(0), i64(1), NULL])

@@ -54,6 +54,12 @@ def data_layout() -> str:
     return str(target_machine().target_data)
 
 
+@functools.lru_cache(maxsize=None)
+def target_data():
+    """Sizes and alignments of the host layout (from the data layout string)."""
+    return llvm.create_target_data(data_layout())
+
+
 def triple() -> str:
     _init()
     return llvm.get_process_triple()

@@ -175,7 +175,10 @@ def test_one_compiled_program_runs_every_size(n):
         np.testing.assert_allclose(got, want, rtol=3e-6, atol=1e-7)
 
 
-def test_threaded_split_matches_single_thread():
+@pytest.mark.parametrize("n_threads", [2, 3, 5])
+def test_threaded_split_matches_single_thread(n_threads, monkeypatch):
+    import codegen.llvm.entry as entry
+    monkeypatch.setattr(entry, "N_THREADS", n_threads)
     pb = _ew_program("float64")
     from codegen.llvm import compile_program
     from runtime.cpu import CpuRunner
@@ -189,10 +192,13 @@ def test_threaded_split_matches_single_thread():
     np.testing.assert_array_equal(res[0], res[1])
 
 
+@pytest.mark.parametrize("n_threads", [2, 7])
 @pytest.mark.parametrize("n", [5, 1 << 20])
-def test_full_reduction_splits_into_partials(n):
-    """outer = (): a big sum/max/min is cut in two halves (two threads), the partials
-    combined, then the epilogue stage runs once."""
+def test_full_reduction_splits_into_partials(n, n_threads, monkeypatch):
+    """outer = (): a big sum/max/min is cut into one range per thread (ranges may be
+    empty), the partials combined, then the epilogue stage runs once."""
+    import codegen.llvm.entry as entry
+    monkeypatch.setattr(entry, "N_THREADS", n_threads)
     from codegen.llvm import compile_program
     from runtime.cpu import CpuRunner
     x = np.random.default_rng(11).standard_normal(n)
@@ -212,3 +218,14 @@ def test_full_reduction_splits_into_partials(n):
     (got,), _ = CpuRunner(pb.program(), c_split).run([x], [], {"N": n})
     np.testing.assert_allclose(got[0], x.sum(), rtol=1e-12)
     assert got[1] == x.max() and got[2] == x.min()
+
+
+def test_thread_count_follows_the_environment(monkeypatch):
+    import codegen.llvm.entry as entry
+    monkeypatch.setenv("NNGRAPH_NUM_THREADS", "3")
+    assert entry._thread_count() == 3
+    monkeypatch.setenv("NNGRAPH_NUM_THREADS", "three")
+    with pytest.raises(ValueError, match="NNGRAPH_NUM_THREADS"):
+        entry._thread_count()
+    monkeypatch.delenv("NNGRAPH_NUM_THREADS")
+    assert entry._thread_count() >= 1

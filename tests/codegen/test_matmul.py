@@ -115,12 +115,14 @@ def test_matmul_program_counts_a_library_call():
         np.testing.assert_allclose(got, x[:rows] @ w, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("n_threads", [2, 3])
 @pytest.mark.parametrize("case", ["rows", "folded", "batch", "trans_a"])
-def test_big_gemms_split_across_threads(case, monkeypatch):
+def test_big_gemms_split_across_threads(case, n_threads, monkeypatch):
     """Above GEMM_WORK multiply-adds the rows (or batch entries) are split between
-    two threads, each making its own BLAS call (threshold lowered so small shapes split)."""
+    threads, each making its own BLAS call (threshold lowered so small shapes split)."""
     import codegen.llvm.entry as entry
     monkeypatch.setattr(entry, "GEMM_WORK", 1 << 22)
+    monkeypatch.setattr(entry, "N_THREADS", n_threads)
     GEMM_WORK = entry.GEMM_WORK
     rng = np.random.default_rng(7)
     if case == "rows":
