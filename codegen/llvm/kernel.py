@@ -25,9 +25,12 @@ def emit_loop_function(module, name, program, symbols, outer, stages, acc_buffer
     """Build the function `void f(bufs, sizes, lo, hi, extra)` for one loop nest (a
     LoopKernel, or a matmul epilogue whose `acc` reads `acc_buffer` at the outer
     index); [lo, hi) bounds the first outer axis, `extra` is unused."""
+    from .column_reduce import emit_column_reduction, is_column_reduction
     fb = FnBuilder(module, name, [I64, I64, I8P], program=program, symbols=symbols)
     lo, hi, _ = fb.args
-    if outer:
+    if acc_buffer is None and is_column_reduction(program, outer, stages):
+        emit_column_reduction(fb, lo, hi, stages)
+    elif outer:
         with fb.nest(outer, "o", first=(lo, hi)) as oidx:
             _emit_point(fb, oidx, stages, acc_buffer)
     else:
@@ -110,14 +113,19 @@ def _emit_stage(fb: FnBuilder, oidx, st: Stage, s_no, results, acc_buffer, first
         vals, dts = _emit_body(fb, st.body, list(oidx) + list(iidx), results, acc_buffer)
         for (kind, dt, a, ia), red in zip(accs, st.reduce):
             _accumulate(fb, kind, dt, a, ia, vals[red[1]], vals[red[2]] if len(red) > 2 else None, dts, red)
-        for store in st.stores:
-            buf = fb.program.buffers[store.buffer]
-            index = [_as_i64(b, vals[k], dts[k]) for k in store.index]
-            v = scalar.convert(b, vals[store.value], dts[store.value], buf.dtype)
-            if buf.dtype == "bool":
-                v = b.zext(v, I8)
-            b.store(v, fb.element_ptr(store.buffer, index))
+        _emit_stores(fb, st.stores, vals, dts)
     return accs
+
+
+def _emit_stores(fb, stores, vals, dts):
+    b = fb.b
+    for store in stores:
+        buf = fb.program.buffers[store.buffer]
+        index = [_as_i64(b, vals[k], dts[k]) for k in store.index]
+        v = scalar.convert(b, vals[store.value], dts[store.value], buf.dtype)
+        if buf.dtype == "bool":
+            v = b.zext(v, I8)
+        b.store(v, fb.element_ptr(store.buffer, index))
 
 
 def _accumulate(fb, kind, dt, a, ia, v, index, dts, red):

@@ -1,0 +1,80 @@
+"""Column reductions with the contiguous axis innermost.
+
+A kernel `out[c] = sum_n x[n, c]` (a bias gradient, a batch-norm mean) has the
+column c as its outer axis and the row n as its reduced inner axis; emitted as
+written, its inner loop walks x with a stride of a whole row and cannot vectorise
+(MLP 784-512-256-10 step: the 512-column bias gradient took 70 us of 1.9 ms).
+Here the loops are interchanged: a tile of TILE columns keeps its accumulators in
+a small stack array, the row loop is outside, and the innermost loop runs over
+contiguous columns, so LLVM widens it. Each column still adds its rows in order.
+"""
+from __future__ import annotations
+
+import llvmlite.ir as ir
+
+from . import scalar
+from .irtypes import value_type
+from .kernel import _accumulate as accumulate, _emit_body as emit_body, _emit_stage as emit_stage, \
+    _emit_stores as emit_stores
+
+TILE = 64
+KINDS = ("sum", "max", "min")
+
+
+def is_column_reduction(program, outer, stages) -> bool:
+    """One outer axis, a first stage reducing (sum/max/min) over one inner axis,
+    later stages per point only, and loads that are contiguous along the outer axis
+    (their last index is the outer index) rather than along the reduced one."""
+    if len(outer) != 1 or not stages or not stages[0].reduce or len(stages[0].inner) != 1:
+        return False
+    st = stages[0]
+    if any(r[0] not in KINDS for r in st.reduce):
+        return False
+    if any(s.inner or s.reduce for s in stages[1:]):
+        return False
+    strided = False
+    for ins in st.body:
+        if ins.op == "acc":
+            return False
+        if ins.op != "load":
+            continue
+        nd = len(program.buffers[ins.attr("buffer")].shape)
+        if nd == 0:
+            continue
+        last = st.body[ins.args[nd - 1]]
+        if last.op != "idx":
+            return False
+        if last.attr("axis") == 1:
+            return False              # contiguous along the reduced axis: the plain form
+        strided |= last.attr("axis") == 0
+    return strided
+
+
+def emit_column_reduction(fb, lo, hi, stages):
+    """Columns [lo, hi) of the kernel, TILE at a time."""
+    b = fb.b
+    st = stages[0]
+    dts = [st.body[r[1]].dtype for r in st.reduce]
+    tiles = [fb.alloca(ir.ArrayType(value_type(dt), TILE), name=f"tile_{r[0]}") for r, dt in zip(st.reduce, dts)]
+    n_tiles = b.sdiv(b.add(b.sub(hi, lo), ir.Constant(lo.type, TILE - 1)), ir.Constant(lo.type, TILE))
+    with fb.loop(ir.Constant(lo.type, 0), n_tiles, "tile") as t:
+        c0 = b.add(lo, b.mul(t, ir.Constant(lo.type, TILE)))
+        c1 = b.select(b.icmp_signed("<", b.add(c0, ir.Constant(lo.type, TILE)), hi),
+                      b.add(c0, ir.Constant(lo.type, TILE)), hi)
+
+        def slot(tile, c):
+            return b.gep(tile, [ir.Constant(lo.type, 0), b.sub(c, c0)])
+
+        with fb.loop(c0, c1, "init") as c:
+            for tile, r, dt in zip(tiles, st.reduce, dts):
+                b.store(scalar.identity(r[0], dt), slot(tile, c))
+        with fb.loop(ir.Constant(lo.type, 0), fb.size(st.inner[0]), "row") as n:
+            with fb.loop(c0, c1, "col") as c:
+                vals, vdts = emit_body(fb, st.body, [c, n], {}, None)
+                for tile, r, dt in zip(tiles, st.reduce, dts):
+                    accumulate(fb, r[0], dt, slot(tile, c), None, vals[r[1]], None, vdts, r)
+                emit_stores(fb, st.stores, vals, vdts)
+        with fb.loop(c0, c1, "fin") as c:
+            results = {0: [(r[0], dt, slot(tile, c), None) for tile, r, dt in zip(tiles, st.reduce, dts)]}
+            for s_no, later in enumerate(stages[1:], start=1):
+                results[s_no] = emit_stage(fb, [c], later, s_no, results, None)

@@ -1,0 +1,72 @@
+"""Column reductions (out[c] = reduce_n x[n, c]) are emitted with the columns
+innermost (codegen/llvm/column_reduce.py): same values as NumPy for every tile
+remainder, empty and single rows, sum/max/min, a later per-column stage, and stores
+in the reduce stage; the plain form is kept where the reduced axis is contiguous."""
+import numpy as np
+import pytest
+
+from codegen.llvm.column_reduce import TILE, is_column_reduction
+from progbuild import Dim, LoopKernel, ProgBuilder, Stage, Store
+
+N = Dim("N")
+
+
+def _column_stats(C, dtype, store_twice=False):
+    """out[c] = (sum_n x[n,c], max_n, min_n); upd[c] = p[c] - 0.5 * sum (a later stage);
+    optionally y[n, c] = 2 x[n, c] stored from the reduce stage."""
+    pb = ProgBuilder()
+    x = pb.buf("x", dtype, (N, C), "input")
+    p = pb.buf("p", dtype, (C,), "param")
+    out = pb.buf("out", dtype, (3, C), "output")
+    upd = pb.update(p)
+    y = pb.buf("y", dtype, (N, C), "output") if store_twice else None
+    b = pb.body()
+    c, n = b.idx(0), b.idx(1)
+    v = b.load(x, n, c)
+    stores = []
+    if store_twice:
+        two = b("const", dtype=dtype, value=2)
+        stores = [Store(y, (n, c), b("mul", v, two, dtype=dtype))]
+    e = pb.body()
+    ci = e.idx(0)
+    r = [e("result", dtype=dtype, stage=0, slot=j) for j in range(3)]
+    rows = [e("const", dtype="int64", value=j) for j in range(3)]
+    half = e("const", dtype=dtype, value=0.5)
+    new = e("sub", e.load(p, ci), e("mul", r[0], half, dtype=dtype), dtype=dtype)
+    st0 = Stage((N,), b.ins, (("sum", v), ("max", v), ("min", v)), stores)
+    st1 = Stage((), e.ins, (), [Store(out, (rows[j], ci), r[j]) for j in range(3)] + [Store(upd, (ci,), new)])
+    pb.kernel(LoopKernel("colstats", (C,), [st0, st1]))
+    return pb
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32"])
+@pytest.mark.parametrize("C", [1, 7, TILE, TILE + 3, 3 * TILE])
+@pytest.mark.parametrize("rows", [0, 1, 33])
+def test_column_stats_match_numpy(dtype, C, rows):
+    pb = _column_stats(C, dtype, store_twice=True)
+    assert is_column_reduction(pb.program(), (C,), pb.schedule[0].stages)
+    assert "tile_sum" in pb.build()[1]["llvm"]()
+    rng = np.random.default_rng(C * 100 + rows)
+    x = (rng.standard_normal((rows, C)) * 10).astype(dtype)
+    p = rng.standard_normal(C).astype(dtype)
+    (out, y), (new,) = pb.run([x], [p], {"N": rows})
+    if rows == 0:
+        np.testing.assert_array_equal(out[0], 0)
+        assert y.shape == (0, C)
+    else:
+        want = np.stack([x.sum(0, dtype=dtype), x.max(0), x.min(0)])
+        np.testing.assert_allclose(out, want, rtol=1e-6 if dtype == "float32" else 1e-12)
+        np.testing.assert_array_equal(y, x * 2)
+    np.testing.assert_allclose(new, p - out[0] * np.asarray(0.5, dtype), rtol=1e-6)
+
+
+def test_reductions_along_the_contiguous_axis_keep_the_plain_form():
+    pb = ProgBuilder()
+    x = pb.buf("x", "float32", (N, 5), "input")
+    out = pb.buf("out", "float32", (N,), "output")
+    b = pb.body()
+    v = b.load(x, b.idx(0), b.idx(1))
+    e = pb.body()
+    r = e("result", stage=0, slot=0)
+    k = LoopKernel("rows", (N,), [Stage((5,), b.ins, (("sum", v),)), Stage((), e.ins, (), [Store(out, (e.idx(0),), r)])])
+    assert not is_column_reduction(pb.program(), k.outer, k.stages)
