@@ -40,6 +40,28 @@ def _in_range(b, v, hi):
     return b.land(b.emit("greater_equal", (v, b.iconst(0)), "bool"), b.emit("less", (v, b.iconst(hi)), "bool"))
 
 
+# windows with at most this many taps are unrolled into one point's body (a reduce
+# stage over an empty inner domain), so the innermost loop is the output's last axis,
+# contiguous in memory, and vectorises; larger windows keep an inner loop over the taps
+UNROLL_TAPS = 64
+
+
+def _range_mask(b, v, lo, hi, size):
+    """The mask 0 <= v < size for an index v known to lie in [lo, hi] (ints, or None
+    when unknown); None when it always holds, so no mask blocks the vectoriser."""
+    if isinstance(size, int) and lo is not None and hi is not None and lo >= 0 and hi < size:
+        return None
+    ge = None if (lo is not None and lo >= 0) else b.emit("greater_equal", (v, b.iconst(0)), "bool")
+    lt = None if (isinstance(size, int) and hi is not None and hi < size) else \
+        b.emit("less", (v, b.isize(size)), "bool")
+    return b.land(ge, lt)
+
+
+def _span(size):
+    """[0, size - 1] for a static size, else (0, None)."""
+    return (0, size - 1) if isinstance(size, int) else (0, None)
+
+
 def _const(b, v, dtype):
     return b.emit("const", (), dtype, value=py_scalar(v, dtype))
 
@@ -100,7 +122,11 @@ def _im2col_kernel(low, n, x, geo, dtype):
     j = b.imod(vk, b.iconst(geo["KW"]))
     hh = b.isub(b.iadd(b.imul(oh, b.iconst(geo["sh"])), b.imul(i, b.iconst(geo["dh"]))), b.iconst(geo["pt"]))
     ww = b.isub(b.iadd(b.imul(ow, b.iconst(geo["sw"])), b.imul(j, b.iconst(geo["dw"]))), b.iconst(geo["pl"]))
-    mask = b.land(_in_range(b, hh, geo["H"]), _in_range(b, ww, geo["W"]))
+    h_lo = -geo["pt"]
+    h_hi = (OH - 1) * geo["sh"] + (geo["KH"] - 1) * geo["dh"] - geo["pt"] if isinstance(OH, int) else None
+    w_lo = -geo["pl"]
+    w_hi = (OW - 1) * geo["sw"] + (geo["KW"] - 1) * geo["dw"] - geo["pl"] if isinstance(OW, int) else None
+    mask = b.land(_range_mask(b, hh, h_lo, h_hi, geo["H"]), _range_mask(b, ww, w_lo, w_hi, geo["W"]))
     v = _masked_value(low, em, x, (vn, c, hh, ww), mask, dtype, 0)
     st.stores.append(Store(cols, (vn, vg, vk, b.iadd(b.imul(oh, b.iconst(OW)), ow)), v))
     g.members.append(n)
@@ -159,6 +185,9 @@ def lower_conv2d_grad_input(low, n):
     low.note_writes(g0, {cols})
     low.note_reads(g0, {wv, gv})
     g0.members = [n]
+    if KH * KW <= UNROLL_TAPS:
+        _col2im_unrolled(low, n, cols, geo, dt)
+        return
     # col2im: a gather over the KH x KW taps
     g = low.new_group(tuple(n.shape))
     st = g.new_stage((KH, KW), "reduce")
@@ -178,6 +207,47 @@ def lower_conv2d_grad_input(low, n):
     v = st.emitter.load(cols, (vn, grp, k, p), ok)
     v = b.emit("where", (ok, v, _const(b, 0, dt)), dt)
     st.reduce.append(("sum", v))
+    _register_result(low, g, n, 0, 0)
+    _finish(low, g, st.emitter)
+
+
+def _tap_source(b, v, size, pad, tap, dil, stride, out):
+    """Output coordinate whose window tap `tap` reads input coordinate v (v in
+    [0, size)), and the mask saying it exists (None when it always does)."""
+    p = b.isub(b.iadd(v, b.iconst(pad)), b.iconst(tap * dil))
+    lo = pad - tap * dil
+    hi = size - 1 + pad - tap * dil if isinstance(size, int) else None
+    o = b.ifloordiv(p, b.iconst(stride))
+    ok = None if lo >= 0 else b.emit("greater_equal", (p, b.iconst(0)), "bool")
+    if stride > 1:
+        ok = b.land(ok, b.emit("equal", (b.imod(p, b.iconst(stride)), b.iconst(0)), "bool"))
+    if not (isinstance(out, int) and hi is not None and hi // stride < out):
+        ok = b.land(ok, b.emit("less", (o, b.isize(out)), "bool"))
+    return o, ok
+
+
+def _col2im_unrolled(low, n, cols, geo, dt):
+    """col2im as one point's sum over the KH x KW taps, written out: at every input
+    point (n, c, h, w) each tap reads one column entry, masked where the window does
+    not exist; along w those entries are contiguous, so the w loop vectorises with
+    masked loads (the mask of a tap's row is uniform along it)."""
+    Cg, KH, KW, OW = geo["Cg"], geo["KH"], geo["KW"], geo["OW"]
+    g = low.new_group(tuple(n.shape))
+    st = g.new_stage((), "reduce")
+    b = st.body
+    vn, vc, vh, vw = (b.idx(k) for k in range(4))
+    grp = b.ifloordiv(vc, b.iconst(Cg))
+    cbase = b.imul(b.imod(vc, b.iconst(Cg)), b.iconst(KH * KW))
+    rows = [_tap_source(b, vh, geo["H"], geo["pt"], i, geo["dh"], geo["sh"], geo["OH"]) for i in range(KH)]
+    cols_ = [_tap_source(b, vw, geo["W"], geo["pl"], j, geo["dw"], geo["sw"], geo["OW"]) for j in range(KW)]
+    total = None
+    for i, (oh, okh) in enumerate(rows):
+        for j, (ow, okw) in enumerate(cols_):
+            ok = b.land(okh, okw)
+            k = b.iadd(cbase, b.iconst(i * KW + j))
+            v = st.emitter.load(cols, (vn, grp, k, b.iadd(b.imul(oh, b.iconst(OW)), ow)), ok)
+            total = v if total is None else b.emit("add", (total, v), dt)
+    st.reduce.append(("sum", total))
     _register_result(low, g, n, 0, 0)
     _finish(low, g, st.emitter)
 
