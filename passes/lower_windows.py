@@ -289,10 +289,26 @@ def _window(b, geo_pool, vh, vw, vi, vj):
     return hh, ww, b.land(_in_range(b, hh, H), _in_range(b, ww, W))
 
 
-def _pool_geo(n, x_shape):
+def _tap(b, geo, vh, vw, i, j):
+    """_window for a tap (i, j) known when lowering: masks that always hold are dropped."""
+    (sh, sw), (pt, pl), (H, W), (OH, OW) = geo["stride"], geo["pad"], geo["hw"], geo["out_hw"]
+    hh = b.isub(b.iadd(b.imul(vh, b.iconst(sh)), b.iconst(i)), b.iconst(pt))
+    ww = b.isub(b.iadd(b.imul(vw, b.iconst(sw)), b.iconst(j)), b.iconst(pl))
+    h_hi = (OH - 1) * sh + i - pt if isinstance(OH, int) else None
+    w_hi = (OW - 1) * sw + j - pl if isinstance(OW, int) else None
+    return hh, ww, b.land(_range_mask(b, hh, i - pt, h_hi, H), _range_mask(b, ww, j - pl, w_hi, W))
+
+
+def _pool_geo(n, x_shape, out_hw):
     a = n.attrs
     (pt, _), (pl, _) = a["padding"]
-    return {"stride": a["stride"], "pad": (pt, pl), "hw": tuple(x_shape[2:]), "kernel": a["kernel"]}
+    return {"stride": a["stride"], "pad": (pt, pl), "hw": tuple(x_shape[2:]), "kernel": a["kernel"],
+            "out_hw": tuple(out_hw)}
+
+
+def _unrolled(geo):
+    kh, kw = geo["kernel"]
+    return kh * kw <= UNROLL_TAPS
 
 
 def _divisor(b, n, geo, vh, vw, dtype):
@@ -309,8 +325,40 @@ def _divisor(b, n, geo, vh, vw, dtype):
     return b.cast(b.imul(rows, cols), dtype)
 
 
+def _first_max(low, em, x, geo, vn, vc, vh, vw):
+    """The window's first maximum, taps written out in row-major order: (value, tap
+    number), with the argmax reduction's rule (a larger value, or the first NaN)."""
+    b = em.body
+    kh, kw = geo["kernel"]
+    isf = x.dtype in ("float16", "float32", "float64")
+    best = pos = None
+    for i in range(kh):
+        for j in range(kw):
+            hh, ww, ok = _tap(b, geo, vh, vw, i, j)
+            v = _masked_value(low, em, x, (vn, vc, hh, ww), ok, x.dtype, _lowest(x.dtype))
+            t = b.iconst(i * kw + j)
+            if best is None:
+                best, pos = v, t
+                continue
+            better = b.emit("greater", (v, best), "bool")
+            if isf:
+                better = b.emit("logical_or", (better, b.land(b.emit("not_equal", (v, v), "bool"),
+                                                             b.emit("equal", (best, best), "bool"))), "bool")
+            best = b.emit("where", (better, v, best), x.dtype)
+            pos = b.emit("where", (better, t, pos), "int64")
+    return best, pos
+
+
 def _argmax_stage(low, g, x, geo, dtype):
     kh, kw = geo["kernel"]
+    if _unrolled(geo):
+        st = g.new_stage((), "reduce")
+        b = st.body
+        vn, vc, vh, vw = (b.idx(k) for k in range(4))
+        best, pos = _first_max(low, st.emitter, x, geo, vn, vc, vh, vw)
+        st.reduce.append(("argmax", best, pos))
+        _finish(low, g, st.emitter)
+        return st
     st = g.new_stage((kh, kw), "reduce")
     b = st.body
     vn, vc, vh, vw, vi, vj = (b.idx(k) for k in range(6))
@@ -323,9 +371,28 @@ def _argmax_stage(low, g, x, geo, dtype):
 
 def lower_pool(low, n):
     (x,) = n.inputs
-    geo = _pool_geo(n, x.shape)
+    geo = _pool_geo(n, x.shape, n.shape[2:])
     kh, kw = geo["kernel"]
     g = low.new_group(tuple(n.shape))
+    if _unrolled(geo):
+        # the taps written out: the innermost loop is the output row, which vectorises
+        st = g.new_stage((), "reduce")
+        b = st.body
+        vn, vc, vh, vw = (b.idx(k) for k in range(4))
+        mx = n.op == "max_pool2d"
+        total = None
+        for i in range(kh):
+            for j in range(kw):
+                hh, ww, ok = _tap(b, geo, vh, vw, i, j)
+                v = _masked_value(low, st.emitter, x, (vn, vc, hh, ww), ok, n.dtype, _lowest(n.dtype) if mx else 0)
+                total = v if total is None else b.emit("maximum" if mx else "add", (total, v), n.dtype)
+        if mx:
+            st.reduce.append(("max", total))
+        else:
+            st.reduce.append(("sum", b.emit("div", (total, _divisor(b, n, geo, vh, vw, n.dtype)), n.dtype)))
+        _register_result(low, g, n, 0, 0)
+        _finish(low, g, st.emitter)
+        return
     st = g.new_stage((kh, kw), "reduce")
     b = st.body
     vn, vc, vh, vw, vi, vj = (b.idx(k) for k in range(6))
@@ -342,7 +409,7 @@ def lower_pool(low, n):
 
 def lower_max_select(low, n):
     x, h = n.inputs
-    geo = _pool_geo(n, x.shape)
+    geo = _pool_geo(n, x.shape, n.shape[2:])
     kh, kw = geo["kernel"]
     g = low.new_group(tuple(n.shape))
     _argmax_stage(low, g, x, geo, n.dtype)
@@ -373,10 +440,46 @@ def _gather_windows(b, geo, vh, vw, va, vb):
     return oh, ow, ti, tj, ok
 
 
+def _tiles(geo):
+    """Do the windows tile the input exactly (stride = kernel, no padding, nothing left
+    over)? Then every input point lies in exactly one window."""
+    (kh, kw), (sh, sw), (pt, pl), (H, W), (OH, OW) = (geo["kernel"], geo["stride"], geo["pad"], geo["hw"],
+                                                      geo["out_hw"])
+    return ((kh, kw) == (sh, sw) and (pt, pl) == (0, 0) and all(isinstance(v, int) for v in (H, W, OH, OW))
+            and H == OH * kh and W == OW * kw)
+
+
+def _max_pool_grad_tiled(low, n, x, gy, geo):
+    """max_pool2d_grad when the windows tile the input: one map kernel over the windows
+    finds each window's first maximum (taps written out) and writes the window's
+    cotangent there and zeros at its other taps, so no argmax buffer, no gather."""
+    kh, kw = geo["kernel"]
+    dt = n.dtype
+    g = low.new_group(tuple(gy.shape))
+    st = g.new_stage((), "map")
+    b, em = st.body, st.emitter
+    vn, vc, vh, vw = (b.idx(k) for k in range(4))
+    _, pos = _first_max(low, em, x, geo, vn, vc, vh, vw)
+    v = b.cast(em.value(gy, (vn, vc, vh, vw)), dt)
+    zero = _const(b, 0, dt)
+    for i in range(kh):
+        for j in range(kw):
+            hh, ww, _ = _tap(b, geo, vh, vw, i, j)
+            out = b.emit("where", (b.emit("equal", (pos, b.iconst(i * kw + j)), "bool"), v, zero), dt)
+            for bb in low.store_bufs[id(n)]:
+                st.stores.append(Store(bb, (vn, vc, hh, ww), out))
+    g.members.append(n)
+    low.note_writes(g, low.store_bufs[id(n)])
+    _finish(low, g, em)
+
+
 def lower_pool_grad(low, n):
     if n.op == "max_pool2d_grad":
         x, gy = n.inputs
-        geo = _pool_geo(n, x.shape)
+        geo = _pool_geo(n, x.shape, gy.shape[2:])
+        if _tiles(geo) and _unrolled(geo):
+            _max_pool_grad_tiled(low, n, x, gy, geo)
+            return
         # kernel A: the first maximum's position in every window
         pos_buf = low.add_buffer("t_argmax", TensorType("int64", tuple(gy.shape)), "temp", n)
         ga = low.new_group(tuple(gy.shape))
@@ -388,23 +491,29 @@ def lower_pool_grad(low, n):
         low.note_writes(ga, {pos_buf})
     else:
         (gy,) = n.inputs
-        geo = _pool_geo(n, n.shape)
-    geo["out_hw"] = tuple(gy.shape[2:])
+        geo = _pool_geo(n, n.shape, gy.shape[2:])
     kh, kw = geo["kernel"]
     (sh, sw) = geo["stride"]
     g = low.new_group(tuple(n.shape))
-    st = g.new_stage((_ceil(kh, sh), _ceil(kw, sw)), "reduce")
+    na, nb = _ceil(kh, sh), _ceil(kw, sw)
+    unroll = na * nb <= UNROLL_TAPS
+    st = g.new_stage((() if unroll else (na, nb)), "reduce")
     b = st.body
-    vn, vc, vh, vw, va, vb = (b.idx(k) for k in range(6))
-    oh, ow, ti, tj, ok = _gather_windows(b, geo, vh, vw, va, vb)
-    v = st.emitter.value(gy, (vn, vc, oh, ow), ok)
-    v = b.cast(v, n.dtype)
-    if n.op == "max_pool2d_grad":
-        p = st.emitter.load(pos_buf, (vn, vc, oh, ow), ok)
-        ok = b.land(ok, b.emit("equal", (p, b.iadd(b.imul(ti, b.iconst(kw)), tj)), "bool"))
-    else:
-        v = b.emit("div", (v, _divisor(b, n, geo, oh, ow, n.dtype)), n.dtype)
-    st.reduce.append(("sum", b.emit("where", (ok, v, _const(b, 0, n.dtype)), n.dtype)))
+    vn, vc, vh, vw = (b.idx(k) for k in range(4))
+    taps = [(b.iconst(a_), b.iconst(b_)) for a_ in range(na) for b_ in range(nb)] if unroll else \
+        [(b.idx(4), b.idx(5))]
+    total = None
+    for va, vb in taps:
+        oh, ow, ti, tj, ok = _gather_windows(b, geo, vh, vw, va, vb)
+        v = b.cast(st.emitter.value(gy, (vn, vc, oh, ow), ok), n.dtype)
+        if n.op == "max_pool2d_grad":
+            p = st.emitter.load(pos_buf, (vn, vc, oh, ow), ok)
+            ok = b.land(ok, b.emit("equal", (p, b.iadd(b.imul(ti, b.iconst(kw)), tj)), "bool"))
+        else:
+            v = b.emit("div", (v, _divisor(b, n, geo, oh, ow, n.dtype)), n.dtype)
+        v = b.emit("where", (ok, v, _const(b, 0, n.dtype)), n.dtype)
+        total = v if total is None else b.emit("add", (total, v), n.dtype)
+    st.reduce.append(("sum", total))
     _register_result(low, g, n, 0, 0)
     _finish(low, g, st.emitter)
 
