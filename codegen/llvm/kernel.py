@@ -15,6 +15,7 @@ import llvmlite.ir as ir
 from passes.program import Stage
 
 from . import scalar
+from .coalesce import coalesce
 from .irtypes import F32, I1, I8, I8P, I32, I64, call_intrinsic, const, i64, value_type
 from .loops import FnBuilder
 
@@ -27,6 +28,7 @@ def emit_loop_function(module, name, program, symbols, outer, stages, acc_buffer
     index); [lo, hi) bounds the first outer axis, `extra` is unused."""
     fb = FnBuilder(module, name, [I64, I64, I8P], program=program, symbols=symbols)
     lo, hi, _ = fb.args
+    outer, stages = coalesce(program, outer, stages)   # short rows merged into longer ones
     if outer:
         with fb.nest(outer, "o", first=(lo, hi)) as oidx:
             _emit_point(fb, oidx, stages, acc_buffer)
