@@ -28,20 +28,20 @@ from .irtypes import I1, I8P, I32, I64, VOID, i64
 from .kernel import (can_split_reduction, emit_finish_function, emit_loop_function, emit_partial_function,
                      partial_type)
 from .loops import FnBuilder
-from .matmul import emit_matmul_function, folds, split_axis
+from .matmul import emit_matmul_function, split_axis
 
 ENTRY = "nngraph_entry"
-# iterations x body instructions above which a loop kernel uses two threads
-THREAD_WORK = 1 << 19
+# iterations x body instructions above which a loop kernel uses two threads. Starting
+# and joining the second thread costs ~30 us (more when the other core is busy), and
+# vectorised loop code runs ~80k of these units per us, so splits below ~100 us of
+# work lost time (CNN b64, one kernel each: relu-mask 23 -> 55 us, bias sum 16 -> 46 us,
+# pooling 15 -> 46 us when split at the former 1 << 19)
+THREAD_WORK = 1 << 23
 # multiply-adds above which a GEMM is split in two single-threaded BLAS calls on two
 # threads. High on purpose: a split halves each call's panel reuse, and when the
 # cores are shared the second thread may wait a scheduler slice (measured: MLP
 # 784-512-256-10 inference b128 at 1.4 ms on one thread, 1.7-8 ms split, load ~4).
 GEMM_WORK = 1 << 27
-# multiply-adds above which a batched GEMM that does not fold into one call (per-example
-# products, e.g. a convolution's) runs its batch entries split across two threads: each
-# entry is its own small BLAS call, so the split costs no panel reuse
-BATCHED_GEMM_WORK = 1 << 22
 N_THREADS = 2
 
 _LOOP_FN = ir.FunctionType(VOID, [ir.PointerType(I8P), ir.PointerType(I64), I64, I64, I8P])
@@ -76,9 +76,7 @@ def build_module(program, check_numerics=False, threads=True, profile=False) -> 
             f = emit_matmul_function(module, base, program, syms, kern)
             axis = split_axis(program, kern)
             factor, wsyms = _static_product(tuple(kern.batch) + (kern.m, kern.n, kern.k))
-            per_entry = bool(kern.batch) and not folds(program, kern)
-            _launch(fb, f, fb.numel(axis), factor, wsyms, tramp, threads,
-                    BATCHED_GEMM_WORK if per_entry else GEMM_WORK)
+            _launch(fb, f, fb.numel(axis), factor, wsyms, tramp, threads, GEMM_WORK)
             if kern.epilogue is not None:
                 outer = tuple(kern.batch) + (kern.m, kern.n)
                 ef = emit_loop_function(module, base + "_epi", program, syms, outer, [kern.epilogue],
