@@ -1,12 +1,16 @@
 """Lowering of the windowed ops: conv2d and its gradients, pooling and its gradients.
 
 - conv2d: an im2col LoopKernel writes cols[N, G, Cg*KH*KW, OH*OW] (masked loads do
-  the zero padding; x's producer is inlined into them), then one MatmulKernel
+  the zero padding, masks that always hold are left out; x's producer is inlined
+  into them), then one MatmulKernel
   w[G, Og, K] @ cols -> y viewed as [N, G, Og, OH*OW] (the same memory as NCHW y).
   Its epilogue takes bias + activation exactly as a matmul's does.
 - conv2d_grad_input: a MatmulKernel wᵀ @ gy -> cols, then col2im as a gather
   reduction: each input point sums, over the KH x KW taps, the column entries that
   came from it (masked where the stride skips it or the window leaves the output).
+  Up to UNROLL_TAPS taps the sum is written out in one point's body (a reduce stage
+  over an empty inner domain), so the innermost loop is the input row: contiguous
+  masked loads, vectorised; more taps keep an inner loop over them.
 - conv2d_grad_filter: the forward conv's cols (the same buffer when the forward conv
   of the same x is in the graph, else its own im2col), a MatmulKernel batched over N,
   gy [Og, OH*OW] @ colsᵀ (trans_b), and a reduction over N that writes dw; the
@@ -14,6 +18,11 @@
 - pooling: one reduce stage over the window (max, or a sum of x / divisor); the
   selection and the gradients use an argmax stage (first maximum in row-major
   window order, as the graph op) and gathers over the windows that cover a point.
+  Windows of up to UNROLL_TAPS taps are written out (reduce stages over an empty
+  inner domain: the output row is the innermost loop). max_pool2d_grad whose
+  windows tile the input (stride = kernel, no padding, nothing left over) is one
+  map kernel over the windows: first maximum found in the body, the cotangent
+  stored at it and zeros at the window's other taps.
 
 Results of the last reduce stage are registered like a reduction's, so elementwise
 consumers join these kernels as later stages.
