@@ -51,10 +51,16 @@ def _thread_count() -> int:
 def _struct_bytes(t) -> int:
     """Bytes of a literal struct of scalars as LLVM lays it out for the host."""
     return t.get_abi_size(target.target_data())
-# iterations x body instructions above which a loop kernel uses two threads
-THREAD_WORK = 1 << 19
-# multiply-adds above which a GEMM is split in two single-threaded BLAS calls on two
-# threads. High on purpose: a split halves each call's panel reuse, and when the
+
+
+# iterations x body instructions above which a loop kernel is cut across threads.
+# Starting and joining a thread costs ~30 us (more when the other core is busy), and
+# vectorised loop code runs ~80k of these units per us, so splits below ~100 us of
+# work lost time (CNN b64, one kernel each: relu-mask 23 -> 55 us, bias sum 16 -> 46 us,
+# pooling 15 -> 46 us when split at the former 1 << 19)
+THREAD_WORK = 1 << 23
+# multiply-adds above which a GEMM is split into single-threaded BLAS calls, one per
+# thread. High on purpose: a split halves each call's panel reuse, and when the
 # cores are shared the second thread may wait a scheduler slice (measured: MLP
 # 784-512-256-10 inference b128 at 1.4 ms on one thread, 1.7-8 ms split, load ~4).
 GEMM_WORK = 1 << 27

@@ -15,6 +15,7 @@ import llvmlite.ir as ir
 from passes.program import Stage
 
 from . import scalar
+from .coalesce import coalesce
 from .irtypes import F32, I1, I8, I8P, I32, I64, call_intrinsic, const, i64, value_type
 from .loops import FnBuilder
 
@@ -28,6 +29,7 @@ def emit_loop_function(module, name, program, symbols, outer, stages, acc_buffer
     from .column_reduce import emit_column_reduction, is_column_reduction
     fb = FnBuilder(module, name, [I64, I64, I8P], program=program, symbols=symbols)
     lo, hi, _ = fb.args
+    outer, stages = coalesce(program, outer, stages)   # short rows merged into longer ones
     if acc_buffer is None and is_column_reduction(program, outer, stages):
         emit_column_reduction(fb, lo, hi, stages)
     elif outer:
@@ -216,10 +218,22 @@ def _load(fb, ins, vals, dts):
     index = [_as_i64(b, vals[a], dts[a]) for a in ins.args[:nd]]
     if ins.attr("masked"):
         m = scalar.convert(b, vals[ins.args[nd]], dts[ins.args[nd]], "bool")
-        # the address stays in bounds where the mask is off; the value there is `fill`
-        index = [b.select(m, ix, i64(0)) for ix in index]
+        # the memory is touched only where the mask is on: a conditional block, which
+        # the loop vectoriser turns into a masked (contiguous) vector load, where a
+        # select of the address made it a gather
+        pre = b.block
+        then = fb.fn.append_basic_block("mload")
+        join = fb.fn.append_basic_block("mjoin")
+        b.cbranch(m, then, join)
+        b.position_at_end(then)
         v = scalar.convert(b, _load_elem(fb, buf.id, index), buf.dtype, ins.dtype)
-        return b.select(m, v, const(ins.dtype, ins.attr("fill", 0)))
+        then_end = b.block
+        b.branch(join)
+        b.position_at_end(join)
+        phi = b.phi(v.type)
+        phi.add_incoming(v, then_end)
+        phi.add_incoming(const(ins.dtype, ins.attr("fill", 0)), pre)
+        return phi
     return scalar.convert(b, _load_elem(fb, buf.id, index), buf.dtype, ins.dtype)
 
 

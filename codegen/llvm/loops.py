@@ -46,7 +46,40 @@ class FnBuilder:
 
     def finish(self):
         self.eb.branch(self._first)
+        self._alias_scopes()
         return self.fn
+
+    def _alias_scopes(self):
+        """Scoped no-alias metadata: every load and store through a buffer pointer gets
+        its root buffer's scope and `noalias` with the other roots the function touches.
+        Sound because distinct roots never share memory while one kernel runs (the
+        memory plan gives temps alive at the same schedule position distinct slots;
+        inputs, params, outputs and updates are distinct arrays), and it spares the
+        vectoriser its runtime overlap checks (which made it give up on short rows)."""
+        if not self._ptrs:
+            return
+        root_of = {id(p): root_buffer(self.program, b) for b, p in self._ptrs.items()}
+        bases = set(root_of)
+        uses = []
+        for blk in self.fn.blocks:
+            for ins in blk.instructions:
+                if isinstance(ins, (ir.LoadInstr, ir.StoreInstr)):
+                    ptr = ins.operands[0] if isinstance(ins, ir.LoadInstr) else ins.operands[1]
+                    while isinstance(ptr, ir.GEPInstr):
+                        ptr = ptr.operands[0]
+                    if id(ptr) in bases:
+                        uses.append((ins, root_of[id(ptr)]))
+        roots = sorted({r for _, r in uses})
+        if len(roots) < 2:
+            return
+        m = self.module
+        domain = m.add_metadata([ir.MetaDataString(m, f"nngraph.{self.fn.name}")])
+        scope = {r: m.add_metadata([ir.MetaDataString(m, f"nngraph.{self.fn.name}.b{r}"), domain]) for r in roots}
+        own = {r: m.add_metadata([scope[r]]) for r in roots}
+        others = {r: m.add_metadata([scope[q] for q in roots if q != r]) for r in roots}
+        for ins, r in uses:
+            ins.set_metadata("alias.scope", own[r])
+            ins.set_metadata("noalias", others[r])
 
     def alloca(self, t, name=""):
         return self.eb.alloca(t, name=name)

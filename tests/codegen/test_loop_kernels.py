@@ -179,6 +179,7 @@ def test_one_compiled_program_runs_every_size(n):
 def test_threaded_split_matches_single_thread(n_threads, monkeypatch):
     import codegen.llvm.entry as entry
     monkeypatch.setattr(entry, "N_THREADS", n_threads)
+    monkeypatch.setattr(entry, "THREAD_WORK", 1 << 12)
     pb = _ew_program("float64")
     from codegen.llvm import compile_program
     from runtime.cpu import CpuRunner
@@ -199,6 +200,7 @@ def test_full_reduction_splits_into_partials(n, n_threads, monkeypatch):
     empty), the partials combined, then the epilogue stage runs once."""
     import codegen.llvm.entry as entry
     monkeypatch.setattr(entry, "N_THREADS", n_threads)
+    monkeypatch.setattr(entry, "THREAD_WORK", 1 << 12)     # so 1 << 20 elements split
     from codegen.llvm import compile_program
     from runtime.cpu import CpuRunner
     x = np.random.default_rng(11).standard_normal(n)
@@ -229,3 +231,34 @@ def test_thread_count_follows_the_environment(monkeypatch):
         entry._thread_count()
     monkeypatch.delenv("NNGRAPH_NUM_THREADS")
     assert entry._thread_count() >= 1
+
+
+def _channel_sum_program(transposed_w=False, use_h_in_value=False):
+    """out[c] = sum over (n, h, w) of x[n, c, h, w] (* h): a reduction over short rows."""
+    pb = ProgBuilder()
+    xi = pb.buf("x", "float32", (N, 3, 4, 5), "input")
+    y = pb.buf("y", "float32", (3,), "output")
+    b = pb.body()
+    c, n, h, w = b.idx(0), b.idx(1), b.idx(2), b.idx(3)
+    v = b.load(xi, n, c, w, h) if transposed_w else b.load(xi, n, c, h, w)
+    if use_h_in_value:
+        v = b("mul", v, b("cast", h, dtype="float32"))
+    s0 = Stage((N, 4, 5) if not transposed_w else (N, 5, 4), b.ins, (("sum", v),), [])
+    e = pb.body()
+    s1 = Stage((), e.ins, (), [Store(y, (e.idx(0),), e("result", stage=0, slot=0))])
+    pb.kernel(LoopKernel("chsum", (3,), [s0, s1]))
+    return pb
+
+
+@pytest.mark.parametrize("variant", [{}, {"transposed_w": True}, {"use_h_in_value": True}])
+def test_coalesced_short_rows_give_the_same_results(variant):
+    from codegen.llvm.coalesce import coalesce
+    pb = _channel_sum_program(**variant)
+    x = np.random.default_rng(2).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    kern = pb.schedule[0]
+    outer, stages = coalesce(pb.program(), kern.outer, kern.stages)
+    merged = stages[0].inner == (N, 20)
+    assert merged == (not variant)      # h used in the value, or (w, h) not adjacent: no merge
+    (out,), _ = pb.run([x], env={"N": 2})
+    xs = x * np.arange(4, dtype=np.float32).reshape(1, 1, 4, 1) if variant.get("use_h_in_value") else x
+    np.testing.assert_allclose(out, xs.sum((0, 2, 3)), rtol=1e-5)

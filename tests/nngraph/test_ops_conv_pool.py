@@ -191,6 +191,26 @@ def test_max_pool_gradient_goes_to_the_first_maximum_in_row_major_order(target):
     np.testing.assert_array_equal(run(gx, {x: a}, target), [[[[0.0, 2.0, 5.0, 0.0], [0.0, 0.0, 0.0, 0.0]]]])
 
 
+@pytest.mark.parametrize("kernel", [2, (3, 2), (1, 3)])
+def test_max_pool_gradient_when_the_windows_tile_the_input(kernel, target):
+    # stride = kernel, no padding, nothing left over: lowered as one map kernel over the
+    # windows that writes every input point; ties, -inf and NaN pick as the reference does
+    kh, kw = _pair(kernel)
+    a = rand((2, 3, 2 * kh, 3 * kw), 3)
+    a[0, 0, :kh, :kw] = 0.5                                   # a window of ties
+    a[0, 1, :kh, :kw] = -np.inf                               # a window of -inf
+    a[1, 2, kh - 1, kw - 1] = np.nan                          # NaN in a window
+    a[1, 2, kh:, kw:2 * kw] = np.nan                          # a window of NaN
+    x = ng.placeholder(("N", 3, 2 * kh, 3 * kw), "float64")
+    y = ng.max_pool2d(x, kernel)
+    gx = ng.grad(ng.sum(y * rand((3, 2, 3), 4)), x)
+    outs = [y, gx]
+    want = run(outs, {x: a}, "reference")
+    for got, w in zip(run(outs, {x: a}, target), want):
+        np.testing.assert_allclose(got, w, rtol=1e-12, atol=1e-14)
+    assert np.isnan(want[0][1, 2]).sum() == 2
+
+
 def test_pools_with_a_symbolic_batch_and_int_max_pool(target):
     x = ng.placeholder(("N", "C", 6, 6), "float32")
     y = ng.max_pool2d(x, 2)

@@ -1,0 +1,103 @@
+"""Coalescing of adjacent loop axes before a LoopKernel becomes loops.
+
+Small images make short rows: a reduction over (N, 28, 28) or a pointwise kernel
+over (N, 6, 10, 10) runs its innermost loop 28 or 10 times, so a 16-wide vector
+loop spends its time in loop overhead, masked tails and (for reductions) one
+horizontal reduction per row. Two adjacent loop axes a, a + 1 of static sizes
+(Sa, Sb) merge into one axis of Sa * Sb when the body uses their indices only
+as a pair of adjacent buffer index arguments (p - 1, p) of buffers whose axes
+there are exactly (Sa, Sb): the row-major offset (... + i_a) * Sb + i_b then
+equals (... + 0) * Sb + q with q the merged index, so the rewrite is just
+`idx a` -> const 0 and `idx a + 1` -> `idx a` (the merged one), the later axes
+renumbered. Iteration order is unchanged (row-major), so results are bitwise
+equal. Axis 0 of the outer domain is never merged (the entry point splits it
+across threads); matmul epilogues (`acc` reads the outer index) are left alone.
+"""
+from __future__ import annotations
+
+from passes.program import Instr, Stage
+
+_ZERO = Instr("const", (), (("value", 0),), "int64")
+
+
+def coalesce(program, outer, stages):
+    """(outer, stages) with adjacent axes merged where that is exact (see above)."""
+    outer, stages = tuple(outer), list(stages)
+    if any(i.op == "acc" for s in stages for i in s.body):
+        return outer, stages
+    changed = True
+    while changed:
+        changed = False
+        # outer axes (never axis 0), then each stage's inner axes
+        for a in range(len(outer) - 2, 0, -1):
+            if _mergeable(program, outer[a], outer[a + 1], a, stages):
+                outer = outer[:a] + (outer[a] * outer[a + 1],) + outer[a + 2:]
+                stages = [_rewrite(s, a) for s in stages]
+                changed = True
+                break
+        if changed:
+            continue
+        for s_no, st in enumerate(stages):
+            base = len(outer)
+            for j in range(len(st.inner) - 2, -1, -1):
+                a = base + j
+                if _mergeable(program, st.inner[j], st.inner[j + 1], a, [st]):
+                    inner = st.inner[:j] + (st.inner[j] * st.inner[j + 1],) + st.inner[j + 2:]
+                    stages[s_no] = _rewrite(Stage(inner, st.body, st.reduce, st.stores), a)
+                    changed = True
+                    break
+            if changed:
+                break
+    return outer, stages
+
+
+def _mergeable(program, sa, sb, a, stages) -> bool:
+    if not (isinstance(sa, int) and isinstance(sb, int)) or sa <= 1 or sb <= 1:
+        return False
+    for st in stages:
+        body = st.body
+        A = {k for k, i in enumerate(body) if i.op == "idx" and i.attr("axis") == a}
+        B = {k for k, i in enumerate(body) if i.op == "idx" and i.attr("axis") == a + 1}
+        if not A and not B:
+            continue
+        both = A | B
+        accesses = []
+        for k, ins in enumerate(body):
+            if not both.intersection(ins.args):
+                continue
+            if ins.op != "load":
+                return False
+            buf = program.buffers[ins.attr("buffer")]
+            nd = len(buf.shape)
+            if both.intersection(ins.args[nd:]):        # the mask
+                return False
+            accesses.append((buf.shape, ins.args[:nd]))
+        for store in st.stores:
+            if store.value in both:
+                return False
+            accesses.append((program.buffers[store.buffer].shape, store.index))
+        for r in st.reduce:
+            if both.intersection(r[1:]):
+                return False
+        for shape, index in accesses:
+            for p, v in enumerate(index):
+                if v in A:
+                    if not (p + 1 < len(index) and index[p + 1] in B and shape[p] == sa and shape[p + 1] == sb):
+                        return False
+                elif v in B:
+                    if not (p >= 1 and index[p - 1] in A):
+                        return False
+    return True
+
+
+def _rewrite(st: Stage, a) -> Stage:
+    body = []
+    for ins in st.body:
+        if ins.op == "idx":
+            ax = ins.attr("axis")
+            if ax == a:
+                ins = _ZERO
+            elif ax > a:
+                ins = Instr("idx", (), (("axis", ax - 1),), ins.dtype)
+        body.append(ins)
+    return Stage(st.inner, body, st.reduce, st.stores)
