@@ -76,105 +76,15 @@ def triple() -> str:
 
 # ----------------------------------------------------------------------------- symbols
 
-def _capsule_ptr(capsule) -> int:
-    get = ctypes.pythonapi.PyCapsule_GetPointer
-    get.restype = ctypes.c_void_p
-    get.argtypes = [ctypes.py_object, ctypes.c_char_p]
-    name_fn = ctypes.pythonapi.PyCapsule_GetName
-    name_fn.restype = ctypes.c_char_p
-    name_fn.argtypes = [ctypes.py_object]
-    return get(capsule, name_fn(capsule))
-
-
 def _register_symbols() -> None:
-    """External functions the generated code calls, by name: BLAS gemm from
-    scipy's cython_blas, pthread_create/join from the C library."""
-    with _openblas_avx512():
-        from scipy.linalg import cython_blas
-    for name in ("sgemm", "dgemm"):
-        llvm.add_symbol(f"nngraph_{name}", _capsule_ptr(cython_blas.__pyx_capi__[name]))
-    _single_threaded_blas()
+    """External functions the generated code calls, by name: BLAS gemm (blas.py),
+    pthread_create/join and clock_gettime from the C library."""
+    from . import blas
+    for name, addr in blas.gemm_addresses().items():
+        llvm.add_symbol(f"nngraph_{name}", addr)
     libc = ctypes.CDLL(None)
     for name in ("pthread_create", "pthread_join", "clock_gettime"):
         llvm.add_symbol(f"nngraph_{name}", ctypes.cast(getattr(libc, name), ctypes.c_void_p).value)
-
-
-class _openblas_avx512:
-    """Which OpenBLAS core type nngraph's own copy of OpenBLAS (scipy's, loaded only
-    by the generated code) uses. Why: an environment that pins OPENBLAS_CORETYPE to an
-    AVX2 type (this project's machine pins Haswell) runs sgemm at about half the speed
-    of the AVX-512 kernels on an AVX-512 CPU (128x784 @ 784x512 on one thread: 950 us
-    vs 510 us; MLP 784-512-256-10 SGD step 1.89 ms vs 1.22 ms). nngraph already
-    targets the host CPU's features for its own kernels; its BLAS follows.
-
-    NNGRAPH_BLAS_CORETYPE unset: when OPENBLAS_CORETYPE names a pre-AVX-512 type and
-    the CPU has AVX-512, load with SkylakeX; otherwise leave OpenBLAS's choice.
-    NNGRAPH_BLAS_CORETYPE=<name>: that core type. NNGRAPH_BLAS_CORETYPE=inherit: the
-    environment's OPENBLAS_CORETYPE as it is. The variable is restored after loading;
-    NumPy's OpenBLAS is never touched. Does nothing when the library is already loaded
-    or the CPU lacks AVX-512 for an AVX-512 core type."""
-
-    AVX512 = ("avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd")
-    AVX512_TYPES = ("skylakex", "cooperlake", "sapphirerapids")
-
-    def __enter__(self):
-        self.old = None
-        self.set = False
-        want = self.choice()
-        if not want or _scipy_openblas_loaded():
-            return self
-        self.old = os.environ.get("OPENBLAS_CORETYPE")
-        os.environ["OPENBLAS_CORETYPE"] = want
-        self.set = True
-        return self
-
-    def choice(self) -> str:
-        """The core type to load with, or "" to leave the environment's."""
-        want = os.environ.get("NNGRAPH_BLAS_CORETYPE", "")
-        if want.lower() == "inherit":
-            return ""
-        has512 = self.host_has_avx512()
-        if not want:
-            pinned = os.environ.get("OPENBLAS_CORETYPE", "")
-            return "SkylakeX" if pinned and pinned.lower() not in self.AVX512_TYPES and has512 else ""
-        return want if has512 or want.lower() not in self.AVX512_TYPES else ""
-
-    def host_has_avx512(self) -> bool:
-        feats = llvm.get_host_cpu_features()
-        return all(feats.get(f, False) for f in self.AVX512)
-
-    def __exit__(self, *exc):
-        if self.set:
-            if self.old is None:
-                os.environ.pop("OPENBLAS_CORETYPE", None)
-            else:
-                os.environ["OPENBLAS_CORETYPE"] = self.old
-        return False
-
-
-def _scipy_openblas_loaded() -> bool:
-    try:
-        with open("/proc/self/maps") as f:
-            return "libscipy_openblas-" in f.read()
-    except OSError:
-        return True      # cannot tell: leave the library's own choice alone
-
-
-def _single_threaded_blas() -> None:
-    """Set the thread count of scipy's private OpenBLAS (the one cython_blas calls;
-    NumPy's copy is left alone). Default: one thread per core, measured best on a
-    quiet machine (MLP 784-512-256-10 inference b128: 0.74 ms with OpenBLAS's own two
-    threads, 1.41 ms on one thread, 0.90 ms split by our code across two threads).
-    On a machine whose cores are busy with other work, OpenBLAS's spinning workers
-    can cost 10x; NNGRAPH_BLAS_THREADS=1 is the remedy there."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return
-    n = int(os.environ.get("NNGRAPH_BLAS_THREADS", str(os.cpu_count() or 1)))
-    for lib in ThreadpoolController().lib_controllers:
-        if os.path.basename(lib.filepath or "").startswith("libscipy_openblas-"):
-            lib.set_num_threads(n)
 
 
 # ----------------------------------------------------------------------------- compile

@@ -1,11 +1,15 @@
-"""Which OpenBLAS core type nngraph's BLAS is loaded with (codegen/llvm/target.py):
+"""Which OpenBLAS core type nngraph's BLAS is loaded with (codegen/llvm/blas.py):
 SkylakeX over an environment's AVX2 pin on an AVX-512 CPU, the user's choice
-otherwise, never an AVX-512 type on a CPU without AVX-512."""
+otherwise, never an AVX-512 type on a CPU without AVX-512; and the choice holds when
+scipy loaded its OpenBLAS first (nngraph then loads its own verified copy)."""
 import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
-from codegen.llvm import target
+from codegen.llvm import blas
 
 
 @pytest.fixture
@@ -15,9 +19,8 @@ def chooser(monkeypatch):
             monkeypatch.delenv(k, raising=False)
         for k, v in env.items():
             monkeypatch.setenv(k, v)
-        c = target._openblas_avx512()
-        monkeypatch.setattr(c, "host_has_avx512", lambda: avx512)
-        return c.choice()
+        monkeypatch.setattr(blas, "host_has_avx512", lambda: avx512)
+        return blas.core_type_choice()
     return make
 
 
@@ -37,8 +40,53 @@ def test_core_type_choice(chooser, env, avx512, want):
 
 def test_environment_is_restored(monkeypatch):
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
-    monkeypatch.setenv("NNGRAPH_BLAS_CORETYPE", "Zen")
-    monkeypatch.setattr(target, "_scipy_openblas_loaded", lambda: False)
-    with target._openblas_avx512():
+    with blas._environment("OPENBLAS_CORETYPE", "Zen"):
         assert os.environ["OPENBLAS_CORETYPE"] == "Zen"
     assert os.environ["OPENBLAS_CORETYPE"] == "Haswell"
+    with blas._environment("OPENBLAS_CORETYPE", None):
+        assert os.environ["OPENBLAS_CORETYPE"] == "Haswell"
+
+
+def test_bad_thread_count_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("NNGRAPH_BLAS_THREADS", "many")
+    with pytest.raises(ValueError, match="NNGRAPH_BLAS_THREADS"):
+        blas.set_threads(lambda n: None)
+
+
+def test_copy_is_verified_and_replaced_when_corrupt(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNGRAPH_CACHE_DIR", str(tmp_path))
+    src = tmp_path / "libscipy_openblas-test.so"
+    src.write_bytes(os.urandom(4096))
+    dst = blas._verified_copy(str(src))
+    assert open(dst, "rb").read() == src.read_bytes()
+    with open(dst, "r+b") as f:          # corrupt one byte
+        f.write(b"\0" if src.read_bytes()[:1] != b"\0" else b"\1")
+    assert blas._verified_copy(str(src)) == dst
+    assert open(dst, "rb").read() == src.read_bytes()
+
+
+SCRIPT = textwrap.dedent("""
+    import numpy as np
+    from scipy.linalg import cython_blas        # scipy's OpenBLAS first, with the pin
+    import nngraph as ng
+    from codegen.llvm import blas
+    x = ng.placeholder((64, 48), name="x")
+    w = ng.placeholder((48, 32), name="w")
+    fn = ng.compile([x, w], x @ w, target="cpu")
+    a = np.random.default_rng(0).standard_normal((64, 48)).astype(np.float32)
+    b = np.random.default_rng(1).standard_normal((48, 32)).astype(np.float32)
+    np.testing.assert_allclose(fn(a, b), a @ b, rtol=1e-5, atol=1e-5)
+    maps = open("/proc/self/maps").read()
+    private = [l for l in maps.splitlines() if "blas-" in l and "libscipy_openblas-" in l]
+    print("PRIVATE", bool(private), blas.host_has_avx512())
+""")
+
+
+def test_choice_holds_when_scipy_loaded_its_blas_first(tmp_path):
+    env = dict(os.environ, OPENBLAS_CORETYPE="Haswell", NNGRAPH_CACHE_DIR=str(tmp_path))
+    env.pop("NNGRAPH_BLAS_CORETYPE", None)
+    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert out.returncode == 0, out.stderr
+    private, avx512 = out.stdout.split("PRIVATE")[1].split()
+    assert private == avx512     # a private SkylakeX instance exactly when the CPU has AVX-512

@@ -1,0 +1,176 @@
+"""The BLAS the generated code calls: scipy's OpenBLAS (sgemm/dgemm, Fortran
+convention), with the core type and thread count nngraph wants.
+
+Core type. An environment that pins OPENBLAS_CORETYPE to an AVX2 type (this
+project's machine pins Haswell) runs sgemm at about half the speed of the AVX-512
+kernels on an AVX-512 CPU (128x784 @ 784x512 on one thread: 950 us vs 510 us; MLP
+784-512-256-10 SGD step 1.89 ms vs 1.22 ms). nngraph targets the host CPU's
+features for its own kernels; its BLAS follows:
+
+    NNGRAPH_BLAS_CORETYPE unset    SkylakeX when OPENBLAS_CORETYPE names a pre-AVX-512
+                                   type and the CPU has AVX-512; else OpenBLAS's choice
+    NNGRAPH_BLAS_CORETYPE=<name>   that core type (an AVX-512 one only on such a CPU)
+    NNGRAPH_BLAS_CORETYPE=inherit  the environment's OPENBLAS_CORETYPE as it is
+
+OpenBLAS reads the variable once, when the library is loaded. If scipy already
+loaded it (a user who imported scipy or scikit-learn first), nngraph loads its own
+instance from a verified copy of the library in the cache directory, so the choice
+holds whatever the import order; NumPy's and scipy's instances are never touched.
+
+Threads: NNGRAPH_BLAS_THREADS (default one per core; see set_threads).
+"""
+from __future__ import annotations
+
+import ctypes
+import filecmp
+import functools
+import hashlib
+import os
+import shutil
+import tempfile
+
+AVX512 = ("avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd")
+AVX512_TYPES = ("skylakex", "cooperlake", "sapphirerapids")
+GEMMS = ("sgemm", "dgemm")
+
+
+def gemm_addresses() -> dict:
+    """{"sgemm": address, "dgemm": address} of the BLAS the generated code calls."""
+    want = core_type_choice()
+    if want and loaded_openblas_path():
+        lib = private_instance(want)
+        if lib is not None:
+            set_threads(lambda n: lib.scipy_openblas_set_num_threads(ctypes.c_int(n)))
+            return {g: ctypes.cast(getattr(lib, f"scipy_{g}_"), ctypes.c_void_p).value for g in GEMMS}
+    with _environment("OPENBLAS_CORETYPE", want or None):
+        from scipy.linalg import cython_blas
+    set_threads(_set_scipy_threads)
+    return {g: _capsule_ptr(cython_blas.__pyx_capi__[g]) for g in GEMMS}
+
+
+def core_type_choice() -> str:
+    """The core type to load with, or "" to leave the environment's."""
+    want = os.environ.get("NNGRAPH_BLAS_CORETYPE", "")
+    if want.lower() == "inherit":
+        return ""
+    has512 = host_has_avx512()
+    if not want:
+        pinned = os.environ.get("OPENBLAS_CORETYPE", "")
+        return "SkylakeX" if pinned and pinned.lower() not in AVX512_TYPES and has512 else ""
+    return want if has512 or want.lower() not in AVX512_TYPES else ""
+
+
+def host_has_avx512() -> bool:
+    import llvmlite.binding as llvm
+    feats = llvm.get_host_cpu_features()
+    return all(feats.get(f, False) for f in AVX512)
+
+
+def loaded_openblas_path() -> str:
+    """Path of scipy's OpenBLAS if this process has it mapped, else ""."""
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split(maxsplit=5)[-1].strip()
+                if os.path.basename(path).startswith("libscipy_openblas-") and \
+                        not os.path.basename(os.path.dirname(path)).startswith("blas-"):
+                    return path           # scipy's own, not a private copy of ours
+    except OSError:
+        pass
+    return ""
+
+
+@functools.lru_cache(maxsize=None)
+def private_instance(core_type: str):
+    """nngraph's own instance of scipy's OpenBLAS, loaded with `core_type`, from a copy
+    in the cache directory (a library is loaded once per path). None if scipy's
+    library cannot be found or copied: the caller then uses scipy's instance."""
+    src = loaded_openblas_path()
+    if not src or not os.path.isfile(src):
+        return None
+    try:
+        dst = _verified_copy(src)
+        with _environment("OPENBLAS_CORETYPE", core_type):
+            return ctypes.CDLL(dst, mode=os.RTLD_LOCAL | os.RTLD_NOW)
+    except OSError:
+        return None
+
+
+def _verified_copy(src: str) -> str:
+    """A byte-identical copy of `src` under the cache directory: written atomically
+    (temp file + rename), compared byte for byte before every use, replaced if not."""
+    from codegen.cache import cache_dir
+    st = os.stat(src)
+    tag = hashlib.sha256(f"{src}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    folder = os.path.join(str(cache_dir()), f"blas-{tag}")
+    dst = os.path.join(folder, os.path.basename(src))
+    if os.path.isfile(dst) and filecmp.cmp(src, dst, shallow=False):
+        return dst
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+            shutil.copyfileobj(inp, out)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    if not filecmp.cmp(src, dst, shallow=False):
+        raise OSError(f"copy of {src} at {dst} does not match")
+    return dst
+
+
+def set_threads(setter) -> None:
+    """Thread count of the BLAS instance nngraph calls. Default: one thread per core,
+    measured best on a quiet machine (MLP 784-512-256-10 inference b128: 0.74 ms with
+    OpenBLAS's own two threads, 1.41 ms on one thread, 0.90 ms split by our code
+    across two threads). On a machine whose cores are busy with other work,
+    OpenBLAS's spinning workers can cost 10x; NNGRAPH_BLAS_THREADS=1 is the remedy."""
+    raw = os.environ.get("NNGRAPH_BLAS_THREADS", "")
+    try:
+        n = int(raw) if raw.strip() else (os.cpu_count() or 1)
+    except ValueError:
+        raise ValueError(f"NNGRAPH_BLAS_THREADS must be a positive integer, got {raw!r}") from None
+    setter(max(1, n))
+
+
+def _set_scipy_threads(n: int) -> None:
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return
+    for lib in ThreadpoolController().lib_controllers:
+        if os.path.basename(lib.filepath or "").startswith("libscipy_openblas-"):
+            lib.set_num_threads(n)
+
+
+class _environment:
+    """os.environ[name] = value (None: unchanged) inside the block, restored after."""
+
+    def __init__(self, name: str, value):
+        self.name, self.value = name, value
+
+    def __enter__(self):
+        self.old = os.environ.get(self.name)
+        if self.value is not None:
+            os.environ[self.name] = self.value
+        return self
+
+    def __exit__(self, *exc):
+        if self.value is not None:
+            if self.old is None:
+                os.environ.pop(self.name, None)
+            else:
+                os.environ[self.name] = self.old
+        return False
+
+
+def _capsule_ptr(capsule) -> int:
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype = ctypes.c_void_p
+    get.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    name_fn = ctypes.pythonapi.PyCapsule_GetName
+    name_fn.restype = ctypes.c_char_p
+    name_fn.argtypes = [ctypes.py_object]
+    return get(capsule, name_fn(capsule))
