@@ -35,17 +35,44 @@ GEMMS = ("sgemm", "dgemm")
 
 
 def gemm_addresses() -> dict:
-    """{"sgemm": address, "dgemm": address} of the BLAS the generated code calls."""
+    """{"sgemm", "dgemm", "threads_local": address} of the BLAS the generated code
+    calls; threads_local is `int f(int n)`: use n threads from now on, return the
+    previous count (generated code runs small GEMMs on one thread, see matmul.py)."""
     want = core_type_choice()
     if want and loaded_openblas_path():
         lib = private_instance(want)
         if lib is not None:
             set_threads(lambda n: lib.scipy_openblas_set_num_threads(ctypes.c_int(n)))
-            return {g: ctypes.cast(getattr(lib, f"scipy_{g}_"), ctypes.c_void_p).value for g in GEMMS}
+            out = {g: ctypes.cast(getattr(lib, f"scipy_{g}_"), ctypes.c_void_p).value for g in GEMMS}
+            out["threads_local"] = _threads_local(lib)
+            return out
     with _environment("OPENBLAS_CORETYPE", want or None):
         from scipy.linalg import cython_blas
     set_threads(_set_scipy_threads)
-    return {g: _capsule_ptr(cython_blas.__pyx_capi__[g]) for g in GEMMS}
+    out = {g: _capsule_ptr(cython_blas.__pyx_capi__[g]) for g in GEMMS}
+    path = loaded_openblas_path()
+    out["threads_local"] = _threads_local(ctypes.CDLL(path) if path else None)
+    return out
+
+
+def _threads_local(lib) -> int:
+    """Address of the library's openblas_set_num_threads_local (OpenBLAS >= 0.3.27).
+    Without one, the C library's `int abs(int)`: same signature, no effect (it
+    returns its argument, which the caller passes back when restoring)."""
+    try:
+        return ctypes.cast(lib.openblas_set_num_threads_local, ctypes.c_void_p).value
+    except (AttributeError, TypeError):
+        return ctypes.cast(ctypes.CDLL(None).abs, ctypes.c_void_p).value
+
+
+def configured_threads() -> int:
+    """NNGRAPH_BLAS_THREADS, default one per core."""
+    raw = os.environ.get("NNGRAPH_BLAS_THREADS", "")
+    try:
+        n = int(raw) if raw.strip() else (os.cpu_count() or 1)
+    except ValueError:
+        raise ValueError(f"NNGRAPH_BLAS_THREADS must be a positive integer, got {raw!r}") from None
+    return max(1, n)
 
 
 def core_type_choice() -> str:
@@ -127,12 +154,7 @@ def set_threads(setter) -> None:
     OpenBLAS's own two threads, 1.41 ms on one thread, 0.90 ms split by our code
     across two threads). On a machine whose cores are busy with other work,
     OpenBLAS's spinning workers can cost 10x; NNGRAPH_BLAS_THREADS=1 is the remedy."""
-    raw = os.environ.get("NNGRAPH_BLAS_THREADS", "")
-    try:
-        n = int(raw) if raw.strip() else (os.cpu_count() or 1)
-    except ValueError:
-        raise ValueError(f"NNGRAPH_BLAS_THREADS must be a positive integer, got {raw!r}") from None
-    setter(max(1, n))
+    setter(configured_threads())
 
 
 def _set_scipy_threads(n: int) -> None:

@@ -6,6 +6,9 @@ output, run after the product, reading it with `acc`.
 
 BLAS is column-major: a row-major C = op(A) op(B) is, read column-major,
 C^T = op(B)^T op(A)^T, so we call gemm with the operands swapped.
+
+Each call sets the BLAS thread count for its size first (one thread below
+BLAS_THREAD_WORK multiply-adds, NNGRAPH_BLAS_THREADS above) and restores it after.
 """
 from __future__ import annotations
 
@@ -13,8 +16,14 @@ import llvmlite.ir as ir
 
 from passes.program import MatmulKernel
 
+from . import blas
 from .irtypes import F32, F64, I8, I8P, I32, I64, VOID, i64, value_type
 from .loops import FnBuilder
+
+# multiply-adds of one BLAS call below which it runs on one BLAS thread (CNN b64
+# step: 3.7 ms with two-thread calls everywhere, 2.1 ms with one thread for all; the
+# MLP 784-512-256-10 step's 17M-51M products gain from two)
+BLAS_THREAD_WORK = 1 << 22
 
 
 def _is_one(s) -> bool:
@@ -123,12 +132,27 @@ def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt):
         b.call(gemm, [ta, tb, pm, pn, pk, alpha, b.gep(pb_, [ob]), lda, b.gep(pa, [oa]), ldb, beta,
                       b.gep(pc, [oc]), ldc])
 
+    # one BLAS thread for a small product: waking OpenBLAS's workers costs more than
+    # they save there, and they then spin on the cores our own threads need
+    per_call = b.mul(b.mul(rows, n), k)
+    many = ir.Constant(I32, blas.configured_threads())
+    want = b.select(b.icmp_signed(">=", per_call, i64(BLAS_THREAD_WORK)), many, ir.Constant(I32, 1))
+    set_threads = _threads_decl(fb.module)
+    prev = b.call(set_threads, [want])
     if split_rows:
         with fb.b.if_then(b.icmp_signed("<", lo, hi)):
             call(None)
     else:
         with fb.nest(kern.batch, "b", first=(lo, hi)) as bidx:
             call(bidx)
+    b.call(set_threads, [prev])
+
+
+def _threads_decl(module):
+    fn = module.globals.get("nngraph_blas_threads_local")
+    if fn is None:
+        fn = ir.Function(module, ir.FunctionType(I32, [I32]), "nngraph_blas_threads_local")
+    return fn
 
 
 def _emit_int_loops(fb: FnBuilder, kern: MatmulKernel, dt):

@@ -136,3 +136,18 @@ def test_big_gemms_split_across_threads(case, n_threads, monkeypatch):
     want = _ref(a, b, kw.get("trans_a", False), False)
     assert want.size * a.shape[-1 if case != "trans_a" else -2] >= GEMM_WORK
     np.testing.assert_allclose(_mm(a, b, **kw), want, rtol=1e-10, atol=1e-10)
+
+
+def test_small_products_run_on_one_blas_thread_and_restore_the_count():
+    """Each GEMM sets the BLAS thread count for its size (one thread below
+    BLAS_THREAD_WORK multiply-adds) and puts the previous count back."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from codegen.llvm import blas
+    from codegen.llvm.matmul import BLAS_THREAD_WORK
+    assert BLAS_THREAD_WORK > 8 * 8 * 8
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((8, 8)), rng.standard_normal((8, 8))
+    np.testing.assert_allclose(_mm(a, b), a @ b, rtol=1e-12)
+    ours = [lib for lib in threadpoolctl.ThreadpoolController().lib_controllers
+            if "libscipy_openblas-" in (lib.filepath or "")]
+    assert ours and all(lib.get_num_threads() == blas.configured_threads() for lib in ours)
