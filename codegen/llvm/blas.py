@@ -36,8 +36,8 @@ GEMMS = ("sgemm", "dgemm")
 
 def gemm_addresses() -> dict:
     """{"sgemm", "dgemm", "threads_local": address} of the BLAS the generated code
-    calls; threads_local is `int f(int n)`: use n threads from now on, return the
-    previous count (generated code runs small GEMMs on one thread, see matmul.py)."""
+    calls; threads_local is `int f(int n)`: use n threads from now on (generated code
+    runs small GEMMs on one thread, see matmul.py)."""
     want = core_type_choice()
     if want and loaded_openblas_path():
         lib = private_instance(want)
@@ -57,8 +57,7 @@ def gemm_addresses() -> dict:
 
 def _threads_local(lib) -> int:
     """Address of the library's openblas_set_num_threads_local (OpenBLAS >= 0.3.27).
-    Without one, the C library's `int abs(int)`: same signature, no effect (it
-    returns its argument, which the caller passes back when restoring)."""
+    Without one, the C library's `int abs(int)`: the same signature and no effect."""
     try:
         return ctypes.cast(lib.openblas_set_num_threads_local, ctypes.c_void_p).value
     except (AttributeError, TypeError):

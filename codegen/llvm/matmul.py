@@ -7,8 +7,8 @@ output, run after the product, reading it with `acc`.
 BLAS is column-major: a row-major C = op(A) op(B) is, read column-major,
 C^T = op(B)^T op(A)^T, so we call gemm with the operands swapped.
 
-Each call sets the BLAS thread count for its size first (one thread below
-BLAS_THREAD_WORK multiply-adds, NNGRAPH_BLAS_THREADS above) and restores it after.
+A call below BLAS_THREAD_WORK multiply-adds runs on one BLAS thread (the count is
+set to one before it and back to NNGRAPH_BLAS_THREADS after); bigger ones use them all.
 """
 from __future__ import annotations
 
@@ -134,18 +134,21 @@ def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt):
 
     # one BLAS thread for a small product: waking OpenBLAS's workers costs more than
     # they save there, and they then spin on the cores our own threads need
+    # (set back to the configured count, not to the previous one: two threads making
+    # small calls at once would otherwise leave the count at one)
     per_call = b.mul(b.mul(rows, n), k)
-    many = ir.Constant(I32, blas.configured_threads())
-    want = b.select(b.icmp_signed(">=", per_call, i64(BLAS_THREAD_WORK)), many, ir.Constant(I32, 1))
+    small = b.icmp_signed("<", per_call, i64(BLAS_THREAD_WORK))
     set_threads = _threads_decl(fb.module)
-    prev = b.call(set_threads, [want])
+    with b.if_then(small):
+        b.call(set_threads, [ir.Constant(I32, 1)])
     if split_rows:
         with fb.b.if_then(b.icmp_signed("<", lo, hi)):
             call(None)
     else:
         with fb.nest(kern.batch, "b", first=(lo, hi)) as bidx:
             call(bidx)
-    b.call(set_threads, [prev])
+    with b.if_then(small):
+        b.call(set_threads, [ir.Constant(I32, blas.configured_threads())])
 
 
 def _threads_decl(module):

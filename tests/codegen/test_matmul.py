@@ -139,8 +139,8 @@ def test_big_gemms_split_across_threads(case, n_threads, monkeypatch):
 
 
 def test_small_products_run_on_one_blas_thread_and_restore_the_count():
-    """Each GEMM sets the BLAS thread count for its size (one thread below
-    BLAS_THREAD_WORK multiply-adds) and puts the previous count back."""
+    """A GEMM below BLAS_THREAD_WORK multiply-adds runs on one BLAS thread and sets
+    the count back to the configured one."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
     from codegen.llvm import blas
     from codegen.llvm.matmul import BLAS_THREAD_WORK

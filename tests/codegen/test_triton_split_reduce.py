@@ -7,19 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("triton")
-pytest.importorskip("torch")
+from gpu_skip import require_gpu_target
+
+require_gpu_target()
 
 from progbuild import Dim, LoopKernel, ProgBuilder, Stage, Store  # noqa: E402
 
 import nngraph as ng  # noqa: E402
 from passes.program_interpreter import run_program  # noqa: E402
-from runtime.gpu import build_program, device_or_error  # noqa: E402
-
-try:
-    device_or_error()
-except RuntimeError as e:  # pragma: no cover - no GPU and no TRITON_INTERPRET
-    pytest.skip(str(e), allow_module_level=True)
+from runtime.gpu import build_program  # noqa: E402
 
 N, M = Dim("N"), Dim("M")
 RNG = np.random.default_rng(5)
