@@ -220,7 +220,7 @@ def _launch(fb: FnBuilder, f, n0, factor, syms, tramp, threads, threshold):
     big = b.and_(b.icmp_signed(">=", work, i64(threshold)), b.icmp_signed(">=", n0, i64(2)))
     with b.if_else(big) as (then, otherwise):
         with then:
-            _split(fb, f, n0, tramp)
+            _split(fb, f, n0, tramp, parts=_parts(b, work, threshold))
         with otherwise:
             b.call(f, [fb.bufs_arg, fb.sizes_arg, i64(0), n0, NULL])
 
@@ -235,20 +235,31 @@ def _pthread_decls(module):
     return create, module.globals["nngraph_pthread_join"]
 
 
-def _split(fb: FnBuilder, f, n0, tramp, extra=None, stride=0):
-    """[0, n0) cut into N_THREADS near-equal ranges: ranges 1.. on new threads, range 0
-    here; a range whose thread cannot be made runs here after the others. Range t
-    gets `extra + t * stride` (its partial-result slot) as the extra argument."""
+def _parts(b, work, threshold):
+    """How many threads a split uses: about one per `threshold` units of work, at
+    least two, at most N_THREADS (on a many-core machine a kernel just above the
+    threshold does not pay for starting a thread per core)."""
+    per = b.sdiv(work, i64(threshold))
+    per = b.select(b.icmp_signed("<", per, i64(2)), i64(2), per)
+    return b.select(b.icmp_signed(">", per, i64(N_THREADS)), i64(N_THREADS), per)
+
+
+def _split(fb: FnBuilder, f, n0, tramp, extra=None, stride=0, parts=None):
+    """[0, n0) cut into `parts` (<= N_THREADS, default N_THREADS) near-equal ranges:
+    ranges 1.. on new threads, range 0 here; a range whose thread cannot be made runs
+    here after the others. Range t gets `extra + t * stride` (its partial-result slot)
+    as the extra argument; slots from `parts` to N_THREADS get empty ranges, so each
+    holds its reduction's identity."""
     b = fb.b
     create, join = _pthread_decls(fb.module)
-    T = N_THREADS
+    T = parts if parts is not None else i64(N_THREADS)
     p8 = ir.IntType(8).as_pointer()
-    args = fb.alloca(ir.ArrayType(_ARGS, T), "thread_args")
-    tids = fb.alloca(ir.ArrayType(I64, T), "tids")
-    rcs = fb.alloca(ir.ArrayType(I32, T), "thread_rc")
+    args = fb.alloca(ir.ArrayType(_ARGS, N_THREADS), "thread_args")
+    tids = fb.alloca(ir.ArrayType(I64, N_THREADS), "tids")
+    rcs = fb.alloca(ir.ArrayType(I32, N_THREADS), "thread_rc")
 
     def bound(t):
-        return b.sdiv(b.mul(n0, t), i64(T))
+        return b.sdiv(b.mul(n0, t), T)
 
     def extra_of(t):
         if extra is None:
@@ -259,23 +270,26 @@ def _split(fb: FnBuilder, f, n0, tramp, extra=None, stride=0):
         ix = [i64(0), t] + ([ir.Constant(I32, j)] if j is not None else [])
         return b.gep(arr, ix)
 
-    with fb.loop(i64(1), i64(T), "spawn") as t:
+    with fb.loop(i64(1), T, "spawn") as t:
         a = slot(args, t)
         for j, v in enumerate([f, fb.bufs_arg, fb.sizes_arg, bound(t), bound(b.add(t, i64(1))), extra_of(t)]):
             b.store(v, b.gep(a, [ir.Constant(I32, 0), ir.Constant(I32, j)]))
         b.store(b.call(create, [slot(tids, t), ir.Constant(p8, None), tramp, b.bitcast(a, p8)]), slot(rcs, t))
     b.call(f, [fb.bufs_arg, fb.sizes_arg, i64(0), bound(i64(1)), extra_of(i64(0))])
-    with fb.loop(i64(1), i64(T), "join") as t:
+    with fb.loop(i64(1), T, "join") as t:
         with b.if_else(b.icmp_signed("==", b.load(slot(rcs, t)), ir.Constant(I32, 0))) as (ok, failed):
             with ok:
                 b.call(join, [b.load(slot(tids, t)), ir.Constant(p8.as_pointer(), None)])
             with failed:
                 b.call(f, [fb.bufs_arg, fb.sizes_arg, bound(t), bound(b.add(t, i64(1))), extra_of(t)])
+    if extra is not None and parts is not None:
+        with fb.loop(T, i64(N_THREADS), "unused") as t:
+            b.call(f, [fb.bufs_arg, fb.sizes_arg, n0, n0, extra_of(t)])
 
 
 def _launch_split_reduction(fb: FnBuilder, base, kern, tramp):
     """A full reduction (no outer domain) above the threshold: each thread sums
-    half of the first inner axis into its own partial, then one combine + the
+    its range of the first inner axis into its own partial, then one combine + the
     later stages. Below the threshold, the plain kernel."""
     module, program, syms = fb.module, fb.program, fb.symbols
     st = kern.stages[0]
@@ -293,7 +307,7 @@ def _launch_split_reduction(fb: FnBuilder, base, kern, tramp):
         with then:
             parts = fb.alloca(ir.ArrayType(partial_type(st), N_THREADS), "partials")
             p0 = b.bitcast(parts, I8P)
-            _split(fb, part, n0, tramp, p0, _struct_bytes(partial_type(st)))
+            _split(fb, part, n0, tramp, p0, _struct_bytes(partial_type(st)), parts=_parts(b, work, THREAD_WORK))
             b.call(fin, [fb.bufs_arg, fb.sizes_arg, i64(0), i64(1), p0])
         with otherwise:
             b.call(plain, [fb.bufs_arg, fb.sizes_arg, i64(0), i64(1), NULL])

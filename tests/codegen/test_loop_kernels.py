@@ -193,18 +193,20 @@ def test_threaded_split_matches_single_thread(n_threads, monkeypatch):
     np.testing.assert_array_equal(res[0], res[1])
 
 
-@pytest.mark.parametrize("n_threads", [2, 7])
+@pytest.mark.parametrize("n_threads, work", [(2, 1 << 12), (7, 1 << 12), (7, 1 << 19)])
 @pytest.mark.parametrize("n", [5, 1 << 20])
-def test_full_reduction_splits_into_partials(n, n_threads, monkeypatch):
-    """outer = (): a big sum/max/min is cut into one range per thread (ranges may be
-    empty), the partials combined, then the epilogue stage runs once."""
+def test_full_reduction_splits_into_partials(n, n_threads, work, monkeypatch):
+    """outer = (): a big sum/max/min is cut into one range per thread (about one per
+    THREAD_WORK units of work, at most N_THREADS; ranges may be empty and unused
+    partial slots hold the identity), the partials combined, then the epilogue stage
+    runs once."""
     import codegen.llvm.entry as entry
     monkeypatch.setattr(entry, "N_THREADS", n_threads)
-    monkeypatch.setattr(entry, "THREAD_WORK", 1 << 12)     # so 1 << 20 elements split
+    monkeypatch.setattr(entry, "THREAD_WORK", work)     # so 1 << 20 elements split
     from codegen.llvm import compile_program
     from runtime.cpu import CpuRunner
-    x = np.random.default_rng(11).standard_normal(n)
-    x[n // 3] = 9.5
+    x = np.random.default_rng(11).standard_normal(n) + 100     # all positive: a partial slot
+    x[n // 3] = 150.0                                            # left at 0 would show in min
     pb = ProgBuilder()
     xi = pb.buf("x", "float64", (N,), "input")
     out = pb.buf("out", "float64", (3,), "output")
