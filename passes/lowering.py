@@ -28,6 +28,7 @@ from nngraph.types import TensorType
 
 from . import fusion, lower_windows
 from .lower_ops import Body, Emitter, LoweringError, NotFusable, is_source, scalar_const
+from .kernel_dag import kernel_dag
 from .memory import plan_memory
 from .sibling_fusion import fuse_siblings
 from .program import Buffer, Instr, LoopKernel, MatmulKernel, Program, Stage, Store
@@ -452,18 +453,7 @@ class _Lowering:
                                        ", ".join(fusion.label(m) for m in g.members))
         if self.opt >= 1:
             kernels = fuse_siblings(kernels, self.base)
-        dag = nx.DiGraph()
-        dag.add_nodes_from(kernels)
-        writer = {}
-        for no, k in kernels.items():
-            for b in k.writes():
-                writer[self.base(b)] = no
-        for no, k in kernels.items():
-            for b in k.reads():
-                w = writer.get(self.base(b))
-                if w is not None and w != no:
-                    dag.add_edge(w, no)
-        order = list(nx.lexicographical_topological_sort(dag))
+        order = list(nx.lexicographical_topological_sort(kernel_dag(kernels, self.base)))
         schedule = [kernels[no] for no in order]
         for n, k in enumerate(schedule):
             k.name = f"k{n}_" + k.name.split("_", 1)[1]

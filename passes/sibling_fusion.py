@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import networkx as nx
 
+from .kernel_dag import kernel_dag
 from .program import Instr, LoopKernel, Stage, Store
 
 
@@ -56,24 +57,10 @@ def _find_pair(kernels: dict, base):
             if tuple(kernels[m].outer) != domain:
                 continue
             if dag is None:
-                dag = _dependencies(kernels, base)
+                dag = kernel_dag(kernels, base)
             if not nx.has_path(dag, r, m) and not nx.has_path(dag, m, r):
                 return r, m
     return None
-
-
-def _dependencies(kernels: dict, base) -> nx.DiGraph:
-    """Edges writer -> reader, and reader -> later writer of the same buffer is not
-    needed: kernels write disjoint buffers (one writer per buffer)."""
-    dag = nx.DiGraph()
-    dag.add_nodes_from(kernels)
-    writer = {base(b): no for no, k in kernels.items() for b in k.writes()}
-    for no, k in kernels.items():
-        for b in k.reads():
-            w = writer.get(base(b))
-            if w is not None and w != no:
-                dag.add_edge(w, no)
-    return dag
 
 
 def merge(red: LoopKernel, mp: LoopKernel) -> LoopKernel:

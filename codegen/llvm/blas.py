@@ -35,23 +35,24 @@ GEMMS = ("sgemm", "dgemm")
 
 
 def gemm_addresses() -> dict:
-    """{"sgemm", "dgemm", "threads_local": address} of the BLAS the generated code
-    calls; threads_local is `int f(int n)`: use n threads from now on (generated code
-    runs small GEMMs on one thread, see matmul.py)."""
+    """{"sgemm", "dgemm", "blas_threads_local": address} of the BLAS the generated
+    code calls (registered as nngraph_<key>); blas_threads_local is `int f(int n)`:
+    use n threads from now on (generated code runs small GEMMs on one thread, see
+    matmul.py)."""
     want = core_type_choice()
     if want and loaded_openblas_path():
         lib = private_instance(want)
         if lib is not None:
             set_threads(lambda n: lib.scipy_openblas_set_num_threads(ctypes.c_int(n)))
             out = {g: ctypes.cast(getattr(lib, f"scipy_{g}_"), ctypes.c_void_p).value for g in GEMMS}
-            out["threads_local"] = _threads_local(lib)
+            out["blas_threads_local"] = _threads_local(lib)
             return out
     with _environment("OPENBLAS_CORETYPE", want or None):
         from scipy.linalg import cython_blas
     set_threads(_set_scipy_threads)
     out = {g: _capsule_ptr(cython_blas.__pyx_capi__[g]) for g in GEMMS}
     path = loaded_openblas_path()
-    out["threads_local"] = _threads_local(ctypes.CDLL(path) if path else None)
+    out["blas_threads_local"] = _threads_local(ctypes.CDLL(path) if path else None)
     return out
 
 
@@ -96,13 +97,14 @@ def loaded_openblas_path() -> str:
     """Path of scipy's OpenBLAS if this process has it mapped, else ""."""
     try:
         with open("/proc/self/maps") as f:
-            for line in f:
-                path = line.split(maxsplit=5)[-1].strip()
-                if os.path.basename(path).startswith("libscipy_openblas-") and \
-                        not os.path.basename(os.path.dirname(path)).startswith("blas-"):
-                    return path           # scipy's own, not a private copy of ours
+            maps = f.read()
     except OSError:
-        pass
+        return ""     # no /proc: load scipy's as usual (the variable then acts if it is not loaded yet)
+    for line in maps.splitlines():
+        path = line.split(maxsplit=5)[-1].strip()
+        if os.path.basename(path).startswith("libscipy_openblas-") and \
+                not os.path.basename(os.path.dirname(path)).startswith("blas-"):
+            return path           # scipy's own, not a private copy of ours
     return ""
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from . import scalar
-from .irtypes import value_type
+from .irtypes import i64, value_type
 from .kernel import _accumulate as accumulate, _emit_body as emit_body, _emit_stage as emit_stage, \
     _emit_stores as emit_stores
 
@@ -56,19 +56,19 @@ def emit_column_reduction(fb, lo, hi, stages):
     st = stages[0]
     dts = [st.body[r[1]].dtype for r in st.reduce]
     tiles = [fb.alloca(ir.ArrayType(value_type(dt), TILE), name=f"tile_{r[0]}") for r, dt in zip(st.reduce, dts)]
-    n_tiles = b.sdiv(b.add(b.sub(hi, lo), ir.Constant(lo.type, TILE - 1)), ir.Constant(lo.type, TILE))
-    with fb.loop(ir.Constant(lo.type, 0), n_tiles, "tile") as t:
-        c0 = b.add(lo, b.mul(t, ir.Constant(lo.type, TILE)))
-        c1 = b.select(b.icmp_signed("<", b.add(c0, ir.Constant(lo.type, TILE)), hi),
-                      b.add(c0, ir.Constant(lo.type, TILE)), hi)
+    n_tiles = b.sdiv(b.add(b.sub(hi, lo), i64(TILE - 1)), i64(TILE))
+    with fb.loop(i64(0), n_tiles, "tile") as t:
+        c0 = b.add(lo, b.mul(t, i64(TILE)))
+        end = b.add(c0, i64(TILE))
+        c1 = b.select(b.icmp_signed("<", end, hi), end, hi)
 
         def slot(tile, c):
-            return b.gep(tile, [ir.Constant(lo.type, 0), b.sub(c, c0)])
+            return b.gep(tile, [i64(0), b.sub(c, c0)])
 
         with fb.loop(c0, c1, "init") as c:
             for tile, r, dt in zip(tiles, st.reduce, dts):
                 b.store(scalar.identity(r[0], dt), slot(tile, c))
-        with fb.loop(ir.Constant(lo.type, 0), fb.size(st.inner[0]), "row") as n:
+        with fb.loop(i64(0), fb.size(st.inner[0]), "row") as n:
             with fb.loop(c0, c1, "col") as c:
                 vals, vdts = emit_body(fb, st.body, [c, n], {}, None)
                 for tile, r, dt in zip(tiles, st.reduce, dts):

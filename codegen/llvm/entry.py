@@ -209,7 +209,7 @@ def _launch_loops(fb: FnBuilder, f, outer, stages, tramp, threads):
 
 
 def _launch(fb: FnBuilder, f, n0, factor, syms, tramp, threads, threshold):
-    """Call f over [0, n0), split across two threads when factor * syms >= threshold."""
+    """Call f over [0, n0), split across threads (_parts) when factor * syms >= threshold."""
     b = fb.b
     if not threads or N_THREADS < 2 or (not syms and factor < threshold) or factor == 0:
         b.call(f, [fb.bufs_arg, fb.sizes_arg, i64(0), n0, NULL])

@@ -81,7 +81,7 @@ def _register_symbols() -> None:
     pthread_create/join and clock_gettime from the C library."""
     from . import blas
     for name, addr in blas.gemm_addresses().items():
-        llvm.add_symbol(f"nngraph_blas_{name}" if name == "threads_local" else f"nngraph_{name}", addr)
+        llvm.add_symbol(f"nngraph_{name}", addr)
     libc = ctypes.CDLL(None)
     for name in ("pthread_create", "pthread_join", "clock_gettime"):
         llvm.add_symbol(f"nngraph_{name}", ctypes.cast(getattr(libc, name), ctypes.c_void_p).value)
