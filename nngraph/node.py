@@ -32,15 +32,19 @@ class Op:
     - ``canonicalize(inputs, attrs)``: optional build-time rewrite to a stable or
       simpler form (log(exp z) -> z); returns a node or None
     - ``nondiff``: True when no gradient flows through it (argmax, comparisons)
+    - ``category``: for a binary elementwise op, how its operands convert (the
+      lowering and the interpreter read it): "arith" (to the result dtype), "div"
+      (likewise; ints divide to float32), "float" (float operands only), "compare"
+      (to the promoted dtype, result bool), "logical" (bool operands); else None
     """
 
     def __init__(self, name: str, kind: str, infer: Callable, reference: Callable,
                  vjp: Callable | None = None, canonicalize: Callable | None = None,
-                 nondiff: bool = False, doc: str = ""):
+                 nondiff: bool = False, doc: str = "", category: str | None = None):
         self.name, self.kind = name, kind
         self.infer, self.reference = infer, reference
         self.vjp, self.canonicalize, self.nondiff = vjp, canonicalize, nondiff
-        self.doc = doc
+        self.doc, self.category = doc, category
 
     def __repr__(self):
         return f"Op({self.name})"

@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 from nngraph.graph import users as graph_users
 from nngraph.node import OPS, Tensor, make
 
-from .lower_ops import is_source, scalar_const
-
 RECOMPUTE_LIMIT = 16
 EXPENSIVE = {"exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "pow", "sin", "cos",
              "sqrt", "rsqrt", "uniform", "div"}
@@ -47,6 +45,16 @@ class FusionPlan:
     users: dict = field(default_factory=dict)
     inside: set = field(default_factory=set)      # ids of epilogue values that are never stored
     pinned: set = field(default_factory=set)      # ids of source-only cones that epilogues inline
+
+
+def is_source(n: Tensor) -> bool:
+    """A placeholder, parameter or constant: a buffer of its own, never computed."""
+    return OPS[n.op].kind == "source"
+
+
+def scalar_const(n: Tensor) -> bool:
+    """A constant that lowers to an inline `const` (one element)."""
+    return n.op == "constant" and n.attrs["value"].array.size == 1
 
 
 def label(n: Tensor) -> str:

@@ -166,6 +166,23 @@ class Stage:
     reduce: tuple = ()             # ((kind, value_id[, index_id]), ...)
     stores: list = field(default_factory=list)
 
+    def compact(self) -> "Stage":
+        """This stage without the body instructions nothing stored or reduced depends
+        on, the rest renumbered."""
+        need = set()
+        stack = [st.value for st in self.stores] + [i for s in self.stores for i in s.index]
+        stack += [a for r in self.reduce for a in r[1:]]
+        while stack:
+            k = stack.pop()
+            if k not in need:
+                need.add(k)
+                stack.extend(self.body[k].args)
+        keep = sorted(need)
+        new = {old: n for n, old in enumerate(keep)}
+        body = [Instr(i.op, tuple(new[a] for a in i.args), i.attrs, i.dtype) for i in (self.body[k] for k in keep)]
+        return Stage(self.inner, body, tuple((r[0],) + tuple(new[a] for a in r[1:]) for r in self.reduce),
+                     [Store(x.buffer, tuple(new[a] for a in x.index), new[x.value]) for x in self.stores])
+
 
 @dataclass
 class LoopKernel:

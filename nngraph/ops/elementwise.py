@@ -238,7 +238,7 @@ def _binary(name, ref, vjp, kind="arith", nondiff=False, doc=""):
             return np.asarray(ref(a, b)).astype(dt, copy=False)
 
     BINARY_REFS[name] = ref
-    register(Op(name, "elementwise", infer, reference, vjp, nondiff=nondiff, doc=doc))
+    register(Op(name, "elementwise", infer, reference, vjp, nondiff=nondiff, doc=doc, category=kind))
 
     def builder(a, b):
         a, b = _coerce(a, b)
