@@ -1,5 +1,6 @@
-"""LoopKernel -> one LLVM function `void k(bufs, sizes, lo, hi)` running the outer
-domain's first axis over [lo, hi) (so the entry point can split it across threads).
+"""LoopKernel -> one LLVM function `void k(bufs, sizes, lo, hi, extra)` running the outer
+domain's first axis over [lo, hi) (so the entry point can split it across threads;
+`extra` is unused by loop kernels).
 
 At each outer point the stages run in order: nested inner loops, the SSA body,
 then stores (map stage) or accumulator updates (reduce stage). Loads and stores
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import llvmlite.ir as ir
 
+from nngraph.ops import random
+from nngraph.types import is_float
 from passes.program import Stage
 
 from . import scalar
@@ -132,7 +135,7 @@ def _emit_stores(fb, stores, vals, dts):
 
 def _accumulate(fb, kind, dt, a, ia, v, index, dts, red):
     b = fb.b
-    isf = dt in ("float32", "float64")
+    isf = is_float(dt)
     cur = b.load(a)
     if kind == "sum":
         if isf:
@@ -149,7 +152,7 @@ def _accumulate(fb, kind, dt, a, ia, v, index, dts, red):
         else:
             new = b.select(b.icmp_signed(">" if kind == "max" else "<", v, cur), v, cur)
     elif kind == "argmax":
-        if isf:   # first maximum; the first NaN wins, as np.argmax
+        if isf:   # the argmax rule of nngraph/semantics.py: first maximum, the first NaN wins
             better = b.or_(b.fcmp_ordered(">", v, cur),
                            b.and_(b.fcmp_unordered("uno", v, v), b.fcmp_ordered("ord", cur, cur)))
         elif dt == "bool":
@@ -237,13 +240,17 @@ def _load(fb, ins, vals, dts):
     return scalar.convert(b, _load_elem(fb, buf.id, index), buf.dtype, ins.dtype)
 
 
+def _i32(v: int):
+    """A uint32 constant as LLVM's (signed) i32."""
+    return ir.Constant(I32, v - 2**32 if v >= 2**31 else v)
+
+
 def _hash32(b, x):
-    c = lambda v: ir.Constant(I32, v)  # noqa: E731
-    x = b.xor(x, b.lshr(x, c(16)))
-    x = b.mul(x, c(0x7FEB352D))
-    x = b.xor(x, b.lshr(x, c(15)))
-    x = b.mul(x, c(0x846CA68B - 2**32))
-    return b.xor(x, b.lshr(x, c(16)))
+    for shift, mul in random.HASH_STEPS:
+        x = b.xor(x, b.lshr(x, _i32(shift)))
+        if mul is not None:
+            x = b.mul(x, _i32(mul))
+    return x
 
 
 def _uniform(b, ins, vals, dts):
@@ -251,11 +258,10 @@ def _uniform(b, ins, vals, dts):
     counter, index = ins.args[0], ins.args[1]
     cv = vals[counter]
     cv = b.trunc(cv, I32) if cv.type.width > 32 else (b.zext(cv, I32) if cv.type.width < 32 else cv)
-    seed_mul = (int(ins.attr("seed")) & 0xFFFFFFFF) * 0x9E3779B9 & 0xFFFFFFFF
-    seed_mul = seed_mul - 2**32 if seed_mul >= 2**31 else seed_mul
-    key = _hash32(b, b.add(ir.Constant(I32, seed_mul), b.mul(cv, ir.Constant(I32, 0x85EBCA6B - 2**32))))
+    seed_mul = (int(ins.attr("seed")) & 0xFFFFFFFF) * random.SEED_MUL & 0xFFFFFFFF
+    key = _hash32(b, b.add(_i32(seed_mul), b.mul(cv, _i32(random.COUNTER_MUL))))
     iv = vals[index]
     iv = b.trunc(iv, I32) if iv.type.width > 32 else iv
     h = _hash32(b, b.xor(iv, key))
-    u = b.fmul(b.uitofp(b.lshr(h, ir.Constant(I32, 8)), F32), ir.Constant(F32, 2.0 ** -24))
+    u = b.fmul(b.uitofp(b.lshr(h, _i32(random.MANTISSA_SHIFT)), F32), ir.Constant(F32, random.UNIT))
     return scalar.convert(b, u, "float32", ins.dtype)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nngraph.types import is_float
+
 from .names import paren, prod_expr, size_expr
 from .scalar_ops import BINARY, COMPARE, LOGICAL, TL_DTYPE, UNARY, literal, uniform_expr
 
@@ -166,7 +168,7 @@ class BodyPrinter:
             (a,) = args
             if op == "sqrt" and dt == "float32":
                 fmt = "tl.sqrt_rn({a})"             # IEEE rounding (tl.sqrt is approximate on GPUs)
-            if op == "sign" and dt in ("float32", "float64"):
+            if op == "sign" and is_float(dt):
                 fmt = "tl.where({a} > 0, 1.0, tl.where({a} < 0, -1.0, {a}))"
             a_src = a.expr if op in LOGICAL else self.cast(a, dt)
             if a.literal and op not in ("neg", "stop_gradient", "logical_not"):

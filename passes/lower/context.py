@@ -21,7 +21,7 @@ import networkx as nx
 from nngraph.types import TensorType
 
 from .. import fusion
-from ..program import Buffer, Stage, Store
+from ..program import Buffer, Stage, Store, root_buffer
 from .assemble import assemble, finish_results
 from .body import Body, LoweringError
 from .emitter import Emitter
@@ -138,9 +138,7 @@ class LoweringContext:
 
     def root(self, b: int) -> int:
         """The buffer whose memory b is (b itself unless b is a view)."""
-        while self.buffers[b].view_of is not None:
-            b = self.buffers[b].view_of
-        return b
+        return root_buffer(self.buffers, b)
 
     def cached(self, key, make):
         """make(), computed once per key for the whole lowering (shared kernels)."""

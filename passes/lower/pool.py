@@ -66,7 +66,7 @@ def _divisor(b, n, geo, vh, vw, dtype):
 
 def _first_max(em, x, geo, vn, vc, vh, vw):
     """The window's first maximum, taps written out in row-major order: (value, tap
-    number), with the argmax reduction's rule (a larger value, or the first NaN)."""
+    number), by the argmax rule of nngraph/semantics.py (a larger value, or the first NaN)."""
     b = em.body
     kh, kw = geo["kernel"]
     isf = is_float(x.dtype)
