@@ -5,8 +5,10 @@ backends import them from here.
 - Reduction identities: what an empty sum/max/min/argmax yields, and what masked
   or padded lanes hold so they never win (`reduce_identity`).
 - The argmax rule: the first maximum in scan order wins; a NaN beats any number and
-  the first NaN wins (so argmax agrees with NumPy's and max propagates NaN)
-  (`argmax_takes`).
+  the first NaN wins (as np.argmax; max propagates NaN as np.max). The graph op's
+  reference and the interpreter use np.argmax; the lowering of max pooling, the LLVM
+  accumulator and the Triton combine each spell this rule in their own instructions
+  and say so.
 """
 from __future__ import annotations
 
@@ -38,9 +40,3 @@ def lowest(dtype: str):
     """The value no element can be below: -inf, the integer minimum, False."""
     return reduce_identity("max", dtype)
 
-
-def argmax_takes(v, best):
-    """NumPy form of the argmax rule: where does candidate v (later in scan order)
-    replace the current best? Where it is larger, or where it is the first NaN."""
-    with np.errstate(invalid="ignore"):
-        return (v > best) | ((v != v) & (best == best))

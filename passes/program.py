@@ -59,7 +59,7 @@ Instructions (`Instr(op, args, attrs, dtype)`, args are indices into the same bo
     A reduce stage has `reduce = ((kind, value_arg[, index_arg]), ...)`: kind in
     sum, max, min, argmax (argmax also takes the int64 index to return). The
     identities and the argmax rule (ties keep the first, the first NaN wins) are
-    nngraph/semantics.py's: `reduce_identity`, `argmax_takes`.
+    nngraph/semantics.py's (`reduce_identity`).
 
     A store is `Store(buffer, index_args, value_arg)`; stores happen in map stages and
     in reduce stages alike, at every inner point, with values from the same body
