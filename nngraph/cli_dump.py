@@ -8,7 +8,7 @@ import runpy
 import sys
 import traceback
 
-from .compile import TARGETS
+from .compiler import TARGETS, is_compiled
 
 # The CPU backend becomes the default once it is complete; until then the NumPy
 # reference interpreter is the target every graph compiles for.
@@ -84,8 +84,7 @@ def _load(path: str) -> dict:
 
 def _spec_to_function(spec, what: str, target: str, opt_level: int):
     import nngraph as ng
-    from runtime.function import Function
-    if isinstance(spec, Function):
+    if is_compiled(spec):
         return spec, False
     if not isinstance(spec, dict):
         raise DumpError(f"{what} is a {type(spec).__name__}; expected a compiled Function or a dict "
@@ -103,19 +102,18 @@ def _spec_to_function(spec, what: str, target: str, opt_level: int):
 def find_function(ns: dict, name: str | None, target: str, opt_level: int):
     """The Function a script defines, following the rules of DESCRIPTION.
     Returns (function, whether it was compiled here with target and opt_level)."""
-    from runtime.function import Function
     if name is not None:
         if name not in ns:
             raise DumpError(f"the script defines no variable {name!r}")
         obj = ns[name]
-        if callable(obj) and not isinstance(obj, Function):
+        if callable(obj) and not is_compiled(obj):
             return _spec_to_function(obj(), f"{name}()", target, opt_level)
         return _spec_to_function(obj, name, target, opt_level)
-    if callable(ns.get("build")) and not isinstance(ns["build"], Function):
+    if callable(ns.get("build")) and not is_compiled(ns["build"]):
         return _spec_to_function(ns["build"](), "build()", target, opt_level)
-    if isinstance(ns.get("fn"), Function):
+    if is_compiled(ns.get("fn")):
         return ns["fn"], False
-    found = [k for k, v in ns.items() if isinstance(v, Function) and not k.startswith("__")]
+    found = [k for k, v in ns.items() if is_compiled(v) and not k.startswith("__")]
     if len(found) == 1:
         return ns[found[0]], False
     if found:

@@ -39,8 +39,9 @@ EPILOGUE_OPS = ("matmul", "conv2d")
 class FusionPlan:
     order: list                                   # nodes, topological
     reasons: dict = field(default_factory=dict)   # id(node) -> why it is materialised
-    epilogue: dict = field(default_factory=dict)  # id(matmul) -> frontier nodes (matmul first if stored)
-    owner: dict = field(default_factory=dict)     # id(frontier node) -> its matmul
+    epilogue: dict = field(default_factory=dict)  # id(contraction: matmul, conv2d) -> frontier nodes
+                                                  # (the contraction first if stored)
+    owner: dict = field(default_factory=dict)     # id(frontier node) -> its contraction
     operands: dict = field(default_factory=dict)  # id(matmul) -> ((node, trans), (node, trans))
     users: dict = field(default_factory=dict)
     inside: set = field(default_factory=set)      # ids of epilogue values that are never stored

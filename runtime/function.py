@@ -34,8 +34,9 @@ class Function:
     """A compiled graph. Call it with arrays by position or by placeholder name."""
 
     def __init__(self, graph, runner: Runner, target: str, cast_inputs: bool = False, stats=None, stages=None,
-                 run_graph=None):
+                 run_graph=None, single: bool = False):
         self.graph = graph
+        self._single = single          # ng.compile got one output, not a list: return it bare
         self.target = target
         self.runner = runner
         self.cast_inputs = cast_inputs
@@ -133,8 +134,6 @@ class Function:
         if len(self.graph.outputs) == 1 and self._single:
             return outs[0]
         return outs
-
-    _single = False
 
     # ------------------------------------------------------------------ inspecting
     def stages(self) -> list:

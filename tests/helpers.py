@@ -40,10 +40,9 @@ def _oracle(inputs, outputs, updates=None, check_numerics=False, cast_inputs=Fal
     import importlib
     from runtime.function import Function
     from runtime.reference import GraphInterpreterRunner
-    graph, single = importlib.import_module("nngraph.compile").build_graph(inputs, outputs, updates)
-    fn = Function(graph, GraphInterpreterRunner(graph, check_numerics), "oracle", cast_inputs=cast_inputs)
-    fn._single = single
-    return fn
+    graph, single = importlib.import_module("nngraph.compiler").build_graph(inputs, outputs, updates)
+    return Function(graph, GraphInterpreterRunner(graph, check_numerics), "oracle", cast_inputs=cast_inputs,
+                    single=single)
 
 
 def compile(inputs, outputs, target="reference", **kw):

@@ -157,7 +157,8 @@ class _Profiler:
 
 
 def _trampoline(module):
-    """i8* nngraph_thread(i8* arg): unpack {fn, bufs, sizes, lo, hi} and call fn."""
+    """i8* nngraph_thread(i8* arg): unpack {fn, bufs, sizes, lo, hi, extra} (_ARGS) and call
+    fn(bufs, sizes, lo, hi, extra)."""
     fn = ir.Function(module, ir.FunctionType(ir.IntType(8).as_pointer(), [ir.IntType(8).as_pointer()]),
                      "nngraph_thread")
     fn.linkage = "internal"

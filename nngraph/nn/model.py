@@ -31,8 +31,8 @@ def resolve_target(target: str | None) -> str:
     not available here, "reference" with a warning (once)."""
     if target is not None:
         return target
-    from runtime import targets
-    ok, why = targets.available("cpu")
+    from ..compiler import target_available
+    ok, why = target_available("cpu")
     if ok:
         return "cpu"
     if not _warned_fallback:
@@ -56,12 +56,20 @@ class Model:
         if not isinstance(outputs, Tensor):
             raise TypeError("Model: outputs must be one tensor (the model's output)")
         self.output = outputs
+        self._init_state(name, None)
+
+    def _init_state(self, name: str, layers):
+        """The state every model starts with (Sequential too, which has no inputs yet)."""
         self.name = name
-        self._layers = None
+        self._layers = layers
         self._reset_compiled()
         self.optimizer = None
         self.stop_training = False
         self.history = None
+
+    def _buildable(self) -> bool:
+        """Are the input shapes known, so the layers can be built at compile time?"""
+        return True
 
     # ---------------------------------------------------------------- structure
     def _reset_compiled(self):
@@ -146,7 +154,7 @@ class Model:
         self.target = resolve_target(target)
         self.opt_level, self.check_numerics, self.dump_dir = opt_level, check_numerics, dump_dir
         self._reset_compiled()
-        if getattr(self, "input_shape", True) is not None:
+        if self._buildable():
             self.forward(False)  # build the layers now, so their parameters exist
         return self
 
@@ -355,15 +363,15 @@ class Sequential(Model):
 
     def __init__(self, layers=(), input_shape=None, name: str = "sequential", input_dtype="float32"):
         self._seq = []
+        self._init_state(name, self._seq)
         for layer in layers:
             self.add(layer)
         self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
         self.input_dtype = input_dtype
-        self.name = name
-        self._layers = self._seq
-        self._reset_compiled()
-        self.optimizer, self.stop_training, self.history = None, False, None
         self._inputs = None
+
+    def _buildable(self) -> bool:
+        return self.input_shape is not None
 
     def add(self, layer: Layer) -> None:
         if not isinstance(layer, Layer):
@@ -371,8 +379,7 @@ class Sequential(Model):
         if any(layer is other for other in self._seq):
             raise ValueError(f"Sequential: layer {layer.name} is listed twice")
         self._seq.append(layer)
-        if hasattr(self, "_fns"):
-            self._reset_compiled()
+        self._reset_compiled()
 
     @property
     def inputs(self):

@@ -86,7 +86,7 @@ def lower_conv2d(ctx, n):
     stores, base = ctx.epilogue_output(n, frontier)
     out = ctx.view(base, (N, G, Og, P)) if base is not None else \
         ctx.add_buffer("t_conv", TensorType(dt, (N, G, Og, P)), "temp", n)
-    kern = MatmulKernel("k_matmul", wv, cols, out, (N, G), Og, P, K, source=f"conv2d {n.type}@{n.where}")
+    kern = MatmulKernel("k_conv2d", wv, cols, out, (N, G), Og, P, K, source=f"conv2d {n.type}@{n.where}")
     g = ctx.new_group((N, G, Og, P), kern)
     ctx.note_writes(g, {bb for _, bb in stores} | {out})
     loads = {wv, cols}
@@ -113,7 +113,7 @@ def lower_conv2d_grad_input(ctx, n):
     wv = ctx.view(ctx.operand_buffer(w, dt), (G, Og, K))
     gv = ctx.view(ctx.operand_buffer(gy, dt), (N, G, Og, P))
     cols = ctx.add_buffer("cols", TensorType(dt, (N, G, K, P)), "temp", n)
-    g0 = ctx.new_group((N, G, K, P), MatmulKernel("k_matmul", wv, gv, cols, (N, G), K, P, Og, trans_a=True,
+    g0 = ctx.new_group((N, G, K, P), MatmulKernel("k_conv2d_grad_input", wv, gv, cols, (N, G), K, P, Og, trans_a=True,
                                                   source=f"conv2d_grad_input {n.type}@{n.where}"))
     ctx.note_writes(g0, {cols})
     ctx.note_reads(g0, {wv, gv})
@@ -196,7 +196,7 @@ def lower_conv2d_grad_filter(ctx, n):
     cols = _im2col(ctx, n, x, geo, dt)
     gv = ctx.view(ctx.operand_buffer(gy, dt), (N, G, Og, P))
     part = ctx.add_buffer("t_dw_per_example", TensorType(dt, (N, G, Og, K)), "temp", n)
-    g0 = ctx.new_group((N, G, Og, K), MatmulKernel("k_matmul", gv, cols, part, (N, G), Og, K, P, trans_b=True,
+    g0 = ctx.new_group((N, G, Og, K), MatmulKernel("k_conv2d_grad_filter", gv, cols, part, (N, G), Og, K, P, trans_b=True,
                                                    source=f"conv2d_grad_filter {n.type}@{n.where}"))
     ctx.note_writes(g0, {part})
     ctx.note_reads(g0, {gv, cols})
