@@ -13,6 +13,7 @@ import math
 import llvmlite.ir as ir
 import numpy as np
 
+from nngraph.node import OPS
 from nngraph.semantics import reduce_identity
 from nngraph.types import is_float
 
@@ -73,7 +74,7 @@ def emit(b: ir.IRBuilder, op: str, args: list, arg_dtypes: list, dtype: str, att
         if common == "bool":
             return b.icmp_unsigned(sym, x, y)
         return b.icmp_signed(sym, x, y)
-    if op in ("logical_and", "logical_or"):
+    if op in OPS and OPS[op].category == "logical":
         x, y = (convert(b, a, d, "bool") for a, d in zip(args, arg_dtypes))
         return b.and_(x, y) if op == "logical_and" else b.or_(x, y)
     if op in _BINARY:

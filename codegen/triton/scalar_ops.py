@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from nngraph.node import OPS
 from nngraph.ops import random
 from nngraph.semantics import reduce_identity
 from nngraph.types import is_float
@@ -87,8 +88,9 @@ BINARY = {
     "mod": ("_mod({a}, {b})", ("_mod",)),
 }
 
-COMPARE = {"less", "less_equal", "greater", "greater_equal", "equal", "not_equal"}
-LOGICAL = {"logical_and", "logical_or", "logical_not"}
+# the op categories, read off the ops (nngraph.node.Op.category)
+COMPARE = {name for name, op in OPS.items() if op.category == "compare"}
+LOGICAL = {name for name, op in OPS.items() if op.category == "logical"} | {"logical_not"}   # bool operands
 
 # Helper functions (@triton.jit), portable: they run on a GPU and in the interpreter.
 HELPERS = {

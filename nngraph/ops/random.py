@@ -67,7 +67,7 @@ def _infer(inputs, attrs):
     return TensorType("float32", attrs["shape"])
 
 
-register(Op("uniform", "random", _infer, _ref, None,
+register(Op("uniform", "random", _infer, _ref, None, cost=Op.EXPENSIVE,
             doc="counter-based uniform [0,1) float32 of a static or symbolic shape"))
 
 

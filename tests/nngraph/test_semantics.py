@@ -32,3 +32,25 @@ def test_triton_identity_literals_come_from_the_shared_rule():
     assert identity("max", "float32") == '-float("inf")'
     assert identity("min", "int32") == str(2 ** 31 - 1)
     assert identity("sum", "float64") == "0.0"
+
+
+def test_op_facts_live_on_the_op():
+    from nngraph.node import OPS
+    binary = [n for n, op in OPS.items() if op.kind == "elementwise" and op.category is not None]
+    assert {"add", "div", "pow", "less", "logical_and"} <= set(binary)
+    assert OPS["less"].category == "compare" and OPS["logical_or"].category == "logical"
+    assert OPS["neg"].category is None and OPS["where"].category is None
+    assert {n for n, op in OPS.items() if op.takes_epilogue} == {"matmul", "conv2d"}
+    assert OPS["exp"].cost > OPS["add"].cost > OPS["reshape"].cost == 0
+
+
+def test_log_sigmoid_has_one_stable_form_at_build_time_and_in_the_pass():
+    import nngraph as ng
+    from nngraph.graph import Graph
+    from nngraph.node import make
+    from passes.pipeline import stabilize_pass
+    x = ng.placeholder((3,), name="x")
+    built = ng.log(ng.sigmoid(x))                                   # canonical at build time
+    raw = make("log", (make("sigmoid", (x,), canonical=False),), canonical=False)
+    passed = stabilize_pass(Graph([x], [raw])).outputs[0]            # rewritten by the pass
+    assert ng.format(Graph([x], [built]), locations=False) == ng.format(Graph([x], [passed]), locations=False)
