@@ -8,8 +8,6 @@ use floor semantics. exp/log/tanh/... come from mathfns (vectorisable polynomial
 """
 from __future__ import annotations
 
-import math
-
 import llvmlite.ir as ir
 import numpy as np
 
