@@ -91,7 +91,7 @@ def _decompose(flat: str, sizes, names, used, group) -> tuple:
     for j in range(n):
         name = names[j]
         if sizes[j] == 1:
-            vals[j] = Val("0", "int32", frozenset(), index=True, literal=True, nonneg=True)
+            vals[j] = Val("0", "int32", frozenset(), index=True, literal=True, nonneg=True, value=0)
             continue
         vals[j] = Val(name, "int32", frozenset({group}), index=True, nonneg=True)
         if j not in used:

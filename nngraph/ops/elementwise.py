@@ -87,30 +87,30 @@ def broadcast_shapes(op: str, *nodes) -> tuple:
     return tuple(out)
 
 
+# The gradient helpers below make movement and reduction nodes by op name (the ops
+# are registered by the time a gradient is built), so this module imports neither
+# ops/movement.py nor ops/reduce.py, which build on it.
+
 def zeros_like(x: Tensor) -> Tensor:
-    from .movement import broadcast_to
-    return broadcast_to(constant(np.zeros((), np_dtype(x.dtype))), x.shape)
+    return make("broadcast_to", (constant(np.zeros((), np_dtype(x.dtype))),), shape=tuple(x.shape))
 
 
 def ones_like(x: Tensor) -> Tensor:
-    from .movement import broadcast_to
-    return broadcast_to(constant(np.ones((), np_dtype(x.dtype))), x.shape)
+    return make("broadcast_to", (constant(np.ones((), np_dtype(x.dtype))),), shape=tuple(x.shape))
 
 
 def unbroadcast(g: Tensor, shape: tuple) -> Tensor:
     """Sum g over the axes that broadcasting added or stretched, back to `shape`."""
     if tuple(g.shape) == tuple(shape):
         return g
-    from .movement import reshape
-    from .reduce import sum as rsum
     lead = g.ndim - len(shape)
     axes = list(range(lead))
     for i, s in enumerate(shape):
         if s == 1 and g.shape[lead + i] != 1:
             axes.append(lead + i)
     if axes:
-        g = rsum(g, tuple(axes), keepdims=True)
-    return reshape(g, shape)
+        g = make("sum", (g,), axes=tuple(axes), keepdims=True)
+    return make("reshape", (g,), shape=tuple(shape))
 
 
 def _float_or_error(op, x):
