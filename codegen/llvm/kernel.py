@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import llvmlite.ir as ir
 
+from passes.coalesce import coalesce
+
 from . import scalar
-from .coalesce import coalesce
 from .column_reduce import emit_column_reduction, is_column_reduction
 from .irtypes import I8P, I32, I64, i64, value_type
 from .loops import FnBuilder
