@@ -103,6 +103,14 @@ def _nchw_index(body, Og, OW):
             body.ifloordiv(vp, body.iconst(OW)), body.imod(vp, body.iconst(OW)))
 
 
+def _product(ctx, n, kern):
+    """A MatmulKernel of n's gradient with no epilogue: it writes kern.out, reads a and b."""
+    g = ctx.new_group(tuple(kern.batch) + (kern.m, kern.n), kern)
+    ctx.note_writes(g, {kern.out})
+    ctx.note_reads(g, {kern.a, kern.b})
+    g.members = [n]
+
+
 @lowering("conv2d_grad_input")
 def lower_conv2d_grad_input(ctx, n):
     gy, w = n.inputs
@@ -113,11 +121,8 @@ def lower_conv2d_grad_input(ctx, n):
     wv = ctx.view(ctx.operand_buffer(w, dt), (G, Og, K))
     gv = ctx.view(ctx.operand_buffer(gy, dt), (N, G, Og, P))
     cols = ctx.add_buffer("cols", TensorType(dt, (N, G, K, P)), "temp", n)
-    g0 = ctx.new_group((N, G, K, P), MatmulKernel("k_conv2d_grad_input", wv, gv, cols, (N, G), K, P, Og, trans_a=True,
-                                                  source=f"conv2d_grad_input {n.type}@{n.where}"))
-    ctx.note_writes(g0, {cols})
-    ctx.note_reads(g0, {wv, gv})
-    g0.members = [n]
+    _product(ctx, n, MatmulKernel("k_conv2d_grad_input", wv, gv, cols, (N, G), K, P, Og, trans_a=True,
+                                  source=f"conv2d_grad_input {n.type}@{n.where}"))
     if KH * KW <= UNROLL_TAPS:
         _col2im_unrolled(ctx, n, cols, geo, dt)
         return
@@ -196,11 +201,8 @@ def lower_conv2d_grad_filter(ctx, n):
     cols = _im2col(ctx, n, x, geo, dt)
     gv = ctx.view(ctx.operand_buffer(gy, dt), (N, G, Og, P))
     part = ctx.add_buffer("t_dw_per_example", TensorType(dt, (N, G, Og, K)), "temp", n)
-    g0 = ctx.new_group((N, G, Og, K), MatmulKernel("k_conv2d_grad_filter", gv, cols, part, (N, G), Og, K, P, trans_b=True,
-                                                   source=f"conv2d_grad_filter {n.type}@{n.where}"))
-    ctx.note_writes(g0, {part})
-    ctx.note_reads(g0, {gv, cols})
-    g0.members = [n]
+    _product(ctx, n, MatmulKernel("k_conv2d_grad_filter", gv, cols, part, (N, G), Og, K, P, trans_b=True,
+                                  source=f"conv2d_grad_filter {n.type}@{n.where}"))
     g = ctx.new_group(tuple(n.shape))
     st = g.new_stage((N,), "reduce")
     b = st.body

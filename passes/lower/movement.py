@@ -62,11 +62,18 @@ def reshape_index(body: Body, in_shape, out_shape, idx) -> tuple:
     return tuple(res)
 
 
+def _read_through(index_map):
+    """The value rule of a movement that reads its input at index_map(body, input shape,
+    output shape, index)."""
+    def rule(em, n, idx, mask):
+        x = n.inputs[0]
+        return em.value(x, index_map(em.body, x.shape, n.shape, idx), mask)
+    return rule
 
-@inline("reshape")
-def _reshape(em, n, idx, mask):
-    x = n.inputs[0]
-    return em.value(x, reshape_index(em.body, x.shape, n.shape, idx), mask)
+
+inline("reshape")(_read_through(reshape_index))
+inline("broadcast_to")(_read_through(broadcast_index))
+
 
 @inline("transpose")
 def _transpose(em, n, idx, mask):
@@ -76,10 +83,6 @@ def _transpose(em, n, idx, mask):
         src[p] = idx[k]
     return em.value(n.inputs[0], tuple(src), mask)
 
-@inline("broadcast_to")
-def _broadcast_to(em, n, idx, mask):
-    x = n.inputs[0]
-    return em.value(x, broadcast_index(em.body, x.shape, n.shape, idx), mask)
 
 @inline("slice")
 def _slice(em, n, idx, mask):
@@ -87,6 +90,7 @@ def _slice(em, n, idx, mask):
     src = tuple(b.iadd(b.iconst(start), b.imul(i, b.iconst(step))) if not isinstance(start, Dim) else i
                 for (start, stop, step), i in zip(n.attrs["slices"], idx))
     return em.value(n.inputs[0], src, mask)
+
 
 @inline("pad")
 def _pad(em, n, idx, mask):
@@ -109,6 +113,7 @@ def _pad(em, n, idx, mask):
         return v
     fill = b.emit("const", (), n.dtype, value=py_scalar(n.attrs["value"], n.dtype))
     return b.emit("where", (local, v, fill), n.dtype)
+
 
 @inline("concatenate")
 def _concatenate(em, n, idx, mask):

@@ -32,20 +32,18 @@ class _Registrar:
         self.what, self.by_op, self.by_kind = what, by_op, by_kind
 
     def __call__(self, *ops: str):
-        def register(rule):
-            for op in ops:
-                if op in self.by_op:
-                    raise ValueError(f"{self.what} rule for {op!r} registered twice")
-                self.by_op[op] = rule
-            return rule
-        return register
+        return self._into(self.by_op, ops, f"{self.what} rule for op")
 
     def default(self, *kinds: str):
+        return self._into(self.by_kind, kinds, f"default {self.what} rule for kind")
+
+    @staticmethod
+    def _into(table: dict, keys, what: str):
         def register(rule):
-            for kind in kinds:
-                if kind in self.by_kind:
-                    raise ValueError(f"default {self.what} rule for kind {kind!r} registered twice")
-                self.by_kind[kind] = rule
+            for key in keys:
+                if key in table:
+                    raise ValueError(f"{what} {key!r} registered twice")
+                table[key] = rule
             return rule
         return register
 
