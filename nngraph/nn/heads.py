@@ -77,12 +77,9 @@ class Heads:
         """[total loss, (per-output losses), metrics...] as tensors, in score_names() order."""
         each = [self._loss(i, o, t) for i, (o, t) in enumerate(zip(outs, targets))]
         total = None
-        for w, l in zip(self.weights, each):
-            if w:
-                term = l if w == 1.0 else w * l
-                total = term if total is None else total + term
-        if total is None:
-            total = each[0] * 0.0
+        for w, l in zip(self.weights, each):  # a weight of 0 keeps the term: zero gradients, not none
+            term = l if w == 1.0 else w * l
+            total = term if total is None else total + term
         for p in penalties:
             total = total + p
         out = [total] + (each if self.several else [])

@@ -162,13 +162,22 @@ class Model:
 
     @property
     def layers(self) -> list:
+        if "layers" in self.__dict__:  # a subclass's own attribute (self.layers = [...], as in PyTorch)
+            return self.__dict__["layers"]
         if not self._functional:
             return sublayers(self)
         if self._layers is None:
             self._graph(False)
         return self._layers
 
+    @layers.setter
+    def layers(self, value) -> None:
+        self.__dict__["layers"] = value
+
     def _all_layers(self) -> list:
+        """Every layer, sublayers of custom layers included (whose penalties count)."""
+        if not self._positional_keys():
+            return sublayers(self)
         out = []
         for layer in self.layers:
             for lay in [layer] + sublayers(layer):
@@ -228,12 +237,12 @@ class Model:
         self._reset_compiled()
         if self.built and getattr(self, "input_shape", True) is not None:
             self._graph(False)  # build the layers now, so their parameters exist
-            self.heads()        # a wrong loss name or output name is an error now
+            self._heads()        # a wrong loss name or output name is an error now
         else:
             Heads(self.name, ["output"], loss if not isinstance(loss, (list, dict)) else "mse", None, None)
         return self
 
-    def heads(self) -> Heads:
+    def _heads(self) -> Heads:
         """The outputs' losses and metrics as compiled (compile() chose them)."""
         if not self._functional:
             self._graph(False)
@@ -273,7 +282,7 @@ class Model:
                 with collect_updates() as c:
                     xs, outs = self._graph(which == "train")
                 ts = _tracing.targets_placeholders(outs, self.output_names, y_kinds)
-                scores = self.heads().scores(outs, ts, [p for lay in self._all_layers() for p in lay.penalties()])
+                scores = self._heads().scores(outs, ts, [p for lay in self._all_layers() for p in lay.penalties()])
                 if which == "evaluate":
                     return ng_compile(xs + ts, scores, name="evaluate", **common)
                 ups = self.optimizer.minimize(scores[0], self.trainable_params)
@@ -286,7 +295,7 @@ class Model:
         return self._compile(key, build)
 
     def _score_names(self) -> list:
-        return self.heads().score_names()
+        return self._heads().score_names()
 
     # ---------------------------------------------------------------- data
     def _xs(self, X) -> list:

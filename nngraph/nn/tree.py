@@ -30,7 +30,8 @@ def _walk(prefix: str, value, seen: set, visit) -> None:
     elif _is_owner(value):
         seen.add(id(value))
         visit("owner", prefix, value)
-        for k, p in getattr(value, "params", {}).items():
+        own = vars(value).get("params")  # a layer's own parameters (a model's .params is derived)
+        for k, p in (own.items() if isinstance(own, dict) else ()):
             _walk(f"{prefix}.{k}" if prefix else k, p, seen, visit)
         for k, v in _attributes(value):
             _walk(f"{prefix}.{k}" if prefix else k, v, seen, visit)
