@@ -110,27 +110,27 @@ def _validation(model, source, validation_data, validation_split):
     return validation_data
 
 
-def _run_epoch(model, source, epoch, epochs, global_step, cbs, verbose, names):
+def _run_epoch(model, source, epoch, epochs, cbs, verbose, names):
     """One pass over the batches: (mean scores, steps taken)."""
     sums, seen = np.zeros(len(names)), 0
     progress = EpochProgress(source.steps, epoch, epochs, verbose)
     t0 = time.perf_counter()
     for b, (xs, ys, kinds) in enumerate(source.batches(model.epochs_done)):
         step_fn = model.compiled("train", kinds)
-        model.optimizer.on_step(global_step, epoch)
+        # schedules count steps and epochs over the model's life (saved with it), not per fit call
+        model.optimizer.on_step(int(model.optimizer.iterations.value), model.epochs_done)
         t = time.perf_counter()
         vals = [float(v) for v in step_fn(*xs, *ys)]
         model.step_seconds.append(time.perf_counter() - t)
         sums += np.asarray(vals) * len(xs[0])
         seen += len(xs[0])
-        global_step += 1
         logs = dict(zip(names, vals))
         for c in cbs:
             c.on_batch_end(b, logs)
         progress.batch_done(dict(zip(names, sums / seen)))
     if seen == 0:
         raise ValueError(f"{model.name}: epoch {epoch + 1} had no batches")
-    return dict(zip(names, (sums / seen).tolist())), global_step, progress, time.perf_counter() - t0
+    return dict(zip(names, (sums / seen).tolist())), progress, time.perf_counter() - t0
 
 
 def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuffle, callbacks, verbose, seed,
@@ -151,14 +151,12 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
     if validation_data is not None:
         history.update({f"val_{k}": [] for k in names})
     model.history, model.stop_training, model.step_seconds = history, False, []
-    global_step = 0
     for c in cbs:
         c.on_train_begin()
     for epoch in range(epochs):
         for c in cbs:
             c.on_epoch_begin(epoch)
-        logs, global_step, progress, seconds = _run_epoch(model, source, epoch, epochs, global_step, cbs,
-                                                          verbose, names)
+        logs, progress, seconds = _run_epoch(model, source, epoch, epochs, cbs, verbose, names)
         model.epochs_done += 1
         if validation_data is not None:
             val = validation_data if _is_batch_source(validation_data) else tuple(validation_data)

@@ -309,6 +309,7 @@ class Model:
         out = []
         for a, ph in zip(xs, self.inputs):
             a = np.asarray(a)
+            _check_input_shape(self.name, ph, a)
             if is_float(ph.dtype) and a.dtype != np.float32 and a.dtype.kind in "fiub":
                 a = a.astype(np.float32)
             out.append(a)
@@ -398,6 +399,15 @@ class Model:
         if not self.built:
             raise ValueError(f"{self.name}: {what} needs a built model (its parameters do not exist yet); "
                              "call fit, predict or build(input_shape) first")
+
+
+def _check_input_shape(model_name: str, ph: Tensor, a: np.ndarray) -> None:
+    """The data's per-example shape against the model's input, in the user's terms."""
+    want = tuple(ph.shape[1:])
+    fits = a.ndim == len(want) + 1 and all(not isinstance(w, int) or w == g for w, g in zip(want, a.shape[1:]))
+    if not fits:
+        raise ValueError(f"{model_name}: input '{ph.name}' takes examples of shape {want} (batches "
+                         f"({', '.join(map(str, ph.shape))})), got an array of shape {a.shape}")
 
 
 def _static(t: Tensor) -> tuple:

@@ -56,6 +56,7 @@ class Sequential(Model):
         h = xs[0]
         for layer in self._seq:
             h = layer(h, training=training)
+        self.output_names = [self._seq[-1].name] if self._seq else ["output"]  # Keras: the last layer's
         return list(xs), [h]
 
     def __call__(self, x, training: bool | None = None):
