@@ -156,7 +156,8 @@ class Layer:
                 rng = np.random.default_rng(self.seed) if self.seed is not None else _default_rng[0]
             self.build(shape, rng)
             self.input_shape, self.built = shape, True
-        elif shape != self.input_shape:
+        elif shape != self.input_shape and self.named_parameters():  # a stateless layer (pooling,
+            # dropout) may be reused on any shape, as PyTorch code does with one self.pool
             raise ValueError(f"{self.name}: was built for inputs [N,{','.join(map(str, self.input_shape))}], "
                              f"now called on {x.type}")
 

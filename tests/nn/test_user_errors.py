@@ -21,8 +21,6 @@ def test_forgotten_flatten_names_the_dense_layer_and_the_fix(tgt):
     msg = str(e.value)
     assert "head: Dense expects 2-d input" in msg and "(N, 16, 4, 4)" in msg and "add Flatten()" in msg
     assert "label" not in msg and "cast_inputs" not in msg
-    before = [p.value.copy() for p in model.params]
-    assert all(np.array_equal(a, p.value) for a, p in zip(before, model.params))  # nothing trained
 
 
 def test_targets_that_do_not_fit_the_output_name_both_shapes():
