@@ -193,6 +193,8 @@ class Model:
             if self.built:
                 self._graph(False)
             return _tracing.attribute_parameters(self)
+        if self.built and not all(layer.built for layer in self.layers):
+            self._graph(False)  # a Sequential given input_shape: make the parameters now
         out = {}
         for i, layer in enumerate(self.layers):
             for k, p in layer.named_parameters().items():
