@@ -23,11 +23,11 @@ def _layers_config(layers) -> list:
 
 def describe(model, arrays: dict) -> dict:
     """The architecture of `model`; constant arrays of a functional graph go to `arrays`."""
-    from .sequential import Sequential
-    if isinstance(model, Sequential):
+    kind = model._architecture_kind()
+    if kind == "sequential":
         return {"kind": "sequential", "name": model.name, "input_shape": list(model.input_shape),
                 "input_dtype": model.input_dtype, "layers": _layers_config(model.layers)}
-    if model._functional:
+    if kind == "functional":
         return _describe_functional(model, arrays)
     return {"kind": "subclassed", "model": cfg.constructor_config(model, f"model {model.name}"),
             "inputs": [{"shape": list(s), "dtype": d, "name": n} for s, d, n in model._input_specs]}
@@ -82,9 +82,9 @@ def _decode_attr(value, arrays):
 
 
 def rebuild(arch: dict, arrays, classes: dict):
-    """A model of the architecture `arch` (built, with fresh parameter values)."""
-    from .model import Model
-    from .sequential import Sequential
+    """A model of the architecture `arch` (built, with fresh parameter values); `classes`
+    (config.known_classes) holds Sequential and Model with the layers."""
+    Model, Sequential = classes["Model"], classes["Sequential"]
     kind = arch["kind"]
     if kind == "sequential":
         layers = [cfg.build(c, classes, "layer") for c in arch["layers"]]

@@ -204,6 +204,10 @@ class Model:
     def _positional_keys(self) -> bool:
         return self._functional
 
+    def _architecture_kind(self) -> str:
+        """How model files describe this model (architecture.py)."""
+        return "functional" if self._functional else "subclassed"
+
     def parameters(self) -> list:
         return list(self.state_dict().values())
 

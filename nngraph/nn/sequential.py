@@ -31,6 +31,9 @@ class Sequential(Model):
     def _positional_keys(self) -> bool:
         return True
 
+    def _architecture_kind(self) -> str:
+        return "sequential"
+
     @property
     def built(self) -> bool:
         return self.input_shape is not None
