@@ -7,15 +7,13 @@ import numpy as np
 import pytest
 
 import nngraph as ng
+from blobs import blobs
 
 TARGETS = ["reference", "cpu"]
 
 
 def _blobs(n=96, seed=0):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n).astype(np.int32)
-    centers = np.array([[2, 0, 0, 1], [0, 2, 0, -1], [0, 0, 2, 0]], np.float32)
-    return (centers[y] + 0.5 * rng.normal(size=(n, 4))).astype(np.float32), y
+    return blobs(n, seed)
 
 
 def _sequential():
