@@ -26,6 +26,18 @@ def per_output(value, names: list, what: str, default=None) -> list:
     return [value] * len(names)
 
 
+def check_names(loss, metrics) -> None:
+    """Unknown loss or metric names are an error at compile time, before the outputs
+    are known (a model that builds on its first data)."""
+    for spec in (loss.values() if isinstance(loss, dict) else loss if isinstance(loss, (list, tuple)) else [loss]):
+        if spec is not None:
+            losses.get_loss(spec)
+    groups = metrics.values() if isinstance(metrics, dict) else [metrics or []]
+    for ms in groups:
+        for m in (ms if isinstance(ms, (list, tuple)) else [ms]):
+            losses.get_metric(m)
+
+
 def _shape(t: Tensor) -> str:
     return "(" + ", ".join(map(str, t.shape)) + ")"
 

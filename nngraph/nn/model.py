@@ -23,7 +23,7 @@ from .. import saving
 from ..node import Tensor
 from ..types import is_float
 from . import tracing as _tracing
-from .heads import Heads
+from .heads import Heads, check_names
 from .layers import Input, collect_updates, current_mode, tracing_mode
 from .tree import sublayers
 
@@ -146,6 +146,14 @@ class Model:
             _tracing.check_parameters_used(self, outs)
         return list(xs), outs
 
+    def forward(self, training: bool):
+        """(input placeholders, output tensor, or list of them) in the given mode; a
+        subclass replaces it with its own forward(x, training=False)."""
+        xs, outs = self._graph(training)
+        return xs, outs[0] if len(outs) == 1 else outs
+
+    forward._graph_alias = True
+
     def __call__(self, *xs, training: bool | None = None):
         """Apply the model to tensors (a functional model replays its layers on them;
         a subclassed one runs its forward), e.g. inside another model."""
@@ -241,11 +249,10 @@ class Model:
         self.target = resolve_target(target)
         self.opt_level, self.check_numerics, self.dump_dir = opt_level, check_numerics, dump_dir
         self._reset_compiled()
-        if self.built and getattr(self, "input_shape", True) is not None:
+        check_names(loss, metrics)
+        if self.built:
             self._graph(False)  # build the layers now, so their parameters exist
-            self._heads()        # a wrong loss name or output name is an error now
-        else:
-            Heads(self.name, ["output"], loss if not isinstance(loss, (list, dict)) else "mse", None, None)
+            self._heads()        # a wrong output name is an error now
         return self
 
     def _heads(self) -> Heads:

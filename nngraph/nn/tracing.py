@@ -79,8 +79,17 @@ def placeholders(model) -> list:
             for i, (shape, dtype, n) in enumerate(model._input_specs)]
 
 
+def user_forward(model):
+    """The subclass's forward (or Keras's call), bound; None if it has neither
+    (Model.forward, the graph in one mode, does not count)."""
+    fn = getattr(model, "forward", None)
+    if fn is None or getattr(fn, "_graph_alias", False):
+        fn = getattr(model, "call", None)
+    return fn
+
+
 def _forward_arg_names(model) -> list:
-    fn = getattr(model, "forward", None) or getattr(model, "call", None)
+    fn = user_forward(model)
     if fn is None:
         return []
     return [p.name for p in inspect.signature(fn).parameters.values()
@@ -115,7 +124,7 @@ def by_input_name(model, X: dict) -> list:
 # ---------------------------------------------------------------- tracing
 def run_forward(model, xs, training: bool):
     """Call the subclass's forward (or call), passing training if it takes it."""
-    fn = getattr(model, "forward", None) or getattr(model, "call", None)
+    fn = user_forward(model)
     if fn is None:
         raise TypeError(f"{type(model).__name__}: a subclassed model needs forward(self, x, training=False) "
                         "(or call); for a model from tensors use ng.nn.Model(inputs, outputs)")

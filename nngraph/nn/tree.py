@@ -8,7 +8,9 @@ from ..node import Parameter
 
 # attributes that hold a layer's or a model's own bookkeeping, never user state
 _OWN = frozenset({"params", "updates", "regularizers", "inputs", "_inputs", "optimizer", "history",
-                  "_fns", "_layers", "_seq", "_outputs", "_init_args", "metrics", "loss_fns"})
+                  "_fns", "_layers", "_seq", "_outputs", "_init_args", "metrics", "loss_fns", "step_seconds",
+                  "compile_seconds", "output_names", "_loss_spec", "_metrics_spec", "_loss_weights",
+                  "_input_specs"})
 
 
 def _is_owner(obj) -> bool:
@@ -33,6 +35,12 @@ def _walk(prefix: str, value, seen: set, visit) -> None:
         own = vars(value).get("params")  # a layer's own parameters (a model's .params is derived)
         for k, p in (own.items() if isinstance(own, dict) else ()):
             _walk(f"{prefix}.{k}" if prefix else k, p, seen, visit)
+        positional = getattr(value, "_positional_keys", None)
+        if positional is not None and positional():  # a Sequential or functional model held by another
+            for i, layer in enumerate(value.layers):
+                key = f"{i}_{type(layer).__name__.lower()}"
+                _walk(f"{prefix}.{key}" if prefix else key, layer, seen, visit)
+            return
         for k, v in _attributes(value):
             _walk(f"{prefix}.{k}" if prefix else k, v, seen, visit)
     elif isinstance(value, (list, tuple)):

@@ -186,3 +186,28 @@ def test_pytorch_habit_self_layers_list_with_regularizer():
     # the training loss includes the penalty 1e-3 * sum(W^2) (lr 0: nothing moves)
     hist = m.fit(X, y, epochs=1, batch_size=len(y), shuffle=False, verbose=0)
     assert hist["loss"][0] == pytest.approx(ce + 1e-3 * np.sum(W * W), rel=1e-5)
+
+
+def test_models_held_by_a_module_are_found_and_trained():
+    x = ng.nn.Input((4,), name="x")
+    encoder = ng.nn.Model(x, ng.nn.Dense(6, activation="tanh", seed=0)(x), name="encoder")
+
+    class Wrapper(ng.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = encoder
+            self.head = ng.nn.Sequential([ng.nn.Dropout(0.2), ng.nn.Dense(3, seed=1)])
+
+        def forward(self, x):
+            return self.head(self.encoder(x))
+
+    X, y = _blobs()
+    w = Wrapper()
+    w.compile(ng.optim.Adam(0.05), "sparse_categorical_crossentropy", ["accuracy"], target="reference")
+    w0 = encoder.layers[0].params["W"].value.copy()
+    w.fit(X, y, epochs=6, batch_size=30, verbose=0)
+    assert list(w.state_dict()) == ["encoder.0_dense.W", "encoder.0_dense.b", "head.1_dense.W", "head.1_dense.b"]
+    assert not np.allclose(encoder.layers[0].params["W"].value, w0) and w.evaluate(X, y)["accuracy"] > 0.9
+    assert "uniform" in w.compiled("train", (("int32", ()),)).dump("graph")  # the held Sequential's dropout
+    xs, out = encoder.forward(False)  # the graph in one mode, as before modules existed
+    assert xs == [x] and tuple(out.shape[1:]) == (6,)
