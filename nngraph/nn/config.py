@@ -58,6 +58,14 @@ def decode(value):
     return value
 
 
+def _bound(cls, args, kwargs) -> dict:
+    """The constructor arguments by parameter name, as the call bound them."""
+    try:
+        return inspect.signature(cls.__init__).bind_partial(None, *args, **kwargs).arguments
+    except TypeError:
+        return dict(kwargs)
+
+
 def _takes(cls, arg: str) -> bool:
     params = inspect.signature(cls.__init__).parameters
     return arg in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
@@ -68,7 +76,7 @@ def constructor_config(obj, where: str) -> dict:
     __new__ records them); the layer's name is kept so outputs keep their names."""
     args, kwargs = getattr(obj, "_init_args", ((), {}))
     kwargs = dict(kwargs)
-    if "name" not in kwargs and getattr(obj, "name", None) and _takes(type(obj), "name") and not args[1:]:
+    if getattr(obj, "name", None) and "name" not in _bound(type(obj), args, kwargs) and _takes(type(obj), "name"):
         kwargs["name"] = obj.name
     return {"class": type(obj).__name__,
             "args": [encode(a, f"{where} argument {i}") for i, a in enumerate(args)],

@@ -12,7 +12,8 @@ from . import losses
 
 def per_output(value, names: list, what: str, default=None) -> list:
     """`value` spread over the outputs: one value for all, a list in output order or a
-    dict by output name (a name missing from the dict gets `default`)."""
+    dict by output name (a name missing from the dict gets `default`: loss weights 1,
+    as Keras)."""
     if isinstance(value, dict):
         unknown = [k for k in value if k not in names]
         if unknown:
@@ -53,7 +54,7 @@ class Heads:
             raise ValueError(f"loss: no loss given for output {', '.join(missing)}")
         self.loss_names = [s if isinstance(s, str) else getattr(s, "__name__", "loss") for s in specs]
         self.loss_fns = [losses.get_loss(s) for s in specs]
-        weights = per_output(1.0 if loss_weights is None else loss_weights, self.names, "loss_weights", 0.0)
+        weights = per_output(1.0 if loss_weights is None else loss_weights, self.names, "loss_weights", 1.0)
         self.weights = [float(w) for w in weights]
         if isinstance(metrics, dict):
             per = per_output(metrics, self.names, "metrics", [])
