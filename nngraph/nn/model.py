@@ -156,7 +156,10 @@ class Model:
 
     def __call__(self, *xs, training: bool | None = None):
         """Apply the model to tensors (a functional model replays its layers on them;
-        a subclassed one runs its forward), e.g. inside another model."""
+        a subclassed one runs its forward), e.g. inside another model. On NumPy arrays
+        it is predict()."""
+        if xs and all(isinstance(x, np.ndarray) for x in xs):  # net(array), as in eager PyTorch
+            return self.predict(list(xs) if len(xs) > 1 else xs[0])
         mode = bool(training) if training is not None else bool(current_mode())
         if self._functional:
             if len(xs) != len(self._inputs):
@@ -198,8 +201,8 @@ class Model:
         Sequential models key by layer position ("0_dense.W"), subclassed ones by attribute
         path ("encoder.0.W"): a freshly built model of the same architecture loads a save."""
         if not self._positional_keys():
-            if self.built:
-                self._graph(False)
+            if self.built and not self._checked_params:
+                self._graph(False)  # the first trace builds the layers
             return _tracing.attribute_parameters(self)
         if self.built and not all(layer.built for layer in self.layers):
             self._graph(False)  # a Sequential given input_shape: make the parameters now

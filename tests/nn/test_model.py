@@ -186,6 +186,14 @@ def test_one_line_per_epoch_when_not_a_terminal(capsys):
     assert "batch" not in out.err  # no bar
 
 
+def test_tqdm_is_a_core_dependency():
+    import os
+    import re
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "pyproject.toml")) as f:
+        deps = re.search(r"^dependencies = \[(.*?)\]", f.read(), re.M | re.S).group(1)
+    assert '"tqdm' in deps
+
+
 def test_plain_lines_without_tqdm(capsys, monkeypatch):
     import sys
 

@@ -211,3 +211,9 @@ def test_models_held_by_a_module_are_found_and_trained():
     assert "uniform" in w.compiled("train", (("int32", ()),)).dump("graph")  # the held Sequential's dropout
     xs, out = encoder.forward(False)  # the graph in one mode, as before modules existed
     assert xs == [x] and tuple(out.shape[1:]) == (6,)
+
+
+def test_calling_a_module_on_arrays_predicts():
+    net = Nested()
+    X, _ = _blobs(6)
+    np.testing.assert_array_equal(net(X), net.predict(X))

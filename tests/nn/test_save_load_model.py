@@ -140,3 +140,33 @@ def test_functions_cannot_be_saved_as_data(tmp_path):
     with pytest.raises(ValueError, match="activation"):
         m.save(tmp_path / "m.npz")
     assert not (tmp_path / "m.npz").exists()
+
+
+class Scale(ng.nn.Layer):
+    """A custom layer with its own parameter and a sublayer."""
+
+    def __init__(self, units, name=None):
+        super().__init__(name)
+        self.units = units
+        self.inner = ng.nn.Dense(units, seed=9)
+
+    def build(self, input_shape, rng):
+        self.add_param("s", np.full(self.units, 2.0, np.float32))
+
+    def forward(self, x, training):
+        return self.inner(x) * self.params["s"]
+
+
+def test_custom_layers_in_a_functional_model_load_with_custom_objects(tmp_path):
+    X, y = _blobs(32)
+    x = ng.nn.Input((4,), name="x")
+    model = ng.nn.Model(x, ng.nn.Dense(3, seed=1)(Scale(5, name="scale")(x)))
+    model.compile(ng.optim.RMSProp(0.01), "sparse_categorical_crossentropy", target="reference")
+    model.fit(X, y, epochs=1, verbose=0)
+    assert list(model.state_dict()) == ["0_scale.s", "0_scale.inner.W", "0_scale.inner.b", "1_dense.W", "1_dense.b"]
+    model.save(tmp_path / "m.npz")
+    with pytest.raises(ValueError, match="custom_objects=.*Scale"):
+        ng.nn.load_model(tmp_path / "m.npz")
+    loaded = ng.nn.load_model(tmp_path / "m.npz", custom_objects={"Scale": Scale})
+    assert loaded.layers[0].name == "scale"
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
