@@ -125,10 +125,16 @@ class Model:
 
     @property
     def output(self) -> Tensor:
+        if "output" in self.__dict__:  # a subclass's own attribute (self.output = Dense(10))
+            return self.__dict__["output"]
         outs = self.outputs
         if len(outs) != 1:
             raise ValueError(f"{self.name} has {len(outs)} outputs ({', '.join(self.output_names)}); use .outputs")
         return outs[0]
+
+    @output.setter
+    def output(self, value) -> None:
+        self.__dict__["output"] = value
 
     def _graph(self, training: bool):
         """(input placeholders, output tensors) rebuilt in training or inference mode;
@@ -386,7 +392,7 @@ class Model:
         n = len(xs[0])
         parts = [fn(*[a[s:s + batch_size] for a in xs]) for s in range(0, n, batch_size)]
         if len(self.output_names) == 1:
-            return np.concatenate(parts) if parts else np.zeros((0,) + _static(self.output), np.float32)
+            return np.concatenate(parts) if parts else np.zeros((0,) + _static(self.outputs[0]), np.float32)
         return [np.concatenate([p[i] for p in parts]) if parts else np.zeros((0,) + _static(o), np.float32)
                 for i, o in enumerate(self.outputs)]
 

@@ -217,3 +217,21 @@ def test_calling_a_module_on_arrays_predicts():
     net = Nested()
     X, _ = _blobs(6)
     np.testing.assert_array_equal(net(X), net.predict(X))
+
+
+def test_attribute_names_that_models_also_use_belong_to_the_user():
+    class Named(ng.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = [ng.nn.Dense(5)]
+            self.output = ng.nn.Dense(3)
+
+        def forward(self, x):
+            return self.output(self.layers[0](x))
+
+    X, y = _blobs(30)
+    m = Named()
+    m.compile("adam", target="reference")
+    m.fit(X, y, verbose=0)
+    assert list(m.state_dict()) == ["layers.0.W", "layers.0.b", "output.W", "output.b"]
+    assert m.predict(X).shape == (30, 3)
