@@ -180,6 +180,32 @@ class Layer:
             CALLS[y] = (self, x)
         return y
 
+    # ---------------------------------------------------------------- training a layer directly
+    def _as_model(self):
+        """The Sequential([self]) that compile/fit/evaluate/predict/save of a layer use."""
+        if getattr(self, "_trainer", None) is None:
+            import nngraph.nn as nn  # the package face: the layer module does not import models
+            self._trainer = nn.Sequential([self], name=self.name)
+        return self._trainer
+
+    def compile(self, *args, **kwargs):
+        """A layer (a custom one holding others, say) trains like a model: compile, fit,
+        evaluate, predict and save go to a Sequential holding just this layer."""
+        self._as_model().compile(*args, **kwargs)
+        return self
+
+    def fit(self, *args, **kwargs):
+        return self._as_model().fit(*args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        return self._as_model().evaluate(*args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        return self._as_model().predict(*args, **kwargs)
+
+    def save(self, path):
+        self._as_model().save(path)
+
     def __repr__(self):
         return f"<{type(self).__name__} {self.name}>"
 

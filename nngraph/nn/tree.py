@@ -10,7 +10,7 @@ from ..node import Parameter
 _OWN = frozenset({"params", "updates", "regularizers", "inputs", "_inputs", "optimizer", "history",
                   "_fns", "_layers", "_seq", "_outputs", "_init_args", "metrics", "loss_fns", "step_seconds",
                   "compile_seconds", "output_names", "_loss_spec", "_metrics_spec", "_loss_weights",
-                  "_input_specs"})
+                  "_input_specs", "_trainer"})
 
 
 def _is_owner(obj) -> bool:

@@ -235,3 +235,24 @@ def test_attribute_names_that_models_also_use_belong_to_the_user():
     m.fit(X, y, verbose=0)
     assert list(m.state_dict()) == ["layers.0.W", "layers.0.b", "output.W", "output.b"]
     assert m.predict(X).shape == (30, 3)
+
+
+def test_a_subclassed_layer_compiles_and_fits_on_its_own(tmp_path):
+    class TwoLayer(ng.nn.Layer):
+        def __init__(self, name=None):
+            super().__init__(name)
+            self.hidden = ng.nn.Dense(16, activation="relu", seed=0)
+            self.out = ng.nn.Dense(3, seed=1)
+
+        def forward(self, x, training):
+            return self.out(self.hidden(x))
+
+    X, y = _blobs()
+    layer = TwoLayer()
+    layer.compile(ng.optim.Adam(0.05), "sparse_categorical_crossentropy", ["accuracy"], target="reference")
+    layer.fit(X, y, epochs=6, batch_size=30, verbose=0)
+    assert layer.evaluate(X, y)["accuracy"] > 0.9 and layer.predict(X).shape == (120, 3)
+    assert list(layer.named_parameters()) == ["hidden.W", "hidden.b", "out.W", "out.b"]
+    layer.save(tmp_path / "layer.npz")
+    again = ng.nn.load_model(tmp_path / "layer.npz", custom_objects={"TwoLayer": TwoLayer})
+    np.testing.assert_array_equal(again.predict(X), layer.predict(X))
