@@ -4,7 +4,8 @@ The state (velocities, moments, the step counter) and the learning rate are
 non-trainable parameters the optimiser owns, so one compiled call does forward,
 backward and update, and a schedule changes the rate by setting `lr.value` (no
 recompile). Weight decay is L2 regularisation added to the gradient,
-g <- g + weight_decay * w (PyTorch's definition).
+g <- g + weight_decay * w (PyTorch's definition). Every optimiser also takes Keras's
+clipvalue= and clipnorm= (clipping.py), applied to each gradient before the decay.
 
 Formulas: SGD with momentum, AdaGrad and RMSProp as the course notes write them;
 Nesterov, AdaDelta and Adam, which the notes do not spell out, as PyTorch
@@ -123,7 +124,8 @@ class SGD(Optimizer):
 class AdaGrad(Optimizer):
     """The course's AdaGrad: r <- r + g^2;  w <- w - lr g / sqrt(r + delta)."""
 
-    def __init__(self, lr=0.01, eps: float = 1e-8, initial_accumulator: float = 0.0, weight_decay: float = 0.0, **clip):
+    def __init__(self, lr=0.01, eps: float = 1e-8, initial_accumulator: float = 0.0, weight_decay: float = 0.0,
+                 **clip):
         super().__init__(lr, weight_decay, **clip)
         self.eps, self.initial_accumulator = float(eps), float(initial_accumulator)
 
