@@ -26,7 +26,7 @@ import networkx as nx
 from nngraph.node import OPS
 from nngraph.types import TensorType
 
-from . import fusion, lower_windows
+from . import fusion, kernel_map, lower_windows
 from .lower_ops import Body, Emitter, LoweringError, NotFusable, is_source, scalar_const
 from .kernel_dag import kernel_dag
 from .memory import plan_memory
@@ -469,6 +469,7 @@ class _Lowering:
         prog = Program(buffers, schedule, list(self.inputs), list(self.params), list(self.outputs),
                        list(self.updates))
         prog.plan = plan_memory(prog)
+        prog.nodes = kernel_map.build(self.plan, self.store_bufs, schedule, self.base)
         reasons = {fusion.label(n): why for n in self.plan.order if (why := self.plan.reasons.get(id(n)))}
         prog.stats = {
             "kernels": len(schedule),

@@ -223,6 +223,7 @@ class Program:
     updates: list                  # [(param buffer id, update buffer id)]
     plan: dict = field(default_factory=dict)   # temp buffer id -> arena slot (memory plan)
     stats: dict = field(default_factory=dict)
+    nodes: Any = None              # passes/kernel_map.NodeMap: the graph nodes each kernel computes
 
     def kernel_count(self) -> int:
         return len(self.schedule)
