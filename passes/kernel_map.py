@@ -29,13 +29,19 @@ class NodeMap:
     kernels: dict = field(default_factory=dict)   # id(node) -> schedule positions that compute it
     reasons: dict = field(default_factory=dict)   # id(node) -> why fusion materialised it
     users: dict = field(default_factory=dict)     # id(node) -> its users
+    _by_kernel: dict | None = field(default=None, repr=False)
 
     def kernels_of(self, node) -> tuple:
         return self.kernels.get(id(node), ())
 
     def computes(self, position: int) -> list:
         """The nodes that the kernel at schedule `position` computes, in graph order."""
-        return [n for n in self.order if position in self.kernels.get(id(n), ())]
+        if self._by_kernel is None:
+            self._by_kernel = {}
+            for n in self.order:
+                for k in self.kernels.get(id(n), ()):
+                    self._by_kernel.setdefault(k, []).append(n)
+        return list(self._by_kernel.get(position, ()))
 
 
 def build(plan, store_bufs: dict, schedule: list, base) -> NodeMap:

@@ -168,16 +168,22 @@ class Function:
         return out
 
     def fusion(self):
-        """The nodes kept apart from their consumers (fn.stats()["fusion"])."""
+        """The nodes kept apart from their consumers (fn.stats()["fusion"]); a copy of
+        the rows worked out on first use (the program never changes)."""
         from .tables import FusionRows
-        program = getattr(self.runner, "program", None)
-        if program is None or program.nodes is None:
-            return FusionRows()
-        from nngraph.textir import value_names
-        from passes.kernel_map import unfused
-        g = self._run_graph
-        roots = {id(o) for o in g.outputs} | {id(v) for _, v in g.updates}
-        return FusionRows(unfused(program.nodes, roots, program.schedule, value_names(g)))
+        if self._fusion is None:
+            program = getattr(self.runner, "program", None)
+            if program is None or program.nodes is None:
+                self._fusion = []
+            else:
+                from nngraph.textir import value_names
+                from passes.kernel_map import unfused
+                g = self._run_graph
+                roots = {id(o) for o in g.outputs} | {id(v) for _, v in g.updates}
+                self._fusion = unfused(program.nodes, roots, program.schedule, value_names(g))
+        return FusionRows(dict(r) for r in self._fusion)
+
+    _fusion = None
 
     def profile(self, *args, calls: int = 100, **kwargs):
         """Run the function `calls` times and return a table (a str, with `.rows` as

@@ -86,11 +86,9 @@ def _timed(f) -> float:
 
 def _time_cpu(runner, inputs, params, env, calls) -> np.ndarray:
     from codegen.llvm import compile_program
-
-    from .cpu import CpuRunner
     prof = getattr(runner, "_profiled", None)
-    if prof is None:
-        prof = runner._profiled = CpuRunner(runner.program, compile_program(runner.program, profile=True))
+    if prof is None:   # the same runner class around the clocked build of the same Program
+        prof = runner._profiled = type(runner)(runner.program, compile_program(runner.program, profile=True))
     prof.compiled.profile(reset=True)
     for _ in range(calls):
         prof.run(inputs, params, env)

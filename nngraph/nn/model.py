@@ -244,10 +244,11 @@ class Model:
 
     # ---------------------------------------------------------------- training
     def fit(self, X, y, epochs: int = 1, batch_size: int = 32, validation_data=None, shuffle: bool = True,
-            callbacks=None, verbose: int = 1, seed: int | None = 0) -> dict:
+            callbacks=None, verbose: int = 1, seed: int | None = 0, report=None) -> dict:
         """Train; returns the history {"loss": [per epoch], "accuracy": [...], "val_loss": ...}
         (also kept as model.history). verbose=1 shows a tqdm bar per epoch, 2 one line
-        per epoch, 0 nothing."""
+        per epoch, 0 nothing. report="run.html" writes the training report there
+        (nngraph/report/training.py)."""
         self._need_compiled()
         xs, (y, y_kind) = self._xs(X), self._ys(y)
         n = self._n(xs)
@@ -260,6 +261,9 @@ class Model:
         step_fn = self.compiled("train", y_kind)
         names = self._score_names()
         cbs = list(callbacks or [])
+        if report is not None:
+            from ..report.training import TrainingReport
+            cbs.append(TrainingReport(report))
         for c in cbs:
             c.set_model(self)
         steps_per_epoch = -(-n // batch_size)

@@ -1,0 +1,75 @@
+"""fn.report(path): one self-contained HTML file. It parses, draws one SVG node per
+graph node (before and after the passes) coloured one colour per fused kernel,
+names every pass that ran, and embeds no external URL; on every target."""
+import numpy as np
+import pytest
+
+import nngraph as ng
+from report_check import external_urls, kernel_fills, nodes_of, parse, svgs
+
+TARGETS = ["reference", "cpu", "gpu"]
+
+
+def mlp_step(backend):
+    x = ng.placeholder(("N", 16), name="x")
+    y = ng.placeholder(("N",), "int32", name="y")
+    W = ng.parameter(ng.init.glorot_uniform((16, 8), seed=0), name="W")
+    b = ng.parameter(np.zeros(8, np.float32), name="b")
+    V = ng.parameter(ng.init.glorot_uniform((8, 4), seed=1), name="V")
+    loss = ng.cross_entropy(ng.relu(x @ W + b) @ V, y)
+    gs = ng.grad(loss, [W, b, V])
+    fn = ng.compile([x, y], loss, updates={p: p - 0.1 * g for p, g in zip([W, b, V], gs)}, target=backend)
+    X = np.random.default_rng(0).standard_normal((12, 16)).astype(np.float32)
+    return fn, (X, (np.arange(12) % 4).astype(np.int32))
+
+
+def check_report(fn, html):
+    parse(html)
+    drawn = svgs(html)
+    assert len(nodes_of(drawn["g-built"])) == len(fn.graph.nodes())
+    assert len(nodes_of(drawn["g-opt"])) == len(fn._run_graph.nodes())
+    fills = kernel_fills(drawn["g-opt"])
+    kernels = fn.runner.program.schedule
+    assert set(fills) == {f"k{k}" for k in range(len(kernels))}       # every kernel computes some node
+    assert all(len(f) == 1 for f in fills.values())                    # one colour per kernel
+    assert len({next(iter(f)) for f in fills.values()}) == len(fills)  # and a different one each
+    for e in fn.stats()["passes"]:
+        assert f"{e['pass']}</b>" in html
+    assert external_urls(html) == []
+    for k in kernels:
+        assert k.name in html
+
+
+@pytest.mark.parametrize("backend", TARGETS)
+def test_report_of_a_training_step(backend, tmp_path):
+    if backend == "gpu":
+        from gpu_skip import require_gpu_target
+        require_gpu_target()
+    fn, args = mlp_step(backend)
+    fn(*args)
+    path = fn.report(tmp_path / "step.html")
+    html = open(path, encoding="utf-8").read()
+    check_report(fn, html)
+    assert "fn.profile() has not run" in html
+    code = {"cpu": "define ", "gpu": "@triton.jit", "reference": None}[backend]
+    if code:
+        assert code in html
+    for r in fn.stats()["fusion"]:
+        assert r["where"] in html and r["reason"].split(" ")[0] in html
+
+
+def test_report_shows_the_profile_when_it_ran(tmp_path):
+    fn, args = mlp_step("cpu")
+    table = fn.profile(*args, calls=2)
+    html = open(fn.report(tmp_path / "p.html"), encoding="utf-8").read()
+    check_report(fn, html)
+    assert html.count('class="bar"') == len(table.rows)
+    assert "machine floor" in html and "GFLOP/s" in html
+
+
+def test_a_pass_that_rewrote_shows_its_diff(tmp_path):
+    x = ng.placeholder((4,), name="x")
+    fn = ng.compile([x], ng.log(ng.softmax(x * 1.0)), target="reference")
+    html = open(fn.report(tmp_path / "r.html"), encoding="utf-8").read()
+    assert '<span class="del">-' in html and '<span class="add">+' in html
+    assert "the IR did not change" in html            # and one that did not
