@@ -104,7 +104,9 @@ Memory plan (passes/memory.py)
     sized per call as the largest of its buffers for the bound sizes
     (`passes.memory.slot_sizes`, `peak_bytes(program, env)`). `Program.stats` holds
     kernels, library_calls, loop_kernels and "fusion" (why each value was
-    materialised, what each kernel computes).
+    materialised, what each kernel computes). `Program.nodes` (passes/kernel_map.py)
+    maps back from kernels to the graph nodes each computes, for fn.stats()["fusion"],
+    fn.profile(), check_numerics and the report.
 """
 from __future__ import annotations
 

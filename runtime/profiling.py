@@ -25,7 +25,7 @@ import numpy as np
 
 from nngraph.textir import value_names
 from nngraph.types import concrete_shape, np_dtype
-from passes.program import LoopKernel, MatmulKernel
+from passes.program import MatmulKernel
 
 from .tables import TextTable, format_rows
 

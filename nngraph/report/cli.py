@@ -3,9 +3,8 @@ builds (found as `python -m nngraph dump` finds it) and write its HTML report.""
 from __future__ import annotations
 
 import argparse
-import sys
 
-from ..cli_dump import DEFAULT_TARGET, DumpError, _load, _raised_at, _recompile, find_function
+from ..cli_dump import DEFAULT_TARGET, DumpError, guarded, load_function
 from ..compile import TARGETS
 
 HELP = "write a self-contained HTML report of the function a script builds"
@@ -36,25 +35,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..errors import NNGraphError
     target = args.target or DEFAULT_TARGET
     opt_level = 2 if args.opt_level is None else args.opt_level
     out = args.output or (args.file[:-3] if args.file.endswith(".py") else args.file) + ".html"
-    try:
-        ns = _load(args.file)
-        fn, here = find_function(ns, args.name, target, opt_level)
-        if not here and ((args.target and args.target != fn.target) or args.opt_level is not None):
-            fn = _recompile(fn, target, opt_level)
-        if args.profile:
-            fn.profile(calls=args.profile)
+
+    def body():
+        fn = load_function(args, target, opt_level)
         if not hasattr(fn, "report"):
             raise DumpError("the function was not made by ng.compile, so it has no report")
+        if args.profile:
+            fn.profile(calls=args.profile)
         fn.report(out, title=args.title)
-    except DumpError as e:
-        print(f"nngraph report: error: {e}", file=sys.stderr)
-        return 2
-    except NNGraphError as e:
-        print(f"nngraph report: {type(e).__name__}: {e}{_raised_at(e, args.file)}", file=sys.stderr)
-        return 1
-    print(f"report written to {out}")
-    return 0
+        print(f"report written to {out}")
+        return 0
+    return guarded("report", args.file, body)

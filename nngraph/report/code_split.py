@@ -29,33 +29,31 @@ def _collect(blocks) -> dict:
     return {k: "\n\n".join(v) for k, v in out.items()}
 
 
-def split_llvm(text: str) -> dict:
-    """kernel position (or None) -> its LLVM IR functions."""
+def _split(text: str, start, closes) -> dict:
+    """Blocks that begin at a line matching `start` (group 1 names the function) and
+    end before the next one, or at a line for which closes(line) is true."""
     blocks, name, cur = [], None, []
     for line in text.splitlines():
-        m = LLVM_START.match(line)
+        m = start.match(line)
         if m:
             blocks.append((name, cur))
             name, cur = m.group(1), []
         cur.append(line)
-        if line == "}" and name is not None:
+        if name is not None and closes(line):
             blocks.append((name, cur))
             name, cur = None, []
     blocks.append((name, cur))
     return _collect(blocks)
 
 
+def split_llvm(text: str) -> dict:
+    """kernel position (or None) -> its LLVM IR functions."""
+    return _split(text, LLVM_START, lambda line: line == "}")
+
+
 def split_asm(text: str) -> dict:
     """kernel position (or None) -> its assembly (a function runs to the next global label)."""
-    blocks, name, cur = [], None, []
-    for line in text.splitlines():
-        m = ASM_START.match(line)
-        if m:
-            blocks.append((name, cur))
-            name, cur = m.group(1), []
-        cur.append(line)
-    blocks.append((name, cur))
-    return _collect(blocks)
+    return _split(text, ASM_START, lambda line: False)
 
 
 def split_python(text: str) -> dict:

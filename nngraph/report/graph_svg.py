@@ -44,7 +44,8 @@ def _edges_path(lay, edges) -> str:
 
 
 def graph_svg(graph, svg_id: str, kernels_of=None, kernel_names=None) -> tuple[str, list]:
-    """(SVG markup, per-node hover rows [name, op, type, where, kernels]) of `graph`.
+    """(SVG markup, per-node hover rows [IR name, op, type, where, kernels, the node's own
+    name (an imported ONNX node's, say) or ""]) of `graph`.
     kernels_of(node) -> schedule positions computing it (None: the graph is drawn
     before fusion, every node plain)."""
     nodes = graph.nodes()
@@ -70,7 +71,8 @@ def graph_svg(graph, svg_id: str, kernels_of=None, kernel_names=None) -> tuple[s
                    f'width="{NODE_W}" height="{NODE_H}" rx="5" fill="{fill}"/>'
                    f'<text x="{x:.0f}" y="{y + 4:.0f}">{escape(_label(n, names[id(n)]))}</text></g>')
         info.append([names[id(n)], n.op, str(n.type), n.where,
-                     [kernel_names[k] for k in ks] if kernel_names else []])
+                     [kernel_names[k] for k in ks] if kernel_names else [],
+                     n.name if n.name and n.op not in SOURCES else ""])
     out.append("</svg>")
     return "".join(out), info
 

@@ -61,7 +61,7 @@ function zoom(svg){var drag=null;
 function hover(svg){var rows=DATA[svg.id]||[];
  svg.addEventListener('mouseover',function(e){var g=e.target.closest('g.node,g.kernel');if(!g){tip.style.display='none';return;}
   var t;if(g.dataset.i!==undefined){var r=rows[+g.dataset.i];
-   t='%'+r[0]+' = '+r[1]+' : '+r[2]+'\nbuilt at '+r[3]+(r[4].length?'\nkernel: '+r[4].join(', '):'');}
+   t='%'+r[0]+' = '+r[1]+' : '+r[2]+(r[5]?'\nname: '+r[5]:'')+'\nbuilt at '+r[3]+(r[4].length?'\nkernel: '+r[4].join(', '):'');}
   else{var k=document.getElementById('kernel-'+g.dataset.k);t=k?k.querySelector('summary').textContent:'';}
   tip.textContent=t;tip.style.display='block';});
  svg.addEventListener('mousemove',function(e){tip.style.left=(e.clientX+14)+'px';tip.style.top=(e.clientY+10)+'px';});

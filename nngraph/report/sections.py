@@ -3,7 +3,6 @@ changed, the kernels with their code, the memory plan, the profile, and the
 nodes fusion kept apart. Every piece of text is escaped; nothing is fetched."""
 from __future__ import annotations
 
-import difflib
 import os
 import tempfile
 from html import escape
@@ -13,6 +12,7 @@ from passes.program import LoopKernel, MatmulKernel, format_program
 
 from .code_split import SPLITTERS
 from .graph_svg import kernel_colour
+from .ir_diff import ir_diff
 
 MAX_DIFF_LINES = 400
 MAX_CODE_LINES = 400
@@ -58,8 +58,7 @@ def passes_section(fn) -> str:
         rw = ", ".join(f"{r} ×{c}" for r, c in e["rewrites"].items()) or "no rewrite fired"
         diff = ""
         if texts:
-            d = list(difflib.unified_diff(texts[k - 1][1].splitlines(), texts[k][1].splitlines(),
-                                          f"before {e['pass']}", f"after {e['pass']}", n=1, lineterm=""))
+            d = ir_diff(texts[k - 1][1], texts[k][1])
             diff = _diff_html(d) if d else "<p class=muted>the IR did not change</p>"
         parts.append(f'<details class="pass"><summary><b>{k:02d} {escape(e["pass"])}</b> '
                      f'{e["nodes_before"]} → {e["nodes_after"]} nodes, {1e3 * e["seconds"]:.2f} ms: '

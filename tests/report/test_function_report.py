@@ -1,26 +1,13 @@
 """fn.report(path): one self-contained HTML file. It parses, draws one SVG node per
 graph node (before and after the passes) coloured one colour per fused kernel,
 names every pass that ran, and embeds no external URL; on every target."""
-import numpy as np
 import pytest
 
 import nngraph as ng
+from helpers import small_training_step
 from report_check import external_urls, kernel_fills, nodes_of, parse, svgs
 
 TARGETS = ["reference", "cpu", "gpu"]
-
-
-def mlp_step(backend):
-    x = ng.placeholder(("N", 16), name="x")
-    y = ng.placeholder(("N",), "int32", name="y")
-    W = ng.parameter(ng.init.glorot_uniform((16, 8), seed=0), name="W")
-    b = ng.parameter(np.zeros(8, np.float32), name="b")
-    V = ng.parameter(ng.init.glorot_uniform((8, 4), seed=1), name="V")
-    loss = ng.cross_entropy(ng.relu(x @ W + b) @ V, y)
-    gs = ng.grad(loss, [W, b, V])
-    fn = ng.compile([x, y], loss, updates={p: p - 0.1 * g for p, g in zip([W, b, V], gs)}, target=backend)
-    X = np.random.default_rng(0).standard_normal((12, 16)).astype(np.float32)
-    return fn, (X, (np.arange(12) % 4).astype(np.int32))
 
 
 def check_report(fn, html):
@@ -45,7 +32,7 @@ def test_report_of_a_training_step(backend, tmp_path):
     if backend == "gpu":
         from gpu_skip import require_gpu_target
         require_gpu_target()
-    fn, args = mlp_step(backend)
+    fn, args, _, _ = small_training_step(backend)
     fn(*args)
     path = fn.report(tmp_path / "step.html")
     html = open(path, encoding="utf-8").read()
@@ -59,7 +46,7 @@ def test_report_of_a_training_step(backend, tmp_path):
 
 
 def test_report_shows_the_profile_when_it_ran(tmp_path):
-    fn, args = mlp_step("cpu")
+    fn, args, _, _ = small_training_step("cpu")
     table = fn.profile(*args, calls=2)
     html = open(fn.report(tmp_path / "p.html"), encoding="utf-8").read()
     check_report(fn, html)

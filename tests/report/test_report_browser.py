@@ -70,3 +70,30 @@ def test_opening_at_a_kernel_zooms_to_its_nodes(chromium, report):
     dimmed = re.findall(r'<g class="([^"]*)" data-i', zoomed)
     assert any("dim" in c for c in dimmed)
     assert all("dim" not in c for c in dimmed if re.search(rf"\bk{k}\b", c))
+
+
+PROBE = """<script>
+var B = document.body, g = document.querySelector('#g-opt g.node:not(.src)');
+g.querySelector('rect').dispatchEvent(new MouseEvent('mouseover', {bubbles: true}));
+B.dataset.tip = document.getElementById('tip').textContent;
+B.dataset.tipShown = document.getElementById('tip').style.display;
+var k = document.querySelector('#g-kernels g.kernel[data-k="1"]');
+k.querySelector('rect').dispatchEvent(new MouseEvent('click', {bubbles: true}));
+B.dataset.shown = document.querySelector('.gbox svg.on').id;
+</script></body>"""
+
+
+def test_hover_shows_the_node_and_a_kernel_click_opens_it(chromium, report, tmp_path):
+    fn, path = report
+    probed = tmp_path / "probed.html"
+    probed.write_text(open(path, encoding="utf-8").read().replace("</body>", PROBE), encoding="utf-8")
+    dom, console = _dom(chromium, f"file://{probed}")
+    assert console == []
+    body = re.search(r"<body[^>]*>", dom).group(0)
+    tip = re.search(r'data-tip="([^"]*)"', body).group(1)
+    assert "built at test_report_browser.py:" in tip and "kernel: k" in tip and " = " in tip
+    assert 'data-tip-shown="block"' in body and 'data-shown="g-opt"' in body
+    name = fn.runner.program.schedule[1].name
+    assert re.findall(r'<g class="([^"]*k1\b[^"]*)" data-i', dom) and all(
+        "dim" not in c for c in re.findall(r'<g class="([^"]*\bk1\b[^"]*)" data-i', dom)), name
+    assert any("dim" in c for c in re.findall(r'<g class="([^"]*)" data-i', dom))

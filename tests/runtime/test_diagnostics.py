@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import nngraph as ng
+from helpers import small_training_step
 
 TARGETS = ["reference", "cpu", "gpu"]
-RNG = np.random.default_rng(0)
 
 
 def _need(backend):
@@ -18,33 +18,16 @@ def _need(backend):
         require_gpu_target()
 
 
-def mlp_step(backend):
-    """A two-layer training step; returns (fn, arrays, {what: file:line})."""
-    x = ng.placeholder(("N", 16), name="x")
-    y = ng.placeholder(("N",), "int32", name="y")
-    W = ng.parameter(ng.init.glorot_uniform((16, 8), seed=0), name="W")
-    b = ng.parameter(np.zeros(8, np.float32), name="b")
-    V = ng.parameter(ng.init.glorot_uniform((8, 4), seed=1), name="V")
-    h = ng.relu(x @ W + b)
-    logits = h @ V
-    loss = ng.cross_entropy(logits, y)
-    gs = ng.grad(loss, [W, b, V])
-    fn = ng.compile([x, y], loss, updates={p: p - 0.1 * g for p, g in zip([W, b, V], gs)}, target=backend)
-    X = RNG.standard_normal((12, 16)).astype(np.float32)
-    Y = (np.arange(12) % 4).astype(np.int32)
-    return fn, (X, Y), {"h": h.where, "logits": logits.where, "loss": loss.where}, [W, b, V]
-
-
 @pytest.mark.parametrize("backend", TARGETS)
 def test_fusion_reasons_name_the_node_the_reason_and_the_users_line(backend):
     _need(backend)
-    fn, _, lines, _ = mlp_step(backend)
+    fn, _, lines, _ = small_training_step(backend)
     rows = fn.stats()["fusion"]
     assert rows and all({"node", "op", "type", "where", "reason", "kernel"} <= set(r) for r in rows)
     h = [r for r in rows if r["where"] == lines["h"] and r["op"] == "relu"]
     assert h and h[0]["reason"] == "matmul operand"           # relu(x@W+b) feeds the next product
     assert any(r["reason"] == "graph output or parameter update" and r["where"] == lines["loss"] for r in rows)
-    assert all(r["where"].startswith("test_diagnostics.py:") for r in rows)
+    assert all(r["where"].startswith("helpers.py:") for r in rows)       # the lines that built them
     text = str(rows)
     assert "matmul operand" in text and lines["h"] in text and text.splitlines()[0].startswith("node")
 
@@ -60,7 +43,7 @@ def test_a_chain_fused_into_one_kernel_lists_only_its_output():
 @pytest.mark.parametrize("backend", TARGETS)
 def test_profile_is_a_table_of_kernels_in_graph_terms_and_changes_no_parameter(backend):
     _need(backend)
-    fn, args, lines, params = mlp_step(backend)
+    fn, args, lines, params = small_training_step(backend)
     before = [p.value.copy() for p in params]
     table = fn.profile(*args, calls=3)
     assert isinstance(table, str) and len(table.rows) == fn.stats()["kernels"]
@@ -78,7 +61,7 @@ def test_profile_is_a_table_of_kernels_in_graph_terms_and_changes_no_parameter(b
 
 
 def test_profile_without_inputs_reuses_the_last_call_and_says_so_before_one():
-    fn, args, _, params = mlp_step("cpu")
+    fn, args, _, params = small_training_step("cpu")
     with pytest.raises(ng.InputError, match="give the inputs"):
         fn.profile(calls=1)
     fn(*args)
