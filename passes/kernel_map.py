@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .lower_ops import is_source
+from .program import LoopKernel, MatmulKernel
 
 
 @dataclass
@@ -81,7 +82,26 @@ def unfused(nodes: NodeMap, roots, schedule: list, names: dict) -> list:
         readers -= own
         if not readers and id(n) not in roots:
             continue      # a stage result read only inside its own kernel: fused
+        if readers and why.endswith(": materialised"):
+            why += "; " + _why_apart(schedule, sorted(own), sorted(readers))
         rows.append({"node": "%" + names[id(n)], "op": n.op, "type": str(n.type), "where": n.where,
                      "reason": why, "kernel": ", ".join(schedule[k].name for k in sorted(own)),
                      "read_by": [schedule[k].name for k in sorted(readers)]})
     return rows
+
+
+def _why_apart(schedule: list, own: list, readers: list) -> str:
+    """Why a reader kernel did not take the value in: it is a contraction (its
+    operands are buffers), the value's own kernel is a product (its epilogue is
+    pointwise only), the reader loops over another domain, or the two kernels
+    depend on each other otherwise."""
+    r = schedule[readers[0]]
+    if isinstance(r, MatmulKernel):
+        return f"read by {r.name}, a contraction, whose operands are buffers"
+    mine = schedule[own[0]] if own else None
+    if isinstance(mine, MatmulKernel):
+        return f"read by {r.name}: a product's epilogue takes only pointwise work over the product's shape"
+    if isinstance(mine, LoopKernel) and tuple(mine.outer) != tuple(r.outer):
+        return (f"read by {r.name}, which loops over [{','.join(map(str, r.outer))}], this kernel over "
+                f"[{','.join(map(str, mine.outer))}]")
+    return f"read by {r.name}, which could not join this kernel (another dependency between them)"

@@ -100,3 +100,16 @@ def test_check_numerics_names_the_graph_op_inside_a_fused_kernel(backend):
     assert re.match(r"^log made a non-finite value \(NaN\)", msg), msg
     assert bad.where in msg and "from finite inputs" in msg and out.where not in msg
     assert e.value.node.op == "log"
+
+
+def test_a_reason_says_which_kernel_reads_the_value_and_why_it_could_not_take_it():
+    x = ng.placeholder(("N", 6), name="x")
+    W = ng.parameter(np.ones((6, 4), np.float32), name="W")
+    rows = ng.compile([x], ng.logsumexp(x @ W, axis=1) * 2.0, target="reference").stats()["fusion"]
+    (prod,) = [r for r in rows if r["op"] == "matmul"]
+    assert prod["reason"].startswith("contraction: materialised; read by k1_")
+    assert "epilogue takes only pointwise work" in prod["reason"]
+    assert len(prod["read_by"]) == 1 and prod["read_by"][0].startswith("k1_")
+    fn, _, lines, _ = small_training_step("reference")
+    sums = [r for r in fn.stats()["fusion"] if r["op"] == "sum" and r["where"] == lines["loss"]]
+    assert any("which loops over [" in r["reason"] for r in sums), sums
