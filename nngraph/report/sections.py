@@ -170,12 +170,14 @@ def profile_section(profile) -> str:
     for _, r in rows:
         rate = (f"{r['GFLOP/s']:.2f} GFLOP/s" if r["kind"] != "loop" else f"{r['GB/s']:.2f} GB/s")
         ref = floor.get("GFLOP/s" if r["kind"] != "loop" else "GB/s")
-        of = f" ({100 * (r['GFLOP/s'] if r['kind'] != 'loop' else r['GB/s']) / ref:.0f}% of the machine)" if ref else ""
+        what = "GEMM" if r["kind"] != "loop" else "copy"
+        of = f" ({(r['GFLOP/s'] if r['kind'] != 'loop' else r['GB/s']) / ref:.2f}× the host's {what} rate)" if ref else ""
         bars.append(f'<div class="bar"><span class="bl">{escape(r["kernel"])}</span>'
                     f'<span class="bt"><span class="bf" style="width:{100 * r["share"] / top:.1f}%"></span></span>'
                     f'<span class="bv">{100 * r["share"]:.1f}% · {1e6 * r["seconds"]:.1f} us · {escape(rate + of)}'
                     f"</span></div>")
-    fl = (f"machine floor (measured on this host): copy {floor['GB/s']:.1f} GB/s, float32 GEMM "
+    fl = (f"The host's rates, measured now (lower when the machine is busy; data in cache can move faster "
+          f"than a copy through memory): copy {floor['GB/s']:.1f} GB/s, float32 GEMM "
           f"{floor['GFLOP/s']:.1f} GFLOP/s. " if floor else "")
     head = (f"<p>{info['calls']} calls on {escape(info['target'])}, sizes {escape(str(info['sizes']))}: "
             f"kernels {1e6 * info['kernel_seconds']:.1f} us per call, whole call "

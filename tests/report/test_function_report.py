@@ -51,7 +51,7 @@ def test_report_shows_the_profile_when_it_ran(tmp_path):
     html = open(fn.report(tmp_path / "p.html"), encoding="utf-8").read()
     check_report(fn, html)
     assert html.count('class="bar"') == len(table.rows)
-    assert "machine floor" in html and "GFLOP/s" in html
+    assert "GEMM rate)" in html and "float32 GEMM" in html and "GFLOP/s" in html
 
 
 def test_a_pass_that_rewrote_shows_its_diff(tmp_path):
