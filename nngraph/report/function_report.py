@@ -31,15 +31,13 @@ def _facts(fn, program) -> str:
 def graph_section(fn, program) -> tuple[str, dict]:
     """The drawn graphs and their hover tables."""
     data, views = {}, []
-    opt = fn._run_graph
-    if program is not None and program.nodes is not None:
-        names = [k.name for k in program.schedule]
-        svg, data["g-opt"] = graph_svg(opt, "g-opt", program.nodes.kernels_of, names)
-        views.append(("g-opt", "after the passes, coloured by kernel", svg))
-    else:
-        svg, data["g-opt"] = graph_svg(opt, "g-opt")
-        views.append(("g-opt", "after the passes", svg))
-    svg, data["g-built"] = graph_svg(fn.graph, "g-built")
+    fused = program is not None and program.nodes is not None
+    kernels_of = program.nodes.kernels_of if fused else None
+    names = [k.name for k in program.schedule] if fused else None
+    svg, data["g-opt"] = graph_svg(fn._run_graph, "g-opt", kernels_of, names)
+    views.append(("g-opt", "after the passes, coloured by kernel" if fused else "after the passes", svg))
+    # nodes the passes kept as they were are the same objects: they keep their kernel's colour
+    svg, data["g-built"] = graph_svg(fn.graph, "g-built", kernels_of, names)
     views.append(("g-built", "as built", svg))
     if program is not None and program.schedule:
         views.append(("g-kernels", "one box per kernel (click one to open it)", kernel_dag_svg(program, "g-kernels")))
@@ -47,7 +45,7 @@ def graph_section(fn, program) -> tuple[str, dict]:
     html = graph_views(views, "g-kernels" if big else "g-opt")
     html += ("<p class=muted>Hover a node for its op, type, the line that built it and its kernel; click one to "
              "highlight its kernel; wheel to zoom, drag to pan. Dashed: recomputed in several kernels; grey: "
-             "inputs, parameters and constants.</p>")
+             "inputs, parameters and constants; white (as built): nodes the passes replaced.</p>")
     return html, data
 
 

@@ -86,6 +86,7 @@ class TrainingReport(Callback):
         if fn is not None:
             more, data = function_report(fn)
             sections += [(sid, f"Training step: {head}", body) for sid, head, body in more]
-        facts = escape(f"{len(self.epochs)} epochs · {len(self.step_seconds)} steps · target "
+        n = len(self.epochs)
+        facts = escape(f"{n} epoch{'' if n == 1 else 's'} · {len(self.step_seconds)} steps · target "
                        f"{getattr(self.model, 'target', '?')}")
         return page(title, facts, sections, data)
