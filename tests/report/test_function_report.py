@@ -60,3 +60,18 @@ def test_a_pass_that_rewrote_shows_its_diff(tmp_path):
     html = open(fn.report(tmp_path / "r.html"), encoding="utf-8").read()
     assert '<span class="del">-' in html and '<span class="add">+' in html
     assert "the IR did not change" in html            # and one that did not
+
+
+def test_hover_data_carries_a_nodes_own_name(tmp_path):
+    """An imported model's node names (ONNX) reach the hover text: make(name=...) is how
+    an importer names a node."""
+    import json
+    import re
+
+    from nngraph.node import make
+    x = ng.placeholder((3,), name="x")
+    y = make("exp", (x,), name="Exp_0")
+    fn = ng.compile([x], y * 2.0, target="reference")
+    html = open(fn.report(tmp_path / "n.html"), encoding="utf-8").read()
+    data = json.loads(re.search(r'id="nodes-data">(.*?)</script>', html, re.S).group(1))
+    assert [r for r in data["g-built"] if r[1] == "exp"][0][5] == "Exp_0"
