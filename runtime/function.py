@@ -189,8 +189,9 @@ class Function:
         """Run the function `calls` times and return a table (a str, with `.rows` as
         dicts and `.info`) of its kernels and library calls: share of the time, time
         per call, FLOP/s and GB/s, the graph nodes each computes with their file:line.
-        Takes inputs as a call does; with none, the inputs of the last call. The
-        parameters are read, never updated."""
+        Takes inputs as a call does; with none, the inputs of the last call (the
+        function keeps a reference to them for this). The parameters are read,
+        never updated."""
         from .profiling import profile
         if args or kwargs:
             vals = self._check(self._collect(args, kwargs))
