@@ -139,15 +139,41 @@ def _raised_at(e: BaseException, path: str) -> str:
     return where
 
 
-def run(args) -> int:
+def guarded(command: str, path: str, body) -> int:
+    """Run body() -> exit status; the errors a user's script can cause become a
+    message on stderr: a DumpError one line (status 2), an nngraph error one line
+    with the script's line that raised it (1), anything else its traceback (1)."""
     from .errors import NNGraphError
+    try:
+        return body()
+    except DumpError as e:
+        print(f"nngraph {command}: error: {e}", file=sys.stderr)
+        return 2
+    except NNGraphError as e:
+        print(f"nngraph {command}: {type(e).__name__}: {e}{_raised_at(e, path)}", file=sys.stderr)
+        return 1
+    except Exception:  # the user's script failed: show them where
+        print(f"nngraph {command}: error while building the graph of {path}:", file=sys.stderr)
+        traceback.print_exc()
+        return 1
+
+
+def load_function(args, target: str, opt_level: int):
+    """The Function that args.file (and --name) define, compiled again when --target or
+    --opt-level asks for something other than what the script compiled."""
+    ns = _load(args.file)
+    fn, compiled_here = find_function(ns, args.name, target, opt_level)
+    if not compiled_here and ((args.target and args.target != fn.target) or args.opt_level is not None):
+        fn = _recompile(fn, target, opt_level)
+    return fn
+
+
+def run(args) -> int:
     target = args.target or DEFAULT_TARGET
     opt_level = 2 if args.opt_level is None else args.opt_level
-    try:
-        ns = _load(args.file)
-        fn, compiled_here = find_function(ns, args.name, target, opt_level)
-        if not compiled_here and ((args.target and args.target != fn.target) or args.opt_level is not None):
-            fn = _recompile(fn, target, opt_level)
+
+    def body():
+        fn = load_function(args, target, opt_level)
         stages = fn.stages()
         if args.list_stages:
             print("\n".join(stages))
@@ -156,15 +182,6 @@ def run(args) -> int:
             raise DumpError(f"no stage {args.stage!r} for target {fn.target}; this function has: "
                             f"{', '.join(stages)}")
         text = fn.dump(args.stage)
-    except DumpError as e:
-        print(f"nngraph dump: error: {e}", file=sys.stderr)
-        return 2
-    except NNGraphError as e:
-        print(f"nngraph dump: {type(e).__name__}: {e}{_raised_at(e, args.file)}", file=sys.stderr)
-        return 1
-    except Exception:  # the user's script failed: show them where
-        print(f"nngraph dump: error while building the graph of {args.file}:", file=sys.stderr)
-        traceback.print_exc()
-        return 1
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    return 0
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return 0
+    return guarded("dump", args.file, body)

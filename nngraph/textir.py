@@ -99,34 +99,42 @@ def _namer():
     return fresh
 
 
-def format_graph(g: Graph, locations: bool = False) -> str:
-    """The graph as text; `locations=True` adds '# file:line' of each node's builder."""
+def value_names(g: Graph) -> dict:
+    """id(node) -> the name the textual IR gives it ("x", "W", "12"): the report, the
+    profile and the fusion reasons cite nodes as the dump of the same graph does."""
     names: dict[int, str] = {}
     fresh = _namer()
-    args = []
     for i, ph in enumerate(g.inputs):
-        if id(ph) in names:
-            raise ValueError(f"placeholder {ph.name or i} is listed twice among the graph's inputs")
-        names[id(ph)] = fresh(ph.name or f"arg{i}")
-        args.append((f"%{names[id(ph)]}: {ph.type}", ph.where))
-    state = []
+        names.setdefault(id(ph), fresh(ph.name or f"arg{i}"))
     for i, p in enumerate(g.params()):
         names[id(p)] = fresh(p.name or f"p{i}")
-        extra = "" if p.trainable else " {trainable=false}"
-        state.append((f"%{names[id(p)]}: {p.type}{extra}", p.where))
-    gname = re.sub(r"\W", "_", g.name or "main") or "main"
-    lines = _format_header(gname, args, state, locations)
     counter = 0
     for n in toposort(g.roots()):
-        if id(n) in names:
-            continue
-        if n.op == "placeholder":
+        if id(n) not in names:
+            names[id(n)] = str(counter)
+            counter += 1
+    return names
+
+
+def format_graph(g: Graph, locations: bool = False) -> str:
+    """The graph as text; `locations=True` adds '# file:line' of each node's builder."""
+    seen: set = set()
+    for i, ph in enumerate(g.inputs):
+        if id(ph) in seen:
+            raise ValueError(f"placeholder {ph.name or i} is listed twice among the graph's inputs")
+        seen.add(id(ph))
+    names = value_names(g)
+    args = [(f"%{names[id(ph)]}: {ph.type}", ph.where) for ph in g.inputs]
+    state = [(f"%{names[id(p)]}: {p.type}" + ("" if p.trainable else " {trainable=false}"), p.where)
+             for p in g.params()]
+    gname = re.sub(r"\W", "_", g.name or "main") or "main"
+    lines = _format_header(gname, args, state, locations)
+    for n in toposort(g.roots()):
+        if n.op == "placeholder" and id(n) not in seen:
             raise ValueError(f"placeholder '{n.name}' ({n.type}, made at {n.where}) is used "
                              "but is not an input of the graph")
-        if isinstance(n, Parameter):  # unreachable: params() saw every reachable parameter
-            raise AssertionError(f"parameter {n.name} missing from state")
-        names[id(n)] = str(counter)
-        counter += 1
+        if n.op == "placeholder" or isinstance(n, Parameter):
+            continue
         if n.op == "constant":
             a = n.attrs["value"].array
             body = "constant " + (_fmt_scalar(a[()]) if a.ndim == 0 else f"dense<{_fmt_dense(a)}>")

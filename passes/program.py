@@ -106,7 +106,9 @@ Memory plan (passes/memory.py)
     (`passes.memory.slot_sizes`, `arena_layout`, `peak_bytes(program, env)`; both runtimes
     allocate by `arena_layout`). `Program.root(b)` is the buffer owning a view's memory. `Program.stats` holds
     kernels, library_calls, loop_kernels and "fusion" (why each value was
-    materialised, what each kernel computes).
+    materialised, what each kernel computes). `Program.nodes` (passes/kernel_map.py)
+    maps back from kernels to the graph nodes each computes, for fn.stats()["fusion"],
+    fn.profile(), check_numerics and the report.
 """
 from __future__ import annotations
 
@@ -242,6 +244,7 @@ class Program:
     updates: list                  # [(param buffer id, update buffer id)]
     plan: dict = field(default_factory=dict)   # temp buffer id -> arena slot (memory plan)
     stats: dict = field(default_factory=dict)
+    nodes: Any = None              # passes/kernel_map.NodeMap: the graph nodes each kernel computes
 
     def kernel_count(self) -> int:
         return len(self.schedule)

@@ -10,6 +10,8 @@ planning or scheduling bug shows up as a wrong result, not as a silent copy.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from nngraph.errors import NumericsError
@@ -177,8 +179,9 @@ def _view(program, b, arrays, env):
     return arrays[program.root(b)].reshape(tuple(concrete_shape(program.buffers[b].shape, env)))
 
 
-def run_program(program: Program, inputs, params, env: dict, check_numerics: bool = False):
-    """Execute `program`; returns (outputs, new parameter values in Program.updates order)."""
+def run_program(program: Program, inputs, params, env: dict, check_numerics: bool = False, clock=None):
+    """Execute `program`; returns (outputs, new parameter values in Program.updates order).
+    `clock`, a list, receives each kernel's seconds in schedule order (fn.profile())."""
     arrays = allocate(program, env)
     for b, a in zip(program.inputs, inputs):
         arrays[b] = a
@@ -186,10 +189,13 @@ def run_program(program: Program, inputs, params, env: dict, check_numerics: boo
         arrays[b] = a
     _bind_views(program, arrays, env)
     for k in program.schedule:
+        t0 = time.perf_counter()
         if isinstance(k, MatmulKernel):
             _run_matmul(k, arrays, env, program.buffers)
         else:
             _run_loop(k, arrays, env)
+        if clock is not None:
+            clock.append(time.perf_counter() - t0)
         if check_numerics:
             _check(k, arrays, program)
     outs = [arrays[b] for b in program.outputs]
@@ -203,5 +209,7 @@ def _check(k, arrays, program):
         if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
             buf = program.buffers[b]
             what = "NaN" if np.isnan(a).any() else "inf"
-            raise NumericsError(f"kernel {k.name} ({k.source}) made a non-finite value ({what}) in "
-                                f"@{buf.name}: {buf.type_str()} built at {buf.source}")
+            e = NumericsError(f"kernel {k.name} ({k.source}) made a non-finite value ({what}) in "
+                              f"@{buf.name}: {buf.type_str()} built at {buf.source}")
+            e.kernel = program.schedule.index(k)
+            raise e

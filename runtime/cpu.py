@@ -180,8 +180,10 @@ class CpuRunner(Runner):
         what = f"in {bad[0].name}: {bad[0].type_str()}" if bad else ""
         where = (bad[0].source if bad and bad[0].source else None) or kern.source or "?"
         kind = bad[1] if bad else "NaN or inf"
-        return NumericsError(f"{kern.name} made a non-finite value ({kind}) {what} built at {where} "
-                             f"(kernel {kno} computes: {kern.source or kern.name}); no update was applied")
+        err = NumericsError(f"{kern.name} made a non-finite value ({kind}) {what} built at {where} "
+                            f"(kernel {kno} computes: {kern.source or kern.name}); no update was applied")
+        err.kernel = kno
+        return err
 
 
 def build(graph, options):

@@ -189,9 +189,11 @@ class GpuRunner(Runner):
                 if not bool(torch.isfinite(t).all()):
                     kind = "NaN" if bool(torch.isnan(t).any()) else "inf"
                     where = buf.source or kern.source or "?"
-                    raise NumericsError(f"{kern.name} made a non-finite value ({kind}) in {buf.name}: "
+                    err = NumericsError(f"{kern.name} made a non-finite value ({kind}) in {buf.name}: "
                                         f"{buf.type_str()} built at {where} (kernel {kno} computes: "
                                         f"{kern.source or kern.name}); no update was applied")
+                    err.kernel = kno
+                    raise err
 
 
 def _views_in_order(program, names) -> list:

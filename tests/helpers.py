@@ -131,3 +131,21 @@ def check_grad(build_fn, arrays, target="reference", wrt=None, shapes=None, eps=
                 np.testing.assert_allclose(g.reshape(-1)[j], fd(e.reshape(a.shape)), rtol=rtol, atol=atol,
                                            err_msg=f"gradient of input {i} at flat index {j}")
     return analytic
+
+
+def small_training_step(target):
+    """x -> relu(x W + b) V -> cross-entropy, SGD on W, b, V: (fn, (X, Y), {what: the
+    file:line that built h, logits and loss}, [W, b, V]); X is 12 x 16."""
+    x = ng.placeholder(("N", 16), name="x")
+    y = ng.placeholder(("N",), "int32", name="y")
+    W = ng.parameter(ng.init.glorot_uniform((16, 8), seed=0), name="W")
+    b = ng.parameter(np.zeros(8, np.float32), name="b")
+    V = ng.parameter(ng.init.glorot_uniform((8, 4), seed=1), name="V")
+    h = ng.relu(x @ W + b)
+    logits = h @ V
+    loss = ng.cross_entropy(logits, y)
+    gs = ng.grad(loss, [W, b, V])
+    fn = ng.compile([x, y], loss, updates={p: p - 0.1 * g for p, g in zip([W, b, V], gs)}, target=target)
+    X = np.random.default_rng(0).standard_normal((12, 16)).astype(np.float32)
+    Y = (np.arange(12) % 4).astype(np.int32)
+    return fn, (X, Y), {"h": h.where, "logits": logits.where, "loss": loss.where}, [W, b, V]

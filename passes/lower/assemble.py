@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from .. import fusion
+from .. import fusion, kernel_map
 from ..kernel_dag import kernel_dag
 from ..memory import plan_memory
 from ..program import LoopKernel, MatmulKernel, Program, Stage
@@ -72,6 +72,7 @@ def assemble(ctx) -> Program:
     prog = Program(buffers, schedule, list(ctx.inputs), list(ctx.params), list(ctx.outputs),
                    list(ctx.updates))
     prog.plan = plan_memory(prog)
+    prog.nodes = kernel_map.build(ctx.plan, ctx.store_bufs, schedule, ctx.root)
     prog.stats = _stats(ctx, schedule)
     return prog
 
