@@ -7,7 +7,6 @@ from __future__ import annotations
 from html import escape
 
 from passes.kernel_dag import kernel_dag
-from passes.memory import base_of
 
 from ..textir import value_names
 from .layout import layered
@@ -81,7 +80,7 @@ def kernel_dag_svg(program, svg_id: str) -> str:
     """The collapsed view: one box per kernel (its colour), edges where a kernel
     reads what another wrote."""
     sched = program.schedule
-    dag = kernel_dag(dict(enumerate(sched)), lambda b: base_of(program, b))
+    dag = kernel_dag(dict(enumerate(sched)), program.root)
     edges = sorted(dag.edges())
     lay = layered(list(range(len(sched))), edges, lambda k: False, 190, NODE_H)
     out = [f'<svg id="{svg_id}" class="graph" xmlns="http://www.w3.org/2000/svg" '
