@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..cli_dump import DEFAULT_TARGET, DumpError, guarded, load_function
-from ..compile import TARGETS
+from ..compiler import TARGETS
 
 HELP = "write a self-contained HTML report of the function a script builds"
 
