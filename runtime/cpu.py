@@ -29,7 +29,9 @@ from nngraph.errors import NumericsError
 from nngraph.types import concrete_shape, np_dtype
 from passes.program import format_program
 
+from .bindings import BindingCache
 from .function import Runner
+from .sizes import check_total, checked_nbytes, element_count
 
 ALIGN = 64
 
@@ -48,13 +50,13 @@ class _Binding:
         for b in p.buffers.values():
             if b.kind == "temp":
                 s = slot_of.get(b.id, ("own", b.id))
-                n = int(np.prod(self.shapes[b.id], dtype=np.int64)) * np_dtype(b.dtype).itemsize
+                n = checked_nbytes(self.shapes[b.id], np_dtype(b.dtype).itemsize, f"temporary {b.name}")
                 nbytes[s] = max(nbytes.get(s, 0), n)
         offsets, total = {}, 0
         for s, n in nbytes.items():
             offsets[s] = total
             total += (n + ALIGN - 1) // ALIGN * ALIGN
-        self.peak_bytes = total
+        self.peak_bytes = check_total(total, "the work buffer of these sizes")
         self.arena = np.empty(total + 2 * ALIGN, dtype=np.uint8)
         base = self.arena.ctypes.data
         base += (-base) % ALIGN
@@ -71,7 +73,7 @@ class _Binding:
         self.fresh = [(b, self.shapes[b], np_dtype(p.buffers[b].dtype)) for b in runner.fresh_ids]
 
     def temp_view(self, buf):
-        n = int(np.prod(self.shapes[buf.id], dtype=np.int64))
+        n = element_count(self.shapes[buf.id])
         off = self.temps[buf.id]
         return self.arena[off:off + n * np_dtype(buf.dtype).itemsize].view(np_dtype(buf.dtype)).reshape(self.shapes[buf.id])
 
@@ -97,7 +99,7 @@ class CpuRunner(Runner):
         self.param_ids = list(program.params)
         # buffers the call writes into fresh arrays it hands out: outputs and updates
         self.fresh_ids = sorted({b.id for b in program.buffers.values() if b.kind in ("output", "update")})
-        self._bindings = {}
+        self._bindings = BindingCache(lambda env: _Binding(self, env))
         self._spare = {}      # buffer id -> array from the last call, reusable when unshared
         self._addr = {}       # id(array) -> (array, data address), arrays of the last call
         kind = {b.id: b.kind for b in program.buffers.values()}
@@ -114,10 +116,7 @@ class CpuRunner(Runner):
 
     def _binding(self, env) -> _Binding:
         key = tuple(env[s] for s in self.symbols)
-        bd = self._bindings.get(key)
-        if bd is None:
-            bd = self._bindings[key] = _Binding(self, env)
-        return bd
+        return self._bindings.get(key, env)
 
     def run(self, inputs, params, env):
         with self._lock:

@@ -28,13 +28,6 @@ def assert_roundtrip(graph) -> str:
     return ng.format(graph)
 
 
-# ops whose lowering to a Program may not exist yet: on target "reference" (which runs
-# the lowered Program) a LoweringError for a graph holding one of them is an expected
-# failure, reported as xfail until the lowering lands (then the test simply passes)
-NOT_YET_LOWERED = {"conv2d", "conv2d_grad_input", "conv2d_grad_filter", "max_pool2d", "max_pool2d_grad",
-                   "max_pool2d_select", "avg_pool2d", "avg_pool2d_grad"}
-
-
 def _oracle(inputs, outputs, updates=None, check_numerics=False, cast_inputs=False, **_):
     """A Function that runs the graph as built on the node-by-node NumPy interpreter."""
     import importlib
@@ -52,17 +45,7 @@ def compile(inputs, outputs, target="reference", **kw):
     if target == "oracle":
         fn = _oracle(inputs, outputs, **kw)
     else:
-        try:
-            fn = ng.compile(inputs, outputs, target=target, **kw)
-        except Exception as e:
-            if type(e).__name__ == "LoweringError":
-                from nngraph.graph import toposort
-                outs = [outputs] if isinstance(outputs, ng.Tensor) else list(outputs)
-                pending = {n.op for n in toposort(outs)} & NOT_YET_LOWERED
-                if pending:
-                    import pytest
-                    pytest.xfail(f"target {target}: no lowering yet for {', '.join(sorted(pending))}: {e}")
-            raise
+        fn = ng.compile(inputs, outputs, target=target, **kw)
     if not getattr(fn, "roundtrip_checked", False):
         assert_roundtrip(fn.graph)
     return fn
