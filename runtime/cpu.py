@@ -31,6 +31,7 @@ from passes.program import format_program
 
 from .bindings import BindingCache
 from .function import Runner
+from .gemm_limits import check_gemm_sizes
 from .sizes import check_total, checked_nbytes, element_count
 
 ALIGN = 64
@@ -41,6 +42,7 @@ class _Binding:
 
     def __init__(self, runner, env):
         p = runner.program
+        check_gemm_sizes(p, env)
         self.shapes = {b.id: concrete_shape(b.shape, env) for b in p.buffers.values()}
         self.sizes = np.array([env[s] for s in runner.symbols] or [0], dtype=np.int64)
         self.ptrs = np.zeros(runner.n_ptrs, dtype=np.uint64)
