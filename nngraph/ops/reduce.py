@@ -83,8 +83,15 @@ def _argmax_ref(ctx, a):
     return np.argmax(a, axis=ax, keepdims=ctx.attrs["keepdims"]).astype(np.int64)
 
 
-register(Op("sum", "reduction", _infer("sum"), _ref(lambda a, axis, keepdims: np.sum(a, axis=axis, keepdims=keepdims, dtype=a.dtype)),
-            _sum_vjp, doc="sum over axes"))
+def _sum_ref(a, axis, keepdims):
+    """float32 sums accumulate in float64: NumPy sums pairwise only along the
+    contiguous axis, and over axis 0 of a C-ordered array it keeps one running
+    float32 total per column (1.5% off over 2e6 rows)."""
+    acc = np.float64 if a.dtype == np.float32 else a.dtype
+    return np.sum(a, axis=axis, keepdims=keepdims, dtype=acc)
+
+
+register(Op("sum", "reduction", _infer("sum"), _ref(_sum_ref), _sum_vjp, doc="sum over axes"))
 register(Op("max", "reduction", _infer("max"), _ref(np.max), _extremum_vjp, doc="max over axes"))
 register(Op("min", "reduction", _infer("min"), _ref(np.min), _extremum_vjp, doc="min over axes"))
 register(Op("argmax", "reduction", _infer("argmax"), _argmax_ref, None, nondiff=True,
