@@ -10,7 +10,7 @@ import math
 
 from codegen.llvm.matmul import folds
 from nngraph.errors import InputError
-from nngraph.types import eval_size
+from nngraph.types import eval_size, is_float
 from passes.program import MatmulKernel
 
 BLAS_INT_LIMIT = 2**31 - 1
@@ -21,7 +21,7 @@ def check_gemm_sizes(program, env) -> None:
     for kern in program.schedule:
         if not isinstance(kern, MatmulKernel):
             continue
-        if program.buffers[kern.out].dtype not in ("float32", "float64"):
+        if not is_float(program.buffers[kern.out].dtype):
             continue   # integer products are generated loops with 64-bit indices
         m, n, k = (eval_size(s, env) for s in (kern.m, kern.n, kern.k))
         rows = m * math.prod(eval_size(s, env) for s in kern.batch) if folds(program, kern) else m

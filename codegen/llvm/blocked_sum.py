@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import llvmlite.ir as ir
 
+from nngraph.types import is_float
+
 from .irtypes import F64, i64, value_type
 
 SUM_BLOCK = 4096
@@ -22,7 +24,7 @@ COLUMN_SUM_BLOCK = 256
 
 
 def is_float_sum(kind, dt) -> bool:
-    return kind == "sum" and dt in ("float32", "float64")
+    return kind == "sum" and is_float(dt)
 
 
 class BlockedSums:
@@ -49,7 +51,7 @@ class BlockedSums:
         b = self.fb.b
         for (a, dt), t in zip(self.items, self.totals):
             v = b.load(a)
-            if dt != "float64":
+            if value_type(dt) != F64:
                 v = b.fpext(v, F64)
             b.store(b.fadd(b.load(t), v), t)
 
@@ -57,7 +59,7 @@ class BlockedSums:
         b = self.fb.b
         for (a, dt), t in zip(self.items, self.totals):
             v = b.load(t)
-            b.store(v if dt == "float64" else b.fptrunc(v, value_type(dt)), a)
+            b.store(v if value_type(dt) == F64 else b.fptrunc(v, value_type(dt)), a)
 
 
 def blocked_loop(fb, lo, hi, sums: BlockedSums, name):

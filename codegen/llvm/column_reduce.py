@@ -105,8 +105,8 @@ def _flush_block(fb, c0, c1, slot, sums, totals, last):
         for (tile, dt), total in zip(sums, totals):
             t = b.load(slot(total, c))
             if last:
-                b.store(t if dt == "float64" else b.fptrunc(t, value_type(dt)), slot(tile, c))
+                b.store(t if value_type(dt) == F64 else b.fptrunc(t, value_type(dt)), slot(tile, c))
                 continue
             v = b.load(slot(tile, c))
-            b.store(b.fadd(t, v if dt == "float64" else b.fpext(v, F64)), slot(total, c))
+            b.store(b.fadd(t, v if value_type(dt) == F64 else b.fpext(v, F64)), slot(total, c))
             b.store(ir.Constant(value_type(dt), 0.0), slot(tile, c))

@@ -98,6 +98,26 @@ register(Op("argmax", "reduction", _infer("argmax"), _argmax_ref, None, nondiff=
             doc="index of the first max along one axis (int64)"))
 
 
+def _stable_log_sum_exp(s):
+    """log(sum(exp(z))) written by hand becomes max(z) + log(sum(exp(z - max(z)))) as
+    it is built, so its gradient (softmax(z)) is the stable form's too: a rewrite of the
+    value alone left exp(z) / sum(exp(z)) = inf / inf in the gradient. An exponent that
+    is already shifted by a stop_gradient (logsumexp, log_softmax) is left as it is."""
+    if s.op != "sum" or s.inputs[0].op != "exp" or not is_float(s.dtype):
+        return None
+    z = s.inputs[0].inputs[0]
+    if z.op == "sub" and z.inputs[1].op == "stop_gradient":
+        return None
+    from .movement import reshape
+    axes, keep = s.attrs["axes"], s.attrs["keepdims"]
+    m = ew.stop_gradient(max(z, axes, keepdims=True))
+    inner = make("log", (sum(ew.exp(ew.sub(z, m)), axes, keepdims=keep),), canonical=False)
+    return ew.add(m if keep else reshape(m, tuple(inner.shape)), inner)
+
+
+ew.LOG_REWRITES.append(_stable_log_sum_exp)
+
+
 def sum(x, axis=None, keepdims=False) -> Tensor:
     (x,) = ew._coerce(x)
     if x.dtype == "bool":
