@@ -114,7 +114,7 @@ def _emit_stage(fb: FnBuilder, oidx, st: Stage, s_no, results, acc_buffer, first
             ia = fb.alloca(I64, name="acc_idx")
             b.store(i64(0), ia)
         accs.append((kind, dt, a, ia))
-    sums = BlockedSums(fb, accs)
+    sums = BlockedSums(fb, accs if st.inner else [])   # no loop: nothing to block
     with _inner_loops(fb, st.inner, f"s{s_no}_", first, sums) as iidx:
         vals, dts = _emit_body(fb, st.body, list(oidx) + list(iidx), results, acc_buffer)
         for (kind, dt, a, ia), red in zip(accs, st.reduce):
