@@ -44,19 +44,25 @@ def test_one_cycle_matches_torch_lr_and_momentum_at_every_step(total, final_frac
         sched.step()
 
 
-def test_sgd_with_one_cycle_cycles_its_momentum():
+def _data():
     X = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
-    y = (X[:, 0] > 0).astype(np.int32)
-    seen = []
+    return X, (X[:, 0] > 0).astype(np.int32)
 
+
+def _spy(seen, read):
     class Spy(ng.nn.Callback):
         def on_batch_end(self, batch, logs=None):
-            seen.append(float(self.model.optimizer.momentum_param.value))
+            seen.append(read(self.model.optimizer))
+    return Spy()
 
+
+def test_sgd_with_one_cycle_cycles_its_momentum():
+    X, y = _data()
+    seen = []
     model = ng.nn.Sequential([ng.nn.Dense(2)], input_shape=(3,))
-    opt = ng.optim.SGD(ng.optim.OneCycle(0.5, final_fraction=0.0), momentum=0.9)
-    model.compile(opt, target="reference")
-    model.fit(X, y, epochs=2, batch_size=5, verbose=0, callbacks=[Spy()])   # 8 steps
+    model.compile(ng.optim.SGD(ng.optim.OneCycle(0.5, final_fraction=0.0), momentum=0.9), target="reference")
+    model.fit(X, y, epochs=2, batch_size=5, verbose=0,               # 8 steps
+              callbacks=[_spy(seen, lambda opt: float(opt.momentum_param.value))])
     assert seen[0] == pytest.approx(0.95) and seen[3] == pytest.approx(0.85) and seen[-1] == pytest.approx(0.95)
 
 
