@@ -7,12 +7,19 @@ $XDG_CACHE_HOME/nngraph). Key: sha256 of the IR text and the target description
 bytes; it is written to a temporary file and moved into place with os.replace, so
 readers never see half an entry. A read whose header, length or checksum does not
 match returns None (the caller recompiles and overwrites it); nothing is trusted.
+
+Security. A checksum catches accidents, not intent: anyone who can write the
+directory can plant an object file (or a Triton module) with a valid checksum, and
+nngraph would run it. So the directory is created 0700, and a directory or entry
+that is not owned by this user, or that group or others can write, is refused: a
+warning (once per path) and the program is compiled without the cache.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 MAGIC = b"NNGRAPH-OBJ1"
@@ -24,6 +31,58 @@ def cache_dir() -> Path:
         return Path(d)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "nngraph"
+
+
+_warned: set = set()
+
+
+def _warn_once(path, why: str) -> None:
+    if str(path) not in _warned:
+        _warned.add(str(path))
+        warnings.warn(f"nngraph cache: {path} is {why}; it is not used (compiling without the cache). "
+                      f"Set NNGRAPH_CACHE_DIR to a directory only you can write.", RuntimeWarning, stacklevel=4)
+
+
+def unsafe_reason(st) -> str:
+    """Why a file or directory with stat `st` could hold someone else's code, or ""."""
+    uid = os.getuid()
+    if st.st_uid != uid:
+        return f"owned by uid {st.st_uid}, not by you (uid {uid})"
+    if st.st_mode & 0o022:
+        return f"writable by group or others (mode {oct(st.st_mode & 0o777)})"
+    return ""
+
+
+def trusted_dir(path=None):
+    """`path` (default: the cache directory), created 0700 if missing, when only this
+    user can write it; else None, with a warning once."""
+    d = Path(path) if path is not None else cache_dir()
+    try:
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.stat(d)
+    except OSError:
+        return None
+    why = unsafe_reason(st)
+    if why:
+        _warn_once(d, why)
+        return None
+    return d
+
+
+def read_trusted(path):
+    """The bytes of `path` if it is a regular file only this user can write, else None
+    (missing: silently; someone else's or writable by others: warned once)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        why = unsafe_reason(st)
+        if why:
+            _warn_once(path, why)
+            return None
+        return f.read()
 
 
 def key(ir_text: str, target_id: str) -> str:
@@ -40,10 +99,9 @@ def path_for(k: str) -> Path:
 
 def load(k: str):
     """The cached object bytes for key `k`, or None if absent or damaged."""
-    p = path_for(k)
-    try:
-        data = p.read_bytes()
-    except OSError:
+    d = trusted_dir()
+    data = read_trusted(d / f"{k}.o") if d is not None else None
+    if data is None:
         return None
     nl = data.find(b"\n")
     if nl < 0:
@@ -63,9 +121,10 @@ def load(k: str):
 
 def store(k: str, obj: bytes) -> bool:
     """Write an entry atomically; False (and no exception) if the directory is not writable."""
-    d = cache_dir()
+    d = trusted_dir()
+    if d is None:
+        return False
     try:
-        d.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".o")
         try:
             with os.fdopen(fd, "wb") as f:

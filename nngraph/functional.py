@@ -77,15 +77,38 @@ def binary_cross_entropy(p, targets, from_logits=False) -> Tensor:
     it is softplus(z) - t z, finite for any z; with probabilities each log is
     clamped at -100 (as PyTorch does)."""
     p, t = _t(p), _t(targets)
+    p = _without_identities(p)      # simplify before stabilising: sigmoid(z) * 1.0 is sigmoid(z)
     if not from_logits and p.op == "sigmoid":
         p, from_logits = p.inputs[0], True
     t = ew.cast(t, p.dtype)
     ew.broadcast_shapes("binary_cross_entropy", p, t)
     if from_logits:
         return rd.mean(ew.sub(ew.softplus(p), ew.mul(t, p)))
-    lp = ew.maximum(ew.log(p), -100.0)
-    l1p = ew.maximum(ew.log1p(ew.neg(p)), -100.0)
+    lp = _log_clamped(p, ew.log, 0.0)
+    l1p = _log_clamped(ew.neg(p), ew.log1p, -1.0)
     return rd.mean(ew.neg(ew.add(ew.mul(t, lp), ew.mul(ew.sub(1.0, t), l1p))))
+
+
+def _log_clamped(x, log, pole):
+    """max(log(x), -100), with a zero gradient (not 0 * inf = NaN) where x is at the
+    log's pole: the pole is replaced by a harmless value before the log is taken."""
+    ok = ew.greater(x, pole)
+    safe = ew.where(ok, x, ew.add(ew.mul(x, 0.0), pole + 1.0))
+    return ew.where(ok, ew.maximum(log(safe), -100.0), -100.0)
+
+
+def _without_identities(x):
+    """x * 1, 1 * x, x / 1, x + 0, x - 0 -> x (same type), so a stable form is still seen."""
+    while x.op in ("mul", "div", "add", "sub"):
+        a, b = x.inputs
+        one = x.op in ("mul", "div")
+        if ew._is_const(b, 1.0 if one else 0.0) and a.type == x.type:
+            x = a
+        elif x.op in ("mul", "add") and ew._is_const(a, 1.0 if one else 0.0) and b.type == x.type:
+            x = b
+        else:
+            break
+    return x
 
 
 def mse(pred, target) -> Tensor:

@@ -199,7 +199,9 @@ class Parameter(Tensor):
             if not np.can_cast(arr.dtype, self._state["value"].dtype, casting="same_kind"):
                 raise ShapeError(f"parameter {self.name}: expected dtype {self.dtype}, got {arr.dtype}")
             arr = arr.astype(self._state["value"].dtype)
-        self._state["value"] = np.array(arr, copy=True)
+        # always a private C-ordered copy: the backends read a parameter's buffer as
+        # C-contiguous, so a Fortran-order or strided value (M.T) must not be kept as is
+        self._state["value"] = np.array(arr, copy=True, order="C")
 
     def __setattr__(self, k, v):
         if k == "value":  # the one mutable thing (Tensor.__setattr__ forbids the rest)

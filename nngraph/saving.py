@@ -6,7 +6,11 @@ It is written entry by entry with zipfile and NumPy's .npy writer rather than
 np.savez, so any parameter name works (np.savez reserves 'file' and
 'allow_pickle'). The data goes to a temporary file beside the target, is
 flushed to disk, then renamed over it: a save that fails or is interrupted
-leaves the old file as it was.
+leaves the old file as it was. The new file keeps the old one's permissions (a new
+one gets the umask's, as open() would give); a symlink is written through (its
+target is replaced, the link stays). A save killed outright (kill -9) cannot clean
+up its temporary file: its name carries the saving process's id, and the next save
+to that directory removes those of processes that no longer exist.
 """
 from __future__ import annotations
 
@@ -53,6 +57,60 @@ def _write_npz(f, arrays: dict) -> None:
                 np.lib.format.write_array(e, np.asarray(a), allow_pickle=False)
 
 
+TEMP_PREFIX = ".nngraph-save-"
+TEMP_SUFFIX = ".npz.tmp"
+
+
+def _remove_stale_temps(d: str) -> None:
+    """Temporary files of earlier saves whose process is gone (killed mid-save)."""
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
+            continue
+        pid = name[len(TEMP_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            try:
+                os.unlink(os.path.join(d, name))
+            except OSError:
+                pass
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:       # exists, someone else's
+        return True
+    return True
+
+
+def _mode_for(path: str) -> int:
+    """The existing file's permission bits, else what open() would create."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where /proc shows it (setting it
+    to read it would race with other threads creating files)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return umask
+
+
 def save(path, params) -> None:
     """Write the values of `params` (a list or dict of parameters, or one) to `path`.
     The file is replaced atomically: an interrupted save leaves the old file intact."""
@@ -61,11 +119,15 @@ def save(path, params) -> None:
 
 def save_arrays(path, arrays: dict) -> None:
     """Write named arrays to `path` as an .npz, atomically (what `save` does for
-    parameters; ng.nn's model files use it for weights, optimizer state and config)."""
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".nngraph-save-", suffix=".npz.tmp", dir=d)
+    parameters; ng.nn's model files use it for weights, optimizer state and config).
+    A symlink is written through to its target; stale temp files of killed saves in
+    that directory are removed first."""
+    path = os.path.realpath(os.fspath(path))     # through a symlink to its target
+    d = os.path.dirname(path)
+    _remove_stale_temps(d)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=TEMP_SUFFIX, dir=d)
     try:
+        os.chmod(tmp, _mode_for(path))
         with os.fdopen(fd, "wb") as f:
             _write_npz(f, arrays)
             f.flush()
@@ -85,15 +147,32 @@ def save_arrays(path, arrays: dict) -> None:
         pass
 
 
+def _check_is_npz(path: str) -> None:
+    """Say what the file is when it is not what ng.save writes (np.load would report
+    a text file as 'pickled data' and return a .npy's array)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return
+    if head.startswith(b"\x93NUMPY"):
+        what = "a single NumPy array (.npy)"
+    elif not head:
+        what = "empty"
+    elif all(32 <= c < 127 or c in (9, 10, 13) for c in head):
+        what = f"a text file (it starts with {head.decode('ascii')!r})"
+    else:
+        what = f"not a zip archive (it starts with bytes {head!r})"
+    raise ValueError(f"load: {path} is {what}; expected a .npz of named parameters as written by ng.save")
+
+
 def load(path, params) -> None:
     """Read values written by `save` into `params` (list, dict or one parameter).
     Every parameter must be in the file with its shape and dtype; nothing changes
     unless all of them are. Entries of the file that no parameter asks for are ignored."""
     items = _named(params)
     path = os.fspath(path)
+    _check_is_npz(path)
     with np.load(path, allow_pickle=False) as f:
-        if not hasattr(f, "files"):
-            raise ValueError(f"load: {path} holds a single array, not a .npz of named parameters")
         have = set(f.files)
         new = []
         for k, p in items:

@@ -57,9 +57,10 @@ def plan_memory(program) -> dict:
 
 
 def nbytes(buf, env: dict) -> int:
+    """Bytes of `buf` for the bound sizes, in Python ints (never wrapping at 2**63)."""
     n = 1
     for d in concrete_shape(buf.shape, env):
-        n *= d
+        n *= int(d)
     return n * np_dtype(buf.dtype).itemsize
 
 

@@ -29,7 +29,10 @@ from nngraph.types import concrete_shape, is_float, np_dtype
 from passes.memory import arena_layout, region_of
 from passes.program import format_program
 
+from .bindings import BindingCache
 from .function import Runner
+from .gemm_limits import check_gemm_sizes
+from .sizes import check_total, checked_nbytes, element_count
 
 ALIGN = 64
 
@@ -39,12 +42,13 @@ class _Binding:
 
     def __init__(self, runner, env):
         p = runner.program
+        check_gemm_sizes(p, env)
         self.shapes = {b.id: concrete_shape(b.shape, env) for b in p.buffers.values()}
         self.sizes = np.array([env[s] for s in runner.symbols] or [0], dtype=np.int64)
         self.ptrs = np.zeros(runner.n_ptrs, dtype=np.uint64)
         # arena: one region per plan slot, sized for its largest temp
         offsets, total = arena_layout(p, env, ALIGN)
-        self.peak_bytes = total
+        self.peak_bytes = check_total(total, "the work buffer of these sizes")
         self.arena = np.empty(total + 2 * ALIGN, dtype=np.uint8)
         base = self.arena.ctypes.data
         base += (-base) % ALIGN
@@ -61,7 +65,7 @@ class _Binding:
         self.fresh = [(b, self.shapes[b], np_dtype(p.buffers[b].dtype)) for b in runner.fresh_ids]
 
     def temp_view(self, buf):
-        n = int(np.prod(self.shapes[buf.id], dtype=np.int64))
+        n = element_count(self.shapes[buf.id])
         off = self.temps[buf.id]
         return self.arena[off:off + n * np_dtype(buf.dtype).itemsize].view(np_dtype(buf.dtype)).reshape(self.shapes[buf.id])
 
@@ -87,7 +91,7 @@ class CpuRunner(Runner):
         self.param_ids = list(program.params)
         # buffers the call writes into fresh arrays it hands out: outputs and updates
         self.fresh_ids = sorted({b.id for b in program.buffers.values() if b.kind in ("output", "update")})
-        self._bindings = {}
+        self._bindings = BindingCache(lambda env: _Binding(self, env))
         self._spare = {}      # buffer id -> array from the last call, reusable when unshared
         self._addr = {}       # id(array) -> (array, data address), arrays of the last call
         kind = {b.id: b.kind for b in program.buffers.values()}
@@ -104,10 +108,7 @@ class CpuRunner(Runner):
 
     def _binding(self, env) -> _Binding:
         key = tuple(env[s] for s in self.symbols)
-        bd = self._bindings.get(key)
-        if bd is None:
-            bd = self._bindings[key] = _Binding(self, env)
-        return bd
+        return self._bindings.get(key, env)
 
     def run(self, inputs, params, env):
         with self._lock:

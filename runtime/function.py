@@ -2,6 +2,7 @@
 symbolic sizes, atomic updates, stats and dumps. The backend supplies a Runner."""
 from __future__ import annotations
 
+import collections
 import threading
 import warnings
 
@@ -10,6 +11,38 @@ import numpy as np
 from nngraph.errors import InputError, NumericsError
 from nngraph.interpreter import _given, bind_dims
 from nngraph.types import np_dtype
+
+from .checks import call_checks
+
+# Calls that update the same parameter must not overlap (each reads the values the
+# other replaces: lost updates). Every parameter maps to one of these locks; a call
+# takes the locks of the parameters it updates, in index order (no deadlock).
+_PARAM_LOCKS = tuple(threading.Lock() for _ in range(61))
+
+
+def _param_lock_index(p) -> int:
+    return (id(p) >> 4) % len(_PARAM_LOCKS)
+
+
+def locked(locks, fn, *args):
+    """fn(*args) holding every lock of `locks` (in that order). Nested `with`
+    statements, whose enter and exit run in C: a KeyboardInterrupt cannot leave one
+    of them held."""
+    if not locks:
+        return fn(*args)
+    with locks[0]:
+        return locked(locks[1:], fn, *args)
+
+
+_VALUE = "value"
+
+
+def commit(states, values) -> None:
+    """Store every new parameter value in one C-level call: map and deque run no
+    bytecode between two stores, so no Python signal handler (Ctrl-C's
+    KeyboardInterrupt) can run in the middle and leave some parameters updated and
+    others not. An interrupt lands before the call (nothing stored) or after it (all)."""
+    collections.deque(map(dict.__setitem__, states, [_VALUE] * len(states), values), maxlen=0)
 
 
 class Runner:
@@ -28,6 +61,21 @@ class Runner:
 
     def run(self, inputs, params, env):  # pragma: no cover - interface
         raise NotImplementedError
+
+
+def _check_fits(label, ph, a, want) -> None:
+    """Integers converted to a narrower integer dtype must fit: a cast would wrap
+    (2**32 + 1 becomes 1 in int32) and silently change the value."""
+    if a.dtype.kind not in "iu" or want.kind not in "iu" or a.size == 0:
+        return
+    info = np.iinfo(want)
+    if np.can_cast(a.dtype, want, casting="safe"):
+        return
+    lo, hi = a.min(), a.max()
+    if lo < info.min or hi > info.max:
+        bad = int(lo) if lo < info.min else int(hi)
+        raise InputError(f"input '{label}': expected {ph.type}, got the value {bad}, which does not fit "
+                         f"in {want} ({info.min} to {info.max})")
 
 
 class Function:
@@ -54,7 +102,11 @@ class Function:
         self._dtypes = [np_dtype(ph.dtype) for ph in self.inputs]
         self._stats = dict(stats or {})
         self._stages = dict(stages or {})
-        self._lock = threading.Lock()
+        # the parameters' locks (shared with every Function updating them), then this
+        # Function's own (its runner's bindings are per Function)
+        stripes = sorted({_param_lock_index(p) for p in self._run_updated})
+        self._locks = tuple(_PARAM_LOCKS[i] for i in stripes) + (threading.Lock(),)
+        self._checks = call_checks(graph)
 
     # ------------------------------------------------------------------ calling
     def _label(self, i: int) -> str:
@@ -102,12 +154,14 @@ class Function:
                 if a.dtype == object or not np.can_cast(a.dtype, want, casting="same_kind"):
                     raise InputError(f"input '{label}': expected {ph.type}, got a {type(v).__name__} of "
                                      f"{a.dtype} values, shape {list(a.shape)}")
+                _check_fits(label, ph, a, want)
                 v = a.astype(want, copy=False)
             if v.dtype != want:
                 castable = v.dtype != object and np.can_cast(v.dtype, want, casting="same_kind")
                 if self.cast_inputs and castable:
                     warnings.warn(f"input '{label}': casting {v.dtype} to {want} (expected {ph.type}, "
                                   f"got {_given(v)})", stacklevel=3)
+                    _check_fits(label, ph, v, want)
                     v = v.astype(want)
                 else:
                     hint = (" (pass cast_inputs=True to ng.compile to allow this cast)" if castable else
@@ -122,22 +176,9 @@ class Function:
     def __call__(self, *args, **kwargs):
         vals = self._check(self._collect(args, kwargs))
         env = bind_dims(self.inputs, vals)
-        with self._lock:
-            self._last = (vals, env)
-            params = [p.value for p in self._run_params]
-            try:
-                outs, new = self.runner.run(vals, params, env)
-            except NumericsError as e:
-                from .numerics import in_graph_terms
-                better = in_graph_terms(self._run_graph, getattr(self.runner, "program", None), e, vals,
-                                        params, env)
-                if better is e:
-                    raise
-                raise better from e
-            # commit: every update was computed from the old values; apply all at once
-            fed = {id(a) for a in vals}
-            for p, v in zip(self._run_updated, new):
-                p._state["value"] = np.array(v) if id(v) in fed else v  # never keep the caller's array
+        for check in self._checks:
+            check(vals, env)
+        params, outs, new = locked(self._locks, self._run_and_commit, vals, env)
         # an output that is a parameter's array (old or new) is copied, so the caller
         # cannot change the parameter through it
         state = {id(a) for a in params} | {id(a) for a in new}
@@ -145,6 +186,24 @@ class Function:
         if len(self.graph.outputs) == 1 and self._single:
             return outs[0]
         return outs
+
+    def _run_and_commit(self, vals, env):
+        self._last = (vals, env)
+        params = [p.value for p in self._run_params]
+        try:
+            outs, new = self.runner.run(vals, params, env)
+        except NumericsError as e:
+            from .numerics import in_graph_terms
+            better = in_graph_terms(self._run_graph, getattr(self.runner, "program", None), e, vals,
+                                    params, env)
+            if better is e:
+                raise
+            raise better from e
+        # every update was computed from the old values; apply all at once
+        fed = {id(a) for a in vals}
+        new = [np.array(v) if id(v) in fed else v for v in new]  # never keep the caller's array
+        commit([p._state for p in self._run_updated], new)
+        return params, outs, new
 
     # ------------------------------------------------------------------ inspecting
     def stages(self) -> list:
@@ -201,7 +260,7 @@ class Function:
             vals, env = [], {}
         else:
             raise InputError(f"profile: give the inputs ({self._signature()}) or call the function once first")
-        with self._lock:
+        with self._locks[-1]:   # this Function's own lock: its bindings
             table = profile(self, vals, env, calls)
         self.last_profile = table
         return table

@@ -33,7 +33,9 @@ from nngraph.types import concrete_shape, is_float, np_dtype
 from passes.memory import peak_bytes, region_of, slot_sizes
 from passes.program import format_program, symbols
 
+from .bindings import BindingCache
 from .function import Runner
+from .sizes import element_count
 
 try:  # both are optional dependencies: a missing one makes the target unavailable
     import torch
@@ -66,7 +68,7 @@ class _Binding:
         p = runner.program
         self.shapes = {b.id: concrete_shape(b.shape, env) for b in p.buffers.values()}
         for b in p.buffers.values():
-            n = int(np.prod(self.shapes[b.id], dtype=np.int64))
+            n = element_count(self.shapes[b.id])  # Python ints: a wrapped count would pass
             if n >= INDEX_LIMIT:
                 raise RuntimeError(f"target='gpu': buffer {b.name} has {n} elements for these sizes "
                                    f"({env}); the generated kernels index with int32 (< 2**31 elements)")
@@ -77,7 +79,7 @@ class _Binding:
         for b in p.buffers.values():
             if b.kind == "temp":
                 shape = self.shapes[b.id]
-                n = int(np.prod(shape, dtype=np.int64)) * np_dtype(b.dtype).itemsize
+                n = element_count(shape) * np_dtype(b.dtype).itemsize
                 arena = arenas[region_of(p, b.id)]
                 self.temps[runner.names[b.id]] = arena[:n].view(TORCH_DTYPES[b.dtype]).view(shape)
         self.sizes = {s: int(env[s]) for s in runner.symbols}
@@ -102,7 +104,7 @@ class GpuRunner(Runner):
         # an update written to a fresh tensor becomes its parameter's device value
         self._param_of_update = {u: program.params.index(pb) for pb, u in program.updates
                                  if pb in program.params and u in self.fresh_ids}
-        self._bindings = {}
+        self._bindings = BindingCache(lambda env: _Binding(self, env))
         self._lock = threading.Lock()
         self.stats = {"kernels": program.kernel_count(),
                       "library_calls": 0, "peak_bytes": 0, "cache_hit": False,
@@ -111,10 +113,7 @@ class GpuRunner(Runner):
     # ------------------------------------------------------------------ state
     def _binding(self, env) -> _Binding:
         key = tuple(env[s] for s in self.symbols)
-        bd = self._bindings.get(key)
-        if bd is None:
-            bd = self._bindings[key] = _Binding(self, env)
-        return bd
+        return self._bindings.get(key, env)
 
     def _to_device(self, a: np.ndarray):
         t = torch.from_numpy(a) if a.flags.c_contiguous and a.flags.writeable else torch.from_numpy(a.copy())

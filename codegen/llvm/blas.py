@@ -127,10 +127,13 @@ def private_instance(core_type: str):
 def _verified_copy(src: str) -> str:
     """A byte-identical copy of `src` under the cache directory: written atomically
     (temp file + rename), compared byte for byte before every use, replaced if not."""
-    from codegen.cache import cache_dir
+    from codegen.cache import trusted_dir
     st = os.stat(src)
     tag = hashlib.sha256(f"{src}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
-    folder = os.path.join(str(cache_dir()), f"blas-{tag}")
+    base = trusted_dir()
+    if base is None:   # a library others could swap is never loaded: use scipy's instance
+        raise OSError("the cache directory is not private to this user")
+    folder = os.path.join(str(base), f"blas-{tag}")
     dst = os.path.join(folder, os.path.basename(src))
     if os.path.isfile(dst) and filecmp.cmp(src, dst, shallow=False):
         return dst

@@ -13,7 +13,8 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from . import scalar
-from .irtypes import i64, value_type
+from .blocked_sum import COLUMN_SUM_BLOCK, is_float_sum
+from .irtypes import F64, i64, value_type
 from .stage import accumulate, emit_body, emit_stage, emit_stores
 
 TILE = 64
@@ -55,6 +56,10 @@ def emit_column_reduction(fb, lo, hi, stages):
     st = stages[0]
     dts = [st.body[r[1]].dtype for r in st.reduce]
     tiles = [fb.alloca(ir.ArrayType(value_type(dt), TILE), name=f"tile_{r[0]}") for r, dt in zip(st.reduce, dts)]
+    # float sums: each block of COLUMN_SUM_BLOCK rows into the tile, then into float64 totals
+    totals = [fb.alloca(ir.ArrayType(F64, TILE), name="tile_total") for r, dt in zip(st.reduce, dts)
+              if is_float_sum(r[0], dt)]
+    sums = [(tile, dt) for tile, r, dt in zip(tiles, st.reduce, dts) if is_float_sum(r[0], dt)]
     n_tiles = b.sdiv(b.add(b.sub(hi, lo), i64(TILE - 1)), i64(TILE))
     with fb.loop(i64(0), n_tiles, "tile") as t:
         c0 = b.add(lo, b.mul(t, i64(TILE)))
@@ -67,13 +72,40 @@ def emit_column_reduction(fb, lo, hi, stages):
         with fb.loop(c0, c1, "init") as c:
             for tile, r, dt in zip(tiles, st.reduce, dts):
                 b.store(scalar.identity(r[0], dt), slot(tile, c))
-        with fb.loop(i64(0), fb.size(st.inner[0]), "row") as n:
-            with fb.loop(c0, c1, "col") as c:
-                vals, vdts = emit_body(fb, st.body, [c, n], {}, None)
-                for tile, r, dt in zip(tiles, st.reduce, dts):
-                    accumulate(fb, r[0], dt, slot(tile, c), None, vals[r[1]], None, vdts, r)
-                emit_stores(fb, st.stores, vals, vdts)
+            for total in totals:
+                b.store(ir.Constant(F64, 0.0), slot(total, c))
+        n_rows = fb.size(st.inner[0])
+        n_blocks = b.sdiv(b.add(n_rows, i64(COLUMN_SUM_BLOCK - 1)), i64(COLUMN_SUM_BLOCK)) if totals else i64(1)
+        with fb.loop(i64(0), n_blocks, "rowblk") as blk:
+            r0 = b.mul(blk, i64(COLUMN_SUM_BLOCK)) if totals else i64(0)
+            r1 = b.add(r0, i64(COLUMN_SUM_BLOCK)) if totals else n_rows
+            r1 = b.select(b.icmp_signed("<", r1, n_rows), r1, n_rows) if totals else r1
+            with fb.loop(r0, r1, "row") as n:
+                with fb.loop(c0, c1, "col") as c:
+                    vals, vdts = emit_body(fb, st.body, [c, n], {}, None)
+                    for tile, r, dt in zip(tiles, st.reduce, dts):
+                        accumulate(fb, r[0], dt, slot(tile, c), None, vals[r[1]], None, vdts, r)
+                    emit_stores(fb, st.stores, vals, vdts)
+            _flush_block(fb, c0, c1, slot, sums, totals, last=False)
+        _flush_block(fb, c0, c1, slot, sums, totals, last=True)
         with fb.loop(c0, c1, "fin") as c:
             results = {0: [(r[0], dt, slot(tile, c), None) for tile, r, dt in zip(tiles, st.reduce, dts)]}
             for s_no, later in enumerate(stages[1:], start=1):
                 results[s_no] = emit_stage(fb, [c], later, s_no, results, None)
+
+
+def _flush_block(fb, c0, c1, slot, sums, totals, last):
+    """After a block: add the tile's float sums into their float64 totals and restart
+    them at 0. After the last block (last=True): the tile takes the total (rounded)."""
+    if not sums:
+        return
+    b = fb.b
+    with fb.loop(c0, c1, "final" if last else "flush") as c:
+        for (tile, dt), total in zip(sums, totals):
+            t = b.load(slot(total, c))
+            if last:
+                b.store(t if value_type(dt) == F64 else b.fptrunc(t, value_type(dt)), slot(tile, c))
+                continue
+            v = b.load(slot(tile, c))
+            b.store(b.fadd(t, v if value_type(dt) == F64 else b.fpext(v, F64)), slot(total, c))
+            b.store(ir.Constant(value_type(dt), 0.0), slot(tile, c))

@@ -5,6 +5,8 @@ codegen/llvm/scalar.py, the counter-based uniform), accumulator updates and stor
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import llvmlite.ir as ir
 
 from nngraph.ops import random
@@ -12,6 +14,7 @@ from nngraph.types import is_float
 from passes.program import Stage
 
 from . import scalar
+from .blocked_sum import BlockedSums, blocked_loop
 from .irtypes import F32, I1, I8, I32, I64, call_intrinsic, const, i64, value_type
 from .loops import FnBuilder
 
@@ -37,12 +40,29 @@ def emit_stage(fb: FnBuilder, oidx, st: Stage, s_no, results, acc_buffer, first=
             ia = fb.alloca(I64, name="acc_idx")
             b.store(i64(0), ia)
         accs.append((kind, dt, a, ia))
-    with fb.nest(st.inner, f"s{s_no}_", first=first) as iidx:
+    sums = BlockedSums(fb, accs if st.inner else [])   # no loop: nothing to block
+    with _inner_loops(fb, st.inner, f"s{s_no}_", first, sums) as iidx:
         vals, dts = emit_body(fb, st.body, list(oidx) + list(iidx), results, acc_buffer)
         for (kind, dt, a, ia), red in zip(accs, st.reduce):
             accumulate(fb, kind, dt, a, ia, vals[red[1]], vals[red[2]] if len(red) > 2 else None, dts, red)
         emit_stores(fb, st.stores, vals, dts)
+    if sums:
+        sums.finish()
     return accs
+
+
+@contextmanager
+def _inner_loops(fb, inner, prefix, first, sums):
+    """The stage's inner loops; with float sums, the innermost runs in blocks (blocked_sum.py)."""
+    if not sums or not inner:
+        with fb.nest(inner, prefix, first=first) as iidx:
+            yield iidx
+        return
+    with fb.nest(inner[:-1], prefix, first=first) as idx:
+        d = len(inner) - 1
+        lo, hi = first if (d == 0 and first is not None) else (i64(0), fb.size(inner[-1]))
+        with contextmanager(blocked_loop)(fb, lo, hi, sums, f"{prefix}{d}") as i:
+            yield list(idx) + [i]
 
 
 def emit_stores(fb, stores, vals, dts):

@@ -187,7 +187,16 @@ def _log_canon(inputs, attrs):
         z = x.inputs[1].inputs[0]
         if x.shape == z.shape:
             return log_of_one_minus_sigmoid(z)
+    for rewrite in LOG_REWRITES:
+        y = rewrite(x)
+        if y is not None:
+            return y
     return None
+
+
+# more stable forms of log(x), registered by the modules that define x's op
+# (reduce.py: log(sum(exp z))), which this module cannot import
+LOG_REWRITES: list = []
 
 
 def _is_const(x, v) -> bool:

@@ -83,12 +83,39 @@ def _argmax_ref(ctx, a):
     return np.argmax(a, axis=ax, keepdims=ctx.attrs["keepdims"]).astype(np.int64)
 
 
-register(Op("sum", "reduction", _infer("sum"), _ref(lambda a, axis, keepdims: np.sum(a, axis=axis, keepdims=keepdims, dtype=a.dtype)),
-            _sum_vjp, doc="sum over axes"))
+def _sum_ref(a, axis, keepdims):
+    """float32 sums accumulate in float64: NumPy sums pairwise only along the
+    contiguous axis, and over axis 0 of a C-ordered array it keeps one running
+    float32 total per column (1.5% off over 2e6 rows)."""
+    acc = np.float64 if a.dtype == np.float32 else a.dtype
+    return np.sum(a, axis=axis, keepdims=keepdims, dtype=acc)
+
+
+register(Op("sum", "reduction", _infer("sum"), _ref(_sum_ref), _sum_vjp, doc="sum over axes"))
 register(Op("max", "reduction", _infer("max"), _ref(np.max), _extremum_vjp, doc="max over axes"))
 register(Op("min", "reduction", _infer("min"), _ref(np.min), _extremum_vjp, doc="min over axes"))
 register(Op("argmax", "reduction", _infer("argmax"), _argmax_ref, None, nondiff=True,
             doc="index of the first max along one axis (int64)"))
+
+
+def _stable_log_sum_exp(s):
+    """log(sum(exp(z))) written by hand becomes max(z) + log(sum(exp(z - max(z)))) as
+    it is built, so its gradient (softmax(z)) is the stable form's too: a rewrite of the
+    value alone left exp(z) / sum(exp(z)) = inf / inf in the gradient. An exponent that
+    is already shifted by a stop_gradient (logsumexp, log_softmax) is left as it is."""
+    if s.op != "sum" or s.inputs[0].op != "exp" or not is_float(s.dtype):
+        return None
+    z = s.inputs[0].inputs[0]
+    if z.op == "sub" and z.inputs[1].op == "stop_gradient":
+        return None
+    from .movement import reshape
+    axes, keep = s.attrs["axes"], s.attrs["keepdims"]
+    m = ew.stop_gradient(max(z, axes, keepdims=True))
+    inner = make("log", (sum(ew.exp(ew.sub(z, m)), axes, keepdims=keep),), canonical=False)
+    return ew.add(m if keep else reshape(m, tuple(inner.shape)), inner)
+
+
+ew.LOG_REWRITES.append(_stable_log_sum_exp)
 
 
 def sum(x, axis=None, keepdims=False) -> Tensor:

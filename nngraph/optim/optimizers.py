@@ -39,6 +39,7 @@ class Optimizer:
         self.lr = parameter(np.asarray(lr0, np.float32), name="lr", trainable=False)
         self.iterations = parameter(np.asarray(0, np.int32), name="iterations", trainable=False)
         self._slots: dict = {}
+        self.momentum_param = None    # set by optimisers whose momentum a schedule cycles
 
     # ---------------------------------------------------------------- state
     def slot(self, p: Parameter, kind: str, fill: float = 0.0) -> Parameter:
@@ -51,7 +52,8 @@ class Optimizer:
 
     def state(self) -> list:
         """Every parameter the optimiser owns (lr, step counter, slots)."""
-        return [self.lr, self.iterations] + [s for _, s in self._slots.values()]
+        extra = [self.momentum_param] if self.momentum_param is not None else []
+        return [self.lr, self.iterations] + extra + [s for _, s in self._slots.values()]
 
     # ---------------------------------------------------------------- graphs
     def updates(self, params, grads) -> dict:
@@ -91,6 +93,8 @@ class Optimizer:
         if self.schedule is not None:
             t = step if self.schedule.per == "step" else epoch
             self.lr.value = np.asarray(self.schedule(t), np.float32)
+            if self.momentum_param is not None:
+                self.momentum_param.value = np.asarray(self.schedule.momentum(t), np.float32)
 
     def _step_float(self):
         """t + 1 as float32: the number of the step being taken (1 for the first)."""
@@ -111,13 +115,17 @@ class SGD(Optimizer):
         if nesterov and momentum == 0.0:
             raise ValueError("SGD: nesterov=True needs a momentum > 0")
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
+        if self.momentum and getattr(self.schedule, "cycle_momentum", False):
+            self.momentum_param = parameter(np.asarray(self.schedule.momentum(0), np.float32),
+                                            name="momentum", trainable=False)
 
     def update_one(self, p, g):
         if self.momentum == 0.0:
             return {p: p - self.lr * g}
         v = self.slot(p, "velocity")
-        v_new = self.momentum * v - self.lr * g
-        w_new = p + self.momentum * v_new - self.lr * g if self.nesterov else p + v_new
+        alpha = self.momentum if self.momentum_param is None else self.momentum_param
+        v_new = alpha * v - self.lr * g
+        w_new = p + alpha * v_new - self.lr * g if self.nesterov else p + v_new
         return {p: w_new, v: v_new}
 
 
@@ -136,7 +144,10 @@ class AdaGrad(Optimizer):
 
 
 class RMSProp(Optimizer):
-    """The course's RMSProp: r <- rho r + (1 - rho) g^2;  w <- w - lr g / sqrt(r + delta)."""
+    """PyTorch's and Keras' RMSProp: r <- rho r + (1 - rho) g^2;  w <- w - lr g / (sqrt(r) + eps).
+    eps is added after the square root, as those libraries do (the course writes
+    sqrt(r + delta); with eps = 1e-8 that differed from PyTorch by 3.6e-4 after five
+    steps, since sqrt(1e-8) = 1e-4 dominates a small r)."""
 
     def __init__(self, lr=0.001, rho: float = 0.9, eps: float = 1e-8, weight_decay: float = 0.0, **clip):
         super().__init__(lr, weight_decay, **clip)
@@ -147,7 +158,7 @@ class RMSProp(Optimizer):
     def update_one(self, p, g):
         r = self.slot(p, "mean_sq")
         r_new = self.rho * r + (1.0 - self.rho) * (g * g)
-        return {p: p - self.lr * g / ew.sqrt(r_new + self.eps), r: r_new}
+        return {p: p - self.lr * g / (ew.sqrt(r_new) + self.eps), r: r_new}
 
 
 class AdaDelta(Optimizer):

@@ -1,6 +1,7 @@
 """ng.save / ng.load: .npz without pickles, atomic replacement, errors that name
 the parameter, and no change at all unless every parameter fits."""
 import os
+import stat
 
 import numpy as np
 import pytest
@@ -132,3 +133,62 @@ def test_a_compiled_functions_params_save_and_load(tmp_path):
     np.testing.assert_array_equal(W.value, [2.0, 4.0])
     ng.load(tmp_path / "f.npz", fn.params)
     np.testing.assert_array_equal(W.value, [1.0, 2.0])
+
+
+# ----------------------------------------------------------------- issue 11 item 12, 13
+def test_saving_over_a_file_keeps_its_mode(tmp_path):
+    p = [ng.parameter(np.ones(3, np.float32), name="w")]
+    path = tmp_path / "m.npz"
+    ng.save(path, p)
+    os.chmod(path, 0o644)
+    ng.save(path, p)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+
+
+def test_a_new_file_gets_the_umask_mode(tmp_path):
+    old = os.umask(0o022)
+    try:
+        ng.save(tmp_path / "n.npz", [ng.parameter(np.ones(3, np.float32), name="w")])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "n.npz").st_mode) == 0o644
+
+
+def test_saving_to_a_symlink_writes_its_target(tmp_path):
+    w = ng.parameter(np.ones(3, np.float32), name="w")
+    target = tmp_path / "real.npz"
+    ng.save(target, [w])
+    link = tmp_path / "link.npz"
+    link.symlink_to(target)
+    w.value = np.full(3, 7.0, np.float32)
+    ng.save(link, [w])
+    assert link.is_symlink()
+    w.value = np.zeros(3, np.float32)
+    ng.load(target, [w])
+    np.testing.assert_array_equal(w.value, 7.0)
+
+
+def test_temp_files_of_killed_saves_are_removed_by_the_next_save(tmp_path):
+    import subprocess
+    import sys
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale = tmp_path / f".nngraph-save-{dead}-abc123.npz.tmp"
+    stale.write_bytes(b"x" * 1000)
+    alive = tmp_path / f".nngraph-save-{os.getppid()}-def456.npz.tmp"   # a save in progress elsewhere
+    alive.write_bytes(b"y")
+    other = tmp_path / "keep.tmp"
+    other.write_bytes(b"z")
+    ng.save(tmp_path / "m.npz", [ng.parameter(np.ones(3, np.float32), name="w")])
+    assert not stale.exists() and alive.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "keep.tmp", "m.npz"])
+
+
+def test_loading_a_npy_or_a_text_file_says_what_the_file_is(tmp_path):
+    w = ng.parameter(np.ones(3, np.float32), name="w")
+    np.save(tmp_path / "a.npy", np.ones(3, np.float32))
+    with pytest.raises(ValueError, match=r"a\.npy is a single NumPy array \(\.npy\); expected a \.npz"):
+        ng.load(tmp_path / "a.npy", [w])
+    (tmp_path / "t.txt").write_text("w = 1, 2, 3\n")
+    with pytest.raises(ValueError, match=r"t\.txt is a text file \(it starts with 'w = 1, 2'\); expected a \.npz"):
+        ng.load(tmp_path / "t.txt", [w])

@@ -41,7 +41,7 @@ def np_sgd(lr, momentum=0.0, nesterov=False, wd=0.0):
 def np_adagrad(lr, eps=1e-8):
     def step(w, g, s, t):
         s["r"] = s.get("r", 0.0) + g * g
-        return w - lr * g / np.sqrt(s["r"] + eps)
+        return w - lr * g / (np.sqrt(s["r"]) + eps)
     return step
 
 
@@ -153,3 +153,21 @@ def test_get_by_name():
     assert isinstance(ng.optim.get("adam"), ng.optim.Adam)
     with pytest.raises(ValueError, match="unknown optimizer"):
         ng.optim.get("adamw2")
+
+
+def test_rmsprop_matches_torch_after_five_steps():
+    """eps outside the square root, as torch.optim.RMSprop (alpha = rho): issue 11 item 13."""
+    torch = pytest.importorskip("torch")
+    w0 = np.array([0.5, -1.5, 2.0, 1e-3], np.float64)
+    W = ng.parameter(w0.copy(), name="W")
+    loss = ng.sum(W * W * W)
+    opt = ng.optim.RMSProp(0.01, rho=0.9, eps=1e-8)
+    f = ng.compile([], loss, updates=opt.minimize(loss, [W]), target="reference")
+    tw = torch.tensor(w0, requires_grad=True)
+    topt = torch.optim.RMSprop([tw], lr=0.01, alpha=0.9, eps=1e-8)
+    for _ in range(5):
+        f()
+        topt.zero_grad()
+        (tw ** 3).sum().backward()
+        topt.step()
+    np.testing.assert_allclose(W.value, tw.detach().numpy(), rtol=1e-6, atol=1e-9)  # lr is float32

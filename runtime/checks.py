@@ -1,0 +1,112 @@
+"""Call-time preconditions that a graph's types cannot express, checked on the
+inputs before any backend runs (so every target refuses the same calls, and no
+native code ever reads out of bounds or reduces an empty axis).
+
+- Class ids: `one_hot` (and so `cross_entropy` with integer labels) compares the
+  labels with 0..n-1; an id outside that range would silently select no class
+  (loss 0, gradient 0). A label placeholder feeding one must hold ids in [0, n).
+- Sizes: a tensor whose byte count no address space holds (2**32 x 2**32 floats)
+  is a MemoryError, computed with Python ints (an int64 count would wrap and size a
+  buffer too small for the kernels that write it).
+- Empty reductions: `max`, `min` and `argmax` have no identity, so an axis whose
+  dynamic size is 0 at this call is an error (as in NumPy).
+
+Each check costs one pass over a label array (min and max), one dict lookup, or
+(sizes) a product per distinct dynamic shape once per new set of sizes.
+"""
+from __future__ import annotations
+
+from nngraph.errors import InputError
+from nngraph.types import Dim, np_dtype
+
+from .sizes import MAX_BYTES, element_count
+
+_NO_IDENTITY = ("max", "min", "argmax")
+
+
+def call_checks(graph) -> list:
+    """The checks for `graph`: callables check(vals, env) raising InputError."""
+    index = {id(ph): i for i, ph in enumerate(graph.inputs)}
+    nodes = graph.nodes()
+    checks = [_size_check(nodes)]
+    for n in nodes:
+        if n.op in _NO_IDENTITY:
+            checks.extend(_empty_axis_checks(n))
+        elif n.op == "equal":
+            c = _class_id_check(n, index)
+            if c is not None:
+                checks.append(c)
+    return checks
+
+
+def _label(ph, i) -> str:
+    return ph.name or f"#{i}"
+
+
+def _size_check(nodes):
+    """MemoryError for a tensor of more than MAX_BYTES at these sizes (checked once
+    per set of sizes: the last one is remembered)."""
+    shapes = {}
+    for n in nodes:
+        if any(isinstance(s, Dim) for s in n.shape):
+            key = (tuple(n.shape), np_dtype(n.dtype).itemsize)
+            shapes.setdefault(key, n)
+    dims = sorted({s.name for shape, _ in shapes for s in shape if isinstance(s, Dim)})
+    last = [None]
+
+    def check(vals, env):
+        key = tuple(env.get(d) for d in dims)
+        if key == last[0]:
+            return
+        for (shape, itemsize), n in shapes.items():
+            if any(isinstance(s, Dim) and s.name not in env for s in shape):
+                continue
+            nbytes = element_count(env[s.name] if isinstance(s, Dim) else s for s in shape) * itemsize
+            if nbytes > MAX_BYTES:
+                size = [env[s.name] if isinstance(s, Dim) else s for s in shape]
+                raise MemoryError(f"{n.name or n.op} ({n.type}, built at {n.where}) would have shape {size} at "
+                                  f"these sizes: {nbytes} bytes, more than any address space holds")
+        last[0] = key
+    return check
+
+
+def _empty_axis_checks(n) -> list:
+    x = n.inputs[0]
+    out = []
+    for a in n.attrs["axes"]:
+        s = x.shape[a]
+        if isinstance(s, Dim):
+            out.append(_make_empty_check(n.op, a, s.name, x))
+    return out
+
+
+def _make_empty_check(op, axis, dim, x):
+    def check(vals, env):
+        if env.get(dim) == 0:
+            raise InputError(f"{op} over axis {axis} of {x.name or x.op} ({x.type}, built at {x.where}): "
+                             f"the axis has size 0 at this call, and an empty axis has no {op} (as in NumPy)")
+    return check
+
+
+def _class_id_check(n, index):
+    """equal(reshape(labels), iota(axis=last)) as one_hot builds it, labels a placeholder."""
+    lhs, rhs = n.inputs
+    if rhs.op != "iota" or rhs.attrs["axis"] != rhs.ndim - 1 or lhs.op not in ("reshape", "expand_dims"):
+        return None
+    labels = lhs.inputs[0]
+    i = index.get(id(labels))
+    n_classes = rhs.shape[-1]
+    if i is None or isinstance(n_classes, Dim):
+        return None
+    name = _label(labels, i)
+
+    def check(vals, env):
+        a = vals[i]
+        if a.size == 0:
+            return
+        lo, hi = a.min(), a.max()
+        if lo < 0 or hi >= n_classes:
+            bad = int(lo) if lo < 0 else int(hi)
+            raise InputError(f"input '{name}': class id {bad} is out of range: the valid ids are "
+                             f"0 to {n_classes - 1} ({n_classes} classes, one_hot/cross_entropy)")
+    return check
