@@ -10,7 +10,7 @@ import math
 
 from codegen.llvm.matmul import folds
 from nngraph.errors import InputError
-from nngraph.types import eval_size, is_float
+from nngraph.types import concrete_shape, is_float
 from passes.program import MatmulKernel
 
 BLAS_INT_LIMIT = 2**31 - 1
@@ -23,8 +23,8 @@ def check_gemm_sizes(program, env) -> None:
             continue
         if not is_float(program.buffers[kern.out].dtype):
             continue   # integer products are generated loops with 64-bit indices
-        m, n, k = (eval_size(s, env) for s in (kern.m, kern.n, kern.k))
-        rows = m * math.prod(eval_size(s, env) for s in kern.batch) if folds(program, kern) else m
+        m, n, k = (int(s) for s in concrete_shape((kern.m, kern.n, kern.k), env))
+        rows = m * math.prod(int(s) for s in concrete_shape(kern.batch, env)) if folds(program, kern) else m
         if m * n == 0:
             continue
         big = {name: v for name, v in (("m", m), ("n", n), ("k", k), ("rows", rows)) if v > BLAS_INT_LIMIT}
