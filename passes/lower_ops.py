@@ -23,6 +23,7 @@ from __future__ import annotations
 from nngraph.node import Tensor
 from nngraph.types import Dim, is_float, promote, size_product
 
+from .lower_gather import INLINE_RULES
 from .program import Instr
 
 I64 = "int64"
@@ -279,6 +280,8 @@ class Emitter:
         fn = getattr(self, "_op_" + n.op, None)
         if fn is not None:
             return fn(n, idx, mask)
+        if n.op in INLINE_RULES:
+            return INLINE_RULES[n.op](self, n, idx, mask)
         if n.op in ARITH or n.op in COMPARE or n.op in LOGICAL or len(n.inputs) == 1 and _kind(n) == "elementwise":
             return self._elementwise(n, idx, mask)
         raise LoweringError(f"cannot inline {n.op} ({n.type} built at {n.where}); it must be materialised")

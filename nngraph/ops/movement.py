@@ -295,11 +295,13 @@ def flatten(x, start_axis=1) -> Tensor:
 
 
 def getitem(x: Tensor, key) -> Tensor:
-    """Basic NumPy indexing: ints, slices (step > 0), None and Ellipsis."""
+    """NumPy indexing: ints, slices (step > 0), None and Ellipsis; integer tensors,
+    lists and arrays as advanced indexing (ops/advanced_index.py)."""
     if not isinstance(key, tuple):
         key = (key,)
-    if any(isinstance(k, Tensor) or isinstance(k, (list, np.ndarray)) for k in key):
-        raise TypeError("indexing with tensors or lists is not supported; use ng.one_hot or ng.where")
+    from .advanced_index import advanced_getitem, is_advanced
+    if is_advanced(key):
+        return advanced_getitem(x, key)
     n_real = sum(1 for k in key if k is not None and k is not Ellipsis)
     if n_real > x.ndim:
         raise shape_error("getitem", f"too many indices ({n_real}) for a {x.ndim}-d tensor", x)
