@@ -14,6 +14,7 @@ from .graph import Graph
 from .node import Parameter, Tensor
 from .ops import elementwise as ew
 from .index_guards import add_index_guards
+from .sizes import unify
 from .textir import format_graph
 
 TARGETS = ("cpu", "gpu", "reference")
@@ -58,7 +59,7 @@ def build_graph(inputs, outputs, updates=None, name="main") -> tuple[Graph, bool
         m = missing[0]
         raise ValueError(f"compile: the outputs need placeholder '{m.name}' ({m.type}, made at {m.where}) "
                          "which is not among the inputs")
-    return g, single
+    return unify(g), single
 
 
 def compile(inputs, outputs, updates=None, target="cpu", opt_level=2, cast_inputs=False,

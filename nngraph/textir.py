@@ -40,6 +40,7 @@ import numpy as np
 from .errors import NNGraphError, ParseError
 from .graph import Graph, toposort
 from .node import OPS, ConstValue, Parameter, Tensor, make
+from .sizes import unify
 from .types import DTYPES, SHORT_TO_DTYPE, Dim, TensorType, as_dtype
 
 # ----------------------------------------------------------------------------- printing
@@ -100,7 +101,9 @@ def _namer():
 
 
 def format_graph(g: Graph, locations: bool = False) -> str:
-    """The graph as text; `locations=True` adds '# file:line' of each node's builder."""
+    """The graph as text; `locations=True` adds '# file:line' of each node's builder.
+    Joined dynamic sizes print as one symbol (nngraph/sizes.py)."""
+    g = unify(g)
     names: dict[int, str] = {}
     fresh = _namer()
     args = []

@@ -118,7 +118,7 @@ class Function:
 
     def __call__(self, *args, **kwargs):
         vals = self._check(self._collect(args, kwargs))
-        env = bind_dims(self.inputs, vals)
+        env = bind_dims(self.inputs, vals, joins=getattr(self.graph, "size_joins", None))
         with self._lock:
             params = [p.value for p in self._run_params]
             outs, new = self.runner.run(vals, params, env)

@@ -24,6 +24,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..node import Op, Tensor, make, register, shape_error
+from ..sizes import join
 from ..types import Dim, TensorType, is_float, np_dtype, promote
 from . import elementwise as ew
 
@@ -167,7 +168,7 @@ def _grad_filter_infer(inputs, attrs):
     _check_positive(op, attrs, x, gy)
     _static(op, x, (1, 2, 3), "input channels and spatial sizes")
     _static(op, gy, (1, 2, 3), "output channels and spatial sizes")
-    if x.shape[0] != gy.shape[0]:
+    if join(x.shape[0], gy.shape[0]) is None:
         raise shape_error(op, f"batch sizes differ: {x.shape[0]} and {gy.shape[0]}", x, gy)
     g = attrs["groups"]
     C, O = x.shape[1], gy.shape[1]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..node import Op, Tensor, make, register, shape_error
+from ..sizes import same_shape
 from ..types import Dim, TensorType, as_size, is_int
 from . import elementwise as ew
 
@@ -95,7 +96,7 @@ def scatter_add(g, ids, axis, n) -> Tensor:
     g, ids = ew.as_tensor(g), ew.as_tensor(ids)
     n, k = as_size(n), ids.ndim
     pre, post = tuple(g.shape[:axis]), tuple(g.shape[axis + k:])
-    if tuple(g.shape[axis:axis + k]) != tuple(ids.shape):
+    if not same_shape(g.shape[axis:axis + k], ids.shape):
         raise shape_error("scatter_add", f"the slices' axes {axis}..{axis + k - 1} must have the ids' shape "
                           f"[{','.join(map(str, ids.shape))}]", g, ids)
     size = ew.numel((n,), ids.dtype)
