@@ -40,8 +40,8 @@ def _normalise(x: Tensor, key: tuple) -> list:
     n_real = sum(1 for k in key if k is not Ellipsis)
     if n_real > x.ndim:
         raise shape_error("getitem", f"too many indices ({n_real}) for a {x.ndim}-d tensor", x)
-    if Ellipsis in key:
-        i = key.index(Ellipsis)
+    if any(k is Ellipsis for k in key):
+        i = next(j for j, k in enumerate(key) if k is Ellipsis)
         key = key[:i] + (slice(None),) * (x.ndim - n_real) + key[i + 1:]
     key = tuple(key) + (slice(None),) * (x.ndim - len(key))
     return [k if isinstance(k, slice) else _as_index(k, x) for k in key]
