@@ -14,7 +14,7 @@ from .graph import Graph
 from .node import Parameter, Tensor
 from .ops import elementwise as ew
 from .index_guards import add_index_guards
-from .sizes import unify
+from .size_unify import unify
 from .textir import format_graph
 
 TARGETS = ("cpu", "gpu", "reference")

@@ -10,7 +10,7 @@ import numpy as np
 from .errors import InputError, NumericsError
 from .graph import toposort
 from .node import OPS, Parameter, Tensor
-from .sizes import explain_mismatch
+from .size_unify import explain_mismatch
 from .types import Dim, concrete_shape, np_dtype
 
 

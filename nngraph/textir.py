@@ -40,7 +40,7 @@ import numpy as np
 from .errors import NNGraphError, ParseError
 from .graph import Graph, toposort
 from .node import OPS, ConstValue, Parameter, Tensor, make
-from .sizes import unify
+from .size_unify import unify
 from .types import DTYPES, SHORT_TO_DTYPE, Dim, TensorType, as_dtype
 
 # ----------------------------------------------------------------------------- printing

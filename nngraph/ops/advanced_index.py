@@ -17,6 +17,8 @@ import numpy as np
 from ..node import Tensor, shape_error
 from . import elementwise as ew
 from .gather import check_index, take
+from .movement import broadcast_to, getitem, reshape, transpose
+from .reduce import sum as rsum
 
 
 def is_advanced(key) -> bool:
@@ -55,8 +57,6 @@ def _is_range_of(ids: Tensor, n) -> bool:
 def _select(g: Tensor, axis: int, ids: Tensor) -> Tensor:
     """g with `axis` removed: at each point, g's entry at position ids (broadcast over the
     axes before `axis`, which are ids' own shape placed after some leading axes)."""
-    from .movement import reshape
-    from .reduce import sum as rsum
     n = g.shape[axis]
     size = ew.numel((n,), ids.dtype)
     wrapped = ew.where(ew.less(ids, ew.as_tensor(0, ids)), ew.add(ids, size), ids)
@@ -67,7 +67,6 @@ def _select(g: Tensor, axis: int, ids: Tensor) -> Tensor:
 
 
 def advanced_getitem(x: Tensor, key: tuple) -> Tensor:
-    from .movement import broadcast_to, getitem, transpose
     entries = _normalise(x, key)
     x = getitem(x, tuple(slice(None) if isinstance(k, Tensor) else k for k in entries))
     axes = [a for a, k in enumerate(entries) if isinstance(k, Tensor)]

@@ -302,13 +302,13 @@ def flatten(x, start_axis=1) -> Tensor:
 
 
 def getitem(x: Tensor, key) -> Tensor:
-    """NumPy indexing: ints, slices (step > 0), None and Ellipsis; integer tensors,
-    lists and arrays as advanced indexing (ops/advanced_index.py)."""
+    """Basic NumPy indexing: ints, slices (step > 0), None and Ellipsis (integer tensors,
+    lists and arrays: ops/advanced_index.py, chosen by Tensor.__getitem__)."""
     if not isinstance(key, tuple):
         key = (key,)
-    from .advanced_index import advanced_getitem, is_advanced
-    if is_advanced(key):
-        return advanced_getitem(x, key)
+    if any(isinstance(k, Tensor) or isinstance(k, (list, np.ndarray)) for k in key):
+        raise TypeError("getitem: basic indexing takes ints, slices, None and Ellipsis; index with a "
+                        "tensor (x[ids]) for a gather")
     n_real = sum(1 for k in key if k is not None and k is not Ellipsis)
     if n_real > x.ndim:
         raise shape_error("getitem", f"too many indices ({n_real}) for a {x.ndim}-d tensor", x)
