@@ -18,26 +18,22 @@ from ..ops import movement as mv
 from ..ops import reduce as rd
 from ..ops.conv import conv_transpose2d
 from ..ops.upsample import upsample2d
-from . import activations as act
-from .layers import Layer, _initial
+from .layers import Conv2D, Layer, _initial
 
 
-class Conv2DTranspose(Layer):
+class Conv2DTranspose(Conv2D):
     """The transposed convolution of NCHW inputs (an upsampling convolution, as in conv
     autoencoders): weights W: [C, filters, k, k] (IOHW, PyTorch's layout), then bias and
-    activation. Output size (H - 1) * stride - 2 * padding + k + output_padding."""
+    activation. Output size (H - 1) * stride - 2 * padding + k + output_padding.
+    Its arguments are Conv2D's (no dilation) plus output_padding."""
 
     def __init__(self, filters: int, kernel_size, stride=1, padding=0, output_padding=0, activation=None,
                  use_bias: bool = True, kernel_initializer=None, bias_initializer="zeros", name=None, seed=None):
-        super().__init__(name, seed)
         if int(filters) < 1:
             raise ValueError(f"Conv2DTranspose: filters must be >= 1, got {filters}")
-        self.filters = int(filters)
-        self.kernel_size = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-        self.stride, self.padding, self.output_padding = stride, padding, output_padding
-        self.activation, self.use_bias = activation, use_bias
-        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
-        self._act = act.get(activation)
+        super().__init__(filters, kernel_size, stride, padding, 1, activation, use_bias, kernel_initializer,
+                         bias_initializer, name, seed)
+        self.output_padding = output_padding
 
     def build(self, input_shape, rng):
         if len(input_shape) != 3:
