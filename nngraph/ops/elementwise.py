@@ -80,12 +80,10 @@ def broadcast_shapes(op: str, *nodes) -> tuple:
         for t in sizes:
             if t == 1:
                 continue
-            if s == 1:
-                s = t
-            elif join(s, t) is None:
+            joined = t if s == 1 else join(s, t)
+            if joined is None:
                 raise shape_error(op, f"cannot broadcast sizes {s} and {t} (axis {k - nd} from the end)", *nodes)
-            else:
-                s = join(s, t)
+            s = joined
         out.append(s)
     return tuple(out)
 

@@ -33,6 +33,8 @@ def test_take_gradient_adds_repeated_ids(target):
     ids = np.array([[1, 3, 1], [0, 1, -1]])
     check_grad(lambda x, i: ng.tanh(ng.take(x, i, 0)), [rand((4, 3), 3), ids], target)
     check_grad(lambda x, i: ng.take(x, i, 1) ** 2, [rand((2, 5, 2), 4), np.array([4, 4, 0])], target)
+    # ids [N, 3] do not flatten to one size: the scatter-add is a reduction, not a GEMM
+    check_grad(lambda x, i: ng.sin(ng.take(x, i, 0)), [rand((4, 2), 5), ids], target, shapes=[(4, 2), ("N", 3)])
 
 
 def test_take_and_its_gradient_match_pytorch(target):
