@@ -26,7 +26,7 @@ import networkx as nx
 from nngraph.node import OPS
 from nngraph.types import TensorType
 
-from . import fusion, lower_windows
+from . import fusion, lower_scatter, lower_windows
 from .lower_ops import Body, Emitter, LoweringError, NotFusable, is_source, scalar_const
 from .kernel_dag import kernel_dag
 from .memory import plan_memory
@@ -34,6 +34,7 @@ from .sibling_fusion import fuse_siblings
 from .program import Buffer, Instr, LoopKernel, MatmulKernel, Program, Stage, Store
 
 MAX_CANDIDATES = 6
+SPECIAL_LOWERINGS = {**lower_windows.LOWER, **lower_scatter.LOWER}
 
 
 class _Stage:
@@ -183,8 +184,8 @@ class _Lowering:
             if n.op == "matmul" and id(n) in plan.reasons:
                 self.lower_matmul(n)
                 continue
-            if n.op in lower_windows.LOWER and id(n) in plan.reasons:
-                lower_windows.LOWER[n.op](self, n)
+            if n.op in SPECIAL_LOWERINGS and id(n) in plan.reasons:
+                SPECIAL_LOWERINGS[n.op](self, n)
                 continue
             if id(n) in plan.owner:
                 continue  # stored by its matmul's epilogue
@@ -499,7 +500,7 @@ def compact(st: Stage) -> Stage:
     new = {old: n for n, old in enumerate(keep)}
     body = [Instr(i.op, tuple(new[a] for a in i.args), i.attrs, i.dtype) for i in (st.body[k] for k in keep)]
     return Stage(st.inner, body, tuple((r[0],) + tuple(new[a] for a in r[1:]) for r in st.reduce),
-                 [Store(x.buffer, tuple(new[a] for a in x.index), new[x.value]) for x in st.stores])
+                 [Store(x.buffer, tuple(new[a] for a in x.index), new[x.value], x.accumulate) for x in st.stores])
 
 
 def to_program(graph, opt_level: int = 2) -> Program:

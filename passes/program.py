@@ -60,7 +60,10 @@ Instructions (`Instr(op, args, attrs, dtype)`, args are indices into the same bo
     sum, max, min, argmax (argmax also takes the int64 index to return; ties keep
     the first). Identity values: sum 0, max -inf (or the dtype's min), min +inf.
 
-    A store is `Store(buffer, index_args, value_arg)`; stores happen in map stages and
+    A store is `Store(buffer, index_args, value_arg)`; with `accumulate=True` it adds the
+    value to the element instead (read-modify-write, printed `+=`; several points of one
+    launch may add to one element, so a backend that runs points in parallel adds
+    atomically: passes/lower_scatter.py's scatter-add). Stores happen in map stages and
     in reduce stages alike, at every inner point, with values from the same body
     (passes/sibling_fusion.py folds a pointwise kernel over a reduction's domain into
     it: one pass computes sum(f(x)) and stores g(x) at every x).
@@ -157,6 +160,7 @@ class Store:
     buffer: int
     index: tuple                   # body value ids, one per buffer axis
     value: int
+    accumulate: bool = False       # add the value to the element (scatter-add) instead of writing it
 
 
 @dataclass
@@ -265,7 +269,8 @@ def format_stage(s: Stage, no: int, bufname) -> list:
         else:
             lines.append("  " + format_instr(k, ins))
     for st in s.stores:
-        lines.append(f"  store {bufname(st.buffer)}[{', '.join(f'%{x}' for x in st.index)}] <- %{st.value}")
+        arrow = "+=" if st.accumulate else "<-"
+        lines.append(f"  store {bufname(st.buffer)}[{', '.join(f'%{x}' for x in st.index)}] {arrow} %{st.value}")
     return lines
 
 

@@ -7,13 +7,11 @@ outside the array: the reference and every backend clamp it to the nearest valid
 row, and `ng.compile` adds a check that makes such a call raise ``InputError``
 before any parameter changes (nngraph/index_guards.py).
 
-``scatter_add(g, ids, axis, n)`` is take's vjp in x: out[p, v, q] = sum of
-g[p, i..., q] over the ids equal to v (repeated ids accumulate, out-of-range ids
-are dropped). It is composed from existing primitives: along axis 0 with ids that
-flatten to one axis (an embedding table's gradient) it is one GEMM of the one-hot
-matrix of the ids [n, ids] by the slices [ids, rest]; otherwise a sum over the ids
-of ``where(ids == v, g, 0)``, one fused reduction kernel. Either way its cost grows
-with n times the number of ids (a sequential scatter kernel would not).
+``scatter_add(g, ids, axis, n)`` is take's vjp in x, a primitive of kind "special":
+out[p, v, q] = sum of g[p, i..., q] over the ids equal to v (repeated ids add up,
+out-of-range ids are dropped). It lowers to a kernel of accumulating stores
+(passes/lower_scatter.py), so its cost is the size of g, not n times it; its vjp
+is a take.
 """
 from __future__ import annotations
 
@@ -21,7 +19,7 @@ import numpy as np
 
 from ..node import Op, Tensor, make, register, shape_error
 from ..sizes import same_shape
-from ..types import Dim, TensorType, as_size, is_int, size_product
+from ..types import Dim, TensorType, as_size, is_int
 from . import elementwise as ew
 
 
@@ -89,56 +87,47 @@ def take(x, indices, axis=0) -> Tensor:
     return make("take", (x, ids), axis=int(axis) % x.ndim)
 
 
+def _scatter_infer(inputs, attrs):
+    g, ids = inputs
+    ax, n, k = attrs["axis"], attrs["size"], ids.ndim
+    if not is_int(ids.dtype):
+        raise shape_error("scatter_add", f"indices must be int32 or int64, got {ids.dtype}", g, ids)
+    if g.dtype == "bool":
+        raise shape_error("scatter_add", "cannot add bool slices; cast them first", g, ids)
+    if not (0 <= ax and ax + k <= g.ndim and same_shape(g.shape[ax:ax + k], ids.shape)):
+        raise shape_error("scatter_add", f"the slices' axes {ax}..{ax + k - 1} must have the ids' shape "
+                          f"[{','.join(map(str, ids.shape))}]", g, ids)
+    return TensorType(g.dtype, tuple(g.shape[:ax]) + (n,) + tuple(g.shape[ax + k:]))
+
+
+def _scatter_ref(ctx, g, ids):
+    ax, k = ctx.attrs["axis"], ids.ndim
+    out = np.zeros(ctx.out_shape, g.dtype)
+    n = out.shape[ax]
+    ids = ids.astype(np.int64, copy=False)
+    ids = np.where(ids < 0, ids + n, ids)
+    keep = (ids >= 0) & (ids < n)
+    moved = np.moveaxis(g.reshape(g.shape[:ax] + (-1,) + g.shape[ax + k:]), ax, 0)[keep.reshape(-1)]
+    np.add.at(np.moveaxis(out, ax, 0), ids.reshape(-1)[keep.reshape(-1)], moved)
+    return out
+
+
+def _scatter_vjp(n, h, needs):
+    g, ids = n.inputs
+    return (take(h, ids, n.attrs["axis"]) if needs[0] else None), None
+
+
+register(Op("scatter_add", "special", _scatter_infer, _scatter_ref, _scatter_vjp,
+            doc="the transpose of take: rows of zeros of `size` along `axis`, each slice of g added "
+                "to the row its id names (repeated ids add up, ids outside [-size, size) are dropped)"))
+
+
 def scatter_add(g, ids, axis, n) -> Tensor:
     """The transpose of take: an array with `n` rows along `axis` where row v is the
     sum of the slices of g whose id is v (ids as take reads them: negatives count from
     the end, ids outside [-n, n) are dropped)."""
     g, ids = ew.as_tensor(g), ew.as_tensor(ids)
-    n, k = as_size(n), ids.ndim
-    if not same_shape(g.shape[axis:axis + k], ids.shape):
-        raise shape_error("scatter_add", f"the slices' axes {axis}..{axis + k - 1} must have the ids' shape "
-                          f"[{','.join(map(str, ids.shape))}]", g, ids)
-    size = ew.numel((n,), ids.dtype)
-    wrapped = ew.where(ew.less(ids, ew.as_tensor(0, ids)), ew.add(ids, size), ids)
-    flat_ids, flat_rest = _one_axis(ids.shape), _one_axis(g.shape[axis + k:])
-    if axis == 0 and flat_ids is not None and flat_rest is not None:
-        return _scatter_by_matmul(g, wrapped, n, flat_ids, flat_rest)
-    return _scatter_by_reduction(g, wrapped, axis, n)
-
-
-def _one_axis(shape):
-    """The size of `shape` flattened, when it is one size (all static, or one symbol
-    among 1s); None otherwise."""
-    coef, syms = size_product(shape)
-    if not syms:
-        return coef
-    if coef == 1 and sum(syms.values()) == 1:
-        return Dim(next(iter(syms)))
-    return None
-
-
-def _scatter_by_matmul(g, wrapped, n, m, q) -> Tensor:
-    """axis 0: out[v, :] = one_hot(ids)[:, v] . g  as one GEMM, [n, m] x [m, q]."""
-    from .contraction import matmul
-    from .movement import reshape
-    rows = ew.iota((n, 1), axis=0, dtype=wrapped.dtype)
-    hot = ew.cast(ew.equal(rows, reshape(wrapped, (1, m))), g.dtype)
-    return reshape(matmul(hot, reshape(g, (m, q))), (n,) + tuple(g.shape[wrapped.ndim:]))
-
-
-def _scatter_by_reduction(g, wrapped, axis, n) -> Tensor:
-    """Any axis and ids shape: a sum over the ids of where(ids == v, g, 0), one fused
-    reduction kernel; its cost is n times the size of g."""
-    from .movement import reshape
-    from .reduce import sum as rsum
-    k = wrapped.ndim
-    pre, post = tuple(g.shape[:axis]), tuple(g.shape[axis + k:])
-    ones_pre, ones_post = (1,) * len(pre), (1,) * len(post)
-    ids_e = reshape(wrapped, ones_pre + (1,) + tuple(wrapped.shape) + ones_post)
-    rows = ew.iota(ones_pre + (n,) + (1,) * k + ones_post, axis=len(pre), dtype=wrapped.dtype)
-    g_e = reshape(g, pre + (1,) + tuple(g.shape[axis:]))
-    picked = ew.where(ew.equal(ids_e, rows), g_e, ew.as_tensor(0.0, g))
-    return rsum(picked, tuple(range(len(pre) + 1, len(pre) + 1 + k))) if k else picked
+    return make("scatter_add", (g, ids), axis=int(axis), size=as_size(n))
 
 
 def arange(n, dtype="int32") -> Tensor:

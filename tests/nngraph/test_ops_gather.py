@@ -136,3 +136,43 @@ def test_bad_indices_are_shape_errors_at_build_time():
         x[np.array([True, False, True])]
     with pytest.raises(TypeError, match="arange"):
         ng.arange(x)
+
+
+def _numpy_scatter_add(g, ids, axis, n):
+    out = np.zeros(g.shape[:axis] + (n,) + g.shape[axis + ids.ndim:], g.dtype)
+    ids = np.where(ids < 0, ids + n, ids)
+    for pos in np.ndindex(*ids.shape):
+        if 0 <= ids[pos] < n:
+            sl = (slice(None),) * axis
+            out[sl + (ids[pos],)] += g[sl + pos]
+    return out
+
+
+def test_scatter_add_primitive_adds_repeated_ids_and_drops_out_of_range(target):
+    from nngraph.ops.gather import scatter_add
+    for shape, ids, axis, n in [((6, 3), np.array([2, 0, 2, -1, 7, 2]), 0, 4),
+                                ((2, 2, 3, 4), np.array([[1, 1, 0], [4, -5, 1]]), 1, 5),
+                                ((3, 5), np.array([4, 4, 0, 1, 4]), 1, 6)]:
+        a = rand(shape, n)
+        g, i = ng.placeholder(shape, "float64"), ng.placeholder(ids.shape, "int64")
+        y = scatter_add(g, i, axis, n)
+        np.testing.assert_allclose(run(y, {g: a, i: ids}, target), _numpy_scatter_add(a, ids, axis, n), rtol=1e-12)
+
+
+def test_scatter_add_with_dynamic_ids_and_its_gradient(target):
+    from nngraph.ops.gather import scatter_add
+    ids = np.array([[3, 0, 3], [1, 3, 3]])
+    check_grad(lambda g, i: ng.tanh(scatter_add(g, i, 0, 5)), [rand((2, 3, 2), 11), ids], target,
+               shapes=[("N", 3, 2), ("N", 3)])
+
+
+def test_scatter_add_lowers_to_accumulating_stores():
+    from nngraph.graph import Graph
+    from passes.lowering import to_program
+    from passes.program import format_program
+    E = ng.placeholder((7, 4), name="E")
+    i = ng.placeholder(("N",), "int32", name="i")
+    prog = to_program(Graph([E, i], [ng.grad(ng.sum(ng.take(E, i) ** 2), E)]), 2)
+    text = format_program(prog)
+    assert "+= %" in text and "matmul" not in text
+    assert sum(1 for st in prog.schedule for s in getattr(st, "stages", ()) for x in s.stores if x.accumulate) == 1
