@@ -18,8 +18,10 @@ from .ops.reduce import argmax, max, mean, min, sum  # noqa: F401
 from .ops.movement import (broadcast_to, concatenate, expand_dims, flatten, pad,  # noqa: F401
                            reshape, squeeze, stack, transpose)
 from .ops.contraction import dot, matmul  # noqa: F401
-from .ops.conv import conv2d  # noqa: F401
+from .ops.conv import conv2d, conv_transpose2d  # noqa: F401
+from .ops.upsample import upsample2d  # noqa: F401
 from .ops.pool import avg_pool2d, max_pool2d  # noqa: F401
+from .ops.gather import arange, take  # noqa: F401
 from .functional import (batch_norm, binary_cross_entropy, clip, cross_entropy, dropout, elu,  # noqa: F401
                          layer_norm, leaky_relu, log_softmax, logsumexp, moments, mse, one_hot,
                          selu, softmax)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .node import Parameter, Tensor, make
+from .ops import advanced_index as ai
 from .ops import contraction as ct
 from .ops import elementwise as ew
 from .ops import movement as mv
@@ -65,7 +66,8 @@ Tensor.__ge__ = lambda a, b: ew.greater_equal(a, b)
 Tensor.__invert__ = lambda a: ew.logical_not(a)
 Tensor.__and__ = lambda a, b: ew.logical_and(a, b)
 Tensor.__or__ = lambda a, b: ew.logical_or(a, b)
-Tensor.__getitem__ = lambda a, k: mv.getitem(a, k)
+Tensor.__getitem__ = lambda a, k: (ai.advanced_getitem(a, k if isinstance(k, tuple) else (k,))
+                                   if ai.is_advanced(k if isinstance(k, tuple) else (k,)) else mv.getitem(a, k))
 Tensor.T = property(lambda a: mv.transpose(a))
 Tensor.reshape = lambda a, *shape: mv.reshape(a, *shape)
 Tensor.transpose = lambda a, *axes: mv.transpose(a, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else (axes or None))

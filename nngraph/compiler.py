@@ -13,6 +13,8 @@ from .errors import ShapeError
 from .graph import Graph
 from .node import Parameter, Tensor
 from .ops import elementwise as ew
+from .index_guards import add_index_guards
+from .size_unify import unify
 from .textir import format_graph
 
 TARGETS = ("cpu", "gpu", "reference")
@@ -57,7 +59,7 @@ def build_graph(inputs, outputs, updates=None, name="main") -> tuple[Graph, bool
         m = missing[0]
         raise ValueError(f"compile: the outputs need placeholder '{m.name}' ({m.type}, made at {m.where}) "
                          "which is not among the inputs")
-    return g, single
+    return unify(g), single
 
 
 def compile(inputs, outputs, updates=None, target="cpu", opt_level=2, cast_inputs=False,
@@ -72,12 +74,16 @@ def compile(inputs, outputs, updates=None, target="cpu", opt_level=2, cast_input
     stages = {"graph": format_graph(graph)}
 
     from passes.pipeline import optimize
-    opt, log = optimize(graph, opt_level=opt_level, dump_dir=dump_dir)
+    checked, guards = add_index_guards(graph)
+    opt, log = optimize(checked, opt_level=opt_level, dump_dir=dump_dir)
     stages["opt"] = format_graph(opt)
 
     from runtime.targets import build_runner
     runner, more_stages = build_runner(target, opt, check_numerics=check_numerics, opt_level=opt_level,
                                        dump_dir=dump_dir)
+    if guards:
+        from runtime.index_check import IndexCheckedRunner
+        runner = IndexCheckedRunner(runner, guards, list(opt.inputs))
     stages.update(more_stages)
 
     from .report.compiled import CompiledFunction

@@ -11,6 +11,7 @@ from .node import Tensor, shape_error
 from .ops import elementwise as ew
 from .ops import movement as mv
 from .ops import reduce as rd
+from .sizes import reports_joins, same_shape
 from .types import is_float
 
 SELU_ALPHA = 1.6732632423543772
@@ -52,6 +53,7 @@ def one_hot(labels, n: int, dtype="float32") -> Tensor:
     return ew.cast(ew.equal(mv.expand_dims(labels, -1), ids), dtype)
 
 
+@reports_joins
 def cross_entropy(logits, labels) -> Tensor:
     """Mean over the batch of -log softmax(logits)[label]. `labels` are class ids
     (integers, shape logits.shape[:-1]) or probabilities (logits' shape)."""
@@ -60,11 +62,11 @@ def cross_entropy(logits, labels) -> Tensor:
         raise shape_error("cross_entropy", f"logits must be float, got {logits.dtype}", logits)
     lsm = log_softmax(logits, -1)
     if is_float(labels.dtype):
-        if tuple(labels.shape) != tuple(logits.shape):
+        if not same_shape(labels.shape, logits.shape):
             raise shape_error("cross_entropy", "probability targets must have the logits' shape", logits, labels)
         target = ew.cast(labels, logits.dtype)
     else:
-        if tuple(labels.shape) != tuple(logits.shape[:-1]):
+        if not same_shape(labels.shape, logits.shape[:-1]):
             raise shape_error("cross_entropy", f"labels must have shape [{','.join(map(str, logits.shape[:-1]))}] "
                               "(one class id per row)", logits, labels)
         target = one_hot(labels, logits.shape[-1], logits.dtype)
@@ -72,6 +74,7 @@ def cross_entropy(logits, labels) -> Tensor:
     return rd.mean(per_row)
 
 
+@reports_joins
 def binary_cross_entropy(p, targets, from_logits=False) -> Tensor:
     """Mean of -t log p - (1 - t) log(1 - p). With logits (or a sigmoid node as p)
     it is softplus(z) - t z, finite for any z; with probabilities each log is
@@ -111,6 +114,7 @@ def _without_identities(x):
     return x
 
 
+@reports_joins
 def mse(pred, target) -> Tensor:
     """Mean squared error over all elements."""
     pred, target = _t(pred), _t(target)

@@ -10,6 +10,7 @@ import numpy as np
 from .errors import InputError, NumericsError
 from .graph import toposort
 from .node import OPS, Parameter, Tensor
+from .size_unify import explain_mismatch
 from .types import Dim, concrete_shape, np_dtype
 
 
@@ -36,11 +37,12 @@ class Ctx:
         return self.env[s.name] if isinstance(s, Dim) else s
 
 
-def bind_dims(placeholders, arrays, env=None) -> dict:
+def bind_dims(placeholders, arrays, env=None, joins=None) -> dict:
     """Bind symbolic sizes from the given arrays; raise InputError on any mismatch,
-    naming the placeholder, its type, what was given and where a clashing size came from."""
+    naming the placeholder, its type, what was given and where a clashing size came from
+    (and, for sizes an op joined, `joins` from nngraph/sizes.py, that op and its line)."""
     env = dict(env or {})
-    source = {}  # symbol -> (input label, axis) that bound it
+    source = {}  # symbol -> (input label, axis, placeholder) that bound it
     for i, (ph, a) in enumerate(zip(placeholders, arrays)):
         label = ph.name or f"#{i}"
         if a.ndim != ph.ndim:
@@ -50,11 +52,12 @@ def bind_dims(placeholders, arrays, env=None) -> dict:
                 if s.name in env and env[s.name] != g:
                     src = source.get(s.name)
                     frm = f"input '{src[0]}' axis {src[1]}" if src else "the bound sizes"
+                    why = explain_mismatch(joins, src[2], src[1], ph, ax) if src else ""
                     raise InputError(f"input '{label}': expected {ph.type}, got {_given(a)}: {s} is "
                                      f"{env[s.name]} from an earlier input ({frm}) but {g} here (axis {ax}); "
-                                     f"inputs that share the size {s} must agree")
+                                     f"inputs that share the size {s} must agree{why}")
                 env[s.name] = g
-                source.setdefault(s.name, (label, ax))
+                source.setdefault(s.name, (label, ax, ph))
             elif s != g:
                 raise InputError(f"input '{label}': expected {ph.type}, got {_given(a)}: axis {ax} "
                                  f"must be {s}, got {g}")

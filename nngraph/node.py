@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import ShapeError
+from .sizes import collecting
 from .source_location import user_location
 from .types import TensorType
 
@@ -108,7 +109,7 @@ def _freeze(v):
 class Tensor:
     """A symbolic tensor: one node of the dataflow graph. Immutable."""
 
-    __slots__ = ("op", "inputs", "attrs", "type", "name", "where", "__weakref__")
+    __slots__ = ("op", "inputs", "attrs", "type", "name", "where", "joins", "__weakref__")
     __array_priority__ = 1000  # so ndarray + Tensor calls Tensor.__radd__
 
     def __init__(self, op: str, inputs: tuple, attrs: dict, type_: TensorType,
@@ -119,6 +120,7 @@ class Tensor:
         object.__setattr__(self, "type", type_)
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "where", where or user_location())
+        object.__setattr__(self, "joins", ())   # sizes its op joined (nngraph/sizes.py)
 
     def __setattr__(self, k, v):
         raise AttributeError("nngraph tensors are immutable; build a new node instead")
@@ -224,8 +226,12 @@ def make(op: str, inputs=(), name: str | None = None, where: str | None = None,
         rewritten = o.canonicalize(inputs, attrs)
         if rewritten is not None:
             return rewritten
-    t = o.infer(inputs, attrs)
-    return Tensor(op, inputs, attrs, t, name, where)
+    with collecting() as joins:
+        t = o.infer(inputs, attrs)
+    node = Tensor(op, inputs, attrs, t, name, where)
+    if joins:
+        object.__setattr__(node, "joins", tuple(joins))
+    return node
 
 
 def shape_error(op: str, msg: str, *operands) -> ShapeError:

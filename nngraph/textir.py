@@ -40,6 +40,7 @@ import numpy as np
 from .errors import NNGraphError, ParseError
 from .graph import Graph, toposort
 from .node import OPS, ConstValue, Parameter, Tensor, make
+from .size_unify import unify
 from .types import DTYPES, SHORT_TO_DTYPE, Dim, TensorType, as_dtype
 
 # ----------------------------------------------------------------------------- printing
@@ -117,7 +118,9 @@ def value_names(g: Graph) -> dict:
 
 
 def format_graph(g: Graph, locations: bool = False) -> str:
-    """The graph as text; `locations=True` adds '# file:line' of each node's builder."""
+    """The graph as text; `locations=True` adds '# file:line' of each node's builder.
+    Joined dynamic sizes print as one symbol (nngraph/size_unify.py)."""
+    g = unify(g)
     seen: set = set()
     for i, ph in enumerate(g.inputs):
         if id(ph) in seen:

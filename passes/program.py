@@ -61,7 +61,10 @@ Instructions (`Instr(op, args, attrs, dtype)`, args are indices into the same bo
     identities and the argmax rule (ties keep the first, the first NaN wins) are
     nngraph/semantics.py's (`reduce_identity`).
 
-    A store is `Store(buffer, index_args, value_arg)`; stores happen in map stages and
+    A store is `Store(buffer, index_args, value_arg)`; with `accumulate=True` it adds the
+    value to the element instead (read-modify-write, printed `+=`; several points of one
+    launch may add to one element, so a backend that runs points in parallel adds
+    atomically: passes/lower/gather.py's scatter-add). Stores happen in map stages and
     in reduce stages alike, at every inner point, with values from the same body
     (passes/sibling_fusion.py folds a pointwise kernel over a reduction's domain into
     it: one pass computes sum(f(x)) and stores g(x) at every x).
@@ -161,6 +164,7 @@ class Store:
     buffer: int
     index: tuple                   # body value ids, one per buffer axis
     value: int
+    accumulate: bool = False       # add the value to the element (scatter-add) instead of writing it
 
 
 @dataclass
@@ -185,7 +189,8 @@ class Stage:
         new = {old: n for n, old in enumerate(keep)}
         body = [Instr(i.op, tuple(new[a] for a in i.args), i.attrs, i.dtype) for i in (self.body[k] for k in keep)]
         return Stage(self.inner, body, tuple((r[0],) + tuple(new[a] for a in r[1:]) for r in self.reduce),
-                     [Store(x.buffer, tuple(new[a] for a in x.index), new[x.value]) for x in self.stores])
+                     [Store(x.buffer, tuple(new[a] for a in x.index), new[x.value], x.accumulate)
+                      for x in self.stores])
 
 
 @dataclass
@@ -302,7 +307,8 @@ def format_stage(s: Stage, no: int, bufname) -> list:
         else:
             lines.append("  " + format_instr(k, ins))
     for st in s.stores:
-        lines.append(f"  store {bufname(st.buffer)}[{', '.join(f'%{x}' for x in st.index)}] <- %{st.value}")
+        arrow = "+=" if st.accumulate else "<-"
+        lines.append(f"  store {bufname(st.buffer)}[{', '.join(f'%{x}' for x in st.index)}] {arrow} %{st.value}")
     return lines
 
 

@@ -106,7 +106,10 @@ def _store(arrays, st, vals, grid):
             arr[()] = v.reshape(-1)[-1]
         return
     parts = np.broadcast_arrays(*[vals[i] for i in st.index], v)
-    arr[tuple(parts[:-1])] = parts[-1]
+    if st.accumulate:
+        np.add.at(arr, tuple(parts[:-1]), parts[-1])
+    else:
+        arr[tuple(parts[:-1])] = parts[-1]
 
 
 def _run_loop(k: LoopKernel, arrays, env):

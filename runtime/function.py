@@ -175,7 +175,7 @@ class Function:
 
     def __call__(self, *args, **kwargs):
         vals = self._check(self._collect(args, kwargs))
-        env = bind_dims(self.inputs, vals)
+        env = bind_dims(self.inputs, vals, joins=getattr(self.graph, "size_joins", None))
         for check in self._checks:
             check(vals, env)
         params, outs, new = locked(self._locks, self._run_and_commit, vals, env)
@@ -253,7 +253,7 @@ class Function:
         from .profiling import profile
         if args or kwargs:
             vals = self._check(self._collect(args, kwargs))
-            env = bind_dims(self.inputs, vals)
+            env = bind_dims(self.inputs, vals, joins=getattr(self.graph, "size_joins", None))
         elif self._last is not None:
             vals, env = self._last
         elif not self.inputs:

@@ -71,9 +71,12 @@ def emit_stores(fb, stores, vals, dts):
         buf = fb.program.buffers[store.buffer]
         index = [as_i64(b, vals[k], dts[k]) for k in store.index]
         v = scalar.convert(b, vals[store.value], dts[store.value], buf.dtype)
+        ptr = fb.element_ptr(store.buffer, index)
+        if store.accumulate:   # scatter-add: points of one thread run in order, threads own disjoint rows
+            v = scalar.emit(b, "add", [b.load(ptr), v], [buf.dtype, buf.dtype], buf.dtype)
         if buf.dtype == "bool":
             v = b.zext(v, I8)
-        b.store(v, fb.element_ptr(store.buffer, index))
+        b.store(v, ptr)
 
 
 def accumulate(fb, kind, dt, a, ia, v, index, dts, red):

@@ -168,7 +168,8 @@ class BodyPrinter:
         mask = self.mask_of(groups | extra)
         addr = ptr if off == "0" else f"{ptr} + {off}"
         value = self.cast(v, buf.dtype) if not v.index else v.expr
-        self.emit(f"tl.store({addr}, {value}, mask={mask})" if mask else f"tl.store({addr}, {value})")
+        fn = "tl.atomic_add" if st.accumulate else "tl.store"   # a scatter-add's points may share an element
+        self.emit(f"{fn}({addr}, {value}, mask={mask})" if mask else f"{fn}({addr}, {value})")
 
 
 # ----------------------------------------------------------------------------- instruction rules

@@ -55,6 +55,8 @@ def splittable(kernel) -> bool:
     keep their order), reduce with kinds whose partials combine, and read no result
     of another stage (which would need the whole row first)."""
     inner = [s for s in kernel.stages if s.inner]
+    if any(x.accumulate for s in kernel.stages for x in s.stores):
+        return False     # a scatter-add's zeros and additions must not be cut into chunks
     if not any(s.reduce for s in inner) or any(s.inner for s in kernel.stages[len(inner):]):
         return False
     for st in inner:
@@ -225,6 +227,8 @@ class LoopKernelPrinter:
                 over = f" over [{', '.join(map(str, st.inner))}]" if st.inner else ""
                 note = " (its partials)" if mode == "combine" and st.inner else ""
                 rest.append(f"    # stage {s_no}:{what}{over}{note}")
+            if s_no and any(x.accumulate for x in st.stores):
+                rest.append("    tl.debug_barrier()  # the earlier stages' stores before these additions")
             if mode == "combine" and st.inner:
                 self.combine(rest, s_no, st, results)
             else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..node import Op, Tensor, make, register, shape_error
+from ..sizes import join
 from ..types import TensorType, promote
 from . import elementwise as ew
 from .movement import expand_dims, squeeze, transpose
@@ -16,7 +17,7 @@ def _infer(inputs, attrs):
         raise shape_error("matmul", "the primitive needs operands of rank >= 2", a, b)
     if a.dtype == "bool" or b.dtype == "bool":
         raise shape_error("matmul", "cannot multiply bool tensors", a, b)
-    if a.shape[-1] != b.shape[-2]:
+    if join(a.shape[-1], b.shape[-2]) is None:
         raise shape_error("matmul", f"cannot multiply {a.name or 'a'}: {a.type} by {b.name or 'b'}: {b.type}: "
                           f"inner sizes {a.shape[-1]} and {b.shape[-2]} differ", a, b)
     batch = ew.broadcast_shapes("matmul", _batch_view(a), _batch_view(b))

@@ -24,6 +24,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..node import Op, Tensor, make, register, shape_error
+from ..sizes import join
 from ..types import Dim, TensorType, is_float, np_dtype, promote
 from . import elementwise as ew
 
@@ -167,7 +168,7 @@ def _grad_filter_infer(inputs, attrs):
     _check_positive(op, attrs, x, gy)
     _static(op, x, (1, 2, 3), "input channels and spatial sizes")
     _static(op, gy, (1, 2, 3), "output channels and spatial sizes")
-    if x.shape[0] != gy.shape[0]:
+    if join(x.shape[0], gy.shape[0]) is None:
         raise shape_error(op, f"batch sizes differ: {x.shape[0]} and {gy.shape[0]}", x, gy)
     g = attrs["groups"]
     C, O = x.shape[1], gy.shape[1]
@@ -320,3 +321,35 @@ def conv2d_grad_filter(x, gy, kernel_hw, stride=1, padding=0, dilation=1, groups
     x, gy = ew._coerce(x, gy)
     a = _attrs("conv2d_grad_filter", x.shape[2:], tuple(kernel_hw), stride, padding, dilation, groups, x)
     return make("conv2d_grad_filter", (x, gy), kernel_hw=tuple(int(s) for s in kernel_hw), **a)
+
+
+def conv_transpose2d(x, w, stride=1, padding=0, output_padding=0, dilation=1, groups=1) -> Tensor:
+    """The transposed convolution (PyTorch's conv_transpose2d): x: [N, C, H, W] and weights
+    w: [C, O/groups, KH, KW] (IOHW) -> [N, O, OH, OW] with
+    OH = (H - 1) * sh - top - bottom + dh * (KH - 1) + output_padding_h + 1.
+
+    It is the input-gradient of conv2d with the same weights (conv2d_grad_input), so it
+    lowers to the same contraction and its gradients are conv2d and conv2d_grad_filter.
+    padding: int or (ph, pw) or ((top, bottom), (left, right)); output_padding adds rows and
+    columns at the bottom/right and must be smaller than the stride or the dilation.
+    """
+    x, w = ew._coerce(x, w)
+    op = "conv_transpose2d"
+    _rank4(op, x, w)
+    _static(op, x, (2, 3), "spatial sizes")
+    _static(op, w, (0, 1, 2, 3), "the filter's shape")
+    stride, dilation = pair(op, "stride", stride, x), pair(op, "dilation", dilation, x)
+    pads = _norm_padding(op, padding, w.shape[2:], stride, dilation, x.shape[2:], x)
+    extra = pair(op, "output_padding", output_padding, x)
+    for e, s, d in zip(extra, stride, dilation):
+        if not 0 <= e < max(s, d):
+            raise shape_error(op, f"output_padding {extra} must be >= 0 and smaller than the stride {stride} "
+                              f"or the dilation {dilation}", x, w)
+    if x.shape[1] != w.shape[0]:
+        raise shape_error(op, f"input {x.name or 'x'}: {x.type} has {x.shape[1]} channels but the weights "
+                          f"{w.name or 'w'}: {w.type} (IOHW) expect {w.shape[0]} (axis 0)", x, w)
+    out_hw = tuple((n - 1) * s - lo - hi + d * (k - 1) + e + 1 for n, s, (lo, hi), d, k, e in
+                   zip(x.shape[2:], stride, pads, dilation, w.shape[2:], extra))
+    if min(out_hw) < 1:
+        raise shape_error(op, f"the output would be {out_hw}: padding {pads} is too large", x, w)
+    return conv2d_grad_input(x, w, out_hw, stride, pads, dilation, groups)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..node import ConstValue, Op, Tensor, make, register, shape_error
+from ..sizes import join
 from ..types import TensorType, as_dtype, is_float, np_dtype, promote
 
 # ----------------------------------------------------------------------------- helpers
@@ -70,7 +71,7 @@ def _coerce(*xs) -> list[Tensor]:
 
 def broadcast_shapes(op: str, *nodes) -> tuple:
     """NumPy broadcasting over static and symbolic sizes (a symbol broadcasts only
-    against itself or 1)."""
+    against itself or 1; two symbols that may be joined are, nngraph/sizes.py)."""
     nd = max(n.ndim for n in nodes)
     out = []
     for k in range(nd):
@@ -79,10 +80,10 @@ def broadcast_shapes(op: str, *nodes) -> tuple:
         for t in sizes:
             if t == 1:
                 continue
-            if s == 1:
-                s = t
-            elif s != t:
+            joined = t if s == 1 else join(s, t)
+            if joined is None:
                 raise shape_error(op, f"cannot broadcast sizes {s} and {t} (axis {k - nd} from the end)", *nodes)
+            s = joined
         out.append(s)
     return tuple(out)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..node import Op, Tensor, make, register, shape_error
+from ..sizes import join
 from ..types import Dim, TensorType, as_size, size_product
 from . import elementwise as ew
 
@@ -16,9 +17,15 @@ from . import elementwise as ew
 
 def _reshape_infer(inputs, attrs):
     (x,) = inputs
-    if size_product(x.shape) != size_product(attrs["shape"]):
+    if size_product(x.shape) != size_product(attrs["shape"]) and not _joined_axes(x.shape, attrs["shape"]):
         raise shape_error("reshape", f"cannot reshape {x.type} to [{','.join(map(str, attrs['shape']))}]: sizes differ", x)
     return TensorType(x.dtype, attrs["shape"])
+
+
+def _joined_axes(a, b) -> bool:
+    """Same rank, each axis the same or two joinable sizes (a cotangent's shape read as its
+    input's, after an op joined their sizes: nngraph/sizes.py)."""
+    return len(a) == len(b) and all(join(s, t) is not None for s, t in zip(a, b))
 
 
 register(Op("reshape", "movement", _reshape_infer, lambda ctx, a: a.reshape(ctx.out_shape),
@@ -91,7 +98,7 @@ def _bcast_infer(inputs, attrs):
         raise shape_error("broadcast_to", f"cannot broadcast {x.type} to fewer axes [{','.join(map(str, shape))}]", x)
     for i, s in enumerate(x.shape):
         t = shape[len(shape) - x.ndim + i]
-        if s != 1 and s != t:
+        if s != 1 and join(s, t) is None:
             raise shape_error("broadcast_to", f"cannot broadcast {x.type} to [{','.join(map(str, shape))}]", x)
     return TensorType(x.dtype, shape)
 
@@ -225,7 +232,7 @@ def _concat_infer(inputs, attrs):
     total = 0
     for x in inputs:
         if x.ndim != first.ndim or x.dtype != first.dtype or any(
-                a != b for i, (a, b) in enumerate(zip(x.shape, first.shape)) if i != ax):
+                join(a, b) is None for i, (a, b) in enumerate(zip(x.shape, first.shape)) if i != ax):
             raise shape_error("concatenate", f"operands must agree in dtype and in every axis but {ax}", *inputs)
         if isinstance(x.shape[ax], Dim):
             raise shape_error("concatenate", f"cannot concatenate along symbolic axis {x.shape[ax]}", *inputs)
@@ -295,11 +302,13 @@ def flatten(x, start_axis=1) -> Tensor:
 
 
 def getitem(x: Tensor, key) -> Tensor:
-    """Basic NumPy indexing: ints, slices (step > 0), None and Ellipsis."""
+    """Basic NumPy indexing: ints, slices (step > 0), None and Ellipsis (integer tensors,
+    lists and arrays: ops/advanced_index.py, chosen by Tensor.__getitem__)."""
     if not isinstance(key, tuple):
         key = (key,)
     if any(isinstance(k, Tensor) or isinstance(k, (list, np.ndarray)) for k in key):
-        raise TypeError("indexing with tensors or lists is not supported; use ng.one_hot or ng.where")
+        raise TypeError("getitem: basic indexing takes ints, slices, None and Ellipsis; index with a "
+                        "tensor (x[ids]) for a gather")
     n_real = sum(1 for k in key if k is not None and k is not Ellipsis)
     if n_real > x.ndim:
         raise shape_error("getitem", f"too many indices ({n_real}) for a {x.ndim}-d tensor", x)

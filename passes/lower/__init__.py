@@ -12,13 +12,14 @@
 | `matmul.py` | matmul as a MatmulKernel with an epilogue |
 | `conv.py` | conv2d and its gradients: im2col / col2im around MatmulKernels |
 | `pool.py` | max/avg pooling, the max selection and the pooling gradients |
+| `gather.py` | take and check_index (value rules), scatter_add (an accumulating kernel) |
 | `window.py` | masks and masked values the windowed families share |
 | `assemble.py` | reduction results for other kernels; the Program, schedule, memory plan |
 
 Importing this package registers every family's rules. A new op family is a new
 module here that registers its rules and is imported below.
 """
-from . import conv, elementwise, matmul, movement, pool, reduce  # noqa: F401  (they register their rules)
+from . import conv, elementwise, gather, matmul, movement, pool, reduce  # noqa: F401  (they register their rules)
 from .body import Body, LoweringError, NotFusable
 from .context import KernelBuilder, LoweringContext, StageBuilder
 from .emitter import Emitter

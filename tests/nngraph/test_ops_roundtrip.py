@@ -40,6 +40,15 @@ def _graphs():
     gs = ng.grad(ng.sum(ng.stack([v, v], 1)[::2] * 1.5), v)  # strided slice vjp: pad with interior
     graphs.append(([v, b, s, lab], outs + [gs]))
 
+    # gather (take, integer indexing, its scatter-add gradient), transposed conv, upsampling
+    e = ng.placeholder((7, 4), name="e")
+    ids = ng.placeholder(("N", 3), "int64", name="ids")
+    picked = e[ids] * 1.0 + ng.take(e, lab, 0)[:, None, :]
+    rows = ng.log(ng.softmax(s))[ng.arange(s.shape[0]), lab]
+    ge = ng.grad(ng.sum(picked) + ng.sum(e[lab, 2:3]), e)
+    up = ng.upsample2d(ng.conv_transpose2d(x, ng.parameter(np.ones((3, 2, 2, 2))), 2, 1, 1), 2)
+    graphs.append(([e, ids, s, lab, x], [picked, rows, ge, up]))
+
     # constants of every dtype and odd values
     consts = [ng.constant(np.array([1.5, -0.0, np.inf, -np.inf, np.nan, 1e-30, 3.4e38], np.float32)),
               ng.constant(np.array([[0.1, 1 / 3], [2.0 ** -1074, -1e300]], np.float64)),
