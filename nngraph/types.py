@@ -49,6 +49,10 @@ def is_float(d: str) -> bool:
     return d in FLOAT_DTYPES
 
 
+def is_int(d: str) -> bool:
+    return d in INT_DTYPES
+
+
 def promote(*dtypes: str) -> str:
     """NumPy's promotion among the supported dtypes (int64 + float32 -> float64)."""
     return as_dtype(np.result_type(*[np_dtype(d) for d in dtypes]))
@@ -127,6 +131,11 @@ def size_product(shape) -> tuple:
         else:
             coef *= s
     return coef, syms
+
+
+def eval_size(s: Size, env: dict) -> int:
+    """One size's value: s itself, or its symbol's bound value from env."""
+    return env[s.name] if isinstance(s, Dim) else s
 
 
 def concrete_shape(shape, env: dict) -> tuple:

@@ -28,11 +28,14 @@ class Conv2DTranspose(Conv2D):
     Its arguments are Conv2D's (no dilation) plus output_padding."""
 
     def __init__(self, filters: int, kernel_size, stride=1, padding=0, output_padding=0, activation=None,
-                 use_bias: bool = True, kernel_initializer=None, bias_initializer="zeros", name=None, seed=None):
+                 use_bias: bool = True, kernel_initializer=None, bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, name=None, seed=None):
         if int(filters) < 1:
             raise ValueError(f"Conv2DTranspose: filters must be >= 1, got {filters}")
-        super().__init__(filters, kernel_size, stride, padding, 1, activation, use_bias, kernel_initializer,
-                         bias_initializer, name, seed)
+        super().__init__(filters, kernel_size, stride=stride, padding=padding, dilation=1, activation=activation,
+                         use_bias=use_bias, kernel_initializer=kernel_initializer,
+                         bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
+                         bias_regularizer=bias_regularizer, name=name, seed=seed)
         self.output_padding = output_padding
 
     def build(self, input_shape, rng):
@@ -40,9 +43,11 @@ class Conv2DTranspose(Conv2D):
             raise ValueError(f"{self.name}: Conv2DTranspose needs inputs [N, C, H, W], "
                              f"got [N,{','.join(map(str, input_shape))}]")
         shape = (input_shape[0], self.filters) + self.kernel_size
-        self.add_param("W", _initial(self.kernel_initializer, self.activation, shape, rng))
+        self.add_param("W", _initial(self.kernel_initializer, self.activation, shape, rng),
+                       regularizer=self.kernel_regularizer)
         if self.use_bias:
-            self.add_param("b", _init.get(self.bias_initializer)((self.filters,), rng=rng))
+            self.add_param("b", _init.get(self.bias_initializer)((self.filters,), rng=rng),
+                           regularizer=self.bias_regularizer)
 
     def forward(self, x, training):
         y = conv_transpose2d(x, self.params["W"], self.stride, self.padding, self.output_padding)

@@ -6,7 +6,7 @@ its operands are broadcast by index 0 on size-1 axes and converted as the op's
 `Op.category` says (the graph op's NumPy reference converts the same way); iota,
 numel and uniform become index expressions.
 
-Kernel rule (`@lowering.default`): a materialised value of an elementwise, movement,
+Kernel rule (`@lowering.default`): a materialised value of an elementwise, movement, index,
 random or source op joins an earlier LoopKernel as a map stage when that is legal
 (it reads that kernel's reductions at the kernel's outer point, or the kernel's outer
 domain is its whole shape), else starts a kernel of its own.
@@ -90,7 +90,7 @@ def _constant(em, n, idx, mask):
 
 # ----------------------------------------------------------------------------- kernel rule
 
-@lowering.default("elementwise", "movement", "random", "source")
+@lowering.default("elementwise", "movement", "index", "random", "source")
 def lower_map(ctx, n):
     S = tuple(n.shape)
     if ctx.opt >= 1:
