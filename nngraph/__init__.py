@@ -20,6 +20,8 @@ from .ops.movement import (broadcast_to, concatenate, expand_dims, flatten, pad,
 from .ops.contraction import dot, matmul  # noqa: F401
 from .ops.conv import conv2d  # noqa: F401
 from .ops.pool import avg_pool2d, max_pool2d  # noqa: F401
+from .ops.collective import all_reduce  # noqa: F401
+from . import distributed  # noqa: F401
 from .functional import (batch_norm, binary_cross_entropy, clip, cross_entropy, dropout, elu,  # noqa: F401
                          layer_norm, leaky_relu, log_softmax, logsumexp, moments, mse, one_hot,
                          selu, softmax)

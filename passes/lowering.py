@@ -26,11 +26,12 @@ import networkx as nx
 from nngraph.node import OPS
 from nngraph.types import TensorType
 
-from . import fusion, lower_windows
+from . import fusion, lower_collective, lower_windows
 from .lower_ops import Body, Emitter, LoweringError, NotFusable, is_source, scalar_const
 from .kernel_dag import kernel_dag
 from .memory import plan_memory
 from .sibling_fusion import fuse_siblings
+from .collective import collective_stats
 from .program import Buffer, Instr, LoopKernel, MatmulKernel, Program, Stage, Store
 
 MAX_CANDIDATES = 6
@@ -179,7 +180,10 @@ class _Lowering:
     def lower(self) -> Program:
         self.make_buffers()
         plan = self.plan
-        for n in plan.order:
+        for n in lower_collective.phase_order(plan.order):
+            if n.op in lower_collective.LOWER:
+                lower_collective.LOWER[n.op](self, n)
+                continue
             if n.op == "matmul" and id(n) in plan.reasons:
                 self.lower_matmul(n)
                 continue
@@ -482,6 +486,8 @@ class _Lowering:
                              "epilogue": bool(getattr(k, "epilogue", None))} for k in schedule],
             },
         }
+        if any(n.op == "all_reduce" for n in self.plan.order):
+            prog.stats["all_reduce"] = collective_stats(schedule, buffers)
         return prog
 
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 from nngraph.errors import NumericsError
+from nngraph.distributed import allreduce_array
 from nngraph.ops.elementwise import BINARY_REFS, UNARY_REFS
 from nngraph.ops.random import hash32
 from nngraph.types import concrete_shape, np_dtype
 
+from .collective import AllReduceKernel
 from .memory import slot_sizes
 from .program import LoopKernel, MatmulKernel, Program
 
@@ -212,6 +214,8 @@ def run_program(program: Program, inputs, params, env: dict, check_numerics: boo
     for k in program.schedule:
         if isinstance(k, MatmulKernel):
             _run_matmul(k, arrays, env, program.buffers)
+        elif isinstance(k, AllReduceKernel):
+            arrays[k.recv][...] = allreduce_array(arrays[k.send], "sum")
         else:
             _run_loop(k, arrays, env)
         if check_numerics:

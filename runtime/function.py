@@ -150,4 +150,7 @@ class Function:
         out = {"kernels": 0, "library_calls": 0, "peak_bytes": 0, "compile_seconds": 0.0, "cache_hit": False}
         out.update(self._stats)
         out.update(getattr(self.runner, "stats", {}) or {})
+        program = getattr(self.runner, "program", None)
+        if program is not None and "all_reduce" in program.stats:
+            out["all_reduce"] = program.stats["all_reduce"]   # the packed buffers (passes/collective.py)
         return out

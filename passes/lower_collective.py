@@ -1,0 +1,129 @@
+"""Lowering of all_reduce nodes (nngraph/ops/collective.py) into pack kernels, one
+AllReduceKernel per bucket, and unpack kernels (passes/collective.py).
+
+Buckets: an all_reduce node's *phase* is the number of all_reduce nodes on the
+longest path into it (itself included). Nodes of one phase never depend on each
+other, so all of them with a static shape and one dtype share one packed buffer
+and one call; a node of symbolic shape gets a bucket of its own. `phase_order`
+reorders the lowering's node order so that each phase's all_reduce nodes come
+together, after everything they read and before everything that reads them; the
+first node of a bucket lowers the whole bucket.
+
+The world size is read when the graph is compiled (`ng.distributed.size()`), so
+a mean's 1/ranks is a constant of the unpack kernels and a single process gets
+the same kernels with a copy in place of the MPI call.
+"""
+from __future__ import annotations
+
+from nngraph import distributed
+from nngraph.types import TensorType
+
+from .collective import AllReduceKernel
+from .program import Store
+
+
+def _phases(order) -> dict:
+    """id(node) -> number of all_reduce nodes on the longest path into it (inclusive)."""
+    depth = {}
+    for n in order:
+        d = max((depth[id(i)] for i in n.inputs), default=0)
+        depth[id(n)] = d + (n.op == "all_reduce")
+    return depth
+
+
+def phase_order(order) -> list:
+    """`order` (topological) stably sorted so that each phase's all_reduce nodes are
+    adjacent: nodes of depth d come at 2d, all_reduce nodes of depth d at 2d - 1."""
+    if not any(n.op == "all_reduce" for n in order):
+        return order
+    depth = _phases(order)
+    key = {id(n): 2 * depth[id(n)] - (n.op == "all_reduce") for n in order}
+    return sorted(order, key=lambda n: key[id(n)])
+
+
+def _buckets(order) -> list:
+    """Lists of all_reduce nodes reduced by one call each, in phase order."""
+    depth = _phases(order)
+    groups: dict = {}
+    for n in order:
+        if n.op != "all_reduce":
+            continue
+        static = n.type.is_static
+        key = (depth[id(n)], n.dtype) if static else ("symbolic", id(n))
+        groups.setdefault(key, []).append(n)
+    return list(groups.values())
+
+
+def lower_all_reduce(low, n) -> None:
+    """Lower n's whole bucket (the first of its nodes to be reached lowers it)."""
+    done = low.__dict__.setdefault("_all_reduce_done", set())
+    if id(n) in done:
+        return
+    bucket = next(b for b in _buckets(low.plan.order) if any(m is n for m in b))
+    done |= {id(m) for m in bucket}
+    ranks = distributed.size()
+    static = all(m.type.is_static for m in bucket)
+    if static:
+        sizes = [_numel(m.shape) for m in bucket]
+        offsets = [sum(sizes[:k]) for k in range(len(bucket))]
+        shape = (sum(sizes),)
+    else:
+        (m,) = bucket
+        sizes, offsets, shape = [None], [0], tuple(m.shape)
+    dtype = bucket[0].dtype
+    send = low.add_buffer("allreduce_pack", TensorType(dtype, shape), "temp", bucket[0])
+    recv = low.add_buffer("allreduce_sum", TensorType(dtype, shape), "temp", bucket[0])
+    for m, off in zip(bucket, offsets):
+        _copy_kernel(low, m, send, off, static, pack=True)
+    from .fusion import label
+    members = tuple((label(m), off, size if size is not None else str(m.type))
+                    for m, off, size in zip(bucket, offsets, sizes))
+    kern = AllReduceKernel("k_all_reduce", send, recv, ranks, members,
+                           source=", ".join(label(m) for m in bucket))
+    g = low.new_group(shape, kern)
+    low.note_reads(g, {send})
+    low.note_writes(g, {recv})
+    for m, off in zip(bucket, offsets):
+        _copy_kernel(low, m, recv, off, static, pack=False, ranks=ranks)
+
+
+def _numel(shape) -> int:
+    out = 1
+    for s in shape:
+        out *= int(s)
+    return out
+
+
+def _copy_kernel(low, m, buf, offset, flat, pack, ranks=1):
+    """pack: buf[offset + flat index] = m's operand; unpack: m's buffers = buf[...]
+    (times 1/ranks for a mean)."""
+    g = low.new_group(tuple(m.shape))
+    st = g.new_stage((), "map")
+    body = st.body
+    idx = tuple(body.idx(k) for k in range(m.ndim))
+    where = _flat_index(body, m.shape, idx, offset) if flat else idx
+    if pack:
+        v = st.emitter.value(m.inputs[0], idx)
+        st.stores.append(Store(buf, where, v))
+        targets = {buf}
+    else:
+        v = st.emitter.load(buf, where)
+        if m.attrs["reduce"] == "mean" and ranks > 1:
+            v = body.emit("mul", (v, body.emit("const", (), m.dtype, value=1.0 / ranks)), m.dtype)
+        targets = set(low.store_bufs[id(m)])
+        for b in targets:
+            st.stores.append(Store(b, low._store_index(body, b, idx), v))
+    g.members.append(m)
+    low.note_reads(g, st.emitter.loads)
+    low.note_writes(g, targets)
+
+
+def _flat_index(body, shape, idx, offset) -> tuple:
+    flat, stride = body.iconst(offset), 1
+    for k in range(len(shape) - 1, -1, -1):
+        flat = body.iadd(flat, body.imul(idx[k], body.iconst(stride)))
+        stride *= int(shape[k])
+    return (flat,)
+
+
+LOWER = {"all_reduce": lower_all_reduce}
