@@ -80,7 +80,9 @@ REDUCE_OPS = ("mean", "sum")
 def allreduce_array(a: np.ndarray, op: str = "mean") -> np.ndarray:
     """The elementwise sum or mean of `a` over all ranks (a copy of `a` in a single
     process): the reference implementation of the all_reduce op."""
-    a = np.ascontiguousarray(a)
+    a = np.asarray(a)
+    if not a.flags.c_contiguous:
+        a = a.copy()      # (np.ascontiguousarray would make a 0-d array 1-d)
     m = mpi()
     if m is None:
         return a.copy()

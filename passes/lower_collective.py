@@ -73,8 +73,7 @@ def lower_all_reduce(low, n) -> None:
     dtype = bucket[0].dtype
     send = low.add_buffer("allreduce_pack", TensorType(dtype, shape), "temp", bucket[0])
     recv = low.add_buffer("allreduce_sum", TensorType(dtype, shape), "temp", bucket[0])
-    for m, off in zip(bucket, offsets):
-        _copy_kernel(low, m, send, off, static, pack=True)
+    _copy_kernel(low, bucket, offsets, send, static, pack=True)
     from .fusion import label
     members = tuple((label(m), off, size if size is not None else str(m.type))
                     for m, off, size in zip(bucket, offsets, sizes))
@@ -83,8 +82,7 @@ def lower_all_reduce(low, n) -> None:
     g = low.new_group(shape, kern)
     low.note_reads(g, {send})
     low.note_writes(g, {recv})
-    for m, off in zip(bucket, offsets):
-        _copy_kernel(low, m, recv, off, static, pack=False, ranks=ranks)
+    _copy_kernel(low, bucket, offsets, recv, static, pack=False, ranks=ranks)
 
 
 def _numel(shape) -> int:
@@ -94,27 +92,29 @@ def _numel(shape) -> int:
     return out
 
 
-def _copy_kernel(low, m, buf, offset, flat, pack, ranks=1):
-    """pack: buf[offset + flat index] = m's operand; unpack: m's buffers = buf[...]
-    (times 1/ranks for a mean)."""
-    g = low.new_group(tuple(m.shape))
-    st = g.new_stage((), "map")
-    body = st.body
-    idx = tuple(body.idx(k) for k in range(m.ndim))
-    where = _flat_index(body, m.shape, idx, offset) if flat else idx
-    if pack:
-        v = st.emitter.value(m.inputs[0], idx)
-        st.stores.append(Store(buf, where, v))
-        targets = {buf}
-    else:
-        v = st.emitter.load(buf, where)
-        if m.attrs["reduce"] == "mean" and ranks > 1:
-            v = body.emit("mul", (v, body.emit("const", (), m.dtype, value=1.0 / ranks)), m.dtype)
-        targets = set(low.store_bufs[id(m)])
-        for b in targets:
-            st.stores.append(Store(b, low._store_index(body, b, idx), v))
-    g.members.append(m)
-    low.note_reads(g, st.emitter.loads)
+def _copy_kernel(low, bucket, offsets, buf, flat, pack, ranks=1):
+    """One kernel with a map stage per member over its shape (so `buf` has one
+    writer). pack: buf[offset + flat index] = the member's operand; unpack: the
+    member's buffers = buf[...] (times 1/ranks for a mean)."""
+    g = low.new_group(())
+    targets = set()
+    for m, offset in zip(bucket, offsets):
+        st = g.new_stage(tuple(m.shape), "map")
+        body = st.body
+        idx = tuple(body.idx(k) for k in range(m.ndim))
+        where = _flat_index(body, m.shape, idx, offset) if flat else idx
+        if pack:
+            st.stores.append(Store(buf, where, st.emitter.value(m.inputs[0], idx)))
+            targets.add(buf)
+        else:
+            v = st.emitter.load(buf, where)
+            if m.attrs["reduce"] == "mean" and ranks > 1:
+                v = body.emit("mul", (v, body.emit("const", (), m.dtype, value=1.0 / ranks)), m.dtype)
+            for b in low.store_bufs[id(m)]:
+                st.stores.append(Store(b, low._store_index(body, b, idx), v))
+                targets.add(b)
+        g.members.append(m)
+        low.note_reads(g, st.emitter.loads)
     low.note_writes(g, targets)
 
 

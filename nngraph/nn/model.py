@@ -244,10 +244,16 @@ class Model:
 
     # ---------------------------------------------------------------- training
     def fit(self, X, y, epochs: int = 1, batch_size: int = 32, validation_data=None, shuffle: bool = True,
-            callbacks=None, verbose: int = 1, seed: int | None = 0) -> dict:
+            callbacks=None, verbose: int = 1, seed: int | None = 0, distributed: bool = False) -> dict:
         """Train; returns the history {"loss": [per epoch], "accuracy": [...], "val_loss": ...}
         (also kept as model.history). verbose=1 shows a tqdm bar per epoch, 2 one line
-        per epoch, 0 nothing."""
+        per epoch, 0 nothing. distributed=True: data-parallel over the processes of an
+        MPI job, batch_size being the global batch (nngraph/nn/distributed_fit.py)."""
+        if distributed:
+            from .distributed_fit import fit_distributed
+            return fit_distributed(self, X, y, epochs=epochs, batch_size=batch_size,
+                                   validation_data=validation_data, shuffle=shuffle, callbacks=callbacks,
+                                   verbose=verbose, seed=seed)
         self._need_compiled()
         xs, (y, y_kind) = self._xs(X), self._ys(y)
         n = self._n(xs)
