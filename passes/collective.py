@@ -36,7 +36,8 @@ class AllReduceKernel:
         """Lines for fn.dump("kernels")."""
         head = (f"all_reduce sum {bufname(self.recv)} <- {bufname(self.send)} over {self.ranks} "
                 f"process{'es' if self.ranks != 1 else ''} (one MPI_Allreduce)")
-        return [head] + [f"  [{off}:{off + n}] {label}" for label, off, n in self.members]
+        return [head] + [f"  [{off}:{off + n if isinstance(n, int) else n}] {label}"
+                         for label, off, n in self.members]
 
 
 def collective_stats(schedule, buffers) -> dict:
@@ -44,7 +45,13 @@ def collective_stats(schedule, buffers) -> dict:
     the values it holds (label, offset, elements)."""
     calls = [k for k in schedule if isinstance(k, AllReduceKernel)]
     return {"calls": len(calls),
-            "buffers": [{"buffer": buffers[k.send].name, "elements": sum(n for _, _, n in k.members),
+            "buffers": [{"buffer": buffers[k.send].name, "elements": _total(k.members),
                          "dtype": buffers[k.send].dtype, "ranks": k.ranks,
                          "values": [{"value": label, "offset": off, "elements": n}
                                     for label, off, n in k.members]} for k in calls]}
+
+
+def _total(members):
+    """Elements of a packed buffer: an int, or a symbolic bucket's shape as text."""
+    counts = [n for _, _, n in members]
+    return sum(counts) if all(isinstance(n, int) for n in counts) else " + ".join(map(str, counts))

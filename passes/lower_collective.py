@@ -75,7 +75,7 @@ def lower_all_reduce(low, n) -> None:
     recv = low.add_buffer("allreduce_sum", TensorType(dtype, shape), "temp", bucket[0])
     _copy_kernel(low, bucket, offsets, send, static, pack=True)
     from .fusion import label
-    members = tuple((label(m), off, size if size is not None else str(m.type))
+    members = tuple((label(m), off, size if size is not None else "*".join(map(str, m.shape)))
                     for m, off, size in zip(bucket, offsets, sizes))
     kern = AllReduceKernel("k_all_reduce", send, recv, ranks, members,
                            source=", ".join(label(m) for m in bucket))
