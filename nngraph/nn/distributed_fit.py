@@ -48,7 +48,7 @@ def train_step(model, y_kind):
     rank, ranks = distributed.rank(), distributed.size()
 
     def build():
-        from .model import ng_compile
+        import nngraph       # ng.compile looked up when called, as Model does (wrappers apply)
         w = placeholder((), name="shard_weight")
         with collect_updates() as c, replica.building(rank, ranks, w):
             xs, out = model.forward(True)
@@ -62,7 +62,7 @@ def train_step(model, y_kind):
                 raise ValueError(f"{model.name}: parameter {p.name} is updated by the optimiser and a layer")
             ups[p] = v
         reduced = [all_reduce(ew.mul(s, w), "mean") for s in scores]
-        return ng_compile(xs + [t, w], reduced, updates=ups, name="train_step", target=model.target,
+        return nngraph.compile(xs + [t, w], reduced, updates=ups, name="train_step", target=model.target,
                           opt_level=getattr(model, "opt_level", 2),
                           check_numerics=getattr(model, "check_numerics", False),
                           dump_dir=model.dump_dir if distributed.is_main() else None)
@@ -94,9 +94,9 @@ def evaluate_sharded(model, X, y, batch_size: int = 256) -> dict:
 
 
 def fit_distributed(model, X, y, epochs=1, batch_size=32, validation_data=None, shuffle=True,
-                    callbacks=None, verbose=1, seed=0) -> dict:
-    """model.fit's data-parallel loop (see the module docstring); returns the history."""
-    from .model import _progress
+                    callbacks=None, verbose=1, seed=0, progress=None) -> dict:
+    """model.fit's data-parallel loop (see the module docstring); returns the history.
+    progress(total, description, enabled) -> a tqdm-like bar or None: fit's own."""
     model._need_compiled()
     rank, ranks = distributed.rank(), distributed.size()
     xs, (y, y_kind) = model._xs(X), model._ys(y)
@@ -106,64 +106,84 @@ def fit_distributed(model, X, y, epochs=1, batch_size=32, validation_data=None, 
     if batch_size < ranks:
         raise ValueError(f"{model.name}: batch_size {batch_size} (the global batch) is smaller than the "
                          f"{ranks} processes of the job; every rank needs at least one example per step")
-    verbose = verbose if rank == 0 else 0
-    step_fn = train_step(model, y_kind)
+    loop = _Loop(model, train_step(model, y_kind), xs, y, batch_size,
+                 [c for c in (callbacks or []) if rank == 0 or not isinstance(c, ModelCheckpoint)],
+                 verbose if rank == 0 else 0, progress)
     broadcast_parameters(model)
-    names = model._score_names()
-    cbs = [c for c in (callbacks or []) if rank == 0 or not isinstance(c, ModelCheckpoint)]
-    for c in cbs:
-        c.set_model(model)
     steps = -(-n // batch_size)
     model.optimizer.begin(steps * epochs, steps)
     rng = np.random.default_rng(seed)
-    history = {k: [] for k in names}
+    model.history = {k: [] for k in loop.names}
     if validation_data is not None:
-        history.update({f"val_{k}": [] for k in names})
-    model.history, model.stop_training, model.step_seconds = history, False, []
-    for c in cbs:
-        c.on_train_begin()
-    global_step = 0
+        model.history.update({f"val_{k}": [] for k in loop.names})
+    model.stop_training, model.step_seconds = False, []
+    loop.each("on_train_begin")
     for epoch in range(epochs):
-        for c in cbs:
-            c.on_epoch_begin(epoch)
-        order = rng.permutation(n) if shuffle else np.arange(n)
-        sums, seen = np.zeros(len(names)), 0
-        bar = _progress(steps, f"epoch {epoch + 1}/{epochs}", verbose == 1)
+        loop.each("on_epoch_begin", epoch)
         t_epoch = time.perf_counter()
-        for b in range(steps):
-            batch = order[b * batch_size:(b + 1) * batch_size]
-            if len(batch) < ranks:
-                continue          # a last global batch smaller than the job: nothing for some ranks
-            idx = shard(batch, rank, ranks)
-            weight = np.float32(len(idx) * ranks / len(batch))
-            model.optimizer.on_step(global_step, epoch)
-            t0 = time.perf_counter()
-            vals = [float(v) for v in step_fn(*[a[idx] for a in xs], y[idx], weight)]
-            model.step_seconds.append(time.perf_counter() - t0)
-            sums += np.asarray(vals) * len(batch)
-            seen += len(batch)
-            global_step += 1
-            for c in cbs:
-                c.on_batch_end(b, dict(zip(names, vals)))
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix({k: f"{v:.4f}" for k, v in zip(names, sums / seen)}, refresh=False)
-        logs = dict(zip(names, (sums / max(seen, 1)).tolist()))
+        logs = loop.epoch(epoch, epochs, rng.permutation(n) if shuffle else np.arange(n))
         if validation_data is not None:
             scores = evaluate_sharded(model, *validation_data, batch_size=max(batch_size, 256))
             logs.update({f"val_{k}": v for k, v in scores.items()})
         for k, v in logs.items():
-            history[k].append(v)
-        if bar is not None:
-            bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=True)
-            bar.close()
-        elif verbose == 2:
-            print(f"epoch {epoch + 1}/{epochs} ({time.perf_counter() - t_epoch:.2f}s): "
-                  + ", ".join(f"{k}={v:.4f}" for k, v in logs.items()), flush=True)
-        for c in cbs:
-            c.on_epoch_end(epoch, logs)
+            model.history[k].append(v)
+        loop.report(epoch, epochs, logs, time.perf_counter() - t_epoch)
+        loop.each("on_epoch_end", epoch, logs)
         if model.stop_training:
             break
-    for c in cbs:
-        c.on_train_end(history)
-    return history
+    loop.each("on_train_end", model.history)
+    return model.history
+
+
+class _Loop:
+    """One rank's share of the training loop: steps over shards, callbacks, output."""
+
+    def __init__(self, model, step_fn, xs, y, batch_size, callbacks, verbose, progress):
+        self.model, self.step_fn, self.xs, self.y = model, step_fn, xs, y
+        self.batch_size, self.callbacks, self.verbose, self.progress = batch_size, callbacks, verbose, progress
+        self.names = model._score_names()
+        self.rank, self.ranks = distributed.rank(), distributed.size()
+        self.global_step, self.bar = 0, None
+        for c in callbacks:
+            c.set_model(model)
+
+    def each(self, hook: str, *args) -> None:
+        for c in self.callbacks:
+            getattr(c, hook)(*args)
+
+    def epoch(self, epoch: int, epochs: int, order) -> dict:
+        """Train on every global batch of `order`; the epoch's mean scores."""
+        steps = -(-len(order) // self.batch_size)
+        if self.progress is not None:
+            self.bar = self.progress(steps, f"epoch {epoch + 1}/{epochs}", self.verbose == 1)
+        sums, seen = np.zeros(len(self.names)), 0
+        for b in range(steps):
+            batch = order[b * self.batch_size:(b + 1) * self.batch_size]
+            if len(batch) < self.ranks:
+                continue          # a last global batch smaller than the job: nothing for some ranks
+            vals = self.step(batch, epoch)
+            sums, seen = sums + np.asarray(vals) * len(batch), seen + len(batch)
+            self.each("on_batch_end", b, dict(zip(self.names, vals)))
+            if self.bar is not None:
+                self.bar.update(1)
+                self.bar.set_postfix({k: f"{v:.4f}" for k, v in zip(self.names, sums / seen)}, refresh=False)
+        return dict(zip(self.names, (sums / max(seen, 1)).tolist()))
+
+    def step(self, batch, epoch) -> list:
+        """One compiled step on this rank's shard; the global batch's scores."""
+        idx = shard(batch, self.rank, self.ranks)
+        weight = np.float32(len(idx) * self.ranks / len(batch))
+        self.model.optimizer.on_step(self.global_step, epoch)
+        t0 = time.perf_counter()
+        vals = [float(v) for v in self.step_fn(*[a[idx] for a in self.xs], self.y[idx], weight)]
+        self.model.step_seconds.append(time.perf_counter() - t0)
+        self.global_step += 1
+        return vals
+
+    def report(self, epoch, epochs, logs, seconds) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=True)
+            self.bar.close()
+        elif self.verbose == 2:
+            print(f"epoch {epoch + 1}/{epochs} ({seconds:.2f}s): "
+                  + ", ".join(f"{k}={v:.4f}" for k, v in logs.items()), flush=True)

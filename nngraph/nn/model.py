@@ -253,7 +253,7 @@ class Model:
             from .distributed_fit import fit_distributed
             return fit_distributed(self, X, y, epochs=epochs, batch_size=batch_size,
                                    validation_data=validation_data, shuffle=shuffle, callbacks=callbacks,
-                                   verbose=verbose, seed=seed)
+                                   verbose=verbose, seed=seed, progress=_progress)
         self._need_compiled()
         xs, (y, y_kind) = self._xs(X), self._ys(y)
         n = self._n(xs)
