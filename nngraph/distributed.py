@@ -11,9 +11,9 @@ inside a job (an MPI launcher's variables are set), so a single process never ne
 it and never initialises MPI; inside a job without it, the first question about
 the group raises an error that says what to install.
 
-Faults: the first time a job's group is opened, an unhandled exception on any rank
-prints that rank's traceback and calls MPI_Abort, so the other ranks are not left
-blocked in a collective (a job never hangs on one rank's error).
+Faults: inside a job (from the moment nngraph is imported), an unhandled exception on
+any rank prints that rank's traceback and calls MPI_Abort, so the other ranks are not
+left blocked in a collective (a job never hangs on one rank's error).
 """
 from __future__ import annotations
 
@@ -53,7 +53,6 @@ def mpi():
         raise DistributedError(
             f"this process is one rank of an MPI job (launcher variables are set) but mpi4py "
             f"cannot be imported ({e}); install it: {INSTALL_HINT}") from None
-    _install_abort_hook(MPI)
     return MPI
 
 
@@ -114,22 +113,32 @@ def abort(code: int = 1) -> None:
     os._exit(code)
 
 
-def _install_abort_hook(MPI) -> None:
-    """An unhandled exception on one rank prints its traceback, then aborts the job."""
+def _install_abort_hook() -> None:
+    """Inside a job: an unhandled exception prints this rank's traceback, then aborts
+    the whole job (MPI_Abort), so no other rank waits forever in a collective.
+    Installed when nngraph is imported; mpi4py is imported only if the hook fires."""
     previous = sys.excepthook
 
     def hook(kind, value, tb):
-        if issubclass(kind, KeyboardInterrupt):
-            previous(kind, value, tb)
-        text = "".join(traceback.format_exception(kind, value, tb))
-        r = MPI.COMM_WORLD.Get_rank()
-        sys.stderr.write(f"[nngraph rank {r}/{MPI.COMM_WORLD.Get_size()}] unhandled exception; "
-                         f"aborting the MPI job:\n{text}")
+        try:
+            MPI = mpi()
+        except DistributedError:
+            MPI = None
+        who = f"rank {MPI.COMM_WORLD.Get_rank()}/{MPI.COMM_WORLD.Get_size()}" if MPI else "a rank"
+        sys.stderr.write(f"[nngraph {who}] unhandled exception; aborting the MPI job:\n"
+                         + "".join(traceback.format_exception(kind, value, tb)))
         sys.stderr.flush()
         sys.stdout.flush()
+        if MPI is None:
+            previous(kind, value, tb)
+            os._exit(1)
         MPI.COMM_WORLD.Abort(1)
 
     sys.excepthook = hook
+
+
+if in_job():
+    _install_abort_hook()
 
 
 # ----------------------------------------------------------------------------- native calls

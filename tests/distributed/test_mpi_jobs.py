@@ -54,10 +54,12 @@ def test_fit_distributed_identical_parameters_and_same_accuracy(backend):
     run_script("fit_equal.py", backend)
 
 
-def test_a_rank_that_raises_ends_the_job_within_seconds():
-    r, seconds = run_job([os.path.join(JOBS, "raise_abort.py")], timeout=120)
+@pytest.mark.parametrize("script,error", [("raise_abort.py", "rank one fails on purpose"),
+                                          ("raise_early.py", "rank one fails before any collective")])
+def test_a_rank_that_raises_ends_the_job_within_seconds(script, error):
+    r, seconds = run_job([os.path.join(JOBS, script)], timeout=120)
     assert r.returncode != 0
-    assert "rank one fails on purpose" in r.stderr and "aborting the MPI job" in r.stderr
+    assert error in r.stderr and "[nngraph rank 1/2] unhandled exception; aborting the MPI job" in r.stderr
     assert "passed the all-reduce alone" not in r.stdout
     assert seconds < 60, f"the job took {seconds:.0f} s to end"
 
