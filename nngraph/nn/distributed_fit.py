@@ -78,6 +78,15 @@ def broadcast_parameters(model) -> None:
         p.value = MPI.COMM_WORLD.bcast(p.value if distributed.is_main() else None, root=0)
 
 
+def common_seed(seed):
+    """The shuffling seed every rank uses: `seed`, or for None one drawn on rank 0."""
+    MPI = distributed.mpi()
+    if seed is not None or MPI is None:
+        return seed
+    drawn = int(np.random.default_rng().integers(2 ** 63)) if distributed.is_main() else None
+    return MPI.COMM_WORLD.bcast(drawn, root=0)
+
+
 def evaluate_sharded(model, X, y, batch_size: int = 256) -> dict:
     """model.evaluate over all of (X, y), each rank scoring its share; sums reduced."""
     xs, (y, y_kind) = model._xs(X), model._ys(y)
@@ -112,7 +121,7 @@ def fit_distributed(model, X, y, epochs=1, batch_size=32, validation_data=None, 
     broadcast_parameters(model)
     steps = -(-n // batch_size)
     model.optimizer.begin(steps * epochs, steps)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(common_seed(seed))
     model.history = {k: [] for k in loop.names}
     if validation_data is not None:
         model.history.update({f"val_{k}": [] for k in loop.names})

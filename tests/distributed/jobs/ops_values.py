@@ -36,6 +36,10 @@ def main():
     zv = rng.normal(size=(3, 2))
     fn = ng.compile([z], ng.all_reduce(z, "sum"), target="cpu")
     np.testing.assert_allclose(fn(zv), np.sum(comm.allgather(zv), axis=0), rtol=1e-12)
+    # fit's shuffling seed: None draws one on rank 0 that every rank uses
+    from nngraph.nn.distributed_fit import common_seed
+    seeds = comm.allgather(common_seed(None))
+    assert seeds[0] == seeds[1] and common_seed(5) == 5
     print(f"rank {rank}: ok", flush=True)
 
 
