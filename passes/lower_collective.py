@@ -19,6 +19,7 @@ from nngraph import distributed
 from nngraph.types import TensorType
 
 from .collective import AllReduceKernel
+from .fusion import label
 from .program import Store
 
 
@@ -55,12 +56,11 @@ def _buckets(order) -> list:
 
 
 def lower_all_reduce(low, n) -> None:
-    """Lower n's whole bucket (the first of its nodes to be reached lowers it)."""
-    done = low.__dict__.setdefault("_all_reduce_done", set())
-    if id(n) in done:
-        return
+    """Lower n's whole bucket when n is its first node (phase_order reaches a bucket's
+    nodes in that order, so the others find their bucket lowered)."""
     bucket = next(b for b in _buckets(low.plan.order) if any(m is n for m in b))
-    done |= {id(m) for m in bucket}
+    if bucket[0] is not n:
+        return
     ranks = distributed.size()
     static = all(m.type.is_static for m in bucket)
     if static:
@@ -74,7 +74,6 @@ def lower_all_reduce(low, n) -> None:
     send = low.add_buffer("allreduce_pack", TensorType(dtype, shape), "temp", bucket[0])
     recv = low.add_buffer("allreduce_sum", TensorType(dtype, shape), "temp", bucket[0])
     _copy_kernel(low, bucket, offsets, send, static, pack=True)
-    from .fusion import label
     members = tuple((label(m), off, size if size is not None else "*".join(map(str, m.shape)))
                     for m, off, size in zip(bucket, offsets, sizes))
     kern = AllReduceKernel("k_all_reduce", send, recv, ranks, members,
