@@ -103,22 +103,10 @@ def barrier() -> None:
         m.COMM_WORLD.Barrier()
 
 
-def abort(code: int = 1) -> None:
-    """End the whole job (MPI_Abort) or, in a single process, exit."""
-    m = mpi()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if m is not None:
-        m.COMM_WORLD.Abort(code)
-    os._exit(code)
-
-
 def _install_abort_hook() -> None:
     """Inside a job: an unhandled exception prints this rank's traceback, then aborts
     the whole job (MPI_Abort), so no other rank waits forever in a collective.
     Installed when nngraph is imported; mpi4py is imported only if the hook fires."""
-    previous = sys.excepthook
-
     def hook(kind, value, tb):
         try:
             MPI = mpi()
@@ -130,8 +118,7 @@ def _install_abort_hook() -> None:
         sys.stderr.flush()
         sys.stdout.flush()
         if MPI is None:
-            previous(kind, value, tb)
-            os._exit(1)
+            os._exit(1)         # no mpi4py: the launcher sees this rank fail and ends the job
         MPI.COMM_WORLD.Abort(1)
 
     sys.excepthook = hook
