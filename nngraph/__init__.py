@@ -22,6 +22,8 @@ from .ops.conv import conv2d, conv_transpose2d  # noqa: F401
 from .ops.upsample import upsample2d  # noqa: F401
 from .ops.pool import avg_pool2d, max_pool2d  # noqa: F401
 from .ops.gather import arange, take  # noqa: F401
+from .ops.collective import all_reduce  # noqa: F401
+from . import distributed  # noqa: F401
 from .functional import (batch_norm, binary_cross_entropy, clip, cross_entropy, dropout, elu,  # noqa: F401
                          layer_norm, leaky_relu, log_softmax, logsumexp, moments, mse, one_hot,
                          selu, softmax)

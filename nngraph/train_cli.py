@@ -34,6 +34,10 @@ report.html: the training curves and what the compiler made of the step, in a br
 
 Example:
     python -m nngraph train --model cnn --epochs 5 --dump-dir /tmp/dumps
+
+Under MPI (`mpiexec -n 2 python -m nngraph train`, after pip install "nngraph[distributed]")
+the models train data-parallel: --batch-size is the global batch, split across the
+processes; gradients are averaged inside the compiled step; rank 0 prints and writes.
 """
 
 DEFAULT_EPOCHS = {"mlp": 10, "cnn": 15}
@@ -97,15 +101,24 @@ def train_one(kind: str, args, out=print) -> dict:
     out(f"\n== {kind}: {len(X)} training{'' if args.no_augment else ' (with shifted copies)'}, {len(val[1])} validation, {len(yt)} test images; "
         f"target {model.target}")
     model.summary(print_fn=out)
-    step = model.compiled("train")
+    ranks = ng.distributed.size()
+    if ranks > 1:
+        from .nn.distributed_fit import train_step
+        out(f"{kind}: data-parallel on {ranks} processes (MPI): global batch {args.batch_size}, "
+            f"{args.batch_size // ranks}{'' if args.batch_size % ranks == 0 else '-' + str(-(-args.batch_size // ranks))} "
+            f"per process")
+        step, key = train_step(model, ("int", 1)), "train_distributed"
+    else:
+        step, key = model.compiled("train"), "train"
     st = step.stats()
-    out(f"compiled the training step in {model.compile_seconds['train']:.3f} s "
-        f"({st.get('kernels', '?')} kernels per call, cache hit: {st.get('cache_hit')})")
+    out(f"compiled the training step in {model.compile_seconds[key]:.3f} s "
+        f"({st.get('kernels', '?')} kernels per call, cache hit: {st.get('cache_hit')}"
+        + (f", {st['all_reduce']['calls']} MPI_Allreduce per step" if "all_reduce" in st else "") + ")")
     epochs = args.epochs or DEFAULT_EPOCHS[kind]
     t0 = time.perf_counter()
     report = os.path.join(folder, "report.html")
     hist = model.fit(X, y, epochs=epochs, batch_size=args.batch_size, validation_data=val,
-                     verbose=2 if args.quiet else 1, seed=args.seed, report=report)
+                     verbose=2 if args.quiet else 1, seed=args.seed, report=report, distributed=ranks > 1)
     train_s = time.perf_counter() - t0
     scores = model.evaluate(Xt, yt)
     steps = np.asarray(model.step_seconds[1:] or model.step_seconds)
@@ -114,12 +127,13 @@ def train_one(kind: str, args, out=print) -> dict:
     out(f"{kind}: {len(model.step_seconds)} steps in {train_s:.2f} s; step time median "
         f"{1e3 * np.median(steps):.3f} ms (batch {args.batch_size}); compile: "
         + ", ".join(f"{k} {v:.3f} s" for k, v in model.compile_seconds.items()))
-    paths = write_dumps(step, folder)
+    paths = write_dumps(step, folder) if ng.distributed.is_main() else []
     out(f"{kind}: IR of the training step written to {folder}/ "
         f"({', '.join(os.path.basename(p) for p in paths)}; passes/ after every pass)")
     out(f"{kind}: training report (curves, graph, kernels) in {report}")
     return {"report": report, "model": kind, "test_accuracy": scores["accuracy"], "test_loss": scores["loss"],
-            "compile_seconds": dict(model.compile_seconds), "step_ms": 1e3 * float(np.median(steps)),
+            "compile_seconds": dict(model.compile_seconds), "compile_key": key,
+            "step_ms": 1e3 * float(np.median(steps)),
             "dumps": paths}
 
 
@@ -133,13 +147,19 @@ def run(args) -> int:
         print("train: the digits come with scikit-learn: pip install scikit-learn", file=sys.stderr)
         return 1
     kinds = ["mlp", "cnn"] if args.model == "both" else [args.model]
-    results = [train_one(k, args) for k in kinds]
-    print("\nsummary:")
+    from . import distributed
+    out = print if distributed.is_main() else _silent      # in an MPI job, rank 0 speaks
+    results = [train_one(k, args, out) for k in kinds]
+    out("\nsummary:")
     for r in results:
-        print(f"  {r['model']}: test accuracy {100 * r['test_accuracy']:.2f}%, training step compiled in "
-              f"{r['compile_seconds']['train']:.3f} s, {r['step_ms']:.3f} ms per step")
-    print(f"IR dumps in {os.path.abspath(args.dump_dir)}")
+        out(f"  {r['model']}: test accuracy {100 * r['test_accuracy']:.2f}%, training step compiled in "
+            f"{r['compile_seconds'][r['compile_key']]:.3f} s, {r['step_ms']:.3f} ms per step")
+    out(f"IR dumps in {os.path.abspath(args.dump_dir)}")
     return 0
+
+
+def _silent(*args, **kwargs) -> None:
+    """print for ranks other than 0 of an MPI job."""
 
 
 def main(argv=None) -> int:

@@ -4,7 +4,8 @@ The value comes from the op's own NumPy reference (the oracle), so folding means
 exactly what running would. Bounded, so the graph does not fill with literals:
 
 - results of more than MAX_ELEMENTS elements stay computed;
-- random ops are never folded (their value depends on the step counter);
+- random ops are never folded (their value depends on the step counter), nor
+  all_reduce (its value depends on the other processes);
 - broadcast_to is never folded: a broadcast of a scalar costs nothing in a fused
   loop, the big constant it would become costs memory and bandwidth;
 - results that are not finite stay computed, so check_numerics still names the
@@ -24,7 +25,7 @@ from .log import Rewrites
 from .rewrite import map_graph, rebuild
 
 MAX_ELEMENTS = 4096
-NEVER_FOLD = frozenset({"broadcast_to", "stop_gradient"})
+NEVER_FOLD = frozenset({"broadcast_to", "stop_gradient", "all_reduce"})
 
 
 def fold_value(n, inputs) -> np.ndarray | None:

@@ -330,6 +330,10 @@ def format_program(p: Program) -> str:
                        + f"  (k={kern.k})" + (f"  # {kern.source}" if kern.source else ""))
             if kern.epilogue:
                 out += ["  epilogue " + ln for ln in format_stage(kern.epilogue, 0, bufname)]
+        elif hasattr(kern, "describe"):   # a library kernel of its own kind (passes/collective.py)
+            lines = kern.describe(bufname)
+            out.append(f"kernel {n} {kern.name}: {lines[0]}")
+            out += ["  " + ln for ln in lines[1:]]
         else:
             out.append(f"kernel {n} {kern.name} over [{','.join(map(str, kern.outer))}]"
                        + (f"  # {kern.source}" if kern.source else ""))

@@ -15,11 +15,13 @@ import time
 import numpy as np
 
 from nngraph.errors import NumericsError
+from nngraph.distributed import allreduce_array
 from nngraph.ops.elementwise import BINARY_REFS, UNARY_REFS
 from nngraph.ops.random import uniform_floats
 from nngraph.semantics import reduce_identity
 from nngraph.types import concrete_shape, np_dtype
 
+from .collective import AllReduceKernel
 from .memory import region_of, slot_sizes
 from .program import LoopKernel, MatmulKernel, Program
 
@@ -195,6 +197,8 @@ def run_program(program: Program, inputs, params, env: dict, check_numerics: boo
         t0 = time.perf_counter()
         if isinstance(k, MatmulKernel):
             _run_matmul(k, arrays, env, program.buffers)
+        elif isinstance(k, AllReduceKernel):
+            arrays[k.recv][...] = allreduce_array(arrays[k.send], "sum")
         else:
             _run_loop(k, arrays, env)
         if clock is not None:

@@ -223,6 +223,9 @@ class Function:
         out.update(self._stats)
         out.update(getattr(self.runner, "stats", {}) or {})
         out["fusion"] = self.fusion()
+        program = getattr(self.runner, "program", None)
+        if program is not None and "all_reduce" in program.stats:
+            out["all_reduce"] = program.stats["all_reduce"]   # the packed buffers (passes/collective.py)
         return out
 
     def fusion(self):

@@ -23,9 +23,11 @@ import re
 import llvmlite.ir as ir
 
 from nngraph.types import Dim, is_float
+from passes.collective import AllReduceKernel
 from passes.program import LoopKernel, MatmulKernel, symbols as program_symbols
 
 from . import target
+from .collective import emit_all_reduce
 from .irtypes import I1, I8P, I32, I64, VOID, i64
 from .kernel import (can_split_reduction, emit_finish_function, emit_loop_function, emit_partial_function,
                      partial_type)
@@ -111,6 +113,9 @@ def build_module(program, check_numerics=False, threads=True, profile=False) -> 
                 and _may_be_big((), kern.stages[:1]):
             _launch_split_reduction(fb, base, kern, tramp)
             notes.append("loop")
+        elif isinstance(kern, AllReduceKernel):
+            emit_all_reduce(fb, kern)
+            notes.append("mpi")
         elif isinstance(kern, LoopKernel):
             f = emit_loop_function(module, base, program, syms, tuple(kern.outer), list(kern.stages))
             _launch_loops(fb, f, tuple(kern.outer), kern.stages, tramp, threads)

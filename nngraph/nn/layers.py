@@ -28,7 +28,7 @@ from ..ops.conv import conv2d
 from ..ops.pool import avg_pool2d, max_pool2d
 from ..types import Dim, np_dtype
 from . import activations as act
-from . import regularizers
+from . import regularizers, replica
 
 # output tensor -> (layer, input tensors): the functional calls, replayed by Model
 CALLS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -340,7 +340,7 @@ class Dropout(Layer):
         self.rate = float(rate)
 
     def forward(self, x, training):
-        return F.dropout(x, self.rate, training=training, seed=self.seed)
+        return F.dropout(x, self.rate, training=training, seed=replica.seed(self.seed))
 
 
 class BatchNorm(Layer):
@@ -376,8 +376,7 @@ class BatchNorm(Layer):
         if not training:
             return F.batch_norm(x, p["gamma"], p["beta"], p["running_mean"], p["running_var"], axis, self.eps)
         others = tuple(i for i in range(x.ndim) if i != axis)
-        mean, var = F.moments(x, others)
-        n = ew.numel([x.shape[i] for i in others])
+        mean, var, n = replica.moments(x, others)   # the global batch's in a data-parallel step
         unbiased = var * (n / ew.maximum(n - 1.0, 1.0))
         m = self.momentum
         self.add_update(p["running_mean"], (1.0 - m) * p["running_mean"] + m * ew.stop_gradient(mean))

@@ -363,7 +363,8 @@ class Model:
     # ---------------------------------------------------------------- training
     def fit(self, X, y=None, epochs: int = 1, batch_size: int = 32, validation_data=None,
             validation_split: float = 0.0, shuffle: bool = True, callbacks=None, verbose: int = 1,
-            seed: int | None = 0, steps_per_epoch: int | None = None, report=None) -> dict:
+            seed: int | None = 0, steps_per_epoch: int | None = None, report=None,
+            distributed: bool = False) -> dict:
         """Train; returns the history {"loss": [per epoch], "accuracy": [...], "val_loss": ...}
         (also kept as model.history). X, y: arrays (lists or dicts of them for several
         inputs or outputs), or X a generator / iterable of (x, y) batches and y None.
@@ -372,11 +373,18 @@ class Model:
         2 one line per epoch, 0 nothing. Each epoch's shuffle depends only on `seed`
         and the epoch's number over the model's life, so training in several fit calls
         (or after save and load_model) matches training in one. report="run.html" writes
-        the training report there (nngraph/report/training.py)."""
+        the training report there (nngraph/report/training.py). distributed=True:
+        data-parallel over the processes of an MPI job, batch_size being the global
+        batch (nngraph/nn/distributed_fit.py)."""
         from .fitting import fit
         if report is not None:
             from ..report.training import TrainingReport
             callbacks = [*(callbacks or []), TrainingReport(report)]
+        if distributed:
+            from .distributed_fit import fit_distributed
+            return fit_distributed(self, X, y, epochs=epochs, batch_size=batch_size,
+                                   validation_data=validation_data, shuffle=shuffle, callbacks=callbacks,
+                                   verbose=verbose, seed=seed)
         return fit(self, X, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
                    validation_split=validation_split, shuffle=shuffle, callbacks=callbacks, verbose=verbose,
                    seed=seed, steps_per_epoch=steps_per_epoch)

@@ -12,6 +12,7 @@
 | `matmul.py` | matmul as a MatmulKernel with an epilogue |
 | `conv.py` | conv2d and its gradients: im2col / col2im around MatmulKernels |
 | `pool.py` | max/avg pooling, the max selection and the pooling gradients |
+| `collective.py` | all_reduce: pack kernels, one AllReduceKernel per bucket, unpack kernels; `phase_order` |
 | `gather.py` | take and check_index (value rules), scatter_add (an accumulating kernel) |
 | `window.py` | masks and masked values the windowed families share |
 | `assemble.py` | reduction results for other kernels; the Program, schedule, memory plan |
@@ -19,7 +20,7 @@
 Importing this package registers every family's rules. A new op family is a new
 module here that registers its rules and is imported below.
 """
-from . import conv, elementwise, gather, matmul, movement, pool, reduce  # noqa: F401  (they register their rules)
+from . import collective, conv, elementwise, gather, matmul, movement, pool, reduce  # noqa: F401  (they register their rules)
 from .body import Body, LoweringError, NotFusable
 from .context import KernelBuilder, LoweringContext, StageBuilder
 from .emitter import Emitter

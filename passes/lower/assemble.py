@@ -6,6 +6,7 @@ from __future__ import annotations
 import networkx as nx
 
 from .. import fusion, kernel_map
+from ..collective import collective_stats
 from ..kernel_dag import kernel_dag
 from ..memory import plan_memory
 from ..program import LoopKernel, MatmulKernel, Program, Stage
@@ -74,6 +75,8 @@ def assemble(ctx) -> Program:
     prog.plan = plan_memory(prog)
     prog.nodes = kernel_map.build(ctx.plan, ctx.store_bufs, schedule, ctx.root)
     prog.stats = _stats(ctx, schedule)
+    if any(n.op == "all_reduce" for n in ctx.plan.order):
+        prog.stats["all_reduce"] = collective_stats(schedule, buffers)
     return prog
 
 

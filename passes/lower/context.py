@@ -23,6 +23,7 @@ from nngraph.types import TensorType
 from .. import fusion
 from ..program import Buffer, Stage, Store, root_buffer
 from .assemble import assemble, finish_results
+from .collective import phase_order
 from .body import Body, LoweringError
 from .emitter import Emitter
 from .registry import lowering
@@ -224,7 +225,7 @@ class LoweringContext:
     def lower(self):
         self.make_buffers()
         plan = self.plan
-        for n in plan.order:
+        for n in phase_order(plan.order):
             own = lowering.rule(n.op, kind_default=False)
             if own is not None and id(n) in plan.reasons:
                 own(self, n)

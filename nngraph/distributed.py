@@ -1,0 +1,147 @@
+"""The process group a program runs in: MPI through mpi4py, when the process is one
+rank of a job started by `mpiexec`; a group of one otherwise.
+
+    ng.distributed.rank()   this process's rank (0 outside a job)
+    ng.distributed.size()   the number of processes (1 outside a job)
+
+Why mpi4py: it is the MPI binding HPC users already have, its `Allreduce` works on
+NumPy buffers at C speed, and the library it loaded is the one the generated code
+calls (`mpi_symbols`), so a process never holds two MPIs. mpi4py is imported only
+inside a job (an MPI launcher's variables are set), so a single process never needs
+it and never initialises MPI; inside a job without it, the first question about
+the group raises an error that says what to install.
+
+Faults: inside a job (from the moment nngraph is imported), an unhandled exception on
+any rank prints that rank's traceback and calls MPI_Abort, so the other ranks are not
+left blocked in a collective (a job never hangs on one rank's error).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+
+import numpy as np
+
+from .errors import NNGraphError
+
+# variables set by MPI launchers (MPICH/Hydra and Intel MPI: PMI_*, Open MPI: OMPI_*,
+# PMIx and Slurm's srun with PMI2/PMIx): their presence means "one rank of a job"
+_JOB_VARIABLES = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
+INSTALL_HINT = 'pip install "nngraph[distributed]"  (or: pip install mpi4py mpich)'
+
+
+class DistributedError(NNGraphError):
+    """The process group cannot be used (mpi4py missing in a job, an unsupported MPI)."""
+
+
+def in_job() -> bool:
+    """True when an MPI launcher started this process (its variables are set)."""
+    return any(os.environ.get(v) for v in _JOB_VARIABLES)
+
+
+@functools.lru_cache(maxsize=None)
+def mpi():
+    """mpi4py's MPI module inside a job (initialising MPI and installing the abort
+    hook), or None in a single process."""
+    if not in_job():
+        return None
+    try:
+        from mpi4py import MPI
+    except ImportError as e:
+        raise DistributedError(
+            f"this process is one rank of an MPI job (launcher variables are set) but mpi4py "
+            f"cannot be imported ({e}); install it: {INSTALL_HINT}") from None
+    return MPI
+
+
+def rank() -> int:
+    """This process's rank in the job (0 outside a job)."""
+    m = mpi()
+    return 0 if m is None else m.COMM_WORLD.Get_rank()
+
+
+def size() -> int:
+    """The number of processes in the job (1 outside a job)."""
+    m = mpi()
+    return 1 if m is None else m.COMM_WORLD.Get_size()
+
+
+def is_main() -> bool:
+    """True on the rank that prints and writes files (rank 0)."""
+    return rank() == 0
+
+
+REDUCE_OPS = ("mean", "sum")
+
+
+def allreduce_array(a: np.ndarray, op: str = "mean") -> np.ndarray:
+    """The elementwise sum or mean of `a` over all ranks (a copy of `a` in a single
+    process): the reference implementation of the all_reduce op."""
+    a = np.asarray(a)
+    if not a.flags.c_contiguous:
+        a = a.copy()      # (np.ascontiguousarray would make a 0-d array 1-d)
+    m = mpi()
+    if m is None:
+        return a.copy()
+    out = np.empty_like(a)
+    m.COMM_WORLD.Allreduce(a, out, op=m.SUM)
+    if op == "mean":
+        out = (out * np.asarray(1.0 / m.COMM_WORLD.Get_size(), dtype=a.dtype)).astype(a.dtype, copy=False)
+    return out
+
+
+def allreduce_floats(values, op: str = "mean") -> list:
+    """A list of Python floats reduced over all ranks (metrics, validation scores)."""
+    return allreduce_array(np.asarray(values, dtype=np.float64), op).tolist()
+
+
+def barrier() -> None:
+    m = mpi()
+    if m is not None:
+        m.COMM_WORLD.Barrier()
+
+
+def _install_abort_hook() -> None:
+    """Inside a job: an unhandled exception prints this rank's traceback, then aborts
+    the whole job (MPI_Abort), so no other rank waits forever in a collective.
+    Installed when nngraph is imported; mpi4py is imported only if the hook fires."""
+    def hook(kind, value, tb):
+        try:
+            MPI = mpi()
+        except DistributedError:
+            MPI = None
+        who = f"rank {MPI.COMM_WORLD.Get_rank()}/{MPI.COMM_WORLD.Get_size()}" if MPI else "a rank"
+        sys.stderr.write(f"[nngraph {who}] unhandled exception; aborting the MPI job:\n"
+                         + "".join(traceback.format_exception(kind, value, tb)))
+        sys.stderr.flush()
+        sys.stdout.flush()
+        if MPI is None:
+            os._exit(1)         # no mpi4py: the launcher sees this rank fail and ends the job
+        MPI.COMM_WORLD.Abort(1)
+
+    sys.excepthook = hook
+
+
+if in_job():
+    _install_abort_hook()
+
+
+# ----------------------------------------------------------------------------- native calls
+
+@functools.lru_cache(maxsize=None)
+def mpi_symbols() -> dict:
+    """What generated code needs to call MPI_Allreduce of the library mpi4py loaded:
+    {"allreduce": function address, "handle_bits": 32 (MPICH ABI: int handles) or 64
+    (Open MPI: pointers), "comm", "sum", "float32", "float64": handle values}."""
+    import ctypes
+    MPI = mpi()
+    if MPI is None:
+        raise DistributedError("mpi_symbols: not in an MPI job")
+    lib = ctypes.CDLL(MPI.__file__)          # dlsym searches its dependencies: the loaded libmpi
+    addr = ctypes.cast(lib.MPI_Allreduce, ctypes.c_void_p).value
+    vendor = MPI.get_vendor()[0]
+    return {"allreduce": addr, "handle_bits": 64 if vendor == "Open MPI" else 32,
+            "comm": MPI._handleof(MPI.COMM_WORLD), "sum": MPI._handleof(MPI.SUM),
+            "float32": MPI._handleof(MPI.FLOAT), "float64": MPI._handleof(MPI.DOUBLE)}
