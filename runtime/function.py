@@ -25,9 +25,26 @@ class Runner:
 
     stages: dict = {}
     stats: dict = {}
+    # whether run() takes parameter states as they are (a DeviceValue of the runner's
+    # own making included) rather than as NumPy arrays
+    keeps_device_values = False
 
     def run(self, inputs, params, env):  # pragma: no cover - interface
         raise NotImplementedError
+
+    def device_array(self, value, label: str, expected: str):
+        """`value` as an input this runner takes without converting it to NumPy (a device
+        tensor on target="gpu"), or None: then it goes through NumPy's checks."""
+        return None
+
+    def to_device(self, array):
+        """`array` where this runner reads inputs without a copy: a C-contiguous NumPy
+        array for the host targets."""
+        return np.ascontiguousarray(array)
+
+    def fits_on_device(self, nbytes: int) -> bool:
+        """Whether `nbytes` more can be kept where the runner computes (the host: yes)."""
+        return True
 
 
 class Function:
@@ -90,7 +107,10 @@ class Function:
         out = []
         for i, (ph, want, v) in enumerate(zip(self.inputs, self._dtypes, vals)):
             label = self._label(i)
-            if not isinstance(v, np.ndarray):
+            dev = None if isinstance(v, np.ndarray) else self.runner.device_array(v, label, str(ph.type))
+            if dev is not None:   # a device array: checked as an array, never copied to the host
+                v = dev
+            elif not isinstance(v, np.ndarray):
                 try:
                     a = np.asarray(v)
                 except (TypeError, ValueError) as e:
@@ -111,7 +131,7 @@ class Function:
                             " (cast it yourself if the conversion is intended)")
                     raise InputError(f"input '{label}': expected {ph.type}, got {_given(v)}: dtype {v.dtype} "
                                      f"is not {want}{hint}")
-            if not v.flags.c_contiguous:
+            if dev is None and not v.flags.c_contiguous:
                 v = np.ascontiguousarray(v)
             out.append(v)
         return out
@@ -120,7 +140,8 @@ class Function:
         vals = self._check(self._collect(args, kwargs))
         env = bind_dims(self.inputs, vals)
         with self._lock:
-            params = [p.value for p in self._run_params]
+            keep = self.runner.keeps_device_values
+            params = [p._state["value"] if keep else p.value for p in self._run_params]
             outs, new = self.runner.run(vals, params, env)
             # commit: every update was computed from the old values; apply all at once
             fed = {id(a) for a in vals}
@@ -135,6 +156,21 @@ class Function:
         return outs
 
     _single = False
+
+    # ------------------------------------------------------------------ device data
+    def to_device(self, array):
+        """`array` (NumPy or a device array) copied once to where this function computes:
+        a device tensor on target="gpu" (pass it to every call: no copy per call), a
+        C-contiguous NumPy array on the host targets."""
+        return self.runner.to_device(array)
+
+    def to_device_if_fits(self, arrays) -> list:
+        """`arrays` moved with to_device when all of them fit in the device's free memory
+        together (with room to spare for the computation), else returned as they are."""
+        nbytes = sum(int(np.asarray(a).nbytes) if isinstance(a, np.ndarray) else 0 for a in arrays)
+        if not self.runner.fits_on_device(nbytes):
+            return list(arrays)
+        return [self.to_device(a) for a in arrays]
 
     # ------------------------------------------------------------------ inspecting
     def stages(self) -> list:

@@ -40,9 +40,9 @@ try:  # both are optional dependencies: a missing one makes the target unavailab
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(f"target 'gpu' needs torch and triton: {e}") from e
 
-TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int32": torch.int32,
-                "int64": torch.int64, "bool": torch.bool}
-INDEX_LIMIT = 2 ** 31   # generated kernels index in int32
+from .gpu_arrays import TORCH_DTYPES, DeviceArray, DeviceValue, as_tensor, same_device, to_host, upload
+from .gpu_replay import StaticParams, capture, replay_off_reason
+
 
 
 def device_or_error() -> str:
@@ -59,16 +59,12 @@ def device_or_error() -> str:
 
 
 class _Binding:
-    """Per set of dynamic sizes: shapes, and the temporaries (one tensor per plan slot)."""
+    """Per set of dynamic sizes: shapes, the temporaries (one tensor per plan slot), and
+    the captured launch sequence once there is one (runtime/gpu_replay.py)."""
 
     def __init__(self, runner, env):
         p = runner.program
         self.shapes = {b.id: concrete_shape(b.shape, env) for b in p.buffers.values()}
-        for b in p.buffers.values():
-            n = int(np.prod(self.shapes[b.id], dtype=np.int64))
-            if n >= INDEX_LIMIT:
-                raise RuntimeError(f"target='gpu': buffer {b.name} has {n} elements for these sizes "
-                                   f"({env}); the generated kernels index with int32 (< 2**31 elements)")
         slot_of = dict(p.plan)
         nbytes = {}
         for b in p.buffers.values():
@@ -87,11 +83,16 @@ class _Binding:
                 self.temps[runner.names[b.id]] = arena[:n].view(TORCH_DTYPES[b.dtype]).view(shape)
         self.sizes = {s: int(env[s]) for s in runner.symbols}
         self.fresh = [(runner.names[b], self.shapes[b], TORCH_DTYPES[p.buffers[b].dtype]) for b in runner.fresh_ids]
+        self.calls = 0
+        self.replay = None          # a Replay once captured; False where capturing failed
 
 
 class GpuRunner(Runner):
+    keeps_device_values = True    # parameters may hold DeviceValues between calls
+
     def __init__(self, program, module, names, device, check_numerics=False, compile_seconds=0.0):
         self.program, self.module, self.names, self.device = program, module, names, device
+        self.torch_device = torch.device(device)
         self.check_numerics = check_numerics
         self.symbols = symbols(program)
         self.device_outputs = False
@@ -101,6 +102,9 @@ class GpuRunner(Runner):
         self.input_names = [names[b] for b in program.inputs]
         self.param_names = [names[b] for b in program.params]
         self.fresh_ids = sorted({b.id for b in program.buffers.values() if b.kind in ("output", "update")})
+        update_ids = {u for _, u in program.updates}
+        # an output handed out as a device tensor as it is: written fresh each call, no update's
+        self._own_output = [program.buffers[x].kind == "output" and x not in update_ids for x in program.outputs]
         self.views = _views_in_order(program, names)
         self._dev_params: list = [None] * len(program.params)
         self._host_params: list = [None] * len(program.params)
@@ -109,9 +113,13 @@ class GpuRunner(Runner):
                                  if pb in program.params and u in self.fresh_ids}
         self._bindings = {}
         self._lock = threading.Lock()
+        self.replay_off = replay_off_reason(device, check_numerics, program)
+        self.static = StaticParams(program, names, self.torch_device)
         self.stats = {"kernels": program.kernel_count(),
                       "library_calls": 0, "peak_bytes": 0, "cache_hit": False,
-                      "codegen_seconds": compile_seconds, "device": device}
+                      "codegen_seconds": compile_seconds, "device": device,
+                      "replay": "on" if self.replay_off is None else f"off: {self.replay_off}",
+                      "replayed": False, "captures": 0}
 
     # ------------------------------------------------------------------ state
     def _binding(self, env) -> _Binding:
@@ -121,16 +129,33 @@ class GpuRunner(Runner):
             bd = self._bindings[key] = _Binding(self, env)
         return bd
 
-    def _to_device(self, a: np.ndarray):
-        t = torch.from_numpy(a) if a.flags.c_contiguous and a.flags.writeable else torch.from_numpy(a.copy())
-        return t.to(self.device) if self.device != "cpu" else t
-
     def _param(self, i, a):
-        """The device tensor of parameter i, uploaded only when the host array changed."""
+        """The device tensor of parameter i: a DeviceValue's own tensor when it is on this
+        device, else the host value uploaded (once per value the parameter holds)."""
         if self._host_params[i] is not a:
-            self._dev_params[i] = self._to_device(np.ascontiguousarray(a))
+            if isinstance(a, DeviceValue) and same_device(a.tensor, self.torch_device):
+                self._dev_params[i] = a.tensor
+            else:
+                self._dev_params[i] = upload(a.to_numpy() if isinstance(a, DeviceValue) else a, self.torch_device)
             self._host_params[i] = a
         return self._dev_params[i]
+
+    # ------------------------------------------------------------------ device data
+    def device_array(self, value, label, expected):
+        return DeviceArray.of(value, self.torch_device, label, expected)
+
+    def to_device(self, array):
+        t = as_tensor(array)
+        if t is None:   # a private copy even where the device is the CPU (the interpreter)
+            t = torch.from_numpy(np.array(array, order="C", copy=True))
+        return t.to(self.torch_device).contiguous()
+
+    def fits_on_device(self, nbytes: int) -> bool:
+        """Half the free device memory at most: the rest is for the computation."""
+        if self.torch_device.type != "cuda":
+            return True
+        free, _ = torch.cuda.mem_get_info(self.torch_device)
+        return nbytes <= free // 2
 
     # ------------------------------------------------------------------ calling
     def bind(self, inputs, params, env) -> tuple:
@@ -142,7 +167,7 @@ class GpuRunner(Runner):
         b = dict(self.consts)
         b.update(bd.temps)
         for name, a in zip(self.input_names, inputs):
-            b[name] = self._to_device(a)
+            b[name] = a.tensor if isinstance(a, DeviceArray) else upload(a, self.torch_device)
         for i, (name, a) in enumerate(zip(self.param_names, params)):
             b[name] = self._param(i, a)
         for name, shape, dt in bd.fresh:
@@ -152,32 +177,52 @@ class GpuRunner(Runner):
         return b, bd
 
     def run(self, inputs, params, env):
+        """Outputs are device tensors when an input was one (or with device_outputs), else
+        NumPy arrays; updates come back as DeviceValues (host copies made on demand)."""
         with self._lock:
-            b, bd = self.bind(inputs, params, env)
-            if self.check_numerics:
-                self._run_checked(b, bd)
-            elif self.device == "cpu":   # Triton's interpreter computes with NumPy: inf/NaN are values here
-                with np.errstate(all="ignore"):
-                    self.module.run(b, bd.sizes)
-            else:
-                self.module.run(b, bd.sizes)
-            outs = [self._hand_out(b[self.names[x]], device=self.device_outputs) for x in self.program.outputs]
-            new = []
-            for pb, ub in self.program.updates:
-                t = b[self.names[ub]]
-                host = self._hand_out(t, device=False)
-                new.append(host)
-                i = self._param_of_update.get(ub)
-                if i is not None:   # the device copy is the parameter's next value
-                    self._dev_params[i], self._host_params[i] = t, host
-            return outs, new
+            device_out = self.device_outputs or any(isinstance(a, DeviceArray) for a in inputs)
+            bd = self._binding(env)
+            self.stats["peak_bytes"] = bd.peak_bytes
+            rp = self._replay_of(bd)
+            self.stats["replayed"] = rp is not None
+            if rp is not None:
+                return rp.call(inputs, params, device_out)
+            return self._run_direct(inputs, params, env, device_out)
 
-    def _hand_out(self, t, device: bool):
+    def _replay_of(self, bd):
+        """The binding's captured launch sequence: captured at its second call (the first
+        compiled every kernel for these sizes), None where replay is off or failed."""
+        if self.replay_off is not None:
+            return None
+        bd.calls += 1
+        if bd.replay is None and bd.calls >= 2:
+            bd.replay = capture(self, bd)
+        return bd.replay or None
+
+    def _run_direct(self, inputs, params, env, device_out):
+        b, bd = self.bind(inputs, params, env)
+        if self.check_numerics:
+            self._run_checked(b, bd)
+        elif self.device == "cpu":   # Triton's interpreter computes with NumPy: inf/NaN are values here
+            with np.errstate(all="ignore"):
+                self.module.run(b, bd.sizes)
+        else:
+            self.module.run(b, bd.sizes)
+        outs = [self._hand_out(b[self.names[x]], device_out, own)
+                for x, own in zip(self.program.outputs, self._own_output)]
+        new = []
+        for pb, ub in self.program.updates:
+            t = b[self.names[ub]]
+            new.append(DeviceValue(t))
+            i = self._param_of_update.get(ub)
+            if i is not None:   # the device tensor is the parameter's next value
+                self._dev_params[i], self._host_params[i] = t, new[-1]
+        return outs, new
+
+    def _hand_out(self, t, device: bool, own: bool = False):
         if device:
-            return t.clone()
-        if self.device == "cpu":
-            return t.numpy().copy()
-        return t.cpu().numpy()
+            return t if own else t.clone()
+        return to_host(t)
 
     def _run_checked(self, b, bd):
         """Launch kernel by kernel; after each, every float buffer it wrote must be finite."""
