@@ -258,6 +258,11 @@ class Model:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         step_fn = self.compiled("train", y_kind)
+        # target="gpu": the data set moved to the device once (when it fits), so that
+        # batches are gathered there and no step copies its batch from the host
+        host = xs + [y]
+        *xs, y = data = step_fn.to_device_if_fits(host)
+        on_device = any(d is not a for d, a in zip(data, host))
         names = self._score_names()
         cbs = list(callbacks or [])
         for c in cbs:
@@ -277,6 +282,8 @@ class Model:
             for c in cbs:
                 c.on_epoch_begin(epoch)
             order = rng.permutation(n) if shuffle else np.arange(n)
+            if on_device:
+                order = step_fn.to_device(order)
             sums, seen = np.zeros(len(names)), 0
             bar = _progress(steps_per_epoch, f"epoch {epoch + 1}/{epochs}", verbose == 1)
             t_epoch = time.perf_counter()
