@@ -41,7 +41,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(f"target 'gpu' needs torch and triton: {e}") from e
 
 from .gpu_arrays import TORCH_DTYPES, DeviceArray, DeviceValue, as_tensor, same_device, to_host, upload
-from .gpu_replay import StaticParams, capture, replay_off_reason
+from .gpu_replay import StaticParams, replay_off_reason, replay_or_direct
 
 
 
@@ -183,21 +183,9 @@ class GpuRunner(Runner):
             device_out = self.device_outputs or any(isinstance(a, DeviceArray) for a in inputs)
             bd = self._binding(env)
             self.stats["peak_bytes"] = bd.peak_bytes
-            rp = self._replay_of(bd)
-            self.stats["replayed"] = rp is not None
-            if rp is not None:
-                return rp.call(inputs, params, device_out)
-            return self._run_direct(inputs, params, env, device_out)
-
-    def _replay_of(self, bd):
-        """The binding's captured launch sequence: captured at its second call (the first
-        compiled every kernel for these sizes), None where replay is off or failed."""
-        if self.replay_off is not None:
-            return None
-        bd.calls += 1
-        if bd.replay is None and bd.calls >= 2:
-            bd.replay = capture(self, bd)
-        return bd.replay or None
+            result = None if self.replay_off is not None else replay_or_direct(self, bd, inputs, params, device_out)
+            self.stats["replayed"] = result is not None
+            return result if result is not None else self._run_direct(inputs, params, env, device_out)
 
     def _run_direct(self, inputs, params, env, device_out):
         b, bd = self.bind(inputs, params, env)

@@ -79,11 +79,34 @@ def _host_tensor(a: np.ndarray):
     return torch.from_numpy(a if a.flags.writeable else a.copy())
 
 
+def capture_cuda_graph(warmup, launches):
+    """`launches` captured as a CUDA graph, after `warmup` ran once on a side stream (as
+    PyTorch asks: lazy initialisation and compilation happen outside the capture);
+    returns the function that replays the graph."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        warmup()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        launches()
+    return graph.replay
+
+
+class CaptureError(RuntimeError):
+    """Capturing a binding's launches failed; the binding then launches directly."""
+
+
 class Replay:
-    """A binding's launch sequence, captured as a CUDA graph, with its static buffers."""
+    """A binding's launch sequence as a CUDA graph, with its static buffers. The graph is
+    captured at the first call: the call's values are copied in, the schedule runs once
+    on a side stream (so every kernel variant these buffers need is compiled, and no
+    kernel ever reads uninitialised indices), then the launches are captured."""
 
     def __init__(self, runner, bd):
         p, names, dev = runner.program, runner.names, runner.torch_device
+        self.run_schedule = lambda: runner.module.run(self.buffers, bd.sizes)
         self.params = runner.static.storage()
         self.inputs = [torch.empty(bd.shapes[x], dtype=TORCH_DTYPES[p.buffers[x].dtype], device=dev)
                        for x in p.inputs]
@@ -95,39 +118,56 @@ class Replay:
             b[name] = torch.empty(shape, dtype=dt, device=dev)
         for name, of, bid in runner.views:
             b[name] = b[of].view(bd.shapes[bid])
+        self.buffers = b
         self.outputs = [b[names[x]] for x in p.outputs]
         # per update: (its parameter's storage index or None, its static tensor)
         self.updates = [(runner._param_of_update.get(u), b[names[u]]) for _, u in p.updates]
         self.static = runner.static
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            runner.module.run(b, bd.sizes)
+        self.graph = None
+
+    def _capture(self):
+        def launches():
+            self.run_schedule()
             for i, t in self.updates:
                 if i is not None:
                     self.params[i].copy_(t)
+        try:
+            return capture_cuda_graph(self.run_schedule, launches)
+        except Exception as e:  # noqa: BLE001 - any failure: this binding launches directly
+            raise CaptureError(f"{type(e).__name__}: {e}") from e
 
     def call(self, inputs, params, device_out: bool):
-        """(outputs, new values) of one replay with these inputs and parameter values."""
+        """(outputs, new values) of one replay with these inputs and parameter values;
+        CaptureError (before any parameter changed) when the first call cannot capture."""
         for static, a in zip(self.inputs, inputs):
             src = a.tensor if isinstance(a, DeviceArray) else _host_tensor(a)
             if src.data_ptr() != static.data_ptr():
                 static.copy_(src)
         self.static.fill(params)
-        self.graph.replay()
+        if self.graph is None:
+            self.graph = self._capture()
+        self.graph()
         outs = [o.clone() if device_out else to_host(o) for o in self.outputs]
         new = [DeviceValue(self.params[i] if i is not None else t.clone()) for i, t in self.updates]
         return outs, new
 
 
-def capture(runner, bd):
-    """The Replay of binding `bd`, or False (and the reason in the runner's stats) when
-    it cannot be captured or the function has captured MAX_CAPTURES sets of sizes."""
-    if runner.stats["captures"] >= MAX_CAPTURES:
-        return False
+def replay_or_direct(runner, bd, inputs, params, device_out):
+    """The call through the binding's Replay (made and captured at the binding's second
+    call), or None when this call must launch directly: replay off, the function has
+    captured MAX_CAPTURES sets of sizes, or capturing failed (the reason then goes to
+    the runner's stats, and the binding launches directly from then on)."""
+    bd.calls += 1
+    if bd.replay is None and bd.calls >= 2:
+        bd.replay = Replay(runner, bd) if runner.stats["captures"] < MAX_CAPTURES else False
+    if not bd.replay:
+        return None
+    fresh = bd.replay.graph is None
     try:
-        rp = Replay(runner, bd)
-    except Exception as e:  # noqa: BLE001 - any capture failure falls back to direct launches
-        runner.stats["replay"] = f"on, but capturing sizes {bd.sizes} failed ({type(e).__name__}: {e}): direct launches"
-        return False
-    runner.stats["captures"] += 1
-    return rp
+        result = bd.replay.call(inputs, params, device_out)
+    except CaptureError as e:
+        bd.replay = False
+        runner.stats["replay"] = f"on, but capturing sizes {bd.sizes} failed ({e}): they launch directly"
+        return None
+    runner.stats["captures"] += fresh
+    return result
