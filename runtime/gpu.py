@@ -8,16 +8,24 @@ is made here, not at import, so `runtime.targets.available("gpu")` only fails wh
 triton or torch is missing.
 
 The runner keeps on the device, between calls: the constants (uploaded once), each
-parameter's value (uploaded again only when the Function hands it a different array,
-i.e. when the user set `p.value`), and per set of dynamic sizes the temporaries (one
-tensor per memory-plan slot). Inputs are copied to the device once per call; outputs
-and updates are written to fresh device tensors, so a call that raises leaves the
-parameters untouched; updates come back as NumPy arrays that the Function commits,
-and the device copy then becomes the parameter's value without another upload.
-Outputs come back as NumPy arrays, or as device tensors with `runner.device_outputs = True`
-(`fn.runner.device_outputs = True` on a compiled function). A reduction split across
-programs (codegen/triton/loop_kernel.py) gets its partial-results scratch from its
-generated launcher, per launch, on the device of the kernel's buffers (torch's caching
+parameter's value, and per set of dynamic sizes the temporaries (one tensor per
+memory-plan slot). Inputs may be NumPy arrays (uploaded per call) or device arrays
+(runtime/gpu_arrays.py: torch tensors on the runner's device or DLPack arrays, used
+where they are, no copy); outputs come back as device tensors when an input was one
+(or with `fn.runner.device_outputs = True`), else as NumPy arrays. Updates are
+written to fresh device tensors, so a call that raises leaves the parameters
+untouched; each comes back as a DeviceValue that the Function commits: the parameter
+then holds the device tensor, read in place by the next call, and copied to the host
+only when `p.value` is read. A parameter whose value the user set (a NumPy array) is
+uploaded once per value.
+
+On a CUDA device, a program of several launches is captured per set of sizes as a
+CUDA graph and replayed from its second call on (runtime/gpu_replay.py); fn.stats()
+says whether the last call was replayed ("replayed") and why replay is off where it
+is ("replay"). Kernels index in int32, or int64 where a launch touches 2**30
+elements or more (codegen/triton/index_width.py). A reduction split across programs
+(codegen/triton/loop_kernel.py) gets its partial-results scratch from its generated
+launcher, per launch, on the device of the kernel's buffers (torch's caching
 allocator makes that cheap on a GPU), so it is no buffer of the Program or its plan.
 """
 from __future__ import annotations

@@ -202,12 +202,15 @@ def test_host_targets_keep_numpy_for_to_device():
     assert isinstance(t, np.ndarray) and t.flags.c_contiguous
 
 
-def test_stats_say_replay_is_off_under_the_interpreter():
+def test_stats_say_whether_calls_are_replayed(monkeypatch):
+    monkeypatch.delenv("NNGRAPH_GPU_REPLAY", raising=False)
     fn, _ = mlp("gpu")
     X, Y = batch(3, 0)
     fn(X, Y)
     fn(X, Y)
     st = fn.stats()
-    assert st["replayed"] is False and st["captures"] == 0
     if fn.runner.device == "cpu":
         assert st["replay"].startswith("off: Triton's interpreter")
+        assert st["replayed"] is False and st["captures"] == 0
+    else:   # a CUDA device: the second call of the same sizes replays
+        assert st["replay"] == "on" and st["replayed"] is True and st["captures"] == 1

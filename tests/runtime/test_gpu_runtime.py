@@ -55,8 +55,9 @@ def test_mlp_training_steps_match_the_reference_for_several_batch_sizes():
     assert isinstance(lg, np.ndarray) and lg.shape == () and lg.dtype == np.float32
 
 
-def test_parameters_stay_on_the_device_and_a_new_value_is_uploaded():
+def test_parameters_stay_on_the_device_and_a_new_value_is_uploaded(monkeypatch):
     from runtime.gpu_arrays import DeviceValue
+    monkeypatch.setenv("NNGRAPH_GPU_REPLAY", "0")   # direct launches on a GPU too (replay: test_gpu_replay.py)
     fn, ps = mlp("gpu")
     X, Y = batch(4)
     fn(X, Y)
