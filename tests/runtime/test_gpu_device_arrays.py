@@ -14,6 +14,8 @@ require_gpu_target()
 import torch  # noqa: E402
 
 import nngraph as ng  # noqa: E402
+from gpu_models import mlp_batch as batch  # noqa: E402
+from gpu_models import mlp_step as mlp  # noqa: E402
 from runtime.gpu_arrays import DeviceValue  # noqa: E402
 
 RNG = np.random.default_rng(5)
@@ -21,26 +23,6 @@ RNG = np.random.default_rng(5)
 
 def device(fn) -> torch.device:
     return fn.runner.torch_device
-
-
-def mlp(target, seed=0):
-    rng = np.random.default_rng(seed)
-    x = ng.placeholder(("N", 6), name="x")
-    y = ng.placeholder(("N",), dtype="int32", name="y")
-    W1 = ng.parameter(rng.standard_normal((6, 8)).astype(np.float32), name="W1")
-    b1 = ng.parameter(np.zeros(8, np.float32), name="b1")
-    W2 = ng.parameter(rng.standard_normal((8, 4)).astype(np.float32), name="W2")
-    ps = [W1, b1, W2]
-    logits = ng.relu(x @ W1 + b1) @ W2
-    loss = ng.cross_entropy(logits, y)
-    gs = ng.grad(loss, ps)
-    fn = ng.compile([x, y], [loss, logits], {p: p - 0.1 * g for p, g in zip(ps, gs)}, target=target)
-    return fn, ps
-
-
-def batch(n, seed):
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((n, 6)).astype(np.float32), rng.integers(0, 4, n).astype(np.int32)
 
 
 def exp_fn():
