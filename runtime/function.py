@@ -16,8 +16,11 @@ class Runner:
     """A backend's compiled program. Subclasses implement `run`.
 
     run(inputs, params, env) -> (outputs, new_values): `inputs` are validated
-    contiguous arrays, `params` the current parameter arrays (in Function.params
-    order), `env` the bound symbolic sizes; `new_values` are the updated values for
+    contiguous arrays (NumPy, or what the runner's `device_array` made of a device
+    array), `params` the current parameter values (in Function.params order: NumPy
+    arrays, or the states as they are when `keeps_device_values`), `env` the bound
+    symbolic sizes; `new_values` are the updated values (arrays, or objects with
+    `to_numpy()` that the parameters then hold) for
     Function.updated (in that order). It must not modify `params` unless it returns
     normally (the Function commits by replacing arrays, so in-place writes are allowed
     only into buffers the runner owns).
@@ -167,7 +170,7 @@ class Function:
     def to_device_if_fits(self, arrays) -> list:
         """`arrays` moved with to_device when all of them fit in the device's free memory
         together (with room to spare for the computation), else returned as they are."""
-        nbytes = sum(int(np.asarray(a).nbytes) if isinstance(a, np.ndarray) else 0 for a in arrays)
+        nbytes = sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
         if not self.runner.fits_on_device(nbytes):
             return list(arrays)
         return [self.to_device(a) for a in arrays]
