@@ -16,7 +16,7 @@ import torch  # noqa: E402
 import nngraph as ng  # noqa: E402
 from gpu_models import mlp_batch as batch  # noqa: E402
 from gpu_models import mlp_step as mlp  # noqa: E402
-from runtime.gpu_arrays import DeviceValue  # noqa: E402
+from runtime.gpu_arrays import DeviceArray, DeviceValue  # noqa: E402
 
 RNG = np.random.default_rng(5)
 
@@ -52,8 +52,16 @@ def test_a_device_input_reaches_the_kernels_without_a_copy(monkeypatch):
         return real(b, sizes)
 
     monkeypatch.setattr(fn.runner.module, "run", spy)
+    real_run = fn.runner.run
+
+    def spy_runner(inputs, params, env):   # the tensor itself, never a NumPy view of it
+        seen["given"] = inputs[0]
+        return real_run(inputs, params, env)
+
+    monkeypatch.setattr(fn.runner, "run", spy_runner)
     fn(t)
     assert seen["x"] == t.data_ptr()
+    assert isinstance(seen["given"], DeviceArray) and seen["given"].tensor is t
 
 
 def test_device_inputs_are_checked_like_numpy_inputs():
