@@ -122,7 +122,7 @@ class GpuRunner(Runner):
         self._bindings = {}
         self._lock = threading.Lock()
         self.replay_off = replay_off_reason(device, check_numerics, program)
-        self.static = StaticParams(program, names, self.torch_device)
+        self.static = StaticParams(program, self.torch_device)
         self.stats = {"kernels": program.kernel_count(),
                       "library_calls": 0, "peak_bytes": 0, "cache_hit": False,
                       "codegen_seconds": compile_seconds, "device": device,

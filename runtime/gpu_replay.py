@@ -49,7 +49,7 @@ class StaticParams:
     """One storage tensor per parameter the program reads, allocated on first use, that
     every captured graph of a runner reads; `fill` brings it up to a call's value."""
 
-    def __init__(self, program, names, device):
+    def __init__(self, program, device):
         self.shapes = [(tuple(int(s) for s in program.buffers[b].shape), TORCH_DTYPES[program.buffers[b].dtype])
                        for b in program.params]
         self.device = device

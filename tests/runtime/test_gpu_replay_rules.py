@@ -44,7 +44,7 @@ def test_replay_is_on_for_cuda_programs_of_several_launches(monkeypatch):
 def test_static_parameter_storage_copies_only_a_value_it_does_not_hold():
     p = program(2)
     assert len(p.params) == 1
-    sp = StaticParams(p, {b: str(b) for b in p.buffers}, torch.device("cpu"))
+    sp = StaticParams(p, torch.device("cpu"))
     (t,) = sp.storage()
     host = np.full(t.shape, 2.0, np.float32)
     sp.fill([host])
