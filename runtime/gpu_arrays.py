@@ -101,9 +101,15 @@ def to_host(t) -> np.ndarray:
     return t.numpy().copy() if t.device.type == "cpu" else t.cpu().numpy()
 
 
+def host_tensor(a: np.ndarray):
+    """A CPU tensor over `a`, C-contiguous, shape kept (np.ascontiguousarray would make a
+    0-d array (1,)); a private copy when `a` is read-only, so a kernel never sees memory
+    it may not write."""
+    a = np.require(a, requirements="C")
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
+
+
 def upload(a, device: torch.device):
-    """A device tensor of host array `a` (C-contiguous; a private copy on the CPU device
-    when `a` is read-only, so a kernel never sees memory it may not write)."""
-    a = np.ascontiguousarray(a)
-    t = torch.from_numpy(a if a.flags.writeable else a.copy())
+    """A device tensor of host array `a` (see host_tensor)."""
+    t = host_tensor(a)
     return t.to(device) if device.type != "cpu" else t

@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import torch
 
-from .gpu_arrays import TORCH_DTYPES, DeviceArray, DeviceValue, to_host
+from .gpu_arrays import TORCH_DTYPES, DeviceArray, DeviceValue, host_tensor, to_host
 
 MAX_CAPTURES = 32   # sets of sizes captured per function; further ones launch directly
 
@@ -70,13 +69,8 @@ class StaticParams:
             if isinstance(a, DeviceValue):
                 t.copy_(a.tensor)
             else:
-                t.copy_(_host_tensor(a))
+                t.copy_(host_tensor(a))
             self._source[i] = a
-
-
-def _host_tensor(a: np.ndarray):
-    a = np.ascontiguousarray(a)
-    return torch.from_numpy(a if a.flags.writeable else a.copy())
 
 
 def capture_cuda_graph(warmup, launches):
@@ -140,7 +134,7 @@ class Replay:
         """(outputs, new values) of one replay with these inputs and parameter values;
         CaptureError (before any parameter changed) when the first call cannot capture."""
         for static, a in zip(self.inputs, inputs):
-            src = a.tensor if isinstance(a, DeviceArray) else _host_tensor(a)
+            src = a.tensor if isinstance(a, DeviceArray) else host_tensor(a)
             if src.data_ptr() != static.data_ptr():
                 static.copy_(src)
         self.static.fill(params)

@@ -95,3 +95,21 @@ def test_two_replaying_functions_share_parameters():
         fg(X, Y), fr(X, Y)
         want = np.maximum(X @ pr[0].value + pr[1].value, 0) @ pr[2].value
         np.testing.assert_allclose(ev(X), want, rtol=1e-4, atol=1e-5)
+
+
+def test_replay_keeps_zero_dimensional_parameters():
+    """A 0-d parameter (a step counter, a scalar scale) refilled into the graph's storage
+    keeps its shape: np.ascontiguousarray would make it (1,) and the copy would fail."""
+    x = ng.placeholder(("N", 3), name="x")
+    t = ng.parameter(np.array(2.0, np.float32), name="t")
+    f = ng.compile([x], (x * t).sum(), updates={t: t + 1.0}, target="gpu")
+    X = np.arange(6, dtype=np.float32).reshape(2, 3)
+    scale = 2.0
+    for step in range(4):
+        np.testing.assert_allclose(f(X), X.sum() * scale, rtol=1e-6)
+        scale += 1.0
+        if step == 1:
+            t.value = np.array(10.0, np.float32)   # refilled from the host between replays
+            scale = 10.0
+    assert f.stats()["replayed"]
+    np.testing.assert_allclose(t.value, scale)
