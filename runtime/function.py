@@ -21,7 +21,10 @@ class Runner:
     arrays, or the states as they are when `keeps_device_values`), `env` the bound
     symbolic sizes; `new_values` are the updated values (arrays, or objects with
     `to_numpy()` that the parameters then hold) for
-    Function.updated (in that order). It must not modify `params` unless it returns
+    Function.updated (in that order). Where the runner answers `input_key`, an input
+    may also be the caller's device array itself: a call whose inputs have the keys of
+    an earlier call that passed every check (as device arrays, uncopied) skips the
+    checks and the binding of sizes, and hands the arrays over as they are. It must not modify `params` unless it returns
     normally (the Function commits by replacing arrays, so in-place writes are allowed
     only into buffers the runner owns).
     """
@@ -31,9 +34,19 @@ class Runner:
     # whether run() takes parameter states as they are (a DeviceValue of the runner's
     # own making included) rather than as NumPy arrays
     keeps_device_values = False
+    # whether every output and update run() returns is an object of its own making, never
+    # an input or a parameter's value (then Function copies none of them)
+    fresh_results = False
 
     def run(self, inputs, params, env):  # pragma: no cover - interface
         raise NotImplementedError
+
+    def input_key(self, value):
+        """A hashable summary of `value` from a few attribute reads (its type, shape,
+        dtype, device) when it is a device array this runner takes as it is, else None.
+        Two values with equal keys pass or fail Function's checks alike, so the sizes
+        bound for a tuple of keys are kept and reused (Function._known_sizes)."""
+        return None
 
     def device_array(self, value, label: str, expected: str):
         """`value` as an input this runner takes without converting it to NumPy (a device
@@ -72,8 +85,30 @@ class Function:
         self._stats = dict(stats or {})
         self._stages = dict(stages or {})
         self._lock = threading.Lock()
+        self._signatures: dict = {}   # input keys of a checked device-array call -> bound sizes
 
     # ------------------------------------------------------------------ calling
+    def _input_keys(self, args):
+        if len(args) != len(self.inputs):
+            return None
+        keys = tuple(map(self.runner.input_key, args))
+        return None if any(k is None for k in keys) else keys
+
+    def _known_sizes(self, args):
+        """The sizes bound at an earlier call whose inputs had these keys, or None."""
+        keys = self._input_keys(args)
+        return None if keys is None else self._signatures.get(keys)
+
+    def _remember_sizes(self, args, vals, env):
+        """Keep `env` for these inputs' keys when every input passed as it was given (no
+        copy, no cast: the device array itself reaches the runner)."""
+        keys = self._input_keys(args)
+        if keys is None or not all(getattr(v, "tensor", None) is a for v, a in zip(vals, args)):
+            return
+        if len(self._signatures) >= 64:   # many shapes: start over rather than grow
+            self._signatures.clear()
+        self._signatures[keys] = env
+
     def _label(self, i: int) -> str:
         return self.inputs[i].name or f"#{i}"
 
@@ -140,20 +175,30 @@ class Function:
         return out
 
     def __call__(self, *args, **kwargs):
-        vals = self._check(self._collect(args, kwargs))
-        env = bind_dims(self.inputs, vals)
+        env = None if kwargs else self._known_sizes(args)
+        if env is not None:   # checked before: device arrays with the keys of an earlier call
+            vals = list(args)
+        else:
+            vals = self._check(self._collect(args, kwargs))
+            env = bind_dims(self.inputs, vals)
+            if not kwargs:
+                self._remember_sizes(args, vals, env)
+        runner = self.runner
         with self._lock:
-            keep = self.runner.keeps_device_values
-            params = [p._state["value"] if keep else p.value for p in self._run_params]
-            outs, new = self.runner.run(vals, params, env)
+            if runner.keeps_device_values:
+                params = [p._state["value"] for p in self._run_params]
+            else:
+                params = [p.value for p in self._run_params]
+            outs, new = runner.run(vals, params, env)
             # commit: every update was computed from the old values; apply all at once
-            fed = {id(a) for a in vals}
+            fed = () if runner.fresh_results else {id(a) for a in vals}
             for p, v in zip(self._run_updated, new):
                 p._state["value"] = np.array(v) if id(v) in fed else v  # never keep the caller's array
-        # an output that is a parameter's array (old or new) is copied, so the caller
-        # cannot change the parameter through it
-        state = {id(a) for a in params} | {id(a) for a in new}
-        outs = [np.array(o) if id(o) in state else o for o in outs]
+        if not runner.fresh_results:
+            # an output that is a parameter's array (old or new) is copied, so the caller
+            # cannot change the parameter through it
+            state = {id(a) for a in params} | {id(a) for a in new}
+            outs = [np.array(o) if id(o) in state else o for o in outs]
         if len(self.graph.outputs) == 1 and self._single:
             return outs[0]
         return outs

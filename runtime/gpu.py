@@ -19,8 +19,9 @@ then holds the device tensor, read in place by the next call, and copied to the 
 only when `p.value` is read. A parameter whose value the user set (a NumPy array) is
 uploaded once per value.
 
-On a CUDA device, a program of several launches is captured per set of sizes as a
-CUDA graph and replayed from its second call on (runtime/gpu_replay.py); fn.stats()
+On a CUDA device, a program is captured per set of sizes as CUDA graphs and replayed
+from its second call on (runtime/gpu_replay.py: inputs read in place when the caller
+passes the same tensors again, outputs handed out without a copy); fn.stats()
 says whether the last call was replayed ("replayed") and why replay is off where it
 is ("replay"). Kernels index in int32, or int64 where a launch touches 2**30
 elements or more (codegen/triton/index_width.py). A reduction split across programs
@@ -48,7 +49,7 @@ try:  # both are optional dependencies: a missing one makes the target unavailab
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(f"target 'gpu' needs torch and triton: {e}") from e
 
-from .gpu_arrays import TORCH_DTYPES, DeviceArray, DeviceValue, as_tensor, same_device, to_host, upload
+from .gpu_arrays import TORCH_DTYPES, DeviceArray, DeviceValue, as_tensor, device_tensor, same_device, to_host, upload
 from .gpu_replay import StaticParams, replay_off_reason, replay_or_direct
 
 
@@ -91,12 +92,14 @@ class _Binding:
                 self.temps[runner.names[b.id]] = arena[:n].view(TORCH_DTYPES[b.dtype]).view(shape)
         self.sizes = {s: int(env[s]) for s in runner.symbols}
         self.fresh = [(runner.names[b], self.shapes[b], TORCH_DTYPES[p.buffers[b].dtype]) for b in runner.fresh_ids]
+        self.base = {**runner.consts, **self.temps}   # the buffers every call of these sizes shares
         self.calls = 0
         self.replay = None          # a Replay once captured; False where capturing failed
 
 
 class GpuRunner(Runner):
     keeps_device_values = True    # parameters may hold DeviceValues between calls
+    fresh_results = True          # outputs: new tensors, aliases of graph buffers or host copies; updates: new DeviceValues
 
     def __init__(self, program, module, names, device, check_numerics=False, compile_seconds=0.0):
         self.program, self.module, self.names, self.device = program, module, names, device
@@ -149,6 +152,12 @@ class GpuRunner(Runner):
         return self._dev_params[i]
 
     # ------------------------------------------------------------------ device data
+    def input_key(self, value):
+        """(shape, dtype, device) of a C-contiguous torch tensor (of exactly that type), else None."""
+        if type(value) is torch.Tensor and value.is_contiguous():
+            return (value.shape, value.dtype, value.device)
+        return None
+
     def device_array(self, value, label, expected):
         return DeviceArray.of(value, self.torch_device, label, expected)
 
@@ -172,10 +181,10 @@ class GpuRunner(Runner):
         time that alone)."""
         bd = self._binding(env)
         self.stats["peak_bytes"] = bd.peak_bytes
-        b = dict(self.consts)
-        b.update(bd.temps)
+        b = dict(bd.base)
         for name, a in zip(self.input_names, inputs):
-            b[name] = a.tensor if isinstance(a, DeviceArray) else upload(a, self.torch_device)
+            t = device_tensor(a)
+            b[name] = t if t is not None else upload(a, self.torch_device)
         for i, (name, a) in enumerate(zip(self.param_names, params)):
             b[name] = self._param(i, a)
         for name, shape, dt in bd.fresh:
@@ -188,11 +197,12 @@ class GpuRunner(Runner):
         """Outputs are device tensors when an input was one (or with device_outputs), else
         NumPy arrays; updates come back as DeviceValues (host copies made on demand)."""
         with self._lock:
-            device_out = self.device_outputs or any(isinstance(a, DeviceArray) for a in inputs)
+            device_out = self.device_outputs or any(not isinstance(a, np.ndarray) for a in inputs)
             bd = self._binding(env)
-            self.stats["peak_bytes"] = bd.peak_bytes
+            stats = self.stats
+            stats["peak_bytes"] = bd.peak_bytes
             result = None if self.replay_off is not None else replay_or_direct(self, bd, inputs, params, device_out)
-            self.stats["replayed"] = result is not None
+            stats["replayed"] = result is not None
             return result if result is not None else self._run_direct(inputs, params, env, device_out)
 
     def _run_direct(self, inputs, params, env, device_out):

@@ -80,20 +80,36 @@ class DeviceArray:
 
 
 class DeviceValue:
-    """A parameter value held on the device; `to_numpy()` copies it to the host once."""
+    """A parameter value held on the device; `to_numpy()` copies it to the host once.
+    Made once per update per call: `shape` and `dtype` are read from the tensor only
+    when asked."""
 
-    __slots__ = ("tensor", "shape", "dtype", "_host")
+    __slots__ = ("tensor", "_host")
 
     def __init__(self, tensor):
         self.tensor = tensor
-        self.shape = tuple(int(s) for s in tensor.shape)
-        self.dtype = NUMPY_OF_TORCH[tensor.dtype]
         self._host = None
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.tensor.shape)
+
+    @property
+    def dtype(self):
+        return NUMPY_OF_TORCH[self.tensor.dtype]
 
     def to_numpy(self) -> np.ndarray:
         if self._host is None:
             self._host = to_host(self.tensor)
         return self._host
+
+
+def device_tensor(a):
+    """The device tensor of a runner's input (a DeviceArray, or a torch tensor that passed
+    a Function's checks before), None for a host array."""
+    if isinstance(a, DeviceArray):
+        return a.tensor
+    return a if isinstance(a, torch.Tensor) else None
 
 
 def to_host(t) -> np.ndarray:

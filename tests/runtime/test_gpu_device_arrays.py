@@ -204,3 +204,20 @@ def test_stats_say_whether_calls_are_replayed(monkeypatch):
         assert st["replayed"] is False and st["captures"] == 0
     else:   # a CUDA device: the second call of the same sizes replays
         assert st["replay"] == "on" and st["replayed"] is True and st["captures"] == 1
+
+
+def test_a_known_input_signature_still_rejects_wrong_shapes_and_dtypes():
+    """Calls with device tensors of a signature seen before skip the per-input checks;
+    any other shape or dtype still goes through them and gets their message."""
+    x = ng.placeholder(("N", 3), name="x")
+    f = ng.compile([x], ng.exp(x), target="gpu")
+    ok = torch.zeros((2, 3))
+    for _ in range(3):
+        torch.testing.assert_close(f(ok), torch.ones((2, 3)))
+    assert len(f._signatures) == 1
+    with pytest.raises(ng.InputError, match=r"input 'x'.*axis 1 must be 3, got 4"):
+        f(torch.zeros((2, 4)))
+    with pytest.raises(ng.InputError, match=r"input 'x'.*float64"):
+        f(torch.zeros((2, 3), dtype=torch.float64))
+    torch.testing.assert_close(f(torch.zeros((3, 2)).t()), torch.ones((2, 3)))   # not contiguous: copied
+    assert len(f._signatures) == 1

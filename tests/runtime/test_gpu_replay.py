@@ -113,3 +113,53 @@ def test_replay_keeps_zero_dimensional_parameters():
             scale = 10.0
     assert f.stats()["replayed"]
     np.testing.assert_allclose(t.value, scale)
+
+
+def test_inputs_reused_at_the_same_addresses_are_read_in_place():
+    """A caller that passes the same device tensors again gets a graph reading them in
+    place (no copy): values written into those tensors between calls are seen."""
+    fg, _ = mlp("gpu")
+    fr, _ = mlp("reference")
+    X, Y = batch(8, 4)
+    xs = [fg.to_device(a) for a in (X, Y)]
+    for step in range(5):
+        xs[0].copy_(torch.from_numpy(X + step))      # the caller refills its batch tensor
+        got, want = fg(*xs), fr(X + step, Y)
+        np.testing.assert_allclose(got[0].cpu().numpy(), want[0], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(got[1].cpu().numpy(), want[1], rtol=1e-4, atol=1e-5)
+    assert fg.stats()["replayed"]
+    bd = next(iter(fg.runner._bindings.values()))
+    assert any(v.in_place for v in bd.replay.variants)
+
+
+def test_an_output_dropped_by_the_caller_is_reused_and_one_held_is_not():
+    """Device outputs are aliases of the graph's output buffers: a buffer is written again
+    only when the caller holds no tensor (not even a view) of the last output from it."""
+    x = ng.placeholder(("N", 3), name="x")
+    f = ng.compile([x], ng.exp(x) + 1.0, target="gpu")
+    xt = f.to_device(np.zeros((2, 3), np.float32))
+    for _ in range(3):                     # runs, captures a graph, then one reading xt in place
+        f(xt)
+    ptr = f(xt).data_ptr()                 # dropped at once
+    assert f(xt).data_ptr() == ptr and f.stats()["replayed"]
+    held = f(xt)
+    view = f(xt)[0]                        # only a view of it is kept
+    xt.fill_(1.0)
+    third = f(xt)
+    assert len({held.data_ptr(), view.data_ptr(), third.data_ptr()}) == 3
+    np.testing.assert_allclose(held.numpy(), 2.0)
+    np.testing.assert_allclose(view.numpy(), 2.0)
+    np.testing.assert_allclose(third.numpy(), np.e + 1, rtol=1e-6)
+
+
+def test_outputs_kept_beyond_the_graphs_variants_are_clones_that_stay_intact():
+    fg, _ = mlp("gpu")
+    fr, _ = mlp("reference")
+    X, Y = batch(8, 5)
+    xs = [fg.to_device(a) for a in (X, Y)]
+    kept, want = [], []
+    for _ in range(gpu_replay.MAX_VARIANTS + 4):     # losses.append(loss) in a training loop
+        kept.append(fg(*xs)[0])
+        want.append(fr(X, Y)[0])
+    assert fg.stats()["replayed"]
+    np.testing.assert_allclose([float(k) for k in kept], want, rtol=1e-4)
