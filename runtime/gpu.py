@@ -188,7 +188,7 @@ class GpuRunner(Runner):
         for i, (name, a) in enumerate(zip(self.param_names, params)):
             b[name] = self._param(i, a)
         for name, shape, dt in bd.fresh:
-            b[name] = torch.empty(shape, dtype=dt, device=self.device)
+            b[name] = torch.empty(shape, dtype=dt, device=self.torch_device)
         for name, of, shape in self.views:     # same memory, another row-major shape
             b[name] = b[of].view(bd.shapes[shape])
         return b, bd
