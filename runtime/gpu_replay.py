@@ -12,7 +12,7 @@ variant has its own output buffers and reads its inputs either
   memory cannot go to another tensor). A later call whose device inputs have the same
   addresses (the caller reuses its tensors, the common case for a data set or a batch
   buffer on the device) replays it with no copy at all. Made when a call's inputs sit
-  at the addresses of the call before it; or
+  at the addresses of the call before it and none is an output of these graphs; or
 - from static buffers, into which each call's arrays are copied (on the device).
 
 The graph ends with a copy of every update into its parameter's storage; after a replay
@@ -199,7 +199,7 @@ class Replay:
                     return v
             elif copy_free is None and v.free():
                 copy_free = v
-        reuse = ptrs is not None and ptrs == self.last_ptrs
+        reuse = ptrs is not None and ptrs == self.last_ptrs and not self._own_outputs(ptrs)
         self.last_ptrs = ptrs
         if len(self.variants) < MAX_VARIANTS and (reuse or copy_free is None):
             v = _Variant(self, list(tensors) if reuse else None, clones=False)
@@ -210,6 +210,12 @@ class Replay:
         if self.cloning is None:
             self.cloning = _Variant(self, None, clones=True)
         return self.cloning
+
+    def _own_outputs(self, ptrs) -> bool:
+        """Whether an input is an output of these graphs passed back (h = f(h)): a graph
+        reading it in place would keep that output's buffer referenced, hence never free."""
+        mine = {o.data_ptr() for v in self.variants for o in v.outputs}
+        return any(p in mine for p in ptrs)
 
     def call(self, inputs, params, device_out: bool):
         """(outputs, new values) of one replay with these inputs and parameter values;

@@ -177,3 +177,22 @@ def test_calls_alternating_between_device_tensors_each_read_their_own_values():
     assert f.stats()["replayed"]
     kinds = sorted(v.in_place for v in next(iter(f.runner._bindings.values())).replay.variants)
     assert kinds == [False, True, True]
+
+
+def test_an_output_fed_back_as_the_next_input_is_copied_not_captured_in_place():
+    """Reading a graph's own output in place (y = f(u) twice with u an output) would
+    keep that output's buffer referenced for good, so its graph could never run again;
+    such an input is copied in instead."""
+    h = ng.placeholder(("N", 3), name="h")
+    f = ng.compile([h], ng.tanh(h) * 0.5 + 0.25, target="gpu")
+    t = f.to_device(np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3))
+    u = f(t)
+    u = f(t)                   # replayed: u is a graph's output buffer
+    for _ in range(4):
+        v = f(u)
+        np.testing.assert_allclose(v.numpy(), np.tanh(u.numpy()) * 0.5 + 0.25, rtol=1e-5)
+    assert f.stats()["replayed"]
+    replay = next(iter(f.runner._bindings.values())).replay
+    del u, v                   # the caller holds no output any more: every graph may run again
+    assert not any(v.in_place for v in replay.variants)
+    assert all(v.free() for v in replay.variants)
