@@ -60,7 +60,7 @@ def raise_if_out_of_range(guards: list, counts: list, env: dict, feeds: dict):
     """Raise InputError for the first guard whose count is not 0. `feeds` maps id(placeholder)
     to the array given, so ids that are an input can be quoted."""
     for gd, c in zip(guards, counts):
-        k = int(np.asarray(c))
+        k = int(c.item())   # a NumPy 0-d array or a device tensor
         if k == 0:
             continue
         n = eval_size(gd.size, env)
@@ -68,7 +68,7 @@ def raise_if_out_of_range(guards: list, counts: list, env: dict, feeds: dict):
         what = f"input '{gd.ids.name}'" if gd.ids.op == "placeholder" else f"ids built at {gd.ids.where}"
         example = ""
         arr = feeds.get(id(gd.ids))
-        if arr is not None:
+        if isinstance(arr, np.ndarray):   # ids given as a device tensor are not quoted
             bad = arr[(arr < -n) | (arr >= n)]
             example = f", e.g. {bad.reshape(-1)[0]}" if bad.size else ""
         target = (f"axis {gd.op.attrs['axis']} of {gd.op.inputs[0].name or gd.op.inputs[0].op}: "

@@ -190,7 +190,12 @@ class Parameter(Tensor):
 
     @property
     def value(self) -> np.ndarray:
-        return self._state["value"]
+        """The value as a NumPy array. A backend may leave a value it computed where it
+        computes (target="gpu" keeps updated parameters on the device): then the state
+        holds an object with `to_numpy()`, `shape` and `dtype`, copied to the host here,
+        once, on the first read."""
+        v = self._state["value"]
+        return v if isinstance(v, np.ndarray) else v.to_numpy()
 
     @value.setter
     def value(self, arr):

@@ -101,12 +101,26 @@ def _class_id_check(n, index):
     name = _label(labels, i)
 
     def check(vals, env):
-        a = vals[i]
-        if a.size == 0:
+        lo_hi = _min_max(vals[i])
+        if lo_hi is None:
             return
-        lo, hi = a.min(), a.max()
+        lo, hi = lo_hi
         if lo < 0 or hi >= n_classes:
             bad = int(lo) if lo < 0 else int(hi)
             raise InputError(f"input '{name}': class id {bad} is out of range: the valid ids are "
                              f"0 to {n_classes - 1} ({n_classes} classes, one_hot/cross_entropy)")
     return check
+
+
+def _min_max(a):
+    """(min, max) of an input's values, or None when it is empty; a device tensor
+    (runtime/gpu_arrays.DeviceArray) is reduced where it lives."""
+    t = getattr(a, "tensor", None)
+    if t is not None:
+        if t.numel() == 0:
+            return None
+        lo, hi = t.aminmax()
+        return lo.item(), hi.item()
+    if a.size == 0:
+        return None
+    return a.min(), a.max()

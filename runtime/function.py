@@ -49,18 +49,51 @@ class Runner:
     """A backend's compiled program. Subclasses implement `run`.
 
     run(inputs, params, env) -> (outputs, new_values): `inputs` are validated
-    contiguous arrays, `params` the current parameter arrays (in Function.params
-    order), `env` the bound symbolic sizes; `new_values` are the updated values for
-    Function.updated (in that order). It must not modify `params` unless it returns
+    contiguous arrays (NumPy, or what the runner's `device_array` made of a device
+    array), `params` the current parameter values (in Function.params order: NumPy
+    arrays, or the states as they are when `keeps_device_values`), `env` the bound
+    symbolic sizes; `new_values` are the updated values (arrays, or objects with
+    `to_numpy()` that the parameters then hold) for
+    Function.updated (in that order). Where the runner answers `input_key`, an input
+    may also be the caller's device array itself: a call whose inputs have the keys of
+    an earlier call that passed every check (as device arrays, uncopied) skips the
+    checks and the binding of sizes, and hands the arrays over as they are. It must not modify `params` unless it returns
     normally (the Function commits by replacing arrays, so in-place writes are allowed
     only into buffers the runner owns).
     """
 
     stages: dict = {}
     stats: dict = {}
+    # whether run() takes parameter states as they are (a DeviceValue of the runner's
+    # own making included) rather than as NumPy arrays
+    keeps_device_values = False
+    # whether every output and update run() returns is an object of its own making, never
+    # an input or a parameter's value (then Function copies none of them)
+    fresh_results = False
 
     def run(self, inputs, params, env):  # pragma: no cover - interface
         raise NotImplementedError
+
+    def input_key(self, value):
+        """A hashable summary of `value` from a few attribute reads (its type, shape,
+        dtype, device) when it is a device array this runner takes as it is, else None.
+        Two values with equal keys pass or fail Function's checks alike, so the sizes
+        bound for a tuple of keys are kept and reused (Function._known_sizes)."""
+        return None
+
+    def device_array(self, value, label: str, expected: str):
+        """`value` as an input this runner takes without converting it to NumPy (a device
+        tensor on target="gpu"), or None: then it goes through NumPy's checks."""
+        return None
+
+    def to_device(self, array):
+        """`array` where this runner reads inputs without a copy: a C-contiguous NumPy
+        array for the host targets."""
+        return np.ascontiguousarray(array)
+
+    def fits_on_device(self, nbytes: int) -> bool:
+        """Whether `nbytes` more can be kept where the runner computes (the host: yes)."""
+        return True
 
 
 def _check_fits(label, ph, a, want) -> None:
@@ -107,8 +140,30 @@ class Function:
         stripes = sorted({_param_lock_index(p) for p in self._run_updated})
         self._locks = tuple(_PARAM_LOCKS[i] for i in stripes) + (threading.Lock(),)
         self._checks = call_checks(graph)
+        self._signatures: dict = {}   # input keys of a checked device-array call -> bound sizes
 
     # ------------------------------------------------------------------ calling
+    def _input_keys(self, args):
+        if len(args) != len(self.inputs):
+            return None
+        keys = tuple(map(self.runner.input_key, args))
+        return None if any(k is None for k in keys) else keys
+
+    def _known_sizes(self, args):
+        """The sizes bound at an earlier call whose inputs had these keys, or None."""
+        keys = self._input_keys(args)
+        return None if keys is None else self._signatures.get(keys)
+
+    def _remember_sizes(self, args, vals, env):
+        """Keep `env` for these inputs' keys when every input passed as it was given (no
+        copy, no cast: the device array itself reaches the runner)."""
+        keys = self._input_keys(args)
+        if keys is None or not all(getattr(v, "tensor", None) is a for v, a in zip(vals, args)):
+            return
+        if len(self._signatures) >= 64:   # many shapes: start over rather than grow
+            self._signatures.clear()
+        self._signatures[keys] = env
+
     def _label(self, i: int) -> str:
         return self.inputs[i].name or f"#{i}"
 
@@ -145,7 +200,10 @@ class Function:
         out = []
         for i, (ph, want, v) in enumerate(zip(self.inputs, self._dtypes, vals)):
             label = self._label(i)
-            if not isinstance(v, np.ndarray):
+            dev = None if isinstance(v, np.ndarray) else self.runner.device_array(v, label, str(ph.type))
+            if dev is not None:   # a device array: checked as an array, never copied to the host
+                v = dev
+            elif not isinstance(v, np.ndarray):
                 try:
                     a = np.asarray(v)
                 except (TypeError, ValueError) as e:
@@ -168,30 +226,41 @@ class Function:
                             " (cast it yourself if the conversion is intended)")
                     raise InputError(f"input '{label}': expected {ph.type}, got {_given(v)}: dtype {v.dtype} "
                                      f"is not {want}{hint}")
-            if not v.flags.c_contiguous:
+            if dev is None and not v.flags.c_contiguous:
                 v = np.ascontiguousarray(v)
             out.append(v)
         return out
 
     def __call__(self, *args, **kwargs):
-        vals = self._check(self._collect(args, kwargs))
-        env = bind_dims(self.inputs, vals, joins=getattr(self.graph, "size_joins", None))
-        for check in self._checks:
+        env = None if kwargs else self._known_sizes(args)
+        if env is not None:   # checked before: device arrays with the keys of an earlier call
+            vals = list(args)
+        else:
+            vals = self._check(self._collect(args, kwargs))
+            env = bind_dims(self.inputs, vals, joins=getattr(self.graph, "size_joins", None))
+            if not kwargs:
+                self._remember_sizes(args, vals, env)
+        for check in self._checks:   # value checks (class ids, empty axes...): every call
             check(vals, env)
         params, outs, new = locked(self._locks, self._run_and_commit, vals, env)
-        # an output that is a parameter's array (old or new) is copied, so the caller
-        # cannot change the parameter through it
-        state = {id(a) for a in params} | {id(a) for a in new}
-        outs = [np.array(o) if id(o) in state else o for o in outs]
+        if not self.runner.fresh_results:
+            # an output that is a parameter's array (old or new) is copied, so the caller
+            # cannot change the parameter through it
+            state = {id(a) for a in params} | {id(a) for a in new}
+            outs = [np.array(o) if id(o) in state else o for o in outs]
         if len(self.graph.outputs) == 1 and self._single:
             return outs[0]
         return outs
 
     def _run_and_commit(self, vals, env):
         self._last = (vals, env)
-        params = [p.value for p in self._run_params]
+        runner = self.runner
+        if runner.keeps_device_values:   # updated parameters stay on the device (runtime/gpu_arrays.py)
+            params = [p._state["value"] for p in self._run_params]
+        else:
+            params = [p.value for p in self._run_params]
         try:
-            outs, new = self.runner.run(vals, params, env)
+            outs, new = runner.run(vals, params, env)
         except NumericsError as e:
             from .numerics import in_graph_terms
             better = in_graph_terms(self._run_graph, getattr(self.runner, "program", None), e, vals,
@@ -200,10 +269,25 @@ class Function:
                 raise
             raise better from e
         # every update was computed from the old values; apply all at once
-        fed = {id(a) for a in vals}
+        fed = () if runner.fresh_results else {id(a) for a in vals}
         new = [np.array(v) if id(v) in fed else v for v in new]  # never keep the caller's array
         commit([p._state for p in self._run_updated], new)
         return params, outs, new
+
+    # ------------------------------------------------------------------ device data
+    def to_device(self, array):
+        """`array` (NumPy or a device array) copied once to where this function computes:
+        a device tensor on target="gpu" (pass it to every call: no copy per call), a
+        C-contiguous NumPy array on the host targets."""
+        return self.runner.to_device(array)
+
+    def to_device_if_fits(self, arrays) -> list:
+        """`arrays` moved with to_device when all of them fit in the device's free memory
+        together (with room to spare for the computation), else returned as they are."""
+        nbytes = sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
+        if not self.runner.fits_on_device(nbytes):
+            return list(arrays)
+        return [self.to_device(a) for a in arrays]
 
     # ------------------------------------------------------------------ inspecting
     def stages(self) -> list:

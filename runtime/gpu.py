@@ -8,16 +8,25 @@ is made here, not at import, so `runtime.targets.available("gpu")` only fails wh
 triton or torch is missing.
 
 The runner keeps on the device, between calls: the constants (uploaded once), each
-parameter's value (uploaded again only when the Function hands it a different array,
-i.e. when the user set `p.value`), and per set of dynamic sizes the temporaries (one
-tensor per memory-plan slot). Inputs are copied to the device once per call; outputs
-and updates are written to fresh device tensors, so a call that raises leaves the
-parameters untouched; updates come back as NumPy arrays that the Function commits,
-and the device copy then becomes the parameter's value without another upload.
-Outputs come back as NumPy arrays, or as device tensors with `runner.device_outputs = True`
-(`fn.runner.device_outputs = True` on a compiled function). A reduction split across
-programs (codegen/triton/loop_kernel.py) gets its partial-results scratch from its
-generated launcher, per launch, on the device of the kernel's buffers (torch's caching
+parameter's value, and per set of dynamic sizes the temporaries (one tensor per
+memory-plan slot). Inputs may be NumPy arrays (uploaded per call) or device arrays
+(runtime/gpu_arrays.py: torch tensors on the runner's device or DLPack arrays, used
+where they are, no copy); outputs come back as device tensors when an input was one
+(or with `fn.runner.device_outputs = True`), else as NumPy arrays. Updates are
+written to fresh device tensors, so a call that raises leaves the parameters
+untouched; each comes back as a DeviceValue that the Function commits: the parameter
+then holds the device tensor, read in place by the next call, and copied to the host
+only when `p.value` is read. A parameter whose value the user set (a NumPy array) is
+uploaded once per value.
+
+On a CUDA device, a program is captured per set of sizes as CUDA graphs and replayed
+from its second call on (runtime/gpu_replay.py: inputs read in place when the caller
+passes the same tensors again, outputs handed out without a copy); fn.stats()
+says whether the last call was replayed ("replayed") and why replay is off where it
+is ("replay"). Kernels index in int32, or int64 where a launch touches 2**30
+elements or more (codegen/triton/index_width.py). A reduction split across programs
+(codegen/triton/loop_kernel.py) gets its partial-results scratch from its generated
+launcher, per launch, on the device of the kernel's buffers (torch's caching
 allocator makes that cheap on a GPU), so it is no buffer of the Program or its plan.
 """
 from __future__ import annotations
@@ -43,9 +52,9 @@ try:  # both are optional dependencies: a missing one makes the target unavailab
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(f"target 'gpu' needs torch and triton: {e}") from e
 
-TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int32": torch.int32,
-                "int64": torch.int64, "bool": torch.bool}
-INDEX_LIMIT = 2 ** 31   # generated kernels index in int32
+from .gpu_arrays import TORCH_DTYPES, DeviceArray, DeviceValue, as_tensor, device_tensor, same_device, to_host, upload
+from .gpu_replay import StaticParams, replay_off_reason, replay_or_direct
+
 
 
 def device_or_error() -> str:
@@ -62,16 +71,12 @@ def device_or_error() -> str:
 
 
 class _Binding:
-    """Per set of dynamic sizes: shapes, and the temporaries (one tensor per plan slot)."""
+    """Per set of dynamic sizes: shapes, the temporaries (one tensor per plan slot), and
+    the captured launch sequence once there is one (runtime/gpu_replay.py)."""
 
     def __init__(self, runner, env):
         p = runner.program
         self.shapes = {b.id: concrete_shape(b.shape, env) for b in p.buffers.values()}
-        for b in p.buffers.values():
-            n = element_count(self.shapes[b.id])  # Python ints: a wrapped count would pass
-            if n >= INDEX_LIMIT:
-                raise RuntimeError(f"target='gpu': buffer {b.name} has {n} elements for these sizes "
-                                   f"({env}); the generated kernels index with int32 (< 2**31 elements)")
         nbytes = slot_sizes(p, env)
         self.peak_bytes = peak_bytes(p, env)
         arenas = {s: torch.empty(max(n, 1), dtype=torch.uint8, device=runner.device) for s, n in nbytes.items()}
@@ -84,11 +89,18 @@ class _Binding:
                 self.temps[runner.names[b.id]] = arena[:n].view(TORCH_DTYPES[b.dtype]).view(shape)
         self.sizes = {s: int(env[s]) for s in runner.symbols}
         self.fresh = [(runner.names[b], self.shapes[b], TORCH_DTYPES[p.buffers[b].dtype]) for b in runner.fresh_ids]
+        self.base = {**runner.consts, **self.temps}   # the buffers every call of these sizes shares
+        self.calls = 0
+        self.replay = None          # a Replay once captured; False where capturing failed
 
 
 class GpuRunner(Runner):
+    keeps_device_values = True    # parameters may hold DeviceValues between calls
+    fresh_results = True          # outputs: new tensors, aliases of graph buffers or host copies; updates: new DeviceValues
+
     def __init__(self, program, module, names, device, check_numerics=False, compile_seconds=0.0):
         self.program, self.module, self.names, self.device = program, module, names, device
+        self.torch_device = torch.device(device)
         self.check_numerics = check_numerics
         self.symbols = symbols(program)
         self.device_outputs = False
@@ -98,6 +110,9 @@ class GpuRunner(Runner):
         self.input_names = [names[b] for b in program.inputs]
         self.param_names = [names[b] for b in program.params]
         self.fresh_ids = sorted({b.id for b in program.buffers.values() if b.kind in ("output", "update")})
+        update_ids = {u for _, u in program.updates}
+        # an output handed out as a device tensor as it is: written fresh each call, no update's
+        self._own_output = [program.buffers[x].kind == "output" and x not in update_ids for x in program.outputs]
         self.views = _views_in_order(program, names)
         self._dev_params: list = [None] * len(program.params)
         self._host_params: list = [None] * len(program.params)
@@ -106,25 +121,52 @@ class GpuRunner(Runner):
                                  if pb in program.params and u in self.fresh_ids}
         self._bindings = BindingCache(lambda env: _Binding(self, env))
         self._lock = threading.Lock()
+        self.replay_off = replay_off_reason(device, check_numerics, program)
+        self.static = StaticParams(program, self.torch_device)
         self.stats = {"kernels": program.kernel_count(),
                       "library_calls": 0, "peak_bytes": 0, "cache_hit": False,
-                      "codegen_seconds": compile_seconds, "device": device}
+                      "codegen_seconds": compile_seconds, "device": device,
+                      "replay": "on" if self.replay_off is None else f"off: {self.replay_off}",
+                      "replayed": False, "captures": 0}
 
     # ------------------------------------------------------------------ state
     def _binding(self, env) -> _Binding:
         key = tuple(env[s] for s in self.symbols)
         return self._bindings.get(key, env)
 
-    def _to_device(self, a: np.ndarray):
-        t = torch.from_numpy(a) if a.flags.c_contiguous and a.flags.writeable else torch.from_numpy(a.copy())
-        return t.to(self.device) if self.device != "cpu" else t
-
     def _param(self, i, a):
-        """The device tensor of parameter i, uploaded only when the host array changed."""
+        """The device tensor of parameter i: a DeviceValue's own tensor when it is on this
+        device, else the host value uploaded (once per value the parameter holds)."""
         if self._host_params[i] is not a:
-            self._dev_params[i] = self._to_device(np.ascontiguousarray(a))
+            if isinstance(a, DeviceValue) and same_device(a.tensor, self.torch_device):
+                self._dev_params[i] = a.tensor
+            else:
+                self._dev_params[i] = upload(a.to_numpy() if isinstance(a, DeviceValue) else a, self.torch_device)
             self._host_params[i] = a
         return self._dev_params[i]
+
+    # ------------------------------------------------------------------ device data
+    def input_key(self, value):
+        """(shape, dtype, device) of a C-contiguous torch tensor (of exactly that type), else None."""
+        if type(value) is torch.Tensor and value.is_contiguous():
+            return (value.shape, value.dtype, value.device)
+        return None
+
+    def device_array(self, value, label, expected):
+        return DeviceArray.of(value, self.torch_device, label, expected)
+
+    def to_device(self, array):
+        t = as_tensor(array)
+        if t is None:   # a private copy even where the device is the CPU (the interpreter)
+            t = torch.from_numpy(np.array(array, order="C", copy=True))
+        return t.to(self.torch_device).contiguous()
+
+    def fits_on_device(self, nbytes: int) -> bool:
+        """Half the free device memory at most: the rest is for the computation."""
+        if self.torch_device.type != "cuda":
+            return True
+        free, _ = torch.cuda.mem_get_info(self.torch_device)
+        return nbytes <= free // 2
 
     # ------------------------------------------------------------------ calling
     def bind(self, inputs, params, env) -> tuple:
@@ -133,45 +175,54 @@ class GpuRunner(Runner):
         time that alone)."""
         bd = self._binding(env)
         self.stats["peak_bytes"] = bd.peak_bytes
-        b = dict(self.consts)
-        b.update(bd.temps)
+        b = dict(bd.base)
         for name, a in zip(self.input_names, inputs):
-            b[name] = self._to_device(a)
+            t = device_tensor(a)
+            b[name] = t if t is not None else upload(a, self.torch_device)
         for i, (name, a) in enumerate(zip(self.param_names, params)):
             b[name] = self._param(i, a)
         for name, shape, dt in bd.fresh:
-            b[name] = torch.empty(shape, dtype=dt, device=self.device)
+            b[name] = torch.empty(shape, dtype=dt, device=self.torch_device)
         for name, of, shape in self.views:     # same memory, another row-major shape
             b[name] = b[of].view(bd.shapes[shape])
         return b, bd
 
     def run(self, inputs, params, env):
+        """Outputs are device tensors when an input was one (or with device_outputs), else
+        NumPy arrays; updates come back as DeviceValues (host copies made on demand)."""
         with self._lock:
-            b, bd = self.bind(inputs, params, env)
-            if self.check_numerics:
-                self._run_checked(b, bd)
-            elif self.device == "cpu":   # Triton's interpreter computes with NumPy: inf/NaN are values here
-                with np.errstate(all="ignore"):
-                    self.module.run(b, bd.sizes)
-            else:
-                self.module.run(b, bd.sizes)
-            outs = [self._hand_out(b[self.names[x]], device=self.device_outputs) for x in self.program.outputs]
-            new = []
-            for pb, ub in self.program.updates:
-                t = b[self.names[ub]]
-                host = self._hand_out(t, device=False)
-                new.append(host)
-                i = self._param_of_update.get(ub)
-                if i is not None:   # the device copy is the parameter's next value
-                    self._dev_params[i], self._host_params[i] = t, host
-            return outs, new
+            device_out = self.device_outputs or any(not isinstance(a, np.ndarray) for a in inputs)
+            bd = self._binding(env)
+            stats = self.stats
+            stats["peak_bytes"] = bd.peak_bytes
+            result = None if self.replay_off is not None else replay_or_direct(self, bd, inputs, params, device_out)
+            stats["replayed"] = result is not None
+            return result if result is not None else self._run_direct(inputs, params, env, device_out)
 
-    def _hand_out(self, t, device: bool):
+    def _run_direct(self, inputs, params, env, device_out):
+        b, bd = self.bind(inputs, params, env)
+        if self.check_numerics:
+            self._run_checked(b, bd)
+        elif self.device == "cpu":   # Triton's interpreter computes with NumPy: inf/NaN are values here
+            with np.errstate(all="ignore"):
+                self.module.run(b, bd.sizes)
+        else:
+            self.module.run(b, bd.sizes)
+        outs = [self._hand_out(b[self.names[x]], device_out, own)
+                for x, own in zip(self.program.outputs, self._own_output)]
+        new = []
+        for pb, ub in self.program.updates:
+            t = b[self.names[ub]]
+            new.append(DeviceValue(t))
+            i = self._param_of_update.get(ub)
+            if i is not None:   # the device tensor is the parameter's next value
+                self._dev_params[i], self._host_params[i] = t, new[-1]
+        return outs, new
+
+    def _hand_out(self, t, device: bool, own: bool = False):
         if device:
-            return t.clone()
-        if self.device == "cpu":
-            return t.numpy().copy()
-        return t.cpu().numpy()
+            return t if own else t.clone()
+        return to_host(t)
 
     def _run_checked(self, b, bd):
         """Launch kernel by kernel; after each, every float buffer it wrote must be finite."""

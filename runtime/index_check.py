@@ -17,6 +17,22 @@ class IndexCheckedRunner(Runner):
     def __getattr__(self, name):   # compiled, program, ... are the inner runner's
         return getattr(self.__dict__["inner"], name)
 
+    # what the Function asks of its runner about device arrays is the inner runner's
+    keeps_device_values = property(lambda self: self.inner.keeps_device_values)
+    fresh_results = property(lambda self: self.inner.fresh_results)
+
+    def input_key(self, value):
+        return self.inner.input_key(value)
+
+    def device_array(self, value, label: str, expected: str):
+        return self.inner.device_array(value, label, expected)
+
+    def to_device(self, array):
+        return self.inner.to_device(array)
+
+    def fits_on_device(self, nbytes: int) -> bool:
+        return self.inner.fits_on_device(nbytes)
+
     @property
     def stats(self):
         return self.inner.stats

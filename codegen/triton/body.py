@@ -6,9 +6,9 @@ is broadcast along the others, so a row value [XBLOCK, 1] meets an element value
 [XBLOCK, RBLOCK] by Triton's broadcasting. A load or store is masked by the masks
 of exactly the groups its address varies along, so its mask has its shape.
 
-Integer index arithmetic (loop indices, sizes, their sums and products) stays in
-int32 (what tl.arange gives): the launcher refuses buffers of 2**31 elements or
-more. Every other value has the dtype its instruction names; operands are cast to
+Integer index arithmetic (loop indices, sizes, their sums and products) is not cast:
+it has the width of the kernel's program ids and sizes, int32, or int64 where the
+launcher sets INDEX64 (index_width.py). Every other value has the dtype its instruction names; operands are cast to
 it where Triton's own promotion would differ.
 """
 from __future__ import annotations

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from nngraph.types import is_float
 
 from .body import BodyPrinter, CodegenError, Val, live_instrs, stage_roots
+from .index_width import launcher_line, prologue
 from .names import jit_decorator, paren, prod_expr, size_expr, symbol_name, symbols_of
 from .scalar_ops import TL_DTYPE, identity
 
@@ -190,22 +191,24 @@ class LoopKernelPrinter:
         extra = {"part": ["CHUNK"], "combine": ["nparts"]}.get(mode, [])
         args = ([self.ptr(b)[0] for b in self._mode_buffers(mode)] + (self.partial_args() if mode != "rows" else [])
                 + [symbol_name(s) for s in syms] + extra)
-        consts = ["XBLOCK: tl.constexpr"] + ([] if self.pointwise else ["RBLOCK: tl.constexpr"])
+        consts = ["XBLOCK: tl.constexpr"] + ([] if self.pointwise else ["RBLOCK: tl.constexpr"]) \
+            + ["INDEX64: tl.constexpr"]
         out = [jit_decorator(syms, extra), f"def {fname}({', '.join(args + consts)}):"]
         out.append(f"    # {k.name} over [{', '.join(map(str, k.outer))}]" + (f": {k.source}" if k.source else ""))
         if mode == "part":
             out.append("    # split, 1 of 2: program (c, i) reduces chunk c of rows block i into the partials")
         elif mode == "combine":
             out.append("    # split, 2 of 2: fold each row's partials, then the stages with no inner domain")
+        pid = "tl.program_id(1)" if mode == "part" else "tl.program_id(0)"
+        out += prologue([("pid", pid)], syms, ["CHUNK"] if mode == "part" else [])
         out.append(f"    xnumel = {prod_expr(k.outer)}")
         if self.pointwise:
-            out.append("    xoffs = tl.program_id(0) * XBLOCK + tl.arange(0, XBLOCK)")
+            out.append("    xoffs = pid * XBLOCK + tl.arange(0, XBLOCK)")
         else:
-            pid = "tl.program_id(1)" if mode == "part" else "tl.program_id(0)"
-            out.append(f"    xoffs = {pid} * XBLOCK + tl.arange(0, XBLOCK)[:, None]")
+            out.append("    xoffs = pid * XBLOCK + tl.arange(0, XBLOCK)[:, None]")
         out.append("    xmask = xoffs < xnumel")
         if mode == "part":
-            out.append("    rfirst = tl.program_id(0) * CHUNK")
+            out.append("    rfirst = tl.program_id(0) * CHUNK")   # int64 when CHUNK is (INDEX64)
         rest = self._stages(mode)
         xnames = [f"x{j}" for j in range(self.nouter)]
         lines, _ = _decompose("xoffs", list(k.outer), xnames, _referenced(rest, xnames), "x")
@@ -315,7 +318,7 @@ class LoopKernelPrinter:
             kind, v = r[0], vals[r[1]]
             src = v.expr if (v.dtype == dt and not v.literal) else f"{paren(v.expr)}"
             masked = f"tl.where(rmask, {src}, {identity(kind, dt)})"
-            if v.dtype != dt and not v.index:
+            if (v.dtype != dt or v.index) and not v.literal:   # an index may be int64 (INDEX64)
                 masked += f".to({TL_DTYPE[dt]})"
             if kind == "sum":
                 out.append(f"{ind}{name} = {name} + {masked}")
@@ -326,7 +329,7 @@ class LoopKernelPrinter:
             elif kind == "argmax":
                 iv = vals[r[2]]
                 out.append(f"{ind}val = {masked}")
-                out.append(f"{ind}vidx = {iv.expr if iv.index else paren(iv.expr) + '.to(tl.int32)'}")
+                out.append(f"{ind}vidx = {iv.expr if iv.literal else paren(iv.expr) + '.to(tl.int32)'}")
                 out.append(f"{ind}take = {_argmax_take(name, idx, dt)}")
                 out.append(f"{ind}{name} = tl.where(take, val, {name})")
                 out.append(f"{ind}{idx} = tl.where(take, vidx, {idx})")
@@ -415,19 +418,23 @@ class LoopKernelPrinter:
         k = self.k
         out = [f"def launch_{self.fname}(b{''.join(', ' + s for s in syms)}):"]
         out.append(f"    xnumel = {prod_expr(k.outer)}")
+        counts = [prod_expr(self.p.buffers[b].shape) for b in self.buffers]
         if self.pointwise:
+            out.append(launcher_line(["xnumel"] + counts))
             out.append("    XBLOCK = min(XBLOCK_MAX, triton.next_power_of_2(max(xnumel, 1)))")
             out.append("    if xnumel:")
-            out.append(f"        {self.fname}[(triton.cdiv(xnumel, XBLOCK),)]({self.call_args('rows')}, XBLOCK=XBLOCK)")
+            out.append(f"        {self.fname}[(triton.cdiv(xnumel, XBLOCK),)]({self.call_args('rows')}, XBLOCK=XBLOCK, "
+                       "INDEX64=INDEX64)")
             return "\n".join(out) + "\n"
         inners = list(dict.fromkeys(prod_expr(st.inner) for st in k.stages if st.inner)) or ["1"]
         rn = inners[0] if len(inners) == 1 else f"max({', '.join(inners)})"
         out.append(f"    rnumel = {rn}")
+        out.append(launcher_line(["xnumel * rnumel"] + counts))
         out.append("    RBLOCK = min(RBLOCK_MAX, triton.next_power_of_2(max(rnumel, 1)))")
         out.append("    XBLOCK = min(triton.next_power_of_2(max(xnumel, 1)), max(1, TILE // RBLOCK))")
         warps = "num_warps=8 if XBLOCK * RBLOCK >= 4096 else 4"
         rows = (f"{self.fname}[(triton.cdiv(xnumel, XBLOCK),)]({self.call_args('rows')}, "
-                f"XBLOCK=XBLOCK, RBLOCK=RBLOCK, {warps})")
+                f"XBLOCK=XBLOCK, RBLOCK=RBLOCK, INDEX64=INDEX64, {warps})")
         if not self.split:
             out.append("    if xnumel:")
             out.append(f"        {rows}")
@@ -456,11 +463,11 @@ class LoopKernelPrinter:
             if p.index_name:
                 out.append(f"    {p.index_name} = torch.empty((nparts, xnumel), dtype=torch.int32, device=device)")
         out.append(f"    {self.fname}_part[(nparts, triton.cdiv(xnumel, XBLOCK))]({self.call_args('part')}, "
-                   f"XBLOCK=XBLOCK, RBLOCK=RBLOCK, {warps})")
+                   f"XBLOCK=XBLOCK, RBLOCK=RBLOCK, INDEX64=INDEX64, {warps})")
         out.append("    RBLOCK = min(RBLOCK_MAX, triton.next_power_of_2(nparts))")
         out.append("    XBLOCK = min(triton.next_power_of_2(xnumel), max(1, TILE // RBLOCK))")
         out.append(f"    {self.fname}_combine[(triton.cdiv(xnumel, XBLOCK),)]({self.call_args('combine')}, "
-                   f"XBLOCK=XBLOCK, RBLOCK=RBLOCK)")
+                   f"XBLOCK=XBLOCK, RBLOCK=RBLOCK, INDEX64=INDEX64)")
         return out
 
 

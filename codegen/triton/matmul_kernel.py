@@ -11,6 +11,7 @@ do not take) use a broadcast multiply-and-sum instead of tl.dot.
 from __future__ import annotations
 
 from .body import BodyPrinter, Val, live_instrs, stage_roots
+from .index_width import launcher_line, prologue
 from .names import jit_decorator, paren, prod_expr, size_expr, symbol_name, symbols_of
 from .scalar_ops import TL_DTYPE, literal
 
@@ -64,20 +65,20 @@ class MatmulPrinter:
         dt = p.buffers[k.out].dtype
         args = [self.ptr(b)[0] for b in self.buffers] + [symbol_name(s) for s in self.symbols()]
         a_ptr, b_ptr, c_ptr = self.ptr(k.a)[0], self.ptr(k.b)[0], self.ptr(k.out)[0]
-        consts = ["BM: tl.constexpr", "BN: tl.constexpr", "BK: tl.constexpr", "PRECISION: tl.constexpr"]
+        consts = ["BM: tl.constexpr", "BN: tl.constexpr", "BK: tl.constexpr", "PRECISION: tl.constexpr",
+                  "INDEX64: tl.constexpr"]
         o = [jit_decorator(self.symbols()), f"def {self.fname}({', '.join(args + consts)}):"]
         ta, tb = "ᵀ" if k.trans_a else "", "ᵀ" if k.trans_b else ""
         o.append(f"    # {k.name}: {self.bufnames[k.out]} = {k.alpha!r} * {self.bufnames[k.a]}{ta} @ "
                  f"{self.bufnames[k.b]}{tb}" + (f" + {k.beta!r} * {self.bufnames[k.out]}" if k.beta else "")
                  + (f"  ({k.source})" if k.source else ""))
+        o += prologue([("pid", "tl.program_id(0)")] + ([("bid", "tl.program_id(1)")] if nb else []), self.symbols())
         o.append(f"    mnumel = {size_expr(k.m)}")
         o.append(f"    nnumel = {size_expr(k.n)}")
         o.append(f"    knumel = {size_expr(k.k)}")
-        o.append("    pid = tl.program_id(0)")
         o.append("    pid_m = pid // tl.cdiv(nnumel, BN)")
         o.append("    pid_n = pid % tl.cdiv(nnumel, BN)")
         if nb:
-            o.append("    bid = tl.program_id(1)")
             for t in range(nb):
                 inner = prod_expr(k.batch[t + 1:])
                 e = "bid" if inner == "1" else f"bid // {paren(inner)}"
@@ -162,8 +163,9 @@ class MatmulPrinter:
         out.append(f"    mnumel, nnumel, knumel = {size_expr(k.m)}, {size_expr(k.n)}, {size_expr(k.k)}")
         out.append(f"    batch = {prod_expr(k.batch)}")
         out.append("    BM, BN, BK = _mm_blocks(mnumel, nnumel, knumel)")
+        out.append(launcher_line([prod_expr(self.p.buffers[b].shape) for b in self.buffers]))
         call_args = ", ".join([f"b[{self.bufnames[x]!r}]" for x in self.buffers] + syms)
         out.append("    if mnumel and nnumel and batch:")
         out.append(f"        {self.fname}[(triton.cdiv(mnumel, BM) * triton.cdiv(nnumel, BN), batch)]({call_args}, "
-                   "BM=BM, BN=BN, BK=BK, PRECISION=DOT_PRECISION)")
+                   "BM=BM, BN=BN, BK=BK, PRECISION=DOT_PRECISION, INDEX64=INDEX64)")
         return "\n".join(out) + "\n"

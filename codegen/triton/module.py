@@ -7,6 +7,7 @@ from passes.program import MatmulKernel
 
 from .loop_kernel import LoopKernelPrinter
 from .matmul_kernel import MatmulPrinter
+from .index_width import HELPER as INDEX_HELPER
 from .names import buffer_names, identifier, symbol_name
 from .scalar_ops import helper_source
 
@@ -106,7 +107,7 @@ def generate(program, name: str = "main") -> tuple[str, dict]:
         printers.append(cls(program, kern, fname, bufnames))
     kernels = [pr.kernel_source() for pr in printers]      # printing collects the helpers used
     helpers = set().union(*[pr.helpers for pr in printers]) if printers else set()
-    parts = [HEADER.format(name=name)]
+    parts = [HEADER.format(name=name), INDEX_HELPER]
     if helpers:
         names = sorted(helpers)
         parts.append(helper_source(helpers).replace("@triton.jit\n", ""))

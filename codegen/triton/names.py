@@ -18,7 +18,8 @@ RESERVED = {"tl", "triton", "torch", "os", "math", "b", "sizes", "grid", "pid", 
             "BM", "BN", "BK", "k0", "a_ptrs", "b_ptrs", "a", "run", "main", "BUFFERS", "SYMBOLS",
             "INTERPRET", "DEVICE", "DOT_PRECISION", "float", "range", "min", "max", "int",
             "val", "vidx", "take", "best", "first_nan", "rfirst", "CHUNK", "nparts", "device",
-            "SPLIT_PROGRAMS", "SPLIT_MIN_CHUNK", "_split", "TILE", "RBLOCK_MAX", "XBLOCK_MAX"}
+            "SPLIT_PROGRAMS", "SPLIT_MIN_CHUNK", "_split", "TILE", "RBLOCK_MAX", "XBLOCK_MAX",
+            "INDEX64", "INDEX64_FROM", "_index64"}
 _GENERATED = re.compile(r"^(x|r|v|s|b|t|k|acc|acci|res|part|parti|partials)\d.*$")
 
 

@@ -38,6 +38,16 @@ class ArraySource:
             raise ValueError(f"{model.name}: no training data")
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
         self.steps = -(-n // batch_size)
+        self._to_device = None
+
+    def place_on(self, fn) -> None:
+        """Move the data set to where `fn` computes, once, when it fits (target="gpu": the
+        batches are then gathered on the device and no step copies its batch from the host)."""
+        host = self.xs + self.ys
+        data = fn.to_device_if_fits(host)
+        if any(d is not a for d, a in zip(data, host)):
+            k = len(self.xs)
+            self.xs, self.ys, self._to_device = data[:k], data[k:], fn.to_device
 
     def split_off(self, fraction: float) -> tuple:
         """Keep the first 1 - fraction of the rows, return the rest (Keras's validation_split)."""
@@ -57,6 +67,8 @@ class ArraySource:
             order = rng.permutation(self.n)
         else:
             order = np.arange(self.n)
+        if self._to_device is not None:
+            order = self._to_device(order)
         for b in range(self.steps):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             yield [a[idx] for a in self.xs], [a[idx] for a in self.ys], self.kinds
@@ -141,6 +153,8 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     source = _source(model, X, y, batch_size, shuffle, seed, steps_per_epoch)
     validation_data = _validation(model, source, validation_data, validation_split)
+    if isinstance(source, ArraySource) and model.target == "gpu":
+        source.place_on(model.compiled("train", source.kinds))
     names = model._score_names()
     cbs = list(callbacks or [])
     for c in cbs:

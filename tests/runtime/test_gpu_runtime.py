@@ -55,16 +55,22 @@ def test_mlp_training_steps_match_the_reference_for_several_batch_sizes():
     assert isinstance(lg, np.ndarray) and lg.shape == () and lg.dtype == np.float32
 
 
-def test_parameters_stay_on_the_device_and_a_new_value_is_uploaded():
+def test_parameters_stay_on_the_device_and_a_new_value_is_uploaded(monkeypatch):
+    from runtime.gpu_arrays import DeviceValue
+    monkeypatch.setenv("NNGRAPH_GPU_REPLAY", "0")   # direct launches on a GPU too (replay: test_gpu_replay.py)
     fn, ps = mlp("gpu")
     X, Y = batch(4)
     fn(X, Y)
     r = fn.runner
     dev = list(r._dev_params)
-    assert all(r._host_params[i] is p.value for i, p in enumerate(fn.params))
+    states = [p._state["value"] for p in fn.params]
+    assert all(isinstance(v, DeviceValue) and v._host is None for v in states)   # nothing copied back yet
+    assert all(r._host_params[i] is v for i, v in enumerate(states))
     fn(X, Y)   # updates come back as the parameters' device tensors: nothing uploaded
-    assert all(r._host_params[i] is p.value for i, p in enumerate(fn.params))
+    assert all(r._host_params[i] is p._state["value"] for i, p in enumerate(fn.params))
     assert all(a is not b for a, b in zip(dev, r._dev_params))       # the fresh update tensors
+    host = ps[0].value                                                # the host copy, made once on reading
+    assert isinstance(host, np.ndarray) and ps[0].value is host
     # the user sets a value: the next call reads it
     fr, pr = mlp("reference")
     new = np.full((6, 8), 0.01, np.float32)

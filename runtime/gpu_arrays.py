@@ -1,0 +1,131 @@
+"""Arrays that live on the device for target="gpu": what a call accepts besides NumPy
+arrays, and what a parameter holds between calls.
+
+- `DeviceArray`: an input given as a device tensor (a torch tensor on the runner's
+  device, or any array with `__dlpack__`, taken over by `torch.from_dlpack` without a
+  copy). It answers `shape`, `ndim` and `dtype` (a NumPy dtype) as a NumPy array does,
+  so Function checks and binds it with the same code and the same messages.
+- `DeviceValue`: a parameter's value after a call that updated it. The new value stays
+  on the device; the host copy is made the first time `p.value` asks for it (and kept),
+  so a training loop on the device copies no parameter back per step. Any object with
+  `to_numpy()`, `shape` and `dtype` may sit in a Parameter's state (nngraph/node.py);
+  this is the one target="gpu" puts there.
+
+Under TRITON_INTERPRET=1 the "device" is the CPU: PyTorch CPU tensors stand in for
+device tensors, with the same zero-copy paths.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from nngraph.errors import InputError
+
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int32": torch.int32,
+                "int64": torch.int64, "bool": torch.bool}
+NUMPY_OF_TORCH = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64),
+                  torch.int32: np.dtype(np.int32), torch.int64: np.dtype(np.int64), torch.bool: np.dtype(np.bool_),
+                  torch.float16: np.dtype(np.float16), torch.int16: np.dtype(np.int16),
+                  torch.int8: np.dtype(np.int8), torch.uint8: np.dtype(np.uint8)}
+
+
+def as_tensor(v):
+    """`v` as a torch tensor without copying when it is a device array (a torch tensor or
+    a DLPack-capable array that is not a NumPy array); None for anything else."""
+    if isinstance(v, torch.Tensor):
+        return v
+    if isinstance(v, (np.ndarray, np.generic)) or not hasattr(v, "__dlpack__"):
+        return None
+    return torch.from_dlpack(v)
+
+
+def same_device(t, device: torch.device) -> bool:
+    """Whether tensor `t` is on `device` ('cuda' without an index is the current device)."""
+    if t.device.type != device.type:
+        return False
+    if device.type != "cuda":
+        return True
+    want = device.index if device.index is not None else torch.cuda.current_device()
+    return t.device.index == want
+
+
+class DeviceArray:
+    """A validated device input: its C-contiguous tensor, seen through NumPy's shape/dtype."""
+
+    __slots__ = ("tensor", "shape", "ndim", "dtype")
+
+    def __init__(self, tensor):
+        self.tensor = tensor if tensor.is_contiguous() else tensor.contiguous()
+        self.shape = tuple(int(s) for s in tensor.shape)
+        self.ndim = tensor.dim()
+        self.dtype = NUMPY_OF_TORCH.get(tensor.dtype, np.dtype(object))
+
+    @classmethod
+    def of(cls, v, device: torch.device, label: str, expected: str):
+        """The DeviceArray for input `label`, or None when `v` is no device array; an
+        InputError when it is one on another device or of a dtype NumPy cannot name."""
+        t = as_tensor(v)
+        if t is None:
+            return None
+        if not same_device(t, device):
+            raise InputError(f"input '{label}': expected {expected} on device {device}, got a "
+                             f"{type(v).__name__} on {t.device} (move it with fn.to_device(array) or .to('{device}'))")
+        if t.dtype not in NUMPY_OF_TORCH:
+            raise InputError(f"input '{label}': expected {expected}, got a tensor of {t.dtype}")
+        return cls(t)
+
+    def astype(self, dtype):
+        """A device copy cast to the NumPy dtype `dtype` (cast_inputs=True)."""
+        return DeviceArray(self.tensor.to(TORCH_DTYPES[np.dtype(dtype).name]))
+
+
+class DeviceValue:
+    """A parameter value held on the device; `to_numpy()` copies it to the host once.
+    Made once per update per call: `shape` and `dtype` are read from the tensor only
+    when asked."""
+
+    __slots__ = ("tensor", "_host")
+
+    def __init__(self, tensor):
+        self.tensor = tensor
+        self._host = None
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.tensor.shape)
+
+    @property
+    def dtype(self):
+        return NUMPY_OF_TORCH[self.tensor.dtype]
+
+    def to_numpy(self) -> np.ndarray:
+        if self._host is None:
+            self._host = to_host(self.tensor)
+        return self._host
+
+
+def device_tensor(a):
+    """The device tensor of a runner's input (a DeviceArray, or a torch tensor that passed
+    a Function's checks before), None for a host array."""
+    if isinstance(a, DeviceArray):
+        return a.tensor
+    return a if isinstance(a, torch.Tensor) else None
+
+
+def to_host(t) -> np.ndarray:
+    """A NumPy array of tensor `t`'s values that shares no memory with it."""
+    return t.numpy().copy() if t.device.type == "cpu" else t.cpu().numpy()
+
+
+def host_tensor(a: np.ndarray):
+    """A CPU tensor over `a`, C-contiguous, shape kept (np.ascontiguousarray would make a
+    0-d array (1,)); a private copy when `a` is read-only, so a kernel never sees memory
+    it may not write."""
+    a = np.require(a, requirements="C")
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
+
+
+def upload(a, device: torch.device):
+    """A device tensor of host array `a` (see host_tensor)."""
+    t = host_tensor(a)
+    return t.to(device) if device.type != "cpu" else t
