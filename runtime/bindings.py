@@ -29,3 +29,7 @@ class BindingCache:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def values(self):
+        """The bindings kept, least recently used first."""
+        return self._items.values()

@@ -253,7 +253,9 @@ class Function:
         return outs
 
     def _run_and_commit(self, vals, env):
-        self._last = (vals, env)
+        # kept for profile(); device tensors are not kept: one may be an output buffer a
+        # replayed launch sequence reuses only once nobody holds it (runtime/gpu_replay.py)
+        self._last = (vals, env) if all(isinstance(v, np.ndarray) for v in vals) else None
         runner = self.runner
         if runner.keeps_device_values:   # updated parameters stay on the device (runtime/gpu_arrays.py)
             params = [p._state["value"] for p in self._run_params]
@@ -263,8 +265,8 @@ class Function:
             outs, new = runner.run(vals, params, env)
         except NumericsError as e:
             from .numerics import in_graph_terms
-            better = in_graph_terms(self._run_graph, getattr(self.runner, "program", None), e, vals,
-                                    params, env)
+            host = [p.value for p in self._run_params]   # NumPy, also where params are DeviceValues
+            better = in_graph_terms(self._run_graph, getattr(runner, "program", None), e, vals, host, env)
             if better is e:
                 raise
             raise better from e
@@ -335,8 +337,8 @@ class Function:
         dicts and `.info`) of its kernels and library calls: share of the time, time
         per call, FLOP/s and GB/s, the graph nodes each computes with their file:line.
         Takes inputs as a call does; with none, the inputs of the last call (the
-        function keeps a reference to them for this). The parameters are read,
-        never updated."""
+        function keeps a reference to them for this, unless they were device tensors).
+        The parameters are read, never updated."""
         from .profiling import profile
         if args or kwargs:
             vals = self._check(self._collect(args, kwargs))
@@ -346,7 +348,8 @@ class Function:
         elif not self.inputs:
             vals, env = [], {}
         else:
-            raise InputError(f"profile: give the inputs ({self._signature()}) or call the function once first")
+            raise InputError(f"profile: give the inputs ({self._signature()}); the last call's are not kept "
+                             "when there was none or they were device tensors")
         with self._locks[-1]:   # this Function's own lock: its bindings
             table = profile(self, vals, env, calls)
         self.last_profile = table

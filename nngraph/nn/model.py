@@ -289,6 +289,8 @@ class Model:
             raise ValueError(f"no compiled function {which!r}; choose train, evaluate or predict")
         if which != "predict":
             self._need_compiled()
+            if y_kinds is None:   # the class-id targets fit would pass: one compile serves both
+                y_kinds = tuple(("int32", tuple(o.shape[1:-1])) for o in self._graph(False)[1])
         key = (which, None if which == "predict" else y_kinds)
         if key in self._fns:
             return self._fns[key]
