@@ -31,5 +31,6 @@ from .saving import load, save  # noqa: F401
 from .dot import to_dot  # noqa: F401
 from .ops.contraction import dot  # noqa: F401,F811  (loading the submodule nngraph.dot rebound ng.dot)
 from . import init, optim, nn, data  # noqa: F401,E402  (layers, optimisers, datasets)
+from . import onnx  # noqa: F401,E402  (ng.onnx; the onnx package itself is imported on first use)
 
 __version__ = "0.1.0"
