@@ -16,7 +16,7 @@ def to_array(proto, what: str, error) -> np.ndarray:
         arr = numpy_helper.to_array(proto)
     except Exception as e:  # a truncated or inconsistent tensor
         raise error(f"{what}: cannot read the tensor data ({e})") from None
-    return np.ascontiguousarray(arr, dtype=np.dtype(dt))
+    return np.array(arr, dtype=np.dtype(dt), order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
 
 
 def identifier(name: str, taken: set) -> str:
