@@ -9,6 +9,7 @@ from ..ops import elementwise as ew
 from ..ops import movement as mv
 from ..ops import pool as pl
 from ..ops import reduce as rd
+from ..types import is_float
 from .registry import converter
 from .spatial import from_2d, ints, spatial_rank, to_2d, window_pads
 
@@ -66,7 +67,7 @@ def _max_pool(ctx):
     k2, x2 = ((1,) + kernel if r == 1 else kernel), to_2d(x, r)
     if _fits_builtin(pads, k2):
         return from_2d(pl.max_pool2d(x2, k2, strides, tuple(b for b, _ in pads)), r)
-    low = np.finfo(np.dtype(x.dtype)).min if x.dtype.startswith("float") else np.iinfo(np.dtype(x.dtype)).min
+    low = np.finfo(np.dtype(x.dtype)).min if is_float(x.dtype) else np.iinfo(np.dtype(x.dtype)).min
     xp = mv.pad(x2, [(0, 0), (0, 0)] + list(pads), float(low))
     return from_2d(pl.max_pool2d(xp, k2, strides, 0), r)
 
