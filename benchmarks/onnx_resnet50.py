@@ -44,9 +44,11 @@ def make_model(path: str, seed: int = 0) -> None:
     old = [i for i in model.graph.initializer if i.name in used]
     del model.graph.initializer[:]
     model.graph.initializer.extend(old + inits)
-    kept_inputs = [i for i in model.graph.input if i.name in used or i.name in {t.name for t in inits}]
+    from onnx import TensorProto, helper
+    kept_inputs = [i for i in model.graph.input if i.name in used and i.name not in {t.name for t in inits}]
     del model.graph.input[:]
-    model.graph.input.extend(kept_inputs)
+    model.graph.input.extend(kept_inputs)  # (IR version 3: initializers are listed as inputs too)
+    model.graph.input.extend(helper.make_tensor_value_info(t.name, TensorProto.FLOAT, list(t.dims)) for t in inits)
     onnx.checker.check_model(model)
     onnx.save(model, path)
 

@@ -47,6 +47,22 @@ class NNGraphRep(BackendRep):
                     return needed
                 raise
 
+    def _specialised(self, arrays: dict):
+        """The import with the bound inputs' values of this call (more inputs are
+        bound when the real values reveal that the import needs them)."""
+        while True:
+            known = {n: arrays[n] for n in self.bound}
+            key = tuple((n, a.dtype.str, a.shape, a.tobytes()) for n, a in sorted(known.items()))
+            if key in self.cache:
+                return self.cache[key]
+            try:
+                self.cache[key] = self._compile(known)
+                return self.cache[key]
+            except NotKnownAtImport as e:
+                if e.value_name not in self.names or e.value_name in self.bound:
+                    raise
+                self.bound.append(e.value_name)
+
     def _compile(self, known):
         imported = load(self.model, known=known)
         return imported, imported.compile(target=self.target)
@@ -60,11 +76,7 @@ class NNGraphRep(BackendRep):
         if self.fixed is not None:
             imported, fn = self.fixed
         else:
-            known = {n: arrays[n] for n in self.bound}
-            key = tuple((n, a.dtype.str, a.shape, a.tobytes()) for n, a in sorted(known.items()))
-            if key not in self.cache:
-                self.cache[key] = self._compile(known)
-            imported, fn = self.cache[key]
+            imported, fn = self._specialised(arrays)
         args = []
         for name, ph in zip(imported.input_names, imported.inputs):
             a, want = arrays[name], DTYPES[ph.dtype][1]
