@@ -185,8 +185,8 @@ class _Importer:
     def _fold(self, outs, describe) -> list:
         """Evaluate outputs that depend only on constants, at import."""
         tensors = [o for o in outs if isinstance(o, Tensor)]
-        if not tensors:
-            return outs
+        if not tensors or not all(t.type.is_static for t in tensors):
+            return outs  # (a value whose sizes are dynamic, e.g. zeros of the batch size, stays a node)
         try:
             arrays = iter(evaluate(tensors, {}))
         except NNGraphError as e:

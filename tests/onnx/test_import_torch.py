@@ -7,12 +7,15 @@ import pytest
 import torch
 
 import nngraph as ng
-from torch_models import MLP, AttentionBlock, LeNet, export, randomize_batchnorm
+from torch_models import MLP, AttentionBlock, GRUNet, LeNet, LSTMNet, RNNNet, export, randomize_batchnorm
 
 CASES = {
     "mlp": (MLP, (8, 8)),
     "lenet": (LeNet, (1, 28, 28)),
     "attention": (AttentionBlock, (5, 16)),
+    "lstm": (LSTMNet, (6, 8)),        # recurrent nodes are unrolled over their static length
+    "gru": (GRUNet, (6, 8)),
+    "rnn": (RNNNet, (6, 8)),
 }
 
 
@@ -83,6 +86,24 @@ def test_onnx_node_names_are_the_locations_in_compile_dumps(tmp_path):
     imported.compile(target="reference", dump_dir=str(tmp_path))
     texts = "".join(p.read_text() for p in sorted(tmp_path.iterdir()) if p.is_file())
     assert "/net/net.1/Gemm (Gemm)" in texts
+
+
+def test_an_imported_lstm_differentiates_through_time():
+    model, shape = _model("lstm")
+    imported = ng.onnx.load(export(model, torch.randn(2, *shape)))
+    (x,), (y,) = imported.inputs, imported.outputs
+    loss = ng.sum(y * y)
+    params = list(imported.params.values())
+    grads = ng.compile([x], ng.grad(loss, params), target="reference")
+    xs = np.random.default_rng(0).standard_normal((3,) + shape).astype(np.float32)
+    tx = torch.from_numpy(xs)
+    out = model(tx)
+    (out * out).sum().backward()
+    torch_grads = {n: p.grad.numpy() for n, p in model.named_parameters()}
+    got = dict(zip(imported.params, grads(xs)))
+    # the head's weights keep their PyTorch names; the recurrent ones are re-laid out by the exporter
+    np.testing.assert_allclose(got["head.weight"], torch_grads["head.weight"], rtol=1e-4, atol=1e-5)
+    assert all(np.all(np.isfinite(g)) and np.any(g != 0) for g in got.values())
 
 
 def test_fine_tuning_an_imported_model_lowers_its_loss():

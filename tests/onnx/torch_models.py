@@ -52,6 +52,40 @@ class AttentionBlock(nn.Module):
         return self.norm(x + self.out(y))
 
 
+class LSTMNet(nn.Module):
+    """An LSTM over a fixed-length sequence, classifying from its last output."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn, self.head = nn.LSTM(8, 16, batch_first=True), nn.Linear(16, 4)
+
+    def forward(self, x):
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1])
+
+
+class GRUNet(nn.Module):
+    """A bidirectional GRU (both directions' final states feed the head)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn, self.head = nn.GRU(8, 12, batch_first=True, bidirectional=True), nn.Linear(24, 4)
+
+    def forward(self, x):
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1])
+
+
+class RNNNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn, self.head = nn.RNN(8, 10, batch_first=True), nn.Linear(10, 4)
+
+    def forward(self, x):
+        out, h = self.rnn(x)
+        return self.head(h[0])
+
+
 def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
     """Non-trivial running statistics and affine parameters, so folding is tested."""
     g = torch.Generator().manual_seed(seed)
