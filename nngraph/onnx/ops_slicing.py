@@ -160,7 +160,10 @@ def _pad(ctx):
         axes = list(range(x.ndim))
     else:
         pads = [int(p) for p in ctx.const(1, "pads").reshape(-1)]
-        value = float(ctx.const(2, "constant_value").reshape(-1)[0]) if ctx.has(2) else 0.0
+        value = 0.0
+        if ctx.has(2):
+            v = ctx.values[2]
+            value = float(ctx.const(2).reshape(-1)[0]) if isinstance(v, np.ndarray) else ctx.t(2)
         axes = [int(a) for a in ctx.const(3, "axes").reshape(-1)] if ctx.has(3) else list(range(x.ndim))
     axes = [a + x.ndim if a < 0 else a for a in axes]
     k = len(axes)
@@ -171,7 +174,11 @@ def _pad(ctx):
     widths = [(0, 0)] * x.ndim
     for i, a in enumerate(axes):
         widths[a] = (pads[i], pads[i + k])
-    return mv.pad(x, widths, value)
+    if isinstance(value, float):
+        return mv.pad(x, widths, value)
+    # a fill value computed at run time: pad with zeros, then fill the border
+    inside = mv.pad(mv.broadcast_to(np.asarray(True), x.shape), widths, 0.0)
+    return ew.where(inside, mv.pad(x, widths, 0.0), mv.reshape(value, ()) if value.ndim else value)
 
 
 @converter("Tile", 6)
