@@ -52,38 +52,30 @@ class AttentionBlock(nn.Module):
         return self.norm(x + self.out(y))
 
 
-class LSTMNet(nn.Module):
-    """An LSTM over a fixed-length sequence, classifying from its last output."""
+class RecurrentNet(nn.Module):
+    """A recurrent layer (nn.LSTM, nn.GRU or nn.RNN) over a fixed-length sequence,
+    classifying from its last output."""
 
-    def __init__(self):
+    def __init__(self, layer=nn.LSTM, hidden=16, bidirectional=False):
         super().__init__()
-        self.rnn, self.head = nn.LSTM(8, 16, batch_first=True), nn.Linear(16, 4)
+        self.rnn = layer(8, hidden, batch_first=True, bidirectional=bidirectional)
+        self.head = nn.Linear(hidden * (2 if bidirectional else 1), 4)
 
     def forward(self, x):
         out, _ = self.rnn(x)
         return self.head(out[:, -1])
 
 
-class GRUNet(nn.Module):
-    """A bidirectional GRU (both directions' final states feed the head)."""
-
-    def __init__(self):
-        super().__init__()
-        self.rnn, self.head = nn.GRU(8, 12, batch_first=True, bidirectional=True), nn.Linear(24, 4)
-
-    def forward(self, x):
-        out, _ = self.rnn(x)
-        return self.head(out[:, -1])
+def LSTMNet():  # noqa: N802  (named as the model it builds)
+    return RecurrentNet(nn.LSTM, 16)
 
 
-class RNNNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.rnn, self.head = nn.RNN(8, 10, batch_first=True), nn.Linear(10, 4)
+def GRUNet():  # noqa: N802
+    return RecurrentNet(nn.GRU, 12, bidirectional=True)
 
-    def forward(self, x):
-        out, h = self.rnn(x)
-        return self.head(h[0])
+
+def RNNNet():  # noqa: N802
+    return RecurrentNet(nn.RNN, 10)
 
 
 def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
