@@ -42,13 +42,52 @@ def _conv(ctx):
 
 
 def _pool_kernel(ctx, x):
-    r = spatial_rank(ctx, x)
+    r = spatial_rank(ctx, x, (1, 2, 3))
     kernel = ints(ctx, "kernel_shape", r, 0)
     if ctx.attr("kernel_shape") is None:
         raise ctx.error("attribute kernel_shape is required")
-    if ctx.attr("dilations") is not None and set(ctx.attr("dilations")) != {1}:
-        raise ctx.error(f"attribute dilations={list(ctx.attr('dilations'))} is not supported for pooling (only 1)")
     return kernel
+
+
+def _needs_slices(ctx, kernel) -> bool:
+    """3-d windows and dilated ones have no built-in pool: they take the slice path."""
+    return len(kernel) == 3 or set(ints(ctx, "dilations", len(kernel), 1)) != {1}
+
+
+def _window_slices(ctx, xp, kernel, strides, dilations, out_sizes):
+    """One strided slice of the padded input per kernel offset."""
+    for off in np.ndindex(*kernel):
+        spec = [(0, xp.shape[0], 1), (0, xp.shape[1], 1)]
+        for o, k, s, d, n in zip(off, kernel, strides, dilations, out_sizes):
+            spec.append((o * d, o * d + (n - 1) * s + 1, s))
+        yield spec
+
+
+def _pool_by_slices(ctx, x, kernel, average: bool):
+    """Max or average over windows as an elementwise max/sum of shifted strided slices."""
+    strides, dilations = ints(ctx, "strides", len(kernel), 1), ints(ctx, "dilations", len(kernel), 1)
+    sizes = [int(v) for v in x.shape[2:]]
+    pads = window_pads(ctx, sizes, kernel, strides, dilations, bool(ctx.attr("ceil_mode", 0)))
+    padded = [n + b + e for n, (b, e) in zip(sizes, pads)]
+    outs = [(p - (k - 1) * d - 1) // s + 1 for p, k, s, d in zip(padded, kernel, strides, dilations)]
+    low = 0.0 if average else float(np.finfo(np.dtype(x.dtype)).min if is_float(x.dtype)
+                                      else np.iinfo(np.dtype(x.dtype)).min)
+    xp = mv.pad(x, [(0, 0), (0, 0)] + list(pads), low)
+    parts = [mv.slice_(xp, spec) for spec in _window_slices(ctx, xp, kernel, strides, dilations, outs)]
+    while len(parts) > 1:  # a balanced tree: a long chain would make one very deep fused expression
+        pairs = [(ew.add if average else ew.maximum)(a, b) for a, b in zip(parts[::2], parts[1::2])]
+        parts = pairs + parts[len(pairs) * 2:]
+    acc = parts[0]
+    if not average:
+        return acc
+    plain = window_pads(ctx, sizes, kernel, strides, dilations)
+    mask = np.zeros((1, 1) + tuple(padded), np.dtype(x.dtype))
+    include = bool(ctx.attr("count_include_pad", 0))
+    mask[(slice(None), slice(None)) + tuple(slice(0 if include else b, b + n + (pe if include else 0))
+                                            for n, (b, _), (_, pe) in zip(sizes, pads, plain))] = 1
+    counts = sum(mask[tuple(slice(b, e, st) for b, e, st in spec)] for spec in
+                 _window_slices(ctx, mask, kernel, strides, dilations, outs))
+    return ew.div(acc, counts)
 
 
 def _fits_builtin(pads, kernel) -> bool:
@@ -63,6 +102,8 @@ def _max_pool(ctx):
         raise ctx.error("the Indices output is not supported")
     x = ctx.t(0)
     kernel = _pool_kernel(ctx, x)
+    if _needs_slices(ctx, kernel):
+        return _pool_by_slices(ctx, x, kernel, average=False)
     r, strides, _, pads = _geometry(ctx, x, kernel, bool(ctx.attr("ceil_mode", 0)))
     k2, x2 = ((1,) + kernel if r == 1 else kernel), to_2d(x, r)
     if _fits_builtin(pads, k2):
@@ -78,6 +119,8 @@ def _avg_pool(ctx):
     never the extra end of ceil_mode (as ONNX's reference and PyTorch)."""
     x = ctx.t(0)
     kernel = _pool_kernel(ctx, x)
+    if _needs_slices(ctx, kernel):
+        return _pool_by_slices(ctx, x, kernel, average=True)
     include = bool(ctx.attr("count_include_pad", 0))
     plain = window_pads(ctx, x.shape[2:], kernel, ints(ctx, "strides", len(kernel), 1), (1,) * len(kernel))
     r, strides, _, pads = _geometry(ctx, x, kernel, bool(ctx.attr("ceil_mode", 0)))
