@@ -6,7 +6,10 @@ its ConstantOfShape weights replaced by seeded initializers (conv and dense weig
 He-normal, batch-norm statistics and affine terms near their identity), so that no
 constant folding can shortcut the work. No download.
 
-    python benchmarks/onnx_resnet50.py [--runs 20]
+    python benchmarks/onnx_resnet50.py [--runs 20] [--threads N]
+
+--threads N gives both engines N threads (onnxruntime's intra-op pool; nngraph's
+NNGRAPH_NUM_THREADS and NNGRAPH_BLAS_THREADS); by default each uses its own default.
 """
 from __future__ import annotations
 
@@ -94,7 +97,10 @@ def run_engine(engine: str, model_path: str, runs: int) -> dict:
         call = (lambda: fn(x))
     else:
         import onnxruntime as ort
-        sess = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
+        opts = ort.SessionOptions()
+        if os.environ.get("NNGRAPH_NUM_THREADS"):
+            opts.intra_op_num_threads = int(os.environ["NNGRAPH_NUM_THREADS"])
+        sess = ort.InferenceSession(model_path, opts, providers=["CPUExecutionProvider"])
         call = (lambda: sess.run(None, {name: x}))
     setup = time.perf_counter() - t0
     out = np.asarray(call()[0])
@@ -115,6 +121,7 @@ def cpu_model() -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--engine", choices=("nngraph", "onnxruntime"), help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -125,11 +132,15 @@ def main() -> int:
         path = os.path.join(d, "resnet50_he.onnx")
         make_model(path)
         results = []
+        env = dict(os.environ)
+        if args.threads:
+            env.update(NNGRAPH_NUM_THREADS=str(args.threads), NNGRAPH_BLAS_THREADS=str(args.threads))
         for engine in ("onnxruntime", "nngraph"):
             out = subprocess.run([sys.executable, __file__, "--engine", engine, "--model", path,
-                                  "--runs", str(args.runs)], capture_output=True, text=True, check=True)
+                                  "--runs", str(args.runs)], capture_output=True, text=True, check=True, env=env)
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"ResNet-50, batch 1, 224x224, {args.runs} timed runs; CPU: {cpu_model()}, {os.cpu_count()} CPUs")
+    threads = f"{args.threads} thread(s) each" if args.threads else "default threads"
+    print(f"ResNet-50, batch 1, 224x224, {args.runs} timed runs, {threads}; CPU: {cpu_model()}, {os.cpu_count()} CPUs")
     for r in results:
         print(f"  {r['engine']:12s} median {r['median_ms']:8.2f} ms   min {r['min_ms']:8.2f} ms   "
               f"setup {r['setup_s']:6.2f} s   top-1 {r['argmax']}   sum {r['checksum']:.6f}")
