@@ -26,10 +26,9 @@ from .functional import (batch_norm, binary_cross_entropy, clip, cross_entropy, 
 from .autodiff import grad, hessian, jacobian  # noqa: F401
 from .graph import Graph  # noqa: F401
 from .textir import format, parse  # noqa: F401
-from .compile import compile  # noqa: F401
+from .compiler import compile  # noqa: F401
 from .saving import load, save  # noqa: F401
-from .dot import to_dot  # noqa: F401
-from .ops.contraction import dot  # noqa: F401,F811  (loading the submodule nngraph.dot rebound ng.dot)
+from .graphviz import to_dot  # noqa: F401
 from . import init, optim, nn, data  # noqa: F401,E402  (layers, optimisers, datasets)
 from . import onnx  # noqa: F401,E402  (ng.onnx; the onnx package itself is imported on first use)
 

@@ -8,7 +8,7 @@ import runpy
 import sys
 import traceback
 
-from .compile import TARGETS
+from .compiler import TARGETS, is_compiled
 
 # The CPU backend becomes the default once it is complete; until then the NumPy
 # reference interpreter is the target every graph compiles for.
@@ -84,8 +84,7 @@ def _load(path: str) -> dict:
 
 def _spec_to_function(spec, what: str, target: str, opt_level: int):
     import nngraph as ng
-    from runtime.function import Function
-    if isinstance(spec, Function):
+    if is_compiled(spec):
         return spec, False
     if not isinstance(spec, dict):
         raise DumpError(f"{what} is a {type(spec).__name__}; expected a compiled Function or a dict "
@@ -103,19 +102,18 @@ def _spec_to_function(spec, what: str, target: str, opt_level: int):
 def find_function(ns: dict, name: str | None, target: str, opt_level: int):
     """The Function a script defines, following the rules of DESCRIPTION.
     Returns (function, whether it was compiled here with target and opt_level)."""
-    from runtime.function import Function
     if name is not None:
         if name not in ns:
             raise DumpError(f"the script defines no variable {name!r}")
         obj = ns[name]
-        if callable(obj) and not isinstance(obj, Function):
+        if callable(obj) and not is_compiled(obj):
             return _spec_to_function(obj(), f"{name}()", target, opt_level)
         return _spec_to_function(obj, name, target, opt_level)
-    if callable(ns.get("build")) and not isinstance(ns["build"], Function):
+    if callable(ns.get("build")) and not is_compiled(ns["build"]):
         return _spec_to_function(ns["build"](), "build()", target, opt_level)
-    if isinstance(ns.get("fn"), Function):
+    if is_compiled(ns.get("fn")):
         return ns["fn"], False
-    found = [k for k, v in ns.items() if isinstance(v, Function) and not k.startswith("__")]
+    found = [k for k, v in ns.items() if is_compiled(v) and not k.startswith("__")]
     if len(found) == 1:
         return ns[found[0]], False
     if found:
@@ -141,15 +139,41 @@ def _raised_at(e: BaseException, path: str) -> str:
     return where
 
 
-def run(args) -> int:
+def guarded(command: str, path: str, body) -> int:
+    """Run body() -> exit status; the errors a user's script can cause become a
+    message on stderr: a DumpError one line (status 2), an nngraph error one line
+    with the script's line that raised it (1), anything else its traceback (1)."""
     from .errors import NNGraphError
+    try:
+        return body()
+    except DumpError as e:
+        print(f"nngraph {command}: error: {e}", file=sys.stderr)
+        return 2
+    except NNGraphError as e:
+        print(f"nngraph {command}: {type(e).__name__}: {e}{_raised_at(e, path)}", file=sys.stderr)
+        return 1
+    except Exception:  # the user's script failed: show them where
+        print(f"nngraph {command}: error while building the graph of {path}:", file=sys.stderr)
+        traceback.print_exc()
+        return 1
+
+
+def load_function(args, target: str, opt_level: int):
+    """The Function that args.file (and --name) define, compiled again when --target or
+    --opt-level asks for something other than what the script compiled."""
+    ns = _load(args.file)
+    fn, compiled_here = find_function(ns, args.name, target, opt_level)
+    if not compiled_here and ((args.target and args.target != fn.target) or args.opt_level is not None):
+        fn = _recompile(fn, target, opt_level)
+    return fn
+
+
+def run(args) -> int:
     target = args.target or DEFAULT_TARGET
     opt_level = 2 if args.opt_level is None else args.opt_level
-    try:
-        ns = _load(args.file)
-        fn, compiled_here = find_function(ns, args.name, target, opt_level)
-        if not compiled_here and ((args.target and args.target != fn.target) or args.opt_level is not None):
-            fn = _recompile(fn, target, opt_level)
+
+    def body():
+        fn = load_function(args, target, opt_level)
         stages = fn.stages()
         if args.list_stages:
             print("\n".join(stages))
@@ -158,15 +182,6 @@ def run(args) -> int:
             raise DumpError(f"no stage {args.stage!r} for target {fn.target}; this function has: "
                             f"{', '.join(stages)}")
         text = fn.dump(args.stage)
-    except DumpError as e:
-        print(f"nngraph dump: error: {e}", file=sys.stderr)
-        return 2
-    except NNGraphError as e:
-        print(f"nngraph dump: {type(e).__name__}: {e}{_raised_at(e, args.file)}", file=sys.stderr)
-        return 1
-    except Exception:  # the user's script failed: show them where
-        print(f"nngraph dump: error while building the graph of {args.file}:", file=sys.stderr)
-        traceback.print_exc()
-        return 1
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    return 0
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return 0
+    return guarded("dump", args.file, body)

@@ -32,15 +32,30 @@ class Op:
     - ``canonicalize(inputs, attrs)``: optional build-time rewrite to a stable or
       simpler form (log(exp z) -> z); returns a node or None
     - ``nondiff``: True when no gradient flows through it (argmax, comparisons)
+    - ``category``: for a binary elementwise op, how its operands convert (the
+      lowering and the interpreter read it): "arith" (to the result dtype), "div"
+      (likewise; ints divide to float32), "float" (float operands only), "compare"
+      (to the promoted dtype, result bool), "logical" (bool operands); else None
+    - ``cost``: the weight of computing one element again where it is read, which
+      fusion (passes/fusion.py) sums to decide between recomputing a value in every
+      kernel that uses it and materialising it once: 4 for transcendental ops and
+      divisions (``EXPENSIVE``), 0 for movement and sources, else 1
+    - ``takes_epilogue``: a contraction whose kernel can compute the elementwise
+      values that follow it (bias, activation, optimizer step) at each output point
     """
+
+    EXPENSIVE = 4
 
     def __init__(self, name: str, kind: str, infer: Callable, reference: Callable,
                  vjp: Callable | None = None, canonicalize: Callable | None = None,
-                 nondiff: bool = False, doc: str = ""):
+                 nondiff: bool = False, doc: str = "", category: str | None = None, cost: int | None = None,
+                 takes_epilogue: bool = False):
         self.name, self.kind = name, kind
         self.infer, self.reference = infer, reference
         self.vjp, self.canonicalize, self.nondiff = vjp, canonicalize, nondiff
-        self.doc = doc
+        self.doc, self.category = doc, category
+        self.cost = cost if cost is not None else (0 if kind in ("movement", "source") else 1)
+        self.takes_epilogue = takes_epilogue
 
     def __repr__(self):
         return f"Op({self.name})"

@@ -56,7 +56,12 @@ def _write_npz(f, arrays: dict) -> None:
 def save(path, params) -> None:
     """Write the values of `params` (a list or dict of parameters, or one) to `path`.
     The file is replaced atomically: an interrupted save leaves the old file intact."""
-    arrays = {k: np.asarray(p.value) for k, p in _named(params)}
+    save_arrays(path, {k: np.asarray(p.value) for k, p in _named(params)})
+
+
+def save_arrays(path, arrays: dict) -> None:
+    """Write named arrays to `path` as an .npz, atomically (what `save` does for
+    parameters; ng.nn's model files use it for weights, optimizer state and config)."""
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".nngraph-save-", suffix=".npz.tmp", dir=d)

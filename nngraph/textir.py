@@ -99,34 +99,42 @@ def _namer():
     return fresh
 
 
-def format_graph(g: Graph, locations: bool = False) -> str:
-    """The graph as text; `locations=True` adds '# file:line' of each node's builder."""
+def value_names(g: Graph) -> dict:
+    """id(node) -> the name the textual IR gives it ("x", "W", "12"): the report, the
+    profile and the fusion reasons cite nodes as the dump of the same graph does."""
     names: dict[int, str] = {}
     fresh = _namer()
-    args = []
     for i, ph in enumerate(g.inputs):
-        if id(ph) in names:
-            raise ValueError(f"placeholder {ph.name or i} is listed twice among the graph's inputs")
-        names[id(ph)] = fresh(ph.name or f"arg{i}")
-        args.append((f"%{names[id(ph)]}: {ph.type}", ph.where))
-    state = []
+        names.setdefault(id(ph), fresh(ph.name or f"arg{i}"))
     for i, p in enumerate(g.params()):
         names[id(p)] = fresh(p.name or f"p{i}")
-        extra = "" if p.trainable else " {trainable=false}"
-        state.append((f"%{names[id(p)]}: {p.type}{extra}", p.where))
-    gname = re.sub(r"\W", "_", g.name or "main") or "main"
-    lines = _format_header(gname, args, state, locations)
     counter = 0
     for n in toposort(g.roots()):
-        if id(n) in names:
-            continue
-        if n.op == "placeholder":
+        if id(n) not in names:
+            names[id(n)] = str(counter)
+            counter += 1
+    return names
+
+
+def format_graph(g: Graph, locations: bool = False) -> str:
+    """The graph as text; `locations=True` adds '# file:line' of each node's builder."""
+    seen: set = set()
+    for i, ph in enumerate(g.inputs):
+        if id(ph) in seen:
+            raise ValueError(f"placeholder {ph.name or i} is listed twice among the graph's inputs")
+        seen.add(id(ph))
+    names = value_names(g)
+    args = [(f"%{names[id(ph)]}: {ph.type}", ph.where) for ph in g.inputs]
+    state = [(f"%{names[id(p)]}: {p.type}" + ("" if p.trainable else " {trainable=false}"), p.where)
+             for p in g.params()]
+    gname = re.sub(r"\W", "_", g.name or "main") or "main"
+    lines = _format_header(gname, args, state, locations)
+    for n in toposort(g.roots()):
+        if n.op == "placeholder" and id(n) not in seen:
             raise ValueError(f"placeholder '{n.name}' ({n.type}, made at {n.where}) is used "
                              "but is not an input of the graph")
-        if isinstance(n, Parameter):  # unreachable: params() saw every reachable parameter
-            raise AssertionError(f"parameter {n.name} missing from state")
-        names[id(n)] = str(counter)
-        counter += 1
+        if n.op == "placeholder" or isinstance(n, Parameter):
+            continue
         if n.op == "constant":
             a = n.attrs["value"].array
             body = "constant " + (_fmt_scalar(a[()]) if a.ndim == 0 else f"dense<{_fmt_dense(a)}>")
@@ -436,14 +444,21 @@ def _decls(section: str | None, offset: int, joined: str, first: int) -> list:
 def parse(text: str, source: str = "<ir>") -> Graph:
     """Read a graph back from its textual IR. Parameters are new, holding zeros.
     Nodes without a '# file:line' comment are placed at `source`:LINE."""
-    raw = text.splitlines()
     items = []  # (line number, code, comment) of every line that has code
-    for k, ln in enumerate(raw, start=1):
+    for k, ln in enumerate(text.splitlines(), start=1):
         code, comment = _split_comment(ln)
         if code.strip():
             items.append((k, code, comment))
     if not items:
         raise ParseError("line 1: empty text (expected 'func @name(...) {')")
+    name, inputs, env, h = _parse_header(items, source)
+    outputs, updates = _parse_body(items[h + 1:], env, source, items[-1][0])
+    return Graph(inputs, outputs, updates, name)
+
+
+def _parse_header(items, source):
+    """The 'func @name(inputs) [state(params)] {' lines: (graph name, input placeholders,
+    name -> node of every input and parameter, index of the header's last item)."""
     # the header runs until the first line whose code ends with '{'
     h = 0
     while h < len(items) and not items[h][1].rstrip().endswith("{"):
@@ -471,33 +486,40 @@ def parse(text: str, source: str = "<ir>") -> Graph:
         return c or f"{source}:{lineno}"
 
     env: dict[str, Tensor] = {}
-
-    def define(name, node, lineno):
-        if name in env:
-            raise ParseError(f"line {lineno}: %{name} is defined twice")
-        env[name] = node
-
     inputs = []
     for name, ty, at, lineno in sections[0]:
         if at:
             raise ParseError(f"line {lineno}: inputs take no attributes, got {at}")
         t = parse_type(ty, lineno)
         ph = make("placeholder", (), name=name, where=where_of(lineno), shape=t.shape, dtype=t.dtype)
-        define(name, ph, lineno)
+        _define(env, name, ph, lineno)
         inputs.append(ph)
     for name, ty, at, lineno in sections[1]:
-        t = parse_type(ty, lineno)
-        opts = _Reader(at, lineno).attrs() if at else {}
-        unknown = set(opts) - {"trainable"}
-        if unknown or not isinstance(opts.get("trainable", True), bool):
-            raise ParseError(f"line {lineno}: a parameter takes only {{trainable=true|false}}, got {at}")
-        if not t.is_static:
-            raise ParseError(f"line {lineno}: parameter %{name} must have a static shape, got {t}")
-        p = Parameter(np.zeros(t.shape, DTYPES[t.dtype][1]), name, opts.get("trainable", True), where_of(lineno))
-        define(name, p, lineno)
+        _define(env, name, _parse_parameter(name, ty, at, lineno, where_of(lineno)), lineno)
+    return m.group(1), inputs, env, h
 
+
+def _parse_parameter(name, ty, at, lineno, where) -> Parameter:
+    t = parse_type(ty, lineno)
+    opts = _Reader(at, lineno).attrs() if at else {}
+    unknown = set(opts) - {"trainable"}
+    if unknown or not isinstance(opts.get("trainable", True), bool):
+        raise ParseError(f"line {lineno}: a parameter takes only {{trainable=true|false}}, got {at}")
+    if not t.is_static:
+        raise ParseError(f"line {lineno}: parameter %{name} must have a static shape, got {t}")
+    return Parameter(np.zeros(t.shape, DTYPES[t.dtype][1]), name, opts.get("trainable", True), where)
+
+
+def _define(env, name, node, lineno):
+    if name in env:
+        raise ParseError(f"line {lineno}: %{name} is defined twice")
+    env[name] = node
+
+
+def _parse_body(items, env, source, last_line):
+    """The node, update and return lines up to the closing '}': (outputs, updates)."""
     outputs, updates, closed = None, [], False
-    for lineno, code, comment in items[h + 1:]:
+    for lineno, code, comment in items:
         s = code.strip()
         if closed:
             raise ParseError(f"line {lineno}: text after the closing '}}': {s!r}")
@@ -507,17 +529,7 @@ def parse(text: str, source: str = "<ir>") -> Graph:
         if outputs is not None:
             raise ParseError(f"line {lineno}: nothing may follow 'return' but '}}', got {s!r}")
         if s.startswith("update"):
-            mm = _UPDATE.match(s)
-            if not mm:
-                raise ParseError(f"line {lineno}: cannot read {s!r} (expected 'update %param <- %value')")
-            p, v = (_lookup(env, x, lineno) for x in mm.groups())
-            if not isinstance(p, Parameter):
-                raise ParseError(f"line {lineno}: update of %{mm.group(1)}, which is not a parameter")
-            if p.type != v.type:
-                raise ParseError(f"line {lineno}: update of %{mm.group(1)}: {p.type} with %{mm.group(2)}: {v.type}")
-            if any(p is q for q, _ in updates):
-                raise ParseError(f"line {lineno}: %{mm.group(1)} is updated twice")
-            updates.append((p, v))
+            updates.append(_parse_update(s, env, lineno, updates))
             continue
         if re.match(r"^return\b", s):
             r = _Reader(s[len("return"):], lineno)
@@ -530,12 +542,27 @@ def parse(text: str, source: str = "<ir>") -> Graph:
         if not mm:
             raise ParseError(f"line {lineno}: cannot read {s!r} (expected '%name = op %a, %b {{attrs}} : type')")
         name, op, rest, ty = mm.groups()
-        define(name, _node(op, rest, parse_type(ty, lineno), env, lineno, comment or f"{source}:{lineno}"), lineno)
+        _define(env, name, _node(op, rest, parse_type(ty, lineno), env, lineno, comment or f"{source}:{lineno}"),
+                lineno)
     if outputs is None:
-        raise ParseError(f"line {items[-1][0]}: no 'return' line")
+        raise ParseError(f"line {last_line}: no 'return' line")
     if not closed:
-        raise ParseError(f"line {items[-1][0]}: missing the closing '}}'")
-    return Graph(inputs, outputs, updates, m.group(1))
+        raise ParseError(f"line {last_line}: missing the closing '}}'")
+    return outputs, updates
+
+
+def _parse_update(s, env, lineno, updates):
+    mm = _UPDATE.match(s)
+    if not mm:
+        raise ParseError(f"line {lineno}: cannot read {s!r} (expected 'update %param <- %value')")
+    p, v = (_lookup(env, x, lineno) for x in mm.groups())
+    if not isinstance(p, Parameter):
+        raise ParseError(f"line {lineno}: update of %{mm.group(1)}, which is not a parameter")
+    if p.type != v.type:
+        raise ParseError(f"line {lineno}: update of %{mm.group(1)}: {p.type} with %{mm.group(2)}: {v.type}")
+    if any(p is q for q, _ in updates):
+        raise ParseError(f"line {lineno}: %{mm.group(1)} is updated twice")
+    return p, v
 
 
 def _lookup(env, name, lineno) -> Tensor:

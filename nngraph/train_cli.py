@@ -29,7 +29,8 @@ Each training step (forward, gradients and update) is one compiled function.
 Printed: a summary of each model, a progress bar per epoch, test loss and
 accuracy, compile time, and the time per training step. Written to DUMP_DIR/MODEL/:
 train_step.<stage>.txt for every stage the function has (graph, opt, kernels,
-and llvm, asm on the CPU), and passes/NN-<pass>.txt, the graph after every pass.
+and llvm, asm on the CPU), passes/NN-<pass>.txt, the graph after every pass, and
+report.html: the training curves and what the compiler made of the step, in a browser.
 
 Example:
     python -m nngraph train --model cnn --epochs 5 --dump-dir /tmp/dumps
@@ -102,8 +103,9 @@ def train_one(kind: str, args, out=print) -> dict:
         f"({st.get('kernels', '?')} kernels per call, cache hit: {st.get('cache_hit')})")
     epochs = args.epochs or DEFAULT_EPOCHS[kind]
     t0 = time.perf_counter()
+    report = os.path.join(folder, "report.html")
     hist = model.fit(X, y, epochs=epochs, batch_size=args.batch_size, validation_data=val,
-                     verbose=2 if args.quiet else 1, seed=args.seed)
+                     verbose=2 if args.quiet else 1, seed=args.seed, report=report)
     train_s = time.perf_counter() - t0
     scores = model.evaluate(Xt, yt)
     steps = np.asarray(model.step_seconds[1:] or model.step_seconds)
@@ -115,7 +117,8 @@ def train_one(kind: str, args, out=print) -> dict:
     paths = write_dumps(step, folder)
     out(f"{kind}: IR of the training step written to {folder}/ "
         f"({', '.join(os.path.basename(p) for p in paths)}; passes/ after every pass)")
-    return {"model": kind, "test_accuracy": scores["accuracy"], "test_loss": scores["loss"],
+    out(f"{kind}: training report (curves, graph, kernels) in {report}")
+    return {"report": report, "model": kind, "test_accuracy": scores["accuracy"], "test_loss": scores["loss"],
             "compile_seconds": dict(model.compile_seconds), "step_ms": 1e3 * float(np.median(steps)),
             "dumps": paths}
 

@@ -49,10 +49,6 @@ def is_float(d: str) -> bool:
     return d in FLOAT_DTYPES
 
 
-def is_int(d: str) -> bool:
-    return d in INT_DTYPES
-
-
 def promote(*dtypes: str) -> str:
     """NumPy's promotion among the supported dtypes (int64 + float32 -> float64)."""
     return as_dtype(np.result_type(*[np_dtype(d) for d in dtypes]))
@@ -96,10 +92,6 @@ def as_size(s) -> Size:
     raise TypeError(f"a shape entry must be an int, None or a name, got {s!r}")
 
 
-def format_size(s: Size) -> str:
-    return str(s)
-
-
 @dataclass(frozen=True)
 class TensorType:
     dtype: str
@@ -140,7 +132,3 @@ def size_product(shape) -> tuple:
 def concrete_shape(shape, env: dict) -> tuple:
     """Shape with symbols replaced by their bound values from env (name -> int)."""
     return tuple(env[s.name] if isinstance(s, Dim) else s for s in shape)
-
-
-def eval_size(s: Size, env: dict) -> int:
-    return env[s.name] if isinstance(s, Dim) else s

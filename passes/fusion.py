@@ -9,15 +9,15 @@ The rule (opt_level >= 1), with the reason recorded for every decision:
   another kernel reads it), every contraction (unless its epilogue absorbs it),
   and the operands of contractions (a transpose of a buffer is read through
   trans_a/trans_b instead, a batch broadcast of a matrix by reusing it);
-- a contraction's epilogue takes every elementwise value of the product's shape
-  that is computed from the product (at the same point) and from values that do
-  not depend on it; those of them that other kernels need (the "frontier":
+- a contraction's epilogue (an op with `Op.takes_epilogue`) takes every
+  elementwise value of the product's shape that is computed from the product (at
+  the same point) and from values that do not depend on it; those of them that other kernels need (the "frontier":
   relu(x@W + b) for the next layer, the mask x@W + b > 0 for the backward pass)
   are stored by the epilogue, the rest are never materialised;
 - every other elementwise or movement value is recomputed in each kernel that
   uses it (cheap), unless several kernels use it and its inlined cone is
-  expensive (cost > RECOMPUTE_LIMIT, transcendental ops weigh 4): then it is
-  materialised once.
+  expensive (cost > RECOMPUTE_LIMIT, summing each op's `Op.cost`: transcendental
+  ops weigh 4): then it is materialised once.
 
 opt_level 0 materialises every op: one kernel per op.
 """
@@ -28,25 +28,31 @@ from dataclasses import dataclass, field
 from nngraph.graph import users as graph_users
 from nngraph.node import OPS, Tensor, make
 
-from .lower_ops import is_source, scalar_const
-
 RECOMPUTE_LIMIT = 16
-EXPENSIVE = {"exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "pow", "sin", "cos",
-             "sqrt", "rsqrt", "uniform", "div"}
 MATERIALISED_KINDS = ("reduction", "contraction", "special")
-EPILOGUE_OPS = ("matmul", "conv2d")
 
 
 @dataclass
 class FusionPlan:
     order: list                                   # nodes, topological
     reasons: dict = field(default_factory=dict)   # id(node) -> why it is materialised
-    epilogue: dict = field(default_factory=dict)  # id(matmul) -> frontier nodes (matmul first if stored)
-    owner: dict = field(default_factory=dict)     # id(frontier node) -> its matmul
+    epilogue: dict = field(default_factory=dict)  # id(contraction: matmul, conv2d) -> frontier nodes
+                                                  # (the contraction first if stored)
+    owner: dict = field(default_factory=dict)     # id(frontier node) -> its contraction
     operands: dict = field(default_factory=dict)  # id(matmul) -> ((node, trans), (node, trans))
     users: dict = field(default_factory=dict)
     inside: set = field(default_factory=set)      # ids of epilogue values that are never stored
     pinned: set = field(default_factory=set)      # ids of source-only cones that epilogues inline
+
+
+def is_source(n: Tensor) -> bool:
+    """A placeholder, parameter or constant: a buffer of its own, never computed."""
+    return OPS[n.op].kind == "source"
+
+
+def scalar_const(n: Tensor) -> bool:
+    """A constant that lowers to an inline `const` (one element)."""
+    return n.op == "constant" and n.attrs["value"].array.size == 1
 
 
 def label(n: Tensor) -> str:
@@ -135,7 +141,7 @@ def _epilogues(plan: FusionPlan, roles: set):
     pos = {id(n): k for k, n in enumerate(plan.order)}
     claimed = set()
     for m in plan.order:
-        if m.op not in EPILOGUE_OPS:
+        if not OPS[m.op].takes_epilogue:
             continue
         desc = _descendants(m, plan.users)
         D = set()
@@ -198,7 +204,7 @@ def _cost(n: Tensor, reasons: dict, limit: int) -> int:
         if id(x) in seen:
             continue
         seen.add(id(x))
-        cost += 4 if x.op in EXPENSIVE else (0 if OPS[x.op].kind in ("movement", "source") else 1)
+        cost += OPS[x.op].cost
         for i in x.inputs:
             if not is_source(i) and id(i) not in reasons:
                 stack.append(i)

@@ -19,18 +19,11 @@ def lifetimes(program) -> dict:
     live = {}
     temps = {b for b, buf in program.buffers.items() if buf.kind == "temp"}
     for pos, k in enumerate(program.schedule):
-        touched = {base_of(program, b) for b in k.reads() | k.writes()}
+        touched = {program.root(b) for b in k.reads() | k.writes()}
         for b in touched & temps:
             first, last = live.get(b, (pos, pos))
             live[b] = (min(first, pos), max(last, pos))
     return live
-
-
-def base_of(program, b: int) -> int:
-    """The buffer that owns b's memory (b itself unless b is a view)."""
-    while program.buffers[b].view_of is not None:
-        b = program.buffers[b].view_of
-    return b
 
 
 def _bytes_sig(buf):
@@ -70,17 +63,36 @@ def nbytes(buf, env: dict) -> int:
     return n * np_dtype(buf.dtype).itemsize
 
 
+def region_of(program, b: int):
+    """The arena region temp b lives in: its plan slot, or ("own", b) for a temp the
+    plan leaves out (a hand-built Program's)."""
+    return program.plan.get(b, ("own", b))
+
+
 def slot_sizes(program, env: dict) -> dict:
-    """slot -> bytes for the bound sizes `env`."""
+    """arena region -> bytes for the bound sizes `env`: the largest temp of each."""
     sizes = {}
-    for b, s in program.plan.items():
-        sizes[s] = max(sizes.get(s, 0), nbytes(program.buffers[b], env))
+    for b in program.buffers.values():
+        if b.kind == "temp":
+            s = region_of(program, b.id)
+            sizes[s] = max(sizes.get(s, 0), nbytes(b, env))
     return sizes
 
 
-def peak_bytes(program, env: dict | None = None) -> int:
-    """Intermediate memory of one call: the arena (sum of slot sizes) for `env`."""
-    return sum(slot_sizes(program, env or {}).values())
+def arena_layout(program, env: dict, align: int = 1):
+    """(region -> byte offset, total bytes) of one call's arena: the regions of
+    `slot_sizes` one after another, each rounded up to `align` bytes."""
+    offsets, total = {}, 0
+    for s, n in slot_sizes(program, env).items():
+        offsets[s] = total
+        total += (n + align - 1) // align * align
+    return offsets, total
+
+
+def peak_bytes(program, env: dict | None = None, align: int = 1) -> int:
+    """Intermediate memory of one call: the arena's size for `env` (regions rounded up
+    to `align` bytes, as a runtime that aligns them allocates it)."""
+    return arena_layout(program, env or {}, align)[1]
 
 
 def live_peak_bytes(program, env: dict | None = None) -> int:

@@ -57,8 +57,9 @@ Instructions (`Instr(op, args, attrs, dtype)`, args are indices into the same bo
                counter-based generator of nngraph/ops/random.py, float32 in [0, 1)
 
     A reduce stage has `reduce = ((kind, value_arg[, index_arg]), ...)`: kind in
-    sum, max, min, argmax (argmax also takes the int64 index to return; ties keep
-    the first). Identity values: sum 0, max -inf (or the dtype's min), min +inf.
+    sum, max, min, argmax (argmax also takes the int64 index to return). The
+    identities and the argmax rule (ties keep the first, the first NaN wins) are
+    nngraph/semantics.py's (`reduce_identity`).
 
     A store is `Store(buffer, index_args, value_arg)`; stores happen in map stages and
     in reduce stages alike, at every inner point, with values from the same body
@@ -102,9 +103,12 @@ Memory plan (passes/memory.py)
     `Program.plan` maps every temp buffer to an arena slot; temps of one slot have
     disjoint lifetimes (first write .. last use, in schedule positions), so a slot is
     sized per call as the largest of its buffers for the bound sizes
-    (`passes.memory.slot_sizes`, `peak_bytes(program, env)`). `Program.stats` holds
+    (`passes.memory.slot_sizes`, `arena_layout`, `peak_bytes(program, env)`; both runtimes
+    allocate by `arena_layout`). `Program.root(b)` is the buffer owning a view's memory. `Program.stats` holds
     kernels, library_calls, loop_kernels and "fusion" (why each value was
-    materialised, what each kernel computes).
+    materialised, what each kernel computes). `Program.nodes` (passes/kernel_map.py)
+    maps back from kernels to the graph nodes each computes, for fn.stats()["fusion"],
+    fn.profile(), check_numerics and the report.
 """
 from __future__ import annotations
 
@@ -166,6 +170,23 @@ class Stage:
     reduce: tuple = ()             # ((kind, value_id[, index_id]), ...)
     stores: list = field(default_factory=list)
 
+    def compact(self) -> "Stage":
+        """This stage without the body instructions nothing stored or reduced depends
+        on, the rest renumbered."""
+        need = set()
+        stack = [st.value for st in self.stores] + [i for s in self.stores for i in s.index]
+        stack += [a for r in self.reduce for a in r[1:]]
+        while stack:
+            k = stack.pop()
+            if k not in need:
+                need.add(k)
+                stack.extend(self.body[k].args)
+        keep = sorted(need)
+        new = {old: n for n, old in enumerate(keep)}
+        body = [Instr(i.op, tuple(new[a] for a in i.args), i.attrs, i.dtype) for i in (self.body[k] for k in keep)]
+        return Stage(self.inner, body, tuple((r[0],) + tuple(new[a] for a in r[1:]) for r in self.reduce),
+                     [Store(x.buffer, tuple(new[a] for a in x.index), new[x.value]) for x in self.stores])
+
 
 @dataclass
 class LoopKernel:
@@ -223,9 +244,25 @@ class Program:
     updates: list                  # [(param buffer id, update buffer id)]
     plan: dict = field(default_factory=dict)   # temp buffer id -> arena slot (memory plan)
     stats: dict = field(default_factory=dict)
+    nodes: Any = None              # passes/kernel_map.NodeMap: the graph nodes each kernel computes
 
     def kernel_count(self) -> int:
         return len(self.schedule)
+
+    def root(self, b: int) -> int:
+        """The buffer that owns b's memory (b itself unless b is a view)."""
+        return root_buffer(self.buffers, b)
+
+
+def root_buffer(buffers: dict, b: int) -> int:
+    """The buffer of `buffers` (id -> Buffer) that owns b's memory, following views."""
+    seen = 0
+    while buffers[b].view_of is not None:
+        b = buffers[b].view_of
+        seen += 1
+        if seen > len(buffers):
+            raise ValueError("cycle of views in the Program")
+    return b
 
 
 # ----------------------------------------------------------------------------- printing

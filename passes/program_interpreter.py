@@ -10,14 +10,17 @@ planning or scheduling bug shows up as a wrong result, not as a silent copy.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from nngraph.errors import NumericsError
 from nngraph.ops.elementwise import BINARY_REFS, UNARY_REFS
-from nngraph.ops.random import hash32
+from nngraph.ops.random import uniform_floats
+from nngraph.semantics import reduce_identity
 from nngraph.types import concrete_shape, np_dtype
 
-from .memory import slot_sizes
+from .memory import region_of, slot_sizes
 from .program import LoopKernel, MatmulKernel, Program
 
 _EXTRA = {
@@ -25,28 +28,6 @@ _EXTRA = {
     "mod": np.mod,
     "stop_gradient": lambda a: a,
 }
-
-
-def _uniform(seed: int, counter, index):
-    c = np.asarray(counter).astype(np.int64) & 0xFFFFFFFF
-    with np.errstate(over="ignore"):
-        k = hash32(np.uint32(seed & 0xFFFFFFFF) * np.uint32(0x9E3779B9) + c.astype(np.uint32) * np.uint32(0x85EBCA6B))
-    bits = hash32(np.asarray(index).astype(np.uint32) ^ k)
-    return (bits >> np.uint32(8)).astype(np.float32) * np.float32(2.0 ** -24)
-
-
-class _Identity:
-    @staticmethod
-    def of(kind, dtype):
-        dt = np_dtype(dtype)
-        if kind == "sum":
-            return np.zeros((), dt)
-        if dt.kind == "f":
-            return np.array(-np.inf if kind == "max" else np.inf, dt)
-        info = np.iinfo(dt) if dt.kind in "iu" else None
-        if info is None:
-            return np.array(kind == "min", dt)
-        return np.array(info.min if kind == "max" else info.max, dt)
 
 
 def _eval_body(body, grid, p, results, arrays, env, acc=None):
@@ -78,7 +59,7 @@ def _eval_body(body, grid, p, results, arrays, env, acc=None):
             elif op == "acc":
                 v = acc
             elif op == "uniform":
-                v = _uniform(ins.attr("seed"), a[0], a[1])
+                v = uniform_floats(ins.attr("seed"), a[0], a[1])
             elif op == "where":
                 v = np.where(a[0], a[1], a[2])
             elif op == "cast":
@@ -104,7 +85,7 @@ def _reduce(kind, v, grid, p, extra=None):
         return np.sum(v, axis=axes, dtype=v.dtype)
     inner = int(np.prod(grid[p:], dtype=np.int64))
     if inner == 0:
-        return np.broadcast_to(_Identity.of(kind, v.dtype.name), grid[:p]).copy()
+        return np.broadcast_to(np.array(reduce_identity(kind, v.dtype.name), v.dtype), grid[:p]).copy()
     if kind == "max":
         return np.max(v, axis=axes)
     if kind == "min":
@@ -181,7 +162,7 @@ def allocate(program: Program, env: dict) -> dict:
             arrays[b] = np.asarray(buf.value)
         elif buf.kind == "temp":
             n = int(np.prod(shape, dtype=np.int64))
-            arrays[b] = slots[program.plan[b]][:n * dt.itemsize].view(dt).reshape(shape)
+            arrays[b] = slots[region_of(program, b)][:n * dt.itemsize].view(dt).reshape(shape)
         elif buf.kind in ("output", "update"):
             arrays[b] = np.empty(shape, dt)
             arrays[b].reshape(-1).view(np.uint8)[...] = 0xFF
@@ -195,14 +176,12 @@ def _bind_views(program: Program, arrays: dict, env: dict):
 
 
 def _view(program, b, arrays, env):
-    buf = program.buffers[b]
-    base = buf.view_of
-    arr = arrays[base] if program.buffers[base].kind != "view" else _view(program, base, arrays, env)
-    return arr.reshape(tuple(concrete_shape(buf.shape, env)))
+    return arrays[program.root(b)].reshape(tuple(concrete_shape(program.buffers[b].shape, env)))
 
 
-def run_program(program: Program, inputs, params, env: dict, check_numerics: bool = False):
-    """Execute `program`; returns (outputs, new parameter values in Program.updates order)."""
+def run_program(program: Program, inputs, params, env: dict, check_numerics: bool = False, clock=None):
+    """Execute `program`; returns (outputs, new parameter values in Program.updates order).
+    `clock`, a list, receives each kernel's seconds in schedule order (fn.profile())."""
     arrays = allocate(program, env)
     for b, a in zip(program.inputs, inputs):
         arrays[b] = a
@@ -210,10 +189,13 @@ def run_program(program: Program, inputs, params, env: dict, check_numerics: boo
         arrays[b] = a
     _bind_views(program, arrays, env)
     for k in program.schedule:
+        t0 = time.perf_counter()
         if isinstance(k, MatmulKernel):
             _run_matmul(k, arrays, env, program.buffers)
         else:
             _run_loop(k, arrays, env)
+        if clock is not None:
+            clock.append(time.perf_counter() - t0)
         if check_numerics:
             _check(k, arrays, program)
     outs = [arrays[b] for b in program.outputs]
@@ -227,5 +209,7 @@ def _check(k, arrays, program):
         if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
             buf = program.buffers[b]
             what = "NaN" if np.isnan(a).any() else "inf"
-            raise NumericsError(f"kernel {k.name} ({k.source}) made a non-finite value ({what}) in "
-                                f"@{buf.name}: {buf.type_str()} built at {buf.source}")
+            e = NumericsError(f"kernel {k.name} ({k.source}) made a non-finite value ({what}) in "
+                              f"@{buf.name}: {buf.type_str()} built at {buf.source}")
+            e.kernel = program.schedule.index(k)
+            raise e

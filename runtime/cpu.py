@@ -24,9 +24,9 @@ import threading
 import numpy as np
 
 from codegen.llvm import compile_program
-from codegen.llvm.loops import root_buffer
 from nngraph.errors import NumericsError
-from nngraph.types import concrete_shape, np_dtype
+from nngraph.types import concrete_shape, is_float, np_dtype
+from passes.memory import arena_layout, region_of
 from passes.program import format_program
 
 from .function import Runner
@@ -43,17 +43,7 @@ class _Binding:
         self.sizes = np.array([env[s] for s in runner.symbols] or [0], dtype=np.int64)
         self.ptrs = np.zeros(runner.n_ptrs, dtype=np.uint64)
         # arena: one region per plan slot, sized for its largest temp
-        slot_of = dict(p.plan)
-        nbytes = {}
-        for b in p.buffers.values():
-            if b.kind == "temp":
-                s = slot_of.get(b.id, ("own", b.id))
-                n = int(np.prod(self.shapes[b.id], dtype=np.int64)) * np_dtype(b.dtype).itemsize
-                nbytes[s] = max(nbytes.get(s, 0), n)
-        offsets, total = {}, 0
-        for s, n in nbytes.items():
-            offsets[s] = total
-            total += (n + ALIGN - 1) // ALIGN * ALIGN
+        offsets, total = arena_layout(p, env, ALIGN)
         self.peak_bytes = total
         self.arena = np.empty(total + 2 * ALIGN, dtype=np.uint8)
         base = self.arena.ctypes.data
@@ -61,7 +51,7 @@ class _Binding:
         self.temps = {}
         for b in p.buffers.values():
             if b.kind == "temp":
-                addr = base + offsets[slot_of.get(b.id, ("own", b.id))]
+                addr = base + offsets[region_of(p, b.id)]
                 self.ptrs[b.id] = addr
                 self.temps[b.id] = (addr - self.arena.ctypes.data)
             elif b.kind == "const":
@@ -163,7 +153,7 @@ class CpuRunner(Runner):
         """An array the caller owns: a fresh output as is (once), anything else copied."""
         buf = self.program.buffers[bid]
         if buf.kind == "view":
-            root = self.program.buffers[root_buffer(self.program, bid)]
+            root = self.program.buffers[self.program.root(bid)]
             return self._hand_out(root.id, bd, vals, handed).reshape(bd.shapes[bid]).copy()
         if buf.kind == "temp":
             return bd.temp_view(buf).copy()
@@ -178,9 +168,9 @@ class CpuRunner(Runner):
         bad = None
         for bid in sorted(kern.writes()):
             buf = self.program.buffers[bid]
-            if buf.dtype not in ("float32", "float64"):
+            if not is_float(buf.dtype):
                 continue
-            root = self.program.buffers[root_buffer(self.program, bid)]
+            root = self.program.buffers[self.program.root(bid)]
             a = fresh.get(root.id)
             if a is None and root.kind == "temp":
                 a = bd.temp_view(root)
@@ -190,8 +180,10 @@ class CpuRunner(Runner):
         what = f"in {bad[0].name}: {bad[0].type_str()}" if bad else ""
         where = (bad[0].source if bad and bad[0].source else None) or kern.source or "?"
         kind = bad[1] if bad else "NaN or inf"
-        return NumericsError(f"{kern.name} made a non-finite value ({kind}) {what} built at {where} "
-                             f"(kernel {kno} computes: {kern.source or kern.name}); no update was applied")
+        err = NumericsError(f"{kern.name} made a non-finite value ({kind}) {what} built at {where} "
+                            f"(kernel {kno} computes: {kern.source or kern.name}); no update was applied")
+        err.kernel = kno
+        return err
 
 
 def build(graph, options):

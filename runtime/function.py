@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from nngraph.errors import InputError
+from nngraph.errors import InputError, NumericsError
 from nngraph.interpreter import _given, bind_dims
 from nngraph.types import np_dtype
 
@@ -34,8 +34,9 @@ class Function:
     """A compiled graph. Call it with arrays by position or by placeholder name."""
 
     def __init__(self, graph, runner: Runner, target: str, cast_inputs: bool = False, stats=None, stages=None,
-                 run_graph=None):
+                 run_graph=None, single: bool = False):
         self.graph = graph
+        self._single = single          # ng.compile got one output, not a list: return it bare
         self.target = target
         self.runner = runner
         self.cast_inputs = cast_inputs
@@ -45,6 +46,8 @@ class Function:
         # the runner was built from the optimised graph, whose parameter list may be
         # shorter (a pass dropped a read) or ordered differently: feed it in its order
         run_graph = run_graph or graph
+        self._run_graph = run_graph
+        self._last = None             # (checked inputs, sizes) of the last call, for profile()
         self._run_params = run_graph.params()
         self._run_updated = [p for p, _ in run_graph.updates]
         self._names = {ph.name: i for i, ph in enumerate(self.inputs) if ph.name}
@@ -120,8 +123,17 @@ class Function:
         vals = self._check(self._collect(args, kwargs))
         env = bind_dims(self.inputs, vals)
         with self._lock:
+            self._last = (vals, env)
             params = [p.value for p in self._run_params]
-            outs, new = self.runner.run(vals, params, env)
+            try:
+                outs, new = self.runner.run(vals, params, env)
+            except NumericsError as e:
+                from .numerics import in_graph_terms
+                better = in_graph_terms(self._run_graph, getattr(self.runner, "program", None), e, vals,
+                                        params, env)
+                if better is e:
+                    raise
+                raise better from e
             # commit: every update was computed from the old values; apply all at once
             fed = {id(a) for a in vals}
             for p, v in zip(self._run_updated, new):
@@ -134,8 +146,6 @@ class Function:
             return outs[0]
         return outs
 
-    _single = False
-
     # ------------------------------------------------------------------ inspecting
     def stages(self) -> list:
         return list(self._stages)
@@ -147,7 +157,53 @@ class Function:
         return s() if callable(s) else s
 
     def stats(self) -> dict:
+        """kernels, library_calls, peak_bytes, compile_seconds, cache_hit, passes (the
+        pipeline's log) and fusion: every node not fused into its consumer, with why
+        and the file:line that built it (a list of dicts that prints as a table)."""
         out = {"kernels": 0, "library_calls": 0, "peak_bytes": 0, "compile_seconds": 0.0, "cache_hit": False}
         out.update(self._stats)
         out.update(getattr(self.runner, "stats", {}) or {})
+        out["fusion"] = self.fusion()
         return out
+
+    def fusion(self):
+        """The nodes kept apart from their consumers (fn.stats()["fusion"]); a copy of
+        the rows worked out on first use (the program never changes)."""
+        from .tables import FusionRows
+        if self._fusion is None:
+            program = getattr(self.runner, "program", None)
+            if program is None or program.nodes is None:
+                self._fusion = []
+            else:
+                from nngraph.textir import value_names
+                from passes.kernel_map import unfused
+                g = self._run_graph
+                roots = {id(o) for o in g.outputs} | {id(v) for _, v in g.updates}
+                self._fusion = unfused(program.nodes, roots, program.schedule, value_names(g))
+        return FusionRows(dict(r) for r in self._fusion)
+
+    _fusion = None
+
+    def profile(self, *args, calls: int = 100, **kwargs):
+        """Run the function `calls` times and return a table (a str, with `.rows` as
+        dicts and `.info`) of its kernels and library calls: share of the time, time
+        per call, FLOP/s and GB/s, the graph nodes each computes with their file:line.
+        Takes inputs as a call does; with none, the inputs of the last call (the
+        function keeps a reference to them for this). The parameters are read,
+        never updated."""
+        from .profiling import profile
+        if args or kwargs:
+            vals = self._check(self._collect(args, kwargs))
+            env = bind_dims(self.inputs, vals)
+        elif self._last is not None:
+            vals, env = self._last
+        elif not self.inputs:
+            vals, env = [], {}
+        else:
+            raise InputError(f"profile: give the inputs ({self._signature()}) or call the function once first")
+        with self._lock:
+            table = profile(self, vals, env, calls)
+        self.last_profile = table
+        return table
+
+    last_profile = None

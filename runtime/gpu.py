@@ -29,7 +29,8 @@ import time
 import numpy as np
 
 from nngraph.errors import NumericsError
-from nngraph.types import concrete_shape, np_dtype
+from nngraph.types import concrete_shape, is_float, np_dtype
+from passes.memory import peak_bytes, region_of, slot_sizes
 from passes.program import format_program, symbols
 
 from .function import Runner
@@ -69,21 +70,15 @@ class _Binding:
             if n >= INDEX_LIMIT:
                 raise RuntimeError(f"target='gpu': buffer {b.name} has {n} elements for these sizes "
                                    f"({env}); the generated kernels index with int32 (< 2**31 elements)")
-        slot_of = dict(p.plan)
-        nbytes = {}
-        for b in p.buffers.values():
-            if b.kind == "temp":
-                s = slot_of.get(b.id, ("own", b.id))
-                n = int(np.prod(self.shapes[b.id], dtype=np.int64)) * np_dtype(b.dtype).itemsize
-                nbytes[s] = max(nbytes.get(s, 0), n)
-        self.peak_bytes = sum(nbytes.values())
+        nbytes = slot_sizes(p, env)
+        self.peak_bytes = peak_bytes(p, env)
         arenas = {s: torch.empty(max(n, 1), dtype=torch.uint8, device=runner.device) for s, n in nbytes.items()}
         self.temps = {}
         for b in p.buffers.values():
             if b.kind == "temp":
                 shape = self.shapes[b.id]
                 n = int(np.prod(shape, dtype=np.int64)) * np_dtype(b.dtype).itemsize
-                arena = arenas[slot_of.get(b.id, ("own", b.id))]
+                arena = arenas[region_of(p, b.id)]
                 self.temps[runner.names[b.id]] = arena[:n].view(TORCH_DTYPES[b.dtype]).view(shape)
         self.sizes = {s: int(env[s]) for s in runner.symbols}
         self.fresh = [(runner.names[b], self.shapes[b], TORCH_DTYPES[p.buffers[b].dtype]) for b in runner.fresh_ids]
@@ -188,15 +183,17 @@ class GpuRunner(Runner):
                 launch(b, *[bd.sizes[s] for s in syms])
             for bid in sorted(kern.writes()):
                 buf = p.buffers[bid]
-                if buf.dtype not in ("float32", "float64"):
+                if not is_float(buf.dtype):
                     continue
                 t = b[self.names[bid]]
                 if not bool(torch.isfinite(t).all()):
                     kind = "NaN" if bool(torch.isnan(t).any()) else "inf"
                     where = buf.source or kern.source or "?"
-                    raise NumericsError(f"{kern.name} made a non-finite value ({kind}) in {buf.name}: "
+                    err = NumericsError(f"{kern.name} made a non-finite value ({kind}) in {buf.name}: "
                                         f"{buf.type_str()} built at {where} (kernel {kno} computes: "
                                         f"{kern.source or kern.name}); no update was applied")
+                    err.kernel = kno
+                    raise err
 
 
 def _views_in_order(program, names) -> list:

@@ -4,7 +4,6 @@ exercises fusion and the memory plan. `GraphInterpreterRunner` (node by node on
 the graph) stays available as the oracle for tests."""
 from __future__ import annotations
 
-from nngraph.errors import NumericsError
 from nngraph.interpreter import evaluate
 
 from .function import Runner
@@ -36,19 +35,13 @@ class ProgramRunner(Runner):
         self.check_numerics = check_numerics
         self.stats = {"kernels": program.kernel_count(),
                       "library_calls": program.stats.get("library_calls", 0),
-                      "peak_bytes": 0,
-                      "fusion": program.stats.get("fusion", {})}
+                      "peak_bytes": 0}
 
     def run(self, inputs, params, env):
         from passes.memory import peak_bytes
         from passes.program_interpreter import run_program
-        try:
-            outs, new = run_program(self.program, inputs, params, env, self.check_numerics)
-        except NumericsError as e:
-            # a fused kernel made the value; the graph interpreter names the op that did
-            if self.graph is not None:
-                GraphInterpreterRunner(self.graph, True).run(inputs, params, env)
-            raise e
+        # a NumericsError names the kernel; Function (runtime/numerics.py) names the graph op
+        outs, new = run_program(self.program, inputs, params, env, self.check_numerics)
         self.stats["peak_bytes"] = peak_bytes(self.program, env)
         return outs, new
 

@@ -1,13 +1,13 @@
 """Suite-wide fixtures.
 
-- ``target``: every test that takes it runs once per entry of ``TARGETS``. The list
-  starts as ["oracle", "reference"]: "oracle" runs the graph as built on the node-by-node
-  NumPy interpreter (tests/helpers.py; it checks the op definitions themselves),
-  "reference" is ng.compile's NumPy target (lowered Program, so it checks the passes
-  too). Extend it here (append "cpu", "gpu" once those backends
-  exist), from a plugin (``conftest.TARGETS.append(...)`` before collection) or with
-  the environment: ``NNGRAPH_TEST_TARGETS=cpu,gpu``. A target whose backend cannot be
-  imported here is skipped with the reason.
+- ``target``: every test that takes it runs once per entry of ``TARGETS``:
+  "oracle" runs the graph as built on the node-by-node NumPy interpreter
+  (tests/helpers.py; it checks the op definitions themselves), "reference" is
+  ng.compile's NumPy target (lowered Program, so it checks the passes too), "cpu" the
+  LLVM backend, "gpu" the Triton backend (on Triton's interpreter without a CUDA
+  device). Extend it from a plugin (``conftest.TARGETS.append(...)`` before
+  collection) or with the environment (``NNGRAPH_TEST_TARGETS=name,...``). A target
+  whose backend cannot be imported here is skipped with the reason.
 - Every graph compiled in the suite is checked to print and parse back to the same
   text (``ng.format(ng.parse(s)) == s``, with and without locations): ``ng.compile``
   is wrapped for each test. Opt out with ``@pytest.mark.no_roundtrip`` or

@@ -14,8 +14,7 @@ import llvmlite.ir as ir
 
 from . import scalar
 from .irtypes import i64, value_type
-from .kernel import _accumulate as accumulate, _emit_body as emit_body, _emit_stage as emit_stage, \
-    _emit_stores as emit_stores
+from .stage import accumulate, emit_body, emit_stage, emit_stores
 
 TILE = 64
 KINDS = ("sum", "max", "min")

@@ -22,7 +22,7 @@ import re
 
 import llvmlite.ir as ir
 
-from nngraph.types import Dim
+from nngraph.types import Dim, is_float
 from passes.program import LoopKernel, MatmulKernel, symbols as program_symbols
 
 from . import target
@@ -157,7 +157,8 @@ class _Profiler:
 
 
 def _trampoline(module):
-    """i8* nngraph_thread(i8* arg): unpack {fn, bufs, sizes, lo, hi} and call fn."""
+    """i8* nngraph_thread(i8* arg): unpack {fn, bufs, sizes, lo, hi, extra} (_ARGS) and call
+    fn(bufs, sizes, lo, hi, extra)."""
     fn = ir.Function(module, ir.FunctionType(ir.IntType(8).as_pointer(), [ir.IntType(8).as_pointer()]),
                      "nngraph_thread")
     fn.linkage = "internal"
@@ -348,7 +349,7 @@ def _check(fb: FnBuilder, kern, kno):
     b = fb.b
     for bid in sorted(kern.writes()):
         buf = fb.program.buffers[bid]
-        if buf.dtype not in ("float32", "float64"):
+        if not is_float(buf.dtype):
             continue
         fn = _check_fn(fb.module, buf.dtype)
         ptr = b.bitcast(fb.ptr(bid), fn.args[0].type)

@@ -11,17 +11,6 @@ from nngraph.types import Dim
 from .irtypes import I8P, I64, i64, storage_type
 
 
-def root_buffer(program, buf_id: int) -> int:
-    """The buffer that owns the memory of `buf_id` (following kind "view")."""
-    seen = 0
-    while program.buffers[buf_id].kind == "view":
-        buf_id = program.buffers[buf_id].view_of
-        seen += 1
-        if seen > len(program.buffers):
-            raise ValueError("cycle of views in the Program")
-    return buf_id
-
-
 class FnBuilder:
     """One LLVM function with the (i8** bufs, i64* sizes, ...) calling convention.
 
@@ -58,7 +47,7 @@ class FnBuilder:
         vectoriser its runtime overlap checks (which made it give up on short rows)."""
         if not self._ptrs:
             return
-        root_of = {id(p): root_buffer(self.program, b) for b, p in self._ptrs.items()}
+        root_of = {id(p): self.program.root(b) for b, p in self._ptrs.items()}
         bases = set(root_of)
         uses = []
         for blk in self.fn.blocks:
@@ -100,7 +89,7 @@ class FnBuilder:
         p = self._ptrs.get(buf_id)
         if p is None:
             buf = self.program.buffers[buf_id]
-            root = root_buffer(self.program, buf_id)    # a view is its root's memory
+            root = self.program.root(buf_id)    # a view is its root's memory
             raw = self.eb.load(self.eb.gep(self.bufs_arg, [i64(root)]), name=f"p_{buf.name}"[:40])
             p = self.eb.bitcast(raw, ir.PointerType(storage_type(buf.dtype)))
             self._ptrs[buf_id] = p

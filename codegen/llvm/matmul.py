@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import llvmlite.ir as ir
 
+from nngraph.types import is_float
 from passes.program import MatmulKernel
 
 from . import blas
@@ -58,7 +59,7 @@ def split_axis(program, kern: MatmulKernel) -> tuple:
     """The sizes whose product is the axis the function's [lo, hi) range runs over:
     output rows (times the batch when it folds), else the first batch axis."""
     dt = program.buffers[kern.out].dtype
-    if dt in ("float32", "float64") and folds(program, kern):
+    if is_float(dt) and folds(program, kern):
         return tuple(kern.batch) + (kern.m,)
     return (kern.batch[0],) if kern.batch else (kern.m,)
 
@@ -71,7 +72,7 @@ def emit_matmul_function(module, name, program, symbols, kern: MatmulKernel):
         if program.buffers[x].dtype != dt:
             raise NotImplementedError(f"matmul {kern.name}: operand dtypes differ "
                                       f"({program.buffers[x].dtype} vs {dt}); the lowering must cast first")
-    if dt in ("float32", "float64"):
+    if is_float(dt):
         _emit_gemm(fb, kern, dt)
     else:
         _emit_int_loops(fb, kern, dt)

@@ -8,15 +8,15 @@ use floor semantics. exp/log/tanh/... come from mathfns (vectorisable polynomial
 """
 from __future__ import annotations
 
-import math
-
 import llvmlite.ir as ir
 import numpy as np
 
+from nngraph.node import OPS
+from nngraph.semantics import reduce_identity
+from nngraph.types import is_float
+
 from .irtypes import F32, F64, I1, call_intrinsic, const, is_float_type, value_type
 from .mathfns import FloatMath
-
-_INT_MIN = {"int32": -2**31, "int64": -2**63}
 
 
 def convert(b: ir.IRBuilder, v, src: str, dst: str):
@@ -67,12 +67,12 @@ def emit(b: ir.IRBuilder, op: str, args: list, arg_dtypes: list, dtype: str, att
         common = _promote(*arg_dtypes)
         x, y = (convert(b, a, d, common) for a, d in zip(args, arg_dtypes))
         sym = _COMPARE[op]
-        if common in ("float32", "float64"):
+        if is_float(common):
             return b.fcmp_unordered(sym, x, y) if op == "not_equal" else b.fcmp_ordered(sym, x, y)
         if common == "bool":
             return b.icmp_unsigned(sym, x, y)
         return b.icmp_signed(sym, x, y)
-    if op in ("logical_and", "logical_or"):
+    if op in OPS and OPS[op].category == "logical":
         x, y = (convert(b, a, d, "bool") for a, d in zip(args, arg_dtypes))
         return b.and_(x, y) if op == "logical_and" else b.or_(x, y)
     if op in _BINARY:
@@ -86,10 +86,6 @@ _COMPARE = {"less": "<", "less_equal": "<=", "greater": ">", "greater_equal": ">
             "equal": "==", "not_equal": "!="}
 
 
-def _isf(dtype):
-    return dtype in ("float32", "float64")
-
-
 def _zero(x):
     return ir.Constant(x.type, 0.0 if is_float_type(x.type) else 0)
 
@@ -101,31 +97,31 @@ def _one(x):
 # ----------------------------------------------------------------------------- binary
 
 def _add(b, x, y, dt):
-    return b.fadd(x, y) if _isf(dt) else (b.or_(x, y) if dt == "bool" else b.add(x, y))
+    return b.fadd(x, y) if is_float(dt) else (b.or_(x, y) if dt == "bool" else b.add(x, y))
 
 
 def _sub(b, x, y, dt):
-    return b.fsub(x, y) if _isf(dt) else b.sub(x, y)
+    return b.fsub(x, y) if is_float(dt) else b.sub(x, y)
 
 
 def _mul(b, x, y, dt):
-    return b.fmul(x, y) if _isf(dt) else (b.and_(x, y) if dt == "bool" else b.mul(x, y))
+    return b.fmul(x, y) if is_float(dt) else (b.and_(x, y) if dt == "bool" else b.mul(x, y))
 
 
 def _div(b, x, y, dt):
-    if not _isf(dt):
+    if not is_float(dt):
         raise NotImplementedError(f"div with result {dt}")
     return b.fdiv(x, y)
 
 
 def _pow(b, x, y, dt):
-    if not _isf(dt):
+    if not is_float(dt):
         raise NotImplementedError(f"pow with result {dt}")
     return call_intrinsic(b, "pow", x, y)
 
 
 def _maximum(b, x, y, dt):
-    if _isf(dt):   # np.maximum: (x >= y or isnan(x)) ? x : y
+    if is_float(dt):   # np.maximum: (x >= y or isnan(x)) ? x : y
         pick = b.or_(b.fcmp_ordered(">=", x, y), b.fcmp_unordered("uno", x, x))
         return b.select(pick, x, y)
     if dt == "bool":
@@ -134,7 +130,7 @@ def _maximum(b, x, y, dt):
 
 
 def _minimum(b, x, y, dt):
-    if _isf(dt):
+    if is_float(dt):
         pick = b.or_(b.fcmp_ordered("<=", x, y), b.fcmp_unordered("uno", x, x))
         return b.select(pick, x, y)
     if dt == "bool":
@@ -143,7 +139,7 @@ def _minimum(b, x, y, dt):
 
 
 def _floordiv(b, x, y, dt):
-    if _isf(dt):
+    if is_float(dt):
         return call_intrinsic(b, "floor", b.fdiv(x, y))
     q = b.sdiv(x, y)
     r = b.srem(x, y)
@@ -153,7 +149,7 @@ def _floordiv(b, x, y, dt):
 
 
 def _mod(b, x, y, dt):
-    if _isf(dt):
+    if is_float(dt):
         return b.fsub(x, b.fmul(call_intrinsic(b, "floor", b.fdiv(x, y)), y))
     r = b.srem(x, y)
     fix = b.and_(b.icmp_signed("!=", r, _zero(r)), b.icmp_signed("!=", b.icmp_signed("<", r, _zero(r)),
@@ -173,18 +169,18 @@ def _fm(b, x):
 
 def _float_only(name, f):
     def g(b, x, dt):
-        if not _isf(dt):
+        if not is_float(dt):
             raise NotImplementedError(f"{name} needs a float operand, got {dt}")
         return f(b, x)
     return g
 
 
 def _neg(b, x, dt):
-    return b.fneg(x) if _isf(dt) else b.sub(_zero(x), x)
+    return b.fneg(x) if is_float(dt) else b.sub(_zero(x), x)
 
 
 def _abs(b, x, dt):
-    if _isf(dt):
+    if is_float(dt):
         return call_intrinsic(b, "fabs", x)
     if dt == "bool":
         return x
@@ -194,7 +190,7 @@ def _abs(b, x, dt):
 def _sign(b, x, dt):
     if dt == "bool":
         return x
-    if _isf(dt):
+    if is_float(dt):
         one = _one(x)
         y = b.select(b.fcmp_ordered(">", x, _zero(x)), one, b.select(b.fcmp_ordered("<", x, _zero(x)), b.fneg(one), x))
         return y
@@ -202,7 +198,7 @@ def _sign(b, x, dt):
 
 
 def _relu(b, x, dt):
-    if _isf(dt):      # np.maximum(x, 0): NaN stays NaN
+    if is_float(dt):      # np.maximum(x, 0): NaN stays NaN
         return b.select(b.fcmp_ordered("<", x, _zero(x)), _zero(x), x)
     if dt == "bool":
         return x
@@ -212,8 +208,8 @@ def _relu(b, x, dt):
 def _step(b, x, dt):
     if dt == "bool":
         return ir.Constant(I1, 1)
-    ge = b.fcmp_ordered(">=", x, _zero(x)) if _isf(dt) else b.icmp_signed(">=", x, _zero(x))
-    return b.uitofp(ge, x.type) if _isf(dt) else b.zext(ge, x.type)
+    ge = b.fcmp_ordered(">=", x, _zero(x)) if is_float(dt) else b.icmp_signed(">=", x, _zero(x))
+    return b.uitofp(ge, x.type) if is_float(dt) else b.zext(ge, x.type)
 
 
 def _logical_not(b, x, dt):
@@ -243,13 +239,6 @@ _UNARY = {
 # ops whose operand keeps its own dtype (the result dtype differs by design)
 _KEEP_ARG_DTYPE = {"logical_not"}
 
-IDENTITY = {
-    "sum": lambda dt: 0,
-    "max": lambda dt: -math.inf if _isf(dt) else (False if dt == "bool" else _INT_MIN[dt]),
-    "min": lambda dt: math.inf if _isf(dt) else (True if dt == "bool" else -_INT_MIN[dt] - 1),
-    "argmax": lambda dt: -math.inf if _isf(dt) else (False if dt == "bool" else _INT_MIN[dt]),
-}
-
-
 def identity(kind: str, dtype: str):
-    return const(dtype, IDENTITY[kind](dtype))
+    """The identity of a reduction (nngraph/semantics.py) as an LLVM constant."""
+    return const(dtype, reduce_identity(kind, dtype))

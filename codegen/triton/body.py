@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nngraph.types import is_float
+
 from .names import paren, prod_expr, size_expr
 from .scalar_ops import BINARY, COMPARE, LOGICAL, TL_DTYPE, UNARY, literal, uniform_expr
 
@@ -33,6 +35,7 @@ class Val:
     index: bool = False          # int32 index arithmetic
     literal: bool = False        # a weakly typed Python literal
     nonneg: bool = False         # an index known to be >= 0 (floor division is plain //)
+    value: object = None         # a literal's Python value (the one its text spells)
 
 
 def live_instrs(body, roots) -> set:
@@ -118,94 +121,14 @@ class BodyPrinter:
         return f"{self.prefix}{k}"
 
     def instr(self, k, ins, args, patterns) -> Val:
-        op, dt = ins.op, ins.dtype
-        if op == "idx":
-            return self.axis(ins.attr("axis"))
-        if op == "size":
-            s = ins.attr("size")
-            return Val(size_expr(s), "int32", frozenset(), index=True, literal=isinstance(s, int), nonneg=True)
-        if op == "const":
-            v = ins.attr("value")
-            if dt == "float64" and np.isfinite(v) and float(np.float32(v)) != float(v):
-                # a Python float literal is float32 in compiled Triton: spell the float64 value out
-                return Val(f"tl.full([], {literal(v, dt)}, tl.float64)", dt, frozenset())
-            return Val(literal(v, dt), dt, frozenset(), index=dt in ("int32", "int64"), literal=True,
-                       nonneg=dt in ("int32", "int64") and v >= 0)
-        if op == "result":
-            return self.result(ins.attr("stage"), ins.attr("slot"))
-        if op == "acc":
-            if self.acc is None:
-                raise CodegenError("'acc' outside a contraction epilogue")
-            return self.acc
-        groups = frozenset().union(*[a.groups for a in args]) if args else frozenset()
-        name = self.var(k)
-        if op == "load":
-            return self.load(name, ins, args, patterns)
-        if op == "uniform":
-            counter, index = args
-            self.helpers.add("_hash32")
-            self.emit(f"{name} = {uniform_expr(ins.attr('seed'), paren(counter.expr), paren(index.expr))}")
-            return Val(name, "float32", groups)
-        if op == "cast":
-            (a,) = args
-            to = ins.attr("dtype") or dt
-            if a.literal:
-                py = {"bool": bool, "float32": float, "float64": float}.get(to, int)
-                return Val(literal(py(eval(a.expr, {"float": float})), to), to, frozenset(),
-                           index=to in ("int32", "int64"), literal=True)
-            if a.index and to in ("int32", "int64"):
-                return a
-            self.emit(f"{name} = {self.cast(a, to)}")
-            return Val(name, to, groups)
-        if op == "where":
-            c, a, b = args
-            self.emit(f"{name} = tl.where({c.expr}, {self.cast(a, dt)}, {self.cast(b, dt)})")
-            return Val(name, dt, groups, index=a.index and b.index and dt in ("int32", "int64"))
-        if op in UNARY:
-            fmt, helpers = UNARY[op]
-            (a,) = args
-            if op == "sqrt" and dt == "float32":
-                fmt = "tl.sqrt_rn({a})"             # IEEE rounding (tl.sqrt is approximate on GPUs)
-            if op == "sign" and dt in ("float32", "float64"):
-                fmt = "tl.where({a} > 0, 1.0, tl.where({a} < 0, -1.0, {a}))"
-            a_src = a.expr if op in LOGICAL else self.cast(a, dt)
-            if a.literal and op not in ("neg", "stop_gradient", "logical_not"):
-                a_src = f"tl.full([], {a.expr}, {TL_DTYPE[dt]})"
-            self.helpers |= set(helpers)
-            self.emit(f"{name} = {fmt.format(a=paren(a_src), t=TL_DTYPE[dt])}")
-            out_dt = "bool" if op == "logical_not" else dt
-            return Val(name, out_dt, groups, index=a.index and op in ("neg", "abs", "stop_gradient"))
-        if op in BINARY:
-            fmt, helpers = BINARY[op]
-            a, b = args
-            if op in COMPARE or op in LOGICAL:
-                sa, sb = a.expr, b.expr
-                out_dt, index = "bool", False
-                if op in LOGICAL and a.groups != b.groups:   # & of a 0-d and a block trips the interpreter
-                    fmt = "tl.where({a}, {b}, False)" if op == "logical_and" else "tl.where({a}, True, {b})"
-            else:
-                index = a.index and b.index and dt in ("int32", "int64")
-                sa, sb = (a.expr, b.expr) if index else (self.cast(a, dt), self.cast(b, dt))
-                if a.literal and b.literal:
-                    sa = f"tl.full([], {a.expr}, {TL_DTYPE[dt]})"
-                out_dt = "int32" if index else dt
-            nonneg = index and a.nonneg and b.nonneg and op in ("add", "mul", "floordiv", "mod", "maximum", "minimum")
-            if index and a.nonneg and b.nonneg and op in ("floordiv", "mod"):
-                fmt, helpers = ("{a} // {b}" if op == "floordiv" else "{a} % {b}"), ()   # no sign to fix
-            if op == "div" and dt == "float32":
-                fmt = "tl.math.div_rn({a}, {b})"    # IEEE rounding, as NumPy (the default is approximate)
-                sa, sb = _tensor_operands(sa, sb, a.literal, b.literal)
-            if op == "pow" and b.literal and not a.literal:
-                special = {1.0: "{a}", 2.0: "{a} * {a}", 3.0: "{a} * {a} * {a}", 0.5: "tl.sqrt({a})",
-                           -0.5: "tl.rsqrt({a})", -1.0: "1.0 / {a}"}.get(float(eval(b.expr, {"float": float})))
-                if special:   # a constant exponent: exact and cheap
-                    fmt, helpers = special, ()
-            if helpers:       # helper functions take tensors, not Python literals
-                sa, sb = _tensor_operands(sa, sb, a.literal, b.literal)
-            self.helpers |= set(helpers)
-            self.emit(f"{name} = {fmt.format(a=paren(sa), b=paren(sb))}")
-            return Val(name, out_dt, groups, index=index, nonneg=nonneg)
-        raise CodegenError(f"the Triton printer has no rule for scalar op '{op}'")
+        """One instruction's Val, printing what it needs: the rule of its op in RULES
+        (UNARY and BINARY ops print through scalar_ops.py's format tables)."""
+        rule = RULES.get(ins.op)
+        if rule is None:
+            rule = _unary if ins.op in UNARY else _binary if ins.op in BINARY else None
+        if rule is None:
+            raise CodegenError(f"the Triton printer has no rule for scalar op '{ins.op}'")
+        return rule(self, k, ins, args, patterns)
 
     def load(self, name, ins, args, patterns) -> Val:
         ptr, buf = self.ptr(ins.attr("buffer"))
@@ -246,6 +169,152 @@ class BodyPrinter:
         addr = ptr if off == "0" else f"{ptr} + {off}"
         value = self.cast(v, buf.dtype) if not v.index else v.expr
         self.emit(f"tl.store({addr}, {value}, mask={mask})" if mask else f"tl.store({addr}, {value})")
+
+
+# ----------------------------------------------------------------------------- instruction rules
+# rule(printer, k, ins, args, patterns) -> Val, one per op of the body language that
+# is not a plain UNARY / BINARY format-table entry
+
+RULES: dict = {}
+
+
+def _rule(*ops):
+    def register(fn):
+        for op in ops:
+            RULES[op] = fn
+        return fn
+    return register
+
+
+def _py(value, dtype: str):
+    """The Python value a literal of dtype spells (literal() prints it)."""
+    return bool(value) if dtype == "bool" else float(value) if is_float(dtype) else int(value)
+
+
+def _groups(args) -> frozenset:
+    return frozenset().union(*[a.groups for a in args]) if args else frozenset()
+
+
+@_rule("idx")
+def _idx(pr, k, ins, args, patterns):
+    return pr.axis(ins.attr("axis"))
+
+
+@_rule("size")
+def _size(pr, k, ins, args, patterns):
+    s = ins.attr("size")
+    return Val(size_expr(s), "int32", frozenset(), index=True, literal=isinstance(s, int), nonneg=True,
+               value=s if isinstance(s, int) else None)
+
+
+@_rule("const")
+def _const(pr, k, ins, args, patterns):
+    v, dt = ins.attr("value"), ins.dtype
+    if dt == "float64" and np.isfinite(v) and float(np.float32(v)) != float(v):
+        # a Python float literal is float32 in compiled Triton: spell the float64 value out
+        return Val(f"tl.full([], {literal(v, dt)}, tl.float64)", dt, frozenset())
+    return Val(literal(v, dt), dt, frozenset(), index=dt in ("int32", "int64"), literal=True,
+               nonneg=dt in ("int32", "int64") and v >= 0, value=_py(v, dt))
+
+
+@_rule("result")
+def _result(pr, k, ins, args, patterns):
+    return pr.result(ins.attr("stage"), ins.attr("slot"))
+
+
+@_rule("acc")
+def _acc(pr, k, ins, args, patterns):
+    if pr.acc is None:
+        raise CodegenError("'acc' outside a contraction epilogue")
+    return pr.acc
+
+
+@_rule("load")
+def _load(pr, k, ins, args, patterns):
+    return pr.load(pr.var(k), ins, args, patterns)
+
+
+@_rule("uniform")
+def _uniform(pr, k, ins, args, patterns):
+    counter, index = args
+    pr.helpers.add("_hash32")
+    name = pr.var(k)
+    pr.emit(f"{name} = {uniform_expr(ins.attr('seed'), paren(counter.expr), paren(index.expr))}")
+    return Val(name, "float32", _groups(args))
+
+
+@_rule("cast")
+def _cast(pr, k, ins, args, patterns):
+    (a,) = args
+    to = ins.attr("dtype") or ins.dtype
+    if a.literal:
+        v = _py(a.value, to)
+        return Val(literal(v, to), to, frozenset(), index=to in ("int32", "int64"), literal=True, value=v)
+    if a.index and to in ("int32", "int64"):
+        return a
+    name = pr.var(k)
+    pr.emit(f"{name} = {pr.cast(a, to)}")
+    return Val(name, to, _groups(args))
+
+
+@_rule("where")
+def _where(pr, k, ins, args, patterns):
+    c, a, b = args
+    dt, name = ins.dtype, pr.var(k)
+    pr.emit(f"{name} = tl.where({c.expr}, {pr.cast(a, dt)}, {pr.cast(b, dt)})")
+    return Val(name, dt, _groups(args), index=a.index and b.index and dt in ("int32", "int64"))
+
+
+def _unary(pr, k, ins, args, patterns):
+    op, dt, name = ins.op, ins.dtype, pr.var(k)
+    fmt, helpers = UNARY[op]
+    (a,) = args
+    if op == "sqrt" and dt == "float32":
+        fmt = "tl.sqrt_rn({a})"             # IEEE rounding (tl.sqrt is approximate on GPUs)
+    if op == "sign" and is_float(dt):
+        fmt = "tl.where({a} > 0, 1.0, tl.where({a} < 0, -1.0, {a}))"
+    a_src = a.expr if op in LOGICAL else pr.cast(a, dt)
+    if a.literal and op not in ("neg", "stop_gradient", "logical_not"):
+        a_src = f"tl.full([], {a.expr}, {TL_DTYPE[dt]})"
+    pr.helpers |= set(helpers)
+    pr.emit(f"{name} = {fmt.format(a=paren(a_src), t=TL_DTYPE[dt])}")
+    out_dt = "bool" if op == "logical_not" else dt
+    return Val(name, out_dt, _groups(args), index=a.index and op in ("neg", "abs", "stop_gradient"))
+
+
+# a constant exponent: exact and cheap
+_POW_SPECIAL = {1.0: "{a}", 2.0: "{a} * {a}", 3.0: "{a} * {a} * {a}", 0.5: "tl.sqrt({a})",
+                -0.5: "tl.rsqrt({a})", -1.0: "1.0 / {a}"}
+
+
+def _binary(pr, k, ins, args, patterns):
+    op, dt, name = ins.op, ins.dtype, pr.var(k)
+    fmt, helpers = BINARY[op]
+    a, b = args
+    if op in COMPARE or op in LOGICAL:
+        sa, sb = a.expr, b.expr
+        out_dt, index = "bool", False
+        if op in LOGICAL and a.groups != b.groups:   # & of a 0-d and a block trips the interpreter
+            fmt = "tl.where({a}, {b}, False)" if op == "logical_and" else "tl.where({a}, True, {b})"
+    else:
+        index = a.index and b.index and dt in ("int32", "int64")
+        sa, sb = (a.expr, b.expr) if index else (pr.cast(a, dt), pr.cast(b, dt))
+        if a.literal and b.literal:
+            sa = f"tl.full([], {a.expr}, {TL_DTYPE[dt]})"
+        out_dt = "int32" if index else dt
+    nonneg = index and a.nonneg and b.nonneg and op in ("add", "mul", "floordiv", "mod", "maximum", "minimum")
+    if index and a.nonneg and b.nonneg and op in ("floordiv", "mod"):
+        fmt, helpers = ("{a} // {b}" if op == "floordiv" else "{a} % {b}"), ()   # no sign to fix
+    if op == "div" and dt == "float32":
+        fmt = "tl.math.div_rn({a}, {b})"    # IEEE rounding, as NumPy (the default is approximate)
+        sa, sb = _tensor_operands(sa, sb, a.literal, b.literal)
+    if op == "pow" and b.literal and not a.literal and float(b.value) in _POW_SPECIAL:
+        fmt, helpers = _POW_SPECIAL[float(b.value)], ()
+    if helpers:       # helper functions take tensors, not Python literals
+        sa, sb = _tensor_operands(sa, sb, a.literal, b.literal)
+    pr.helpers |= set(helpers)
+    pr.emit(f"{name} = {fmt.format(a=paren(sa), b=paren(sb))}")
+    return Val(name, out_dt, _groups(args), index=index, nonneg=nonneg)
 
 
 def _tensor_operands(sa, sb, a_lit, b_lit) -> tuple:

@@ -33,6 +33,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from nngraph.types import is_float
+
 from .body import BodyPrinter, CodegenError, Val, live_instrs, stage_roots
 from .names import jit_decorator, paren, prod_expr, size_expr, symbol_name, symbols_of
 from .scalar_ops import TL_DTYPE, identity
@@ -89,7 +91,7 @@ def _decompose(flat: str, sizes, names, used, group) -> tuple:
     for j in range(n):
         name = names[j]
         if sizes[j] == 1:
-            vals[j] = Val("0", "int32", frozenset(), index=True, literal=True, nonneg=True)
+            vals[j] = Val("0", "int32", frozenset(), index=True, literal=True, nonneg=True, value=0)
             continue
         vals[j] = Val(name, "int32", frozenset({group}), index=True, nonneg=True)
         if j not in used:
@@ -315,7 +317,7 @@ class LoopKernelPrinter:
                 out.append(f"{ind}{name} = {name} + {masked}")
             elif kind in ("max", "min"):
                 fn = "tl.maximum" if kind == "max" else "tl.minimum"
-                nan = ", propagate_nan=tl.PropagateNan.ALL" if dt in ("float32", "float64") else ""
+                nan = ", propagate_nan=tl.PropagateNan.ALL" if is_float(dt) else ""
                 out.append(f"{ind}{name} = {fn}({name}, {masked}{nan})")
             elif kind == "argmax":
                 iv = vals[r[2]]
@@ -334,7 +336,7 @@ class LoopKernelPrinter:
         for j, (r, (name, idx, dt)) in enumerate(zip(reduce, accs)):
             kind = r[0]
             res = f"res{s_no}_{j}"
-            isf = dt in ("float32", "float64")
+            isf = is_float(dt)
             if kind == "sum":
                 out.append(f"    {res} = tl.sum({name}, 1)[:, None]")
                 results[(s_no, j)] = Val(res, dt, frozenset({"x"}))
@@ -459,11 +461,11 @@ class LoopKernelPrinter:
 
 
 def _argmax_take(acc: str, acci: str, dt: str) -> str:
-    """Whether a lane takes (val, vidx): a valid lane with a greater value, or an equal
-    one with a smaller index (the first wins ties); for floats a NaN beats any number
-    and the first NaN beats later ones."""
+    """Whether a lane takes (val, vidx), by the argmax rule of nngraph/semantics.py: a
+    valid lane with a greater value, or an equal one with a smaller index (the first
+    wins ties); for floats a NaN beats any number and the first NaN beats later ones."""
     take = f"(val > {acc}) | ((val == {acc}) & (vidx < {acci}))"
-    if dt in ("float32", "float64"):
+    if is_float(dt):
         take += f" | ((val != val) & (({acc} == {acc}) | (vidx < {acci})))"
     return f"rmask & ({take})"
 

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import math
 
+from nngraph.node import OPS
+from nngraph.ops import random
+from nngraph.semantics import reduce_identity
+from nngraph.types import is_float
+
 TL_DTYPE = {
     "float32": "tl.float32",
     "float64": "tl.float64",
@@ -23,7 +28,7 @@ def literal(value, dtype: str) -> str:
     """A Python literal Triton reads with the right kind (weakly typed scalars)."""
     if dtype == "bool":
         return "True" if value else "False"
-    if dtype in ("float32", "float64"):
+    if is_float(dtype):
         v = float(value)
         if math.isnan(v):
             return 'float("nan")'
@@ -34,16 +39,9 @@ def literal(value, dtype: str) -> str:
 
 
 def identity(kind: str, dtype: str) -> str:
-    """The identity of a reduction as a literal."""
-    if kind == "sum":
-        return literal(0, dtype)
-    if dtype in ("float32", "float64"):
-        return literal(-math.inf if kind in ("max", "argmax") else math.inf, dtype)
-    bits = 32 if dtype == "int32" else 64
-    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    if dtype == "bool":
-        lo, hi = 0, 1
-    return str(lo if kind in ("max", "argmax") else hi)
+    """The identity of a reduction (nngraph/semantics.py) as a literal."""
+    v = reduce_identity(kind, dtype)
+    return literal(v, dtype) if kind == "sum" or is_float(dtype) else str(int(v))
 
 
 _NAN = "tl.PropagateNan.ALL"
@@ -90,8 +88,9 @@ BINARY = {
     "mod": ("_mod({a}, {b})", ("_mod",)),
 }
 
-COMPARE = {"less", "less_equal", "greater", "greater_equal", "equal", "not_equal"}
-LOGICAL = {"logical_and", "logical_or", "logical_not"}
+# the op categories, read off the ops (nngraph.node.Op.category)
+COMPARE = {name for name, op in OPS.items() if op.category == "compare"}
+LOGICAL = {name for name, op in OPS.items() if op.category == "logical"} | {"logical_not"}   # bool operands
 
 # Helper functions (@triton.jit), portable: they run on a GPU and in the interpreter.
 HELPERS = {
@@ -163,26 +162,22 @@ def _mod(a, b):
     return tl.where(r < 0, r + b, r)
 ''',
 }
-HELPERS["_hash32"] = '''\
+HELPERS["_hash32"] = """\
 @triton.jit
 def _hash32(x):
     # the 'lowbias32' mix of nngraph/ops/random.py (uint32 wrap-around)
-    x ^= x >> 16
-    x *= 0x7FEB352D
-    x ^= x >> 15
-    x *= 0x846CA68B
-    x ^= x >> 16
-    return x
-'''
+""" + "".join(f"    x ^= x >> {shift}\n" + (f"    x *= 0x{mul:08X}\n" if mul is not None else "")
+              for shift, mul in random.HASH_STEPS) + "    return x\n"
 
 
 def uniform_expr(seed: int, counter: str, index: str) -> str:
     """The counter-based uniform [0, 1) of nngraph/ops/random.py, bit for bit:
-    key = hash32(seed * 0x9E3779B9 + counter * 0x85EBCA6B); u = (hash32(index ^ key) >> 8) * 2**-24.
+    key = hash32(seed * SEED_MUL + counter * COUNTER_MUL); u = (hash32(index ^ key) >> 8) * 2**-24.
     The seed's product is folded here (it is a constant of the kernel)."""
-    seed_mix = (int(seed) & 0xFFFFFFFF) * 0x9E3779B9 & 0xFFFFFFFF
-    key = f"_hash32({counter}.to(tl.uint32) * 0x85EBCA6B + {seed_mix:#010x})"
-    return f"(_hash32({index}.to(tl.uint32) ^ {key}) >> 8).to(tl.float32) * 5.960464477539063e-08"
+    seed_mix = (int(seed) & 0xFFFFFFFF) * random.SEED_MUL & 0xFFFFFFFF
+    key = f"_hash32({counter}.to(tl.uint32) * 0x{random.COUNTER_MUL:08X} + {seed_mix:#010x})"
+    return (f"(_hash32({index}.to(tl.uint32) ^ {key}) >> {random.MANTISSA_SHIFT}).to(tl.float32)"
+            f" * {random.UNIT!r}")
 
 
 def helper_source(names) -> str:

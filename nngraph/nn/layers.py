@@ -19,6 +19,7 @@ import numpy as np
 from .. import functional as F
 from .. import init as _init
 from ..api import parameter
+from ..errors import ShapeError
 from ..node import Parameter, Tensor, make
 from ..ops import contraction as ct
 from ..ops import elementwise as ew
@@ -27,11 +28,13 @@ from ..ops.conv import conv2d
 from ..ops.pool import avg_pool2d, max_pool2d
 from ..types import Dim, np_dtype
 from . import activations as act
+from . import regularizers
 
 # output tensor -> (layer, input tensors): the functional calls, replayed by Model
 CALLS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _counters: dict = defaultdict(itertools.count)
 _collectors: list = []
+_modes: list = []  # training flags of the model or layer whose forward is being traced
 _default_rng = [np.random.default_rng(0)]
 
 
@@ -52,6 +55,26 @@ class collect_updates:
         _collectors.pop()
 
 
+class tracing_mode:
+    """Context: layers called with training=None inside it (a module's or a layer's
+    forward calling its sublayers) take this mode instead of inference."""
+
+    def __init__(self, training: bool):
+        self.training = bool(training)
+
+    def __enter__(self):
+        _modes.append(self.training)
+        return self
+
+    def __exit__(self, *exc):
+        _modes.pop()
+
+
+def current_mode():
+    """The training flag of the forward being traced, or None outside any."""
+    return _modes[-1] if _modes else None
+
+
 def _snake(name: str) -> str:
     out = "".join("_" + c.lower() if c.isupper() and i and not name[i - 1].isupper() else c.lower()
                   for i, c in enumerate(name))
@@ -59,23 +82,51 @@ def _snake(name: str) -> str:
 
 
 class Layer:
-    """Base class. Subclasses define build(input_shape, rng) and forward(x, training)."""
+    """Base class. Subclasses define build(input_shape, rng) and forward(x, training).
+    A subclass may also assign other layers (or lists/dicts of them) to attributes
+    and call them in its forward: their parameters are its parameters."""
+
+    _holds_parameters = True
+    _is_layer = True
+
+    def __new__(cls, *args, **kwargs):
+        obj = super().__new__(cls)
+        obj._init_args = (args, kwargs)  # the architecture as data (see nn/config.py)
+        return obj
 
     def __init__(self, name: str | None = None, seed: int | None = None):
         base = _snake(type(self).__name__)
         self.name = name or f"{base}_{next(_counters[base]) + 1}"
         self.seed = seed
         self.params: dict[str, Parameter] = {}
+        self.regularizers: dict = {}
         self.updates: dict = {}
         self.built = False
         self.input_shape = None   # without the batch axis
         self.output_shape = None
 
     # ---------------------------------------------------------------- parameters
-    def add_param(self, pname: str, value, trainable: bool = True) -> Parameter:
+    def add_param(self, pname: str, value, trainable: bool = True, regularizer=None) -> Parameter:
+        """A parameter of this layer; `regularizer` (e.g. ng.nn.l2(1e-4)) adds its
+        penalty to the training loss of any model that holds the layer."""
         p = parameter(np.asarray(value, np.float32), name=f"{self.name}.{pname}", trainable=trainable)
         self.params[pname] = p
+        if regularizer is not None:
+            self.regularizers[pname] = regularizers.get(regularizer)
         return p
+
+    def penalties(self) -> list:
+        """The regularisation terms of this layer's own parameters (tensors)."""
+        return [reg(self.params[k]) for k, reg in self.regularizers.items()]
+
+    def named_parameters(self) -> dict:
+        """{"W": ..., "sublayer.W": ...}: this layer's parameters and those of layers
+        assigned to its attributes (recursively)."""
+        from .tree import named_parameters
+        return named_parameters(self)
+
+    def parameters(self) -> list:
+        return list(self.named_parameters().values())
 
     def add_update(self, p: Parameter, value) -> None:
         """A state update (running statistics) for the compiled function's `updates`."""
@@ -87,7 +138,7 @@ class Layer:
         return [p for p in self.params.values() if p.trainable]
 
     def count_params(self) -> int:
-        return int(sum(p.value.size for p in self.params.values()))
+        return int(sum(p.value.size for p in self.named_parameters().values()))
 
     # ---------------------------------------------------------------- calling
     def build(self, input_shape: tuple, rng: np.random.Generator) -> None:
@@ -105,7 +156,8 @@ class Layer:
                 rng = np.random.default_rng(self.seed) if self.seed is not None else _default_rng[0]
             self.build(shape, rng)
             self.input_shape, self.built = shape, True
-        elif shape != self.input_shape:
+        elif shape != self.input_shape and self.named_parameters():  # a stateless layer (pooling,
+            # dropout) may be reused on any shape, as PyTorch code does with one self.pool
             raise ValueError(f"{self.name}: was built for inputs [N,{','.join(map(str, self.input_shape))}], "
                              f"now called on {x.type}")
 
@@ -116,14 +168,43 @@ class Layer:
         x = ew.as_tensor(x)
         if x.ndim == 0:
             raise ValueError(f"{self.name}: inputs need a batch axis, got a scalar")
+        traced = training is None and current_mode() is not None
+        mode = current_mode() if traced else bool(training)
         self.ensure_built(x, rng)
-        y = self.forward(x, bool(training))
+        with tracing_mode(mode):
+            y = self.forward(x, mode)
         self.output_shape = tuple(y.shape[1:])
-        if training is None:
+        if training is None and not traced:
             if y is x:  # an identity in this mode (dropout at inference): the call needs its own node
                 y = make("mul", (x, ew.constant(np.asarray(1, np_dtype(x.dtype)))), canonical=False)
             CALLS[y] = (self, x)
         return y
+
+    # ---------------------------------------------------------------- training a layer directly
+    def _as_model(self):
+        """The Sequential([self]) that compile/fit/evaluate/predict/save of a layer use."""
+        if getattr(self, "_trainer", None) is None:
+            import nngraph.nn as nn  # the package face: the layer module does not import models
+            self._trainer = nn.Sequential([self], name=self.name)
+        return self._trainer
+
+    def compile(self, *args, **kwargs):
+        """A layer (a custom one holding others, say) trains like a model: compile, fit,
+        evaluate, predict and save go to a Sequential holding just this layer."""
+        self._as_model().compile(*args, **kwargs)
+        return self
+
+    def fit(self, *args, **kwargs):
+        return self._as_model().fit(*args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        return self._as_model().evaluate(*args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        return self._as_model().predict(*args, **kwargs)
+
+    def save(self, path):
+        self._as_model().save(path)
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name}>"
@@ -140,21 +221,31 @@ class Dense(Layer):
     Glorot otherwise)."""
 
     def __init__(self, units: int, activation=None, use_bias: bool = True, kernel_initializer=None,
-                 bias_initializer="zeros", name=None, seed=None):
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, name=None, seed=None):
         super().__init__(name, seed)
         if int(units) < 1:
             raise ValueError(f"Dense: units must be >= 1, got {units}")
         self.units, self.activation, self.use_bias = int(units), activation, use_bias
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
         self._act = act.get(activation)
 
+    def ensure_built(self, x, rng=None):
+        if x.ndim not in (2, 3):  # the usual slip: a conv stack straight into Dense
+            got = "(" + ", ".join(map(str, x.shape)) + ")"
+            hint = ": add Flatten() before it" if x.ndim > 3 else ""
+            raise ShapeError(f"{self.name}: Dense expects 2-d input (batch, features), or 3-d (batch, time, "
+                             f"features) for sequences, got {got}{hint}")
+        super().ensure_built(x, rng)
+
     def build(self, input_shape, rng):
-        n = input_shape[-1] if input_shape else None
-        if not input_shape:
-            raise ValueError(f"{self.name}: Dense needs inputs [N, features], got a batch of scalars")
-        self.add_param("W", _initial(self.kernel_initializer, self.activation, (n, self.units), rng))
+        n = input_shape[-1]
+        self.add_param("W", _initial(self.kernel_initializer, self.activation, (n, self.units), rng),
+                       regularizer=self.kernel_regularizer)
         if self.use_bias:
-            self.add_param("b", _init.get(self.bias_initializer)((self.units,), rng=rng))
+            self.add_param("b", _init.get(self.bias_initializer)((self.units,), rng=rng),
+                           regularizer=self.bias_regularizer)
 
     def forward(self, x, training):
         y = ct.matmul(x, self.params["W"])
@@ -168,8 +259,11 @@ class Conv2D(Layer):
     padding: an int, a pair, "valid" or "same"."""
 
     def __init__(self, filters: int, kernel_size, stride=1, padding=0, dilation=1, activation=None,
-                 use_bias: bool = True, kernel_initializer=None, bias_initializer="zeros", name=None, seed=None):
+                 use_bias: bool = True, kernel_initializer=None, bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, name=None, seed=None):
         super().__init__(name, seed)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
         self.filters = int(filters)
         self.kernel_size = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
         self.stride, self.padding, self.dilation = stride, padding, dilation
@@ -181,9 +275,11 @@ class Conv2D(Layer):
         if len(input_shape) != 3:
             raise ValueError(f"{self.name}: Conv2D needs inputs [N, C, H, W], got [N,{','.join(map(str, input_shape))}]")
         shape = (self.filters, input_shape[0]) + self.kernel_size
-        self.add_param("W", _initial(self.kernel_initializer, self.activation, shape, rng))
+        self.add_param("W", _initial(self.kernel_initializer, self.activation, shape, rng),
+                       regularizer=self.kernel_regularizer)
         if self.use_bias:
-            self.add_param("b", _init.get(self.bias_initializer)((self.filters,), rng=rng))
+            self.add_param("b", _init.get(self.bias_initializer)((self.filters,), rng=rng),
+                           regularizer=self.bias_regularizer)
 
     def forward(self, x, training):
         y = conv2d(x, self.params["W"], stride=self.stride, padding=self.padding, dilation=self.dilation)

@@ -1,5 +1,9 @@
 """Losses and metrics by name, as graphs of (model output, targets).
 
+Keras's names are accepted too: "sparse_categorical_crossentropy" (class ids),
+"categorical_crossentropy" (one-hot targets), "binary_crossentropy",
+"mean_squared_error".
+
 "cross_entropy" takes logits, or probabilities when the model ends in a softmax
 (their log becomes the stable log_softmax as it is built); "binary_cross_entropy"
 takes a sigmoid output as probabilities and any other output as logits (PyTorch's
@@ -10,6 +14,7 @@ from __future__ import annotations
 from .. import functional as F
 from ..ops import elementwise as ew
 from ..ops import reduce as rd
+from ..errors import ShapeError
 from ..types import is_float
 from .activations import PROBABILITIES
 
@@ -32,7 +37,28 @@ def mse(out, target):
     return F.mse(out, target)
 
 
-LOSSES = {"cross_entropy": cross_entropy, "binary_cross_entropy": binary_cross_entropy, "mse": mse}
+def categorical_crossentropy(out, target):
+    """Keras's categorical_crossentropy: one-hot (or probability) targets; the output
+    is probabilities when the model ends in softmax, logits otherwise."""
+    if not is_float(target.dtype):
+        raise ShapeError(f"categorical_crossentropy takes one-hot float targets of the output's shape, got "
+                         f"{target.dtype} class ids; use 'sparse_categorical_crossentropy' for class ids")
+    return cross_entropy(out, target)
+
+
+def sparse_categorical_crossentropy(out, target):
+    """Keras's sparse_categorical_crossentropy: integer class ids."""
+    if is_float(target.dtype):
+        raise ShapeError(f"sparse_categorical_crossentropy takes integer class ids, got {target.dtype} targets; "
+                         "use 'categorical_crossentropy' for one-hot targets")
+    return cross_entropy(out, target)
+
+
+LOSSES = {"cross_entropy": cross_entropy, "binary_cross_entropy": binary_cross_entropy, "mse": mse,
+          # Keras's names for the same things
+          "categorical_crossentropy": categorical_crossentropy,
+          "sparse_categorical_crossentropy": sparse_categorical_crossentropy,
+          "binary_crossentropy": binary_cross_entropy, "mean_squared_error": mse}
 
 
 def get_loss(loss):

@@ -1,11 +1,13 @@
-"""Model (functional: from input placeholders to an output built by calling layers)
-and Sequential (a list of layers). compile / fit / evaluate / predict / save / load.
+"""Model: the Keras functional model (from input placeholders to one or several
+outputs, built by calling layers) and, subclassed, the PyTorch/Keras-subclassing
+style (layers assigned to attributes, a `forward` or `call` method; see module.py).
+compile / fit / evaluate / predict / save / load.
 
 A model builds three compiled functions that share its parameters:
 - the training step (inputs, targets -> loss, metrics; updates: the optimiser's
   and the layers' running statistics): forward in training mode, ng.grad and the
   update in ONE compiled call;
-- evaluation (inputs, targets -> loss, metrics) and prediction (inputs -> output),
+- evaluation (inputs, targets -> loss, metrics) and prediction (inputs -> outputs),
   in inference mode (no dropout, batch norm on running statistics).
 They are compiled when first needed; the batch size is symbolic, so the last,
 shorter batch runs without recompiling.
@@ -18,10 +20,12 @@ import warnings
 import numpy as np
 
 from .. import saving
-from ..node import Tensor, make
+from ..node import Tensor
 from ..types import is_float
-from . import losses
-from .layers import CALLS, Input, Layer, collect_updates
+from . import tracing as _tracing
+from .heads import Heads, check_names
+from .layers import Input, collect_updates, current_mode, tracing_mode
+from .tree import sublayers
 
 _warned_fallback: list = []
 
@@ -31,8 +35,8 @@ def resolve_target(target: str | None) -> str:
     not available here, "reference" with a warning (once)."""
     if target is not None:
         return target
-    from runtime import targets
-    ok, why = targets.available("cpu")
+    from ..compiler import target_available
+    ok, why = target_available("cpu")
     if ok:
         return "cpu"
     if not _warned_fallback:
@@ -43,88 +47,197 @@ def resolve_target(target: str | None) -> str:
 
 
 class Model:
-    """A model from input placeholders to one output tensor, built by calling layers
-    on tensors:
+    """A model from input placeholders to one or several outputs, built by calling
+    layers on tensors:
 
         x = ng.nn.Input((64,))
         h = ng.nn.Dense(32, activation="relu")(x)
         model = ng.nn.Model(x, ng.nn.Dense(10)(h))
+        two = ng.nn.Model(x, [ng.nn.Dense(10, name="digit")(h), ng.nn.Dense(1, name="odd")(h)])
+
+    Subclassed with no inputs/outputs (as ng.nn.Module), it runs the subclass's
+    forward(x, training=False) (or call) on the layers assigned to its attributes.
     """
 
-    def __init__(self, inputs, outputs, name: str = "model"):
-        self.inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-        if not isinstance(outputs, Tensor):
-            raise TypeError("Model: outputs must be one tensor (the model's output)")
-        self.output = outputs
-        self.name = name
-        self._layers = None
-        self._reset_compiled()
-        self.optimizer = None
-        self.stop_training = False
-        self.history = None
+    _holds_parameters = True
 
-    # ---------------------------------------------------------------- structure
+    def __new__(cls, *args, **kwargs):
+        obj = super().__new__(cls)
+        obj._init_args = (args, kwargs)
+        obj._setup(None)  # so a subclass that forgets super().__init__() still works
+        return obj
+
+    def __init__(self, inputs=None, outputs=None, name: str | None = None):
+        self._setup(name)
+        if inputs is None and outputs is None:
+            if type(self) is Model:
+                raise TypeError("Model(inputs, outputs): give the input placeholders and the output tensor(s); "
+                                "to write forward yourself, subclass ng.nn.Module")
+            return
+        if inputs is None or outputs is None:
+            raise TypeError("Model(inputs, outputs): both are needed")
+        self._functional = True
+        self._inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+        self.output_names, self._outputs = _tracing.named_outputs(outputs)
+
+    def _setup(self, name) -> None:
+        if "_fns" in self.__dict__:
+            if name is not None:
+                self.name = name
+            return
+        self.name = name or _tracing.default_name(self)
+        self._functional = False
+        self._inputs, self._outputs, self._input_specs, self._layers = None, None, None, None
+        self._reset_compiled()
+        self.optimizer, self.stop_training, self.history = None, False, None
+        self.epochs_done = 0
+        self._checked_params = False
+        self._base_attrs = set(self.__dict__) | {"_base_attrs"}
+
     def _reset_compiled(self):
         self._fns: dict = {}
         self.compile_seconds: dict = {}
 
-    def forward(self, training: bool):
-        """(input placeholders, output tensor) rebuilt in training or inference mode;
+    # ---------------------------------------------------------------- structure
+    @property
+    def inputs(self) -> list:
+        if self._inputs is None:
+            self._inputs = self._make_inputs()
+        return self._inputs
+
+    def _make_inputs(self) -> list:
+        """Placeholders for a subclassed model, from build(input_shape) or the first data."""
+        return _tracing.placeholders(self)
+
+    @property
+    def built(self) -> bool:
+        return self._functional or self._inputs is not None or self._input_specs is not None
+
+    def build(self, input_shape) -> None:
+        """Build for inputs of `input_shape` (with the batch axis, as Keras: (None, 64);
+        a list of shapes for several inputs): makes every layer's parameters."""
+        _tracing.set_specs_from_shapes(self, input_shape)
+        self._graph(False)
+
+    @property
+    def outputs(self) -> list:
+        return self._outputs if self._functional else self._graph(False)[1]
+
+    @property
+    def output(self) -> Tensor:
+        if "output" in self.__dict__:  # a subclass's own attribute (self.output = Dense(10))
+            return self.__dict__["output"]
+        outs = self.outputs
+        if len(outs) != 1:
+            raise ValueError(f"{self.name} has {len(outs)} outputs ({', '.join(self.output_names)}); use .outputs")
+        return outs[0]
+
+    @output.setter
+    def output(self, value) -> None:
+        self.__dict__["output"] = value
+
+    def _graph(self, training: bool):
+        """(input placeholders, output tensors) rebuilt in training or inference mode;
         layers' state updates go to the active collect_updates()."""
-        memo = {id(i): i for i in self.inputs}
-        order = []
+        if self._functional:
+            outs, order = _tracing.replay(self, {id(i): i for i in self._inputs}, training)
+            self._layers = order
+            return list(self._inputs), outs
+        xs = self.inputs
+        with tracing_mode(training):
+            result = self(*xs, training=training)
+        self.output_names, outs = _tracing.named_outputs(result)
+        if not self._checked_params:
+            self._checked_params = True
+            _tracing.check_parameters_used(self, outs)
+        return list(xs), outs
 
-        def go(t):
-            r = memo.get(id(t))
-            if r is not None:
-                return r
-            call = CALLS.get(t)
-            if call is not None:
-                layer, x = call
-                r = layer(go(x), training=training)
-                if layer not in order:
-                    order.append(layer)
-            elif t.op == "placeholder":
-                raise ValueError(f"Model: the output needs placeholder '{t.name}' ({t.type}, made at {t.where}), "
-                                 "which is not among the model's inputs")
-            elif not t.inputs:
-                r = t
-            else:
-                new = [go(i) for i in t.inputs]
-                r = t if all(a is b for a, b in zip(new, t.inputs)) else make(t.op, new, name=t.name, **t.attrs)
-            memo[id(t)] = r
-            return r
+    def forward(self, training: bool):
+        """(input placeholders, output tensor, or list of them) in the given mode; a
+        subclass replaces it with its own forward(x, training=False)."""
+        xs, outs = self._graph(training)
+        return xs, outs[0] if len(outs) == 1 else outs
 
-        out = go(self.output)
-        self._layers = order
-        return list(self.inputs), out
+    forward._graph_alias = True
+
+    def __call__(self, *xs, training: bool | None = None):
+        """Apply the model to tensors (a functional model replays its layers on them;
+        a subclassed one runs its forward), e.g. inside another model. On NumPy arrays
+        it is predict()."""
+        if xs and all(isinstance(x, np.ndarray) for x in xs):  # net(array), as in eager PyTorch
+            return self.predict(list(xs) if len(xs) > 1 else xs[0])
+        mode = bool(training) if training is not None else bool(current_mode())
+        if self._functional:
+            if len(xs) != len(self._inputs):
+                raise ValueError(f"{self.name}: {len(self._inputs)} inputs expected, {len(xs)} given")
+            outs, _ = _tracing.replay(self, {id(i): x for i, x in zip(self._inputs, xs)}, mode)
+            return outs[0] if len(outs) == 1 else outs
+        if self._input_specs is None and all(isinstance(x, Tensor) for x in xs):
+            self._input_specs = [(tuple(x.shape[1:]), x.dtype, x.name) for x in xs]
+        with tracing_mode(mode):
+            return _tracing.run_forward(self, xs, mode)
 
     @property
     def layers(self) -> list:
+        if "layers" in self.__dict__:  # a subclass's own attribute (self.layers = [...], as in PyTorch)
+            return self.__dict__["layers"]
+        if not self._functional:
+            return sublayers(self)
         if self._layers is None:
-            self.forward(False)
+            self._graph(False)
         return self._layers
 
+    @layers.setter
+    def layers(self, value) -> None:
+        self.__dict__["layers"] = value
+
+    def _all_layers(self) -> list:
+        """Every layer, sublayers of custom layers included (whose penalties count)."""
+        if not self._positional_keys():
+            return sublayers(self)
+        out = []
+        for layer in self.layers:
+            for lay in [layer] + sublayers(layer):
+                if not any(lay is o for o in out):
+                    out.append(lay)
+        return out
+
     def state_dict(self) -> dict:
-        """{"<position>_<layer type>.<param>": Parameter} for every parameter of every layer
-        (running statistics too). Keys go by position, not by the layers' generated names,
-        so a freshly built model of the same architecture loads a saved one."""
+        """{key: Parameter} for every parameter (running statistics too). Functional and
+        Sequential models key by layer position ("0_dense.W"), subclassed ones by attribute
+        path ("encoder.0.W"): a freshly built model of the same architecture loads a save."""
+        if not self._positional_keys():
+            if self.built and not self._checked_params:
+                self._graph(False)  # the first trace builds the layers
+            return _tracing.attribute_parameters(self)
+        if self.built and not all(layer.built for layer in self.layers):
+            self._graph(False)  # a Sequential given input_shape: make the parameters now
         out = {}
         for i, layer in enumerate(self.layers):
-            for k, p in layer.params.items():
+            for k, p in layer.named_parameters().items():
                 out[f"{i}_{type(layer).__name__.lower()}.{k}"] = p
         return out
 
+    def _positional_keys(self) -> bool:
+        return self._functional
+
+    def _architecture_kind(self) -> str:
+        """How model files describe this model (architecture.py)."""
+        return "functional" if self._functional else "subclassed"
+
+    def parameters(self) -> list:
+        return list(self.state_dict().values())
+
     @property
     def params(self) -> list:
-        return list(self.state_dict().values())
+        return self.parameters()
 
     @property
     def trainable_params(self) -> list:
         return [p for p in self.params if p.trainable]
 
     def count_params(self) -> int:
-        return sum(layer.count_params() for layer in self.layers)
+        return int(sum(p.value.size for p in self.params))
 
     def summary(self, print_fn=print) -> str:
         from .summary import summary_text
@@ -134,33 +247,32 @@ class Model:
         return text
 
     # ---------------------------------------------------------------- compiling
-    def compile(self, optimizer="adam", loss="cross_entropy", metrics=None, target=None, opt_level=2,
-                check_numerics=False, dump_dir=None):
-        """Choose optimiser, loss, metrics and target ("cpu" by default). Compiling the
-        functions themselves happens on first use (see `compiled`)."""
+    def compile(self, optimizer="adam", loss="cross_entropy", metrics=None, loss_weights=None, target=None,
+                opt_level=2, check_numerics=False, dump_dir=None):
+        """Choose optimiser, loss (one, or per output: a list or a dict by output name),
+        loss_weights, metrics and target ("cpu" by default). Compiling the functions
+        themselves happens on first use (see `compiled`)."""
         from .. import optim
         self.optimizer = optim.get(optimizer)
-        self.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "loss")
-        self.loss_fn = losses.get_loss(loss)
-        self.metrics = [losses.get_metric(m) for m in (metrics or [])]
+        self._loss_spec, self._metrics_spec, self._loss_weights = loss, metrics, loss_weights
         self.target = resolve_target(target)
         self.opt_level, self.check_numerics, self.dump_dir = opt_level, check_numerics, dump_dir
         self._reset_compiled()
-        if getattr(self, "input_shape", True) is not None:
-            self.forward(False)  # build the layers now, so their parameters exist
+        check_names(loss, metrics)
+        if self.built:
+            self._graph(False)  # build the layers now, so their parameters exist
+            self._heads()        # a wrong output name is an error now
         return self
+
+    def _heads(self) -> Heads:
+        """The outputs' losses and metrics as compiled (compile() chose them)."""
+        if not self._functional:
+            self._graph(False)
+        return Heads(self.name, self.output_names, self._loss_spec, self._loss_weights, self._metrics_spec)
 
     def _need_compiled(self):
         if self.optimizer is None:
             raise RuntimeError(f"{self.name}: call model.compile(optimizer, loss, ...) before fit/evaluate")
-
-    def _targets_placeholder(self, out: Tensor, y_kind: tuple):
-        """Targets for `out`: class ids (int32, out.shape[:-1]) or values (float32, out.shape)."""
-        from ..api import placeholder
-        kind, ndim = y_kind
-        if kind == "int" and ndim == out.ndim - 1:
-            return placeholder(tuple(out.shape[:-1]), "int32", name="targets")
-        return placeholder(tuple(out.shape), "float32", name="targets")
 
     def _compile(self, key, build):
         t0 = time.perf_counter()
@@ -169,11 +281,15 @@ class Model:
         self._fns[key] = fn
         return fn
 
-    def compiled(self, which: str, y_kind=("int", 1)):
-        """The compiled function "train", "evaluate" or "predict" (built on first use)."""
+    def compiled(self, which: str, y_kinds=None):
+        """The compiled function "train", "evaluate" or "predict" (built on first use).
+        y_kinds: per output, the targets' (dtype, shape without the batch axis);
+        by default class ids."""
+        if which not in ("train", "evaluate", "predict"):
+            raise ValueError(f"no compiled function {which!r}; choose train, evaluate or predict")
         if which != "predict":
             self._need_compiled()
-        key = (which, y_kind)
+        key = (which, None if which == "predict" else y_kinds)
         if key in self._fns:
             return self._fns[key]
         target = self.target if self.optimizer is not None else resolve_target(None)
@@ -181,47 +297,41 @@ class Model:
                       check_numerics=getattr(self, "check_numerics", False))
         if which == "predict":
             def build():
-                xs, out = self.forward(False)
-                return ng_compile(xs, out, name="predict", **common)
-        elif which == "evaluate":
-            def build():
-                xs, out = self.forward(False)
-                t = self._targets_placeholder(out, y_kind)
-                return ng_compile(xs + [t], self._scores(out, t), name="evaluate", **common)
-        elif which == "train":
+                xs, outs = self._graph(False)
+                return ng_compile(xs, outs if len(outs) > 1 else outs[0], name="predict", **common)
+        else:
             def build():
                 with collect_updates() as c:
-                    xs, out = self.forward(True)
-                t = self._targets_placeholder(out, y_kind)
-                scores = self._scores(out, t)
+                    xs, outs = self._graph(which == "train")
+                ts = _tracing.targets_placeholders(outs, self.output_names, y_kinds)
+                scores = self._heads().scores(outs, ts, [p for lay in self._all_layers() for p in lay.penalties()])
+                if which == "evaluate":
+                    return ng_compile(xs + ts, scores, name="evaluate", **common)
                 ups = self.optimizer.minimize(scores[0], self.trainable_params)
                 for p, v in c.updates.items():
                     if p in ups:
                         raise ValueError(f"{self.name}: parameter {p.name} is updated by the optimiser and a layer")
                     ups[p] = v
-                return ng_compile(xs + [t], scores, updates=ups, name="train_step",
+                return ng_compile(xs + ts, scores, updates=ups, name="train_step",
                                   dump_dir=self.dump_dir, **common)
-        else:
-            raise ValueError(f"no compiled function {which!r}; choose train, evaluate or predict")
         return self._compile(key, build)
 
-    def _scores(self, out, t) -> list:
-        loss = self.loss_fn(out, t)
-        if not isinstance(loss, Tensor) or loss.ndim != 0:
-            raise ValueError(f"{self.name}: the loss must be a scalar tensor, got {loss!r}")
-        return [loss] + [fn(out, t) for _, fn in self.metrics]
-
     def _score_names(self) -> list:
-        return ["loss"] + [n for n, _ in self.metrics]
+        return self._heads().score_names()
 
     # ---------------------------------------------------------------- data
     def _xs(self, X) -> list:
+        if isinstance(X, dict):
+            X = _tracing.by_input_name(self, X)
         xs = list(X) if isinstance(X, (list, tuple)) else [X]
+        if not self.built:
+            _tracing.set_specs_from_arrays(self, xs)
         if len(xs) != len(self.inputs):
             raise ValueError(f"{self.name}: {len(self.inputs)} input arrays expected, {len(xs)} given")
         out = []
         for a, ph in zip(xs, self.inputs):
             a = np.asarray(a)
+            _check_input_shape(self.name, ph, a)
             if is_float(ph.dtype) and a.dtype != np.float32 and a.dtype.kind in "fiub":
                 a = a.astype(np.float32)
             out.append(a)
@@ -230,179 +340,104 @@ class Model:
             raise ValueError(f"{self.name}: input arrays have different lengths {sorted(n)}")
         return out
 
-    def _ys(self, y):
-        y = np.asarray(y)
-        if y.dtype.kind in "iub":
-            return y.astype(np.int32), ("int", y.ndim)
-        if y.dtype.kind == "f":
-            return y.astype(np.float32), ("float", y.ndim)
-        raise ValueError(f"{self.name}: targets must be numbers, got dtype {y.dtype}")
-
-    @staticmethod
-    def _n(xs) -> int:
-        return len(xs[0])
+    def _ys(self, y) -> tuple:
+        """(target arrays in output order, their kinds: (dtype, shape without batch))."""
+        names = self.output_names if self._functional else None
+        if names is None:
+            self._graph(False)
+            names = self.output_names
+        ys = _tracing.targets_in_order(self.name, y, names)
+        arrays, kinds = [], []
+        for a in ys:
+            a = np.asarray(a)
+            if a.dtype.kind in "iub":
+                a = a.astype(np.int32)
+            elif a.dtype.kind == "f":
+                a = a.astype(np.float32)
+            else:
+                raise ValueError(f"{self.name}: targets must be numbers, got dtype {a.dtype}")
+            arrays.append(a)
+            kinds.append((str(a.dtype), tuple(a.shape[1:])))
+        return arrays, tuple(kinds)
 
     # ---------------------------------------------------------------- training
-    def fit(self, X, y, epochs: int = 1, batch_size: int = 32, validation_data=None, shuffle: bool = True,
-            callbacks=None, verbose: int = 1, seed: int | None = 0) -> dict:
+    def fit(self, X, y=None, epochs: int = 1, batch_size: int = 32, validation_data=None,
+            validation_split: float = 0.0, shuffle: bool = True, callbacks=None, verbose: int = 1,
+            seed: int | None = 0, steps_per_epoch: int | None = None, report=None) -> dict:
         """Train; returns the history {"loss": [per epoch], "accuracy": [...], "val_loss": ...}
-        (also kept as model.history). verbose=1 shows a tqdm bar per epoch, 2 one line
-        per epoch, 0 nothing."""
-        self._need_compiled()
-        xs, (y, y_kind) = self._xs(X), self._ys(y)
-        n = self._n(xs)
-        if len(y) != n:
-            raise ValueError(f"{self.name}: {n} inputs but {len(y)} targets")
-        if n == 0:
-            raise ValueError(f"{self.name}: no training data")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        step_fn = self.compiled("train", y_kind)
-        names = self._score_names()
-        cbs = list(callbacks or [])
-        for c in cbs:
-            c.set_model(self)
-        steps_per_epoch = -(-n // batch_size)
-        self.optimizer.begin(steps_per_epoch * epochs, steps_per_epoch)
-        rng = np.random.default_rng(seed)
-        history = {k: [] for k in names}
-        if validation_data is not None:
-            history.update({f"val_{k}": [] for k in names})
-        self.history, self.stop_training = history, False
-        self.step_seconds = []
-        global_step = 0
-        for c in cbs:
-            c.on_train_begin()
-        for epoch in range(epochs):
-            for c in cbs:
-                c.on_epoch_begin(epoch)
-            order = rng.permutation(n) if shuffle else np.arange(n)
-            sums, seen = np.zeros(len(names)), 0
-            bar = _progress(steps_per_epoch, f"epoch {epoch + 1}/{epochs}", verbose == 1)
-            t_epoch = time.perf_counter()
-            for b in range(steps_per_epoch):
-                idx = order[b * batch_size:(b + 1) * batch_size]
-                self.optimizer.on_step(global_step, epoch)
-                t0 = time.perf_counter()
-                vals = step_fn(*[a[idx] for a in xs], y[idx])
-                self.step_seconds.append(time.perf_counter() - t0)
-                vals = [float(v) for v in vals]
-                sums += np.asarray(vals) * len(idx)
-                seen += len(idx)
-                global_step += 1
-                logs = dict(zip(names, vals))
-                for c in cbs:
-                    c.on_batch_end(b, logs)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix({k: f"{v:.4f}" for k, v in zip(names, sums / seen)}, refresh=False)
-            logs = dict(zip(names, (sums / seen).tolist()))
-            if validation_data is not None:
-                scores = self.evaluate(*validation_data, batch_size=max(batch_size, 256))
-                logs.update({f"val_{k}": v for k, v in scores.items()})
-            for k, v in logs.items():
-                history[k].append(v)
-            if bar is not None:
-                bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=True)
-                bar.close()
-            elif verbose == 2:
-                print(f"epoch {epoch + 1}/{epochs} ({time.perf_counter() - t_epoch:.2f}s): "
-                      + ", ".join(f"{k}={v:.4f}" for k, v in logs.items()))
-            for c in cbs:
-                c.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
-        for c in cbs:
-            c.on_train_end(history)
-        return history
+        (also kept as model.history). X, y: arrays (lists or dicts of them for several
+        inputs or outputs), or X a generator / iterable of (x, y) batches and y None.
+        validation_split holds out the last fraction of X, y (before shuffling, as Keras).
+        verbose=1 shows a progress bar on a terminal and one line per epoch otherwise,
+        2 one line per epoch, 0 nothing. Each epoch's shuffle depends only on `seed`
+        and the epoch's number over the model's life, so training in several fit calls
+        (or after save and load_model) matches training in one. report="run.html" writes
+        the training report there (nngraph/report/training.py)."""
+        from .fitting import fit
+        if report is not None:
+            from ..report.training import TrainingReport
+            callbacks = [*(callbacks or []), TrainingReport(report)]
+        return fit(self, X, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
+                   validation_split=validation_split, shuffle=shuffle, callbacks=callbacks, verbose=verbose,
+                   seed=seed, steps_per_epoch=steps_per_epoch)
 
-    def evaluate(self, X, y, batch_size: int = 256) -> dict:
-        """{"loss": ..., metric: ...} over all of X (means weighted by batch size), inference mode."""
-        self._need_compiled()
-        xs, (y, y_kind) = self._xs(X), self._ys(y)
-        n = self._n(xs)
-        if len(y) != n or n == 0:
-            raise ValueError(f"{self.name}: evaluate needs as many targets as inputs (>0), got {n} and {len(y)}")
-        fn = self.compiled("evaluate", y_kind)
-        sums = np.zeros(len(self._score_names()))
-        for s in range(0, n, batch_size):
-            vals = fn(*[a[s:s + batch_size] for a in xs], y[s:s + batch_size])
-            sums += np.asarray([float(v) for v in vals]) * len(y[s:s + batch_size])
-        return dict(zip(self._score_names(), (sums / n).tolist()))
+    def evaluate(self, X, y=None, batch_size: int = 256, verbose: int = 0) -> dict:
+        """{"loss": ..., metric: ...} over all of X (means weighted by batch size), inference mode.
+        X may also be an iterable of (x, y) batches."""
+        from .fitting import evaluate
+        return evaluate(self, X, y, batch_size)
 
-    def predict(self, X, batch_size: int = 256) -> np.ndarray:
+    def predict(self, X, batch_size: int = 256, verbose: int = 0):
         """The model's output for X in inference mode (logits unless the model ends in
-        softmax or sigmoid)."""
+        softmax or sigmoid); a list of arrays, in the order of the outputs, when there
+        are several."""
         xs = self._xs(X)
         fn = self.compiled("predict")
-        n = self._n(xs)
-        outs = [fn(*[a[s:s + batch_size] for a in xs]) for s in range(0, n, batch_size)]
-        return np.concatenate(outs) if outs else np.zeros((0,) + tuple(self.output.shape[1:]), np.float32)
+        n = len(xs[0])
+        parts = [fn(*[a[s:s + batch_size] for a in xs]) for s in range(0, n, batch_size)]
+        if len(self.output_names) == 1:
+            return np.concatenate(parts) if parts else np.zeros((0,) + _static(self.outputs[0]), np.float32)
+        return [np.concatenate([p[i] for p in parts]) if parts else np.zeros((0,) + _static(o), np.float32)
+                for i, o in enumerate(self.outputs)]
 
     # ---------------------------------------------------------------- saving
     def save(self, path) -> None:
-        """Every layer parameter (running statistics included) to an .npz (ng.save)."""
+        """The whole model: weights, optimizer state and architecture (see model_io);
+        `ng.nn.load_model(path)` rebuilds it. An unbuilt model is an error."""
+        from .model_io import save_model
+        save_model(self, path)
+
+    def save_weights(self, path) -> None:
+        """Only the parameter values (running statistics too), as ng.save writes them."""
+        self._need_built("save_weights")
         saving.save(path, self.state_dict())
 
     def load(self, path) -> None:
-        """Values written by save(); every parameter must be there with its shape."""
-        saving.load(path, self.state_dict())
+        """Parameter values from a file that save() or save_weights() wrote; every
+        parameter must be there with its shape. An unbuilt model builds from the
+        shapes in the file, or says what it needs."""
+        from .model_io import load_weights
+        load_weights(self, path)
+
+    load_weights = load
+
+    def _need_built(self, what: str) -> None:
+        if not self.built:
+            raise ValueError(f"{self.name}: {what} needs a built model (its parameters do not exist yet); "
+                             "call fit, predict or build(input_shape) first")
 
 
-class Sequential(Model):
-    """Layers applied one after the other to inputs of `input_shape` (no batch axis).
-    With no input_shape, the first fit/predict takes it from the data."""
+def _check_input_shape(model_name: str, ph: Tensor, a: np.ndarray) -> None:
+    """The data's per-example shape against the model's input, in the user's terms."""
+    want = tuple(ph.shape[1:])
+    fits = a.ndim == len(want) + 1 and all(not isinstance(w, int) or w == g for w, g in zip(want, a.shape[1:]))
+    if not fits:
+        raise ValueError(f"{model_name}: input '{ph.name}' takes examples of shape {want} (batches "
+                         f"({', '.join(map(str, ph.shape))})), got an array of shape {a.shape}")
 
-    def __init__(self, layers=(), input_shape=None, name: str = "sequential", input_dtype="float32"):
-        self._seq = []
-        for layer in layers:
-            self.add(layer)
-        self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
-        self.input_dtype = input_dtype
-        self.name = name
-        self._layers = self._seq
-        self._reset_compiled()
-        self.optimizer, self.stop_training, self.history = None, False, None
-        self._inputs = None
 
-    def add(self, layer: Layer) -> None:
-        if not isinstance(layer, Layer):
-            raise TypeError(f"Sequential: expected a layer, got {layer!r}")
-        if any(layer is other for other in self._seq):
-            raise ValueError(f"Sequential: layer {layer.name} is listed twice")
-        self._seq.append(layer)
-        if hasattr(self, "_fns"):
-            self._reset_compiled()
-
-    @property
-    def inputs(self):
-        if self._inputs is None:
-            if self.input_shape is None:
-                raise ValueError(f"{self.name}: input_shape unknown; pass Sequential(..., input_shape=...) "
-                                 "or call fit/predict first")
-            self._inputs = [Input(self.input_shape, dtype=self.input_dtype)]
-        return self._inputs
-
-    @property
-    def output(self):
-        return self.forward(False)[1]
-
-    @property
-    def layers(self):
-        return self._seq
-
-    def forward(self, training: bool):
-        xs = self.inputs
-        h = xs[0]
-        for layer in self._seq:
-            h = layer(h, training=training)
-        return list(xs), h
-
-    def _xs(self, X):
-        if self.input_shape is None:
-            a = np.asarray(X[0] if isinstance(X, (list, tuple)) else X)
-            self.input_shape = tuple(a.shape[1:])
-        return super()._xs(X)
+def _static(t: Tensor) -> tuple:
+    return tuple(s if isinstance(s, int) else 0 for s in t.shape[1:])
 
 
 def ng_compile(*args, **kwargs):
@@ -411,12 +446,4 @@ def ng_compile(*args, **kwargs):
     return nngraph.compile(*args, **kwargs)
 
 
-def _progress(total, desc, enabled):
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is optional; fall back to a line per epoch
-        return None
-    return tqdm(total=total, desc=desc, unit="batch", leave=True, dynamic_ncols=True)
-
+__all__ = ["Model", "resolve_target", "Input"]

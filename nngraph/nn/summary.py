@@ -7,7 +7,7 @@ def _shape(s) -> str:
 
 
 def summary_text(model) -> str:
-    model.forward(False)  # builds the layers and records their output shapes
+    model._graph(False)  # builds the layers and records their output shapes
     rows = [("Layer (type)", "Output shape", "Param #")]
     for layer in model.layers:
         rows.append((f"{layer.name} ({type(layer).__name__})", _shape(layer.output_shape),

@@ -18,7 +18,7 @@ class Imported:
 
     def compile(self, target="cpu", **options):
         """ng.compile(self.inputs, self.outputs (always a list), target=target, **options)."""
-        from ..compile import compile as ng_compile
+        from ..compiler import compile as ng_compile
         return ng_compile(self.inputs, list(self.outputs), target=target, **options)
 
     def __repr__(self):

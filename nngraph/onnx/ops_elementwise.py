@@ -13,7 +13,7 @@ import numpy as np
 from .. import functional as F
 from ..ops import elementwise as ew
 from ..ops import movement as mv
-from ..types import is_float, is_int
+from ..types import INT_DTYPES, is_float
 from .registry import converter
 
 # ----------------------------------------------------------------------------- unary
@@ -96,7 +96,7 @@ def _same_type(a, b):
 
 def _div(a, b):
     """ONNX integer Div truncates toward zero (C's rule), float Div is true division."""
-    if is_int(a.dtype):
+    if a.dtype in INT_DTYPES:
         q = ew.div(ew.cast(a, "float64"), ew.cast(b, "float64"))
         return ew.cast(q, a.dtype)
     return ew.div(a, b)

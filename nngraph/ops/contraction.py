@@ -48,7 +48,8 @@ def _ref(ctx, a, b):
     return np.matmul(a.astype(dt, copy=False), b.astype(dt, copy=False))
 
 
-register(Op("matmul", "contraction", _infer, _ref, _vjp, doc="batched matrix product (rank >= 2 operands)"))
+register(Op("matmul", "contraction", _infer, _ref, _vjp, takes_epilogue=True,
+            doc="batched matrix product (rank >= 2 operands)"))
 
 
 def matmul(a, b) -> Tensor:

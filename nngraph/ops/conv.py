@@ -275,7 +275,7 @@ def _grad_filter_vjp(n, h, needs):
     return gx, ggy
 
 
-register(Op("conv2d", "contraction", _conv_infer, _conv_ref, _conv_vjp,
+register(Op("conv2d", "contraction", _conv_infer, _conv_ref, _conv_vjp, takes_epilogue=True,
             doc="2-d convolution (cross-correlation), NCHW x OIHW, stride/padding/dilation/groups"))
 register(Op("conv2d_grad_input", "contraction", _grad_input_infer, _grad_input_ref, _grad_input_vjp,
             doc="transpose of conv2d in its input: d conv2d / dx applied to a cotangent"))

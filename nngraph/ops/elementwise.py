@@ -87,30 +87,30 @@ def broadcast_shapes(op: str, *nodes) -> tuple:
     return tuple(out)
 
 
+# The gradient helpers below make movement and reduction nodes by op name (the ops
+# are registered by the time a gradient is built), so this module imports neither
+# ops/movement.py nor ops/reduce.py, which build on it.
+
 def zeros_like(x: Tensor) -> Tensor:
-    from .movement import broadcast_to
-    return broadcast_to(constant(np.zeros((), np_dtype(x.dtype))), x.shape)
+    return make("broadcast_to", (constant(np.zeros((), np_dtype(x.dtype))),), shape=tuple(x.shape))
 
 
 def ones_like(x: Tensor) -> Tensor:
-    from .movement import broadcast_to
-    return broadcast_to(constant(np.ones((), np_dtype(x.dtype))), x.shape)
+    return make("broadcast_to", (constant(np.ones((), np_dtype(x.dtype))),), shape=tuple(x.shape))
 
 
 def unbroadcast(g: Tensor, shape: tuple) -> Tensor:
     """Sum g over the axes that broadcasting added or stretched, back to `shape`."""
     if tuple(g.shape) == tuple(shape):
         return g
-    from .movement import reshape
-    from .reduce import sum as rsum
     lead = g.ndim - len(shape)
     axes = list(range(lead))
     for i, s in enumerate(shape):
         if s == 1 and g.shape[lead + i] != 1:
             axes.append(lead + i)
     if axes:
-        g = rsum(g, tuple(axes), keepdims=True)
-    return reshape(g, shape)
+        g = make("sum", (g,), axes=tuple(axes), keepdims=True)
+    return make("reshape", (g,), shape=tuple(shape))
 
 
 def _float_or_error(op, x):
@@ -123,7 +123,7 @@ def _float_or_error(op, x):
 UNARY_REFS = {}
 
 
-def _unary(name, ref, vjp, float_only=True, out_dtype=None, canonicalize=None, nondiff=False, doc=""):
+def _unary(name, ref, vjp, float_only=True, out_dtype=None, canonicalize=None, nondiff=False, doc="", cost=None):
     def infer(inputs, attrs):
         (x,) = inputs
         if float_only:
@@ -137,7 +137,7 @@ def _unary(name, ref, vjp, float_only=True, out_dtype=None, canonicalize=None, n
     UNARY_REFS[name] = ref
     register(Op(name, "elementwise", infer, reference,
                 (lambda node, g, needs: (vjp(node, g),)) if vjp else None,
-                canonicalize=canonicalize, nondiff=nondiff, doc=doc))
+                canonicalize=canonicalize, nondiff=nondiff, doc=doc, cost=cost))
 
     def builder(x):
         (x,) = _coerce(x)
@@ -158,6 +158,23 @@ def _softplus_ref(a):
     return np.logaddexp(np.zeros_like(a), a)
 
 
+def _build(op, *inputs):
+    return make(op, inputs)
+
+
+def log_of_sigmoid(z, build=_build):
+    """log(sigmoid z) in its stable form -softplus(-z), finite for any z (and so is its
+    gradient). The one statement of this rewrite: log's build-time canonical form below
+    and the stabilisation pass (passes/rewrites/stabilize.py, for graphs read from
+    text) both build it, each with its own node maker build(op, *inputs)."""
+    return build("neg", build("softplus", build("neg", z)))
+
+
+def log_of_one_minus_sigmoid(z, build=_build):
+    """log(1 - sigmoid z) in its stable form -softplus(z) (see log_of_sigmoid)."""
+    return build("neg", build("softplus", z))
+
+
 def _log_canon(inputs, attrs):
     """Stable forms chosen as the node is made: log(exp z) -> z,
     log(sigmoid z) -> -softplus(-z), log(1 - sigmoid z) -> -softplus(z)."""
@@ -165,11 +182,11 @@ def _log_canon(inputs, attrs):
     if x.op == "exp":
         return x.inputs[0]
     if x.op == "sigmoid":
-        return neg(softplus(neg(x.inputs[0])))
+        return log_of_sigmoid(x.inputs[0])
     if x.op == "sub" and x.inputs[1].op == "sigmoid" and _is_const(x.inputs[0], 1.0):
         z = x.inputs[1].inputs[0]
         if x.shape == z.shape:
-            return neg(softplus(z))
+            return log_of_one_minus_sigmoid(z)
     return None
 
 
@@ -179,23 +196,27 @@ def _is_const(x, v) -> bool:
 
 neg = _unary("neg", np.negative, lambda n, g: neg(g), float_only=False, doc="-x",
              canonicalize=lambda i, a: i[0].inputs[0] if i[0].op == "neg" else None)
-exp = _unary("exp", np.exp, lambda n, g: mul(g, n), doc="e**x")
-log = _unary("log", np.log, lambda n, g: div(g, n.inputs[0]), canonicalize=_log_canon, doc="natural log")
-log1p = _unary("log1p", np.log1p, lambda n, g: div(g, add(n.inputs[0], 1.0)), doc="log(1 + x), exact near 0")
-expm1 = _unary("expm1", np.expm1, lambda n, g: mul(g, add(n, 1.0)), doc="exp(x) - 1, exact near 0")
-sqrt = _unary("sqrt", np.sqrt, lambda n, g: div(mul(g, 0.5), n), doc="square root")
+exp = _unary("exp", np.exp, lambda n, g: mul(g, n), cost=Op.EXPENSIVE, doc="e**x")
+log = _unary("log", np.log, lambda n, g: div(g, n.inputs[0]), canonicalize=_log_canon, cost=Op.EXPENSIVE,
+             doc="natural log")
+log1p = _unary("log1p", np.log1p, lambda n, g: div(g, add(n.inputs[0], 1.0)), cost=Op.EXPENSIVE,
+               doc="log(1 + x), exact near 0")
+expm1 = _unary("expm1", np.expm1, lambda n, g: mul(g, add(n, 1.0)), cost=Op.EXPENSIVE,
+               doc="exp(x) - 1, exact near 0")
+sqrt = _unary("sqrt", np.sqrt, lambda n, g: div(mul(g, 0.5), n), cost=Op.EXPENSIVE, doc="square root")
 rsqrt = _unary("rsqrt", lambda a: 1 / np.sqrt(a), lambda n, g: mul(mul(g, -0.5), mul(n, mul(n, n))),
-               doc="1/sqrt(x), for normalisation")
+               cost=Op.EXPENSIVE, doc="1/sqrt(x), for normalisation")
 abs = _unary("abs", np.abs, lambda n, g: mul(g, sign(n.inputs[0])), float_only=False, doc="|x|")
 sign = _unary("sign", np.sign, lambda n, g: zeros_like(n.inputs[0]), float_only=False, doc="-1, 0 or 1")
-sin = _unary("sin", np.sin, lambda n, g: mul(g, cos(n.inputs[0])), doc="sine")
-cos = _unary("cos", np.cos, lambda n, g: neg(mul(g, sin(n.inputs[0]))), doc="cosine")
-tanh = _unary("tanh", np.tanh, lambda n, g: mul(g, sub(1.0, mul(n, n))), doc="hyperbolic tangent")
-sigmoid = _unary("sigmoid", _sigmoid_ref, lambda n, g: mul(g, mul(n, sub(1.0, n))), doc="1/(1+e**-x), stable")
+sin = _unary("sin", np.sin, lambda n, g: mul(g, cos(n.inputs[0])), cost=Op.EXPENSIVE, doc="sine")
+cos = _unary("cos", np.cos, lambda n, g: neg(mul(g, sin(n.inputs[0]))), cost=Op.EXPENSIVE, doc="cosine")
+tanh = _unary("tanh", np.tanh, lambda n, g: mul(g, sub(1.0, mul(n, n))), cost=Op.EXPENSIVE, doc="hyperbolic tangent")
+sigmoid = _unary("sigmoid", _sigmoid_ref, lambda n, g: mul(g, mul(n, sub(1.0, n))), cost=Op.EXPENSIVE,
+                 doc="1/(1+e**-x), stable")
 relu = _unary("relu", lambda a: np.maximum(a, 0), lambda n, g: where(greater(n.inputs[0], 0.0), g, zeros_like(g)),
               float_only=False, doc="max(x, 0); gradient 0 at 0")
 softplus = _unary("softplus", _softplus_ref, lambda n, g: mul(g, sigmoid(n.inputs[0])),
-                  doc="log(1 + e**x), stable for any magnitude")
+                  cost=Op.EXPENSIVE, doc="log(1 + e**x), stable for any magnitude")
 step = _unary("step", lambda a: (a >= 0).astype(a.dtype), lambda n, g: zeros_like(n.inputs[0]),
               float_only=False, doc="the unit step: 1 where x >= 0 else 0; gradient 0")
 logical_not = _unary("logical_not", np.logical_not, None, float_only=False, out_dtype="bool", nondiff=True,
@@ -209,7 +230,7 @@ stop_gradient = _unary("stop_gradient", lambda a: a, lambda n, g: None, float_on
 BINARY_REFS = {}
 
 
-def _binary(name, ref, vjp, kind="arith", nondiff=False, doc=""):
+def _binary(name, ref, vjp, kind="arith", nondiff=False, doc="", cost=None):
     def infer(inputs, attrs):
         a, b = inputs
         shape = broadcast_shapes(name, a, b)
@@ -238,7 +259,8 @@ def _binary(name, ref, vjp, kind="arith", nondiff=False, doc=""):
             return np.asarray(ref(a, b)).astype(dt, copy=False)
 
     BINARY_REFS[name] = ref
-    register(Op(name, "elementwise", infer, reference, vjp, nondiff=nondiff, doc=doc))
+    register(Op(name, "elementwise", infer, reference, vjp, nondiff=nondiff, doc=doc, category=kind,
+                cost=cost))
 
     def builder(a, b):
         a, b = _coerce(a, b)
@@ -298,8 +320,8 @@ def _vjp_select(pick_a):
 add = _binary("add", np.add, _vjp_add, doc="a + b")
 sub = _binary("sub", np.subtract, _vjp_sub, doc="a - b")
 mul = _binary("mul", np.multiply, _vjp_mul, doc="a * b")
-div = _binary("div", np.divide, _vjp_div, kind="div", doc="a / b (true division)")
-pow = _binary("pow", np.power, _vjp_pow, kind="float", doc="a ** b")
+div = _binary("div", np.divide, _vjp_div, kind="div", cost=Op.EXPENSIVE, doc="a / b (true division)")
+pow = _binary("pow", np.power, _vjp_pow, kind="float", cost=Op.EXPENSIVE, doc="a ** b")
 maximum = _binary("maximum", np.maximum, _vjp_select("max"), doc="elementwise max")
 minimum = _binary("minimum", np.minimum, _vjp_select("min"), doc="elementwise min")
 less = _binary("less", np.less, None, kind="compare", nondiff=True, doc="a < b")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..semantics import lowest
 from ..node import Op, Tensor, make, register, shape_error
 from ..types import Dim, TensorType, is_float
 from . import elementwise as ew
@@ -115,10 +116,6 @@ def _pad(x, padding, value):
     return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=value)
 
 
-def _lowest(dt):
-    return -np.inf if dt.kind == "f" else np.iinfo(dt).min
-
-
 def _win(xp, attrs, out_hw):
     """[N, C, OH, OW, KH, KW] view of the padded input's windows."""
     return windows(xp, 1, attrs["kernel"], out_hw, attrs["stride"], (1, 1))[:, 0]
@@ -126,7 +123,7 @@ def _win(xp, attrs, out_hw):
 
 def _argmax_positions(x, attrs, out_hw):
     """Padded-coordinate (row, col) of the first maximum of every window, each [N, C, OH, OW]."""
-    xp = _pad(x, attrs["padding"], _lowest(x.dtype))
+    xp = _pad(x, attrs["padding"], lowest(x.dtype.name))
     win = _win(xp, attrs, out_hw)
     kh, kw = attrs["kernel"]
     arg = np.argmax(win.reshape(win.shape[:4] + (kh * kw,)), axis=-1)
@@ -137,7 +134,7 @@ def _argmax_positions(x, attrs, out_hw):
 
 
 def _max_ref(ctx, x):
-    xp = _pad(x, ctx.attrs["padding"], _lowest(x.dtype))
+    xp = _pad(x, ctx.attrs["padding"], lowest(x.dtype.name))
     return _win(xp, ctx.attrs, ctx.node.shape[2:]).max(axis=(4, 5))
 
 

@@ -22,29 +22,42 @@ _seeds = itertools.count(1)
 _counter: list = []
 
 
+# the generator's constants, which every backend's "uniform" reads from here
+SEED_MUL = 0x9E3779B9
+COUNTER_MUL = 0x85EBCA6B
+HASH_STEPS = ((16, 0x7FEB352D), (15, 0x846CA68B), (16, None))   # x ^= x >> shift; x *= mul
+MANTISSA_SHIFT = 8                                                # u = (bits >> 8) * 2**-24
+UNIT = 2.0 ** -24
+
+
 def hash32(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.uint32).copy()
     with np.errstate(over="ignore"):
-        x ^= x >> np.uint32(16)
-        x *= np.uint32(0x7FEB352D)
-        x ^= x >> np.uint32(15)
-        x *= np.uint32(0x846CA68B)
-        x ^= x >> np.uint32(16)
+        for shift, mul in HASH_STEPS:
+            x ^= x >> np.uint32(shift)
+            if mul is not None:
+                x *= np.uint32(mul)
     return x
 
 
-def uniform_bits(seed: int, counter: int, index: np.ndarray) -> np.ndarray:
+def uniform_bits(seed: int, counter, index: np.ndarray) -> np.ndarray:
+    """hash32(index ^ key) for the key of (seed, counter); counter an int or an array."""
+    c = (np.asarray(counter).astype(np.int64) & 0xFFFFFFFF).astype(np.uint32)
     with np.errstate(over="ignore"):
-        k = hash32(np.uint32(seed & 0xFFFFFFFF) * np.uint32(0x9E3779B9)
-                   + np.uint32(counter & 0xFFFFFFFF) * np.uint32(0x85EBCA6B))
-    return hash32(np.asarray(index, dtype=np.uint32) ^ k)
+        k = hash32(np.uint32(seed & 0xFFFFFFFF) * np.uint32(SEED_MUL) + c * np.uint32(COUNTER_MUL))
+    return hash32(np.asarray(index).astype(np.uint32) ^ k)
+
+
+def uniform_floats(seed: int, counter, index: np.ndarray) -> np.ndarray:
+    """The float32 values in [0, 1) at flat positions `index` (see the module docstring)."""
+    bits = uniform_bits(seed, counter, index)
+    return (bits >> np.uint32(MANTISSA_SHIFT)).astype(np.float32) * np.float32(UNIT)
 
 
 def _ref(ctx, counter):
     shape = ctx.out_shape
     idx = np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.uint64).astype(np.uint32)
-    bits = uniform_bits(ctx.attrs["seed"], int(counter), idx)
-    return ((bits >> np.uint32(8)).astype(np.float32) * np.float32(2.0 ** -24)).reshape(shape)
+    return uniform_floats(ctx.attrs["seed"], int(counter), idx).reshape(shape)
 
 
 def _infer(inputs, attrs):
@@ -54,7 +67,7 @@ def _infer(inputs, attrs):
     return TensorType("float32", attrs["shape"])
 
 
-register(Op("uniform", "random", _infer, _ref, None,
+register(Op("uniform", "random", _infer, _ref, None, cost=Op.EXPENSIVE,
             doc="counter-based uniform [0,1) float32 of a static or symbolic shape"))
 
 

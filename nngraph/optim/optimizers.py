@@ -4,7 +4,8 @@ The state (velocities, moments, the step counter) and the learning rate are
 non-trainable parameters the optimiser owns, so one compiled call does forward,
 backward and update, and a schedule changes the rate by setting `lr.value` (no
 recompile). Weight decay is L2 regularisation added to the gradient,
-g <- g + weight_decay * w (PyTorch's definition).
+g <- g + weight_decay * w (PyTorch's definition). Every optimiser also takes Keras's
+clipvalue= and clipnorm= (clipping.py), applied to each gradient before the decay.
 
 Formulas: SGD with momentum, AdaGrad and RMSProp as the course notes write them;
 Nesterov, AdaDelta and Adam, which the notes do not spell out, as PyTorch
@@ -18,13 +19,16 @@ from ..api import parameter
 from ..autodiff import grad as _grad
 from ..node import Parameter, Tensor
 from ..ops import elementwise as ew
+from . import clipping
 from .schedules import Schedule
 
 
 class Optimizer:
     """Base: owns `lr` (a scalar parameter), `iterations` (steps taken) and per-weight slots."""
 
-    def __init__(self, lr, weight_decay: float = 0.0):
+    def __init__(self, lr, weight_decay: float = 0.0, clipnorm: float | None = None,
+                 clipvalue: float | None = None):
+        self.clipnorm, self.clipvalue = clipping.check(clipnorm, clipvalue)
         self.schedule = lr if isinstance(lr, Schedule) else None
         lr0 = self.schedule(0) if self.schedule is not None else float(lr)
         if lr0 < 0:
@@ -62,6 +66,7 @@ class Optimizer:
             if tuple(g.shape) != tuple(p.shape):
                 raise ValueError(f"{type(self).__name__}: gradient of {p.name} has shape {g.shape}, "
                                  f"the parameter {p.shape}")
+            g = clipping.clip(g, self.clipnorm, self.clipvalue)
             if self.weight_decay:
                 g = g + self.weight_decay * p
             out.update(self.update_one(p, g))
@@ -99,8 +104,8 @@ class SGD(Optimizer):
         w <- w + alpha v_new - lr g
     For a constant lr these equal PyTorch's SGD(momentum, nesterov) exactly."""
 
-    def __init__(self, lr=0.01, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
-        super().__init__(lr, weight_decay)
+    def __init__(self, lr=0.01, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0, **clip):
+        super().__init__(lr, weight_decay, **clip)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum}")
         if nesterov and momentum == 0.0:
@@ -119,8 +124,9 @@ class SGD(Optimizer):
 class AdaGrad(Optimizer):
     """The course's AdaGrad: r <- r + g^2;  w <- w - lr g / sqrt(r + delta)."""
 
-    def __init__(self, lr=0.01, eps: float = 1e-8, initial_accumulator: float = 0.0, weight_decay: float = 0.0):
-        super().__init__(lr, weight_decay)
+    def __init__(self, lr=0.01, eps: float = 1e-8, initial_accumulator: float = 0.0, weight_decay: float = 0.0,
+                 **clip):
+        super().__init__(lr, weight_decay, **clip)
         self.eps, self.initial_accumulator = float(eps), float(initial_accumulator)
 
     def update_one(self, p, g):
@@ -132,8 +138,8 @@ class AdaGrad(Optimizer):
 class RMSProp(Optimizer):
     """The course's RMSProp: r <- rho r + (1 - rho) g^2;  w <- w - lr g / sqrt(r + delta)."""
 
-    def __init__(self, lr=0.001, rho: float = 0.9, eps: float = 1e-8, weight_decay: float = 0.0):
-        super().__init__(lr, weight_decay)
+    def __init__(self, lr=0.001, rho: float = 0.9, eps: float = 1e-8, weight_decay: float = 0.0, **clip):
+        super().__init__(lr, weight_decay, **clip)
         if not 0.0 <= rho < 1.0:
             raise ValueError(f"RMSProp: rho must be in [0, 1), got {rho}")
         self.rho, self.eps = float(rho), float(eps)
@@ -151,8 +157,8 @@ class AdaDelta(Optimizer):
         u <- rho u + (1 - rho) d^2
         w <- w - lr d"""
 
-    def __init__(self, lr=1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0):
-        super().__init__(lr, weight_decay)
+    def __init__(self, lr=1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0, **clip):
+        super().__init__(lr, weight_decay, **clip)
         if not 0.0 <= rho < 1.0:
             raise ValueError(f"AdaDelta: rho must be in [0, 1), got {rho}")
         self.rho, self.eps = float(rho), float(eps)
@@ -171,8 +177,8 @@ class Adam(Optimizer):
         w <- w - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)"""
 
     def __init__(self, lr=0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-                 weight_decay: float = 0.0):
-        super().__init__(lr, weight_decay)
+                 weight_decay: float = 0.0, **clip):
+        super().__init__(lr, weight_decay, **clip)
         for n, b in (("beta1", beta1), ("beta2", beta2)):
             if not 0.0 <= b < 1.0:
                 raise ValueError(f"Adam: {n} must be in [0, 1), got {b}")

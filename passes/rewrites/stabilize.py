@@ -23,16 +23,21 @@ rules: finite for any z.
 from __future__ import annotations
 
 from nngraph.node import Tensor
+from nngraph.ops.elementwise import log_of_one_minus_sigmoid, log_of_sigmoid
 from nngraph.ops.reduce import reduced_shape
 
 from .patterns import fit, is_value, node, strip
 
 
+def _at(n):
+    """A node maker for the shared rewrites of nngraph/ops/elementwise.py: nodes at n."""
+    return lambda op, *inputs: node(op, inputs, n)
+
+
 def log_sigmoid(n):
     """log(sigmoid x) -> -softplus(-x)."""
     if n.op == "log" and n.inputs[0].op == "sigmoid":
-        x = n.inputs[0].inputs[0]
-        return node("neg", (node("softplus", (node("neg", (x,), n),), n),), n)
+        return log_of_sigmoid(n.inputs[0].inputs[0], _at(n))
     return None
 
 
@@ -44,7 +49,7 @@ def log_one_minus_sigmoid(n):
     elif n.op == "log1p" and n.inputs[0].op == "neg":
         s = n.inputs[0].inputs[0]
     if s is not None and s.op == "sigmoid":
-        return fit(node("neg", (node("softplus", (s.inputs[0],), n),), n), n)
+        return fit(log_of_one_minus_sigmoid(s.inputs[0], _at(n)), n)
     return None
 
 

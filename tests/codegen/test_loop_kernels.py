@@ -254,7 +254,7 @@ def _channel_sum_program(transposed_w=False, use_h_in_value=False):
 
 @pytest.mark.parametrize("variant", [{}, {"transposed_w": True}, {"use_h_in_value": True}])
 def test_coalesced_short_rows_give_the_same_results(variant):
-    from codegen.llvm.coalesce import coalesce
+    from passes.coalesce import coalesce
     pb = _channel_sum_program(**variant)
     x = np.random.default_rng(2).standard_normal((2, 3, 4, 5)).astype(np.float32)
     kern = pb.schedule[0]

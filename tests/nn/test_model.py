@@ -90,7 +90,7 @@ def test_save_load_roundtrip_into_a_fresh_model(tmp_path):
     path = tmp_path / "model.npz"
     a.save(path)
     with np.load(path, allow_pickle=False) as f:
-        assert "1_batchnorm.running_var" in f.files
+        assert "weights/1_batchnorm.running_var" in f.files  # a whole-model file (test_saving.py)
     b = make()
     b.compile(ng.optim.SGD(0.1), target="reference")
     assert not np.allclose(b.predict(X), a.predict(X))
@@ -163,13 +163,48 @@ def test_early_stopping_restores_best_weights():
     assert len(hist["loss"]) == 3 and stop.stopped_epoch == 2
 
 
-def test_progress_bar_when_verbose(capsys):
+def test_progress_bar_on_a_terminal(capsys, monkeypatch):
+    from nngraph.nn import progress
+    monkeypatch.setattr(progress, "_is_terminal", lambda stream: True)
     X, y = _blobs(40)
     model = ng.nn.Sequential([ng.nn.Dense(3)], input_shape=(4,))
     model.compile("adam", target="reference")
     model.fit(X, y, epochs=1, batch_size=10, verbose=1)
     err = capsys.readouterr().err
     assert "epoch 1/1" in err and "4/4" in err
+
+
+def test_one_line_per_epoch_when_not_a_terminal(capsys):
+    X, y = _blobs(40)
+    model = ng.nn.Sequential([ng.nn.Dense(3)], input_shape=(4,))
+    model.compile("adam", metrics=["accuracy"], target="reference")
+    model.fit(X, y, epochs=3, batch_size=10, verbose=1)  # pytest's capture is not a terminal
+    out = capsys.readouterr()
+    lines = [ln for ln in out.out.splitlines() if ln.startswith("epoch ")]
+    assert [ln.split(" (")[0] for ln in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert all("loss=" in ln and "accuracy=" in ln for ln in lines)
+    assert "batch" not in out.err  # no bar
+
+
+def test_tqdm_is_a_core_dependency():
+    import os
+    import re
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "pyproject.toml")) as f:
+        deps = re.search(r"^dependencies = \[(.*?)\]", f.read(), re.M | re.S).group(1)
+    assert '"tqdm' in deps
+
+
+def test_plain_lines_without_tqdm(capsys, monkeypatch):
+    import sys
+
+    from nngraph.nn import progress
+    monkeypatch.setattr(progress, "_is_terminal", lambda stream: True)
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm now fails
+    X, y = _blobs(40)
+    model = ng.nn.Sequential([ng.nn.Dense(3)], input_shape=(4,))
+    model.compile("adam", target="reference")
+    model.fit(X, y, epochs=2, batch_size=10, verbose=1)
+    assert capsys.readouterr().out.count("epoch ") == 2
 
 
 def test_default_target_is_cpu_or_reference_with_a_warning(monkeypatch):

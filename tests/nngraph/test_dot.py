@@ -99,7 +99,7 @@ def test_to_dot_accepts_a_tensor_and_escapes_names():
 
 
 def test_to_graph_is_a_networkx_graph_of_the_nodes():
-    from nngraph.dot import to_graph
+    from nngraph.graphviz import to_graph
     x = ng.placeholder((3,), name="x")
     y = ng.tanh(x) + ng.sin(x)
     g = to_graph(y)

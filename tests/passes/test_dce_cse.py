@@ -3,7 +3,7 @@ import numpy as np
 
 import nngraph as ng
 from ir_check import check, ir, run_pass, unchanged
-from nngraph.compile import build_graph
+from nngraph.compiler import build_graph
 from passes.cse import cse, cse_key
 from passes.dce import dce, drop_stop_gradient
 from passes.pipeline import optimize

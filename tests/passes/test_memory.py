@@ -9,7 +9,7 @@ import nngraph as ng
 from nngraph.graph import Graph
 from nngraph.interpreter import evaluate
 from passes.lowering import to_program
-from passes.memory import base_of, lifetimes, live_peak_bytes, nbytes, peak_bytes, plan_memory
+from passes.memory import lifetimes, live_peak_bytes, nbytes, peak_bytes, plan_memory
 from passes.program_interpreter import run_program
 
 
@@ -60,9 +60,9 @@ def test_plan_is_deterministic_and_views_count_for_their_base():
     _, prog = _chain(2)
     assert plan_memory(prog) == prog.plan
     for b in prog.buffers:
-        assert base_of(prog, b) == b  # no views in this program
+        assert prog.root(b) == b  # no views in this program
     x = ng.placeholder((2, 3, 6, 6), name="x")
     w = ng.parameter(np.ones((4, 3, 3, 3), np.float32), name="w")
     prog = to_program(Graph([x], [ng.sum(ng.relu(ng.conv2d(x, w, padding=1)))]), 2)
     views = [b for b, buf in prog.buffers.items() if buf.kind == "view"]
-    assert views and all(prog.buffers[base_of(prog, v)].kind != "view" for v in views)
+    assert views and all(prog.buffers[prog.root(v)].kind != "view" for v in views)

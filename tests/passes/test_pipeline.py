@@ -8,7 +8,7 @@ import pytest
 import nngraph as ng
 import helpers
 from ir_check import ir
-from nngraph.compile import build_graph
+from nngraph.compiler import build_graph
 from nngraph.errors import VerifyError
 from nngraph.graph import Graph
 from nngraph.interpreter import evaluate

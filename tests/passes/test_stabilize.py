@@ -389,7 +389,7 @@ def test_log1p_and_expm1_keep_tiny_values():
 @pytest.mark.parametrize("builder", ["softmax", "log_softmax"])
 def test_composites_need_no_stabilising_rewrite(builder):
     """The composites are built stable: the stabilise pass finds nothing to do."""
-    from nngraph.compile import build_graph
+    from nngraph.compiler import build_graph
     from passes.pipeline import optimize
     x = ng.placeholder(("N", 4), name="x")
     y = getattr(ng, builder)(x)

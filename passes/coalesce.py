@@ -1,4 +1,8 @@
-"""Coalescing of adjacent loop axes before a LoopKernel becomes loops.
+"""Coalescing of adjacent loop axes before a LoopKernel becomes loops: a rewrite of
+a LoopKernel's (outer, stages) into an equivalent one with fewer, longer axes. It
+depends on no backend; the LLVM backend applies it to each loop function it emits
+(codegen/llvm/kernel.py). (The Triton backend does not need it: its blocks already
+run over the flat element range.)
 
 Small images make short rows: a reduction over (N, 28, 28) or a pointwise kernel
 over (N, 6, 10, 10) runs its innermost loop 28 or 10 times, so a 16-wide vector
@@ -10,12 +14,12 @@ there are exactly (Sa, Sb): the row-major offset (... + i_a) * Sb + i_b then
 equals (... + 0) * Sb + q with q the merged index, so the rewrite is just
 `idx a` -> const 0 and `idx a + 1` -> `idx a` (the merged one), the later axes
 renumbered. Iteration order is unchanged (row-major), so results are bitwise
-equal. Axis 0 of the outer domain is never merged (the entry point splits it
-across threads); matmul epilogues (`acc` reads the outer index) are left alone.
+equal. Axis 0 of the outer domain is never merged (a backend may split it across
+threads); matmul epilogues (`acc` reads the outer index) are left alone.
 """
 from __future__ import annotations
 
-from passes.program import Instr, Stage
+from .program import Instr, Stage
 
 _ZERO = Instr("const", (), (("value", 0),), "int64")
 

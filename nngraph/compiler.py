@@ -80,9 +80,21 @@ def compile(inputs, outputs, updates=None, target="cpu", opt_level=2, cast_input
                                        dump_dir=dump_dir)
     stages.update(more_stages)
 
-    from runtime.function import Function
-    stats = {"compile_seconds": time.perf_counter() - t0, "passes": log}
-    fn = Function(graph, runner, target, cast_inputs=cast_inputs, stats=stats, stages=stages, run_graph=opt)
+    from .report.compiled import CompiledFunction
+    stats = {"compile_seconds": time.perf_counter() - t0, "passes": log, "opt_level": opt_level}
+    fn = CompiledFunction(graph, runner, target, cast_inputs=cast_inputs, stats=stats, stages=stages,
+                          run_graph=opt, single=single)
     fn.opt_graph = opt
-    fn._single = single
     return fn
+
+
+def target_available(target: str):
+    """(ok, why not): can `target` compile in this process?"""
+    from runtime.targets import available
+    return available(target)
+
+
+def is_compiled(obj) -> bool:
+    """Is obj a compiled Function (what compile returns)?"""
+    from runtime.function import Function
+    return isinstance(obj, Function)

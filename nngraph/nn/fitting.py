@@ -1,0 +1,196 @@
+"""Model.fit and Model.evaluate: where the batches come from (arrays, or a generator /
+iterable of (x, y) batches as Keras takes them), validation_split, the epoch loop
+with callbacks and progress.
+
+Each epoch's shuffle is drawn from (seed, epoch number over the model's life), not
+from one generator per fit call, so fit(epochs=2) equals fit(epochs=1) twice, and
+equals fit, save, load_model, fit: the model keeps `epochs_done` and saves it.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .progress import EpochProgress
+
+
+def _is_batch_source(X) -> bool:
+    """A generator, iterator or iterable object of batches (not arrays or lists of them)."""
+    if isinstance(X, (np.ndarray, list, tuple, dict, str, bytes)) or hasattr(X, "__array__"):
+        return False
+    return hasattr(X, "__iter__") or hasattr(X, "__next__")
+
+
+class ArraySource:
+    """Batches of in-memory arrays, shuffled per epoch."""
+
+    def __init__(self, model, X, y, batch_size: int, shuffle: bool, seed):
+        if y is None:
+            raise ValueError(f"{model.name}: fit(X, y) needs targets y (or X a generator of (x, y) batches)")
+        self.xs = model._xs(X)
+        self.ys, self.kinds = model._ys(y)
+        n = len(self.xs[0])
+        for a in self.ys:
+            if len(a) != n:
+                raise ValueError(f"{model.name}: {n} inputs but {len(a)} targets")
+        if n == 0:
+            raise ValueError(f"{model.name}: no training data")
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.steps = -(-n // batch_size)
+
+    def split_off(self, fraction: float) -> tuple:
+        """Keep the first 1 - fraction of the rows, return the rest (Keras's validation_split)."""
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"validation_split must be in (0, 1), got {fraction}")
+        k = int(self.n * (1.0 - fraction))
+        if k < 1 or k >= self.n:
+            raise ValueError(f"validation_split={fraction} of {self.n} rows leaves no training or no validation data")
+        held = ([a[k:] for a in self.xs], [a[k:] for a in self.ys])
+        self.xs, self.ys = [a[:k] for a in self.xs], [a[:k] for a in self.ys]
+        self.n, self.steps = k, -(-k // self.batch_size)
+        return held
+
+    def batches(self, epoch_index: int):
+        if self.shuffle:
+            rng = np.random.default_rng(None if self.seed is None else [int(self.seed), int(epoch_index)])
+            order = rng.permutation(self.n)
+        else:
+            order = np.arange(self.n)
+        for b in range(self.steps):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            yield [a[idx] for a in self.xs], [a[idx] for a in self.ys], self.kinds
+
+
+class BatchSource:
+    """(x, y) batches from a generator (steps_per_epoch of them per epoch) or from an
+    iterable that starts again each epoch (a list of batches, a data loader)."""
+
+    def __init__(self, model, data, steps_per_epoch):
+        self.model, self.data, self.steps = model, data, steps_per_epoch
+        self.one_shot = iter(data) is data
+        self._it = iter(data) if self.one_shot else None
+
+    def batches(self, epoch_index: int):
+        it = self._it if self.one_shot else iter(self.data)
+        count = 0
+        while self.steps is None or count < self.steps:
+            try:
+                item = next(it)
+            except StopIteration:
+                if count == 0 and self.one_shot:
+                    raise ValueError(f"{self.model.name}: the generator of batches is exhausted; pass "
+                                     "steps_per_epoch (and a generator that loops), or an iterable that "
+                                     "starts again, such as a list of (x, y) batches") from None
+                return
+            if not (isinstance(item, (tuple, list)) and len(item) == 2):
+                raise ValueError(f"{self.model.name}: a batch must be an (x, y) pair, got {type(item).__name__}")
+            xs = self.model._xs(item[0])
+            ys, kinds = self.model._ys(item[1])
+            count += 1
+            yield xs, ys, kinds
+
+
+def _source(model, X, y, batch_size, shuffle, seed, steps_per_epoch):
+    if _is_batch_source(X):
+        if y is not None:
+            raise ValueError(f"{model.name}: with a generator of (x, y) batches, leave y out")
+        return BatchSource(model, X, steps_per_epoch)
+    return ArraySource(model, X, y, batch_size, shuffle, seed)
+
+
+def _validation(model, source, validation_data, validation_split):
+    if validation_split:
+        if validation_data is not None:
+            raise ValueError(f"{model.name}: give validation_data or validation_split, not both")
+        if not isinstance(source, ArraySource):
+            raise ValueError(f"{model.name}: validation_split needs arrays; with a generator pass validation_data")
+        xs, ys = source.split_off(float(validation_split))
+        return (xs, ys if len(ys) > 1 else ys[0])
+    return validation_data
+
+
+def _run_epoch(model, source, epoch, epochs, cbs, verbose, names):
+    """One pass over the batches: (mean scores, steps taken)."""
+    sums, seen = np.zeros(len(names)), 0
+    progress = EpochProgress(source.steps, epoch, epochs, verbose)
+    t0 = time.perf_counter()
+    for b, (xs, ys, kinds) in enumerate(source.batches(model.epochs_done)):
+        step_fn = model.compiled("train", kinds)
+        # schedules count steps and epochs over the model's life (saved with it), not per fit call
+        model.optimizer.on_step(int(model.optimizer.iterations.value), model.epochs_done)
+        t = time.perf_counter()
+        vals = [float(v) for v in step_fn(*xs, *ys)]
+        model.step_seconds.append(time.perf_counter() - t)
+        sums += np.asarray(vals) * len(xs[0])
+        seen += len(xs[0])
+        logs = dict(zip(names, vals))
+        for c in cbs:
+            c.on_batch_end(b, logs)
+        progress.batch_done(dict(zip(names, sums / seen)))
+    if seen == 0:
+        raise ValueError(f"{model.name}: epoch {epoch + 1} had no batches")
+    return dict(zip(names, (sums / seen).tolist())), progress, time.perf_counter() - t0
+
+
+def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuffle, callbacks, verbose, seed,
+        steps_per_epoch) -> dict:
+    """Model.fit (its docstring says what it does)."""
+    model._need_compiled()
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    source = _source(model, X, y, batch_size, shuffle, seed, steps_per_epoch)
+    validation_data = _validation(model, source, validation_data, validation_split)
+    names = model._score_names()
+    cbs = list(callbacks or [])
+    for c in cbs:
+        c.set_model(model)
+    steps = source.steps or 1
+    model.optimizer.begin(steps * epochs, steps)
+    history = {k: [] for k in names}
+    if validation_data is not None:
+        history.update({f"val_{k}": [] for k in names})
+    model.history, model.stop_training, model.step_seconds = history, False, []
+    for c in cbs:
+        c.on_train_begin()
+    for epoch in range(epochs):
+        for c in cbs:
+            c.on_epoch_begin(epoch)
+        logs, progress, seconds = _run_epoch(model, source, epoch, epochs, cbs, verbose, names)
+        model.epochs_done += 1
+        if validation_data is not None:
+            val = validation_data if _is_batch_source(validation_data) else tuple(validation_data)
+            scores = evaluate(model, val, None, max(batch_size, 256)) if _is_batch_source(val) \
+                else evaluate(model, val[0], val[1], max(batch_size, 256))
+            logs.update({f"val_{k}": v for k, v in scores.items()})
+        for k, v in logs.items():
+            history[k].append(v)
+        progress.epoch_done(logs, seconds)
+        for c in cbs:
+            c.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    for c in cbs:
+        c.on_train_end(history)
+    return history
+
+
+def evaluate(model, X, y, batch_size: int) -> dict:
+    """Model.evaluate: mean scores over all rows (weighted by batch size), inference mode."""
+    model._need_compiled()
+    if _is_batch_source(X):
+        batches = BatchSource(model, X, None).batches(0)
+    else:
+        if y is None:
+            raise ValueError(f"{model.name}: evaluate(X, y) needs targets y")
+        source = ArraySource(model, X, y, batch_size, False, None)
+        batches = source.batches(0)
+    names = model._score_names()
+    sums, n = np.zeros(len(names)), 0
+    for xs, ys, kinds in batches:
+        vals = model.compiled("evaluate", kinds)(*xs, *ys)
+        sums += np.asarray([float(v) for v in vals]) * len(xs[0])
+        n += len(xs[0])
+    if n == 0:
+        raise ValueError(f"{model.name}: evaluate got no data")
+    return dict(zip(names, (sums / n).tolist()))

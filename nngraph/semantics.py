@@ -1,0 +1,42 @@
+"""Rules that every executor of a graph or Program must agree on, written once:
+the graph ops' NumPy references, the lowering, the Program interpreter and both
+backends import them from here.
+
+- Reduction identities: what an empty sum/max/min/argmax yields, and what masked
+  or padded lanes hold so they never win (`reduce_identity`).
+- The argmax rule: the first maximum in scan order wins; a NaN beats any number and
+  the first NaN wins (as np.argmax; max propagates NaN as np.max). The graph op's
+  reference and the interpreter use np.argmax; the lowering of max pooling, the LLVM
+  accumulator and the Triton combine each spell this rule in their own instructions
+  and say so.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .types import is_float, np_dtype
+
+
+def reduce_identity(kind: str, dtype: str):
+    """The identity of reduction `kind` (sum, max, min, argmax) over `dtype`, as a Python
+    scalar: 0 for sum; for max and argmax the lowest value (-inf, the integer minimum,
+    False); for min the highest (+inf, the integer maximum, True)."""
+    if kind == "sum":
+        return False if dtype == "bool" else (0.0 if is_float(dtype) else 0)
+    if kind not in ("max", "min", "argmax"):
+        raise ValueError(f"unknown reduction {kind!r}")
+    low = kind != "min"
+    if is_float(dtype):
+        return -math.inf if low else math.inf
+    if dtype == "bool":
+        return not low
+    info = np.iinfo(np_dtype(dtype))
+    return int(info.min) if low else int(info.max)
+
+
+def lowest(dtype: str):
+    """The value no element can be below: -inf, the integer minimum, False."""
+    return reduce_identity("max", dtype)
+

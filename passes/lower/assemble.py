@@ -1,0 +1,93 @@
+"""The end of a lowering: store the reduction results other kernels read, then
+assemble the Program (kernels built by the rules, sibling fusion, schedule, unused
+buffers dropped, memory plan, stats)."""
+from __future__ import annotations
+
+import networkx as nx
+
+from .. import fusion, kernel_map
+from ..kernel_dag import kernel_dag
+from ..memory import plan_memory
+from ..program import LoopKernel, MatmulKernel, Program, Stage
+from ..sibling_fusion import fuse_siblings
+
+
+def finish_results(ctx):
+    """Store each reduction result that another kernel reads, or that is returned."""
+    read_elsewhere = set()
+    for g in ctx.groups:
+        read_elsewhere |= g.reads - g.writes
+    for g in ctx.groups:
+        need = [r for r in g.members if id(r) in g.results
+                and any(b in read_elsewhere or ctx.buffers[b].kind in ("output", "update")
+                        for b in ctx.store_bufs.get(id(r), []))]
+        if not need:
+            continue
+        last = g.stages[-1]
+        stage = last if last.kind == "map" and last.inner == () else g.new_stage((), "map")
+        body = stage.body
+        for r in need:
+            s, slot, kept_out = g.results[id(r)]
+            v = body.emit("result", (), r.dtype, stage=s, slot=slot)
+            idx = [body.iconst(0)] * r.ndim
+            for q, k in enumerate(kept_out):
+                idx[k] = body.idx(q)
+            for b in ctx.store_bufs[id(r)]:
+                stage.stores.append(ctx.store(body, b, idx, v))
+        for r in g.members:
+            if id(r) in g.results and r not in need:
+                g.writes -= set(ctx.store_bufs.get(id(r), []))
+
+
+def _kernels(ctx) -> dict:
+    kernels = {}
+    for g in ctx.groups:
+        if g.kernel is not None:
+            kernels[g.no] = g.kernel
+            continue
+        names = "+".join(sorted({m.op for m in g.members}))
+        stages = [Stage(s.inner, s.body.instrs, tuple(s.reduce), s.stores).compact() for s in g.stages]
+        kernels[g.no] = LoopKernel(f"k{g.no}_{names}"[:60], g.outer, stages,
+                                   ", ".join(fusion.label(m) for m in g.members))
+    if ctx.opt >= 1:
+        kernels = fuse_siblings(kernels, ctx.root)
+    return kernels
+
+
+def assemble(ctx) -> Program:
+    kernels = _kernels(ctx)
+    order = list(nx.lexicographical_topological_sort(kernel_dag(kernels, ctx.root)))
+    schedule = [kernels[no] for no in order]
+    for n, k in enumerate(schedule):
+        k.name = f"k{n}_" + k.name.split("_", 1)[1]
+    # drop buffers nobody touches (unused constants, unstored reduction temps)
+    used = set(ctx.inputs) | set(ctx.params) | set(ctx.outputs) | {b for pair in ctx.updates for b in pair}
+    for k in schedule:
+        used |= k.reads() | k.writes()
+    for b in list(used):
+        while ctx.buffers[b].view_of is not None:     # a view keeps every buffer it relabels
+            b = ctx.buffers[b].view_of
+            used.add(b)
+    buffers = {b: buf for b, buf in ctx.buffers.items() if b in used}
+    prog = Program(buffers, schedule, list(ctx.inputs), list(ctx.params), list(ctx.outputs),
+                   list(ctx.updates))
+    prog.plan = plan_memory(prog)
+    prog.nodes = kernel_map.build(ctx.plan, ctx.store_bufs, schedule, ctx.root)
+    prog.stats = _stats(ctx, schedule)
+    return prog
+
+
+def _stats(ctx, schedule) -> dict:
+    reasons = {fusion.label(n): why for n in ctx.plan.order if (why := ctx.plan.reasons.get(id(n)))}
+    return {
+        "kernels": len(schedule),
+        "library_calls": sum(isinstance(k, MatmulKernel) for k in schedule),
+        "loop_kernels": sum(isinstance(k, LoopKernel) for k in schedule),
+        "fusion": {
+            "opt_level": ctx.opt,
+            "materialised": reasons,
+            "kernels": [{"name": k.name, "computes": k.source,
+                         "stages": len(k.stages) if isinstance(k, LoopKernel) else 0,
+                         "epilogue": bool(getattr(k, "epilogue", None))} for k in schedule],
+        },
+    }
