@@ -34,5 +34,6 @@ from .compiler import compile  # noqa: F401
 from .saving import load, save  # noqa: F401
 from .graphviz import to_dot  # noqa: F401
 from . import init, optim, nn, data  # noqa: F401,E402  (layers, optimisers, datasets)
+from . import onnx  # noqa: F401,E402  (ng.onnx; the onnx package itself is imported on first use)
 
 __version__ = "0.1.0"

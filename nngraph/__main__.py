@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "dump": "nngraph.cli_dump",   # print a compiled function at one stage
     "train": "nngraph.train_cli",  # train an MLP and a CNN on the digits, dump the IR
     "report": "nngraph.report.cli",  # a self-contained HTML report of a compiled function
+    "run": "nngraph.onnx.cli",     # compile an ONNX model, time one inference
 }
 
 

@@ -1,0 +1,25 @@
+"""ONNX in and out: `ng.onnx.load` imports a model, `ng.onnx.export` writes one,
+`nngraph.onnx.backend` runs the ONNX conformance suite. Needs the `onnx` package
+(`pip install nngraph[onnx]`), imported only when one of these is used."""
+from __future__ import annotations
+
+from . import ops_attention, ops_elementwise, ops_extra, ops_nn, ops_reduce, ops_rnn, ops_shape, ops_slicing  # noqa: F401  (register converters)
+from .imported import Imported  # noqa: F401
+from .registry import OnnxError, supported_ops
+
+SUPPORTED_OPS = supported_ops()  # op type -> (first opset, last opset)
+
+
+def load(model, fold_batchnorm: bool = True) -> Imported:
+    """An ONNX model (path or ModelProto) as an nngraph graph: see Imported."""
+    from .importer import load as _load
+    return _load(model, fold_batchnorm=fold_batchnorm)
+
+
+def export(fn_or_model, path=None, opset: int | None = None):
+    """Write a compiled function or a built nn model as ONNX; returns the ModelProto."""
+    from .exporter import export as _export
+    return _export(fn_or_model, path, opset)
+
+
+__all__ = ["load", "export", "Imported", "SUPPORTED_OPS", "OnnxError"]

@@ -1,0 +1,182 @@
+"""How each nngraph op is written as ONNX nodes: `EXPORTERS[op](emitter, node,
+input_names) -> output name`, one entry per exportable op."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from ..types import Dim
+from .dtypes import NNGRAPH_TO_ONNX
+from .registry import OnnxError
+
+EXPORTERS: dict = {}
+
+
+def exporter(*ops):
+    def deco(fn):
+        for op in ops:
+            EXPORTERS[op] = functools.partial(fn, op) if len(ops) > 1 else fn
+        return fn
+    return deco
+
+
+_SIMPLE = {"abs": "Abs", "neg": "Neg", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "sin": "Sin", "cos": "Cos",
+           "tanh": "Tanh", "sigmoid": "Sigmoid", "relu": "Relu", "sign": "Sign", "softplus": "Softplus",
+           "logical_not": "Not", "stop_gradient": "Identity", "matmul": "MatMul", "where": "Where",
+           "equal": "Equal", "less": "Less", "less_equal": "LessOrEqual", "greater": "Greater",
+           "greater_equal": "GreaterOrEqual", "logical_and": "And", "logical_or": "Or"}
+_ARITH = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow", "maximum": "Max", "minimum": "Min"}
+
+
+@exporter(*_SIMPLE)
+def _simple(op, em, n, ins):
+    return em.node(_SIMPLE[op], ins)
+
+
+@exporter(*_ARITH)
+def _arith(op, em, n, ins):
+    """nngraph promotes mixed operand types (int / int is float); ONNX takes one type."""
+    to = NNGRAPH_TO_ONNX[n.dtype]
+    ins = [i if x.dtype == n.dtype else em.node("Cast", [i], to=to) for i, x in zip(ins, n.inputs)]
+    return em.node(_ARITH[op], ins)
+
+
+def _scalar(em, value, dtype):
+    return em.const(np.asarray(value, np.dtype(dtype)), "k")
+
+
+@exporter("not_equal")
+def _not_equal(em, n, ins):
+    return em.node("Not", [em.node("Equal", ins)])
+
+
+@exporter("rsqrt")
+def _rsqrt(em, n, ins):
+    return em.node("Reciprocal", [em.node("Sqrt", ins)])
+
+
+@exporter("log1p")
+def _log1p(em, n, ins):
+    return em.node("Log", [em.node("Add", [ins[0], _scalar(em, 1, n.dtype)])])
+
+
+@exporter("expm1")
+def _expm1(em, n, ins):
+    return em.node("Sub", [em.node("Exp", ins), _scalar(em, 1, n.dtype)])
+
+
+@exporter("step")
+def _step(em, n, ins):
+    ge = em.node("GreaterOrEqual", [ins[0], _scalar(em, 0, n.inputs[0].dtype)])
+    return em.node("Cast", [ge], to=NNGRAPH_TO_ONNX[n.dtype])
+
+
+@exporter("cast")
+def _cast(em, n, ins):
+    return em.node("Cast", ins, to=NNGRAPH_TO_ONNX[n.dtype])
+
+
+@exporter("sum", "max", "min")
+def _reduce(op, em, n, ins):
+    axes, keep = list(n.attrs["axes"]), int(n.attrs["keepdims"])
+    if not axes:
+        return em.node("Identity", ins)
+    onnx_op = {"sum": "ReduceSum", "max": "ReduceMax", "min": "ReduceMin"}[op]
+    if op == "sum" or em.opset >= 18:
+        return em.node(onnx_op, [ins[0], em.const(np.asarray(axes, np.int64), "axes")], keepdims=keep)
+    return em.node(onnx_op, ins, axes=axes, keepdims=keep)
+
+
+@exporter("argmax")
+def _argmax(em, n, ins):
+    return em.node("ArgMax", ins, axis=int(n.attrs["axes"][0]), keepdims=int(n.attrs["keepdims"]))
+
+
+@exporter("reshape")
+def _reshape(em, n, ins):
+    return em.node("Reshape", [ins[0], em.shape(n.shape)])
+
+
+@exporter("broadcast_to")
+def _broadcast(em, n, ins):
+    return em.node("Expand", [ins[0], em.shape(n.shape)])
+
+
+@exporter("transpose")
+def _transpose(em, n, ins):
+    return em.node("Transpose", ins, perm=list(n.attrs["perm"]))
+
+
+@exporter("concatenate")
+def _concat(em, n, ins):
+    return em.node("Concat", ins, axis=int(n.attrs["axis"]))
+
+
+@exporter("slice")
+def _slice(em, n, ins):
+    starts, ends, axes, steps = [], [], [], []
+    for ax, (b, e, s) in enumerate(n.attrs["slices"]):
+        if isinstance(e, Dim) or (b, e, s) == (0, n.inputs[0].shape[ax], 1):
+            continue
+        starts.append(b), ends.append(e), axes.append(ax), steps.append(s)
+    if not axes:
+        return em.node("Identity", ins)
+    vec = [em.const(np.asarray(v, np.int64), k) for v, k in ((starts, "starts"), (ends, "ends"),
+                                                             (axes, "axes"), (steps, "steps"))]
+    return em.node("Slice", [ins[0]] + vec)
+
+
+@exporter("pad")
+def _pad(em, n, ins):
+    pads = n.attrs["pads"]
+    if any(p[2] for p in pads):
+        raise OnnxError(f"export: pad with interior padding (built at {n.where}) has no ONNX form")
+    vec = [p[0] for p in pads] + [p[1] for p in pads]
+    value = _scalar(em, n.attrs["value"], n.dtype)
+    return em.node("Pad", [ins[0], em.const(np.asarray(vec, np.int64), "pads"), value], mode="constant")
+
+
+def _window(attrs) -> dict:
+    (t, b), (l, r) = attrs["padding"]
+    return {"pads": [t, l, b, r], "strides": list(attrs["stride"])}
+
+
+@exporter("conv2d")
+def _conv(em, n, ins):
+    a = n.attrs
+    return em.node("Conv", ins, dilations=list(a["dilation"]), group=int(a["groups"]),
+                   kernel_shape=[int(k) for k in n.inputs[1].shape[2:]], **_window(a))
+
+
+@exporter("max_pool2d")
+def _max_pool(em, n, ins):
+    return em.node("MaxPool", ins, kernel_shape=list(n.attrs["kernel"]), **_window(n.attrs))
+
+
+@exporter("avg_pool2d")
+def _avg_pool(em, n, ins):
+    return em.node("AveragePool", ins, kernel_shape=list(n.attrs["kernel"]),
+                   count_include_pad=int(n.attrs["count_include_pad"]), **_window(n.attrs))
+
+
+@exporter("numel")
+def _numel(em, n, ins):
+    sizes = list(n.attrs["sizes"])
+    total = em.const(np.asarray([1], np.int64), "one")
+    for s in sizes:
+        total = em.node("Mul", [total, em.size(s)])
+    scalar = em.node("Reshape", [total, em.const(np.asarray([], np.int64), "scalar")])
+    return em.node("Cast", [scalar], to=NNGRAPH_TO_ONNX[n.dtype])
+
+
+@exporter("iota")
+def _iota(em, n, ins):
+    shape = n.attrs["shape"]
+    if not all(isinstance(s, int) for s in shape):
+        raise OnnxError(f"export: iota over dynamic sizes (built at {n.where}) has no ONNX form here")
+    ax = n.attrs["axis"]
+    view = [1] * len(shape)
+    view[ax] = shape[ax]
+    arr = np.broadcast_to(np.arange(shape[ax]).reshape(view), shape)
+    return em.const(arr.astype(np.dtype(n.dtype)), "iota")

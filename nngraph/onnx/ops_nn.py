@@ -1,0 +1,269 @@
+"""ONNX convolution, pooling, normalisation and dropout operators."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import functional as F
+from ..ops import conv as cv
+from ..ops import elementwise as ew
+from ..ops import movement as mv
+from ..ops import pool as pl
+from ..ops import reduce as rd
+from ..types import is_float
+from .registry import converter
+from .spatial import from_2d, ints, spatial_rank, to_2d, window_pads
+
+_WINDOW = ("auto_pad", "kernel_shape", "pads", "strides", "dilations")
+
+
+def _geometry(ctx, x, kernel, ceil_mode=False):
+    """(r, strides, dilations, pads) of a window op, all given as 2-d."""
+    r = len(kernel)
+    strides, dilations = ints(ctx, "strides", r, 1), ints(ctx, "dilations", r, 1)
+    pads = window_pads(ctx, x.shape[2:], kernel, strides, dilations, ceil_mode)
+    if r == 1:
+        return r, (1,) + strides, (1,) + dilations, [(0, 0)] + pads
+    return r, strides, dilations, pads
+
+
+@converter("Conv", 1, attrs=_WINDOW + ("group",))
+def _conv(ctx):
+    x, w = ctx.t(0), ctx.t(1)
+    r = spatial_rank(ctx, x)
+    kernel = tuple(int(k) for k in w.shape[2:])
+    if ctx.attr("kernel_shape") is not None and tuple(ctx.attr("kernel_shape")) != kernel:
+        raise ctx.error(f"attribute kernel_shape={list(ctx.attr('kernel_shape'))} contradicts the weight {w.type}")
+    r, strides, dilations, pads = _geometry(ctx, x, kernel)
+    y = cv.conv2d(to_2d(x, r), to_2d(w, r), stride=strides, padding=tuple(pads), dilation=dilations,
+                  groups=int(ctx.attr("group", 1)))
+    if ctx.has(2):
+        y = ew.add(y, mv.reshape(ctx.t(2), (1, -1, 1, 1)))
+    return from_2d(y, r)
+
+
+def _pool_kernel(ctx, x):
+    r = spatial_rank(ctx, x, (1, 2, 3))
+    kernel = ints(ctx, "kernel_shape", r, 0)
+    if ctx.attr("kernel_shape") is None:
+        raise ctx.error("attribute kernel_shape is required")
+    return kernel
+
+
+def _needs_slices(ctx, kernel) -> bool:
+    """3-d windows and dilated ones have no built-in pool: they take the slice path."""
+    return len(kernel) == 3 or set(ints(ctx, "dilations", len(kernel), 1)) != {1}
+
+
+def _window_slices(ctx, xp, kernel, strides, dilations, out_sizes):
+    """One strided slice of the padded input per kernel offset."""
+    for off in np.ndindex(*kernel):
+        spec = [(0, xp.shape[0], 1), (0, xp.shape[1], 1)]
+        for o, k, s, d, n in zip(off, kernel, strides, dilations, out_sizes):
+            spec.append((o * d, o * d + (n - 1) * s + 1, s))
+        yield spec
+
+
+def _pool_by_slices(ctx, x, kernel, average: bool):
+    """Max or average over windows as an elementwise max/sum of shifted strided slices."""
+    strides, dilations = ints(ctx, "strides", len(kernel), 1), ints(ctx, "dilations", len(kernel), 1)
+    sizes = [int(v) for v in x.shape[2:]]
+    pads = window_pads(ctx, sizes, kernel, strides, dilations, bool(ctx.attr("ceil_mode", 0)))
+    padded = [n + b + e for n, (b, e) in zip(sizes, pads)]
+    outs = [(p - (k - 1) * d - 1) // s + 1 for p, k, s, d in zip(padded, kernel, strides, dilations)]
+    low = 0.0 if average else float(np.finfo(np.dtype(x.dtype)).min if is_float(x.dtype)
+                                      else np.iinfo(np.dtype(x.dtype)).min)
+    xp = mv.pad(x, [(0, 0), (0, 0)] + list(pads), low)
+    parts = [mv.slice_(xp, spec) for spec in _window_slices(ctx, xp, kernel, strides, dilations, outs)]
+    while len(parts) > 1:  # a balanced tree: a long chain would make one very deep fused expression
+        pairs = [(ew.add if average else ew.maximum)(a, b) for a, b in zip(parts[::2], parts[1::2])]
+        parts = pairs + parts[len(pairs) * 2:]
+    acc = parts[0]
+    if not average:
+        return acc
+    plain = window_pads(ctx, sizes, kernel, strides, dilations)
+    mask = np.zeros((1, 1) + tuple(padded), np.dtype(x.dtype))
+    include = bool(ctx.attr("count_include_pad", 0))
+    mask[(slice(None), slice(None)) + tuple(slice(0 if include else b, b + n + (pe if include else 0))
+                                            for n, (b, _), (_, pe) in zip(sizes, pads, plain))] = 1
+    counts = sum(mask[tuple(slice(b, e, st) for b, e, st in spec)] for spec in
+                 _window_slices(ctx, mask, kernel, strides, dilations, outs))
+    return ew.div(acc, counts)
+
+
+def _fits_builtin(pads, kernel) -> bool:
+    """The built-in pools take symmetric padding of at most half the kernel."""
+    return all(b == e and 2 * b <= k for (b, e), k in zip(pads, kernel))
+
+
+@converter("MaxPool", 1, attrs=_WINDOW + ("ceil_mode", "storage_order"))
+def _max_pool(ctx):
+    """`storage_order` only orders the Indices output, which is refused."""
+    if ctx.n_outputs > 1:
+        raise ctx.error("the Indices output is not supported")
+    x = ctx.t(0)
+    kernel = _pool_kernel(ctx, x)
+    if _needs_slices(ctx, kernel):
+        return _pool_by_slices(ctx, x, kernel, average=False)
+    r, strides, _, pads = _geometry(ctx, x, kernel, bool(ctx.attr("ceil_mode", 0)))
+    k2, x2 = ((1,) + kernel if r == 1 else kernel), to_2d(x, r)
+    if _fits_builtin(pads, k2):
+        return from_2d(pl.max_pool2d(x2, k2, strides, tuple(b for b, _ in pads)), r)
+    low = np.finfo(np.dtype(x.dtype)).min if is_float(x.dtype) else np.iinfo(np.dtype(x.dtype)).min
+    xp = mv.pad(x2, [(0, 0), (0, 0)] + list(pads), float(low))
+    return from_2d(pl.max_pool2d(xp, k2, strides, 0), r)
+
+
+@converter("AveragePool", 1, attrs=_WINDOW + ("ceil_mode", "count_include_pad"))
+def _avg_pool(ctx):
+    """Zero padding; the divisor counts the explicit pads when count_include_pad=1,
+    never the extra end of ceil_mode (as ONNX's reference and PyTorch)."""
+    x = ctx.t(0)
+    kernel = _pool_kernel(ctx, x)
+    if _needs_slices(ctx, kernel):
+        return _pool_by_slices(ctx, x, kernel, average=True)
+    include = bool(ctx.attr("count_include_pad", 0))
+    plain = window_pads(ctx, x.shape[2:], kernel, ints(ctx, "strides", len(kernel), 1), (1,) * len(kernel))
+    r, strides, _, pads = _geometry(ctx, x, kernel, bool(ctx.attr("ceil_mode", 0)))
+    plain = [(0, 0)] + plain if r == 1 else plain
+    k2, x2 = ((1,) + kernel if r == 1 else kernel), to_2d(x, r)
+    if _fits_builtin(pads, k2) and pads == plain:
+        return from_2d(pl.avg_pool2d(x2, k2, strides, tuple(b for b, _ in pads), count_include_pad=include), r)
+    area = float(np.prod(k2))
+    sums = ew.mul(pl.avg_pool2d(mv.pad(x2, [(0, 0), (0, 0)] + list(pads)), k2, strides, 0), area)
+    hw = tuple(int(s) for s in x2.shape[2:])
+    mask = np.zeros((1, 1) + tuple(h + b + e for h, (b, e) in zip(hw, pads)), np.dtype(x.dtype))
+    counted = [(b, b + h) if not include else (0, b + h + pe) for h, (b, _), (_, pe) in zip(hw, pads, plain)]
+    mask[:, :, counted[0][0]:counted[0][1], counted[1][0]:counted[1][1]] = 1
+    counts = _window_sums(mask, k2, strides)
+    return from_2d(ew.div(sums, counts.astype(mask.dtype)), r)
+
+
+def _window_sums(a: np.ndarray, kernel, strides) -> np.ndarray:
+    """Sum over each pooling window of a [1, 1, H, W] array, at import."""
+    (kh, kw), (sh, sw) = kernel, strides
+    oh, ow = (a.shape[2] - kh) // sh + 1, (a.shape[3] - kw) // sw + 1
+    out = np.zeros((1, 1, oh, ow), a.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out += a[:, :, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw]
+    return out
+
+
+@converter("GlobalAveragePool", 1)
+def _global_avg_pool(ctx):
+    x = ctx.t(0)
+    return rd.mean(x, tuple(range(2, x.ndim)), keepdims=True)
+
+
+@converter("GlobalMaxPool", 1)
+def _global_max_pool(ctx):
+    x = ctx.t(0)
+    return rd.max(x, tuple(range(2, x.ndim)), keepdims=True)
+
+
+@converter("BatchNormalization", 6, attrs=("epsilon", "momentum", "spatial", "is_test", "training_mode"))
+def _batch_norm(ctx):
+    """Inference form with the running statistics. `momentum` only updates the
+    running-statistics outputs of training mode, which is refused; `is_test` (opset 6)
+    names the same inference form."""
+    ctx.refuse_unless("spatial", (1,), 1)
+    ctx.refuse_unless("training_mode", (0,), 0)
+    if ctx.n_outputs > 1:
+        raise ctx.error("outputs running_mean/running_var/saved_* (training mode) are not supported")
+    x = ctx.t(0)
+    return F.batch_norm(x, ctx.t(1), ctx.t(2), ctx.t(3), ctx.t(4), axis=1, eps=float(ctx.attr("epsilon", 1e-5)))
+
+
+@converter("LRN", 1, attrs=("alpha", "beta", "bias", "size"))
+def _lrn(ctx):
+    """x / (bias + alpha/size * sum of x^2 over a window of `size` channels)^beta."""
+    x = ctx.t(0)
+    size = int(ctx.attr("size"))
+    alpha, beta, bias = ctx.attr("alpha", 1e-4), ctx.attr("beta", 0.75), ctx.attr("bias", 1.0)
+    c = x.shape[1]
+    if not isinstance(c, int):
+        raise ctx.error(f"the channel axis must be static, input has {x.type}")
+    lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
+    sq = mv.pad(ew.mul(x, x), [(0, 0), (lo, hi)] + [(0, 0)] * (x.ndim - 2))
+    full = [(0, s, 1) for s in sq.shape]
+    total = None
+    for k in range(size):
+        part = mv.slice_(sq, [full[0], (k, k + c, 1)] + full[2:])
+        total = part if total is None else ew.add(total, part)
+    return ew.div(x, ew.pow(ew.add(ew.mul(total, alpha / size), bias), beta))
+
+
+@converter("Gemm", 6, attrs=("alpha", "beta", "transA", "transB", "broadcast"))
+def _gemm(ctx):
+    """`broadcast` (opset 6) allowed C to broadcast, as it always does since."""
+    a, b = ctx.t(0), ctx.t(1)
+    if ctx.attr("transA", 0):
+        a = mv.transpose(a)
+    if ctx.attr("transB", 0):
+        b = mv.transpose(b)
+    y = a @ b
+    alpha, beta = ctx.attr("alpha", 1.0), ctx.attr("beta", 1.0)
+    if alpha != 1.0:
+        y = ew.mul(y, alpha)
+    if ctx.has(2) and beta != 0.0:
+        c = ctx.t(2)
+        y = ew.add(y, c if beta == 1.0 else ew.mul(c, beta))
+    return y
+
+
+@converter("MatMul", 1)
+def _matmul(ctx):
+    return ctx.t(0) @ ctx.t(1)
+
+
+def _softmax_axes(ctx, x):
+    """Opset < 13: the axes from `axis` (default 1) on, flattened; 13+: one axis (default -1)."""
+    if ctx.opset < 13:
+        axis = int(ctx.attr("axis", 1)) % max(x.ndim, 1)
+        return tuple(range(axis, x.ndim))
+    return int(ctx.attr("axis", -1))
+
+
+@converter("Softmax", 1, attrs=("axis",))
+def _softmax(ctx):
+    x = ctx.t(0)
+    return F.softmax(x, _softmax_axes(ctx, x))
+
+
+@converter("LogSoftmax", 1, attrs=("axis",))
+def _log_softmax(ctx):
+    x = ctx.t(0)
+    return F.log_softmax(x, _softmax_axes(ctx, x))
+
+
+@converter("LayerNormalization", 17, attrs=("axis", "epsilon", "stash_type"))
+def _layer_norm(ctx):
+    """Normalise over the axes from `axis` on; stash_type=1 (float32 statistics) is
+    what nngraph computes for float32, and float64 inputs keep float64."""
+    ctx.refuse_unless("stash_type", (1,), 1)
+    x = ctx.t(0)
+    axis = int(ctx.attr("axis", -1)) % x.ndim
+    axes, eps = tuple(range(axis, x.ndim)), float(ctx.attr("epsilon", 1e-5))
+    mean, var = F.moments(x, axes, keepdims=True)
+    inv = ew.rsqrt(ew.add(var, eps))
+    y = ew.mul(ew.sub(x, mean), inv)
+    y = ew.mul(y, ctx.t(1))
+    if ctx.has(2):
+        y = ew.add(y, ctx.t(2))
+    return [y, mean, inv][:max(ctx.n_outputs, 1)]
+
+
+@converter("Dropout", 6, attrs=("ratio", "is_test", "seed"))
+def _dropout(ctx):
+    """Inference: the identity (and an all-true mask). Training mode (training_mode
+    true) draws random masks no other runtime reproduces, and is refused; `seed` and
+    `ratio` only matter there."""
+    if ctx.has(2) and bool(np.asarray(ctx.const(2, "training_mode")).reshape(-1)[0]):
+        ratio = float(ctx.const(1, "ratio").reshape(-1)[0]) if ctx.has(1) else 0.5
+        if ratio != 0.0:
+            raise ctx.error("training_mode=true is not supported (the masks are random)")
+    x = ctx.t(0)
+    outs = [x]
+    if ctx.n_outputs > 1:
+        outs.append(mv.broadcast_to(np.asarray(True), x.shape))
+    return outs

@@ -1,0 +1,200 @@
+"""ONNX Slice, Gather, Split, Pad, Tile, Expand and Range."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import functional as F
+from ..ops import elementwise as ew
+from ..ops import movement as mv
+from ..types import Dim, is_float
+from .registry import SymShape, converter
+from .ops_shape import _known
+
+
+def _clamp(v: int, size: int, lo: int, hi: int) -> int:
+    v = v + size if v < 0 else v
+    return min(max(v, lo), hi)
+
+
+def _slice_specs(ctx):
+    """(starts, ends, axes, steps) from attributes (opset < 10) or inputs."""
+    if ctx.opset < 10:
+        starts, ends = ctx.attr("starts"), ctx.attr("ends")
+        axes = ctx.attr("axes", list(range(len(starts))))
+        return list(starts), list(ends), list(axes), [1] * len(starts)
+    starts = [int(v) for v in ctx.const(1, "starts").reshape(-1)]
+    ends = [int(v) for v in ctx.const(2, "ends").reshape(-1)]
+    axes = [int(v) for v in ctx.const(3, "axes").reshape(-1)] if ctx.has(3) else list(range(len(starts)))
+    steps = [int(v) for v in ctx.const(4, "steps").reshape(-1)] if ctx.has(4) else [1] * len(starts)
+    return starts, ends, axes, steps
+
+
+@converter("Slice", 1, attrs=("starts", "ends", "axes"))
+def _slice(ctx):
+    starts, ends, axes, steps = _slice_specs(ctx)
+    v = ctx.values[0]
+    shape = tuple(v.shape)
+    spec = [(0, s, 1) for s in shape]
+    for st, en, ax, sp in zip(starts, ends, axes, steps):
+        ax = ax + len(shape) if ax < 0 else ax
+        size = shape[ax]
+        if sp <= 0:
+            raise ctx.error(f"step {sp} on axis {ax} is not supported (only positive steps)")
+        if isinstance(size, Dim):
+            if st != 0 or en < INT_MAX_ISH:
+                raise ctx.error(f"slice {st}:{en} of dynamic axis {ax} ({size}) is not supported; only a full slice")
+            continue
+        spec[ax] = (_clamp(st, size, 0, size), max(_clamp(en, size, 0, size), _clamp(st, size, 0, size)), sp)
+    if isinstance(v, SymShape):
+        b, e, s = spec[0]
+        return _known(list(v.sizes)[b:e:s])
+    return mv.slice_(ctx.t(0), spec)
+
+
+INT_MAX_ISH = 2**31 - 1
+
+
+@converter("Gather", 1, attrs=("axis",))
+def _gather(ctx):
+    v, axis = ctx.values[0], int(ctx.attr("axis", 0))
+    if isinstance(v, SymShape):
+        idx = ctx.const(1, "indices")
+        picked = [v.sizes[int(i)] for i in idx.reshape(-1)]
+        if idx.ndim == 0:
+            return np.asarray(picked[0], np.int64) if isinstance(picked[0], int) else SymShape(tuple(picked), True)
+        return _known(picked)
+    x = ctx.t(0)
+    axis = axis + x.ndim if axis < 0 else axis
+    size = x.shape[axis]
+    if isinstance(ctx.values[1], np.ndarray):
+        return _gather_known(ctx, x, axis, ctx.values[1])
+    return _gather_one_hot(ctx, x, axis, ctx.t(1), size)
+
+
+def _gather_known(ctx, x, axis, idx):
+    """Indices known at import: one slice per index, concatenated."""
+    size = x.shape[axis]
+    if isinstance(size, Dim):
+        raise ctx.error(f"gather along dynamic axis {axis} of {x.type} is not supported")
+    flat = [int(i) + size if i < 0 else int(i) for i in idx.reshape(-1)]
+    if any(not 0 <= i < size for i in flat):
+        raise ctx.error(f"indices {idx.reshape(-1).tolist()} are out of range for axis {axis} of size {size}")
+    full = [(0, s, 1) for s in x.shape]
+    parts = [mv.slice_(x, full[:axis] + [(i, i + 1, 1)] + full[axis + 1:]) for i in flat]
+    y = mv.concatenate(parts, axis) if parts else None
+    if y is None:
+        raise ctx.error("empty indices are not supported")
+    return mv.reshape(y, tuple(x.shape[:axis]) + tuple(idx.shape) + tuple(x.shape[axis + 1:]))
+
+
+def _gather_one_hot(ctx, x, axis, ids, size):
+    """Indices computed at run time: one_hot(ids) @ rows, differentiable in x (an
+    embedding lookup). Negative ids count from the end; an id out of range selects
+    no row (zeros)."""
+    if not is_float(x.dtype):
+        raise ctx.error(f"gather with run-time indices needs float data, got {x.type}")
+    if isinstance(size, Dim):
+        raise ctx.error(f"gather along dynamic axis {axis} of {x.type} is not supported")
+    ids = ew.where(ew.less(ids, 0), ew.add(ids, size), ids)
+    moved = mv.transpose(x, (axis,) + tuple(a for a in range(x.ndim) if a != axis)) if axis else x
+    rest = tuple(moved.shape[1:])
+    rows = mv.reshape(moved, (size, -1)) if rest else mv.reshape(moved, (size, 1))
+    picked = F.one_hot(ids, size, x.dtype) @ rows
+    picked = mv.reshape(picked, tuple(ids.shape) + rest)
+    if not axis:
+        return picked
+    k = ids.ndim
+    lead = tuple(range(k, k + axis))
+    return mv.transpose(picked, lead + tuple(range(k)) + tuple(range(k + axis, picked.ndim)))
+
+
+@converter("Expand", 8)
+def _expand(ctx):
+    """Bidirectional broadcast of x with the given shape."""
+    x, sizes = ctx.t(0), list(ctx.shape_value(1))
+    nd = max(x.ndim, len(sizes))
+    a = [1] * (nd - x.ndim) + list(x.shape)
+    b = [1] * (nd - len(sizes)) + sizes
+    out = []
+    for i, (p, q) in enumerate(zip(a, b)):
+        if p == 1:
+            out.append(q)
+        elif q == 1 or p == q:
+            out.append(p)
+        else:
+            raise ctx.error(f"cannot broadcast {x.type} to shape {sizes}: axis {i} has {p} and {q}")
+    return mv.broadcast_to(mv.reshape(x, tuple(a)) if nd > x.ndim else x, tuple(out))
+
+
+@converter("Split", 2, attrs=("axis", "split", "num_outputs"))
+def _split(ctx):
+    x = ctx.t(0)
+    axis = int(ctx.attr("axis", 0))
+    axis = axis + x.ndim if axis < 0 else axis
+    size = x.shape[axis]
+    if isinstance(size, Dim):
+        raise ctx.error(f"split of dynamic axis {axis} of {x.type} is not supported")
+    n = len(ctx.node.output)
+    if ctx.opset >= 13 and ctx.has(1):
+        parts = [int(v) for v in ctx.const(1, "split").reshape(-1)]
+    elif ctx.attr("split") is not None:
+        parts = [int(v) for v in ctx.attr("split")]
+    else:
+        k = -(-size // n)
+        parts = [min(k, size - i * k) for i in range(n)]
+    if sum(parts) != size or len(parts) != n:
+        raise ctx.error(f"split sizes {parts} do not cover axis {axis} of {x.type} with {n} outputs")
+    full, off, outs = [(0, s, 1) for s in x.shape], 0, []
+    for p in parts:
+        outs.append(mv.slice_(x, full[:axis] + [(off, off + p, 1)] + full[axis + 1:]))
+        off += p
+    return outs
+
+
+@converter("Pad", 2, attrs=("mode", "pads", "value"))
+def _pad(ctx):
+    ctx.refuse_unless("mode", ("constant",), "constant")
+    x = ctx.t(0)
+    if ctx.opset < 11:
+        pads, value = [int(p) for p in ctx.attr("pads")], float(ctx.attr("value", 0.0))
+        axes = list(range(x.ndim))
+    else:
+        pads = [int(p) for p in ctx.const(1, "pads").reshape(-1)]
+        value = 0.0
+        if ctx.has(2):
+            v = ctx.values[2]
+            value = float(ctx.const(2).reshape(-1)[0]) if isinstance(v, np.ndarray) else ctx.t(2)
+        axes = [int(a) for a in ctx.const(3, "axes").reshape(-1)] if ctx.has(3) else list(range(x.ndim))
+    axes = [a + x.ndim if a < 0 else a for a in axes]
+    k = len(axes)
+    if len(pads) != 2 * k:
+        raise ctx.error(f"pads {pads} need 2 entries per padded axis ({k} axes)")
+    if min(pads, default=0) < 0:
+        raise ctx.error(f"negative pads {pads} are not supported")
+    widths = [(0, 0)] * x.ndim
+    for i, a in enumerate(axes):
+        widths[a] = (pads[i], pads[i + k])
+    if isinstance(value, float):
+        return mv.pad(x, widths, value)
+    # a fill value computed at run time: pad with zeros, then fill the border
+    inside = mv.pad(mv.broadcast_to(np.asarray(True), x.shape), widths, 0.0)
+    return ew.where(inside, mv.pad(x, widths, 0.0), mv.reshape(value, ()) if value.ndim else value)
+
+
+@converter("Tile", 6)
+def _tile(ctx):
+    x = ctx.t(0)
+    reps = [int(r) for r in ctx.const(1, "repeats").reshape(-1)]
+    if len(reps) != x.ndim:
+        raise ctx.error(f"repeats {reps} need one entry per axis of {x.type}")
+    for a, r in enumerate(reps):
+        if r != 1:
+            x = mv.concatenate([x] * r, a) if r > 1 else mv.slice_(x, [(0, 0, 1) if i == a else (0, s, 1)
+                                                                        for i, s in enumerate(x.shape)])
+    return x
+
+
+@converter("Range", 11)
+def _range(ctx):
+    start, limit, delta = (ctx.const(i, n) for i, n in enumerate(("start", "limit", "delta")))
+    return np.arange(start.reshape(()), limit.reshape(()), delta.reshape(()), dtype=start.dtype)
