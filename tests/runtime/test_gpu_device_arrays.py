@@ -211,13 +211,14 @@ def test_a_known_input_signature_still_rejects_wrong_shapes_and_dtypes():
     any other shape or dtype still goes through them and gets their message."""
     x = ng.placeholder(("N", 3), name="x")
     f = ng.compile([x], ng.exp(x), target="gpu")
-    ok = torch.zeros((2, 3))
+    dev = device(f)
+    ok = torch.zeros((2, 3), device=dev)
     for _ in range(3):
-        torch.testing.assert_close(f(ok), torch.ones((2, 3)))
+        torch.testing.assert_close(f(ok), torch.ones((2, 3), device=dev))
     assert len(f._signatures) == 1
     with pytest.raises(ng.InputError, match=r"input 'x'.*axis 1 must be 3, got 4"):
-        f(torch.zeros((2, 4)))
+        f(torch.zeros((2, 4), device=dev))
     with pytest.raises(ng.InputError, match=r"input 'x'.*float64"):
-        f(torch.zeros((2, 3), dtype=torch.float64))
-    torch.testing.assert_close(f(torch.zeros((3, 2)).t()), torch.ones((2, 3)))   # not contiguous: copied
+        f(torch.zeros((2, 3), dtype=torch.float64, device=dev))
+    torch.testing.assert_close(f(torch.zeros((3, 2), device=dev).t()), torch.ones((2, 3), device=dev))   # not contiguous: copied
     assert len(f._signatures) == 1

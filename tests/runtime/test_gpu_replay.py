@@ -147,9 +147,9 @@ def test_an_output_dropped_by_the_caller_is_reused_and_one_held_is_not():
     xt.fill_(1.0)
     third = f(xt)
     assert len({held.data_ptr(), view.data_ptr(), third.data_ptr()}) == 3
-    np.testing.assert_allclose(held.numpy(), 2.0)
-    np.testing.assert_allclose(view.numpy(), 2.0)
-    np.testing.assert_allclose(third.numpy(), np.e + 1, rtol=1e-6)
+    np.testing.assert_allclose(held.cpu().numpy(), 2.0)
+    np.testing.assert_allclose(view.cpu().numpy(), 2.0)
+    np.testing.assert_allclose(third.cpu().numpy(), np.e + 1, rtol=1e-6)
 
 
 def test_outputs_kept_beyond_the_graphs_variants_are_clones_that_stay_intact():
@@ -173,7 +173,7 @@ def test_calls_alternating_between_device_tensors_each_read_their_own_values():
     a = f.to_device(np.full((2, 3), 0.5, np.float32))
     b = f.to_device(np.full((2, 3), -1.0, np.float32))
     for t in [a, a, b, a, a, b, b, a, b, b, a]:
-        np.testing.assert_allclose(f(t).numpy(), np.exp(t.numpy()) * 2.0, rtol=1e-6)
+        np.testing.assert_allclose(f(t).cpu().numpy(), np.exp(t.cpu().numpy()) * 2.0, rtol=1e-6)
     assert f.stats()["replayed"]
     kinds = sorted(v.in_place for v in next(iter(f.runner._bindings.values())).replay.variants)
     assert kinds == [False, True, True]
@@ -190,7 +190,7 @@ def test_an_output_fed_back_as_the_next_input_is_copied_not_captured_in_place():
     u = f(t)                   # replayed: u is a graph's output buffer
     for _ in range(4):
         v = f(u)
-        np.testing.assert_allclose(v.numpy(), np.tanh(u.numpy()) * 0.5 + 0.25, rtol=1e-5)
+        np.testing.assert_allclose(v.cpu().numpy(), np.tanh(u.cpu().numpy()) * 0.5 + 0.25, rtol=1e-5)
     assert f.stats()["replayed"]
     replay = next(iter(f.runner._bindings.values())).replay
     del u, v                   # the caller holds no output any more: every graph may run again
