@@ -115,12 +115,13 @@ def _class_id_check(n, index):
 def _min_max(a):
     """(min, max) of an input's values, or None when it is empty; a device tensor
     (runtime/gpu_arrays.DeviceArray) is reduced where it lives."""
-    t = getattr(a, "tensor", None)
+    t = getattr(a, "tensor", a if hasattr(a, "aminmax") else None)   # DeviceArray, or a tensor as given
     if t is not None:
         if t.numel() == 0:
             return None
-        lo, hi = t.aminmax()
-        return lo.item(), hi.item()
+        import torch   # only device tensors get here: torch is there
+        lo, hi = torch.stack(t.aminmax()).tolist()   # one wait for the device, not two
+        return lo, hi
     if a.size == 0:
         return None
     return a.min(), a.max()

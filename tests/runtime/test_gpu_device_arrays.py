@@ -222,3 +222,24 @@ def test_a_known_input_signature_still_rejects_wrong_shapes_and_dtypes():
         f(torch.zeros((2, 3), dtype=torch.float64, device=dev))
     torch.testing.assert_close(f(torch.zeros((3, 2), device=dev).t()), torch.ones((2, 3), device=dev))   # not contiguous: copied
     assert len(f._signatures) == 1
+
+
+def test_class_ids_on_the_device_are_checked_on_every_call():
+    """Out-of-range class ids given as a device tensor raise InputError, also on a call
+    whose input signature was seen before (that path skips the shape checks, not the
+    value checks), and no parameter changes."""
+    x = ng.placeholder(("N", 4), name="x")
+    y = ng.placeholder(("N",), "int32", name="y")
+    W = ng.parameter(np.full((4, 3), 0.1, np.float32), name="W")
+    loss = ng.cross_entropy(x @ W, y)
+    f = ng.compile([x, y], loss, updates={W: W - 0.5 * ng.grad(loss, W)}, target="gpu")
+    dev = device(f)
+    X = torch.ones((2, 4), device=dev)
+    good = torch.tensor([0, 2], dtype=torch.int32, device=dev)
+    for _ in range(2):
+        f(X, good)
+    before = W.value.copy()
+    for _ in range(2):
+        with pytest.raises(ng.InputError, match=r"input 'y': class id 3 is out of range"):
+            f(X, torch.tensor([0, 3], dtype=torch.int32, device=dev))
+    np.testing.assert_array_equal(W.value, before)
