@@ -2,9 +2,8 @@
 4 channels of 4x4, the decoder upsamples back to 8x8 and a sigmoid Conv2D gives
 the image; trained with the mean squared error against its own input.
 
-The upsampling is a small custom layer built from existing ops (reshape and
-broadcast: nearest neighbour, 2x), which also shows how to write a layer. With
-ng.nn.UpSampling2D / Conv2DTranspose (issue 10, item 7) it is one line instead.
+The decoder upsamples with a learned transposed convolution (ng.nn.Conv2DTranspose,
+stride 2); ng.nn.UpSampling2D(2) followed by a Conv2D is the other common choice.
 
     python examples/conv_autoencoder.py [--target reference]
 """
@@ -15,22 +14,11 @@ import numpy as np
 import nngraph as ng
 
 
-class Upsample2x(ng.nn.Layer):
-    """Nearest-neighbour 2x upsampling of NCHW images: each pixel becomes a 2x2 block."""
-
-    def forward(self, x, training):
-        n, c, h, w = x.shape
-        x = ng.reshape(x, (n, c, h, 1, w, 1))
-        x = ng.broadcast_to(x, (n, c, h, 2, w, 2))
-        return ng.reshape(x, (n, c, 2 * h, 2 * w))
-
-
 def build():
     return ng.nn.Sequential([
         ng.nn.Conv2D(8, 3, padding=1, activation="relu"), ng.nn.MaxPool2D(2),     # 8x8x8 -> 8x4x4
         ng.nn.Conv2D(4, 3, padding=1, activation="relu"),                         # code: 4x4x4
-        Upsample2x(),                                                             # 4x8x8
-        ng.nn.Conv2D(8, 3, padding=1, activation="relu"),
+        ng.nn.Conv2DTranspose(8, 2, stride=2, activation="relu"),                 # learned 2x: 8x8x8
         ng.nn.Conv2D(1, 3, padding=1, activation="sigmoid")], input_shape=(1, 8, 8), name="autoencoder")
 
 

@@ -2,9 +2,9 @@
 minimize() giving the update graph, and a "session" that is one compiled function,
 fed by placeholder name.
 
-TF1 writes the batch size as None. Here it is the named size "N" (both
-placeholders share it), which works on every nngraph version; once two None sizes
-joined by an op are unified (issue 10, item 1), `BATCH = None` works the same.
+The batch size is None, as in TF1: the two None sizes are joined by the loss (which
+needs logits and labels of one batch), and a call whose arrays disagree there raises
+ng.InputError naming both inputs and the loss's line.
 
     python examples/tf1_graph.py [--target reference]
 """
@@ -14,10 +14,10 @@ import numpy as np
 
 import nngraph as ng
 
-BATCH = "N"
+BATCH = None
 
 
-def main(target=None, epochs=10, verbose=True):
+def main(target="cpu", epochs=10, verbose=True):
     data = ng.data.load_digits()
     (X, y), (Xt, yt) = data["train"], data["test"]
 
@@ -50,4 +50,4 @@ def main(target=None, epochs=10, verbose=True):
 
 
 if __name__ == "__main__":
-    main(sys.argv[sys.argv.index("--target") + 1] if "--target" in sys.argv else None)
+    main(sys.argv[sys.argv.index("--target") + 1] if "--target" in sys.argv else "cpu")
