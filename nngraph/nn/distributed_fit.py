@@ -34,7 +34,6 @@ from ..ops.collective import all_reduce
 from ..ops import elementwise as ew
 from . import fitting, replica
 from .callbacks import ModelCheckpoint
-from .model import ng_compile, with_layer_updates
 
 
 def shard(idx: np.ndarray, rank: int, ranks: int) -> np.ndarray:
@@ -54,14 +53,15 @@ def train_step(model, y_kinds=None):
     rank, ranks = distributed.rank(), distributed.size()
 
     def build():
+        import nngraph       # ng.compile looked up when called, as Model does (wrappers apply)
         w = placeholder((), name="shard_weight")
         with replica.building(rank, ranks, w):
             xs, ts, scores, layer_updates = model.scored_graph(True, y_kinds)
         params = model.trainable_params
         grads = [all_reduce(g, "mean") for g in grad(ew.mul(scores[0], w), params)]
-        ups = with_layer_updates(model.name, model.optimizer.updates(params, grads), layer_updates)
+        ups = model.with_layer_updates(model.optimizer.updates(params, grads), layer_updates)
         reduced = [all_reduce(ew.mul(s, w), "mean") for s in scores]
-        return ng_compile(xs + ts + [w], reduced, updates=ups, name="train_step", target=model.target,
+        return nngraph.compile(xs + ts + [w], reduced, updates=ups, name="train_step", target=model.target,
                           opt_level=getattr(model, "opt_level", 2),
                           check_numerics=getattr(model, "check_numerics", False),
                           dump_dir=model.dump_dir if distributed.is_main() else None)

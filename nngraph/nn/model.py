@@ -305,7 +305,7 @@ class Model:
                 if which == "evaluate":
                     return ng_compile(xs + ts, scores, name="evaluate", **common)
                 ups = self.optimizer.minimize(scores[0], self.trainable_params)
-                return ng_compile(xs + ts, scores, updates=with_layer_updates(self.name, ups, layer_updates),
+                return ng_compile(xs + ts, scores, updates=self.with_layer_updates(ups, layer_updates),
                                   name="train_step", dump_dir=self.dump_dir, **common)
         return self._compile(key, build)
 
@@ -318,6 +318,15 @@ class Model:
         ts = _tracing.targets_placeholders(outs, self.output_names, y_kinds)
         scores = self._heads().scores(outs, ts, [p for lay in self._all_layers() for p in lay.penalties()])
         return xs, ts, scores, dict(c.updates)
+
+    def with_layer_updates(self, updates: dict, layer_updates: dict) -> dict:
+        """The optimiser's updates plus the layers' own (running statistics); a parameter
+        both would update is an error, not a silent choice."""
+        for p, v in layer_updates.items():
+            if p in updates:
+                raise ValueError(f"{self.name}: parameter {p.name} is updated by the optimiser and a layer")
+            updates[p] = v
+        return updates
 
     def _score_names(self) -> list:
         return self._heads().score_names()
@@ -447,16 +456,6 @@ def _check_input_shape(model_name: str, ph: Tensor, a: np.ndarray) -> None:
 
 def _static(t: Tensor) -> tuple:
     return tuple(s if isinstance(s, int) else 0 for s in t.shape[1:])
-
-
-def with_layer_updates(model_name: str, updates: dict, layer_updates: dict) -> dict:
-    """The optimiser's updates plus the layers' own (running statistics); a parameter
-    both would update is an error, not a silent choice."""
-    for p, v in layer_updates.items():
-        if p in updates:
-            raise ValueError(f"{model_name}: parameter {p.name} is updated by the optimiser and a layer")
-        updates[p] = v
-    return updates
 
 
 def ng_compile(*args, **kwargs):

@@ -6,6 +6,7 @@ import pytest
 import nngraph as ng
 from nngraph.nn import replica
 from nngraph.nn.distributed_fit import shard, train_step
+from two_outputs import two_output_model
 
 
 def _model():
@@ -30,11 +31,7 @@ def test_fit_distributed_in_one_process_trains_as_fit():
     a, b = _model(), _model()
     ha = a.fit(X, y, epochs=2, batch_size=16, validation_data=(X[:10], y[:10]), distributed=True, verbose=0)
     hb = b.fit(X, y, epochs=2, batch_size=16, validation_data=(X[:10], y[:10]), verbose=0)
-    assert ha.keys() == hb.keys()
-    for k in ha:
-        np.testing.assert_allclose(ha[k], hb[k], rtol=1e-6, err_msg=k)
-    for p, q in zip(a.params, b.params):
-        np.testing.assert_allclose(p.value, q.value, rtol=1e-5, atol=1e-6, err_msg=p.name)
+    _assert_same_training(a, b, ha, hb)
 
 
 def test_training_step_reduces_gradients_statistics_and_scores():
@@ -84,17 +81,6 @@ def test_synced_moments_weight_the_shares():
     assert float(got_n) == 6.0
 
 
-def _two_outputs():
-    ng.nn.set_seed(5)
-    L = ng.nn
-    x = L.Input((4,), name="x")
-    h = L.BatchNorm()(L.Dense(12, activation="relu")(x))
-    model = L.Model(x, [L.Dense(3, name="cls")(h), L.Dense(1, name="reg")(h)])
-    model.compile(ng.optim.SGD(0.05, momentum=0.9), {"cls": "cross_entropy", "reg": "mse"},
-                  {"cls": ["accuracy"]}, loss_weights={"reg": 0.5}, target="cpu")
-    return model
-
-
 def _assert_same_training(a, b, ha, hb):
     assert ha.keys() == hb.keys()
     for k in ha:
@@ -107,7 +93,7 @@ def test_fit_distributed_trains_a_model_with_two_outputs_as_fit():
     X, y = _data()
     targets = {"cls": y, "reg": X[:, :1] * 2.0}
     val = (X[:10], {"cls": y[:10], "reg": targets["reg"][:10]})
-    a, b = _two_outputs(), _two_outputs()
+    a, b = two_output_model(4), two_output_model(4)
     ha = a.fit(X, targets, epochs=2, batch_size=16, validation_data=val, distributed=True, verbose=0)
     hb = b.fit(X, targets, epochs=2, batch_size=16, validation_data=val, verbose=0)
     assert "reg_loss" in ha and "val_cls_accuracy" in ha

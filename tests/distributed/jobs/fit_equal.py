@@ -13,6 +13,9 @@ import numpy as np
 import nngraph as ng
 from nngraph import distributed
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from two_outputs import two_output_model  # noqa: E402  (tests/two_outputs.py)
+
 
 def make_model(dropout: float, target: str):
     ng.nn.set_seed(3)
@@ -60,21 +63,10 @@ def main(target: str):
     print(f"rank {distributed.rank()}: ok ({target})", flush=True)
 
 
-def two_output_model(target: str):
-    ng.nn.set_seed(5)
-    L = ng.nn
-    x = L.Input((5,), name="x")
-    h = L.BatchNorm()(L.Dense(16, activation="relu")(x))
-    model = L.Model(x, [L.Dense(3, name="cls")(h), L.Dense(1, name="reg")(h)])
-    model.compile(ng.optim.SGD(0.05, momentum=0.9), {"cls": "cross_entropy", "reg": "mse"},
-                  {"cls": ["accuracy"]}, loss_weights={"reg": 0.5}, target=target)
-    return model
-
-
 def two_outputs(X, y, target: str):
     targets = {"cls": y, "reg": X[:, :1] - X[:, 3:4]}
     val = (X[:25], {"cls": y[:25], "reg": targets["reg"][:25]})
-    dp, one = two_output_model(target), two_output_model(target)
+    dp, one = two_output_model(5, target), two_output_model(5, target)
     hist = dp.fit(X, targets, epochs=2, batch_size=15, validation_data=val, distributed=True, verbose=0)
     ref = one.fit(X, targets, epochs=2, batch_size=15, validation_data=val, verbose=0)
     for a, b in zip(*gathered(dp)):
