@@ -54,7 +54,7 @@ def worker(steps: int) -> None:
         X = rng.standard_normal((batch,) + shape).astype(np.float32)
         Y = rng.integers(0, 10, batch).astype(np.int32)
         if ranks > 1:
-            fn = train_step(model, ("int", 1))
+            fn = train_step(model)
             idx = shard(np.arange(batch), rank, ranks)
             args = (X[idx], Y[idx], np.float32(1.0))
         else:

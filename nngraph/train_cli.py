@@ -102,14 +102,15 @@ def train_one(kind: str, args, out=print) -> dict:
         f"target {model.target}")
     model.summary(print_fn=out)
     ranks = ng.distributed.size()
+    kinds = model._ys(y)[1]       # the targets' kinds, as fit compiles the step for them
     if ranks > 1:
         from .nn.distributed_fit import train_step
         out(f"{kind}: data-parallel on {ranks} processes (MPI): global batch {args.batch_size}, "
             f"{args.batch_size // ranks}{'' if args.batch_size % ranks == 0 else '-' + str(-(-args.batch_size // ranks))} "
             f"per process")
-        step, key = train_step(model, ("int", 1)), "train_distributed"
+        step, key = train_step(model, kinds), "train_distributed"
     else:
-        step, key = model.compiled("train"), "train"
+        step, key = model.compiled("train", kinds), "train"
     st = step.stats()
     out(f"compiled the training step in {model.compile_seconds[key]:.3f} s "
         f"({st.get('kernels', '?')} kernels per call, cache hit: {st.get('cache_hit')}"

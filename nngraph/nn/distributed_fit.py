@@ -1,9 +1,14 @@
 """`model.fit(..., distributed=True)`: data-parallel training, one MPI rank per process.
 
-Every rank runs the same program on its shard of every global batch:
+It is fit (fitting.py: batches, per-epoch shuffling, callbacks, progress, validation)
+with a DataParallel training: every rank runs the same loop on the same global
+batches and the step trains on its shard of each:
 
-- the same shuffling on every rank (one seed), `batch_size` is the global batch and
-  each rank takes a contiguous share of it (sizes differ by at most one);
+- the same shuffling on every rank (one seed; seed=None draws one on rank 0),
+  `batch_size` is the global batch and each rank takes a contiguous share of it
+  (sizes differ by at most one); a global batch smaller than the job is skipped.
+  With a generator of (x, y) batches, every rank's generator must yield the same
+  global batches (each rank takes its share of every one);
 - the training step is one compiled function whose gradients, loss and metrics are
   all_reduce'd inside it (the compiler packs them into a few buffers and calls
   MPI_Allreduce from the native code); each rank's loss is weighted by its shard's
@@ -12,14 +17,13 @@ Every rank runs the same program on its shard of every global batch:
   (nngraph/nn/replica.py); parameters start from rank 0's values (broadcast once);
 - validation is sharded and its sums reduced; callbacks run on every rank with the
   same (reduced) logs, so early stopping agrees; only rank 0 prints, writes IR dumps
-  and runs ModelCheckpoint.
+  and runs the callbacks that write files (ModelCheckpoint, the training report);
+- several outputs work as in one process: every score is a mean over the batch.
 
 Every rank ends every step with bitwise-identical parameters: the all_reduce result is
 the same on every rank and every rank applies the same update to it.
 """
 from __future__ import annotations
-
-import time
 
 import numpy as np
 
@@ -28,41 +32,36 @@ from ..api import placeholder
 from ..autodiff import grad
 from ..ops.collective import all_reduce
 from ..ops import elementwise as ew
-from . import replica
+from . import fitting, replica
 from .callbacks import ModelCheckpoint
-from .layers import collect_updates
 
 
 def shard(idx: np.ndarray, rank: int, ranks: int) -> np.ndarray:
     """This rank's contiguous share of a global batch (sizes differ by at most one)."""
-    b = len(idx)
-    return idx[rank * b // ranks:(rank + 1) * b // ranks]
+    lo, hi = _share(len(idx), rank, ranks)
+    return idx[lo:hi]
 
 
-def train_step(model, y_kind):
-    """The data-parallel training step, compiled once per target kind:
-    (inputs..., targets, shard_weight) -> [loss, metrics...] averaged over the global batch."""
-    key = ("train_distributed", y_kind)
+def train_step(model, y_kinds=None):
+    """The data-parallel training step for targets of `y_kinds` (as Model.compiled),
+    compiled once: (inputs..., targets..., shard_weight) -> [loss, metrics...] of the
+    global batch; shard_weight = this rank's examples * ranks / global batch."""
+    key = ("train_distributed", y_kinds)
     if key in model._fns:
         return model._fns[key]
+    model._need_compiled()
     rank, ranks = distributed.rank(), distributed.size()
 
     def build():
         import nngraph       # ng.compile looked up when called, as Model does (wrappers apply)
         w = placeholder((), name="shard_weight")
-        with collect_updates() as c, replica.building(rank, ranks, w):
-            xs, out = model.forward(True)
-        t = model._targets_placeholder(out, y_kind)
-        scores = model._scores(out, t)
+        with replica.building(rank, ranks, w):
+            xs, ts, scores, layer_updates = model.scored_graph(True, y_kinds)
         params = model.trainable_params
         grads = [all_reduce(g, "mean") for g in grad(ew.mul(scores[0], w), params)]
-        ups = model.optimizer.updates(params, grads)
-        for p, v in c.updates.items():
-            if p in ups:
-                raise ValueError(f"{model.name}: parameter {p.name} is updated by the optimiser and a layer")
-            ups[p] = v
+        ups = model.with_layer_updates(model.optimizer.updates(params, grads), layer_updates)
         reduced = [all_reduce(ew.mul(s, w), "mean") for s in scores]
-        return nngraph.compile(xs + [t, w], reduced, updates=ups, name="train_step", target=model.target,
+        return nngraph.compile(xs + ts + [w], reduced, updates=ups, name="train_step", target=model.target,
                           opt_level=getattr(model, "opt_level", 2),
                           check_numerics=getattr(model, "check_numerics", False),
                           dump_dir=model.dump_dir if distributed.is_main() else None)
@@ -87,112 +86,76 @@ def common_seed(seed):
     return MPI.COMM_WORLD.bcast(drawn, root=0)
 
 
+def _rows(arrays: list, lo: int, hi: int) -> list:
+    return [a[lo:hi] for a in arrays]
+
+
+def _share(n: int, rank: int, ranks: int) -> tuple:
+    """(first, end) of this rank's rows of a global batch of n (as shard)."""
+    return rank * n // ranks, (rank + 1) * n // ranks
+
+
+class DataParallel:
+    """fit's training (fitting.LocalTraining's interface) for one rank of an MPI job:
+    steps on this rank's share of each global batch, validation over its share of
+    the rows with the sums reduced. Parameters start from rank 0's values."""
+
+    def __init__(self):
+        self.rank, self.ranks = distributed.rank(), distributed.size()
+        self.synced = False
+
+    def step(self, model, kinds):
+        fn = train_step(model, kinds)
+        if not self.synced:      # after the first build: a model built from its data has parameters now
+            broadcast_parameters(model)
+            self.synced = True
+
+        def run(xs, ys):
+            n = len(xs[0])
+            if n < self.ranks:
+                return None      # a last global batch smaller than the job: nothing for some ranks
+            lo, hi = _share(n, self.rank, self.ranks)
+            weight = np.float32((hi - lo) * self.ranks / n)
+            return [float(v) for v in fn(*_rows(xs, lo, hi), *_rows(ys, lo, hi), weight)], n
+        return run
+
+    def evaluate(self, model, X, y, batch_size: int) -> dict:
+        return evaluate_sharded(model, X, y, batch_size)
+
+
 def evaluate_sharded(model, X, y, batch_size: int = 256) -> dict:
-    """model.evaluate over all of (X, y), each rank scoring its share; sums reduced."""
-    xs, (y, y_kind) = model._xs(X), model._ys(y)
-    part = shard(np.arange(len(y)), distributed.rank(), distributed.size())
-    names = model._score_names()
-    sums = np.zeros(len(names))
-    if len(part):
-        fn = model.compiled("evaluate", y_kind)
-        for s in range(0, len(part), batch_size):
-            idx = part[s:s + batch_size]
-            sums += np.asarray([float(v) for v in fn(*[a[idx] for a in xs], y[idx])]) * len(idx)
-    total = distributed.allreduce_floats(list(sums) + [len(part)], "sum")
-    return dict(zip(names, (np.asarray(total[:-1]) / total[-1]).tolist()))
-
-
-def fit_distributed(model, X, y, epochs=1, batch_size=32, validation_data=None, shuffle=True,
-                    callbacks=None, verbose=1, seed=0, progress=None) -> dict:
-    """model.fit's data-parallel loop (see the module docstring); returns the history.
-    progress(total, description, enabled) -> a tqdm-like bar or None: fit's own."""
-    model._need_compiled()
+    """model.evaluate over all of (X, y) (arrays or batches), each rank scoring its
+    share of every batch; the sums are reduced, so every rank gets the same scores."""
     rank, ranks = distributed.rank(), distributed.size()
-    xs, (y, y_kind) = model._xs(X), model._ys(y)
-    n = model._n(xs)
-    if len(y) != n or n == 0:
-        raise ValueError(f"{model.name}: fit needs as many targets as inputs (>0), got {n} and {len(y)}")
+
+    def shares():
+        for xs, ys, kinds in fitting.evaluation_batches(model, X, y, batch_size * ranks):
+            lo, hi = _share(len(xs[0]), rank, ranks)
+            if hi > lo:
+                yield _rows(xs, lo, hi), _rows(ys, lo, hi), kinds
+    sums, n = fitting.score_sums(model, shares())
+    total = distributed.allreduce_floats(list(sums) + [n], "sum")
+    if total[-1] == 0:
+        raise ValueError(f"{model.name}: evaluate got no data")
+    return dict(zip(model._score_names(), (np.asarray(total[:-1]) / total[-1]).tolist()))
+
+
+def _writes_files(callback) -> bool:
+    """A callback that writes files runs on rank 0 only (ModelCheckpoint, TrainingReport)."""
+    from ..report.training import TrainingReport
+    return isinstance(callback, (ModelCheckpoint, TrainingReport))
+
+
+def fit_distributed(model, X, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0,
+                    shuffle=True, callbacks=None, verbose=1, seed=0, steps_per_epoch=None) -> dict:
+    """model.fit(..., distributed=True): fitting.fit with DataParallel training, the
+    output and the file-writing callbacks on rank 0 only; returns the history."""
+    main, ranks = distributed.is_main(), distributed.size()
     if batch_size < ranks:
         raise ValueError(f"{model.name}: batch_size {batch_size} (the global batch) is smaller than the "
                          f"{ranks} processes of the job; every rank needs at least one example per step")
-    loop = _Loop(model, train_step(model, y_kind), xs, y, batch_size,
-                 [c for c in (callbacks or []) if rank == 0 or not isinstance(c, ModelCheckpoint)],
-                 verbose if rank == 0 else 0, progress)
-    broadcast_parameters(model)
-    steps = -(-n // batch_size)
-    model.optimizer.begin(steps * epochs, steps)
-    rng = np.random.default_rng(common_seed(seed))
-    model.history = {k: [] for k in loop.names}
-    if validation_data is not None:
-        model.history.update({f"val_{k}": [] for k in loop.names})
-    model.stop_training, model.step_seconds = False, []
-    loop.each("on_train_begin")
-    for epoch in range(epochs):
-        loop.each("on_epoch_begin", epoch)
-        t_epoch = time.perf_counter()
-        logs = loop.epoch(epoch, epochs, rng.permutation(n) if shuffle else np.arange(n))
-        if validation_data is not None:
-            scores = evaluate_sharded(model, *validation_data, batch_size=max(batch_size, 256))
-            logs.update({f"val_{k}": v for k, v in scores.items()})
-        for k, v in logs.items():
-            model.history[k].append(v)
-        loop.report(epoch, epochs, logs, time.perf_counter() - t_epoch)
-        loop.each("on_epoch_end", epoch, logs)
-        if model.stop_training:
-            break
-    loop.each("on_train_end", model.history)
-    return model.history
-
-
-class _Loop:
-    """One rank's share of the training loop: steps over shards, callbacks, output."""
-
-    def __init__(self, model, step_fn, xs, y, batch_size, callbacks, verbose, progress):
-        self.model, self.step_fn, self.xs, self.y = model, step_fn, xs, y
-        self.batch_size, self.callbacks, self.verbose, self.progress = batch_size, callbacks, verbose, progress
-        self.names = model._score_names()
-        self.rank, self.ranks = distributed.rank(), distributed.size()
-        self.global_step, self.bar = 0, None
-        for c in callbacks:
-            c.set_model(model)
-
-    def each(self, hook: str, *args) -> None:
-        for c in self.callbacks:
-            getattr(c, hook)(*args)
-
-    def epoch(self, epoch: int, epochs: int, order) -> dict:
-        """Train on every global batch of `order`; the epoch's mean scores."""
-        steps = -(-len(order) // self.batch_size)
-        if self.progress is not None:
-            self.bar = self.progress(steps, f"epoch {epoch + 1}/{epochs}", self.verbose == 1)
-        sums, seen = np.zeros(len(self.names)), 0
-        for b in range(steps):
-            batch = order[b * self.batch_size:(b + 1) * self.batch_size]
-            if len(batch) < self.ranks:
-                continue          # a last global batch smaller than the job: nothing for some ranks
-            vals = self.step(batch, epoch)
-            sums, seen = sums + np.asarray(vals) * len(batch), seen + len(batch)
-            self.each("on_batch_end", b, dict(zip(self.names, vals)))
-            if self.bar is not None:
-                self.bar.update(1)
-                self.bar.set_postfix({k: f"{v:.4f}" for k, v in zip(self.names, sums / seen)}, refresh=False)
-        return dict(zip(self.names, (sums / max(seen, 1)).tolist()))
-
-    def step(self, batch, epoch) -> list:
-        """One compiled step on this rank's shard; the global batch's scores."""
-        idx = shard(batch, self.rank, self.ranks)
-        weight = np.float32(len(idx) * self.ranks / len(batch))
-        self.model.optimizer.on_step(self.global_step, epoch)
-        t0 = time.perf_counter()
-        vals = [float(v) for v in self.step_fn(*[a[idx] for a in self.xs], self.y[idx], weight)]
-        self.model.step_seconds.append(time.perf_counter() - t0)
-        self.global_step += 1
-        return vals
-
-    def report(self, epoch, epochs, logs, seconds) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=True)
-            self.bar.close()
-        elif self.verbose == 2:
-            print(f"epoch {epoch + 1}/{epochs} ({seconds:.2f}s): "
-                  + ", ".join(f"{k}={v:.4f}" for k, v in logs.items()), flush=True)
+    callbacks = [c for c in (callbacks or []) if main or not _writes_files(c)]
+    return fitting.fit(model, X, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
+                       validation_split=validation_split, shuffle=shuffle, callbacks=callbacks,
+                       verbose=verbose if main else 0, seed=common_seed(seed), steps_per_epoch=steps_per_epoch,
+                       training=DataParallel())

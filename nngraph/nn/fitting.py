@@ -5,6 +5,10 @@ with callbacks and progress.
 Each epoch's shuffle is drawn from (seed, epoch number over the model's life), not
 from one generator per fit call, so fit(epochs=2) equals fit(epochs=1) twice, and
 equals fit, save, load_model, fit: the model keeps `epochs_done` and saves it.
+
+What one step and one validation do is fit's `training` (LocalTraining here; the
+data-parallel form, one rank's share of an MPI job, is in distributed_fit.py); the
+loop, the batches, their shuffling, callbacks and progress are the same for both.
 """
 from __future__ import annotations
 
@@ -122,20 +126,37 @@ def _validation(model, source, validation_data, validation_split):
     return validation_data
 
 
-def _run_epoch(model, source, epoch, epochs, cbs, verbose, names):
-    """One pass over the batches: (mean scores, steps taken)."""
+class LocalTraining:
+    """How fit trains in one process: the compiled step on the whole batch, and
+    validation over every row."""
+
+    def step(self, model, kinds):
+        """The step for targets of `kinds` (compiled on first use): (xs, ys) -> (the
+        batch's scores, the examples they cover), or None for a batch it skips."""
+        fn = model.compiled("train", kinds)
+        return lambda xs, ys: ([float(v) for v in fn(*xs, *ys)], len(xs[0]))
+
+    def evaluate(self, model, X, y, batch_size: int) -> dict:
+        return evaluate(model, X, y, batch_size)
+
+
+def _run_epoch(model, source, training, epoch, epochs, cbs, verbose, names):
+    """One pass over the batches: (mean scores, progress, seconds)."""
     sums, seen = np.zeros(len(names)), 0
     progress = EpochProgress(source.steps, epoch, epochs, verbose)
     t0 = time.perf_counter()
     for b, (xs, ys, kinds) in enumerate(source.batches(model.epochs_done)):
-        step_fn = model.compiled("train", kinds)
+        step = training.step(model, kinds)
         # schedules count steps and epochs over the model's life (saved with it), not per fit call
         model.optimizer.on_step(int(model.optimizer.iterations.value), model.epochs_done)
         t = time.perf_counter()
-        vals = [float(v) for v in step_fn(*xs, *ys)]
+        done = step(xs, ys)
+        if done is None:
+            continue
+        vals, count = done
         model.step_seconds.append(time.perf_counter() - t)
-        sums += np.asarray(vals) * len(xs[0])
-        seen += len(xs[0])
+        sums += np.asarray(vals) * count
+        seen += count
         logs = dict(zip(names, vals))
         for c in cbs:
             c.on_batch_end(b, logs)
@@ -145,10 +166,20 @@ def _run_epoch(model, source, epoch, epochs, cbs, verbose, names):
     return dict(zip(names, (sums / seen).tolist())), progress, time.perf_counter() - t0
 
 
+def _validate(model, training, validation_data, batch_size: int) -> dict:
+    """{"val_<score>": ...} on the validation data (arrays or batches)."""
+    val = validation_data if _is_batch_source(validation_data) else tuple(validation_data)
+    scores = training.evaluate(model, val, None, batch_size) if _is_batch_source(val) \
+        else training.evaluate(model, val[0], val[1], batch_size)
+    return {f"val_{k}": v for k, v in scores.items()}
+
+
 def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuffle, callbacks, verbose, seed,
-        steps_per_epoch) -> dict:
-    """Model.fit (its docstring says what it does)."""
+        steps_per_epoch, training=None) -> dict:
+    """Model.fit (its docstring says what it does); training: how a step and a
+    validation run (LocalTraining by default)."""
     model._need_compiled()
+    training = training or LocalTraining()
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     source = _source(model, X, y, batch_size, shuffle, seed, steps_per_epoch)
@@ -170,13 +201,10 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
     for epoch in range(epochs):
         for c in cbs:
             c.on_epoch_begin(epoch)
-        logs, progress, seconds = _run_epoch(model, source, epoch, epochs, cbs, verbose, names)
+        logs, progress, seconds = _run_epoch(model, source, training, epoch, epochs, cbs, verbose, names)
         model.epochs_done += 1
         if validation_data is not None:
-            val = validation_data if _is_batch_source(validation_data) else tuple(validation_data)
-            scores = evaluate(model, val, None, max(batch_size, 256)) if _is_batch_source(val) \
-                else evaluate(model, val[0], val[1], max(batch_size, 256))
-            logs.update({f"val_{k}": v for k, v in scores.items()})
+            logs.update(_validate(model, training, validation_data, max(batch_size, 256)))
         for k, v in logs.items():
             history[k].append(v)
         progress.epoch_done(logs, seconds)
@@ -189,22 +217,30 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
     return history
 
 
-def evaluate(model, X, y, batch_size: int) -> dict:
-    """Model.evaluate: mean scores over all rows (weighted by batch size), inference mode."""
+def evaluation_batches(model, X, y, batch_size: int):
+    """The (xs, ys, kinds) batches that evaluate scores: of arrays, or of a batch source."""
     model._need_compiled()
     if _is_batch_source(X):
-        batches = BatchSource(model, X, None).batches(0)
-    else:
-        if y is None:
-            raise ValueError(f"{model.name}: evaluate(X, y) needs targets y")
-        source = ArraySource(model, X, y, batch_size, False, None)
-        batches = source.batches(0)
+        return BatchSource(model, X, None).batches(0)
+    if y is None:
+        raise ValueError(f"{model.name}: evaluate(X, y) needs targets y")
+    return ArraySource(model, X, y, batch_size, False, None).batches(0)
+
+
+def score_sums(model, batches) -> tuple:
+    """(per score, its sum over the rows of `batches`; the number of rows), inference mode."""
     names = model._score_names()
     sums, n = np.zeros(len(names)), 0
     for xs, ys, kinds in batches:
         vals = model.compiled("evaluate", kinds)(*xs, *ys)
         sums += np.asarray([float(v) for v in vals]) * len(xs[0])
         n += len(xs[0])
+    return sums, n
+
+
+def evaluate(model, X, y, batch_size: int) -> dict:
+    """Model.evaluate: mean scores over all rows (weighted by batch size), inference mode."""
+    sums, n = score_sums(model, evaluation_batches(model, X, y, batch_size))
     if n == 0:
         raise ValueError(f"{model.name}: evaluate got no data")
-    return dict(zip(names, (sums / n).tolist()))
+    return dict(zip(model._score_names(), (sums / n).tolist()))

@@ -303,20 +303,32 @@ class Model:
                 return ng_compile(xs, outs if len(outs) > 1 else outs[0], name="predict", **common)
         else:
             def build():
-                with collect_updates() as c:
-                    xs, outs = self._graph(which == "train")
-                ts = _tracing.targets_placeholders(outs, self.output_names, y_kinds)
-                scores = self._heads().scores(outs, ts, [p for lay in self._all_layers() for p in lay.penalties()])
+                xs, ts, scores, layer_updates = self.scored_graph(which == "train", y_kinds)
                 if which == "evaluate":
                     return ng_compile(xs + ts, scores, name="evaluate", **common)
                 ups = self.optimizer.minimize(scores[0], self.trainable_params)
-                for p, v in c.updates.items():
-                    if p in ups:
-                        raise ValueError(f"{self.name}: parameter {p.name} is updated by the optimiser and a layer")
-                    ups[p] = v
-                return ng_compile(xs + ts, scores, updates=ups, name="train_step",
-                                  dump_dir=self.dump_dir, **common)
+                return ng_compile(xs + ts, scores, updates=self.with_layer_updates(ups, layer_updates),
+                                  name="train_step", dump_dir=self.dump_dir, **common)
         return self._compile(key, build)
+
+    def scored_graph(self, training: bool, y_kinds) -> tuple:
+        """(input placeholders, target placeholders, scores in _score_names() order,
+        the layers' state updates {parameter: new value}) in the given mode: what the
+        training and evaluation steps are made of (the data-parallel step too)."""
+        with collect_updates() as c:
+            xs, outs = self._graph(training)
+        ts = _tracing.targets_placeholders(outs, self.output_names, y_kinds)
+        scores = self._heads().scores(outs, ts, [p for lay in self._all_layers() for p in lay.penalties()])
+        return xs, ts, scores, dict(c.updates)
+
+    def with_layer_updates(self, updates: dict, layer_updates: dict) -> dict:
+        """The optimiser's updates plus the layers' own (running statistics); a parameter
+        both would update is an error, not a silent choice."""
+        for p, v in layer_updates.items():
+            if p in updates:
+                raise ValueError(f"{self.name}: parameter {p.name} is updated by the optimiser and a layer")
+            updates[p] = v
+        return updates
 
     def _score_names(self) -> list:
         return self._heads().score_names()
@@ -384,9 +396,7 @@ class Model:
             callbacks = [*(callbacks or []), TrainingReport(report)]
         if distributed:
             from .distributed_fit import fit_distributed
-            return fit_distributed(self, X, y, epochs=epochs, batch_size=batch_size,
-                                   validation_data=validation_data, shuffle=shuffle, callbacks=callbacks,
-                                   verbose=verbose, seed=seed)
+            fit = fit_distributed
         return fit(self, X, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
                    validation_split=validation_split, shuffle=shuffle, callbacks=callbacks, verbose=verbose,
                    seed=seed, steps_per_epoch=steps_per_epoch)

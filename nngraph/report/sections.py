@@ -99,6 +99,8 @@ def _kernel_summary(program, k, kern, names_of) -> str:
     if isinstance(kern, MatmulKernel):
         what = (f"matmul [{','.join(map(str, tuple(kern.batch) + (kern.m, kern.n)))}] k={kern.k}"
                 + (" + epilogue" if kern.epilogue else ""))
+    elif hasattr(kern, "describe"):     # passes/collective.py's AllReduceKernel: no loop nest
+        what = kern.describe(lambda b: program.buffers[b].name)[0]
     else:
         what = f"loop over [{','.join(map(str, kern.outer))}], {len(kern.stages)} stage(s)"
     reads = ", ".join(sorted(map(bname, kern.reads())))

@@ -74,8 +74,10 @@ class TrainingReport(Callback):
         return table(rows, [("what", "what"), ("value", "value")])
 
     def train_function(self):
+        """The compiled training step: fit's ("train"), or the data-parallel one
+        ("train_distributed", nngraph/nn/distributed_fit.py)."""
         fns = getattr(self.model, "_fns", {}) or {}
-        return next((f for key, f in fns.items() if key[0] == "train"), None)
+        return next((f for key, f in fns.items() if key[0] in ("train", "train_distributed")), None)
 
     def html(self) -> str:
         name = getattr(self.model, "name", "model")

@@ -6,6 +6,7 @@ import pytest
 import nngraph as ng
 from nngraph.nn import replica
 from nngraph.nn.distributed_fit import shard, train_step
+from two_outputs import two_output_model
 
 
 def _model():
@@ -30,17 +31,13 @@ def test_fit_distributed_in_one_process_trains_as_fit():
     a, b = _model(), _model()
     ha = a.fit(X, y, epochs=2, batch_size=16, validation_data=(X[:10], y[:10]), distributed=True, verbose=0)
     hb = b.fit(X, y, epochs=2, batch_size=16, validation_data=(X[:10], y[:10]), verbose=0)
-    assert ha.keys() == hb.keys()
-    for k in ha:
-        np.testing.assert_allclose(ha[k], hb[k], rtol=1e-6, err_msg=k)
-    for p, q in zip(a.params, b.params):
-        np.testing.assert_allclose(p.value, q.value, rtol=1e-5, atol=1e-6, err_msg=p.name)
+    _assert_same_training(a, b, ha, hb)
 
 
 def test_training_step_reduces_gradients_statistics_and_scores():
     X, y = _data()
     model = _model()
-    step = train_step(model, ("int", 1))
+    step = train_step(model)
     graph = step.graph
     reduced = [n for n in graph.nodes() if n.op == "all_reduce"]
     # 5 trainable weights + 2 batch-norm statistics (and their vjps) + loss and accuracy
@@ -82,3 +79,71 @@ def test_synced_moments_weight_the_shares():
     np.testing.assert_allclose(got_m, a.mean(0), rtol=1e-6)
     np.testing.assert_allclose(got_v, a.var(0), rtol=1e-5)
     assert float(got_n) == 6.0
+
+
+def _assert_same_training(a, b, ha, hb):
+    assert ha.keys() == hb.keys()
+    for k in ha:
+        np.testing.assert_allclose(ha[k], hb[k], rtol=1e-6, err_msg=k)
+    for p, q in zip(a.params, b.params):
+        np.testing.assert_allclose(p.value, q.value, rtol=1e-5, atol=1e-6, err_msg=p.name)
+
+
+def test_fit_distributed_trains_a_model_with_two_outputs_as_fit():
+    X, y = _data()
+    targets = {"cls": y, "reg": X[:, :1] * 2.0}
+    val = (X[:10], {"cls": y[:10], "reg": targets["reg"][:10]})
+    a, b = two_output_model(4), two_output_model(4)
+    ha = a.fit(X, targets, epochs=2, batch_size=16, validation_data=val, distributed=True, verbose=0)
+    hb = b.fit(X, targets, epochs=2, batch_size=16, validation_data=val, verbose=0)
+    assert "reg_loss" in ha and "val_cls_accuracy" in ha
+    _assert_same_training(a, b, ha, hb)
+
+
+class _Batches:
+    """An iterable of (x, y) batches that starts again each epoch (as a data loader)."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def __iter__(self):
+        return iter(self.items)
+
+
+class _Net(ng.nn.Module):
+    """Built from its first data: parameters exist only once the step is compiled."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden, self.out = ng.nn.Dense(8, activation="relu", seed=1), ng.nn.Dense(3, seed=2)
+
+    def forward(self, x, training=False):
+        return self.out(self.hidden(x))
+
+
+def test_fit_distributed_on_a_module_with_batches_and_validation_split_trains_as_fit():
+    X, y = _data()
+    batches = _Batches([(X[s:s + 10], y[s:s + 10]) for s in range(0, 50, 10)])
+    models, hists = [], []
+    for distributed in (True, False):
+        net = _Net()
+        net.compile(ng.optim.SGD(0.1), "cross_entropy", ["accuracy"], target="cpu")
+        h1 = net.fit(X, y, epochs=1, batch_size=8, validation_split=0.2, distributed=distributed, verbose=0)
+        h2 = net.fit(batches, epochs=2, validation_data=_Batches(batches.items[:2]), distributed=distributed,
+                     verbose=0)
+        models.append(net)
+        hists.append({**h1, **{f"split_{k}": v for k, v in h2.items()}})
+    _assert_same_training(*models, *hists)
+
+
+def test_fit_distributed_prints_as_fit_on_rank_zero(capsys):
+    X, y = _data()
+    _model().fit(X, y, epochs=1, batch_size=16, distributed=True, verbose=2)
+    assert "epoch 1/1" in capsys.readouterr().out
+
+
+def test_fit_distributed_report_shows_the_data_parallel_step(tmp_path):
+    X, y = _data()
+    _model().fit(X, y, epochs=1, batch_size=16, distributed=True, verbose=0, report=str(tmp_path / "r.html"))
+    html = (tmp_path / "r.html").read_text()
+    assert "Training step: Kernels" in html and "all_reduce" in html
