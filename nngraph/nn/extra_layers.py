@@ -11,14 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
-from .. import init as _init
 from ..node import Tensor
 from ..ops import elementwise as ew
 from ..ops import movement as mv
 from ..ops import reduce as rd
 from ..ops.conv import conv_transpose2d
 from ..ops.upsample import upsample2d
-from .layers import Conv2D, Layer, _initial
+from .layers import Conv2D, Layer
 
 
 class Conv2DTranspose(Conv2D):
@@ -38,22 +37,12 @@ class Conv2DTranspose(Conv2D):
                          bias_regularizer=bias_regularizer, name=name, seed=seed)
         self.output_padding = output_padding
 
-    def build(self, input_shape, rng):
-        if len(input_shape) != 3:
-            raise ValueError(f"{self.name}: Conv2DTranspose needs inputs [N, C, H, W], "
-                             f"got [N,{','.join(map(str, input_shape))}]")
-        shape = (input_shape[0], self.filters) + self.kernel_size
-        self.add_param("W", _initial(self.kernel_initializer, self.activation, shape, rng),
-                       regularizer=self.kernel_regularizer)
-        if self.use_bias:
-            self.add_param("b", _init.get(self.bias_initializer)((self.filters,), rng=rng),
-                           regularizer=self.bias_regularizer)
+    def _weight_shape(self, channels: int) -> tuple:
+        """IOHW: [C, filters, k, k], PyTorch's ConvTranspose2d layout."""
+        return (channels, self.filters) + self.kernel_size
 
-    def forward(self, x, training):
-        y = conv_transpose2d(x, self.params["W"], self.stride, self.padding, self.output_padding)
-        if self.use_bias:
-            y = y + mv.reshape(self.params["b"], (1, self.filters, 1, 1))
-        return self._act(y)
+    def _convolve(self, x):
+        return conv_transpose2d(x, self.params["W"], self.stride, self.padding, self.output_padding)
 
 
 class UpSampling2D(Layer):

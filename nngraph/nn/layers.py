@@ -273,16 +273,24 @@ class Conv2D(Layer):
 
     def build(self, input_shape, rng):
         if len(input_shape) != 3:
-            raise ValueError(f"{self.name}: Conv2D needs inputs [N, C, H, W], got [N,{','.join(map(str, input_shape))}]")
-        shape = (self.filters, input_shape[0]) + self.kernel_size
+            raise ValueError(f"{self.name}: {type(self).__name__} needs inputs [N, C, H, W], "
+                             f"got [N,{','.join(map(str, input_shape))}]")
+        shape = self._weight_shape(input_shape[0])
         self.add_param("W", _initial(self.kernel_initializer, self.activation, shape, rng),
                        regularizer=self.kernel_regularizer)
         if self.use_bias:
             self.add_param("b", _init.get(self.bias_initializer)((self.filters,), rng=rng),
                            regularizer=self.bias_regularizer)
 
+    def _weight_shape(self, channels: int) -> tuple:
+        """OIHW: [filters, C, k, k]."""
+        return (self.filters, channels) + self.kernel_size
+
+    def _convolve(self, x):
+        return conv2d(x, self.params["W"], stride=self.stride, padding=self.padding, dilation=self.dilation)
+
     def forward(self, x, training):
-        y = conv2d(x, self.params["W"], stride=self.stride, padding=self.padding, dilation=self.dilation)
+        y = self._convolve(x)
         if self.use_bias:
             y = y + mv.reshape(self.params["b"], (1, self.filters, 1, 1))
         return self._act(y)
