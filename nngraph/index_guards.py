@@ -1,4 +1,5 @@
-"""The call-time index check of `take` and `check_index` (nngraph/ops/gather.py).
+"""The call-time index check of `take` and `check_index` (nngraph/ops/gather.py), and
+of the class ids that `one_hot` (so `cross_entropy`) compares with 0..n-1.
 
 An id outside [-n, n) never reads outside an array (every backend clamps it), but
 the call must not silently use a wrong row either. `add_index_guards` gives the
@@ -6,6 +7,11 @@ graph one extra scalar output per distinct (ids, n): the number of ids out of
 range. The runner wrapper (runtime/index_check.py) reads those counts after the
 kernels ran and before the Function commits any parameter update, and raises
 `InputError` naming the op, its line, the ids and the valid range.
+
+Class ids must lie in [0, n): an id outside selects no class (loss 0, gradient 0).
+Labels that are a graph input are checked on the host before any kernel runs
+(runtime/checks.py, one min/max); labels computed in the graph get a guard here, with
+a second output, the sum of the bad ids, which is the bad id itself when only one is.
 """
 from __future__ import annotations
 
@@ -27,6 +33,22 @@ class IndexGuard:
     op: Tensor
     ids: Tensor
     size: object
+    class_ids: bool = False   # one_hot's labels: valid ids are [0, size), not [-size, size)
+
+    @property
+    def n_outputs(self) -> int:
+        return 2 if self.class_ids else 1
+
+
+def one_hot_labels(n: Tensor):
+    """(labels, n_classes) when `n` is the compare equal(expand_dims(labels), iota(last
+    axis)) that `one_hot` builds, else None."""
+    if n.op != "equal":
+        return None
+    lhs, rhs = n.inputs
+    if rhs.op != "iota" or rhs.attrs["axis"] != rhs.ndim - 1 or lhs.op not in ("reshape", "expand_dims"):
+        return None
+    return lhs.inputs[0], rhs.shape[-1]
 
 
 def _checked(n: Tensor):
@@ -37,33 +59,57 @@ def _checked(n: Tensor):
     return None
 
 
+def _computed_class_ids(n: Tensor, inputs: set):
+    """(labels, n_classes) of a one_hot whose labels are not a graph input (those are
+    checked on the host, runtime/checks.py), else None."""
+    c = one_hot_labels(n)
+    if c is None or id(c[0]) in inputs:
+        return None
+    return c
+
+
+def _guard_outputs(gd: IndexGuard) -> list:
+    size = ew.numel((gd.size,), gd.ids.dtype)
+    low = ew.zeros_like(size) if gd.class_ids else ew.neg(size)
+    bad = ew.logical_or(ew.less(gd.ids, low), ew.greater_equal(gd.ids, size))
+    outs = [rd.sum(ew.cast(bad, "float32"))]
+    if gd.class_ids:
+        wide = ew.cast(gd.ids, "int64")
+        outs.append(rd.sum(ew.where(bad, wide, ew.zeros_like(wide))))
+    return outs
+
+
 def add_index_guards(graph: Graph) -> tuple[Graph, list]:
-    """(graph with one out-of-range count per checked ids appended to its outputs, guards)."""
+    """(graph with each guard's outputs (out-of-range count first) appended to its outputs, guards)."""
     guards, seen = [], set()
+    inputs = {id(ph) for ph in graph.inputs}
     for n in graph.nodes():
-        c = _checked(n)
-        if c is None or (id(c[0]), c[1]) in seen:
+        c, class_ids = _checked(n), False
+        if c is None:
+            c, class_ids = _computed_class_ids(n, inputs), True
+        if c is None or (id(c[0]), c[1], class_ids) in seen:
             continue
-        seen.add((id(c[0]), c[1]))
-        guards.append(IndexGuard(n, c[0], c[1]))
+        seen.add((id(c[0]), c[1], class_ids))
+        guards.append(IndexGuard(n, c[0], c[1], class_ids))
     if not guards:
         return graph, []
-    counts = []
+    extra = [o for gd in guards for o in _guard_outputs(gd)]
+    return Graph(list(graph.inputs), list(graph.outputs) + extra, list(graph.updates), graph.name), guards
+
+
+def raise_if_out_of_range(guards: list, outputs: list, env: dict, feeds: dict):
+    """Raise InputError for the first guard whose count is not 0. `outputs` are the guards'
+    outputs in order; `feeds` maps id(placeholder) to the array given, so ids that are an
+    input can be quoted."""
+    at = 0
     for gd in guards:
-        size = ew.numel((gd.size,), gd.ids.dtype)
-        bad = ew.logical_or(ew.less(gd.ids, ew.neg(size)), ew.greater_equal(gd.ids, size))
-        counts.append(rd.sum(ew.cast(bad, "float32")))
-    return Graph(list(graph.inputs), list(graph.outputs) + counts, list(graph.updates), graph.name), guards
-
-
-def raise_if_out_of_range(guards: list, counts: list, env: dict, feeds: dict):
-    """Raise InputError for the first guard whose count is not 0. `feeds` maps id(placeholder)
-    to the array given, so ids that are an input can be quoted."""
-    for gd, c in zip(guards, counts):
-        k = int(c.item())   # a NumPy 0-d array or a device tensor
+        got, at = outputs[at:at + gd.n_outputs], at + gd.n_outputs
+        k = int(got[0].item())   # a NumPy 0-d array or a device tensor
         if k == 0:
             continue
         n = eval_size(gd.size, env)
+        if gd.class_ids:
+            _raise_class_ids(gd, k, int(got[1].item()), n)
         sym = f" ({gd.size} = {n})" if isinstance(gd.size, Dim) else ""
         what = f"input '{gd.ids.name}'" if gd.ids.op == "placeholder" else f"ids built at {gd.ids.where}"
         example = ""
@@ -76,3 +122,10 @@ def raise_if_out_of_range(guards: list, counts: list, env: dict, feeds: dict):
         raise InputError(f"{gd.op.op} (built at {gd.op.where}): {k} id{'s' if k != 1 else ''} of {what} "
                          f"out of range{example}: {target} has size {n}{sym}, so ids must lie in "
                          f"[{-n}, {n}); nothing was updated")
+
+
+def _raise_class_ids(gd: IndexGuard, k: int, bad_sum: int, n: int):
+    what = f"class id {bad_sum}" if k == 1 else f"{k} class ids"
+    raise InputError(f"one_hot/cross_entropy (built at {gd.op.where}): {what} computed at {gd.ids.where} "
+                     f"{'is' if k == 1 else 'are'} out of range: the valid ids are 0 to {n - 1} ({n} classes); "
+                     "nothing was updated")

@@ -4,7 +4,8 @@ native code ever reads out of bounds or reduces an empty axis).
 
 - Class ids: `one_hot` (and so `cross_entropy` with integer labels) compares the
   labels with 0..n-1; an id outside that range would silently select no class
-  (loss 0, gradient 0). A label placeholder feeding one must hold ids in [0, n).
+  (loss 0, gradient 0). A label placeholder feeding one must hold ids in [0, n)
+  (labels computed in the graph are checked there: nngraph/index_guards.py).
 - Sizes: a tensor whose byte count no address space holds (2**32 x 2**32 floats)
   is a MemoryError, computed with Python ints (an int64 count would wrap and size a
   buffer too small for the kernels that write it).
@@ -17,6 +18,7 @@ Each check costs one pass over a label array (min and max), one dict lookup, or
 from __future__ import annotations
 
 from nngraph.errors import InputError
+from nngraph.index_guards import one_hot_labels
 from nngraph.types import Dim, np_dtype
 
 from .sizes import MAX_BYTES, element_count
@@ -89,13 +91,13 @@ def _make_empty_check(op, axis, dim, x):
 
 
 def _class_id_check(n, index):
-    """equal(reshape(labels), iota(axis=last)) as one_hot builds it, labels a placeholder."""
-    lhs, rhs = n.inputs
-    if rhs.op != "iota" or rhs.attrs["axis"] != rhs.ndim - 1 or lhs.op not in ("reshape", "expand_dims"):
+    """equal(expand_dims(labels), iota(axis=last)) as one_hot builds it, labels an input
+    (labels computed in the graph are checked by nngraph/index_guards.py)."""
+    c = one_hot_labels(n)
+    if c is None:
         return None
-    labels = lhs.inputs[0]
+    labels, n_classes = c
     i = index.get(id(labels))
-    n_classes = rhs.shape[-1]
     if i is None or isinstance(n_classes, Dim):
         return None
     name = _label(labels, i)

@@ -8,8 +8,9 @@ from .function import Runner
 
 
 class IndexCheckedRunner(Runner):
-    """Runs `inner` on a graph whose last len(guards) outputs are the guards' counts;
-    returns the other outputs, or raises InputError when a count is not 0."""
+    """Runs `inner` on a graph whose last outputs are the guards' (counts first, see
+    nngraph/index_guards.py); returns the other outputs, or raises InputError when a
+    count is not 0."""
 
     def __init__(self, inner: Runner, guards: list, placeholders: list):
         self.inner, self.guards, self.placeholders = inner, guards, placeholders
@@ -43,7 +44,7 @@ class IndexCheckedRunner(Runner):
 
     def run(self, inputs, params, env):
         outs, new = self.inner.run(inputs, params, env)
-        k = len(self.guards)
+        k = sum(gd.n_outputs for gd in self.guards)
         feeds = {id(p): a for p, a in zip(self.placeholders, inputs)}
         raise_if_out_of_range(self.guards, outs[len(outs) - k:], env, feeds)
         return outs[:len(outs) - k], new

@@ -149,6 +149,45 @@ def test_out_of_range_class_id_checked_in_a_training_step(target):
     np.testing.assert_array_equal(W.value, 1.0)      # nothing was applied
 
 
+def _computed_labels(kind, y):
+    if kind == "cast":
+        return ng.cast(y, "int32")
+    if kind == "plus_zero":
+        return y + 0
+    if kind == "slice":
+        return y[1:]
+    return ng.argmax(ng.cast(ng.reshape(y, (-1, 1)), "float32") * np.ones((1, 5), np.float32), axis=-1) + y
+
+
+@pytest.mark.parametrize("kind", ["cast", "plus_zero", "slice", "argmax_arith"])
+@pytest.mark.parametrize("bad", [-1, 3, 2**31 - 1])
+def test_out_of_range_class_ids_computed_in_the_graph_are_an_input_error(target, kind, bad):
+    if target == "oracle":
+        pytest.skip("the class id check is added by ng.compile; the oracle runs the graph as built")
+    y = ng.placeholder((4,), "int64", name="y")
+    labels = _computed_labels(kind, y)
+    n = labels.shape[0]
+    logits = ng.parameter(np.zeros((n, 3), np.float32), name="logits")
+    loss = ng.cross_entropy(logits, labels)
+    f = helpers.compile([y], loss, updates={logits: logits - ng.grad(loss, logits)}, target=target)
+    line = loss.where.split(":")[-1]
+    with pytest.raises(ng.InputError, match=rf"one_hot.*test_call_safety.py:{line}.*class id {bad}\b.*"
+                                              rf"0 to 2 \(3 classes\).*nothing was updated"):
+        f(np.array([0, 1, bad, 2]))
+    np.testing.assert_array_equal(logits.value, 0.0)      # nothing was applied
+    np.testing.assert_allclose(f(np.array([0, 1, 2, 2])), np.log(3), rtol=1e-6)
+
+
+def test_one_hot_of_computed_ids_reports_how_many_are_out_of_range(target):
+    if target == "oracle":
+        pytest.skip("the class id check is added by ng.compile; the oracle runs the graph as built")
+    y = ng.placeholder((4,), "int32", name="y")
+    f = helpers.compile([y], ng.one_hot(y * 2, 3), target=target)
+    with pytest.raises(ng.InputError, match=r"2 class ids .* out of range.*0 to 2"):
+        f(np.array([0, 1, 2, 3], np.int32))
+    np.testing.assert_array_equal(f(np.array([0, 1, 1, 0], np.int32)), np.eye(3, dtype=np.float32)[[0, 2, 2, 0]])
+
+
 def test_python_int_that_does_not_fit_int32_is_refused(target):
     i = ng.placeholder((1,), "int32", name="i")
     f = helpers.compile([i], i + 0, target=target)
