@@ -26,6 +26,26 @@ def _is_batch_source(X) -> bool:
     return hasattr(X, "__iter__") or hasattr(X, "__next__")
 
 
+def _is_pair(item) -> bool:
+    """An (x, y) batch: a 2-list/tuple whose parts are array-likes, not numbers."""
+    return (isinstance(item, (list, tuple)) and len(item) == 2
+            and not any(np.isscalar(part) for part in item))
+
+
+def _is_list_of_batches(X, y) -> bool:
+    """fit(X) / evaluate(X) with y None and X a non-empty list or tuple of (x, y) pairs:
+    a batch source, not a multi-input model's list of arrays. The rule is by structure:
+    every item must be a pair of array-likes (an array or a dict is never a pair), and
+    y must be None (with targets given, X is always the inputs)."""
+    return y is None and isinstance(X, (list, tuple)) and len(X) > 0 and all(_is_pair(b) for b in X)
+
+
+def _batch_source_of(X, y) -> bool:
+    """Whether fit / evaluate reads X as batches (a generator, an iterable object, or a
+    list of (x, y) pairs) rather than as arrays."""
+    return _is_batch_source(X) or _is_list_of_batches(X, y)
+
+
 class ArraySource:
     """Batches of in-memory arrays, shuffled per epoch."""
 
@@ -80,27 +100,57 @@ class ArraySource:
 
 class BatchSource:
     """(x, y) batches from a generator (steps_per_epoch of them per epoch) or from an
-    iterable that starts again each epoch (a list of batches, a data loader)."""
+    iterable that starts again each epoch (a plain list or tuple of (x, y) pairs, a data
+    loader). fit and evaluate take a list as batches when y is None and every item is
+    an (x, y) pair of array-likes (_is_list_of_batches); otherwise a list is the
+    inputs of a multi-input model."""
 
     def __init__(self, model, data, steps_per_epoch):
         self.model, self.data, self.steps = model, data, steps_per_epoch
         self.one_shot = iter(data) is data
         self._it = iter(data) if self.one_shot else None
+        self._pending = None  # a one-shot source's first batch, read to build the model
+
+    def build_model(self) -> None:
+        """Build an unbuilt model (a Module, a Sequential without input_shape) from the
+        first batch's inputs, before the first step: fit needs the graph (its score
+        names) before any batch is trained on. A one-shot generator's batch is kept
+        and trained on first; an iterable that starts again is read anew."""
+        if self.model.built:
+            return
+        if self.one_shot:
+            self._pending = self._next(self._it, 0)
+            item = self._pending
+        else:
+            item = self._next(iter(self.data), 0)
+        if item is None:
+            raise ValueError(f"{self.model.name}: the batches are empty; nothing to build the model from")
+        self.model._xs(item[0])
+
+    def _next(self, it, count: int):
+        """The next (x, y) pair, or None at the end (an error for a spent generator)."""
+        try:
+            item = next(it)
+        except StopIteration:
+            if count == 0 and self.one_shot:
+                raise ValueError(f"{self.model.name}: the generator of batches is exhausted; pass "
+                                 "steps_per_epoch (and a generator that loops), or an iterable that "
+                                 "starts again, such as a list of (x, y) batches") from None
+            return None
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise ValueError(f"{self.model.name}: a batch must be an (x, y) pair, got {type(item).__name__}")
+        return item
 
     def batches(self, epoch_index: int):
         it = self._it if self.one_shot else iter(self.data)
         count = 0
         while self.steps is None or count < self.steps:
-            try:
-                item = next(it)
-            except StopIteration:
-                if count == 0 and self.one_shot:
-                    raise ValueError(f"{self.model.name}: the generator of batches is exhausted; pass "
-                                     "steps_per_epoch (and a generator that loops), or an iterable that "
-                                     "starts again, such as a list of (x, y) batches") from None
+            if self._pending is not None:
+                item, self._pending = self._pending, None
+            else:
+                item = self._next(it, count)
+            if item is None:
                 return
-            if not (isinstance(item, (tuple, list)) and len(item) == 2):
-                raise ValueError(f"{self.model.name}: a batch must be an (x, y) pair, got {type(item).__name__}")
             xs = self.model._xs(item[0])
             ys, kinds = self.model._ys(item[1])
             count += 1
@@ -108,7 +158,7 @@ class BatchSource:
 
 
 def _source(model, X, y, batch_size, shuffle, seed, steps_per_epoch):
-    if _is_batch_source(X):
+    if _batch_source_of(X, y):
         if y is not None:
             raise ValueError(f"{model.name}: with a generator of (x, y) batches, leave y out")
         return BatchSource(model, X, steps_per_epoch)
@@ -186,6 +236,8 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
     validation_data = _validation(model, source, validation_data, validation_split)
     if isinstance(source, ArraySource) and model.target == "gpu":
         source.place_on(model.compiled("train", source.kinds))
+    if isinstance(source, BatchSource):
+        source.build_model()
     names = model._score_names()
     cbs = list(callbacks or [])
     for c in cbs:
@@ -220,8 +272,10 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
 def evaluation_batches(model, X, y, batch_size: int):
     """The (xs, ys, kinds) batches that evaluate scores: of arrays, or of a batch source."""
     model._need_compiled()
-    if _is_batch_source(X):
-        return BatchSource(model, X, None).batches(0)
+    if _batch_source_of(X, y):
+        source = BatchSource(model, X, None)
+        source.build_model()
+        return source.batches(0)
     if y is None:
         raise ValueError(f"{model.name}: evaluate(X, y) needs targets y")
     return ArraySource(model, X, y, batch_size, False, None).batches(0)

@@ -381,7 +381,8 @@ class Model:
             distributed: bool = False) -> dict:
         """Train; returns the history {"loss": [per epoch], "accuracy": [...], "val_loss": ...}
         (also kept as model.history). X, y: arrays (lists or dicts of them for several
-        inputs or outputs), or X a generator / iterable of (x, y) batches and y None.
+        inputs or outputs), or X a generator / iterable of (x, y) batches and y None
+        (a list or tuple too, when every item is an (x, y) pair: fitting.BatchSource).
         validation_split holds out the last fraction of X, y (before shuffling, as Keras).
         verbose=1 shows a progress bar on a terminal and one line per epoch otherwise,
         2 one line per epoch, 0 nothing. Each epoch's shuffle depends only on `seed`

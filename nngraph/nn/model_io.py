@@ -5,12 +5,15 @@ One .npz (written atomically by ng.save's writer, read with allow_pickle=False):
   (optimizer as data, loss and metric names, target), epochs_done, format version;
 - "weights/<key>": every parameter by its state_dict key;
 - "optimizer/lr", "optimizer/iterations", "optimizer/<kind>/<weight key>": the
-  optimiser's state, slots keyed by the weight they belong to.
+  optimiser's state, slots keyed by the weight they belong to;
+- "rng/counter": the process-wide random-op counter (ops/random.step_counter) at
+  save time, which keys the dropout masks of the next step.
 
-load_model rebuilds the model, compiles it as saved and puts every value back, so
-the next fit continues exactly as the saved model would have (same parameters
-after the next epoch, bit for bit on the same target). Dropout masks are the one
-exception: they come from a process-wide counter that the file does not hold.
+load_model rebuilds the model, compiles it as saved and puts every value back,
+the random-op counter included (it is process-wide: loading sets it for every
+model of the process), so the next fit continues exactly as the saved model would
+have (same parameters and dropout masks after the next epoch, bit for bit on the
+same target).
 """
 from __future__ import annotations
 
@@ -21,12 +24,14 @@ import numpy as np
 
 from .. import saving
 from ..errors import ShapeError
+from ..ops import random as rnd
 from . import architecture
 from . import config as cfg
 
 FORMAT = "nngraph.model"
 VERSION = 1
 CONFIG_KEY = "model.json"
+RNG_COUNTER_KEY = "rng/counter"
 
 
 def _loss_config(spec, what: str):
@@ -81,6 +86,7 @@ def save_model(model, path) -> None:
                            "loss_weights": _loss_config(model._loss_weights, "loss weight"),
                            "target": model.target, "opt_level": model.opt_level}
         _optimizer_state(model, arrays)
+    arrays[RNG_COUNTER_KEY] = np.asarray(rnd.step_counter().value)
     arrays[CONFIG_KEY] = np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8)
     saving.save_arrays(path, arrays)
 
@@ -129,10 +135,19 @@ def _put_optimizer_state(model, arrays: dict) -> None:
             opt.slot(params[parts[2]], parts[1]).value = a
 
 
+def _put_rng_counter(arrays: dict) -> None:
+    """Set the process-wide random-op counter to the saved one (files written before
+    it was saved leave it as it is), so the next step draws the masks it would have."""
+    saved = arrays.get(RNG_COUNTER_KEY)
+    if saved is not None:
+        counter = rnd.step_counter()
+        counter.value = np.asarray(saved, dtype=counter.value.dtype).reshape(())
+
+
 def load_model(path, custom_objects: dict | None = None, compile: bool = True, target: str | None = None):
     """The model that model.save(path) wrote, built, with its weights, its optimiser
     (state included) and compile settings: fit continues where the saved model
-    stopped. custom_objects: {name: class or function} for a subclassed model's class,
+    stopped. Sets the process's random-op counter (dropout masks) to the saved one. custom_objects: {name: class or function} for a subclassed model's class,
     custom layers and loss functions (code is never read from the file)."""
     meta, arrays = _read(path)
     if meta is None:
@@ -141,6 +156,7 @@ def load_model(path, custom_objects: dict | None = None, compile: bool = True, t
     classes = cfg.known_classes(custom_objects)
     model = architecture.rebuild(meta["architecture"], arrays, classes)
     _put_weights(model, arrays, path)
+    _put_rng_counter(arrays)
     model.epochs_done = int(meta.get("epochs_done", 0))
     c = meta.get("compile")
     if compile and c is not None:

@@ -137,3 +137,34 @@ def test_clipvalue_and_clipnorm_clip_each_gradient(tgt):
     np.testing.assert_allclose(results[("clipnorm",)], g * 0.05 / np.linalg.norm(g), rtol=1e-4, atol=1e-7)
     with pytest.raises(ValueError, match="clipnorm must be > 0"):
         ng.optim.Adam(clipnorm=0)
+
+
+def test_fit_and_evaluate_take_a_plain_list_or_tuple_of_batches():
+    """A list (or tuple) of (x, y) pairs with y None is batches, as BatchSource says."""
+    X, y = _blobs(96)
+    pairs = [(X[s:s + 32], y[s:s + 32]) for s in range(0, 96, 32)]
+    a, b, c = _dense(), _dense(), _dense()
+    for m in (a, b, c):
+        m.compile(ng.optim.SGD(0.1), "sparse_categorical_crossentropy", target="reference")
+    ha = a.fit(pairs, epochs=2, verbose=0)
+    hb = b.fit(tuple(pairs), epochs=2, verbose=0)
+    hc = c.fit(X, y, epochs=2, batch_size=32, shuffle=False, verbose=0)
+    assert ha["loss"] == hb["loss"] == hc["loss"]
+    np.testing.assert_array_equal(a.layers[0].params["W"].value, c.layers[0].params["W"].value)
+    two = pairs[:2]  # exactly two batches: still batches, not (inputs, targets)
+    assert a.evaluate(two)["loss"] == pytest.approx(a.evaluate(X[:64], y[:64])["loss"], rel=1e-6)
+
+
+def test_a_list_of_input_arrays_is_still_inputs_not_batches():
+    """The structural rule: arrays (even two of them) are never an (x, y) pair, and with
+    y given a list is always the inputs."""
+    X, y = _blobs(40)
+    a, b = ng.nn.Input((4,), name="a"), ng.nn.Input((4,), name="b")
+    model = ng.nn.Model([a, b], ng.nn.Dense(3, seed=0)(a + b))
+    model.compile(ng.optim.SGD(0.1), "sparse_categorical_crossentropy", target="reference")
+    h = model.fit([X, X * 0.5], y, epochs=1, verbose=0)
+    assert len(h["loss"]) == 1
+    with pytest.raises(ValueError, match="needs targets y"):
+        model.fit([X, X * 0.5], epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="needs targets y"):
+        _dense().compile("sgd", target="reference").fit([[1.0, 2.0, 3.0, 4.0], [0.0, 1.0, 2.0, 3.0]], verbose=0)

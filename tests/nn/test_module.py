@@ -256,3 +256,39 @@ def test_a_subclassed_layer_compiles_and_fits_on_its_own(tmp_path):
     layer.save(tmp_path / "layer.npz")
     again = ng.nn.load_model(tmp_path / "layer.npz", custom_objects={"TwoLayer": TwoLayer})
     np.testing.assert_array_equal(again.predict(X), layer.predict(X))
+
+
+class _Small(ng.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.hidden, self.out = ng.nn.Dense(6, activation="tanh", seed=4), ng.nn.Dense(3, seed=5)
+
+    def forward(self, x, training=False):
+        return self.out(self.hidden(x))
+
+
+@pytest.mark.parametrize("kind", ["generator", "list"])
+def test_an_unbuilt_module_builds_from_the_first_batch(kind):
+    """fit needs the graph (its score names) before a batch is trained on: an unbuilt
+    model is built from the first batch, which is still trained on."""
+    X, y = _blobs(96)
+
+    def batches():
+        return ((X[s:s + 32], y[s:s + 32]) for s in range(0, 96, 32))
+
+    built, unbuilt = _Small(), _Small()
+    built.build((None, 4))
+    for m in (built, unbuilt):
+        m.compile(ng.optim.SGD(0.1), "sparse_categorical_crossentropy", target="reference")
+    data = (lambda: batches()) if kind == "generator" else (lambda: list(batches()))
+    hb = built.fit(data(), epochs=1, verbose=0)
+    hu = unbuilt.fit(data(), epochs=1, verbose=0)
+    assert unbuilt.built and hu["loss"] == hb["loss"]
+    for k, p in built.state_dict().items():
+        np.testing.assert_array_equal(unbuilt.state_dict()[k].value, p.value, err_msg=k)
+    fresh = _Small()
+    fresh.compile("sgd", "sparse_categorical_crossentropy", target="reference")
+    assert set(fresh.evaluate(data())) == {"loss"}
+    seq = ng.nn.Sequential([ng.nn.Dense(3, seed=0)])  # no input_shape
+    seq.compile("sgd", "sparse_categorical_crossentropy", target="reference")
+    assert len(seq.fit(data(), epochs=1, verbose=0)["loss"]) == 1

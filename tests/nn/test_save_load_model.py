@@ -74,6 +74,38 @@ def test_load_model_continues_training_bit_for_bit(tmp_path, make, tgt):
     assert float(loaded.optimizer.iterations.value) == float(straight.optimizer.iterations.value)
 
 
+def _set_random_counter(value):
+    counter = ng.ops.random.step_counter()
+    counter.value = np.asarray(value, counter.value.dtype)
+
+
+@pytest.mark.parametrize("tgt", TARGETS)
+def test_load_model_with_dropout_continues_bit_for_bit(tmp_path, tgt):
+    """The dropout masks are keyed by the process-wide random-op counter: the file
+    holds it, and load_model sets it, whatever the process did in between."""
+    X, y = _blobs()
+
+    def make():
+        m = ng.nn.Sequential([ng.nn.Dense(8, activation="relu", seed=1), ng.nn.Dropout(0.5, seed=12),
+                              ng.nn.Dense(3, seed=2)], input_shape=(4,))
+        _compile(m, tgt)
+        return m
+
+    straight, resumed = make(), make()
+    _set_random_counter(100)
+    straight.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    _set_random_counter(100)
+    resumed.fit(X, y, epochs=1, batch_size=16, verbose=0)
+    path = tmp_path / "model.npz"
+    resumed.save(path)
+    _set_random_counter(7)  # what a fresh process, or other models' steps, would leave
+    loaded = ng.nn.load_model(path)
+    assert int(ng.ops.random.step_counter().value) == 100 + 6
+    loaded.fit(X, y, epochs=1, batch_size=16, verbose=0)
+    for k, p in straight.state_dict().items():
+        np.testing.assert_array_equal(loaded.state_dict()[k].value, p.value, err_msg=k)
+
+
 def test_the_file_is_json_and_npy_without_pickle(tmp_path):
     X, y = _blobs(32)
     m = _functional()
