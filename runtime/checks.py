@@ -16,6 +16,8 @@ Each check costs one pass over a label array (min and max), one dict lookup, or
 """
 from __future__ import annotations
 
+import threading
+
 from nngraph.errors import InputError
 from nngraph.types import Dim, np_dtype
 
@@ -55,7 +57,7 @@ def _size_check(nodes):
     last = [None]
 
     def check(vals, env):
-        key = tuple(env.get(d) for d in dims)
+        key = tuple(map(env.get, dims))
         if key == last[0]:
             return
         for (shape, itemsize), n in shapes.items():
@@ -119,9 +121,27 @@ def _min_max(a):
     if t is not None:
         if t.numel() == 0:
             return None
-        import torch   # only device tensors get here: torch is there
-        lo, hi = torch.stack(t.aminmax()).tolist()   # one wait for the device, not two
-        return lo, hi
+        return _tensor_min_max(t)
     if a.size == 0:
         return None
     return a.min(), a.max()
+
+
+_RESULTS = threading.local()   # per thread: (device, dtype) -> a 2-element tensor and its two 0-d views
+
+
+def _tensor_min_max(t) -> tuple:
+    """One aminmax launch writing into a buffer kept per thread, device and dtype, and
+    one read back: one wait for the device, and no launch to stack the two results."""
+    import torch   # only device tensors get here: torch is there
+    bufs = getattr(_RESULTS, "bufs", None)
+    if bufs is None:
+        bufs = _RESULTS.bufs = {}
+    key = (t.device, t.dtype)
+    out = bufs.get(key)
+    if out is None:
+        pair = torch.empty(2, dtype=t.dtype, device=t.device)
+        out = bufs[key] = (pair, (pair[0], pair[1]))
+    torch.aminmax(t, out=out[1])
+    lo, hi = out[0].tolist()
+    return lo, hi
