@@ -117,7 +117,7 @@ def _class_id_check(n, index):
 def _min_max(a):
     """(min, max) of an input's values, or None when it is empty; a device tensor
     (runtime/gpu_arrays.DeviceArray) is reduced where it lives."""
-    t = getattr(a, "tensor", a if hasattr(a, "aminmax") else None)   # DeviceArray, or a tensor as given
+    t = a if hasattr(a, "aminmax") else getattr(a, "tensor", None)   # a tensor as given, or a DeviceArray
     if t is not None:
         if t.numel() == 0:
             return None

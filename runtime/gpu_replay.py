@@ -196,13 +196,10 @@ class Replay:
         """The variant for a call with these input tensors (None for a host array)."""
         # (`None in tensors` would compare tensors with ==: a torch operation each)
         ptrs = None if any(map(operator.is_, tensors, itertools.repeat(None))) else tuple(map(_data_ptr, tensors))
-        copy_free = None
         for v in self.variants:
-            if v.in_place:
-                if v.ptrs == ptrs and v.free():
-                    return v
-            elif copy_free is None and v.free():
-                copy_free = v
+            if v.in_place and v.ptrs == ptrs and v.free():
+                return v
+        copy_free = next((v for v in self.variants if not v.in_place and v.free()), None)
         reuse = ptrs is not None and ptrs == self.last_ptrs and not self._own_outputs(ptrs)
         self.last_ptrs = ptrs
         if len(self.variants) < MAX_VARIANTS and (reuse or copy_free is None):
