@@ -17,6 +17,8 @@ Each check costs one pass over a label array (min and max), one dict lookup, or
 """
 from __future__ import annotations
 
+import threading
+
 from nngraph.errors import InputError
 from nngraph.index_guards import one_hot_labels
 from nngraph.types import Dim, np_dtype
@@ -57,7 +59,7 @@ def _size_check(nodes):
     last = [None]
 
     def check(vals, env):
-        key = tuple(env.get(d) for d in dims)
+        key = tuple(map(env.get, dims))
         if key == last[0]:
             return
         for (shape, itemsize), n in shapes.items():
@@ -117,13 +119,31 @@ def _class_id_check(n, index):
 def _min_max(a):
     """(min, max) of an input's values, or None when it is empty; a device tensor
     (runtime/gpu_arrays.DeviceArray) is reduced where it lives."""
-    t = getattr(a, "tensor", a if hasattr(a, "aminmax") else None)   # DeviceArray, or a tensor as given
+    t = a if hasattr(a, "aminmax") else getattr(a, "tensor", None)   # a tensor as given, or a DeviceArray
     if t is not None:
         if t.numel() == 0:
             return None
-        import torch   # only device tensors get here: torch is there
-        lo, hi = torch.stack(t.aminmax()).tolist()   # one wait for the device, not two
-        return lo, hi
+        return _tensor_min_max(t)
     if a.size == 0:
         return None
     return a.min(), a.max()
+
+
+_RESULTS = threading.local()   # per thread: (device, dtype) -> a 2-element tensor and its two 0-d views
+
+
+def _tensor_min_max(t) -> tuple:
+    """One aminmax launch writing into a buffer kept per thread, device and dtype, and
+    one read back: one wait for the device, and no launch to stack the two results."""
+    import torch   # only device tensors get here: torch is there
+    bufs = getattr(_RESULTS, "bufs", None)
+    if bufs is None:
+        bufs = _RESULTS.bufs = {}
+    key = (t.device, t.dtype)
+    out = bufs.get(key)
+    if out is None:
+        pair = torch.empty(2, dtype=t.dtype, device=t.device)
+        out = bufs[key] = (pair, (pair[0], pair[1]))
+    torch.aminmax(t, out=out[1])
+    lo, hi = out[0].tolist()
+    return lo, hi

@@ -3,6 +3,8 @@ symbolic sizes, atomic updates, stats and dumps. The backend supplies a Runner."
 from __future__ import annotations
 
 import collections
+import itertools
+import operator
 import threading
 import warnings
 
@@ -24,17 +26,35 @@ def _param_lock_index(p) -> int:
     return (id(p) >> 4) % len(_PARAM_LOCKS)
 
 
-def locked(locks, fn, *args):
-    """fn(*args) holding every lock of `locks` (in that order). Nested `with`
-    statements, whose enter and exit run in C: a KeyboardInterrupt cannot leave one
-    of them held."""
-    if not locks:
+_CHUNK = 8   # locks one `with` statement takes (lock_chunks pads the last chunk)
+
+
+def lock_chunks(locks) -> tuple:
+    """`locks` as a tuple of 8-tuples for `locked`, the last one padded with fresh
+    private locks (uncontended: taking one is a C call of well under a microsecond), so
+    that a call takes all its locks in one `with` statement per 8, not one Python call
+    per lock."""
+    locks = tuple(locks)
+    pad = -len(locks) % _CHUNK
+    locks += tuple(threading.Lock() for _ in range(pad))
+    return tuple(locks[i:i + _CHUNK] for i in range(0, len(locks), _CHUNK))
+
+
+def locked(chunks, fn, *args):
+    """fn(*args) holding every lock of `chunks` (lock_chunks' tuples, in that order).
+    One `with` statement per chunk, whose enters and exits run in C: a
+    KeyboardInterrupt cannot leave one of the locks held."""
+    if not chunks:
         return fn(*args)
-    with locks[0]:
-        return locked(locks[1:], fn, *args)
+    a, b, c, d, e, f, g, h = chunks[0]
+    with a, b, c, d, e, f, g, h:
+        if len(chunks) == 1:
+            return fn(*args)
+        return locked(chunks[1:], fn, *args)
 
 
 _VALUE = "value"
+_value_of = operator.itemgetter(_VALUE)   # a parameter's state -> its value
 
 
 def commit(states, values) -> None:
@@ -42,7 +62,7 @@ def commit(states, values) -> None:
     bytecode between two stores, so no Python signal handler (Ctrl-C's
     KeyboardInterrupt) can run in the middle and leave some parameters updated and
     others not. An interrupt lands before the call (nothing stored) or after it (all)."""
-    collections.deque(map(dict.__setitem__, states, [_VALUE] * len(states), values), maxlen=0)
+    collections.deque(map(dict.__setitem__, states, itertools.repeat(_VALUE), values), maxlen=0)
 
 
 class Runner:
@@ -131,6 +151,10 @@ class Function:
         self._last = None             # (checked inputs, sizes) of the last call, for profile()
         self._run_params = run_graph.params()
         self._run_updated = [p for p, _ in run_graph.updates]
+        # the parameters' state dicts (each Parameter keeps its own for life): read and
+        # committed per call without an attribute lookup per parameter
+        self._run_states = [p._state for p in self._run_params]
+        self._updated_states = [p._state for p in self._run_updated]
         self._names = {ph.name: i for i, ph in enumerate(self.inputs) if ph.name}
         self._dtypes = [np_dtype(ph.dtype) for ph in self.inputs]
         self._stats = dict(stats or {})
@@ -138,7 +162,8 @@ class Function:
         # the parameters' locks (shared with every Function updating them), then this
         # Function's own (its runner's bindings are per Function)
         stripes = sorted({_param_lock_index(p) for p in self._run_updated})
-        self._locks = tuple(_PARAM_LOCKS[i] for i in stripes) + (threading.Lock(),)
+        self._own_lock = threading.Lock()
+        self._locks = lock_chunks([_PARAM_LOCKS[i] for i in stripes] + [self._own_lock])
         self._checks = call_checks(graph)
         self._signatures: dict = {}   # input keys of a checked device-array call -> bound sizes
 
@@ -147,7 +172,7 @@ class Function:
         if len(args) != len(self.inputs):
             return None
         keys = tuple(map(self.runner.input_key, args))
-        return None if any(k is None for k in keys) else keys
+        return None if None in keys else keys   # keys are tuples: `in` compares no tensors
 
     def _known_sizes(self, args):
         """The sizes bound at an earlier call whose inputs had these keys, or None."""
@@ -255,10 +280,10 @@ class Function:
     def _run_and_commit(self, vals, env):
         # kept for profile(); device tensors are not kept: one may be an output buffer a
         # replayed launch sequence reuses only once nobody holds it (runtime/gpu_replay.py)
-        self._last = (vals, env) if all(isinstance(v, np.ndarray) for v in vals) else None
+        self._last = (vals, env) if all(map(isinstance, vals, itertools.repeat(np.ndarray))) else None
         runner = self.runner
         if runner.keeps_device_values:   # updated parameters stay on the device (runtime/gpu_arrays.py)
-            params = [p._state["value"] for p in self._run_params]
+            params = list(map(_value_of, self._run_states))
         else:
             params = [p.value for p in self._run_params]
         try:
@@ -271,9 +296,10 @@ class Function:
                 raise
             raise better from e
         # every update was computed from the old values; apply all at once
-        fed = () if runner.fresh_results else {id(a) for a in vals}
-        new = [np.array(v) if id(v) in fed else v for v in new]  # never keep the caller's array
-        commit([p._state for p in self._run_updated], new)
+        if not runner.fresh_results:   # never keep the caller's array
+            fed = {id(a) for a in vals}
+            new = [np.array(v) if id(v) in fed else v for v in new]
+        commit(self._updated_states, new)
         return params, outs, new
 
     # ------------------------------------------------------------------ device data
@@ -350,7 +376,7 @@ class Function:
         else:
             raise InputError(f"profile: give the inputs ({self._signature()}); the last call's are not kept "
                              "when there was none or they were device tensors")
-        with self._locks[-1]:   # this Function's own lock: its bindings
+        with self._own_lock:   # this Function's own lock: its bindings
             table = profile(self, vals, env, calls)
         self.last_profile = table
         return table

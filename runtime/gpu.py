@@ -31,6 +31,7 @@ allocator makes that cheap on a GPU), so it is no buffer of the Program or its p
 """
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -52,7 +53,8 @@ try:  # both are optional dependencies: a missing one makes the target unavailab
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(f"target 'gpu' needs torch and triton: {e}") from e
 
-from .gpu_arrays import TORCH_DTYPES, DeviceArray, DeviceValue, as_tensor, device_tensor, same_device, to_host, upload
+from .gpu_arrays import (TORCH_DTYPES, DeviceArray, DeviceValue, as_tensor, device_tensor, pinned_device, same_device,
+                         to_host, upload)
 from .gpu_replay import StaticParams, replay_off_reason, replay_or_direct
 
 
@@ -100,7 +102,7 @@ class GpuRunner(Runner):
 
     def __init__(self, program, module, names, device, check_numerics=False, compile_seconds=0.0):
         self.program, self.module, self.names, self.device = program, module, names, device
-        self.torch_device = torch.device(device)
+        self.torch_device = pinned_device(device)
         self.check_numerics = check_numerics
         self.symbols = symbols(program)
         self.device_outputs = False
@@ -191,7 +193,7 @@ class GpuRunner(Runner):
         """Outputs are device tensors when an input was one (or with device_outputs), else
         NumPy arrays; updates come back as DeviceValues (host copies made on demand)."""
         with self._lock:
-            device_out = self.device_outputs or any(not isinstance(a, np.ndarray) for a in inputs)
+            device_out = self.device_outputs or not all(map(isinstance, inputs, itertools.repeat(np.ndarray)))
             bd = self._binding(env)
             stats = self.stats
             stats["peak_bytes"] = bd.peak_bytes

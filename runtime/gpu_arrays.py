@@ -39,6 +39,16 @@ def as_tensor(v):
     return torch.from_dlpack(v)
 
 
+def pinned_device(device: str) -> torch.device:
+    """`device` with its index resolved once ('cuda' -> the current CUDA device), so that
+    no call asks torch.cuda for the current device again (where the runner's constants
+    and parameters were uploaded is where its inputs must be)."""
+    d = torch.device(device)
+    if d.type == "cuda" and d.index is None:
+        d = torch.device("cuda", torch.cuda.current_device())
+    return d
+
+
 def same_device(t, device: torch.device) -> bool:
     """Whether tensor `t` is on `device` ('cuda' without an index is the current device)."""
     if t.device.type != device.type:

@@ -34,6 +34,7 @@ launches directly.
 """
 from __future__ import annotations
 
+import itertools
 import operator
 import os
 
@@ -118,6 +119,9 @@ MAX_VARIANTS = 3    # graphs per set of sizes whose outputs are handed out witho
 _use_count = getattr(torch._C, "_storage_Use_Count", None)   # None: every output is cloned
 
 
+_data_ptr = operator.methodcaller("data_ptr")
+
+
 def _storage_users(t) -> int:
     return _use_count(t.untyped_storage()._cdata)
 
@@ -191,14 +195,11 @@ class Replay:
     def _pick(self, tensors):
         """The variant for a call with these input tensors (None for a host array)."""
         # (`None in tensors` would compare tensors with ==: a torch operation each)
-        ptrs = None if any(t is None for t in tensors) else tuple(t.data_ptr() for t in tensors)
-        copy_free = None
+        ptrs = None if any(map(operator.is_, tensors, itertools.repeat(None))) else tuple(map(_data_ptr, tensors))
         for v in self.variants:
-            if v.in_place:
-                if v.ptrs == ptrs and v.free():
-                    return v
-            elif copy_free is None and v.free():
-                copy_free = v
+            if v.in_place and v.ptrs == ptrs and v.free():
+                return v
+        copy_free = next((v for v in self.variants if not v.in_place and v.free()), None)
         reuse = ptrs is not None and ptrs == self.last_ptrs and not self._own_outputs(ptrs)
         self.last_ptrs = ptrs
         if len(self.variants) < MAX_VARIANTS and (reuse or copy_free is None):
@@ -220,7 +221,7 @@ class Replay:
     def call(self, inputs, params, device_out: bool):
         """(outputs, new values) of one replay with these inputs and parameter values;
         CaptureError (before any parameter changed) when a variant cannot be captured."""
-        tensors = [device_tensor(a) for a in inputs]
+        tensors = list(map(device_tensor, inputs))
         v = self._pick(tensors)
         if not v.in_place:
             for static, a, t in zip(v.inputs, inputs, tensors):

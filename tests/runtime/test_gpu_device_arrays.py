@@ -243,3 +243,28 @@ def test_class_ids_on_the_device_are_checked_on_every_call():
         with pytest.raises(ng.InputError, match=r"input 'y': class id 3 is out of range"):
             f(X, torch.tensor([0, 3], dtype=torch.int32, device=dev))
     np.testing.assert_array_equal(W.value, before)
+
+
+def test_class_ids_on_the_device_are_checked_in_every_thread_and_dtype():
+    """The device check reads min and max through a buffer kept per thread and dtype: a
+    negative id, in another thread, after good calls, is still refused."""
+    import threading
+    z = ng.placeholder(("N", 3), name="z")
+    y = ng.placeholder(("N",), "int32", name="y")
+    f = ng.compile([z, y], ng.cross_entropy(z, y), target="gpu")
+    dev = device(f)
+    Z = torch.zeros((2, 3), device=dev)
+    np.testing.assert_allclose(float(f(Z, torch.tensor([0, 2], dtype=torch.int32, device=dev))), np.log(3), rtol=1e-6)
+    errors = []
+
+    def bad_call():
+        try:
+            f(Z, torch.tensor([-1, 2], dtype=torch.int32, device=dev))
+        except ng.InputError as e:
+            errors.append(str(e))
+    t = threading.Thread(target=bad_call)
+    t.start()
+    t.join()
+    assert len(errors) == 1 and "class id -1 is out of range" in errors[0]
+    with pytest.raises(ng.InputError, match=r"class id 3 is out of range"):
+        f(Z, torch.tensor([3, 0], dtype=torch.int32, device=dev))
