@@ -1,7 +1,7 @@
 """nngraph: a compiler for neural networks, in the line of Theano.
 
 Declare a static dataflow graph, differentiate it symbolically, compile it
-(rewrites, fusion, LLVM or Triton code) and run it. See README.md and API.md.
+(rewrites, fusion, LLVM or Triton code) and run it. See README.md and the user guide in docs/.
 """
 from .types import Dim, TensorType  # noqa: F401
 from .errors import (GradientError, InputError, NNGraphError, NumericsError,  # noqa: F401

@@ -64,7 +64,7 @@ def build_graph(inputs, outputs, updates=None, name="main") -> tuple[Graph, bool
 
 def compile(inputs, outputs, updates=None, target="cpu", opt_level=2, cast_inputs=False,
             check_numerics=False, dump_dir=None, name="main"):
-    """Compile a graph into a callable Function (see API.md)."""
+    """Compile a graph into a callable Function (docs/compile.md is the user guide)."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     if opt_level not in (0, 1, 2):

@@ -29,7 +29,7 @@ FROZEN_MIN_ELEMENTS = 256  # folded arrays this large are kept as frozen paramet
 
 
 def load(model, fold_batchnorm: bool = True, known: dict | None = None) -> Imported:
-    """Import an ONNX model (a path or a ModelProto); see API.md "ONNX". `known` maps
+    """Import an ONNX model (a path or a ModelProto); see docs/onnx.md. `known` maps
     graph input names to arrays: those inputs are bound at import (not placeholders)."""
     model, opset = read_model(model)
     return _Importer(model, opset, fold_batchnorm, known or {}).run()

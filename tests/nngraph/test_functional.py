@@ -1,4 +1,4 @@
-"""The neural functions of API.md against NumPy: softmax family, losses (with integer
+"""The neural functions of the public API (docs/graphs.md) against NumPy: softmax family, losses (with integer
 and probability labels, probabilities and logits), one_hot, activations, batch_norm
 (training and inference), layer_norm and dropout (rate, scale, determinism by seed)."""
 import numpy as np

@@ -1,5 +1,5 @@
 """Elementwise ops against their NumPy definitions: every unary and binary op of
-API.md, several shapes (0-d, size-1 axes, broadcasting), float32 and float64, a
+the public API (docs/graphs.md), several shapes (0-d, size-1 axes, broadcasting), float32 and float64, a
 symbolic batch size, Python-scalar operands and extreme magnitudes."""
 import numpy as np
 import pytest
