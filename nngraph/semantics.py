@@ -9,6 +9,8 @@ backends import them from here.
   reference and the interpreter use np.argmax; the lowering of max pooling, the LLVM
   accumulator and the Triton combine each spell this rule in their own instructions
   and say so.
+- How the partial results of a reduction over chunks fold (`partial_combine`), which
+  passes/split_reduce.py uses to decide which kernels both backends may split.
 """
 from __future__ import annotations
 
@@ -40,3 +42,12 @@ def lowest(dtype: str):
     """The value no element can be below: -inf, the integer minimum, False."""
     return reduce_identity("max", dtype)
 
+
+
+def partial_combine(kind: str) -> str | None:
+    """The reduction that folds the partial results of reduction `kind` over chunks of
+    its domain, or None where partials do not fold. Each kind folds with itself: sums
+    add (float reassociation, as a vectorised sum already does), max/min fold with NaN
+    propagating, argmax folds (value, index) pairs by the argmax rule above, which picks
+    the first index among equals as long as chunks are folded in order."""
+    return kind if kind in ("sum", "max", "min", "argmax") else None

@@ -29,8 +29,8 @@ from passes.program import LoopKernel, MatmulKernel, symbols as program_symbols
 from . import target
 from .collective import emit_all_reduce
 from .irtypes import I1, I8P, I32, I64, VOID, i64
-from .kernel import (can_split_reduction, emit_finish_function, emit_loop_function, emit_partial_function,
-                     partial_type)
+from .kernel import (emit_finish_function, emit_loop_function, emit_partial_function, partial_type,
+                     thread_split)
 from .loops import FnBuilder
 from .matmul import emit_matmul_function, split_axis
 
@@ -109,9 +109,9 @@ def build_module(program, check_numerics=False, threads=True, profile=False) -> 
                                         acc_buffer=kern.out)
                 _launch_loops(fb, ef, outer, [kern.epilogue], tramp, threads)
             notes.append("blas")
-        elif isinstance(kern, LoopKernel) and threads and N_THREADS > 1 and can_split_reduction(kern.outer, kern.stages) \
+        elif isinstance(kern, LoopKernel) and threads and N_THREADS > 1 and (plan := thread_split(kern)) \
                 and _may_be_big((), kern.stages[:1]):
-            _launch_split_reduction(fb, base, kern, tramp)
+            _launch_split_reduction(fb, base, kern, plan, tramp)
             notes.append("loop")
         elif isinstance(kern, AllReduceKernel):
             emit_all_reduce(fb, kern)
@@ -293,7 +293,7 @@ def _split(fb: FnBuilder, f, n0, tramp, extra=None, stride=0, parts=None):
             b.call(f, [fb.bufs_arg, fb.sizes_arg, n0, n0, extra_of(t)])
 
 
-def _launch_split_reduction(fb: FnBuilder, base, kern, tramp):
+def _launch_split_reduction(fb: FnBuilder, base, kern, plan, tramp):
     """A full reduction (no outer domain) above the threshold: each thread sums
     its range of the first inner axis into its own partial, then one combine + the
     later stages. Below the threshold, the plain kernel."""
@@ -301,7 +301,7 @@ def _launch_split_reduction(fb: FnBuilder, base, kern, tramp):
     st = kern.stages[0]
     plain = emit_loop_function(module, base, program, syms, (), list(kern.stages))
     part = emit_partial_function(module, base + "_part", program, syms, st)
-    fin = emit_finish_function(module, base + "_fin", program, syms, list(kern.stages), N_THREADS)
+    fin = emit_finish_function(module, base + "_fin", program, syms, kern, plan, N_THREADS)
     b = fb.b
     factor, wsyms = _static_work((), [st])
     n0 = fb.size(st.inner[0])

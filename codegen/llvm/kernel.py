@@ -14,6 +14,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from passes.coalesce import coalesce
+from passes.split_reduce import SplitPlan, split_plan
 
 from . import scalar
 from .column_reduce import emit_column_reduction, is_column_reduction
@@ -40,14 +41,20 @@ def emit_loop_function(module, name, program, symbols, outer, stages, acc_buffer
     return fb.finish()
 
 
-SPLITTABLE = ("sum", "max", "min")
+THREAD_COMBINES = ("sum", "max", "min")   # a partial holds one value: argmax's index is not kept
 
 
-def can_split_reduction(outer, stages) -> bool:
-    """A kernel with no outer domain whose first stage is a sum/max/min reduction:
-    its first inner axis can be cut in two, each half accumulating its own partial."""
-    return (not outer and bool(stages) and bool(stages[0].reduce) and bool(stages[0].inner)
-            and all(r[0] in SPLITTABLE for r in stages[0].reduce))
+def thread_split(kernel) -> SplitPlan | None:
+    """The kernel's split plan (passes/split_reduce.py) where this backend uses it: no
+    outer domain and a first stage that is a full sum/max/min reduction. Only stage 0
+    is chunked (a range of its first inner axis per thread, emit_partial_function);
+    emit_finish_function folds the partials and runs stages 1.. once."""
+    plan = split_plan(kernel)
+    if plan is None or kernel.outer or not kernel.stages[0].reduce:
+        return None
+    if any(a.combine not in THREAD_COMBINES for a in plan.accumulators if a.stage == 0):
+        return None
+    return plan
 
 
 def partial_type(stage):
@@ -67,25 +74,26 @@ def emit_partial_function(module, name, program, symbols, stage):
     return fb.finish()
 
 
-def emit_finish_function(module, name, program, symbols, stages, n_parts):
-    """`void f(bufs, sizes, lo, hi, partials)`: combine n_parts partials of stage 0,
-    then run the later stages with them as stage 0's results."""
+def emit_finish_function(module, name, program, symbols, kernel, plan, n_parts):
+    """`void f(bufs, sizes, lo, hi, partials)`: fold n_parts partials of stage 0, each
+    accumulator by its plan's combine rule, then run the later stages with them as
+    stage 0's results."""
     fb = FnBuilder(module, name, [I64, I64, I8P], program=program, symbols=symbols)
     b = fb.b
-    st = stages[0]
+    st = kernel.stages[0]
     pt = partial_type(st)
     parts = b.bitcast(fb.args[2], pt.as_pointer())
     accs = []
-    for j, red in enumerate(st.reduce):
-        kind, dt = red[0], st.body[red[1]].dtype
+    for acc in (a for a in plan.accumulators if a.stage == 0):
+        kind, dt, red = acc.combine, acc.dtype, st.reduce[acc.slot]
         a = fb.alloca(value_type(dt), name=f"acc_{kind}")
         b.store(scalar.identity(kind, dt), a)
         for q in range(n_parts):
-            v = b.load(b.gep(parts, [i64(q), ir.Constant(I32, j)]))
+            v = b.load(b.gep(parts, [i64(q), ir.Constant(I32, acc.slot)]))
             accumulate(fb, kind, dt, a, None, v, None, None, red)
         accs.append((kind, dt, a, None))
     results = {0: accs}
-    for s_no, stg in enumerate(stages[1:], start=1):
+    for s_no, stg in enumerate(kernel.stages[1:], start=1):
         results[s_no] = emit_stage(fb, [], stg, s_no, results, None)
     b.ret_void()
     return fb.finish()

@@ -34,13 +34,13 @@ import re
 from dataclasses import dataclass
 
 from nngraph.types import is_float
+from passes.split_reduce import SplitPlan, split_plan
 
 from .body import BodyPrinter, CodegenError, Val, live_instrs, stage_roots
 from .index_width import launcher_line, prologue
 from .names import jit_decorator, paren, prod_expr, size_expr, symbol_name, symbols_of
 from .scalar_ops import TL_DTYPE, identity
 
-SPLIT_KINDS = ("sum", "max", "min", "argmax")
 BIG = "2147483647"      # the index no real one beats: 'no index yet' for argmax
 _TORCH = {"float32": "torch.float32", "float64": "torch.float64", "int32": "torch.int32",
           "int64": "torch.int64", "bool": "torch.bool"}
@@ -50,29 +50,23 @@ def is_pointwise(kernel) -> bool:
     return all(not s.reduce and not s.inner for s in kernel.stages)
 
 
-def splittable(kernel) -> bool:
-    """Whether the stages with an inner domain can each run over chunks of it in
-    separate programs: they come first (the combine launch runs the rest, so stores
-    keep their order), reduce with kinds whose partials combine, and read no result
-    of another stage (which would need the whole row first)."""
-    inner = [s for s in kernel.stages if s.inner]
+def program_split(kernel) -> SplitPlan | None:
+    """The kernel's split plan (passes/split_reduce.py) where the part + combine pair
+    can run it: every stage with an inner domain is chunked (the combine launch has no
+    inner loop; it runs the finishing stages, so stores keep their order), and no store
+    accumulates (a scatter-add's zeros and additions must not be cut into chunks)."""
+    plan = split_plan(kernel)
+    if plan is None or any(s.inner for s in plan.finishing(kernel)):
+        return None
     if any(x.accumulate for s in kernel.stages for x in s.stores):
-        return False     # a scatter-add's zeros and additions must not be cut into chunks
-    if not any(s.reduce for s in inner) or any(s.inner for s in kernel.stages[len(inner):]):
-        return False
-    for st in inner:
-        body = st.body
-        if any(body[k].op == "result" for k in live_instrs(body, stage_roots(st))):
-            return False
-        if any(r[0] not in SPLIT_KINDS for r in st.reduce):
-            return False
-    return True
+        return None
+    return plan
 
 
 @dataclass(frozen=True)
 class Partial:
     """The scratch of one reduction slot in the split scheme: [parts, rows] values
-    (and, for argmax, their int32 indices)."""
+    (and, for argmax, their int32 indices); `kind` is the slot's combine rule."""
     stage: int
     slot: int
     kind: str
@@ -124,7 +118,8 @@ class LoopKernelPrinter:
     def __init__(self, program, kernel, fname, bufnames):
         self.p, self.k, self.fname, self.bufnames = program, kernel, fname, bufnames
         self.pointwise = is_pointwise(kernel)
-        self.split = not self.pointwise and splittable(kernel)
+        self.plan = None if self.pointwise else program_split(kernel)
+        self.split = self.plan is not None
         self.helpers = set()
         self.nouter = len(kernel.outer)
         self.buffers = _buffers_of(kernel.stages)
@@ -145,12 +140,9 @@ class LoopKernelPrinter:
             return name
 
         out = []
-        for s_no, st in enumerate(self.k.stages):
-            if not st.inner:
-                continue
-            for j, r in enumerate(st.reduce):
-                iname = fresh(f"partials{s_no}_{j}_idx") if r[0] == "argmax" else None
-                out.append(Partial(s_no, j, r[0], st.body[r[1]].dtype, fresh(f"partials{s_no}_{j}"), iname))
+        for a in self.plan.accumulators:
+            iname = fresh(f"partials{a.stage}_{a.slot}_idx") if a.combine == "argmax" else None
+            out.append(Partial(a.stage, a.slot, a.combine, a.dtype, fresh(f"partials{a.stage}_{a.slot}"), iname))
         return out
 
     def partial_args(self) -> list:
