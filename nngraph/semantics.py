@@ -6,9 +6,11 @@ backends import them from here.
   or padded lanes hold so they never win (`reduce_identity`).
 - The argmax rule: the first maximum in scan order wins; a NaN beats any number and
   the first NaN wins (as np.argmax; max propagates NaN as np.max). The graph op's
-  reference and the interpreter use np.argmax; the lowering of max pooling, the LLVM
-  accumulator and the Triton combine each spell this rule in their own instructions
-  and say so.
+  reference and the interpreter use np.argmax; each other executor spells this rule in
+  its own instructions in one helper that points here: passes/lower/pool.py
+  `_argmax_better` (max pooling's window scan), codegen/llvm/stage.py `argmax_better`
+  (the LLVM accumulator), codegen/triton/loop_kernel.py `_argmax_take` (the Triton
+  accumulator and split combine; `finish` folds a block by the same rule).
 - How the partial results of a reduction over chunks fold (`partial_combine`), which
   passes/split_reduce.py uses to decide which kernels both backends may split.
 """

@@ -79,6 +79,19 @@ def emit_stores(fb, stores, vals, dts):
         b.store(v, ptr)
 
 
+def argmax_better(b, v, cur, dt):
+    """Whether v, met later in scan order, replaces the running argmax value cur: this
+    backend's spelling of the argmax rule of nngraph/semantics.py. Only a greater value
+    wins, so the first maximum stays; for floats a NaN beats a number and, once held,
+    no later NaN replaces it (the first NaN wins); for bool True beats False."""
+    if is_float(dt):
+        return b.or_(b.fcmp_ordered(">", v, cur),
+                     b.and_(b.fcmp_unordered("uno", v, v), b.fcmp_ordered("ord", cur, cur)))
+    if dt == "bool":
+        return b.and_(v, b.xor(cur, ir.Constant(I1, 1)))
+    return b.icmp_signed(">", v, cur)
+
+
 def accumulate(fb, kind, dt, a, ia, v, index, dts, red):
     b = fb.b
     isf = is_float(dt)
@@ -98,13 +111,7 @@ def accumulate(fb, kind, dt, a, ia, v, index, dts, red):
         else:
             new = b.select(b.icmp_signed(">" if kind == "max" else "<", v, cur), v, cur)
     elif kind == "argmax":
-        if isf:   # the argmax rule of nngraph/semantics.py: first maximum, the first NaN wins
-            better = b.or_(b.fcmp_ordered(">", v, cur),
-                           b.and_(b.fcmp_unordered("uno", v, v), b.fcmp_ordered("ord", cur, cur)))
-        elif dt == "bool":
-            better = b.and_(v, b.xor(cur, ir.Constant(I1, 1)))
-        else:
-            better = b.icmp_signed(">", v, cur)
+        better = argmax_better(b, v, cur, dt)
         new = b.select(better, v, cur)
         ix = as_i64(b, index, dts[red[2]])
         b.store(b.select(better, ix, b.load(ia)), ia)

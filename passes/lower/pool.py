@@ -64,6 +64,18 @@ def _divisor(b, n, geo, vh, vw, dtype):
     return b.cast(b.imul(rows, cols), dtype)
 
 
+def _argmax_better(b, v, best, isf):
+    """Whether tap value v, met later in row-major window order, replaces the best so
+    far: the lowering's spelling of the argmax rule of nngraph/semantics.py (only a
+    greater value wins, so the first maximum stays; a NaN beats a number and the first
+    NaN stays)."""
+    better = b.emit("greater", (v, best), "bool")
+    if isf:
+        better = b.emit("logical_or", (better, b.land(b.emit("not_equal", (v, v), "bool"),
+                                                     b.emit("equal", (best, best), "bool"))), "bool")
+    return better
+
+
 def _first_max(em, x, geo, vn, vc, vh, vw):
     """The window's first maximum, taps written out in row-major order: (value, tap
     number), by the argmax rule of nngraph/semantics.py (a larger value, or the first NaN)."""
@@ -79,10 +91,7 @@ def _first_max(em, x, geo, vn, vc, vh, vw):
             if best is None:
                 best, pos = v, t
                 continue
-            better = b.emit("greater", (v, best), "bool")
-            if isf:
-                better = b.emit("logical_or", (better, b.land(b.emit("not_equal", (v, v), "bool"),
-                                                             b.emit("equal", (best, best), "bool"))), "bool")
+            better = _argmax_better(b, v, best, isf)
             best = b.emit("where", (better, v, best), x.dtype)
             pos = b.emit("where", (better, t, pos), "int64")
     return best, pos
