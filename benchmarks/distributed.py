@@ -24,6 +24,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py, beside this script)
 
 MODELS = {"MLP 784-512-256-10": (128, (784,)), "LeNet-5 CNN": (64, (1, 28, 28))}
 
@@ -95,17 +96,6 @@ def bare_allreduce_ms(n: int, calls: int = 50) -> float:
         comm.Allreduce(a, b)
         times.append(time.perf_counter() - t0)
     return 1e3 * float(np.median(times))
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def launch(steps: int) -> None:

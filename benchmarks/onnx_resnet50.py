@@ -23,6 +23,8 @@ import time
 
 import numpy as np
 
+from machine import cpu_model  # benchmarks/machine.py, beside this script
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -108,14 +110,6 @@ def run_engine(engine: str, model_path: str, runs: int) -> dict:
     return {"engine": engine, "setup_s": setup, "median_ms": 1e3 * float(np.median(times)),
             "min_ms": 1e3 * float(np.min(times)), "checksum": float(out.astype(np.float64).sum()),
             "argmax": int(out.argmax())}
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return "unknown CPU"
 
 
 def main() -> int:
