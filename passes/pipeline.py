@@ -26,7 +26,7 @@ from .cse import cse
 from .dce import dce, drop_stop_gradient
 from .log import Rewrites, entry
 from .rewrites import SIMPLIFY, STABILIZE
-from .scans import in_bodies, merge_scan_twins
+from .scans import in_bodies, merge_scan_twins, prune_scan_outputs
 from .verify import verify
 
 
@@ -46,6 +46,7 @@ PIPELINES = {
     ],
     1: [
         ("merge_scan_twins", merge_scan_twins),
+        ("prune_scan_outputs", prune_scan_outputs),
         ("dce", dce),
         ("drop_stop_gradient", drop_stop_gradient),
         ("cse", cse),
@@ -56,6 +57,7 @@ PIPELINES = {
     ],
     2: [
         ("merge_scan_twins", merge_scan_twins),
+        ("prune_scan_outputs", prune_scan_outputs),
         ("dce", dce),
         ("drop_stop_gradient", drop_stop_gradient),
         ("cse", cse),
