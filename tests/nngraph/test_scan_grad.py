@@ -137,3 +137,15 @@ def test_grad_text_round_trips_and_the_reparsed_gradient_computes_the_same():
     X, U0 = rand((4, 2, 3), 1), rand((3, 3), 2)
     np.testing.assert_allclose(compile(parsed.inputs, parsed.outputs)(X, U0)[0], compile([x, u], g)(X, U0),
                                rtol=1e-12)
+
+
+def test_an_integer_carry_gets_no_gradient_and_masks_the_float_one():
+    def build(x, w):
+        def step(c, xt):
+            h, t = c
+            m = ng.cast(ng.less(t, 3), "float64")          # only the first 3 steps count
+            h2 = h + m * ng.sin(xt * w) * h
+            return (h2, t + 1), h2 * m
+        (h, t), ys = ng.scan(step, (ng.constant(np.ones(3)), ng.constant(np.int32(0))), x)
+        return ng.sum(ys) + ng.sum(h * h)
+    check_grad(build, [rand((6, 3), 1), rand((3,), 2)], shapes=[("T", 3), (3,)])
