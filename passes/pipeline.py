@@ -10,7 +10,8 @@ built); the log of what every pass did is what `fn.stats()["passes"]` shows.
              and its gradient's twin (passes/scans.py; at level 0 both run)
     level 2  + numerical stabilisation, and a second round of everything
 
-Every pass also runs inside the bodies of loops (passes/scans.py: `in_bodies`).
+Every pass also runs inside the bodies of loops (passes/scans.py: `in_bodies`), first,
+unless the pass function has `outer_only = True` (a pass that handles loops itself).
 """
 from __future__ import annotations
 
@@ -94,7 +95,7 @@ def optimize(graph: Graph, opt_level: int = 2, dump_dir=None, passes=None):
         before = len(graph.nodes())
         counts = Rewrites()
         t0 = time.perf_counter()
-        new = in_bodies(fn)(graph, counts)
+        new = (fn if getattr(fn, "outer_only", False) else in_bodies(fn))(graph, counts)
         seconds = time.perf_counter() - t0
         verify(new, name, before=graph)
         log.append(entry(name, seconds, counts, before, len(new.nodes())))
