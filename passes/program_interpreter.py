@@ -181,7 +181,11 @@ def _bind_views(program: Program, arrays: dict, env: dict):
 
 
 def _view(program, b, arrays, env):
-    return arrays[program.root(b)].reshape(tuple(concrete_shape(program.buffers[b].shape, env)))
+    """View b's array: its root's memory from b's offset, in b's shape."""
+    shape = tuple(concrete_shape(program.buffers[b].shape, env))
+    off = program.offset(b)
+    flat = arrays[program.root(b)].reshape(-1)
+    return flat[off:off + int(np.prod(shape, dtype=np.int64))].reshape(shape)
 
 
 def run_program(program: Program, inputs, params, env: dict, check_numerics: bool = False, clock=None):

@@ -54,7 +54,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(f"target 'gpu' needs torch and triton: {e}") from e
 
 from .gpu_arrays import (TORCH_DTYPES, DeviceArray, DeviceValue, as_tensor, device_tensor, pinned_device, same_device,
-                         to_host, upload)
+                         to_host, upload, view_tensor)
 from .gpu_replay import StaticParams, replay_off_reason, replay_or_direct
 
 
@@ -185,8 +185,8 @@ class GpuRunner(Runner):
             b[name] = self._param(i, a)
         for name, shape, dt in bd.fresh:
             b[name] = torch.empty(shape, dtype=dt, device=self.torch_device)
-        for name, of, shape in self.views:     # same memory, another row-major shape
-            b[name] = b[of].view(bd.shapes[shape])
+        for name, of, bid, offset in self.views:     # same memory, another row-major shape
+            b[name] = view_tensor(b[of], bd.shapes[bid], offset)
         return b, bd
 
     def run(self, inputs, params, env):
@@ -249,7 +249,8 @@ class GpuRunner(Runner):
 
 
 def _views_in_order(program, names) -> list:
-    """(name, name of the viewed buffer, buffer id) for every view, each after the one it views."""
+    """(name, name of the viewed buffer, buffer id, offset) for every view, each after the
+    one it views."""
     views = {b.id: b for b in program.buffers.values() if b.kind == "view"}
     out, done = [], set()
     while len(done) < len(views):
@@ -257,7 +258,7 @@ def _views_in_order(program, names) -> list:
         if not ready:
             raise RuntimeError("target='gpu': the Program's views form a cycle")
         for v in ready:
-            out.append((names[v.id], names[v.view_of], v.id))
+            out.append((names[v.id], names[v.view_of], v.id, v.offset))
             done.add(v.id)
     return out
 

@@ -1,27 +1,42 @@
-"""Lowering of all_reduce nodes (nngraph/ops/collective.py) into pack kernels, one
-AllReduceKernel per bucket, and unpack kernels (passes/collective.py). The walk
-(passes/lower/context.py) visits nodes in `phase_order`.
+"""Lowering of all_reduce nodes (nngraph/ops/collective.py): one AllReduceKernel per
+bucket (passes/collective.py) over two packed buffers laid out by the lowering
+itself, so that no copy kernel stands between the backward pass and MPI.
 
 Buckets: an all_reduce node's *phase* is the number of all_reduce nodes on the
 longest path into it (itself included). Nodes of one phase never depend on each
-other, so all of them with a static shape and one dtype share one packed buffer
-and one call; a node of symbolic shape gets a bucket of its own. `phase_order`
-reorders the lowering's node order so that each phase's all_reduce nodes come
-together, after everything they read and before everything that reads them; the
-first node of a bucket lowers the whole bucket.
+other, so all of them with a static shape and one dtype share one bucket and one
+call; a node of symbolic shape gets a bucket of its own. `phase_order` reorders the
+lowering's node order so that each phase's all_reduce nodes come together, after
+everything they read and before everything that reads them; the first node of a
+bucket lowers the whole bucket.
 
-The world size is read when the graph is compiled (`ng.distributed.size()`), so
-a mean's 1/ranks is a constant of the unpack kernels and a single process gets
-the same kernels with a copy in place of the MPI call.
+Packing in place (`pack_all_reduces`, before any kernel is built): every member's
+operand gets a *part* of the bucket's `send` buffer (a view with an offset,
+passes/program.py), and every member's value a part of `recv`. An operand that a
+kernel materialises anyway (a weight gradient from its matmul, a bias gradient
+from its reduction, seen through the reshapes that drop its kept axis) and that
+nothing else reads is then written by that kernel straight into its part: the
+lowering's buffer layout, not a copy, packs it. The all_reduce
+node's own value is its part of `recv`, read in place by its consumers. Only these
+need a kernel of the bucket's own: an operand that is a source, is read by other
+nodes too or is stored elsewhere (an output) is copied into its part, and an
+elementwise operand that nothing materialises is computed into it (the pack
+kernel); a member that is returned or updates a parameter, or a mean not split by
+the `all_reduce_means` pass, is copied out of `recv` (the unpack kernel).
+
+The world size is read when the graph is compiled (`ng.distributed.size()`), so a
+single process gets the same kernels with a copy in place of the MPI call.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 from nngraph import distributed
 from nngraph.types import TensorType
 
+from .. import fusion
 from ..collective import AllReduceKernel
 from ..fusion import label
-from ..program import Store
 from .registry import lowering
 
 
@@ -57,34 +72,116 @@ def _buckets(order) -> list:
     return list(groups.values())
 
 
+@dataclass
+class Bucket:
+    """One call's packed buffers and, per member, its parts and how they are filled."""
+    nodes: list
+    send: int
+    recv: int
+    offsets: list
+    sizes: list                                   # elements per member (None: symbolic)
+    send_parts: list = field(default_factory=list)
+    recv_parts: list = field(default_factory=list)
+    in_place: list = field(default_factory=list)  # operand written into its part by its own kernel
+    copied_out: list = field(default_factory=list)  # value copied from recv to the node's buffers
+
+
+def pack_all_reduces(low) -> None:
+    """Lay out every bucket's packed buffers and point operands and results at their
+    parts (before the walk, so the kernels that compute the operands store there)."""
+    _packs(low)
+
+
+def _packs(low) -> list:
+    return low.cached("all_reduce_buckets", lambda: _lay_out(low))
+
+
+def _lay_out(low) -> list:
+    out, taken = [], set()
+    ranks = distributed.size()
+    for nodes in _buckets(low.plan.order):
+        out.append(_lay_out_bucket(low, nodes, ranks, taken))
+    return out
+
+
+def _lay_out_bucket(low, nodes, ranks, taken) -> Bucket:
+    if all(m.type.is_static for m in nodes):
+        sizes = [_numel(m.shape) for m in nodes]
+        offsets = [sum(sizes[:k]) for k in range(len(nodes))]
+        shape = (sum(sizes),)
+    else:
+        (m,) = nodes
+        sizes, offsets, shape = [None], [0], tuple(m.shape)
+    dtype = nodes[0].dtype
+    send = low.add_buffer("allreduce_pack", TensorType(dtype, shape), "temp", nodes[0])
+    recv = low.add_buffer("allreduce_sum", TensorType(dtype, shape), "temp", nodes[0])
+    bk = Bucket(nodes, send, recv, offsets, sizes)
+    for m, off in zip(nodes, offsets):
+        src = _stored_in_place(low, m, taken)
+        bk.in_place.append(src is not None)
+        src = m.inputs[0] if src is None else src
+        part = low.view(send, src.shape, f"{_short(src)}_packed", offset=off)
+        bk.send_parts.append(part)
+        if bk.in_place[-1]:
+            taken.add(id(src))
+            low.store_bufs[id(src)] = [part]
+            low.buf_of[id(src)] = part
+        rpart = low.view(recv, m.shape, f"{_short(m)}_reduced", offset=off)
+        bk.recv_parts.append(rpart)
+        scaled = m.attrs["reduce"] == "mean" and ranks > 1
+        own = low.store_bufs.get(id(m), [])
+        bk.copied_out.append(scaled or not (len(own) == 1 and low.buffers[own[0]].kind == "temp"))
+        if not bk.copied_out[-1]:
+            low.store_bufs[id(m)] = [rpart]
+            low.buf_of[id(m)] = rpart
+    return bk
+
+
+def _stored_in_place(low, m, taken):
+    """The node whose kernel may store all_reduce m's operand straight into m's part of
+    the pack, or None: the operand, or below reshapes nothing materialises (a bias
+    gradient's [1,n] -> [n]: the same elements in the same order), the value they
+    relabel; it must be computed (not a source), materialised into a temp of its own,
+    and read by that chain alone."""
+    user, x = m, m.inputs[0]
+    while x.op == "reshape" and id(x) not in low.store_bufs and _only_user(low, x, user):
+        user, x = x, x.inputs[0]
+    bufs = low.store_bufs.get(id(x))
+    if (fusion.is_source(x) or id(x) in taken or bufs is None or len(bufs) != 1
+            or low.buffers[bufs[0]].kind != "temp" or not _only_user(low, x, user)):
+        return None
+    return x
+
+
+def _only_user(low, x, user) -> bool:
+    return [id(u) for u in low.plan.users.get(id(x), ())] == [id(user)]
+
+
+def _short(n) -> str:
+    return n.name or f"t_{n.op}"
+
+
 @lowering("all_reduce")
 def lower_all_reduce(low, n) -> None:
     """Lower n's whole bucket when n is its first node (phase_order reaches a bucket's
     nodes in that order, so the others find their bucket lowered)."""
-    bucket = next(b for b in _buckets(low.plan.order) if any(m is n for m in b))
-    if bucket[0] is not n:
+    bk = next(b for b in _packs(low) if any(m is n for m in b.nodes))
+    if bk.nodes[0] is not n:
         return
     ranks = distributed.size()
-    static = all(m.type.is_static for m in bucket)
-    if static:
-        sizes = [_numel(m.shape) for m in bucket]
-        offsets = [sum(sizes[:k]) for k in range(len(bucket))]
-        shape = (sum(sizes),)
-    else:
-        (m,) = bucket
-        sizes, offsets, shape = [None], [0], tuple(m.shape)
-    dtype = bucket[0].dtype
-    send = low.add_buffer("allreduce_pack", TensorType(dtype, shape), "temp", bucket[0])
-    recv = low.add_buffer("allreduce_sum", TensorType(dtype, shape), "temp", bucket[0])
-    _copy_kernel(low, bucket, offsets, send, static, pack=True)
+    if not all(bk.in_place):
+        _pack_kernel(low, bk)
     members = tuple((label(m), off, size if size is not None else "*".join(map(str, m.shape)))
-                    for m, off, size in zip(bucket, offsets, sizes))
-    kern = AllReduceKernel("k_all_reduce", send, recv, ranks, members,
-                           source=", ".join(label(m) for m in bucket))
-    g = low.new_group(shape, kern)
-    low.note_reads(g, {send})
-    low.note_writes(g, {recv})
-    _copy_kernel(low, bucket, offsets, recv, static, pack=False, ranks=ranks)
+                    for m, off, size in zip(bk.nodes, bk.offsets, bk.sizes))
+    kern = AllReduceKernel("k_all_reduce", bk.send, bk.recv, ranks, members,
+                           source=", ".join(label(m) for m in bk.nodes),
+                           send_parts=tuple(bk.send_parts), recv_parts=tuple(bk.recv_parts),
+                           in_place=tuple(bk.in_place))
+    g = low.new_group(tuple(low.buffers[bk.send].shape), kern)
+    low.note_reads(g, bk.send_parts)
+    low.note_writes(g, {bk.recv, *bk.recv_parts})
+    if any(bk.copied_out):
+        _unpack_kernel(low, bk, ranks)
 
 
 def _numel(shape) -> int:
@@ -94,36 +191,40 @@ def _numel(shape) -> int:
     return out
 
 
-def _copy_kernel(low, bucket, offsets, buf, flat, pack, ranks=1):
-    """One kernel with a map stage per member over its shape (so `buf` has one
-    writer). pack: buf[offset + flat index] = the member's operand; unpack: the
-    member's buffers = buf[...] (times 1/ranks for a mean)."""
+def _pack_kernel(low, bk: Bucket) -> None:
+    """One kernel with a map stage per member not written in place: its operand's value
+    (copied, or computed where nothing materialised it) stored into its part."""
     g = low.new_group(())
     targets = set()
-    for m, offset in zip(bucket, offsets):
+    for m, part, done in zip(bk.nodes, bk.send_parts, bk.in_place):
+        if done:
+            continue
         st = g.new_stage(tuple(m.shape), "map")
-        body = st.body
-        idx = tuple(body.idx(k) for k in range(m.ndim))
-        where = _flat_index(body, m.shape, idx, offset) if flat else idx
-        if pack:
-            st.stores.append(Store(buf, where, st.emitter.value(m.inputs[0], idx)))
-            targets.add(buf)
-        else:
-            v = st.emitter.load(buf, where)
-            if m.attrs["reduce"] == "mean" and ranks > 1:
-                v = body.emit("mul", (v, body.emit("const", (), m.dtype, value=1.0 / ranks)), m.dtype)
-            for b in low.store_bufs[id(m)]:
-                st.stores.append(Store(b, low.store_index(body, b, idx), v))
-                targets.add(b)
+        idx = tuple(st.body.idx(k) for k in range(m.ndim))
+        st.stores.append(low.store(st.body, part, idx, st.emitter.value(m.inputs[0], idx)))
+        targets.add(part)
         g.members.append(m)
         low.note_reads(g, st.emitter.loads)
     low.note_writes(g, targets)
 
 
-def _flat_index(body, shape, idx, offset) -> tuple:
-    flat, stride = body.iconst(offset), 1
-    for k in range(len(shape) - 1, -1, -1):
-        flat = body.iadd(flat, body.imul(idx[k], body.iconst(stride)))
-        stride *= int(shape[k])
-    return (flat,)
-
+def _unpack_kernel(low, bk: Bucket, ranks: int) -> None:
+    """One kernel with a map stage per member copied out of recv into the buffers the
+    node's value must be in (returned, an update; times 1/ranks for a mean)."""
+    g = low.new_group(())
+    targets = set()
+    for m, part, out in zip(bk.nodes, bk.recv_parts, bk.copied_out):
+        if not out:
+            continue
+        st = g.new_stage(tuple(m.shape), "map")
+        body = st.body
+        idx = tuple(body.idx(k) for k in range(m.ndim))
+        v = st.emitter.load(part, idx)
+        if m.attrs["reduce"] == "mean" and ranks > 1:
+            v = body.emit("mul", (v, body.emit("const", (), m.dtype, value=1.0 / ranks)), m.dtype)
+        for b in low.store_bufs[id(m)]:
+            st.stores.append(low.store(body, b, idx, v))
+            targets.add(b)
+        g.members.append(m)
+        low.note_reads(g, st.emitter.loads)
+    low.note_writes(g, targets)

@@ -45,8 +45,12 @@ def test_all_reduce_values_and_gradients_in_two_processes():
     run_script("ops_values.py")
 
 
-def test_two_rank_sgd_equals_one_process_on_the_whole_batch_and_packs_one_buffer():
-    run_script("sgd_equal.py")
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
+def test_two_rank_sgd_equals_one_process_on_the_whole_batch_and_packs_one_buffer(backend):
+    if backend == "gpu":
+        from gpu_skip import require_gpu_target
+        require_gpu_target()       # Triton's interpreter here (tests/conftest.py sets it)
+    run_script("sgd_equal.py", backend)
 
 
 @pytest.mark.parametrize("backend", ["cpu", "reference"])

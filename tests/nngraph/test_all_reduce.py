@@ -119,12 +119,68 @@ def test_symbolic_shape_gets_its_own_bucket():
     assert sizes == ["1", "N*2"]
 
 
-def test_gpu_target_says_all_reduce_is_not_supported():
+def test_gpu_target_runs_the_packed_step_like_the_cpu():
+    """target="gpu" (Triton's interpreter here) runs the AllReduceKernel (a device copy
+    in one process) over the same in-place packed buffers as the CPU."""
     from gpu_skip import require_gpu_target
     require_gpu_target()
-    x = ng.placeholder((3,), name="x")
-    with pytest.raises(NotImplementedError, match="all_reduce is not supported on target='gpu'"):
-        ng.compile([x], ng.all_reduce(x), target="gpu")
+    x, y = rand((6, 5), 3, "float32"), np.array([0, 1, 2, 0, 1, 2], np.int32)
+    gpu, gpu_params = _mlp_step("gpu")
+    cpu, cpu_params = _mlp_step("cpu")
+    assert "def all_reduce_sum(send, recv, ranks)" in gpu.dump("triton")
+    assert gpu.stats()["all_reduce"] == cpu.stats()["all_reduce"]
+    for _ in range(2):
+        np.testing.assert_allclose(gpu(x, y), cpu(x, y), rtol=1e-5)
+    for p, q in zip(gpu_params, cpu_params):
+        np.testing.assert_allclose(p.value, q.value, rtol=1e-5, atol=1e-7)
+
+
+def test_gradients_are_written_into_the_packed_buffer_by_their_own_kernels():
+    """The memory layout packs them: the matmul writing dW1 and dW2 and the reduction
+    writing db1 store into their parts of the send buffer; only the loss (an elementwise
+    value nothing else materialises) is computed into its part by the pack kernel, and
+    the updates read the reduced values in place (no unpack kernel but the output's)."""
+    fn, params = _mlp_step("cpu")
+    values = fn.stats()["all_reduce"]["buffers"][0]["values"]
+    assert [v["in_place"] for v in values] == [False, True, True, True]
+    assert fn.dump("kernels").count("(written in place)") == 3
+    prog = fn.runner.program
+    pack = next(b for b in prog.buffers.values() if b.name == "allreduce_pack")
+    parts = [b for b in prog.buffers.values() if b.view_of == pack.id]
+    assert sorted(b.offset for b in parts) == [0, 1, 36, 43]
+    matmuls = [k for k in prog.schedule if type(k).__name__ == "MatmulKernel"]
+    assert sum(prog.root(k.out) == pack.id for k in matmuls) == 2
+    loops = [k for k in prog.schedule if type(k).__name__ == "LoopKernel"]
+    stores = [prog.root(st.buffer) for k in loops for s in k.stages for st in s.stores]
+    assert stores.count(pack.id) == 2          # db1 by its reduction, the loss by the pack kernel
+
+
+def test_a_mean_in_a_job_is_a_sum_whose_scale_fuses_into_its_consumer(monkeypatch):
+    """Compiled as one rank of four (the lowering reads the world size when it runs),
+    all_reduce(g, mean) becomes all_reduce(g, sum) * 0.25 after the passes, and the
+    SGD step reads the sum in place from the receive buffer."""
+    from nngraph import distributed
+    from passes.pipeline import optimize
+    from passes.lowering import to_program
+    monkeypatch.setattr(distributed, "size", lambda: 4)
+    W = ng.parameter(rand((3, 2), 1, "float32"), name="W")
+    x = ng.placeholder(("N", 3), name="x")
+    (g,) = ng.grad(ng.sum((x @ W) ** 2), [W])
+    graph = ng.Graph([x], [], [(W, W - 0.1 * ng.all_reduce(g, "mean"))])
+    opt, log = optimize(graph, 2)
+    reduces = [n for n in opt.nodes() if n.op == "all_reduce"]
+    assert [n.attrs["reduce"] for n in reduces] == ["sum"]
+    assert any(e["pass"] == "all_reduce_means" for e in log)
+    prog = to_program(opt)
+    (ar,) = [k for k in prog.schedule if type(k).__name__ == "AllReduceKernel"]
+    assert ar.ranks == 4 and ar.in_place == (True,)
+    after = prog.schedule[prog.schedule.index(ar) + 1:]
+    assert len(after) == 1 and "0.25" in format_stage_text(prog, after[0])
+
+
+def format_stage_text(prog, kern) -> str:
+    from passes.program import format_stage
+    return "\n".join(line for s in kern.stages for line in format_stage(s, 0, lambda b: prog.buffers[b].name))
 
 
 def _python(code, env_extra):
