@@ -163,6 +163,15 @@ class GpuRunner(Runner):
             t = torch.from_numpy(np.array(array, order="C", copy=True))
         return t.to(self.torch_device).contiguous()
 
+    def concatenate(self, arrays):
+        """Device tensors joined on the device (NumPy arrays, outputs of NumPy calls, on the host)."""
+        if all(isinstance(a, np.ndarray) for a in arrays):
+            return np.concatenate(arrays)
+        return torch.cat([self.to_device(a) if isinstance(a, np.ndarray) else a for a in arrays])
+
+    def to_host(self, array) -> np.ndarray:
+        return array if isinstance(array, np.ndarray) else to_host(as_tensor(array))
+
     def fits_on_device(self, nbytes: int) -> bool:
         """Half the free device memory at most: the rest is for the computation."""
         if self.torch_device.type != "cuda":
