@@ -92,6 +92,27 @@ def allreduce_array(a: np.ndarray, op: str = "mean") -> np.ndarray:
     return out
 
 
+class _CopyOnWait:
+    """A single process's all-reduce request: Wait() copies send to recv."""
+
+    def __init__(self, send, recv):
+        self.send, self.recv = send, recv
+
+    def Wait(self):  # noqa: N802 - mpi4py's Request spelling
+        np.copyto(self.recv, self.send)
+
+
+def start_allreduce_sum(send: np.ndarray, recv: np.ndarray):
+    """Start recv <- the elementwise sum of `send` over all ranks (MPI_Iallreduce on
+    C-contiguous arrays of one dtype and size); returns the request, whose Wait()
+    completes it. Neither array may be touched in between. The program interpreter's
+    all-reduce kernels (passes/collective.py)."""
+    m = mpi()
+    if m is None:
+        return _CopyOnWait(send, recv)
+    return m.COMM_WORLD.Iallreduce(send, recv, op=m.SUM)
+
+
 def allreduce_floats(values, op: str = "mean") -> list:
     """A list of Python floats reduced over all ranks (metrics, validation scores)."""
     return allreduce_array(np.asarray(values, dtype=np.float64), op).tolist()
@@ -132,16 +153,18 @@ if in_job():
 
 @functools.lru_cache(maxsize=None)
 def mpi_symbols() -> dict:
-    """What generated code needs to call MPI_Allreduce of the library mpi4py loaded:
-    {"allreduce": function address, "handle_bits": 32 (MPICH ABI: int handles) or 64
-    (Open MPI: pointers), "comm", "sum", "float32", "float64": handle values}."""
+    """What generated code needs to call MPI of the library mpi4py loaded: {"allreduce",
+    "iallreduce", "wait": function addresses, "handle_bits": 32 (MPICH ABI: int handles,
+    requests included) or 64 (Open MPI: pointers), "comm", "sum", "float32", "float64":
+    handle values}."""
     import ctypes
     MPI = mpi()
     if MPI is None:
         raise DistributedError("mpi_symbols: not in an MPI job")
     lib = ctypes.CDLL(MPI.__file__)          # dlsym searches its dependencies: the loaded libmpi
-    addr = ctypes.cast(lib.MPI_Allreduce, ctypes.c_void_p).value
     vendor = MPI.get_vendor()[0]
-    return {"allreduce": addr, "handle_bits": 64 if vendor == "Open MPI" else 32,
+    return {**{name: ctypes.cast(getattr(lib, f"MPI_{fn}"), ctypes.c_void_p).value
+               for name, fn in (("allreduce", "Allreduce"), ("iallreduce", "Iallreduce"), ("wait", "Wait"))},
+            "handle_bits": 64 if vendor == "Open MPI" else 32,
             "comm": MPI._handleof(MPI.COMM_WORLD), "sum": MPI._handleof(MPI.SUM),
             "float32": MPI._handleof(MPI.FLOAT), "float64": MPI._handleof(MPI.DOUBLE)}

@@ -4,8 +4,14 @@ itself, so that no copy kernel stands between the backward pass and MPI.
 
 Buckets: an all_reduce node's *phase* is the number of all_reduce nodes on the
 longest path into it (itself included). Nodes of one phase never depend on each
-other, so all of them with a static shape and one dtype share one bucket and one
-call; a node of symbolic shape gets a bucket of its own. `phase_order` reorders the
+other, so those with a static shape and one dtype may share a bucket: one packed
+buffer, one MPI_Iallreduce (started as soon as the bucket's last operand is written)
+and one MPI_Wait (before the first kernel that reads a result). Within a phase they
+are taken in the order the step computes their operands (the backward pass yields
+the last layer's gradients first) and cut into buckets of about 1 MiB for the first
+and 25 MiB after (PyTorch DDP's defaults), so that the first reduction is in flight
+while the backward pass computes the rest. A node of symbolic shape gets a bucket
+of its own. `phase_order` reorders the
 lowering's node order so that each phase's all_reduce nodes come together, after
 everything they read and before everything that reads them; the first node of a
 bucket lowers the whole bucket.
@@ -32,10 +38,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nngraph import distributed
-from nngraph.types import TensorType
+from nngraph.types import TensorType, np_dtype
 
 from .. import fusion
-from ..collective import AllReduceKernel
+from ..collective import STEPS, AllReduceKernel
 from ..fusion import label
 from .registry import lowering
 
@@ -59,9 +65,20 @@ def phase_order(order) -> list:
     return sorted(order, key=lambda n: key[id(n)])
 
 
+# bucket sizes, PyTorch DistributedDataParallel's defaults (not tuned to a machine): a
+# small first bucket, so that the first reduction starts early in the backward pass
+FIRST_BUCKET_BYTES = 1 << 20
+BUCKET_BYTES = 25 << 20
+
+
 def _buckets(order) -> list:
-    """Lists of all_reduce nodes reduced by one call each, in phase order."""
+    """(phase key, list of all_reduce nodes reduced by one call), in phase order; within a
+    phase, in the order their operands can be ready (the longest path into each),
+    cut into buckets of about FIRST_BUCKET_BYTES, then BUCKET_BYTES, so that each
+    call can start while later operands are still being computed (the schedule runs
+    the work of earlier buckets first: assemble._priority)."""
     depth = _phases(order)
+    ready = _longest_paths(order)
     groups: dict = {}
     for n in order:
         if n.op != "all_reduce":
@@ -69,7 +86,34 @@ def _buckets(order) -> list:
         static = n.type.is_static
         key = (depth[id(n)], n.dtype) if static else ("symbolic", id(n))
         groups.setdefault(key, []).append(n)
-    return list(groups.values())
+    out = []
+    for key, nodes in groups.items():
+        out += [(key, b) for b in _cut(sorted(nodes, key=lambda m: ready[id(m.inputs[0])]))]  # stable
+    return out
+
+
+def _longest_paths(order) -> dict:
+    """id(node) -> nodes on the longest path into it: how late in a step it can be
+    ready (a backward pass reaches the last layer's gradients first)."""
+    length = {}
+    for n in order:
+        length[id(n)] = 1 + max((length[id(i)] for i in n.inputs), default=0)
+    return length
+
+
+def _cut(nodes) -> list:
+    """`nodes` (in the order their operands are computed) in buckets: a node that would
+    take its bucket past the bucket size starts the next one (a node larger than the
+    size gets a bucket of its own)."""
+    buckets, current, size = [], [], 0
+    for m in nodes:
+        nbytes = _numel(m.shape) * np_dtype(m.dtype).itemsize if m.type.is_static else 0
+        if current and size + nbytes > (FIRST_BUCKET_BYTES if not buckets else BUCKET_BYTES):
+            buckets.append(current)
+            current, size = [], 0
+        current.append(m)
+        size += nbytes
+    return buckets + ([current] if current else [])
 
 
 @dataclass
@@ -84,6 +128,8 @@ class Bucket:
     recv_parts: list = field(default_factory=list)
     in_place: list = field(default_factory=list)  # operand written into its part by its own kernel
     copied_out: list = field(default_factory=list)  # value copied from recv to the node's buffers
+    phase: tuple = ()                             # buckets of one phase are lowered together
+    lowered: bool = False
 
 
 def pack_all_reduces(low) -> None:
@@ -99,8 +145,9 @@ def _packs(low) -> list:
 def _lay_out(low) -> list:
     out, taken = [], set()
     ranks = distributed.size()
-    for nodes in _buckets(low.plan.order):
+    for phase, nodes in _buckets(low.plan.order):
         out.append(_lay_out_bucket(low, nodes, ranks, taken))
+        out[-1].phase = phase
     return out
 
 
@@ -163,23 +210,34 @@ def _short(n) -> str:
 
 @lowering("all_reduce")
 def lower_all_reduce(low, n) -> None:
-    """Lower n's whole bucket when n is its first node (phase_order reaches a bucket's
-    nodes in that order, so the others find their bucket lowered)."""
+    """Lower every bucket of n's phase, in bucket order, when the walk reaches the first
+    of them (phase_order brings a phase's nodes after everything they read), so the
+    kernels of the bucket that can start first are built first."""
     bk = next(b for b in _packs(low) if any(m is n for m in b.nodes))
-    if bk.nodes[0] is not n:
-        return
+    for b in _packs(low):
+        if b.phase == bk.phase and not b.lowered:
+            _lower_bucket(low, b)
+            b.lowered = True
+
+
+def _lower_bucket(low, bk: Bucket) -> None:
+    """The bucket's pack kernel (when a member is not written in place), its start and
+    wait, and its unpack kernel (when a member is copied out)."""
     ranks = distributed.size()
     if not all(bk.in_place):
         _pack_kernel(low, bk)
     members = tuple((label(m), off, size if size is not None else "*".join(map(str, m.shape)))
                     for m, off, size in zip(bk.nodes, bk.offsets, bk.sizes))
-    kern = AllReduceKernel("k_all_reduce", bk.send, bk.recv, ranks, members,
-                           source=", ".join(label(m) for m in bk.nodes),
-                           send_parts=tuple(bk.send_parts), recv_parts=tuple(bk.recv_parts),
-                           in_place=tuple(bk.in_place))
-    g = low.new_group(tuple(low.buffers[bk.send].shape), kern)
-    low.note_reads(g, bk.send_parts)
-    low.note_writes(g, {bk.recv, *bk.recv_parts})
+    request = low.add_buffer("allreduce_request", TensorType("int64", (1,)), "temp", bk.nodes[0])
+    shape = tuple(low.buffers[bk.send].shape)
+    for step in STEPS:
+        kern = AllReduceKernel(f"k_all_reduce_{step}", step, bk.send, bk.recv, request, ranks, members,
+                               source=", ".join(label(m) for m in bk.nodes),
+                               send_parts=tuple(bk.send_parts), recv_parts=tuple(bk.recv_parts),
+                               in_place=tuple(bk.in_place))
+        g = low.new_group(shape, kern)
+        low.note_reads(g, kern.reads())
+        low.note_writes(g, kern.writes())
     if any(bk.copied_out):
         _unpack_kernel(low, bk, ranks)
 

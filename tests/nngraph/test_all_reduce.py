@@ -79,7 +79,7 @@ def test_independent_all_reduces_share_one_packed_buffer(backend):
     offsets = [(v["offset"], v["elements"]) for v in buf["values"]]
     assert sorted(offsets) == offsets and all(a + n == b for (a, n), (b, _) in zip(offsets, offsets[1:]))
     text = fn.dump("kernels")
-    assert text.count("all_reduce sum @allreduce_sum <- @allreduce_pack over 1 process") == 1
+    assert text.count("all_reduce start sum @allreduce_sum <- @allreduce_pack over 1 process") == 1
     x, y = rand((6, 5), 3, "float32"), np.array([0, 1, 2, 0, 1, 2], np.int32)
     before = [p.value.copy() for p in params]
     plain = _plain_step(before)
@@ -127,7 +127,7 @@ def test_gpu_target_runs_the_packed_step_like_the_cpu():
     x, y = rand((6, 5), 3, "float32"), np.array([0, 1, 2, 0, 1, 2], np.int32)
     gpu, gpu_params = _mlp_step("gpu")
     cpu, cpu_params = _mlp_step("cpu")
-    assert "def all_reduce_sum(send, recv, ranks)" in gpu.dump("triton")
+    assert "def all_reduce_start(name, send, recv, ranks)" in gpu.dump("triton")
     assert gpu.stats()["all_reduce"] == cpu.stats()["all_reduce"]
     for _ in range(2):
         np.testing.assert_allclose(gpu(x, y), cpu(x, y), rtol=1e-5)
@@ -142,12 +142,15 @@ def test_gradients_are_written_into_the_packed_buffer_by_their_own_kernels():
     the updates read the reduced values in place (no unpack kernel but the output's)."""
     fn, params = _mlp_step("cpu")
     values = fn.stats()["all_reduce"]["buffers"][0]["values"]
-    assert [v["in_place"] for v in values] == [False, True, True, True]
+    assert {v["value"].split("@")[0]: v["in_place"] for v in values} == {
+        "all_reduce:f32[]": False, "all_reduce:f32[5,7]": True, "all_reduce:f32[7]": True,
+        "all_reduce:f32[7,3]": True}
     assert fn.dump("kernels").count("(written in place)") == 3
     prog = fn.runner.program
     pack = next(b for b in prog.buffers.values() if b.name == "allreduce_pack")
-    parts = [b for b in prog.buffers.values() if b.view_of == pack.id]
-    assert sorted(b.offset for b in parts) == [0, 1, 36, 43]
+    parts = sorted((b.offset, b.shape) for b in prog.buffers.values() if b.view_of == pack.id)
+    ends = [off + int(np.prod(shape, dtype=np.int64)) for off, shape in parts]
+    assert [off for off, _ in parts] == [0] + ends[:-1] and ends[-1] == pack.shape[0] == 64
     matmuls = [k for k in prog.schedule if type(k).__name__ == "MatmulKernel"]
     assert sum(prog.root(k.out) == pack.id for k in matmuls) == 2
     loops = [k for k in prog.schedule if type(k).__name__ == "LoopKernel"]
@@ -172,9 +175,10 @@ def test_a_mean_in_a_job_is_a_sum_whose_scale_fuses_into_its_consumer(monkeypatc
     assert [n.attrs["reduce"] for n in reduces] == ["sum"]
     assert any(e["pass"] == "all_reduce_means" for e in log)
     prog = to_program(opt)
-    (ar,) = [k for k in prog.schedule if type(k).__name__ == "AllReduceKernel"]
-    assert ar.ranks == 4 and ar.in_place == (True,)
-    after = prog.schedule[prog.schedule.index(ar) + 1:]
+    start, wait = [k for k in prog.schedule if type(k).__name__ == "AllReduceKernel"]
+    assert (start.step, wait.step) == ("start", "wait")
+    assert start.ranks == 4 and start.in_place == (True,)
+    after = prog.schedule[prog.schedule.index(wait) + 1:]
     assert len(after) == 1 and "0.25" in format_stage_text(prog, after[0])
 
 
@@ -210,3 +214,30 @@ def test_inside_a_job_without_mpi4py_a_clear_error():
     assert r.returncode != 0
     assert "DistributedError" in r.stderr and "mpi4py cannot be imported" in r.stderr
     assert "pip install" in r.stderr and "nngraph[distributed]" in r.stderr
+
+
+def test_buckets_follow_the_backward_pass_and_overlap_the_kernels_after_them(monkeypatch):
+    """With buckets smaller than the gradients (sizes patched), each gradient gets a
+    bucket, in the order the backward pass can produce them (the last layer's first);
+    each bucket starts as soon as its gradient is written, the kernels of the next
+    buckets run while it is in flight, and the waits come after them. The memory plan
+    keeps every send and receive buffer apart from what runs meanwhile: the step still
+    equals the plain one."""
+    import passes.lower.collective as lower_collective
+    monkeypatch.setattr(lower_collective, "FIRST_BUCKET_BYTES", 8)
+    monkeypatch.setattr(lower_collective, "BUCKET_BYTES", 8)
+    fn, params = _mlp_step("cpu")
+    st = fn.stats()["all_reduce"]
+    order = [b["values"][0]["value"].split("@")[0] for b in st["buffers"]]
+    assert st["calls"] == 4 and order.index("all_reduce:f32[7,3]") < order.index("all_reduce:f32[5,7]")
+    sched = fn.runner.program.schedule
+    first = st["buffers"][0]
+    between = sched[first["start"] + 1:first["wait"]]
+    assert any(type(k).__name__ == "MatmulKernel" for k in between)      # dW1 while dW2 is in flight
+    assert all(b["start"] < min(c["wait"] for c in st["buffers"]) for b in st["buffers"])
+    x, y = rand((6, 5), 3, "float32"), np.array([0, 1, 2, 0, 1, 2], np.int32)
+    plain = _plain_step([p.value.copy() for p in params])
+    for _ in range(3):
+        np.testing.assert_allclose(fn(x, y), plain(x, y), rtol=1e-6)
+    for p, q in zip(params, plain.params):
+        np.testing.assert_allclose(p.value, q.value, rtol=1e-6)
