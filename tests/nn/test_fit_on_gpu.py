@@ -28,25 +28,31 @@ def _model(target):
     return model
 
 
+def _spy_calls(monkeypatch, fn):
+    """Records, per call of `fn`, whether every argument was a device tensor, and the
+    shapes `fn.to_device` moved."""
+    calls, moved = [], []
+    real_call, real_move = type(fn).__call__, type(fn).to_device
+
+    def spy_call(f, *args, **kw):
+        if f is fn:
+            calls.append(all(isinstance(a, torch.Tensor) for a in args))
+        return real_call(f, *args, **kw)
+
+    def spy_move(f, a):
+        if f is fn:
+            moved.append(tuple(np.shape(a)))
+        return real_move(f, a)
+
+    monkeypatch.setattr(type(fn), "__call__", spy_call)
+    monkeypatch.setattr(type(fn), "to_device", spy_move)
+    return calls, moved
+
+
 def test_fit_on_gpu_feeds_device_batches_and_matches_the_reference(monkeypatch):
     X, y = _blobs()
     gpu, ref = _model("gpu"), _model("reference")
-    step = gpu.compiled("train")
-    seen, moved = [], []
-    real_call, real_move = type(step).__call__, type(step).to_device
-
-    def spy_call(fn, *args, **kw):
-        if fn is step:
-            seen.append(all(isinstance(a, torch.Tensor) for a in args))
-        return real_call(fn, *args, **kw)
-
-    def spy_move(fn, a):
-        if fn is step:
-            moved.append(np.shape(a))
-        return real_move(fn, a)
-
-    monkeypatch.setattr(type(step), "__call__", spy_call)
-    monkeypatch.setattr(type(step), "to_device", spy_move)
+    seen, moved = _spy_calls(monkeypatch, gpu.compiled("train"))
     hg = gpu.fit(X, y, epochs=3, batch_size=16, verbose=0)
     hr = ref.fit(X, y, epochs=3, batch_size=16, verbose=0)
     assert seen and all(seen) and len(seen) == 3 * 4            # every step got device tensors
@@ -68,27 +74,6 @@ def test_fit_keeps_host_batches_when_the_data_does_not_fit(monkeypatch):
                         lambda fn, *a, **k: (kinds.append(type(a[0])), real(fn, *a, **k))[1])
     model.fit(X, y, epochs=1, batch_size=8, verbose=0)
     assert kinds == [np.ndarray] * 3
-
-
-def _spy_calls(monkeypatch, fn):
-    """Records, per call of `fn`, whether every argument was a device tensor, and the
-    shapes `fn.to_device` moved."""
-    calls, moved = [], []
-    real_call, real_move = type(fn).__call__, type(fn).to_device
-
-    def spy_call(f, *args, **kw):
-        if f is fn:
-            calls.append(all(isinstance(a, torch.Tensor) for a in args))
-        return real_call(f, *args, **kw)
-
-    def spy_move(f, a):
-        if f is fn:
-            moved.append(tuple(np.shape(a)))
-        return real_move(f, a)
-
-    monkeypatch.setattr(type(fn), "__call__", spy_call)
-    monkeypatch.setattr(type(fn), "to_device", spy_move)
-    return calls, moved
 
 
 @pytest.mark.parametrize("as_tensors", [False, True])
