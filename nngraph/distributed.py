@@ -13,13 +13,17 @@ the group raises an error that says what to install.
 
 Faults: inside a job (from the moment nngraph is imported), an unhandled exception on
 any rank prints that rank's traceback and calls MPI_Abort, so the other ranks are not
-left blocked in a collective (a job never hangs on one rank's error).
+left blocked in a collective (a job never hangs on one rank's error). A rank that
+exits early without an exception (sys.exit) waits at its exit for the others, says so
+after a while, and aborts the job after NNGRAPH_EXIT_TIMEOUT seconds when that is set.
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -53,6 +57,7 @@ def mpi():
         raise DistributedError(
             f"this process is one rank of an MPI job (launcher variables are set) but mpi4py "
             f"cannot be imported ({e}); install it: {INSTALL_HINT}") from None
+    atexit.register(_exit_together, MPI)     # runs before mpi4py's MPI_Finalize
     return MPI
 
 
@@ -143,6 +148,54 @@ def _install_abort_hook() -> None:
         MPI.COMM_WORLD.Abort(1)
 
     sys.excepthook = hook
+
+
+EXIT_NOTE_SECONDS = 30.0
+
+
+def _exit_together(MPI) -> None:
+    """At a rank's exit, before MPI_Finalize: wait (messages to and from every other rank,
+    polled) for every rank to reach its exit too. A rank that leaves early, with sys.exit(code)
+    say (which no excepthook sees), would otherwise sit in MPI_Finalize while the
+    others wait for it in a collective: a silent hang. So after EXIT_NOTE_SECONDS it
+    says so on stderr, and with NNGRAPH_EXIT_TIMEOUT=<seconds> set it aborts the job
+    (MPI_Abort) after that long; without it it keeps waiting, since another rank may
+    still be doing legitimate work of its own (rank 0 writing files, say)."""
+    comm = MPI.COMM_WORLD
+    if comm.Get_size() == 1:
+        return
+    who = f"[nngraph rank {comm.Get_rank()}/{comm.Get_size()}]"
+    limit = float(os.environ.get("NNGRAPH_EXIT_TIMEOUT", "0") or 0)
+    requests, t0, noted = _exit_messages(MPI, comm), time.monotonic(), False
+    while not MPI.Request.Testall(requests):
+        waited = time.monotonic() - t0
+        if limit and waited > limit:
+            sys.stderr.write(f"{who} reached its exit {waited:.0f} s ago and the other ranks have not "
+                             f"(NNGRAPH_EXIT_TIMEOUT={limit:g}); aborting the MPI job\n")
+            sys.stderr.flush()
+            comm.Abort(1)
+        if not noted and waited > EXIT_NOTE_SECONDS:
+            noted = True
+            sys.stderr.write(f"{who} reached its exit and has waited {waited:.0f} s for the other ranks to "
+                             f"reach theirs; if one waits for this rank in a collective, the job will not end "
+                             f"by itself (set NNGRAPH_EXIT_TIMEOUT=<seconds> to abort it then)\n")
+            sys.stderr.flush()
+        time.sleep(0.01)
+
+
+def _exit_messages(MPI, comm) -> list:
+    """Requests of "I am at my exit" sent to and received from every other rank, point to
+    point with the largest tag: never a collective, since a collective posted here would
+    be matched with one another rank is still inside and hand it wrong values."""
+    tag = comm.Get_attr(MPI.TAG_UB)
+    me, size = comm.Get_rank(), comm.Get_size()
+    _EXIT_BUFFERS[:] = [np.zeros(1, np.int8) for _ in range(2 * size)]
+    sends = [comm.Isend(_EXIT_BUFFERS[r], dest=r, tag=tag) for r in range(size) if r != me]
+    recvs = [comm.Irecv(_EXIT_BUFFERS[size + r], source=r, tag=tag) for r in range(size) if r != me]
+    return sends + recvs
+
+
+_EXIT_BUFFERS: list = []       # alive until the requests complete
 
 
 if in_job():
