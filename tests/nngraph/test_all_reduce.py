@@ -241,3 +241,17 @@ def test_buckets_follow_the_backward_pass_and_overlap_the_kernels_after_them(mon
         np.testing.assert_allclose(fn(x, y), plain(x, y), rtol=1e-6)
     for p, q in zip(params, plain.params):
         np.testing.assert_allclose(p.value, q.value, rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_profile_and_report_of_a_step_with_all_reduce(backend, tmp_path):
+    """fn.profile() lists the all-reduce start and wait with the bytes they send (it
+    raised AttributeError on the collective kernel before) and fn.report() writes."""
+    fn, _ = _mlp_step(backend)
+    fn(rand((6, 5), 3, "float32"), np.array([0, 1, 2, 0, 1, 2], np.int32))
+    table = fn.profile(calls=2)
+    rows = {r["kind"]: r for r in table.rows}
+    assert {"all_reduce start", "all_reduce wait"} <= set(rows)
+    assert rows["all_reduce start"]["bytes"] == 64 * 4
+    fn.report(str(tmp_path / "step.html"))
+    assert "all_reduce start sum" in (tmp_path / "step.html").read_text()
