@@ -64,4 +64,5 @@ class AllReducePrinter:
         return (f"def launch_{self.fname}(b{''.join(', ' + s for s in syms)}):\n"
                 f'    """{names[k.recv]} <- the sum over {k.ranks} process{"es" if k.ranks != 1 else ""} '
                 f'of {names[k.send]} ({what})."""\n'
-                f"    all_reduce_{k.step}({names[k.request]!r}, b[{names[k.send]!r}], b[{names[k.recv]!r}], {k.ranks})\n")
+                f"    all_reduce_{k.step}({names[k.request]!r}, b[{names[k.send]!r}], b[{names[k.recv]!r}], "
+                f"{k.ranks})\n")

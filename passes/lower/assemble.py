@@ -100,7 +100,7 @@ def _priority(kern, no, bucket) -> tuple:
     is in flight while the kernels of later buckets run (the backward pass of earlier
     layers); without buckets this is the build order."""
     start = isinstance(kern, AllReduceKernel) and kern.step == "start"
-    return (bucket.get(no, len(bucket) + 1), 0 if start else 1, no)
+    return (bucket.get(no, float("inf")), 0 if start else 1, no)
 
 
 def _stats(ctx, schedule) -> dict:
