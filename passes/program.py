@@ -18,7 +18,7 @@ Buffers
     as [batch..., rows, cols] matrices. A view with an `offset` is a *part*: its
     elements (same dtype, its own row-major shape) start `offset` elements into
     `view_of`'s memory; the all-reduce lowering makes each gradient a part of the
-    packed buffer that one MPI_Allreduce sends (passes/lower/collective.py). A part
+    packed buffer that one MPI_Iallreduce sends (passes/lower/collective.py). A part
     is a unit of its own for kernel dependencies (`dependency_root`): kernels writing
     different parts of one buffer do not depend on each other.
 

@@ -55,7 +55,7 @@ def replay_off_reason(device: str, check_numerics: bool, program) -> str | None:
     if check_numerics:
         return "check_numerics=True checks every kernel's results as it runs"
     if any(getattr(k, "ranks", 1) > 1 for k in program.schedule):   # passes/collective.py's AllReduceKernel
-        return "the step calls MPI_Allreduce from the host (all_reduce in a job of several processes)"
+        return "the step calls MPI from the host (all_reduce in a job of several processes)"
     return None
 
 
