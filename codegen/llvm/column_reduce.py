@@ -69,7 +69,7 @@ def emit_column_reduction(fb, lo, hi, stages):
         def slot(tile, c):
             return b.gep(tile, [i64(0), b.sub(c, c0)])
 
-        with fb.loop(i64(0), i64(TILE), "init") as j:
+        with fb.loop(i64(0), i64(TILE), "init") as j:     # the whole tile (see _flush_block)
             for tile, r, dt in zip(tiles, st.reduce, dts):
                 b.store(scalar.identity(r[0], dt), b.gep(tile, [i64(0), j]))
             for total in totals:
@@ -96,19 +96,20 @@ def emit_column_reduction(fb, lo, hi, stages):
 
 def _flush_block(fb, sums, totals, last):
     """After a block: add the tile's float sums into their float64 totals and restart
-    them at 0. After the last block (last=True): the tile takes the total (rounded)."""
+    them at 0. After the last block (last=True): the tile takes the total (rounded).
+    Over the whole tile (TILE slots, a constant trip count: cheaper for LLVM to compile
+    than [c0, c1), and the slots past c1 are never read)."""
     if not sums:
         return
     b = fb.b
     with fb.loop(i64(0), i64(TILE), "final" if last else "flush") as j:
-        def slot(arr, _):
+        def at(arr):
             return b.gep(arr, [i64(0), j])
-        c = None
         for (tile, dt), total in zip(sums, totals):
-            t = b.load(slot(total, c))
+            t = b.load(at(total))
             if last:
-                b.store(t if value_type(dt) == F64 else b.fptrunc(t, value_type(dt)), slot(tile, c))
+                b.store(t if value_type(dt) == F64 else b.fptrunc(t, value_type(dt)), at(tile))
                 continue
-            v = b.load(slot(tile, c))
-            b.store(b.fadd(t, v if value_type(dt) == F64 else b.fpext(v, F64)), slot(total, c))
-            b.store(ir.Constant(value_type(dt), 0.0), slot(tile, c))
+            v = b.load(at(tile))
+            b.store(b.fadd(t, v if value_type(dt) == F64 else b.fpext(v, F64)), at(total))
+            b.store(ir.Constant(value_type(dt), 0.0), at(tile))
