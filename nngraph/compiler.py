@@ -78,6 +78,8 @@ def compile(inputs, outputs, updates=None, target="cpu", opt_level=2, cast_input
     from runtime import compile_cache
     key = None
     if compile_cache.cacheable(target, graph, dump_dir):
+        compile_cache.load_pipeline()
+        clock.lap("startup")
         key = compile_cache.compile_key(format_graph(graph, locations=True), options)
         entry = compile_cache.load(key)
         clock.lap("cache_lookup")
@@ -156,8 +158,9 @@ def _remember(key, fn, compiled, checked, log) -> None:
 
 class _Clock:
     """Seconds per compile stage, for fn.stats()["compile_time"] (a dict in stage order:
-    trace, cache_lookup, passes, then the backend's: lowering, memory_plan, llvm_ir,
-    llvm_optimize, machine_code, load) and the total, compile_seconds."""
+    trace, startup (imports and LLVM's start, at a process's first compile),
+    cache_lookup, passes, then the backend's: lowering, memory_plan, llvm_ir,
+    object_cache, llvm_optimize, machine_code, load) and the total, compile_seconds."""
 
     def __init__(self):
         self.t0 = self.last = time.perf_counter()

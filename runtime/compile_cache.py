@@ -58,8 +58,8 @@ def compile_key(graph_text: str, options: dict) -> str:
     """The entry's name: sha256 of the graph's text (with locations), the options and
     everything else the compiled result depends on (see the module docstring)."""
     from codegen.llvm.target import target_id
-    host = target_id()          # first: it loads the code generator and the BLAS
-    _load_pipeline()
+    host = target_id()
+    load_pipeline()
     h = hashlib.sha256()
     for part in (FORMAT.decode(), graph_text, json.dumps(options, sort_keys=True), source_digest(),
                  settings_text(), environment_text(), host, str(_usable_cpus()), sys.version, np.__version__):
@@ -68,9 +68,13 @@ def compile_key(graph_text: str, options: dict) -> str:
     return h.hexdigest()
 
 
-def _load_pipeline() -> None:
-    """Import every module a CPU compile uses, so that the constants settings_text reads
-    are the same at the first compile of a process as at the next ones."""
+def load_pipeline() -> None:
+    """Import every module a CPU compile uses and start LLVM (with the BLAS it links),
+    so that the constants settings_text reads are the same at the first compile of a
+    process as at the next ones. The first call of a process takes a while (imports;
+    fn.stats()["compile_time"]["startup"]), the next ones nothing."""
+    from codegen.llvm.target import target_id
+    target_id()
     import passes.lowering  # noqa: F401
     import passes.pipeline  # noqa: F401
     import passes.program_codec  # noqa: F401

@@ -31,7 +31,7 @@ class CompiledProgram:
     1 + the index of the kernel that produced a non-finite value.
 
     `stats["seconds"]`: where the time went, by stage (llvm_ir: building the IR text;
-    cache_lookup: the object cache; llvm_optimize; machine_code: emitting the object;
+    object_cache: looking the object up in the disk cache; llvm_optimize; machine_code: emitting the object;
     load: mapping it into the process). Made from a stored object (`load_program`), it
     has no IR text until a dump asks for it (rebuilt then from the Program)."""
 
@@ -95,7 +95,7 @@ def compile_program(program, check_numerics=False, use_cache=True, threads=True,
     k = cache.key(ir_text, target.target_id())
     obj = cache.load(k) if use_cache else None
     t2 = time.perf_counter()
-    seconds = {"llvm_ir": t1 - t0, "cache_lookup": t2 - t1}
+    seconds = {"llvm_ir": t1 - t0, "object_cache": t2 - t1}
     hit = obj is not None
     mod = None
     if not hit:
