@@ -1,8 +1,10 @@
 """Disk cache of compiled object code.
 
 Directory: $NNGRAPH_CACHE_DIR, else the user cache dir (~/.cache/nngraph, or
-$XDG_CACHE_HOME/nngraph). Key: sha256 of the IR text and the target description
-(triple, CPU, features, llvmlite/LLVM versions). An entry is a header line
+$XDG_CACHE_HOME/nngraph). Two kinds of entry: `<key>.o`, object code keyed by the
+sha256 of the IR text and the target description (triple, CPU, features,
+llvmlite/LLVM versions); `<key>.nga`, a whole compiled function (Program, object
+code, runtime tables; keyed and packed by runtime/compile_cache.py). An entry is a header line
 `NNGRAPH-OBJ1 <sha256 of payload> <payload length>\\n` followed by the object
 bytes; it is written to a temporary file and moved into place with os.replace, so
 readers never see half an entry. A read whose header, length or checksum does not
@@ -93,14 +95,15 @@ def key(ir_text: str, target_id: str) -> str:
     return h.hexdigest()
 
 
-def path_for(k: str) -> Path:
-    return cache_dir() / f"{k}.o"
+def path_for(k: str, suffix: str = ".o") -> Path:
+    return cache_dir() / f"{k}{suffix}"
 
 
-def load(k: str):
-    """The cached object bytes for key `k`, or None if absent or damaged."""
+def load(k: str, suffix: str = ".o"):
+    """The cached bytes for key `k` (an object file: suffix ".o"; a whole compiled
+    function: ".nga", runtime/compile_cache.py), or None if absent or damaged."""
     d = trusted_dir()
-    data = read_trusted(d / f"{k}.o") if d is not None else None
+    data = read_trusted(d / f"{k}{suffix}") if d is not None else None
     if data is None:
         return None
     nl = data.find(b"\n")
@@ -119,7 +122,7 @@ def load(k: str):
     return payload
 
 
-def store(k: str, obj: bytes) -> bool:
+def store(k: str, obj: bytes, suffix: str = ".o") -> bool:
     """Write an entry atomically; False (and no exception) if the directory is not writable."""
     d = trusted_dir()
     if d is None:
@@ -130,7 +133,7 @@ def store(k: str, obj: bytes) -> bool:
             with os.fdopen(fd, "wb") as f:
                 f.write(MAGIC + b" " + hashlib.sha256(obj).hexdigest().encode() + b" " + str(len(obj)).encode() + b"\n")
                 f.write(obj)
-            os.replace(tmp, path_for(k))
+            os.replace(tmp, d / f"{k}{suffix}")
         except BaseException:
             try:
                 os.unlink(tmp)

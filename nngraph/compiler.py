@@ -69,29 +69,119 @@ def compile(inputs, outputs, updates=None, target="cpu", opt_level=2, cast_input
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     if opt_level not in (0, 1, 2):
         raise ValueError(f"opt_level must be 0, 1 or 2, got {opt_level!r}")
-    t0 = time.perf_counter()
+    clock = _Clock()
     graph, single = build_graph(inputs, outputs, updates, name)
     stages = {"graph": format_graph(graph)}
+    checked, guards = add_index_guards(graph)
+    clock.lap("trace")
+    options = {"target": target, "opt_level": opt_level, "check_numerics": check_numerics}
+    from runtime import compile_cache
+    key = None
+    if compile_cache.cacheable(target, graph, dump_dir):
+        compile_cache.load_pipeline()
+        clock.lap("startup")
+        key = compile_cache.compile_key(format_graph(graph, locations=True), options)
+        entry = compile_cache.load(key)
+        clock.lap("cache_lookup")
+        if entry is not None:
+            return _from_cache(entry, graph, single, checked, guards, stages, options, clock, cast_inputs)
 
     from passes.pipeline import optimize
-    checked, guards = add_index_guards(graph)
     opt, log = optimize(checked, opt_level=opt_level, dump_dir=dump_dir)
     stages["opt"] = format_graph(opt)
+    clock.lap("passes")
 
     from runtime.targets import build_runner
     runner, more_stages = build_runner(target, opt, check_numerics=check_numerics, opt_level=opt_level,
                                        dump_dir=dump_dir)
+    backend_stages = runner.stats.pop("compile_time", None)
+    if backend_stages is None:
+        clock.lap("codegen")      # a backend that does not break its time down
+    else:
+        clock.add(backend_stages)
+    compiled = getattr(runner, "compiled", None)
     if guards:
         from runtime.index_check import IndexCheckedRunner
         runner = IndexCheckedRunner(runner, guards, list(opt.inputs))
     stages.update(more_stages)
 
     from .report.compiled import CompiledFunction
-    stats = {"compile_seconds": time.perf_counter() - t0, "passes": log, "opt_level": opt_level}
+    stats = clock.stats(log, opt_level)
     fn = CompiledFunction(graph, runner, target, cast_inputs=cast_inputs, stats=stats, stages=stages,
                           run_graph=opt, single=single)
-    fn.opt_graph = opt
+    if key is not None:
+        _remember(key, fn, compiled, checked, log)
     return fn
+
+
+def _from_cache(entry, graph, single, checked, guards, stages, options, clock, cast_inputs):
+    """The Function of a compile-cache hit: the stored Program and object code loaded;
+    the optimised graph and the node map rebuilt only if something asks for them."""
+    from runtime.compile_cache import LazyNodeMap, Rebuild
+    from runtime.cpu import build_loaded
+    rebuild = Rebuild(checked, options["opt_level"])
+    program = entry.program
+    program.nodes = LazyNodeMap(rebuild)
+    facts = entry.facts
+    runner, more_stages = build_loaded(program, entry.obj, facts["library_calls"], options["check_numerics"],
+                                       facts["profile"])
+    clock.add(runner.stats.pop("compile_time"))
+    if guards:
+        from runtime.index_check import IndexCheckedRunner
+        runner = IndexCheckedRunner(runner, guards, list(checked.inputs))
+    stages["opt"] = lambda: format_graph(rebuild.opt_graph())
+    stages.update(more_stages)
+    params = graph.params()
+    run_state = ([params[i] for i in facts["run_params"]], [params[i] for i in facts["run_updated"]])
+    from .report.compiled import CompiledFunction
+    return CompiledFunction(graph, runner, "cpu", cast_inputs=cast_inputs,
+                            stats=clock.stats(facts["passes"], options["opt_level"]), stages=stages,
+                            run_graph=rebuild.opt_graph, single=single, run_state=run_state,
+                            fusion=facts["fusion"])
+
+
+def _remember(key, fn, compiled, checked, log) -> None:
+    """Store what a later hit needs, when the hit can rebuild the same Function: the
+    optimised graph reads the graph's own placeholders and parameters."""
+    from runtime.compile_cache import store
+    opt = fn.opt_graph
+    index = {id(p): i for i, p in enumerate(fn.graph.params())}
+    run_params = [index.get(id(p)) for p in opt.params()]
+    run_updated = [index.get(id(p)) for p, _ in opt.updates]
+    same_inputs = len(opt.inputs) == len(checked.inputs) and all(a is b for a, b in zip(opt.inputs, checked.inputs))
+    if None in run_params or None in run_updated or not same_inputs:
+        return
+    facts = {"library_calls": compiled.stats["library_calls"], "profile": compiled.profiled, "passes": log,
+             "run_params": run_params, "run_updated": run_updated, "fusion": list(fn.fusion())}
+    store(key, compiled.program, compiled.object_code, facts)
+
+
+class _Clock:
+    """Seconds per compile stage, for fn.stats()["compile_time"] (a dict in stage order:
+    trace, startup (imports and LLVM's start, at a process's first compile),
+    cache_lookup, passes, then the backend's: lowering, memory_plan, llvm_ir,
+    object_cache, llvm_optimize, machine_code, load) and the total, compile_seconds."""
+
+    def __init__(self):
+        self.t0 = self.last = time.perf_counter()
+        self.stages = {}
+
+    def lap(self, stage: str) -> float:
+        now = time.perf_counter()
+        self.stages[stage] = self.stages.get(stage, 0.0) + now - self.last
+        self.last = now
+        return self.stages[stage]
+
+    def add(self, stages: dict) -> None:
+        """Stages timed elsewhere (the backend's), which together took the time since the last lap."""
+        for k, v in stages.items():
+            self.stages[k] = self.stages.get(k, 0.0) + v
+        self.last = time.perf_counter()
+
+    def stats(self, log, opt_level) -> dict:
+        total = time.perf_counter() - self.t0
+        return {"compile_seconds": total, "compile_time": dict(self.stages), "passes": log,
+                "opt_level": opt_level}
 
 
 def target_available(target: str):

@@ -23,7 +23,7 @@ import threading
 
 import numpy as np
 
-from codegen.llvm import compile_program
+from codegen.llvm import compile_program, load_program
 from nngraph.errors import NumericsError
 from nngraph.types import concrete_shape, is_float, np_dtype
 from passes.memory import arena_layout, region_of
@@ -196,14 +196,38 @@ def _part(program, bid, root_array, shape):
 
 
 def build(graph, options):
-    """Lower, compile and wrap; returns (runner, extra dump stages)."""
+    """Lower, compile and wrap; returns (runner, extra dump stages). The runner's
+    stats["compile_time"] has the seconds of lowering, memory plan and each codegen
+    stage (nngraph/compiler.py adds the earlier stages)."""
+    import time
+
     from passes.lowering import to_program
+    t0 = time.perf_counter()
     program = to_program(graph, options.get("opt_level", 2))
-    return build_program(program, options.get("check_numerics", False))
+    lowering = time.perf_counter() - t0
+    runner, stages = build_program(program, options.get("check_numerics", False))
+    plan = program.stats.get("memory_plan_seconds", 0.0)
+    runner.stats["compile_time"] = {"lowering": lowering - plan, "memory_plan": plan,
+                                    **runner.compiled.stats["seconds"]}
+    return runner, stages
 
 
 def build_program(program, check_numerics=False):
     compiled = compile_program(program, check_numerics=check_numerics)
     runner = CpuRunner(program, compiled, check_numerics)
-    stages = {"kernels": format_program(program), "llvm": compiled.llvm_text, "asm": compiled.asm_text}
-    return runner, stages
+    runner.stats["cache"] = "object code" if compiled.stats["cache_hit"] else "none"
+    return runner, _stages(format_program(program), compiled)
+
+
+def build_loaded(program, obj: bytes, library_calls: int, check_numerics=False, profile=False):
+    """The runner of a Program whose object code the compile cache kept
+    (runtime/compile_cache.py): no lowering, no LLVM."""
+    compiled = load_program(program, obj, library_calls, check_numerics, profile)
+    runner = CpuRunner(program, compiled, check_numerics)
+    runner.stats["cache"] = "compiled function"
+    runner.stats["compile_time"] = {"load": compiled.stats["seconds"]["load"]}
+    return runner, _stages(lambda: format_program(program), compiled)
+
+
+def _stages(kernels, compiled) -> dict:
+    return {"kernels": kernels, "llvm": compiled.llvm_text, "asm": compiled.asm_text}

@@ -143,7 +143,7 @@ class Function:
     """A compiled graph. Call it with arrays by position or by placeholder name."""
 
     def __init__(self, graph, runner: Runner, target: str, cast_inputs: bool = False, stats=None, stages=None,
-                 run_graph=None, single: bool = False):
+                 run_graph=None, single: bool = False, run_state=None, fusion=None):
         self.graph = graph
         self._single = single          # ng.compile got one output, not a list: return it bare
         self.target = target
@@ -153,12 +153,16 @@ class Function:
         self.params = graph.params()
         self.updated = [p for p, _ in graph.updates]
         # the runner was built from the optimised graph, whose parameter list may be
-        # shorter (a pass dropped a read) or ordered differently: feed it in its order
+        # shorter (a pass dropped a read) or ordered differently: feed it in its order.
+        # A compile-cache hit passes a function that rebuilds that graph (called only if
+        # something asks for it) and run_state = (its params, its updated params).
         run_graph = run_graph or graph
-        self._run_graph = run_graph
+        self._run_graph_or_make = run_graph
         self._last = None             # (checked inputs, sizes) of the last call, for profile()
-        self._run_params = run_graph.params()
-        self._run_updated = [p for p, _ in run_graph.updates]
+        if run_state is None:
+            run_state = (run_graph.params(), [p for p, _ in run_graph.updates])
+        self._run_params, self._run_updated = list(run_state[0]), list(run_state[1])
+        self._fusion = fusion         # the rows of fusion(), when known (a cache hit's); else made on use
         # the parameters' state dicts (each Parameter keeps its own for life): read and
         # committed per call without an attribute lookup per parameter
         self._run_states = [p._state for p in self._run_params]
@@ -174,6 +178,19 @@ class Function:
         self._locks = lock_chunks([_PARAM_LOCKS[i] for i in stripes] + [self._own_lock])
         self._checks = call_checks(graph)
         self._signatures: dict = {}   # input keys of a checked device-array call -> bound sizes
+
+    @property
+    def _run_graph(self):
+        """The graph the runner computes (the optimised graph of ng.compile)."""
+        g = self._run_graph_or_make
+        if callable(g):
+            g = self._run_graph_or_make = g()
+        return g
+
+    @property
+    def opt_graph(self):
+        """The graph after the passes (what fn.dump("opt") prints)."""
+        return self._run_graph
 
     # ------------------------------------------------------------------ calling
     def _input_keys(self, args):
@@ -374,8 +391,6 @@ class Function:
                 roots = {id(o) for o in g.outputs} | {id(v) for _, v in g.updates}
                 self._fusion = unfused(program.nodes, roots, program.schedule, value_names(g))
         return FusionRows(dict(r) for r in self._fusion)
-
-    _fusion = None
 
     def profile(self, *args, calls: int = 100, **kwargs):
         """Run the function `calls` times and return a table (a str, with `.rows` as

@@ -69,11 +69,11 @@ def emit_column_reduction(fb, lo, hi, stages):
         def slot(tile, c):
             return b.gep(tile, [i64(0), b.sub(c, c0)])
 
-        with fb.loop(c0, c1, "init") as c:
+        with fb.loop(i64(0), i64(TILE), "init") as j:     # the whole tile (see _flush_block)
             for tile, r, dt in zip(tiles, st.reduce, dts):
-                b.store(scalar.identity(r[0], dt), slot(tile, c))
+                b.store(scalar.identity(r[0], dt), b.gep(tile, [i64(0), j]))
             for total in totals:
-                b.store(ir.Constant(F64, 0.0), slot(total, c))
+                b.store(ir.Constant(F64, 0.0), b.gep(total, [i64(0), j]))
         n_rows = fb.size(st.inner[0])
         n_blocks = b.sdiv(b.add(n_rows, i64(COLUMN_SUM_BLOCK - 1)), i64(COLUMN_SUM_BLOCK)) if totals else i64(1)
         with fb.loop(i64(0), n_blocks, "rowblk") as blk:
@@ -86,26 +86,30 @@ def emit_column_reduction(fb, lo, hi, stages):
                     for tile, r, dt in zip(tiles, st.reduce, dts):
                         accumulate(fb, r[0], dt, slot(tile, c), None, vals[r[1]], None, vdts, r)
                     emit_stores(fb, st.stores, vals, vdts)
-            _flush_block(fb, c0, c1, slot, sums, totals, last=False)
-        _flush_block(fb, c0, c1, slot, sums, totals, last=True)
+            _flush_block(fb, sums, totals, last=False)
+        _flush_block(fb, sums, totals, last=True)
         with fb.loop(c0, c1, "fin") as c:
             results = {0: [(r[0], dt, slot(tile, c), None) for tile, r, dt in zip(tiles, st.reduce, dts)]}
             for s_no, later in enumerate(stages[1:], start=1):
                 results[s_no] = emit_stage(fb, [c], later, s_no, results, None)
 
 
-def _flush_block(fb, c0, c1, slot, sums, totals, last):
+def _flush_block(fb, sums, totals, last):
     """After a block: add the tile's float sums into their float64 totals and restart
-    them at 0. After the last block (last=True): the tile takes the total (rounded)."""
+    them at 0. After the last block (last=True): the tile takes the total (rounded).
+    Over the whole tile (TILE slots, a constant trip count: cheaper for LLVM to compile
+    than [c0, c1), and the slots past c1 are never read)."""
     if not sums:
         return
     b = fb.b
-    with fb.loop(c0, c1, "final" if last else "flush") as c:
+    with fb.loop(i64(0), i64(TILE), "final" if last else "flush") as j:
+        def at(arr):
+            return b.gep(arr, [i64(0), j])
         for (tile, dt), total in zip(sums, totals):
-            t = b.load(slot(total, c))
+            t = b.load(at(total))
             if last:
-                b.store(t if value_type(dt) == F64 else b.fptrunc(t, value_type(dt)), slot(tile, c))
+                b.store(t if value_type(dt) == F64 else b.fptrunc(t, value_type(dt)), at(tile))
                 continue
-            v = b.load(slot(tile, c))
-            b.store(b.fadd(t, v if value_type(dt) == F64 else b.fpext(v, F64)), slot(total, c))
-            b.store(ir.Constant(value_type(dt), 0.0), slot(tile, c))
+            v = b.load(at(tile))
+            b.store(b.fadd(t, v if value_type(dt) == F64 else b.fpext(v, F64)), at(total))
+            b.store(ir.Constant(value_type(dt), 0.0), at(tile))

@@ -255,22 +255,38 @@ def _split(fb: FnBuilder, f, n0, tramp, extra=None, stride=0, parts=None):
     ranges 1.. on new threads, range 0 here; a range whose thread cannot be made runs
     here after the others. Range t gets `extra + t * stride` (its partial-result slot)
     as the extra argument; slots from `parts` to N_THREADS get empty ranges, so each
-    holds its reduction's identity."""
+    holds its reduction's identity. One call of the module's nngraph_parallel: the
+    spawn and join loops exist once per module, not once per launch (a LeNet step has
+    about 40 launches; inlined, they doubled the entry's LLVM time)."""
     b = fb.b
-    create, join = _pthread_decls(fb.module)
+    helper = _parallel_function(fb.module, tramp)
     T = parts if parts is not None else i64(N_THREADS)
+    b.call(helper, [fb.bufs_arg, fb.sizes_arg, f, n0, T, extra if extra is not None else NULL, i64(stride)])
+
+
+PARALLEL = "nngraph_parallel"
+
+
+def _parallel_function(module, tramp):
+    """void nngraph_parallel(bufs, sizes, f, n0, parts, extra, stride): what _split does."""
+    fn = module.globals.get(PARALLEL)
+    if fn is not None:
+        return fn
+    fb = FnBuilder(module, PARALLEL, [ir.PointerType(_LOOP_FN), I64, I64, I8P, I64])
+    f, n0, T, extra, stride = fb.args
+    b = fb.b
+    create, join = _pthread_decls(module)
     p8 = ir.IntType(8).as_pointer()
     args = fb.alloca(ir.ArrayType(_ARGS, N_THREADS), "thread_args")
     tids = fb.alloca(ir.ArrayType(I64, N_THREADS), "tids")
     rcs = fb.alloca(ir.ArrayType(I32, N_THREADS), "thread_rc")
+    has_extra = b.icmp_unsigned("!=", extra, NULL)
 
     def bound(t):
         return b.sdiv(b.mul(n0, t), T)
 
     def extra_of(t):
-        if extra is None:
-            return NULL
-        return b.gep(extra, [b.mul(t, i64(stride))])
+        return b.select(has_extra, b.gep(extra, [b.mul(t, stride)]), NULL)
 
     def slot(arr, t, j=None):
         ix = [i64(0), t] + ([ir.Constant(I32, j)] if j is not None else [])
@@ -288,9 +304,11 @@ def _split(fb: FnBuilder, f, n0, tramp, extra=None, stride=0, parts=None):
                 b.call(join, [b.load(slot(tids, t)), ir.Constant(p8.as_pointer(), None)])
             with failed:
                 b.call(f, [fb.bufs_arg, fb.sizes_arg, bound(t), bound(b.add(t, i64(1))), extra_of(t)])
-    if extra is not None and parts is not None:
+    with b.if_then(has_extra):
         with fb.loop(T, i64(N_THREADS), "unused") as t:
             b.call(f, [fb.bufs_arg, fb.sizes_arg, n0, n0, extra_of(t)])
+    b.ret_void()
+    return fb.finish()
 
 
 def _launch_split_reduction(fb: FnBuilder, base, kern, plan, tramp):

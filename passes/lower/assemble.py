@@ -3,6 +3,8 @@ assemble the Program (kernels built by the rules, sibling fusion, schedule, unus
 buffers dropped, memory plan, stats)."""
 from __future__ import annotations
 
+import time
+
 import networkx as nx
 
 from .. import fusion, kernel_map
@@ -74,9 +76,12 @@ def assemble(ctx) -> Program:
     buffers = {b: buf for b, buf in ctx.buffers.items() if b in used}
     prog = Program(buffers, schedule, list(ctx.inputs), list(ctx.params), list(ctx.outputs),
                    list(ctx.updates))
+    t0 = time.perf_counter()
     prog.plan = plan_memory(prog)
+    plan_seconds = time.perf_counter() - t0
     prog.nodes = kernel_map.build(ctx.plan, ctx.store_bufs, schedule, ctx.root)
     prog.stats = _stats(ctx, schedule)
+    prog.stats["memory_plan_seconds"] = plan_seconds   # for fn.stats()["compile_time"]
     if any(n.op == "all_reduce" for n in ctx.plan.order):
         prog.stats["all_reduce"] = collective_stats(schedule, buffers)
     return prog

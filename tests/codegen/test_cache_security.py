@@ -25,9 +25,8 @@ def cache_at(tmp_path, monkeypatch):
 
 def _compile_exp():
     # a graph of its own (a fresh constant) so no earlier test's entry exists
-    x = ng.placeholder(("N",), name="x")
     c = float(uuid.uuid4().int % 1000) / 7.0
-    f = ng.compile([x], ng.exp(x) + c, target="cpu")
+    f = _compile_same(c)
     a = np.linspace(-1, 1, 9, dtype=np.float32)
     np.testing.assert_allclose(f(a), np.exp(a) + np.float32(c), rtol=1e-6)
     return f, c
@@ -46,12 +45,26 @@ def test_cache_directory_is_created_private(cache_at):
 
 def test_entry_writable_by_others_is_not_loaded(cache_at):
     f, c = _compile_exp()
-    (entry,) = cache_at.glob("*.o")
-    assert _compile_same(c).stats()["cache_hit"]
-    os.chmod(entry, 0o666)                     # anyone could have planted it
+    entries = sorted(cache_at.glob("*.o")) + sorted(cache_at.glob("*.nga"))
+    assert len(entries) == 2                   # the object code, the whole compiled function
+    assert _compile_same(c).stats()["cache"] == "compiled function"
+    for entry in entries:
+        os.chmod(entry, 0o666)                 # anyone could have planted them
     with pytest.warns(RuntimeWarning, match="writable by group or others"):
         g = _compile_same(c)
-    assert not g.stats()["cache_hit"]
+    assert not g.stats()["cache_hit"] and g.stats()["cache"] == "none"
+
+
+def test_compiled_function_entry_writable_by_others_is_not_loaded(cache_at):
+    f, c = _compile_exp()
+    (entry,) = cache_at.glob("*.nga")
+    os.chmod(entry, 0o666)
+    with pytest.warns(RuntimeWarning, match="writable by group or others"):
+        g = _compile_same(c)
+    # compiled again from the graph (its object code, which only this user can write, reused)
+    assert g.stats()["cache"] == "object code"
+    a = np.linspace(-1, 1, 9, dtype=np.float32)
+    np.testing.assert_allclose(g(a), np.exp(a) + np.float32(c), rtol=1e-6)
 
 
 def test_cache_owned_by_someone_else_is_not_used(cache_at, monkeypatch):

@@ -1,0 +1,255 @@
+"""The compile cache: a whole compiled function kept on disk, so that compiling a graph
+compiled before (in this process or another) runs no passes, no lowering and no code
+generation, only a lookup, a check and a load.
+
+An entry (`<key>.nga` in codegen.cache's directory, with its rules: written
+atomically, checksum verified before use, used only when this user owns it and
+nobody else can write it) holds what a hit needs: the Program (passes/program_codec:
+JSON and raw arrays, no pickle), the object code, the pass log, and which of the
+graph's parameters the compiled step reads and updates. The optimised graph and the
+kernel -> graph-node map (`fn.dump("opt")`, `fn.stats()["fusion"]`, profiles,
+reports, numerics errors in graph terms) are rebuilt from the graph the first time
+something asks for them (`Rebuild`): the same passes on the same graph give the same
+result.
+
+The key is the sha256 of everything the result depends on:
+- the graph's text with every node's file:line (error messages and dumps cite them);
+- target, opt_level, check_numerics;
+- the source of the four packages (nngraph, passes, codegen, runtime): any edit to a
+  pass, a lowering rule or the code generator;
+- every module-level UPPER_CASE constant of passes, codegen and runtime that is a
+  plain value (thresholds such as codegen.llvm.entry.N_THREADS, including values
+  derived from the host when the module was imported, or set by a test), read after
+  importing every module a CPU compile uses;
+- every NNGRAPH_* environment variable but the cache directory;
+- the host target (triple, CPU name and features, llvmlite and LLVM versions, LLVM
+  options), the number of CPUs this process may use, Python's and NumPy's versions.
+Graphs with collectives (their Program depends on the job's size) are not cached.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from codegen import cache
+
+FORMAT = b"NNGRAPH-FN1\n"
+SUFFIX = ".nga"
+PACKAGES = ("nngraph", "passes", "codegen", "runtime")
+SETTINGS_PACKAGES = ("passes", "codegen", "runtime")
+ALIGN = 64
+PLAIN = (bool, int, float, str, type(None))
+
+
+def cacheable(target: str, graph, dump_dir) -> bool:
+    """A compile whose result this cache keeps: target "cpu", no dump_dir (that asks
+    for the passes to run and write their IR), no collective in the graph."""
+    return target == "cpu" and dump_dir is None and not any(n.op == "all_reduce" for n in graph.nodes())
+
+
+def compile_key(graph_text: str, options: dict) -> str:
+    """The entry's name: sha256 of the graph's text (with locations), the options and
+    everything else the compiled result depends on (see the module docstring)."""
+    from codegen.llvm.target import target_id
+    host = target_id()
+    load_pipeline()
+    h = hashlib.sha256()
+    for part in (FORMAT.decode(), graph_text, json.dumps(options, sort_keys=True), source_digest(),
+                 settings_text(), environment_text(), host, str(_usable_cpus()), sys.version, np.__version__):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def load_pipeline() -> None:
+    """Import every module a CPU compile uses and start LLVM (with the BLAS it links),
+    so that the constants settings_text reads are the same at the first compile of a
+    process as at the next ones. The first call of a process takes a while (imports;
+    fn.stats()["compile_time"]["startup"]), the next ones nothing."""
+    from codegen.llvm.target import target_id
+    target_id()
+    import passes.lowering  # noqa: F401
+    import passes.pipeline  # noqa: F401
+    import passes.program_codec  # noqa: F401
+    import runtime.cpu  # noqa: F401
+    import runtime.index_check  # noqa: F401
+    import runtime.targets  # noqa: F401
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _package_dirs():
+    root = Path(__file__).resolve().parent.parent
+    return [root / p for p in PACKAGES]
+
+
+@functools.lru_cache(maxsize=None)
+def source_digest() -> str:
+    """sha256 of every .py file of the four packages (read once per process: the code
+    that runs is the code imported at start)."""
+    h = hashlib.sha256()
+    for d in _package_dirs():
+        for path in sorted(d.rglob("*.py")):
+            h.update(str(path.relative_to(d.parent)).encode())
+            h.update(b"\0")
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def settings_text() -> str:
+    """The plain UPPER_CASE module constants of the loaded modules of passes, codegen and
+    runtime, read at every compile (a test or a user may set one)."""
+    out = []
+    for name in sorted(m for m in list(sys.modules) if m.split(".", 1)[0] in SETTINGS_PACKAGES):
+        mod = sys.modules.get(name)
+        for k, v in sorted(vars(mod).items()) if mod is not None else ():
+            if k.isupper() and _plain(v):
+                out.append(f"{name}.{k}={_canonical(v)}")
+    return "\n".join(out)
+
+
+def _plain(v) -> bool:
+    if isinstance(v, (tuple, frozenset)):
+        return all(_plain(x) for x in v)
+    return isinstance(v, PLAIN)
+
+
+def _canonical(v) -> str:
+    """repr, with sets sorted (their order changes from one process to the next)."""
+    if isinstance(v, tuple):
+        return "(" + ", ".join(map(_canonical, v)) + ")"
+    if isinstance(v, frozenset):
+        return "{" + ", ".join(sorted(map(_canonical, v))) + "}"
+    return repr(v)
+
+
+def environment_text() -> str:
+    return "\n".join(f"{k}={v}" for k, v in sorted(os.environ.items())
+                     if k.startswith("NNGRAPH_") and k != "NNGRAPH_CACHE_DIR")
+
+
+# ----------------------------------------------------------------------------- entries
+
+class Entry:
+    """What a hit needs: the Program, its object code and the facts of the compile."""
+
+    def __init__(self, program, obj: bytes, facts: dict):
+        self.program, self.obj, self.facts = program, obj, facts
+
+
+def store(key: str, program, obj: bytes, facts: dict) -> bool:
+    """Write the entry (False when the Program holds something the codec does not store,
+    or the directory is not usable)."""
+    from passes.program_codec import CodecError, encode_program
+    try:
+        data, arrays = encode_program(program)
+    except CodecError:
+        return False
+    blobs = [a.view(np.uint8).reshape(-1).data for a in arrays] + [memoryview(obj)]
+    data["facts"] = facts
+    data["object"] = len(blobs) - 1
+    return cache.store(key, pack(data, blobs), SUFFIX)
+
+
+def load(key: str):
+    """The Entry stored under `key`, or None (absent, damaged, from another format)."""
+    from passes.program_codec import CodecError, decode_program
+    payload = cache.load(key, SUFFIX)
+    if payload is None:
+        return None
+    try:
+        data, blobs = unpack(payload)
+        obj = bytes(blobs[data["object"]])
+        arrays = [np.frombuffer(b, dtype=np.uint8) for b in blobs]
+        return Entry(decode_program(data, arrays), obj, data["facts"])
+    except (CodecError, ValueError, KeyError, TypeError, IndexError, struct.error):
+        return None
+
+
+def pack(data: dict, blobs: list) -> bytes:
+    """FORMAT, the JSON's length (8 bytes), the JSON, then each blob at a multiple of
+    ALIGN bytes; the JSON lists the blobs' (offset, length) from the payload's start."""
+    head = len(FORMAT) + 8
+    text = b""
+    while True:             # the JSON lists the blobs' offsets, which follow the JSON
+        start = _align(head + len(text))
+        offsets, pos = [], start
+        for b in blobs:
+            offsets.append([pos, b.nbytes])
+            pos = _align(pos + b.nbytes)
+        text = json.dumps(dict(data, blobs=offsets)).encode()
+        if head + len(text) <= start:
+            break
+    out = bytearray(pos)
+    out[:len(FORMAT)] = FORMAT
+    out[len(FORMAT):head] = struct.pack("<Q", len(text))
+    out[head:head + len(text)] = text
+    for (off, n), b in zip(offsets, blobs):
+        out[off:off + n] = b
+    return bytes(out)
+
+
+def unpack(payload: bytes):
+    """(JSON dict, list of memoryviews) of a `pack` payload; ValueError if malformed."""
+    if not payload.startswith(FORMAT):
+        raise ValueError("not a compiled-function entry of this format")
+    head = len(FORMAT) + 8
+    (n,) = struct.unpack("<Q", payload[len(FORMAT):head])
+    data = json.loads(payload[head:head + n])
+    view = memoryview(payload)
+    blobs = []
+    for off, size in data["blobs"]:
+        if off < head + n or off + size > len(payload):
+            raise ValueError("a blob lies outside the entry")
+        blobs.append(view[off:off + size])
+    return data, blobs
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+# ----------------------------------------------------------------------------- a hit's lazy parts
+
+class Rebuild:
+    """The optimised graph and the Program's kernel -> node map of a cache hit, made by
+    running the passes and the lowering again the first time one is asked for."""
+
+    def __init__(self, checked_graph, opt_level: int):
+        self._graph, self._opt_level = checked_graph, opt_level
+        self._opt = self._nodes = None
+
+    def opt_graph(self):
+        if self._opt is None:
+            from passes.pipeline import optimize
+            self._opt, _ = optimize(self._graph, opt_level=self._opt_level)
+        return self._opt
+
+    def node_map(self):
+        if self._nodes is None:
+            from passes.lowering import to_program
+            self._nodes = to_program(self.opt_graph(), self._opt_level).nodes
+        return self._nodes
+
+
+class LazyNodeMap:
+    """Stands for `Program.nodes` on a hit: the real map (passes/kernel_map.NodeMap),
+    rebuilt on first use, answers every attribute."""
+
+    def __init__(self, rebuild: Rebuild):
+        self._rebuild = rebuild
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["_rebuild"].node_map(), name)

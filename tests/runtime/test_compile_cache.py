@@ -1,0 +1,245 @@
+"""The compile cache of whole functions (runtime/compile_cache.py): a second compile of
+the same graph loads the stored Program and object code and runs no passes, no
+lowering and no code generation; it computes exactly what the first compile's function
+computes; a change to the graph, the options, the settings, the environment or the
+source is a miss; a damaged or foreign entry is never used."""
+import inspect
+import json
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import nngraph as ng
+from codegen import cache
+from runtime import compile_cache
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNGRAPH_CACHE_DIR", str(tmp_path))
+    return tmp_path
+
+
+def _mlp_step(opt_level=2, check_numerics=False, seed=0):
+    """The same graph (same nodes, same lines) each call, with its own parameters."""
+    rng = np.random.default_rng(seed)
+    x = ng.placeholder(("N", 12), name="x")
+    y = ng.placeholder(("N",), "int32", name="y")
+    W1 = ng.parameter((rng.standard_normal((12, 16)) * 0.3).astype(np.float32), name="W1")
+    b1 = ng.parameter(np.full(16, 0.1, np.float32), name="b1")
+    W2 = ng.parameter((rng.standard_normal((16, 5)) * 0.3).astype(np.float32), name="W2")
+    loss = ng.cross_entropy(ng.relu(x @ W1 + b1) @ W2, y)
+    ps = [W1, b1, W2]
+    gs = ng.grad(loss, ps)
+    return ng.compile([x, y], loss, updates={p: p - 0.1 * g for p, g in zip(ps, gs)}, target="cpu",
+                      opt_level=opt_level, check_numerics=check_numerics)
+
+
+def _data(n=7):
+    rng = np.random.default_rng(1)
+    return rng.standard_normal((n, 12)).astype(np.float32), rng.integers(0, 5, n).astype(np.int32)
+
+
+def _steps(fn, calls=3):
+    X, Y = _data()
+    losses = [float(fn(X, Y)) for _ in range(calls)]
+    return losses, [p.value.copy() for p in fn.params]
+
+
+def test_second_compile_is_a_hit_that_computes_the_same(private_cache):
+    first = _mlp_step()
+    second = _mlp_step()
+    assert first.stats()["cache"] != "compiled function"
+    assert second.stats()["cache"] == "compiled function" and second.stats()["cache_hit"]
+    (want_losses, want_params), (losses, params) = _steps(first), _steps(second)
+    assert losses == want_losses                  # the same machine code: bit for bit
+    for a, b in zip(params, want_params):
+        np.testing.assert_array_equal(a, b)
+    assert len(list(private_cache.glob("*.nga"))) == 1
+
+
+def test_a_hit_runs_no_passes_lowering_or_code_generation(monkeypatch):
+    _mlp_step()
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a cache hit ran a compile stage")
+    import codegen.llvm as llvm_codegen
+    import passes.lowering
+    import passes.pipeline
+    from codegen.llvm import target
+    monkeypatch.setattr(passes.pipeline, "optimize", forbidden)
+    monkeypatch.setattr(passes.lowering, "to_program", forbidden)
+    monkeypatch.setattr(llvm_codegen, "build_module", forbidden)
+    monkeypatch.setattr(target, "optimize", forbidden)
+    monkeypatch.setattr(target, "emit_object", forbidden)
+    fn = _mlp_step()
+    assert set(fn.stats()["compile_time"]) == {"trace", "startup", "cache_lookup", "load"}
+    losses, _ = _steps(fn, calls=1)
+    assert np.isfinite(losses[0])
+
+
+def test_miss_breaks_compile_time_down_by_stage():
+    t = _mlp_step().stats()["compile_time"]
+    assert list(t) == ["trace", "startup", "cache_lookup", "passes", "lowering", "memory_plan", "llvm_ir",
+                       "object_cache", "llvm_optimize", "machine_code", "load"]
+    assert all(v >= 0 for v in t.values())
+
+
+def test_what_a_hit_rebuilds_on_demand_matches_the_first_compile():
+    first, second = _mlp_step(), _mlp_step()
+    assert second.stats()["cache"] == "compiled function"
+    for stage in ("graph", "opt", "kernels"):
+        assert second.dump(stage) == first.dump(stage)
+    assert second.runner.compiled.ir_text == first.runner.compiled.ir_text    # rebuilt on demand
+    assert "nngraph_entry" in second.dump("llvm")
+    assert second.stats()["passes"] == first.stats()["passes"]
+    fused = [(r["node"], r["op"], r["reason"], r["where"]) for r in first.stats()["fusion"]]
+    assert [(r["node"], r["op"], r["reason"], r["where"]) for r in second.stats()["fusion"]] == fused
+    X, Y = _data()
+    table = second.profile(X, Y, calls=2)
+    assert len(table.rows) == first.stats()["kernels"]
+
+
+def test_numerics_error_on_a_hit_names_the_op():
+    def build():
+        x = ng.placeholder(("N",), name="x")
+        return ng.compile([x], ng.log(x) * 2.0, target="cpu", check_numerics=True)
+    build()
+    fn = build()
+    assert fn.stats()["cache"] == "compiled function"
+    with pytest.raises(ng.NumericsError, match="log"):
+        fn(np.array([1.0, -1.0], np.float32))
+
+
+@pytest.mark.parametrize("change", ["opt_level", "check_numerics", "line", "setting", "environment", "source"])
+def test_a_change_anywhere_is_a_miss(change, monkeypatch):
+    _mlp_step()
+    kwargs = {}
+    if change == "opt_level":
+        kwargs["opt_level"] = 1
+    elif change == "check_numerics":
+        kwargs["check_numerics"] = True
+    elif change == "setting":
+        from codegen.llvm import entry
+        monkeypatch.setattr(entry, "THREAD_WORK", entry.THREAD_WORK + 1)
+    elif change == "environment":
+        monkeypatch.setenv("NNGRAPH_SOMETHING", "1")
+    elif change == "source":
+        monkeypatch.setattr(compile_cache, "source_digest", lambda: "edited")
+    fn = _mlp_step_elsewhere() if change == "line" else _mlp_step(**kwargs)
+    assert fn.stats()["cache"] != "compiled function"
+    assert _mlp_step(**kwargs).stats()["cache"] == "compiled function"   # stored under its own key
+
+
+def test_a_changed_constant_is_a_miss():
+    def scaled(c):
+        x = ng.placeholder(("N",), name="x")
+        return ng.compile([x], ng.relu(x) * c, target="cpu")
+    scaled(3.0)
+    assert scaled(3.0).stats()["cache"] == "compiled function"
+    f = scaled(4.0)
+    assert f.stats()["cache"] != "compiled function"
+    np.testing.assert_array_equal(f(np.array([-1, 2], np.float32)), np.array([0, 8], np.float32))
+
+
+def _mlp_step_elsewhere():
+    """_mlp_step's own source run as another file: the same graph, built on other lines
+    (whose messages would cite those lines)."""
+    scope = {"ng": ng, "np": np}
+    exec(compile("\n" * 10 + inspect.getsource(_mlp_step), "elsewhere.py", "exec"), scope)
+    return scope["_mlp_step"]()
+
+
+def _entry_file(d):
+    (entry,) = d.glob("*.nga")
+    return entry
+
+
+def test_damaged_entry_is_compiled_again_and_rewritten(private_cache):
+    want, _ = _steps(_mlp_step(), calls=1)
+    entry = _entry_file(private_cache)
+    good = entry.read_bytes()
+    for damaged in (good[:len(good) // 2], good[:-1] + bytes([good[-1] ^ 0xFF]), b"garbage", b""):
+        entry.write_bytes(damaged)
+        fn = _mlp_step()
+        assert fn.stats()["cache"] != "compiled function"
+        assert _steps(fn, calls=1)[0] == want
+        assert _mlp_step().stats()["cache"] == "compiled function"     # rewritten, valid
+
+
+def _raw_payload(data: dict, blobs: list, offsets: list) -> bytes:
+    """A payload laid out by hand (offsets as given, not as pack would place them)."""
+    text = json.dumps(dict(data, blobs=offsets)).encode()
+    out = compile_cache.FORMAT + struct.pack("<Q", len(text)) + text
+    return out + b"".join(bytes(b) for b in blobs)
+
+
+@pytest.mark.parametrize("forge", ["foreign class", "not a data class", "blob outside", "other format"])
+def test_entry_with_a_valid_checksum_but_bad_content_is_not_used(forge, private_cache):
+    want, _ = _steps(_mlp_step(), calls=1)
+    key = _entry_file(private_cache).name[:-len(compile_cache.SUFFIX)]
+    data, blobs = compile_cache.unpack(cache.load(key, compile_cache.SUFFIX))
+    if forge == "foreign class":
+        data["program"]["schedule"][0]["dc"] = "os:system"
+    elif forge == "not a data class":
+        data["program"]["schedule"][0]["dc"] = "passes.program:format_program"
+    if forge == "blob outside":
+        end = len(compile_cache.FORMAT) + 8 + 10 ** 5
+        forged = _raw_payload(data, blobs, [[end + 10 ** 6, len(b)] for b in blobs])
+    else:
+        forged = compile_cache.pack(data, blobs)
+    if forge == "other format":
+        forged = b"NNGRAPH-FN0\n" + forged[len(compile_cache.FORMAT):]
+    assert cache.store(key, forged, compile_cache.SUFFIX)   # a valid checksum
+    assert compile_cache.load(key) is None
+    fn = _mlp_step()
+    assert fn.stats()["cache"] != "compiled function"
+    assert _steps(fn, calls=1)[0] == want
+
+
+def test_only_cpu_compiles_without_dump_dir_are_cached(tmp_path):
+    x = ng.placeholder(("N",), name="x")
+    g = ng.compile([x], ng.exp(x), target="reference").graph
+    assert compile_cache.cacheable("cpu", g, None)
+    assert not compile_cache.cacheable("gpu", g, None)
+    assert not compile_cache.cacheable("reference", g, None)
+    assert not compile_cache.cacheable("cpu", g, str(tmp_path))
+
+
+def test_settings_text_is_the_same_in_every_process():
+    src = "from runtime import compile_cache as c; c.compile_key('', {}); print(c.settings_text())"
+    outs = [subprocess.run([sys.executable, "-c", src], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, PYTHONHASHSEED=str(seed), PYTHONPATH=ROOT)) for seed in (1, 2)]
+    assert all(o.returncode == 0 for o in outs), outs[0].stderr
+    assert outs[0].stdout == outs[1].stdout and "N_THREADS" in outs[0].stdout
+
+
+SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    sys.path.insert(0, {tests!r})
+    from test_compile_cache import _data, _mlp_step
+    fn = _mlp_step()
+    X, Y = _data()
+    print(json.dumps({{"cache": fn.stats()["cache"], "loss": float(fn(X, Y))}}))
+""")
+
+
+def test_a_new_process_hits_the_entry_of_an_earlier_one(private_cache):
+    def run():
+        env = dict(os.environ, NNGRAPH_CACHE_DIR=str(private_cache), PYTHONPATH=ROOT)
+        out = subprocess.run([sys.executable, "-c", SCRIPT.format(tests=HERE)], env=env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    first, second = run(), run()
+    assert first["cache"] != "compiled function" and second["cache"] == "compiled function"
+    assert first["loss"] == second["loss"]
