@@ -190,7 +190,9 @@ class CpuRunner(Runner):
 def build(graph, options):
     """Lower, compile and wrap; returns (runner, extra dump stages)."""
     from passes.lowering import to_program
-    program = to_program(graph, options.get("opt_level", 2))
+
+    from .conv_choice import conv_choice_for
+    program = to_program(graph, options.get("opt_level", 2), conv_choice_for("cpu"))
     return build_program(program, options.get("check_numerics", False))
 
 

@@ -1,34 +1,31 @@
-"""Convolutions as whole-batch contractions: one GEMM per convolution and per
-gradient, whatever the batch size (passes/lower/registry.py rules).
+"""Convolutions as contractions: im2col (or x itself) and one MatmulKernel per
+convolution and per gradient (passes/lower/registry.py rules), in the layout chosen
+for the layer (passes/lower/conv_layout.py: the whole batch as one GEMM, or one
+GEMM per example; by measurement on target="cpu").
 
-The batch is laid out channel-major, so that it is part of a matrix dimension:
+- cols (window row c*KH*KW + tap, at each output point (n, oh, ow)): written by one
+  im2col loop kernel (masked loads do the zero padding, masks that always hold are
+  left out; x's producer is inlined into them). Its first loop axis is long enough
+  to split across threads; the innermost steps along a row of x and of cols, so it
+  vectorises. The same windows of the same x are made once: the filter gradient
+  reuses the forward conv's cols (the memory plan, passes/memory.py, keeps them
+  alive until their last reader).
+- conv2d:             y = w[G, Og, K] @ cols; the epilogue walks the product's
+  points and stores NCHW y (and bias + activation, as a matmul's does); where the
+  product is NCHW y itself it is written there.
+- conv2d_grad_input:  dcols = w[G, Og, K]ᵀ @ gy, then col2im as a gather reduction:
+  each input point sums, over the KH x KW taps, the column entries that came from it
+  (masked where the stride skips it or the window leaves the output). Up to
+  UNROLL_TAPS taps the sum is written out in one point's body, so the innermost loop
+  is the input row (contiguous masked loads, vectorised); more taps keep an inner
+  loop over them.
+- conv2d_grad_filter: dw = gy @ colsᵀ (per example: then a sum over N), in a stage
+  the SGD step's epilogue joins like any reduction's.
 
-- cols [G*K, N, OH, OW] (K = Cg*KH*KW, row g*K + k = c*KH*KW + tap): the windows of
-  x, written by one im2col loop kernel (masked loads do the zero padding, masks
-  that always hold are left out; x's producer is inlined into them). The loop runs
-  over (G*K, N, OH, OW): the first axis is long enough to split across threads, the
-  innermost steps along a row of x and of cols, so it vectorises.
-- gy_t [O, N, OH, OW]: the output gradient, channel-major (a copy of gy that inlines
-  its producer), shared by both gradients.
-
-Then, with P = (N, OH, OW) a matrix dimension of three axes (passes/program.py), each
-product is one MatmulKernel, batched over the G groups only (one BLAS call when G = 1):
-
-- conv2d:             y_t[G, Og, P] = w[G, Og, K] @ cols[G, K, P]; the epilogue walks
-  (G, Og, N, OH, OW) and stores NCHW y (and bias + activation, as a matmul's does).
-- conv2d_grad_input:  dcols[G, K, P] = w[G, Og, K]ᵀ @ gy_t[G, Og, P], then col2im as a
-  gather reduction: each input point sums, over the KH x KW taps, the column entries
-  that came from it (masked where the stride skips it or the window leaves the
-  output). Up to UNROLL_TAPS taps the sum is written out in one point's body, so the
-  innermost loop is the input row (contiguous masked loads, vectorised); more taps
-  keep an inner loop over them.
-- conv2d_grad_filter: dw[G, Og, K] = gy_t[G, Og, P] @ cols[G, K, P]ᵀ, contracting over
-  the whole batch, then a copy stage that the SGD step's epilogue joins like any
-  reduction's. The forward conv's cols are reused when it reads the same x (the
-  memory plan keeps them alive until their last reader; passes/memory.py places them).
-
-With a static batch of one, cols and gy_t of a 1x1, stride-1, unpadded convolution are
-x and gy themselves (views), and the product is written straight into NCHW y.
+The whole-batch layout reads gy channel-major (a copy that inlines gy's producer;
+passes/sibling_fusion.py folds it into the bias gradient's reduction over the same
+elements). With a static batch of one, cols of a 1x1, stride-1, unpadded convolution
+is x itself (a view).
 Results of the last reduce stage are registered like a reduction's, so elementwise
 consumers join these kernels as later stages.
 """
@@ -37,6 +34,7 @@ from __future__ import annotations
 from nngraph.types import TensorType
 
 from ..program import MatmulKernel, Store
+from .conv_layout import make_layout
 from .registry import lowering
 from .window import UNROLL_TAPS, const, in_range, masked_value, range_mask
 
@@ -50,68 +48,66 @@ def _geometry(n, x_shape, w_shape, out_hw):
                 dh=dh, dw=dw, N=x_shape[0], H=x_shape[2], W=x_shape[3], OH=out_hw[0], OW=out_hw[1])
 
 
-def _columns(geo) -> tuple:
-    """The three axes of the product's column dimension: (N, OH, OW)."""
-    return (geo["N"], geo["OH"], geo["OW"])
-
-
-def _single_example(geo) -> bool:
-    return isinstance(geo["N"], int) and geo["N"] == 1
+def _layout(ctx, geo, dtype):
+    """The layer's layout (passes/lower/conv_layout.py), one choice per geometry so that
+    a conv and its gradients agree."""
+    key = ("conv_layout", dtype) + tuple(sorted(geo.items()))
+    return make_layout(ctx.cached(key, lambda: ctx.conv_choice(geo, dtype)), geo)
 
 
 def _is_identity_window(geo) -> bool:
     """Is cols x itself: one example, 1x1 filter, stride 1, no padding?"""
-    return (_single_example(geo) and geo["KH"] == geo["KW"] == 1 and geo["sh"] == geo["sw"] == 1
-            and geo["pt"] == geo["pl"] == 0 and (geo["H"], geo["W"]) == (geo["OH"], geo["OW"]))
+    return (isinstance(geo["N"], int) and geo["N"] == 1 and geo["KH"] == geo["KW"] == 1
+            and geo["sh"] == geo["sw"] == 1 and geo["pt"] == geo["pl"] == 0
+            and (geo["H"], geo["W"]) == (geo["OH"], geo["OW"]))
 
 
-def _im2col(ctx, n, x, geo, dtype):
-    """cols as a [G, K, N, OH, OW] buffer. The same windows of the same x are made once:
-    the filter gradient reuses the forward conv's cols."""
-    key = ("im2col", id(x), dtype) + tuple(sorted(geo.items()))
-    return ctx.cached(key, lambda: _im2col_buffer(ctx, n, x, geo, dtype))
+def _im2col(ctx, n, x, lay, dtype):
+    """cols viewed as the products' operand [batch..., K, *columns]."""
+    key = ("im2col", lay.name, id(x), dtype) + tuple(sorted(lay.geo.items()))
+    return ctx.cached(key, lambda: _im2col_buffer(ctx, n, x, lay, dtype))
 
 
-def _im2col_buffer(ctx, n, x, geo, dtype):
-    G, K = geo["G"], geo["K"]
+def _im2col_buffer(ctx, n, x, lay, dtype):
+    geo = lay.geo
     if _is_identity_window(geo):
-        return ctx.view(ctx.operand_buffer(x, dtype), (G, K) + _columns(geo))
-    N, OH, OW = _columns(geo)
-    cols = ctx.add_buffer("cols", TensorType(dtype, (G * K, N, OH, OW)), "temp", n)
-    g = ctx.new_group((G * K, N, OH, OW))
+        return ctx.view(ctx.operand_buffer(x, dtype), lay.matrix(geo["K"]))
+    cols = ctx.add_buffer("cols", TensorType(dtype, lay.cols_shape()), "temp", n)
+    domain, (a_row, a_n, a_oh, a_ow) = lay.im2col_axes()
+    g = ctx.new_group(domain)
     st = g.new_stage((), "map")
     b, em = st.body, st.emitter
-    vq, vn, oh, ow = (b.idx(a) for a in range(4))
-    khw = geo["KH"] * geo["KW"]
-    c = b.ifloordiv(vq, b.iconst(khw))
+    vq, vn, oh, ow = b.idx(a_row), b.idx(a_n), b.idx(a_oh), b.idx(a_ow)
+    c = b.ifloordiv(vq, b.iconst(geo["KH"] * geo["KW"]))
     i = b.imod(b.ifloordiv(vq, b.iconst(geo["KW"])), b.iconst(geo["KH"]))
     j = b.imod(vq, b.iconst(geo["KW"]))
     hh = b.isub(b.iadd(b.imul(oh, b.iconst(geo["sh"])), b.imul(i, b.iconst(geo["dh"]))), b.iconst(geo["pt"]))
     ww = b.isub(b.iadd(b.imul(ow, b.iconst(geo["sw"])), b.imul(j, b.iconst(geo["dw"]))), b.iconst(geo["pl"]))
-    h_hi = (OH - 1) * geo["sh"] + (geo["KH"] - 1) * geo["dh"] - geo["pt"]
-    w_hi = (OW - 1) * geo["sw"] + (geo["KW"] - 1) * geo["dw"] - geo["pl"]
+    h_hi = (geo["OH"] - 1) * geo["sh"] + (geo["KH"] - 1) * geo["dh"] - geo["pt"]
+    w_hi = (geo["OW"] - 1) * geo["sw"] + (geo["KW"] - 1) * geo["dw"] - geo["pl"]
     mask = b.land(range_mask(b, hh, -geo["pt"], h_hi, geo["H"]), range_mask(b, ww, -geo["pl"], w_hi, geo["W"]))
     v = masked_value(em, x, (vn, c, hh, ww), mask, dtype, 0)
-    st.stores.append(Store(cols, (vq, vn, oh, ow), v))
+    st.stores.append(Store(cols, lay.cols_index(vq, vn, oh, ow), v))
     g.members.append(n)
     ctx.note_reads(g, em.loads)
     ctx.note_writes(g, {cols})
-    return ctx.view(cols, (G, K) + _columns(geo))
+    return ctx.view(cols, lay.matrix(geo["K"]))
 
 
-def _channel_major(ctx, n, gy, geo, dtype):
-    """gy_t as a [G, Og, N, OH, OW] buffer, made once per gy for both gradients."""
+def _grad_out(ctx, n, gy, lay, dtype):
+    """gy viewed as the products' operand [batch..., Og, *columns]: gy itself, or its
+    channel-major copy [O, N, OH, OW] (made once per gy for both gradients)."""
+    geo = lay.geo
+    if lay.gy_is_nchw():
+        return ctx.view(ctx.operand_buffer(gy, dtype), lay.matrix(geo["Og"]))
     key = ("channel_major", id(gy), dtype)
-    return ctx.cached(key, lambda: _channel_major_buffer(ctx, n, gy, geo, dtype))
+    return ctx.view(ctx.cached(key, lambda: _channel_major(ctx, gy, geo, dtype)), lay.matrix(geo["Og"]))
 
 
-def _channel_major_buffer(ctx, n, gy, geo, dtype):
-    G, Og, O = geo["G"], geo["Og"], geo["O"]
-    if _single_example(geo):
-        return ctx.view(ctx.operand_buffer(gy, dtype), (G, Og) + _columns(geo))
-    N, OH, OW = _columns(geo)
-    t = ctx.add_buffer(f"t_{gy.op}_channel_major", TensorType(dtype, (O, N, OH, OW)), "temp", n)
-    g = ctx.new_group((O, N, OH, OW))
+def _channel_major(ctx, gy, geo, dtype):
+    N, OH, OW = geo["N"], geo["OH"], geo["OW"]
+    t = ctx.add_buffer(f"t_{gy.op}_channel_major", TensorType(dtype, (geo["O"], N, OH, OW)), "temp", gy)
+    g = ctx.new_group((geo["O"], N, OH, OW))
     st = g.new_stage((), "map")
     b = st.body
     vo, vn, oh, ow = (b.idx(a) for a in range(4))
@@ -120,7 +116,7 @@ def _channel_major_buffer(ctx, n, gy, geo, dtype):
     g.members.append(gy)
     ctx.note_reads(g, st.emitter.loads)
     ctx.note_writes(g, {t})
-    return ctx.view(t, (G, Og) + _columns(geo))
+    return t
 
 
 @lowering("conv2d")
@@ -128,29 +124,24 @@ def lower_conv2d(ctx, n):
     x, w = n.inputs
     geo = _geometry(n, x.shape, w.shape, n.shape[2:])
     dt = n.dtype
+    lay = _layout(ctx, geo, dt)
     G, Og, K = geo["G"], geo["Og"], geo["K"]
-    cols = _im2col(ctx, n, x, geo, dt)
+    cols = _im2col(ctx, n, x, lay, dt)
     wv = ctx.view(ctx.operand_buffer(w, dt), (G, Og, K))
     frontier = ctx.plan.epilogue.get(id(n), [n])
     stores, base = ctx.epilogue_output(n, frontier)
-    shape = (G, Og) + _columns(geo)
-    direct = base is not None and _single_example(geo)     # [G, Og, 1, OH, OW] is NCHW y
+    shape = lay.matrix(Og)
+    direct = base is not None and lay.writes_nchw()
     out = ctx.view(base, shape) if direct else ctx.add_buffer("t_conv", TensorType(dt, shape), "temp", n)
-    kern = MatmulKernel("k_conv2d", wv, cols, out, (G,), Og, _columns(geo), K,
+    kern = MatmulKernel("k_conv2d", wv, cols, out, lay.batch(), Og, lay.cols_axes, K,
                         source=f"conv2d {n.type}@{n.where}")
     g = ctx.new_group(shape, kern)
     ctx.note_writes(g, {bb for _, bb in stores} | {out})
     loads = {wv, cols}
     if not direct or frontier != [n] or len(stores) > 1:
-        loads |= ctx.emit_epilogue(g, n, frontier, lambda body: _nchw_index(body, Og))
+        loads |= ctx.emit_epilogue(g, n, frontier, lay.nchw_index)
     g.members = list(frontier)
     ctx.note_reads(g, loads)
-
-
-def _nchw_index(body, Og):
-    """The NCHW index of the product's point (g, o, n, oh, ow)."""
-    vg, vo, vn, oh, ow = (body.idx(k) for k in range(5))
-    return (vn, body.iadd(body.imul(vg, body.iconst(Og)), vo), oh, ow)
 
 
 def _product(ctx, n, kern):
@@ -167,21 +158,23 @@ def lower_conv2d_grad_input(ctx, n):
     H, W = n.attrs["input_hw"]
     geo = _geometry(n, (n.shape[0], n.shape[1], H, W), w.shape, gy.shape[2:])
     dt = n.dtype
+    lay = _layout(ctx, geo, dt)
     G, Og, K = geo["G"], geo["Og"], geo["K"]
     wv = ctx.view(ctx.operand_buffer(w, dt), (G, Og, K))
-    gv = _channel_major(ctx, n, gy, geo, dt)
-    dcols = ctx.add_buffer("dcols", TensorType(dt, (G * K,) + _columns(geo)), "temp", n)
-    _product(ctx, n, MatmulKernel("k_conv2d_grad_input", wv, gv, ctx.view(dcols, (G, K) + _columns(geo)), (G,),
-                                  K, _columns(geo), Og, trans_a=True,
+    gv = _grad_out(ctx, n, gy, lay, dt)
+    dcols = ctx.add_buffer("dcols", TensorType(dt, lay.cols_shape()), "temp", n)
+    _product(ctx, n, MatmulKernel("k_conv2d_grad_input", wv, gv, ctx.view(dcols, lay.matrix(K)), lay.batch(),
+                                  K, lay.cols_axes, Og, trans_a=True,
                                   source=f"conv2d_grad_input {n.type}@{n.where}"))
     if geo["KH"] * geo["KW"] <= UNROLL_TAPS:
-        _col2im_unrolled(ctx, n, dcols, geo, dt)
+        _col2im_unrolled(ctx, n, dcols, lay, dt)
     else:
-        _col2im_loop(ctx, n, dcols, geo, dt)
+        _col2im_loop(ctx, n, dcols, lay, dt)
 
 
-def _col2im_loop(ctx, n, dcols, geo, dt):
+def _col2im_loop(ctx, n, dcols, lay, dt):
     """col2im as a reduce stage over the KH x KW taps (large filters)."""
+    geo = lay.geo
     KH, KW = geo["KH"], geo["KW"]
     g = ctx.new_group(tuple(n.shape))
     st = g.new_stage((KH, KW), "reduce")
@@ -196,7 +189,7 @@ def _col2im_loop(ctx, n, dcols, geo, dt):
     ok = b.land(ok, b.land(b.emit("less", (oh, b.iconst(geo["OH"])), "bool"),
                            b.emit("less", (ow, b.iconst(geo["OW"])), "bool")))
     row = b.iadd(b.imul(vc, b.iconst(KH * KW)), b.iadd(b.imul(vi, b.iconst(KW)), vj))
-    v = st.emitter.load(dcols, (row, vn, oh, ow), ok)
+    v = st.emitter.load(dcols, lay.cols_index(row, vn, oh, ow), ok)
     v = b.emit("where", (ok, v, const(b, 0, dt)), dt)
     st.reduce.append(("sum", v))
     ctx.register_result(g, n, 0, 0)
@@ -218,11 +211,12 @@ def _tap_source(b, v, size, pad, tap, dil, stride, out):
     return o, ok
 
 
-def _col2im_unrolled(ctx, n, dcols, geo, dt):
+def _col2im_unrolled(ctx, n, dcols, lay, dt):
     """col2im as one point's sum over the KH x KW taps, written out: at every input
     point (n, c, h, w) each tap reads one column entry, masked where the window does
     not exist; along w those entries are contiguous, so the w loop vectorises with
     masked loads (the mask of a tap's row is uniform along it)."""
+    geo = lay.geo
     KH, KW = geo["KH"], geo["KW"]
     g = ctx.new_group(tuple(n.shape))
     st = g.new_stage((), "reduce")
@@ -234,7 +228,8 @@ def _col2im_unrolled(ctx, n, dcols, geo, dt):
     total = None
     for i, (oh, okh) in enumerate(rows):
         for j, (ow, okw) in enumerate(cols_):
-            v = st.emitter.load(dcols, (b.iadd(base, b.iconst(i * KW + j)), vn, oh, ow), b.land(okh, okw))
+            index = lay.cols_index(b.iadd(base, b.iconst(i * KW + j)), vn, oh, ow)
+            v = st.emitter.load(dcols, index, b.land(okh, okw))
             total = v if total is None else b.emit("add", (total, v), dt)
     st.reduce.append(("sum", total))
     ctx.register_result(g, n, 0, 0)
@@ -246,15 +241,20 @@ def lower_conv2d_grad_filter(ctx, n):
     x, gy = n.inputs
     geo = _geometry(n, x.shape, n.shape, gy.shape[2:])
     dt = n.dtype
+    lay = _layout(ctx, geo, dt)
     G, Og, K = geo["G"], geo["Og"], geo["K"]
-    cols = _im2col(ctx, n, x, geo, dt)
-    gv = _channel_major(ctx, n, gy, geo, dt)
-    dw = ctx.add_buffer("t_dw", TensorType(dt, tuple(n.shape)), "temp", n)
-    _product(ctx, n, MatmulKernel("k_conv2d_grad_filter", gv, cols, ctx.view(dw, (G, Og, K)), (G,), Og, K,
-                                  _columns(geo), trans_b=True, source=f"conv2d_grad_filter {n.type}@{n.where}"))
-    # a copy stage registered as the result, so the SGD step joins it as a later stage
+    cols = _im2col(ctx, n, x, lay, dt)
+    gv = _grad_out(ctx, n, gy, lay, dt)
+    per_example = lay.batch()[:-1]          # () for the whole batch, (N,) per example
+    part = ctx.add_buffer("t_dw", TensorType(dt, per_example + tuple(n.shape)), "temp", n)
+    _product(ctx, n, MatmulKernel("k_conv2d_grad_filter", gv, cols, ctx.view(part, lay.batch() + (Og, K)),
+                                  lay.batch(), Og, K, lay.cols_axes, trans_b=True,
+                                  source=f"conv2d_grad_filter {n.type}@{n.where}"))
+    # the sum over examples (or a copy), registered as the result: the SGD step joins it
     g = ctx.new_group(tuple(n.shape))
-    st = g.new_stage((), "reduce")
-    st.reduce.append(("sum", st.emitter.load(dw, tuple(st.body.idx(k) for k in range(4)))))
+    st = g.new_stage(per_example, "reduce")
+    b = st.body
+    index = tuple(b.idx(k) for k in range(4 + len(per_example)))
+    st.reduce.append(("sum", st.emitter.load(part, index[4:] + index[:4])))
     ctx.register_result(g, n, 0, 0)
     ctx.note_reads(g, st.emitter.loads)

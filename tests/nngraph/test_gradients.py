@@ -185,8 +185,10 @@ CONV = [  # (x shape, w shape, attrs)
 ]
 
 
+@pytest.mark.parametrize("layout", ["batch", "example"])
 @pytest.mark.parametrize("case", range(len(CONV)))
-def test_conv2d_gradient(case, target):
+def test_conv2d_gradient(case, layout, target, monkeypatch):
+    monkeypatch.setenv("NNGRAPH_CONV_LAYOUT", layout)     # passes/lower/conv_layout.py
     xs, ws, attrs = CONV[case]
     check_grad(lambda x, w: ng.conv2d(x, w, **attrs), [rand(xs, case), rand(ws, case + 10)], target)
 

@@ -1,0 +1,219 @@
+"""Which layout each convolution layer lowers to on target="cpu": one GEMM for the
+whole batch, or one per example (passes/lower/conv_layout.py), chosen by timing
+both at the layer's shapes with the BLAS the generated code calls, once per host.
+
+Neither wins everywhere: the whole batch makes one call instead of N and gives the
+BLAS long panels, one example at a time keeps each call's operands in cache (with
+OpenBLAS on an AVX-512 Xeon, LeNet's 6 x 25 x 784 products ran about twice as fast
+per example, its 16 x 150 x 6400 filter gradient faster as one call). So nothing
+here is a threshold: the three products of the layer (forward, input gradient,
+filter gradient) are timed in both layouts, interleaved, best of up to ROUNDS rounds
+(one when a layout is CLEAR_WIN times slower), and the faster total wins. A batch size that is symbolic is timed at NOMINAL_BATCH
+examples. Results are kept in memory and in `conv-layouts.json` in nngraph's cache
+directory (codegen/cache.py: private to the user, written atomically, a damaged
+file is measured again), keyed by the host (CPU, its features, the BLAS core type
+and thread counts), so each shape is measured once per host.
+
+NNGRAPH_CONV_LAYOUT=batch|example forces one layout for every layer and target.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from passes.lower.conv_layout import LAYOUTS
+
+NOMINAL_BATCH = 32          # examples timed when the batch size is symbolic
+MAX_TIMED_ELEMENTS = 1 << 23  # largest operand timed (32 MiB of float32): fewer examples beyond
+ROUNDS = 3
+CLEAR_WIN = 3.0             # a layout this many times slower after one round is not timed again
+CACHE_FILE = "conv-layouts.json"
+
+_memo: dict = {}
+
+
+def conv_choice_for(target: str):
+    """The lowering's conv_choice for `target`: forced by NNGRAPH_CONV_LAYOUT, measured
+    on "cpu", else None (the lowering's default, the whole batch)."""
+    forced = forced_layout()
+    if forced:
+        return lambda geo, dtype: forced
+    return measured_layout if target == "cpu" else None
+
+
+def forced_layout() -> str:
+    raw = os.environ.get("NNGRAPH_CONV_LAYOUT", "").strip().lower()
+    if raw and raw not in LAYOUTS:
+        raise ValueError(f"NNGRAPH_CONV_LAYOUT must be one of {', '.join(LAYOUTS)} (or unset), got {raw!r}")
+    return raw
+
+
+def measured_layout(geo: dict, dtype: str) -> str:
+    """"batch" or "example" for a layer of geometry `geo` (passes/lower/conv.py)."""
+    n = geo["N"]
+    if isinstance(n, int) and n <= 1:
+        return "batch"          # one example: the two layouts make the same products
+    shape = _shape_key(geo, dtype)
+    key = host_key()
+    if (key, shape) in _memo:
+        return _memo[(key, shape)]
+    table = _read_table()
+    entry = table.get(key, {}).get(shape)
+    if not (isinstance(entry, dict) and entry.get("choice") in LAYOUTS):
+        entry = time_layouts(geo, dtype)
+        table.setdefault(key, {})[shape] = entry
+        _write_table(table)
+    _memo[(key, shape)] = entry["choice"]
+    return entry["choice"]
+
+
+def _shape_key(geo, dtype) -> str:
+    n = geo["N"] if isinstance(geo["N"], int) else "N"
+    return f"{dtype} N={n} Og={geo['Og']} K={geo['K']} P={geo['OH'] * geo['OW']}"
+
+
+@functools.lru_cache(maxsize=None)
+def host_key() -> str:
+    """What a timing depends on besides the shapes: CPU, features, BLAS core type and
+    thread counts (codegen/llvm/blas.py, matmul.py)."""
+    import llvmlite.binding as llvm
+
+    from codegen.llvm import blas
+    from codegen.llvm.matmul import BLAS_THREAD_WORK
+    parts = [llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten(), blas.core_type_choice(),
+             os.environ.get("OPENBLAS_CORETYPE", ""), str(blas.configured_threads()), str(BLAS_THREAD_WORK)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+# ----------------------------------------------------------------------------- timing
+
+def time_layouts(geo: dict, dtype: str) -> dict:
+    """{"choice", "batch_s", "example_s", "examples"}: seconds of the layer's three
+    products for `examples` examples in each layout (one group; all groups alike)."""
+    Og, K, P = geo["Og"], geo["K"], geo["OH"] * geo["OW"]
+    n = geo["N"] if isinstance(geo["N"], int) else NOMINAL_BATCH
+    n = max(1, min(n, MAX_TIMED_ELEMENTS // max(1, K * P, Og * P)))
+    if n == 1:
+        return {"choice": "batch", "batch_s": 0.0, "example_s": 0.0, "examples": 1}
+    rng = np.random.default_rng(0)
+    dt = np.dtype(dtype)
+    w = rng.standard_normal((Og, K)).astype(dt)
+    cols = rng.standard_normal((n, K, P)).astype(dt)
+    gy = rng.standard_normal((n, Og, P)).astype(dt)
+    out = {"example": _example_calls(w, cols, gy), "batch": _batch_calls(w, cols, gy)}
+    best = {name: float("inf") for name in out}
+    for r in range(ROUNDS):
+        for name, calls in out.items():
+            t = time.perf_counter()
+            for call in calls:
+                call()
+            best[name] = min(best[name], time.perf_counter() - t)
+        if max(best.values()) > CLEAR_WIN * min(best.values()):
+            break           # one round says it clearly: spare the compile the other rounds
+    return {"choice": min(best, key=best.get), "batch_s": best["batch"], "example_s": best["example"],
+            "examples": n}
+
+
+def _example_calls(w, cols, gy):
+    """The three products, one call per example: y = w @ cols[e], dcols = wᵀ @ gy[e],
+    dw_e = gy[e] @ cols[e]ᵀ."""
+    n, K, P = cols.shape
+    Og = w.shape[0]
+    y, dcols, dw = np.empty((n, Og, P), w.dtype), np.empty((n, K, P), w.dtype), np.empty((n, Og, K), w.dtype)
+    calls = []
+    for e in range(n):
+        calls.append(_gemm_call(w, cols[e], y[e], False, False))
+        calls.append(_gemm_call(w, gy[e], dcols[e], True, False))
+        calls.append(_gemm_call(gy[e], cols[e], dw[e], False, True))
+    return calls
+
+
+def _batch_calls(w, cols, gy):
+    """The same products over the whole batch, channel-major: one call each."""
+    n, K, P = cols.shape
+    Og = w.shape[0]
+    cols_t = np.ascontiguousarray(cols.transpose(1, 0, 2)).reshape(K, n * P)
+    gy_t = np.ascontiguousarray(gy.transpose(1, 0, 2)).reshape(Og, n * P)
+    y, dcols, dw = np.empty((Og, n * P), w.dtype), np.empty((K, n * P), w.dtype), np.empty((Og, K), w.dtype)
+    return [_gemm_call(w, cols_t, y, False, False), _gemm_call(w, gy_t, dcols, True, False),
+            _gemm_call(gy_t, cols_t, dw, False, True)]
+
+
+def _gemm_call(a, b, c, trans_a, trans_b):
+    """c = op(a) @ op(b) (row-major) through the BLAS the generated code calls, with its
+    thread rule (one BLAS thread below BLAS_THREAD_WORK multiply-adds): a closure."""
+    from codegen.llvm import blas
+    from codegen.llvm.matmul import BLAS_THREAD_WORK
+    m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    n = b.shape[0] if trans_b else b.shape[1]
+    gemm, set_threads = _blas_functions(a.dtype.name)
+    scalar = ctypes.c_float if a.dtype == np.float32 else ctypes.c_double
+    i = ctypes.c_int
+    # row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ: operands swapped
+    args = [ctypes.c_char(b"T" if trans_b else b"N"), ctypes.c_char(b"T" if trans_a else b"N"), i(n), i(m), i(k),
+            scalar(1.0), b.ctypes.data, i(max(1, k if trans_b else n)), a.ctypes.data,
+            i(max(1, m if trans_a else k)), scalar(0.0), c.ctypes.data, i(max(1, n))]
+    refs = [ctypes.byref(x) if not isinstance(x, int) else ctypes.c_void_p(x) for x in args]
+    small = m * n * k < BLAS_THREAD_WORK
+    keep = (a, b, c)        # the closure holds the arrays its pointers point into
+
+    def call():
+        assert keep
+        if small:
+            set_threads(1)
+        gemm(*refs)
+        if small:
+            set_threads(blas.configured_threads())
+    return call
+
+
+@functools.lru_cache(maxsize=None)
+def _blas_functions(dtype: str):
+    from codegen.llvm import blas
+    addr = blas.gemm_addresses()
+    gemm = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))(addr["sgemm" if dtype == "float32" else "dgemm"])
+    threads = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(addr["blas_threads_local"])
+    return gemm, threads
+
+
+# ----------------------------------------------------------------------------- the cache file
+
+def _cache_path():
+    from codegen.cache import trusted_dir
+    d = trusted_dir()
+    return None if d is None else d / CACHE_FILE
+
+
+def _read_table() -> dict:
+    from codegen.cache import read_trusted
+    path = _cache_path()
+    data = read_trusted(path) if path is not None else None
+    try:
+        table = json.loads(data) if data else {}
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return table if isinstance(table, dict) else {}
+
+
+def _write_table(table: dict) -> None:
+    path = _cache_path()
+    if path is None:
+        return
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(table, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
