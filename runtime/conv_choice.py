@@ -7,8 +7,9 @@ BLAS long panels, one example at a time keeps each call's operands in cache (wit
 OpenBLAS on an AVX-512 Xeon, LeNet's 6 x 25 x 784 products ran about twice as fast
 per example, its 16 x 150 x 6400 filter gradient faster as one call). So nothing
 here is a threshold: the three products of the layer (forward, input gradient,
-filter gradient) are timed in both layouts, interleaved, best of up to ROUNDS rounds
-(one when a layout is CLEAR_WIN times slower), and the faster total wins. A batch size that is symbolic is timed at NOMINAL_BATCH
+filter gradient, those the graph makes) are timed in both layouts, the whole
+batch's with the copies it adds, interleaved, best of ROUNDS rounds, and the faster
+total wins. A batch size that is symbolic is timed at NOMINAL_BATCH
 examples. Results are kept in memory and in `conv-layouts.json` in nngraph's cache
 directory (codegen/cache.py: private to the user, written atomically, a damaged
 file is measured again), keyed by the host (CPU, its features, the BLAS core type
@@ -32,8 +33,8 @@ from passes.lower.conv_layout import LAYOUTS
 
 NOMINAL_BATCH = 32          # examples timed when the batch size is symbolic
 MAX_TIMED_ELEMENTS = 1 << 23  # largest operand timed (32 MiB of float32): fewer examples beyond
-ROUNDS = 3
-CLEAR_WIN = 3.0             # a layout this many times slower after one round is not timed again
+ROUNDS = 5
+ALL = ("conv2d", "conv2d_grad_input", "conv2d_grad_filter")
 CACHE_FILE = "conv-layouts.json"
 
 _memo: dict = {}
@@ -44,7 +45,7 @@ def conv_choice_for(target: str):
     on "cpu", else None (the lowering's default, the whole batch)."""
     forced = forced_layout()
     if forced:
-        return lambda geo, dtype: forced
+        return lambda geo, dtype, products=ALL: forced
     return measured_layout if target == "cpu" else None
 
 
@@ -55,28 +56,30 @@ def forced_layout() -> str:
     return raw
 
 
-def measured_layout(geo: dict, dtype: str) -> str:
-    """"batch" or "example" for a layer of geometry `geo` (passes/lower/conv.py)."""
+def measured_layout(geo: dict, dtype: str, products=None) -> str:
+    """"batch" or "example" for a layer of geometry `geo` (passes/lower/conv.py) whose
+    graph makes `products` (a subset of ALL; default all three)."""
+    products = tuple(p for p in ALL if p in (products or ALL))
     n = geo["N"]
     if isinstance(n, int) and n <= 1:
         return "batch"          # one example: the two layouts make the same products
-    shape = _shape_key(geo, dtype)
+    shape = _shape_key(geo, dtype, products)
     key = host_key()
     if (key, shape) in _memo:
         return _memo[(key, shape)]
     table = _read_table()
     entry = table.get(key, {}).get(shape)
     if not (isinstance(entry, dict) and entry.get("choice") in LAYOUTS):
-        entry = time_layouts(geo, dtype)
+        entry = time_layouts(geo, dtype, products)
         table.setdefault(key, {})[shape] = entry
         _write_table(table)
     _memo[(key, shape)] = entry["choice"]
     return entry["choice"]
 
 
-def _shape_key(geo, dtype) -> str:
+def _shape_key(geo, dtype, products) -> str:
     n = geo["N"] if isinstance(geo["N"], int) else "N"
-    return f"{dtype} N={n} Og={geo['Og']} K={geo['K']} P={geo['OH'] * geo['OW']}"
+    return f"{dtype} N={n} Og={geo['Og']} K={geo['K']} P={geo['OH'] * geo['OW']} {'+'.join(products)}"
 
 
 @functools.lru_cache(maxsize=None)
@@ -94,9 +97,10 @@ def host_key() -> str:
 
 # ----------------------------------------------------------------------------- timing
 
-def time_layouts(geo: dict, dtype: str) -> dict:
-    """{"choice", "batch_s", "example_s", "examples"}: seconds of the layer's three
-    products for `examples` examples in each layout (one group; all groups alike)."""
+def time_layouts(geo: dict, dtype: str, products=ALL) -> dict:
+    """{"choice", "batch_s", "example_s", "examples"}: seconds of the layer's products
+    for `examples` examples in each layout (one group; all groups alike), the whole
+    batch's layout with the copies it adds (the product to NCHW, gy channel-major)."""
     Og, K, P = geo["Og"], geo["K"], geo["OH"] * geo["OW"]
     n = geo["N"] if isinstance(geo["N"], int) else NOMINAL_BATCH
     n = max(1, min(n, MAX_TIMED_ELEMENTS // max(1, K * P, Og * P)))
@@ -107,43 +111,51 @@ def time_layouts(geo: dict, dtype: str) -> dict:
     w = rng.standard_normal((Og, K)).astype(dt)
     cols = rng.standard_normal((n, K, P)).astype(dt)
     gy = rng.standard_normal((n, Og, P)).astype(dt)
-    out = {"example": _example_calls(w, cols, gy), "batch": _batch_calls(w, cols, gy)}
+    out = {"example": _example_calls(w, cols, gy, products), "batch": _batch_calls(w, cols, gy, products)}
     best = {name: float("inf") for name in out}
-    for r in range(ROUNDS):
-        for name, calls in out.items():
+    for _ in range(ROUNDS):     # interleaved, the best of each: a round another process
+        for name, calls in out.items():     # interrupts does not decide
             t = time.perf_counter()
             for call in calls:
                 call()
             best[name] = min(best[name], time.perf_counter() - t)
-        if max(best.values()) > CLEAR_WIN * min(best.values()):
-            break           # one round says it clearly: spare the compile the other rounds
     return {"choice": min(best, key=best.get), "batch_s": best["batch"], "example_s": best["example"],
             "examples": n}
 
 
-def _example_calls(w, cols, gy):
-    """The three products, one call per example: y = w @ cols[e], dcols = wᵀ @ gy[e],
+def _example_calls(w, cols, gy, products):
+    """The products, one call per example: y = w @ cols[e], dcols = wᵀ @ gy[e],
     dw_e = gy[e] @ cols[e]ᵀ."""
     n, K, P = cols.shape
     Og = w.shape[0]
     y, dcols, dw = np.empty((n, Og, P), w.dtype), np.empty((n, K, P), w.dtype), np.empty((n, Og, K), w.dtype)
     calls = []
     for e in range(n):
-        calls.append(_gemm_call(w, cols[e], y[e], False, False))
-        calls.append(_gemm_call(w, gy[e], dcols[e], True, False))
-        calls.append(_gemm_call(gy[e], cols[e], dw[e], False, True))
+        calls += [_gemm_call(w, cols[e], y[e], False, False)] if "conv2d" in products else []
+        calls += [_gemm_call(w, gy[e], dcols[e], True, False)] if "conv2d_grad_input" in products else []
+        calls += [_gemm_call(gy[e], cols[e], dw[e], False, True)] if "conv2d_grad_filter" in products else []
     return calls
 
 
-def _batch_calls(w, cols, gy):
-    """The same products over the whole batch, channel-major: one call each."""
+def _batch_calls(w, cols, gy, products):
+    """The same products over the whole batch, channel-major: one call each, plus the
+    copies this layout adds: the product [Og, N, P] to NCHW y, gy to channel-major."""
     n, K, P = cols.shape
     Og = w.shape[0]
     cols_t = np.ascontiguousarray(cols.transpose(1, 0, 2)).reshape(K, n * P)
-    gy_t = np.ascontiguousarray(gy.transpose(1, 0, 2)).reshape(Og, n * P)
+    gy_t = np.empty((Og, n, P), w.dtype)
     y, dcols, dw = np.empty((Og, n * P), w.dtype), np.empty((K, n * P), w.dtype), np.empty((Og, K), w.dtype)
-    return [_gemm_call(w, cols_t, y, False, False), _gemm_call(w, gy_t, dcols, True, False),
-            _gemm_call(gy_t, cols_t, dw, False, True)]
+    y_nchw = np.empty((n, Og, P), w.dtype)
+    calls = []
+    if "conv2d" in products:
+        calls += [_gemm_call(w, cols_t, y, False, False),
+                  lambda: np.copyto(y_nchw, y.reshape(Og, n, P).transpose(1, 0, 2))]
+    if "conv2d_grad_input" in products or "conv2d_grad_filter" in products:
+        calls.append(lambda: np.copyto(gy_t, gy.transpose(1, 0, 2)))
+    gy_m = gy_t.reshape(Og, n * P)
+    calls += [_gemm_call(w, gy_m, dcols, True, False)] if "conv2d_grad_input" in products else []
+    calls += [_gemm_call(gy_m, cols_t, dw, False, True)] if "conv2d_grad_filter" in products else []
+    return calls
 
 
 def _gemm_call(a, b, c, trans_a, trans_b):

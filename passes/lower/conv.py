@@ -48,11 +48,30 @@ def _geometry(n, x_shape, w_shape, out_hw):
                 dh=dh, dw=dw, N=x_shape[0], H=x_shape[2], W=x_shape[3], OH=out_hw[0], OW=out_hw[1])
 
 
+def _node_geometry(n):
+    """The geometry of the layer a conv2d, conv2d_grad_input or conv2d_grad_filter
+    node belongs to (the same dict for a conv and its gradients)."""
+    a, b = n.inputs
+    if n.op == "conv2d":
+        return _geometry(n, a.shape, b.shape, n.shape[2:])
+    if n.op == "conv2d_grad_input":
+        return _geometry(n, tuple(n.shape[:2]) + tuple(n.attrs["input_hw"]), b.shape, a.shape[2:])
+    return _geometry(n, a.shape, n.shape, b.shape[2:])
+
+
+CONV_OPS = ("conv2d", "conv2d_grad_input", "conv2d_grad_filter")
+
+
 def _layout(ctx, geo, dtype):
     """The layer's layout (passes/lower/conv_layout.py), one choice per geometry so that
-    a conv and its gradients agree."""
+    a conv and its gradients agree; the chooser is told which of the three products
+    the graph makes at this geometry."""
     key = ("conv_layout", dtype) + tuple(sorted(geo.items()))
-    return make_layout(ctx.cached(key, lambda: ctx.conv_choice(geo, dtype)), geo)
+
+    def choose():
+        ops = {n.op for n in ctx.plan.order if n.op in CONV_OPS and n.dtype == dtype and _node_geometry(n) == geo}
+        return ctx.conv_choice(geo, dtype, tuple(op for op in CONV_OPS if op in ops))
+    return make_layout(ctx.cached(key, choose), geo)
 
 
 def _is_identity_window(geo) -> bool:
@@ -122,7 +141,7 @@ def _channel_major(ctx, gy, geo, dtype):
 @lowering("conv2d")
 def lower_conv2d(ctx, n):
     x, w = n.inputs
-    geo = _geometry(n, x.shape, w.shape, n.shape[2:])
+    geo = _node_geometry(n)
     dt = n.dtype
     lay = _layout(ctx, geo, dt)
     G, Og, K = geo["G"], geo["Og"], geo["K"]
@@ -155,8 +174,7 @@ def _product(ctx, n, kern):
 @lowering("conv2d_grad_input")
 def lower_conv2d_grad_input(ctx, n):
     gy, w = n.inputs
-    H, W = n.attrs["input_hw"]
-    geo = _geometry(n, (n.shape[0], n.shape[1], H, W), w.shape, gy.shape[2:])
+    geo = _node_geometry(n)
     dt = n.dtype
     lay = _layout(ctx, geo, dt)
     G, Og, K = geo["G"], geo["Og"], geo["K"]
@@ -239,7 +257,7 @@ def _col2im_unrolled(ctx, n, dcols, lay, dt):
 @lowering("conv2d_grad_filter")
 def lower_conv2d_grad_filter(ctx, n):
     x, gy = n.inputs
-    geo = _geometry(n, x.shape, n.shape, gy.shape[2:])
+    geo = _node_geometry(n)
     dt = n.dtype
     lay = _layout(ctx, geo, dt)
     G, Og, K = geo["G"], geo["Og"], geo["K"]

@@ -20,8 +20,8 @@ def fresh(tmp_path, monkeypatch):
     monkeypatch.setattr(conv_choice, "_memo", {})
     calls = []
 
-    def fake(geo, dtype):
-        calls.append((geo["Og"], dtype))
+    def fake(geo, dtype, products):
+        calls.append((geo["Og"], dtype, products))
         return {"choice": fake.pick, "batch_s": 2.0, "example_s": 1.0, "examples": 32}
     fake.pick = "example"
     monkeypatch.setattr(conv_choice, "time_layouts", fake)
@@ -47,7 +47,7 @@ def test_a_damaged_cache_file_is_measured_again(fresh, monkeypatch):
     fake.pick = "batch"
     assert conv_choice.measured_layout(GEO, "float32") == "batch" and len(calls) == 1
     key = conv_choice.host_key()
-    shape = conv_choice._shape_key(GEO, "float32")
+    shape = conv_choice._shape_key(GEO, "float32", conv_choice.ALL)
     (path / conv_choice.CACHE_FILE).write_text(json.dumps({key: {shape: {"choice": "sideways"}}}))
     monkeypatch.setattr(conv_choice, "_memo", {})
     assert conv_choice.measured_layout(GEO, "float32") == "batch" and len(calls) == 2
@@ -96,7 +96,18 @@ def test_the_choice_decides_the_program(fresh, pick, product):
     x = ng.placeholder(("N", 2, 6, 6), name="x")
     w = ng.parameter(np.ones((4, 2, 3, 3), np.float32), name="w")
     fn = ng.compile([x], ng.relu(ng.conv2d(x, w, padding=1)), target="cpu")
-    assert product in fn.dump("kernels") and calls == [(4, "float32")]
+    assert product in fn.dump("kernels") and calls == [(4, "float32", ("conv2d",))]
     a = np.random.default_rng(1).standard_normal((3, 2, 6, 6)).astype(np.float32)
     want = ng.compile([x], ng.relu(ng.conv2d(x, w, padding=1)), target="reference")(a)
     np.testing.assert_allclose(fn(a), want, rtol=1e-5, atol=1e-5)
+
+
+def test_only_the_products_the_graph_makes_are_timed():
+    """An inference graph times the forward product alone (per example: one call each;
+    whole batch: one call and the copy of its result to NCHW)."""
+    rng = np.random.default_rng(2)
+    w, cols, gy = (rng.standard_normal(s).astype(np.float32) for s in ((4, 18), (3, 18, 36), (3, 4, 36)))
+    assert len(conv_choice._example_calls(w, cols, gy, ("conv2d",))) == 3
+    assert len(conv_choice._example_calls(w, cols, gy, conv_choice.ALL)) == 9
+    assert len(conv_choice._batch_calls(w, cols, gy, ("conv2d",))) == 2
+    assert len(conv_choice._batch_calls(w, cols, gy, conv_choice.ALL)) == 5
