@@ -22,11 +22,31 @@ from __future__ import annotations
 LAYOUTS = ("batch", "example")
 
 
-class WholeBatch:
-    name = "batch"
+class _Layout:
+    """What both layouts share; a subclass names its axis orders."""
+    name = ""
+    product_order: tuple = ()       # the forward product's axes, by name
 
     def __init__(self, geo):
         self.geo = geo
+
+    def matrix(self, buf_rows):
+        """A product operand's view shape: [batch..., rows, *columns]."""
+        return self.batch() + (buf_rows,) + self.cols_axes
+
+    def nchw_index(self, body):
+        """The NCHW index of a point of the forward product (its axes: product_order)."""
+        at = {name: body.idx(k) for k, name in enumerate(self.product_order)}
+        c = body.iadd(body.imul(at["g"], body.iconst(self.geo["Og"])), at["o"])
+        return (at["n"], c, at["oh"], at["ow"])
+
+
+class WholeBatch(_Layout):
+    name = "batch"
+    product_order = ("g", "o", "n", "oh", "ow")
+
+    def __init__(self, geo):
+        super().__init__(geo)
         self.cols_axes = (geo["N"], geo["OH"], geo["OW"])
 
     def cols_shape(self):
@@ -45,15 +65,6 @@ class WholeBatch:
     def batch(self):
         return (self.geo["G"],)
 
-    def matrix(self, buf_rows):
-        """A product operand's view shape: [batch..., rows, *columns]."""
-        return self.batch() + (buf_rows,) + self.cols_axes
-
-    def nchw_index(self, body):
-        """The NCHW index of the point (g, o, n, oh, ow) of the forward product."""
-        vg, vo, vn, oh, ow = (body.idx(k) for k in range(5))
-        return (vn, body.iadd(body.imul(vg, body.iconst(self.geo["Og"])), vo), oh, ow)
-
     def writes_nchw(self) -> bool:
         """Is the forward product [batch, Og, columns] laid out as NCHW y itself?"""
         n = self.geo["N"]
@@ -64,11 +75,12 @@ class WholeBatch:
         return self.writes_nchw()
 
 
-class PerExample:
+class PerExample(_Layout):
     name = "example"
+    product_order = ("n", "g", "o", "oh", "ow")
 
     def __init__(self, geo):
-        self.geo = geo
+        super().__init__(geo)
         self.cols_axes = (geo["OH"], geo["OW"])
 
     def cols_shape(self):
@@ -79,19 +91,10 @@ class PerExample:
         return (n, row, oh, ow)
 
     def im2col_axes(self):
-        g = self.geo
-        return (g["N"], g["G"] * g["K"], g["OH"], g["OW"]), (1, 0, 2, 3)
+        return self.cols_shape(), (1, 0, 2, 3)
 
     def batch(self):
         return (self.geo["N"], self.geo["G"])
-
-    def matrix(self, buf_rows):
-        return self.batch() + (buf_rows,) + self.cols_axes
-
-    def nchw_index(self, body):
-        """The NCHW index of the point (n, g, o, oh, ow) of the forward product."""
-        vn, vg, vo, oh, ow = (body.idx(k) for k in range(5))
-        return (vn, body.iadd(body.imul(vg, body.iconst(self.geo["Og"])), vo), oh, ow)
 
     def writes_nchw(self) -> bool:
         return True
