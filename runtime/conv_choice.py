@@ -6,14 +6,16 @@ Neither wins everywhere: the whole batch makes one call instead of N and gives t
 BLAS long panels, one example at a time keeps each call's operands in cache (with
 OpenBLAS on an AVX-512 Xeon, LeNet's 6 x 25 x 784 products ran about twice as fast
 per example, its 16 x 150 x 6400 filter gradient faster as one call). So nothing
-here is a threshold: the three products of the layer (forward, input gradient,
-filter gradient, those the graph makes) are timed in both layouts, the whole
-batch's with the copies it adds, interleaved, best of ROUNDS rounds, and the faster
-total wins. A batch size that is symbolic is timed at NOMINAL_BATCH
-examples. Results are kept in memory and in `conv-layouts.json` in nngraph's cache
-directory (codegen/cache.py: private to the user, written atomically, a damaged
-file is measured again), keyed by the host (CPU, its features, the BLAS core type
-and thread counts), so each shape is measured once per host.
+here is a threshold: the layer's products that the graph makes (forward, input
+gradient, filter gradient) are timed in both layouts, the whole batch's with the
+copies it adds, interleaved, best of ROUNDS rounds (or of those that start within
+BUDGET_S), the per-example time less what its calls cost from Python (timed with
+empty products: the generated code calls the BLAS directly); the faster total wins.
+A symbolic batch size is timed at NOMINAL_BATCH examples. Results are kept in
+memory and in `conv-layouts.json` in nngraph's cache directory (codegen/cache.py:
+private to the user, written atomically, a damaged file is measured again), keyed
+by the host (CPU, its features, the BLAS core type and thread counts), so each
+shape is measured once per host.
 
 NNGRAPH_CONV_LAYOUT=batch|example forces one layout for every layer and target.
 """
@@ -34,6 +36,7 @@ from passes.lower.conv_layout import LAYOUTS
 NOMINAL_BATCH = 32          # examples timed when the batch size is symbolic
 MAX_TIMED_ELEMENTS = 1 << 23  # largest operand timed (32 MiB of float32): fewer examples beyond
 ROUNDS = 5
+BUDGET_S = 0.2              # seconds of timing per layer after which no further round starts
 ALL = ("conv2d", "conv2d_grad_input", "conv2d_grad_filter")
 CACHE_FILE = "conv-layouts.json"
 
@@ -112,15 +115,23 @@ def time_layouts(geo: dict, dtype: str, products=ALL) -> dict:
     cols = rng.standard_normal((n, K, P)).astype(dt)
     gy = rng.standard_normal((n, Og, P)).astype(dt)
     out = {"example": _example_calls(w, cols, gy, products), "batch": _batch_calls(w, cols, gy, products)}
+    # what a call costs from Python (the generated code calls the BLAS directly): as many
+    # empty products as the per-example layout makes, subtracted from its time
+    empty = np.zeros((0, 0), dt)
+    out["overhead"] = [_gemm_call(empty, empty, empty, False, False)] * len(out["example"])
     best = {name: float("inf") for name in out}
+    start = time.perf_counter()
     for _ in range(ROUNDS):     # interleaved, the best of each: a round another process
         for name, calls in out.items():     # interrupts does not decide
             t = time.perf_counter()
             for call in calls:
                 call()
             best[name] = min(best[name], time.perf_counter() - t)
-    return {"choice": min(best, key=best.get), "batch_s": best["batch"], "example_s": best["example"],
-            "examples": n}
+        if time.perf_counter() - start > BUDGET_S:
+            break               # slow products (or a busy machine): fewer rounds, a bounded compile
+    example = max(0.0, best["example"] - best["overhead"])
+    return {"choice": "batch" if best["batch"] < example else "example", "batch_s": best["batch"],
+            "example_s": example, "examples": n}
 
 
 def _example_calls(w, cols, gy, products):

@@ -190,14 +190,24 @@ def lower_conv2d_grad_input(ctx, n):
         _col2im_loop(ctx, n, dcols, lay, dt)
 
 
+def _col2im_group(ctx, n, lay, inner):
+    """col2im's kernel: a reduce stage over `inner` at every input point, the outer
+    loops in the layout's col2im_order (the whole batch's dcols rows are long, so c
+    runs outermost and each row is read front to back); (stage, (n, c, h, w) indices)."""
+    order = lay.col2im_order
+    g = ctx.new_group(tuple(n.shape[k] for k in order))
+    st = g.new_stage(inner, "reduce")
+    at = {k: st.body.idx(q) for q, k in enumerate(order)}
+    return g, st, tuple(at[k] for k in range(4))
+
+
 def _col2im_loop(ctx, n, dcols, lay, dt):
     """col2im as a reduce stage over the KH x KW taps (large filters)."""
     geo = lay.geo
     KH, KW = geo["KH"], geo["KW"]
-    g = ctx.new_group(tuple(n.shape))
-    st = g.new_stage((KH, KW), "reduce")
+    g, st, (vn, vc, vh, vw) = _col2im_group(ctx, n, lay, (KH, KW))
     b = st.body
-    vn, vc, vh, vw, vi, vj = (b.idx(k) for k in range(6))
+    vi, vj = b.idx(4), b.idx(5)
     hp = b.isub(b.iadd(vh, b.iconst(geo["pt"])), b.imul(vi, b.iconst(geo["dh"])))
     wp = b.isub(b.iadd(vw, b.iconst(geo["pl"])), b.imul(vj, b.iconst(geo["dw"])))
     oh, ow = b.ifloordiv(hp, b.iconst(geo["sh"])), b.ifloordiv(wp, b.iconst(geo["sw"]))
@@ -210,7 +220,7 @@ def _col2im_loop(ctx, n, dcols, lay, dt):
     v = st.emitter.load(dcols, lay.cols_index(row, vn, oh, ow), ok)
     v = b.emit("where", (ok, v, const(b, 0, dt)), dt)
     st.reduce.append(("sum", v))
-    ctx.register_result(g, n, 0, 0)
+    ctx.register_result(g, n, 0, 0, lay.col2im_order)
     ctx.note_reads(g, st.emitter.loads)
 
 
@@ -236,10 +246,8 @@ def _col2im_unrolled(ctx, n, dcols, lay, dt):
     masked loads (the mask of a tap's row is uniform along it)."""
     geo = lay.geo
     KH, KW = geo["KH"], geo["KW"]
-    g = ctx.new_group(tuple(n.shape))
-    st = g.new_stage((), "reduce")
+    g, st, (vn, vc, vh, vw) = _col2im_group(ctx, n, lay, ())
     b = st.body
-    vn, vc, vh, vw = (b.idx(k) for k in range(4))
     base = b.imul(vc, b.iconst(KH * KW))
     rows = [_tap_source(b, vh, geo["H"], geo["pt"], i, geo["dh"], geo["sh"], geo["OH"]) for i in range(KH)]
     cols_ = [_tap_source(b, vw, geo["W"], geo["pl"], j, geo["dw"], geo["sw"], geo["OW"]) for j in range(KW)]
@@ -250,7 +258,7 @@ def _col2im_unrolled(ctx, n, dcols, lay, dt):
             v = st.emitter.load(dcols, index, b.land(okh, okw))
             total = v if total is None else b.emit("add", (total, v), dt)
     st.reduce.append(("sum", total))
-    ctx.register_result(g, n, 0, 0)
+    ctx.register_result(g, n, 0, 0, lay.col2im_order)
     ctx.note_reads(g, st.emitter.loads)
 
 

@@ -26,6 +26,7 @@ class _Layout:
     """What both layouts share; a subclass names its axis orders."""
     name = ""
     product_order: tuple = ()       # the forward product's axes, by name
+    col2im_order: tuple = ()        # dx's axes in col2im's loop order, outer to inner
 
     def __init__(self, geo):
         self.geo = geo
@@ -44,6 +45,7 @@ class _Layout:
 class WholeBatch(_Layout):
     name = "batch"
     product_order = ("g", "o", "n", "oh", "ow")
+    col2im_order = (1, 0, 2, 3)     # dx's axes outer to inner: c, n, h, w
 
     def __init__(self, geo):
         super().__init__(geo)
@@ -78,6 +80,7 @@ class WholeBatch(_Layout):
 class PerExample(_Layout):
     name = "example"
     product_order = ("n", "g", "o", "oh", "ow")
+    col2im_order = (0, 1, 2, 3)
 
     def __init__(self, geo):
         super().__init__(geo)

@@ -84,7 +84,8 @@ def test_the_timed_calls_are_the_products_they_claim(dtype, trans_a, trans_b):
 def test_timing_both_layouts_gives_a_choice_and_its_numbers():
     got = conv_choice.time_layouts(dict(GEO, N=3), "float32")
     assert got["choice"] in ("batch", "example") and got["examples"] == 3
-    assert got[got["choice"] + "_s"] == min(got["batch_s"], got["example_s"]) > 0
+    assert got[got["choice"] + "_s"] == min(got["batch_s"], got["example_s"]) >= 0
+    assert max(got["batch_s"], got["example_s"]) > 0
 
 
 @pytest.mark.parametrize("pick,product", [("batch", "@t_conv[1,4,N*6*6]"), ("example", "[N,1,4,6*6]")])
