@@ -6,7 +6,8 @@ with `dump_dir`, written as `NN-passname.txt` (00-input.txt is the graph as
 built); the log of what every pass did is what `fn.stats()["passes"]` shows.
 
     level 0  only what correctness needs
-    level 1  + CSE, constant folding, algebraic simplification
+    level 1  + CSE, constant folding, algebraic simplification, and in an MPI job
+             all_reduce means split into a sum and a scale that fuses into its consumers
     level 2  + numerical stabilisation, and a second round of everything
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from nngraph.graph import Graph
 from nngraph.textir import format_graph
 
 from . import rewrite
+from .all_reduce_means import all_reduce_means
 from .constant_folding import constant_folding
 from .cse import cse
 from .dce import dce, drop_stop_gradient
@@ -47,6 +49,7 @@ PIPELINES = {
         ("constant_folding", constant_folding),
         ("simplify", simplify),
         ("cse", cse),
+        ("all_reduce_means", all_reduce_means),
         ("dce", dce),
     ],
     2: [
@@ -60,6 +63,7 @@ PIPELINES = {
         ("simplify", simplify),
         ("constant_folding", constant_folding),
         ("cse", cse),
+        ("all_reduce_means", all_reduce_means),
         ("dce", dce),
     ],
 }
