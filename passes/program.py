@@ -95,7 +95,7 @@ Contraction kernels (`MatmulKernel`)
     [batch..., *k, *n] (or [batch..., *n, *k]), out [batch..., *m, *n], and the
     epilogue's domain (`epilogue_domain()`) is (batch..., *m, *n). A whole-batch
     convolution's columns are (N, OH, OW) and its weight gradient contracts over
-    (N, OH*OW): with a symbolic N no single size can name such a product.
+    them: with a symbolic N no single size can name such a product.
 
 Conventions of the bodies passes/lowering.py emits (additive to the above)
     - binary scalar ops get operands of one dtype (explicit `cast`s are inserted as
