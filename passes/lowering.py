@@ -30,13 +30,15 @@ from .lower import LoweringContext
 from .program import Program
 
 
-def to_program(graph, opt_level: int = 2) -> Program:
+def to_program(graph, opt_level: int = 2, conv_choice=None) -> Program:
     """Lower an (optimised) Graph to a Program: fusion (opt_level >= 1; 0 = one kernel
-    per op), schedule and memory plan."""
+    per op), schedule and memory plan. `conv_choice(geometry, dtype, products)` picks
+    each convolution layer's layout (passes/lower/conv_layout.py; products: which of
+    conv2d, conv2d_grad_input, conv2d_grad_filter the graph makes; default: whole batch)."""
     if opt_level not in (0, 1, 2):
         raise ValueError(f"opt_level must be 0, 1 or 2, got {opt_level!r}")
     refuse_scans(graph)
-    return LoweringContext(graph, opt_level).lower()
+    return LoweringContext(graph, opt_level, conv_choice).lower()
 
 
 def refuse_scans(graph) -> None:

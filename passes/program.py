@@ -89,6 +89,13 @@ Contraction kernels (`MatmulKernel`)
     stores; the epilogue never loads a buffer the kernel writes. Its stores are
     the kernel's results (e.g. relu(acc + b) for the next layer and the bool mask
     acc + b > 0 for the backward pass, or W - lr * acc straight into W's update).
+    Matrix dimensions over several axes (additive): m, n and k may each be a tuple
+    of sizes; that dimension then spans as many row-major buffer axes and its size
+    is their product: A is [batch..., *m, *k] ([batch..., *k, *m] when trans_a), B
+    [batch..., *k, *n] (or [batch..., *n, *k]), out [batch..., *m, *n], and the
+    epilogue's domain (`epilogue_domain()`) is (batch..., *m, *n). A whole-batch
+    convolution's columns are (N, OH, OW) and its weight gradient contracts over
+    them: with a symbolic N no single size can name such a product.
 
 Conventions of the bodies passes/lowering.py emits (additive to the above)
     - binary scalar ops get operands of one dtype (explicit `cast`s are inserted as
@@ -232,6 +239,19 @@ class MatmulKernel:
     epilogue: Optional[Stage] = None
     source: str = ""
 
+    def axes(self, dim: str) -> tuple:
+        """The sizes of the buffer axes matrix dimension `dim` ("m", "n" or "k") spans."""
+        return matrix_axes(getattr(self, dim))
+
+    def matrix_ndim(self, role: str) -> int:
+        """How many trailing axes of operand "a", "b" or "out" its matrix spans."""
+        dims = {"a": ("m", "k"), "b": ("k", "n"), "out": ("m", "n")}[role]
+        return sum(len(self.axes(d)) for d in dims)
+
+    def epilogue_domain(self) -> tuple:
+        """The output's axes, the epilogue's outer domain: (batch..., *m, *n)."""
+        return tuple(self.batch) + self.axes("m") + self.axes("n")
+
     def reads(self) -> set:
         r = {self.a, self.b}
         if self.beta:
@@ -269,6 +289,16 @@ class Program:
     def offset(self, b: int) -> int:
         """Elements from the start of b's root memory to b (non-zero for parts only)."""
         return view_offset(self.buffers, b)
+
+
+def matrix_axes(s) -> tuple:
+    """A MatmulKernel's m, n or k as the tuple of axis sizes it spans."""
+    return tuple(s) if isinstance(s, tuple) else (s,)
+
+
+def size_text(s) -> str:
+    """m, n or k as printed: a size, or the product of several (N*28*28)."""
+    return "*".join(map(str, matrix_axes(s)))
 
 
 def root_buffer(buffers: dict, b: int) -> int:
@@ -358,11 +388,11 @@ def format_program(p: Program) -> str:
     for n, kern in enumerate(p.schedule):
         out.append("")
         if isinstance(kern, MatmulKernel):
-            out.append(f"kernel {n} {kern.name}: matmul {bufname(kern.out)}[{','.join(map(str, kern.batch + (kern.m, kern.n)))}]"
+            out.append(f"kernel {n} {kern.name}: matmul {bufname(kern.out)}[{','.join(map(size_text, kern.batch + (kern.m, kern.n)))}]"
                        f" = {kern.alpha!r} * {bufname(kern.a)}{'ᵀ' if kern.trans_a else ''} @ "
                        f"{bufname(kern.b)}{'ᵀ' if kern.trans_b else ''}"
                        + (f" + {kern.beta!r} * {bufname(kern.out)}" if kern.beta else "")
-                       + f"  (k={kern.k})" + (f"  # {kern.source}" if kern.source else ""))
+                       + f"  (k={size_text(kern.k)})" + (f"  # {kern.source}" if kern.source else ""))
             if kern.epilogue:
                 out += ["  epilogue " + ln for ln in format_stage(kern.epilogue, 0, bufname)]
         elif hasattr(kern, "describe"):   # a library kernel of its own kind (passes/collective.py)

@@ -133,10 +133,20 @@ def _run_loop(k: LoopKernel, arrays, env):
             _store(arrays, st, vals, grid)
 
 
+def _as_matrices(arr, ndim: int, rows: int):
+    """arr's trailing `ndim` axes (the first `rows` of them the matrix rows) as one
+    [rows, cols] matrix per batch entry."""
+    batch = arr.shape[:arr.ndim - ndim]
+    mat = arr.shape[arr.ndim - ndim:]
+    return arr.reshape(batch + (int(np.prod(mat[:rows], dtype=np.int64)), int(np.prod(mat[rows:], dtype=np.int64))))
+
+
 def _run_matmul(k: MatmulKernel, arrays, env, buffers):
     out_dt = np_dtype(buffers[k.out].dtype)
-    a = arrays[k.a].astype(out_dt, copy=False)
-    b = arrays[k.b].astype(out_dt, copy=False)
+    nm, nn, nk = (len(k.axes(d)) for d in "mnk")
+    a = _as_matrices(arrays[k.a].astype(out_dt, copy=False), nm + nk, nk if k.trans_a else nm)
+    b = _as_matrices(arrays[k.b].astype(out_dt, copy=False), nk + nn, nn if k.trans_b else nk)
+    out = _as_matrices(arrays[k.out], nm + nn, nm)
     if k.trans_a:
         a = np.swapaxes(a, -1, -2)
     if k.trans_b:
@@ -145,13 +155,13 @@ def _run_matmul(k: MatmulKernel, arrays, env, buffers):
     if k.alpha != 1.0:
         prod = prod * np.asarray(k.alpha, out_dt)
     if k.beta:
-        prod = prod + np.asarray(k.beta, out_dt) * arrays[k.out]
+        prod = prod + np.asarray(k.beta, out_dt) * out
     prod = prod.astype(out_dt, copy=False)
     if k.epilogue is None:
-        arrays[k.out][...] = prod
+        out[...] = prod
         return
-    grid = tuple(concrete_shape(k.batch + (k.m, k.n), env))
-    vals = _eval_body(k.epilogue.body, grid, len(grid), [], arrays, env, acc=prod)
+    grid = tuple(concrete_shape(k.epilogue_domain(), env))
+    vals = _eval_body(k.epilogue.body, grid, len(grid), [], arrays, env, acc=prod.reshape(grid))
     for st in k.epilogue.stores:
         _store(arrays, st, vals, grid)
 

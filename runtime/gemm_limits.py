@@ -23,7 +23,7 @@ def check_gemm_sizes(program, env) -> None:
             continue
         if not is_float(program.buffers[kern.out].dtype):
             continue   # integer products are generated loops with 64-bit indices
-        m, n, k = (int(s) for s in concrete_shape((kern.m, kern.n, kern.k), env))
+        m, n, k = (math.prod(int(s) for s in concrete_shape(kern.axes(d), env)) for d in "mnk")
         rows = m * math.prod(int(s) for s in concrete_shape(kern.batch, env)) if folds(program, kern) else m
         if m * n == 0:
             continue

@@ -276,7 +276,9 @@ def build(graph, options):
     """Lower, print, import; returns (runner, extra dump stages)."""
     device = device_or_error()
     from passes.lowering import to_program
-    program = to_program(graph, options.get("opt_level", 2))
+
+    from .conv_choice import conv_choice_for
+    program = to_program(graph, options.get("opt_level", 2), conv_choice_for("gpu"))
     return build_program(program, check_numerics=options.get("check_numerics", False),
                          name=getattr(graph, "name", "main"), device=device)
 

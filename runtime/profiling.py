@@ -55,8 +55,8 @@ def kernel_work(kernel, program, env) -> dict:
     moved = sorted(kernel.reads() | kernel.writes())
     nbytes = sum(_nbytes(program, b, env) for b in moved)
     if isinstance(kernel, MatmulKernel):
-        out = _numel(tuple(kernel.batch) + (kernel.m, kernel.n), env)
-        flops = 2 * out * int(concrete_shape((kernel.k,), env)[0])
+        out = _numel(kernel.epilogue_domain(), env)
+        flops = 2 * out * _numel(kernel.axes("k"), env)
         if kernel.epilogue is not None:
             flops += _stage_ops(kernel.epilogue, out)
         return {"kind": "contraction", "flops": flops, "bytes": nbytes}

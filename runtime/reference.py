@@ -52,6 +52,8 @@ def build(graph, options):
         return GraphInterpreterRunner(graph, options.get("check_numerics", False)), {}
     from passes.lowering import to_program
     from passes.program import format_program
-    program = to_program(graph, options.get("opt_level", 2))
+
+    from .conv_choice import conv_choice_for
+    program = to_program(graph, options.get("opt_level", 2), conv_choice_for("reference"))
     runner = ProgramRunner(program, options.get("check_numerics", False), graph)
     return runner, {"kernels": format_program(program)}

@@ -101,10 +101,10 @@ def build_module(program, check_numerics=False, threads=True, profile=False) -> 
         if isinstance(kern, MatmulKernel):
             f = emit_matmul_function(module, base, program, syms, kern)
             axis = split_axis(program, kern)
-            factor, wsyms = _static_product(tuple(kern.batch) + (kern.m, kern.n, kern.k))
+            factor, wsyms = _static_product(tuple(kern.batch) + kern.axes("m") + kern.axes("n") + kern.axes("k"))
             _launch(fb, f, fb.numel(axis), factor, wsyms, tramp, threads, GEMM_WORK)
             if kern.epilogue is not None:
-                outer = tuple(kern.batch) + (kern.m, kern.n)
+                outer = kern.epilogue_domain()
                 ef = emit_loop_function(module, base + "_epi", program, syms, outer, [kern.epilogue],
                                         acc_buffer=kern.out)
                 _launch_loops(fb, ef, outer, [kern.epilogue], tramp, threads)

@@ -31,14 +31,14 @@ def _is_one(s) -> bool:
     return isinstance(s, int) and s == 1
 
 
-def _batch_offsets(fb, kern, buf_id, bidx, batch):
-    """Element offset of operand `buf_id`'s matrix for output batch index `bidx`,
-    broadcasting batch axes of size 1 (or missing)."""
+def _batch_offsets(fb, kern, role, bidx, batch):
+    """Element offset of operand `role`'s ("a" or "b") matrix for output batch index
+    `bidx`, broadcasting batch axes of size 1 (or missing)."""
     b = fb.b
-    shape = fb.program.buffers[buf_id].shape
-    nb = len(shape) - 2
+    shape = fb.program.buffers[getattr(kern, role)].shape
+    nb = len(shape) - kern.matrix_ndim(role)
     off = i64(0)
-    stride = fb.numel(shape[-2:])
+    stride = fb.numel(shape[nb:])
     for d in range(nb - 1, -1, -1):
         od = len(batch) - nb + d
         if not _is_one(shape[d]) or _is_one(batch[od]):
@@ -51,8 +51,10 @@ def folds(program, kern: MatmulKernel) -> bool:
     """True when the batch folds into M: one GEMM of (batch*M) rows against a B
     that is the same matrix for every batch entry."""
     a, b = program.buffers[kern.a].shape, program.buffers[kern.b].shape
-    return bool(not kern.trans_a and kern.batch and all(_is_one(s) for s in b[:-2])
-                and tuple(a[:-2]) == tuple(kern.batch))
+    a_batch = a[:len(a) - kern.matrix_ndim("a")]
+    b_batch = b[:len(b) - kern.matrix_ndim("b")]
+    return bool(not kern.trans_a and kern.batch and all(_is_one(s) for s in b_batch)
+                and tuple(a_batch) == tuple(kern.batch))
 
 
 def split_axis(program, kern: MatmulKernel) -> tuple:
@@ -60,8 +62,8 @@ def split_axis(program, kern: MatmulKernel) -> tuple:
     output rows (times the batch when it folds), else the first batch axis."""
     dt = program.buffers[kern.out].dtype
     if is_float(dt) and folds(program, kern):
-        return tuple(kern.batch) + (kern.m,)
-    return (kern.batch[0],) if kern.batch else (kern.m,)
+        return tuple(kern.batch) + kern.axes("m")
+    return (kern.batch[0],) if kern.batch else kern.axes("m")
 
 
 def emit_matmul_function(module, name, program, symbols, kern: MatmulKernel):
@@ -106,7 +108,7 @@ def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt):
     def imax1(v):
         return b.select(b.icmp_signed("<", v, i64(1)), i64(1), v)
 
-    m, n, k = fb.size(kern.m), fb.size(kern.n), fb.size(kern.k)
+    m, n, k = (fb.numel(kern.axes(d)) for d in "mnk")
     lo, hi, _ = fb.args
     fold = folds(fb.program, kern)
     split_rows = fold or not kern.batch
@@ -127,8 +129,8 @@ def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt):
             oa = lo if kern.trans_a else b.mul(lo, k)
             ob, oc = i64(0), b.mul(lo, n)
         else:
-            oa = _batch_offsets(fb, kern, kern.a, bidx, kern.batch)
-            ob = _batch_offsets(fb, kern, kern.b, bidx, kern.batch)
+            oa = _batch_offsets(fb, kern, "a", bidx, kern.batch)
+            ob = _batch_offsets(fb, kern, "b", bidx, kern.batch)
             oc = b.mul(fb.linear(kern.batch, bidx), b.mul(m, n))
         b.call(gemm, [ta, tb, pm, pn, pk, alpha, b.gep(pb_, [ob]), lda, b.gep(pa, [oa]), ldb, beta,
                       b.gep(pc, [oc]), ldc])
@@ -161,6 +163,9 @@ def _threads_decl(module):
 
 def _emit_int_loops(fb: FnBuilder, kern: MatmulKernel, dt):
     """out[b, i, j] = alpha * sum_k A[b, i, k] B[b, k, j] + beta * out (integers wrap)."""
+    if any(isinstance(s, tuple) for s in (kern.m, kern.n, kern.k)):
+        raise NotImplementedError(f"matmul {kern.name}: integer products over matrix dimensions "
+                                  "of several axes; the lowering makes those only for float convolutions")
     b = fb.b
     t = value_type(dt)
     pa, pb_, pc = fb.ptr(kern.a), fb.ptr(kern.b), fb.ptr(kern.out)
@@ -168,8 +173,8 @@ def _emit_int_loops(fb: FnBuilder, kern: MatmulKernel, dt):
     acc = fb.alloca(t, "acc")
     with fb.nest(tuple(kern.batch) + (kern.m, kern.n), "ij", first=fb.args[:2]) as idx:
         bidx, i, j = idx[:-2], idx[-2], idx[-1]
-        oa = _batch_offsets(fb, kern, kern.a, bidx, kern.batch) if kern.batch else i64(0)
-        ob = _batch_offsets(fb, kern, kern.b, bidx, kern.batch) if kern.batch else i64(0)
+        oa = _batch_offsets(fb, kern, "a", bidx, kern.batch) if kern.batch else i64(0)
+        ob = _batch_offsets(fb, kern, "b", bidx, kern.batch) if kern.batch else i64(0)
         b.store(ir.Constant(t, 0), acc)
         with fb.loop(i64(0), k, "kk") as kk:
             ia = b.add(oa, b.add(b.mul(kk, m), i) if kern.trans_a else b.add(b.mul(i, k), kk))

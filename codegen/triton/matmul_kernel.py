@@ -37,7 +37,7 @@ class MatmulPrinter:
 
     def symbols(self) -> list:
         k = self.k
-        syms = symbols_of(tuple(k.batch) + (k.m, k.n, k.k))
+        syms = symbols_of(tuple(k.batch) + k.axes("m") + k.axes("n") + k.axes("k"))
         for b in self.buffers:
             syms |= symbols_of(self.p.buffers[b].shape)
         if k.epilogue:
@@ -46,16 +46,26 @@ class MatmulPrinter:
                     syms |= symbols_of([ins.attr("size")])
         return sorted(syms)
 
-    def batch_offset(self, bid, nb) -> str:
-        """Offset of the current batch entry in buffer `bid` (broadcast axes: stride 0)."""
-        shape = list(self.p.buffers[bid].shape)
-        bshape = shape[:-2]
+    def batch_offset(self, role, nb) -> str:
+        """Offset of the current batch entry in operand `role` ("a" or "b"; broadcast
+        axes: stride 0)."""
+        shape = list(self.p.buffers[getattr(self.k, role)].shape)
+        bshape = shape[:len(shape) - self.k.matrix_ndim(role)]
         terms = []
         for t in range(nb):
             j = t - (nb - len(bshape))          # the buffer's batch axis aligned with output axis t
             if j < 0 or bshape[j] == 1:
                 continue
             stride = prod_expr(shape[j + 1:])
+            terms.append(f"bi{t}" if stride == "1" else f"bi{t} * {paren(stride)}")
+        return " + ".join(terms) if terms else "0"
+
+    def out_batch_offset(self, nb) -> str:
+        """Offset of the current batch entry in `out` (row-major [batch..., *m, *n])."""
+        k = self.k
+        terms = []
+        for t in range(nb):
+            stride = prod_expr(k.epilogue_domain()[t + 1:])
             terms.append(f"bi{t}" if stride == "1" else f"bi{t} * {paren(stride)}")
         return " + ".join(terms) if terms else "0"
 
@@ -73,9 +83,9 @@ class MatmulPrinter:
                  f"{self.bufnames[k.b]}{tb}" + (f" + {k.beta!r} * {self.bufnames[k.out]}" if k.beta else "")
                  + (f"  ({k.source})" if k.source else ""))
         o += prologue([("pid", "tl.program_id(0)")] + ([("bid", "tl.program_id(1)")] if nb else []), self.symbols())
-        o.append(f"    mnumel = {size_expr(k.m)}")
-        o.append(f"    nnumel = {size_expr(k.n)}")
-        o.append(f"    knumel = {size_expr(k.k)}")
+        o.append(f"    mnumel = {prod_expr(k.axes('m'))}")
+        o.append(f"    nnumel = {prod_expr(k.axes('n'))}")
+        o.append(f"    knumel = {prod_expr(k.axes('k'))}")
         o.append("    pid_m = pid // tl.cdiv(nnumel, BN)")
         o.append("    pid_n = pid % tl.cdiv(nnumel, BN)")
         if nb:
@@ -93,9 +103,9 @@ class MatmulPrinter:
         # A[i, k] is a[i * K + k] (or a[k * M + i] when the buffer holds Aᵀ); likewise B
         sam, sak = ("1", "mnumel") if k.trans_a else ("knumel", "1")
         sbk, sbn = ("1", "knumel") if k.trans_b else ("nnumel", "1")
-        a_base = self.batch_offset(k.a, nb)
-        b_base = self.batch_offset(k.b, nb)
-        c_base = self.batch_offset(k.out, nb)
+        a_base = self.batch_offset("a", nb)
+        b_base = self.batch_offset("b", nb)
+        c_base = self.out_batch_offset(nb)
 
         def term(idx, stride):
             return idx if stride == "1" else f"{idx} * {stride}"
@@ -140,27 +150,44 @@ class MatmulPrinter:
         k = self.k
         st = k.epilogue
         axes = {t: Val(f"bi{t}", "int32", frozenset(), index=True, nonneg=True) for t in range(nb)}
-        axes[nb] = Val("rm", "int32", frozenset({"m"}), index=True, nonneg=True)
-        axes[nb + 1] = Val("rn", "int32", frozenset({"n"}), index=True, nonneg=True)
+        for dim in "mn":
+            for expr in self.split_index(o, dim):
+                axes[len(axes)] = Val(expr, "int32", frozenset({dim}), index=True, nonneg=True)
         acc = Val(c, dt, frozenset({"m", "n"}))
         live = live_instrs(st.body, stage_roots(st))
         o.append("    # epilogue")
         bp = BodyPrinter(o, "    ", "v", lambda a: axes[a], None, acc, self.ptr,
                          {"m": "mmask", "n": "nmask"}, {"m": "rm * 0", "n": "rn * 0"})
         out_buf = self.p.buffers[k.out]
-        tile = [axes[t] for t in range(nb + 2)]
-        patterns = [(tile, out_buf.shape, ((self.batch_offset(k.out, nb) + " + ") if nb and
-                                           self.batch_offset(k.out, nb) != "0" else "") + "rm * nnumel + rn")]
+        tile = [axes[t] for t in range(len(k.epilogue_domain()))]
+        base = self.out_batch_offset(nb)
+        patterns = [(tile, out_buf.shape, (base + " + " if base != "0" else "") + "rm * nnumel + rn")]
         vals = bp.print(st.body, live, patterns)
         for s in st.stores:
             bp.store(s, vals, patterns)
         self.helpers |= bp.helpers
 
+    def split_index(self, o, dim) -> list:
+        """The epilogue's indices along matrix dimension `dim` ("m" or "n"): rm (rn), or,
+        when the dimension spans several axes, rm split into them (printed as rm0, rm1...)."""
+        sizes, flat = self.k.axes(dim), f"r{dim}"
+        if len(sizes) == 1:
+            return [flat]
+        names = []
+        for t, size in enumerate(sizes):
+            inner = prod_expr(sizes[t + 1:])
+            e = flat if inner == "1" else f"{flat} // {paren(inner)}"
+            if t > 0:
+                e = f"{paren(e)} % {paren(size_expr(size))}"
+            o.append(f"    {flat}{t} = {e}")
+            names.append(f"{flat}{t}")
+        return names
+
     def launcher_source(self) -> str:
         k = self.k
         syms = [symbol_name(s) for s in self.symbols()]
         out = [f"def launch_{self.fname}(b{''.join(', ' + s for s in syms)}):"]
-        out.append(f"    mnumel, nnumel, knumel = {size_expr(k.m)}, {size_expr(k.n)}, {size_expr(k.k)}")
+        out.append(f"    mnumel, nnumel, knumel = {', '.join(prod_expr(k.axes(d)) for d in 'mnk')}")
         out.append(f"    batch = {prod_expr(k.batch)}")
         out.append("    BM, BN, BK = _mm_blocks(mnumel, nnumel, knumel)")
         out.append(launcher_line([prod_expr(self.p.buffers[b].shape) for b in self.buffers]))

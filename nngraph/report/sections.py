@@ -8,7 +8,7 @@ import tempfile
 from html import escape
 
 from passes.pipeline import optimize, passes_for
-from passes.program import LoopKernel, MatmulKernel, format_program
+from passes.program import LoopKernel, MatmulKernel, format_program, size_text
 
 from .code_split import SPLITTERS
 from .graph_svg import kernel_colour
@@ -97,7 +97,7 @@ def kernel_texts(program) -> dict:
 def _kernel_summary(program, k, kern, names_of) -> str:
     bname = lambda b: "@" + program.buffers[b].name  # noqa: E731
     if isinstance(kern, MatmulKernel):
-        what = (f"matmul [{','.join(map(str, tuple(kern.batch) + (kern.m, kern.n)))}] k={kern.k}"
+        what = (f"matmul [{','.join(map(size_text, tuple(kern.batch) + (kern.m, kern.n)))}] k={size_text(kern.k)}"
                 + (" + epilogue" if kern.epilogue else ""))
     elif hasattr(kern, "describe"):     # passes/collective.py's AllReduceKernel: no loop nest
         what = kern.describe(lambda b: program.buffers[b].name)[0]

@@ -11,6 +11,8 @@ dependency graph acyclic: `can_join`), registers reduction results that later
 stages or kernels read (`register_result`), stores at `store_index`, and emits a
 contraction's epilogue with `emit_epilogue`. `cached(key, make)` shares one value
 between rules (the im2col columns of a conv and of its filter gradient).
+`conv_choice(geometry, dtype, products)` names a convolution layer's layout
+(passes/lower/conv_layout.py); the backend that lowers may measure it.
 Finishing (reduction results other kernels read) and assembling the Program are in
 passes/lower/assemble.py.
 """
@@ -62,8 +64,10 @@ class KernelBuilder:
 
 
 class LoweringContext:
-    def __init__(self, graph, opt_level):
+    def __init__(self, graph, opt_level, conv_choice=None):
         self.graph, self.opt = graph, opt_level
+        # conv_choice(geometry dict, dtype, products) -> a layout name of passes/lower/conv_layout.py
+        self.conv_choice = conv_choice or (lambda geo, dtype, products: "batch")
         self.plan = fusion.decide(graph, opt_level)
         self.buffers: dict = {}
         self.buf_of: dict = {}

@@ -1,21 +1,31 @@
-"""Convolutions, lowered to im2col + MatmulKernel (passes/lower/registry.py rules):
+"""Convolutions as contractions: im2col (or x itself) and one MatmulKernel per
+convolution and per gradient (passes/lower/registry.py rules), in the layout chosen
+for the layer (passes/lower/conv_layout.py: the whole batch as one GEMM, or one
+GEMM per example; by measurement on target="cpu").
 
-- conv2d: an im2col LoopKernel writes cols[N, G, Cg*KH*KW, OH*OW] (masked loads do
-  the zero padding, masks that always hold are left out; x's producer is inlined
-  into them), then one MatmulKernel
-  w[G, Og, K] @ cols -> y viewed as [N, G, Og, OH*OW] (the same memory as NCHW y).
-  Its epilogue takes bias + activation exactly as a matmul's does.
-- conv2d_grad_input: a MatmulKernel wᵀ @ gy -> cols, then col2im as a gather
-  reduction: each input point sums, over the KH x KW taps, the column entries that
-  came from it (masked where the stride skips it or the window leaves the output).
-  Up to UNROLL_TAPS taps the sum is written out in one point's body (a reduce stage
-  over an empty inner domain), so the innermost loop is the input row: contiguous
-  masked loads, vectorised; more taps keep an inner loop over them.
-- conv2d_grad_filter: the forward conv's cols (the same buffer when the forward conv
-  of the same x is in the graph, else its own im2col), a MatmulKernel batched over N,
-  gy [Og, OH*OW] @ colsᵀ (trans_b), and a reduction over N that writes dw; the
-  reduction's kernel takes the SGD step's epilogue like any reduction.
+- cols (window row c*KH*KW + tap, at each output point (n, oh, ow)): written by one
+  im2col loop kernel (masked loads do the zero padding, masks that always hold are
+  left out; x's producer is inlined into them). Its first loop axis is long enough
+  to split across threads; the innermost steps along a row of x and of cols, so it
+  vectorises. The same windows of the same x are made once: the filter gradient
+  reuses the forward conv's cols (the memory plan, passes/memory.py, keeps them
+  alive until their last reader).
+- conv2d:             y = w[G, Og, K] @ cols; the epilogue walks the product's
+  points and stores NCHW y (and bias + activation, as a matmul's does); where the
+  product is NCHW y itself it is written there.
+- conv2d_grad_input:  dcols = w[G, Og, K]ᵀ @ gy, then col2im as a gather reduction:
+  each input point sums, over the KH x KW taps, the column entries that came from it
+  (masked where the stride skips it or the window leaves the output). Up to
+  UNROLL_TAPS taps the sum is written out in one point's body, so the innermost loop
+  is the input row (contiguous masked loads, vectorised); more taps keep an inner
+  loop over them.
+- conv2d_grad_filter: dw = gy @ colsᵀ (per example: then a sum over N), in a stage
+  the SGD step's epilogue joins like any reduction's.
 
+The whole-batch layout reads gy channel-major (a copy that inlines gy's producer;
+passes/sibling_fusion.py folds it into the bias gradient's reduction over the same
+elements). With a static batch of one, cols of a 1x1, stride-1, unpadded convolution
+is x itself (a view).
 Results of the last reduce stage are registered like a reduction's, so elementwise
 consumers join these kernels as later stages.
 """
@@ -24,8 +34,9 @@ from __future__ import annotations
 from nngraph.types import TensorType
 
 from ..program import MatmulKernel, Store
+from .conv_layout import make_layout
 from .registry import lowering
-from .window import UNROLL_TAPS, in_range, masked_value, range_mask
+from .window import UNROLL_TAPS, const, in_range, masked_value, range_mask
 
 
 def _geometry(n, x_shape, w_shape, out_hw):
@@ -34,78 +45,127 @@ def _geometry(n, x_shape, w_shape, out_hw):
     O, Cg, KH, KW = w_shape
     (sh, sw), ((pt, _), (pl, _)), (dh, dw) = a["stride"], a["padding"], a["dilation"]
     return dict(G=G, O=O, Og=O // G, Cg=Cg, KH=KH, KW=KW, K=Cg * KH * KW, sh=sh, sw=sw, pt=pt, pl=pl,
-                dh=dh, dw=dw, N=x_shape[0], H=x_shape[2], W=x_shape[3], OH=out_hw[0], OW=out_hw[1],
-                P=out_hw[0] * out_hw[1])
+                dh=dh, dw=dw, N=x_shape[0], H=x_shape[2], W=x_shape[3], OH=out_hw[0], OW=out_hw[1])
 
 
-def _im2col(ctx, n, x, geo, dtype):
-    """cols[N, G, K, P]: x's windows, K = (c, i, j) and P = (oh, ow) row-major.
-    The same windows of the same x are written once: the filter gradient reuses the
-    forward conv's cols (the memory plan keeps them alive until their last reader)."""
-    key = ("im2col", id(x), dtype) + tuple(sorted(geo.items()))
-    return ctx.cached(key, lambda: _im2col_kernel(ctx, n, x, geo, dtype))
+def _node_geometry(n):
+    """The geometry of the layer a conv2d, conv2d_grad_input or conv2d_grad_filter
+    node belongs to (the same dict for a conv and its gradients)."""
+    a, b = n.inputs
+    if n.op == "conv2d":
+        return _geometry(n, a.shape, b.shape, n.shape[2:])
+    if n.op == "conv2d_grad_input":
+        return _geometry(n, tuple(n.shape[:2]) + tuple(n.attrs["input_hw"]), b.shape, a.shape[2:])
+    return _geometry(n, a.shape, n.shape, b.shape[2:])
 
 
-def _im2col_kernel(ctx, n, x, geo, dtype):
-    """The loop runs over (N, G, K, OH, OW): the innermost axis steps along a row of x
-    and of cols without a divide, so it vectorises."""
-    N, G, K, P, OH, OW = geo["N"], geo["G"], geo["K"], geo["P"], geo["OH"], geo["OW"]
-    cols = ctx.add_buffer("cols", TensorType(dtype, (N, G, K, P)), "temp", n)
-    g = ctx.new_group((N, G, K, OH, OW))
+CONV_OPS = ("conv2d", "conv2d_grad_input", "conv2d_grad_filter")
+
+
+def _layout(ctx, geo, dtype):
+    """The layer's layout (passes/lower/conv_layout.py), one choice per geometry so that
+    a conv and its gradients agree; the chooser is told which of the three products
+    the graph makes at this geometry."""
+    key = ("conv_layout", dtype) + tuple(sorted(geo.items()))
+
+    def choose():
+        ops = {n.op for n in ctx.plan.order if n.op in CONV_OPS and n.dtype == dtype and _node_geometry(n) == geo}
+        return ctx.conv_choice(geo, dtype, tuple(op for op in CONV_OPS if op in ops))
+    return make_layout(ctx.cached(key, choose), geo)
+
+
+def _is_identity_window(geo) -> bool:
+    """Is cols x itself: one example, 1x1 filter, stride 1, no padding?"""
+    return (isinstance(geo["N"], int) and geo["N"] == 1 and geo["KH"] == geo["KW"] == 1
+            and geo["sh"] == geo["sw"] == 1 and geo["pt"] == geo["pl"] == 0
+            and (geo["H"], geo["W"]) == (geo["OH"], geo["OW"]))
+
+
+def _im2col(ctx, n, x, lay, dtype):
+    """cols viewed as the products' operand [batch..., K, *columns]."""
+    key = ("im2col", lay.name, id(x), dtype) + tuple(sorted(lay.geo.items()))
+    return ctx.cached(key, lambda: _im2col_buffer(ctx, n, x, lay, dtype))
+
+
+def _im2col_buffer(ctx, n, x, lay, dtype):
+    geo = lay.geo
+    if _is_identity_window(geo):
+        return ctx.view(ctx.operand_buffer(x, dtype), lay.matrix(geo["K"]))
+    cols = ctx.add_buffer("cols", TensorType(dtype, lay.cols_shape()), "temp", n)
+    domain, (a_row, a_n, a_oh, a_ow) = lay.im2col_axes()
+    g = ctx.new_group(domain)
     st = g.new_stage((), "map")
     b, em = st.body, st.emitter
-    vn, vg, vk, oh, ow = (b.idx(a) for a in range(5))
-    khw = geo["KH"] * geo["KW"]
-    c = b.iadd(b.imul(vg, b.iconst(geo["Cg"])), b.ifloordiv(vk, b.iconst(khw)))
-    i = b.imod(b.ifloordiv(vk, b.iconst(geo["KW"])), b.iconst(geo["KH"]))
-    j = b.imod(vk, b.iconst(geo["KW"]))
+    vq, vn, oh, ow = b.idx(a_row), b.idx(a_n), b.idx(a_oh), b.idx(a_ow)
+    c = b.ifloordiv(vq, b.iconst(geo["KH"] * geo["KW"]))
+    i = b.imod(b.ifloordiv(vq, b.iconst(geo["KW"])), b.iconst(geo["KH"]))
+    j = b.imod(vq, b.iconst(geo["KW"]))
     hh = b.isub(b.iadd(b.imul(oh, b.iconst(geo["sh"])), b.imul(i, b.iconst(geo["dh"]))), b.iconst(geo["pt"]))
     ww = b.isub(b.iadd(b.imul(ow, b.iconst(geo["sw"])), b.imul(j, b.iconst(geo["dw"]))), b.iconst(geo["pl"]))
-    h_lo = -geo["pt"]
-    h_hi = (OH - 1) * geo["sh"] + (geo["KH"] - 1) * geo["dh"] - geo["pt"] if isinstance(OH, int) else None
-    w_lo = -geo["pl"]
-    w_hi = (OW - 1) * geo["sw"] + (geo["KW"] - 1) * geo["dw"] - geo["pl"] if isinstance(OW, int) else None
-    mask = b.land(range_mask(b, hh, h_lo, h_hi, geo["H"]), range_mask(b, ww, w_lo, w_hi, geo["W"]))
+    h_hi = (geo["OH"] - 1) * geo["sh"] + (geo["KH"] - 1) * geo["dh"] - geo["pt"]
+    w_hi = (geo["OW"] - 1) * geo["sw"] + (geo["KW"] - 1) * geo["dw"] - geo["pl"]
+    mask = b.land(range_mask(b, hh, -geo["pt"], h_hi, geo["H"]), range_mask(b, ww, -geo["pl"], w_hi, geo["W"]))
     v = masked_value(em, x, (vn, c, hh, ww), mask, dtype, 0)
-    st.stores.append(Store(cols, (vn, vg, vk, b.iadd(b.imul(oh, b.iconst(OW)), ow)), v))
+    st.stores.append(Store(cols, lay.cols_index(vq, vn, oh, ow), v))
     g.members.append(n)
     ctx.note_reads(g, em.loads)
     ctx.note_writes(g, {cols})
-    return cols
+    return ctx.view(cols, lay.matrix(geo["K"]))
+
+
+def _grad_out(ctx, n, gy, lay, dtype):
+    """gy viewed as the products' operand [batch..., Og, *columns]: gy itself, or its
+    channel-major copy [O, N, OH, OW] (made once per gy for both gradients)."""
+    geo = lay.geo
+    if lay.gy_is_nchw():
+        return ctx.view(ctx.operand_buffer(gy, dtype), lay.matrix(geo["Og"]))
+    key = ("channel_major", id(gy), dtype)
+    return ctx.view(ctx.cached(key, lambda: _channel_major(ctx, gy, geo, dtype)), lay.matrix(geo["Og"]))
+
+
+def _channel_major(ctx, gy, geo, dtype):
+    N, OH, OW = geo["N"], geo["OH"], geo["OW"]
+    t = ctx.add_buffer(f"t_{gy.op}_channel_major", TensorType(dtype, (geo["O"], N, OH, OW)), "temp", gy)
+    g = ctx.new_group((geo["O"], N, OH, OW))
+    st = g.new_stage((), "map")
+    b = st.body
+    vo, vn, oh, ow = (b.idx(a) for a in range(4))
+    v = b.cast(st.emitter.value(gy, (vn, vo, oh, ow)), dtype)
+    st.stores.append(Store(t, (vo, vn, oh, ow), v))
+    g.members.append(gy)
+    ctx.note_reads(g, st.emitter.loads)
+    ctx.note_writes(g, {t})
+    return t
 
 
 @lowering("conv2d")
 def lower_conv2d(ctx, n):
     x, w = n.inputs
-    geo = _geometry(n, x.shape, w.shape, n.shape[2:])
+    geo = _node_geometry(n)
     dt = n.dtype
-    N, G, Og, K, P = geo["N"], geo["G"], geo["Og"], geo["K"], geo["P"]
-    cols = _im2col(ctx, n, x, geo, dt)
+    lay = _layout(ctx, geo, dt)
+    G, Og, K = geo["G"], geo["Og"], geo["K"]
+    cols = _im2col(ctx, n, x, lay, dt)
     wv = ctx.view(ctx.operand_buffer(w, dt), (G, Og, K))
     frontier = ctx.plan.epilogue.get(id(n), [n])
     stores, base = ctx.epilogue_output(n, frontier)
-    out = ctx.view(base, (N, G, Og, P)) if base is not None else \
-        ctx.add_buffer("t_conv", TensorType(dt, (N, G, Og, P)), "temp", n)
-    kern = MatmulKernel("k_conv2d", wv, cols, out, (N, G), Og, P, K, source=f"conv2d {n.type}@{n.where}")
-    g = ctx.new_group((N, G, Og, P), kern)
+    shape = lay.matrix(Og)
+    direct = base is not None and lay.writes_nchw()
+    out = ctx.view(base, shape) if direct else ctx.add_buffer("t_conv", TensorType(dt, shape), "temp", n)
+    kern = MatmulKernel("k_conv2d", wv, cols, out, lay.batch(), Og, lay.cols_axes, K,
+                        source=f"conv2d {n.type}@{n.where}")
+    g = ctx.new_group(shape, kern)
     ctx.note_writes(g, {bb for _, bb in stores} | {out})
     loads = {wv, cols}
-    if frontier != [n] or len(stores) > 1 or base is None:
-        loads |= ctx.emit_epilogue(g, n, frontier, lambda body: _nchw_index(body, Og, geo["OW"]))
+    if not direct or frontier != [n] or len(stores) > 1:
+        loads |= ctx.emit_epilogue(g, n, frontier, lay.nchw_index)
     g.members = list(frontier)
     ctx.note_reads(g, loads)
 
 
-def _nchw_index(body, Og, OW):
-    """The NCHW index of the product's point (n, g, o, p) of the [N, G, Og, OH*OW] view."""
-    vn, vg, vo, vp = (body.idx(k) for k in range(4))
-    return (vn, body.iadd(body.imul(vg, body.iconst(Og)), vo),
-            body.ifloordiv(vp, body.iconst(OW)), body.imod(vp, body.iconst(OW)))
-
-
 def _product(ctx, n, kern):
     """A MatmulKernel of n's gradient with no epilogue: it writes kern.out, reads a and b."""
-    g = ctx.new_group(tuple(kern.batch) + (kern.m, kern.n), kern)
+    g = ctx.new_group(kern.epilogue_domain(), kern)
     ctx.note_writes(g, {kern.out})
     ctx.note_reads(g, {kern.a, kern.b})
     g.members = [n]
@@ -114,23 +174,40 @@ def _product(ctx, n, kern):
 @lowering("conv2d_grad_input")
 def lower_conv2d_grad_input(ctx, n):
     gy, w = n.inputs
-    H, W = n.attrs["input_hw"]
-    geo = _geometry(n, (n.shape[0], n.shape[1], H, W), w.shape, gy.shape[2:])
+    geo = _node_geometry(n)
     dt = n.dtype
-    N, G, Og, K, P, Cg, KH, KW = (geo[k] for k in ("N", "G", "Og", "K", "P", "Cg", "KH", "KW"))
+    lay = _layout(ctx, geo, dt)
+    G, Og, K = geo["G"], geo["Og"], geo["K"]
     wv = ctx.view(ctx.operand_buffer(w, dt), (G, Og, K))
-    gv = ctx.view(ctx.operand_buffer(gy, dt), (N, G, Og, P))
-    cols = ctx.add_buffer("cols", TensorType(dt, (N, G, K, P)), "temp", n)
-    _product(ctx, n, MatmulKernel("k_conv2d_grad_input", wv, gv, cols, (N, G), K, P, Og, trans_a=True,
+    gv = _grad_out(ctx, n, gy, lay, dt)
+    dcols = ctx.add_buffer("dcols", TensorType(dt, lay.cols_shape()), "temp", n)
+    _product(ctx, n, MatmulKernel("k_conv2d_grad_input", wv, gv, ctx.view(dcols, lay.matrix(K)), lay.batch(),
+                                  K, lay.cols_axes, Og, trans_a=True,
                                   source=f"conv2d_grad_input {n.type}@{n.where}"))
-    if KH * KW <= UNROLL_TAPS:
-        _col2im_unrolled(ctx, n, cols, geo, dt)
-        return
-    # col2im: a gather over the KH x KW taps
-    g = ctx.new_group(tuple(n.shape))
-    st = g.new_stage((KH, KW), "reduce")
+    if geo["KH"] * geo["KW"] <= UNROLL_TAPS:
+        _col2im_unrolled(ctx, n, dcols, lay, dt)
+    else:
+        _col2im_loop(ctx, n, dcols, lay, dt)
+
+
+def _col2im_group(ctx, n, lay, inner):
+    """col2im's kernel: a reduce stage over `inner` at every input point, the outer
+    loops in the layout's col2im_order (the whole batch's dcols rows are long, so c
+    runs outermost and each row is read front to back); (stage, (n, c, h, w) indices)."""
+    order = lay.col2im_order
+    g = ctx.new_group(tuple(n.shape[k] for k in order))
+    st = g.new_stage(inner, "reduce")
+    at = {k: st.body.idx(q) for q, k in enumerate(order)}
+    return g, st, tuple(at[k] for k in range(4))
+
+
+def _col2im_loop(ctx, n, dcols, lay, dt):
+    """col2im as a reduce stage over the KH x KW taps (large filters)."""
+    geo = lay.geo
+    KH, KW = geo["KH"], geo["KW"]
+    g, st, (vn, vc, vh, vw) = _col2im_group(ctx, n, lay, (KH, KW))
     b = st.body
-    vn, vc, vh, vw, vi, vj = (b.idx(k) for k in range(6))
+    vi, vj = b.idx(4), b.idx(5)
     hp = b.isub(b.iadd(vh, b.iconst(geo["pt"])), b.imul(vi, b.iconst(geo["dh"])))
     wp = b.isub(b.iadd(vw, b.iconst(geo["pl"])), b.imul(vj, b.iconst(geo["dw"])))
     oh, ow = b.ifloordiv(hp, b.iconst(geo["sh"])), b.ifloordiv(wp, b.iconst(geo["sw"]))
@@ -139,13 +216,11 @@ def lower_conv2d_grad_input(ctx, n):
                        b.emit("equal", (b.imod(wp, b.iconst(geo["sw"])), b.iconst(0)), "bool")))
     ok = b.land(ok, b.land(b.emit("less", (oh, b.iconst(geo["OH"])), "bool"),
                            b.emit("less", (ow, b.iconst(geo["OW"])), "bool")))
-    grp = b.ifloordiv(vc, b.iconst(Cg))
-    k = b.iadd(b.imul(b.imod(vc, b.iconst(Cg)), b.iconst(KH * KW)), b.iadd(b.imul(vi, b.iconst(KW)), vj))
-    p = b.iadd(b.imul(oh, b.iconst(geo["OW"])), ow)
-    v = st.emitter.load(cols, (vn, grp, k, p), ok)
+    row = b.iadd(b.imul(vc, b.iconst(KH * KW)), b.iadd(b.imul(vi, b.iconst(KW)), vj))
+    v = st.emitter.load(dcols, lay.cols_index(row, vn, oh, ow), ok)
     v = b.emit("where", (ok, v, const(b, 0, dt)), dt)
     st.reduce.append(("sum", v))
-    ctx.register_result(g, n, 0, 0)
+    ctx.register_result(g, n, 0, 0, lay.col2im_order)
     ctx.note_reads(g, st.emitter.loads)
 
 
@@ -164,51 +239,48 @@ def _tap_source(b, v, size, pad, tap, dil, stride, out):
     return o, ok
 
 
-def _col2im_unrolled(ctx, n, cols, geo, dt):
+def _col2im_unrolled(ctx, n, dcols, lay, dt):
     """col2im as one point's sum over the KH x KW taps, written out: at every input
     point (n, c, h, w) each tap reads one column entry, masked where the window does
     not exist; along w those entries are contiguous, so the w loop vectorises with
     masked loads (the mask of a tap's row is uniform along it)."""
-    Cg, KH, KW, OW = geo["Cg"], geo["KH"], geo["KW"], geo["OW"]
-    g = ctx.new_group(tuple(n.shape))
-    st = g.new_stage((), "reduce")
+    geo = lay.geo
+    KH, KW = geo["KH"], geo["KW"]
+    g, st, (vn, vc, vh, vw) = _col2im_group(ctx, n, lay, ())
     b = st.body
-    vn, vc, vh, vw = (b.idx(k) for k in range(4))
-    grp = b.ifloordiv(vc, b.iconst(Cg))
-    cbase = b.imul(b.imod(vc, b.iconst(Cg)), b.iconst(KH * KW))
+    base = b.imul(vc, b.iconst(KH * KW))
     rows = [_tap_source(b, vh, geo["H"], geo["pt"], i, geo["dh"], geo["sh"], geo["OH"]) for i in range(KH)]
     cols_ = [_tap_source(b, vw, geo["W"], geo["pl"], j, geo["dw"], geo["sw"], geo["OW"]) for j in range(KW)]
     total = None
     for i, (oh, okh) in enumerate(rows):
         for j, (ow, okw) in enumerate(cols_):
-            ok = b.land(okh, okw)
-            k = b.iadd(cbase, b.iconst(i * KW + j))
-            v = st.emitter.load(cols, (vn, grp, k, b.iadd(b.imul(oh, b.iconst(OW)), ow)), ok)
+            index = lay.cols_index(b.iadd(base, b.iconst(i * KW + j)), vn, oh, ow)
+            v = st.emitter.load(dcols, index, b.land(okh, okw))
             total = v if total is None else b.emit("add", (total, v), dt)
     st.reduce.append(("sum", total))
-    ctx.register_result(g, n, 0, 0)
+    ctx.register_result(g, n, 0, 0, lay.col2im_order)
     ctx.note_reads(g, st.emitter.loads)
 
 
 @lowering("conv2d_grad_filter")
 def lower_conv2d_grad_filter(ctx, n):
     x, gy = n.inputs
-    geo = _geometry(n, x.shape, n.shape, gy.shape[2:])
+    geo = _node_geometry(n)
     dt = n.dtype
-    N, G, Og, K, P, Cg, KH, KW = (geo[k] for k in ("N", "G", "Og", "K", "P", "Cg", "KH", "KW"))
-    # cols in the forward conv's [N, G, K, P] layout (its im2col writes P innermost, which
-    # vectorises; the [P, K] layout did not) and the product takes it transposed
-    cols = _im2col(ctx, n, x, geo, dt)
-    gv = ctx.view(ctx.operand_buffer(gy, dt), (N, G, Og, P))
-    part = ctx.add_buffer("t_dw_per_example", TensorType(dt, (N, G, Og, K)), "temp", n)
-    _product(ctx, n, MatmulKernel("k_conv2d_grad_filter", gv, cols, part, (N, G), Og, K, P, trans_b=True,
+    lay = _layout(ctx, geo, dt)
+    G, Og, K = geo["G"], geo["Og"], geo["K"]
+    cols = _im2col(ctx, n, x, lay, dt)
+    gv = _grad_out(ctx, n, gy, lay, dt)
+    per_example = lay.batch()[:-1]          # () for the whole batch, (N,) per example
+    part = ctx.add_buffer("t_dw", TensorType(dt, per_example + tuple(n.shape)), "temp", n)
+    _product(ctx, n, MatmulKernel("k_conv2d_grad_filter", gv, cols, ctx.view(part, lay.batch() + (Og, K)),
+                                  lay.batch(), Og, K, lay.cols_axes, trans_b=True,
                                   source=f"conv2d_grad_filter {n.type}@{n.where}"))
+    # the sum over examples (or a copy), registered as the result: the SGD step joins it
     g = ctx.new_group(tuple(n.shape))
-    st = g.new_stage((N,), "reduce")
+    st = g.new_stage(per_example, "reduce")
     b = st.body
-    vo, vc, vi, vj, vn = (b.idx(k) for k in range(5))
-    k = b.iadd(b.imul(vc, b.iconst(KH * KW)), b.iadd(b.imul(vi, b.iconst(KW)), vj))
-    v = st.emitter.load(part, (vn, b.ifloordiv(vo, b.iconst(Og)), b.imod(vo, b.iconst(Og)), k))
-    st.reduce.append(("sum", v))
+    index = tuple(b.idx(k) for k in range(4 + len(per_example)))
+    st.reduce.append(("sum", st.emitter.load(part, index[4:] + index[:4])))
     ctx.register_result(g, n, 0, 0)
     ctx.note_reads(g, st.emitter.loads)

@@ -151,3 +151,44 @@ def test_small_products_run_on_one_blas_thread_and_restore_the_count():
     ours = [lib for lib in threadpoolctl.ThreadpoolController().lib_controllers
             if "libscipy_openblas-" in (lib.filepath or "")]
     assert ours and all(lib.get_num_threads() == blas.configured_threads() for lib in ours)
+
+
+def _multi_axis_programs():
+    """Two products whose matrix dimensions span several buffer axes (a whole-batch
+    conv's shapes): y[g, o, N, 5, 6] = w[g, o, k] @ cols[g, k, N, 5, 6], its epilogue
+    storing y + 1 in NCHW order, and dw[g, o, k] = gy[g, o, N, 30] @ cols[g, k, N, 30]ᵀ."""
+    pb = ProgBuilder()
+    w = pb.buf("w", "float64", (2, 3, 4), "input")
+    cols = pb.buf("cols", "float64", (2, 4, N, 5, 6), "input")
+    gy = pb.buf("gy", "float64", (2, 3, N, 30), "input")
+    y = pb.buf("y", "float64", (2, 3, N, 5, 6), "output")
+    nchw = pb.buf("nchw", "float64", (N, 6, 5, 6), "output")
+    dw = pb.buf("dw", "float64", (2, 3, 4), "output")
+    e = pb.body()
+    g, o, n, h, x = (e.idx(k) for k in range(5))
+    c = e("add", e("mul", g, e("const", value=3, dtype="int64"), dtype="int64"), o, dtype="int64")
+    v = e("add", e("acc", dtype="float64"), e("const", value=1.0, dtype="float64"), dtype="float64")
+    epi = Stage((), e.ins, (), [Store(y, (g, o, n, h, x), e("acc", dtype="float64")), Store(nchw, (n, c, h, x), v)])
+    pb.kernel(MatmulKernel("conv", w, cols, y, (2,), 3, (N, 5, 6), 4, epilogue=epi))
+    cols_flat = pb.buf("cols_flat", "float64", (2, 4, N, 30), "view")
+    pb.buffers[cols_flat].view_of = cols
+    pb.kernel(MatmulKernel("dw", gy, cols_flat, dw, (2,), 3, 4, (N, 30), trans_b=True))
+    return pb
+
+
+def test_matrix_dimensions_over_several_axes():
+    """m, n or k given as a tuple of sizes: one product per batch entry over the
+    flattened axes, on the CPU and in the Program interpreter, with a symbolic N."""
+    from passes.program_interpreter import run_program
+    rng = np.random.default_rng(8)
+    for n in (3, 1):
+        w, cols, gy = (rng.standard_normal(s) for s in ((2, 3, 4), (2, 4, n, 5, 6), (2, 3, n, 30)))
+        y = np.matmul(w, cols.reshape(2, 4, -1)).reshape(2, 3, n, 5, 6)
+        want = [y, (y + 1).transpose(2, 0, 1, 3, 4).reshape(n, 6, 5, 6),
+                np.matmul(gy.reshape(2, 3, -1), np.swapaxes(cols.reshape(2, 4, -1), 1, 2))]
+        pb = _multi_axis_programs()
+        got_cpu, _ = pb.run([w, cols, gy], env={"N": n})
+        got_interp = run_program(pb.program(), [w, cols, gy], [], {"N": n})[0]
+        for got in (got_cpu, got_interp):
+            for g_, w_ in zip(got, want):
+                np.testing.assert_allclose(g_, w_, rtol=1e-12, atol=1e-12)

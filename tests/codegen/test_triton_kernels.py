@@ -264,3 +264,32 @@ def test_generated_source_runs_as_a_standalone_script(tmp_path):
     r = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "h: [8, 30]" in r.stdout and "m: [8, 30]" in r.stdout
+
+
+def test_matmul_whose_dimensions_span_several_axes():
+    """A whole-batch conv's product: columns (N, 5, 6), the epilogue storing NCHW
+    (its index splits rn into three axes); and a contraction over (N, 30)."""
+    pb = ProgBuilder()
+    w = pb.buf("w", "float32", (2, 3, 4), "input")
+    cols = pb.buf("cols", "float32", (2, 4, N, 5, 6), "input")
+    gy = pb.buf("gy", "float32", (2, 3, N, 30), "input")
+    nchw = pb.buf("nchw", "float32", (N, 6, 5, 6), "output")
+    dw = pb.buf("dw", "float32", (2, 3, 4), "output")
+    t = pb.buf("t", "float32", (2, 3, N, 5, 6), "temp")
+    e = pb.body()
+    g, o, n, h, x = (e.idx(k) for k in range(5))
+    c = e("add", e("mul", g, e("const", value=3, dtype="int64"), dtype="int64"), o, dtype="int64")
+    epi = Stage((), e.ins, (), [Store(t, (g, o, n, h, x), e("acc")), Store(nchw, (n, c, h, x), e("relu", e("acc")))])
+    pb.kernel(MatmulKernel("conv", w, cols, t, (2,), 3, (N, 5, 6), 4, epilogue=epi))
+    flat = pb.buf("cols_flat", "float32", (2, 4, N, 30), "view")
+    pb.buffers[flat].view_of = cols
+    pb.kernel(MatmulKernel("dw", gy, flat, dw, (2,), 3, 4, (N, 30), trans_b=True))
+    for size in (3, 1):
+        a, b, c_ = randn(2, 3, 4), randn(2, 4, size, 5, 6), randn(2, 3, size, 30)
+        (y, d), _, src = run(pb, [a, b, c_], env={"N": size})
+        prod = np.matmul(a, b.reshape(2, 4, -1)).reshape(2, 3, size, 5, 6)
+        np.testing.assert_allclose(y, np.maximum(prod, 0).transpose(2, 0, 1, 3, 4).reshape(size, 6, 5, 6),
+                                   rtol=2e-4, atol=2e-4)
+        np.testing.assert_allclose(d, np.matmul(c_.reshape(2, 3, -1), np.swapaxes(b.reshape(2, 4, -1), 1, 2)),
+                                   rtol=2e-4, atol=2e-4)
+    assert "rn0 = " in src

@@ -180,11 +180,15 @@ CONV = [  # (x shape, w shape, attrs)
     ((1, 4, 7, 7), (4, 2, 3, 3), dict(stride=(2, 1), padding=(1, 2), dilation=(2, 1), groups=2)),
     ((2, 3, 6, 5), (3, 1, 2, 2), dict(padding="same", groups=3)),
     ((1, 2, 6, 6), (2, 2, 3, 3), dict(dilation=2, padding=((2, 0), (1, 1)))),
+    ((2, 1, 10, 9), (2, 1, 9, 9), dict(padding=1)),                 # 81 taps: col2im's tap loop
+    ((1, 3, 4, 4), (2, 3, 1, 1), dict()),                           # one example, 1x1: cols is x itself
 ]
 
 
+@pytest.mark.parametrize("layout", ["batch", "example"])
 @pytest.mark.parametrize("case", range(len(CONV)))
-def test_conv2d_gradient(case, target):
+def test_conv2d_gradient(case, layout, target, monkeypatch):
+    monkeypatch.setenv("NNGRAPH_CONV_LAYOUT", layout)     # passes/lower/conv_layout.py
     xs, ws, attrs = CONV[case]
     check_grad(lambda x, w: ng.conv2d(x, w, **attrs), [rand(xs, case), rand(ws, case + 10)], target)
 

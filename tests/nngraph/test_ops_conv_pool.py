@@ -40,11 +40,21 @@ CONV_CASES = [
     ((2, 3, 5, 4), (2, 3, 1, 1), 1, 0, ((0, 0), (0, 0)), 1, 1),                  # 1x1
     ((1, 1, 1, 1), (1, 1, 1, 1), 1, 0, ((0, 0), (0, 0)), 1, 1),                  # all size 1
     ((2, 2, 4, 5), (2, 2, 2, 3), 1, ((2, 0), (1, 3)), ((2, 0), (1, 3)), 1, 1),   # asymmetric pairs
+    ((2, 1, 11, 10), (2, 1, 9, 9), 1, 1, ((1, 1), (1, 1)), 1, 1),               # 81 taps: col2im keeps a tap loop
+    ((1, 3, 5, 4), (2, 3, 1, 1), 1, 0, ((0, 0), (0, 0)), 1, 1),                  # one example, 1x1: cols is x
+    ((3, 4, 5, 5), (6, 2, 2, 2), 2, 1, ((1, 1), (1, 1)), 1, 2),                  # groups, stride, batch > 1
 ]
 
 
+@pytest.fixture(params=["batch", "example"])
+def conv_layout(request, monkeypatch):
+    """Each conv test runs in both layouts of passes/lower/conv_layout.py."""
+    monkeypatch.setenv("NNGRAPH_CONV_LAYOUT", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("case", range(len(CONV_CASES)))
-def test_conv2d_matches_the_loop_definition(case, target):
+def test_conv2d_matches_the_loop_definition(case, target, conv_layout):
     xs, ws, stride, padding, pads, dilation, groups = CONV_CASES[case]
     a, b = rand(xs, case), rand(ws, case + 100)
     x, w = ng.placeholder(xs, "float64"), ng.placeholder(ws, "float64")
@@ -68,7 +78,7 @@ def test_conv2d_matches_pytorch():
         np.testing.assert_allclose(got, want.numpy(), rtol=1e-12, atol=1e-12)
 
 
-def test_conv2d_float32_with_a_symbolic_batch(target):
+def test_conv2d_float32_with_a_symbolic_batch(target, conv_layout):
     x = ng.placeholder(("N", 3, 6, 6), "float32", name="x")
     w = ng.parameter(rand((5, 3, 3, 3), 1, "float32"), name="w")
     y = ng.relu(ng.conv2d(x, w, padding=1))
@@ -80,8 +90,8 @@ def test_conv2d_float32_with_a_symbolic_batch(target):
         np.testing.assert_allclose(fn(a), want, rtol=2e-5, atol=2e-5)
 
 
-@pytest.mark.parametrize("case", [1, 2, 3, 4, 6])
-def test_conv_gradient_primitives_are_the_transposes_of_conv2d(case, target):
+@pytest.mark.parametrize("case", range(len(CONV_CASES)))
+def test_conv_gradient_primitives_are_the_transposes_of_conv2d(case, target, conv_layout):
     """<grad_input(gy, w), h> = <gy, conv2d(h, w)> and <grad_filter(x, gy), v> = <gy, conv2d(x, v)>."""
     xs, ws, stride, padding, pads, dilation, groups = CONV_CASES[case]
     attrs = dict(stride=stride, padding=pads, dilation=dilation, groups=groups)

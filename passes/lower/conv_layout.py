@@ -1,0 +1,114 @@
+"""The two layouts a convolution's products can take (passes/lower/conv.py uses one
+per layer, the same for the conv and its two gradients, which share cols and gy):
+
+- ``"batch"`` (whole batch): cols [G*K, N, OH, OW] and gy channel-major
+  [O, N, OH, OW], so (N, OH, OW) is one matrix dimension (passes/program.py) and each
+  product is one GEMM per group: a single BLAS call for the layer.
+- ``"example"`` (per example): cols [N, G*K, OH, OW] and gy as it is (NCHW), the
+  products batched over (N, G): one small GEMM per example, each on operands that
+  stay in cache.
+
+Which is faster depends on the host's BLAS at the layer's shapes (with OpenBLAS on
+an AVX-512 Xeon, LeNet's small products ran faster per example, its 150 x 16 x 6400
+filter gradient faster as one call), so the choice is made by a measurement
+(runtime/conv_choice.py for target="cpu"), passed to the lowering as
+`LoweringContext(conv_choice=...)`; without one the whole-batch layout is used.
+
+In both, row g*K + k of cols is c*KH*KW + tap (c = g*Cg + k // (KH*KW)), and a point
+of a product's column dimension is (n, oh, ow) in the layout's own order.
+"""
+from __future__ import annotations
+
+LAYOUTS = ("batch", "example")
+
+
+class _Layout:
+    """What both layouts share; a subclass names its axis orders."""
+    name = ""
+    product_order: tuple = ()       # the forward product's axes, by name
+    col2im_order: tuple = ()        # dx's axes in col2im's loop order, outer to inner
+
+    def __init__(self, geo):
+        self.geo = geo
+
+    def matrix(self, buf_rows):
+        """A product operand's view shape: [batch..., rows, *columns]."""
+        return self.batch() + (buf_rows,) + self.cols_axes
+
+    def nchw_index(self, body):
+        """The NCHW index of a point of the forward product (its axes: product_order)."""
+        at = {name: body.idx(k) for k, name in enumerate(self.product_order)}
+        c = body.iadd(body.imul(at["g"], body.iconst(self.geo["Og"])), at["o"])
+        return (at["n"], c, at["oh"], at["ow"])
+
+
+class WholeBatch(_Layout):
+    name = "batch"
+    product_order = ("g", "o", "n", "oh", "ow")
+    col2im_order = (1, 0, 2, 3)     # dx's axes outer to inner: c, n, h, w
+
+    def __init__(self, geo):
+        super().__init__(geo)
+        self.cols_axes = (geo["N"], geo["OH"], geo["OW"])
+
+    def cols_shape(self):
+        g = self.geo
+        return (g["G"] * g["K"], g["N"], g["OH"], g["OW"])
+
+    def cols_index(self, row, n, oh, ow):
+        """The cols (or dcols) element of window row `row` at output point (n, oh, ow)."""
+        return (row, n, oh, ow)
+
+    def im2col_axes(self):
+        """(loop domain, which of its axes are (row, n, oh, ow)) of the im2col kernel:
+        its first axis is the one the backend splits across threads."""
+        return self.cols_shape(), (0, 1, 2, 3)
+
+    def batch(self):
+        return (self.geo["G"],)
+
+    def writes_nchw(self) -> bool:
+        """Is the forward product [batch, Og, columns] laid out as NCHW y itself?"""
+        n = self.geo["N"]
+        return isinstance(n, int) and n == 1
+
+    def gy_is_nchw(self) -> bool:
+        """Can the products read gy as it is (else a channel-major copy)?"""
+        return self.writes_nchw()
+
+
+class PerExample(_Layout):
+    name = "example"
+    product_order = ("n", "g", "o", "oh", "ow")
+    col2im_order = (0, 1, 2, 3)
+
+    def __init__(self, geo):
+        super().__init__(geo)
+        self.cols_axes = (geo["OH"], geo["OW"])
+
+    def cols_shape(self):
+        g = self.geo
+        return (g["N"], g["G"] * g["K"], g["OH"], g["OW"])
+
+    def cols_index(self, row, n, oh, ow):
+        return (n, row, oh, ow)
+
+    def im2col_axes(self):
+        return self.cols_shape(), (1, 0, 2, 3)
+
+    def batch(self):
+        return (self.geo["N"], self.geo["G"])
+
+    def writes_nchw(self) -> bool:
+        return True
+
+    def gy_is_nchw(self) -> bool:
+        return True
+
+
+def make_layout(name: str, geo):
+    if name == "batch":
+        return WholeBatch(geo)
+    if name == "example":
+        return PerExample(geo)
+    raise ValueError(f"conv layout must be one of {LAYOUTS}, got {name!r}")

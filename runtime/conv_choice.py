@@ -1,0 +1,242 @@
+"""Which layout each convolution layer lowers to on target="cpu": one GEMM for the
+whole batch, or one per example (passes/lower/conv_layout.py), chosen by timing
+both at the layer's shapes with the BLAS the generated code calls, once per host.
+
+Neither wins everywhere: the whole batch makes one call instead of N and gives the
+BLAS long panels, one example at a time keeps each call's operands in cache (with
+OpenBLAS on an AVX-512 Xeon, LeNet's 6 x 25 x 784 products ran about twice as fast
+per example, its 16 x 150 x 6400 filter gradient faster as one call). So nothing
+here is a threshold: the layer's products that the graph makes (forward, input
+gradient, filter gradient) are timed in both layouts, the whole batch's with the
+copies it adds, interleaved, best of ROUNDS rounds (or of those that start within
+BUDGET_S), the per-example time less what its calls cost from Python (timed with
+empty products: the generated code calls the BLAS directly); the faster total wins.
+A symbolic batch size is timed at NOMINAL_BATCH examples. Results are kept in
+memory and in `conv-layouts.json` in nngraph's cache directory (codegen/cache.py:
+private to the user, written atomically, a damaged file is measured again), keyed
+by the host (CPU, its features, the BLAS core type and thread counts), so each
+shape is measured once per host.
+
+NNGRAPH_CONV_LAYOUT=batch|example forces one layout for every layer and target.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from passes.lower.conv_layout import LAYOUTS
+
+NOMINAL_BATCH = 32          # examples timed when the batch size is symbolic
+MAX_TIMED_ELEMENTS = 1 << 23  # largest operand timed (32 MiB of float32): fewer examples beyond
+ROUNDS = 5
+BUDGET_S = 0.2              # seconds of timing per layer after which no further round starts
+ALL = ("conv2d", "conv2d_grad_input", "conv2d_grad_filter")
+CACHE_FILE = "conv-layouts.json"
+
+_memo: dict = {}
+
+
+def conv_choice_for(target: str):
+    """The lowering's conv_choice for `target`: forced by NNGRAPH_CONV_LAYOUT, measured
+    on "cpu", else None (the lowering's default, the whole batch)."""
+    forced = forced_layout()
+    if forced:
+        return lambda geo, dtype, products=ALL: forced
+    return measured_layout if target == "cpu" else None
+
+
+def forced_layout() -> str:
+    raw = os.environ.get("NNGRAPH_CONV_LAYOUT", "").strip().lower()
+    if raw and raw not in LAYOUTS:
+        raise ValueError(f"NNGRAPH_CONV_LAYOUT must be one of {', '.join(LAYOUTS)} (or unset), got {raw!r}")
+    return raw
+
+
+def measured_layout(geo: dict, dtype: str, products=None) -> str:
+    """"batch" or "example" for a layer of geometry `geo` (passes/lower/conv.py) whose
+    graph makes `products` (a subset of ALL; default all three)."""
+    products = tuple(p for p in ALL if p in (products or ALL))
+    n = geo["N"]
+    if isinstance(n, int) and n <= 1:
+        return "batch"          # one example: the two layouts make the same products
+    shape = _shape_key(geo, dtype, products)
+    key = host_key()
+    if (key, shape) in _memo:
+        return _memo[(key, shape)]
+    table = _read_table()
+    entry = table.get(key, {}).get(shape)
+    if not (isinstance(entry, dict) and entry.get("choice") in LAYOUTS):
+        entry = time_layouts(geo, dtype, products)
+        table.setdefault(key, {})[shape] = entry
+        _write_table(table)
+    _memo[(key, shape)] = entry["choice"]
+    return entry["choice"]
+
+
+def _shape_key(geo, dtype, products) -> str:
+    n = geo["N"] if isinstance(geo["N"], int) else "N"
+    return f"{dtype} N={n} Og={geo['Og']} K={geo['K']} P={geo['OH'] * geo['OW']} {'+'.join(products)}"
+
+
+@functools.lru_cache(maxsize=None)
+def host_key() -> str:
+    """What a timing depends on besides the shapes: CPU, features, BLAS core type and
+    thread counts (codegen/llvm/blas.py, matmul.py)."""
+    import llvmlite.binding as llvm
+
+    from codegen.llvm import blas
+    from codegen.llvm.matmul import BLAS_THREAD_WORK
+    parts = [llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten(), blas.core_type_choice(),
+             os.environ.get("OPENBLAS_CORETYPE", ""), str(blas.configured_threads()), str(BLAS_THREAD_WORK)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+# ----------------------------------------------------------------------------- timing
+
+def time_layouts(geo: dict, dtype: str, products=ALL) -> dict:
+    """{"choice", "batch_s", "example_s", "examples"}: seconds of the layer's products
+    for `examples` examples in each layout (one group; all groups alike), the whole
+    batch's layout with the copies it adds (the product to NCHW, gy channel-major)."""
+    Og, K, P = geo["Og"], geo["K"], geo["OH"] * geo["OW"]
+    n = geo["N"] if isinstance(geo["N"], int) else NOMINAL_BATCH
+    n = max(1, min(n, MAX_TIMED_ELEMENTS // max(1, K * P, Og * P)))
+    if n == 1:
+        return {"choice": "batch", "batch_s": 0.0, "example_s": 0.0, "examples": 1}
+    rng = np.random.default_rng(0)
+    dt = np.dtype(dtype)
+    w = rng.standard_normal((Og, K)).astype(dt)
+    cols = rng.standard_normal((n, K, P)).astype(dt)
+    gy = rng.standard_normal((n, Og, P)).astype(dt)
+    out = {"example": _example_calls(w, cols, gy, products), "batch": _batch_calls(w, cols, gy, products)}
+    # what a call costs from Python (the generated code calls the BLAS directly): as many
+    # empty products as the per-example layout makes, subtracted from its time
+    empty = np.zeros((0, 0), dt)
+    out["overhead"] = [_gemm_call(empty, empty, empty, False, False)] * len(out["example"])
+    best = {name: float("inf") for name in out}
+    start = time.perf_counter()
+    for _ in range(ROUNDS):     # interleaved, the best of each: a round another process
+        for name, calls in out.items():     # interrupts does not decide
+            t = time.perf_counter()
+            for call in calls:
+                call()
+            best[name] = min(best[name], time.perf_counter() - t)
+        if time.perf_counter() - start > BUDGET_S:
+            break               # slow products (or a busy machine): fewer rounds, a bounded compile
+    example = max(0.0, best["example"] - best["overhead"])
+    return {"choice": "batch" if best["batch"] < example else "example", "batch_s": best["batch"],
+            "example_s": example, "examples": n}
+
+
+def _example_calls(w, cols, gy, products):
+    """The products, one call per example: y = w @ cols[e], dcols = wᵀ @ gy[e],
+    dw_e = gy[e] @ cols[e]ᵀ."""
+    n, K, P = cols.shape
+    Og = w.shape[0]
+    y, dcols, dw = np.empty((n, Og, P), w.dtype), np.empty((n, K, P), w.dtype), np.empty((n, Og, K), w.dtype)
+    calls = []
+    for e in range(n):
+        calls += [_gemm_call(w, cols[e], y[e], False, False)] if "conv2d" in products else []
+        calls += [_gemm_call(w, gy[e], dcols[e], True, False)] if "conv2d_grad_input" in products else []
+        calls += [_gemm_call(gy[e], cols[e], dw[e], False, True)] if "conv2d_grad_filter" in products else []
+    return calls
+
+
+def _batch_calls(w, cols, gy, products):
+    """The same products over the whole batch, channel-major: one call each, plus the
+    copies this layout adds: the product [Og, N, P] to NCHW y, gy to channel-major."""
+    n, K, P = cols.shape
+    Og = w.shape[0]
+    cols_t = np.ascontiguousarray(cols.transpose(1, 0, 2)).reshape(K, n * P)
+    gy_t = np.empty((Og, n, P), w.dtype)
+    y, dcols, dw = np.empty((Og, n * P), w.dtype), np.empty((K, n * P), w.dtype), np.empty((Og, K), w.dtype)
+    y_nchw = np.empty((n, Og, P), w.dtype)
+    calls = []
+    if "conv2d" in products:
+        calls += [_gemm_call(w, cols_t, y, False, False),
+                  lambda: np.copyto(y_nchw, y.reshape(Og, n, P).transpose(1, 0, 2))]
+    if "conv2d_grad_input" in products or "conv2d_grad_filter" in products:
+        calls.append(lambda: np.copyto(gy_t, gy.transpose(1, 0, 2)))
+    gy_m = gy_t.reshape(Og, n * P)
+    calls += [_gemm_call(w, gy_m, dcols, True, False)] if "conv2d_grad_input" in products else []
+    calls += [_gemm_call(gy_m, cols_t, dw, False, True)] if "conv2d_grad_filter" in products else []
+    return calls
+
+
+def _gemm_call(a, b, c, trans_a, trans_b):
+    """c = op(a) @ op(b) (row-major) through the BLAS the generated code calls, with its
+    thread rule (one BLAS thread below BLAS_THREAD_WORK multiply-adds): a closure."""
+    from codegen.llvm import blas
+    from codegen.llvm.matmul import BLAS_THREAD_WORK
+    m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    n = b.shape[0] if trans_b else b.shape[1]
+    gemm, set_threads = _blas_functions(a.dtype.name)
+    scalar = ctypes.c_float if a.dtype == np.float32 else ctypes.c_double
+    i = ctypes.c_int
+    # row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ: operands swapped
+    args = [ctypes.c_char(b"T" if trans_b else b"N"), ctypes.c_char(b"T" if trans_a else b"N"), i(n), i(m), i(k),
+            scalar(1.0), b.ctypes.data, i(max(1, k if trans_b else n)), a.ctypes.data,
+            i(max(1, m if trans_a else k)), scalar(0.0), c.ctypes.data, i(max(1, n))]
+    refs = [ctypes.byref(x) if not isinstance(x, int) else ctypes.c_void_p(x) for x in args]
+    small = m * n * k < BLAS_THREAD_WORK
+    keep = (a, b, c)        # the closure holds the arrays its pointers point into
+
+    def call():
+        assert keep
+        if small:
+            set_threads(1)
+        gemm(*refs)
+        if small:
+            set_threads(blas.configured_threads())
+    return call
+
+
+@functools.lru_cache(maxsize=None)
+def _blas_functions(dtype: str):
+    from codegen.llvm import blas
+    addr = blas.gemm_addresses()
+    gemm = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))(addr["sgemm" if dtype == "float32" else "dgemm"])
+    threads = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(addr["blas_threads_local"])
+    return gemm, threads
+
+
+# ----------------------------------------------------------------------------- the cache file
+
+def _cache_path():
+    from codegen.cache import trusted_dir
+    d = trusted_dir()
+    return None if d is None else d / CACHE_FILE
+
+
+def _read_table() -> dict:
+    from codegen.cache import read_trusted
+    path = _cache_path()
+    data = read_trusted(path) if path is not None else None
+    try:
+        table = json.loads(data) if data else {}
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return table if isinstance(table, dict) else {}
+
+
+def _write_table(table: dict) -> None:
+    path = _cache_path()
+    if path is None:
+        return
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(table, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
