@@ -7,8 +7,9 @@ differs between runs: an AVX-512 Intel one time, an AVX2 AMD the next).
 
 Static facts come from the operating system and LLVM: the CPUs this process may
 run on (sched_getaffinity) and how many distinct cores they are (sysfs topology),
-the vector extensions (llvmlite's host features), cache sizes (sysfs cache
-index*), the clock (cpufreq's maximum, else /proc/cpuinfo's "cpu MHz").
+the vector extensions (llvmlite's host features, less any NNGRAPH_CPU_FEATURES
+turns off), cache sizes (sysfs cache index*), the clock (cpufreq's maximum, else
+/proc/cpuinfo's "cpu MHz").
 
 One fact is measured: what starting and joining a thread costs here (the price
 the generated code pays to split a kernel). It is measured once per host and kept
@@ -64,6 +65,34 @@ def vector_bits_of(features: dict) -> int:
     if features.get("avx2", False) and features.get("fma", False):
         return 256
     return 128
+
+
+def feature_overrides(env=None) -> list:
+    """NNGRAPH_CPU_FEATURES: LLVM feature changes such as "-avx512f" (generate and
+    tune for this CPU without AVX-512, as on an AVX2 machine), comma-separated."""
+    raw = (os.environ if env is None else env).get("NNGRAPH_CPU_FEATURES", "")
+    items = [x.strip() for x in raw.split(",") if x.strip()]
+    for x in items:
+        if x[0] not in "+-" or not x[1:].replace("-", "").replace(".", "").replace("_", "").isalnum():
+            raise ValueError(f"NNGRAPH_CPU_FEATURES must be a comma-separated list of +feature or "
+                             f"-feature (LLVM names, e.g. -avx512f), got {raw!r}")
+    return items
+
+
+# turning off a vector extension turns off the wider ones built on it (as in LLVM)
+DEPENDENTS = {"avx": ("avx2", "fma", "avx512"), "avx2": ("avx512",), "avx512f": ("avx512",)}
+
+
+def cpu_features(host: dict, overrides) -> dict:
+    """The host's LLVM features with the overrides applied (-avx512f also turns off
+    every avx512* extension, -avx2 those and -avx also avx2 and fma)."""
+    out = dict(host)
+    for x in overrides:
+        on, name = x[0] == "+", x[1:]
+        out[name] = on
+        if not on:
+            out.update({k: False for k in out if k.startswith(DEPENDENTS.get(name, ()))})
+    return out
 
 
 def _cpuinfo() -> dict:
@@ -150,7 +179,8 @@ def static_facts() -> dict:
     caches = _caches()
     return {"cpu_model": info.get("model name", "unknown CPU"), "vendor": info.get("vendor_id", ""),
             "logical_cpus": max(1, len(cpus)), "physical_cores": _physical_cores(cpus),
-            "vector_bits": vector_bits_of(llvm.get_host_cpu_features()), "ghz": round(_ghz(info), 3),
+            "vector_bits": vector_bits_of(cpu_features(llvm.get_host_cpu_features(), feature_overrides())),
+            "ghz": round(_ghz(info), 3),
             "l1d": caches["l1d"], "l2": caches["l2"], "l3": caches["l3"]}
 
 

@@ -45,10 +45,13 @@ def prefer_width_features(bits: int) -> str:
 
 @functools.lru_cache(maxsize=None)
 def features() -> str:
-    """The host CPU's features plus the vector width chosen by codegen/tuning.py."""
+    """The host CPU's features, NNGRAPH_CPU_FEATURES's changes (codegen/host.py) and
+    the vector width chosen by codegen/tuning.py."""
+    from codegen.host import feature_overrides
     from codegen.tuning import tuning
     _init()
-    return llvm.get_host_cpu_features().flatten() + "," + prefer_width_features(tuning().vector_bits)
+    return ",".join([llvm.get_host_cpu_features().flatten()] + feature_overrides()
+                    + [prefer_width_features(tuning().vector_bits)])
 
 
 @functools.lru_cache(maxsize=None)

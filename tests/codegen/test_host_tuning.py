@@ -121,3 +121,46 @@ def test_this_hosts_facts_are_consistent():
     assert 1 <= f.physical_cores <= f.logical_cpus
     assert f.vector_bits in (128, 256, 512) and f.ghz > 0 and f.thread_start_ns > 0
     assert tuning.tuning() == tuning.derive(f, os.environ)
+
+
+def test_feature_overrides():
+    assert host.feature_overrides({"NNGRAPH_CPU_FEATURES": " -avx512f, +fma "}) == ["-avx512f", "+fma"]
+    with pytest.raises(ValueError, match="NNGRAPH_CPU_FEATURES must be .* got 'avx512f'"):
+        host.feature_overrides({"NNGRAPH_CPU_FEATURES": "avx512f"})
+    feats = host.cpu_features({"avx2": True, "fma": True, "avx512f": True, "avx512bw": True, "avx512dq": True,
+                               "avx512vl": True}, ["-avx512f"])
+    assert host.vector_bits_of(feats) == 256 and not feats["avx512vl"] and feats["avx2"]
+
+
+AVX2_CHECK = r"""
+import numpy as np, sys
+sys.path[:0] = ["tests", "tests/codegen"]
+from codegen.host import host_facts
+from codegen.llvm import target
+from codegen.tuning import tuning
+import test_scalar_ops as T
+assert host_facts().vector_bits <= 256 and tuning().column_tile <= 64, (host_facts(), tuning())
+assert target.features().endswith("-avx512f,-prefer-128-bit,+prefer-256-bit") or host_facts().vector_bits < 256
+for op in ("tanh", "sigmoid", "exp"):
+    x = T._inputs("float32")
+    got = T._unary(op, "float32", x)
+    want = np.asarray(T.UNARY_REFS[op](x.astype(np.float64)), dtype=np.float64)
+    err = T._ulps(got, want, "float32")
+    assert err.max() <= 4, (op, err.max())
+print("ok")
+"""
+
+
+def test_code_without_avx512_keeps_the_ulp_bounds(tmp_path):
+    """NNGRAPH_CPU_FEATURES=-avx512f: the facts, thresholds and code of a machine
+    without AVX-512 (AVX2 vectors, 256 bits), run on this one; the functions stay
+    within their ulp bounds there too."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, NNGRAPH_CPU_FEATURES="-avx512f", NNGRAPH_CACHE_DIR=str(tmp_path),
+               PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("NNGRAPH_VECTOR_BITS", None)
+    p = subprocess.run([sys.executable, "-c", AVX2_CHECK], cwd=root, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0 and p.stdout.strip().endswith("ok"), p.stderr[-2000:]
