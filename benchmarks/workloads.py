@@ -42,6 +42,20 @@ def load(framework: str) -> bool:
     return True
 
 
+def _jax_sgd_steps(loss_fn, params, X, Y):
+    """A callable making one jitted SGD step (lr 0.01) of loss_fn(params, X, Y) per call."""
+    @jax.jit
+    def step(params, x, y):
+        loss, g = jax.value_and_grad(loss_fn)(params, x, y)
+        return loss, jax.tree_util.tree_map(lambda p, d: p - 0.01 * d, params, g)
+    state = [params]
+
+    def run():
+        loss, state[0] = step(state[0], X, Y)
+        return float(loss)
+    return run
+
+
 def _pt_function(inputs, outputs, updates=None):
     """PyTensor's default C backend: FAST_RUN rewrites, the C VM linker."""
     return pytensor.function(inputs, outputs, updates=updates, mode="FAST_RUN")
@@ -185,16 +199,7 @@ class MLP:
             logits = forward(params, x)
             return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(x.shape[0]), y])
 
-        @jax.jit
-        def step(params, x, y):
-            loss, g = jax.value_and_grad(loss_fn)(params, x, y)
-            return loss, jax.tree_util.tree_map(lambda p, d: p - 0.01 * d, params, g)
-        state = [params]
-
-        def run():
-            loss, state[0] = step(state[0], X, Y)
-            return float(loss)
-        return run
+        return _jax_sgd_steps(loss_fn, params, X, Y)
 
     def pytensor(self):
         Ws = [pytensor.shared(w.copy(), name=f"W{i}") for i, w in enumerate(self.W)]
@@ -308,16 +313,7 @@ class CNN:
             logits = h @ P["f3"] + P["f3b"]
             return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(x.shape[0]), y])
 
-        @jax.jit
-        def step(P, x, y):
-            loss, g = jax.value_and_grad(loss_fn)(P, x, y)
-            return loss, jax.tree_util.tree_map(lambda p, d: p - 0.01 * d, P, g)
-        state = [P]
-
-        def run():
-            loss, state[0] = step(state[0], X, Y)
-            return float(loss)
-        return run
+        return _jax_sgd_steps(loss_fn, P, X, Y)
 
     def pytensor(self):
         P = {k: pytensor.shared(v.copy(), name=k) for k, v in self.p.items()}
