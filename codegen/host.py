@@ -34,6 +34,9 @@ import time
 UNKNOWN_GHZ = 2.0
 UNKNOWN_CACHE = {"l1d": 32 << 10, "l2": 256 << 10, "l3": 8 << 20}
 AVX512 = ("avx512f", "avx512bw", "avx512dq", "avx512vl")
+# the thread start cost recorded where no thread can be started (a sandbox): so high
+# that no kernel is ever split (the generated code would run every range inline anyway)
+NO_THREADS_NS = 1e12
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,6 +254,9 @@ def host_facts() -> HostFacts:
     path = _facts_path(static)
     ns = _load_measured(path, static)
     if ns is None:
-        ns = measure_thread_start_ns()
+        try:
+            ns = measure_thread_start_ns()
+        except OSError:
+            ns = NO_THREADS_NS
         _store_measured(path, static, ns)
     return HostFacts(thread_start_ns=ns, **static)

@@ -59,8 +59,9 @@ class Tuning:
 
 
 def pow2_round(x: float) -> int:
-    """The power of two nearest to x on a log scale (at least 1)."""
-    return 1 << max(0, round(math.log2(max(x, 1.0))))
+    """The power of two nearest to x on a log scale, from 1 to 2**56 (the thresholds
+    are i64 constants in the generated code, some multiplied by GEMM_SPLIT_OVER_BLAS)."""
+    return 1 << min(56, max(0, round(math.log2(max(x, 1.0)))))
 
 
 def _positive_int(env, name, default, cap=None) -> int:

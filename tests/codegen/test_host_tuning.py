@@ -67,7 +67,7 @@ def test_bad_environment_is_a_clear_error(env, match):
 
 
 def test_pow2_round():
-    assert [tuning.pow2_round(x) for x in (0, 1, 3, 5.9e6, 6.0e6, 1 << 20)] == [1, 1, 4, 1 << 22, 1 << 23, 1 << 20]
+    assert [tuning.pow2_round(x) for x in (0, 1, 3, 5.9e6, 6.0e6, 1 << 20, 1e30)] == [1, 1, 4, 1 << 22, 1 << 23, 1 << 20, 1 << 56]
 
 
 @pytest.mark.parametrize("features, bits", [
@@ -164,3 +164,19 @@ def test_code_without_avx512_keeps_the_ulp_bounds(tmp_path):
     p = subprocess.run([sys.executable, "-c", AVX2_CHECK], cwd=root, env=env, capture_output=True, text=True,
                        timeout=300)
     assert p.returncode == 0 and p.stdout.strip().endswith("ok"), p.stderr[-2000:]
+
+
+def test_a_host_that_cannot_start_threads_never_splits(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNGRAPH_CACHE_DIR", str(tmp_path))
+
+    def refuse(*a, **k):
+        raise OSError("pthread_create failed while measuring the thread start cost")
+    monkeypatch.setattr(host, "measure_thread_start_ns", refuse)
+    host.host_facts.cache_clear()
+    try:
+        facts = host.host_facts()
+    finally:
+        host.host_facts.cache_clear()
+    assert facts.thread_start_ns == host.NO_THREADS_NS
+    t = tuning.derive(facts)
+    assert t.loop_split_work >= 1 << 45 and t.blas_thread_work >= 1 << 45     # hours of work
