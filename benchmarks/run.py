@@ -174,7 +174,8 @@ def run_rounds(columns, names, rounds, budget):
     for r in range(rounds):
         k = r % len(order)
         for column in order[k:] + order[:k]:
-            print(f"... round {r + 1}/{rounds}: {column}", file=sys.stderr, flush=True)
+            print(f"... round {r + 1}/{rounds}: {column} (load {os.getloadavg()[0]:.1f}, "
+                  f"{time.strftime('%H:%M:%S')})", file=sys.stderr, flush=True)
             p = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", column,
                                 "--names", json.dumps(names), "--budget", str(budget)],
                                capture_output=True, text=True, env=env)
