@@ -8,11 +8,14 @@ How. Each framework runs in a process of its own (threads of one runtime disturb
 another's in the same process), and so do the floor measurements
 (benchmarks/floors.py). A round runs every framework's process once, in an order
 rotated from round to round; each process times each workload for about a second
-after warm-up and reports the median call. The table gives the median of the
-rounds, in microseconds per call, each workload's floor (measured in every round,
+after warm-up and reports the median call (and the fastest). The table gives the
+median of the rounds, in microseconds per call, each workload's floor (measured in every round,
 the median taken), nngraph's ratio to the floor and to the best peer (the fastest
 of PyTorch eager, torch.compile, JAX jit and PyTensor), and the 1-minute load
-average over the processes that measured the row (the machine may be shared).
+average over the processes that measured the row (the machine may be shared). A
+second table gives the fastest call of all rounds, what a quiet machine would
+give: on a busy one, a multi-threaded BLAS waiting for its workers' time slices
+dominates the medians.
 
 It prints the CPU model and its vector extensions, cores and caches first:
 the figures belong to that CPU. Compile times: nngraph cold (empty cache
@@ -49,7 +52,8 @@ FRAMEWORKS = {"nngraph cpu": ("nngraph", "nngraph"), "NumPy": ("numpy", "numpy")
 
 
 def timeit(f, budget):
-    """Median seconds per call of f() after warm-up (at least 5 calls, about `budget` s)."""
+    """[median, fastest] seconds per call of f() after warm-up (at least 5 calls, about
+    `budget` s)."""
     for _ in range(3):
         f()
     times, t_end = [], time.perf_counter() + budget
@@ -59,7 +63,7 @@ def timeit(f, budget):
         times.append(time.perf_counter() - t)
         if len(times) > 5000:
             break
-    return statistics.median(times)
+    return [statistics.median(times), min(times)]
 
 
 def first_call(make):
@@ -116,8 +120,8 @@ def _pytensor(w, budget, notes):
 
 
 def measure_one(column, w, budget, notes):
-    """Seconds per call of workload `w` under `column`'s framework, or None where it
-    has no version of it."""
+    """[median, fastest] seconds per call of workload `w` under `column`'s framework,
+    or None where it has no version of it."""
     if column == "nngraph cpu":
         return _nngraph(w, budget, notes)
     if column == "NumPy":
