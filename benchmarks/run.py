@@ -1,73 +1,69 @@
 """nngraph target="cpu" against NumPy by hand, PyTorch eager, torch.compile, JAX jit
-and PyTensor (each when installed; `pip install -e .[bench]` adds PyTensor), in one
-run on this machine.
+and PyTensor (each when installed; `pip install -e .[bench]` adds JAX and PyTensor),
+on this machine, with the floors measured in the same run.
 
-    python benchmarks/run.py [--quick] [--only NAME,...]
+    python benchmarks/run.py [--rounds 3] [--quick] [--only NAME,...]
 
-Times are medians over many calls after warm-up, in microseconds per call; compile
-times are reported separately (nngraph: cold = empty cache directory, warm = the
-same graph again, a disk-cache hit). The elementwise row also gives the memory
-floor: bytes that must move / measured copy bandwidth.
+How. Each framework runs in a process of its own (threads of one runtime disturb
+another's in the same process), and so do the floor measurements
+(benchmarks/floors.py). A round runs every framework's process once, in an order
+rotated from round to round; each process times each workload for about a second
+after warm-up and reports the median call (and the fastest). The table gives the
+median of the rounds, in microseconds per call, each workload's floor (measured in every round,
+the median taken), nngraph's ratio to the floor and to the best peer (the fastest
+of PyTorch eager, torch.compile, JAX jit and PyTensor), and the 1-minute load
+average over the processes that measured the row (the machine may be shared). A
+second table gives the fastest call of all rounds, what a quiet machine would
+give: on a busy one, a multi-threaded BLAS waiting for its workers' time slices
+dominates the medians.
 
-PyTensor runs its default C backend (mode FAST_RUN, floatX float32). Its results are
-checked against NumPy (torch eager for the CNN, which has no NumPy version) over the
-first three calls before it is timed; the largest relative difference is printed.
+It prints the CPU model and its vector extensions, cores and caches first:
+the figures belong to that CPU. Compile times: nngraph cold (empty cache
+directory) and warm (the same graph again, a disk-cache hit), from the first round;
+the others' first call.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-import warnings
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, ".."))
 
 import numpy as np  # noqa: E402
 
-import nngraph as ng  # noqa: E402
+import workloads as W  # noqa: E402
+from machine import cpu_model  # noqa: E402
+from report import PEERS, print_report  # noqa: E402
 
-try:
-    import torch
-    import torch.nn.functional as F
-    torch.set_num_threads(os.cpu_count() or 1)
-except ImportError:  # pragma: no cover
-    torch = None
-try:
-    import jax
-    import jax.numpy as jnp
-    jax.config.update("jax_platforms", "cpu")
-except ImportError:
-    jax = None
-try:
-    import pytensor
-    import pytensor.tensor as pt
-    from pytensor.tensor.special import log_softmax as pt_log_softmax
-    pytensor.config.floatX = "float32"
-    # Without a BLAS to link, PyTensor's matrix products run through NumPy's dot (said
-    # at the end of the report instead of in a warning).
-    warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
-except ImportError:
-    pytensor = None
-
-QUICK = False
+COLUMNS = ("nngraph cpu", "NumPy") + PEERS
+# column -> (module to look for, framework to load in its process)
+FRAMEWORKS = {"nngraph cpu": ("nngraph", "nngraph"), "NumPy": ("numpy", "numpy"),
+              "torch eager": ("torch", "torch"), "torch.compile": ("torch", "torch.compile"),
+              "JAX jit": ("jax", "jax"), "PyTensor": ("pytensor", "pytensor")}
 
 
-def timeit(f, min_calls=20, budget=1.0):
-    """Median seconds per call of f() after warm-up."""
+def timeit(f, budget):
+    """[median, fastest] seconds per call of f() after warm-up (at least 5 calls, about
+    `budget` s)."""
     for _ in range(3):
         f()
-    times = []
-    t_end = time.perf_counter() + (0.2 if QUICK else budget)
-    while len(times) < (5 if QUICK else min_calls) or time.perf_counter() < t_end:
+    times, t_end = [], time.perf_counter() + budget
+    while len(times) < 5 or time.perf_counter() < t_end:
         t = time.perf_counter()
         f()
         times.append(time.perf_counter() - t)
         if len(times) > 5000:
             break
-    return statistics.median(times)
+    return [statistics.median(times), min(times)]
 
 
 def first_call(make):
@@ -79,543 +75,138 @@ def first_call(make):
 
 
 def max_rel_diff(got, want):
-    """Largest difference between corresponding outputs (scalars or arrays), each
-    relative to the largest magnitude of the reference output."""
+    """Largest difference between corresponding outputs, relative to the largest
+    magnitude of the reference output."""
     got = got if isinstance(got, (list, tuple)) else [got]
     want = want if isinstance(want, (list, tuple)) else [want]
-    assert len(got) == len(want), (len(got), len(want))
     worst = 0.0
     for g, r in zip(got, want):
         g, r = np.asarray(g, np.float64), np.asarray(r, np.float64)
-        assert g.shape == r.shape, (g.shape, r.shape)
         worst = max(worst, float(np.max(np.abs(g - r))) / max(float(np.max(np.abs(r))), 1e-30))
     return worst
 
 
-def _pt_function(inputs, outputs, updates=None):
-    """PyTensor's default C backend: FAST_RUN rewrites, the C VM linker."""
-    return pytensor.function(inputs, outputs, updates=updates, mode="FAST_RUN")
+# ----------------------------------------------------------------------------- one process
 
 
-def _pt_cross_entropy(logits, y):
-    return -pt.mean(pt_log_softmax(logits, axis=-1)[pt.arange(y.shape[0]), y])
-
-
-def _pt_sgd(loss, params, lr=0.01):
-    return [(p, p - lr * g) for p, g in zip(params, pytensor.grad(loss, params))]
-
-
-# ----------------------------------------------------------------------------- workloads
-
-
-def _init(rng, shape, fan_in):
-    return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
-
-
-class MLP:
-    """Dense layers with relu, softmax cross-entropy, plain SGD (lr 0.01)."""
-
-    def __init__(self, sizes, batch, train=True):
-        self.sizes, self.batch, self.train = sizes, batch, train
-        rng = np.random.default_rng(0)
-        self.W = [_init(rng, (a, b), a) for a, b in zip(sizes[:-1], sizes[1:])]
-        self.b = [np.full(b, 0.01, np.float32) for b in sizes[1:]]
-        self.X = rng.standard_normal((batch, sizes[0])).astype(np.float32)
-        self.Y = rng.integers(0, sizes[-1], batch).astype(np.int32)
-        kind = "step" if train else "inference"
-        self.name = f"MLP {'-'.join(map(str, sizes))} {kind} b{batch}"
-
-    def nngraph(self):
-        x = ng.placeholder(("N", self.sizes[0]), name="x")
-        y = ng.placeholder(("N",), "int32", name="y")
-        Ws = [ng.parameter(w.copy(), name=f"W{i}") for i, w in enumerate(self.W)]
-        bs = [ng.parameter(b.copy(), name=f"b{i}") for i, b in enumerate(self.b)]
-        h = x
-        for i, (W, b) in enumerate(zip(Ws, bs)):
-            h = h @ W + b
-            if i < len(Ws) - 1:
-                h = ng.relu(h)
-        if not self.train:
-            return (lambda: ng.compile([x], h, target="cpu")), lambda fn: (lambda: fn(self.X))
-        loss = ng.cross_entropy(h, y)
-        ps = Ws + bs
-        gs = ng.grad(loss, ps)
-        make = lambda: ng.compile([x, y], loss, updates={p: p - 0.01 * g for p, g in zip(ps, gs)}, target="cpu")  # noqa: E731
-        return make, lambda fn: (lambda: fn(self.X, self.Y))
-
-    def numpy(self):
-        W = [w.copy() for w in self.W]
-        b = [v.copy() for v in self.b]
-        X, Y = self.X, self.Y
-
-        def step():
-            hs, h = [X], X
-            for i in range(len(W)):
-                h = h @ W[i] + b[i]
-                if i < len(W) - 1:
-                    h = np.maximum(h, 0)
-                hs.append(h)
-            if not self.train:
-                return h
-            z = h - h.max(1, keepdims=True)
-            e = np.exp(z)
-            s = e.sum(1, keepdims=True)
-            loss = float(np.mean(np.log(s[:, 0]) - z[np.arange(len(Y)), Y]))
-            g = e / s
-            g[np.arange(len(Y)), Y] -= 1
-            g /= len(Y)
-            for i in range(len(W) - 1, -1, -1):
-                gW = hs[i].T @ g
-                gb = g.sum(0)
-                if i > 0:
-                    g = (g @ W[i].T) * (hs[i] > 0)
-                W[i] -= 0.01 * gW
-                b[i] -= 0.01 * gb
-            return loss
-        return step
-
-    def _torch_params(self):
-        return [torch.tensor(w, requires_grad=True) for w in self.W], [torch.tensor(v, requires_grad=True) for v in self.b]
-
-    def torch(self, compiled=False):
-        Ws, bs = self._torch_params()
-        X, Y = torch.from_numpy(self.X), torch.from_numpy(self.Y.astype(np.int64))
-
-        def forward(x):
-            h = x
-            for i in range(len(Ws)):
-                h = h @ Ws[i] + bs[i]
-                if i < len(Ws) - 1:
-                    h = torch.relu(h)
-            return h
-        fwd = torch.compile(forward) if compiled else forward
-        if not self.train:
-            def infer():
-                with torch.no_grad():
-                    return fwd(torch.from_numpy(self.X)).numpy()
-            return infer
-
-        def step():
-            loss = F.cross_entropy(fwd(X), Y)
-            loss.backward()
-            with torch.no_grad():
-                for p in Ws + bs:
-                    p -= 0.01 * p.grad
-                    p.grad = None
-            return float(loss)
-        return step
-
-    def jax(self):
-        params = ([jnp.asarray(w) for w in self.W], [jnp.asarray(v) for v in self.b])
-        X, Y = self.X, self.Y
-
-        def forward(params, x):
-            Ws, bs = params
-            h = x
-            for i in range(len(Ws)):
-                h = h @ Ws[i] + bs[i]
-                if i < len(Ws) - 1:
-                    h = jax.nn.relu(h)
-            return h
-        if not self.train:
-            f = jax.jit(forward)
-            return lambda: np.asarray(f(params, X))
-
-        def loss_fn(params, x, y):
-            logits = forward(params, x)
-            return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(x.shape[0]), y])
-
-        @jax.jit
-        def step(params, x, y):
-            loss, g = jax.value_and_grad(loss_fn)(params, x, y)
-            return loss, jax.tree_util.tree_map(lambda p, d: p - 0.01 * d, params, g)
-        state = [params]
-
-        def run():
-            loss, state[0] = step(state[0], X, Y)
-            return float(loss)
-        return run
-
-    def pytensor(self):
-        Ws = [pytensor.shared(w.copy(), name=f"W{i}") for i, w in enumerate(self.W)]
-        bs = [pytensor.shared(v.copy(), name=f"b{i}") for i, v in enumerate(self.b)]
-        x, y = pt.matrix("x", dtype="float32"), pt.ivector("y")
-        h = x
-        for i in range(len(Ws)):
-            h = h @ Ws[i] + bs[i]
-            if i < len(Ws) - 1:
-                h = pt.maximum(h, 0)
-        if not self.train:
-            f = _pt_function([x], h)
-            return lambda: f(self.X)
-        loss = _pt_cross_entropy(h, y)
-        f = _pt_function([x, y], loss, updates=_pt_sgd(loss, Ws + bs))
-        return lambda: float(f(self.X, self.Y))
-
-
-class CNN:
-    """LeNet-5 style: conv 6@5x5 pad 2, relu, maxpool 2, conv 16@5x5, relu, maxpool 2,
-    dense 120, 84, 10; softmax cross-entropy; SGD; batch 64 on 1x28x28."""
-    name = "LeNet-5 CNN step b64"
-    pytensor_note = ("PyTensor has no batched multi-channel conv2d or pooling op (tensor.nnet and "
-                     "signal.pool were removed, later the abstract conv ops too: pymc-devs/pytensor "
-                     "#124, #1817; tensor.signal.convolve2d is a single-channel SciPy call without "
-                     "C code), so this column builds the same LeNet from PyTensor tensor ops: "
-                     "conv = 25 shifted slices (im2col) + one matrix product, "
-                     "2x2 max-pool = reshape + max")
-
-    def __init__(self, batch=64):
-        rng = np.random.default_rng(1)
-        self.p = {"c1": _init(rng, (6, 1, 5, 5), 25), "c1b": np.zeros(6, np.float32),
-                  "c2": _init(rng, (16, 6, 5, 5), 150), "c2b": np.zeros(16, np.float32),
-                  "f1": _init(rng, (16 * 5 * 5, 120), 400), "f1b": np.zeros(120, np.float32),
-                  "f2": _init(rng, (120, 84), 120), "f2b": np.zeros(84, np.float32),
-                  "f3": _init(rng, (84, 10), 84), "f3b": np.zeros(10, np.float32)}
-        self.X = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
-        self.Y = rng.integers(0, 10, batch).astype(np.int32)
-
-    def nngraph(self):
-        x = ng.placeholder(("N", 1, 28, 28), name="x")
-        y = ng.placeholder(("N",), "int32", name="y")
-        P = {k: ng.parameter(v.copy(), name=k) for k, v in self.p.items()}
-        h = ng.relu(ng.conv2d(x, P["c1"], padding=2) + ng.reshape(P["c1b"], (6, 1, 1)))
-        h = ng.max_pool2d(h, 2)
-        h = ng.relu(ng.conv2d(h, P["c2"]) + ng.reshape(P["c2b"], (16, 1, 1)))
-        h = ng.max_pool2d(h, 2)
-        h = ng.reshape(h, (x.shape[0], 400))
-        h = ng.relu(h @ P["f1"] + P["f1b"])
-        h = ng.relu(h @ P["f2"] + P["f2b"])
-        loss = ng.cross_entropy(h @ P["f3"] + P["f3b"], y)
-        ps = list(P.values())
-        gs = ng.grad(loss, ps)
-        make = lambda: ng.compile([x, y], loss, updates={p: p - 0.01 * g for p, g in zip(ps, gs)}, target="cpu")  # noqa: E731
-        return make, lambda fn: (lambda: fn(self.X, self.Y))
-
-    numpy = None
-
-    def torch(self, compiled=False):
-        P = {k: torch.tensor(v, requires_grad=True) for k, v in self.p.items()}
-        X, Y = torch.from_numpy(self.X), torch.from_numpy(self.Y.astype(np.int64))
-
-        def forward(x):
-            h = F.max_pool2d(torch.relu(F.conv2d(x, P["c1"], P["c1b"], padding=2)), 2)
-            h = F.max_pool2d(torch.relu(F.conv2d(h, P["c2"], P["c2b"])), 2).reshape(x.shape[0], 400)
-            h = torch.relu(h @ P["f1"] + P["f1b"])
-            h = torch.relu(h @ P["f2"] + P["f2b"])
-            return h @ P["f3"] + P["f3b"]
-        fwd = torch.compile(forward) if compiled else forward
-
-        def step():
-            loss = F.cross_entropy(fwd(X), Y)
-            loss.backward()
-            with torch.no_grad():
-                for p in P.values():
-                    p -= 0.01 * p.grad
-                    p.grad = None
-            return float(loss)
-        return step
-
-    def jax(self):
-        P = {k: jnp.asarray(v) for k, v in self.p.items()}
-        X, Y = self.X, self.Y
-
-        def conv(x, w, pad):
-            return jax.lax.conv_general_dilated(x, w, (1, 1), [(pad, pad), (pad, pad)],
-                                                dimension_numbers=("NCHW", "OIHW", "NCHW"))
-
-        def pool(x):
-            return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
-
-        def loss_fn(P, x, y):
-            h = pool(jax.nn.relu(conv(x, P["c1"], 2) + P["c1b"][:, None, None]))
-            h = pool(jax.nn.relu(conv(h, P["c2"], 0) + P["c2b"][:, None, None])).reshape(x.shape[0], 400)
-            h = jax.nn.relu(h @ P["f1"] + P["f1b"])
-            h = jax.nn.relu(h @ P["f2"] + P["f2b"])
-            logits = h @ P["f3"] + P["f3b"]
-            return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(x.shape[0]), y])
-
-        @jax.jit
-        def step(P, x, y):
-            loss, g = jax.value_and_grad(loss_fn)(P, x, y)
-            return loss, jax.tree_util.tree_map(lambda p, d: p - 0.01 * d, P, g)
-        state = [P]
-
-        def run():
-            loss, state[0] = step(state[0], X, Y)
-            return float(loss)
-        return run
-
-    def pytensor(self):
-        P = {k: pytensor.shared(v.copy(), name=k) for k, v in self.p.items()}
-        x, y = pt.tensor4("x", dtype="float32"), pt.ivector("y")
-        n = x.shape[0]
-
-        def conv(h, w, c_in, c_out, size, pad):      # 5x5, stride 1, NCHW / OIHW
-            if pad:
-                h = pt.pad(h, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-            s = size + 2 * pad - 4
-            cols = pt.stack([h[:, :, i:i + s, j:j + s] for i in range(5) for j in range(5)], axis=2)
-            cols = cols.dimshuffle(0, 3, 4, 1, 2).reshape((n * s * s, c_in * 25))
-            out = cols @ w.reshape((c_out, c_in * 25)).T
-            return out.reshape((n, s, s, c_out)).dimshuffle(0, 3, 1, 2), s
-
-        def pool(h, c, s):
-            return h.reshape((n, c, s // 2, 2, s // 2, 2)).max(axis=(3, 5)), s // 2
-
-        h, s = conv(x, P["c1"], 1, 6, 28, 2)
-        h, s = pool(pt.maximum(h + P["c1b"].dimshuffle("x", 0, "x", "x"), 0), 6, s)
-        h, s = conv(h, P["c2"], 6, 16, s, 0)
-        h, s = pool(pt.maximum(h + P["c2b"].dimshuffle("x", 0, "x", "x"), 0), 16, s)
-        h = h.reshape((n, 400))
-        h = pt.maximum(h @ P["f1"] + P["f1b"], 0)
-        h = pt.maximum(h @ P["f2"] + P["f2b"], 0)
-        loss = _pt_cross_entropy(h @ P["f3"] + P["f3b"], y)
-        f = _pt_function([x, y], loss, updates=_pt_sgd(loss, list(P.values())))
-        return lambda: float(f(self.X, self.Y))
-
-
-class Elementwise:
-    """f = sum(tanh(x*a + b) * sigmoid(x)) and df/dx over 4M float32."""
-    name = "sum(tanh(x*a+b)*sigmoid(x)) + grad, 4M"
-
-    def __init__(self, n=1 << 22):
-        rng = np.random.default_rng(2)
-        self.x = rng.standard_normal(n).astype(np.float32)
-        self.a, self.b = np.float32(0.7), np.float32(0.1)
-        self.bytes = 2 * self.x.nbytes          # read x, write dx
-
-    def nngraph(self):
-        x = ng.placeholder(("N",), name="x")
-        f = (ng.tanh(x * float(self.a) + float(self.b)) * ng.sigmoid(x)).sum()
-        (gx,) = ng.grad(f, [x])
-        return (lambda: ng.compile([x], [f, gx], target="cpu")), lambda fn: (lambda: fn(self.x))
-
-    def numpy(self):
-        x, a, b = self.x, self.a, self.b
-
-        def run():
-            t = np.tanh(x * a + b)
-            s = 1 / (1 + np.exp(-x))
-            f = float((t * s).sum())
-            return f, (1 - t * t) * a * s + t * s * (1 - s)
-        return run
-
-    def torch(self, compiled=False):
-        a, b = float(self.a), float(self.b)
-
-        def fg(x):
-            t = torch.tanh(x * a + b)
-            s = torch.sigmoid(x)
-            return (t * s).sum(), (1 - t * t) * a * s + t * s * (1 - s)
-        if compiled:
-            fgc = torch.compile(fg)
-            return lambda: [v.numpy() for v in fgc(torch.from_numpy(self.x))]
-
-        def run():
-            x = torch.from_numpy(self.x).requires_grad_(True)
-            f = (torch.tanh(x * a + b) * torch.sigmoid(x)).sum()
-            f.backward()
-            return float(f), x.grad.numpy()
-        return run
-
-    def jax(self):
-        a, b = float(self.a), float(self.b)
-        f = jax.jit(jax.value_and_grad(lambda x: jnp.sum(jnp.tanh(x * a + b) * jax.nn.sigmoid(x))))
-        return lambda: [np.asarray(v) for v in f(self.x)]
-
-    def pytensor(self):
-        x = pt.vector("x", dtype="float32")
-        f = pt.sum(pt.tanh(x * float(self.a) + float(self.b)) * pt.sigmoid(x))
-        fg = _pt_function([x], [f, pytensor.grad(f, x)])
-        return lambda: fg(self.x)
-
-
-class SoftmaxCE:
-    """mean softmax cross-entropy of (4096, 1000) logits and its gradient."""
-    name = "softmax CE fwd+bwd (4096,1000)"
-
-    def __init__(self):
-        rng = np.random.default_rng(3)
-        self.z = (rng.standard_normal((4096, 1000)) * 3).astype(np.float32)
-        self.y = rng.integers(0, 1000, 4096).astype(np.int32)
-
-    def nngraph(self):
-        z = ng.placeholder(("N", 1000), name="z")
-        y = ng.placeholder(("N",), "int32", name="y")
-        loss = ng.cross_entropy(z, y)
-        (gz,) = ng.grad(loss, [z])
-        return (lambda: ng.compile([z, y], [loss, gz], target="cpu")), lambda fn: (lambda: fn(self.z, self.y))
-
-    def numpy(self):
-        z0, y = self.z, self.y
-        rows = np.arange(len(y))
-
-        def run():
-            z = z0 - z0.max(1, keepdims=True)
-            e = np.exp(z)
-            s = e.sum(1, keepdims=True)
-            loss = float(np.mean(np.log(s[:, 0]) - z[rows, y]))
-            g = e / s
-            g[rows, y] -= 1
-            return loss, g / len(y)
-        return run
-
-    def torch(self, compiled=False):
-        y = torch.from_numpy(self.y.astype(np.int64))
-
-        def fg(z):
-            return F.cross_entropy(z, y)
-        f = torch.compile(fg) if compiled else fg
-
-        def run():
-            z = torch.from_numpy(self.z).requires_grad_(True)
-            loss = f(z)
-            loss.backward()
-            return float(loss), z.grad.numpy()
-        return run
-
-    def jax(self):
-        y = self.y
-
-        def loss(z):
-            return -jnp.mean(jax.nn.log_softmax(z)[jnp.arange(z.shape[0]), y])
-        f = jax.jit(jax.value_and_grad(loss))
-        return lambda: [np.asarray(v) for v in f(self.z)]
-
-    def pytensor(self):
-        z, y = pt.matrix("z", dtype="float32"), pt.ivector("y")
-        loss = _pt_cross_entropy(z, y)
-        f = _pt_function([z, y], [loss, pytensor.grad(loss, z)])
-        return lambda: f(self.z, self.y)
-
-
-# ----------------------------------------------------------------------------- running
-
-
-def copy_bandwidth():
-    a = np.ones(1 << 24, np.float32)
-    b = np.empty_like(a)
-    t = timeit(lambda: np.copyto(b, a), min_calls=10, budget=0.5)
-    return 2 * a.nbytes / t
-
-
-def bench(w, results, compiles, checks):
-    row = {}
+def _nngraph(w, budget, notes):
     make, caller = w.nngraph()
-    try:
-        t = time.perf_counter()
-        fn = make()
-        cold = time.perf_counter() - t
-        t = time.perf_counter()
-        fn2 = make()
-        warm = time.perf_counter() - t
-        compiles.append((w.name, "nngraph cold / warm cache", f"{cold:.3f} s / {warm:.3f} s "
-                         f"(cache_hit={fn2.stats()['cache_hit']})"))
-        row["nngraph cpu"] = timeit(caller(fn))
-    except Exception as e:   # a workload the compiler cannot take yet is reported, not hidden
-        row["nngraph cpu"] = f"error: {type(e).__name__}: {str(e)[:60]}"
-    if w.numpy is not None:
-        row["NumPy"] = timeit(w.numpy())
-    if torch is not None:
-        row["torch eager"] = timeit(w.torch())
-        try:
-            f, secs, _ = first_call(lambda: w.torch(compiled=True))
-            compiles.append((w.name, "torch.compile first call", f"{secs:.2f} s"))
-            row["torch.compile"] = timeit(f)
-        except Exception as e:
-            row["torch.compile"] = f"error: {type(e).__name__}"
-    if jax is not None:
-        f, secs, _ = first_call(w.jax)
-        compiles.append((w.name, "jax.jit first call", f"{secs:.2f} s"))
-        row["JAX jit"] = timeit(f)
-    if pytensor is not None:
-        try:
-            f, secs, out = first_call(w.pytensor)
-            compiles.append((w.name, "PyTensor compile + first call", f"{secs:.2f} s"))
-            # the first three calls against a reference started from the same parameters
-            if w.numpy is not None:
-                ref, ref_name = w.numpy(), "NumPy"
-            elif torch is not None:
-                ref, ref_name = w.torch(), "torch eager"
+    t = time.perf_counter()
+    fn = make()
+    cold = time.perf_counter() - t
+    t = time.perf_counter()
+    fn2 = make()
+    warm = time.perf_counter() - t
+    notes.append(f"nngraph cold / warm cache: {cold:.3f} s / {warm:.3f} s (cache_hit={fn2.stats()['cache_hit']})")
+    return timeit(caller(fn), budget)
+
+
+def _compiled(make, label, budget, notes):
+    f, secs, _ = first_call(make)
+    notes.append(f"{label} first call: {secs:.2f} s")
+    return timeit(f, budget)
+
+
+def _pytensor(w, budget, notes):
+    f, secs, out = first_call(w.pytensor)
+    notes.append(f"PyTensor compile + first call: {secs:.2f} s")
+    if w.numpy is not None:      # the first three calls against NumPy from the same parameters
+        ref = w.numpy()
+        err = max([max_rel_diff(out, ref())] + [max_rel_diff(f(), ref()) for _ in range(2)])
+        notes.append(f"PyTensor vs NumPy, first three calls: {err:.1e} ({'ok' if err <= 1e-4 else 'DIFFERS'})")
+    if getattr(w, "pytensor_note", None):
+        notes.append(f"PyTensor: {w.pytensor_note}")
+    return timeit(f, budget)
+
+
+def measure_one(column, w, budget, notes):
+    """[median, fastest] seconds per call of workload `w` under `column`'s framework,
+    or None where it has no version of it."""
+    if column == "nngraph cpu":
+        return _nngraph(w, budget, notes)
+    if column == "NumPy":
+        return None if w.numpy is None else timeit(w.numpy(), budget)
+    if column == "torch eager":
+        return timeit(w.torch(), budget)
+    if column == "torch.compile":
+        return _compiled(lambda: w.torch(compiled=True), "torch.compile", budget, notes)
+    if column == "JAX jit":
+        return _compiled(w.jax, "jax.jit", budget, notes)
+    return _pytensor(w, budget, notes)
+
+
+def worker(column, names, budget):
+    """Time every workload in `names` under `column` (or measure their floors); one
+    JSON line on stdout."""
+    load0 = os.getloadavg()[0]
+    chosen = [w for w in W.all_workloads() if w.name in names]
+    out = {"column": column, "results": {}, "notes": {}}
+    if column == "floor":
+        import floors
+        for w in chosen:
+            out["results"][w.name] = floors.measure(w.floor_parts())
+    else:
+        W.load(FRAMEWORKS[column][1])
+        for w in chosen:
+            notes = out["notes"].setdefault(w.name, [])
+            try:
+                out["results"][w.name] = measure_one(column, w, budget, notes)
+            except Exception as e:   # a workload a framework cannot take is reported, not hidden
+                out["results"][w.name] = f"error: {type(e).__name__}: {str(e)[:60]}"
+    out["load"] = [load0, os.getloadavg()[0]]
+    print(json.dumps(out))
+
+
+if __name__ == "__main__" and "--worker" in sys.argv:
+    _a = argparse.ArgumentParser()
+    _a.add_argument("--worker")
+    _a.add_argument("--names")
+    _a.add_argument("--budget", type=float)
+    _args = _a.parse_args()
+    worker(_args.worker, json.loads(_args.names), _args.budget)
+    sys.exit(0)
+
+def installed_columns():
+    return [c for c in COLUMNS if importlib.util.find_spec(FRAMEWORKS[c][0]) is not None]
+
+
+def run_rounds(columns, names, rounds, budget):
+    """{column: [one worker's output per round]}, the columns' order rotated per round."""
+    runs = {c: [] for c in columns + ["floor"]}
+    order = ["floor"] + columns
+    env = dict(os.environ, NNGRAPH_CACHE_DIR=tempfile.mkdtemp(prefix="nngraph-bench-cache-"))
+    for r in range(rounds):
+        k = r % len(order)
+        for column in order[k:] + order[:k]:
+            print(f"... round {r + 1}/{rounds}: {column} (load {os.getloadavg()[0]:.1f}, "
+                  f"{time.strftime('%H:%M:%S')})", file=sys.stderr, flush=True)
+            p = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", column,
+                                "--names", json.dumps(names), "--budget", str(budget)],
+                               capture_output=True, text=True, env=env)
+            lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+            if p.returncode or not lines:
+                tail = (p.stderr or p.stdout).strip().splitlines()[-1:] or ["no output"]
+                runs[column].append({"results": {n: f"error: process failed: {tail[0][:80]}" for n in names},
+                                     "notes": {}, "load": list(os.getloadavg()[:1]) * 2})
             else:
-                ref = None
-            if ref is not None:
-                err = max([max_rel_diff(out, ref())] + [max_rel_diff(f(), ref()) for _ in range(2)])
-                checks.append((w.name, ref_name, err))
-            row["PyTensor"] = timeit(f)
-            if getattr(w, "pytensor_note", None):
-                row["notes"] = {"PyTensor": w.pytensor_note}
-        except Exception as e:
-            row["PyTensor"] = f"error: {type(e).__name__}: {str(e)[:60]}"
-    results.append((w.name, row))
-
-
-def fmt(v):
-    if isinstance(v, str):
-        return v
-    return f"{v * 1e6:,.0f}"
+                runs[column].append(json.loads(lines[-1]))
+    return runs
 
 
 def main(argv=None):
-    global QUICK
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="few calls per measurement (smoke test)")
+    ap.add_argument("--quick", action="store_true", help="one round, a fraction of a second per workload")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     ap.add_argument("--only", default="", help="comma-separated substrings of workload names")
     args = ap.parse_args(argv)
-    QUICK = args.quick
-    os.environ["NNGRAPH_CACHE_DIR"] = tempfile.mkdtemp(prefix="nngraph-bench-cache-")
-    workloads = [MLP((784, 512, 256, 10), 128), MLP((784, 512, 256, 10), 128, train=False), CNN(),
-                 MLP((64, 128, 10), 32), Elementwise(), SoftmaxCE()]
+    names = [w.name for w in W.all_workloads()]
     if args.only:
         keys = [k.strip().lower() for k in args.only.split(",")]
-        workloads = [w for w in workloads if any(k in w.name.lower() for k in keys)]
-    results, compiles, checks = [], [], []
-    for w in workloads:
-        print(f"... {w.name}", file=sys.stderr, flush=True)
-        bench(w, results, compiles, checks)
-    cols = ["nngraph cpu", "NumPy", "torch eager", "torch.compile", "JAX jit", "PyTensor"]
-    print(f"\nmedian microseconds per call ({os.cpu_count()} cores; lower is better)\n")
-    print("| workload | " + " | ".join(cols) + " |")
-    print("|---" * (len(cols) + 1) + "|")
-    footnotes = []
-    for name, row in results:
-        cells = []
-        for c in cols:
-            cell = fmt(row[c]) if c in row else "—"
-            note = row.get("notes", {}).get(c)
-            if note:
-                footnotes.append(note)
-                cell += f" [{len(footnotes)}]"
-            cells.append(cell)
-        print(f"| {name} | " + " | ".join(cells) + " |")
-    for i, note in enumerate(footnotes, 1):
-        print(f"\n[{i}] {note}")
-    bw = copy_bandwidth()
-    for w in workloads:
-        if isinstance(w, Elementwise):
-            floor = w.bytes / bw
-            got = dict(results).get(w.name, {}).get("nngraph cpu")
-            ratio = f", nngraph at {got / floor:.2f}x the floor" if isinstance(got, float) else ""
-            print(f"\nelementwise memory floor: {w.bytes / 1e6:.0f} MB / {bw / 1e9:.1f} GB/s copy bandwidth = "
-                  f"{floor * 1e6:,.0f} us{ratio}")
-    print("\ncompile times")
-    for name, what, v in compiles:
-        print(f"  {name}: {what}: {v}")
-    if checks:
-        print("\nPyTensor against a reference from the same parameters, first three calls "
-              "(largest difference relative to the reference's largest magnitude)")
-        for name, ref_name, err in checks:
-            print(f"  {name}: vs {ref_name}: {err:.1e} ({'ok' if err <= 1e-4 else 'DIFFERS'})")
-    missing = [n for n, m in (("JAX", jax), ("PyTorch", torch), ("PyTensor", pytensor)) if m is None]
-    if missing:
-        print(f"\nnot installed (not measured): {', '.join(missing)}")
-    if pytensor is not None:
-        blas = pytensor.config.blas__ldflags
-        print(f"\nPyTensor {pytensor.__version__}: mode FAST_RUN (C VM linker, {pytensor.config.cxx}), "
-              f"floatX {pytensor.config.floatX}, "
-              + (f"BLAS {blas}" if blas else "no BLAS linked: its matrix products call NumPy's dot")
-              + f"; its compile times include C compilation only for modules not already in "
-              f"{pytensor.config.compiledir}")
+        names = [n for n in names if any(k in n.lower() for k in keys)]
+    columns = installed_columns()
+    rounds, budget = (1, 0.2) if args.quick else (max(1, args.rounds), 1.0)
+    runs = run_rounds(columns, names, rounds, budget)
+    print_report(cpu_model(), columns, names, runs, missing=[c for c in COLUMNS if c not in columns])
 
 
 if __name__ == "__main__":

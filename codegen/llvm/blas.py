@@ -1,23 +1,25 @@
 """The BLAS the generated code calls: scipy's OpenBLAS (sgemm/dgemm, Fortran
 convention), with the core type and thread count nngraph wants.
 
-Core type. An environment that pins OPENBLAS_CORETYPE to an AVX2 type (this
-project's machine pins Haswell) runs sgemm at about half the speed of the AVX-512
-kernels on an AVX-512 CPU (128x784 @ 784x512 on one thread: 950 us vs 510 us; MLP
-784-512-256-10 SGD step 1.89 ms vs 1.22 ms). nngraph targets the host CPU's
-features for its own kernels; its BLAS follows:
+Core type. OpenBLAS picks its kernels for the CPU it finds, unless
+OPENBLAS_CORETYPE names a type; a type pinned for an older CPU (an AVX2 type such as
+Haswell on an AVX-512 CPU) runs sgemm at about half the speed (128x784 @ 784x512 on
+one thread: 950 us vs 510 us; MLP 784-512-256-10 SGD step 1.89 ms vs 1.22 ms).
+A user's explicit OPENBLAS_CORETYPE is respected unless they opt in:
 
-    NNGRAPH_BLAS_CORETYPE unset    SkylakeX when OPENBLAS_CORETYPE names a pre-AVX-512
-                                   type and the CPU has AVX-512; else OpenBLAS's choice
+    NNGRAPH_BLAS_CORETYPE unset    the environment's OPENBLAS_CORETYPE as it is
+    (or =inherit)                  (none: OpenBLAS's own choice for this CPU)
+    NNGRAPH_BLAS_CORETYPE=host     the type for this host's vector width, over any
+                                   pin: SkylakeX with AVX-512, else Zen (AMD) or
+                                   Haswell (Intel) with AVX2 (host_core_type)
     NNGRAPH_BLAS_CORETYPE=<name>   that core type (an AVX-512 one only on such a CPU)
-    NNGRAPH_BLAS_CORETYPE=inherit  the environment's OPENBLAS_CORETYPE as it is
 
 OpenBLAS reads the variable once, when the library is loaded. If scipy already
 loaded it (a user who imported scipy or scikit-learn first), nngraph loads its own
 instance from a verified copy of the library in the cache directory, so the choice
 holds whatever the import order; NumPy's and scipy's instances are never touched.
 
-Threads: NNGRAPH_BLAS_THREADS (default one per core; see set_threads).
+Threads: NNGRAPH_BLAS_THREADS (default one per physical core, codegen/tuning.py).
 """
 from __future__ import annotations
 
@@ -29,7 +31,6 @@ import os
 import shutil
 import tempfile
 
-AVX512 = ("avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd")
 AVX512_TYPES = ("skylakex", "cooperlake", "sapphirerapids")
 GEMMS = ("sgemm", "dgemm")
 
@@ -66,31 +67,42 @@ def _threads_local(lib) -> int:
 
 
 def configured_threads() -> int:
-    """NNGRAPH_BLAS_THREADS, default one per core."""
-    raw = os.environ.get("NNGRAPH_BLAS_THREADS", "")
-    try:
-        n = int(raw) if raw.strip() else (os.cpu_count() or 1)
-    except ValueError:
-        raise ValueError(f"NNGRAPH_BLAS_THREADS must be a positive integer, got {raw!r}") from None
-    return max(1, n)
+    """NNGRAPH_BLAS_THREADS, default one per physical core (codegen/tuning.py)."""
+    from codegen.host import host_facts
+    from codegen.tuning import blas_threads
+    return blas_threads(host_facts(), os.environ)
+
+
+def host_core_type(vector_bits: int, vendor: str) -> str:
+    """The OpenBLAS core type for a host with `vector_bits`-wide vectors from `vendor`
+    ("" below AVX2: OpenBLAS's own detection)."""
+    if vector_bits >= 512:
+        return "SkylakeX"
+    if vector_bits >= 256:
+        return "Zen" if vendor == "AuthenticAMD" else "Haswell"
+    return ""
 
 
 def core_type_choice() -> str:
     """The core type to load with, or "" to leave the environment's."""
     want = os.environ.get("NNGRAPH_BLAS_CORETYPE", "")
-    if want.lower() == "inherit":
+    if not want or want.lower() == "inherit":
         return ""
     has512 = host_has_avx512()
-    if not want:
-        pinned = os.environ.get("OPENBLAS_CORETYPE", "")
-        return "SkylakeX" if pinned and pinned.lower() not in AVX512_TYPES and has512 else ""
+    if want.lower() == "host":
+        from codegen.host import host_facts
+        return host_core_type(512 if has512 else min(256, host_facts().vector_bits), host_vendor())
     return want if has512 or want.lower() not in AVX512_TYPES else ""
 
 
 def host_has_avx512() -> bool:
-    import llvmlite.binding as llvm
-    feats = llvm.get_host_cpu_features()
-    return all(feats.get(f, False) for f in AVX512)
+    from codegen.host import host_facts
+    return host_facts().vector_bits >= 512
+
+
+def host_vendor() -> str:
+    from codegen.host import host_facts
+    return host_facts().vendor
 
 
 def loaded_openblas_path() -> str:
@@ -153,8 +165,8 @@ def _verified_copy(src: str) -> str:
 
 
 def set_threads(setter) -> None:
-    """Thread count of the BLAS instance nngraph calls. Default: one thread per core,
-    measured best on a quiet machine (MLP 784-512-256-10 inference b128: 0.74 ms with
+    """Thread count of the BLAS instance nngraph calls. Default: one thread per
+    physical core (MLP 784-512-256-10 inference b128 on 2 cores: 0.74 ms with
     OpenBLAS's own two threads, 1.41 ms on one thread, 0.90 ms split by our code
     across two threads). On a machine whose cores are busy with other work,
     OpenBLAS's spinning workers can cost 10x; NNGRAPH_BLAS_THREADS=1 is the remedy."""

@@ -4,20 +4,22 @@ A kernel `out[c] = sum_n x[n, c]` (a bias gradient, a batch-norm mean) has the
 column c as its outer axis and the row n as its reduced inner axis; emitted as
 written, its inner loop walks x with a stride of a whole row and cannot vectorise
 (MLP 784-512-256-10 step: the 512-column bias gradient took 70 us of 1.9 ms).
-Here the loops are interchanged: a tile of TILE columns keeps its accumulators in
-a small stack array, the row loop is outside, and the innermost loop runs over
-contiguous columns, so LLVM widens it. Each column still adds its rows in order.
+Here the loops are interchanged: a tile of TILE columns (8 vectors' worth, from
+codegen/tuning.py) keeps its accumulators in a small stack array, the row loop is
+outside, and the innermost loop runs over contiguous columns, so LLVM widens it. Each column still adds its rows in order.
 """
 from __future__ import annotations
 
 import llvmlite.ir as ir
+
+from codegen.tuning import tuning
 
 from . import scalar
 from .blocked_sum import COLUMN_SUM_BLOCK, is_float_sum
 from .irtypes import F64, i64, value_type
 from .stage import accumulate, emit_body, emit_stage, emit_stores
 
-TILE = 64
+TILE = tuning().column_tile     # 8 vectors of accumulators (codegen/tuning.py)
 KINDS = ("sum", "max", "min")
 
 

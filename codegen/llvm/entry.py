@@ -22,6 +22,8 @@ import re
 
 import llvmlite.ir as ir
 
+from codegen.host import host_facts
+from codegen.tuning import loop_threads, tuning
 from nngraph.types import Dim, is_float
 from passes.collective import AllReduceKernel
 from passes.program import LoopKernel, MatmulKernel, symbols as program_symbols
@@ -38,16 +40,8 @@ ENTRY = "nngraph_entry"
 
 
 def _thread_count() -> int:
-    env = os.environ.get("NNGRAPH_NUM_THREADS", "")
-    if env.strip():
-        try:
-            return max(1, min(256, int(env)))
-        except ValueError:
-            raise ValueError(f"NNGRAPH_NUM_THREADS must be a positive integer, got {env!r}") from None
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    """NNGRAPH_NUM_THREADS, default the CPUs this process may run on (codegen/tuning.py)."""
+    return loop_threads(host_facts(), os.environ)
 
 
 def _struct_bytes(t) -> int:
@@ -55,19 +49,16 @@ def _struct_bytes(t) -> int:
     return t.get_abi_size(target.target_data())
 
 
-# iterations x body instructions above which a loop kernel is cut across threads.
-# Starting and joining a thread costs ~30 us (more when the other core is busy), and
-# vectorised loop code runs ~80k of these units per us, so splits below ~100 us of
-# work lost time (CNN b64, one kernel each: relu-mask 23 -> 55 us, bias sum 16 -> 46 us,
-# pooling 15 -> 46 us when split at the former 1 << 19)
-THREAD_WORK = 1 << 23
+# Thresholds derived from the host (codegen/tuning.py: thread start cost, clock,
+# vector width), module attributes so tests can lower them. They are part of the
+# IR text, so of the cache key too.
+# iterations x body instructions above which a loop kernel is cut across threads
+THREAD_WORK = tuning().loop_split_work
 # multiply-adds above which a GEMM is split into single-threaded BLAS calls, one per
-# thread. High on purpose: a split halves each call's panel reuse, and when the
-# cores are shared the second thread may wait a scheduler slice (measured: MLP
-# 784-512-256-10 inference b128 at 1.4 ms on one thread, 1.7-8 ms split, load ~4).
-GEMM_WORK = 1 << 27
-# threads a big loop kernel or GEMM is cut across: the CPUs this process may run on
-# (NNGRAPH_NUM_THREADS overrides); part of the IR text, so of the cache key too
+# thread (high: a split halves each call's panel reuse, and when the cores are shared
+# the second thread may wait a scheduler slice)
+GEMM_WORK = tuning().gemm_split_work
+# threads a big loop kernel or GEMM is cut across (NNGRAPH_NUM_THREADS overrides)
 N_THREADS = _thread_count()
 
 _LOOP_FN = ir.FunctionType(VOID, [ir.PointerType(I8P), ir.PointerType(I64), I64, I64, I8P])

@@ -72,9 +72,11 @@ class FloatMath:
         b, s = self.b, self.s
         xc = call_intrinsic(b, "minnum", call_intrinsic(b, "maxnum", x, self.c(s.exp_lo)), self.c(s.exp_hi))
         nf = call_intrinsic(b, "rint", b.fmul(xc, self.c(1 / math.log(2))))
-        r = b.fsub(b.fsub(xc, b.fmul(nf, self.c(s.ln2_hi))), b.fmul(nf, self.c(s.ln2_lo)))
+        # r = x - n ln2 in two steps (n * ln2_hi is exact), each one FMA
+        r = b.fsub(xc, b.fmul(nf, self.c(s.ln2_hi), flags=CONTRACT), flags=CONTRACT)
+        r = b.fsub(r, b.fmul(nf, self.c(s.ln2_lo), flags=CONTRACT), flags=CONTRACT)
         coefs = [1.0 / math.factorial(k) for k in range(2, s.taylor + 1)]
-        p = b.fadd(r, b.fmul(b.fmul(r, r), self.poly(r, coefs)))      # expm1(r)
+        p = b.fadd(r, b.fmul(b.fmul(r, r), self.poly(r, coefs), flags=CONTRACT), flags=CONTRACT)  # expm1(r)
         return b.fptosi(nf, self.s.ity), nf, p
 
     def _scale(self, n, y):
@@ -98,7 +100,7 @@ class FloatMath:
         hi = self.ic(s.bias)
         nc = b.select(b.icmp_signed("<", n, lo), lo, b.select(b.icmp_signed(">", n, hi), hi, n))
         t = self.pow2i(nc)
-        y = b.fadd(b.fmul(t, p), b.fsub(t, self.c(1.0)))
+        y = b.fadd(b.fmul(t, p, flags=CONTRACT), b.fsub(t, self.c(1.0)), flags=CONTRACT)
         if may_be_big:
             big = self._scale(n, b.fadd(p, self.c(1.0)))
             y = b.select(b.fcmp_ordered(">", x, self.c(s.expm1_big)), big, y)

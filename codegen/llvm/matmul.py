@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import llvmlite.ir as ir
 
+from codegen.tuning import tuning
 from nngraph.types import is_float
 from passes.program import MatmulKernel
 
@@ -21,10 +22,11 @@ from . import blas
 from .irtypes import F32, F64, I8, I8P, I32, I64, VOID, i64, value_type
 from .loops import FnBuilder
 
-# multiply-adds of one BLAS call below which it runs on one BLAS thread (CNN b64
-# step: 3.7 ms with two-thread calls everywhere, 2.1 ms with one thread for all; the
-# MLP 784-512-256-10 step's 17M-51M products gain from two)
-BLAS_THREAD_WORK = 1 << 22
+# multiply-adds of one BLAS call below which it runs on one BLAS thread, derived from
+# the host (codegen/tuning.py). Why: waking BLAS threads for small calls cost more
+# than they saved (CNN b64 step: 3.7 ms with two-thread calls everywhere, 2.1 ms with
+# one thread for all); the MLP 784-512-256-10 step's 17M-51M products gain from two.
+BLAS_THREAD_WORK = tuning().blas_thread_work
 
 
 def _is_one(s) -> bool:

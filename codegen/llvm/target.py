@@ -35,6 +35,25 @@ def _init() -> None:
     _register_symbols()
 
 
+def prefer_width_features(bits: int) -> str:
+    """LLVM tuning features that make the loop vectoriser use `bits`-wide vectors
+    (LLVM's tuning for AVX-512 Intel CPUs otherwise prefers 256)."""
+    if bits >= 512:
+        return "-prefer-128-bit,-prefer-256-bit"
+    return "-prefer-128-bit,+prefer-256-bit" if bits == 256 else "+prefer-128-bit"
+
+
+@functools.lru_cache(maxsize=None)
+def features() -> str:
+    """The host CPU's features, NNGRAPH_CPU_FEATURES's changes (codegen/host.py) and
+    the vector width chosen by codegen/tuning.py."""
+    from codegen.host import feature_overrides
+    from codegen.tuning import tuning
+    _init()
+    return ",".join([llvm.get_host_cpu_features().flatten()] + feature_overrides()
+                    + [prefer_width_features(tuning().vector_bits)])
+
+
 @functools.lru_cache(maxsize=None)
 def target_machine():
     """The process's TargetMachine for optimising and emitting code."""
@@ -44,16 +63,14 @@ def target_machine():
 def _new_target_machine():
     _init()
     target = llvm.Target.from_triple(llvm.get_process_triple())
-    return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
-                                        features=llvm.get_host_cpu_features().flatten(),
+    return target.create_target_machine(cpu=llvm.get_host_cpu_name(), features=features(),
                                         opt=3, reloc="default", codemodel="jitdefault", jit=True)
 
 
 def target_id() -> str:
     """What object code depends on besides the IR: triple, CPU, features, llvmlite."""
     _init()
-    return "|".join([llvm.get_process_triple(), llvm.get_host_cpu_name(),
-                     llvm.get_host_cpu_features().flatten(), llvmlite.__version__,
+    return "|".join([llvm.get_process_triple(), llvm.get_host_cpu_name(), features(), llvmlite.__version__,
                      ".".join(map(str, llvm.llvm_version_info))] + list(LLVM_OPTIONS))
 
 

@@ -1,6 +1,6 @@
 """Which OpenBLAS core type nngraph's BLAS is loaded with (codegen/llvm/blas.py):
-SkylakeX over an environment's AVX2 pin on an AVX-512 CPU, the user's choice
-otherwise, never an AVX-512 type on a CPU without AVX-512; and the choice holds when
+the user's OPENBLAS_CORETYPE unless NNGRAPH_BLAS_CORETYPE opts in to another (=host:
+the type for the host's vector width), never an AVX-512 type on a CPU without AVX-512; and the choice holds when
 scipy loaded its OpenBLAS first (nngraph then loads its own verified copy)."""
 import os
 import subprocess
@@ -20,13 +20,17 @@ def chooser(monkeypatch):
         for k, v in env.items():
             monkeypatch.setenv(k, v)
         monkeypatch.setattr(blas, "host_has_avx512", lambda: avx512)
+        monkeypatch.setattr(blas, "host_vendor", lambda: "GenuineIntel")
         return blas.core_type_choice()
     return make
 
 
 @pytest.mark.parametrize("env, avx512, want", [
-    ({"OPENBLAS_CORETYPE": "Haswell"}, True, "SkylakeX"),
+    ({"OPENBLAS_CORETYPE": "Haswell"}, True, ""),      # the user's pin is respected
     ({"OPENBLAS_CORETYPE": "Haswell"}, False, ""),
+    ({"OPENBLAS_CORETYPE": "Haswell", "NNGRAPH_BLAS_CORETYPE": "host"}, True, "SkylakeX"),  # opted in
+    ({"OPENBLAS_CORETYPE": "SkylakeX", "NNGRAPH_BLAS_CORETYPE": "host"}, False, "Haswell"),
+    ({"NNGRAPH_BLAS_CORETYPE": "HOST"}, True, "SkylakeX"),
     ({"OPENBLAS_CORETYPE": "SkylakeX"}, True, ""),
     ({}, True, ""),                                     # OpenBLAS detects the CPU itself
     ({"OPENBLAS_CORETYPE": "Haswell", "NNGRAPH_BLAS_CORETYPE": "inherit"}, True, ""),
@@ -36,6 +40,13 @@ def chooser(monkeypatch):
 ])
 def test_core_type_choice(chooser, env, avx512, want):
     assert chooser(env, avx512) == want
+
+
+@pytest.mark.parametrize("bits, vendor, want", [
+    (512, "GenuineIntel", "SkylakeX"), (512, "AuthenticAMD", "SkylakeX"),
+    (256, "AuthenticAMD", "Zen"), (256, "GenuineIntel", "Haswell"), (128, "GenuineIntel", "")])
+def test_host_core_type_follows_vector_width_and_vendor(bits, vendor, want):
+    assert blas.host_core_type(bits, vendor) == want
 
 
 def test_environment_is_restored(monkeypatch):

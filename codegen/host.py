@@ -1,0 +1,262 @@
+"""Facts about the machine nngraph runs on: the one place that reads them.
+
+Every threshold the CPU backend uses (threads, BLAS threads, split sizes, tile
+sizes, vector width) is derived from these facts by codegen/tuning.py, a pure
+function, so nothing is fitted to the machine the code was written on (the CPU
+differs between runs: an AVX-512 Intel one time, an AVX2 AMD the next).
+
+Static facts come from the operating system and LLVM: the CPUs this process may
+run on (sched_getaffinity) and how many distinct cores they are (sysfs topology),
+the vector extensions (llvmlite's host features, less any NNGRAPH_CPU_FEATURES
+turns off), cache sizes (sysfs cache index*), the clock (cpufreq's maximum, else
+/proc/cpuinfo's "cpu MHz").
+
+One fact is measured: what starting and joining a thread costs here (the price
+the generated code pays to split a kernel). It is measured once per host and kept
+in the cache directory as JSON (host-<hash of the static facts>.json, written to a
+temporary file and renamed; read only from a directory and file only this user can
+write), so every process on the host derives the same thresholds and hence the
+same IR text and cache keys.
+"""
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import tempfile
+import time
+
+# used only when the OS says nothing: the clock of a machine whose frequency cannot
+# be read (no cpufreq, no "cpu MHz"), and the caches of one without sysfs cache info
+UNKNOWN_GHZ = 2.0
+UNKNOWN_CACHE = {"l1d": 32 << 10, "l2": 256 << 10, "l3": 8 << 20}
+AVX512 = ("avx512f", "avx512bw", "avx512dq", "avx512vl")
+# the thread start cost recorded where no thread can be started (a sandbox): so high
+# that no kernel is ever split (the generated code would run every range inline anyway)
+NO_THREADS_NS = 1e12
+
+
+@dataclasses.dataclass(frozen=True)
+class HostFacts:
+    """What the derivations may depend on. `vector_bits`: the widest float vectors
+    the CPU has (512 with AVX-512 F/BW/DQ/VL, 256 with AVX2+FMA, else 128);
+    caches in bytes, per core for l1d and l2; `thread_start_ns`: starting plus
+    joining one thread, measured."""
+    cpu_model: str
+    vendor: str
+    logical_cpus: int
+    physical_cores: int
+    vector_bits: int
+    ghz: float
+    l1d: int
+    l2: int
+    l3: int
+    thread_start_ns: float
+
+    def lanes(self, bits: int | None = None, itemsize: int = 4) -> int:
+        """Elements of `itemsize` bytes in one vector of `bits` (default the widest)."""
+        return max(1, (bits or self.vector_bits) // (8 * itemsize))
+
+
+def vector_bits_of(features: dict) -> int:
+    """The widest float vectors in a feature set (llvmlite's host features)."""
+    if all(features.get(f, False) for f in AVX512):
+        return 512
+    if features.get("avx2", False) and features.get("fma", False):
+        return 256
+    return 128
+
+
+def feature_overrides(env=None) -> list:
+    """NNGRAPH_CPU_FEATURES: LLVM feature changes such as "-avx512f" (generate and
+    tune for this CPU without AVX-512, as on an AVX2 machine), comma-separated."""
+    raw = (os.environ if env is None else env).get("NNGRAPH_CPU_FEATURES", "")
+    items = [x.strip() for x in raw.split(",") if x.strip()]
+    for x in items:
+        if x[0] not in "+-" or not x[1:].replace("-", "").replace(".", "").replace("_", "").isalnum():
+            raise ValueError(f"NNGRAPH_CPU_FEATURES must be a comma-separated list of +feature or "
+                             f"-feature (LLVM names, e.g. -avx512f), got {raw!r}")
+    return items
+
+
+# turning off a vector extension turns off the wider ones built on it (as in LLVM)
+DEPENDENTS = {"avx": ("avx2", "fma", "avx512"), "avx2": ("avx512",), "avx512f": ("avx512",)}
+
+
+def cpu_features(host: dict, overrides) -> dict:
+    """The host's LLVM features with the overrides applied (-avx512f also turns off
+    every avx512* extension, -avx2 those and -avx also avx2 and fma)."""
+    out = dict(host)
+    for x in overrides:
+        on, name = x[0] == "+", x[1:]
+        out[name] = on
+        if not on:
+            out.update({k: False for k in out if k.startswith(DEPENDENTS.get(name, ()))})
+    return out
+
+
+def _cpuinfo() -> dict:
+    out = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break                      # the first CPU's block is enough
+                k, _, v = line.partition(":")
+                out.setdefault(k.strip(), v.strip())
+    except OSError:
+        pass
+    return out
+
+
+def _allowed_cpus() -> list:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _physical_cores(cpus) -> int:
+    """Distinct (package, core) pairs among `cpus` (SMT siblings count once)."""
+    cores = set()
+    for c in cpus:
+        base = f"/sys/devices/system/cpu/cpu{c}/topology/"
+        pkg, core = _read(base + "physical_package_id"), _read(base + "core_id")
+        cores.add((pkg, core) if core else ("cpu", c))
+    return max(1, len(cores))
+
+
+def parse_size(text: str) -> int:
+    """Bytes of a sysfs cache size such as "48K", "2048K", "32M"."""
+    text = text.strip().upper()
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    digits = text[:-1] if text[-1:] in "KMG" else text
+    return int(digits) * mult if digits.isdigit() else 0
+
+
+def _caches() -> dict:
+    out = dict(UNKNOWN_CACHE)
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        entries = sorted(e for e in os.listdir(base) if e.startswith("index"))
+    except OSError:
+        return out
+    for e in entries:
+        level, kind = _read(f"{base}/{e}/level"), _read(f"{base}/{e}/type")
+        size = parse_size(_read(f"{base}/{e}/size"))
+        if not size or kind == "Instruction":
+            continue
+        name = {"1": "l1d", "2": "l2", "3": "l3"}.get(level)
+        if name:
+            out[name] = size
+    return out
+
+
+def _ghz(info: dict) -> float:
+    khz = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    if khz.isdigit() and int(khz) > 0:
+        return int(khz) / 1e6
+    try:
+        return float(info.get("cpu MHz", "")) / 1e3 or UNKNOWN_GHZ
+    except ValueError:
+        return UNKNOWN_GHZ
+
+
+def static_facts() -> dict:
+    """Everything but the measurement, as a dict of HostFacts fields."""
+    import llvmlite.binding as llvm
+    llvm.initialize_native_target()
+    info = _cpuinfo()
+    cpus = _allowed_cpus()
+    caches = _caches()
+    return {"cpu_model": info.get("model name", "unknown CPU"), "vendor": info.get("vendor_id", ""),
+            "logical_cpus": max(1, len(cpus)), "physical_cores": _physical_cores(cpus),
+            "vector_bits": vector_bits_of(cpu_features(llvm.get_host_cpu_features(), feature_overrides())),
+            "ghz": round(_ghz(info), 3),
+            "l1d": caches["l1d"], "l2": caches["l2"], "l3": caches["l3"]}
+
+
+def measure_thread_start_ns(rounds: int = 5, per_round: int = 32) -> float:
+    """Nanoseconds to create and join one thread with pthread_create/pthread_join
+    (what the generated code calls): the best round's mean, so a busy moment does
+    not stick. The thread runs the C library's free(NULL), a no-op."""
+    libc = ctypes.CDLL(None)
+    create, join = libc.pthread_create, libc.pthread_join
+    create.argtypes = [ctypes.POINTER(ctypes.c_ulong), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    join.argtypes = [ctypes.c_ulong, ctypes.c_void_p]
+    start = ctypes.cast(libc.free, ctypes.c_void_p).value
+    tid = ctypes.c_ulong()
+
+    def once():
+        if create(ctypes.byref(tid), None, start, None) != 0:
+            raise OSError("pthread_create failed while measuring the thread start cost")
+        join(tid.value, None)
+    once()                                         # first-time setup is not the cost we want
+    best = float("inf")
+    for _ in range(rounds):
+        t = time.perf_counter_ns()
+        for _ in range(per_round):
+            once()
+        best = min(best, (time.perf_counter_ns() - t) / per_round)
+    return float(best)
+
+
+def _facts_path(static: dict):
+    from codegen.cache import trusted_dir
+    d = trusted_dir()
+    if d is None:
+        return None
+    tag = hashlib.sha256(json.dumps(static, sort_keys=True).encode()).hexdigest()[:16]
+    return d / f"host-{tag}.json"
+
+
+def _load_measured(path, static: dict):
+    from codegen.cache import read_trusted
+    raw = read_trusted(path) if path is not None else None
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+        ns = float(data["thread_start_ns"])
+    except (ValueError, KeyError, TypeError):
+        return None                                # damaged: measured again and rewritten
+    return ns if data.get("static") == static and ns > 0 else None
+
+
+def _store_measured(path, static: dict, ns: float) -> None:
+    if path is None:
+        return
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-host-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"static": static, "thread_start_ns": ns}, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass                                       # unwritable cache: measured again next process
+
+
+@functools.lru_cache(maxsize=None)
+def host_facts() -> HostFacts:
+    """This host's facts (static ones read, the thread start cost measured once per
+    host and kept in the cache directory)."""
+    static = static_facts()
+    path = _facts_path(static)
+    ns = _load_measured(path, static)
+    if ns is None:
+        try:
+            ns = measure_thread_start_ns()
+        except OSError:
+            ns = NO_THREADS_NS
+        _store_measured(path, static, ns)
+    return HostFacts(thread_start_ns=ns, **static)

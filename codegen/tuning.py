@@ -1,0 +1,124 @@
+"""The CPU backend's thresholds, derived from the host's facts (codegen/host.py).
+
+`derive(facts, env)` is a pure function: the same facts and environment give the
+same thresholds on any machine, so the tests check it with the facts of an AVX2
+and of an AVX-512 machine whatever CPU runs them. `tuning()` applies it to this
+host and the process's environment, once.
+
+The model. Splitting a kernel across threads pays when its work dwarfs starting
+and joining the threads; work runs at the rate the vector units take it:
+
+    loop_split_work  = LOOP_PAYOFF x thread start (ns) x body ops per ns
+                       body ops per ns = f32 lanes x GHz x VECTOR_OPS_PER_CYCLE
+    blas_thread_work = BLAS_PAYOFF x thread start (ns) x multiply-adds per ns
+                       multiply-adds per ns = f32 lanes (widest) x GHz x FMA_UNITS
+    gemm_split_work  = GEMM_SPLIT_OVER_BLAS x blas_thread_work
+
+Both rounded to a power of two, so small differences in the measured thread start
+cost give the same thresholds. The factors below are properties of the x86 cores
+(two vector ALUs and two FMA pipes since Haswell and Zen) or policy ratios (how many
+times the start cost a split must carry), not timings of one machine: the timings
+are the host's own (clock, vector width, thread start cost).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+
+from codegen.host import HostFacts, host_facts
+
+VECTOR_OPS_PER_CYCLE = 2   # vector ALU ports an x86 core issues to each cycle (Haswell/Zen on)
+FMA_UNITS = 2              # FMA pipes per core: a GEMM's multiply-adds per lane per cycle
+LOOP_PAYOFF = 8            # a split loop's work: at least this many thread start costs (a
+                           # thread that starts late on a busy core must not dominate; CNN
+                           # b64 kernels of 15-23 us took 46-55 us when split)
+BLAS_PAYOFF = 4            # a BLAS call's work per thread woken, in thread start costs
+GEMM_SPLIT_OVER_BLAS = 32  # our own row split of a GEMM halves each call's panel reuse:
+                           # it needs this many times the work that wakes a BLAS thread
+                           # (MLP inference b128: 1.4 ms on one thread, 1.7-8 ms split)
+COLUMN_TILE_VECTORS = 8    # column reductions keep 8 vectors of accumulators per tile
+MAX_THREADS = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class Tuning:
+    """Thresholds of the CPU backend. `loop_threads`: threads a big loop kernel or
+    GEMM is cut across; `blas_threads`: the BLAS's threads; `vector_bits`: the width
+    LLVM vectorises loops for; `loop_split_work`: iterations x body ops above which
+    a loop kernel is split; `blas_thread_work`: multiply-adds of one BLAS call below
+    which it runs on one BLAS thread; `gemm_split_work`: multiply-adds above which a
+    GEMM is cut into one single-threaded BLAS call per thread; `column_tile`:
+    columns per tile of a column reduction."""
+    loop_threads: int
+    blas_threads: int
+    vector_bits: int
+    loop_split_work: int
+    blas_thread_work: int
+    gemm_split_work: int
+    column_tile: int
+
+
+def pow2_round(x: float) -> int:
+    """The power of two nearest to x on a log scale, from 1 to 2**56 (the thresholds
+    are i64 constants in the generated code, some multiplied by GEMM_SPLIT_OVER_BLAS)."""
+    return 1 << min(56, max(0, round(math.log2(max(x, 1.0)))))
+
+
+def _positive_int(env, name, default, cap=None) -> int:
+    raw = env.get(name, "")
+    if not raw.strip():
+        return default
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a positive integer, got {raw!r}") from None
+    n = max(1, n)
+    return min(cap, n) if cap else n
+
+
+def vector_bits(facts: HostFacts, env) -> int:
+    """NNGRAPH_VECTOR_BITS (128, 256 or 512, at most what the CPU has), default the
+    widest the CPU has (LLVM's own default keeps 256 on AVX-512 Intel CPUs; on the
+    elementwise benchmark 512 was faster: 4.1 vs 5.2 ms on one thread)."""
+    raw = env.get("NNGRAPH_VECTOR_BITS", "").strip()
+    if not raw:
+        return facts.vector_bits
+    if raw not in ("128", "256", "512"):
+        raise ValueError(f"NNGRAPH_VECTOR_BITS must be 128, 256 or 512, got {raw!r}")
+    if int(raw) > facts.vector_bits:
+        raise ValueError(f"NNGRAPH_VECTOR_BITS={raw}: this CPU ({facts.cpu_model}) has "
+                         f"{facts.vector_bits}-bit vectors at most")
+    return int(raw)
+
+
+def loop_threads(facts: HostFacts, env) -> int:
+    """NNGRAPH_NUM_THREADS, default the CPUs this process may run on."""
+    return _positive_int(env, "NNGRAPH_NUM_THREADS", min(MAX_THREADS, facts.logical_cpus), MAX_THREADS)
+
+
+def blas_threads(facts: HostFacts, env) -> int:
+    """NNGRAPH_BLAS_THREADS, default one per physical core the process may use (a
+    GEMM kernel fills a core's FMA pipes: an SMT sibling adds nothing but contention)."""
+    return _positive_int(env, "NNGRAPH_BLAS_THREADS", facts.physical_cores)
+
+
+def derive(facts: HostFacts, env=None) -> Tuning:
+    """The thresholds for a host with `facts` and environment `env` (a mapping)."""
+    env = {} if env is None else env
+    bits = vector_bits(facts, env)
+    ops_per_ns = facts.lanes(bits) * facts.ghz * VECTOR_OPS_PER_CYCLE
+    macs_per_ns = facts.lanes() * facts.ghz * FMA_UNITS
+    blas_work = pow2_round(BLAS_PAYOFF * facts.thread_start_ns * macs_per_ns)
+    return Tuning(loop_threads=loop_threads(facts, env), blas_threads=blas_threads(facts, env),
+                  vector_bits=bits,
+                  loop_split_work=pow2_round(LOOP_PAYOFF * facts.thread_start_ns * ops_per_ns),
+                  blas_thread_work=blas_work, gemm_split_work=blas_work * GEMM_SPLIT_OVER_BLAS,
+                  column_tile=COLUMN_TILE_VECTORS * facts.lanes(bits))
+
+
+@functools.lru_cache(maxsize=None)
+def tuning() -> Tuning:
+    """This host's thresholds under this process's environment (read once)."""
+    return derive(host_facts(), os.environ)

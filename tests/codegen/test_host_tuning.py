@@ -1,0 +1,182 @@
+"""Thresholds derived from host facts (codegen/tuning.py) and how the facts are read
+and kept (codegen/host.py). Every derivation is checked with the facts of a made-up
+AVX2 and AVX-512 machine, so nothing here depends on the CPU that runs it."""
+import json
+import os
+
+import pytest
+
+from codegen import host, tuning
+from codegen.host import HostFacts
+from codegen.llvm.target import prefer_width_features
+
+ZEN3 = HostFacts(cpu_model="AMD EPYC 7B13", vendor="AuthenticAMD", logical_cpus=2, physical_cores=2,
+                 vector_bits=256, ghz=2.45, l1d=32 << 10, l2=512 << 10, l3=32 << 20, thread_start_ns=20000.0)
+SPR = HostFacts(cpu_model="Intel(R) Xeon(R) Processor", vendor="GenuineIntel", logical_cpus=2, physical_cores=2,
+                vector_bits=512, ghz=2.6, l1d=48 << 10, l2=2 << 20, l3=480 << 20, thread_start_ns=9000.0)
+SMT16 = HostFacts(cpu_model="big", vendor="GenuineIntel", logical_cpus=16, physical_cores=8,
+                  vector_bits=256, ghz=3.0, l1d=48 << 10, l2=1 << 20, l3=30 << 20, thread_start_ns=15000.0)
+
+
+def test_avx512_host():
+    t = tuning.derive(SPR)
+    assert t.vector_bits == 512 and t.column_tile == 128
+    # 8 x 9000 ns x (16 lanes x 2.6 GHz x 2) = 6.0M -> 2**23; 4 x 9000 x 83.2 = 3.0M -> 2**22
+    assert t.loop_split_work == 1 << 23
+    assert t.blas_thread_work == 1 << 22
+    assert t.gemm_split_work == 1 << 27
+    assert (t.loop_threads, t.blas_threads) == (2, 2)
+
+
+def test_avx2_host():
+    t = tuning.derive(ZEN3)
+    assert t.vector_bits == 256 and t.column_tile == 64
+    # 8 x 20000 ns x (8 lanes x 2.45 GHz x 2) = 6.3M -> 2**23; 4 x 20000 x 39.2 = 3.1M -> 2**22
+    assert t.loop_split_work == 1 << 23
+    assert t.blas_thread_work == 1 << 22
+
+
+def test_thresholds_follow_the_thread_start_cost_and_the_vector_width():
+    slow = tuning.derive(HostFacts(**{**SPR.__dict__, "thread_start_ns": 4 * SPR.thread_start_ns}))
+    assert slow.loop_split_work == 4 * tuning.derive(SPR).loop_split_work
+    narrow = tuning.derive(SPR, {"NNGRAPH_VECTOR_BITS": "256"})
+    assert narrow.vector_bits == 256 and narrow.column_tile == 64
+    assert narrow.loop_split_work == tuning.derive(SPR).loop_split_work // 2
+
+
+def test_smt_host_uses_every_cpu_for_loops_and_one_blas_thread_per_core():
+    t = tuning.derive(SMT16)
+    assert (t.loop_threads, t.blas_threads) == (16, 8)
+
+
+def test_environment_overrides():
+    t = tuning.derive(ZEN3, {"NNGRAPH_NUM_THREADS": "3", "NNGRAPH_BLAS_THREADS": "1", "NNGRAPH_VECTOR_BITS": "128"})
+    assert (t.loop_threads, t.blas_threads, t.vector_bits) == (3, 1, 128)
+    assert tuning.derive(ZEN3, {"NNGRAPH_NUM_THREADS": "100000"}).loop_threads == tuning.MAX_THREADS
+
+
+@pytest.mark.parametrize("env, match", [
+    ({"NNGRAPH_NUM_THREADS": "two"}, "NNGRAPH_NUM_THREADS must be a positive integer, got 'two'"),
+    ({"NNGRAPH_BLAS_THREADS": "x"}, "NNGRAPH_BLAS_THREADS"),
+    ({"NNGRAPH_VECTOR_BITS": "384"}, "must be 128, 256 or 512, got '384'"),
+    ({"NNGRAPH_VECTOR_BITS": "512"}, "AMD EPYC 7B13.* 256-bit vectors at most"),
+])
+def test_bad_environment_is_a_clear_error(env, match):
+    with pytest.raises(ValueError, match=match):
+        tuning.derive(ZEN3, env)
+
+
+def test_pow2_round():
+    assert [tuning.pow2_round(x) for x in (0, 1, 3, 5.9e6, 6.0e6, 1 << 20, 1e30)] == [1, 1, 4, 1 << 22, 1 << 23, 1 << 20, 1 << 56]
+
+
+@pytest.mark.parametrize("features, bits", [
+    ({"avx2": True, "fma": True, "avx512f": True, "avx512bw": True, "avx512dq": True, "avx512vl": True}, 512),
+    ({"avx2": True, "fma": True, "avx512f": True}, 256),     # AVX-512 F alone (Knights Landing): not used
+    ({"avx2": True, "fma": True}, 256),
+    ({"avx": True, "sse4.2": True}, 128),
+])
+def test_vector_width_from_features(features, bits):
+    assert host.vector_bits_of(features) == bits
+
+
+def test_prefer_width_features():
+    assert prefer_width_features(512) == "-prefer-128-bit,-prefer-256-bit"
+    assert prefer_width_features(256) == "-prefer-128-bit,+prefer-256-bit"
+    assert prefer_width_features(128) == "+prefer-128-bit"
+
+
+@pytest.mark.parametrize("text, n", [("48K", 48 << 10), ("2048K", 2 << 20), ("32M", 32 << 20), ("", 0), ("?", 0)])
+def test_parse_cache_size(text, n):
+    assert host.parse_size(text) == n
+
+
+def test_measurement_is_kept_per_host_and_damage_is_remeasured(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNGRAPH_CACHE_DIR", str(tmp_path))
+    static = {k: v for k, v in SPR.__dict__.items() if k != "thread_start_ns"}
+    path = host._facts_path(static)
+    assert path.parent == tmp_path and path.name.startswith("host-")
+    assert host._load_measured(path, static) is None
+    host._store_measured(path, static, 1234.5)
+    assert host._load_measured(path, static) == 1234.5
+    assert json.loads(path.read_text())["static"] == static
+    assert host._load_measured(path, {**static, "logical_cpus": 4}) is None      # another host's facts
+    other = host._facts_path({**static, "vector_bits": 256})
+    assert other != path                                                       # one file per host
+    path.write_text("{not json")
+    assert host._load_measured(path, static) is None
+    host._store_measured(path, static, 99.0)
+    os.chmod(path, 0o666)                                                      # others could have written it
+    with pytest.warns(RuntimeWarning, match="writable by group or others"):
+        assert host._load_measured(path, static) is None
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []
+
+
+def test_thread_start_measurement_is_positive():
+    assert host.measure_thread_start_ns(rounds=1, per_round=2) > 0
+
+
+def test_this_hosts_facts_are_consistent():
+    f = host.host_facts()
+    assert 1 <= f.physical_cores <= f.logical_cpus
+    assert f.vector_bits in (128, 256, 512) and f.ghz > 0 and f.thread_start_ns > 0
+    assert tuning.tuning() == tuning.derive(f, os.environ)
+
+
+def test_feature_overrides():
+    assert host.feature_overrides({"NNGRAPH_CPU_FEATURES": " -avx512f, +fma "}) == ["-avx512f", "+fma"]
+    with pytest.raises(ValueError, match="NNGRAPH_CPU_FEATURES must be .* got 'avx512f'"):
+        host.feature_overrides({"NNGRAPH_CPU_FEATURES": "avx512f"})
+    feats = host.cpu_features({"avx2": True, "fma": True, "avx512f": True, "avx512bw": True, "avx512dq": True,
+                               "avx512vl": True}, ["-avx512f"])
+    assert host.vector_bits_of(feats) == 256 and not feats["avx512vl"] and feats["avx2"]
+
+
+AVX2_CHECK = r"""
+import numpy as np, sys
+sys.path[:0] = ["tests", "tests/codegen"]
+from codegen.host import host_facts
+from codegen.llvm import target
+from codegen.tuning import tuning
+import test_scalar_ops as T
+assert host_facts().vector_bits <= 256 and tuning().column_tile <= 64, (host_facts(), tuning())
+assert target.features().endswith("-avx512f,-prefer-128-bit,+prefer-256-bit") or host_facts().vector_bits < 256
+for op in ("tanh", "sigmoid", "exp"):
+    x = T._inputs("float32")
+    got = T._unary(op, "float32", x)
+    want = np.asarray(T.UNARY_REFS[op](x.astype(np.float64)), dtype=np.float64)
+    err = T._ulps(got, want, "float32")
+    assert err.max() <= 4, (op, err.max())
+print("ok")
+"""
+
+
+def test_code_without_avx512_keeps_the_ulp_bounds(tmp_path):
+    """NNGRAPH_CPU_FEATURES=-avx512f: the facts, thresholds and code of a machine
+    without AVX-512 (AVX2 vectors, 256 bits), run on this one; the functions stay
+    within their ulp bounds there too."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, NNGRAPH_CPU_FEATURES="-avx512f", NNGRAPH_CACHE_DIR=str(tmp_path),
+               PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("NNGRAPH_VECTOR_BITS", None)
+    p = subprocess.run([sys.executable, "-c", AVX2_CHECK], cwd=root, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0 and p.stdout.strip().endswith("ok"), p.stderr[-2000:]
+
+
+def test_a_host_that_cannot_start_threads_never_splits(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNGRAPH_CACHE_DIR", str(tmp_path))
+
+    def refuse(*a, **k):
+        raise OSError("pthread_create failed while measuring the thread start cost")
+    monkeypatch.setattr(host, "measure_thread_start_ns", refuse)
+    host.host_facts.cache_clear()
+    try:
+        facts = host.host_facts()
+    finally:
+        host.host_facts.cache_clear()
+    assert facts.thread_start_ns == host.NO_THREADS_NS
+    t = tuning.derive(facts)
+    assert t.loop_split_work >= 1 << 45 and t.blas_thread_work >= 1 << 45     # hours of work
