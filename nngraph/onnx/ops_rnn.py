@@ -69,10 +69,15 @@ def _split(t, parts: int):
     return [mv.slice_(t, full + [(i * n, (i + 1) * n, 1)]) for i in range(parts)]
 
 
-def _initial(ctx, index: int, d: int, like, hidden: int):
-    if ctx.has(index):
-        return _pick(ctx.t(index), d)
-    return mv.broadcast_to(np.zeros((), np.dtype(like.dtype)), (like.shape[0], hidden))
+def _initial_state(ctx, d: int, like, hidden: int, n_states: int) -> tuple:
+    """(initial_h,) or (initial_h, initial_c) of direction d: inputs 5 and 6, zeros when left out."""
+    out = []
+    for index in (5, 6)[:n_states]:
+        if ctx.has(index):
+            out.append(_pick(ctx.t(index), d))
+        else:
+            out.append(mv.broadcast_to(np.zeros((), np.dtype(like.dtype)), (like.shape[0], hidden)))
+    return tuple(out)
 
 
 def _clip(ctx, v):
@@ -80,12 +85,12 @@ def _clip(ctx, v):
     return v if c is None else F.clip(v, -float(c), float(c))
 
 
-def _run(ctx, xs, dirs, hidden, layout, gates, cell):
+def _run(ctx, xs, dirs, hidden, layout, n_states, cell):
     """Unroll `cell(d, x_t, state) -> (state, h)` per direction; return Y, Y_h (and Y_c)."""
     ys, finals = [], []
     for d, kind in enumerate(dirs):
         order = range(len(xs)) if kind == "forward" else reversed(range(len(xs)))
-        state, outs = None, {}
+        state, outs = _initial_state(ctx, d, xs[0], hidden, n_states), {}
         for t in order:
             state, h = cell(d, xs[t], state)
             outs[t] = h
@@ -122,7 +127,7 @@ def _rnn(ctx):
 
     def cell(d, x, state):
         w, r, wb, rb = _weights(ctx, d, 1, hidden)
-        h = state[0] if state else _initial(ctx, 5, d, x, hidden)
+        (h,) = state
         h = acts[d][0](_clip(ctx, ew.add(_affine(x, w, wb), _affine(h, r, rb))))
         return (h,), h
     return _run(ctx, xs, dirs, hidden, layout, 1, cell)
@@ -137,7 +142,7 @@ def _gru(ctx):
     def cell(d, x, state):
         w, r, wb, rb = _weights(ctx, d, 3, hidden)
         f, g = acts[d]
-        h = state[0] if state else _initial(ctx, 5, d, x, hidden)
+        (h,) = state
         (wz, wr, wh), (rz, rr, rh) = _split(w, 3), _split(r, 3)
         (bz, br, bh), (cz, cr, ch) = (_split(wb, 3), _split(rb, 3)) if wb is not None else ([None] * 3, [None] * 3)
         z = f(_clip(ctx, ew.add(_affine(x, wz, bz), _affine(h, rz, cz))))
@@ -146,7 +151,7 @@ def _gru(ctx):
         n = g(_clip(ctx, ew.add(_affine(x, wh, bh), inner)))
         h = ew.add(ew.mul(ew.sub(1.0, z), n), ew.mul(z, h))
         return (h,), h
-    return _run(ctx, xs, dirs, hidden, layout, 3, cell)
+    return _run(ctx, xs, dirs, hidden, layout, 1, cell)
 
 
 @converter("LSTM", 7, attrs=_COMMON + ("input_forget",))
@@ -158,7 +163,7 @@ def _lstm(ctx):
     def cell(d, x, state):
         w, r, wb, rb = _weights(ctx, d, 4, hidden)
         f, g, hact = acts[d]
-        h, c = state if state else (_initial(ctx, 5, d, x, hidden), _initial(ctx, 6, d, x, hidden))
+        h, c = state
         pre = _split(ew.add(_affine(x, w, wb), _affine(h, r, rb)), 4)  # gates i, o, f, c
         peep = _split(_pick(ctx.t(7), d), 3) if ctx.has(7) else None
         i_pre, o_pre, f_pre, c_pre = pre
@@ -170,4 +175,4 @@ def _lstm(ctx):
             o_pre = ew.add(o_pre, ew.mul(peep[1], c))
         h = ew.mul(f(_clip(ctx, o_pre)), hact(c))
         return (h, c), h
-    return _run(ctx, xs, dirs, hidden, layout, 4, cell)
+    return _run(ctx, xs, dirs, hidden, layout, 2, cell)
