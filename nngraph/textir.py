@@ -132,8 +132,21 @@ def format_graph(g: Graph, locations: bool = False) -> str:
              for p in g.params()]
     gname = re.sub(r"\W", "_", g.name or "main") or "main"
     lines = _format_header(gname, args, state, locations)
+    lines += _node_lines(g, names, locations, "  ")
+    for p, v in g.updates:
+        lines.append(f"  update %{names[id(p)]} <- %{names[id(v)]}")
+    lines.append("  return" + "".join((" " if k == 0 else ", ") + f"%{names[id(o)]}"
+                                      for k, o in enumerate(g.outputs)))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _node_lines(g: Graph, names: dict, locations: bool, indent: str) -> list:
+    """One line per node of g (a scan: its line, then its body nested below it)."""
+    inputs = {id(x) for x in g.inputs}
+    lines = []
     for n in toposort(g.roots()):
-        if n.op == "placeholder" and id(n) not in seen:
+        if n.op == "placeholder" and id(n) not in inputs:
             raise ValueError(f"placeholder '{n.name}' ({n.type}, made at {n.where}) is used "
                              "but is not an input of the graph")
         if n.op == "placeholder" or isinstance(n, Parameter):
@@ -145,18 +158,31 @@ def format_graph(g: Graph, locations: bool = False) -> str:
             body = n.op
             if n.inputs:
                 body += " " + ", ".join(f"%{names[id(i)]}" for i in n.inputs)
-            if n.attrs:
-                body += " {" + ", ".join(f"{k}={_fmt_attr(v)}" for k, v in n.attrs.items()) + "}"
-        line = f"  %{names[id(n)]} = {body} : {n.type}"
-        if locations:
-            line += f"  # {n.where}"
-        lines.append(line)
-    for p, v in g.updates:
-        lines.append(f"  update %{names[id(p)]} <- %{names[id(v)]}")
-    lines.append("  return" + "".join((" " if k == 0 else ", ") + f"%{names[id(o)]}"
-                                      for k, o in enumerate(g.outputs)))
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+            attrs = {k: v for k, v in n.attrs.items() if k != "body" or n.op != "scan"}
+            if attrs:
+                body += " {" + ", ".join(f"{k}={_fmt_attr(v)}" for k, v in attrs.items()) + "}"
+        line = f"{indent}%{names[id(n)]} = {body} : {n.type}" + (" {" if n.op == "scan" else "")
+        lines.append(line + (f"  # {n.where}" if locations else ""))
+        if n.op == "scan":
+            lines += _region_lines(n.attrs["body"], locations, indent + "  ")
+            lines.append(indent + "}")
+    return lines
+
+
+def _region_lines(body, locations: bool, indent: str) -> list:
+    """A scan's body: `^(carries; xs; closed-over values):`, its nodes, `yield carries; ys`."""
+    g = body.graph
+    names = value_names(g)
+    k, nx = body.n_carry, body.n_xs
+
+    def group(items):
+        return ", ".join(items)
+    decl = [f"%{names[id(p)]}: {p.type}" for p in g.inputs]
+    lines = [f"{indent}^({group(decl[:k])}; {group(decl[k:k + nx])}; {group(decl[k + nx:])}):"]
+    lines += _node_lines(g, names, locations, indent)
+    outs = [f"%{names[id(o)]}" for o in g.outputs]
+    lines.append(f"{indent}yield {group(outs[:k])}; {group(outs[k:])}".rstrip())
+    return lines
 
 
 def _format_header(gname, args, state, locations) -> list:
@@ -522,8 +548,11 @@ def _define(env, name, node, lineno):
 def _parse_body(items, env, source, last_line):
     """The node, update and return lines up to the closing '}': (outputs, updates)."""
     outputs, updates, closed = None, [], False
-    for lineno, code, comment in items:
+    k = 0
+    while k < len(items):
+        lineno, code, comment = items[k]
         s = code.strip()
+        k += 1
         if closed:
             raise ParseError(f"line {lineno}: text after the closing '}}': {s!r}")
         if s == "}":
@@ -535,23 +564,118 @@ def _parse_body(items, env, source, last_line):
             updates.append(_parse_update(s, env, lineno, updates))
             continue
         if re.match(r"^return\b", s):
-            r = _Reader(s[len("return"):], lineno)
-            names = r.operands()
-            if not r.at_end():
-                raise ParseError(f"line {lineno}: cannot read {s!r} (expected 'return %a, %b')")
-            outputs = [_lookup(env, x, lineno) for x in names]
+            outputs = _operand_list(s[len("return"):], env, lineno, "return %a, %b")
             continue
-        mm = _NODE.match(code)
-        if not mm:
-            raise ParseError(f"line {lineno}: cannot read {s!r} (expected '%name = op %a, %b {{attrs}} : type')")
-        name, op, rest, ty = mm.groups()
-        _define(env, name, _node(op, rest, parse_type(ty, lineno), env, lineno, comment or f"{source}:{lineno}"),
-                lineno)
+        k = _statement(items, k - 1, env, source)
     if outputs is None:
         raise ParseError(f"line {last_line}: no 'return' line")
     if not closed:
         raise ParseError(f"line {last_line}: missing the closing '}}'")
     return outputs, updates
+
+
+def _operand_list(text: str, env: dict, lineno: int, expected: str) -> list:
+    r = _Reader(text, lineno)
+    names = r.operands()
+    if not r.at_end():
+        raise ParseError(f"line {lineno}: cannot read {text.strip()!r} (expected '{expected}')")
+    return [_lookup(env, x, lineno) for x in names]
+
+
+_SCAN_HEAD = re.compile(r"^\s*%(\w+)\s*=\s*scan\b(.*?)\s*:\s*\((.*)\)\s*\{\s*$")
+_REGION_HEAD = re.compile(r"^\s*\^\((.*)\)\s*:\s*$")
+_REGION_DECL = re.compile(r"\s*%(\w+)\s*:\s*(\w+\[[^\]]*\])\s*")
+
+
+def _statement(items, k: int, env: dict, source: str) -> int:
+    """Define the node (or the scan with its nested body) that starts at items[k];
+    returns the index of the item after it."""
+    lineno, code, comment = items[k]
+    where = comment or f"{source}:{lineno}"
+    ms = _SCAN_HEAD.match(code)
+    if ms:
+        end = _region_end(items, k)
+        _define(env, ms.group(1), _parse_scan(ms, items[k + 1:end], env, source, lineno, where), lineno)
+        return end + 1
+    mm = _NODE.match(code)
+    if not mm:
+        raise ParseError(f"line {lineno}: cannot read {code.strip()!r} (expected '%name = op %a, %b {{attrs}} : type')")
+    name, op, rest, ty = mm.groups()
+    _define(env, name, _node(op, rest, parse_type(ty, lineno), env, lineno, where), lineno)
+    return k + 1
+
+
+def _region_end(items, k: int) -> int:
+    """Index of the '}' that closes the region opened by items[k]."""
+    depth = 0
+    for j in range(k, len(items)):
+        code = items[j][1].strip()
+        if code == "}":
+            depth -= 1
+            if depth == 0:
+                return j
+        elif code.endswith("{"):
+            depth += 1
+    raise ParseError(f"line {items[k][0]}: the scan's body is not closed by a '}}'")
+
+
+def _parse_scan(ms, region, env, source, lineno, where) -> Tensor:
+    """`%s = scan %init.., %xs.., %closure.. {length=.., reverse=..} : (types) {` and its body."""
+    r = _Reader(ms.group(2), lineno)
+    ins = [_lookup(env, x, lineno) for x in r.operands()]
+    attrs = r.attrs() if r.peek()[1] == "{" else {}
+    if not r.at_end():
+        raise r.err("unexpected text after the scan's operands and attributes")
+    body = _parse_region(region, source, lineno)
+    try:
+        node = make("scan", ins, where=where, canonical=False, body=body, **attrs)
+    except NNGraphError as e:
+        raise ParseError(f"line {lineno}: {e}") from None
+    except (KeyError, TypeError) as e:
+        raise ParseError(f"line {lineno}: scan cannot be built from this text ({type(e).__name__}: {e})") from None
+    want = [parse_type(t, lineno) for t in re.findall(r"\w+\[[^\]]*\]", ms.group(3))]
+    if list(node.type.parts) != want:
+        raise ParseError(f"line {lineno}: scan gives {node.type}, the text says ({ms.group(3)})")
+    return node
+
+
+def _parse_region(region, source, head_line: int):
+    """A scan body: `^(carries; xs; closed-over):`, nodes, `yield carries; ys`."""
+    from .scan_body import Body
+    if len(region) < 2:
+        raise ParseError(f"line {head_line}: a scan body needs a '^(...):' line and a 'yield' line")
+    lineno, code, _ = region[0]
+    mh = _REGION_HEAD.match(code)
+    groups = mh.group(1).split(";") if mh else []
+    if len(groups) != 3:
+        raise ParseError(f"line {lineno}: expected '^(%carry: type, ..; %x: type, ..; %closed: type, ..):'")
+    env: dict = {}
+    counts, inputs = [], []
+    for grp in groups:
+        decls = [d for d in grp.split("%") if d.strip()]
+        for d in decls:
+            md = _REGION_DECL.fullmatch("%" + d.rstrip().rstrip(","))
+            if not md:
+                raise ParseError(f"line {lineno}: cannot read the declaration {('%' + d).strip()!r}")
+            t = parse_type(md.group(2), lineno)
+            ph = make("placeholder", (), name=md.group(1), where=f"{source}:{lineno}", shape=t.shape, dtype=t.dtype)
+            _define(env, md.group(1), ph, lineno)
+            inputs.append(ph)
+        counts.append(len(decls))
+    k = 1
+    while k < len(region) and not region[k][1].strip().startswith("yield"):
+        k = _statement(region, k, env, source)
+    if k < len(region) - 1:
+        raise ParseError(f"line {region[k + 1][0]}: text after the scan body's 'yield' (a missing '}}'?)")
+    last, code, _ = region[min(k, len(region) - 1)]
+    parts = code.strip()[len("yield"):].split(";") if code.strip().startswith("yield") else []
+    if len(parts) != 2:
+        raise ParseError(f"line {last}: expected 'yield %carry, ..; %y, ..' at the end of the scan body")
+    carries = _operand_list(parts[0], env, last, "yield %carry, ..; %y, ..")
+    ys = _operand_list(parts[1], env, last, "yield %carry, ..; %y, ..")
+    if len(carries) != counts[0]:
+        raise ParseError(f"line {last}: the body takes {counts[0]} carries but yields {len(carries)}")
+    return Body(Graph(inputs, carries + ys, [], "step"), counts[0], counts[1])
 
 
 def _parse_update(s, env, lineno, updates):

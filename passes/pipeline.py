@@ -6,8 +6,11 @@ with `dump_dir`, written as `NN-passname.txt` (00-input.txt is the graph as
 built); the log of what every pass did is what `fn.stats()["passes"]` shows.
 
     level 0  only what correctness needs
-    level 1  + CSE, constant folding, algebraic simplification
+    level 1  + CSE, constant folding, algebraic simplification, one loop per forward scan
+             and its gradient's twin (passes/scans.py; at level 0 both run)
     level 2  + numerical stabilisation, and a second round of everything
+
+Every pass also runs inside the bodies of loops (passes/scans.py: `in_bodies`).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from .cse import cse
 from .dce import dce, drop_stop_gradient
 from .log import Rewrites, entry
 from .rewrites import SIMPLIFY, STABILIZE
+from .scans import in_bodies, merge_scan_twins, prune_scan_outputs
 from .verify import verify
 
 
@@ -41,6 +45,8 @@ PIPELINES = {
         ("dce", dce),
     ],
     1: [
+        ("merge_scan_twins", merge_scan_twins),
+        ("prune_scan_outputs", prune_scan_outputs),
         ("dce", dce),
         ("drop_stop_gradient", drop_stop_gradient),
         ("cse", cse),
@@ -50,6 +56,8 @@ PIPELINES = {
         ("dce", dce),
     ],
     2: [
+        ("merge_scan_twins", merge_scan_twins),
+        ("prune_scan_outputs", prune_scan_outputs),
         ("dce", dce),
         ("drop_stop_gradient", drop_stop_gradient),
         ("cse", cse),
@@ -86,7 +94,7 @@ def optimize(graph: Graph, opt_level: int = 2, dump_dir=None, passes=None):
         before = len(graph.nodes())
         counts = Rewrites()
         t0 = time.perf_counter()
-        new = fn(graph, counts)
+        new = in_bodies(fn)(graph, counts)
         seconds = time.perf_counter() - t0
         verify(new, name, before=graph)
         log.append(entry(name, seconds, counts, before, len(new.nodes())))
