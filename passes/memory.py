@@ -15,11 +15,13 @@ from nngraph.types import concrete_shape, np_dtype, size_product
 
 
 def lifetimes(program) -> dict:
-    """temp buffer id -> (first, last) schedule positions."""
+    """temp buffer id -> (first, last) schedule positions. A kernel's `touches()` (an
+    all-reduce in flight: passes/collective.py) count as uses too."""
     live = {}
     temps = {b for b, buf in program.buffers.items() if buf.kind == "temp"}
     for pos, k in enumerate(program.schedule):
-        touched = {program.root(b) for b in k.reads() | k.writes()}
+        used = k.reads() | k.writes() | (k.touches() if hasattr(k, "touches") else set())
+        touched = {program.root(b) for b in used}
         for b in touched & temps:
             first, last = live.get(b, (pos, pos))
             live[b] = (min(first, pos), max(last, pos))

@@ -6,11 +6,14 @@ with `dump_dir`, written as `NN-passname.txt` (00-input.txt is the graph as
 built); the log of what every pass did is what `fn.stats()["passes"]` shows.
 
     level 0  only what correctness needs
-    level 1  + CSE, constant folding, algebraic simplification, one loop per forward scan
-             and its gradient's twin (passes/scans.py; at level 0 both run)
+    level 1  + CSE, constant folding, algebraic simplification, and in an MPI job
+             all_reduce means split into a sum and a scale that fuses into its consumers;
+             one loop per forward scan and its gradient's twin (passes/scans.py; at
+             level 0 both run)
     level 2  + numerical stabilisation, and a second round of everything
 
-Every pass also runs inside the bodies of loops (passes/scans.py: `in_bodies`).
+Every pass also runs inside the bodies of loops (passes/scans.py: `in_bodies`), first,
+unless the pass function has `outer_only = True` (a pass that handles loops itself).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from nngraph.graph import Graph
 from nngraph.textir import format_graph
 
 from . import rewrite
+from .all_reduce_means import all_reduce_means
 from .constant_folding import constant_folding
 from .cse import cse
 from .dce import dce, drop_stop_gradient
@@ -53,6 +57,7 @@ PIPELINES = {
         ("constant_folding", constant_folding),
         ("simplify", simplify),
         ("cse", cse),
+        ("all_reduce_means", all_reduce_means),
         ("dce", dce),
     ],
     2: [
@@ -68,6 +73,7 @@ PIPELINES = {
         ("simplify", simplify),
         ("constant_folding", constant_folding),
         ("cse", cse),
+        ("all_reduce_means", all_reduce_means),
         ("dce", dce),
     ],
 }
@@ -94,7 +100,7 @@ def optimize(graph: Graph, opt_level: int = 2, dump_dir=None, passes=None):
         before = len(graph.nodes())
         counts = Rewrites()
         t0 = time.perf_counter()
-        new = in_bodies(fn)(graph, counts)
+        new = (fn if getattr(fn, "outer_only", False) else in_bodies(fn))(graph, counts)
         seconds = time.perf_counter() - t0
         verify(new, name, before=graph)
         log.append(entry(name, seconds, counts, before, len(new.nodes())))

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from nngraph.errors import NumericsError
-from nngraph.distributed import allreduce_array
+from nngraph.distributed import start_allreduce_sum
 from nngraph.ops.elementwise import BINARY_REFS, UNARY_REFS
 from nngraph.ops.random import uniform_floats
 from nngraph.semantics import reduce_identity
@@ -181,7 +181,11 @@ def _bind_views(program: Program, arrays: dict, env: dict):
 
 
 def _view(program, b, arrays, env):
-    return arrays[program.root(b)].reshape(tuple(concrete_shape(program.buffers[b].shape, env)))
+    """View b's array: its root's memory from b's offset, in b's shape."""
+    shape = tuple(concrete_shape(program.buffers[b].shape, env))
+    off = program.offset(b)
+    flat = arrays[program.root(b)].reshape(-1)
+    return flat[off:off + int(np.prod(shape, dtype=np.int64))].reshape(shape)
 
 
 def run_program(program: Program, inputs, params, env: dict, check_numerics: bool = False, clock=None):
@@ -193,12 +197,15 @@ def run_program(program: Program, inputs, params, env: dict, check_numerics: boo
     for b, a in zip(program.params, params):
         arrays[b] = a
     _bind_views(program, arrays, env)
+    in_flight = {}      # request buffer -> the started all-reduce (passes/collective.py)
     for k in program.schedule:
         t0 = time.perf_counter()
         if isinstance(k, MatmulKernel):
             _run_matmul(k, arrays, env, program.buffers)
+        elif isinstance(k, AllReduceKernel) and k.step == "start":
+            in_flight[k.request] = start_allreduce_sum(arrays[k.send], arrays[k.recv])
         elif isinstance(k, AllReduceKernel):
-            arrays[k.recv][...] = allreduce_array(arrays[k.send], "sum")
+            in_flight.pop(k.request).Wait()
         else:
             _run_loop(k, arrays, env)
         if clock is not None:

@@ -25,6 +25,7 @@ import numpy as np
 
 from nngraph.textir import value_names
 from nngraph.types import concrete_shape, np_dtype
+from passes.collective import AllReduceKernel
 from passes.program import MatmulKernel
 
 from .tables import TextTable, format_rows
@@ -49,6 +50,8 @@ def _stage_ops(stage, points: int) -> int:
 
 def kernel_work(kernel, program, env) -> dict:
     """{"kind", "flops", "bytes"} of one kernel for the bound sizes `env`."""
+    if isinstance(kernel, AllReduceKernel):     # an MPI call: the packed buffer it sends
+        return {"kind": f"all_reduce {kernel.step}", "flops": 0, "bytes": _nbytes(program, kernel.send, env)}
     moved = sorted(kernel.reads() | kernel.writes())
     nbytes = sum(_nbytes(program, b, env) for b in moved)
     if isinstance(kernel, MatmulKernel):

@@ -3,8 +3,11 @@ kernel, `run(b, sizes)` for the schedule, and a `main()` that runs it on random 
 so `fn.dump("triton")` is a file a user can save and run as it is."""
 from __future__ import annotations
 
+from passes.collective import AllReduceKernel
 from passes.program import MatmulKernel
 
+from .collective import HELPER as ALL_REDUCE_HELPER
+from .collective import AllReducePrinter
 from .loop_kernel import LoopKernelPrinter
 from .matmul_kernel import MatmulPrinter
 from .index_width import HELPER as INDEX_HELPER
@@ -100,10 +103,10 @@ def generate(program, name: str = "main") -> tuple[str, dict]:
     printers = []
     for n, kern in enumerate(program.schedule):
         fname = f"k{n}_{identifier(kern.name, 'kernel')}"
-        if hasattr(kern, "describe"):   # passes/collective.py's AllReduceKernel
-            raise NotImplementedError(f"{kern.name}: all_reduce is not supported on target='gpu' yet; "
-                                      "compile data-parallel steps for target='cpu'")
-        cls = MatmulPrinter if isinstance(kern, MatmulKernel) else LoopKernelPrinter
+        if isinstance(kern, AllReduceKernel):
+            cls = AllReducePrinter
+        else:
+            cls = MatmulPrinter if isinstance(kern, MatmulKernel) else LoopKernelPrinter
         printers.append(cls(program, kern, fname, bufnames))
     kernels = [pr.kernel_source() for pr in printers]      # printing collects the helpers used
     helpers = set().union(*[pr.helpers for pr in printers]) if printers else set()
@@ -115,8 +118,11 @@ def generate(program, name: str = "main") -> tuple[str, dict]:
                      "# Python inside its kernels (a @triton.jit helper would re-patch triton.language per call)\n"
                      "if not INTERPRET:\n"
                      + "".join(f"    {n} = triton.jit({n})\n" for n in names))
+    if any(isinstance(pr, AllReducePrinter) for pr in printers):
+        parts.append(ALL_REDUCE_HELPER)
     for pr, ksrc in zip(printers, kernels):
-        parts.append(ksrc)
+        if ksrc:
+            parts.append(ksrc)
         parts.append(pr.launcher_source())
     parts.append(_tables(program, bufnames))
     parts.append(_run(program, printers))

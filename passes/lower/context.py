@@ -21,9 +21,9 @@ import networkx as nx
 from nngraph.types import TensorType
 
 from .. import fusion
-from ..program import Buffer, Stage, Store, root_buffer
+from ..program import Buffer, Stage, Store, dependency_root
 from .assemble import assemble, finish_results
-from .collective import phase_order
+from .collective import pack_all_reduces, phase_order
 from .body import Body, LoweringError
 from .emitter import Emitter
 from .registry import lowering
@@ -115,11 +115,12 @@ class LoweringContext:
                     self.store_bufs[id(n)] = [self.add_buffer(n.name or f"t_{n.op}", n.type, "temp", n)]
                 self.buf_of[id(n)] = self.store_bufs[id(n)][0]
 
-    def view(self, base: int, shape, name=None) -> int:
-        """A buffer that relabels `base`'s memory with another row-major shape."""
+    def view(self, base: int, shape, name=None, offset=None) -> int:
+        """A buffer that relabels `base`'s memory with another row-major shape; with an
+        `offset` (elements), a part of it: its elements start there (a packed slot)."""
         b = self.buffers[base]
         return self.add_buffer(name or f"{b.name}_view", TensorType(b.dtype, tuple(shape)), "view",
-                               view_of=base)
+                               view_of=base, offset=offset)
 
     def operand_buffer(self, n, dtype: str) -> int:
         """A buffer holding n's value as `dtype`: its own, or a temp filled by a copy kernel."""
@@ -138,8 +139,9 @@ class LoweringContext:
         return t
 
     def root(self, b: int) -> int:
-        """The buffer whose memory b is (b itself unless b is a view)."""
-        return root_buffer(self.buffers, b)
+        """The buffer whose writer a reader of b depends on: the buffer whose memory b is,
+        or the part of a packed buffer b is (passes/program.py's dependency_root)."""
+        return dependency_root(self.buffers, b)
 
     def cached(self, key, make):
         """make(), computed once per key for the whole lowering (shared kernels)."""
@@ -224,6 +226,7 @@ class LoweringContext:
     # ------------------------------------------------------------------ the walk
     def lower(self):
         self.make_buffers()
+        pack_all_reduces(self)
         plan = self.plan
         for n in phase_order(plan.order):
             own = lowering.rule(n.op, kind_default=False)

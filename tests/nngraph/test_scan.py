@@ -194,3 +194,12 @@ def test_compiling_a_scan_for_cpu_says_loops_are_not_lowered_yet():
     with pytest.raises(ScanNotLowered, match=r"scan \(built at test_scan.py:\d+\)"):
         ng.compile([xs, h0], [hT, ys], target="cpu")
     assert issubclass(ScanNotLowered, NotImplementedError)
+
+
+def test_check_numerics_names_the_op_inside_the_loop():
+    xs = ng.placeholder(("T", 3), "float64", name="xs")
+    h, _ = ng.scan(lambda c, x: (c + ng.log(x), None), ng.constant(np.zeros(3)), xs)
+    fn = compile([xs], h, check_numerics=True)
+    with pytest.raises(ng.NumericsError, match=r"^log made a non-finite value \(NaN\) in f64\[3\] built at "
+                                               r"test_scan.py:\d+, in a step of the loop \(scan\)"):
+        fn(np.array([[1.0, 2.0, 3.0], [-1.0, 1.0, 1.0]]))
