@@ -180,3 +180,22 @@ def _iota(em, n, ins):
     view[ax] = shape[ax]
     arr = np.broadcast_to(np.arange(shape[ax]).reshape(view), shape)
     return em.const(arr.astype(np.dtype(n.dtype)), "iota")
+
+
+@exporter("conv2d_grad_input")
+def _conv_transpose(em, n, ins):
+    """The input-gradient of conv2d is ONNX's ConvTranspose (ng.conv_transpose2d builds
+    it); the rows past the padded result come back as output_padding."""
+    a = n.attrs
+    kernel = [int(k) for k in n.inputs[1].shape[2:]]
+    natural = [(s - 1) * st + d * (k - 1) + 1 - lo - hi for s, st, d, k, (lo, hi) in
+               zip(n.inputs[0].shape[2:], a["stride"], a["dilation"], kernel, a["padding"])]
+    extra = [int(want) - nat for want, nat in zip(a["input_hw"], natural)]
+    return em.node("ConvTranspose", ins, dilations=list(a["dilation"]), group=int(a["groups"]),
+                   kernel_shape=kernel, output_padding=extra, **_window(a))
+
+
+@exporter("take")
+def _take(em, n, ins):
+    """ONNX Gather reads negative ids from the end, as take does."""
+    return em.node("Gather", ins, axis=int(n.attrs["axis"]))

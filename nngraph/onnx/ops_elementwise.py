@@ -29,8 +29,14 @@ _UNARY = {
     "Cosh": lambda x: ew.mul(ew.add(ew.exp(x), ew.exp(ew.neg(x))), 0.5),
     "Mish": lambda x: ew.mul(x, ew.tanh(ew.softplus(x))),
     "HardSwish": lambda x: ew.mul(x, F.clip(ew.add(ew.mul(x, 1.0 / 6.0), 0.5), 0.0, 1.0)),
+    # the inverse hyperbolics through log1p, so that small arguments keep their precision
+    "Asinh": lambda x: ew.mul(ew.sign(x), ew.log1p(ew.add(ew.abs(x), ew.div(ew.mul(x, x), ew.add(
+        ew.sqrt(ew.add(ew.mul(x, x), 1.0)), 1.0))))),
+    "Acosh": lambda x: ew.log1p(ew.add(ew.sub(x, 1.0), ew.sqrt(ew.mul(ew.sub(x, 1.0), ew.add(x, 1.0))))),
+    "Atanh": lambda x: ew.mul(ew.sub(ew.log1p(x), ew.log1p(ew.neg(x))), 0.5),
 }
 _UNARY_FIRST = {"Sin": 7, "Cos": 7, "Tan": 7, "Sign": 9, "Sinh": 9, "Cosh": 9, "Mish": 18, "HardSwish": 14,
+                "Asinh": 9, "Acosh": 9, "Atanh": 9,
                 "Not": 1, "Softplus": 1, "Softsign": 1}
 
 
@@ -81,6 +87,25 @@ def _hard_sigmoid(ctx):
 @converter("PRelu", 7)
 def _prelu(ctx):
     x, slope = ctx.t(0), ctx.t(1)
+    return ew.where(ew.less(x, 0.0), ew.mul(x, slope), x)
+
+
+@converter("Shrink", 9, attrs=("bias", "lambd"))
+def _shrink(ctx):
+    """x + bias below -lambd, x - bias above lambd, 0 between."""
+    x = ctx.t(0)
+    bias, lambd = float(ctx.attr("bias", 0.0)), float(ctx.attr("lambd", 0.5))
+    zero = ew.zeros_like(x)
+    return ew.where(ew.less(x, -lambd), ew.add(x, bias), ew.where(ew.greater(x, lambd), ew.sub(x, bias), zero))
+
+
+@converter("PRelu", 6, 6)
+def _prelu_6(ctx):
+    """Opset 6 gives one slope per channel (axis 1) as a 1-d [C] tensor, where 7+
+    broadcasts it as NumPy does (from the last axis)."""
+    x, slope = ctx.t(0), ctx.t(1)
+    if slope.ndim == 1 and x.ndim > 2 and slope.shape[0] == x.shape[1] != 1:
+        slope = mv.reshape(slope, (slope.shape[0],) + (1,) * (x.ndim - 2))
     return ew.where(ew.less(x, 0.0), ew.mul(x, slope), x)
 
 

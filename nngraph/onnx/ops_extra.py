@@ -1,7 +1,7 @@
 """More ONNX operators composed from nngraph primitives: CastLike, Mod, the two
 losses (NegativeLogLikelihoodLoss, SoftmaxCrossEntropyLoss), RMSNormalization,
 Trilu, CumSum, Hardmax, LpNormalization, Swish, IsInf, IsNaN, EyeLike, Floor, Ceil,
-GatherElements."""
+Round, GatherElements."""
 from __future__ import annotations
 
 import numpy as np
@@ -185,6 +185,19 @@ def _floor_conv(ctx):
 @converter("Ceil", 6)
 def _ceil_conv(ctx):
     return ew.neg(_floor(ew.neg(ctx.t(0))))
+
+
+@converter("Round", 11)
+def _round(ctx):
+    """To the nearest integer, halves to the even one (as NumPy and ONNX)."""
+    x = ctx.t(0)
+    if not is_float(x.dtype):
+        return x
+    low = _floor(x)
+    frac = ew.sub(x, low)
+    odd = ew.sub(low, ew.mul(_floor(ew.mul(low, 0.5)), 2.0))  # 1 where low is odd
+    up = ew.logical_or(ew.greater(frac, 0.5), ew.logical_and(ew.equal(frac, 0.5), ew.equal(odd, 1.0)))
+    return ew.where(up, ew.add(low, 1.0), low)
 
 
 @converter("GatherElements", 11, attrs=("axis",))

@@ -11,7 +11,7 @@ from ..ops import pool as pl
 from ..ops import reduce as rd
 from ..types import is_float
 from .registry import converter
-from .spatial import from_2d, ints, spatial_rank, to_2d, window_pads
+from .spatial import add_channel_bias, from_2d, ints, spatial_rank, to_2d, weight_kernel, window_pads
 
 _WINDOW = ("auto_pad", "kernel_shape", "pads", "strides", "dilations")
 
@@ -30,15 +30,10 @@ def _geometry(ctx, x, kernel, ceil_mode=False):
 def _conv(ctx):
     x, w = ctx.t(0), ctx.t(1)
     r = spatial_rank(ctx, x)
-    kernel = tuple(int(k) for k in w.shape[2:])
-    if ctx.attr("kernel_shape") is not None and tuple(ctx.attr("kernel_shape")) != kernel:
-        raise ctx.error(f"attribute kernel_shape={list(ctx.attr('kernel_shape'))} contradicts the weight {w.type}")
-    r, strides, dilations, pads = _geometry(ctx, x, kernel)
+    r, strides, dilations, pads = _geometry(ctx, x, weight_kernel(ctx, w))
     y = cv.conv2d(to_2d(x, r), to_2d(w, r), stride=strides, padding=tuple(pads), dilation=dilations,
                   groups=int(ctx.attr("group", 1)))
-    if ctx.has(2):
-        y = ew.add(y, mv.reshape(ctx.t(2), (1, -1, 1, 1)))
-    return from_2d(y, r)
+    return from_2d(add_channel_bias(ctx, y), r)
 
 
 def _pool_kernel(ctx, x):
@@ -63,19 +58,21 @@ def _window_slices(ctx, xp, kernel, strides, dilations, out_sizes):
         yield spec
 
 
-def _pool_by_slices(ctx, x, kernel, average: bool):
-    """Max or average over windows as an elementwise max/sum of shifted strided slices."""
+def _pool_by_slices(ctx, x, kernel, kind: str):
+    """Max, average or sum ("max", "average", "sum") over windows as an elementwise
+    max/sum of shifted strided slices."""
     strides, dilations = ints(ctx, "strides", len(kernel), 1), ints(ctx, "dilations", len(kernel), 1)
     sizes = [int(v) for v in x.shape[2:]]
     pads = window_pads(ctx, sizes, kernel, strides, dilations, bool(ctx.attr("ceil_mode", 0)))
     padded = [n + b + e for n, (b, e) in zip(sizes, pads)]
     outs = [(p - (k - 1) * d - 1) // s + 1 for p, k, s, d in zip(padded, kernel, strides, dilations)]
-    low = 0.0 if average else float(np.finfo(np.dtype(x.dtype)).min if is_float(x.dtype)
-                                      else np.iinfo(np.dtype(x.dtype)).min)
+    average = kind == "average"
+    low = 0.0 if kind != "max" else float(np.finfo(np.dtype(x.dtype)).min if is_float(x.dtype)
+                                          else np.iinfo(np.dtype(x.dtype)).min)
     xp = mv.pad(x, [(0, 0), (0, 0)] + list(pads), low)
     parts = [mv.slice_(xp, spec) for spec in _window_slices(ctx, xp, kernel, strides, dilations, outs)]
     while len(parts) > 1:  # a balanced tree: a long chain would make one very deep fused expression
-        pairs = [(ew.add if average else ew.maximum)(a, b) for a, b in zip(parts[::2], parts[1::2])]
+        pairs = [(ew.maximum if kind == "max" else ew.add)(a, b) for a, b in zip(parts[::2], parts[1::2])]
         parts = pairs + parts[len(pairs) * 2:]
     acc = parts[0]
     if not average:
@@ -103,7 +100,7 @@ def _max_pool(ctx):
     x = ctx.t(0)
     kernel = _pool_kernel(ctx, x)
     if _needs_slices(ctx, kernel):
-        return _pool_by_slices(ctx, x, kernel, average=False)
+        return _pool_by_slices(ctx, x, kernel, "max")
     r, strides, _, pads = _geometry(ctx, x, kernel, bool(ctx.attr("ceil_mode", 0)))
     k2, x2 = ((1,) + kernel if r == 1 else kernel), to_2d(x, r)
     if _fits_builtin(pads, k2):
@@ -120,7 +117,7 @@ def _avg_pool(ctx):
     x = ctx.t(0)
     kernel = _pool_kernel(ctx, x)
     if _needs_slices(ctx, kernel):
-        return _pool_by_slices(ctx, x, kernel, average=True)
+        return _pool_by_slices(ctx, x, kernel, "average")
     include = bool(ctx.attr("count_include_pad", 0))
     plain = window_pads(ctx, x.shape[2:], kernel, ints(ctx, "strides", len(kernel), 1), (1,) * len(kernel))
     r, strides, _, pads = _geometry(ctx, x, kernel, bool(ctx.attr("ceil_mode", 0)))
@@ -147,6 +144,18 @@ def _window_sums(a: np.ndarray, kernel, strides) -> np.ndarray:
         for j in range(kw):
             out += a[:, :, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw]
     return out
+
+
+@converter("LpPool", 2, attrs=_WINDOW + ("ceil_mode", "p"))
+def _lp_pool(ctx):
+    """(sum over the window of |x|^p)^(1/p), padding counting as zeros."""
+    x = ctx.t(0)
+    kernel = _pool_kernel(ctx, x)
+    p = float(ctx.attr("p", 2))
+    if p <= 0:
+        raise ctx.error(f"attribute p={p} must be positive")
+    total = _pool_by_slices(ctx, ew.pow(ew.abs(x), p) if p != 1 else ew.abs(x), kernel, "sum")
+    return ew.pow(total, 1.0 / p) if p != 1 else total
 
 
 @converter("GlobalAveragePool", 1)

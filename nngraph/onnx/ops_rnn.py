@@ -1,9 +1,11 @@
-"""ONNX RNN, GRU and LSTM, unrolled over a sequence length known at import.
+"""ONNX RNN, GRU and LSTM: one cell function per op, run over the sequence in two ways.
 
-nngraph has no loop op yet (issue 12: ng.scan); until then a recurrent node whose
-time axis is static is built as T copies of its cell from existing ops, which
-differentiates like any graph (backpropagation through time comes with it). A
-dynamic time axis is refused. Batch may be dynamic.
+A static sequence length is unrolled: T copies of the cell from existing ops, which
+every backend compiles and which differentiates like any graph. A dynamic one (a
+symbolic time axis) is an ng.scan over the time axis, the cell its step, so one
+import serves every length; it runs where scan runs (the reference target, and the
+backends once they lower scan) and ng.grad differentiates it as a reverse scan.
+Batch may be dynamic either way.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import numpy as np
 from .. import functional as F
 from ..ops import elementwise as ew
 from ..ops import movement as mv
+from ..scan_build import scan
 from ..types import Dim
 from .registry import converter
 
@@ -36,25 +39,22 @@ def _activations(ctx, defaults: list, directions: int) -> list:
 
 
 def _setup(ctx, gates: int):
-    """(steps [x_t: B x I], T, directions, H, layout) with the time axis checked static."""
+    """(x as [T, B, I], directions, H, layout), sequence_lens checked to be the whole sequence."""
     layout = ctx.refuse_unless("layout", (0, 1), 0)
     direction = ctx.refuse_unless("direction", ("forward", "reverse", "bidirectional"), "forward")
     x = ctx.t(0)
     if layout:
         x = mv.transpose(x, (1, 0, 2))
     steps = x.shape[0]
-    if isinstance(steps, Dim):
-        raise ctx.error(f"the sequence length must be static to unroll (input {x.type}); "
-                        "a dynamic one needs ng.scan (not in nngraph yet)")
     if ctx.has(4):
+        if isinstance(steps, Dim):
+            raise ctx.error(f"sequence_lens with a dynamic sequence length (input {x.type}) is not supported")
         lens = ctx.const(4, "sequence_lens")
         if not np.all(lens == steps):
             raise ctx.error(f"sequence_lens {lens.tolist()} shorter than the sequence ({steps}) are not supported")
-    full = [(0, s, 1) for s in x.shape]
-    xs = [mv.reshape(mv.slice_(x, [(t, t + 1, 1)] + full[1:]), tuple(x.shape[1:])) for t in range(steps)]
     dirs = {"forward": ["forward"], "reverse": ["reverse"], "bidirectional": ["forward", "reverse"]}[direction]
     hidden = int(ctx.attr("hidden_size"))
-    return xs, dirs, hidden, layout
+    return x, dirs, hidden, layout
 
 
 def _pick(t, d: int):
@@ -69,10 +69,16 @@ def _split(t, parts: int):
     return [mv.slice_(t, full + [(i * n, (i + 1) * n, 1)]) for i in range(parts)]
 
 
-def _initial(ctx, index: int, d: int, like, hidden: int):
-    if ctx.has(index):
-        return _pick(ctx.t(index), d)
-    return mv.broadcast_to(np.zeros((), np.dtype(like.dtype)), (like.shape[0], hidden))
+def _initial_state(ctx, d: int, x, hidden: int, n_states: int) -> tuple:
+    """(initial_h,) or (initial_h, initial_c) of direction d: inputs 5 and 6, zeros when
+    left out (x: the [T, B, I] sequence)."""
+    out = []
+    for index in (5, 6)[:n_states]:
+        if ctx.has(index):
+            out.append(_pick(ctx.t(index), d))
+        else:
+            out.append(mv.broadcast_to(np.zeros((), np.dtype(x.dtype)), (x.shape[1], hidden)))
+    return tuple(out)
 
 
 def _clip(ctx, v):
@@ -80,17 +86,29 @@ def _clip(ctx, v):
     return v if c is None else F.clip(v, -float(c), float(c))
 
 
-def _run(ctx, xs, dirs, hidden, layout, gates, cell):
-    """Unroll `cell(d, x_t, state) -> (state, h)` per direction; return Y, Y_h (and Y_c)."""
+def _unrolled(x, state, cell, reverse: bool):
+    """(final state, [T, B, H] outputs) of `cell(x_t, state) -> (state, h)` over a static T."""
+    full = [(0, s, 1) for s in x.shape]
+    steps = [mv.reshape(mv.slice_(x, [(t, t + 1, 1)] + full[1:]), tuple(x.shape[1:])) for t in range(x.shape[0])]
+    outs = {}
+    for t in (reversed if reverse else iter)(range(len(steps))):
+        state, outs[t] = cell(steps[t], state)
+    return state, mv.stack([outs[t] for t in range(len(steps))], 0)
+
+
+def _run(ctx, x, dirs, hidden, layout, n_states, cell):
+    """`cell(d, x_t, state) -> (state, h)` over the sequence per direction, unrolled
+    (static T) or scanned (dynamic T); return Y, Y_h (and Y_c)."""
     ys, finals = [], []
     for d, kind in enumerate(dirs):
-        order = range(len(xs)) if kind == "forward" else reversed(range(len(xs)))
-        state, outs = None, {}
-        for t in order:
-            state, h = cell(d, xs[t], state)
-            outs[t] = h
-        ys.append(mv.stack([outs[t] for t in range(len(xs))], 0))  # [T, B, H]
-        finals.append(state)
+        init = _initial_state(ctx, d, x, hidden, n_states)
+        step = (lambda d: lambda x_t, state: cell(d, x_t, state))(d)
+        if isinstance(x.shape[0], Dim):
+            state, y = scan(lambda carry, x_t: step(x_t, tuple(carry)), init, x, reverse=kind == "reverse")
+        else:
+            state, y = _unrolled(x, init, step, kind == "reverse")
+        ys.append(y)  # [T, B, H]
+        finals.append(tuple(state))
     y = mv.stack(ys, 1)  # [T, D, B, H]
     if layout:
         y = mv.transpose(y, (2, 0, 1, 3))
@@ -117,27 +135,27 @@ def _affine(x, w, b):
 
 @converter("RNN", 7, attrs=_COMMON)
 def _rnn(ctx):
-    xs, dirs, hidden, layout = _setup(ctx, 1)
+    x, dirs, hidden, layout = _setup(ctx, 1)
     acts = _activations(ctx, ["Tanh"], len(dirs))
 
     def cell(d, x, state):
         w, r, wb, rb = _weights(ctx, d, 1, hidden)
-        h = state[0] if state else _initial(ctx, 5, d, x, hidden)
+        (h,) = state
         h = acts[d][0](_clip(ctx, ew.add(_affine(x, w, wb), _affine(h, r, rb))))
         return (h,), h
-    return _run(ctx, xs, dirs, hidden, layout, 1, cell)
+    return _run(ctx, x, dirs, hidden, layout, 1, cell)
 
 
 @converter("GRU", 7, attrs=_COMMON + ("linear_before_reset",))
 def _gru(ctx):
-    xs, dirs, hidden, layout = _setup(ctx, 3)
+    x, dirs, hidden, layout = _setup(ctx, 3)
     acts = _activations(ctx, ["Sigmoid", "Tanh"], len(dirs))
     before = bool(ctx.attr("linear_before_reset", 0))
 
     def cell(d, x, state):
         w, r, wb, rb = _weights(ctx, d, 3, hidden)
         f, g = acts[d]
-        h = state[0] if state else _initial(ctx, 5, d, x, hidden)
+        (h,) = state
         (wz, wr, wh), (rz, rr, rh) = _split(w, 3), _split(r, 3)
         (bz, br, bh), (cz, cr, ch) = (_split(wb, 3), _split(rb, 3)) if wb is not None else ([None] * 3, [None] * 3)
         z = f(_clip(ctx, ew.add(_affine(x, wz, bz), _affine(h, rz, cz))))
@@ -146,19 +164,19 @@ def _gru(ctx):
         n = g(_clip(ctx, ew.add(_affine(x, wh, bh), inner)))
         h = ew.add(ew.mul(ew.sub(1.0, z), n), ew.mul(z, h))
         return (h,), h
-    return _run(ctx, xs, dirs, hidden, layout, 3, cell)
+    return _run(ctx, x, dirs, hidden, layout, 1, cell)
 
 
 @converter("LSTM", 7, attrs=_COMMON + ("input_forget",))
 def _lstm(ctx):
     ctx.refuse_unless("input_forget", (0,), 0)
-    xs, dirs, hidden, layout = _setup(ctx, 4)
+    x, dirs, hidden, layout = _setup(ctx, 4)
     acts = _activations(ctx, ["Sigmoid", "Tanh", "Tanh"], len(dirs))
 
     def cell(d, x, state):
         w, r, wb, rb = _weights(ctx, d, 4, hidden)
         f, g, hact = acts[d]
-        h, c = state if state else (_initial(ctx, 5, d, x, hidden), _initial(ctx, 6, d, x, hidden))
+        h, c = state
         pre = _split(ew.add(_affine(x, w, wb), _affine(h, r, rb)), 4)  # gates i, o, f, c
         peep = _split(_pick(ctx.t(7), d), 3) if ctx.has(7) else None
         i_pre, o_pre, f_pre, c_pre = pre
@@ -170,4 +188,4 @@ def _lstm(ctx):
             o_pre = ew.add(o_pre, ew.mul(peep[1], c))
         h = ew.mul(f(_clip(ctx, o_pre)), hact(c))
         return (h, c), h
-    return _run(ctx, xs, dirs, hidden, layout, 4, cell)
+    return _run(ctx, x, dirs, hidden, layout, 2, cell)

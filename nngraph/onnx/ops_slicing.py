@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import functional as F
 from ..ops import elementwise as ew
+from ..ops import gather
 from ..ops import movement as mv
-from ..types import Dim, is_float
+from ..types import Dim
 from .registry import SymShape, converter
 from .ops_shape import _known
 
@@ -64,48 +64,25 @@ def _gather(ctx):
             return np.asarray(picked[0], np.int64) if isinstance(picked[0], int) else SymShape(tuple(picked), True)
         return _known(picked)
     x = ctx.t(0)
+    if x.ndim == 0:
+        raise ctx.error(f"cannot gather from a 0-d tensor {x.type}")
     axis = axis + x.ndim if axis < 0 else axis
-    size = x.shape[axis]
-    if isinstance(ctx.values[1], np.ndarray):
-        return _gather_known(ctx, x, axis, ctx.values[1])
-    return _gather_one_hot(ctx, x, axis, ctx.t(1), size)
+    idx = ctx.values[1]
+    if isinstance(idx, np.ndarray):
+        _check_known_indices(ctx, x, axis, idx)
+    return gather.take(x, ctx.t(1), axis)
 
 
-def _gather_known(ctx, x, axis, idx):
-    """Indices known at import: one slice per index, concatenated."""
+def _check_known_indices(ctx, x, axis, idx):
+    """Indices known at import are checked at import (ONNX makes an index outside
+    [-n, n) an error); indices computed at run time are checked by every call
+    (ng.take's index guard raises InputError)."""
     size = x.shape[axis]
     if isinstance(size, Dim):
-        raise ctx.error(f"gather along dynamic axis {axis} of {x.type} is not supported")
-    flat = [int(i) + size if i < 0 else int(i) for i in idx.reshape(-1)]
-    if any(not 0 <= i < size for i in flat):
-        raise ctx.error(f"indices {idx.reshape(-1).tolist()} are out of range for axis {axis} of size {size}")
-    full = [(0, s, 1) for s in x.shape]
-    parts = [mv.slice_(x, full[:axis] + [(i, i + 1, 1)] + full[axis + 1:]) for i in flat]
-    y = mv.concatenate(parts, axis) if parts else None
-    if y is None:
-        raise ctx.error("empty indices are not supported")
-    return mv.reshape(y, tuple(x.shape[:axis]) + tuple(idx.shape) + tuple(x.shape[axis + 1:]))
-
-
-def _gather_one_hot(ctx, x, axis, ids, size):
-    """Indices computed at run time: one_hot(ids) @ rows, differentiable in x (an
-    embedding lookup). Negative ids count from the end; an id out of range selects
-    no row (zeros)."""
-    if not is_float(x.dtype):
-        raise ctx.error(f"gather with run-time indices needs float data, got {x.type}")
-    if isinstance(size, Dim):
-        raise ctx.error(f"gather along dynamic axis {axis} of {x.type} is not supported")
-    ids = ew.where(ew.less(ids, 0), ew.add(ids, size), ids)
-    moved = mv.transpose(x, (axis,) + tuple(a for a in range(x.ndim) if a != axis)) if axis else x
-    rest = tuple(moved.shape[1:])
-    rows = mv.reshape(moved, (size, -1)) if rest else mv.reshape(moved, (size, 1))
-    picked = F.one_hot(ids, size, x.dtype) @ rows
-    picked = mv.reshape(picked, tuple(ids.shape) + rest)
-    if not axis:
-        return picked
-    k = ids.ndim
-    lead = tuple(range(k, k + axis))
-    return mv.transpose(picked, lead + tuple(range(k)) + tuple(range(k + axis, picked.ndim)))
+        return
+    flat = idx.reshape(-1).astype(np.int64)
+    if np.any((flat < -size) | (flat >= size)):
+        raise ctx.error(f"indices {flat.tolist()} are out of range for axis {axis} of size {size}")
 
 
 @converter("Expand", 8)
@@ -153,7 +130,7 @@ def _split(ctx):
 
 @converter("Pad", 2, attrs=("mode", "pads", "value"))
 def _pad(ctx):
-    ctx.refuse_unless("mode", ("constant",), "constant")
+    mode = ctx.refuse_unless("mode", ("constant", "edge", "reflect", "wrap"), "constant")
     x = ctx.t(0)
     if ctx.opset < 11:
         pads, value = [int(p) for p in ctx.attr("pads")], float(ctx.attr("value", 0.0))
@@ -174,11 +151,29 @@ def _pad(ctx):
     widths = [(0, 0)] * x.ndim
     for i, a in enumerate(axes):
         widths[a] = (pads[i], pads[i + k])
+    if mode != "constant":
+        return _pad_by_gather(ctx, x, widths, mode)
     if isinstance(value, float):
         return mv.pad(x, widths, value)
     # a fill value computed at run time: pad with zeros, then fill the border
     inside = mv.pad(mv.broadcast_to(np.asarray(True), x.shape), widths, 0.0)
     return ew.where(inside, mv.pad(x, widths, 0.0), mv.reshape(value, ()) if value.ndim else value)
+
+
+def _pad_by_gather(ctx, x, widths, mode):
+    """edge, reflect and wrap padding: per padded axis, one take of the rows NumPy's
+    np.pad(arange(n), widths, mode) names (the same modes as ONNX's)."""
+    for axis, (lo, hi) in enumerate(widths):
+        if not (lo or hi):
+            continue
+        n = x.shape[axis]
+        if isinstance(n, Dim):
+            raise ctx.error(f"mode={mode!r} padding of dynamic axis {axis} of {x.type} is not supported")
+        if mode == "reflect" and max(lo, hi) >= n:
+            raise ctx.error(f"mode='reflect' pads {lo, hi} of axis {axis} must be smaller than its size {n}")
+        rows = np.pad(np.arange(n, dtype=np.int64), (lo, hi), mode="reflect" if mode == "reflect" else mode)
+        x = gather.take(x, ew.constant(rows), axis)
+    return x
 
 
 @converter("Tile", 6)

@@ -2,6 +2,7 @@
 and the 1-d case run as 2-d with a height of one."""
 from __future__ import annotations
 
+from ..ops import elementwise as ew
 from ..ops import movement as mv
 from ..types import Dim
 
@@ -72,3 +73,17 @@ def as_2d_params(r: int, *tuples) -> list:
     if r == 2:
         return list(tuples)
     return [((1,) + t) if len(t) == 1 else t for t in tuples]
+
+
+def weight_kernel(ctx, w) -> tuple:
+    """The kernel size of a Conv/ConvTranspose weight [*, *, k...], checked against
+    the kernel_shape attribute when the model gives one."""
+    kernel = tuple(int(k) for k in w.shape[2:])
+    if ctx.attr("kernel_shape") is not None and tuple(ctx.attr("kernel_shape")) != kernel:
+        raise ctx.error(f"attribute kernel_shape={list(ctx.attr('kernel_shape'))} contradicts the weight {w.type}")
+    return kernel
+
+
+def add_channel_bias(ctx, y, index: int = 2):
+    """y [N, C, H, W] plus the optional per-channel bias input `index`."""
+    return ew.add(y, mv.reshape(ctx.t(index), (1, -1, 1, 1))) if ctx.has(index) else y

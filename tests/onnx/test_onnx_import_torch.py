@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import nngraph as ng
-from torch_models import MLP, AttentionBlock, GRUNet, LeNet, LSTMNet, RNNNet, export, randomize_batchnorm
+from torch_models import (MLP, AttentionBlock, ConvAutoencoder, EmbeddingBag, GRUNet, LeNet, LSTMNet, RNNNet, export,
+                          randomize_batchnorm)
 
 CASES = {
     "mlp": (MLP, (8, 8)),
@@ -16,7 +17,16 @@ CASES = {
     "lstm": (LSTMNet, (6, 8)),        # recurrent nodes are unrolled over their static length
     "gru": (GRUNet, (6, 8)),
     "rnn": (RNNNet, (6, 8)),
+    "autoencoder": (ConvAutoencoder, (1, 16, 16)),
+    "embedding": (EmbeddingBag, (6,)),    # int64 ids
 }
+
+
+def _inputs(name, batch, rng):
+    shape = CASES[name][1]
+    if name == "embedding":
+        return rng.integers(0, 20, (batch,) + shape).astype(np.int64)
+    return rng.standard_normal((batch,) + shape).astype(np.float32)
 
 
 def _model(name):
@@ -32,16 +42,40 @@ def _model(name):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_imported_model_matches_pytorch_at_other_batch_sizes(name, compile_target):
     model, shape = _model(name)
-    imported = ng.onnx.load(export(model, torch.randn(2, *shape)))
+    imported = ng.onnx.load(export(model, torch.from_numpy(_inputs(name, 2, np.random.default_rng(0)))))
     assert imported.inputs[0].shape[0] == ng.Dim("N")
     fn = imported.compile(target=compile_target)
     rng = np.random.default_rng(1)
     for batch in (1, 3, 7):
-        x = rng.standard_normal((batch,) + shape).astype(np.float32)
+        x = _inputs(name, batch, rng)
         with torch.no_grad():
             want = model(torch.from_numpy(x)).numpy()
         (got,) = fn(x)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_imported_model_exports_back_and_onnxruntime_matches_pytorch(name):
+    """PyTorch -> ONNX -> nngraph -> ng.onnx.export -> onnxruntime: every op the
+    importer built for these models has an ONNX form again."""
+    import onnxruntime as ort
+    model, shape = _model(name)
+    rng = np.random.default_rng(2)
+    imported = ng.onnx.load(export(model, torch.from_numpy(_inputs(name, 2, rng))))
+    proto = ng.onnx.export(imported.compile(target="reference"))
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = _inputs(name, 5, rng)
+    (got,) = sess.run(None, {sess.get_inputs()[0].name: x})
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_an_embedding_lookup_imports_as_take():
+    model, shape = _model("embedding")
+    imported = ng.onnx.load(export(model, torch.from_numpy(_inputs("embedding", 2, np.random.default_rng(0)))))
+    ops = [n.op for n in ng.Graph(imported.inputs, imported.outputs).nodes()]
+    assert "take" in ops and ops.count("matmul") == 1  # the head's only, no one-hot product
 
 
 def test_batchnorm_after_conv_is_folded_into_the_conv():

@@ -66,6 +66,32 @@ class RecurrentNet(nn.Module):
         return self.head(out[:, -1])
 
 
+class ConvAutoencoder(nn.Module):
+    """Strided convolutions down, ConvTranspose2d (with output_padding) back up."""
+
+    def __init__(self):
+        super().__init__()
+        self.encode = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(),
+                                    nn.Conv2d(4, 8, 3, stride=2, padding=1), nn.ReLU())
+        self.decode = nn.Sequential(nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),
+                                    nn.ConvTranspose2d(4, 1, 3, stride=2, padding=1, output_padding=1),
+                                    nn.Sigmoid())
+
+    def forward(self, x):
+        return self.decode(self.encode(x))
+
+
+class EmbeddingBag(nn.Module):
+    """nn.Embedding (a Gather with run-time ids), averaged over the sequence, then a Linear."""
+
+    def __init__(self, vocab=20, dim=8):
+        super().__init__()
+        self.embed, self.head = nn.Embedding(vocab, dim), nn.Linear(dim, 4)
+
+    def forward(self, ids):
+        return self.head(self.embed(ids).mean(1))
+
+
 def LSTMNet():  # noqa: N802  (named as the model it builds)
     return RecurrentNet(nn.LSTM, 16)
 
