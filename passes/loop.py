@@ -73,11 +73,13 @@ class ScanLoop:
         return r
 
     def writes(self) -> set:
+        """Everything the loop writes: body buffers, carries, and the stacked buffer of
+        every step buffer written (the step buffer too)."""
         w = {c.state for c in self.carries} | {c.next for c in self.carries}
         for k in self.body:
             w |= k.writes()
         steps = {s.step: s.stacked for s in self.slices}
-        return {steps.get(b, b) for b in w}
+        return w | {steps[b] for b in w if b in steps}
 
     def library_calls(self) -> int:
         """BLAS calls per step."""
