@@ -24,6 +24,7 @@ from .cse import cse
 from .dce import dce, drop_stop_gradient
 from .log import Rewrites, entry
 from .loop_hoist import hoist_scans
+from .loop_sink import sink_scans
 from .rewrites import SIMPLIFY, STABILIZE
 from .verify import verify
 
@@ -49,6 +50,7 @@ PIPELINES = {
         ("constant_folding", constant_folding),
         ("simplify", simplify),
         ("hoist_scans", hoist_scans),
+        ("sink_scans", sink_scans),
         ("cse", cse),
         ("dce", dce),
     ],
@@ -63,6 +65,7 @@ PIPELINES = {
         ("simplify", simplify),
         ("constant_folding", constant_folding),
         ("hoist_scans", hoist_scans),
+        ("sink_scans", sink_scans),
         ("cse", cse),
         ("dce", dce),
     ],
