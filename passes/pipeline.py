@@ -6,8 +6,9 @@ with `dump_dir`, written as `NN-passname.txt` (00-input.txt is the graph as
 built); the log of what every pass did is what `fn.stats()["passes"]` shows.
 
     level 0  only what correctness needs
-    level 1  + CSE, constant folding, algebraic simplification, loop-invariant
-             code motion out of scans (passes/loop_hoist.py)
+    level 1  + CSE, constant folding, algebraic simplification, loop passes (work
+             moved out of scans: before the loop, passes/loop_hoist.py; after it,
+             passes/loop_sink.py)
     level 2  + numerical stabilisation, and a second round of everything
 """
 from __future__ import annotations
@@ -48,9 +49,9 @@ PIPELINES = {
         ("drop_stop_gradient", drop_stop_gradient),
         ("cse", cse),
         ("constant_folding", constant_folding),
-        ("simplify", simplify),
         ("hoist_scans", hoist_scans),
         ("sink_scans", sink_scans),
+        ("simplify", simplify),
         ("cse", cse),
         ("dce", dce),
     ],
@@ -62,10 +63,10 @@ PIPELINES = {
         ("simplify", simplify),
         ("cse", cse),               # the stabilising patterns match shared nodes by identity
         ("stabilize", stabilize_pass),
-        ("simplify", simplify),
-        ("constant_folding", constant_folding),
         ("hoist_scans", hoist_scans),
         ("sink_scans", sink_scans),
+        ("simplify", simplify),
+        ("constant_folding", constant_folding),
         ("cse", cse),
         ("dce", dce),
     ],

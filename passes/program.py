@@ -81,6 +81,11 @@ Contraction kernels (`MatmulKernel`)
     `epilogue` (optional) is a map Stage over the outer domain (batch..., M, N) whose
     body reads the product with `acc` and may load other buffers (bias) and stores
     to `out` and other buffers. Without an epilogue the product is stored to `out`.
+    `k` may be a tuple of sizes (a *folded* contraction, additive): the product runs over
+    all of them, A and B holding [*k, m] and [*k, n] row-major (trans_a, not trans_b,
+    no batch): out = sum over t of A[t]ᵀ B[t] as ONE GEMM of depth prod(k)
+    (passes/lower/matmul.py makes it for a weight gradient summed over a scan's steps).
+    `contraction_sizes(kern)` gives k as a tuple either way.
     With an epilogue (as passes/lowering.py makes them): `out` has the product's
     shape and dtype and is one of the buffers the epilogue stores (or a temp of its
     own), so a backend may first write the product into `out` (BLAS) and then run
@@ -271,6 +276,11 @@ class Program:
         return root_buffer(self.buffers, b)
 
 
+def contraction_sizes(kern) -> tuple:
+    """A MatmulKernel's contraction length as a tuple of sizes (their product)."""
+    return tuple(kern.k) if isinstance(kern.k, tuple) else (kern.k,)
+
+
 def root_buffer(buffers: dict, b: int) -> int:
     """The buffer of `buffers` (id -> Buffer) that owns b's memory, following views
     (and step buffers to their stacked buffer)."""
@@ -362,7 +372,7 @@ def format_kernel(n: int, kern, bufname) -> list:
                    f" = {kern.alpha!r} * {bufname(kern.a)}{'ᵀ' if kern.trans_a else ''} @ "
                    f"{bufname(kern.b)}{'ᵀ' if kern.trans_b else ''}"
                    + (f" + {kern.beta!r} * {bufname(kern.out)}" if kern.beta else "")
-                   + f"  (k={kern.k})" + (f"  # {kern.source}" if kern.source else ""))
+                   + f"  (k={'*'.join(map(str, contraction_sizes(kern)))})" + (f"  # {kern.source}" if kern.source else ""))
         if kern.epilogue:
             out += ["  epilogue " + ln for ln in format_stage(kern.epilogue, 0, bufname)]
     elif hasattr(kern, "describe"):   # a library kernel of its own kind (passes/collective.py)

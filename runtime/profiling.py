@@ -19,13 +19,14 @@ rates in proportion.
 """
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
 
 from nngraph.textir import value_names
 from nngraph.types import concrete_shape, np_dtype
-from passes.program import MatmulKernel
+from passes.program import MatmulKernel, contraction_sizes
 
 from .tables import TextTable, format_rows
 
@@ -53,7 +54,7 @@ def kernel_work(kernel, program, env) -> dict:
     nbytes = sum(_nbytes(program, b, env) for b in moved)
     if isinstance(kernel, MatmulKernel):
         out = _numel(tuple(kernel.batch) + (kernel.m, kernel.n), env)
-        flops = 2 * out * int(concrete_shape((kernel.k,), env)[0])
+        flops = 2 * out * math.prod(int(s) for s in concrete_shape(contraction_sizes(kernel), env))
         if kernel.epilogue is not None:
             flops += _stage_ops(kernel.epilogue, out)
         return {"kind": "contraction", "flops": flops, "bytes": nbytes}

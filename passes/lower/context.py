@@ -74,6 +74,7 @@ class LoweringContext:
         self.group_of: dict = {}      # id(node) -> group that computes it
         self.names: set = set()
         self._cache: dict = {}
+        self.lowered: set = set()     # ids of nodes a rule lowered together with another one
 
     # ------------------------------------------------------------------ buffers
     def add_buffer(self, name, type_: TensorType, kind, node=None, **kw) -> int:
@@ -249,6 +250,8 @@ class LoweringContext:
         self.make_buffers()
         plan = self.plan
         for n in phase_order(plan.order):
+            if id(n) in self.lowered:
+                continue
             own = lowering.rule(n.op, kind_default=False)
             if own is not None and id(n) in plan.reasons:
                 own(self, n)

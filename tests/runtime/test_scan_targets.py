@@ -34,7 +34,7 @@ def test_elman_scan_on_every_target_for_every_length(target, reverse):
 def test_lstm_cell_scan_on_every_target_for_every_length(target):
     xs, (h0, c0), p, ((hT, cT), hs) = lstm()
     fn = helpers.compile([xs, h0, c0], [hT, cT, hs], target=target)
-    for length in LENGTHS:
+    for length in LENGTHS if target != "gpu" else (0, 1, 7, 60):   # the Elman test runs 500 there
         X, H0 = _data(length, seed=1)
         C0 = H0[::-1].copy()
         got = fn(X, H0, C0)
