@@ -137,8 +137,6 @@ import numpy as np
 
 from nngraph.types import DTYPES, Dim
 
-from .loop import all_loops
-
 # ----------------------------------------------------------------------------- data
 
 
@@ -375,10 +373,12 @@ def format_kernel(n: int, kern, bufname) -> list:
                    + f"  (k={'*'.join(map(str, contraction_sizes(kern)))})" + (f"  # {kern.source}" if kern.source else ""))
         if kern.epilogue:
             out += ["  epilogue " + ln for ln in format_stage(kern.epilogue, 0, bufname)]
-    elif hasattr(kern, "describe"):   # a library kernel of its own kind (passes/collective.py)
+    elif hasattr(kern, "describe"):   # a kernel of its own kind (passes/collective.py, passes/loop.py)
         lines = kern.describe(bufname)
         out.append(f"kernel {n} {kern.name}: {lines[0]}")
         out += ["  " + ln for ln in lines[1:]]
+        for m, inner in enumerate(getattr(kern, "body", ())):    # a loop's body, nested
+            out += ["    " + ln for ln in format_kernel(m, inner, bufname)]
     else:
         out.append(f"kernel {n} {kern.name} over [{','.join(map(str, kern.outer))}]"
                    + (f"  # {kern.source}" if kern.source else ""))
@@ -387,10 +387,17 @@ def format_kernel(n: int, kern, bufname) -> list:
     return out
 
 
+def nested_kernels(schedule):
+    """Every entry of `schedule` and, for a loop (passes/loop.py), of its body, in order."""
+    for k in schedule:
+        yield k
+        yield from nested_kernels(getattr(k, "body", ()))
+
+
 def symbols(p: Program) -> list:
     """The symbolic size names the Program needs bound at run time, sorted."""
     names = set()
     for b in p.buffers.values():
         names |= {s.name for s in b.shape if isinstance(s, Dim)}
-    names |= {k.length.name for k in all_loops(p.schedule) if isinstance(k.length, Dim)}
+    names |= {k.length.name for k in nested_kernels(p.schedule) if isinstance(getattr(k, "length", None), Dim)}
     return sorted(names)

@@ -85,7 +85,7 @@ def assemble(ctx) -> Program:
     if any(n.op == "all_reduce" for n in ctx.plan.order):
         prog.stats["all_reduce"] = collective_stats(schedule, buffers)
     if any(isinstance(k, ScanLoop) for k in schedule):
-        prog.stats["loops"] = loop_stats(schedule)
+        prog.stats["loops"] = loop_stats(schedule, lambda k: isinstance(k, MatmulKernel))
     return prog
 
 
