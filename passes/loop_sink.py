@@ -152,16 +152,26 @@ class _Sink:
         body, scan, k, nx = self.body, self.scan, self.k, self.nx
         kept_c = [i for i in range(k) if i not in moving]
         kept_y = [j for j in range(body.n_ys) if j not in ys_moved]
-        bounds = list(self.bounds)
-        inputs = [body.carry_in[i] for i in kept_c] + body.graph.inputs[k:]
-        outputs = [body.carry_out[i] for i in kept_c] + [body.ys_out[j] for j in kept_y] + bounds
+        stacked = [body.ys_out[j] for j in kept_y] + list(self.bounds)
+        uniq = []                                   # a value stacked twice is stored once
+        for y in stacked:
+            if not any(y is u for u in uniq):
+                uniq.append(y)
+        at = [next(q for q, u in enumerate(uniq) if u is y) for y in stacked]
+        outputs = [body.carry_out[i] for i in kept_c] + uniq
+        used = {id(n) for n in toposort(outputs)}
+        keep_x = [j for j in range(nx) if id(body.xs_in[j]) in used]   # xs only moved work read go
+        inputs = ([body.carry_in[i] for i in kept_c] + [body.xs_in[j] for j in keep_x]
+                  + body.graph.inputs[k + nx:])
         from nngraph.scan_body import Body
-        new_body = Body(Graph(inputs, outputs, [], body.graph.name), len(kept_c), nx)
-        ins = tuple(scan.inputs[i] for i in kept_c) + scan.inputs[k:]
+        new_body = Body(Graph(inputs, outputs, [], body.graph.name), len(kept_c), len(keep_x))
+        ins = (tuple(scan.inputs[i] for i in kept_c) + tuple(scan.inputs[k + j] for j in keep_x)
+               + scan.inputs[k + nx:])
         new = make("scan", ins, name=scan.name, where=scan.where, canonical=False, **{**scan.attrs, "body": new_body})
         res = [make("scan_output", (new,), where=scan.where, index=q) for q in range(len(new.type.parts))]
+        stacks = [res[len(kept_c) + q] for q in at]            # per entry of `stacked`
         outer = {id(p): v for p, v in zip(body.graph.inputs, scan.inputs)}
-        outer.update({id(b): res[len(kept_c) + len(kept_y) + q] for q, b in enumerate(bounds)})
+        outer.update({id(b): stacks[len(kept_y) + q] for q, b in enumerate(self.bounds)})
         memo: dict = {}
 
         def out(n):
@@ -171,7 +181,7 @@ class _Sink:
         for q, i in enumerate(kept_c):
             repl[i] = res[q]
         for q, j in enumerate(kept_y):
-            repl[k + j] = res[len(kept_c) + q]
+            repl[k + j] = stacks[q]
         for j in ys_moved:
             repl[k + j] = out(body.ys_out[j])
             counts.fired("sink:ys")

@@ -198,7 +198,7 @@ def _run_scan(loop: ScanLoop, program, arrays, env):
     for t in range(length):
         at = length - 1 - t if loop.reverse else t
         for sl in loop.slices:
-            arrays[sl.step] = arrays[sl.stacked][at]
+            arrays[sl.step] = arrays[sl.stacked][at, ...]   # a view, also of a 0-d slice
         _bind_views(program, arrays, env, of_steps=True)
         _run_schedule(loop.body, program, arrays, env, False)   # checked as a whole, after the loop
         for c in loop.carries:

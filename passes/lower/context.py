@@ -155,6 +155,10 @@ class LoweringContext:
         self.note_writes(g, {t})
         return t
 
+    def returns(self, b: int) -> bool:
+        """Is b a result of the graph being lowered (stored even if no kernel reads it)?"""
+        return self.buffers[b].kind in ("output", "update")
+
     def root(self, b: int) -> int:
         """The buffer whose memory b is (b itself unless b is a view)."""
         return root_buffer(self.buffers, b)

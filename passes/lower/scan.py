@@ -44,6 +44,10 @@ class BodyLowering(LoweringContext):
         for o, b in zip(self.graph.outputs, self.out_bufs):
             self.store_bufs.setdefault(id(o), []).append(b)
 
+    def returns(self, b: int) -> bool:
+        """The body's results are the loop's buffers (next carries, step slices of ys)."""
+        return b in self.out_bufs or super().returns(b)
+
     def kernels(self) -> list:
         self.walk()
         return ordered_kernels(self)
