@@ -7,8 +7,10 @@
 The launcher runs one worker per configuration (NNGRAPH_NUM_THREADS and
 NNGRAPH_BLAS_THREADS set to the threads per process) and prints a table: global
 examples per second, median step time and, for the job, the time per step spent in
-the step's MPI_Allreduce kernel(s) (NNGRAPH_PROFILE=1 timers inside the compiled
-entry; that includes waiting for the slower rank). The single process runs the plain
+the step's all-reduce kernels (NNGRAPH_PROFILE=1 timers inside the compiled
+entry: the MPI_Iallreduce starts and MPI_Waits of its buckets; that includes waiting
+for the slower rank, not the kernels that run while a reduction is in flight; the
+count in parentheses is the buckets). The single process runs the plain
 training step (no all_reduce); the job runs fit(distributed=True)'s step.
 """
 from __future__ import annotations
@@ -74,12 +76,13 @@ def worker(steps: int) -> None:
         sched = fn.runner.program.schedule
         ar = sum(int(ns[k]) for k, kern in enumerate(sched) if isinstance(kern, AllReduceKernel)) if ns is not None else 0
         med = float(np.median(times))
-        packed = sum(fn.runner.program.buffers[k.send].shape[0] for k in sched if isinstance(k, AllReduceKernel))
+        starts = [k for k in sched if isinstance(k, AllReduceKernel) and k.step == "start"]
+        packed = sum(fn.runner.program.buffers[k.send].shape[0] for k in starts)
         if rank == 0:
             print(json.dumps({"model": f"{name} b{batch}", "ranks": ranks, "step_ms": 1e3 * med,
                               "examples_per_s": batch / med, "allreduce_ms": 1e-6 * ar / steps,
                               "bare_ms": bare_allreduce_ms(packed) if ranks > 1 else 0.0, "floats": packed,
-                              "calls": sum(isinstance(k, AllReduceKernel) for k in sched)}), flush=True)
+                              "calls": len(starts)}), flush=True)
         else:
             bare_allreduce_ms(packed) if ranks > 1 else None
 
@@ -112,8 +115,9 @@ def launch(steps: int) -> None:
             raise SystemExit(f"{label} failed:\n{r.stdout}\n{r.stderr}")
         rows += [(label, json.loads(ln)) for ln in r.stdout.splitlines() if ln.startswith("{")]
     print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs; {steps} timed steps per row (medians)")
-    print("all-reduce: time per step in the step's MPI_Allreduce kernel(s) (waiting for the other rank "
-          "included); bare: the same Allreduce with both ranks ready")
+    print("all-reduce: time per step in the step's MPI calls (starts and waits of its buckets, waiting for "
+          "the other rank included; buckets in parentheses); bare: one Allreduce of as many floats with both "
+          "ranks ready")
     print(f"{'model':26} {'configuration':23} {'step ms':>8} {'examples/s':>10} {'all-reduce ms':>14} "
           f"{'bare ms':>8} {'floats':>8}")
     for label, d in sorted(rows, key=lambda r: r[1]["model"]):

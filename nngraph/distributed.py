@@ -13,13 +13,17 @@ the group raises an error that says what to install.
 
 Faults: inside a job (from the moment nngraph is imported), an unhandled exception on
 any rank prints that rank's traceback and calls MPI_Abort, so the other ranks are not
-left blocked in a collective (a job never hangs on one rank's error).
+left blocked in a collective (a job never hangs on one rank's error). A rank that
+exits early without an exception (sys.exit) waits at its exit for the others, says so
+after a while, and aborts the job after NNGRAPH_EXIT_TIMEOUT seconds when that is set.
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -53,6 +57,7 @@ def mpi():
         raise DistributedError(
             f"this process is one rank of an MPI job (launcher variables are set) but mpi4py "
             f"cannot be imported ({e}); install it: {INSTALL_HINT}") from None
+    atexit.register(_exit_together, MPI)     # runs before mpi4py's MPI_Finalize
     return MPI
 
 
@@ -92,6 +97,27 @@ def allreduce_array(a: np.ndarray, op: str = "mean") -> np.ndarray:
     return out
 
 
+class _CopyOnWait:
+    """A single process's all-reduce request: Wait() copies send to recv."""
+
+    def __init__(self, send, recv):
+        self.send, self.recv = send, recv
+
+    def Wait(self):  # noqa: N802 - mpi4py's Request spelling
+        np.copyto(self.recv, self.send)
+
+
+def start_allreduce_sum(send: np.ndarray, recv: np.ndarray):
+    """Start recv <- the elementwise sum of `send` over all ranks (MPI_Iallreduce on
+    C-contiguous arrays of one dtype and size); returns the request, whose Wait()
+    completes it. Neither array may be touched in between. The program interpreter's
+    all-reduce kernels (passes/collective.py)."""
+    m = mpi()
+    if m is None:
+        return _CopyOnWait(send, recv)
+    return m.COMM_WORLD.Iallreduce(send, recv, op=m.SUM)
+
+
 def allreduce_floats(values, op: str = "mean") -> list:
     """A list of Python floats reduced over all ranks (metrics, validation scores)."""
     return allreduce_array(np.asarray(values, dtype=np.float64), op).tolist()
@@ -124,6 +150,54 @@ def _install_abort_hook() -> None:
     sys.excepthook = hook
 
 
+EXIT_NOTE_SECONDS = 30.0
+
+
+def _exit_together(MPI) -> None:
+    """At a rank's exit, before MPI_Finalize: wait (messages to and from every other rank,
+    polled) for every rank to reach its exit too. A rank that leaves early, with sys.exit(code)
+    say (which no excepthook sees), would otherwise sit in MPI_Finalize while the
+    others wait for it in a collective: a silent hang. So after EXIT_NOTE_SECONDS it
+    says so on stderr, and with NNGRAPH_EXIT_TIMEOUT=<seconds> set it aborts the job
+    (MPI_Abort) after that long; without it it keeps waiting, since another rank may
+    still be doing legitimate work of its own (rank 0 writing files, say)."""
+    comm = MPI.COMM_WORLD
+    if comm.Get_size() == 1:
+        return
+    who = f"[nngraph rank {comm.Get_rank()}/{comm.Get_size()}]"
+    limit = float(os.environ.get("NNGRAPH_EXIT_TIMEOUT", "0") or 0)
+    requests, t0, noted = _exit_messages(MPI, comm), time.monotonic(), False
+    while not MPI.Request.Testall(requests):
+        waited = time.monotonic() - t0
+        if limit and waited > limit:
+            sys.stderr.write(f"{who} reached its exit {waited:.0f} s ago and the other ranks have not "
+                             f"(NNGRAPH_EXIT_TIMEOUT={limit:g}); aborting the MPI job\n")
+            sys.stderr.flush()
+            comm.Abort(1)
+        if not noted and waited > EXIT_NOTE_SECONDS:
+            noted = True
+            sys.stderr.write(f"{who} reached its exit and has waited {waited:.0f} s for the other ranks to "
+                             f"reach theirs; if one waits for this rank in a collective, the job will not end "
+                             f"by itself (set NNGRAPH_EXIT_TIMEOUT=<seconds> to abort it then)\n")
+            sys.stderr.flush()
+        time.sleep(0.01)
+
+
+def _exit_messages(MPI, comm) -> list:
+    """Requests of "I am at my exit" sent to and received from every other rank, point to
+    point with the largest tag: never a collective, since a collective posted here would
+    be matched with one another rank is still inside and hand it wrong values."""
+    tag = comm.Get_attr(MPI.TAG_UB)
+    me, size = comm.Get_rank(), comm.Get_size()
+    _EXIT_BUFFERS[:] = [np.zeros(1, np.int8) for _ in range(2 * size)]
+    sends = [comm.Isend(_EXIT_BUFFERS[r], dest=r, tag=tag) for r in range(size) if r != me]
+    recvs = [comm.Irecv(_EXIT_BUFFERS[size + r], source=r, tag=tag) for r in range(size) if r != me]
+    return sends + recvs
+
+
+_EXIT_BUFFERS: list = []       # alive until the requests complete
+
+
 if in_job():
     _install_abort_hook()
 
@@ -132,16 +206,18 @@ if in_job():
 
 @functools.lru_cache(maxsize=None)
 def mpi_symbols() -> dict:
-    """What generated code needs to call MPI_Allreduce of the library mpi4py loaded:
-    {"allreduce": function address, "handle_bits": 32 (MPICH ABI: int handles) or 64
-    (Open MPI: pointers), "comm", "sum", "float32", "float64": handle values}."""
+    """What generated code needs to call MPI of the library mpi4py loaded: {"allreduce",
+    "iallreduce", "wait": function addresses, "handle_bits": 32 (MPICH ABI: int handles,
+    requests included) or 64 (Open MPI: pointers), "comm", "sum", "float32", "float64":
+    handle values}."""
     import ctypes
     MPI = mpi()
     if MPI is None:
         raise DistributedError("mpi_symbols: not in an MPI job")
     lib = ctypes.CDLL(MPI.__file__)          # dlsym searches its dependencies: the loaded libmpi
-    addr = ctypes.cast(lib.MPI_Allreduce, ctypes.c_void_p).value
     vendor = MPI.get_vendor()[0]
-    return {"allreduce": addr, "handle_bits": 64 if vendor == "Open MPI" else 32,
+    return {**{name: ctypes.cast(getattr(lib, f"MPI_{fn}"), ctypes.c_void_p).value
+               for name, fn in (("allreduce", "Allreduce"), ("iallreduce", "Iallreduce"), ("wait", "Wait"))},
+            "handle_bits": 64 if vendor == "Open MPI" else 32,
             "comm": MPI._handleof(MPI.COMM_WORLD), "sum": MPI._handleof(MPI.SUM),
             "float32": MPI._handleof(MPI.FLOAT), "float64": MPI._handleof(MPI.DOUBLE)}

@@ -114,7 +114,7 @@ def train_one(kind: str, args, out=print) -> dict:
     st = step.stats()
     out(f"compiled the training step in {model.compile_seconds[key]:.3f} s "
         f"({st.get('kernels', '?')} kernels per call, cache hit: {st.get('cache_hit')}"
-        + (f", {st['all_reduce']['calls']} MPI_Allreduce per step" if "all_reduce" in st else "") + ")")
+        + (f", {st['all_reduce']['calls']} MPI_Iallreduce per step" if "all_reduce" in st else "") + ")")
     epochs = args.epochs or DEFAULT_EPOCHS[kind]
     t0 = time.perf_counter()
     report = os.path.join(folder, "report.html")

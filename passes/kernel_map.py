@@ -98,6 +98,8 @@ def _why_apart(schedule: list, own: list, readers: list) -> str:
     r = schedule[readers[0]]
     if isinstance(r, MatmulKernel):
         return f"read by {r.name}, a contraction, whose operands are buffers"
+    if not isinstance(r, LoopKernel):     # passes/collective.py's AllReduceKernel
+        return f"read by {r.name}, an all-reduce, which sends its packed buffer"
     mine = schedule[own[0]] if own else None
     if isinstance(mine, MatmulKernel):
         return f"read by {r.name}: a product's epilogue takes only pointwise work over the product's shape"

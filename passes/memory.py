@@ -41,14 +41,18 @@ def positions(schedule) -> list:
 
 
 def lifetimes(program) -> dict:
-    """temp buffer id -> (first, last) positions (`positions`). A temp touched inside a
-    loop and also outside it, or by the loop itself (carries, stacked buffers), lives
+    """temp buffer id -> (first, last) positions (`positions`). A kernel's `touches()` (an
+    all-reduce in flight: passes/collective.py) count as uses too. A temp touched inside
+    a loop and also outside it, or by the loop itself (carries, stacked buffers), lives
     over the whole loop: its value crosses steps."""
     live, seen_in = {}, {}
     temps = {b for b, buf in program.buffers.items() if buf.kind == "temp"}
     for k, pos, loops in positions(program.schedule):
-        touched = k.own_buffers() if isinstance(k, ScanLoop) else k.reads() | k.writes()
-        for b in {program.root(b) for b in touched} & temps:
+        if isinstance(k, ScanLoop):
+            used = k.own_buffers()
+        else:
+            used = k.reads() | k.writes() | (k.touches() if hasattr(k, "touches") else set())
+        for b in {program.root(b) for b in used} & temps:
             first, last = live.get(b, (pos, pos))
             live[b] = (min(first, pos), max(last, pos))
             seen_in.setdefault(b, set()).add(loops)

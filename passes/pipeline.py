@@ -6,13 +6,15 @@ with `dump_dir`, written as `NN-passname.txt` (00-input.txt is the graph as
 built); the log of what every pass did is what `fn.stats()["passes"]` shows.
 
     level 0  only what correctness needs
-    level 1  + CSE, constant folding, algebraic simplification, one loop per forward scan
-             and its gradient's twin (passes/scans.py; at level 0 both run), loop passes
-             (work moved out of scans: before the loop, passes/loop_hoist.py; after it,
-             passes/loop_sink.py)
+    level 1  + CSE, constant folding, algebraic simplification, and in an MPI job
+             all_reduce means split into a sum and a scale that fuses into its consumers;
+             one loop per forward scan and its gradient's twin (passes/scans.py; at
+             level 0 both run); loop passes (work moved out of scans: before the loop,
+             passes/loop_hoist.py; after it, passes/loop_sink.py)
     level 2  + numerical stabilisation, and a second round of everything
 
-Every pass also runs inside the bodies of loops (passes/scans.py: `in_bodies`).
+Every pass also runs inside the bodies of loops (passes/scans.py: `in_bodies`), first,
+unless the pass function has `outer_only = True` (a pass that handles loops itself).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from nngraph.graph import Graph
 from nngraph.textir import format_graph
 
 from . import rewrite
+from .all_reduce_means import all_reduce_means
 from .constant_folding import constant_folding
 from .cse import cse
 from .dce import dce, drop_stop_gradient
@@ -30,7 +33,7 @@ from .log import Rewrites, entry
 from .loop_hoist import hoist_scans
 from .loop_sink import sink_scans
 from .rewrites import SIMPLIFY, STABILIZE
-from .scans import in_bodies, merge_scan_twins
+from .scans import in_bodies, merge_scan_twins, prune_scan_outputs
 from .verify import verify
 
 
@@ -50,6 +53,7 @@ PIPELINES = {
     ],
     1: [
         ("merge_scan_twins", merge_scan_twins),
+        ("prune_scan_outputs", prune_scan_outputs),
         ("dce", dce),
         ("drop_stop_gradient", drop_stop_gradient),
         ("cse", cse),
@@ -58,10 +62,12 @@ PIPELINES = {
         ("sink_scans", sink_scans),
         ("simplify", simplify),
         ("cse", cse),
+        ("all_reduce_means", all_reduce_means),
         ("dce", dce),
     ],
     2: [
         ("merge_scan_twins", merge_scan_twins),
+        ("prune_scan_outputs", prune_scan_outputs),
         ("dce", dce),
         ("drop_stop_gradient", drop_stop_gradient),
         ("cse", cse),
@@ -74,6 +80,7 @@ PIPELINES = {
         ("simplify", simplify),
         ("constant_folding", constant_folding),
         ("cse", cse),
+        ("all_reduce_means", all_reduce_means),
         ("dce", dce),
     ],
 }
@@ -100,7 +107,7 @@ def optimize(graph: Graph, opt_level: int = 2, dump_dir=None, passes=None):
         before = len(graph.nodes())
         counts = Rewrites()
         t0 = time.perf_counter()
-        new = in_bodies(fn)(graph, counts)
+        new = (fn if getattr(fn, "outer_only", False) else in_bodies(fn))(graph, counts)
         seconds = time.perf_counter() - t0
         verify(new, name, before=graph)
         log.append(entry(name, seconds, counts, before, len(new.nodes())))

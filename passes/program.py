@@ -15,7 +15,12 @@ Buffers
     kind "view" (additive): the same memory as buffer `view_of`, read with another
     row-major shape of the same element count and dtype (no copy, never allocated);
     convolutions use views to hand NCHW tensors and OIHW weights to MatmulKernels
-    as [batch..., rows, cols] matrices.
+    as [batch..., rows, cols] matrices. A view with an `offset` is a *part*: its
+    elements (same dtype, its own row-major shape) start `offset` elements into
+    `view_of`'s memory; the all-reduce lowering makes each gradient a part of the
+    packed buffer that one MPI_Iallreduce sends (passes/lower/collective.py). A part
+    is a unit of its own for kernel dependencies (`dependency_root`): kernels writing
+    different parts of one buffer do not depend on each other.
     kind "step" (additive): slice t of buffer `view_of` (a stacked buffer whose leading
     axis is time), re-pointed at every step of the ScanLoop that lists it
     (passes/loop.py); `root` follows it to the stacked buffer, `pointer_buffer` stops
@@ -151,6 +156,9 @@ class Buffer:
     param: Optional[int] = None          # for update: the param buffer it replaces
     source: Optional[str] = None         # the user's file:line that built it
     view_of: Optional[int] = None        # kind "view": the buffer whose memory this relabels
+    offset: Optional[int] = None         # kind "view": None relabels all of view_of's memory; an int
+                                         # makes the view a *part*: its elements start that many
+                                         # elements into view_of (a slot of a packed buffer)
 
     def type_str(self) -> str:
         return f"{DTYPES[self.dtype][0]}[{','.join(map(str, self.shape))}]"
@@ -273,6 +281,10 @@ class Program:
         """The buffer that owns b's memory (b itself unless b is a view)."""
         return root_buffer(self.buffers, b)
 
+    def offset(self, b: int) -> int:
+        """Elements from the start of b's root memory to b (non-zero for parts only)."""
+        return view_offset(self.buffers, b)
+
 
 def contraction_sizes(kern) -> tuple:
     """A MatmulKernel's contraction length as a tuple of sizes (their product)."""
@@ -282,23 +294,41 @@ def contraction_sizes(kern) -> tuple:
 def root_buffer(buffers: dict, b: int) -> int:
     """The buffer of `buffers` (id -> Buffer) that owns b's memory, following views
     (and step buffers to their stacked buffer)."""
-    return _follow(buffers, b, stop_at_step=False)
+    return _follow(buffers, b, lambda buf: False)
 
 
 def pointer_buffer(buffers: dict, b: int) -> int:
     """The buffer whose address b's data starts at: its root, except that a step
     buffer (passes/loop.py) has an address of its own, set at every step."""
-    return _follow(buffers, b, stop_at_step=True)
+    return _follow(buffers, b, lambda buf: buf.kind == "step")
 
 
-def _follow(buffers: dict, b: int, stop_at_step: bool) -> int:
+def dependency_root(buffers: dict, b: int) -> int:
+    """The buffer whose writer a reader of b waits for: b's root, except that a part
+    (a view with an offset) is its own unit, so the kernels that write different parts
+    of one packed buffer stay independent (passes/kernel_dag.py)."""
+    return _follow(buffers, b, lambda buf: buf.offset is not None)
+
+
+def _follow(buffers: dict, b: int, stop) -> int:
+    """Follow view_of from b until a buffer that owns memory or one `stop(buffer)` holds for."""
     seen = 0
-    while buffers[b].view_of is not None and not (stop_at_step and buffers[b].kind == "step"):
+    while buffers[b].view_of is not None and not stop(buffers[b]):
         b = buffers[b].view_of
         seen += 1
         if seen > len(buffers):
             raise ValueError("cycle of views in the Program")
     return b
+
+
+def view_offset(buffers: dict, b: int) -> int:
+    """Elements from the start of b's root memory to b's first element (0 but for parts
+    and views of parts)."""
+    off = 0
+    while buffers[b].view_of is not None:
+        off += buffers[b].offset or 0
+        b = buffers[b].view_of
+    return off
 
 
 # ----------------------------------------------------------------------------- printing
@@ -350,7 +380,8 @@ def format_program(p: Program) -> str:
     out = ["buffers:"]
     for b in p.buffers.values():
         extra = f" slot {p.plan[b.id]}" if b.id in p.plan else ""
-        extra += f" of @{p.buffers[b.view_of].name}" if b.kind == "step" else ""
+        if b.view_of is not None:
+            extra += f" of @{p.buffers[b.view_of].name}" + (f" at +{b.offset}" if b.offset is not None else "")
         out.append(f"  @{b.name}: {b.type_str()} {b.kind}{extra}")
     for n, kern in enumerate(p.schedule):
         out.append("")

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from nngraph.errors import NumericsError
-from nngraph.distributed import allreduce_array
+from nngraph.distributed import start_allreduce_sum
 from nngraph.ops.elementwise import BINARY_REFS, UNARY_REFS
 from nngraph.ops.random import uniform_floats
 from nngraph.semantics import reduce_identity
@@ -185,11 +185,15 @@ def _bind_views(program: Program, arrays: dict, env: dict, of_steps: bool = Fals
 
 
 def _view(program, b, arrays, env):
-    base = arrays[pointer_buffer(program.buffers, b)]
-    return base.reshape(tuple(concrete_shape(program.buffers[b].shape, env)))
+    """View b's array: its pointer buffer's memory (its root's, or a step's slice) from
+    b's offset, in b's shape."""
+    shape = tuple(concrete_shape(program.buffers[b].shape, env))
+    off = program.offset(b)
+    flat = arrays[pointer_buffer(program.buffers, b)].reshape(-1)
+    return flat[off:off + int(np.prod(shape, dtype=np.int64))].reshape(shape)
 
 
-def _run_scan(loop: ScanLoop, program, arrays, env):
+def _run_scan(loop: ScanLoop, program, arrays, env, in_flight):
     """The loop: per step, point the step buffers at their slice, run the body, copy the carries."""
     length = int(concrete_shape((loop.length,), env)[0])
     for c in loop.carries:
@@ -200,20 +204,23 @@ def _run_scan(loop: ScanLoop, program, arrays, env):
         for sl in loop.slices:
             arrays[sl.step] = arrays[sl.stacked][at, ...]   # a view, also of a 0-d slice
         _bind_views(program, arrays, env, of_steps=True)
-        _run_schedule(loop.body, program, arrays, env, False)   # checked as a whole, after the loop
+        _run_schedule(loop.body, program, arrays, env, False, in_flight)   # checked after the loop
         for c in loop.carries:
             arrays[c.state][...] = arrays[c.next]
 
 
-def _run_schedule(schedule, program, arrays, env, check_numerics, clock=None):
+def _run_schedule(schedule, program, arrays, env, check_numerics, in_flight, clock=None):
+    """in_flight: request buffer -> the started all-reduce (passes/collective.py)."""
     for k in schedule:
         t0 = time.perf_counter()
         if isinstance(k, MatmulKernel):
             _run_matmul(k, arrays, env, program.buffers)
+        elif isinstance(k, AllReduceKernel) and k.step == "start":
+            in_flight[k.request] = start_allreduce_sum(arrays[k.send], arrays[k.recv])
         elif isinstance(k, AllReduceKernel):
-            arrays[k.recv][...] = allreduce_array(arrays[k.send], "sum")
+            in_flight.pop(k.request).Wait()
         elif isinstance(k, ScanLoop):
-            _run_scan(k, program, arrays, env)
+            _run_scan(k, program, arrays, env, in_flight)
         else:
             _run_loop(k, arrays, env)
         if clock is not None:
@@ -231,7 +238,7 @@ def run_program(program: Program, inputs, params, env: dict, check_numerics: boo
     for b, a in zip(program.params, params):
         arrays[b] = a
     _bind_views(program, arrays, env)
-    _run_schedule(program.schedule, program, arrays, env, check_numerics, clock)
+    _run_schedule(program.schedule, program, arrays, env, check_numerics, {}, clock)
     outs = [arrays[b] for b in program.outputs]
     new = [arrays[u] for _, u in program.updates]
     return outs, new

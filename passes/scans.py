@@ -8,6 +8,7 @@
   stores the residuals its backward reads (the same inputs and the same body with ys
   appended, nngraph/scan_grad.py). The twin replaces the plain scan, so the forward
   loop runs once. The log counts "merge:scan_twin".
+- `prune_scan_outputs`: ys that nothing reads are not computed nor stacked.
 """
 from __future__ import annotations
 
@@ -76,3 +77,31 @@ def merge_scan_twins(graph: Graph, counts: Rewrites | None = None) -> Graph:
 
 def _signature(s) -> tuple:
     return (tuple(id(i) for i in s.inputs), s.attrs["length"], s.attrs["reverse"])
+
+
+def prune_scan_outputs(graph: Graph, counts: Rewrites | None = None) -> Graph:
+    """Drop the ys of a scan that nothing reads: the body stops computing them (the DCE
+    inside the body) and the loop stops stacking them. Carries always stay. The log
+    counts "prune:scan_ys" per dropped y."""
+    counts = Rewrites() if counts is None else counts
+    read: dict = {}
+    for n in graph.nodes():
+        if n.op == "scan_output":
+            read.setdefault(id(n.inputs[0]), set()).add(n.attrs["index"])
+    renumber: dict = {}
+
+    def visit(n, ins):
+        if n.op == "scan":
+            body = n.attrs["body"]
+            keep = [i for i in range(body.n_carry, len(body.graph.outputs)) if i in read.get(id(n), ())]
+            if len(keep) < body.n_ys:
+                counts.fired("prune:scan_ys", body.n_ys - len(keep))
+                renumber[id(n)] = {old: new for new, old in enumerate(list(range(body.n_carry)) + keep)}
+                outs = body.carry_out + [body.graph.outputs[i] for i in keep]
+                return make("scan", ins, name=n.name, where=n.where, canonical=False,
+                            **dict(n.attrs, body=body.with_outputs(outs)))
+        if n.op == "scan_output" and id(n.inputs[0]) in renumber:
+            return make("scan_output", ins, name=n.name, where=n.where, canonical=False,
+                        index=renumber[id(n.inputs[0])][n.attrs["index"]])
+        return rebuild(n, ins)
+    return map_graph(graph, visit)

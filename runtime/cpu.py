@@ -154,8 +154,8 @@ class CpuRunner(Runner):
         """An array the caller owns: a fresh output as is (once), anything else copied."""
         buf = self.program.buffers[bid]
         if buf.kind == "view":
-            root = self.program.buffers[self.program.root(bid)]
-            return self._hand_out(root.id, bd, vals, handed).reshape(bd.shapes[bid]).copy()
+            root = self.program.root(bid)
+            return _part(self.program, bid, self._hand_out(root, bd, vals, handed), bd.shapes[bid]).copy()
         if buf.kind == "temp":
             return bd.temp_view(buf).copy()
         a = vals[bid]
@@ -175,6 +175,8 @@ class CpuRunner(Runner):
             a = fresh.get(root.id)
             if a is None and root.kind == "temp":
                 a = bd.temp_view(root)
+            if a is not None and root.id != bid:     # a view: only its own elements
+                a = _part(self.program, bid, a, bd.shapes[bid])
             if a is not None and not np.all(np.isfinite(a)):
                 bad = (buf, "NaN" if np.isnan(a).any() else "inf")
                 break
@@ -185,6 +187,12 @@ class CpuRunner(Runner):
                             f"(kernel {kno} computes: {kern.source or kern.name}); no update was applied")
         err.kernel = kno
         return err
+
+
+def _part(program, bid, root_array, shape):
+    """The elements of view `bid` in its root's array, in the view's shape."""
+    off = program.offset(bid)
+    return root_array.reshape(-1)[off:off + element_count(shape)].reshape(shape)
 
 
 def build(graph, options):

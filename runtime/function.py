@@ -115,6 +115,14 @@ class Runner:
         """Whether `nbytes` more can be kept where the runner computes (the host: yes)."""
         return True
 
+    def concatenate(self, arrays):
+        """`arrays` (outputs of this runner) joined along their first axis where they are."""
+        return np.concatenate(arrays)
+
+    def to_host(self, array) -> np.ndarray:
+        """`array` (an output of this runner) as a NumPy array."""
+        return np.asarray(array)
+
 
 def _check_fits(label, ph, a, want) -> None:
     """Integers converted to a narrower integer dtype must fit: a cast would wrap
@@ -308,6 +316,17 @@ class Function:
         a device tensor on target="gpu" (pass it to every call: no copy per call), a
         C-contiguous NumPy array on the host targets."""
         return self.runner.to_device(array)
+
+    def concatenate(self, arrays):
+        """Outputs of calls of this function (batches) joined along their first axis
+        where they are: NumPy arrays on the host, device tensors on the device (no copy
+        to the host); model.predict joins its batches with it."""
+        return self.runner.concatenate(list(arrays))
+
+    def to_host(self, array) -> np.ndarray:
+        """An output of this function as a NumPy array (a device tensor copied to the
+        host; a NumPy array as it is): the inverse of to_device."""
+        return self.runner.to_host(array)
 
     def to_device_if_fits(self, arrays) -> list:
         """`arrays` moved with to_device when all of them fit in the device's free memory

@@ -54,7 +54,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(f"target 'gpu' needs torch and triton: {e}") from e
 
 from .gpu_arrays import (TORCH_DTYPES, DeviceArray, DeviceValue, as_tensor, device_tensor, pinned_device, same_device,
-                         to_host, upload)
+                         to_host, upload, view_tensor)
 from .gpu_replay import StaticParams, replay_off_reason, replay_or_direct
 
 
@@ -163,6 +163,15 @@ class GpuRunner(Runner):
             t = torch.from_numpy(np.array(array, order="C", copy=True))
         return t.to(self.torch_device).contiguous()
 
+    def concatenate(self, arrays):
+        """Device tensors joined on the device (NumPy arrays, outputs of NumPy calls, on the host)."""
+        if all(isinstance(a, np.ndarray) for a in arrays):
+            return np.concatenate(arrays)
+        return torch.cat([self.to_device(a) if isinstance(a, np.ndarray) else a for a in arrays])
+
+    def to_host(self, array) -> np.ndarray:
+        return array if isinstance(array, np.ndarray) else to_host(as_tensor(array))
+
     def fits_on_device(self, nbytes: int) -> bool:
         """Half the free device memory at most: the rest is for the computation."""
         if self.torch_device.type != "cuda":
@@ -185,8 +194,8 @@ class GpuRunner(Runner):
             b[name] = self._param(i, a)
         for name, shape, dt in bd.fresh:
             b[name] = torch.empty(shape, dtype=dt, device=self.torch_device)
-        for name, of, shape in self.views:     # same memory, another row-major shape
-            b[name] = b[of].view(bd.shapes[shape])
+        for name, of, bid, offset in self.views:     # same memory, another row-major shape
+            b[name] = view_tensor(b[of], bd.shapes[bid], offset)
         return b, bd
 
     def run(self, inputs, params, env):
@@ -249,8 +258,9 @@ class GpuRunner(Runner):
 
 
 def _views_in_order(program, names) -> list:
-    """(name, name of the viewed buffer, buffer id) for every view, each after the one it
-    views; views of a step buffer are made per step by their loop (codegen/triton/loop.py)."""
+    """(name, name of the viewed buffer, buffer id, offset) for every view, each after the
+    one it views; views of a step buffer are made per step by their loop
+    (codegen/triton/loop.py)."""
     views = {b.id: b for b in program.buffers.values() if b.kind == "view"
              and program.buffers[pointer_buffer(program.buffers, b.id)].kind != "step"}
     out, done = [], set()
@@ -259,7 +269,7 @@ def _views_in_order(program, names) -> list:
         if not ready:
             raise RuntimeError("target='gpu': the Program's views form a cycle")
         for v in ready:
-            out.append((names[v.id], names[v.view_of], v.id))
+            out.append((names[v.id], names[v.view_of], v.id, v.offset))
             done.add(v.id)
     return out
 

@@ -139,3 +139,14 @@ def upload(a, device: torch.device):
     """A device tensor of host array `a` (see host_tensor)."""
     t = host_tensor(a)
     return t.to(device) if device.type != "cpu" else t
+
+
+def view_tensor(base, shape, offset=None):
+    """A Program view (passes/program.py) of the tensor `base`: all of its memory in
+    another row-major shape, or, for a part, the elements from `offset` on."""
+    if offset is None:
+        return base.view(shape)
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return base.reshape(-1)[offset:offset + n].view(shape)

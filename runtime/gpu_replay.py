@@ -40,7 +40,7 @@ import os
 
 import torch
 
-from .gpu_arrays import TORCH_DTYPES, DeviceValue, device_tensor, host_tensor, to_host
+from .gpu_arrays import TORCH_DTYPES, DeviceValue, device_tensor, host_tensor, to_host, view_tensor
 
 MAX_CAPTURES = 32   # sets of sizes captured per function; further ones launch directly
 
@@ -54,6 +54,8 @@ def replay_off_reason(device: str, check_numerics: bool, program) -> str | None:
         return "NNGRAPH_GPU_REPLAY=0"
     if check_numerics:
         return "check_numerics=True checks every kernel's results as it runs"
+    if any(getattr(k, "ranks", 1) > 1 for k in program.schedule):   # passes/collective.py's AllReduceKernel
+        return "the step calls MPI from the host (all_reduce in a job of several processes)"
     return None
 
 
@@ -143,8 +145,8 @@ class _Variant:
         b.update(zip(runner.param_names, replay.params))
         for name, shape, dt in bd.fresh:
             b[name] = torch.empty(shape, dtype=dt, device=dev)
-        for name, of, bid in runner.views:
-            b[name] = b[of].view(bd.shapes[bid])
+        for name, of, bid, offset in runner.views:
+            b[name] = view_tensor(b[of], bd.shapes[bid], offset)
         self.buffers = b
         self.outputs = [b[names[x]] for x in p.outputs]
         # outputs handed out as they are: fresh buffers of this variant (never a constant,

@@ -18,6 +18,8 @@ from nngraph.textir import value_names
 
 
 def _finite(a) -> bool:
+    if isinstance(a, tuple):   # the results of a loop (scan)
+        return all(_finite(x) for x in a)
     a = np.asarray(a)
     return a.dtype.kind != "f" or bool(np.all(np.isfinite(a)))
 
@@ -56,6 +58,8 @@ def in_graph_terms(graph, program, error: NumericsError, inputs, params, env) ->
     if found is None:
         return error
     n, v, origin = found
+    if n.op == "scan":
+        return _inside_loop(graph, n, inputs, params, env) or error
     kind = "NaN" if np.isnan(np.asarray(v)).any() else "inf"
     name = value_names(graph)[id(n)]
     fused = ""
@@ -66,3 +70,19 @@ def in_graph_terms(graph, program, error: NumericsError, inputs, params, env) ->
                         "no update was applied")
     err.kernel, err.node = kernel, n
     return err
+
+
+def _inside_loop(graph, scan, inputs, params, env):
+    """The op in a loop's body that made the first NaN/inf, found by running the loop
+    again with the reference interpreter's own check (it names the body's node)."""
+    feeds = dict(zip(graph.inputs, inputs))
+    pmap = {id(p): v for p, v in zip(graph.params(), params)}
+    try:
+        with np.errstate(all="ignore"):
+            evaluate([scan], feeds, env, pmap, check_numerics=True)
+    except NumericsError as inner:
+        err = NumericsError(f"{inner}, in a step of the loop (scan) built at {scan.where} "
+                            f"(%{value_names(graph)[id(scan)]} of the optimised graph); no update was applied")
+        err.kernel, err.node = None, scan
+        return err
+    return None

@@ -26,6 +26,7 @@ import numpy as np
 
 from nngraph.textir import value_names
 from nngraph.types import concrete_shape, np_dtype
+from passes.collective import AllReduceKernel
 from passes.loop import ScanLoop
 from passes.program import MatmulKernel, contraction_sizes
 
@@ -52,6 +53,8 @@ def _stage_ops(stage, points: int) -> int:
 def kernel_work(kernel, program, env) -> dict:
     """{"kind", "flops", "bytes"} of one kernel for the bound sizes `env` (a loop: its
     body's work times its length)."""
+    if isinstance(kernel, AllReduceKernel):     # an MPI call: the packed buffer it sends
+        return {"kind": f"all_reduce {kernel.step}", "flops": 0, "bytes": _nbytes(program, kernel.send, env)}
     if isinstance(kernel, ScanLoop):
         steps = int(concrete_shape((kernel.length,), env)[0])
         body = [kernel_work(k, program, env) for k in kernel.body]

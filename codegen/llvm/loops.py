@@ -32,6 +32,7 @@ class FnBuilder:
         self.program = program
         self.symbols = list(symbols)
         self._ptrs = {}
+        self._bases = {}        # id(typed root pointer a part's pointer is offset from) -> root
         self._sizes = {}
 
     def finish(self):
@@ -49,6 +50,7 @@ class FnBuilder:
         if not self._ptrs:
             return
         root_of = {id(p): self.program.root(b) for b, p in self._ptrs.items()}
+        root_of.update(self._bases)     # a part's pointer is a GEP of its root's pointer
         bases = set(root_of)
         uses = []
         for blk in self.fn.blocks:
@@ -93,6 +95,10 @@ class FnBuilder:
             slot = pointer_buffer(self.program.buffers, buf_id)   # a view is its root's memory
             raw = self.eb.load(self.eb.gep(self.bufs_arg, [i64(slot)]), name=f"p_{buf.name}"[:40])
             p = self.eb.bitcast(raw, ir.PointerType(storage_type(buf.dtype)))
+            offset = self.program.offset(buf_id)   # a part of a packed buffer starts inside it
+            if offset:
+                self._bases[id(p)] = root
+                p = self.eb.gep(p, [i64(offset)], inbounds=True)
             self._ptrs[buf_id] = p
         return p
 

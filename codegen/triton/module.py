@@ -3,11 +3,13 @@ kernel, `run(b, sizes)` for the schedule, and a `main()` that runs it on random 
 so `fn.dump("triton")` is a file a user can save and run as it is."""
 from __future__ import annotations
 
+from passes.collective import AllReduceKernel
 from passes.loop import ScanLoop
 from passes.program import MatmulKernel
 
+from .collective import HELPER as ALL_REDUCE_HELPER
+from .collective import AllReducePrinter
 from .loop import ScanLoopPrinter
-
 from .loop_kernel import LoopKernelPrinter
 from .matmul_kernel import MatmulPrinter
 from .index_width import HELPER as INDEX_HELPER
@@ -105,9 +107,8 @@ def generate(program, name: str = "main") -> tuple[str, dict]:
         fname = f"{prefix}_{identifier(kern.name, 'kernel')}"
         if isinstance(kern, ScanLoop):
             return ScanLoopPrinter(program, kern, fname, bufnames, make_printer)
-        if hasattr(kern, "describe"):   # passes/collective.py's AllReduceKernel
-            raise NotImplementedError(f"{kern.name}: all_reduce is not supported on target='gpu' yet; "
-                                      "compile data-parallel steps for target='cpu'")
+        if isinstance(kern, AllReduceKernel):
+            return AllReducePrinter(program, kern, fname, bufnames)
         cls = MatmulPrinter if isinstance(kern, MatmulKernel) else LoopKernelPrinter
         return cls(program, kern, fname, bufnames)
 
@@ -122,8 +123,11 @@ def generate(program, name: str = "main") -> tuple[str, dict]:
                      "# Python inside its kernels (a @triton.jit helper would re-patch triton.language per call)\n"
                      "if not INTERPRET:\n"
                      + "".join(f"    {n} = triton.jit({n})\n" for n in names))
+    if any(isinstance(pr, AllReducePrinter) for pr in printers):
+        parts.append(ALL_REDUCE_HELPER)
     for pr, ksrc in zip(printers, kernels):
-        parts.append(ksrc)
+        if ksrc:
+            parts.append(ksrc)
         parts.append(pr.launcher_source())
     parts.append(_tables(program, bufnames))
     parts.append(_run(program, printers))

@@ -10,8 +10,9 @@ batches and the step trains on its shard of each:
   With a generator of (x, y) batches, every rank's generator must yield the same
   global batches (each rank takes its share of every one);
 - the training step is one compiled function whose gradients, loss and metrics are
-  all_reduce'd inside it (the compiler packs them into a few buffers and calls
-  MPI_Allreduce from the native code); each rank's loss is weighted by its shard's
+  all_reduce'd inside it (the compiler packs them into a few buffers, written in
+  place by the kernels that compute them, and calls MPI_Iallreduce from the native
+  code as each bucket is ready); each rank's loss is weighted by its shard's
   share, so uneven shards average exactly like one process on the global batch;
 - BatchNorm uses the global batch's statistics and Dropout different masks per rank
   (nngraph/nn/replica.py); parameters start from rank 0's values (broadcast once);

@@ -91,10 +91,12 @@ class ArraySource:
             order = rng.permutation(self.n)
         else:
             order = np.arange(self.n)
-        if self._to_device is not None:
+        if self._to_device is not None and self.shuffle:
             order = self._to_device(order)
         for b in range(self.steps):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            # in order: a slice (a view where the data is, no gather); shuffled: a gather
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size] if self.shuffle else \
+                slice(b * self.batch_size, (b + 1) * self.batch_size)
             yield [a[idx] for a in self.xs], [a[idx] for a in self.ys], self.kinds
 
 
@@ -278,7 +280,10 @@ def evaluation_batches(model, X, y, batch_size: int):
         return source.batches(0)
     if y is None:
         raise ValueError(f"{model.name}: evaluate(X, y) needs targets y")
-    return ArraySource(model, X, y, batch_size, False, None).batches(0)
+    source = ArraySource(model, X, y, batch_size, False, None)
+    if model.target == "gpu":      # the data set to the device once, as fit does
+        source.place_on(model.compiled("evaluate", source.kinds))
+    return source.batches(0)
 
 
 def score_sums(model, batches) -> tuple:

@@ -22,7 +22,9 @@ import numpy as np
 from .. import saving
 from ..node import Tensor
 from ..types import is_float
+from . import device_data
 from . import tracing as _tracing
+from .device_data import is_device_array
 from .heads import Heads, check_names
 from .layers import Input, collect_updates, current_mode, tracing_mode
 from .tree import sublayers
@@ -343,7 +345,12 @@ class Model:
         if len(xs) != len(self.inputs):
             raise ValueError(f"{self.name}: {len(self.inputs)} input arrays expected, {len(xs)} given")
         out = []
+        on_device = self._computes_on_device()
         for a, ph in zip(xs, self.inputs):
+            if on_device and is_device_array(a):    # target="gpu": kept where it is
+                _check_input_shape(self.name, ph, a)
+                out.append(device_data.checked_input(self.name, ph, a))
+                continue
             a = np.asarray(a)
             _check_input_shape(self.name, ph, a)
             if is_float(ph.dtype) and a.dtype != np.float32 and a.dtype.kind in "fiub":
@@ -354,6 +361,11 @@ class Model:
             raise ValueError(f"{self.name}: input arrays have different lengths {sorted(n)}")
         return out
 
+    def _computes_on_device(self) -> bool:
+        """Whether the compiled functions run on target="gpu" (they take device arrays)."""
+        target = self.target if getattr(self, "optimizer", None) is not None else resolve_target(None)
+        return target == "gpu"
+
     def _ys(self, y) -> tuple:
         """(target arrays in output order, their kinds: (dtype, shape without batch))."""
         names = self.output_names if self._functional else None
@@ -362,7 +374,12 @@ class Model:
             names = self.output_names
         ys = _tracing.targets_in_order(self.name, y, names)
         arrays, kinds = [], []
-        for a in ys:
+        on_device = self._computes_on_device()
+        for a, name in zip(ys, names):
+            if on_device and is_device_array(a):    # target="gpu": kept where it is
+                arrays.append(device_data.checked_target(self.name, name, a))
+                kinds.append((device_data.dtype_name(a), tuple(int(s) for s in a.shape[1:])))
+                continue
             a = np.asarray(a)
             if a.dtype.kind in "iub":
                 a = a.astype(np.int32)
@@ -404,22 +421,29 @@ class Model:
 
     def evaluate(self, X, y=None, batch_size: int = 256, verbose: int = 0) -> dict:
         """{"loss": ..., metric: ...} over all of X (means weighted by batch size), inference mode.
-        X may also be an iterable of (x, y) batches."""
+        X may also be an iterable of (x, y) batches. On target="gpu", X and y may be device
+        arrays (torch tensors), used where they are; NumPy data is moved to the device once
+        (when it fits) and every batch is a slice of it there."""
         from .fitting import evaluate
         return evaluate(self, X, y, batch_size)
 
     def predict(self, X, batch_size: int = 256, verbose: int = 0):
         """The model's output for X in inference mode (logits unless the model ends in
         softmax or sigmoid); a list of arrays, in the order of the outputs, when there
-        are several."""
+        are several. On target="gpu", X may be device arrays (torch tensors): then the
+        outputs are device tensors too; NumPy X is moved to the device once (when it
+        fits), and the outputs come back as NumPy arrays."""
         xs = self._xs(X)
         fn = self.compiled("predict")
         n = len(xs[0])
+        on_host = not any(map(is_device_array, xs))
+        if self._computes_on_device():   # the inputs to the device once, not per batch
+            xs = fn.to_device_if_fits(xs)
         parts = [fn(*[a[s:s + batch_size] for a in xs]) for s in range(0, n, batch_size)]
         if len(self.output_names) == 1:
-            return np.concatenate(parts) if parts else np.zeros((0,) + _static(self.outputs[0]), np.float32)
-        return [np.concatenate([p[i] for p in parts]) if parts else np.zeros((0,) + _static(o), np.float32)
-                for i, o in enumerate(self.outputs)]
+            parts = [[p] for p in parts]
+        outs = [_joined(fn, [p[i] for p in parts], o, on_host) for i, o in enumerate(self.outputs)]
+        return outs[0] if len(self.output_names) == 1 else outs
 
     # ---------------------------------------------------------------- saving
     def save(self, path) -> None:
@@ -448,13 +472,22 @@ class Model:
                              "call fit, predict or build(input_shape) first")
 
 
-def _check_input_shape(model_name: str, ph: Tensor, a: np.ndarray) -> None:
+def _check_input_shape(model_name: str, ph: Tensor, a) -> None:
     """The data's per-example shape against the model's input, in the user's terms."""
     want = tuple(ph.shape[1:])
     fits = a.ndim == len(want) + 1 and all(not isinstance(w, int) or w == g for w, g in zip(want, a.shape[1:]))
     if not fits:
         raise ValueError(f"{model_name}: input '{ph.name}' takes examples of shape {want} (batches "
-                         f"({', '.join(map(str, ph.shape))})), got an array of shape {a.shape}")
+                         f"({', '.join(map(str, ph.shape))})), got an array of shape {tuple(int(s) for s in a.shape)}")
+
+
+def _joined(fn, parts: list, output: Tensor, on_host: bool):
+    """One output's batches joined where they were computed (device outputs of device
+    inputs stay on the device); NumPy when the caller's inputs were NumPy arrays."""
+    if not parts:
+        return np.zeros((0,) + _static(output), np.float32)
+    out = fn.concatenate(parts)
+    return fn.to_host(out) if on_host else out
 
 
 def _static(t: Tensor) -> tuple:

@@ -1,6 +1,7 @@
 """all_reduce: the collective of data-parallel training, an op of the graph (as
 JAX's psum), so the compiler sees where the processes' values meet and packs the
-independent ones of a step into one buffer and one MPI call (passes/lower_collective.py).
+independent ones of a step into a few buffers, each reduced by one MPI call
+(passes/lower/collective.py).
 
     all_reduce(x, op="mean"|"sum")   the elementwise mean or sum of x over all
                                      processes of the job; the identity in one process

@@ -35,11 +35,23 @@ empty ys.
 
 What the passes do with it: outer-graph passes see a scan as one opaque node with
 its inputs (CSE merges structurally equal scans: `Body` compares structurally; DCE,
-size unification, verification, graphviz, the report work unchanged). passes/scans.py
-runs every graph pass inside the bodies as well (simplification inside the loop),
-and merges a forward scan into its twin that also stores the gradient's residuals.
-The lowering to a Program is passes/lower's job; until a backend lowers it,
-`ng.compile(..., target="cpu"/"gpu")` raises `ScanNotLowered`.
+verification, graphviz, the report work unchanged). Size unification renames sizes
+inside bodies too (nngraph/size_unify.py), and the scan's type check joins the
+body's sizes with the outer ones. verify (passes/verify.py) checks every body as a
+graph of its own. passes/pipeline.py runs every graph pass inside the bodies first
+(passes/scans.py `in_bodies`; a pass with `outer_only = True` is not), merges a
+forward scan into its twin that also stores the gradient's residuals
+(`merge_scan_twins`) and drops ys nobody reads (`prune_scan_outputs`). The reference
+interpreter runs a scan node by node (`_scan_ref` below); `target="reference"` runs
+graphs with loops on that interpreter (runtime/reference.py). The lowering to a Program
+is passes/lower's job; until it exists, passes/lowering.to_program raises
+`ScanNotLowered` (so `ng.compile(..., target="cpu"/"gpu")` does). Not seen inside
+bodies: the call-time index checks of `take` (nngraph/index_guards.py) guard only
+lookups outside loops.
+
+Helpers: `results(scan)` builds the scan_output nodes of every result;
+`length_of(scan)` is the number of steps; `Body` (nngraph/scan_body.py) gives
+carry_in / xs_in / closure_in / carry_out / ys_out.
 
 Gradient: the vjp of a scan is another scan, running the other way
 (nngraph/scan_grad.py documents what it stores and where).

@@ -12,7 +12,7 @@
 | `matmul.py` | matmul as a MatmulKernel with an epilogue |
 | `conv.py` | conv2d and its gradients: im2col / col2im around MatmulKernels |
 | `pool.py` | max/avg pooling, the max selection and the pooling gradients |
-| `collective.py` | all_reduce: pack kernels, one AllReduceKernel per bucket, unpack kernels; `phase_order` |
+| `collective.py` | all_reduce: buckets of packed buffers whose parts the operands' own kernels write, a start and a wait AllReduceKernel per bucket, pack/unpack kernels only where needed; `phase_order` |
 | `gather.py` | take and check_index (value rules), scatter_add (an accumulating kernel) |
 | `scan.py` | scan as a ScanLoop whose body is lowered by a `BodyLowering` over the same buffers |
 | `window.py` | masks and masked values the windowed families share |

@@ -6,7 +6,7 @@ from __future__ import annotations
 import networkx as nx
 
 from .. import fusion, kernel_map
-from ..collective import collective_stats
+from ..collective import AllReduceKernel, collective_stats
 from ..kernel_dag import kernel_dag
 from ..loop import ScanLoop, loop_stats
 from ..memory import plan_memory
@@ -58,7 +58,9 @@ def _kernels(ctx) -> dict:
 def ordered_kernels(ctx) -> list:
     """The context's kernels (sibling fusion done) in a launch order, named by position."""
     kernels = _kernels(ctx)
-    order = list(nx.lexicographical_topological_sort(kernel_dag(kernels, ctx.root)))
+    dag = kernel_dag(kernels, ctx.root)
+    bucket = _feeds_bucket(dag, kernels)
+    order = list(nx.lexicographical_topological_sort(dag, key=lambda no: _priority(kernels[no], no, bucket)))
     schedule = [kernels[no] for no in order]
     for n, k in enumerate(schedule):
         k.name = f"k{n}_" + k.name.split("_", 1)[1]
@@ -86,6 +88,27 @@ def assemble(ctx) -> Program:
     if any(isinstance(k, ScanLoop) for k in schedule):
         prog.stats["loops"] = loop_stats(schedule, lambda k: isinstance(k, MatmulKernel))
     return prog
+
+
+def _feeds_bucket(dag, kernels) -> dict:
+    """kernel number -> the first all-reduce bucket (in build order) whose start needs it."""
+    starts = sorted(no for no, k in kernels.items() if isinstance(k, AllReduceKernel) and k.step == "start")
+    first = {}
+    for i, s in enumerate(starts):
+        for no in nx.ancestors(dag, s) | {s}:
+            first.setdefault(no, i)
+    return first
+
+
+def _priority(kern, no, bucket) -> tuple:
+    """Sort key among the kernels ready to run: the work the first all-reduce bucket
+    needs, then the second's..., then the rest, each in the order it was built in;
+    an all-reduce's start as soon as it can run, its wait (which nothing before the
+    results' readers needs) after the work built before it. So a bucket's reduction
+    is in flight while the kernels of later buckets run (the backward pass of earlier
+    layers); without buckets this is the build order."""
+    start = isinstance(kern, AllReduceKernel) and kern.step == "start"
+    return (bucket.get(no, float("inf")), 0 if start else 1, no)
 
 
 def _stats(ctx, schedule) -> dict:

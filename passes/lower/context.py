@@ -21,9 +21,9 @@ import networkx as nx
 from nngraph.types import TensorType
 
 from .. import fusion
-from ..program import Buffer, Stage, Store, root_buffer
+from ..program import Buffer, Stage, Store, dependency_root
 from .assemble import assemble, finish_results
-from .collective import phase_order
+from .collective import pack_all_reduces, phase_order
 from .body import Body, LoweringError
 from .emitter import Emitter
 from .registry import lowering
@@ -133,11 +133,12 @@ class LoweringContext:
                     self.store_bufs[id(n)] = [self.add_buffer(n.name or f"t_{n.op}", n.type, "temp", n)]
                 self.buf_of[id(n)] = self.store_bufs[id(n)][0]
 
-    def view(self, base: int, shape, name=None) -> int:
-        """A buffer that relabels `base`'s memory with another row-major shape."""
+    def view(self, base: int, shape, name=None, offset=None) -> int:
+        """A buffer that relabels `base`'s memory with another row-major shape; with an
+        `offset` (elements), a part of it: its elements start there (a packed slot)."""
         b = self.buffers[base]
         return self.add_buffer(name or f"{b.name}_view", TensorType(b.dtype, tuple(shape)), "view",
-                               view_of=base)
+                               view_of=base, offset=offset)
 
     def operand_buffer(self, n, dtype: str) -> int:
         """A buffer holding n's value as `dtype`: its own, or a temp filled by a copy kernel."""
@@ -160,8 +161,9 @@ class LoweringContext:
         return self.buffers[b].kind in ("output", "update")
 
     def root(self, b: int) -> int:
-        """The buffer whose memory b is (b itself unless b is a view)."""
-        return root_buffer(self.buffers, b)
+        """The buffer whose writer a reader of b depends on: the buffer whose memory b is,
+        or the part of a packed buffer b is (passes/program.py's dependency_root)."""
+        return dependency_root(self.buffers, b)
 
     def cached(self, key, make):
         """make(), computed once per key for the whole lowering (shared kernels)."""
@@ -252,6 +254,7 @@ class LoweringContext:
         """Buffers, every materialised node's kernel rule, then the reduction results
         other kernels read: the kernel groups, not yet ordered (assemble does that)."""
         self.make_buffers()
+        pack_all_reduces(self)
         plan = self.plan
         for n in phase_order(plan.order):
             if id(n) in self.lowered:

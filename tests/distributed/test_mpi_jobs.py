@@ -25,9 +25,9 @@ def mpiexec() -> str:
     return found
 
 
-def run_job(args, timeout=JOB_SECONDS, ranks=2):
+def run_job(args, timeout=JOB_SECONDS, ranks=2, **env_extra):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               NNGRAPH_NUM_THREADS="1", NNGRAPH_BLAS_THREADS="1", OMP_NUM_THREADS="1")
+               NNGRAPH_NUM_THREADS="1", NNGRAPH_BLAS_THREADS="1", OMP_NUM_THREADS="1", **env_extra)
     cmd = [mpiexec(), "-n", str(ranks), sys.executable] + list(args)
     t0 = time.perf_counter()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
@@ -45,8 +45,12 @@ def test_all_reduce_values_and_gradients_in_two_processes():
     run_script("ops_values.py")
 
 
-def test_two_rank_sgd_equals_one_process_on_the_whole_batch_and_packs_one_buffer():
-    run_script("sgd_equal.py")
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
+def test_two_rank_sgd_equals_one_process_on_the_whole_batch_and_packs_one_buffer(backend):
+    if backend == "gpu":
+        from gpu_skip import require_gpu_target
+        require_gpu_target()       # Triton's interpreter here (tests/conftest.py sets it)
+    run_script("sgd_equal.py", backend)
 
 
 @pytest.mark.parametrize("backend", ["cpu", "reference"])
@@ -61,6 +65,14 @@ def test_a_rank_that_raises_ends_the_job_within_seconds(script, error):
     assert r.returncode != 0
     assert error in r.stderr and "[nngraph rank 1/2] unhandled exception; aborting the MPI job" in r.stderr
     assert "passed the all-reduce alone" not in r.stdout
+    assert seconds < 60, f"the job took {seconds:.0f} s to end"
+
+
+def test_a_rank_that_exits_early_ends_the_job_after_the_exit_timeout():
+    r, seconds = run_job([os.path.join(JOBS, "exit_early.py")], timeout=120, NNGRAPH_EXIT_TIMEOUT="3")
+    assert r.returncode != 0
+    assert "[nngraph rank 1/2] reached its exit" in r.stderr and "NNGRAPH_EXIT_TIMEOUT=3" in r.stderr
+    assert "passed the all-reduce alone" not in r.stdout      # rank 1 did not stand in for the collective
     assert seconds < 60, f"the job took {seconds:.0f} s to end"
 
 

@@ -28,25 +28,31 @@ def _model(target):
     return model
 
 
+def _spy_calls(monkeypatch, fn):
+    """Records, per call of `fn`, whether every argument was a device tensor, and the
+    shapes `fn.to_device` moved."""
+    calls, moved = [], []
+    real_call, real_move = type(fn).__call__, type(fn).to_device
+
+    def spy_call(f, *args, **kw):
+        if f is fn:
+            calls.append(all(isinstance(a, torch.Tensor) for a in args))
+        return real_call(f, *args, **kw)
+
+    def spy_move(f, a):
+        if f is fn:
+            moved.append(tuple(np.shape(a)))
+        return real_move(f, a)
+
+    monkeypatch.setattr(type(fn), "__call__", spy_call)
+    monkeypatch.setattr(type(fn), "to_device", spy_move)
+    return calls, moved
+
+
 def test_fit_on_gpu_feeds_device_batches_and_matches_the_reference(monkeypatch):
     X, y = _blobs()
     gpu, ref = _model("gpu"), _model("reference")
-    step = gpu.compiled("train")
-    seen, moved = [], []
-    real_call, real_move = type(step).__call__, type(step).to_device
-
-    def spy_call(fn, *args, **kw):
-        if fn is step:
-            seen.append(all(isinstance(a, torch.Tensor) for a in args))
-        return real_call(fn, *args, **kw)
-
-    def spy_move(fn, a):
-        if fn is step:
-            moved.append(np.shape(a))
-        return real_move(fn, a)
-
-    monkeypatch.setattr(type(step), "__call__", spy_call)
-    monkeypatch.setattr(type(step), "to_device", spy_move)
+    seen, moved = _spy_calls(monkeypatch, gpu.compiled("train"))
     hg = gpu.fit(X, y, epochs=3, batch_size=16, verbose=0)
     hr = ref.fit(X, y, epochs=3, batch_size=16, verbose=0)
     assert seen and all(seen) and len(seen) == 3 * 4            # every step got device tensors
@@ -68,3 +74,46 @@ def test_fit_keeps_host_batches_when_the_data_does_not_fit(monkeypatch):
                         lambda fn, *a, **k: (kinds.append(type(a[0])), real(fn, *a, **k))[1])
     model.fit(X, y, epochs=1, batch_size=8, verbose=0)
     assert kinds == [np.ndarray] * 3
+
+
+@pytest.mark.parametrize("as_tensors", [False, True])
+def test_evaluate_on_gpu_reads_batches_on_the_device(monkeypatch, as_tensors):
+    """NumPy data goes to the device once and every batch is a slice of it there;
+    device tensors (torch CPU tensors under the interpreter) are used where they are.
+    Scores equal the reference target's."""
+    X, y = _blobs(50)
+    gpu, ref = _model("gpu"), _model("reference")
+    calls, moved = _spy_calls(monkeypatch, gpu.compiled("evaluate"))
+    data = (torch.from_numpy(X), torch.from_numpy(y)) if as_tensors else (X, y)
+    got = gpu.evaluate(*data, batch_size=16)
+    want = ref.evaluate(X, y, batch_size=16)
+    assert calls == [True] * 4                                # 16 + 16 + 16 + 2 rows
+    assert moved == [(50, 4), (50,)]                          # each array once (a no-op for tensors)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
+
+
+def test_predict_on_gpu_keeps_device_outputs_for_device_inputs(monkeypatch):
+    X, _ = _blobs(40)
+    gpu, ref = _model("gpu"), _model("reference")
+    calls, moved = _spy_calls(monkeypatch, gpu.compiled("predict"))
+    want = ref.predict(X, batch_size=16)
+    out = gpu.predict(torch.from_numpy(X), batch_size=16)
+    assert isinstance(out, torch.Tensor) and tuple(out.shape) == (40, 3)
+    np.testing.assert_allclose(out.numpy(), want, rtol=1e-5, atol=1e-6)
+    host = gpu.predict(X, batch_size=16)                      # NumPy in: moved once, NumPy out
+    assert isinstance(host, np.ndarray)
+    np.testing.assert_allclose(host, want, rtol=1e-5, atol=1e-6)
+    assert calls == [True] * 6 and moved == [(40, 4), (40, 4)]
+
+
+def test_device_data_of_another_dtype_is_named():
+    X, y = _blobs(8)
+    model = _model("gpu")
+    with pytest.raises(ValueError, match=r"input 'x' takes float32 examples; got a device array \(Tensor\) of "
+                                         r"float64, shape \(8, 4\).*x.to\(torch.float32\)"):
+        model.predict(torch.from_numpy(X.astype(np.float64)))
+    with pytest.raises(ValueError, match=r"targets of output '.*' on the device must be int32.*of int64"):
+        model.evaluate(torch.from_numpy(X), torch.from_numpy(y.astype(np.int64)))
+    with pytest.raises(ValueError, match=r"input 'x' takes examples of shape \(4,\).*shape \(8, 3\)"):
+        model.predict(torch.from_numpy(X[:, :3]))

@@ -196,3 +196,12 @@ def test_a_scan_compiles_for_cpu_as_one_loop():
     got_h, got_ys = fn(X, H)
     np.testing.assert_allclose(got_h, want_h, rtol=1e-10)
     np.testing.assert_allclose(got_ys, want_ys, rtol=1e-10)
+
+
+def test_check_numerics_names_the_op_inside_the_loop():
+    xs = ng.placeholder(("T", 3), "float64", name="xs")
+    h, _ = ng.scan(lambda c, x: (c + ng.log(x), None), ng.constant(np.zeros(3)), xs)
+    fn = compile([xs], h, check_numerics=True)
+    with pytest.raises(ng.NumericsError, match=r"^log made a non-finite value \(NaN\) in f64\[3\] built at "
+                                               r"test_scan.py:\d+, in a step of the loop \(scan\)"):
+        fn(np.array([[1.0, 2.0, 3.0], [-1.0, 1.0, 1.0]]))

@@ -114,8 +114,8 @@ def test_forward_runs_once_and_stores_only_what_the_backward_reads():
     fn = compile([x, h0], [loss] + ng.grad(loss, [W, U]))
     forward, backward = sorted(_scans(fn.opt_graph), key=lambda s: s.attrs["reverse"])
     assert not forward.attrs["reverse"] and backward.attrs["reverse"]
-    # per step: h (the forward's ys, from which 1 - h*h is computed after the loop,
-    # passes/loop_sink.py) and the carry h[t-1]
+    # per step: h (from which 1 - h*h is computed after the loop, passes/loop_sink.py) and
+    # the carry h[t-1]; the ys nobody reads are pruned
     stored = forward.type.parts[forward.attrs["body"].n_carry:]
     assert len(stored) == 2 and all(p.shape == (ng.Dim("T"), ng.Dim("N"), 8) for p in stored)
     # the transposed recurrent weights are computed once, outside the backward loop
@@ -141,3 +141,15 @@ def test_grad_text_round_trips_and_the_reparsed_gradient_computes_the_same():
     X, U0 = rand((4, 2, 3), 1), rand((3, 3), 2)
     np.testing.assert_allclose(compile(parsed.inputs, parsed.outputs)(X, U0)[0], compile([x, u], g)(X, U0),
                                rtol=1e-12)
+
+
+def test_an_integer_carry_gets_no_gradient_and_masks_the_float_one():
+    def build(x, w):
+        def step(c, xt):
+            h, t = c
+            m = ng.cast(ng.less(t, 3), "float64")          # only the first 3 steps count
+            h2 = h + m * ng.sin(xt * w) * h
+            return (h2, t + 1), h2 * m
+        (h, t), ys = ng.scan(step, (ng.constant(np.ones(3)), ng.constant(np.int32(0))), x)
+        return ng.sum(ys) + ng.sum(h * h)
+    check_grad(build, [rand((6, 3), 1), rand((3,), 2)], shapes=[("T", 3), (3,)])
