@@ -16,7 +16,8 @@ What moves:
 - an *accumulator*: a carry whose new value is `add(carry, g)` where the carry has
   no other reader and g is `sum(d, axes)` (or a reshape of one) or `matmul(aᵀ, d)`
   of per-step matrices, or an elementwise expression of per-step values;
-- a *per-step result* (a ys) that the carries do not need;
+- a *per-step result* (a ys) that the carries do not need and that holds a matmul
+  (purely elementwise ys stay fused in the step);
 
 provided everything they compute from per-step values is elementwise or a matmul
 (batched with the time axis in front, as loop_hoist does). The values of the loop
@@ -140,8 +141,14 @@ class _Sink:
             for i in bad:
                 del moving[i]
         ys = [j for j, y in enumerate(body.ys_out) if id(y) not in self.cone and self._leaf(y) is None
-              and self._sinkable(y) and self.kind[id(y)] == "x"]
+              and self._has_product(y) and self._sinkable(y) and self.kind[id(y)] == "x"]
         return moving, ys
+
+    def _has_product(self, y) -> bool:
+        """Does y's own work (outside what the carries need) hold a matmul? Purely
+        elementwise ys stay in the step's fused kernel (moving them would store their
+        inputs per step instead, for no fewer launches)."""
+        return any(m.op == "matmul" and id(m) not in self.cone for m in toposort([y]))
 
     # ------------------------------------------------------------------ rewrite
     def run(self, counts):

@@ -114,8 +114,7 @@ def test_forward_runs_once_and_stores_only_what_the_backward_reads():
     fn = compile([x, h0], [loss] + ng.grad(loss, [W, U]))
     forward, backward = sorted(_scans(fn.opt_graph), key=lambda s: s.attrs["reverse"])
     assert not forward.attrs["reverse"] and backward.attrs["reverse"]
-    # per step: h (from which 1 - h*h is computed after the loop, passes/loop_sink.py) and
-    # the carry h[t-1]; the ys nobody reads are pruned
+    # per step: two residuals (1 - h*h, and the carry h[t-1]); the ys nobody reads are pruned
     stored = forward.type.parts[forward.attrs["body"].n_carry:]
     assert len(stored) == 2 and all(p.shape == (ng.Dim("T"), ng.Dim("N"), 8) for p in stored)
     # the transposed recurrent weights are computed once, outside the backward loop
