@@ -97,7 +97,7 @@ class FnBuilder:
             p = self.eb.bitcast(raw, ir.PointerType(storage_type(buf.dtype)))
             offset = self.program.offset(buf_id)   # a part of a packed buffer starts inside it
             if offset:
-                self._bases[id(p)] = root
+                self._bases[id(p)] = self.program.root(buf_id)
                 p = self.eb.gep(p, [i64(offset)], inbounds=True)
             self._ptrs[buf_id] = p
         return p
