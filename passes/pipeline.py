@@ -9,7 +9,8 @@ built); the log of what every pass did is what `fn.stats()["passes"]` shows.
     level 1  + CSE, constant folding, algebraic simplification, and in an MPI job
              all_reduce means split into a sum and a scale that fuses into its consumers;
              one loop per forward scan and its gradient's twin (passes/scans.py; at
-             level 0 both run)
+             level 0 both run); loop passes (work moved out of scans: before the loop,
+             passes/loop_hoist.py; after it, passes/loop_sink.py)
     level 2  + numerical stabilisation, and a second round of everything
 
 Every pass also runs inside the bodies of loops (passes/scans.py: `in_bodies`), first,
@@ -29,6 +30,8 @@ from .constant_folding import constant_folding
 from .cse import cse
 from .dce import dce, drop_stop_gradient
 from .log import Rewrites, entry
+from .loop_hoist import hoist_scans
+from .loop_sink import sink_scans
 from .rewrites import SIMPLIFY, STABILIZE
 from .scans import in_bodies, merge_scan_twins, prune_scan_outputs
 from .verify import verify
@@ -55,6 +58,8 @@ PIPELINES = {
         ("drop_stop_gradient", drop_stop_gradient),
         ("cse", cse),
         ("constant_folding", constant_folding),
+        ("hoist_scans", hoist_scans),
+        ("sink_scans", sink_scans),
         ("simplify", simplify),
         ("cse", cse),
         ("all_reduce_means", all_reduce_means),
@@ -70,6 +75,8 @@ PIPELINES = {
         ("simplify", simplify),
         ("cse", cse),               # the stabilising patterns match shared nodes by identity
         ("stabilize", stabilize_pass),
+        ("hoist_scans", hoist_scans),
+        ("sink_scans", sink_scans),
         ("simplify", simplify),
         ("constant_folding", constant_folding),
         ("cse", cse),

@@ -21,6 +21,10 @@ Buffers
     packed buffer that one MPI_Iallreduce sends (passes/lower/collective.py). A part
     is a unit of its own for kernel dependencies (`dependency_root`): kernels writing
     different parts of one buffer do not depend on each other.
+    kind "step" (additive): slice t of buffer `view_of` (a stacked buffer whose leading
+    axis is time), re-pointed at every step of the ScanLoop that lists it
+    (passes/loop.py); `root` follows it to the stacked buffer, `pointer_buffer` stops
+    at it (its address is its own, per step).
 
 Loop kernels (`LoopKernel`)
     An outer iteration domain (parallel loops, sizes may be symbolic) and a list of
@@ -89,7 +93,8 @@ Contraction kernels (`MatmulKernel`)
     stores; the epilogue never loads a buffer the kernel writes. Its stores are
     the kernel's results (e.g. relu(acc + b) for the next layer and the bool mask
     acc + b > 0 for the backward pass, or W - lr * acc straight into W's update).
-    Matrix dimensions over several axes (additive): m, n and k may each be a tuple
+    Matrix dimensions over several axes (additive; a weight gradient summed over a scan's
+    steps is one GEMM with k = (T, N), passes/lower/matmul.py): m, n and k may each be a tuple
     of sizes; that dimension then spans as many row-major buffer axes and its size
     is their product: A is [batch..., *m, *k] ([batch..., *k, *m] when trans_a), B
     [batch..., *k, *n] (or [batch..., *n, *k]), out [batch..., *m, *n], and the
@@ -108,6 +113,12 @@ Conventions of the bodies passes/lowering.py emits (additive to the above)
       stores reduction results (`result`) read by other kernels: the row-wise
       epilogue (mean = sum / N, b - lr * db) lives there too.
     - stages only read buffers written by earlier kernels, never by their own kernel.
+
+Loops (`ScanLoop`, passes/loop.py)
+    A schedule entry that repeats a sub-schedule (its body kernels) a (possibly
+    symbolic, possibly zero) number of times, with carry buffers copied from the
+    step's new value after each step and step buffers pointed at slice t of stacked
+    per-step buffers; `reverse` walks time backwards.
 
 Schedule
     `Program.schedule` is the kernels in launch order. `Program.outputs` names the
@@ -302,20 +313,28 @@ def size_text(s) -> str:
 
 
 def root_buffer(buffers: dict, b: int) -> int:
-    """The buffer of `buffers` (id -> Buffer) that owns b's memory, following views."""
-    return _follow(buffers, b, stop_at_parts=False)
+    """The buffer of `buffers` (id -> Buffer) that owns b's memory, following views
+    (and step buffers to their stacked buffer)."""
+    return _follow(buffers, b, lambda buf: False)
+
+
+def pointer_buffer(buffers: dict, b: int) -> int:
+    """The buffer whose address b's data starts at: its root, except that a step
+    buffer (passes/loop.py) has an address of its own, set at every step."""
+    return _follow(buffers, b, lambda buf: buf.kind == "step")
 
 
 def dependency_root(buffers: dict, b: int) -> int:
     """The buffer whose writer a reader of b waits for: b's root, except that a part
     (a view with an offset) is its own unit, so the kernels that write different parts
     of one packed buffer stay independent (passes/kernel_dag.py)."""
-    return _follow(buffers, b, stop_at_parts=True)
+    return _follow(buffers, b, lambda buf: buf.offset is not None)
 
 
-def _follow(buffers, b, stop_at_parts):
+def _follow(buffers: dict, b: int, stop) -> int:
+    """Follow view_of from b until a buffer that owns memory or one `stop(buffer)` holds for."""
     seen = 0
-    while buffers[b].view_of is not None and not (stop_at_parts and buffers[b].offset is not None):
+    while buffers[b].view_of is not None and not stop(buffers[b]):
         b = buffers[b].view_of
         seen += 1
         if seen > len(buffers):
@@ -387,23 +406,7 @@ def format_program(p: Program) -> str:
         out.append(f"  @{b.name}: {b.type_str()} {b.kind}{extra}")
     for n, kern in enumerate(p.schedule):
         out.append("")
-        if isinstance(kern, MatmulKernel):
-            out.append(f"kernel {n} {kern.name}: matmul {bufname(kern.out)}[{','.join(map(size_text, kern.batch + (kern.m, kern.n)))}]"
-                       f" = {kern.alpha!r} * {bufname(kern.a)}{'ᵀ' if kern.trans_a else ''} @ "
-                       f"{bufname(kern.b)}{'ᵀ' if kern.trans_b else ''}"
-                       + (f" + {kern.beta!r} * {bufname(kern.out)}" if kern.beta else "")
-                       + f"  (k={size_text(kern.k)})" + (f"  # {kern.source}" if kern.source else ""))
-            if kern.epilogue:
-                out += ["  epilogue " + ln for ln in format_stage(kern.epilogue, 0, bufname)]
-        elif hasattr(kern, "describe"):   # a library kernel of its own kind (passes/collective.py)
-            lines = kern.describe(bufname)
-            out.append(f"kernel {n} {kern.name}: {lines[0]}")
-            out += ["  " + ln for ln in lines[1:]]
-        else:
-            out.append(f"kernel {n} {kern.name} over [{','.join(map(str, kern.outer))}]"
-                       + (f"  # {kern.source}" if kern.source else ""))
-            for s_no, st in enumerate(kern.stages):
-                out += ["  " + ln for ln in format_stage(st, s_no, bufname)]
+        out += format_kernel(n, kern, bufname)
     out.append("")
     out.append("returns " + ", ".join(bufname(b) for b in p.outputs))
     for pb, ub in p.updates:
@@ -411,9 +414,42 @@ def format_program(p: Program) -> str:
     return "\n".join(out) + "\n"
 
 
+def format_kernel(n: int, kern, bufname) -> list:
+    """The lines of kernel number n of a schedule (or of a loop's body)."""
+    out = []
+    if isinstance(kern, MatmulKernel):
+        out.append(f"kernel {n} {kern.name}: matmul {bufname(kern.out)}[{','.join(map(size_text, kern.batch + (kern.m, kern.n)))}]"
+                   f" = {kern.alpha!r} * {bufname(kern.a)}{'ᵀ' if kern.trans_a else ''} @ "
+                   f"{bufname(kern.b)}{'ᵀ' if kern.trans_b else ''}"
+                   + (f" + {kern.beta!r} * {bufname(kern.out)}" if kern.beta else "")
+                   + f"  (k={size_text(kern.k)})" + (f"  # {kern.source}" if kern.source else ""))
+        if kern.epilogue:
+            out += ["  epilogue " + ln for ln in format_stage(kern.epilogue, 0, bufname)]
+    elif hasattr(kern, "describe"):   # a kernel of its own kind (passes/collective.py, passes/loop.py)
+        lines = kern.describe(bufname)
+        out.append(f"kernel {n} {kern.name}: {lines[0]}")
+        out += ["  " + ln for ln in lines[1:]]
+        for m, inner in enumerate(getattr(kern, "body", ())):    # a loop's body, nested
+            out += ["    " + ln for ln in format_kernel(m, inner, bufname)]
+    else:
+        out.append(f"kernel {n} {kern.name} over [{','.join(map(str, kern.outer))}]"
+                   + (f"  # {kern.source}" if kern.source else ""))
+        for s_no, st in enumerate(kern.stages):
+            out += ["  " + ln for ln in format_stage(st, s_no, bufname)]
+    return out
+
+
+def nested_kernels(schedule):
+    """Every entry of `schedule` and, for a loop (passes/loop.py), of its body, in order."""
+    for k in schedule:
+        yield k
+        yield from nested_kernels(getattr(k, "body", ()))
+
+
 def symbols(p: Program) -> list:
     """The symbolic size names the Program needs bound at run time, sorted."""
     names = set()
     for b in p.buffers.values():
         names |= {s.name for s in b.shape if isinstance(s, Dim)}
+    names |= {k.length.name for k in nested_kernels(p.schedule) if isinstance(getattr(k, "length", None), Dim)}
     return sorted(names)

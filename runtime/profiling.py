@@ -19,6 +19,7 @@ rates in proportion.
 """
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -26,6 +27,7 @@ import numpy as np
 from nngraph.textir import value_names
 from nngraph.types import concrete_shape, np_dtype
 from passes.collective import AllReduceKernel
+from passes.loop import ScanLoop
 from passes.program import MatmulKernel
 
 from .tables import TextTable, format_rows
@@ -49,9 +51,15 @@ def _stage_ops(stage, points: int) -> int:
 
 
 def kernel_work(kernel, program, env) -> dict:
-    """{"kind", "flops", "bytes"} of one kernel for the bound sizes `env`."""
+    """{"kind", "flops", "bytes"} of one kernel for the bound sizes `env` (a loop: its
+    body's work times its length)."""
     if isinstance(kernel, AllReduceKernel):     # an MPI call: the packed buffer it sends
         return {"kind": f"all_reduce {kernel.step}", "flops": 0, "bytes": _nbytes(program, kernel.send, env)}
+    if isinstance(kernel, ScanLoop):
+        steps = int(concrete_shape((kernel.length,), env)[0])
+        body = [kernel_work(k, program, env) for k in kernel.body]
+        return {"kind": "loop of steps", "flops": steps * sum(w["flops"] for w in body),
+                "bytes": steps * sum(w["bytes"] for w in body)}
     moved = sorted(kernel.reads() | kernel.writes())
     nbytes = sum(_nbytes(program, b, env) for b in moved)
     if isinstance(kernel, MatmulKernel):

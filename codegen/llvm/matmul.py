@@ -171,7 +171,7 @@ def _emit_int_loops(fb: FnBuilder, kern: MatmulKernel, dt):
     b = fb.b
     t = value_type(dt)
     pa, pb_, pc = fb.ptr(kern.a), fb.ptr(kern.b), fb.ptr(kern.out)
-    m, n, k = fb.size(kern.m), fb.size(kern.n), fb.size(kern.k)
+    m, n, k = fb.size(kern.m), fb.size(kern.n), fb.numel(kern.axes("k"))
     acc = fb.alloca(t, "acc")
     with fb.nest(tuple(kern.batch) + (kern.m, kern.n), "ij", first=fb.args[:2]) as idx:
         bidx, i, j = idx[:-2], idx[-2], idx[-1]

@@ -10,6 +10,7 @@ do not take) use a broadcast multiply-and-sum instead of tl.dot.
 """
 from __future__ import annotations
 
+
 from .body import BodyPrinter, Val, live_instrs, stage_roots
 from .index_width import launcher_line, prologue
 from .names import jit_decorator, paren, prod_expr, size_expr, symbol_name, symbols_of

@@ -4,10 +4,12 @@ so `fn.dump("triton")` is a file a user can save and run as it is."""
 from __future__ import annotations
 
 from passes.collective import AllReduceKernel
+from passes.loop import ScanLoop
 from passes.program import MatmulKernel
 
 from .collective import HELPER as ALL_REDUCE_HELPER
 from .collective import AllReducePrinter
+from .loop import ScanLoopPrinter
 from .loop_kernel import LoopKernelPrinter
 from .matmul_kernel import MatmulPrinter
 from .index_width import HELPER as INDEX_HELPER
@@ -100,14 +102,17 @@ if __name__ == "__main__":
 def generate(program, name: str = "main") -> tuple[str, dict]:
     """Triton source for `program`; returns (source, buffer id -> name in `b`)."""
     bufnames = buffer_names(program.buffers)
-    printers = []
-    for n, kern in enumerate(program.schedule):
-        fname = f"k{n}_{identifier(kern.name, 'kernel')}"
+
+    def make_printer(kern, prefix):
+        fname = f"{prefix}_{identifier(kern.name, 'kernel')}"
+        if isinstance(kern, ScanLoop):
+            return ScanLoopPrinter(program, kern, fname, bufnames, make_printer)
         if isinstance(kern, AllReduceKernel):
-            cls = AllReducePrinter
-        else:
-            cls = MatmulPrinter if isinstance(kern, MatmulKernel) else LoopKernelPrinter
-        printers.append(cls(program, kern, fname, bufnames))
+            return AllReducePrinter(program, kern, fname, bufnames)
+        cls = MatmulPrinter if isinstance(kern, MatmulKernel) else LoopKernelPrinter
+        return cls(program, kern, fname, bufnames)
+
+    printers = [make_printer(kern, f"k{n}") for n, kern in enumerate(program.schedule)]
     kernels = [pr.kernel_source() for pr in printers]      # printing collects the helpers used
     helpers = set().union(*[pr.helpers for pr in printers]) if printers else set()
     parts = [HEADER.format(name=name), INDEX_HELPER]

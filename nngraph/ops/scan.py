@@ -42,10 +42,10 @@ graph of its own. passes/pipeline.py runs every graph pass inside the bodies fir
 (passes/scans.py `in_bodies`; a pass with `outer_only = True` is not), merges a
 forward scan into its twin that also stores the gradient's residuals
 (`merge_scan_twins`) and drops ys nobody reads (`prune_scan_outputs`). The reference
-interpreter runs a scan node by node (`_scan_ref` below); `target="reference"` runs
-graphs with loops on that interpreter (runtime/reference.py). The lowering to a Program
-is passes/lower's job; until it exists, passes/lowering.to_program raises
-`ScanNotLowered` (so `ng.compile(..., target="cpu"/"gpu")` does). Not seen inside
+interpreter runs a scan node by node (`_scan_ref` below). The loop passes move work
+out of it (passes/loop_hoist.py, passes/loop_sink.py) and passes/lower/scan.py lowers it
+to a ScanLoop of the Program (passes/loop.py), which every target runs
+(`ScanNotLowered` is no longer raised by the lowering). Not seen inside
 bodies: the call-time index checks of `take` (nngraph/index_guards.py) guard only
 lookups outside loops.
 

@@ -10,6 +10,7 @@ import networkx as nx
 from .. import fusion, kernel_map
 from ..collective import AllReduceKernel, collective_stats
 from ..kernel_dag import kernel_dag
+from ..loop import ScanLoop, loop_stats
 from ..memory import plan_memory
 from ..program import LoopKernel, MatmulKernel, Program, Stage
 from ..sibling_fusion import fuse_siblings
@@ -22,8 +23,7 @@ def finish_results(ctx):
         read_elsewhere |= g.reads - g.writes
     for g in ctx.groups:
         need = [r for r in g.members if id(r) in g.results
-                and any(b in read_elsewhere or ctx.buffers[b].kind in ("output", "update")
-                        for b in ctx.store_bufs.get(id(r), []))]
+                and any(b in read_elsewhere or ctx.returns(b) for b in ctx.store_bufs.get(id(r), []))]
         if not need:
             continue
         last = g.stages[-1]
@@ -57,7 +57,8 @@ def _kernels(ctx) -> dict:
     return kernels
 
 
-def assemble(ctx) -> Program:
+def ordered_kernels(ctx) -> list:
+    """The context's kernels (sibling fusion done) in a launch order, named by position."""
     kernels = _kernels(ctx)
     dag = kernel_dag(kernels, ctx.root)
     bucket = _feeds_bucket(dag, kernels)
@@ -65,6 +66,11 @@ def assemble(ctx) -> Program:
     schedule = [kernels[no] for no in order]
     for n, k in enumerate(schedule):
         k.name = f"k{n}_" + k.name.split("_", 1)[1]
+    return schedule
+
+
+def assemble(ctx) -> Program:
+    schedule = ordered_kernels(ctx)
     # drop buffers nobody touches (unused constants, unstored reduction temps)
     used = set(ctx.inputs) | set(ctx.params) | set(ctx.outputs) | {b for pair in ctx.updates for b in pair}
     for k in schedule:
@@ -84,6 +90,8 @@ def assemble(ctx) -> Program:
     prog.stats["memory_plan_seconds"] = plan_seconds   # for fn.stats()["compile_time"]
     if any(n.op == "all_reduce" for n in ctx.plan.order):
         prog.stats["all_reduce"] = collective_stats(schedule, buffers)
+    if any(isinstance(k, ScanLoop) for k in schedule):
+        prog.stats["loops"] = loop_stats(schedule, lambda k: isinstance(k, MatmulKernel))
     return prog
 
 

@@ -78,6 +78,7 @@ class LoweringContext:
         self.group_of: dict = {}      # id(node) -> group that computes it
         self.names: set = set()
         self._cache: dict = {}
+        self.lowered: set = set()     # ids of nodes a rule lowered together with another one
 
     # ------------------------------------------------------------------ buffers
     def add_buffer(self, name, type_: TensorType, kind, node=None, **kw) -> int:
@@ -91,7 +92,14 @@ class LoweringContext:
         return b.id
 
     def make_buffers(self):
-        g, plan = self.graph, self.plan
+        self.make_source_buffers()
+        self.make_const_buffers()
+        self.make_result_buffers()
+        self.make_temp_buffers()
+
+    def make_source_buffers(self):
+        """Buffers of the graph's inputs and parameters."""
+        g = self.graph
         self.inputs = [self.add_buffer(ph.name or f"in{i}", ph.type, "input", ph) for i, ph in enumerate(g.inputs)]
         for ph, b in zip(g.inputs, self.inputs):
             self.buf_of[id(ph)] = b
@@ -100,9 +108,15 @@ class LoweringContext:
             b = self.add_buffer(p.name or "param", p.type, "param", p)
             self.buf_of[id(p)] = b
             self.params.append(b)
-        for n in plan.order:
+
+    def make_const_buffers(self):
+        for n in self.plan.order:
             if n.op == "constant" and n.ndim >= 1 and id(n) not in self.buf_of:
                 self.buf_of[id(n)] = self.add_buffer("const", n.type, "const", n, value=n.attrs["value"].array)
+
+    def make_result_buffers(self):
+        """Buffers of the graph's outputs and parameter updates."""
+        g = self.graph
         self.outputs = []
         for i, o in enumerate(g.outputs):
             b = self.add_buffer(o.name or f"out{i}", o.type, "output", o)
@@ -113,6 +127,10 @@ class LoweringContext:
             b = self.add_buffer(f"{p.name or 'param'}_new", p.type, "update", v, param=self.buf_of[id(p)])
             self.updates.append((self.buf_of[id(p)], b))
             self.store_bufs.setdefault(id(v), []).append(b)
+
+    def make_temp_buffers(self):
+        """A temp for every value fusion materialised that has no buffer yet."""
+        plan = self.plan
         for n in plan.order:
             if id(n) in plan.reasons and not fusion.is_source(n):
                 if id(n) not in self.store_bufs:
@@ -141,6 +159,10 @@ class LoweringContext:
         self.note_reads(g, st.emitter.loads)
         self.note_writes(g, {t})
         return t
+
+    def returns(self, b: int) -> bool:
+        """Is b a result of the graph being lowered (stored even if no kernel reads it)?"""
+        return self.buffers[b].kind in ("output", "update")
 
     def root(self, b: int) -> int:
         """The buffer whose writer a reader of b depends on: the buffer whose memory b is,
@@ -229,10 +251,18 @@ class LoweringContext:
 
     # ------------------------------------------------------------------ the walk
     def lower(self):
+        self.walk()
+        return assemble(self)
+
+    def walk(self):
+        """Buffers, every materialised node's kernel rule, then the reduction results
+        other kernels read: the kernel groups, not yet ordered (assemble does that)."""
         self.make_buffers()
         pack_all_reduces(self)
         plan = self.plan
         for n in phase_order(plan.order):
+            if id(n) in self.lowered:
+                continue
             own = lowering.rule(n.op, kind_default=False)
             if own is not None and id(n) in plan.reasons:
                 own(self, n)
@@ -246,4 +276,3 @@ class LoweringContext:
                     raise LoweringError(f"no lowering registered for {n.op} ({n.type} built at {n.where})")
                 rule(self, n)
         finish_results(self)
-        return assemble(self)
