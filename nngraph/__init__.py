@@ -28,6 +28,7 @@ from .functional import (batch_norm, binary_cross_entropy, clip, cross_entropy, 
                          layer_norm, leaky_relu, log_softmax, logsumexp, moments, mse, one_hot,
                          selu, softmax)
 from .autodiff import grad, hessian, jacobian  # noqa: F401
+from .scan_build import scan  # noqa: F401
 from .graph import Graph  # noqa: F401
 from .textir import format, parse  # noqa: F401
 from .compiler import compile  # noqa: F401

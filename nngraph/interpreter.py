@@ -11,16 +11,16 @@ from .errors import InputError, NumericsError
 from .graph import toposort
 from .node import OPS, Parameter, Tensor
 from .size_unify import explain_mismatch
-from .types import Dim, concrete_shape, np_dtype
+from .types import Dim, TupleType, concrete_shape, np_dtype
 
 
 class Ctx:
     """What a reference implementation may ask about the node it computes."""
 
-    __slots__ = ("node", "env")
+    __slots__ = ("node", "env", "check_numerics")
 
-    def __init__(self, node: Tensor, env: dict):
-        self.node, self.env = node, env
+    def __init__(self, node: Tensor, env: dict, check_numerics: bool = False):
+        self.node, self.env, self.check_numerics = node, env, check_numerics
 
     @property
     def attrs(self) -> dict:
@@ -77,30 +77,48 @@ def evaluate(outputs, feeds: dict, env: dict | None = None, params: dict | None 
              check_numerics: bool = False) -> list:
     """Compute `outputs` given feeds {placeholder node: array}. Parameters read their
     own value unless `params` maps id(param) to another array."""
-    env = dict(env or {})
-    vals: dict[int, np.ndarray] = {}
-    for ph, a in feeds.items():
-        vals[id(ph)] = a
-    params = params or {}
-    for n in toposort(list(outputs)):
-        if id(n) in vals:
-            continue
-        if n.op == "placeholder":
-            raise InputError(f"input '{n.name}' ({n.type}) was not given")
-        if isinstance(n, Parameter):
-            vals[id(n)] = params.get(id(n), n.value)
-            continue
-        args = [vals[id(i)] for i in n.inputs]
-        out = OPS[n.op].reference(Ctx(n, env), *args)
-        out = np.asarray(out)
-        want = np_dtype(n.dtype)
-        if out.dtype != want:
-            out = out.astype(want)
-        shape = concrete_shape(n.shape, env)
-        if out.shape != shape:
-            raise AssertionError(f"reference of {n.op} gave shape {out.shape}, type says {shape} ({n.where})")
-        if check_numerics and out.dtype.kind == "f" and not np.all(np.isfinite(out)):
-            raise NumericsError(f"{n.op} made a non-finite value ({'NaN' if np.isnan(out).any() else 'inf'}) "
-                                f"in {n.type} built at {n.where}")
-        vals[id(n)] = out
-    return [vals[id(o)] for o in outputs]
+    return Plan(outputs, check_numerics).run(feeds, env, params)
+
+
+class Plan:
+    """The nodes that compute `outputs`, in order, found once and run many times (a
+    scan runs its body's plan once per step, nngraph/ops/scan.py)."""
+
+    def __init__(self, outputs, check_numerics: bool = False):
+        self.outputs = list(outputs)
+        self.order = toposort(self.outputs)
+        self.check_numerics = check_numerics
+
+    def run(self, feeds: dict, env: dict | None = None, params: dict | None = None) -> list:
+        env = dict(env or {})
+        vals: dict[int, np.ndarray] = {id(ph): a for ph, a in feeds.items()}
+        params = params or {}
+        for n in self.order:
+            if id(n) in vals:
+                continue
+            if n.op == "placeholder":
+                raise InputError(f"input '{n.name}' ({n.type}) was not given")
+            if isinstance(n, Parameter):
+                vals[id(n)] = params.get(id(n), n.value)
+                continue
+            out = OPS[n.op].reference(Ctx(n, env, self.check_numerics), *[vals[id(i)] for i in n.inputs])
+            if isinstance(n.type, TupleType):
+                vals[id(n)] = tuple(_checked(o, t, n, env, self.check_numerics) for o, t in zip(out, n.type.parts))
+            else:
+                vals[id(n)] = _checked(out, n.type, n, env, self.check_numerics)
+        return [vals[id(o)] for o in self.outputs]
+
+
+def _checked(out, t, n: Tensor, env: dict, check_numerics: bool) -> np.ndarray:
+    """A reference result as an array of type t (the node's type, or one of its parts)."""
+    out = np.asarray(out)
+    want = np_dtype(t.dtype)
+    if out.dtype != want:
+        out = out.astype(want)
+    shape = concrete_shape(t.shape, env)
+    if out.shape != shape:
+        raise AssertionError(f"reference of {n.op} gave shape {out.shape}, type says {shape} ({n.where})")
+    if check_numerics and out.dtype.kind == "f" and not np.all(np.isfinite(out)):
+        raise NumericsError(f"{n.op} made a non-finite value ({'NaN' if np.isnan(out).any() else 'inf'}) "
+                            f"in {t} built at {n.where}")
+    return out

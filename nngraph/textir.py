@@ -132,8 +132,21 @@ def format_graph(g: Graph, locations: bool = False) -> str:
              for p in g.params()]
     gname = re.sub(r"\W", "_", g.name or "main") or "main"
     lines = _format_header(gname, args, state, locations)
+    lines += _node_lines(g, names, locations, "  ")
+    for p, v in g.updates:
+        lines.append(f"  update %{names[id(p)]} <- %{names[id(v)]}")
+    lines.append("  return" + "".join((" " if k == 0 else ", ") + f"%{names[id(o)]}"
+                                      for k, o in enumerate(g.outputs)))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _node_lines(g: Graph, names: dict, locations: bool, indent: str) -> list:
+    """One line per node of g (a scan: its line, then its body nested below it)."""
+    inputs = {id(x) for x in g.inputs}
+    lines = []
     for n in toposort(g.roots()):
-        if n.op == "placeholder" and id(n) not in seen:
+        if n.op == "placeholder" and id(n) not in inputs:
             raise ValueError(f"placeholder '{n.name}' ({n.type}, made at {n.where}) is used "
                              "but is not an input of the graph")
         if n.op == "placeholder" or isinstance(n, Parameter):
@@ -145,18 +158,31 @@ def format_graph(g: Graph, locations: bool = False) -> str:
             body = n.op
             if n.inputs:
                 body += " " + ", ".join(f"%{names[id(i)]}" for i in n.inputs)
-            if n.attrs:
-                body += " {" + ", ".join(f"{k}={_fmt_attr(v)}" for k, v in n.attrs.items()) + "}"
-        line = f"  %{names[id(n)]} = {body} : {n.type}"
-        if locations:
-            line += f"  # {n.where}"
-        lines.append(line)
-    for p, v in g.updates:
-        lines.append(f"  update %{names[id(p)]} <- %{names[id(v)]}")
-    lines.append("  return" + "".join((" " if k == 0 else ", ") + f"%{names[id(o)]}"
-                                      for k, o in enumerate(g.outputs)))
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+            attrs = {k: v for k, v in n.attrs.items() if k != "body" or n.op != "scan"}
+            if attrs:
+                body += " {" + ", ".join(f"{k}={_fmt_attr(v)}" for k, v in attrs.items()) + "}"
+        line = f"{indent}%{names[id(n)]} = {body} : {n.type}" + (" {" if n.op == "scan" else "")
+        lines.append(line + (f"  # {n.where}" if locations else ""))
+        if n.op == "scan":
+            lines += _region_lines(n.attrs["body"], locations, indent + "  ")
+            lines.append(indent + "}")
+    return lines
+
+
+def _region_lines(body, locations: bool, indent: str) -> list:
+    """A scan's body: `^(carries; xs; closed-over values):`, its nodes, `yield carries; ys`."""
+    g = body.graph
+    names = value_names(g)
+    k, nx = body.n_carry, body.n_xs
+
+    def group(items):
+        return ", ".join(items)
+    decl = [f"%{names[id(p)]}: {p.type}" for p in g.inputs]
+    lines = [f"{indent}^({group(decl[:k])}; {group(decl[k:k + nx])}; {group(decl[k + nx:])}):"]
+    lines += _node_lines(g, names, locations, indent)
+    outs = [f"%{names[id(o)]}" for o in g.outputs]
+    lines.append(f"{indent}yield {group(outs[:k])}; {group(outs[k:])}".rstrip())
+    return lines
 
 
 def _format_header(gname, args, state, locations) -> list:

@@ -141,3 +141,32 @@ def eval_size(s: Size, env: dict) -> int:
 def concrete_shape(shape, env: dict) -> tuple:
     """Shape with symbols replaced by their bound values from env (name -> int)."""
     return tuple(env[s.name] if isinstance(s, Dim) else s for s in shape)
+
+
+@dataclass(frozen=True)
+class TupleType(TensorType):
+    """The type of a node with several results (today: `scan`, nngraph/ops/scan.py).
+
+    Every node has one type; a multi-result node carries the types of its results in
+    `parts` and holds no data of its own: as a tensor it is an empty bool[0], so a pass
+    that sizes buffers from `dtype`/`shape` sees zero bytes. Its results are read by
+    `scan_output {index=i}` nodes, each an ordinary tensor. Prints as `(f32[N,4], f32[T,N,4])`.
+    """
+
+    parts: tuple = ()
+
+    def __init__(self, parts):
+        object.__setattr__(self, "parts", tuple(parts))
+        super().__init__("bool", (0,))
+
+    def __str__(self) -> str:
+        return "(" + ", ".join(map(str, self.parts)) + ")"
+
+    __repr__ = __str__
+
+    @property
+    def is_static(self) -> bool:
+        return all(p.is_static for p in self.parts)
+
+    def symbols(self) -> set:
+        return set().union(*(p.symbols() for p in self.parts)) if self.parts else set()
