@@ -12,7 +12,7 @@ from .graph import toposort
 from .node import OPS, Tensor
 from .ops import elementwise as ew
 from .ops import movement as mv
-from .types import is_float
+from .types import TupleType, is_float
 
 
 def grad(cost, wrt, disconnected: str = "raise"):
@@ -37,38 +37,7 @@ def grad(cost, wrt, disconnected: str = "raise"):
             raise GradientError(f"grad: cannot differentiate with respect to {w.name or w.op}: {w.type} "
                                 f"(built at {w.where}): integer and bool tensors have no gradient")
 
-    nodes = toposort([cost])
-    wrt_ids = {id(w) for w in wrts}
-    depends = set()
-    for n in nodes:
-        if id(n) in wrt_ids or any(id(i) in depends for i in n.inputs):
-            depends.add(id(n))
-
-    cot: dict[int, Tensor] = {id(cost): ew.ones_like(cost)}
-    blocked = []
-    for n in reversed(nodes):
-        g = cot.get(id(n))
-        if g is None or not n.inputs:
-            continue
-        needs = tuple(id(i) in depends and is_float(i.dtype) for i in n.inputs)
-        for i in n.inputs:
-            if id(i) in depends and not is_float(i.dtype):
-                blocked.append(f"{n.op} at {n.where} (its input {i.op}: {i.type} is not float)")
-        if not any(needs):
-            continue
-        op = OPS[n.op]
-        if op.nondiff or op.vjp is None:
-            blocked.append(f"{n.op} at {n.where} (not differentiable)")
-            continue
-        gs = op.vjp(n, g, needs)
-        for i, gi, need in zip(n.inputs, gs, needs):
-            if not need or gi is None:
-                continue
-            if gi.dtype != i.dtype:
-                gi = ew.cast(gi, i.dtype)
-            prev = cot.get(id(i))
-            cot[id(i)] = gi if prev is None else ew.add(prev, gi)
-
+    cot, blocked, depends = _backprop([(cost, ew.ones_like(cost))], wrts)
     out = []
     for w in wrts:
         g = cot.get(id(w))
@@ -83,6 +52,65 @@ def grad(cost, wrt, disconnected: str = "raise"):
             g = ew.zeros_like(w)
         out.append(g)
     return out[0] if single else out
+
+
+def vjp(outputs, cotangents, wrt) -> list:
+    """Cotangents of the tensors `wrt` given `cotangents` of `outputs` (graphs, like grad's);
+    None where no gradient reaches (used for a scan's body, nngraph/scan_grad.py)."""
+    cot, _, _ = _backprop(list(zip(outputs, cotangents)), list(wrt))
+    return [cot.get(id(w)) for w in wrt]
+
+
+def _backprop(seeds, wrts) -> tuple:
+    """Reverse sweep from (node, cotangent) seeds: ({id(node): cotangent}, blocked paths,
+    ids of the nodes that depend on `wrts`). The cotangent of a node with several results
+    (a scan) is a dict {result index: cotangent}, filled by its scan_output users."""
+    nodes = toposort([n for n, _ in seeds])
+    wrt_ids = {id(w) for w in wrts}
+    depends = set()
+    for n in nodes:
+        if id(n) in wrt_ids or any(id(i) in depends for i in n.inputs):
+            depends.add(id(n))
+    cot: dict = {}
+    for n, g in seeds:
+        _accumulate(cot, n, g)
+    blocked = []
+    for n in reversed(nodes):
+        g = cot.get(id(n))
+        if g is None or not n.inputs:
+            continue
+        needs = tuple(id(i) in depends and _differentiable(i) for i in n.inputs)
+        for i in n.inputs:
+            if id(i) in depends and not _differentiable(i):
+                blocked.append(f"{n.op} at {n.where} (its input {i.op}: {i.type} is not float)")
+        if not any(needs):
+            continue
+        op = OPS[n.op]
+        if op.nondiff or op.vjp is None:
+            blocked.append(f"{n.op} at {n.where} (not differentiable)")
+            continue
+        for i, gi, need in zip(n.inputs, op.vjp(n, g, needs), needs):
+            if need and gi is not None:
+                _accumulate(cot, i, gi)
+    return cot, blocked, depends
+
+
+def _differentiable(n) -> bool:
+    return isinstance(n.type, TupleType) or is_float(n.dtype)
+
+
+def _accumulate(cot: dict, node, g) -> None:
+    """Add cotangent g into cot[id(node)] (per result for a multi-result node)."""
+    if isinstance(node.type, TupleType):
+        parts = dict(cot.get(id(node)) or {})
+        for k, gk in g.items():
+            parts[k] = gk if k not in parts else ew.add(parts[k], gk)
+        cot[id(node)] = parts
+        return
+    if g.dtype != node.dtype:
+        g = ew.cast(g, node.dtype)
+    prev = cot.get(id(node))
+    cot[id(node)] = g if prev is None else ew.add(prev, g)
 
 
 def jacobian(y, x):

@@ -548,8 +548,11 @@ def _define(env, name, node, lineno):
 def _parse_body(items, env, source, last_line):
     """The node, update and return lines up to the closing '}': (outputs, updates)."""
     outputs, updates, closed = None, [], False
-    for lineno, code, comment in items:
+    k = 0
+    while k < len(items):
+        lineno, code, comment = items[k]
         s = code.strip()
+        k += 1
         if closed:
             raise ParseError(f"line {lineno}: text after the closing '}}': {s!r}")
         if s == "}":
@@ -561,23 +564,116 @@ def _parse_body(items, env, source, last_line):
             updates.append(_parse_update(s, env, lineno, updates))
             continue
         if re.match(r"^return\b", s):
-            r = _Reader(s[len("return"):], lineno)
-            names = r.operands()
-            if not r.at_end():
-                raise ParseError(f"line {lineno}: cannot read {s!r} (expected 'return %a, %b')")
-            outputs = [_lookup(env, x, lineno) for x in names]
+            outputs = _operand_list(s[len("return"):], env, lineno, "return %a, %b")
             continue
-        mm = _NODE.match(code)
-        if not mm:
-            raise ParseError(f"line {lineno}: cannot read {s!r} (expected '%name = op %a, %b {{attrs}} : type')")
-        name, op, rest, ty = mm.groups()
-        _define(env, name, _node(op, rest, parse_type(ty, lineno), env, lineno, comment or f"{source}:{lineno}"),
-                lineno)
+        k = _statement(items, k - 1, env, source)
     if outputs is None:
         raise ParseError(f"line {last_line}: no 'return' line")
     if not closed:
         raise ParseError(f"line {last_line}: missing the closing '}}'")
     return outputs, updates
+
+
+def _operand_list(text: str, env: dict, lineno: int, expected: str) -> list:
+    r = _Reader(text, lineno)
+    names = r.operands()
+    if not r.at_end():
+        raise ParseError(f"line {lineno}: cannot read {text.strip()!r} (expected '{expected}')")
+    return [_lookup(env, x, lineno) for x in names]
+
+
+_SCAN_HEAD = re.compile(r"^\s*%(\w+)\s*=\s*scan\b(.*?)\s*:\s*\((.*)\)\s*\{\s*$")
+_REGION_HEAD = re.compile(r"^\s*\^\((.*)\)\s*:\s*$")
+_REGION_DECL = re.compile(r"\s*%(\w+)\s*:\s*(\w+\[[^\]]*\])\s*")
+
+
+def _statement(items, k: int, env: dict, source: str) -> int:
+    """Define the node (or the scan with its nested body) that starts at items[k];
+    returns the index of the item after it."""
+    lineno, code, comment = items[k]
+    where = comment or f"{source}:{lineno}"
+    ms = _SCAN_HEAD.match(code)
+    if ms:
+        end = _region_end(items, k)
+        _define(env, ms.group(1), _parse_scan(ms, items[k + 1:end], env, source, lineno, where), lineno)
+        return end + 1
+    mm = _NODE.match(code)
+    if not mm:
+        raise ParseError(f"line {lineno}: cannot read {code.strip()!r} (expected '%name = op %a, %b {{attrs}} : type')")
+    name, op, rest, ty = mm.groups()
+    _define(env, name, _node(op, rest, parse_type(ty, lineno), env, lineno, where), lineno)
+    return k + 1
+
+
+def _region_end(items, k: int) -> int:
+    """Index of the '}' that closes the region opened by items[k]."""
+    depth = 0
+    for j in range(k, len(items)):
+        code = items[j][1].strip()
+        if code == "}":
+            depth -= 1
+            if depth == 0:
+                return j
+        elif code.endswith("{"):
+            depth += 1
+    raise ParseError(f"line {items[k][0]}: the scan's body is not closed by a '}}'")
+
+
+def _parse_scan(ms, region, env, source, lineno, where) -> Tensor:
+    """`%s = scan %init.., %xs.., %closure.. {length=.., reverse=..} : (types) {` and its body."""
+    r = _Reader(ms.group(2), lineno)
+    ins = [_lookup(env, x, lineno) for x in r.operands()]
+    attrs = r.attrs() if r.peek()[1] == "{" else {}
+    if not r.at_end():
+        raise r.err("unexpected text after the scan's operands and attributes")
+    body = _parse_region(region, source, lineno)
+    try:
+        node = make("scan", ins, where=where, canonical=False, body=body, **attrs)
+    except NNGraphError as e:
+        raise ParseError(f"line {lineno}: {e}") from None
+    except (KeyError, TypeError) as e:
+        raise ParseError(f"line {lineno}: scan cannot be built from this text ({type(e).__name__}: {e})") from None
+    want = [parse_type(t, lineno) for t in re.findall(r"\w+\[[^\]]*\]", ms.group(3))]
+    if list(node.type.parts) != want:
+        raise ParseError(f"line {lineno}: scan gives {node.type}, the text says ({ms.group(3)})")
+    return node
+
+
+def _parse_region(region, source, head_line: int):
+    """A scan body: `^(carries; xs; closed-over):`, nodes, `yield carries; ys`."""
+    from .scan_body import Body
+    if len(region) < 2:
+        raise ParseError(f"line {head_line}: a scan body needs a '^(...):' line and a 'yield' line")
+    lineno, code, _ = region[0]
+    mh = _REGION_HEAD.match(code)
+    groups = mh.group(1).split(";") if mh else []
+    if len(groups) != 3:
+        raise ParseError(f"line {lineno}: expected '^(%carry: type, ..; %x: type, ..; %closed: type, ..):'")
+    env: dict = {}
+    counts, inputs = [], []
+    for grp in groups:
+        decls = [d for d in grp.split("%") if d.strip()]
+        for d in decls:
+            md = _REGION_DECL.fullmatch("%" + d.rstrip().rstrip(","))
+            if not md:
+                raise ParseError(f"line {lineno}: cannot read the declaration {('%' + d).strip()!r}")
+            t = parse_type(md.group(2), lineno)
+            ph = make("placeholder", (), name=md.group(1), where=f"{source}:{lineno}", shape=t.shape, dtype=t.dtype)
+            _define(env, md.group(1), ph, lineno)
+            inputs.append(ph)
+        counts.append(len(decls))
+    k = 1
+    while k < len(region) - 1:
+        k = _statement(region, k, env, source)
+    last, code, _ = region[-1]
+    parts = code.strip()[len("yield"):].split(";") if code.strip().startswith("yield") else []
+    if len(parts) != 2:
+        raise ParseError(f"line {last}: expected 'yield %carry, ..; %y, ..' at the end of the scan body")
+    carries = _operand_list(parts[0], env, last, "yield %carry, ..; %y, ..")
+    ys = _operand_list(parts[1], env, last, "yield %carry, ..; %y, ..")
+    if len(carries) != counts[0]:
+        raise ParseError(f"line {last}: the body takes {counts[0]} carries but yields {len(carries)}")
+    return Body(Graph(inputs, carries + ys, [], "step"), counts[0], counts[1])
 
 
 def _parse_update(s, env, lineno, updates):

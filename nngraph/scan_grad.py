@@ -1,0 +1,209 @@
+"""The gradient of a scan: a scan that runs the other way over stored residuals.
+
+For a forward loop `c[t+1], y[t] = step(c[t], x[t], k)` (k: the closed-over values),
+the vjp of the step, `(gc[t], gx[t], gk[t]) = vjp_step(gc[t+1], gy[t])`, is itself a
+graph, built once per body by nngraph/autodiff.vjp on placeholders for the
+cotangents (the *plan*, cached on the Body). Its nodes fall in three sets:
+
+- cotangent side: they depend on the cotangents; they run in the backward loop;
+- forward side: they depend on c[t] or x[t] but not on a cotangent. The ones the
+  cotangent side reads (e.g. `1 - tanh(z)^2`, a gate's activation, c[t] itself) are
+  the *residuals*: the forward scan stores them per step as extra ys (a twin of the
+  forward scan with those ys appended; passes/scans.py merges the two, so the loop
+  runs once). Nothing else of the forward step is kept. x[t] is read again from xs;
+- loop-invariant: they depend only on k and constants (W.T for the product with the
+  recurrent weights). They are built outside the backward loop and closed over:
+  computed once, not per step.
+
+The backward scan (reverse of the forward's direction) has as carries the carry
+cotangents gc (one per float carry) and one accumulator per closed-over float value
+that needs a gradient (gk_sum += gk[t]: memory of one weight, not T of them); as xs
+the given cotangents of the ys, the residual stacks and the xs the cotangent side
+reads; as ys the cotangents of the xs. Its results are the gradients of the init
+(final gc), of the xs (its ys) and of the closed-over values (final accumulators).
+Being a scan node, it has a gradient of its own (gradients of gradients).
+"""
+from __future__ import annotations
+
+from .autodiff import vjp
+from .graph import toposort
+from .node import OPS, Tensor, make
+from .ops import elementwise as ew
+from .ops.scan import results
+from .scan_build import trace_node
+from .source_location import located_at
+from .types import TensorType, is_float
+
+
+class GradPlan:
+    """The step's vjp graph and what the forward must store for it (module docstring)."""
+
+    def __init__(self, body, given_ys: tuple):
+        self.body = body
+        self.fc = [i for i, c in enumerate(body.carry_out) if is_float(c.dtype)]
+        self.fy = [j for j, ok in enumerate(given_ys) if ok]
+        self.gc_ph = [_ph(body.carry_out[i].type, f"g_carry{i}") for i in self.fc]
+        self.gy_ph = [_ph(body.ys_out[j].type, f"g_y{j}") for j in self.fy]
+        self.wrt = [p for p in body.graph.inputs if is_float(p.dtype)]
+        outs = [body.carry_out[i] for i in self.fc] + [body.ys_out[j] for j in self.fy]
+        grads = vjp(outs, self.gc_ph + self.gy_ph, self.wrt)
+        self.grads = {id(w): g for w, g in zip(self.wrt, grads)}
+        self.residuals = self._residuals([g for g in grads if g is not None])
+        self.forward = body.with_outputs(list(body.graph.outputs) + self.residuals)
+
+    def _residuals(self, grads: list) -> list:
+        cot = {id(p) for p in self.gc_ph + self.gy_ph}
+        variant = {id(p) for p in self.body.carry_in + self.body.xs_in}
+        xs = {id(p) for p in self.body.xs_in}
+        order = toposort(grads)
+        for n in order:
+            if n.inputs and any(id(i) in cot for i in n.inputs):
+                cot.add(id(n))
+            elif n.inputs and any(id(i) in variant for i in n.inputs):
+                variant.add(id(n))
+        used = [i for n in order if id(n) in cot for i in n.inputs] + grads
+        self.xs_read = {id(i) for i in used if id(i) in xs}
+        out, seen = [], set()
+        for i in used:
+            if id(i) in variant and id(i) not in cot and id(i) not in xs and id(i) not in seen:
+                seen.add(id(i))
+                out.append(i)
+        return self._recompute_cheap(out, variant)
+
+    def _recompute_cheap(self, stored: list, variant: set) -> list:
+        """Drop the residuals that cheap ops (movement, elementwise of cost 1: `1 - h*h`,
+        a transpose) compute from other residuals, xs or the step's carry: the backward
+        recomputes them instead of storing them. The carry they read is stored instead."""
+        free = {id(p) for p in self.body.xs_in}
+        keep = {id(r): r for r in stored}
+        for r in list(stored):
+            leaves = _cheap_leaves(r, variant)
+            others = set(keep) - {id(r)}
+            if leaves is not None and all(id(v) in others or id(v) in free or v.op == "placeholder"
+                                          for v in leaves):
+                del keep[id(r)]
+                for v in leaves:
+                    if id(v) in free:
+                        self.xs_read.add(id(v))
+                    else:
+                        keep.setdefault(id(v), v)
+        return list(keep.values())
+
+
+def _cheap_leaves(r: Tensor, variant: set) -> list | None:
+    """The per-step values r is a cheap function of (r itself excluded), or None when
+    computing r needs a costly op on per-step values."""
+    leaves, stack, seen = [], [r], set()
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if n is not r and (n.op == "placeholder" or id(n) not in variant):
+            if id(n) in variant:
+                leaves.append(n)
+            continue
+        op = OPS[n.op]
+        if op.kind not in ("elementwise", "movement") or op.cost > 1:
+            if n is r:
+                return None
+            leaves.append(n)
+            continue
+        stack.extend(n.inputs)
+    return leaves
+
+
+def _ph(t: TensorType, name: str) -> Tensor:
+    return make("placeholder", (), name=name, where="<scan gradient>", shape=t.shape, dtype=t.dtype)
+
+
+def plan_for(body, given_ys: tuple) -> GradPlan:
+    """The cached GradPlan of `body` when the ys marked in `given_ys` have cotangents."""
+    key = ("grad", given_ys)
+    if key not in body.cache:
+        body.cache[key] = GradPlan(body, given_ys)
+    return body.cache[key]
+
+
+def scan_vjp(n: Tensor, g: dict, needs: tuple) -> tuple:
+    """Cotangents of a scan's inputs (init, xs, closed-over) from {result index: cotangent}."""
+    body = n.attrs["body"]
+    k, nx = body.n_carry, body.n_xs
+    given = tuple(is_float(y.dtype) and (k + j) in g for j, y in enumerate(body.ys_out))
+    plan = plan_for(body, given)
+    with located_at(n.where):
+        return _backward(n, g, needs, plan, k, nx)
+
+
+def _backward(n, g, needs, plan: GradPlan, k: int, nx: int) -> tuple:
+    body, attrs = plan.body, n.attrs
+    fwd = results(make("scan", n.inputs, where=n.where, canonical=False, body=plan.forward,
+                       length=attrs["length"], reverse=attrs["reverse"]))
+    stored = fwd[k + body.n_ys:]
+    closure = list(n.inputs[k + nx:])
+    acc = [j for j, p in enumerate(body.closure_in) if needs[k + nx + j] and id(p) in plan.grads]
+    xs_needed = [j for j, p in enumerate(body.xs_in) if needs[k + j]]
+    init = [_given(g.get(i), n.type.parts[i]) for i in plan.fc] + [ew.zeros_like(closure[j]) for j in acc]
+    xs_used = [j for j, p in enumerate(body.xs_in) if id(p) in plan.xs_read]
+    outer_xs = [g[k + j] for j in plan.fy] + stored + [n.inputs[k + j] for j in xs_used]
+    carry_ph = [_ph(t.type, t.name or "g") for t in plan.gc_ph] + [_ph(closure[j].type, f"g_k{j}") for j in acc]
+    x_ph = ([_ph(p.type, p.name) for p in plan.gy_ph] + [_ph(r.type, f"r{i}") for i, r in enumerate(plan.residuals)]
+            + [_ph(body.xs_in[j].type, f"x{j}") for j in xs_used])
+    mapping = dict(zip(map(id, plan.gc_ph + plan.gy_ph + plan.residuals), carry_ph[:len(plan.fc)] + x_ph))
+    mapping.update({id(body.xs_in[j]): x_ph[len(plan.fy) + len(plan.residuals) + m] for m, j in enumerate(xs_used)})
+    mapping.update({id(p): c for p, c in zip(body.closure_in, closure)})
+    clone = _Cloner(mapping)
+    new_gc = [clone.grad(plan, body.carry_in[i]) for i in plan.fc]
+    new_acc = [ew.add(a, clone(plan.grads[id(body.closure_in[j])]))
+               for a, j in zip(carry_ph[len(plan.fc):], acc)]
+    gxs = [clone.grad(plan, body.xs_in[j]) for j in xs_needed]
+    bwd = results(trace_node(carry_ph, x_ph, new_gc + new_acc, gxs, init, outer_xs, attrs["length"],
+                             not attrs["reverse"], n.where))
+    out = [None] * len(n.inputs)
+    for m, i in enumerate(plan.fc):
+        out[i] = bwd[m] if needs[i] else None
+    for m, j in enumerate(acc):
+        out[k + nx + j] = bwd[len(plan.fc) + m]
+    for m, j in enumerate(xs_needed):
+        out[k + j] = bwd[len(plan.fc) + len(acc) + m]
+    return tuple(out)
+
+
+def _given(g, t: TensorType) -> Tensor:
+    """The given cotangent of a final carry, or zeros of its type."""
+    if g is None:
+        return make("broadcast_to", (ew.constant(0.0, t.dtype),), shape=tuple(t.shape))
+    return g if g.dtype == t.dtype else ew.cast(g, t.dtype)
+
+
+class _Cloner:
+    """The plan's vjp nodes rebuilt on the backward step's placeholders and the outer values."""
+
+    def __init__(self, mapping: dict):
+        self.mapping = mapping
+
+    def __call__(self, node: Tensor) -> Tensor:
+        for n in self._unmapped(node):
+            if n.op == "placeholder":
+                raise AssertionError(f"scan gradient: the step's vjp reads {n.name}, which it was not given")
+            self.mapping[id(n)] = (n if not n.inputs else
+                                   make(n.op, [self.mapping[id(i)] for i in n.inputs], name=n.name,
+                                        where=n.where, canonical=False, **n.attrs))
+        return self.mapping[id(node)]
+
+    def _unmapped(self, root: Tensor) -> list:
+        """The nodes below root not yet mapped, inputs first (never past a mapped node)."""
+        order, seen, stack = [], set(), [(root, False)]
+        while stack:
+            n, done = stack.pop()
+            if done:
+                order.append(n)
+            elif id(n) not in self.mapping and id(n) not in seen:
+                seen.add(id(n))
+                stack.append((n, True))
+                stack.extend((i, False) for i in reversed(n.inputs))
+        return order
+
+    def grad(self, plan: GradPlan, p: Tensor) -> Tensor:
+        g = plan.grads.get(id(p))
+        return self(g) if g is not None else ew.zeros_like(p)
