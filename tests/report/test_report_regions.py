@@ -1,7 +1,9 @@
 """Nodes that hold a graph (a scan and its body) are drawn as boxes holding that
 graph: the layout gives such a node its own size, and the report draws one SVG node
 per node of the outer graph and of every body."""
+import nngraph as ng
 from nngraph.report.layout import layered
+from report_check import SVG_NS, external_urls, nodes_of, parse, svgs
 
 
 def test_layout_gives_a_big_node_its_size_and_moves_its_neighbours():
@@ -13,3 +15,37 @@ def test_layout_gives_a_big_node_its_size_and_moves_its_neighbours():
     assert y0 == y1 == 50                                 # the row is as tall as its tallest node
     assert lay.pos[2][1] == 100 + 44 + 14                 # the next row starts below the box
     assert lay.width == 300 + 16 + 120 + 16 and lay.height == (100 + 44) + 2 * (28 + 44)
+
+
+def _all_nodes(graph) -> int:
+    """Nodes of a graph and, recursively, of the bodies its nodes hold."""
+    from nngraph.report.graph_svg import region_of
+    return sum(1 + (_all_nodes(region_of(n)) if region_of(n) is not None else 0) for n in graph.nodes())
+
+
+def _box(g):
+    r = g.find(f"{{{SVG_NS}}}rect")
+    x, y, w, h = (float(r.get(k)) for k in ("x", "y", "width", "height"))
+    return x, y, x + w, y + h
+
+
+def test_report_of_a_scan_graph_draws_its_body_inside_a_box(tmp_path):
+    x = ng.placeholder(("N", "T", 3), name="x")
+    lstm = ng.nn.LSTM(4, return_sequences=True, seed=0)
+    y = lstm(x)
+    fn = ng.compile([x], ng.sum(y * y), target="reference")
+    html = open(fn.report(tmp_path / "scan.html"), encoding="utf-8").read()
+    parse(html)
+    assert external_urls(html) == []
+    drawn = svgs(html)
+    for view, graph in (("g-built", fn.graph), ("g-opt", fn._run_graph)):
+        nodes = nodes_of(drawn[view])
+        assert len(nodes) == _all_nodes(graph) > len(graph.nodes())   # body nodes drawn too
+        regions = [g for g in nodes if "region" in g.get("class").split()]
+        assert len(regions) == sum(n.op == "scan" for n in graph.nodes()) == 1
+        x0, y0, x1, y1 = _box(regions[0])
+        body = [g for g in nodes if g is not regions[0] and x0 < _box(g)[0] and _box(g)[2] < x1
+                and y0 < _box(g)[1] and _box(g)[3] < y1]
+        scan = next(n for n in graph.nodes() if n.op == "scan")
+        assert len(body) == len(scan.attrs["body"].graph.nodes())     # exactly the body's nodes inside
+    assert "scan %" in html and "T steps" in html
