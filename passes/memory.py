@@ -13,16 +13,52 @@ from __future__ import annotations
 
 from nngraph.types import concrete_shape, np_dtype, size_product
 
+from .loop import ScanLoop
+
+
+def positions(schedule) -> list:
+    """(kernel, position, loops) for every kernel that touches buffers, in order: a
+    ScanLoop's body kernels get positions of their own, and `loops` lists the
+    (start, end) position ranges of the loops around a kernel, innermost last. A
+    loop takes one position of its own first (its carries' init copies), then its
+    body's, then one more (the carry copies after a step)."""
+    out = []
+
+    def walk(sched, loops):
+        for k in sched:
+            if isinstance(k, ScanLoop):
+                start = len(out)
+                out.append((k, start, loops))
+                span = [start, None]
+                walk(k.body, loops + (span,))
+                span[1] = len(out)
+                out.append((k, span[1], loops))
+            else:
+                out.append((k, len(out), loops))
+
+    walk(schedule, ())
+    return [(k, pos, tuple(tuple(s) for s in loops)) for k, pos, loops in out]
+
 
 def lifetimes(program) -> dict:
-    """temp buffer id -> (first, last) schedule positions."""
-    live = {}
+    """temp buffer id -> (first, last) positions (`positions`). A temp touched inside a
+    loop and also outside it, or by the loop itself (carries, stacked buffers), lives
+    over the whole loop: its value crosses steps."""
+    live, seen_in = {}, {}
     temps = {b for b, buf in program.buffers.items() if buf.kind == "temp"}
-    for pos, k in enumerate(program.schedule):
-        touched = {program.root(b) for b in k.reads() | k.writes()}
-        for b in touched & temps:
+    for k, pos, loops in positions(program.schedule):
+        touched = k.own_buffers() if isinstance(k, ScanLoop) else k.reads() | k.writes()
+        for b in {program.root(b) for b in touched} & temps:
             first, last = live.get(b, (pos, pos))
             live[b] = (min(first, pos), max(last, pos))
+            seen_in.setdefault(b, set()).add(loops)
+    for b, contexts in seen_in.items():
+        first, last = live[b]
+        for ctx in contexts:
+            for start, end in ctx:
+                if first < start or last > end:       # crosses this loop's steps
+                    first, last = min(first, start), max(last, end)
+        live[b] = (first, last)
     return live
 
 
@@ -101,6 +137,6 @@ def live_peak_bytes(program, env: dict | None = None) -> int:
     env = env or {}
     live = lifetimes(program)
     best = 0
-    for pos in range(len(program.schedule)):
+    for pos in range(len(positions(program.schedule))):
         best = max(best, sum(nbytes(program.buffers[b], env) for b, (f, l) in live.items() if f <= pos <= l))
     return best

@@ -6,7 +6,8 @@ with `dump_dir`, written as `NN-passname.txt` (00-input.txt is the graph as
 built); the log of what every pass did is what `fn.stats()["passes"]` shows.
 
     level 0  only what correctness needs
-    level 1  + CSE, constant folding, algebraic simplification
+    level 1  + CSE, constant folding, algebraic simplification, loop-invariant
+             code motion out of scans (passes/loop_hoist.py)
     level 2  + numerical stabilisation, and a second round of everything
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .constant_folding import constant_folding
 from .cse import cse
 from .dce import dce, drop_stop_gradient
 from .log import Rewrites, entry
+from .loop_hoist import hoist_scans
 from .rewrites import SIMPLIFY, STABILIZE
 from .verify import verify
 
@@ -46,6 +48,7 @@ PIPELINES = {
         ("cse", cse),
         ("constant_folding", constant_folding),
         ("simplify", simplify),
+        ("hoist_scans", hoist_scans),
         ("cse", cse),
         ("dce", dce),
     ],
@@ -59,6 +62,7 @@ PIPELINES = {
         ("stabilize", stabilize_pass),
         ("simplify", simplify),
         ("constant_folding", constant_folding),
+        ("hoist_scans", hoist_scans),
         ("cse", cse),
         ("dce", dce),
     ],

@@ -16,6 +16,10 @@ Buffers
     row-major shape of the same element count and dtype (no copy, never allocated);
     convolutions use views to hand NCHW tensors and OIHW weights to MatmulKernels
     as [batch..., rows, cols] matrices.
+    kind "step" (additive): slice t of buffer `view_of` (a stacked buffer whose leading
+    axis is time), re-pointed at every step of the ScanLoop that lists it
+    (passes/loop.py); `root` follows it to the stacked buffer, `pointer_buffer` stops
+    at it (its address is its own, per step).
 
 Loop kernels (`LoopKernel`)
     An outer iteration domain (parallel loops, sizes may be symbolic) and a list of
@@ -97,6 +101,12 @@ Conventions of the bodies passes/lowering.py emits (additive to the above)
       epilogue (mean = sum / N, b - lr * db) lives there too.
     - stages only read buffers written by earlier kernels, never by their own kernel.
 
+Loops (`ScanLoop`, passes/loop.py)
+    A schedule entry that repeats a sub-schedule (its body kernels) a (possibly
+    symbolic, possibly zero) number of times, with carry buffers copied from the
+    step's new value after each step and step buffers pointed at slice t of stacked
+    per-step buffers; `reverse` walks time backwards.
+
 Schedule
     `Program.schedule` is the kernels in launch order. `Program.outputs` names the
     buffers returned; `Program.updates` the (param buffer, update buffer) pairs to
@@ -121,6 +131,8 @@ from typing import Any, Optional
 import numpy as np
 
 from nngraph.types import DTYPES, Dim
+
+from .loop import all_loops
 
 # ----------------------------------------------------------------------------- data
 
@@ -260,9 +272,20 @@ class Program:
 
 
 def root_buffer(buffers: dict, b: int) -> int:
-    """The buffer of `buffers` (id -> Buffer) that owns b's memory, following views."""
+    """The buffer of `buffers` (id -> Buffer) that owns b's memory, following views
+    (and step buffers to their stacked buffer)."""
+    return _follow(buffers, b, stop_at_step=False)
+
+
+def pointer_buffer(buffers: dict, b: int) -> int:
+    """The buffer whose address b's data starts at: its root, except that a step
+    buffer (passes/loop.py) has an address of its own, set at every step."""
+    return _follow(buffers, b, stop_at_step=True)
+
+
+def _follow(buffers: dict, b: int, stop_at_step: bool) -> int:
     seen = 0
-    while buffers[b].view_of is not None:
+    while buffers[b].view_of is not None and not (stop_at_step and buffers[b].kind == "step"):
         b = buffers[b].view_of
         seen += 1
         if seen > len(buffers):
@@ -319,26 +342,11 @@ def format_program(p: Program) -> str:
     out = ["buffers:"]
     for b in p.buffers.values():
         extra = f" slot {p.plan[b.id]}" if b.id in p.plan else ""
+        extra += f" of @{p.buffers[b.view_of].name}" if b.kind == "step" else ""
         out.append(f"  @{b.name}: {b.type_str()} {b.kind}{extra}")
     for n, kern in enumerate(p.schedule):
         out.append("")
-        if isinstance(kern, MatmulKernel):
-            out.append(f"kernel {n} {kern.name}: matmul {bufname(kern.out)}[{','.join(map(str, kern.batch + (kern.m, kern.n)))}]"
-                       f" = {kern.alpha!r} * {bufname(kern.a)}{'ᵀ' if kern.trans_a else ''} @ "
-                       f"{bufname(kern.b)}{'ᵀ' if kern.trans_b else ''}"
-                       + (f" + {kern.beta!r} * {bufname(kern.out)}" if kern.beta else "")
-                       + f"  (k={kern.k})" + (f"  # {kern.source}" if kern.source else ""))
-            if kern.epilogue:
-                out += ["  epilogue " + ln for ln in format_stage(kern.epilogue, 0, bufname)]
-        elif hasattr(kern, "describe"):   # a library kernel of its own kind (passes/collective.py)
-            lines = kern.describe(bufname)
-            out.append(f"kernel {n} {kern.name}: {lines[0]}")
-            out += ["  " + ln for ln in lines[1:]]
-        else:
-            out.append(f"kernel {n} {kern.name} over [{','.join(map(str, kern.outer))}]"
-                       + (f"  # {kern.source}" if kern.source else ""))
-            for s_no, st in enumerate(kern.stages):
-                out += ["  " + ln for ln in format_stage(st, s_no, bufname)]
+        out += format_kernel(n, kern, bufname)
     out.append("")
     out.append("returns " + ", ".join(bufname(b) for b in p.outputs))
     for pb, ub in p.updates:
@@ -346,9 +354,33 @@ def format_program(p: Program) -> str:
     return "\n".join(out) + "\n"
 
 
+def format_kernel(n: int, kern, bufname) -> list:
+    """The lines of kernel number n of a schedule (or of a loop's body)."""
+    out = []
+    if isinstance(kern, MatmulKernel):
+        out.append(f"kernel {n} {kern.name}: matmul {bufname(kern.out)}[{','.join(map(str, kern.batch + (kern.m, kern.n)))}]"
+                   f" = {kern.alpha!r} * {bufname(kern.a)}{'ᵀ' if kern.trans_a else ''} @ "
+                   f"{bufname(kern.b)}{'ᵀ' if kern.trans_b else ''}"
+                   + (f" + {kern.beta!r} * {bufname(kern.out)}" if kern.beta else "")
+                   + f"  (k={kern.k})" + (f"  # {kern.source}" if kern.source else ""))
+        if kern.epilogue:
+            out += ["  epilogue " + ln for ln in format_stage(kern.epilogue, 0, bufname)]
+    elif hasattr(kern, "describe"):   # a library kernel of its own kind (passes/collective.py)
+        lines = kern.describe(bufname)
+        out.append(f"kernel {n} {kern.name}: {lines[0]}")
+        out += ["  " + ln for ln in lines[1:]]
+    else:
+        out.append(f"kernel {n} {kern.name} over [{','.join(map(str, kern.outer))}]"
+                   + (f"  # {kern.source}" if kern.source else ""))
+        for s_no, st in enumerate(kern.stages):
+            out += ["  " + ln for ln in format_stage(st, s_no, bufname)]
+    return out
+
+
 def symbols(p: Program) -> list:
     """The symbolic size names the Program needs bound at run time, sorted."""
     names = set()
     for b in p.buffers.values():
         names |= {s.name for s in b.shape if isinstance(s, Dim)}
+    names |= {k.length.name for k in all_loops(p.schedule) if isinstance(k.length, Dim)}
     return sorted(names)

@@ -23,7 +23,8 @@ from nngraph.types import concrete_shape, np_dtype
 
 from .collective import AllReduceKernel
 from .memory import region_of, slot_sizes
-from .program import LoopKernel, MatmulKernel, Program
+from .loop import ScanLoop
+from .program import LoopKernel, MatmulKernel, Program, pointer_buffer
 
 _EXTRA = {
     "floordiv": np.floor_divide,
@@ -174,14 +175,49 @@ def allocate(program: Program, env: dict) -> dict:
     return arrays
 
 
-def _bind_views(program: Program, arrays: dict, env: dict):
+def _bind_views(program: Program, arrays: dict, env: dict, of_steps: bool = False):
+    """Bind every view (of_steps: only the views of step buffers, after a step moved them)."""
     for b, buf in program.buffers.items():
-        if buf.kind == "view":
+        if buf.kind == "view" and (program.buffers[pointer_buffer(program.buffers, b)].kind == "step") == of_steps:
             arrays[b] = _view(program, b, arrays, env)
 
 
 def _view(program, b, arrays, env):
-    return arrays[program.root(b)].reshape(tuple(concrete_shape(program.buffers[b].shape, env)))
+    base = arrays[pointer_buffer(program.buffers, b)]
+    return base.reshape(tuple(concrete_shape(program.buffers[b].shape, env)))
+
+
+def _run_scan(loop: ScanLoop, program, arrays, env):
+    """The loop: per step, point the step buffers at their slice, run the body, copy the carries."""
+    length = int(concrete_shape((loop.length,), env)[0])
+    for c in loop.carries:
+        if c.init is not None:
+            arrays[c.state][...] = arrays[c.init]
+    for t in range(length):
+        at = length - 1 - t if loop.reverse else t
+        for sl in loop.slices:
+            arrays[sl.step] = arrays[sl.stacked][at]
+        _bind_views(program, arrays, env, of_steps=True)
+        _run_schedule(loop.body, program, arrays, env, False)   # checked as a whole, after the loop
+        for c in loop.carries:
+            arrays[c.state][...] = arrays[c.next]
+
+
+def _run_schedule(schedule, program, arrays, env, check_numerics, clock=None):
+    for k in schedule:
+        t0 = time.perf_counter()
+        if isinstance(k, MatmulKernel):
+            _run_matmul(k, arrays, env, program.buffers)
+        elif isinstance(k, AllReduceKernel):
+            arrays[k.recv][...] = allreduce_array(arrays[k.send], "sum")
+        elif isinstance(k, ScanLoop):
+            _run_scan(k, program, arrays, env)
+        else:
+            _run_loop(k, arrays, env)
+        if clock is not None:
+            clock.append(time.perf_counter() - t0)
+        if check_numerics:
+            _check(k, arrays, program)
 
 
 def run_program(program: Program, inputs, params, env: dict, check_numerics: bool = False, clock=None):
@@ -193,18 +229,7 @@ def run_program(program: Program, inputs, params, env: dict, check_numerics: boo
     for b, a in zip(program.params, params):
         arrays[b] = a
     _bind_views(program, arrays, env)
-    for k in program.schedule:
-        t0 = time.perf_counter()
-        if isinstance(k, MatmulKernel):
-            _run_matmul(k, arrays, env, program.buffers)
-        elif isinstance(k, AllReduceKernel):
-            arrays[k.recv][...] = allreduce_array(arrays[k.send], "sum")
-        else:
-            _run_loop(k, arrays, env)
-        if clock is not None:
-            clock.append(time.perf_counter() - t0)
-        if check_numerics:
-            _check(k, arrays, program)
+    _run_schedule(program.schedule, program, arrays, env, check_numerics, clock)
     outs = [arrays[b] for b in program.outputs]
     new = [arrays[u] for _, u in program.updates]
     return outs, new
@@ -212,11 +237,13 @@ def run_program(program: Program, inputs, params, env: dict, check_numerics: boo
 
 def _check(k, arrays, program):
     for b in sorted(k.writes()):
+        if program.buffers[b].kind == "step":
+            continue    # checked as its stacked buffer, once the loop is done
         a = arrays[b]
         if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
             buf = program.buffers[b]
             what = "NaN" if np.isnan(a).any() else "inf"
             e = NumericsError(f"kernel {k.name} ({k.source}) made a non-finite value ({what}) in "
                               f"@{buf.name}: {buf.type_str()} built at {buf.source}")
-            e.kernel = program.schedule.index(k)
+            e.kernel = next((n for n, top in enumerate(program.schedule) if top is k), None)
             raise e

@@ -41,7 +41,7 @@ import numpy as np
 from nngraph.errors import NumericsError
 from nngraph.types import concrete_shape, is_float, np_dtype
 from passes.memory import peak_bytes, region_of, slot_sizes
-from passes.program import format_program, symbols
+from passes.program import format_program, pointer_buffer, symbols
 
 from .bindings import BindingCache
 from .function import Runner
@@ -235,7 +235,7 @@ class GpuRunner(Runner):
                 launch(b, *[bd.sizes[s] for s in syms])
             for bid in sorted(kern.writes()):
                 buf = p.buffers[bid]
-                if not is_float(buf.dtype):
+                if not is_float(buf.dtype) or buf.kind == "step":   # checked as its stacked buffer
                     continue
                 t = b[self.names[bid]]
                 if not bool(torch.isfinite(t).all()):
@@ -249,8 +249,10 @@ class GpuRunner(Runner):
 
 
 def _views_in_order(program, names) -> list:
-    """(name, name of the viewed buffer, buffer id) for every view, each after the one it views."""
-    views = {b.id: b for b in program.buffers.values() if b.kind == "view"}
+    """(name, name of the viewed buffer, buffer id) for every view, each after the one it
+    views; views of a step buffer are made per step by their loop (codegen/triton/loop.py)."""
+    views = {b.id: b for b in program.buffers.values() if b.kind == "view"
+             and program.buffers[pointer_buffer(program.buffers, b.id)].kind != "step"}
     out, done = [], set()
     while len(done) < len(views):
         ready = [v for v in views.values() if v.id not in done and (v.view_of not in views or v.view_of in done)]

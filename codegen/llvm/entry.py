@@ -3,7 +3,8 @@
     i32 nngraph_entry(i8** bufs, i64* sizes)
 
 `bufs[id]` is the data pointer of buffer `id`, `sizes[j]` the value of the j-th
-symbolic size (passes.program.symbols order). Kernels run in schedule order; a
+symbolic size (passes.program.symbols order). Kernels run in schedule order (a
+ScanLoop's steps run here too, codegen/llvm/loop.py: no Python per step); a
 loop kernel whose work is above a threshold runs its first outer axis cut into
 N_THREADS ranges (one per CPU the process may use), all but the first on threads
 made with pthread_create (declared external; the C library is already in the
@@ -24,6 +25,7 @@ import llvmlite.ir as ir
 
 from nngraph.types import Dim, is_float
 from passes.collective import AllReduceKernel
+from passes.loop import ScanLoop
 from passes.program import LoopKernel, MatmulKernel, symbols as program_symbols
 
 from . import target
@@ -31,6 +33,7 @@ from .collective import emit_all_reduce
 from .irtypes import I1, I8P, I32, I64, VOID, i64
 from .kernel import (emit_finish_function, emit_loop_function, emit_partial_function, partial_type,
                      thread_split)
+from .loop import emit_scan, private_pointers
 from .loops import FnBuilder
 from .matmul import emit_matmul_function, split_axis
 
@@ -93,35 +96,17 @@ def build_module(program, check_numerics=False, threads=True, profile=False) -> 
     fb = FnBuilder(module, ENTRY, [], ret=I32, program=program, symbols=syms)
     fb.fn.linkage = "external"
     notes = []
+    if any(isinstance(k, ScanLoop) for k in program.schedule):
+        private_pointers(fb, max(program.buffers) + 1)
     prof = _Profiler(fb, len(program.schedule)) if profile else None
+
+    def emit(kern, base):
+        emit_kernel(fb, kern, base, tramp, threads, notes, emit)
+
     for kno, kern in enumerate(program.schedule):
         if prof:
             prof.start()
-        base = f"k{kno}_{_clean(kern.name)}"
-        if isinstance(kern, MatmulKernel):
-            f = emit_matmul_function(module, base, program, syms, kern)
-            axis = split_axis(program, kern)
-            factor, wsyms = _static_product(tuple(kern.batch) + (kern.m, kern.n, kern.k))
-            _launch(fb, f, fb.numel(axis), factor, wsyms, tramp, threads, GEMM_WORK)
-            if kern.epilogue is not None:
-                outer = tuple(kern.batch) + (kern.m, kern.n)
-                ef = emit_loop_function(module, base + "_epi", program, syms, outer, [kern.epilogue],
-                                        acc_buffer=kern.out)
-                _launch_loops(fb, ef, outer, [kern.epilogue], tramp, threads)
-            notes.append("blas")
-        elif isinstance(kern, LoopKernel) and threads and N_THREADS > 1 and (plan := thread_split(kern)) \
-                and _may_be_big((), kern.stages[:1]):
-            _launch_split_reduction(fb, base, kern, plan, tramp)
-            notes.append("loop")
-        elif isinstance(kern, AllReduceKernel):
-            emit_all_reduce(fb, kern)
-            notes.append("mpi")
-        elif isinstance(kern, LoopKernel):
-            f = emit_loop_function(module, base, program, syms, tuple(kern.outer), list(kern.stages))
-            _launch_loops(fb, f, tuple(kern.outer), kern.stages, tramp, threads)
-            notes.append("loop")
-        else:
-            raise TypeError(f"unknown kernel type {type(kern).__name__}")
+        emit(kern, f"k{kno}_{_clean(kern.name)}")
         if prof:
             prof.stop(kno)
         if check_numerics:
@@ -129,6 +114,39 @@ def build_module(program, check_numerics=False, threads=True, profile=False) -> 
     fb.b.ret(ir.Constant(I32, 0))
     fb.finish()
     return str(module), {"symbols": syms, "notes": notes}
+
+
+def emit_kernel(fb: FnBuilder, kern, base: str, tramp, threads: bool, notes: list, emit) -> None:
+    """Call kern's code from the entry function at the builder's position (`emit(kern,
+    base)` does the same for the kernels of a loop's body); notes gets its kind."""
+    module, program, syms = fb.module, fb.program, fb.symbols
+    if isinstance(kern, MatmulKernel):
+        f = emit_matmul_function(module, base, program, syms, kern)
+        axis = split_axis(program, kern)
+        factor, wsyms = _static_product(tuple(kern.batch) + (kern.m, kern.n, kern.k))
+        _launch(fb, f, fb.numel(axis), factor, wsyms, tramp, threads, GEMM_WORK)
+        if kern.epilogue is not None:
+            outer = tuple(kern.batch) + (kern.m, kern.n)
+            ef = emit_loop_function(module, base + "_epi", program, syms, outer, [kern.epilogue],
+                                    acc_buffer=kern.out)
+            _launch_loops(fb, ef, outer, [kern.epilogue], tramp, threads)
+        notes.append("blas")
+    elif isinstance(kern, LoopKernel) and threads and N_THREADS > 1 and (plan := thread_split(kern)) \
+            and _may_be_big((), kern.stages[:1]):
+        _launch_split_reduction(fb, base, kern, plan, tramp)
+        notes.append("loop")
+    elif isinstance(kern, AllReduceKernel):
+        emit_all_reduce(fb, kern)
+        notes.append("mpi")
+    elif isinstance(kern, LoopKernel):
+        f = emit_loop_function(module, base, program, syms, tuple(kern.outer), list(kern.stages))
+        _launch_loops(fb, f, tuple(kern.outer), kern.stages, tramp, threads)
+        notes.append("loop")
+    elif isinstance(kern, ScanLoop):
+        emit_scan(fb, kern, base, emit)
+        notes.append("scan")
+    else:
+        raise TypeError(f"unknown kernel type {type(kern).__name__}")
 
 
 class _Profiler:
@@ -354,7 +372,7 @@ def _check(fb: FnBuilder, kern, kno):
     b = fb.b
     for bid in sorted(kern.writes()):
         buf = fb.program.buffers[bid]
-        if not is_float(buf.dtype):
+        if not is_float(buf.dtype) or buf.kind == "step":   # a step buffer: checked as its stacked buffer
             continue
         fn = _check_fn(fb.module, buf.dtype)
         ptr = b.bitcast(fb.ptr(bid), fn.args[0].type)

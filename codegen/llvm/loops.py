@@ -7,6 +7,7 @@ from contextlib import contextmanager
 import llvmlite.ir as ir
 
 from nngraph.types import Dim
+from passes.program import pointer_buffer
 
 from .irtypes import I8P, I64, i64, storage_type
 
@@ -89,8 +90,8 @@ class FnBuilder:
         p = self._ptrs.get(buf_id)
         if p is None:
             buf = self.program.buffers[buf_id]
-            root = self.program.root(buf_id)    # a view is its root's memory
-            raw = self.eb.load(self.eb.gep(self.bufs_arg, [i64(root)]), name=f"p_{buf.name}"[:40])
+            slot = pointer_buffer(self.program.buffers, buf_id)   # a view is its root's memory
+            raw = self.eb.load(self.eb.gep(self.bufs_arg, [i64(slot)]), name=f"p_{buf.name}"[:40])
             p = self.eb.bitcast(raw, ir.PointerType(storage_type(buf.dtype)))
             self._ptrs[buf_id] = p
         return p

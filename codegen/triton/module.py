@@ -3,7 +3,10 @@ kernel, `run(b, sizes)` for the schedule, and a `main()` that runs it on random 
 so `fn.dump("triton")` is a file a user can save and run as it is."""
 from __future__ import annotations
 
+from passes.loop import ScanLoop
 from passes.program import MatmulKernel
+
+from .loop import ScanLoopPrinter
 
 from .loop_kernel import LoopKernelPrinter
 from .matmul_kernel import MatmulPrinter
@@ -97,14 +100,18 @@ if __name__ == "__main__":
 def generate(program, name: str = "main") -> tuple[str, dict]:
     """Triton source for `program`; returns (source, buffer id -> name in `b`)."""
     bufnames = buffer_names(program.buffers)
-    printers = []
-    for n, kern in enumerate(program.schedule):
-        fname = f"k{n}_{identifier(kern.name, 'kernel')}"
+
+    def make_printer(kern, prefix):
+        fname = f"{prefix}_{identifier(kern.name, 'kernel')}"
+        if isinstance(kern, ScanLoop):
+            return ScanLoopPrinter(program, kern, fname, bufnames, make_printer)
         if hasattr(kern, "describe"):   # passes/collective.py's AllReduceKernel
             raise NotImplementedError(f"{kern.name}: all_reduce is not supported on target='gpu' yet; "
                                       "compile data-parallel steps for target='cpu'")
         cls = MatmulPrinter if isinstance(kern, MatmulKernel) else LoopKernelPrinter
-        printers.append(cls(program, kern, fname, bufnames))
+        return cls(program, kern, fname, bufnames)
+
+    printers = [make_printer(kern, f"k{n}") for n, kern in enumerate(program.schedule)]
     kernels = [pr.kernel_source() for pr in printers]      # printing collects the helpers used
     helpers = set().union(*[pr.helpers for pr in printers]) if printers else set()
     parts = [HEADER.format(name=name), INDEX_HELPER]

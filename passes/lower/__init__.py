@@ -14,13 +14,14 @@
 | `pool.py` | max/avg pooling, the max selection and the pooling gradients |
 | `collective.py` | all_reduce: pack kernels, one AllReduceKernel per bucket, unpack kernels; `phase_order` |
 | `gather.py` | take and check_index (value rules), scatter_add (an accumulating kernel) |
+| `scan.py` | scan as a ScanLoop whose body is lowered by a `BodyLowering` over the same buffers |
 | `window.py` | masks and masked values the windowed families share |
 | `assemble.py` | reduction results for other kernels; the Program, schedule, memory plan |
 
 Importing this package registers every family's rules. A new op family is a new
 module here that registers its rules and is imported below.
 """
-from . import collective, conv, elementwise, gather, matmul, movement, pool, reduce  # noqa: F401  (they register their rules)
+from . import collective, conv, elementwise, gather, matmul, movement, pool, reduce, scan  # noqa: F401  (they register their rules)
 from .body import Body, LoweringError, NotFusable
 from .context import KernelBuilder, LoweringContext, StageBuilder
 from .emitter import Emitter

@@ -55,12 +55,18 @@ def _kernels(ctx) -> dict:
     return kernels
 
 
-def assemble(ctx) -> Program:
+def ordered_kernels(ctx) -> list:
+    """The context's kernels (sibling fusion done) in a launch order, named by position."""
     kernels = _kernels(ctx)
     order = list(nx.lexicographical_topological_sort(kernel_dag(kernels, ctx.root)))
     schedule = [kernels[no] for no in order]
     for n, k in enumerate(schedule):
         k.name = f"k{n}_" + k.name.split("_", 1)[1]
+    return schedule
+
+
+def assemble(ctx) -> Program:
+    schedule = ordered_kernels(ctx)
     # drop buffers nobody touches (unused constants, unstored reduction temps)
     used = set(ctx.inputs) | set(ctx.params) | set(ctx.outputs) | {b for pair in ctx.updates for b in pair}
     for k in schedule:

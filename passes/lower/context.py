@@ -87,7 +87,14 @@ class LoweringContext:
         return b.id
 
     def make_buffers(self):
-        g, plan = self.graph, self.plan
+        self.make_source_buffers()
+        self.make_const_buffers()
+        self.make_result_buffers()
+        self.make_temp_buffers()
+
+    def make_source_buffers(self):
+        """Buffers of the graph's inputs and parameters."""
+        g = self.graph
         self.inputs = [self.add_buffer(ph.name or f"in{i}", ph.type, "input", ph) for i, ph in enumerate(g.inputs)]
         for ph, b in zip(g.inputs, self.inputs):
             self.buf_of[id(ph)] = b
@@ -96,9 +103,15 @@ class LoweringContext:
             b = self.add_buffer(p.name or "param", p.type, "param", p)
             self.buf_of[id(p)] = b
             self.params.append(b)
-        for n in plan.order:
+
+    def make_const_buffers(self):
+        for n in self.plan.order:
             if n.op == "constant" and n.ndim >= 1 and id(n) not in self.buf_of:
                 self.buf_of[id(n)] = self.add_buffer("const", n.type, "const", n, value=n.attrs["value"].array)
+
+    def make_result_buffers(self):
+        """Buffers of the graph's outputs and parameter updates."""
+        g = self.graph
         self.outputs = []
         for i, o in enumerate(g.outputs):
             b = self.add_buffer(o.name or f"out{i}", o.type, "output", o)
@@ -109,6 +122,10 @@ class LoweringContext:
             b = self.add_buffer(f"{p.name or 'param'}_new", p.type, "update", v, param=self.buf_of[id(p)])
             self.updates.append((self.buf_of[id(p)], b))
             self.store_bufs.setdefault(id(v), []).append(b)
+
+    def make_temp_buffers(self):
+        """A temp for every value fusion materialised that has no buffer yet."""
+        plan = self.plan
         for n in plan.order:
             if id(n) in plan.reasons and not fusion.is_source(n):
                 if id(n) not in self.store_bufs:
@@ -223,6 +240,12 @@ class LoweringContext:
 
     # ------------------------------------------------------------------ the walk
     def lower(self):
+        self.walk()
+        return assemble(self)
+
+    def walk(self):
+        """Buffers, every materialised node's kernel rule, then the reduction results
+        other kernels read: the kernel groups, not yet ordered (assemble does that)."""
         self.make_buffers()
         plan = self.plan
         for n in phase_order(plan.order):
@@ -239,4 +262,3 @@ class LoweringContext:
                     raise LoweringError(f"no lowering registered for {n.op} ({n.type} built at {n.where})")
                 rule(self, n)
         finish_results(self)
-        return assemble(self)

@@ -1,0 +1,72 @@
+"""A ScanLoop (passes/loop.py) inside the native entry point: the steps are a
+counted loop of the entry function itself, so a whole scan is one call from
+Python with no Python per step.
+
+Per step the entry writes each step buffer's address (its stacked buffer's plus
+the step's byte offset) into its pointer array, calls the body's kernels (BLAS
+for the products, the generated loop functions for the pointwise work) exactly
+as it calls top-level kernels, and copies each carry's new value into its state
+buffer (llvm.memcpy). The body's kernel functions read buffer addresses from
+the pointer array when they start, so they see the step's slices.
+
+The pointer array the caller passes is left alone: with a loop in the program,
+the entry first copies it into one of its own (`private_pointers`), which the
+steps then rewrite.
+"""
+from __future__ import annotations
+
+import llvmlite.ir as ir
+
+from nngraph.types import np_dtype
+from passes.program import pointer_buffer
+
+from .irtypes import I1, I8P, I64, i64
+
+
+def private_pointers(fb, count: int) -> None:
+    """Make fb's pointer array a copy (in fb's frame) of the one it was called with."""
+    eb = fb.eb
+    local = eb.alloca(ir.ArrayType(I8P, count), name="bufs_local")
+    local_p = eb.bitcast(local, ir.PointerType(I8P))
+    _memcpy(fb.module, eb, eb.bitcast(local_p, I8P), eb.bitcast(fb.bufs_arg, I8P), i64(8 * count))
+    fb.bufs_arg = local_p
+
+
+def _memcpy(module, b, dst, src, nbytes):
+    fn = module.globals.get("llvm.memcpy.p0i8.p0i8.i64")
+    if fn is None:
+        fn = module.declare_intrinsic("llvm.memcpy", [I8P, I8P, I64])
+    b.call(fn, [dst, src, nbytes, ir.Constant(I1, 0)])
+
+
+def _slot(fb, buf_id):
+    """The address in fb's pointer array that holds buf_id's data pointer."""
+    return fb.b.gep(fb.bufs_arg, [i64(pointer_buffer(fb.program.buffers, buf_id))])
+
+
+def _bytes(fb, buf_id):
+    buf = fb.program.buffers[buf_id]
+    return fb.b.mul(fb.numel(buf.shape), i64(np_dtype(buf.dtype).itemsize))
+
+
+def _copy(fb, dst, src):
+    b = fb.b
+    _memcpy(fb.module, b, b.load(_slot(fb, dst)), b.load(_slot(fb, src)), _bytes(fb, dst))
+
+
+def emit_scan(fb, loop, base: str, emit) -> None:
+    """The loop at fb's position; emit(kernel, name) emits one body kernel."""
+    b = fb.b
+    for c in loop.carries:
+        if c.init is not None:
+            _copy(fb, c.state, c.init)
+    length = fb.size(loop.length)
+    with fb.loop(i64(0), length, f"{base}_t") as t:
+        at = b.sub(b.sub(length, i64(1)), t) if loop.reverse else t
+        for sl in loop.slices:
+            start = b.load(_slot(fb, sl.stacked))
+            b.store(b.gep(start, [b.mul(at, _bytes(fb, sl.step))]), _slot(fb, sl.step))
+        for n, kern in enumerate(loop.body):
+            emit(kern, f"{base}_{n}_{kern.name}"[:60])
+        for c in loop.carries:
+            _copy(fb, c.state, c.next)

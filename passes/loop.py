@@ -1,0 +1,131 @@
+"""The loop construct of a Program: a sub-schedule repeated `length` times.
+
+    ScanLoop(name, length, body, carries, slices, reverse)
+
+At every step t = 0 .. length - 1 (the time index is length - 1 - t when
+`reverse`), the loop
+
+1. points every `StepSlice`'s step buffer at slice `time` of its stacked buffer
+   (a buffer whose leading axis is time: per-step inputs xs read by the body and
+   per-step outputs ys written by it), so no per-step copy is made;
+2. runs the kernels of `body` in order (LoopKernels, MatmulKernels, nested loops);
+3. copies every `Carry`'s `next` buffer (written by the body) into its `state`
+   buffer (read by the body).
+
+Before step 0 each carry's `init` (when not None) is copied into `state`; after the
+loop `state` holds the final carry (length 0: the initial one). A carry is double
+buffered (state, next), so a body may read the old carry after writing parts of
+the new one.
+
+A step buffer is a Buffer of kind "step" with `view_of` = its stacked buffer and
+the stacked buffer's shape without the time axis. It owns no memory (`root`
+follows it to the stacked buffer, so the memory plan keeps that alive over the
+whole loop), and its address changes per step: the native entry point writes it
+into its pointer array (codegen/llvm/loop.py), the Triton driver into its buffer
+dict (codegen/triton/loop.py), the Program interpreter into its arrays.
+
+`passes/memory.py` numbers the body's kernels as positions of their own (a loop
+spans its body's positions), so body temporaries share arena slots with each
+other by liveness within one step; whatever the loop reads from before it or
+leaves for after it lives over the whole loop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+@dataclass(frozen=True)
+class Carry:
+    state: int                 # read by the body; holds the final carry after the loop
+    next: int                  # written by the body; copied into state after each step
+    init: Optional[int] = None # copied into state before step 0 (None: state is already set)
+
+
+@dataclass(frozen=True)
+class StepSlice:
+    stacked: int               # a buffer [length, ...]
+    step: int                  # a buffer of kind "step": stacked[time] during a step
+
+
+@dataclass
+class ScanLoop:
+    name: str
+    length: Any                # int or Dim; 0 runs no step
+    body: list                 # kernels, in launch order, run at every step
+    carries: tuple = ()
+    slices: tuple = ()
+    reverse: bool = False
+    source: str = ""
+    notes: dict = field(default_factory=dict)   # what the loop passes did (hoisted, fused), for dumps
+
+    def own_buffers(self) -> set:
+        """The buffers the loop itself touches (carry copies, step slices), not its body."""
+        own = {c.state for c in self.carries} | {c.next for c in self.carries}
+        return own | {c.init for c in self.carries if c.init is not None} | {s.stacked for s in self.slices}
+
+    def reads(self) -> set:
+        r = {c.state for c in self.carries} | {c.next for c in self.carries}
+        r |= {c.init for c in self.carries if c.init is not None}
+        r |= {s.stacked for s in self.slices}
+        for k in self.body:
+            r |= k.reads()
+        return r
+
+    def writes(self) -> set:
+        """Everything the loop writes: body buffers, carries, and the stacked buffer of
+        every step buffer written (the step buffer too)."""
+        w = {c.state for c in self.carries} | {c.next for c in self.carries}
+        for k in self.body:
+            w |= k.writes()
+        steps = {s.step: s.stacked for s in self.slices}
+        return w | {steps[b] for b in w if b in steps}
+
+    def library_calls(self) -> int:
+        """BLAS calls per step."""
+        from .program import MatmulKernel
+        return sum(isinstance(k, MatmulKernel) or (isinstance(k, ScanLoop) and k.library_calls())
+                   for k in self.body)
+
+    def describe(self, bufname) -> list:
+        """Lines for fn.dump("kernels"): the loop's head, its buffers per step, its body."""
+        from .program import format_kernel
+        order = "reverse " if self.reverse else ""
+        lines = [f"{order}loop over {self.length} steps" + (f"  # {self.source}" if self.source else "")]
+        for c in self.carries:
+            init = f" (from {bufname(c.init)})" if c.init is not None else ""
+            lines.append(f"  carry {bufname(c.state)}{init} <- {bufname(c.next)} after each step")
+        for s in self.slices:
+            lines.append(f"  step {bufname(s.step)} = {bufname(s.stacked)}[t]")
+        for key, val in self.notes.items():
+            lines.append(f"  {key}: {val}")
+        for n, kern in enumerate(self.body):
+            lines += ["  " + ln for ln in format_kernel(n, kern, bufname)]
+        return lines
+
+
+def step_slices(schedule) -> dict:
+    """step buffer id -> its StepSlice, over every loop of `schedule` (nested too)."""
+    out = {}
+    for k in schedule:
+        if isinstance(k, ScanLoop):
+            out.update({s.step: s for s in k.slices})
+            out.update(step_slices(k.body))
+    return out
+
+
+def all_loops(schedule):
+    """Every ScanLoop of `schedule`, nested ones included."""
+    for k in schedule:
+        if isinstance(k, ScanLoop):
+            yield k
+            yield from all_loops(k.body)
+
+
+def all_kernels(schedule):
+    """Every kernel of `schedule`, loop bodies included (depth first, in order)."""
+    for k in schedule:
+        if isinstance(k, ScanLoop):
+            yield from all_kernels(k.body)
+        else:
+            yield k
