@@ -133,3 +133,20 @@ def test_embedding_lstm_dense_sequential_trains():
     hist = model.fit(X, y, epochs=6, batch_size=16, verbose=0)
     assert hist["loss"][-1] < 0.6 * hist["loss"][0]
     assert hist["accuracy"][-1] > 0.8
+
+
+def test_functional_model_with_an_initial_state_input_trains_and_saves(tmp_path):
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((48, 5, F)).astype(np.float32)
+    S0 = rng.standard_normal((48, H)).astype(np.float32)
+    Y = (X.sum(axis=(1, 2)) + S0.sum(axis=1) > 0).astype(np.int32)     # needs the given state too
+    x, h0 = ng.nn.Input((5, F), name="x"), ng.nn.Input((H,), name="h0")
+    out = ng.nn.Dense(2, name="head", seed=1)(ng.nn.GRU(H, name="gru", seed=0)(x, initial_state=h0))
+    model = ng.nn.Model([x, h0], out)
+    assert [layer.name for layer in model.layers] == ["gru", "head"]
+    model.compile(ng.optim.Adam(0.03), "sparse_categorical_crossentropy", target="reference")
+    hist = model.fit([X, S0], Y, epochs=5, batch_size=16, verbose=0)
+    assert hist["loss"][-1] < 0.7 * hist["loss"][0]
+    model.save(str(tmp_path / "gru.npz"))
+    back = ng.nn.load_model(str(tmp_path / "gru.npz"))
+    np.testing.assert_allclose(back.predict([X, S0]), model.predict([X, S0]), rtol=1e-5, atol=1e-6)
