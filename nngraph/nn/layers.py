@@ -257,6 +257,9 @@ class Dense(Layer):
                              f"features) for sequences, got {got}{hint}")
         super().ensure_built(x, rng)
 
+    def shape_for_parameters(self, shape):
+        return tuple(shape[-1:])   # W is [features, units]: the time axis of a sequence may be dynamic
+
     def build(self, input_shape, rng):
         n = input_shape[-1]
         self.add_param("W", _initial(self.kernel_initializer, self.activation, (n, self.units), rng),

@@ -150,3 +150,18 @@ def test_attention_errors_name_the_input():
     layer(q)
     with pytest.raises(ng.ShapeError, match=r"was built for .* features \(4, 4, 4\), now called with \(4, 5, 5\)"):
         layer(q, ng.placeholder((2, 3, 5)))
+
+
+def test_a_transformer_block_serves_every_sequence_length():
+    """Dense, LayerNorm and attention build from the feature axis only, so a block on
+    [N, T, F] with a dynamic T compiles once and runs on any length."""
+    x = ng.placeholder(("N", "T", 8), name="x")
+    attn, norm, ff = ng.nn.MultiHeadAttention(2, 4, causal=True, seed=0), ng.nn.LayerNorm(), ng.nn.Dense(8, seed=1)
+    h = norm(x + attn(x))
+    y = norm(h + ff(h))
+    fn = helpers.compile([x], y, target="reference")
+    X = helpers.rand((2, 7, 8), 0, "float32")
+    long = fn(X)
+    np.testing.assert_allclose(fn(X[:, :3]), long[:, :3], rtol=1e-5, atol=1e-6)   # causal: a prefix's outputs
+    with pytest.raises(ValueError, match="was built for inputs"):
+        ff(ng.placeholder(("N", "T", 5)))
