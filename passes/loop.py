@@ -129,3 +129,16 @@ def all_kernels(schedule):
             yield from all_kernels(k.body)
         else:
             yield k
+
+
+def loop_stats(schedule) -> list:
+    """fn.stats()["loops"]: per loop (nested ones too), its length, direction, the
+    kernels and BLAS calls of one step, and what runs before it instead of per step."""
+    from .program import MatmulKernel
+    rows = []
+    for k in all_loops(schedule):
+        rows.append({"loop": k.name, "source": k.source, "length": str(k.length), "reverse": k.reverse,
+                     "kernels_per_step": len(k.body),
+                     "library_calls_per_step": sum(isinstance(b, MatmulKernel) for b in k.body),
+                     "body": [b.name for b in k.body], **k.notes})
+    return rows

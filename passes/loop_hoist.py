@@ -29,6 +29,8 @@ from nngraph.node import OPS, make
 from .log import Rewrites
 from .rewrite import map_graph, rebuild
 
+HOISTED = "hoisted"     # name prefix of the body inputs that replace moved work
+
 
 def hoist_scans(graph: Graph, counts: Rewrites | None = None) -> Graph:
     """Every scan of `graph` with its carry-free matmul work moved before the loop."""
@@ -105,7 +107,7 @@ def hoisted(scan, counts: Rewrites):
     batched: dict = {}
     new_xs = [_batch(f, kind, outer, batched, body, counts) for f in front]
     bg = body.graph
-    steps = [make("placeholder", (), name=f"hoisted{j}", where=f.where, shape=tuple(f.shape), dtype=f.dtype)
+    steps = [make("placeholder", (), name=f"{HOISTED}{j}", where=f.where, shape=tuple(f.shape), dtype=f.dtype)
              for j, f in enumerate(front)]
     swap = {id(f): p for f, p in zip(front, steps)}
     g = map_graph(Graph(list(bg.inputs), list(bg.outputs), [], bg.name),

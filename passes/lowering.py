@@ -24,8 +24,6 @@ says why each value was materialised and which values each kernel computes.
 """
 from __future__ import annotations
 
-from nngraph.ops.scan import ScanNotLowered
-
 from .lower import LoweringContext
 from .program import Program
 
@@ -35,14 +33,4 @@ def to_program(graph, opt_level: int = 2) -> Program:
     per op), schedule and memory plan."""
     if opt_level not in (0, 1, 2):
         raise ValueError(f"opt_level must be 0, 1 or 2, got {opt_level!r}")
-    refuse_scans(graph)
     return LoweringContext(graph, opt_level).lower()
-
-
-def refuse_scans(graph) -> None:
-    """Raise ScanNotLowered naming the first scan: loops are not lowered to a Program yet."""
-    for n in graph.nodes():
-        if n.op == "scan":
-            raise ScanNotLowered(f"scan (built at {n.where}) cannot be compiled for target 'cpu' or 'gpu' "
-                                 "yet: the lowering of loops to a Program is not written; "
-                                 "target='reference' runs it")

@@ -338,6 +338,8 @@ class Function:
         program = getattr(self.runner, "program", None)
         if program is not None and "all_reduce" in program.stats:
             out["all_reduce"] = program.stats["all_reduce"]   # the packed buffers (passes/collective.py)
+        if program is not None and "loops" in program.stats:
+            out["loops"] = program.stats["loops"]             # each scan's loop (passes/loop.py)
         return out
 
     def fusion(self):

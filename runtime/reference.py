@@ -47,9 +47,6 @@ class ProgramRunner(Runner):
 
 
 def build(graph, options):
-    if any(n.op == "scan" for n in graph.nodes()):
-        # loops are not lowered to a Program yet (passes/lowering.py): run the graph itself
-        return GraphInterpreterRunner(graph, options.get("check_numerics", False)), {}
     from passes.lowering import to_program
     from passes.program import format_program
     program = to_program(graph, options.get("opt_level", 2))

@@ -8,6 +8,7 @@ import networkx as nx
 from .. import fusion, kernel_map
 from ..collective import collective_stats
 from ..kernel_dag import kernel_dag
+from ..loop import ScanLoop, loop_stats
 from ..memory import plan_memory
 from ..program import LoopKernel, MatmulKernel, Program, Stage
 from ..sibling_fusion import fuse_siblings
@@ -83,6 +84,8 @@ def assemble(ctx) -> Program:
     prog.stats = _stats(ctx, schedule)
     if any(n.op == "all_reduce" for n in ctx.plan.order):
         prog.stats["all_reduce"] = collective_stats(schedule, buffers)
+    if any(isinstance(k, ScanLoop) for k in schedule):
+        prog.stats["loops"] = loop_stats(schedule)
     return prog
 
 

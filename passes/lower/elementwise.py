@@ -123,7 +123,9 @@ def _map_candidates(ctx, n):
         a = _assignment(ctx, g, n)
         if a is not None:
             out.append((g, a))
-    same = [g for g in reversed(ctx.groups) if g.kernel is None and g.outer == S and g not in readers]
+    # a kernel over n's whole shape, also one that writes a value n reads (n recomputes it there)
+    tried = {g.no for g, _ in out}
+    same = [g for g in reversed(ctx.groups) if g.kernel is None and g.outer == S and g.no not in tried]
     out += [(g, list(range(len(S)))) for g in same[:MAX_CANDIDATES]]
     return out
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from nngraph.types import TensorType
 
 from ..loop import Carry, ScanLoop, StepSlice
+from ..loop_hoist import HOISTED
 from ..program import Store
 from .assemble import ordered_kernels
 from .context import LoweringContext
@@ -92,7 +93,7 @@ def lower_scan(low, n) -> None:
     sub = BodyLowering(low, body.graph, [c.state for c in carries] + xs_steps + closure,
                        [c.next for c in carries] + ys_steps)
     loop = ScanLoop("k_scan", n.attrs["length"], sub.kernels(), tuple(carries), tuple(slices),
-                    bool(n.attrs["reverse"]), source=f"scan@{n.where}")
+                    bool(n.attrs["reverse"]), source=f"scan@{n.where}", notes=_notes(n))
     g = low.new_group((), loop)
     low.note_reads(g, loop.reads() - loop.writes() | {c.init for c in carries} | {s.stacked for s in slices[:nx]})
     low.note_writes(g, {c.state for c in carries} | {s.stacked for s in slices[nx:]})
@@ -101,6 +102,16 @@ def lower_scan(low, n) -> None:
     for src, dsts in extra:
         if dsts:
             _copy(low, n, src, dsts)
+
+
+def _notes(n) -> dict:
+    """The per-step inputs that passes/loop_hoist.py computed for all steps before the
+    loop (its placeholders are named hoisted<j>), for dumps and fn.stats()["loops"]."""
+    body = n.attrs["body"]
+    k = body.n_carry
+    moved = [f"{x.op}:{x.type}@{x.where}" for x, ph in zip(n.inputs[k:k + body.n_xs], body.xs_in)
+             if (ph.name or "").startswith(HOISTED)]
+    return {"hoisted": moved} if moved else {}
 
 
 def _copy(low, n, src, dsts):
