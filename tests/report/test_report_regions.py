@@ -1,6 +1,10 @@
 """Nodes that hold a graph (a scan and its body) are drawn as boxes holding that
 graph: the layout gives such a node its own size, and the report draws one SVG node
 per node of the outer graph and of every body."""
+import re
+
+import pytest
+
 import nngraph as ng
 from nngraph.report.layout import layered
 from report_check import SVG_NS, external_urls, nodes_of, parse, svgs
@@ -29,11 +33,13 @@ def _box(g):
     return x, y, x + w, y + h
 
 
-def test_report_of_a_scan_graph_draws_its_body_inside_a_box(tmp_path):
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_report_of_a_scan_graph_draws_each_body_inside_its_box(backend, tmp_path):
     x = ng.placeholder(("N", "T", 3), name="x")
     lstm = ng.nn.LSTM(4, return_sequences=True, seed=0)
-    y = lstm(x)
-    fn = ng.compile([x], ng.sum(y * y), target="reference")
+    loss = ng.sum(lstm(x) ** 2)
+    grads = ng.grad(loss, lstm.parameters())            # the gradient is a reverse scan
+    fn = ng.compile([x], loss, updates={p: p - 0.1 * g for p, g in zip(lstm.parameters(), grads)}, target=backend)
     html = open(fn.report(tmp_path / "scan.html"), encoding="utf-8").read()
     parse(html)
     assert external_urls(html) == []
@@ -41,11 +47,36 @@ def test_report_of_a_scan_graph_draws_its_body_inside_a_box(tmp_path):
     for view, graph in (("g-built", fn.graph), ("g-opt", fn._run_graph)):
         nodes = nodes_of(drawn[view])
         assert len(nodes) == _all_nodes(graph) > len(graph.nodes())   # body nodes drawn too
+        scans = [n for n in graph.nodes() if n.op == "scan"]
         regions = [g for g in nodes if "region" in g.get("class").split()]
-        assert len(regions) == sum(n.op == "scan" for n in graph.nodes()) == 1
-        x0, y0, x1, y1 = _box(regions[0])
-        body = [g for g in nodes if g is not regions[0] and x0 < _box(g)[0] and _box(g)[2] < x1
-                and y0 < _box(g)[1] and _box(g)[3] < y1]
-        scan = next(n for n in graph.nodes() if n.op == "scan")
-        assert len(body) == len(scan.attrs["body"].graph.nodes())     # exactly the body's nodes inside
+        assert len(regions) == len(scans) >= 2                         # the forward and the reverse scan
+        for scan, region in zip(scans, regions):
+            x0, y0, x1, y1 = _box(region)
+            inside = [g for g in nodes if g is not region and x0 < _box(g)[0] and _box(g)[2] < x1
+                      and y0 < _box(g)[1] and _box(g)[3] < y1]
+            assert len(inside) == len(scan.attrs["body"].graph.nodes())   # exactly its body's nodes
     assert "scan %" in html and "T steps" in html
+
+
+PROBE = """<script>
+var B = document.body, r = document.querySelector('#g-opt g.region'), g = r.nextElementSibling;
+while (!g.matches('g.node')) g = g.nextElementSibling;
+g.querySelector('rect').dispatchEvent(new MouseEvent('mouseover', {bubbles: true}));
+B.dataset.tip = document.getElementById('tip').textContent;
+</script></body>"""
+
+
+def test_a_scan_report_in_a_browser_shows_the_body_and_its_hover(chromium, tmp_path):
+    """Headless Chromium: no script error, and hovering the first node inside the scan's
+    box names it as a value of that scan's body, with the line that built it."""
+    from test_report_browser import _dom
+    x = ng.placeholder(("N", "T", 3), name="x")
+    fn = ng.compile([x], ng.nn.GRU(4, seed=0)(x), target="cpu")
+    path = fn.report(tmp_path / "gru.html")
+    probed = tmp_path / "probed.html"
+    probed.write_text(open(path, encoding="utf-8").read().replace("</body>", PROBE), encoding="utf-8")
+    dom, console = _dom(chromium, f"file://{probed}")
+    assert console == []
+    tip = re.search(r'data-tip="([^"]*)"', re.search(r"<body[^>]*>", dom).group(0)).group(1)
+    scan = next(n for n in fn._run_graph.nodes() if n.op == "scan")
+    assert re.match(r"%\d+/\w+ = ", tip) and f"built at {scan.where}" in tip, tip
