@@ -55,12 +55,12 @@ def scan(step, init, xs=None, length=None, reverse=False):
 def trace_node(carry_ph, x_ph, carry_out, ys, init, xs, length, reverse, where) -> Tensor:
     """The scan node of a traced step: carry_ph/x_ph are the placeholders the step was
     called on, carry_out/ys what it returned; init/xs the outer values."""
-    for i, (c, o) in enumerate(zip(carry_ph, carry_out)):
+    body, closure = _close_over(carry_ph + x_ph, list(carry_out) + list(ys), where)
+    body = Body(unify(body), len(carry_ph), len(x_ph))
+    for i, (c, o) in enumerate(zip(body.carry_in, body.carry_out)):
         if c.type != o.type:
             raise ShapeError(f"scan (built at {where}): step returns carry {i} as {o.type} (built at "
                              f"{o.where}) but init gives {c.type}; a carry keeps its type")
-    body, closure = _close_over(carry_ph + x_ph, list(carry_out) + list(ys), where)
-    body = Body(unify(body), len(carry_ph), len(x_ph))
     return make("scan", tuple(init) + tuple(xs) + tuple(closure), where=where,
                 body=body, length=length, reverse=bool(reverse))
 

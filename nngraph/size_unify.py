@@ -14,7 +14,8 @@ from .errors import ShapeError
 from .graph import Graph
 from .node import Parameter, Tensor
 from .sizes import class_rank, is_anonymous
-from .types import Dim, TensorType
+from .scan_body import Body
+from .types import Dim, TensorType, TupleType
 
 class SizeJoins:
     """What `unify` did: edges (kept size, dropped size, node that joined them, the op as the
@@ -79,6 +80,10 @@ def _classes(edges) -> dict:
 
 
 def _subst(v, m: dict):
+    if isinstance(v, Body):
+        return v.with_graph(rename(v.graph, m))
+    if isinstance(v, TupleType):
+        return TupleType([_subst(p, m) for p in v.parts])
     if isinstance(v, Dim):
         return m.get(v.name, v)
     if isinstance(v, tuple):
@@ -96,8 +101,16 @@ def unify(graph):
     if not edges:
         return graph
     m = {name: d for name, d in _classes(edges).items() if d.name != name}
+    out = rename(graph, m)
+    out.size_joins = SizeJoins(edges, {id(q): p.shape for p, q in zip(graph.inputs, out.inputs)})
+    return out
+
+
+def rename(graph, m: dict):
+    """The graph with sizes renamed by m (name -> Dim), scan bodies included; nodes that
+    mention none of them are kept as they are."""
     new: dict = {}
-    for n in nodes:
+    for n in graph.nodes():
         ins = tuple(new.get(id(i), i) for i in n.inputs)
         t, attrs = _subst(n.type, m), {k: _subst(v, m) for k, v in n.attrs.items()}
         if isinstance(n, Parameter) or (t == n.type and attrs == n.attrs and all(a is b for a, b in zip(ins, n.inputs))):
@@ -106,10 +119,8 @@ def unify(graph):
 
     def get(x):
         return new.get(id(x), x)
-    out = Graph([get(p) for p in graph.inputs], [get(o) for o in graph.outputs],
-                [(p, get(v)) for p, v in graph.updates], graph.name)
-    out.size_joins = SizeJoins(edges, {id(get(p)): p.shape for p in graph.inputs})
-    return out
+    return Graph([get(p) for p in graph.inputs], [get(o) for o in graph.outputs],
+                 [(p, get(v)) for p, v in graph.updates], graph.name)
 
 
 def explain_mismatch(joins: SizeJoins | None, ph_a, axis_a: int, ph_b, axis_b: int) -> str:

@@ -663,9 +663,11 @@ def _parse_region(region, source, head_line: int):
             inputs.append(ph)
         counts.append(len(decls))
     k = 1
-    while k < len(region) - 1:
+    while k < len(region) and not region[k][1].strip().startswith("yield"):
         k = _statement(region, k, env, source)
-    last, code, _ = region[-1]
+    if k < len(region) - 1:
+        raise ParseError(f"line {region[k + 1][0]}: text after the scan body's 'yield' (a missing '}}'?)")
+    last, code, _ = region[min(k, len(region) - 1)]
     parts = code.strip()[len("yield"):].split(";") if code.strip().startswith("yield") else []
     if len(parts) != 2:
         raise ParseError(f"line {last}: expected 'yield %carry, ..; %y, ..' at the end of the scan body")

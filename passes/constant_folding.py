@@ -6,6 +6,7 @@ exactly what running would. Bounded, so the graph does not fill with literals:
 - results of more than MAX_ELEMENTS elements stay computed;
 - random ops are never folded (their value depends on the step counter), nor
   all_reduce (its value depends on the other processes);
+- a loop (scan) is never folded: it has several results, and its cost is in its steps;
 - broadcast_to is never folded: a broadcast of a scalar costs nothing in a fused
   loop, the big constant it would become costs memory and bandwidth;
 - results that are not finite stay computed, so check_numerics still names the
@@ -25,7 +26,7 @@ from .log import Rewrites
 from .rewrite import map_graph, rebuild
 
 MAX_ELEMENTS = 4096
-NEVER_FOLD = frozenset({"broadcast_to", "stop_gradient", "all_reduce"})
+NEVER_FOLD = frozenset({"broadcast_to", "stop_gradient", "all_reduce", "scan", "scan_output"})
 
 
 def fold_value(n, inputs) -> np.ndarray | None:

@@ -81,15 +81,9 @@ class ScanLoop:
         steps = {s.step: s.stacked for s in self.slices}
         return w | {steps[b] for b in w if b in steps}
 
-    def library_calls(self) -> int:
-        """BLAS calls per step."""
-        from .program import MatmulKernel
-        return sum(isinstance(k, MatmulKernel) or (isinstance(k, ScanLoop) and k.library_calls())
-                   for k in self.body)
-
     def describe(self, bufname) -> list:
-        """Lines for fn.dump("kernels"): the loop's head, its buffers per step, its body."""
-        from .program import format_kernel
+        """Lines for fn.dump("kernels"): the loop's head and its buffers per step
+        (passes/program.py's format_kernel prints the body after them)."""
         order = "reverse " if self.reverse else ""
         lines = [f"{order}loop over {self.length} steps" + (f"  # {self.source}" if self.source else "")]
         for c in self.carries:
@@ -99,19 +93,7 @@ class ScanLoop:
             lines.append(f"  step {bufname(s.step)} = {bufname(s.stacked)}[t]")
         for key, val in self.notes.items():
             lines.append(f"  {key}: {val}")
-        for n, kern in enumerate(self.body):
-            lines += ["  " + ln for ln in format_kernel(n, kern, bufname)]
         return lines
-
-
-def step_slices(schedule) -> dict:
-    """step buffer id -> its StepSlice, over every loop of `schedule` (nested too)."""
-    out = {}
-    for k in schedule:
-        if isinstance(k, ScanLoop):
-            out.update({s.step: s for s in k.slices})
-            out.update(step_slices(k.body))
-    return out
 
 
 def all_loops(schedule):
@@ -122,23 +104,14 @@ def all_loops(schedule):
             yield from all_loops(k.body)
 
 
-def all_kernels(schedule):
-    """Every kernel of `schedule`, loop bodies included (depth first, in order)."""
-    for k in schedule:
-        if isinstance(k, ScanLoop):
-            yield from all_kernels(k.body)
-        else:
-            yield k
-
-
-def loop_stats(schedule) -> list:
+def loop_stats(schedule, is_library_call) -> list:
     """fn.stats()["loops"]: per loop (nested ones too), its length, direction, the
-    kernels and BLAS calls of one step, and what runs before it instead of per step."""
-    from .program import MatmulKernel
+    kernels and library calls (is_library_call(kernel)) of one step, and what runs
+    before it instead of per step."""
     rows = []
     for k in all_loops(schedule):
         rows.append({"loop": k.name, "source": k.source, "length": str(k.length), "reverse": k.reverse,
                      "kernels_per_step": len(k.body),
-                     "library_calls_per_step": sum(isinstance(b, MatmulKernel) for b in k.body),
+                     "library_calls_per_step": sum(map(is_library_call, k.body)),
                      "body": [b.name for b in k.body], **k.notes})
     return rows

@@ -105,7 +105,7 @@ def hoisted(scan, counts: Rewrites):
     k, nx = body.n_carry, body.n_xs
     outer = {id(p): v for p, v in zip(body.graph.inputs, scan.inputs)}
     batched: dict = {}
-    new_xs = [_batch(f, kind, outer, batched, body, counts) for f in front]
+    new_xs = [batch_out_of_loop(f, kind, outer, batched, counts) for f in front]
     bg = body.graph
     steps = [make("placeholder", (), name=f"{HOISTED}{j}", where=f.where, shape=tuple(f.shape), dtype=f.dtype)
              for j, f in enumerate(front)]
@@ -121,8 +121,11 @@ def hoisted(scan, counts: Rewrites):
                 **{**scan.attrs, "body": new_body})
 
 
-def _batch(n, kind, outer, memo, body, counts):
-    """n rebuilt outside the loop: with the time axis in front when it varies per step."""
+def batch_out_of_loop(n, kind, outer, memo, counts, tag="hoist"):
+    """n rebuilt outside the loop, with the time axis in front where it varies per step.
+    kind: id(node) -> "x" (varies per step) or "c" (the same every step) for n's cone;
+    outer: id(node) -> the outside node standing for it (xs stacked, closed-over values);
+    counts gets "<tag>:<op>" per node rebuilt."""
     if id(n) in memo:
         return memo[id(n)]
     if id(n) in outer:
@@ -130,11 +133,11 @@ def _batch(n, kind, outer, memo, body, counts):
     elif n.op == "constant":
         out = n
     else:
-        ins = [_batch(i, kind, outer, memo, body, counts) for i in n.inputs]
+        ins = [batch_out_of_loop(i, kind, outer, memo, counts, tag) for i in n.inputs]
         if OPS[n.op].kind == "elementwise":
             ins = [_align(b, i, n) if kind[id(i)] == "x" else b for b, i in zip(ins, n.inputs)]
         out = make(n.op, ins, name=n.name, where=n.where, **n.attrs)
-        counts.fired(f"hoist:{n.op}")
+        counts.fired(f"{tag}:{n.op}")
     memo[id(n)] = out
     return out
 

@@ -6,9 +6,13 @@ with `dump_dir`, written as `NN-passname.txt` (00-input.txt is the graph as
 built); the log of what every pass did is what `fn.stats()["passes"]` shows.
 
     level 0  only what correctness needs
-    level 1  + CSE, constant folding, algebraic simplification, loop-invariant
-             code motion out of scans (passes/loop_hoist.py)
+    level 1  + CSE, constant folding, algebraic simplification, one loop per forward scan
+             and its gradient's twin (passes/scans.py; at level 0 both run), loop passes
+             (work moved out of scans: before the loop, passes/loop_hoist.py; after it,
+             passes/loop_sink.py)
     level 2  + numerical stabilisation, and a second round of everything
+
+Every pass also runs inside the bodies of loops (passes/scans.py: `in_bodies`).
 """
 from __future__ import annotations
 
@@ -24,7 +28,9 @@ from .cse import cse
 from .dce import dce, drop_stop_gradient
 from .log import Rewrites, entry
 from .loop_hoist import hoist_scans
+from .loop_sink import sink_scans
 from .rewrites import SIMPLIFY, STABILIZE
+from .scans import in_bodies, merge_scan_twins
 from .verify import verify
 
 
@@ -43,16 +49,19 @@ PIPELINES = {
         ("dce", dce),
     ],
     1: [
+        ("merge_scan_twins", merge_scan_twins),
         ("dce", dce),
         ("drop_stop_gradient", drop_stop_gradient),
         ("cse", cse),
         ("constant_folding", constant_folding),
-        ("simplify", simplify),
         ("hoist_scans", hoist_scans),
+        ("sink_scans", sink_scans),
+        ("simplify", simplify),
         ("cse", cse),
         ("dce", dce),
     ],
     2: [
+        ("merge_scan_twins", merge_scan_twins),
         ("dce", dce),
         ("drop_stop_gradient", drop_stop_gradient),
         ("cse", cse),
@@ -60,9 +69,10 @@ PIPELINES = {
         ("simplify", simplify),
         ("cse", cse),               # the stabilising patterns match shared nodes by identity
         ("stabilize", stabilize_pass),
+        ("hoist_scans", hoist_scans),
+        ("sink_scans", sink_scans),
         ("simplify", simplify),
         ("constant_folding", constant_folding),
-        ("hoist_scans", hoist_scans),
         ("cse", cse),
         ("dce", dce),
     ],
@@ -90,7 +100,7 @@ def optimize(graph: Graph, opt_level: int = 2, dump_dir=None, passes=None):
         before = len(graph.nodes())
         counts = Rewrites()
         t0 = time.perf_counter()
-        new = fn(graph, counts)
+        new = in_bodies(fn)(graph, counts)
         seconds = time.perf_counter() - t0
         verify(new, name, before=graph)
         log.append(entry(name, seconds, counts, before, len(new.nodes())))

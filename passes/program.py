@@ -81,6 +81,11 @@ Contraction kernels (`MatmulKernel`)
     `epilogue` (optional) is a map Stage over the outer domain (batch..., M, N) whose
     body reads the product with `acc` and may load other buffers (bias) and stores
     to `out` and other buffers. Without an epilogue the product is stored to `out`.
+    `k` may be a tuple of sizes (a *folded* contraction, additive): the product runs over
+    all of them, A and B holding [*k, m] and [*k, n] row-major (trans_a, not trans_b,
+    no batch): out = sum over t of A[t]ᵀ B[t] as ONE GEMM of depth prod(k)
+    (passes/lower/matmul.py makes it for a weight gradient summed over a scan's steps).
+    `contraction_sizes(kern)` gives k as a tuple either way.
     With an epilogue (as passes/lowering.py makes them): `out` has the product's
     shape and dtype and is one of the buffers the epilogue stores (or a temp of its
     own), so a backend may first write the product into `out` (BLAS) and then run
@@ -131,8 +136,6 @@ from typing import Any, Optional
 import numpy as np
 
 from nngraph.types import DTYPES, Dim
-
-from .loop import all_loops
 
 # ----------------------------------------------------------------------------- data
 
@@ -271,6 +274,11 @@ class Program:
         return root_buffer(self.buffers, b)
 
 
+def contraction_sizes(kern) -> tuple:
+    """A MatmulKernel's contraction length as a tuple of sizes (their product)."""
+    return tuple(kern.k) if isinstance(kern.k, tuple) else (kern.k,)
+
+
 def root_buffer(buffers: dict, b: int) -> int:
     """The buffer of `buffers` (id -> Buffer) that owns b's memory, following views
     (and step buffers to their stacked buffer)."""
@@ -362,13 +370,15 @@ def format_kernel(n: int, kern, bufname) -> list:
                    f" = {kern.alpha!r} * {bufname(kern.a)}{'ᵀ' if kern.trans_a else ''} @ "
                    f"{bufname(kern.b)}{'ᵀ' if kern.trans_b else ''}"
                    + (f" + {kern.beta!r} * {bufname(kern.out)}" if kern.beta else "")
-                   + f"  (k={kern.k})" + (f"  # {kern.source}" if kern.source else ""))
+                   + f"  (k={'*'.join(map(str, contraction_sizes(kern)))})" + (f"  # {kern.source}" if kern.source else ""))
         if kern.epilogue:
             out += ["  epilogue " + ln for ln in format_stage(kern.epilogue, 0, bufname)]
-    elif hasattr(kern, "describe"):   # a library kernel of its own kind (passes/collective.py)
+    elif hasattr(kern, "describe"):   # a kernel of its own kind (passes/collective.py, passes/loop.py)
         lines = kern.describe(bufname)
         out.append(f"kernel {n} {kern.name}: {lines[0]}")
         out += ["  " + ln for ln in lines[1:]]
+        for m, inner in enumerate(getattr(kern, "body", ())):    # a loop's body, nested
+            out += ["    " + ln for ln in format_kernel(m, inner, bufname)]
     else:
         out.append(f"kernel {n} {kern.name} over [{','.join(map(str, kern.outer))}]"
                    + (f"  # {kern.source}" if kern.source else ""))
@@ -377,10 +387,17 @@ def format_kernel(n: int, kern, bufname) -> list:
     return out
 
 
+def nested_kernels(schedule):
+    """Every entry of `schedule` and, for a loop (passes/loop.py), of its body, in order."""
+    for k in schedule:
+        yield k
+        yield from nested_kernels(getattr(k, "body", ()))
+
+
 def symbols(p: Program) -> list:
     """The symbolic size names the Program needs bound at run time, sorted."""
     names = set()
     for b in p.buffers.values():
         names |= {s.name for s in b.shape if isinstance(s, Dim)}
-    names |= {k.length.name for k in all_loops(p.schedule) if isinstance(k.length, Dim)}
+    names |= {k.length.name for k in nested_kernels(p.schedule) if isinstance(getattr(k, "length", None), Dim)}
     return sorted(names)

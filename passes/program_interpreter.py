@@ -138,6 +138,8 @@ def _run_matmul(k: MatmulKernel, arrays, env, buffers):
     out_dt = np_dtype(buffers[k.out].dtype)
     a = arrays[k.a].astype(out_dt, copy=False)
     b = arrays[k.b].astype(out_dt, copy=False)
+    if isinstance(k.k, tuple):        # a folded contraction: [*k, m] and [*k, n] as matrices
+        a, b = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
     if k.trans_a:
         a = np.swapaxes(a, -1, -2)
     if k.trans_b:
@@ -196,7 +198,7 @@ def _run_scan(loop: ScanLoop, program, arrays, env):
     for t in range(length):
         at = length - 1 - t if loop.reverse else t
         for sl in loop.slices:
-            arrays[sl.step] = arrays[sl.stacked][at]
+            arrays[sl.step] = arrays[sl.stacked][at, ...]   # a view, also of a 0-d slice
         _bind_views(program, arrays, env, of_steps=True)
         _run_schedule(loop.body, program, arrays, env, False)   # checked as a whole, after the loop
         for c in loop.carries:

@@ -1,6 +1,6 @@
 """Graph verification after every pass, so a bad rewrite is caught at the pass that made it.
 
-Checked: no cycles; every node's type re-inferred from its inputs and attributes
+Checked: no cycles (scan bodies included, recursively); every node's type re-inferred from its inputs and attributes
 equals the type it carries; constants hold what their type says; every placeholder
 reached is one of the graph's inputs and every parameter is a Parameter (no
 dangling nodes); the inputs, the outputs' types and the parameter updates are
@@ -12,6 +12,16 @@ from nngraph.errors import VerifyError
 from nngraph.graph import Graph, toposort
 from nngraph.node import OPS, Parameter, Tensor
 from nngraph.types import TensorType, as_dtype
+
+
+def _verify_body(n, pass_name: str) -> None:
+    """A scan's body is a graph of its own: checked the same way, and it holds no parameter."""
+    body = n.attrs["body"]
+    for m in body.nodes():
+        if isinstance(m, Parameter):
+            raise VerifyError(f"after pass '{pass_name}': the body of the scan at {n.where} holds parameter "
+                              f"{m.name}; a loop reads parameters through its closed-over inputs")
+    verify(body.graph, f"{pass_name}, in the body of the scan at {n.where}")
 
 
 def verify(graph: Graph, pass_name: str = "?", before: Graph | None = None) -> None:
@@ -55,6 +65,8 @@ def verify(graph: Graph, pass_name: str = "?", before: Graph | None = None) -> N
             fail(f"{n.op} at {n.where} no longer type-checks: {e}")
         if t != n.type:
             fail(f"{n.op} at {n.where} is typed {n.type} but its inputs give {t}")
+        if n.op == "scan":
+            _verify_body(n, pass_name)
     ups = [p for p, _ in graph.updates]
     for p, v in graph.updates:
         if not isinstance(p, Parameter):

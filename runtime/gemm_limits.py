@@ -11,7 +11,7 @@ import math
 from codegen.llvm.matmul import folds
 from nngraph.errors import InputError
 from nngraph.types import concrete_shape, is_float
-from passes.program import MatmulKernel
+from passes.program import MatmulKernel, contraction_sizes
 
 BLAS_INT_LIMIT = 2**31 - 1
 
@@ -23,7 +23,8 @@ def check_gemm_sizes(program, env) -> None:
             continue
         if not is_float(program.buffers[kern.out].dtype):
             continue   # integer products are generated loops with 64-bit indices
-        m, n, k = (int(s) for s in concrete_shape((kern.m, kern.n, kern.k), env))
+        m, n = (int(s) for s in concrete_shape((kern.m, kern.n), env))
+        k = math.prod(int(s) for s in concrete_shape(contraction_sizes(kern), env))
         rows = m * math.prod(int(s) for s in concrete_shape(kern.batch, env)) if folds(program, kern) else m
         if m * n == 0:
             continue

@@ -19,13 +19,15 @@ rates in proportion.
 """
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
 
 from nngraph.textir import value_names
 from nngraph.types import concrete_shape, np_dtype
-from passes.program import MatmulKernel
+from passes.loop import ScanLoop
+from passes.program import MatmulKernel, contraction_sizes
 
 from .tables import TextTable, format_rows
 
@@ -48,12 +50,18 @@ def _stage_ops(stage, points: int) -> int:
 
 
 def kernel_work(kernel, program, env) -> dict:
-    """{"kind", "flops", "bytes"} of one kernel for the bound sizes `env`."""
+    """{"kind", "flops", "bytes"} of one kernel for the bound sizes `env` (a loop: its
+    body's work times its length)."""
+    if isinstance(kernel, ScanLoop):
+        steps = int(concrete_shape((kernel.length,), env)[0])
+        body = [kernel_work(k, program, env) for k in kernel.body]
+        return {"kind": "loop of steps", "flops": steps * sum(w["flops"] for w in body),
+                "bytes": steps * sum(w["bytes"] for w in body)}
     moved = sorted(kernel.reads() | kernel.writes())
     nbytes = sum(_nbytes(program, b, env) for b in moved)
     if isinstance(kernel, MatmulKernel):
         out = _numel(tuple(kernel.batch) + (kernel.m, kernel.n), env)
-        flops = 2 * out * int(concrete_shape((kernel.k,), env)[0])
+        flops = 2 * out * math.prod(int(s) for s in concrete_shape(contraction_sizes(kernel), env))
         if kernel.epilogue is not None:
             flops += _stage_ops(kernel.epilogue, out)
         return {"kind": "contraction", "flops": flops, "bytes": nbytes}

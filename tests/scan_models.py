@@ -71,3 +71,17 @@ def lstm_oracle(xs, h0, c0, Wx, Wh, b):
         h = o * np.tanh(c)
         hs[t] = h
     return h, c, hs
+
+
+def elman_on(xs, h0, Wx, Wh, b, reverse=False):
+    """hT and ys of an Elman RNN whose weights are given tensors (placeholders for
+    finite differences): the loss reads both results."""
+    hT, ys = ng.scan(lambda h, x_t: (ng.tanh(x_t @ Wx + h @ Wh + b),) * 2, h0, xs, reverse=reverse)
+    return ng.sum(ys * ys) + ng.sum(hT * 0.5)
+
+
+def lstm_on(xs, h0, c0, Wx, Wh, b):
+    """An LSTM cell over xs with given weights; a loss of all hidden states and the final cell."""
+    p = {"Wx": Wx, "Wh": Wh, "b": b}
+    (hT, cT), hs = ng.scan(lambda carry, x_t: lstm_cell(carry, x_t, p), (h0, c0), xs)
+    return ng.sum(hs * hs) + ng.sum(cT)

@@ -26,7 +26,7 @@ import llvmlite.ir as ir
 from nngraph.types import Dim, is_float
 from passes.collective import AllReduceKernel
 from passes.loop import ScanLoop
-from passes.program import LoopKernel, MatmulKernel, symbols as program_symbols
+from passes.program import LoopKernel, MatmulKernel, contraction_sizes, symbols as program_symbols
 
 from . import target
 from .collective import emit_all_reduce
@@ -123,7 +123,7 @@ def emit_kernel(fb: FnBuilder, kern, base: str, tramp, threads: bool, notes: lis
     if isinstance(kern, MatmulKernel):
         f = emit_matmul_function(module, base, program, syms, kern)
         axis = split_axis(program, kern)
-        factor, wsyms = _static_product(tuple(kern.batch) + (kern.m, kern.n, kern.k))
+        factor, wsyms = _static_product(tuple(kern.batch) + (kern.m, kern.n) + contraction_sizes(kern))
         _launch(fb, f, fb.numel(axis), factor, wsyms, tramp, threads, GEMM_WORK)
         if kern.epilogue is not None:
             outer = tuple(kern.batch) + (kern.m, kern.n)

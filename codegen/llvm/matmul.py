@@ -15,7 +15,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from nngraph.types import is_float
-from passes.program import MatmulKernel
+from passes.program import MatmulKernel, contraction_sizes
 
 from . import blas
 from .irtypes import F32, F64, I8, I8P, I32, I64, VOID, i64, value_type
@@ -106,7 +106,7 @@ def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt):
     def imax1(v):
         return b.select(b.icmp_signed("<", v, i64(1)), i64(1), v)
 
-    m, n, k = fb.size(kern.m), fb.size(kern.n), fb.size(kern.k)
+    m, n, k = fb.size(kern.m), fb.size(kern.n), fb.numel(contraction_sizes(kern))
     lo, hi, _ = fb.args
     fold = folds(fb.program, kern)
     split_rows = fold or not kern.batch
@@ -164,7 +164,7 @@ def _emit_int_loops(fb: FnBuilder, kern: MatmulKernel, dt):
     b = fb.b
     t = value_type(dt)
     pa, pb_, pc = fb.ptr(kern.a), fb.ptr(kern.b), fb.ptr(kern.out)
-    m, n, k = fb.size(kern.m), fb.size(kern.n), fb.size(kern.k)
+    m, n, k = fb.size(kern.m), fb.size(kern.n), fb.numel(contraction_sizes(kern))
     acc = fb.alloca(t, "acc")
     with fb.nest(tuple(kern.batch) + (kern.m, kern.n), "ij", first=fb.args[:2]) as idx:
         bidx, i, j = idx[:-2], idx[-2], idx[-1]

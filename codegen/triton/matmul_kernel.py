@@ -10,6 +10,8 @@ do not take) use a broadcast multiply-and-sum instead of tl.dot.
 """
 from __future__ import annotations
 
+from passes.program import contraction_sizes
+
 from .body import BodyPrinter, Val, live_instrs, stage_roots
 from .index_width import launcher_line, prologue
 from .names import jit_decorator, paren, prod_expr, size_expr, symbol_name, symbols_of
@@ -37,7 +39,7 @@ class MatmulPrinter:
 
     def symbols(self) -> list:
         k = self.k
-        syms = symbols_of(tuple(k.batch) + (k.m, k.n, k.k))
+        syms = symbols_of(tuple(k.batch) + (k.m, k.n) + contraction_sizes(k))
         for b in self.buffers:
             syms |= symbols_of(self.p.buffers[b].shape)
         if k.epilogue:
@@ -75,7 +77,7 @@ class MatmulPrinter:
         o += prologue([("pid", "tl.program_id(0)")] + ([("bid", "tl.program_id(1)")] if nb else []), self.symbols())
         o.append(f"    mnumel = {size_expr(k.m)}")
         o.append(f"    nnumel = {size_expr(k.n)}")
-        o.append(f"    knumel = {size_expr(k.k)}")
+        o.append(f"    knumel = {prod_expr(contraction_sizes(k))}")
         o.append("    pid_m = pid // tl.cdiv(nnumel, BN)")
         o.append("    pid_n = pid % tl.cdiv(nnumel, BN)")
         if nb:
@@ -160,7 +162,7 @@ class MatmulPrinter:
         k = self.k
         syms = [symbol_name(s) for s in self.symbols()]
         out = [f"def launch_{self.fname}(b{''.join(', ' + s for s in syms)}):"]
-        out.append(f"    mnumel, nnumel, knumel = {size_expr(k.m)}, {size_expr(k.n)}, {size_expr(k.k)}")
+        out.append(f"    mnumel, nnumel, knumel = {size_expr(k.m)}, {size_expr(k.n)}, {prod_expr(contraction_sizes(k))}")
         out.append(f"    batch = {prod_expr(k.batch)}")
         out.append("    BM, BN, BK = _mm_blocks(mnumel, nnumel, knumel)")
         out.append(launcher_line([prod_expr(self.p.buffers[b].shape) for b in self.buffers]))

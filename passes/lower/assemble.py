@@ -21,8 +21,7 @@ def finish_results(ctx):
         read_elsewhere |= g.reads - g.writes
     for g in ctx.groups:
         need = [r for r in g.members if id(r) in g.results
-                and any(b in read_elsewhere or ctx.buffers[b].kind in ("output", "update")
-                        for b in ctx.store_bufs.get(id(r), []))]
+                and any(b in read_elsewhere or ctx.returns(b) for b in ctx.store_bufs.get(id(r), []))]
         if not need:
             continue
         last = g.stages[-1]
@@ -85,7 +84,7 @@ def assemble(ctx) -> Program:
     if any(n.op == "all_reduce" for n in ctx.plan.order):
         prog.stats["all_reduce"] = collective_stats(schedule, buffers)
     if any(isinstance(k, ScanLoop) for k in schedule):
-        prog.stats["loops"] = loop_stats(schedule)
+        prog.stats["loops"] = loop_stats(schedule, lambda k: isinstance(k, MatmulKernel))
     return prog
 
 

@@ -74,6 +74,7 @@ class LoweringContext:
         self.group_of: dict = {}      # id(node) -> group that computes it
         self.names: set = set()
         self._cache: dict = {}
+        self.lowered: set = set()     # ids of nodes a rule lowered together with another one
 
     # ------------------------------------------------------------------ buffers
     def add_buffer(self, name, type_: TensorType, kind, node=None, **kw) -> int:
@@ -153,6 +154,10 @@ class LoweringContext:
         self.note_reads(g, st.emitter.loads)
         self.note_writes(g, {t})
         return t
+
+    def returns(self, b: int) -> bool:
+        """Is b a result of the graph being lowered (stored even if no kernel reads it)?"""
+        return self.buffers[b].kind in ("output", "update")
 
     def root(self, b: int) -> int:
         """The buffer whose memory b is (b itself unless b is a view)."""
@@ -249,6 +254,8 @@ class LoweringContext:
         self.make_buffers()
         plan = self.plan
         for n in phase_order(plan.order):
+            if id(n) in self.lowered:
+                continue
             own = lowering.rule(n.op, kind_default=False)
             if own is not None and id(n) in plan.reasons:
                 own(self, n)

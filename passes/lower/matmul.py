@@ -1,6 +1,11 @@
 """matmul: one MatmulKernel (a BLAS call on the CPU, `tl.dot` on the GPU) whose
 epilogue computes and stores the frontier values passes/fusion.py gave it
-(relu(x @ W + b), the mask x @ W + b > 0, W - lr * acc)."""
+(relu(x @ W + b), the mask x @ W + b > 0, W - lr * acc).
+
+A batched product summed over its batch, `sum(matmul(transpose(A, (0, 2, 1)), D),
+axes=(0,))` (a weight gradient over all steps of a scan, passes/loop_sink.py), is
+one GEMM of depth T*N: a MatmulKernel whose k is folded (passes/program.py), which
+stores the sum directly; the batched product is never materialised."""
 from __future__ import annotations
 
 from .. import fusion
@@ -10,6 +15,10 @@ from .registry import lowering
 
 @lowering("matmul")
 def lower_matmul(ctx, m):
+    total = _summed_over_batch(ctx, m)
+    if total is not None:
+        _lower_folded(ctx, m, total)
+        return
     (an, ta), (bn, tb) = ctx.plan.operands[id(m)]
     a, b = ctx.buf_of[id(an)], ctx.buf_of[id(bn)]
     frontier = ctx.plan.epilogue.get(id(m), [m])
@@ -27,3 +36,35 @@ def lower_matmul(ctx, m):
     for f in frontier:
         ctx.group_of[id(f)] = g
     ctx.note_reads(g, loads)
+
+
+def _summed_over_batch(ctx, m):
+    """The sum node when m is matmul(Aᵀ, D) over one batch axis whose only reader sums that axis away."""
+    (an, ta), (bn, tb) = ctx.plan.operands[id(m)]
+    if m.ndim != 3 or not ta or tb or an.ndim != 3 or bn.ndim != 3 or an.shape[0] != bn.shape[0]:
+        return None
+    users = ctx.plan.users.get(id(m), [])
+    if len(users) != 1 or ctx.plan.epilogue.get(id(m), [m]) != [m]:
+        return None
+    s = users[0]
+    if s.op != "sum" or tuple(s.attrs["axes"]) != (0,) or s.attrs["keepdims"] or s.dtype != m.dtype:
+        return None
+    if any(ctx.buffers[b].kind != "temp" for b in ctx.store_bufs.get(id(m), [])):
+        return None
+    if len(ctx.store_bufs.get(id(s), [])) != 1:
+        return None
+    return s
+
+
+def _lower_folded(ctx, m, total):
+    (an, _), (bn, _) = ctx.plan.operands[id(m)]
+    a, b = ctx.buf_of[id(an)], ctx.buf_of[id(bn)]
+    (out,) = ctx.store_bufs[id(total)]
+    kern = MatmulKernel("k_matmul", a, b, out, (), m.shape[1], m.shape[2], (an.shape[0], an.shape[1]),
+                        True, False, source=f"{fusion.label(m)} summed by {fusion.label(total)}")
+    g = ctx.new_group(tuple(total.shape), kern)
+    ctx.note_writes(g, {out})
+    ctx.note_reads(g, {a, b})
+    g.members = [m, total]
+    ctx.group_of[id(m)] = ctx.group_of[id(total)] = g
+    ctx.lowered.add(id(total))

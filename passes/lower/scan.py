@@ -44,6 +44,10 @@ class BodyLowering(LoweringContext):
         for o, b in zip(self.graph.outputs, self.out_bufs):
             self.store_bufs.setdefault(id(o), []).append(b)
 
+    def returns(self, b: int) -> bool:
+        """The body's results are the loop's buffers (next carries, step slices of ys)."""
+        return b in self.out_bufs or super().returns(b)
+
     def kernels(self) -> list:
         self.walk()
         return ordered_kernels(self)
@@ -92,11 +96,16 @@ def lower_scan(low, n) -> None:
         extra.append((stacked, more))
     sub = BodyLowering(low, body.graph, [c.state for c in carries] + xs_steps + closure,
                        [c.next for c in carries] + ys_steps)
-    loop = ScanLoop("k_scan", n.attrs["length"], sub.kernels(), tuple(carries), tuple(slices),
+    kernels = sub.kernels()
+    touched = set().union(*[k.reads() | k.writes() for k in kernels]) if kernels else set()
+    slices = [s for s in slices if s.step in touched]        # xs the step no longer reads
+    loop = ScanLoop("k_scan", n.attrs["length"], kernels, tuple(carries), tuple(slices),
                     bool(n.attrs["reverse"]), source=f"scan@{n.where}", notes=_notes(n))
     g = low.new_group((), loop)
-    low.note_reads(g, loop.reads() - loop.writes() | {c.init for c in carries} | {s.stacked for s in slices[:nx]})
-    low.note_writes(g, {c.state for c in carries} | {s.stacked for s in slices[nx:]})
+    ys_stacked = {s.stacked for s in slices if s.step in ys_steps}
+    low.note_reads(g, loop.reads() - loop.writes() | {c.init for c in carries}
+                   | {s.stacked for s in slices if s.step in xs_steps})
+    low.note_writes(g, {c.state for c in carries} | ys_stacked)
     g.members.append(n)
     low.group_of[id(n)] = g
     for src, dsts in extra:

@@ -50,6 +50,13 @@ def _graphs():
     up = ng.upsample2d(ng.conv_transpose2d(x, ng.parameter(np.ones((3, 2, 2, 2))), 2, 1, 1), 2)
     graphs.append(([e, ids, s, lab, x], [picked, rows, ge, up]))
 
+    # a loop (scan, scan_output): tuple carry, reverse, its gradient (itself a scan)
+    seq = ng.placeholder(("T", "N", 5), name="seq")
+    u = ng.parameter(np.ones((5, 5), np.float32), name="u")
+    (h, c), hs = ng.scan(lambda hc, xt: ((ng.tanh(xt + hc[0] @ u), hc[1] + 1.0), hc[0]),
+                         (s, ng.constant(0.0)), seq, reverse=True)
+    graphs.append(([seq, s], [h, c, hs, ng.grad(ng.sum(h) + ng.sum(hs), u)]))
+
     # constants of every dtype and odd values
     consts = [ng.constant(np.array([1.5, -0.0, np.inf, -np.inf, np.nan, 1e-30, 3.4e38], np.float32)),
               ng.constant(np.array([[0.1, 1 / 3], [2.0 ** -1074, -1e300]], np.float64)),
