@@ -26,7 +26,7 @@ passes/scans.py merges the two).
 from __future__ import annotations
 
 from .graph import Graph, toposort
-from .node import Tensor
+from .node import Tensor, make
 
 
 class Body:
@@ -126,5 +126,6 @@ def _structure(graph: Graph, n_outputs: int) -> tuple:
     return tuple(rows)
 
 
-def is_body_input(n: Tensor, body: Body) -> bool:
-    return any(n is p for p in body.graph.inputs)
+def results(node: Tensor) -> list:
+    """scan_output nodes for every result of the scan `node`, in order (final carries, then ys)."""
+    return [make("scan_output", (node,), where=node.where, index=i) for i in range(len(node.type.parts))]

@@ -15,8 +15,7 @@ from .errors import ShapeError
 from .graph import Graph, toposort
 from .node import Tensor, make
 from .ops import elementwise as ew
-from .ops.scan import results
-from .scan_body import Body
+from .scan_body import Body, results
 from .size_unify import unify
 from .sizes import can_join
 from .source_location import user_location

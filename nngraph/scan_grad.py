@@ -29,7 +29,7 @@ from .autodiff import vjp
 from .graph import toposort
 from .node import OPS, Tensor, make
 from .ops import elementwise as ew
-from .ops.scan import results
+from .scan_body import results
 from .scan_build import trace_node
 from .source_location import located_at
 from .types import TensorType, is_float

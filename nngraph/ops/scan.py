@@ -50,7 +50,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..node import Op, register
-from ..scan_body import Body
+from ..scan_body import Body, results  # noqa: F401  (results: part of this module's interface)
 from ..sizes import join
 from ..source_location import user_location
 from ..types import Dim, TensorType, TupleType, np_dtype
@@ -139,12 +139,6 @@ def _output_vjp(n, g, needs):
 
 register(Op("scan_output", "special", _output_infer, lambda ctx, s: s[ctx.attrs["index"]], _output_vjp,
             doc="result `index` of a scan (final carries first, then the stacked ys)"))
-
-
-def results(node) -> list:
-    """scan_output nodes for every result of the scan `node`, in order."""
-    from ..node import make
-    return [make("scan_output", (node,), where=node.where, index=i) for i in range(len(node.type.parts))]
 
 
 def length_of(node) -> int | Dim:

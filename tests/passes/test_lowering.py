@@ -25,14 +25,10 @@ def ops_of(prog):
     return out
 
 
-# loops: passes/lowering.refuse_scans raises ScanNotLowered for them (tests/nngraph/test_scan_compile.py)
-REFUSED = {"scan", "scan_output"}
-
-
 def test_every_registered_op_has_a_lowering():
     from passes.lower import inline, lowering
     for name, op in OPS.items():
-        if op.kind == "source" or name in REFUSED and lowering.rule(name) is None:
+        if op.kind == "source":
             continue
         known = inline.rule(name) is not None or lowering.rule(name) is not None
         assert known, name
