@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 __all__ = ["fans", "lecun_normal", "lecun_uniform", "glorot_normal", "glorot_uniform", "he_normal",
-           "he_uniform", "normal", "uniform", "zeros", "ones", "get"]
+           "he_uniform", "normal", "uniform", "orthogonal", "zeros", "ones", "get"]
 
 
 def _rng(seed=None, rng=None) -> np.random.Generator:
@@ -106,6 +106,18 @@ def normal(shape, std=0.05, mean=0.0, seed=None, rng=None, dtype="float32") -> n
 def uniform(shape, low=-0.05, high=0.05, seed=None, rng=None, dtype="float32") -> np.ndarray:
     """U(low, high)."""
     return _rng(seed, rng).uniform(low, high, _shape(shape)).astype(dtype)
+
+
+def orthogonal(shape, gain=1.0, seed=None, rng=None, dtype="float32") -> np.ndarray:
+    """A (semi-)orthogonal matrix [rows, cols] (Saxe et al.; Keras' default for recurrent
+    kernels): repeated products with it neither grow nor shrink a vector, so a
+    recurrent state neither explodes nor vanishes at the start of training."""
+    rows, cols = _shape(shape)[0], int(np.prod(_shape(shape)[1:]))
+    a = _rng(seed, rng).standard_normal((max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(a)
+    q = q * np.sign(np.diag(r))   # a uniform draw over orthogonal matrices
+    q = q if rows >= cols else q.T
+    return (gain * q).reshape(_shape(shape)).astype(dtype)
 
 
 def zeros(shape, seed=None, rng=None, dtype="float32") -> np.ndarray:

@@ -8,6 +8,9 @@ from .layers import (Activation, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, F
                      Layer, MaxPool2D, collect_updates, set_seed)
 from .extra_layers import (Add, Concatenate, Conv2DTranspose, GlobalAvgPool2D, LayerNorm,  # noqa: F401
                            Reshape, UpSampling2D)
+from .embedding import Embedding  # noqa: F401
+from .attention import MultiHeadAttention  # noqa: F401
+from .recurrent import GRU, LSTM, SimpleRNN  # noqa: F401
 from .model import Model  # noqa: F401
 from .model_io import load_model  # noqa: F401
 from .module import Module  # noqa: F401

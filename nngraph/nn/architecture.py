@@ -14,7 +14,7 @@ import numpy as np
 
 from ..node import ConstValue, Parameter, make
 from . import config as cfg
-from .layers import CALLS, Input
+from .layers import CALLS, Input, call_inputs
 
 
 def _layers_config(layers) -> list:
@@ -57,7 +57,8 @@ def _describe_functional(model, arrays: dict) -> dict:
                     "batch": str(t.shape[0]), "dtype": t.dtype, "name": t.name}
         elif call is not None:
             layer, x = call
-            node = {"layer": next(i for i, lay in enumerate(layers) if lay is layer), "x": go(x)}
+            node = {"layer": next(i for i, lay in enumerate(layers) if lay is layer),
+                    "x": [go(i) for i in call_inputs(x)] if isinstance(x, tuple) else go(x)}
         elif isinstance(t, Parameter):
             raise cfg.ConfigError(f"{model.name}: parameter {t.name} is used outside a layer, so the "
                                   "architecture cannot be saved as data; wrap it in a layer")
@@ -108,7 +109,8 @@ def rebuild(arch: dict, arrays, classes: dict):
                       batch=node["batch"])
             inputs[node["input"]] = t
         elif "layer" in node:
-            t = layers[node["layer"]](made[node["x"]])
+            xs = node["x"] if isinstance(node["x"], list) else [node["x"]]
+            t = layers[node["layer"]](*[made[i] for i in xs])
         else:
             attrs = {k: _decode_attr(v, arrays) for k, v in node["attrs"].items()}
             t = make(node["op"], [made[i] for i in node["inputs"]], name=node["name"], **attrs)

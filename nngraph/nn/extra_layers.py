@@ -81,6 +81,10 @@ class LayerNorm(Layer):
             raise ValueError(f"{self.name}: axis {self.axis} includes the batch axis")
         return axes
 
+    def shape_for_parameters(self, shape):
+        """Only the normalised axes size gamma and beta (a sequence's time axis may be dynamic)."""
+        return tuple(shape[a - 1] for a in self._axes(len(shape) + 1))
+
     def build(self, input_shape, rng):
         axes = self._axes(len(input_shape) + 1)
         shape = tuple(input_shape[a - 1] if a in axes else 1 for a in range(min(axes), len(input_shape) + 1))

@@ -30,12 +30,24 @@ from ..types import Dim, np_dtype
 from . import activations as act
 from . import regularizers, replica
 
-# output tensor -> (layer, input tensors): the functional calls, replayed by Model
+# output tensor -> (layer, input tensor, or a tuple of them for a layer of several
+# inputs such as attention): the functional calls, replayed by Model
 CALLS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def call_inputs(x) -> tuple:
+    """The input tensors of a recorded call, as a tuple."""
+    return tuple(x) if isinstance(x, tuple) else (x,)
 _counters: dict = defaultdict(itertools.count)
 _collectors: list = []
 _modes: list = []  # training flags of the model or layer whose forward is being traced
 _default_rng = [np.random.default_rng(0)]
+
+
+def default_rng(seed=None) -> np.random.Generator:
+    """The generator a layer initialises its parameters from: its own seed's, else the
+    shared one that set_seed seeds."""
+    return np.random.default_rng(seed) if seed is not None else _default_rng[0]
 
 
 def set_seed(seed: int) -> None:
@@ -147,17 +159,23 @@ class Layer:
     def forward(self, x: Tensor, training: bool) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def shape_for_parameters(self, shape: tuple) -> tuple:
+        """The part of an input's shape (no batch axis) that the parameters depend on; it
+        must be static. All of it by default; sequence layers (Embedding, recurrent,
+        attention) need only the feature axis, so their time axis may be dynamic."""
+        return shape
+
     def ensure_built(self, x: Tensor, rng=None) -> None:
         shape = tuple(x.shape[1:])
-        if any(isinstance(s, Dim) for s in shape):
-            raise ValueError(f"{self.name}: needs a static shape except the batch axis, got {x.type}")
+        key = self.shape_for_parameters(shape)
+        if any(isinstance(s, Dim) for s in key):
+            what = "the batch axis" if key == shape else "the feature axis"
+            raise ValueError(f"{self.name}: needs a static shape except {what}, got {x.type}")
         if not self.built:
-            if rng is None:
-                rng = np.random.default_rng(self.seed) if self.seed is not None else _default_rng[0]
-            self.build(shape, rng)
+            self.build(shape, rng if rng is not None else default_rng(self.seed))
             self.input_shape, self.built = shape, True
-        elif shape != self.input_shape and self.named_parameters():  # a stateless layer (pooling,
-            # dropout) may be reused on any shape, as PyTorch code does with one self.pool
+        elif key != self.shape_for_parameters(self.input_shape) and self.named_parameters():  # a stateless
+            # layer (pooling, dropout) may be reused on any shape, as PyTorch code does with one self.pool
             raise ValueError(f"{self.name}: was built for inputs [N,{','.join(map(str, self.input_shape))}], "
                              f"now called on {x.type}")
 
@@ -238,6 +256,9 @@ class Dense(Layer):
             raise ShapeError(f"{self.name}: Dense expects 2-d input (batch, features), or 3-d (batch, time, "
                              f"features) for sequences, got {got}{hint}")
         super().ensure_built(x, rng)
+
+    def shape_for_parameters(self, shape):
+        return tuple(shape[-1:])   # W is [features, units]: the time axis of a sequence may be dynamic
 
     def build(self, input_shape, rng):
         n = input_shape[-1]

@@ -9,7 +9,7 @@ import warnings
 
 from ..graph import toposort
 from ..node import Parameter, Tensor, make
-from .layers import CALLS, Input, _snake
+from .layers import CALLS, Input, _snake, call_inputs
 from .tree import named_parameters
 
 
@@ -145,7 +145,7 @@ def replay(model, memo: dict, training: bool) -> tuple:
         call = CALLS.get(t)
         if call is not None:
             layer, x = call
-            r = layer(go(x), training=training)
+            r = layer(*[go(i) for i in call_inputs(x)], training=training)
             if not any(layer is o for o in order):
                 order.append(layer)
         elif t.op == "placeholder":

@@ -45,7 +45,8 @@ def graph_section(fn, program) -> tuple[str, dict]:
     html = graph_views(views, "g-kernels" if big else "g-opt")
     html += ("<p class=muted>Hover a node for its op, type, the line that built it and its kernel; click one to "
              "highlight its kernel; wheel to zoom, drag to pan. Dashed: recomputed in several kernels; grey: "
-             "inputs, parameters and constants; white (as built): nodes the passes replaced.</p>")
+             "inputs, parameters and constants; white (as built): nodes the passes replaced. A loop (scan) is a box "
+             "holding its body, the graph of one step, which the loop's own kernels compute.</p>")
     return html, data
 
 

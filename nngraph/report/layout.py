@@ -7,6 +7,10 @@ all crowding row 0. Within a row, nodes are ordered by the mean position of
 their operands (a few barycentre sweeps down and up), which keeps most edges
 short and uncrossed. Linear in the graph's size per sweep: a few thousand nodes
 lay out in well under a second.
+
+Nodes are all node_w x node_h except those `sizes` names (a scan drawn as a box
+holding its body): a row is as tall as its tallest node, and a wide node pushes its
+right neighbours along.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 SWEEPS = 4
+GAP_X, GAP_Y = 16.0, 44.0   # between neighbours in a row, between rows
 
 
 @dataclass
@@ -25,8 +30,10 @@ class Layout:
     height: float
 
 
-def layered(keys: list, edges: list, is_source, node_w=120.0, node_h=28.0, gap_x=16.0, gap_y=44.0) -> Layout:
-    """keys: node keys in topological order; edges: (from, to) pairs; is_source(key)."""
+def layered(keys: list, edges: list, is_source, node_w=120.0, node_h=28.0, gap_x=GAP_X, gap_y=GAP_Y,
+            sizes: dict | None = None) -> Layout:
+    """keys: node keys in topological order; edges: (from, to) pairs; is_source(key);
+    sizes: key -> (width, height) for nodes not of the default size."""
     g = nx.DiGraph()
     g.add_nodes_from(keys)
     g.add_edges_from(edges)
@@ -45,12 +52,22 @@ def layered(keys: list, edges: list, is_source, node_w=120.0, node_h=28.0, gap_x
         rows[row[k]].append(k)
     rows = [r for r in rows if r]
     _order(rows, g)
-    pos, width = {}, 0.0
-    for y, r in enumerate(rows):
-        for x, k in enumerate(r):
-            pos[k] = (x * (node_w + gap_x) + node_w / 2, y * (node_h + gap_y) + node_h / 2)
-        width = max(width, len(r) * (node_w + gap_x))
-    return Layout(pos, rows, width, len(rows) * (node_h + gap_y))
+    return _place(rows, sizes or {}, node_w, node_h, gap_x, gap_y)
+
+
+def _place(rows: list, sizes: dict, node_w, node_h, gap_x, gap_y) -> Layout:
+    """Centres of the ordered rows, left to right and top to bottom."""
+    pos, width, top = {}, 0.0, 0.0
+    for r in rows:
+        row_h = max(sizes.get(k, (node_w, node_h))[1] for k in r)
+        left = 0.0
+        for k in r:
+            w = sizes.get(k, (node_w, node_h))[0]
+            pos[k] = (left + w / 2, top + row_h / 2)
+            left += w + gap_x
+        width = max(width, left)
+        top += row_h + gap_y
+    return Layout(pos, rows, width, top)   # both with one trailing gap
 
 
 def _order(rows: list, g: nx.DiGraph) -> None:

@@ -27,6 +27,7 @@ svg rect{stroke:#546e7a;stroke-width:1}svg .multi rect{stroke-dasharray:4 2}
 svg text{font:11px monospace;text-anchor:middle;pointer-events:none;fill:#102027}
 svg g.node:hover rect,svg g.kernel:hover rect{stroke:#d50000;stroke-width:2.5}
 svg g.dim{opacity:.25}
+svg g.region rect{fill-opacity:.3;stroke-width:1.5}svg g.region text{font-weight:bold}
 #tip{position:fixed;display:none;background:#263238;color:#fff;padding:6px 8px;border-radius:4px;
 font:12px monospace;pointer-events:none;z-index:9;white-space:pre;max-width:60vw}
 pre{background:#f5f7f8;padding:8px;overflow:auto;font-size:12px;max-height:60vh}
