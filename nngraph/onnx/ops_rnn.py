@@ -3,8 +3,7 @@
 A static sequence length is unrolled: T copies of the cell from existing ops, which
 every backend compiles and which differentiates like any graph. A dynamic one (a
 symbolic time axis) is an ng.scan over the time axis, the cell its step, so one
-import serves every length; it runs where scan runs (the reference target, and the
-backends once they lower scan) and ng.grad differentiates it as a reverse scan.
+import serves every length on every target, and ng.grad differentiates it as a reverse scan.
 Batch may be dynamic either way.
 """
 from __future__ import annotations

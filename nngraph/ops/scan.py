@@ -44,8 +44,7 @@ forward scan into its twin that also stores the gradient's residuals
 (`merge_scan_twins`) and drops ys nobody reads (`prune_scan_outputs`). The reference
 interpreter runs a scan node by node (`_scan_ref` below). The loop passes move work
 out of it (passes/loop_hoist.py, passes/loop_sink.py) and passes/lower/scan.py lowers it
-to a ScanLoop of the Program (passes/loop.py), which every target runs
-(`ScanNotLowered` is no longer raised by the lowering). Not seen inside
+to a ScanLoop of the Program (passes/loop.py), which every target runs. Not seen inside
 bodies: the call-time index checks of `take` (nngraph/index_guards.py) guard only
 lookups outside loops.
 
@@ -66,10 +65,6 @@ from ..scan_body import Body, results  # noqa: F401  (results: part of this modu
 from ..sizes import join
 from ..source_location import user_location
 from ..types import Dim, TensorType, TupleType, np_dtype
-
-
-class ScanNotLowered(NotImplementedError):
-    """A backend was asked to compile a graph holding a scan it cannot lower yet."""
 
 
 def _fit(what: str, given: TensorType, want: TensorType) -> None:

@@ -1,7 +1,7 @@
 """LSTM, GRU and RNN with a dynamic sequence length import as an ng.scan over time
 (one import for every length; static lengths stay unrolled): matched against PyTorch
-at several lengths and batch sizes, and differentiated through time, on the
-reference target (the backends compile scan once they lower it)."""
+at several lengths and batch sizes from one compile, and differentiated through time,
+on the reference and cpu targets."""
 from __future__ import annotations
 
 import io
@@ -33,12 +33,13 @@ def _ops(imported):
     return [n.op for n in ng.Graph(imported.inputs, imported.outputs).nodes()]
 
 
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_a_dynamic_length_recurrent_model_matches_pytorch_at_every_length(name):
+def test_a_dynamic_length_recurrent_model_matches_pytorch_at_every_length(name, backend):
     model, imported = _import(name)
     assert imported.inputs[0].shape[1] == ng.Dim("T")
     assert "scan" in _ops(imported)
-    fn = imported.compile(target="reference")
+    fn = imported.compile(target=backend)
     rng = np.random.default_rng(0)
     for batch, steps in ((1, 1), (4, 3), (2, 11)):
         x = rng.standard_normal((batch, steps, 8)).astype(np.float32)
@@ -52,11 +53,12 @@ def test_a_static_length_stays_unrolled():
     assert "scan" not in _ops(imported)
 
 
-def test_the_gradient_through_a_scanned_lstm_matches_pytorch():
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_the_gradient_through_a_scanned_lstm_matches_pytorch(backend):
     model, imported = _import("lstm")
     (x,), (y,) = imported.inputs, imported.outputs
     params = list(imported.params.values())
-    grads = ng.compile([x], ng.grad(ng.sum(y * y), params), target="reference")
+    grads = ng.compile([x], ng.grad(ng.sum(y * y), params), target=backend)
     xs = np.random.default_rng(1).standard_normal((3, 5, 8)).astype(np.float32)
     out = model(torch.from_numpy(xs))
     (out * out).sum().backward()
