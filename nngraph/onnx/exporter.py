@@ -91,8 +91,12 @@ def export(obj, path=None, opset=None):
         name = f"output_{k}"
         em.nodes.append(helper.make_node("Identity", [em.names[id(o)]], [name], name=name))
         outputs.append(_value_info(name, o))
+    opsets = [helper.make_opsetid("", opset)]
+    # the oldest IR version that carries this opset, not the onnx package's newest: a
+    # runtime older than the package (onnxruntime < 1.20 reads IR <= 13) still loads it
     model = helper.make_model(helper.make_graph(em.nodes, graph.name, inputs, outputs, em.initializers),
-                              opset_imports=[helper.make_opsetid("", opset)], producer_name="nngraph")
+                              opset_imports=opsets, producer_name="nngraph",
+                              ir_version=helper.find_min_ir_version_for(opsets))
     checker.check_model(model)
     if path is not None:
         import onnx

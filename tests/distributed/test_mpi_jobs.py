@@ -26,8 +26,10 @@ def mpiexec() -> str:
 
 
 def run_job(args, timeout=JOB_SECONDS, ranks=2, **env_extra):
+    # OMPI_*: Open MPI's mpiexec refuses to start as root (a container's user) without them
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               NNGRAPH_NUM_THREADS="1", NNGRAPH_BLAS_THREADS="1", OMP_NUM_THREADS="1", **env_extra)
+               NNGRAPH_NUM_THREADS="1", NNGRAPH_BLAS_THREADS="1", OMP_NUM_THREADS="1",
+               OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", **env_extra)
     cmd = [mpiexec(), "-n", str(ranks), sys.executable] + list(args)
     t0 = time.perf_counter()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)

@@ -100,7 +100,7 @@ def test_predict_on_gpu_keeps_device_outputs_for_device_inputs(monkeypatch):
     want = ref.predict(X, batch_size=16)
     out = gpu.predict(torch.from_numpy(X), batch_size=16)
     assert isinstance(out, torch.Tensor) and tuple(out.shape) == (40, 3)
-    np.testing.assert_allclose(out.numpy(), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out.cpu().numpy(), want, rtol=1e-5, atol=1e-6)   # on a real device too
     host = gpu.predict(X, batch_size=16)                      # NumPy in: moved once, NumPy out
     assert isinstance(host, np.ndarray)
     np.testing.assert_allclose(host, want, rtol=1e-5, atol=1e-6)

@@ -86,3 +86,16 @@ def test_a_training_step_is_refused():
     fn = ng.compile([x], loss, updates={w: w - 0.1 * ng.grad(loss, w)}, target="reference")
     with pytest.raises(OnnxError, match="updates parameters"):
         ng.onnx.export(fn)
+
+
+def test_an_export_carries_the_oldest_ir_version_of_its_opset():
+    """A runtime older than the onnx package (onnxruntime < 1.20 refuses IR 14, which
+    onnx 1.23 writes by default) loads the file: its IR version is the opset's own."""
+    from onnx import helper
+    x = ng.placeholder(("N", 3), name="x")
+    fn = ng.compile([x], ng.relu(x), target="reference")
+    for opset in (13, 17):
+        model = ng.onnx.export(fn, opset=opset)
+        assert model.ir_version == helper.find_min_ir_version_for([helper.make_opsetid("", opset)]) < 10
+        np.testing.assert_array_equal(_ort(model).run(None, {"x": np.array([[-1.0, 0.0, 2.0]], np.float32)})[0],
+                                      [[0.0, 0.0, 2.0]])
