@@ -57,8 +57,27 @@ def mpi():
         raise DistributedError(
             f"this process is one rank of an MPI job (launcher variables are set) but mpi4py "
             f"cannot be imported ({e}); install it: {INSTALL_HINT}") from None
+    _check_launcher_matches(MPI)
     atexit.register(_exit_together, MPI)     # runs before mpi4py's MPI_Finalize
     return MPI
+
+
+# the job size as the launchers of MPICH/Intel MPI (PMI) and Open MPI announce it
+_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
+
+
+def _check_launcher_matches(MPI) -> None:
+    """Refuse a job whose launcher belongs to another MPI than the one mpi4py loaded:
+    then every process comes up as a job of one and would train alone, silently."""
+    announced = max((int(os.environ[v]) for v in _SIZE_VARIABLES if os.environ.get(v, "").isdigit()),
+                    default=0)
+    got = MPI.COMM_WORLD.Get_size()
+    if announced > 1 and got != announced:
+        raise DistributedError(
+            f"the launcher started {announced} processes but mpi4py's MPI sees a job of {got}: "
+            f"the mpiexec on PATH belongs to another MPI than the one mpi4py loaded "
+            f"({MPI.Get_library_version().splitlines()[0].strip()}); start the job with that "
+            f"library's mpiexec (with {INSTALL_HINT}: the mpiexec next to this Python)")
 
 
 def rank() -> int:

@@ -216,6 +216,17 @@ def test_inside_a_job_without_mpi4py_a_clear_error():
     assert "pip install" in r.stderr and "nngraph[distributed]" in r.stderr
 
 
+def test_a_launcher_of_another_mpi_is_refused_not_run_as_lone_processes():
+    """Open MPI's launcher variables around mpi4py built on another MPI (here the mpich
+    wheel's, which then starts as a job of one): every rank would train alone, silently."""
+    pytest.importorskip("mpi4py")
+    code = "import nngraph as ng\nng.distributed.size()"
+    r = _python(code, {"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "0"})
+    assert r.returncode != 0
+    assert "DistributedError" in r.stderr and "launcher started 2 processes" in r.stderr
+    assert "sees a job of 1" in r.stderr and "mpiexec" in r.stderr
+
+
 def test_buckets_follow_the_backward_pass_and_overlap_the_kernels_after_them(monkeypatch):
     """With buckets smaller than the gradients (sizes patched), each gradient gets a
     bucket, in the order the backward pass can produce them (the last layer's first);
