@@ -146,7 +146,8 @@ def raise_if_out_of_range(guards: list, outputs: list, env: dict, feeds: dict):
             example = f", e.g. {bad.reshape(-1)[0]}" if bad.size else ""
         target = (f"axis {gd.op.attrs['axis']} of {gd.op.inputs[0].name or gd.op.inputs[0].op}: "
                   f"{gd.op.inputs[0].type}" if gd.op.op == "take" else "the indexed axis")
-        raise InputError(f"{gd.op.op} (built at {gd.op.where}{_inside(gd)}): {k} id{'s' if k != 1 else ''} of {what} "
+        raise InputError(f"{gd.op.op} (built at {gd.op.where}{_inside(gd)}): {k} id{'s' if k != 1 else ''} "
+                         f"of {what} "
                          f"out of range{example}: {target} has size {n}{sym}, so ids must lie in "
                          f"[{-n}, {n}); nothing was updated")
 
@@ -164,6 +165,7 @@ def _inside(gd: IndexGuard) -> str:
 
 def _raise_class_ids(gd: IndexGuard, k: int, bad_sum: int, n: int):
     what = f"class id {bad_sum}" if k == 1 else f"{k} class ids"
-    raise InputError(f"one_hot/cross_entropy (built at {gd.op.where}{_inside(gd)}): {what} computed at {gd.ids.where} "
+    raise InputError(f"one_hot/cross_entropy (built at {gd.op.where}{_inside(gd)}): {what} "
+                     f"computed at {gd.ids.where} "
                      f"{'is' if k == 1 else 'are'} out of range: the valid ids are 0 to {n - 1} ({n} classes); "
                      "nothing was updated")

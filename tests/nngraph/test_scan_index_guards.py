@@ -89,7 +89,8 @@ def test_gradient_alone_checks_the_scatter_add_of_the_reverse_scan(target):
     np.add.at(want, I.reshape(-1), 1.0)
     np.testing.assert_allclose(fn(I), want)
     _compiled_only(target)
-    with pytest.raises(ng.InputError, match=r"(take|check_index) \(built at test_scan_index_guards.py:\d+, inside the ng.scan.*input .ids. out of range, e.g. 6"):
+    with pytest.raises(ng.InputError, match=r"(take|check_index) \(built at test_scan_index_guards.py:\d+, "
+                                            r"inside the ng.scan.*input .ids. out of range, e.g. 6"):
         fn(np.array([[0, 1], [1, 6]], np.int32))
 
 
@@ -127,7 +128,8 @@ def test_class_ids_computed_in_a_step_are_checked(target):
     fn = compile([xs, ys], total, target)
     X = rand((2, N, 4), 5)
     assert np.isfinite(fn(X, np.array([[0, 1], [2, -1]], np.int32)))
-    with pytest.raises(ng.InputError, match=r"cross_entropy \(built at .*inside the ng.scan built at .*class id 4 computed at"):
+    with pytest.raises(ng.InputError, match=r"cross_entropy \(built at .*inside the ng.scan built at "
+                                            r".*class id 4 computed at"):
         fn(X, np.array([[0, 1], [3, 0]], np.int32))
 
 
