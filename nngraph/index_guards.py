@@ -21,6 +21,7 @@ import numpy as np
 
 from .errors import InputError
 from .graph import Graph
+from .loop_guards import guard_graph
 from .node import Tensor
 from .ops import elementwise as ew
 from .ops import reduce as rd
@@ -34,18 +35,21 @@ class IndexGuard:
     ids: Tensor
     size: object
     class_ids: bool = False   # one_hot's labels: valid ids are [0, size), not [-size, size)
+    loop: str = ""            # where the scan holding `op` was built (nngraph/loop_guards.py)
 
     @property
     def n_outputs(self) -> int:
         return 2 if self.class_ids else 1
 
 
-def one_hot_labels(n: Tensor):
+def one_hot_labels(n: Tensor, outer: dict | None = None):
     """(labels, n_classes) when `n` is the compare equal(expand_dims(labels), iota(last
-    axis)) that `one_hot` builds, else None."""
+    axis)) that `one_hot` builds, else None. In a scan body the iota is closed over:
+    `outer` maps a body placeholder to the outer tensor it stands for."""
     if n.op != "equal":
         return None
     lhs, rhs = n.inputs
+    rhs = (outer or {}).get(id(rhs), rhs)
     if rhs.op != "iota" or rhs.attrs["axis"] != rhs.ndim - 1 or lhs.op not in ("reshape", "expand_dims"):
         return None
     return lhs.inputs[0], rhs.shape[-1]
@@ -59,16 +63,17 @@ def _checked(n: Tensor):
     return None
 
 
-def _computed_class_ids(n: Tensor, inputs: set):
+def _computed_class_ids(n: Tensor, inputs: set, outer: dict):
     """(labels, n_classes) of a one_hot whose labels are not a graph input (those are
     checked on the host, runtime/checks.py), else None."""
-    c = one_hot_labels(n)
+    c = one_hot_labels(n, outer)
     if c is None or id(c[0]) in inputs:
         return None
     return c
 
 
-def _guard_outputs(gd: IndexGuard) -> list:
+def guard_outputs(gd: IndexGuard) -> list:
+    """The out-of-range count (float32) of gd's ids, then for class ids the int64 sum of the bad ones."""
     size = ew.numel((gd.size,), gd.ids.dtype)
     low = ew.zeros_like(size) if gd.class_ids else ew.neg(size)
     bad = ew.logical_or(ew.less(gd.ids, low), ew.greater_equal(gd.ids, size))
@@ -79,22 +84,44 @@ def _guard_outputs(gd: IndexGuard) -> list:
     return outs
 
 
-def add_index_guards(graph: Graph) -> tuple[Graph, list]:
-    """(graph with each guard's outputs (out-of-range count first) appended to its outputs, guards)."""
+def _find(graph: Graph, host_checked: set, outer: dict) -> list:
+    """The guards of the graph's own nodes (not inside scan bodies), one per distinct (ids, size)."""
     guards, seen = [], set()
-    inputs = {id(ph) for ph in graph.inputs}
     for n in graph.nodes():
         c, class_ids = _checked(n), False
         if c is None:
-            c, class_ids = _computed_class_ids(n, inputs), True
+            c, class_ids = _computed_class_ids(n, host_checked, outer), True
         if c is None or (id(c[0]), c[1], class_ids) in seen:
             continue
         seen.add((id(c[0]), c[1], class_ids))
         guards.append(IndexGuard(n, c[0], c[1], class_ids))
+    return guards
+
+
+def add_index_guards(graph: Graph) -> tuple[Graph, list]:
+    """(graph with each guard's outputs (out-of-range count first) appended to its outputs, guards).
+    Lookups inside scan bodies are guarded too (nngraph/loop_guards.py)."""
+    host_checked = {id(ph) for ph in graph.inputs}
+    top = graph
+
+    def find(g, outer):   # labels that are an input of the compiled graph are checked on the host
+        return _find(g, host_checked if g is top else set(), outer)
+    mapping, pairs = guard_graph(graph, find, guard_outputs)
+    guards, extra, seen = [], [], set()
+    for gd, outs in pairs:
+        if outs is None:
+            key = (id(gd.ids), gd.size, gd.class_ids)
+            if key in seen:
+                continue
+            seen.add(key)
+            outs = guard_outputs(gd)
+        guards.append(gd)
+        extra += outs
     if not guards:
         return graph, []
-    extra = [o for gd in guards for o in _guard_outputs(gd)]
-    return Graph(list(graph.inputs), list(graph.outputs) + extra, list(graph.updates), graph.name), guards
+    m = lambda t: mapping.get(id(t), t)  # noqa: E731
+    return Graph(list(graph.inputs), [m(o) for o in graph.outputs] + extra,
+                 [(p, m(v)) for p, v in graph.updates], graph.name), guards
 
 
 def raise_if_out_of_range(guards: list, outputs: list, env: dict, feeds: dict):
@@ -111,7 +138,7 @@ def raise_if_out_of_range(guards: list, outputs: list, env: dict, feeds: dict):
         if gd.class_ids:
             _raise_class_ids(gd, k, int(got[1].item()), n)
         sym = f" ({gd.size} = {n})" if isinstance(gd.size, Dim) else ""
-        what = f"input '{gd.ids.name}'" if gd.ids.op == "placeholder" else f"ids built at {gd.ids.where}"
+        what = _what(gd, feeds)
         example = ""
         arr = feeds.get(id(gd.ids))
         if isinstance(arr, np.ndarray):   # ids given as a device tensor are not quoted
@@ -119,13 +146,26 @@ def raise_if_out_of_range(guards: list, outputs: list, env: dict, feeds: dict):
             example = f", e.g. {bad.reshape(-1)[0]}" if bad.size else ""
         target = (f"axis {gd.op.attrs['axis']} of {gd.op.inputs[0].name or gd.op.inputs[0].op}: "
                   f"{gd.op.inputs[0].type}" if gd.op.op == "take" else "the indexed axis")
-        raise InputError(f"{gd.op.op} (built at {gd.op.where}): {k} id{'s' if k != 1 else ''} of {what} "
+        raise InputError(f"{gd.op.op} (built at {gd.op.where}{_inside(gd)}): {k} id{'s' if k != 1 else ''} "
+                         f"of {what} "
                          f"out of range{example}: {target} has size {n}{sym}, so ids must lie in "
                          f"[{-n}, {n}); nothing was updated")
 
 
+def _what(gd: IndexGuard, feeds: dict) -> str:
+    """The ids as the user knows them: an input's name, else the line that computed them."""
+    if gd.ids.op == "placeholder":   # an input of the call, or else a loop's carry
+        return f"input '{gd.ids.name}'" if id(gd.ids) in feeds else "ids carried from step to step"
+    return f"ids built at {gd.ids.where}"
+
+
+def _inside(gd: IndexGuard) -> str:
+    return f", inside the ng.scan built at {gd.loop}" if gd.loop else ""
+
+
 def _raise_class_ids(gd: IndexGuard, k: int, bad_sum: int, n: int):
     what = f"class id {bad_sum}" if k == 1 else f"{k} class ids"
-    raise InputError(f"one_hot/cross_entropy (built at {gd.op.where}): {what} computed at {gd.ids.where} "
+    raise InputError(f"one_hot/cross_entropy (built at {gd.op.where}{_inside(gd)}): {what} "
+                     f"computed at {gd.ids.where} "
                      f"{'is' if k == 1 else 'are'} out of range: the valid ids are 0 to {n - 1} ({n} classes); "
                      "nothing was updated")

@@ -48,8 +48,14 @@ def _take_ref(ctx, x, ids):
 
 
 def _take_vjp(n, g, needs):
+    """A scatter-add of g on ids marked by check_index: a gradient computed without the
+    forward take (dead, or in another loop) still fails the call on a bad id."""
+    if not needs[0]:
+        return None, None
     x, ids = n.inputs
-    return (scatter_add(g, ids, n.attrs["axis"], x.shape[n.attrs["axis"]]) if needs[0] else None), None
+    size = x.shape[n.attrs["axis"]]
+    checked = make("check_index", (ids,), where=n.where, size=size)
+    return scatter_add(g, checked, n.attrs["axis"], size), None
 
 
 register(Op("take", "index", _take_infer, _take_ref, _take_vjp,

@@ -44,9 +44,10 @@ forward scan into its twin that also stores the gradient's residuals
 (`merge_scan_twins`) and drops ys nobody reads (`prune_scan_outputs`). The reference
 interpreter runs a scan node by node (`_scan_ref` below). The loop passes move work
 out of it (passes/loop_hoist.py, passes/loop_sink.py) and passes/lower/scan.py lowers it
-to a ScanLoop of the Program (passes/loop.py), which every target runs. Not seen inside
-bodies: the call-time index checks of `take` (nngraph/index_guards.py) guard only
-lookups outside loops.
+to a ScanLoop of the Program (passes/loop.py), which every target runs. The call-time
+index checks (nngraph/index_guards.py) reach into bodies (nngraph/loop_guards.py): ids
+that are a step of an xs or a closed-over value are checked whole before the loop; ids
+computed in the step add per-step counts to the scan as extra ys, summed outside it.
 
 Helpers: `results(scan)` builds the scan_output nodes of every result;
 `length_of(scan)` is the number of steps; `Body` (nngraph/scan_body.py) gives
