@@ -5,7 +5,7 @@ character at a time, sampled from its predictions with a fixed seed.
 
     python examples/char_lstm.py [--target reference|cpu|gpu] [--steps 600]
 
-About a minute on the CPU (two cores). The model: Embedding(vocabulary, 32) ->
+One to two minutes on the CPU (two busy cores). The model: Embedding(vocabulary, 32) ->
 LSTM(128, return_sequences=True) -> Dense(vocabulary), a loss at every step (the
 cross-entropy of each next character); the LSTM is one ng.scan loop, so the same
 compiled training step serves every window length.
