@@ -1,5 +1,5 @@
-"""`python -m nngraph train`: the README's first command. Trains an MLP and a
-LeNet-style CNN on scikit-learn's handwritten digits (8x8), prints progress, test
+"""`python -m nngraph train`: the README's first command. Trains an MLP, a
+LeNet-style CNN and an LSTM on scikit-learn's handwritten digits (8x8), prints progress, test
 accuracy and compile/step times, and writes what the compiler made of each
 training step (every stage of fn.stages(), and the graph after every pass) to a
 folder."""
@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-HELP = "train an MLP and a LeNet-style CNN on the handwritten digits; dump the training step's IR"
+HELP = "train an MLP, a LeNet-style CNN and an LSTM on the handwritten digits; dump the training step's IR"
 
 DESCRIPTION = """\
 Train models of a neural-networks course on scikit-learn's handwritten digits
@@ -21,8 +21,10 @@ Train models of a neural-networks course on scikit-learn's handwritten digits
   mlp   64 -> Dense(128, relu) -> Dropout(0.2) -> Dense(10)
   cnn   LeNet-style, sized for 8x8 images: Conv2D(8, 3, same, relu) -> Conv2D(16, 3,
         same, relu) -> MaxPool2D(2) -> Flatten -> Dense(64, relu) -> Dropout(0.25) -> Dense(10)
+  lstm  each image read row by row, 8 steps of 8 pixels: Reshape(8, 8) -> LSTM(64) ->
+        Dense(10) (one ng.scan loop in the compiled step, backpropagation through time)
 
-both with Adam and a 1cycle learning rate, on the training images plus copies
+all with Adam and a 1cycle learning rate, on the training images plus copies
 shifted by one pixel in each direction (--no-augment: the training images only).
 
 Each training step (forward, gradients and update) is one compiled function.
@@ -40,15 +42,16 @@ the models train data-parallel: --batch-size is the global batch, split across t
 processes; gradients are averaged inside the compiled step; rank 0 prints and writes.
 """
 
-DEFAULT_EPOCHS = {"mlp": 10, "cnn": 15}
+DEFAULT_EPOCHS = {"mlp": 10, "cnn": 15, "lstm": 8}
+MODELS = ("mlp", "cnn", "lstm")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", choices=("mlp", "cnn", "both"), default="both",
-                   help="which model to train (default: both)")
+    p.add_argument("--model", choices=MODELS + ("all", "both"), default="all",
+                   help="which model to train (default: all; both: the MLP and the CNN)")
     p.add_argument("--epochs", type=int, default=None,
                    help=f"epochs per model (default: {DEFAULT_EPOCHS['mlp']} for the MLP, "
-                        f"{DEFAULT_EPOCHS['cnn']} for the CNN)")
+                        f"{DEFAULT_EPOCHS['cnn']} for the CNN, {DEFAULT_EPOCHS['lstm']} for the LSTM)")
     p.add_argument("--batch-size", type=int, default=32, help="minibatch size (default: 32)")
     p.add_argument("--dump-dir", default="nngraph-dumps",
                    help="folder for the IR dumps of the training steps (default: nngraph-dumps)")
@@ -66,6 +69,8 @@ def build_model(kind: str):
     if kind == "mlp":
         model = L.Sequential([L.Dense(128, activation="relu"), L.Dropout(0.2), L.Dense(10)],
                              input_shape=(64,), name="mlp")
+    elif kind == "lstm":
+        model = L.Sequential([L.Reshape((8, 8)), L.LSTM(64), L.Dense(10)], input_shape=(64,), name="lstm")
     else:
         model = L.Sequential([
             L.Conv2D(8, 3, padding=1, activation="relu"),
@@ -147,7 +152,7 @@ def run(args) -> int:
     except ImportError:
         print("train: the digits come with scikit-learn: pip install scikit-learn", file=sys.stderr)
         return 1
-    kinds = ["mlp", "cnn"] if args.model == "both" else [args.model]
+    kinds = {"all": list(MODELS), "both": ["mlp", "cnn"]}.get(args.model, [args.model])
     from . import distributed
     out = print if distributed.is_main() else _silent      # in an MPI job, rank 0 speaks
     results = [train_one(k, args, out) for k in kinds]

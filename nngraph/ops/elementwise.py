@@ -101,17 +101,19 @@ def ones_like(x: Tensor) -> Tensor:
 
 
 def unbroadcast(g: Tensor, shape: tuple) -> Tensor:
-    """Sum g over the axes that broadcasting added or stretched, back to `shape`."""
+    """Sum g over the axes that broadcasting added or stretched, back to `shape`.
+    Added (leading) axes are summed away without keepdims: sum(matmul(Aᵀ, D), axes=(0,))
+    is the form passes/lower/matmul.py folds into one GEMM (a weight's gradient
+    over a batch of sequences) instead of a batched product summed afterwards."""
     if tuple(g.shape) == tuple(shape):
         return g
     lead = g.ndim - len(shape)
-    axes = list(range(lead))
-    for i, s in enumerate(shape):
-        if s == 1 and g.shape[lead + i] != 1:
-            axes.append(lead + i)
-    if axes:
-        g = make("sum", (g,), axes=tuple(axes), keepdims=True)
-    return make("reshape", (g,), shape=tuple(shape))
+    stretched = tuple(lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1)
+    if stretched:
+        g = make("sum", (g,), axes=stretched, keepdims=True)
+    if lead:
+        g = make("sum", (g,), axes=tuple(range(lead)), keepdims=False)
+    return g if tuple(g.shape) == tuple(shape) else make("reshape", (g,), shape=tuple(shape))
 
 
 def _float_or_error(op, x):

@@ -38,3 +38,32 @@ def test_bad_epochs(capsys):
     from nngraph import train_cli
     assert train_cli.main(["--epochs", "0"]) == 2
     assert "--epochs" in capsys.readouterr().err
+
+
+def test_train_lstm_reads_rows_as_steps_of_one_loop(tmp_path, capsys):
+    """The LSTM model: the training step holds one scan (no unrolling), its dumps
+    and report are written like the other models'."""
+    from nngraph import train_cli
+    rc = train_cli.main(["--model", "lstm", "--epochs", "1", "--target", "cpu", "--no-augment",
+                         "--dump-dir", str(tmp_path / "dumps"), "--quiet"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "lstm: test loss" in out and "compiled the training step in" in out and "ms (batch 32)" in out
+    assert "LSTM" in out                                   # the summary names the layer
+    folder = tmp_path / "dumps" / "lstm"
+    graph = (folder / "train_step.graph.txt").read_text()
+    assert "reverse=false" in graph and "reverse=true" in graph   # the loop and its reverse (BPTT)
+    assert (folder / "report.html").stat().st_size > 0
+
+
+def test_all_is_the_default_and_trains_the_three_models(monkeypatch):
+    from nngraph import train_cli
+    seen = []
+    monkeypatch.setattr(train_cli, "train_one", lambda kind, args, out: seen.append(kind) or {
+        "model": kind, "test_accuracy": 1.0, "compile_seconds": {"train": 0.0}, "compile_key": "train",
+        "step_ms": 0.0})
+    assert train_cli.main(["--dump-dir", "unused"]) == 0
+    assert seen == ["mlp", "cnn", "lstm"]
+    seen.clear()
+    assert train_cli.main(["--model", "both"]) == 0
+    assert seen == ["mlp", "cnn"]

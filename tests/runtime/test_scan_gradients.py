@@ -63,3 +63,24 @@ def test_weight_gradients_are_summed_after_the_loop_in_one_product():
     want = helpers.compile([xs, h0], [loss] + grads, target="oracle")(X, np.ones((2, 3)))
     for got, w in zip(fn(X, np.ones((2, 3))), want):
         np.testing.assert_allclose(got, w, rtol=1e-10, atol=1e-12)
+
+
+def test_lstm_layer_weight_gradients_are_one_gemm_each_over_batch_and_time():
+    """ng.nn.LSTM takes x [N, T, F] (batch first): the kernel's gradient sums x[n]ᵀ·dZ[n]
+    over the batch. That sum must fold into one GEMM of depth N*T (as the recurrent
+    kernel's over T*N), not a batched product [N, F, 4H] summed afterwards (which
+    held N times the weights in memory)."""
+    x = ng.placeholder(("N", "T", 3), name="x")
+    lstm = ng.nn.LSTM(4)
+    lstm.ensure_built(x, np.random.default_rng(0))
+    loss = ng.sum(lstm(x) ** 2)
+    params = [lstm.params[n] for n in ("kernel", "recurrent_kernel", "bias")]
+    grads = ng.grad(loss, params)
+    fn = ng.compile([x], [loss] + grads, target="cpu")
+    text = fn.dump("kernels")
+    assert text.count("(k=N*T)") == 1 and text.count("(k=T*N)") == 1
+    assert ": f32[N,3,16]" not in text            # no buffer for a batched [N, F, 4H] product
+    X = np.random.default_rng(1).standard_normal((2, 5, 3)).astype(np.float32)
+    want = helpers.compile([x], [loss] + grads, target="oracle")(X)
+    for got, w in zip(fn(X), want):
+        np.testing.assert_allclose(got, w, rtol=1e-4, atol=1e-5)
