@@ -117,6 +117,17 @@ def value_names(g: Graph) -> dict:
     return names
 
 
+def nested_value_names(g: Graph) -> dict:
+    """value_names of g and of every scan body in it, a body's values named after the
+    scan that holds them (`5/0`: value 0 of scan %5's body), as the report draws them."""
+    names = value_names(g)
+    for n in g.nodes():
+        if n.op == "scan":
+            for key, name in nested_value_names(n.attrs["body"].graph).items():
+                names.setdefault(key, f"{names[id(n)]}/{name}")
+    return names
+
+
 def format_graph(g: Graph, locations: bool = False) -> str:
     """The graph as text; `locations=True` adds '# file:line' of each node's builder.
     Joined dynamic sizes print as one symbol (nngraph/size_unify.py)."""

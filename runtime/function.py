@@ -387,11 +387,11 @@ class Function:
             if program is None or program.nodes is None:
                 self._fusion = []
             else:
-                from nngraph.textir import value_names
+                from nngraph.textir import nested_value_names
                 from passes.kernel_map import unfused
                 g = self._run_graph
                 roots = {id(o) for o in g.outputs} | {id(v) for _, v in g.updates}
-                self._fusion = unfused(program.nodes, roots, program.schedule, value_names(g))
+                self._fusion = unfused(program.nodes, roots, nested_value_names(g))
         return FusionRows(dict(r) for r in self._fusion)
 
     def profile(self, *args, calls: int = 100, **kwargs):

@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from nngraph.textir import value_names
+from nngraph.textir import nested_value_names
 from nngraph.types import concrete_shape, np_dtype
 from passes.collective import AllReduceKernel
 from passes.loop import ScanLoop
@@ -145,7 +145,7 @@ TIMERS = {"cpu": _time_cpu, "reference": _time_reference, "gpu": _time_gpu}
 
 
 def _computes(program, position, names) -> list:
-    nodes = program.nodes.computes(position) if program.nodes is not None else []
+    nodes = program.nodes.computes_within(position) if program.nodes is not None else []
     return [{"node": "%" + names[id(n)], "op": n.op, "where": n.where} for n in nodes if id(n) in names]
 
 
@@ -165,7 +165,7 @@ def profile(fn, inputs, env, calls: int) -> TextTable:
     seconds = timer(runner, inputs, params, env, calls) / calls
     wall = (time.perf_counter() - t0) / calls
     total = float(seconds.sum()) or 1e-12
-    names = value_names(fn._run_graph)
+    names = nested_value_names(fn._run_graph)
     rows = []
     for pos, kern in enumerate(program.schedule):
         work = kernel_work(kern, program, env)

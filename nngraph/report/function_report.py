@@ -33,7 +33,7 @@ def graph_section(fn, program) -> tuple[str, dict]:
     data, views = {}, []
     fused = program is not None and program.nodes is not None
     kernels_of = program.nodes.kernels_of if fused else None
-    names = [k.name for k in program.schedule] if fused else None
+    names = list(program.nodes.kernel_names) if fused else None   # body kernels after the schedule
     svg, data["g-opt"] = graph_svg(fn._run_graph, "g-opt", kernels_of, names)
     views.append(("g-opt", "after the passes, coloured by kernel" if fused else "after the passes", svg))
     # nodes the passes kept as they were are the same objects: they keep their kernel's colour
@@ -46,7 +46,8 @@ def graph_section(fn, program) -> tuple[str, dict]:
     html += ("<p class=muted>Hover a node for its op, type, the line that built it and its kernel; click one to "
              "highlight its kernel; wheel to zoom, drag to pan. Dashed: recomputed in several kernels; grey: "
              "inputs, parameters and constants; white (as built): nodes the passes replaced. A loop (scan) is a box "
-             "holding its body, the graph of one step, which the loop's own kernels compute.</p>")
+             "holding its body, the graph of one step, each body node coloured by the per-step kernel that computes it "
+             "(named loop/kernel).</p>")
     return html, data
 
 

@@ -116,11 +116,11 @@ def kernels_section(fn, program) -> str:
     for stage in ("llvm", "asm", "triton"):
         if stage in fn.stages():
             code[stage] = SPLITTERS[stage](fn.dump(stage))
-    from ..textir import value_names
-    names = value_names(fn._run_graph)
+    from ..textir import nested_value_names
+    names = nested_value_names(fn._run_graph)
 
     def names_of(k):
-        nodes = program.nodes.computes(k) if program.nodes is not None else []
+        nodes = program.nodes.computes_within(k) if program.nodes is not None else []
         return ", ".join(f"%{names[id(n)]} {n.op} @{n.where}" for n in nodes if id(n) in names) or "-"
     parts = []
     for k, kern in enumerate(program.schedule):

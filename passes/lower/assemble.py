@@ -85,7 +85,7 @@ def assemble(ctx) -> Program:
     t0 = time.perf_counter()
     prog.plan = plan_memory(prog)
     plan_seconds = time.perf_counter() - t0
-    prog.nodes = kernel_map.build(ctx.plan, ctx.store_bufs, schedule, ctx.root)
+    prog.nodes = kernel_map.build(ctx.plan, ctx.store_bufs, schedule, ctx.root, ctx.body_maps)
     prog.stats = _stats(ctx, schedule)
     prog.stats["memory_plan_seconds"] = plan_seconds   # for fn.stats()["compile_time"]
     if any(n.op == "all_reduce" for n in ctx.plan.order):

@@ -79,6 +79,7 @@ class LoweringContext:
         self.names: set = set()
         self._cache: dict = {}
         self.lowered: set = set()     # ids of nodes a rule lowered together with another one
+        self.body_maps: dict = {}     # id(ScanLoop) -> passes/kernel_map.NodeMap of its body
 
     # ------------------------------------------------------------------ buffers
     def add_buffer(self, name, type_: TensorType, kind, node=None, **kw) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from nngraph.types import TensorType
 
+from .. import kernel_map
 from ..loop import Carry, ScanLoop, StepSlice
 from ..loop_hoist import HOISTED
 from ..program import Store
@@ -51,6 +52,10 @@ class BodyLowering(LoweringContext):
     def kernels(self) -> list:
         self.walk()
         return ordered_kernels(self)
+
+    def node_map(self, kernels: list):
+        """Which body kernels compute each body node (passes/kernel_map.py)."""
+        return kernel_map.build(self.plan, self.store_bufs, kernels, self.root, self.body_maps)
 
 
 def _result_buffers(low, node, index):
@@ -101,6 +106,7 @@ def lower_scan(low, n) -> None:
     slices = [s for s in slices if s.step in touched]        # xs the step no longer reads
     loop = ScanLoop("k_scan", n.attrs["length"], kernels, tuple(carries), tuple(slices),
                     bool(n.attrs["reverse"]), source=f"scan@{n.where}", notes=_notes(n))
+    low.body_maps[id(loop)] = sub.node_map(kernels)
     g = low.new_group((), loop)
     ys_stacked = {s.stacked for s in slices if s.step in ys_steps}
     low.note_reads(g, loop.reads() - loop.writes() | {c.init for c in carries}

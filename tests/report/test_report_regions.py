@@ -3,11 +3,12 @@ graph: the layout gives such a node its own size, and the report draws one SVG n
 per node of the outer graph and of every body."""
 import re
 
+import numpy as np
 import pytest
 
 import nngraph as ng
 from nngraph.report.layout import layered
-from report_check import SVG_NS, external_urls, nodes_of, parse, svgs
+from report_check import SVG_NS, external_urls, kernel_fills, nodes_of, parse, svgs
 
 
 def test_layout_gives_a_big_node_its_size_and_moves_its_neighbours():
@@ -80,3 +81,51 @@ def test_a_scan_report_in_a_browser_shows_the_body_and_its_hover(chromium, tmp_p
     tip = re.search(r'data-tip="([^"]*)"', re.search(r"<body[^>]*>", dom).group(0)).group(1)
     scan = next(n for n in fn._run_graph.nodes() if n.op == "scan")
     assert re.match(r"%\d+/\w+ = ", tip) and f"built at {scan.where}" in tip, tip
+
+
+def _body_nodes(graph) -> list:
+    """(scan, body node) for every node of every body, nested ones too."""
+    from nngraph.report.graph_svg import region_of
+    out = []
+    for n in graph.nodes():
+        if region_of(n) is not None:
+            out += [(n, m) for m in region_of(n).nodes()] + _body_nodes(region_of(n))
+    return out
+
+
+@pytest.mark.parametrize("layer", [ng.nn.LSTM, ng.nn.SimpleRNN])
+def test_body_nodes_are_coloured_by_the_kernel_of_their_step(layer, tmp_path):
+    """Training step of an LSTM / Elman net on cpu: every body node that a body kernel
+    computes is drawn in that kernel's colour; body kernels are numbered after the
+    schedule, so each colour is one kernel's, and the fusion rows and the profile
+    name body nodes (scan/value) with the line that built them."""
+    from nngraph.report.graph_svg import SOURCES
+    from passes.loop import ScanLoop
+    x = ng.placeholder(("N", "T", 3), name="x")
+    rnn = layer(4, return_sequences=True, seed=0)
+    loss = ng.sum(rnn(x) ** 2)
+    grads = ng.grad(loss, rnn.parameters())
+    fn = ng.compile([x], loss, updates={p: p - 0.1 * g for p, g in zip(rnn.parameters(), grads)}, target="cpu")
+    nodes_map, schedule = fn.runner.program.nodes, fn.runner.program.schedule
+    loops = [k for k in schedule if isinstance(k, ScanLoop)]
+    per_step = sum(len(k.body) for k in loops)
+    assert len(loops) >= 2 and len(nodes_map.kernel_names) == len(schedule) + per_step
+    body = [(s, m) for s, m in _body_nodes(fn._run_graph) if m.op not in SOURCES]
+    assert body and all(nodes_map.kernels_of(m) for _, m in body)             # every computed body node
+    assert all(min(nodes_map.kernels_of(m)) >= len(schedule) for _, m in body)  # by a body kernel
+    html = open(fn.report(tmp_path / "rnn.html"), encoding="utf-8").read()
+    fills = kernel_fills(svgs(html)["g-opt"])
+    body_kernels = {f"k{k}" for _, m in body for k in nodes_map.kernels_of(m)[:1]}
+    assert body_kernels <= set(fills) and len(body_kernels) > 1
+    assert all(len(f) == 1 for f in fills.values())                           # one colour per kernel
+    assert len({next(iter(f)) for f in fills.values()}) == len(fills)         # a different one each
+    for k in body_kernels:
+        name = nodes_map.kernel_names[int(k[1:])]
+        assert "/" in name and f'"{name}"' in html                             # hover names it loop/kernel
+    where = {m.where for _, m in body}
+    rows = fn.profile(np.ones((2, 3, 3), np.float32), calls=1).rows
+    loop_rows = [r for r in rows if r["kernel"] in {k.name for k in loops}]
+    assert loop_rows and all(any("/" in c["node"] and c["where"] in where for c in r["computes"]) for r in loop_rows)
+    body_rows = [r for r in fn.stats()["fusion"] if "/" in r["node"]]          # body values kept apart
+    assert body_rows and all(r["where"] in where and r["kernel"].count("/") == 1
+                             and all("/" in k for k in r["read_by"]) for r in body_rows)
