@@ -78,6 +78,7 @@ def load_pipeline() -> None:
     import passes.lowering  # noqa: F401
     import passes.pipeline  # noqa: F401
     import passes.program_codec  # noqa: F401
+    import runtime.conv_choice  # noqa: F401
     import runtime.cpu  # noqa: F401
     import runtime.index_check  # noqa: F401
     import runtime.targets  # noqa: F401

@@ -243,3 +243,20 @@ def test_a_new_process_hits_the_entry_of_an_earlier_one(private_cache):
     first, second = run(), run()
     assert first["cache"] != "compiled function" and second["cache"] == "compiled function"
     assert first["loss"] == second["loss"]
+
+
+def test_the_second_compile_of_a_fresh_process_is_a_hit(private_cache):
+    """The key's settings must be the same at a process's first compile as at its next
+    ones: a module the first compile imports late (runtime/conv_choice.py was) would add
+    its constants to the second key and turn every second compile into a miss."""
+    src = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {HERE!r})
+        from test_compile_cache import _mlp_step
+        _mlp_step()
+        print(_mlp_step().stats()["cache"])
+    """)
+    env = dict(os.environ, NNGRAPH_CACHE_DIR=str(private_cache), PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, "-c", src], env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "compiled function"
