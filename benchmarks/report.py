@@ -8,27 +8,14 @@ import os
 import statistics
 import sys
 
+from machine import cpu_flags  # benchmarks/machine.py, beside this module
+
 PEERS = ("torch eager", "torch.compile", "JAX jit", "PyTensor")
-VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-                "avx512_bf16", "avx512_fp16", "amx_tile")
-
-
-def cpu_flags() -> list:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    have = set(line.split(":", 1)[1].split())
-                    return [x for x in VECTOR_FLAGS if x in have]
-    except OSError:
-        pass
-    return []
 
 
 def machine_lines(cpu: str) -> list:
     lines = [f"CPU: {cpu}", f"vector extensions: {' '.join(cpu_flags()) or 'unknown'}"]
-    try:
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    try:   # machine.py put the repository on sys.path
         from codegen.host import host_facts
         from codegen.tuning import tuning
         f, t = host_facts(), tuning()

@@ -98,7 +98,9 @@ def cpu_features(host: dict, overrides) -> dict:
     return out
 
 
-def _cpuinfo() -> dict:
+def cpuinfo() -> dict:
+    """The first CPU's block of /proc/cpuinfo as {key: text} (empty where there is none);
+    benchmarks/machine.py reads the model and flags it prints from here too."""
     out = {}
     try:
         with open("/proc/cpuinfo") as f:
@@ -177,7 +179,7 @@ def static_facts() -> dict:
     """Everything but the measurement, as a dict of HostFacts fields."""
     import llvmlite.binding as llvm
     llvm.initialize_native_target()
-    info = _cpuinfo()
+    info = cpuinfo()
     cpus = _allowed_cpus()
     caches = _caches()
     return {"cpu_model": info.get("model name", "unknown CPU"), "vendor": info.get("vendor_id", ""),
