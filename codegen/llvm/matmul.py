@@ -143,6 +143,12 @@ def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt):
     # small calls at once would otherwise leave the count at one)
     per_call = b.mul(b.mul(rows, n), k)
     small = b.icmp_signed("<", per_call, i64(BLAS_THREAD_WORK))
+    # a part of a product split across our own threads (entry.py's _launch) runs on one
+    # BLAS thread: each of our threads already has a core, and BLAS workers woken on
+    # top of them oversubscribe the cores (xs@W over (T*N=1600, 256, 1024) on 2 cores:
+    # 5-10 ms with two BLAS threads per part, 2.9 ms with one)
+    whole = fb.numel(split_axis(fb.program, kern))
+    small = b.or_(small, b.icmp_signed("<", b.sub(hi, lo), whole))
     set_threads = _threads_decl(fb.module)
     with b.if_then(small):
         b.call(set_threads, [ir.Constant(I32, 1)])
