@@ -45,12 +45,12 @@ def gathered_stage(st: Stage, axis: int) -> Stage | None:
     if len(st.inner) != 1 or st.stores or not st.reduce:
         return None
     body = st.body
-    varying = _depends_on_axis(body, axis)
+    varying = depends_on_axis(body, axis)
     labels = set()
     for red in st.reduce:
         if red[0] != "sum" or not is_float(body[red[1]].dtype):
             return None
-        label = _masked_label(body, red[1], axis, varying)
+        label = masked_label(body, red[1], axis, varying)
         if label is None:
             return None
         labels.add(label)
@@ -59,7 +59,7 @@ def gathered_stage(st: Stage, axis: int) -> Stage | None:
     return _rewrite(st, axis, labels.pop())
 
 
-def _depends_on_axis(body, axis) -> list:
+def depends_on_axis(body, axis) -> list:
     """For each instruction, whether its value varies with loop index `axis`."""
     dep = []
     for ins in body:
@@ -74,54 +74,70 @@ def _is_axis_index(body, v, axis) -> bool:
     return ins.op == "idx" and ins.attr("axis") == axis
 
 
-def _masked_label(body, v, axis, varying):
+def masked_label(body, v, axis, varying):
     """L where body[v] is mul(cast(equal(L, index)), X) in either order, else None."""
+    term = masked_term(body, v, axis, varying)
+    return None if term is None else term[0]
+
+
+def masked_term(body, v, axis, varying):
+    """(L, X) where body[v] is mul(cast(equal(L, index)), X) in either order, with
+    `index` loop index `axis` (or an integer cast of it) and L an integer that does
+    not vary with it; else None."""
     ins = body[v]
     if ins.op != "mul":
         return None
-    for mask in ins.args:
+    for mask, other in (ins.args, ins.args[::-1]):
         m = body[mask]
         if m.op != "cast" or body[m.args[0]].op != "equal":
             continue
         a, b = body[m.args[0]].args
         for label, index in ((a, b), (b, a)):
             if _is_axis_index(body, index, axis) and not varying[label] and is_int(body[label].dtype):
-                return label
+                return label, other
     return None
 
 
 def _rewrite(st: Stage, axis: int, label: int) -> Stage:
     body = st.body
     new: list = []
-
-    def add(ins: Instr) -> int:
-        new.append(ins)
-        return len(new) - 1
-
     memo: dict = {}
-    lab = _emit(body, label, memo, new, None)      # the label does not vary with the axis
-    if body[label].dtype != "int64":
-        lab = add(Instr("cast", (lab,), (("dtype", "int64"),), "int64"))
-    zero = add(instr("const", (), "int64", value=0))
-    n = add(_size(st.inner[0]))
-    inside = add(instr("logical_and", (add(instr("greater_equal", (lab, zero), "bool")),
-                                       add(instr("less", (lab, n), "bool"))), "bool"))
-    index = add(instr("where", (inside, lab, zero), "int64"))
+    inside, index = clamped_label(body, label, st.inner[0], memo, new)
     reduce = []
     for red in st.reduce:
-        v = _emit(body, red[1], memo, new, (axis, index))
+        v = copy_instr(body, red[1], memo, new, (axis, index))
         dt = body[red[1]].dtype
-        reduce.append(("sum", add(instr("where", (inside, v, add(instr("const", (), dt, value=0.0))), dt))))
+        zero = _append(new, instr("const", (), dt, value=0.0))
+        reduce.append(("sum", _append(new, instr("where", (inside, v, zero), dt))))
     return Stage((), new, tuple(reduce), [])
 
 
-def _size(s) -> Instr:
+def clamped_label(body, label, n, memo, new) -> tuple:
+    """Copy label L (with what it needs, memo as copy_instr's) into `new` and append
+    (0 <= L < n) and L clamped into [0, n) as int64; returns their positions."""
+    lab = copy_instr(body, label, memo, new, None)
+    if body[label].dtype != "int64":
+        lab = _append(new, Instr("cast", (lab,), (("dtype", "int64"),), "int64"))
+    zero = _append(new, instr("const", (), "int64", value=0))
+    size = _append(new, size_instr(n))
+    low = _append(new, instr("greater_equal", (lab, zero), "bool"))
+    high = _append(new, instr("less", (lab, size), "bool"))
+    inside = _append(new, instr("logical_and", (low, high), "bool"))
+    return inside, _append(new, instr("where", (inside, lab, zero), "int64"))
+
+
+def _append(new: list, ins: Instr) -> int:
+    new.append(ins)
+    return len(new) - 1
+
+
+def size_instr(s) -> Instr:
     if isinstance(s, int):
         return instr("const", (), "int64", value=s)
     return instr("size", (), "int64", size=s)
 
 
-def _emit(body, v, memo, new, subst) -> int:
+def copy_instr(body, v, memo, new, subst) -> int:
     """Copy instruction v and what it needs into `new`, `idx axis` replaced by subst's
     index value (subst = (axis, index) or None); returns its position in `new`."""
     if v in memo:
@@ -130,7 +146,7 @@ def _emit(body, v, memo, new, subst) -> int:
     if subst is not None and ins.op == "idx" and ins.attr("axis") == subst[0]:
         memo[v] = subst[1]
         return subst[1]
-    args = tuple(_emit(body, a, memo, new, subst) for a in ins.args)
+    args = tuple(copy_instr(body, a, memo, new, subst) for a in ins.args)
     new.append(Instr(ins.op, args, ins.attrs, ins.dtype))
     memo[v] = len(new) - 1
     return memo[v]

@@ -8,6 +8,7 @@ serves both widths; only the constants and polynomial degrees differ.
 from __future__ import annotations
 
 import math
+import struct
 
 import llvmlite.ir as ir
 
@@ -67,17 +68,38 @@ class FloatMath:
         return self.b.fcmp_unordered("uno", x, x)
 
     # ------------------------------------------------------------------ exp family
+    def clamp(self, x, lo, hi):
+        """x limited to [lo, hi], a NaN left NaN: ordered compares and selects, which
+        x86 does in one max and one min instruction (minnum/maxnum turn NaN into a
+        bound and cost fix-ups)."""
+        b = self.b
+        x = b.select(b.fcmp_ordered("<", x, self.c(lo)), self.c(lo), x)
+        return b.select(b.fcmp_ordered(">", x, self.c(hi)), self.c(hi), x)
+
     def _reduce(self, x):
-        """x = n ln2 + r, |r| <= ln2/2; returns (n as int, n as float, expm1(r))."""
+        """x = n ln2 + r, |r| <= ln2/2; returns (n as int, n as float, expm1(r)).
+        n is rounded by adding 1.5 * 2**mant (the sum's low mantissa bits then hold n,
+        ties to even) rather than rint and a float-to-int conversion: the same count of
+        instructions, and a NaN x gives some integer n (bits, defined) with NaN r and p,
+        so NaN propagates to exp and expm1 without a final select."""
         b, s = self.b, self.s
-        xc = call_intrinsic(b, "minnum", call_intrinsic(b, "maxnum", x, self.c(s.exp_lo)), self.c(s.exp_hi))
-        nf = call_intrinsic(b, "rint", b.fmul(xc, self.c(1 / math.log(2))))
+        xc = self.clamp(x, s.exp_lo, s.exp_hi)
+        shifter = 1.5 * 2.0 ** s.mant
+        t = b.fadd(b.fmul(xc, self.c(1 / math.log(2)), flags=CONTRACT), self.c(shifter), flags=CONTRACT)
+        nf = b.fsub(t, self.c(shifter))
+        n = b.sub(b.bitcast(t, s.ity), self.ic(self._bits(shifter)))
         # r = x - n ln2 in two steps (n * ln2_hi is exact), each one FMA
         r = b.fsub(xc, b.fmul(nf, self.c(s.ln2_hi), flags=CONTRACT), flags=CONTRACT)
         r = b.fsub(r, b.fmul(nf, self.c(s.ln2_lo), flags=CONTRACT), flags=CONTRACT)
         coefs = [1.0 / math.factorial(k) for k in range(2, s.taylor + 1)]
         p = b.fadd(r, b.fmul(b.fmul(r, r), self.poly(r, coefs), flags=CONTRACT), flags=CONTRACT)  # expm1(r)
-        return b.fptosi(nf, self.s.ity), nf, p
+        return n, nf, p
+
+    def _bits(self, v: float) -> int:
+        """The bit pattern of float v in this type, as a signed integer."""
+        if self.t == F32:
+            return struct.unpack("<i", struct.pack("<f", v))[0]
+        return struct.unpack("<q", struct.pack("<d", v))[0]
 
     def _scale(self, n, y):
         """y * 2**n for n in [-150, 128] (f32) / [-1077, 1025] (f64), in two steps so
@@ -88,8 +110,7 @@ class FloatMath:
 
     def exp(self, x):
         n, _, p = self._reduce(x)
-        y = self._scale(n, self.b.fadd(p, self.c(1.0)))
-        return self.b.select(self.isnan(x), x, y)
+        return self._scale(n, self.b.fadd(p, self.c(1.0)))     # NaN in, NaN out (_reduce)
 
     def expm1(self, x, may_be_big=True):
         """2**n p + (2**n - 1), exact near 0; exp(x) itself where x is large (both
@@ -104,7 +125,7 @@ class FloatMath:
         if may_be_big:
             big = self._scale(n, b.fadd(p, self.c(1.0)))
             y = b.select(b.fcmp_ordered(">", x, self.c(s.expm1_big)), big, y)
-        return b.select(self.isnan(x), x, y)
+        return y                                                # NaN in, NaN out (_reduce)
 
     # ------------------------------------------------------------------ log family
     def log(self, x):

@@ -13,6 +13,7 @@ from passes.lowering import to_program
 from passes.one_hot_gather import gathered_stage
 from passes.pipeline import optimize
 from passes.program import LoopKernel, Stage, instr
+from passes.one_hot_scatter import scatter_one_hot_adds
 from passes.row_reuse import reuse_row_values
 
 from helpers import compile as compile_on
@@ -110,3 +111,40 @@ def test_row_reuse_leaves_a_kernel_that_reads_its_output_row_alone():
                   k.stages[0].reduce, [])
     _, stages = reuse_row_values(prog, k.outer, [extra] + list(k.stages[1:]))
     assert sum(i.op == "exp" for s in stages for i in s.body) == 2
+
+
+def _rewritten(prog, rewrite):
+    """prog with its row kernel's stages as `rewrite(program, outer, stages)` makes them."""
+    k = _row_kernel(prog)
+    _, k.stages = rewrite(prog, k.outer, k.stages)
+    return k
+
+
+def test_one_hot_addend_of_the_gradient_is_one_addition_at_the_label():
+    z, y, loss, gz = _xent(classes=9)
+    opt, prog = _program(Graph([z, y], [loss, gz]))
+    k = _rewritten(prog, lambda p, o, s: scatter_one_hot_adds(p, *reuse_row_values(p, o, s)))
+    assert not any(i.op == "equal" for s in k.stages if s.inner for i in s.body), prog
+    (fix,) = [s for s in k.stages if any(st.accumulate for st in s.stores)]
+    assert fix.inner == () and not fix.reduce
+    # the rewritten stages still compute what the graph does (the Program interpreter runs
+    # them in order, as the LLVM backend does), labels outside [0, C) included
+    labels = np.array([0, 8, 3, -1, 9, 100, 4], np.int32)
+    agrees(opt, prog, [RNG.standard_normal((7, 9)).astype(np.float32), labels])
+
+
+def _row_plus_one_hot(addend):
+    """exp(z - max(z, row)) + onehot(y) * addend(z): a max stage and a map stage per row."""
+    z = ng.placeholder(("N", 6), name="z")
+    y = ng.placeholder(("N",), "int32", name="y")
+    onehot = ng.one_hot(y, 6)
+    out = ng.exp(z - ng.max(z, axis=1, keepdims=True)) + onehot * addend(z)
+    _, prog = _program(Graph([z, y], [out]))
+    k = _row_kernel(prog)
+    assert [bool(s.inner) for s in k.stages] == [True, True]
+    return len(scatter_one_hot_adds(prog, k.outer, k.stages)[1])
+
+
+def test_an_addend_that_varies_along_the_row_stays_in_the_row():
+    assert _row_plus_one_hot(lambda z: 2.0) == 3           # K the same along the row: moved
+    assert _row_plus_one_hot(lambda z: z) == 2             # K = z[i, j] varies: left alone
