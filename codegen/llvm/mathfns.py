@@ -12,7 +12,8 @@ import struct
 
 import llvmlite.ir as ir
 
-from .irtypes import F32, I32, I64, call_intrinsic
+from .irtypes import F32, I32, I64, call_intrinsic, intrinsic, suffix
+from .target import has_feature
 
 # fast-math flag that lets LLVM fuse a multiply and the add that uses it into an
 # FMA (one rounding instead of two: never less accurate, half the instructions)
@@ -102,9 +103,14 @@ class FloatMath:
         return struct.unpack("<q", struct.pack("<d", v))[0]
 
     def _scale(self, n, y):
-        """y * 2**n for n in [-150, 128] (f32) / [-1077, 1025] (f64), in two steps so
-        subnormal and overflowing results round once."""
+        """y * 2**n for n in [-150, 128] (f32) / [-1077, 1025] (f64), rounded once (so
+        subnormal and overflowing results are right): one vscalef where the CPU has
+        AVX-512 (llvm.ldexp; elsewhere LLVM makes it a call per element), else two
+        multiplies by powers of two in the normal range."""
         b = self.b
+        if has_feature("avx512f"):
+            fn = intrinsic(b.module, f"llvm.ldexp.{suffix(y.type)}.{suffix(n.type)}", y.type, [y.type, n.type])
+            return b.call(fn, [y, n])
         n1 = b.ashr(n, self.ic(1))
         return b.fmul(b.fmul(y, self.pow2i(n1)), self.pow2i(b.sub(n, n1)))
 
