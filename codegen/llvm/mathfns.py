@@ -109,10 +109,15 @@ class FloatMath:
         multiplies by powers of two in the normal range."""
         b = self.b
         if has_feature("avx512f"):
-            fn = intrinsic(b.module, f"llvm.ldexp.{suffix(y.type)}.{suffix(n.type)}", y.type, [y.type, n.type])
-            return b.call(fn, [y, n])
+            return self._ldexp(y, n)
         n1 = b.ashr(n, self.ic(1))
         return b.fmul(b.fmul(y, self.pow2i(n1)), self.pow2i(b.sub(n, n1)))
+
+    def _ldexp(self, y, n):
+        """y * 2**n rounded once (llvm.ldexp: one vscalef with AVX-512)."""
+        b = self.b
+        fn = intrinsic(b.module, f"llvm.ldexp.{suffix(y.type)}.{suffix(n.type)}", y.type, [y.type, n.type])
+        return b.call(fn, [y, n])
 
     def exp(self, x):
         n, _, p = self._reduce(x)
@@ -123,10 +128,14 @@ class FloatMath:
         from one range reduction). may_be_big=False: the caller knows x <= 0."""
         b, s = self.b, self.s
         n, _, p = self._reduce(x)
-        lo = self.ic(-s.bias + 1)
-        hi = self.ic(s.bias)
-        nc = b.select(b.icmp_signed("<", n, lo), lo, b.select(b.icmp_signed(">", n, hi), hi, n))
-        t = self.pow2i(nc)
+        if has_feature("avx512f"):
+            # 2**n, which is 0 or inf at the ends of n's range: y is then -1, or NaN
+            # where x > expm1_big, which `big` replaces
+            t = self._ldexp(self.c(1.0), n)
+        else:
+            lo = self.ic(-s.bias + 1)
+            hi = self.ic(s.bias)
+            t = self.pow2i(b.select(b.icmp_signed("<", n, lo), lo, b.select(b.icmp_signed(">", n, hi), hi, n)))
         y = b.fadd(b.fmul(t, p, flags=CONTRACT), b.fsub(t, self.c(1.0)), flags=CONTRACT)
         if may_be_big:
             big = self._scale(n, b.fadd(p, self.c(1.0)))
