@@ -6,7 +6,9 @@ every column index with the label and multiplies, to keep one element. With C
 classes that is C loads, compares and multiplies per row where one load would do
 (softmax cross-entropy over 1000 classes: one of the four passes over every row).
 
-The stage is recognised when it has one inner axis k, no stores, and every value it
+The stage is recognised when it has one inner axis k of a static size n > 0 (a
+symbolic size may be 0 at run time, where a gather would read outside the row), no
+stores, and every value it
 reduces is a float sum of `mul(cast(equal(L, J)), X)` (either operand order) with
 J the loop index k (or an integer cast of it) and L a value that does not depend on
 k (the label, loaded at the outer point). At j != L the product is 0 * X_j and at
@@ -42,7 +44,7 @@ def gather_one_hot_sums(kernels):
 def gathered_stage(st: Stage, axis: int) -> Stage | None:
     """The stage as a gather at the label, or None where it is not a one-hot sum over
     loop axis `axis` (its only inner axis)."""
-    if len(st.inner) != 1 or st.stores or not st.reduce:
+    if len(st.inner) != 1 or not has_elements(st.inner[0]) or st.stores or not st.reduce:
         return None
     body = st.body
     varying = depends_on_axis(body, axis)
@@ -57,6 +59,13 @@ def gathered_stage(st: Stage, axis: int) -> Stage | None:
     if len(labels) != 1:
         return None
     return _rewrite(st, axis, labels.pop())
+
+
+def has_elements(size) -> bool:
+    """Whether an axis of this size surely has an element to read at the clamped label:
+    a static size above 0 (a symbolic one may be 0 at run time, where the row's loop
+    read nothing and a gather would read outside the buffer)."""
+    return isinstance(size, int) and size > 0
 
 
 def depends_on_axis(body, axis) -> list:
@@ -114,12 +123,13 @@ def _rewrite(st: Stage, axis: int, label: int) -> Stage:
 
 def clamped_label(body, label, n, memo, new) -> tuple:
     """Copy label L (with what it needs, memo as copy_instr's) into `new` and append
-    (0 <= L < n) and L clamped into [0, n) as int64; returns their positions."""
+    (0 <= L < n) and L clamped into [0, n) as int64 (n a static size > 0); returns
+    their positions."""
     lab = copy_instr(body, label, memo, new, None)
     if body[label].dtype != "int64":
         lab = _append(new, Instr("cast", (lab,), (("dtype", "int64"),), "int64"))
     zero = _append(new, instr("const", (), "int64", value=0))
-    size = _append(new, size_instr(n))
+    size = _append(new, instr("const", (), "int64", value=n))
     low = _append(new, instr("greater_equal", (lab, zero), "bool"))
     high = _append(new, instr("less", (lab, size), "bool"))
     inside = _append(new, instr("logical_and", (low, high), "bool"))
@@ -129,12 +139,6 @@ def clamped_label(body, label, n, memo, new) -> tuple:
 def _append(new: list, ins: Instr) -> int:
     new.append(ins)
     return len(new) - 1
-
-
-def size_instr(s) -> Instr:
-    if isinstance(s, int):
-        return instr("const", (), "int64", value=s)
-    return instr("size", (), "int64", size=s)
 
 
 def copy_instr(body, v, memo, new, subst) -> int:

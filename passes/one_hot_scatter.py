@@ -16,7 +16,7 @@ a rule the Program states for every backend, so the Program itself is left alone
 """
 from __future__ import annotations
 
-from .one_hot_gather import clamped_label, copy_instr, depends_on_axis, masked_term
+from .one_hot_gather import clamped_label, copy_instr, depends_on_axis, has_elements, masked_term
 from .program import Instr, Stage, Store, instr
 
 
@@ -48,7 +48,7 @@ def _row_store(program, st: Stage, nouter: int):
 
 
 def _split(program, st: Stage, nouter: int):
-    if st.reduce or len(st.inner) != 1:
+    if st.reduce or len(st.inner) != 1 or not has_elements(st.inner[0]):
         return None
     store = _row_store(program, st, nouter)
     if store is None or st.body[store.value].op != "add":

@@ -9,6 +9,7 @@ import pytest
 
 import nngraph as ng
 from nngraph.graph import Graph
+from nngraph.types import Dim
 from passes.lowering import to_program
 from passes.one_hot_gather import gathered_stage
 from passes.pipeline import optimize
@@ -73,6 +74,7 @@ def test_a_mask_that_varies_along_the_row_is_not_gathered():
     assert gathered_stage(Stage((5,), body, (("sum", 6),), []), 1) is None
     fixed = list(body)
     fixed[2] = instr("load", (0,), dtype="int64", buffer=1)       # a label per row
+    assert gathered_stage(Stage((Dim("C"),), fixed, (("sum", 6),), []), 1) is None   # C may be 0
     st = gathered_stage(Stage((5,), fixed, (("sum", 6),), []), 1)
     assert st is not None and st.inner == () and not any(i.op == "idx" and i.attr("axis") == 1 for i in st.body)
 
