@@ -55,6 +55,23 @@ def features() -> str:
 
 
 @functools.lru_cache(maxsize=None)
+def has_feature(name: str) -> bool:
+    """Whether code is generated for a CPU with LLVM feature `name` (the host's, as
+    NNGRAPH_CPU_FEATURES changes it)."""
+    return feature_enabled(features(), name)
+
+
+def feature_enabled(feature_list: str, name: str) -> bool:
+    """Whether `name` is on in an LLVM feature list ("+avx2,-avx512f,..."): its last
+    mention wins, as in LLVM (the overrides come after the host's features)."""
+    on = False
+    for item in feature_list.split(","):
+        if item[1:] == name:
+            on = item[0] == "+"
+    return on
+
+
+@functools.lru_cache(maxsize=None)
 def target_machine():
     """The process's TargetMachine for optimising and emitting code."""
     return _new_target_machine()
