@@ -37,7 +37,7 @@ from .kernel import (emit_finish_function, emit_loop_function, emit_partial_func
                      thread_split)
 from .loop import emit_scan, private_pointers
 from .loops import FnBuilder
-from .matmul import emit_matmul_function, split_axis
+from .matmul import emit_matmul_function, split_axis, splits_columns
 
 ENTRY = "nngraph_entry"
 
@@ -61,6 +61,9 @@ THREAD_WORK = tuning().loop_split_work
 # thread (high: a split halves each call's panel reuse, and when the cores are shared
 # the second thread may wait a scheduler slice)
 GEMM_WORK = tuning().gemm_split_work
+# multiply-adds above which a GEMM with more output columns than rows is split along
+# its columns into single-threaded BLAS calls, one per thread (matmul.py, tuning.py)
+GEMM_COLUMN_WORK = tuning().gemm_column_split_work
 # threads a big loop kernel or GEMM is cut across (NNGRAPH_NUM_THREADS overrides)
 N_THREADS = _thread_count()
 
@@ -115,7 +118,10 @@ def emit_kernel(fb: FnBuilder, kern, base: str, tramp, threads: bool, notes: lis
         f = emit_matmul_function(module, base, program, syms, kern)
         axis = split_axis(program, kern)
         factor, wsyms = _static_product(tuple(kern.batch) + kern.axes("m") + kern.axes("n") + kern.axes("k"))
-        _launch(fb, f, fb.numel(axis), factor, wsyms, tramp, threads, GEMM_WORK)
+        if threads and N_THREADS > 1 and splits_columns(program, kern):
+            _launch_rows_or_columns(fb, base, kern, f, (factor, wsyms), tramp)
+        else:
+            _launch(fb, f, fb.numel(axis), factor, wsyms, tramp, threads, GEMM_WORK)
         if kern.epilogue is not None:
             outer = kern.epilogue_domain()
             ef = emit_loop_function(module, base + "_epi", program, syms, outer, [kern.epilogue],
@@ -221,6 +227,20 @@ def _launch_loops(fb: FnBuilder, f, outer, stages, tramp, threads):
         return
     factor, syms = _static_work(outer, stages)
     _launch(fb, f, fb.size(outer[0]), factor, syms, tramp, threads, THREAD_WORK)
+
+
+def _launch_rows_or_columns(fb: FnBuilder, base, kern, f, work, tramp):
+    """A one-call GEMM cut along its longer output axis, decided at run time: rows
+    above GEMM_WORK, columns above GEMM_COLUMN_WORK (each part then re-packs only the
+    smaller operand; matmul.py)."""
+    b, program = fb.b, fb.program
+    cf = emit_matmul_function(fb.module, base + "_cols", program, fb.symbols, kern, columns=True)
+    rows, cols = fb.numel(split_axis(program, kern)), fb.numel(kern.axes("n"))
+    with b.if_else(b.icmp_signed(">", cols, rows)) as (by_columns, by_rows):
+        with by_columns:
+            _launch(fb, cf, cols, *work, tramp, True, GEMM_COLUMN_WORK)
+        with by_rows:
+            _launch(fb, f, rows, *work, tramp, True, GEMM_WORK)
 
 
 def _launch(fb: FnBuilder, f, n0, factor, syms, tramp, threads, threshold):

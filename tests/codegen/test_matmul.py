@@ -229,3 +229,74 @@ def test_parts_of_a_split_gemm_run_on_one_blas_thread(monkeypatch):
     assert 128 * 128 * 160 >= matmul.BLAS_THREAD_WORK   # each half alone would use every BLAS thread
     ones = {tid for tid, n in calls if n == 1}
     assert len(ones) == 2, calls                     # both parts, each on its own thread, asked for one
+
+
+def _blas_thread_requests(run):
+    """run() with the generated code's set_num_threads_local calls recorded as
+    (thread id, count) through a stand-in for the BLAS's function."""
+    import ctypes
+    import threading
+
+    import llvmlite.binding as llvm
+
+    from codegen.llvm import blas
+    calls = []
+
+    @ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)
+    def record(n):
+        calls.append((threading.get_ident(), n))
+        return 1
+
+    real = blas.gemm_addresses()["blas_threads_local"]
+    llvm.add_symbol("nngraph_blas_threads_local", ctypes.cast(record, ctypes.c_void_p).value)
+    try:
+        out = run()
+    finally:
+        llvm.add_symbol("nngraph_blas_threads_local", real)
+    return out, calls
+
+
+@pytest.mark.parametrize("case", ["plain", "trans_a", "trans_b", "both", "folded", "epilogue", "beta"])
+def test_wide_gemms_split_along_their_columns(case, monkeypatch):
+    """A product with more output columns than rows (an LSTM step's h @ W_hh: 32 rows,
+    1024 columns) above GEMM_COLUMN_WORK is cut along its columns: each of our threads
+    computes C[:, lo:hi] = A @ B[:, lo:hi] on one BLAS thread (threshold lowered so
+    small shapes split; values against NumPy for every operand layout)."""
+    import codegen.llvm.entry as entry
+    monkeypatch.setattr(entry, "GEMM_COLUMN_WORK", 1 << 10)
+    monkeypatch.setattr(entry, "GEMM_WORK", 1 << 40)
+    monkeypatch.setattr(entry, "N_THREADS", 2)
+    rng = np.random.default_rng(12)
+    ta, tb = case in ("trans_a", "both"), case in ("trans_b", "both")
+    a = rng.standard_normal((40, 9) if ta else (9, 40))
+    b = rng.standard_normal((131, 40) if tb else (40, 131))
+    kw = {"trans_a": ta, "trans_b": tb}
+    want = _ref(a, b, ta, tb)
+    if case == "folded":
+        a = rng.standard_normal((2, 5, 40))
+        kw, want = {"batch": (2,)}, _ref(a, b, False, False)
+    if case == "epilogue":
+        bias = rng.standard_normal(131)
+        kw["epilogue"] = bias
+        want = np.maximum(want + bias, 0)
+    if case == "beta":
+        c0 = rng.standard_normal((9, 131))
+        kw.update(alpha=0.5, beta=2.0, c0=c0)
+        want = 0.5 * want + 2.0 * c0
+    got, calls = _blas_thread_requests(lambda: _mm(a, b, **kw))
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    assert len({tid for tid, n in calls if n == 1}) == 2, calls     # two parts, one BLAS thread each
+
+
+def test_tall_gemms_keep_the_row_split(monkeypatch):
+    """More rows than columns: cut along the rows above GEMM_WORK, never along the
+    columns (each part would re-pack the big A)."""
+    import codegen.llvm.entry as entry
+    monkeypatch.setattr(entry, "GEMM_COLUMN_WORK", 1 << 10)
+    monkeypatch.setattr(entry, "GEMM_WORK", 1 << 40)
+    monkeypatch.setattr(entry, "N_THREADS", 2)
+    rng = np.random.default_rng(13)
+    a, b = rng.standard_normal((131, 40)), rng.standard_normal((40, 9))
+    got, calls = _blas_thread_requests(lambda: _mm(a, b))
+    np.testing.assert_allclose(got, a @ b, rtol=1e-10, atol=1e-10)
+    assert len({tid for tid, n in calls}) <= 1, calls                # one call, on the caller's thread
