@@ -110,16 +110,16 @@ def build_module(program, check_numerics=False, threads=True, profile=False) -> 
     return str(module), {"symbols": syms, "notes": notes}
 
 
-def emit_kernel(fb: FnBuilder, kern, base: str, tramp, threads: bool, notes: list, emit) -> None:
+def emit_kernel(fb: FnBuilder, kern, base: str, tramp, threads: bool, notes: list, emit, in_loop=False) -> None:
     """Call kern's code from the entry function at the builder's position (`emit(kern,
-    base)` does the same for the kernels of a loop's body); notes gets its kind."""
+    base)` does the same for the kernels of a loop's body, in_loop=True); notes gets its kind."""
     module, program, syms = fb.module, fb.program, fb.symbols
     if isinstance(kern, MatmulKernel):
         f = emit_matmul_function(module, base, program, syms, kern)
         axis = split_axis(program, kern)
         factor, wsyms = _static_product(tuple(kern.batch) + kern.axes("m") + kern.axes("n") + kern.axes("k"))
         if threads and N_THREADS > 1 and splits_columns(program, kern):
-            _launch_rows_or_columns(fb, base, kern, f, (factor, wsyms), tramp)
+            _launch_rows_or_columns(fb, base, kern, f, (factor, wsyms), tramp, in_loop)
         else:
             _launch(fb, f, fb.numel(axis), factor, wsyms, tramp, threads, GEMM_WORK)
         if kern.epilogue is not None:
@@ -140,7 +140,7 @@ def emit_kernel(fb: FnBuilder, kern, base: str, tramp, threads: bool, notes: lis
         _launch_loops(fb, f, tuple(kern.outer), kern.stages, tramp, threads)
         notes.append("loop")
     elif isinstance(kern, ScanLoop):
-        emit_scan(fb, kern, base, emit)
+        emit_scan(fb, kern, base, lambda k, name: emit_kernel(fb, k, name, tramp, threads, notes, emit, True))
         notes.append("scan")
     else:
         raise TypeError(f"unknown kernel type {type(kern).__name__}")
@@ -229,16 +229,19 @@ def _launch_loops(fb: FnBuilder, f, outer, stages, tramp, threads):
     _launch(fb, f, fb.size(outer[0]), factor, syms, tramp, threads, THREAD_WORK)
 
 
-def _launch_rows_or_columns(fb: FnBuilder, base, kern, f, work, tramp):
-    """A one-call GEMM cut along its longer output axis, decided at run time: rows
-    above GEMM_WORK, columns above GEMM_COLUMN_WORK (each part then re-packs only the
-    smaller operand; matmul.py)."""
+def _launch_rows_or_columns(fb: FnBuilder, base, kern, f, work, tramp, in_loop):
+    """A one-call GEMM cut along its longer output axis, decided at run time (each part
+    then re-packs only the smaller operand; matmul.py): rows above GEMM_WORK, columns
+    above GEMM_WORK too, or above GEMM_COLUMN_WORK in a loop's step. There the products
+    have few rows (an LSTM step's h @ W_hh: N=32), which a BLAS's own threads barely
+    speed up, and its workers, woken every step, spin on the cores between steps. Out
+    of loops a product under GEMM_WORK stays one call on the BLAS's threads."""
     b, program = fb.b, fb.program
     cf = emit_matmul_function(fb.module, base + "_cols", program, fb.symbols, kern, columns=True)
     rows, cols = fb.numel(split_axis(program, kern)), fb.numel(kern.axes("n"))
     with b.if_else(b.icmp_signed(">", cols, rows)) as (by_columns, by_rows):
         with by_columns:
-            _launch(fb, cf, cols, *work, tramp, True, GEMM_COLUMN_WORK)
+            _launch(fb, cf, cols, *work, tramp, True, GEMM_COLUMN_WORK if in_loop else GEMM_WORK)
         with by_rows:
             _launch(fb, f, rows, *work, tramp, True, GEMM_WORK)
 

@@ -258,13 +258,13 @@ def _blas_thread_requests(run):
 
 @pytest.mark.parametrize("case", ["plain", "trans_a", "trans_b", "both", "folded", "epilogue", "beta"])
 def test_wide_gemms_split_along_their_columns(case, monkeypatch):
-    """A product with more output columns than rows (an LSTM step's h @ W_hh: 32 rows,
-    1024 columns) above GEMM_COLUMN_WORK is cut along its columns: each of our threads
-    computes C[:, lo:hi] = A @ B[:, lo:hi] on one BLAS thread (threshold lowered so
-    small shapes split; values against NumPy for every operand layout)."""
+    """A product with more output columns than rows above GEMM_WORK is cut along its
+    columns: each of our threads computes C[:, lo:hi] = A @ B[:, lo:hi] on one BLAS
+    thread, so each part re-packs only the small A (thresholds lowered so small shapes
+    split; values against NumPy for every operand layout)."""
     import codegen.llvm.entry as entry
-    monkeypatch.setattr(entry, "GEMM_COLUMN_WORK", 1 << 10)
-    monkeypatch.setattr(entry, "GEMM_WORK", 1 << 40)
+    monkeypatch.setattr(entry, "GEMM_COLUMN_WORK", 1 << 40)     # the in-loop threshold: not used here
+    monkeypatch.setattr(entry, "GEMM_WORK", 1 << 10)
     monkeypatch.setattr(entry, "N_THREADS", 2)
     rng = np.random.default_rng(12)
     ta, tb = case in ("trans_a", "both"), case in ("trans_b", "both")
@@ -288,15 +288,21 @@ def test_wide_gemms_split_along_their_columns(case, monkeypatch):
     assert len({tid for tid, n in calls if n == 1}) == 2, calls     # two parts, one BLAS thread each
 
 
-def test_tall_gemms_keep_the_row_split(monkeypatch):
-    """More rows than columns: cut along the rows above GEMM_WORK, never along the
-    columns (each part would re-pack the big A)."""
+@pytest.mark.parametrize("n_rows, splits", [(3, True), (60, False)])
+def test_in_a_loop_step_products_with_few_rows_split_along_their_columns(n_rows, splits, monkeypatch):
+    """In a scan's step, a product with more columns than rows (h @ Wh: N rows, H
+    columns) is cut along its columns above GEMM_COLUMN_WORK, far below GEMM_WORK; one
+    with more rows than columns is not cut there. Values against the loop's oracle."""
     import codegen.llvm.entry as entry
-    monkeypatch.setattr(entry, "GEMM_COLUMN_WORK", 1 << 10)
+    from runtime.cpu import build_program
+    from scan_programs import elman, elman_data
+    monkeypatch.setattr(entry, "GEMM_COLUMN_WORK", 1 << 6)
     monkeypatch.setattr(entry, "GEMM_WORK", 1 << 40)
     monkeypatch.setattr(entry, "N_THREADS", 2)
-    rng = np.random.default_rng(13)
-    a, b = rng.standard_normal((131, 40)), rng.standard_normal((40, 9))
-    got, calls = _blas_thread_requests(lambda: _mm(a, b))
-    np.testing.assert_allclose(got, a @ b, rtol=1e-10, atol=1e-10)
-    assert len({tid for tid, n in calls}) <= 1, calls                # one call, on the caller's thread
+    prog, oracle = elman(F=4, H=24, hoisted=True)
+    inputs, params = elman_data(5, n=n_rows, F=4, H=24, seed=3)
+    (outs, _), calls = _blas_thread_requests(
+        lambda: build_program(prog)[0].run(inputs, params, {"T": 5, "N": n_rows}))
+    for got, want in zip(outs, oracle(*inputs, *params)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5)
+    assert (len({tid for tid, n in calls if n == 1}) > 1) == splits, calls
