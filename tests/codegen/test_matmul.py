@@ -194,43 +194,6 @@ def test_matrix_dimensions_over_several_axes():
                 np.testing.assert_allclose(g_, w_, rtol=1e-12, atol=1e-12)
 
 
-def test_parts_of_a_split_gemm_run_on_one_blas_thread(monkeypatch):
-    """A product split across our own threads makes each part's BLAS call on one BLAS
-    thread, however big the part: BLAS workers woken on top of our threads would
-    oversubscribe the cores (a (1600, 256, 1024) product on 2 cores took 5-10 ms
-    instead of 2.9 ms). The generated code's thread-count calls are recorded through
-    a stand-in for the BLAS's set_num_threads_local."""
-    import ctypes
-    import threading
-
-    import llvmlite.binding as llvm
-
-    import codegen.llvm.entry as entry
-    import codegen.llvm.matmul as matmul
-    from codegen.llvm import blas
-    monkeypatch.setattr(entry, "GEMM_WORK", 1 << 16)
-    monkeypatch.setattr(matmul, "BLAS_THREAD_WORK", 1 << 12)
-    monkeypatch.setattr(entry, "N_THREADS", 2)
-    calls = []
-
-    @ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)
-    def record(n):
-        calls.append((threading.get_ident(), n))
-        return 1
-
-    real = blas.gemm_addresses()["blas_threads_local"]
-    llvm.add_symbol("nngraph_blas_threads_local", ctypes.cast(record, ctypes.c_void_p).value)
-    try:
-        rng = np.random.default_rng(11)
-        a, b = rng.standard_normal((256, 128)), rng.standard_normal((128, 160))
-        np.testing.assert_allclose(_mm(a, b), a @ b, rtol=1e-10, atol=1e-10)
-    finally:
-        llvm.add_symbol("nngraph_blas_threads_local", real)
-    assert 128 * 128 * 160 >= matmul.BLAS_THREAD_WORK   # each half alone would use every BLAS thread
-    ones = {tid for tid, n in calls if n == 1}
-    assert len(ones) == 2, calls                     # both parts, each on its own thread, asked for one
-
-
 def _blas_thread_requests(run):
     """run() with the generated code's set_num_threads_local calls recorded as
     (thread id, count) through a stand-in for the BLAS's function."""
@@ -254,6 +217,26 @@ def _blas_thread_requests(run):
     finally:
         llvm.add_symbol("nngraph_blas_threads_local", real)
     return out, calls
+
+
+def test_parts_of_a_split_gemm_run_on_one_blas_thread(monkeypatch):
+    """A product split across our own threads makes each part's BLAS call on one BLAS
+    thread, however big the part: BLAS workers woken on top of our threads would
+    oversubscribe the cores (a (1600, 256, 1024) product on 2 cores took 5-10 ms
+    instead of 2.9 ms). The generated code's thread-count calls are recorded through
+    a stand-in for the BLAS's set_num_threads_local."""
+    import codegen.llvm.entry as entry
+    import codegen.llvm.matmul as matmul
+    monkeypatch.setattr(entry, "GEMM_WORK", 1 << 16)
+    monkeypatch.setattr(matmul, "BLAS_THREAD_WORK", 1 << 12)
+    monkeypatch.setattr(entry, "N_THREADS", 2)
+    rng = np.random.default_rng(11)
+    a, b = rng.standard_normal((256, 128)), rng.standard_normal((128, 160))
+    got, calls = _blas_thread_requests(lambda: _mm(a, b))
+    np.testing.assert_allclose(got, a @ b, rtol=1e-10, atol=1e-10)
+    assert 128 * 128 * 160 >= matmul.BLAS_THREAD_WORK   # each half alone would use every BLAS thread
+    ones = {tid for tid, n in calls if n == 1}
+    assert len(ones) == 2, calls                     # both parts, each on its own thread, asked for one
 
 
 @pytest.mark.parametrize("case", ["plain", "trans_a", "trans_b", "both", "folded", "epilogue", "beta"])
