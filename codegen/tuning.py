@@ -123,7 +123,8 @@ def derive(facts: HostFacts, env=None) -> Tuning:
                   vector_bits=bits,
                   loop_split_work=pow2_round(LOOP_PAYOFF * facts.thread_start_ns * ops_per_ns),
                   blas_thread_work=blas_work, gemm_split_work=blas_work * GEMM_SPLIT_OVER_BLAS,
-                  column_tile=COLUMN_TILE_VECTORS * facts.lanes(bits), gemm_column_split_work=COLUMN_SPLIT_PARTS * blas_work)
+                  column_tile=COLUMN_TILE_VECTORS * facts.lanes(bits),
+                  gemm_column_split_work=COLUMN_SPLIT_PARTS * blas_work)
 
 
 @functools.lru_cache(maxsize=None)
