@@ -25,6 +25,7 @@ def test_avx512_host():
     assert t.loop_split_work == 1 << 23
     assert t.blas_thread_work == 1 << 22
     assert t.gemm_split_work == 1 << 27
+    assert t.gemm_column_split_work == 1 << 23      # two parts, each worth waking a BLAS thread
     assert (t.loop_threads, t.blas_threads) == (2, 2)
 
 

@@ -194,23 +194,15 @@ def test_matrix_dimensions_over_several_axes():
                 np.testing.assert_allclose(g_, w_, rtol=1e-12, atol=1e-12)
 
 
-def test_parts_of_a_split_gemm_run_on_one_blas_thread(monkeypatch):
-    """A product split across our own threads makes each part's BLAS call on one BLAS
-    thread, however big the part: BLAS workers woken on top of our threads would
-    oversubscribe the cores (a (1600, 256, 1024) product on 2 cores took 5-10 ms
-    instead of 2.9 ms). The generated code's thread-count calls are recorded through
-    a stand-in for the BLAS's set_num_threads_local."""
+def _blas_thread_requests(run):
+    """run() with the generated code's set_num_threads_local calls recorded as
+    (thread id, count) through a stand-in for the BLAS's function."""
     import ctypes
     import threading
 
     import llvmlite.binding as llvm
 
-    import codegen.llvm.entry as entry
-    import codegen.llvm.matmul as matmul
     from codegen.llvm import blas
-    monkeypatch.setattr(entry, "GEMM_WORK", 1 << 16)
-    monkeypatch.setattr(matmul, "BLAS_THREAD_WORK", 1 << 12)
-    monkeypatch.setattr(entry, "N_THREADS", 2)
     calls = []
 
     @ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)
@@ -221,11 +213,79 @@ def test_parts_of_a_split_gemm_run_on_one_blas_thread(monkeypatch):
     real = blas.gemm_addresses()["blas_threads_local"]
     llvm.add_symbol("nngraph_blas_threads_local", ctypes.cast(record, ctypes.c_void_p).value)
     try:
-        rng = np.random.default_rng(11)
-        a, b = rng.standard_normal((256, 128)), rng.standard_normal((128, 160))
-        np.testing.assert_allclose(_mm(a, b), a @ b, rtol=1e-10, atol=1e-10)
+        out = run()
     finally:
         llvm.add_symbol("nngraph_blas_threads_local", real)
+    return out, calls
+
+
+def test_parts_of_a_split_gemm_run_on_one_blas_thread(monkeypatch):
+    """A product split across our own threads makes each part's BLAS call on one BLAS
+    thread, however big the part: BLAS workers woken on top of our threads would
+    oversubscribe the cores (a (1600, 256, 1024) product on 2 cores took 5-10 ms
+    instead of 2.9 ms). The generated code's thread-count calls are recorded through
+    a stand-in for the BLAS's set_num_threads_local."""
+    import codegen.llvm.entry as entry
+    import codegen.llvm.matmul as matmul
+    monkeypatch.setattr(entry, "GEMM_WORK", 1 << 16)
+    monkeypatch.setattr(matmul, "BLAS_THREAD_WORK", 1 << 12)
+    monkeypatch.setattr(entry, "N_THREADS", 2)
+    rng = np.random.default_rng(11)
+    a, b = rng.standard_normal((256, 128)), rng.standard_normal((128, 160))
+    got, calls = _blas_thread_requests(lambda: _mm(a, b))
+    np.testing.assert_allclose(got, a @ b, rtol=1e-10, atol=1e-10)
     assert 128 * 128 * 160 >= matmul.BLAS_THREAD_WORK   # each half alone would use every BLAS thread
     ones = {tid for tid, n in calls if n == 1}
     assert len(ones) == 2, calls                     # both parts, each on its own thread, asked for one
+
+
+@pytest.mark.parametrize("case", ["plain", "trans_a", "trans_b", "both", "folded", "epilogue", "beta"])
+def test_wide_gemms_split_along_their_columns(case, monkeypatch):
+    """A product with more output columns than rows above GEMM_WORK is cut along its
+    columns: each of our threads computes C[:, lo:hi] = A @ B[:, lo:hi] on one BLAS
+    thread, so each part re-packs only the small A (thresholds lowered so small shapes
+    split; values against NumPy for every operand layout)."""
+    import codegen.llvm.entry as entry
+    monkeypatch.setattr(entry, "GEMM_COLUMN_WORK", 1 << 40)     # the in-loop threshold: not used here
+    monkeypatch.setattr(entry, "GEMM_WORK", 1 << 10)
+    monkeypatch.setattr(entry, "N_THREADS", 2)
+    rng = np.random.default_rng(12)
+    ta, tb = case in ("trans_a", "both"), case in ("trans_b", "both")
+    a = rng.standard_normal((40, 9) if ta else (9, 40))
+    b = rng.standard_normal((131, 40) if tb else (40, 131))
+    kw = {"trans_a": ta, "trans_b": tb}
+    want = _ref(a, b, ta, tb)
+    if case == "folded":
+        a = rng.standard_normal((2, 5, 40))
+        kw, want = {"batch": (2,)}, _ref(a, b, False, False)
+    if case == "epilogue":
+        bias = rng.standard_normal(131)
+        kw["epilogue"] = bias
+        want = np.maximum(want + bias, 0)
+    if case == "beta":
+        c0 = rng.standard_normal((9, 131))
+        kw.update(alpha=0.5, beta=2.0, c0=c0)
+        want = 0.5 * want + 2.0 * c0
+    got, calls = _blas_thread_requests(lambda: _mm(a, b, **kw))
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    assert len({tid for tid, n in calls if n == 1}) == 2, calls     # two parts, one BLAS thread each
+
+
+@pytest.mark.parametrize("n_rows, splits", [(3, True), (60, False)])
+def test_in_a_loop_step_products_with_few_rows_split_along_their_columns(n_rows, splits, monkeypatch):
+    """In a scan's step, a product with more columns than rows (h @ Wh: N rows, H
+    columns) is cut along its columns above GEMM_COLUMN_WORK, far below GEMM_WORK; one
+    with more rows than columns is not cut there. Values against the loop's oracle."""
+    import codegen.llvm.entry as entry
+    from runtime.cpu import build_program
+    from scan_programs import elman, elman_data
+    monkeypatch.setattr(entry, "GEMM_COLUMN_WORK", 1 << 6)
+    monkeypatch.setattr(entry, "GEMM_WORK", 1 << 40)
+    monkeypatch.setattr(entry, "N_THREADS", 2)
+    prog, oracle = elman(F=4, H=24, hoisted=True)
+    inputs, params = elman_data(5, n=n_rows, F=4, H=24, seed=3)
+    (outs, _), calls = _blas_thread_requests(
+        lambda: build_program(prog)[0].run(inputs, params, {"T": 5, "N": n_rows}))
+    for got, want in zip(outs, oracle(*inputs, *params)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5)
+    assert (len({tid for tid, n in calls if n == 1}) > 1) == splits, calls
