@@ -52,7 +52,7 @@ def candidate_addresses(name: str) -> dict:
     """gemm_addresses of candidate `name` ("openblas" or "mkl"), loaded and checked
     (raises why not, for a candidate that cannot run here)."""
     if name == "mkl":
-        return _mkl().addresses
+        return mkl_instance().addresses
     return openblas_addresses()
 
 
@@ -93,7 +93,7 @@ def describe() -> str:
     """Which BLAS the generated code calls, for fn.stats()["blas"] and profile headers:
     e.g. "mkl 2026.2.0 (gnu threading, 2 threads)"."""
     if chosen_blas() == "mkl":
-        return _mkl().describe()
+        return mkl_instance().describe()
     lib = _openblas_library()
     config = _openblas_text(lib, "scipy_openblas_get_config").split()   # "OpenBLAS 0.3.30 DYNAMIC_ARCH ..."
     version = config[1] if len(config) > 1 else _scipy_version()
@@ -111,7 +111,8 @@ def _openblas_text(lib, name: str) -> str:
     return (fn() or b"").decode(errors="replace")
 
 
-def _mkl():
+def mkl_instance():
+    """MKL loaded with the threading layer and thread count of this process (mkl.py)."""
     from . import mkl
     threads = configured_threads()
     return mkl.load(mkl.threading_layer(threads), threads)

@@ -2,9 +2,14 @@
 (codegen/llvm/mkl.py, when the `mkl` wheel is installed), the faster at our shapes,
 measured once per host.
 
-    NNGRAPH_BLAS=auto (default)  time the installed candidates, keep the faster
+    NNGRAPH_BLAS unset or auto   time the installed candidates, keep the faster
     NNGRAPH_BLAS=openblas        scipy's OpenBLAS (what ran before MKL was a choice)
     NNGRAPH_BLAS=mkl             MKL; an error naming the extra if it is not installed
+
+A user's OPENBLAS_CORETYPE is respected as before: with it set, and neither
+NNGRAPH_BLAS=auto nor NNGRAPH_BLAS_CORETYPE (codegen/llvm/blas.py) saying otherwise,
+the BLAS is OpenBLAS with that core type, untimed (a pin is a statement about the
+BLAS to run: reproducible results, or a CPU OpenBLAS misdetects).
 
 Neither wins everywhere: on an AVX-512 Xeon MKL's sgemm was 1.1-2x faster on one
 thread at small M (a recurrent step's 32x256x1024), and OpenBLAS's hand-written
@@ -49,6 +54,16 @@ def requested(env=None) -> str:
     return raw
 
 
+def pinned_core_type(env=None) -> bool:
+    """True when the user pinned OpenBLAS's core type (OPENBLAS_CORETYPE) and has not
+    opted in to a choice over it (NNGRAPH_BLAS set, or NNGRAPH_BLAS_CORETYPE other
+    than inherit)."""
+    env = os.environ if env is None else env
+    opted_in = env.get("NNGRAPH_BLAS", "").strip() or \
+        env.get("NNGRAPH_BLAS_CORETYPE", "").strip().lower() not in ("", "inherit")
+    return bool(env.get("OPENBLAS_CORETYPE", "").strip()) and not opted_in
+
+
 def choose(candidates: dict, installed: tuple, key_parts: list, threads: int) -> tuple:
     """(name, entry) of the BLAS to use: `candidates` are {name: load()}, where load()
     returns the addresses (blas.gemm_addresses' form) or raises why the candidate
@@ -56,6 +71,8 @@ def choose(candidates: dict, installed: tuple, key_parts: list, threads: int) ->
     that chose, or None when nothing was timed (forced, or one candidate). A stored
     choice loads only the winner."""
     want = requested()
+    if want == "auto" and pinned_core_type():
+        return "openblas", None
     if want != "auto":
         try:
             candidates[want]()

@@ -10,3 +10,22 @@ sys.path.insert(0, os.path.dirname(__file__))  # so tests can `import progbuild`
 def _private_cache(tmp_path_factory, monkeypatch):
     """Each test session compiles into its own cache directory."""
     monkeypatch.setenv("NNGRAPH_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "nncache"))
+
+
+def installed_blas() -> list:
+    """The BLAS candidates installed here (codegen/llvm/blas.py): scipy's OpenBLAS
+    always, MKL with the `mkl` wheel (CI installs it: .ci/setup test)."""
+    from codegen.llvm import mkl
+    return ["openblas"] + (["mkl"] if mkl.installed() else [])
+
+
+@pytest.fixture(params=installed_blas())
+def blas_candidate(request):
+    """Object code loaded during the test calls this candidate's sgemm/dgemm and
+    thread setter; the chosen BLAS's afterwards."""
+    from codegen.llvm import blas
+    from codegen.llvm.target import _init, register_blas
+    _init()                     # the chosen BLAS registered first, so ours is the last word
+    register_blas(blas.candidate_addresses(request.param))
+    yield request.param
+    register_blas(blas.gemm_addresses())

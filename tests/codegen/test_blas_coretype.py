@@ -96,6 +96,7 @@ SCRIPT = textwrap.dedent("""
     corename = lib.scipy_openblas_get_corename
     corename.restype = ctypes.c_char_p
     print("PRIVATE", len(private), len(paths), corename().decode())
+    print("STATS", fn.stats()["blas"])
 """)
 
 
@@ -104,9 +105,10 @@ def test_choice_holds_when_scipy_loaded_its_blas_first(tmp_path):
     that every x86-64 CPU with AVX2 runs, so the test holds on any CI machine): it must
     load its own instance with that type, beside scipy's."""
     env = dict(os.environ, OPENBLAS_CORETYPE="Sandybridge", NNGRAPH_BLAS_CORETYPE="Haswell",
-               NNGRAPH_CACHE_DIR=str(tmp_path))
+               NNGRAPH_BLAS="openblas", NNGRAPH_CACHE_DIR=str(tmp_path))
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     assert out.returncode == 0, out.stderr
-    n_private, n_paths, core = out.stdout.split("PRIVATE")[1].split()
+    n_private, n_paths, core = out.stdout.split("PRIVATE")[1].split()[:3]
     assert (n_private, n_paths, core) == ("1", "2", "Haswell")
+    assert "(scipy's, own instance, core type Haswell" in out.stdout.split("STATS")[1]
