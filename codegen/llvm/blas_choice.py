@@ -37,10 +37,12 @@ from codegen.cache import read_json_table, write_json_table
 CHOICES = ("auto", "openblas", "mkl")
 CACHE_FILE = "blas-choice.json"
 # (m, k, n, trans_a, trans_b) of row-major C[m, n] = op(A) op(B)
+# (about 100M multiply-adds per candidate and thread count: a few ms a round on an
+# idle machine; BLAS threads waiting for busy cores can make a round 10-100x slower)
 SHAPES = ((32, 256, 1024, False, False),    # LSTM(256) step: h @ W_hh, batch 32
           (128, 784, 512, False, False),    # MLP 784-512 layer, batch 128
-          (3136, 576, 64, False, False),    # im2col conv 3x3x64 -> 64 on 56x56
-          (64, 3136, 576, False, True))     # its filter gradient: k = the 3136 pixels
+          (784, 576, 64, False, False),     # im2col conv 3x3x64 -> 64 on 28x28
+          (32, 3136, 144, False, True))     # filter gradient of a 3x3x16 -> 32 conv on 56x56: k = 3136
 ROUNDS = 10
 BUDGET_S = 0.1     # seconds of timing after which no further round starts (a busy machine)
 
@@ -113,41 +115,38 @@ def host_key(key_parts: list) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
-def time_candidates(usable: dict, threads: int) -> dict:
-    """{"choice", "seconds": {name: total}, "gflops": {name: {shape: rate}}}: each
-    candidate's best time per SHAPES product, on one thread and on `threads`."""
+def time_candidates(usable: dict, threads: int, shapes=SHAPES, rounds=ROUNDS, budget_s=BUDGET_S) -> dict:
+    """{"choice", "seconds": {name: total}, "gflops": {name: {"MxKxN/threads": rate}}}:
+    each candidate's best time per product of `shapes` ((m, k, n, trans_a, trans_b)),
+    on one thread and on `threads`; rounds interleaved, no new one after `budget_s`."""
     from .blas_call import gemm_function, row_major_gemm, threads_function
     rng = np.random.default_rng(0)
     modes = (1, threads) if threads > 1 else (1,)
     work = []     # (name, shape label, threads, set_threads, product)
-    for m, k, n, ta, tb in SHAPES:
+    for m, k, n, ta, tb in shapes:
         a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
         b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
         for name, addresses in usable.items():
-            product = row_major_gemm(gemm_function(addresses, "float32"), a, b, np.empty((m, n), np.float32), ta, tb)
+            product = row_major_gemm(gemm_function(addresses, "float32"), a, b, np.zeros((m, n), np.float32), ta, tb)
             for t in modes:
                 work.append((name, f"{m}x{k}x{n}/{t}", t, threads_function(addresses), product))
     best = {(name, label): float("inf") for name, label, *_ in work}
     start = time.perf_counter()
-    for name, label, t, set_threads, product in work:
-        set_threads(t)              # warm: pages touched, the BLAS's threads started
-        product()
-        set_threads(threads)
-    for r in range(ROUNDS):
+    for r in range(rounds):         # the first round warms (the BLAS's threads start): best of all
         for name, label, t, set_threads, product in (work if r % 2 == 0 else work[::-1]):
             set_threads(t)
             t0 = time.perf_counter()
             product()
             best[name, label] = min(best[name, label], time.perf_counter() - t0)
             set_threads(threads)
-        if r and time.perf_counter() - start > BUDGET_S:
+        if time.perf_counter() - start > budget_s:
             break
-    return _summary(best, usable, time.perf_counter() - start)
+    return _summary(best, usable, shapes, time.perf_counter() - start)
 
 
-def _summary(best: dict, usable: dict, seconds: float) -> dict:
+def _summary(best: dict, usable: dict, shapes, seconds: float) -> dict:
     totals = {name: sum(s for (n, _), s in best.items() if n == name) for name in usable}
-    flops = {f"{m}x{k}x{n}": 2.0 * m * k * n for m, k, n, *_ in SHAPES}
+    flops = {f"{m}x{k}x{n}": 2.0 * m * k * n for m, k, n, *_ in shapes}
     rates = {name: {label: round(flops[label.split("/")[0]] / s / 1e9, 1)
                     for (n, label), s in best.items() if n == name} for name in usable}
     return {"choice": min(totals, key=totals.get), "seconds": totals, "gflops": rates,

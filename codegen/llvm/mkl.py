@@ -152,9 +152,11 @@ class Mkl:
     def verify(self) -> None:
         """Small products with every transpose against NumPy: a library that loads but
         computes wrong (a broken install, a foreign setup) is refused, never used."""
+        from nngraph.types import FLOAT_DTYPES
+
         from .blas_call import gemm_function, row_major_gemm
         rng = np.random.default_rng(0)
-        for dtype in ("float32", "float64"):
+        for dtype in FLOAT_DTYPES:
             gemm = gemm_function(self.addresses, dtype)
             for ta in (False, True):
                 for tb in (False, True):

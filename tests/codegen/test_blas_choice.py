@@ -6,17 +6,14 @@ import ctypes
 import importlib.metadata
 import json
 import os
-import subprocess
-import sys
 import textwrap
 import types
 
+import blas_scripts
 import pytest
 
 from codegen import cache
 from codegen.llvm import blas, blas_choice, mkl
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture
@@ -221,10 +218,8 @@ def test_without_the_wheel_everything_runs_on_openblas(tmp_path):
     clear error naming the extra; by default the products run on OpenBLAS, and
     nothing is timed or stored."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("NNGRAPH_BLAS", "OPENBLAS_CORETYPE"))}
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=dict(environ, NNGRAPH_CACHE_DIR=str(tmp_path)),
-                         capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert out.returncode == 0, out.stderr
-    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    stdout = blas_scripts.run(SCRIPT, env=dict(environ, NNGRAPH_CACHE_DIR=str(tmp_path)))
+    lines = dict(line.split(" ", 1) for line in stdout.splitlines())
     assert lines["ERROR"] == 'MklUnavailable NNGRAPH_BLAS=mkl: the mkl wheel is not installed (pip install "nngraph[mkl]")'
     assert lines["BLAS"].startswith("openblas ") and lines["TABLE"] == "False"
 
@@ -240,17 +235,11 @@ def test_the_blas_is_part_of_the_compile_key(monkeypatch):
     assert len(keys) == 2
 
 
-TORCH_SCRIPT = textwrap.dedent("""
+TORCH_FIRST = """
     import ctypes
-    import numpy as np
     import torch                            # PyTorch's own MKL first
-    import nngraph as ng
-    x = ng.placeholder((64, 48), name="x")
-    w = ng.placeholder((48, 32), name="w")
-    fn = ng.compile([x, w], x @ w, target="cpu")
-    a = np.random.default_rng(0).standard_normal((64, 48)).astype(np.float32)
-    b = np.random.default_rng(1).standard_normal((48, 32)).astype(np.float32)
-    np.testing.assert_allclose(fn(a, b), a @ b, rtol=1e-5, atol=1e-5)
+"""
+TORCH_SCRIPT = textwrap.dedent("""
     np.testing.assert_allclose((torch.from_numpy(a) @ torch.from_numpy(b)).numpy(), a @ b, rtol=1e-5, atol=1e-5)
     print("BLAS", fn.stats()["blas"])
     print("GLOBAL", hasattr(ctypes.CDLL(None), "MKL_Set_Threading_Layer"))
@@ -261,8 +250,6 @@ TORCH_SCRIPT = textwrap.dedent("""
 def test_mkl_lives_beside_pytorch_without_exporting_its_symbols(tmp_path):
     pytest.importorskip("torch")
     environ = dict(os.environ, NNGRAPH_BLAS="mkl", NNGRAPH_CACHE_DIR=str(tmp_path))
-    out = subprocess.run([sys.executable, "-c", TORCH_SCRIPT], env=environ, capture_output=True, text=True,
-                         cwd=ROOT, timeout=300)
-    assert out.returncode == 0, out.stderr
-    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    stdout = blas_scripts.run(TORCH_FIRST, blas_scripts.COMPILED_PRODUCT, TORCH_SCRIPT, env=environ)
+    lines = dict(line.split(" ", 1) for line in stdout.splitlines())
     assert lines["BLAS"].startswith("mkl ") and lines["GLOBAL"] == "False"
