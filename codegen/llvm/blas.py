@@ -92,14 +92,20 @@ def choice_key_parts() -> list:
 def describe() -> str:
     """Which BLAS the generated code calls, for fn.stats()["blas"] and profile headers:
     e.g. "mkl 2026.2.0 (gnu threading, 2 threads)"."""
-    if chosen_blas() == "mkl":
+    return _description(chosen_blas(), configured_threads())
+
+
+@functools.lru_cache(maxsize=None)
+def _description(name: str, n: int) -> str:
+    if name == "mkl":
         return mkl_instance().describe()
-    lib = _openblas_library()
+    if not _openblas_used:
+        openblas_addresses()
+    lib, private = _openblas_used["lib"], _openblas_used["private"]
     config = _openblas_text(lib, "scipy_openblas_get_config").split()   # "OpenBLAS 0.3.30 DYNAMIC_ARCH ..."
     version = config[1] if len(config) > 1 else _scipy_version()
     core = _openblas_text(lib, "scipy_openblas_get_corename") or "?"
-    n = configured_threads()
-    own = ", own instance" if _private() else ""
+    own = ", own instance" if private else ""
     return f"openblas {version} (scipy's{own}, core type {core}, {n} thread{'s' * (n > 1)})"
 
 
@@ -118,18 +124,7 @@ def mkl_instance():
     return mkl.load(mkl.threading_layer(threads), threads)
 
 
-def _private():
-    want = core_type_choice()
-    return private_instance(want) if want and loaded_openblas_path() else None
-
-
-def _openblas_library():
-    """The OpenBLAS instance the openblas candidate calls (ctypes), or None."""
-    lib = _private()
-    if lib is not None:
-        return lib
-    path = loaded_openblas_path()
-    return ctypes.CDLL(path) if path else None
+_openblas_used: dict = {}    # "lib" (ctypes, or None), "private": the instance openblas_addresses gave
 
 
 def _scipy_version() -> str:
@@ -140,18 +135,22 @@ def _scipy_version() -> str:
 def openblas_addresses() -> dict:
     """gemm_addresses of scipy's OpenBLAS, or of nngraph's own instance of it when a
     core type is asked for and scipy already loaded its own (see above)."""
-    lib = _private()
+    want = core_type_choice()
+    lib = private_instance(want) if want and loaded_openblas_path() else None
     if lib is not None:
         set_threads(lambda n: lib.scipy_openblas_set_num_threads(ctypes.c_int(n)))
         out = {g: ctypes.cast(getattr(lib, f"scipy_{g}_"), ctypes.c_void_p).value for g in GEMMS}
         out["blas_threads_local"] = _threads_local(lib)
+        _openblas_used.update(lib=lib, private=True)
         return out
-    with _environment("OPENBLAS_CORETYPE", core_type_choice() or None):
+    with _environment("OPENBLAS_CORETYPE", want or None):
         from scipy.linalg import cython_blas
     set_threads(_set_scipy_threads)
     out = {g: _capsule_ptr(cython_blas.__pyx_capi__[g]) for g in GEMMS}
     path = loaded_openblas_path()
-    out["blas_threads_local"] = _threads_local(ctypes.CDLL(path) if path else None)
+    lib = ctypes.CDLL(path) if path else None
+    out["blas_threads_local"] = _threads_local(lib)
+    _openblas_used.update(lib=lib, private=False)
     return out
 
 
