@@ -1,6 +1,7 @@
-"""What the BLAS tests run in a fresh process (the BLAS is chosen and loaded once
-per process): `COMPILED_PRODUCT` compiles x @ w on target="cpu" and checks it
-against NumPy, leaving `fn` for the lines after it; `run` runs a script."""
+"""Helpers of the BLAS tests: which candidates are installed (`installed_blas`), and
+what they run in a fresh process (the BLAS is chosen and loaded once per process):
+`COMPILED_PRODUCT` compiles x @ w on target="cpu" and checks it against NumPy,
+leaving `fn` for the lines after it; `run` runs a script."""
 import os
 import subprocess
 import sys
@@ -28,3 +29,10 @@ def run(*parts: str, env: dict) -> str:
                          timeout=300)
     assert out.returncode == 0, out.stderr
     return out.stdout
+
+
+def installed_blas() -> list:
+    """The BLAS candidates installed here (codegen/llvm/blas.py): scipy's OpenBLAS
+    always, MKL with the `mkl` wheel (CI installs it: .ci/setup test)."""
+    from codegen.llvm import mkl
+    return ["openblas"] + (["mkl"] if mkl.installed() else [])

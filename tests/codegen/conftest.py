@@ -4,19 +4,13 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))  # so tests can `import progbuild`
+from blas_scripts import installed_blas  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
     """Each test session compiles into its own cache directory."""
     monkeypatch.setenv("NNGRAPH_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "nncache"))
-
-
-def installed_blas() -> list:
-    """The BLAS candidates installed here (codegen/llvm/blas.py): scipy's OpenBLAS
-    always, MKL with the `mkl` wheel (CI installs it: .ci/setup test)."""
-    from codegen.llvm import mkl
-    return ["openblas"] + (["mkl"] if mkl.installed() else [])
 
 
 @pytest.fixture(params=installed_blas())
