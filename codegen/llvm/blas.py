@@ -82,16 +82,17 @@ def choice_key_parts() -> list:
     from . import mkl
     threads = configured_threads()
     try:
-        layer = mkl.threading_layer(threads)
+        layer = mkl.threading_layer()
     except ValueError:
         layer = "?"
     return [f"openblas {_scipy_version()} {core_type_choice()} "
-            f"{os.environ.get('OPENBLAS_CORETYPE', '')}", f"mkl {mkl.version()} {layer}", f"threads {threads}"]
+            f"{os.environ.get('OPENBLAS_CORETYPE', '')}", f"mkl {mkl.version()} {layer} {os.environ.get('MKL_CBWR', '')}",
+            f"threads {threads}"]
 
 
 def describe() -> str:
     """Which BLAS the generated code calls, for fn.stats()["blas"] and profile headers:
-    e.g. "mkl 2026.2.0 (gnu threading, 2 threads)"."""
+    e.g. "mkl 2026.2.0 (sequential, MKL_CBWR=AUTO,STRICT)"."""
     return _description(chosen_blas(), configured_threads())
 
 
@@ -121,7 +122,7 @@ def mkl_instance():
     """MKL loaded with the threading layer and thread count of this process (mkl.py)."""
     from . import mkl
     threads = configured_threads()
-    return mkl.load(mkl.threading_layer(threads), threads)
+    return mkl.load(mkl.threading_layer(), threads)
 
 
 _openblas_used: dict = {}    # "lib" (ctypes, or None), "private": the instance openblas_addresses gave

@@ -16,17 +16,20 @@ explicitly, so no MKL_INTERFACE_LAYER or MKL_THREADING_LAYER of the environment 
 give the generated code 64-bit sizes or a runtime that is not there. A product
 against NumPy checks the library before it is trusted.
 
-Threading layer (NNGRAPH_MKL_THREADING, default below):
-    sequential  MKL's calls run on the calling thread; big products are cut across
-                threads by the generated code itself (entry.py), mid-size ones run
-                on one core. The default when the BLAS has one thread.
-    gnu         GNU OpenMP (the system's libgomp.so.1), the default with more than
-                one BLAS thread when libgomp loads: mid-size products on all cores
-                (32x256x1024 on 2 idle cores: 170 -> 310 GFLOP/s).
+Threading layer (NNGRAPH_MKL_THREADING):
+    sequential  the default: MKL's calls run on the calling thread; big products
+                are cut across threads by the generated code itself (entry.py, one
+                MKL call per thread), mid-size ones run on one core. No BLAS thread
+                ever waits for a busy core or spins on one our threads need.
+    gnu         GNU OpenMP (the system's libgomp.so.1): mid-size products on all
+                cores (32x256x1024 on 2 idle cores: 170 -> 310 GFLOP/s), but with
+                the reproducible mode below skinny products collapse (LeNet's first
+                convolution, 6x25 @ 25x50176: 1 GFLOP/s, the CNN step 3.5 -> 24 ms),
+                and on a busy machine its threads wait for cores (MLP inference b128
+                at load 12 on 2 cores: median 42 ms against 1.1 ms sequential).
     intel       Intel OpenMP (libiomp5 from the `intel-openmp` wheel, next to
-                libmkl_rt): only on request, since its workers spin 200 ms after
-                each call (KMP_BLOCKTIME) on the cores our own threads need. MKL
-                without libiomp5 ends the process on its first product, so this
+                libmkl_rt); its workers spin 200 ms after each call (KMP_BLOCKTIME).
+                MKL without libiomp5 ends the process on its first product, so this
                 layer is refused unless the library is there.
 TBB is never used (without libtbb MKL ends the process too).
 
@@ -90,19 +93,14 @@ def installed() -> bool:
     return True
 
 
-def threading_layer(blas_threads: int, env=None) -> str:
-    """NNGRAPH_MKL_THREADING, else sequential for one BLAS thread, gnu when libgomp
-    loads, else sequential (see the module docstring)."""
+def threading_layer(env=None) -> str:
+    """NNGRAPH_MKL_THREADING, default sequential (see the module docstring)."""
     env = os.environ if env is None else env
-    raw = env.get("NNGRAPH_MKL_THREADING", "").strip().lower()
-    if raw:
-        if raw not in LAYERS:
-            raise ValueError(f"NNGRAPH_MKL_THREADING must be one of {', '.join(sorted(LAYERS))} "
-                             f"(or unset), got {raw!r}")
-        return raw
-    if blas_threads > 1 and _gnu_openmp_loads():
-        return "gnu"
-    return "sequential"
+    raw = env.get("NNGRAPH_MKL_THREADING", "").strip().lower() or "sequential"
+    if raw not in LAYERS:
+        raise ValueError(f"NNGRAPH_MKL_THREADING must be one of {', '.join(sorted(LAYERS))} "
+                         f"(or unset), got {raw!r}")
+    return raw
 
 
 def _gnu_openmp_loads() -> bool:
@@ -162,8 +160,9 @@ class Mkl:
 
     def describe(self) -> str:
         cnr = os.environ.get("MKL_CBWR", "").strip() or "AUTO,STRICT"
-        return (f"mkl {version()} ({self.layer} threading, {self.threads} thread{'s' * (self.threads > 1)}, "
-                f"MKL_CBWR={cnr})")
+        threads = "sequential" if self.layer == "sequential" else \
+            f"{self.layer} threading, {self.threads} thread{'s' * (self.threads > 1)}"
+        return f"mkl {version()} ({threads}, MKL_CBWR={cnr})"
 
     def verify(self) -> None:
         """Small products with every transpose against NumPy: a library that loads but
