@@ -114,11 +114,18 @@ def _register_symbols() -> None:
     """External functions the generated code calls, by name: BLAS gemm (blas.py),
     pthread_create/join and clock_gettime from the C library."""
     from . import blas
-    for name, addr in blas.gemm_addresses().items():
-        llvm.add_symbol(f"nngraph_{name}", addr)
+    register_blas(blas.gemm_addresses())
     libc = ctypes.CDLL(None)
     for name in ("pthread_create", "pthread_join", "clock_gettime"):
         llvm.add_symbol(f"nngraph_{name}", ctypes.cast(getattr(libc, name), ctypes.c_void_p).value)
+
+
+def register_blas(addresses: dict) -> None:
+    """Make object code loaded from now on call the BLAS of `addresses` (blas.py's
+    gemm_addresses form) as nngraph_sgemm, nngraph_dgemm, nngraph_blas_threads_local.
+    Code loaded earlier keeps the functions it was linked to."""
+    for name, addr in addresses.items():
+        llvm.add_symbol(f"nngraph_{name}", addr)
 
 
 # ----------------------------------------------------------------------------- compile

@@ -1,12 +1,17 @@
-"""MatmulKernel: BLAS through cython_blas pointers (transposes, alpha/beta, batch
-broadcasting, epilogue), integer matmul as loops, against NumPy."""
+"""MatmulKernel: BLAS calls (transposes, alpha/beta, batch broadcasting, epilogue,
+products split across threads) against NumPy, for every BLAS candidate installed
+(scipy's OpenBLAS, MKL: conftest.blas_candidate); integer matmul as loops."""
+import ctypes
+
 import numpy as np
 import pytest
 
 from passes.program import MatmulKernel, Stage, Store
+from blas_scripts import installed_blas
 from progbuild import Dim, ProgBuilder
 
 N = Dim("N")
+pytestmark = pytest.mark.usefixtures("blas_candidate")
 
 
 def _mm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, c0=None, epilogue=None, batch=()):
@@ -138,9 +143,35 @@ def test_big_gemms_split_across_threads(case, n_threads, monkeypatch):
     np.testing.assert_allclose(_mm(a, b, **kw), want, rtol=1e-10, atol=1e-10)
 
 
-def test_small_products_run_on_one_blas_thread_and_restore_the_count():
+def test_products_call_the_registered_blas(blas_candidate):
+    """The parametrisation is real: the generated code calls the sgemm registered when
+    it was loaded (a recording stand-in in front of the candidate's)."""
+    from codegen.llvm import blas
+    from codegen.llvm.blas_call import GEMM_TYPE
+    from codegen.llvm.target import register_blas
+    addresses = blas.candidate_addresses(blas_candidate)
+    real = GEMM_TYPE(addresses["sgemm"])
+    calls = []
+
+    @GEMM_TYPE
+    def record(*args):
+        calls.append(1)
+        real(*args)
+
+    register_blas(dict(addresses, sgemm=ctypes.cast(record, ctypes.c_void_p).value))
+    try:
+        rng = np.random.default_rng(12)
+        a, b = rng.standard_normal((9, 7)).astype(np.float32), rng.standard_normal((7, 5)).astype(np.float32)
+        np.testing.assert_allclose(_mm(a, b), a @ b, rtol=1e-5, atol=1e-5)
+    finally:
+        register_blas(addresses)
+    assert calls == [1]
+
+
+def test_small_products_run_on_one_blas_thread_and_restore_the_count(blas_candidate):
     """A GEMM below BLAS_THREAD_WORK multiply-adds runs on one BLAS thread and sets
-    the count back to the configured one."""
+    the count back to the configured one (OpenBLAS: its global count; MKL: the calling
+    thread's own count, which MKL_Set_Num_Threads_Local(0) returns)."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
     from codegen.llvm import blas
     from codegen.llvm.matmul import BLAS_THREAD_WORK
@@ -148,6 +179,11 @@ def test_small_products_run_on_one_blas_thread_and_restore_the_count():
     rng = np.random.default_rng(3)
     a, b = rng.standard_normal((8, 8)), rng.standard_normal((8, 8))
     np.testing.assert_allclose(_mm(a, b), a @ b, rtol=1e-12)
+    if blas_candidate == "mkl":       # (the sequential layer has one thread whatever is asked)
+        lib = blas.mkl_instance()
+        want = 1 if lib.layer == "sequential" else blas.configured_threads()
+        assert lib.lib.MKL_Set_Num_Threads_Local(ctypes.c_int(0)) == want
+        return
     ours = [lib for lib in threadpoolctl.ThreadpoolController().lib_controllers
             if "libscipy_openblas-" in (lib.filepath or "")]
     assert ours and all(lib.get_num_threads() == blas.configured_threads() for lib in ours)
@@ -289,3 +325,23 @@ def test_in_a_loop_step_products_with_few_rows_split_along_their_columns(n_rows,
     for got, want in zip(outs, oracle(*inputs, *params)):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5)
     assert (len({tid for tid, n in calls if n == 1}) > 1) == splits, calls
+
+
+@pytest.mark.parametrize("blas_candidate", [c for c in installed_blas() if c == "mkl"], indirect=True)
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_mkl_rows_do_not_depend_on_how_the_product_is_cut(trans_b, blas_candidate, monkeypatch):
+    """With MKL each row's value does not depend on how our threads cut the product
+    (nor on its operands' alignment): its reproducible mode (mkl.py: CBWR
+    AUTO,STRICT; without it rows of a 32x300x200 float32 product differed by up to
+    4e-5 between one call and three). OpenBLAS promises no such thing (its kernels
+    for leftover rows round differently; this product differs there too)."""
+    import codegen.llvm.entry as entry
+    rng = np.random.default_rng(13)
+    a = rng.standard_normal((32, 300)).astype(np.float32)
+    b = rng.standard_normal((200, 300) if trans_b else (300, 200)).astype(np.float32)
+    monkeypatch.setattr(entry, "N_THREADS", 1)
+    whole = _mm(a, b, trans_b=trans_b)
+    monkeypatch.setattr(entry, "GEMM_WORK", 1 << 12)
+    for threads in (2, 3):
+        monkeypatch.setattr(entry, "N_THREADS", threads)
+        np.testing.assert_array_equal(_mm(a, b, trans_b=trans_b), whole)
