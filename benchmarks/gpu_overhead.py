@@ -5,10 +5,12 @@
     TRITON_INTERPRET=1 python benchmarks/gpu_overhead.py --host
                                                (no GPU: the host path alone, see below)
 
-On a CUDA device: each workload of benchmarks/gpu.py (same sizes) is compiled, warmed
-up, then called 300 times with device-tensor inputs under cProfile; the script prints
-the median wall time per call (the device synchronised after each call), whether the
-calls replayed, and the top 15 functions by cumulative time.
+On a CUDA device: each workload of benchmarks/gpu.py (same sizes) is compiled and
+warmed up; the script prints the time per call with device-tensor inputs, synchronised
+after each call and pipelined (100 calls back to back, one synchronise: median of 5
+rounds), then calls it 300 times under cProfile and prints the median wall time per
+call (synchronised), whether the calls replayed, and the top 15 functions by
+cumulative time.
 
 With --host (under TRITON_INTERPRET=1, no GPU): the same four models at tiny sizes,
 after warm-up calls that run the kernels, with the kernel launches and the graph replay
@@ -130,6 +132,10 @@ def on_device(budget: float):
         for _ in range(10):
             call()
         torch.cuda.synchronize()
+        synced = per_call_us(lambda: (call(), torch.cuda.synchronize()), torch.cuda.synchronize, 100)
+        pipelined = per_call_us(call, torch.cuda.synchronize, 100)
+        print(f"=== {w.__name__}: {synced:.1f} us/call synchronised, {pipelined:.1f} us/call pipelined "
+              "(no profiler)", flush=True)
         ts = []
         prof = cProfile.Profile()
         prof.enable()
