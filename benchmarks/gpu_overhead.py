@@ -18,7 +18,9 @@ replaced by no-ops, so that what is timed is nngraph's own per-call work (checks
 binding, input copies, output hand-out, parameter bookkeeping). Both paths are timed:
 "replay" (a stand-in capture whose replay does nothing) and "direct" (replay off, the
 generated module's run() a no-op). Prints microseconds per call (median of 5 rounds of
-2000 calls) and, with --profile, the cProfile top 15 of each.
+2000 calls), wall time and the calling thread's CPU time (the steadier of the two on a
+shared machine: time spent waiting for a core is not counted), and, with --profile,
+the cProfile top 15 of each.
 """
 from __future__ import annotations
 
@@ -106,15 +108,15 @@ def top(prof, n=15) -> str:
     return s.getvalue()
 
 
-def per_call_us(call, sync, calls) -> float:
+def per_call_us(call, sync, calls, clock=time.perf_counter) -> float:
     """Median over 5 rounds of the mean time of `calls` calls, in microseconds."""
     rounds = []
     for _ in range(5):
-        t = time.perf_counter()
+        t = clock()
         for _ in range(calls):
             call()
         sync()
-        rounds.append((time.perf_counter() - t) / calls * 1e6)
+        rounds.append((clock() - t) / calls * 1e6)
     return statistics.median(rounds)
 
 
@@ -190,7 +192,9 @@ def on_host(profile: bool, calls: int):
             arm(fn)
             call = lambda: fn(*args)  # noqa: E731
             us = per_call_us(call, lambda: None, calls)
-            print(f"{path:7s} {w.__name__:11s} {us:8.1f} us/call  replayed={fn.stats()['replayed']}", flush=True)
+            cpu = per_call_us(call, lambda: None, calls, time.thread_time)
+            print(f"{path:7s} {w.__name__:11s} {us:8.1f} us/call wall, {cpu:8.1f} us/call CPU  "
+                  f"replayed={fn.stats()['replayed']}", flush=True)
             if profile:
                 prof = cProfile.Profile()
                 prof.enable()

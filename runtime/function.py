@@ -26,18 +26,20 @@ def _param_lock_index(p) -> int:
     return (id(p) >> 4) % len(_PARAM_LOCKS)
 
 
-_CHUNK = 8   # locks one `with` statement takes (lock_chunks pads the last chunk)
+_CHUNK = 8   # locks one `with` statement takes at most (lock_chunks pads the last chunk)
 
 
 def lock_chunks(locks) -> tuple:
-    """`locks` as a tuple of 8-tuples for `locked`, the last one padded with fresh
-    private locks (uncontended: taking one is a C call of well under a microsecond), so
-    that a call takes all its locks in one `with` statement per 8, not one Python call
-    per lock."""
+    """`locks` as a tuple of chunks for `locked`: 8-tuples, the last one of 1, 2, 4 or 8
+    locks, padded with fresh private locks (uncontended: taking one is a C call of well
+    under a microsecond), so that a call takes all its locks in one `with` statement per
+    8, not one Python call per lock, and a function with one lock takes one."""
     locks = tuple(locks)
-    pad = -len(locks) % _CHUNK
-    locks += tuple(threading.Lock() for _ in range(pad))
-    return tuple(locks[i:i + _CHUNK] for i in range(0, len(locks), _CHUNK))
+    chunks = [locks[i:i + _CHUNK] for i in range(0, len(locks), _CHUNK)]
+    if chunks:
+        size = next(n for n in (1, 2, 4, _CHUNK) if n >= len(chunks[-1]))
+        chunks[-1] += tuple(threading.Lock() for _ in range(size - len(chunks[-1])))
+    return tuple(chunks)
 
 
 def locked(chunks, fn, *args):
@@ -46,11 +48,21 @@ def locked(chunks, fn, *args):
     KeyboardInterrupt cannot leave one of the locks held."""
     if not chunks:
         return fn(*args)
-    a, b, c, d, e, f, g, h = chunks[0]
-    with a, b, c, d, e, f, g, h:
-        if len(chunks) == 1:
+    first, rest = chunks[0], chunks[1:]
+    if len(first) == 1:
+        with first[0]:
+            return fn(*args)          # a short chunk is the last one
+    if len(first) == 2:
+        a, b = first
+        with a, b:
             return fn(*args)
-        return locked(chunks[1:], fn, *args)
+    if len(first) == 4:
+        a, b, c, d = first
+        with a, b, c, d:
+            return fn(*args)
+    a, b, c, d, e, f, g, h = first
+    with a, b, c, d, e, f, g, h:
+        return locked(rest, fn, *args) if rest else fn(*args)
 
 
 _VALUE = "value"
