@@ -2,6 +2,9 @@
 
     python benchmarks/gpu.py            (needs a CUDA device; about 3-4 minutes on an H100)
 
+Each workload prints a line with its numbers when done (so a run cut short still
+reports those), then both tables follow.
+
 Workloads: an MLP 784-512-256-10 SGD step (batch 128), a LeNet-style CNN SGD step
 (batch 64), an elementwise chain over 4M float32 values, and softmax cross-entropy
 forward + backward on (4096, 1000). Two tables, medians in microseconds per call:
@@ -310,7 +313,11 @@ def main():
         t0 = time.perf_counter()
         try:
             rows.append(w())
-            print(f"{w.__name__}: done in {time.perf_counter() - t0:.0f} s (replay: {rows[-1]['replay']})", flush=True)
+            r = rows[-1]
+            print(f"{w.__name__}: done in {time.perf_counter() - t0:.0f} s (replay: {r['replay']}); "
+                  f"us per call, synchronised / pipelined: nngraph {fmt(r['device'][0])} / {fmt(r['device'][1])}, "
+                  f"kernels {fmt(r['kernels'])}, eager {fmt(r['eager'][0])} / {fmt(r['eager'][1])}, "
+                  f"torch.compile {fmt(r['compile'][0])} / {fmt(r['compile'][1])}", flush=True)
         except Exception as e:  # noqa: BLE001 - report what works
             print(f"{w.__name__}: FAILED: {type(e).__name__}: {str(e)[:500]}", flush=True)
             traceback.print_exc(limit=4)
