@@ -15,16 +15,7 @@ from nngraph.interpreter import _given, bind_dims
 from nngraph.types import np_dtype
 
 from .checks import call_checks, reads_values
-
-# Calls that update the same parameter must not overlap (each reads the values the
-# other replaces: lost updates). Every parameter maps to one of these locks; a call
-# takes the locks of the parameters it updates, in index order (no deadlock).
-_PARAM_LOCKS = tuple(threading.Lock() for _ in range(61))
-
-
-def _param_lock_index(p) -> int:
-    return (id(p) >> 4) % len(_PARAM_LOCKS)
-
+from .update_locks import update_locks
 
 _CHUNK = 8   # locks one `with` statement takes at most (lock_chunks pads the last chunk)
 
@@ -184,11 +175,11 @@ class Function:
         self._dtypes = [np_dtype(ph.dtype) for ph in self.inputs]
         self._stats = dict(stats or {})
         self._stages = dict(stages or {})
-        # the parameters' locks (shared with every Function updating them), then this
-        # Function's own (its runner's bindings are per Function)
-        stripes = sorted({_param_lock_index(p) for p in self._run_updated})
+        # the locks of the updated parameters' groups (shared with every Function updating
+        # one of them: runtime/update_locks.py), then this Function's own (its runner's
+        # bindings are per Function)
         self._own_lock = threading.Lock()
-        self._locks = lock_chunks([_PARAM_LOCKS[i] for i in stripes] + [self._own_lock])
+        self._locks = lock_chunks(update_locks(self._run_updated) + [self._own_lock])
         self._checks = call_checks(graph)
         self._value_checks = [c for c in self._checks if reads_values(c)]
         self._signatures: dict = {}   # input keys of a checked device-array call -> bound sizes
