@@ -60,7 +60,6 @@ from .gpu_replay import StaticParams, replay_off_reason, replay_or_direct
 _Tensor = torch.Tensor
 
 
-
 def device_or_error() -> str:
     """'cuda' with a GPU, 'cpu' under TRITON_INTERPRET=1, else a RuntimeError with the reason."""
     interp = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")

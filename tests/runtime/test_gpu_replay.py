@@ -206,11 +206,12 @@ def test_pipelined_steps_match_the_reference_and_held_outputs_stay_intact():
     fr, pr = mlp("reference")
     X, Y = batch(8, 6)
     xs = [fg.to_device(a) for a in (X, Y)]
+    batches = [fg.to_device(X * (1 + 0.1 * step)) for step in range(12)]   # on the device before the loop
     kept, want = [], []
     loss = None
     for step in range(12):
-        xs[0].copy_(torch.from_numpy(X * (1 + 0.1 * step)))    # queued after the previous call
-        loss, logits = fg(*xs)                                  # the last loss is held meanwhile
+        xs[0].copy_(batches[step])        # a device-to-device copy, queued after the previous call
+        loss, logits = fg(*xs)            # the last loss is held meanwhile
         lr, zr = fr(X * (1 + 0.1 * step), Y)
         if step % 3 == 0:
             kept.append((loss, logits))
