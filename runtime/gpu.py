@@ -93,6 +93,14 @@ class _Binding:
         self.sizes = {s: int(env[s]) for s in runner.symbols}
         self.fresh = [(runner.names[b], self.shapes[b], TORCH_DTYPES[p.buffers[b].dtype]) for b in runner.fresh_ids]
         self.base = {**runner.consts, **self.temps}   # the buffers every call of these sizes shares
+        # views of those are made once here; views of inputs, parameters and fresh
+        # buffers per call (runner.views lists each view after the one it views)
+        self.call_views = []
+        for name, of, bid, offset in runner.views:
+            if of in self.base:
+                self.base[name] = view_tensor(self.base[of], self.shapes[bid], offset)
+            else:
+                self.call_views.append((name, of, bid, offset))
         self.calls = 0
         self.replay = None          # a Replay once captured; False where capturing failed
 
@@ -206,7 +214,7 @@ class GpuRunner(Runner):
             b[name] = self._param(i, a)
         for name, shape, dt in bd.fresh:
             b[name] = torch.empty(shape, dtype=dt, device=self.torch_device)
-        for name, of, bid, offset in self.views:     # same memory, another row-major shape
+        for name, of, bid, offset in bd.call_views:     # same memory, another row-major shape
             b[name] = view_tensor(b[of], bd.shapes[bid], offset)
         return b, bd
 

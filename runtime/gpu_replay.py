@@ -154,7 +154,7 @@ class _Variant:
         b.update(zip(runner.param_names, replay.params))
         for name, shape, dt in bd.fresh:
             b[name] = torch.empty(shape, dtype=dt, device=dev)
-        for name, of, bid, offset in runner.views:
+        for name, of, bid, offset in bd.call_views:
             b[name] = view_tensor(b[of], bd.shapes[bid], offset)
         self.buffers = b
         self.outputs = [b[names[x]] for x in p.outputs]
