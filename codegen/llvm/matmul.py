@@ -7,10 +7,16 @@ output, run after the product, reading it with `acc`.
 BLAS is column-major: a row-major C = op(A) op(B) is, read column-major,
 C^T = op(B)^T op(A)^T, so we call gemm with the operands swapped.
 
+A product split across our own threads (codegen/llvm/entry.py, above GEMM_WORK) is
+cut into ranges of output rows, or of output columns where it has more columns than
+rows (splits_columns), each range one BLAS call.
+
 A call below BLAS_THREAD_WORK multiply-adds runs on one BLAS thread (the count is
 set to one before it and back to NNGRAPH_BLAS_THREADS after); bigger ones use them all.
 """
 from __future__ import annotations
+
+import math
 
 import llvmlite.ir as ir
 
@@ -61,11 +67,31 @@ def folds(program, kern: MatmulKernel) -> bool:
 
 def split_axis(program, kern: MatmulKernel) -> tuple:
     """The sizes whose product is the axis the function's [lo, hi) range runs over:
-    output rows (times the batch when it folds), else the first batch axis."""
+    output columns where splits_columns, else output rows (times the batch when it
+    folds), else the first batch axis."""
     dt = program.buffers[kern.out].dtype
+    if splits_columns(program, kern):
+        return kern.axes("n")
     if is_float(dt) and folds(program, kern):
         return tuple(kern.batch) + kern.axes("m")
     return (kern.batch[0],) if kern.batch else kern.axes("m")
+
+
+def splits_columns(program, kern: MatmulKernel) -> bool:
+    """Does the [lo, hi) range run over output columns: a float product of one matrix
+    (no batch, or a batch of ones that folds) with more columns than rows, all static?
+    A part then reads all of A and its columns of B, where a part of the rows would
+    read all of B: the smaller operand is the one each part reads whole (a batch-1
+    convolution's B is its im2col columns, 9x its input, against weights of a few
+    hundred rows)."""
+    if not is_float(program.buffers[kern.out].dtype) or kern.trans_b:
+        return False
+    if kern.batch and not (folds(program, kern) and all(_is_one(s) for s in kern.batch)):
+        return False
+    sizes = kern.axes("m") + kern.axes("n")
+    if not all(isinstance(s, int) for s in sizes):
+        return False
+    return math.prod(kern.axes("n")) > math.prod(kern.axes("m"))
 
 
 def emit_matmul_function(module, name, program, symbols, kern: MatmulKernel):
@@ -113,12 +139,17 @@ def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt):
     m, n, k = (fb.numel(kern.axes(d)) for d in "mnk")
     lo, hi, _ = fb.args
     fold = folds(fb.program, kern)
+    by_columns = splits_columns(fb.program, kern)
     split_rows = fold or not kern.batch
-    rows = b.sub(hi, lo) if split_rows else m
+    rows = m if by_columns else (b.sub(hi, lo) if split_rows else m)
+    if by_columns:
+        m = fb.numel(tuple(kern.batch) + kern.axes("m"))    # the batch of ones folded
+        rows = m
     # operands as BLAS sees them (swapped): first = our B, second = our A
     ta = slot(I8, ir.Constant(I8, ord("T" if kern.trans_b else "N")), "ta")
     tb = slot(I8, ir.Constant(I8, ord("T" if kern.trans_a else "N")), "tb")
-    pm, pn, pk = slot(I32, i32(n), "m"), slot(I32, i32(rows), "n"), slot(I32, i32(k), "k")
+    cols = b.sub(hi, lo) if by_columns else n
+    pm, pn, pk = slot(I32, i32(cols), "m"), slot(I32, i32(rows), "n"), slot(I32, i32(k), "k")
     lda = slot(I32, i32(imax1(k if kern.trans_b else n)), "lda")
     ldb = slot(I32, i32(imax1(m if kern.trans_a else k)), "ldb")
     ldc = slot(I32, i32(imax1(n)), "ldc")
@@ -127,7 +158,10 @@ def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt):
     pa, pb_, pc = fb.ptr(kern.a), fb.ptr(kern.b), fb.ptr(kern.out)
 
     def call(bidx):
-        if bidx is None:      # rows [lo, hi) of the (folded) product
+        if by_columns:        # columns [lo, hi): B's and C's, all of A
+            ob = oc = lo
+            oa = i64(0)
+        elif bidx is None:    # rows [lo, hi) of the (folded) product
             oa = lo if kern.trans_a else b.mul(lo, k)
             ob, oc = i64(0), b.mul(lo, n)
         else:
@@ -141,7 +175,7 @@ def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt):
     # they save there, and they then spin on the cores our own threads need
     # (set back to the configured count, not to the previous one: two threads making
     # small calls at once would otherwise leave the count at one)
-    per_call = b.mul(b.mul(rows, n), k)
+    per_call = b.mul(b.mul(rows, cols), k)
     small = b.icmp_signed("<", per_call, i64(BLAS_THREAD_WORK))
     # a part of a product split across our own threads (entry.py's _launch) runs on one
     # BLAS thread: each of our threads already has a core, and BLAS workers woken on
@@ -152,7 +186,7 @@ def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt):
     set_threads = _threads_decl(fb.module)
     with b.if_then(small):
         b.call(set_threads, [ir.Constant(I32, 1)])
-    if split_rows:
+    if split_rows or by_columns:
         with fb.b.if_then(b.icmp_signed("<", lo, hi)):
             call(None)
     else:

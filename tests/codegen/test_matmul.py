@@ -116,10 +116,12 @@ def test_matmul_program_counts_a_library_call():
 
 
 @pytest.mark.parametrize("n_threads", [2, 3])
-@pytest.mark.parametrize("case", ["rows", "folded", "batch", "trans_a"])
+@pytest.mark.parametrize("case", ["rows", "folded", "batch", "trans_a", "columns", "columns_trans_a",
+                                  "columns_batch_of_one"])
 def test_big_gemms_split_across_threads(case, n_threads, monkeypatch):
-    """Above GEMM_WORK multiply-adds the rows (or batch entries) are split between
-    threads, each making its own BLAS call (threshold lowered so small shapes split)."""
+    """Above GEMM_WORK multiply-adds the rows (or batch entries; the columns where
+    there are more of them) are split between threads, each making its own BLAS call
+    (threshold lowered so small shapes split)."""
     import codegen.llvm.entry as entry
     monkeypatch.setattr(entry, "GEMM_WORK", 1 << 22)
     monkeypatch.setattr(entry, "N_THREADS", n_threads)
@@ -131,11 +133,31 @@ def test_big_gemms_split_across_threads(case, n_threads, monkeypatch):
         a, b, kw = rng.standard_normal((3, 101, 128)), rng.standard_normal((128, 130)), {"batch": (3,)}
     elif case == "batch":
         a, b, kw = rng.standard_normal((5, 100, 96)), rng.standard_normal((5, 96, 99)), {"batch": (5,)}
-    else:
+    elif case == "trans_a":
         a, b, kw = rng.standard_normal((128, 301)), rng.standard_normal((128, 131)), {"trans_a": True}
+    elif case == "columns":
+        a, b, kw = rng.standard_normal((131, 128)), rng.standard_normal((128, 301)), {}
+    elif case == "columns_trans_a":
+        a, b, kw = rng.standard_normal((128, 131)), rng.standard_normal((128, 301)), {"trans_a": True}
+    else:
+        a, b, kw = rng.standard_normal((1, 110, 128)), rng.standard_normal((128, 331)), {"batch": (1,)}
     want = _ref(a, b, kw.get("trans_a", False), False)
-    assert want.size * a.shape[-1 if case != "trans_a" else -2] >= GEMM_WORK
+    assert _splits_columns(a, b, **kw) == case.startswith("columns")
+    assert want.size * a.shape[-2 if kw.get("trans_a") else -1] >= GEMM_WORK
     np.testing.assert_allclose(_mm(a, b, **kw), want, rtol=1e-10, atol=1e-10)
+
+
+def _splits_columns(a, b, trans_a=False, batch=()):
+    """Whether codegen/llvm/matmul.py splits the product of _mm(a, b) by columns."""
+    from codegen.llvm.matmul import splits_columns
+    from passes.program import Buffer
+    m, k = (a.shape[-1], a.shape[-2]) if trans_a else a.shape[-2:]
+    bufs = {0: Buffer(0, "a", "float64", a.shape, "input"), 1: Buffer(1, "b", "float64", b.shape, "input"),
+            2: Buffer(2, "o", "float64", tuple(batch) + (m, b.shape[-1]), "output")}
+
+    class _Program:
+        buffers = bufs
+    return splits_columns(_Program, MatmulKernel("mm", 0, 1, 2, tuple(batch), m, b.shape[-1], k, trans_a))
 
 
 def test_small_products_run_on_one_blas_thread_and_restore_the_count():
@@ -229,3 +251,24 @@ def test_parts_of_a_split_gemm_run_on_one_blas_thread(monkeypatch):
     assert 128 * 128 * 160 >= matmul.BLAS_THREAD_WORK   # each half alone would use every BLAS thread
     ones = {tid for tid, n in calls if n == 1}
     assert len(ones) == 2, calls                     # both parts, each on its own thread, asked for one
+
+
+def test_batch_one_convolution_split_by_columns_matches_the_reference(monkeypatch):
+    """A batch-1 convolution's product (64 rows, 900 columns of im2col) split across
+    our threads by columns: each part a BLAS call on its columns of cols and of y, the
+    epilogue (bias, relu) after; values as target="reference"."""
+    import codegen.llvm.entry as entry
+    import nngraph as ng
+    monkeypatch.setattr(entry, "GEMM_WORK", 1 << 16)
+    monkeypatch.setattr(entry, "N_THREADS", 3)
+    rng = np.random.default_rng(12)
+    x = ng.placeholder((1, 8, 30, 30), name="x")
+    w = ng.parameter(rng.standard_normal((64, 8, 3, 3)).astype(np.float32), name="w")
+    b = ng.parameter(rng.standard_normal((1, 64, 1, 1)).astype(np.float32), name="b")
+    y = ng.relu(ng.conv2d(x, w, padding=1) + b)
+    xv = rng.standard_normal((1, 8, 30, 30)).astype(np.float32)
+    fn = ng.compile([x], y, target="cpu")
+    from codegen.llvm.matmul import splits_columns
+    program = fn.runner.program
+    assert [splits_columns(program, k) for k in program.schedule if isinstance(k, MatmulKernel)] == [True]
+    np.testing.assert_allclose(fn(xv), ng.compile([x], y, target="reference")(xv), rtol=1e-4, atol=1e-4)
