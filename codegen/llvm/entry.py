@@ -37,6 +37,7 @@ from .kernel import (emit_finish_function, emit_loop_function, emit_partial_func
                      thread_split)
 from .loop import emit_scan, private_pointers
 from .loops import FnBuilder
+from . import matmul
 from .matmul import emit_matmul_function, split_axis
 
 ENTRY = "nngraph_entry"
@@ -59,7 +60,8 @@ def _struct_bytes(t) -> int:
 THREAD_WORK = tuning().loop_split_work
 # multiply-adds above which a GEMM is split into single-threaded BLAS calls, one per
 # thread (high: a split halves each call's panel reuse, and when the cores are shared
-# the second thread may wait a scheduler slice)
+# the second thread may wait a scheduler slice); a MatmulKernel marked own_threads
+# splits from matmul.BLAS_THREAD_WORK instead (its BLAS never wakes a worker)
 GEMM_WORK = tuning().gemm_split_work
 # threads a big loop kernel or GEMM is cut across (NNGRAPH_NUM_THREADS overrides)
 N_THREADS = _thread_count()
@@ -115,7 +117,8 @@ def emit_kernel(fb: FnBuilder, kern, base: str, tramp, threads: bool, notes: lis
         f = emit_matmul_function(module, base, program, syms, kern)
         axis = split_axis(program, kern)
         factor, wsyms = _static_product(tuple(kern.batch) + kern.axes("m") + kern.axes("n") + kern.axes("k"))
-        _launch(fb, f, fb.numel(axis), factor, wsyms, tramp, threads, GEMM_WORK)
+        _launch(fb, f, fb.numel(axis), factor, wsyms, tramp, threads,
+                matmul.BLAS_THREAD_WORK if kern.own_threads else GEMM_WORK)
         if kern.epilogue is not None:
             outer = kern.epilogue_domain()
             ef = emit_loop_function(module, base + "_epi", program, syms, outer, [kern.epilogue],

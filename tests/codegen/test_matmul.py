@@ -253,22 +253,48 @@ def test_parts_of_a_split_gemm_run_on_one_blas_thread(monkeypatch):
     assert len(ones) == 2, calls                     # both parts, each on its own thread, asked for one
 
 
-def test_batch_one_convolution_split_by_columns_matches_the_reference(monkeypatch):
-    """A batch-1 convolution's product (64 rows, 900 columns of im2col) split across
-    our threads by columns: each part a BLAS call on its columns of cols and of y, the
-    epilogue (bias, relu) after; values as target="reference"."""
+def test_batch_one_convolution_splits_on_our_threads_by_columns(monkeypatch):
+    """A batch-1 convolution's product (64 rows, 900 columns of im2col) is own_threads:
+    split across our threads by columns from BLAS_THREAD_WORK (far below GEMM_WORK),
+    each part a one-BLAS-thread call on its columns of cols and y, the epilogue (bias,
+    relu) after; values as target="reference". At batch 2 the product is not marked."""
+    import ctypes
+    import threading
+
+    import llvmlite.binding as llvm
+
     import codegen.llvm.entry as entry
+    import codegen.llvm.matmul as matmul
     import nngraph as ng
-    monkeypatch.setattr(entry, "GEMM_WORK", 1 << 16)
+    from codegen.llvm import blas
+    from runtime.compile_cache import load_pipeline
+    load_pipeline()             # LLVM started, its symbols registered: the stand-in below stays
+    monkeypatch.setattr(matmul, "BLAS_THREAD_WORK", 1 << 12)
     monkeypatch.setattr(entry, "N_THREADS", 3)
+    calls = []
+
+    @ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)
+    def record(n):
+        calls.append((threading.get_ident(), n))
+        return 1
+
     rng = np.random.default_rng(12)
-    x = ng.placeholder((1, 8, 30, 30), name="x")
     w = ng.parameter(rng.standard_normal((64, 8, 3, 3)).astype(np.float32), name="w")
     b = ng.parameter(rng.standard_normal((1, 64, 1, 1)).astype(np.float32), name="b")
-    y = ng.relu(ng.conv2d(x, w, padding=1) + b)
-    xv = rng.standard_normal((1, 8, 30, 30)).astype(np.float32)
-    fn = ng.compile([x], y, target="cpu")
-    from codegen.llvm.matmul import splits_columns
-    program = fn.runner.program
-    assert [splits_columns(program, k) for k in program.schedule if isinstance(k, MatmulKernel)] == [True]
-    np.testing.assert_allclose(fn(xv), ng.compile([x], y, target="reference")(xv), rtol=1e-4, atol=1e-4)
+    for batch in (1, 2):
+        x = ng.placeholder((batch, 8, 30, 30), name="x")
+        y = ng.relu(ng.conv2d(x, w, padding=1) + b)
+        xv = rng.standard_normal((batch, 8, 30, 30)).astype(np.float32)
+        real = blas.gemm_addresses()["blas_threads_local"]
+        llvm.add_symbol("nngraph_blas_threads_local", ctypes.cast(record, ctypes.c_void_p).value)
+        try:
+            fn = ng.compile([x], y, target="cpu")
+            got = fn(xv)
+        finally:
+            llvm.add_symbol("nngraph_blas_threads_local", real)
+        np.testing.assert_allclose(got, ng.compile([x], y, target="reference")(xv), rtol=1e-4, atol=1e-4)
+        program = fn.runner.program
+        (kern,) = [k for k in program.schedule if isinstance(k, MatmulKernel)]
+        assert kern.own_threads == (batch == 1) and matmul.splits_columns(program, kern)
+    assert 64 * 72 * 900 < entry.GEMM_WORK
+    assert len({tid for tid, n in calls if n == 1}) == 3, calls      # each part on its own thread asked for one
