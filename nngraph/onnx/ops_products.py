@@ -1,5 +1,6 @@
-"""ONNX products and orderings composed from nngraph primitives: ReduceProd and
-CumProd (products along an axis) and TopK (the k largest or smallest along an axis).
+"""ONNX products and orderings composed from nngraph primitives: ReduceProd's value
+(registered with the other reductions, nngraph/onnx/ops_reduce.py) and CumProd
+(products along an axis), TopK (the k largest or smallest along an axis).
 
 nngraph has no product reduction and no sort, so each is written with ops it has,
 over axes whose size is known at import (a dynamic size is refused by name):
@@ -56,28 +57,15 @@ def product_along(x, axis):
     return x
 
 
-@converter("ReduceProd", 1, attrs=("axes", "keepdims", "noop_with_empty_axes"))
-def _reduce_prod(ctx):
-    """Axes from the attribute before opset 18, from input 1 since; none means all
-    (or the identity with noop_with_empty_axes)."""
-    x = ctx.t(0)
-    if ctx.opset < 18:
-        axes = ctx.attr("axes")
-    else:
-        axes = [int(a) for a in ctx.const(1, "axes").reshape(-1)] if ctx.has(1) else None
-    if not axes:
-        if ctx.attr("noop_with_empty_axes", 0):
-            return x
-        axes = range(x.ndim)
-    axes = sorted({int(a) % x.ndim for a in axes})
-    if x.dtype == "bool":
-        raise ctx.error(f"cannot multiply a bool tensor {x.type}")
+def reduce_prod(x, axes, keepdims):
+    """ReduceProd's value (nngraph/onnx/ops_reduce.py reads its inputs and attributes):
+    x's product over `axes` (None: all), each of a static size."""
+    axes = sorted({a % x.ndim for a in (range(x.ndim) if axes is None else axes)})
     for a in axes:
-        _static_size(ctx, x, a, "ReduceProd")
+        if not isinstance(x.shape[a], int):
+            raise ValueError(f"ReduceProd needs a static size along axis {a}, input has {x.type}")
         x = product_along(x, a)
-    if not ctx.attr("keepdims", 1):
-        x = mv.reshape(x, tuple(s for a, s in enumerate(x.shape) if a not in axes))
-    return x
+    return x if keepdims else mv.reshape(x, tuple(s for a, s in enumerate(x.shape) if a not in axes))
 
 
 def _shifted(x, axis, d, n):

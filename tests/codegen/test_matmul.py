@@ -1,5 +1,7 @@
 """MatmulKernel: BLAS through cython_blas pointers (transposes, alpha/beta, batch
 broadcasting, epilogue), integer matmul as loops, against NumPy."""
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -216,23 +218,19 @@ def test_matrix_dimensions_over_several_axes():
                 np.testing.assert_allclose(g_, w_, rtol=1e-12, atol=1e-12)
 
 
-def test_parts_of_a_split_gemm_run_on_one_blas_thread(monkeypatch):
-    """A product split across our own threads makes each part's BLAS call on one BLAS
-    thread, however big the part: BLAS workers woken on top of our threads would
-    oversubscribe the cores (a (1600, 256, 1024) product on 2 cores took 5-10 ms
-    instead of 2.9 ms). The generated code's thread-count calls are recorded through
-    a stand-in for the BLAS's set_num_threads_local."""
+@contextlib.contextmanager
+def _recording_blas_threads():
+    """The generated code's BLAS thread-count calls, as (thread id, count) pairs, through
+    a stand-in for the BLAS's set_num_threads_local (LLVM started first, so the real
+    symbol is not registered again over it)."""
     import ctypes
     import threading
 
     import llvmlite.binding as llvm
 
-    import codegen.llvm.entry as entry
-    import codegen.llvm.matmul as matmul
     from codegen.llvm import blas
-    monkeypatch.setattr(entry, "GEMM_WORK", 1 << 16)
-    monkeypatch.setattr(matmul, "BLAS_THREAD_WORK", 1 << 12)
-    monkeypatch.setattr(entry, "N_THREADS", 2)
+    from runtime.compile_cache import load_pipeline
+    load_pipeline()
     calls = []
 
     @ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)
@@ -243,11 +241,26 @@ def test_parts_of_a_split_gemm_run_on_one_blas_thread(monkeypatch):
     real = blas.gemm_addresses()["blas_threads_local"]
     llvm.add_symbol("nngraph_blas_threads_local", ctypes.cast(record, ctypes.c_void_p).value)
     try:
-        rng = np.random.default_rng(11)
-        a, b = rng.standard_normal((256, 128)), rng.standard_normal((128, 160))
-        np.testing.assert_allclose(_mm(a, b), a @ b, rtol=1e-10, atol=1e-10)
+        yield calls
     finally:
         llvm.add_symbol("nngraph_blas_threads_local", real)
+
+
+def test_parts_of_a_split_gemm_run_on_one_blas_thread(monkeypatch):
+    """A product split across our own threads makes each part's BLAS call on one BLAS
+    thread, however big the part: BLAS workers woken on top of our threads would
+    oversubscribe the cores (a (1600, 256, 1024) product on 2 cores took 5-10 ms
+    instead of 2.9 ms). The generated code's thread-count calls are recorded through
+    a stand-in for the BLAS's set_num_threads_local."""
+    import codegen.llvm.entry as entry
+    import codegen.llvm.matmul as matmul
+    monkeypatch.setattr(entry, "GEMM_WORK", 1 << 16)
+    monkeypatch.setattr(matmul, "BLAS_THREAD_WORK", 1 << 12)
+    monkeypatch.setattr(entry, "N_THREADS", 2)
+    rng = np.random.default_rng(11)
+    a, b = rng.standard_normal((256, 128)), rng.standard_normal((128, 160))
+    with _recording_blas_threads() as calls:
+        np.testing.assert_allclose(_mm(a, b), a @ b, rtol=1e-10, atol=1e-10)
     assert 128 * 128 * 160 >= matmul.BLAS_THREAD_WORK   # each half alone would use every BLAS thread
     ones = {tid for tid, n in calls if n == 1}
     assert len(ones) == 2, calls                     # both parts, each on its own thread, asked for one
@@ -258,26 +271,11 @@ def test_batch_one_convolution_splits_on_our_threads_by_columns(monkeypatch):
     split across our threads by columns from BLAS_THREAD_WORK (far below GEMM_WORK),
     each part a one-BLAS-thread call on its columns of cols and y, the epilogue (bias,
     relu) after; values as target="reference". At batch 2 the product is not marked."""
-    import ctypes
-    import threading
-
-    import llvmlite.binding as llvm
-
     import codegen.llvm.entry as entry
     import codegen.llvm.matmul as matmul
     import nngraph as ng
-    from codegen.llvm import blas
-    from runtime.compile_cache import load_pipeline
-    load_pipeline()             # LLVM started, its symbols registered: the stand-in below stays
     monkeypatch.setattr(matmul, "BLAS_THREAD_WORK", 1 << 12)
     monkeypatch.setattr(entry, "N_THREADS", 3)
-    calls = []
-
-    @ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)
-    def record(n):
-        calls.append((threading.get_ident(), n))
-        return 1
-
     rng = np.random.default_rng(12)
     w = ng.parameter(rng.standard_normal((64, 8, 3, 3)).astype(np.float32), name="w")
     b = ng.parameter(rng.standard_normal((1, 64, 1, 1)).astype(np.float32), name="b")
@@ -285,13 +283,10 @@ def test_batch_one_convolution_splits_on_our_threads_by_columns(monkeypatch):
         x = ng.placeholder((batch, 8, 30, 30), name="x")
         y = ng.relu(ng.conv2d(x, w, padding=1) + b)
         xv = rng.standard_normal((batch, 8, 30, 30)).astype(np.float32)
-        real = blas.gemm_addresses()["blas_threads_local"]
-        llvm.add_symbol("nngraph_blas_threads_local", ctypes.cast(record, ctypes.c_void_p).value)
-        try:
+        with _recording_blas_threads() as recorded:
             fn = ng.compile([x], y, target="cpu")
             got = fn(xv)
-        finally:
-            llvm.add_symbol("nngraph_blas_threads_local", real)
+        calls = recorded if batch == 1 else calls
         np.testing.assert_allclose(got, ng.compile([x], y, target="reference")(xv), rtol=1e-4, atol=1e-4)
         program = fn.runner.program
         (kern,) = [k for k in program.schedule if isinstance(k, MatmulKernel)]
