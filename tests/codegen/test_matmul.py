@@ -290,6 +290,7 @@ def test_batch_one_convolution_splits_on_our_threads_by_columns(monkeypatch):
         np.testing.assert_allclose(got, ng.compile([x], y, target="reference")(xv), rtol=1e-4, atol=1e-4)
         program = fn.runner.program
         (kern,) = [k for k in program.schedule if isinstance(k, MatmulKernel)]
-        assert kern.own_threads == (batch == 1) and matmul.splits_columns(program, kern)
+        assert kern.own_threads == (batch == 1)
+        assert batch > 1 or matmul.splits_columns(program, kern)    # (batch 2's layout is measured)
     assert 64 * 72 * 900 < entry.GEMM_WORK
     assert len({tid for tid, n in calls if n == 1}) == 3, calls      # each part on its own thread asked for one
