@@ -7,16 +7,15 @@ output, run after the product, reading it with `acc`.
 BLAS is column-major: a row-major C = op(A) op(B) is, read column-major,
 C^T = op(B)^T op(A)^T, so we call gemm with the operands swapped.
 
-A product split across our own threads (codegen/llvm/entry.py, above GEMM_WORK) is
-cut into ranges of output rows, or of output columns where it has more columns than
-rows (splits_columns), each range one BLAS call.
-
 A call below BLAS_THREAD_WORK multiply-adds runs on one BLAS thread (the count is
 set to one before it and back to NNGRAPH_BLAS_THREADS after); bigger ones use them all.
+
+The function's [lo, hi) range runs over the output rows (split_axis), or, built with
+columns=True, over the output columns: part C[:, lo:hi] = A @ B[:, lo:hi] through the
+leading dimensions (entry.py picks one at run time: the longer axis, so each part
+re-packs only the smaller operand).
 """
 from __future__ import annotations
-
-import math
 
 import llvmlite.ir as ir
 
@@ -67,35 +66,22 @@ def folds(program, kern: MatmulKernel) -> bool:
 
 def split_axis(program, kern: MatmulKernel) -> tuple:
     """The sizes whose product is the axis the function's [lo, hi) range runs over:
-    output columns where splits_columns, else output rows (times the batch when it
-    folds), else the first batch axis."""
+    output rows (times the batch when it folds), else the first batch axis."""
     dt = program.buffers[kern.out].dtype
-    if splits_columns(program, kern):
-        return kern.axes("n")
     if is_float(dt) and folds(program, kern):
         return tuple(kern.batch) + kern.axes("m")
     return (kern.batch[0],) if kern.batch else kern.axes("m")
 
 
 def splits_columns(program, kern: MatmulKernel) -> bool:
-    """Does the [lo, hi) range run over output columns: a float product of one matrix
-    (no batch, or a batch of ones that folds) with more columns than rows, all static?
-    A part then reads all of A and its columns of B, where a part of the rows would
-    read all of B: the smaller operand is the one each part reads whole (a batch-1
-    convolution's B is its im2col columns, 9x its input, against weights of a few
-    hundred rows)."""
-    if not is_float(program.buffers[kern.out].dtype) or kern.trans_b:
-        return False
-    if kern.batch and not (folds(program, kern) and all(_is_one(s) for s in kern.batch)):
-        return False
-    sizes = kern.axes("m") + kern.axes("n")
-    if not all(isinstance(s, int) for s in sizes):
-        return False
-    return math.prod(kern.axes("n")) > math.prod(kern.axes("m"))
+    """True when the product is one BLAS call (float, not batched or batch folded
+    into M), so it may also be cut along its output columns."""
+    return is_float(program.buffers[kern.out].dtype) and (folds(program, kern) or not kern.batch)
 
 
-def emit_matmul_function(module, name, program, symbols, kern: MatmulKernel):
-    """`void mm(bufs, sizes, lo, hi, extra)`: the product for split_axis range [lo, hi)."""
+def emit_matmul_function(module, name, program, symbols, kern: MatmulKernel, columns=False):
+    """`void mm(bufs, sizes, lo, hi, extra)`: the product for split_axis range [lo, hi),
+    or with columns=True (splits_columns only) for output columns [lo, hi)."""
     fb = FnBuilder(module, name, [I64, I64, I8P], program=program, symbols=symbols)
     dt = program.buffers[kern.out].dtype
     for x in (kern.a, kern.b):
@@ -103,7 +89,7 @@ def emit_matmul_function(module, name, program, symbols, kern: MatmulKernel):
             raise NotImplementedError(f"matmul {kern.name}: operand dtypes differ "
                                       f"({program.buffers[x].dtype} vs {dt}); the lowering must cast first")
     if is_float(dt):
-        _emit_gemm(fb, kern, dt)
+        _emit_gemm(fb, kern, dt, columns)
     else:
         _emit_int_loops(fb, kern, dt)
     fb.b.ret_void()
@@ -120,7 +106,7 @@ def _gemm_decl(module, dt):
     return fn
 
 
-def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt):
+def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt, columns=False):
     b = fb.b
     t = value_type(dt)
     gemm = _gemm_decl(fb.module, dt)
@@ -139,16 +125,14 @@ def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt):
     m, n, k = (fb.numel(kern.axes(d)) for d in "mnk")
     lo, hi, _ = fb.args
     fold = folds(fb.program, kern)
-    by_columns = splits_columns(fb.program, kern)
     split_rows = fold or not kern.batch
-    rows = m if by_columns else (b.sub(hi, lo) if split_rows else m)
-    if by_columns:
-        m = fb.numel(tuple(kern.batch) + kern.axes("m"))    # the batch of ones folded
-        rows = m
+    if columns:
+        rows, cols = fb.numel(split_axis(fb.program, kern)), b.sub(hi, lo)
+    else:
+        rows, cols = (b.sub(hi, lo) if split_rows else m), n
     # operands as BLAS sees them (swapped): first = our B, second = our A
     ta = slot(I8, ir.Constant(I8, ord("T" if kern.trans_b else "N")), "ta")
     tb = slot(I8, ir.Constant(I8, ord("T" if kern.trans_a else "N")), "tb")
-    cols = b.sub(hi, lo) if by_columns else n
     pm, pn, pk = slot(I32, i32(cols), "m"), slot(I32, i32(rows), "n"), slot(I32, i32(k), "k")
     lda = slot(I32, i32(imax1(k if kern.trans_b else n)), "lda")
     ldb = slot(I32, i32(imax1(m if kern.trans_a else k)), "ldb")
@@ -158,16 +142,7 @@ def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt):
     pa, pb_, pc = fb.ptr(kern.a), fb.ptr(kern.b), fb.ptr(kern.out)
 
     def call(bidx):
-        if by_columns:        # columns [lo, hi): B's and C's, all of A
-            ob = oc = lo
-            oa = i64(0)
-        elif bidx is None:    # rows [lo, hi) of the (folded) product
-            oa = lo if kern.trans_a else b.mul(lo, k)
-            ob, oc = i64(0), b.mul(lo, n)
-        else:
-            oa = _batch_offsets(fb, kern, "a", bidx, kern.batch)
-            ob = _batch_offsets(fb, kern, "b", bidx, kern.batch)
-            oc = b.mul(fb.linear(kern.batch, bidx), b.mul(m, n))
+        oa, ob, oc = _offsets(fb, kern, bidx, columns, (m, n, k))
         b.call(gemm, [ta, tb, pm, pn, pk, alpha, b.gep(pb_, [ob]), lda, b.gep(pa, [oa]), ldb, beta,
                       b.gep(pc, [oc]), ldc])
 
@@ -181,12 +156,12 @@ def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt):
     # BLAS thread: each of our threads already has a core, and BLAS workers woken on
     # top of them oversubscribe the cores (xs@W over (T*N=1600, 256, 1024) on 2 cores:
     # 5-10 ms with two BLAS threads per part, 2.9 ms with one)
-    whole = fb.numel(split_axis(fb.program, kern))
+    whole = n if columns else fb.numel(split_axis(fb.program, kern))
     small = b.or_(small, b.icmp_signed("<", b.sub(hi, lo), whole))
     set_threads = _threads_decl(fb.module)
     with b.if_then(small):
         b.call(set_threads, [ir.Constant(I32, 1)])
-    if split_rows or by_columns:
+    if split_rows or columns:
         with fb.b.if_then(b.icmp_signed("<", lo, hi)):
             call(None)
     else:
@@ -194,6 +169,20 @@ def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt):
             call(bidx)
     with b.if_then(small):
         b.call(set_threads, [ir.Constant(I32, blas.configured_threads())])
+
+
+def _offsets(fb, kern, bidx, columns, mnk):
+    """Element offsets of A, B and C for one call: output columns [lo, hi) (columns),
+    rows [lo, hi) of the (folded) product (bidx None), or batch entry bidx."""
+    b = fb.b
+    lo = fb.args[0]
+    m, n, k = mnk
+    if columns:      # B's columns lo.. (its rows when stored transposed), C's columns lo..
+        return i64(0), (b.mul(lo, k) if kern.trans_b else lo), lo
+    if bidx is None:
+        return (lo if kern.trans_a else b.mul(lo, k)), i64(0), b.mul(lo, n)
+    return (_batch_offsets(fb, kern, "a", bidx, kern.batch), _batch_offsets(fb, kern, "b", bidx, kern.batch),
+            b.mul(fb.linear(kern.batch, bidx), b.mul(m, n)))
 
 
 def _threads_decl(module):
