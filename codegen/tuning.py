@@ -119,12 +119,25 @@ def derive(facts: HostFacts, env=None) -> Tuning:
     ops_per_ns = facts.lanes(bits) * facts.ghz * VECTOR_OPS_PER_CYCLE
     macs_per_ns = facts.lanes() * facts.ghz * FMA_UNITS
     blas_work = pow2_round(BLAS_PAYOFF * facts.thread_start_ns * macs_per_ns)
-    return Tuning(loop_threads=loop_threads(facts, env), blas_threads=blas_threads(facts, env),
-                  vector_bits=bits,
+    loops, blas = loop_threads(facts, env), blas_threads(facts, env)
+    return Tuning(loop_threads=loops, blas_threads=blas, vector_bits=bits,
                   loop_split_work=pow2_round(LOOP_PAYOFF * facts.thread_start_ns * ops_per_ns),
-                  blas_thread_work=blas_work, gemm_split_work=blas_work * GEMM_SPLIT_OVER_BLAS,
+                  blas_thread_work=blas_work, gemm_split_work=gemm_split_work(blas_work, loops, blas),
                   column_tile=COLUMN_TILE_VECTORS * facts.lanes(bits),
                   gemm_column_split_work=COLUMN_SPLIT_PARTS * blas_work)
+
+
+def gemm_split_work(blas_work: int, loops: int, blas: int) -> int:
+    """Multiply-adds above which our own threads split a GEMM. With several BLAS
+    threads, GEMM_SPLIT_OVER_BLAS times the work that wakes one (the BLAS's own
+    split is better below that). With one BLAS thread (NNGRAPH_BLAS_THREADS=1, the
+    setting for cores that other work shares), our threads are the only way a GEMM
+    uses more than one core: they split it from the work that would have woken a
+    second BLAS thread (ResNet-50 at batch 1 has no GEMM above 2**27 multiply-adds:
+    with one BLAS thread every one of them ran on one core)."""
+    if blas == 1 and loops > 1:
+        return blas_work
+    return blas_work * GEMM_SPLIT_OVER_BLAS
 
 
 @functools.lru_cache(maxsize=None)

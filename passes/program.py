@@ -249,6 +249,10 @@ class MatmulKernel:
     beta: float = 0.0
     epilogue: Optional[Stage] = None
     source: str = ""
+    # split across the backend's own threads from the size that would wake a second
+    # BLAS thread (not only above its GEMM split size): for a product whose neighbours
+    # are big loop kernels, which the backend splits across the same cores
+    own_threads: bool = False
 
     def axes(self, dim: str) -> tuple:
         """The sizes of the buffer axes matrix dimension `dim` ("m", "n" or "k") spans."""

@@ -59,7 +59,8 @@ def _struct_bytes(t) -> int:
 THREAD_WORK = tuning().loop_split_work
 # multiply-adds above which a GEMM is split into single-threaded BLAS calls, one per
 # thread (high: a split halves each call's panel reuse, and when the cores are shared
-# the second thread may wait a scheduler slice)
+# the second thread may wait a scheduler slice); a MatmulKernel marked own_threads
+# is split from GEMM_COLUMN_WORK instead (_launch_rows_or_columns)
 GEMM_WORK = tuning().gemm_split_work
 # multiply-adds above which a GEMM with more output columns than rows is split along
 # its columns into single-threaded BLAS calls, one per thread (matmul.py, tuning.py)
@@ -235,15 +236,18 @@ def _launch_rows_or_columns(fb: FnBuilder, base, kern, f, work, tramp, in_loop):
     above GEMM_WORK too, or above GEMM_COLUMN_WORK in a loop's step. There the products
     have few rows (an LSTM step's h @ W_hh: N=32), which a BLAS's own threads barely
     speed up, and its workers, woken every step, spin on the cores between steps. Out
-    of loops a product under GEMM_WORK stays one call on the BLAS's threads."""
+    of loops a product under GEMM_WORK stays one call on the BLAS's threads, unless it
+    is marked own_threads (a batch-1 convolution, passes/lower/conv.py, between loops
+    split across the same cores): then either axis is cut above GEMM_COLUMN_WORK."""
     b, program = fb.b, fb.program
     cf = emit_matmul_function(fb.module, base + "_cols", program, fb.symbols, kern, columns=True)
     rows, cols = fb.numel(split_axis(program, kern)), fb.numel(kern.axes("n"))
     with b.if_else(b.icmp_signed(">", cols, rows)) as (by_columns, by_rows):
         with by_columns:
-            _launch(fb, cf, cols, *work, tramp, True, GEMM_COLUMN_WORK if in_loop else GEMM_WORK)
+            _launch(fb, cf, cols, *work, tramp, True,
+                    GEMM_COLUMN_WORK if in_loop or kern.own_threads else GEMM_WORK)
         with by_rows:
-            _launch(fb, f, rows, *work, tramp, True, GEMM_WORK)
+            _launch(fb, f, rows, *work, tramp, True, GEMM_COLUMN_WORK if kern.own_threads else GEMM_WORK)
 
 
 def _launch(fb: FnBuilder, f, n0, factor, syms, tramp, threads, threshold):

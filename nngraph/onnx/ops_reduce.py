@@ -1,4 +1,5 @@
-"""ONNX reductions (Reduce*, ArgMax/ArgMin), composed from sum/max/min."""
+"""ONNX reductions (Reduce*, ArgMax/ArgMin), composed from sum/max/min (ReduceProd's
+product tree: nngraph/onnx/ops_products.py)."""
 from __future__ import annotations
 
 import functools
@@ -9,6 +10,7 @@ from .. import functional as F
 from ..ops import elementwise as ew
 from ..ops import movement as mv
 from ..ops import reduce as rd
+from .ops_products import reduce_prod
 from .registry import converter
 
 _REDUCE = {
@@ -21,6 +23,7 @@ _REDUCE = {
     "ReduceL2": (18, lambda x, a, k: ew.sqrt(rd.sum(ew.mul(x, x), a, k))),
     "ReduceLogSum": (18, lambda x, a, k: ew.log(rd.sum(x, a, k))),
     "ReduceLogSumExp": (18, lambda x, a, k: F.logsumexp(x, a, k)),
+    "ReduceProd": (18, reduce_prod),
 }
 
 

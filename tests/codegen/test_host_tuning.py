@@ -56,6 +56,17 @@ def test_environment_overrides():
     assert tuning.derive(ZEN3, {"NNGRAPH_NUM_THREADS": "100000"}).loop_threads == tuning.MAX_THREADS
 
 
+def test_one_blas_thread_leaves_the_gemm_split_to_our_threads():
+    """With NNGRAPH_BLAS_THREADS=1 a GEMM big enough to have woken a second BLAS thread
+    is split across our threads instead; with one loop thread nothing splits it."""
+    base = tuning.derive(SPR)
+    one = tuning.derive(SPR, {"NNGRAPH_BLAS_THREADS": "1"})
+    assert base.gemm_split_work == 32 * base.blas_thread_work
+    assert one.gemm_split_work == one.blas_thread_work == base.blas_thread_work
+    alone = tuning.derive(SPR, {"NNGRAPH_BLAS_THREADS": "1", "NNGRAPH_NUM_THREADS": "1"})
+    assert alone.gemm_split_work == base.gemm_split_work
+
+
 @pytest.mark.parametrize("env, match", [
     ({"NNGRAPH_NUM_THREADS": "two"}, "NNGRAPH_NUM_THREADS must be a positive integer, got 'two'"),
     ({"NNGRAPH_BLAS_THREADS": "x"}, "NNGRAPH_BLAS_THREADS"),

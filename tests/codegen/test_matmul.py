@@ -239,6 +239,8 @@ def _blas_thread_requests(run):
     import llvmlite.binding as llvm
 
     from codegen.llvm import blas
+    from runtime.compile_cache import load_pipeline
+    load_pipeline()     # LLVM started and its symbols registered first: a compile in run() keeps the stand-in
     calls = []
 
     @ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)
@@ -345,3 +347,32 @@ def test_mkl_rows_do_not_depend_on_how_the_product_is_cut(trans_b, blas_candidat
     for threads in (2, 3):
         monkeypatch.setattr(entry, "N_THREADS", threads)
         np.testing.assert_array_equal(_mm(a, b, trans_b=trans_b), whole)
+
+
+def test_batch_one_convolution_splits_on_our_threads(monkeypatch):
+    """A batch-1 convolution's product (64 rows, 900 columns of im2col) is own_threads:
+    split across our threads from GEMM_COLUMN_WORK (far below GEMM_WORK), each part a
+    one-BLAS-thread call, the epilogue (bias, relu) after; values as target="reference".
+    At batch 2 the product is not marked."""
+    import codegen.llvm.entry as entry
+    import codegen.llvm.matmul as matmul
+    import nngraph as ng
+    monkeypatch.setattr(entry, "GEMM_COLUMN_WORK", 1 << 12)
+    monkeypatch.setattr(matmul, "BLAS_THREAD_WORK", 1 << 12)
+    monkeypatch.setattr(entry, "N_THREADS", 3)
+    rng = np.random.default_rng(12)
+    w = ng.parameter(rng.standard_normal((64, 8, 3, 3)).astype(np.float32), name="w")
+    b = ng.parameter(rng.standard_normal((1, 64, 1, 1)).astype(np.float32), name="b")
+    for batch in (1, 2):
+        x = ng.placeholder((batch, 8, 30, 30), name="x")
+        y = ng.relu(ng.conv2d(x, w, padding=1) + b)
+        xv = rng.standard_normal((batch, 8, 30, 30)).astype(np.float32)
+        fns = []        # compiled inside: the stand-in is linked in when the code is
+        got, calls = _blas_thread_requests(lambda: fns.append(ng.compile([x], y, target="cpu")) or fns[0](xv))
+        fn = fns[0]
+        np.testing.assert_allclose(got, ng.compile([x], y, target="reference")(xv), rtol=1e-4, atol=1e-4)
+        (kern,) = [k for k in fn.runner.program.schedule if isinstance(k, MatmulKernel)]
+        assert kern.own_threads == (batch == 1)
+        if batch == 1:
+            assert 64 * 72 * 900 < entry.GEMM_WORK
+            assert len({tid for tid, n in calls if n == 1}) == 3, calls   # each part on its own thread asked for one
