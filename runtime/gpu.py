@@ -141,6 +141,14 @@ class GpuRunner(Runner):
                       "replay": "on" if self.replay_off is None else f"off: {self.replay_off}",
                       "replayed": False, "captures": 0}
 
+    def replay_off_for_checked_updates(self, why: str) -> None:
+        """No capture for a step whose results a wrapper may still reject after its
+        kernels ran (runtime/index_check.py): a captured graph writes the updates into
+        the parameters' storage in place, which a rejected call could not undo."""
+        if self.replay_off is None and self.program.updates:
+            self.replay_off = why
+            self.stats["replay"] = f"off: {why}"
+
     # ------------------------------------------------------------------ state
     def _binding(self, env) -> _Binding:
         """The binding for these sizes. A Function passes the same `env` object again for

@@ -102,9 +102,14 @@ class StaticParams:
             t.copy_(a.tensor if device_value else host_tensor(a))
             self._source[i], self._seen[i] = a, version
 
-    def replayed(self) -> None:
-        """A graph rewrote the storage: host copies of its values are stale."""
+    def replayed(self, rewritten) -> None:
+        """A graph rewrote the storage of the parameters at positions `rewritten`: host
+        copies of its values are stale, and so is what `fill` last copied there (should
+        the call not be committed, the parameter's value is copied in again next time)."""
         self.clock[0] += 1
+        source = self._source
+        for i in rewritten:
+            source[i] = None
 
 
 def capture_cuda_graph(warmup, launches):
@@ -169,6 +174,7 @@ class _Variant:
         values = replay.static.values
         self.new = tuple(values[i] if i is not None else None for i, _ in self.updates)
         self.new_is_static = None not in self.new
+        self.rewritten = tuple(i for i, _ in self.updates if i is not None)
         self.watch = [(o.untyped_storage(), 0) for o, r in zip(self.outputs, self.raw) if r]
         self.watch = [(s, _use_count(s._cdata)) for s, _ in self.watch]
         self.graph = None
@@ -248,7 +254,7 @@ class Replay:
         if v.graph is None:
             v.capture(self)
         v.graph()
-        static.replayed()
+        static.replayed(v.rewritten)
         if not device_out:
             outs = [to_host(o) for o in v.outputs]
         elif v.all_raw:

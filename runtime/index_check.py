@@ -14,6 +14,10 @@ class IndexCheckedRunner(Runner):
 
     def __init__(self, inner: Runner, guards: list, placeholders: list):
         self.inner, self.guards, self.placeholders = inner, guards, placeholders
+        turn_off = getattr(inner, "replay_off_for_checked_updates", None)    # target="gpu"
+        if turn_off is not None:
+            turn_off("the step's index checks run with its kernels and decide afterwards whether its "
+                     "updates are committed (nngraph/index_guards.py)")
 
     def __getattr__(self, name):   # compiled, program, ... are the inner runner's
         return getattr(self.__dict__["inner"], name)

@@ -138,3 +138,62 @@ def test_device_values_handed_out_by_replays_follow_every_step(monkeypatch):
     assert f.stats()["replayed"] and score.stats()["replayed"]
     assert all(v is values[-1] for v in values[2:])        # replays: one object, no new one per call
     assert not np.array_equal(values[-1].to_numpy(), np.full((4, 3), 0.1, np.float32))
+
+
+def test_a_step_refused_by_its_index_checks_updates_nothing_when_replayed(monkeypatch):
+    """The index checks of ng.take (nngraph/index_guards.py) read their counts after the
+    kernels ran; a captured graph writes the updates into the parameters' storage in
+    place, so such a step is not captured (stats say why), and its refused calls leave
+    the parameters as they were (on an H100 the good call after three refused ones gave
+    1.06 instead of 3.49)."""
+    from runtime import gpu, gpu_replay
+    monkeypatch.setattr(gpu_replay, "capture_cuda_graph", lambda warmup, launches: (warmup(), launches)[1])
+    monkeypatch.setattr(gpu, "replay_off_reason", lambda *a: None)
+    ids = ng.placeholder(("N",), "int32", name="ids")
+    E0 = np.arange(12, dtype=np.float32).reshape(6, 2) / 10
+    E = ng.parameter(E0.copy(), name="E")
+    loss = ng.sum(ng.take(E, ids, axis=0) ** 2)
+    f = ng.compile([ids], loss, updates={E: E - 0.1 * ng.grad(loss, E)}, target="gpu")
+    assert f.stats()["replay"].startswith("off: the step's index checks")
+    for _ in range(3):
+        with pytest.raises(ng.InputError, match="nothing was updated"):
+            f(np.array([0, 6], np.int32))
+        np.testing.assert_array_equal(E.value, E0)
+    got = float(np.asarray(f(np.array([1, 2], np.int32))))
+    np.testing.assert_allclose(got, float(np.sum(E0[[1, 2]] ** 2)), rtol=1e-6)
+
+
+def test_a_replayed_call_that_is_not_committed_does_not_stick_to_a_value_set_by_the_user(monkeypatch):
+    """A replay rewrites the parameters' storage before the Function commits. After a
+    user sets p.value, a call that ends without committing (an exception after the
+    kernels) leaves p.value as the user set it, and the next call copies that value
+    into the storage again instead of trusting what it last copied there."""
+    from runtime import function, gpu, gpu_replay
+    monkeypatch.setattr(gpu_replay, "capture_cuda_graph", lambda warmup, launches: (warmup(), launches)[1])
+    monkeypatch.setattr(gpu, "replay_off_reason", lambda *a: None)
+    f, W, X, Y = labelled_step()
+    x, y = X.cpu().numpy(), Y.cpu().numpy()
+    f(x, y)
+    f(x, y)                                    # captured here, replayed from now on
+    mine = np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3)
+    W.value = mine
+    real = function.Function._run_and_commit
+
+    def interrupted(self, vals, env):          # the kernels run, the call is not committed
+        self.runner.run(vals, list(map(function._value_of, self._run_states)), env)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(function.Function, "_run_and_commit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        f(x, y)
+    monkeypatch.setattr(function.Function, "_run_and_commit", real)
+    np.testing.assert_array_equal(W.value, mine)
+    f(x, y)
+    np.testing.assert_allclose(W.value, mine - 0.5 * _softmax_regression_grad(mine, x, y), rtol=1e-5, atol=1e-6)
+
+
+def _softmax_regression_grad(W, x, y):
+    z = x @ W
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    p[np.arange(len(y)), y] -= 1
+    return x.T @ p / len(y)
