@@ -28,15 +28,13 @@ def _run(script: str, tmp_path) -> str:
 
 
 COMPILE = """
-    import os, sys
+    import sys
     import numpy as np
     import nngraph as ng
-    x = ng.placeholder((64, 48), name="x")
-    w = ng.placeholder((48, 32), name="w")
-    fn = ng.compile([x, w], x @ w, target="cpu")
-    a = np.random.default_rng(0).standard_normal((64, 48)).astype(np.float32)
-    b = np.random.default_rng(1).standard_normal((48, 32)).astype(np.float32)
-    np.testing.assert_allclose(fn(a, b), a @ b, rtol=1e-5, atol=1e-5)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((40, 30)).astype(np.float32), rng.standard_normal((30, 20)).astype(np.float32)
+    x = ng.placeholder(a.shape, name="x")
+    np.testing.assert_allclose(ng.compile([x], x @ ng.parameter(b, name="w"))(a), a @ b, rtol=1e-5, atol=1e-5)
 """
 
 
