@@ -64,7 +64,9 @@ def _child(model: str) -> None:
 def _maker(model: str):
     """A callable that builds and compiles the model's training step."""
     if model == "lstm":
+        path = list(sys.path)
         import lstm
+        sys.path[:] = path      # lstm.py puts its checkout first; keep nngraph's own
         a = argparse.Namespace(T=50, N=32, F=256, H=256)
         return lambda: lstm._nngraph_step(a, "layer")
     workloads = _workloads()
