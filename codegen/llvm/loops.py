@@ -44,7 +44,8 @@ class FnBuilder:
         """Mark a glue function whose run time is the calls it makes (one BLAS call's
         arguments, a thread's start and join) so that LLVM leaves it as written
         (optnone: no optimisation passes, the fast instruction selector). The O3 passes
-        spent 2-4 ms per such function (a LeNet step has 12) and made none of them faster."""
+        spent 2-4 ms on each such function (a LeNet step has 16); unoptimised, a loop of
+        per-example BLAS calls runs ~10 more instructions per call, nothing next to a call."""
         mark_unoptimised(self.fn)
 
     def finish(self):
