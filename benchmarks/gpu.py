@@ -2,14 +2,25 @@
 
     python benchmarks/gpu.py            (needs a CUDA device; about 3-4 minutes on an H100)
 
+Each workload prints a line with its numbers when done (so a run cut short still
+reports those), then both tables follow.
+
 Workloads: an MLP 784-512-256-10 SGD step (batch 128), a LeNet-style CNN SGD step
 (batch 64), an elementwise chain over 4M float32 values, and softmax cross-entropy
-forward + backward on (4096, 1000). Columns, medians in microseconds per call:
+forward + backward on (4096, 1000). Two tables, medians in microseconds per call:
+
+"synchronised": every call is followed by a device synchronise, so each pays its
+launch and the wait for the device (10-20 us on an H100) in full.
+"pipelined": CALLS back-to-back calls, then one synchronise, divided by CALLS, as a
+training loop runs (the host prepares call k+1 while the device runs call k); each
+call's result is kept until the next call returns (loss = step(x, y)), as such a loop
+does. Columns:
 
 - "call, device": nngraph's call with inputs already on the device (torch tensors),
   outputs left there as tensors; "replayed" says whether those calls replayed a
   captured launch sequence (fn.stats()["replayed"]).
-- "call, NumPy": the same call with NumPy inputs and outputs (copies both ways).
+- "call, NumPy": the same call with NumPy inputs and outputs (copies both ways; the
+  copy back waits for the device, so both tables give the same time).
 - "kernels": the sum of the GPU times of the kernels one call launches (torch.profiler
   over the generated module's run() on bound device buffers); "device/kernels" is
   "call, device" over it (the issue's target: 1.3 or less).
@@ -56,6 +67,33 @@ def timeit(fn, reps=50, warmup=5) -> float:
     return statistics.median(ts) * 1e6
 
 
+CALLS = 50    # calls per pipelined round
+
+
+def timeit_pipelined(fn, rounds=5, warmup=5) -> float:
+    """Median over `rounds` of the wall time of CALLS back-to-back calls and one device
+    synchronise, per call, in microseconds. The last result is held while the next call
+    runs, as `loss = step(x, y)` in a loop holds it."""
+    out = None
+    for _ in range(warmup):
+        out = fn()
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for _ in range(CALLS):
+            out = fn()
+        torch.cuda.synchronize()
+        ts.append((time.perf_counter() - t) / CALLS)
+    del out
+    return statistics.median(ts) * 1e6
+
+
+def both(fn, reps=50) -> tuple:
+    """(synchronised, pipelined) times of fn, in microseconds per call."""
+    return timeit(fn, reps), timeit_pipelined(fn)
+
+
 def kernel_sum(fn, arrays, reps=20) -> float:
     """GPU time of the kernels of one call, in microseconds: torch.profiler's CUDA
     kernel times over `reps` runs of the generated module on bound device buffers."""
@@ -93,21 +131,23 @@ def torch_compiled(f):
 
 
 def time_torch(make, compiled_fn, eager_fn, reps=50):
-    """(eager, compiled) medians of make(f) for f eager and compiled; NaN where it fails."""
-    t_eager = timeit(make(eager_fn), reps)
-    t_comp = NAN
+    """(eager, compiled) (synchronised, pipelined) pairs of make(f) for f eager and
+    compiled; NaN where it fails."""
+    t_eager = both(make(eager_fn), reps)
+    t_comp = (NAN, NAN)
     if compiled_fn is not None:
         try:
-            t_comp = timeit(make(compiled_fn), reps)
+            t_comp = both(make(compiled_fn), reps)
         except Exception as e:  # noqa: BLE001
             print(f"  torch.compile failed: {type(e).__name__}: {str(e)[:200]}")
     return t_eager, t_comp
 
 
 def measure(name, fn, host_args, reps=50) -> dict:
-    """nngraph's numbers for one workload: device call, NumPy call, kernel sum."""
+    """nngraph's numbers for one workload: device call (synchronised and pipelined),
+    NumPy call, kernel sum."""
     dev_args = [fn.to_device(a) for a in host_args]
-    t_dev = timeit(lambda: fn(*dev_args), reps)
+    t_dev = both(lambda: fn(*dev_args), reps)
     replayed = fn.stats()["replayed"]
     t_np = timeit(lambda: fn(*host_args), reps)
     try:
@@ -247,16 +287,19 @@ def fmt(t) -> str:
     return "n/a" if t is None or t != t else f"{t:,.0f}"
 
 
-def table(rows) -> str:
+def table(rows, col: int) -> str:
+    """The table of timings `col` (0: synchronised, 1: pipelined) of each row."""
     head = ("workload", "call, device", "replayed", "call, NumPy", "kernels", "device/kernels",
             "torch eager", "torch.compile", "launches")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        ratio = r["device"] / r["kernels"] if r["kernels"] == r["kernels"] and r["kernels"] else NAN
-        lines.append(f"| {r['name']} | {fmt(r['device'])} | {'yes' if r['replayed'] else 'no'} | "
+        dev = r["device"][col]
+        ratio = dev / r["kernels"] if r["kernels"] == r["kernels"] and r["kernels"] else NAN
+        eager, comp = r.get("eager", (NAN, NAN)), r.get("compile", (NAN, NAN))
+        lines.append(f"| {r['name']} | {fmt(dev)} | {'yes' if r['replayed'] else 'no'} | "
                      f"{fmt(r['numpy'])} | {fmt(r['kernels'])} | "
-                     f"{'n/a' if ratio != ratio else f'{ratio:.2f}x'} | {fmt(r.get('eager'))} | "
-                     f"{fmt(r.get('compile'))} | {r['launches']} |")
+                     f"{'n/a' if ratio != ratio else f'{ratio:.2f}x'} | {fmt(eager[col])} | "
+                     f"{fmt(comp[col])} | {r['launches']} |")
     return "\n".join(lines)
 
 
@@ -270,12 +313,18 @@ def main():
         t0 = time.perf_counter()
         try:
             rows.append(w())
-            print(f"{w.__name__}: done in {time.perf_counter() - t0:.0f} s (replay: {rows[-1]['replay']})", flush=True)
+            r = rows[-1]
+            print(f"{w.__name__}: done in {time.perf_counter() - t0:.0f} s (replay: {r['replay']}); "
+                  f"us per call, synchronised / pipelined: nngraph {fmt(r['device'][0])} / {fmt(r['device'][1])}, "
+                  f"kernels {fmt(r['kernels'])}, eager {fmt(r['eager'][0])} / {fmt(r['eager'][1])}, "
+                  f"torch.compile {fmt(r['compile'][0])} / {fmt(r['compile'][1])}", flush=True)
         except Exception as e:  # noqa: BLE001 - report what works
             print(f"{w.__name__}: FAILED: {type(e).__name__}: {str(e)[:500]}", flush=True)
             traceback.print_exc(limit=4)
-    print("\nmedians in microseconds per call\n")
-    print(table(rows))
+    print("\nsynchronised: a device synchronise after every call; medians in microseconds per call\n")
+    print(table(rows, 0))
+    print(f"\npipelined: {CALLS} calls back to back, then one synchronise; medians in microseconds per call\n")
+    print(table(rows, 1))
     print(f"\ntotal {time.perf_counter() - START:.0f} s")
 
 

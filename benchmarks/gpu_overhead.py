@@ -5,10 +5,12 @@
     TRITON_INTERPRET=1 python benchmarks/gpu_overhead.py --host
                                                (no GPU: the host path alone, see below)
 
-On a CUDA device: each workload of benchmarks/gpu.py (same sizes) is compiled, warmed
-up, then called 300 times with device-tensor inputs under cProfile; the script prints
-the median wall time per call (the device synchronised after each call), whether the
-calls replayed, and the top 15 functions by cumulative time.
+On a CUDA device: each workload of benchmarks/gpu.py (same sizes) is compiled and
+warmed up; the script prints the time per call with device-tensor inputs, synchronised
+after each call and pipelined (100 calls back to back, one synchronise: median of 5
+rounds), then calls it 300 times under cProfile and prints the median wall time per
+call (synchronised), whether the calls replayed, and the top 15 functions by
+cumulative time.
 
 With --host (under TRITON_INTERPRET=1, no GPU): the same four models at tiny sizes,
 after warm-up calls that run the kernels, with the kernel launches and the graph replay
@@ -16,7 +18,9 @@ replaced by no-ops, so that what is timed is nngraph's own per-call work (checks
 binding, input copies, output hand-out, parameter bookkeeping). Both paths are timed:
 "replay" (a stand-in capture whose replay does nothing) and "direct" (replay off, the
 generated module's run() a no-op). Prints microseconds per call (median of 5 rounds of
-2000 calls) and, with --profile, the cProfile top 15 of each.
+2000 calls), wall time and the calling thread's CPU time (the steadier of the two on a
+shared machine: time spent waiting for a core is not counted), and, with --profile,
+the cProfile top 15 of each.
 """
 from __future__ import annotations
 
@@ -104,15 +108,15 @@ def top(prof, n=15) -> str:
     return s.getvalue()
 
 
-def per_call_us(call, sync, calls) -> float:
+def per_call_us(call, sync, calls, clock=time.perf_counter) -> float:
     """Median over 5 rounds of the mean time of `calls` calls, in microseconds."""
     rounds = []
     for _ in range(5):
-        t = time.perf_counter()
+        t = clock()
         for _ in range(calls):
             call()
         sync()
-        rounds.append((time.perf_counter() - t) / calls * 1e6)
+        rounds.append((clock() - t) / calls * 1e6)
     return statistics.median(rounds)
 
 
@@ -130,6 +134,10 @@ def on_device(budget: float):
         for _ in range(10):
             call()
         torch.cuda.synchronize()
+        synced = per_call_us(lambda: (call(), torch.cuda.synchronize()), torch.cuda.synchronize, 100)
+        pipelined = per_call_us(call, torch.cuda.synchronize, 100)
+        print(f"=== {w.__name__}: {synced:.1f} us/call synchronised, {pipelined:.1f} us/call pipelined "
+              "(no profiler)", flush=True)
         ts = []
         prof = cProfile.Profile()
         prof.enable()
@@ -184,7 +192,9 @@ def on_host(profile: bool, calls: int):
             arm(fn)
             call = lambda: fn(*args)  # noqa: E731
             us = per_call_us(call, lambda: None, calls)
-            print(f"{path:7s} {w.__name__:11s} {us:8.1f} us/call  replayed={fn.stats()['replayed']}", flush=True)
+            cpu = per_call_us(call, lambda: None, calls, time.thread_time)
+            print(f"{path:7s} {w.__name__:11s} {us:8.1f} us/call wall, {cpu:8.1f} us/call CPU  "
+                  f"replayed={fn.stats()['replayed']}", flush=True)
             if profile:
                 prof = cProfile.Profile()
                 prof.enable()

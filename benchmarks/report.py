@@ -23,10 +23,12 @@ def machine_lines(cpu: str) -> list:
                      f"{f.l1d >> 10} KiB, L2 {f.l2 >> 10} KiB, L3 {f.l3 >> 20} MiB; thread start "
                      f"{f.thread_start_ns / 1e3:.1f} us")
         lines.append(f"nngraph thresholds (codegen/tuning.py): {t}")
+        from codegen.llvm.blas import describe      # chosen (timed once per host) before any worker runs
+        lines.append(f"nngraph BLAS (codegen/llvm/blas.py): {describe()}")
     except Exception as e:   # the report still prints the rest
         lines.append(f"host facts unavailable: {type(e).__name__}: {e}")
-    blas = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "NNGRAPH_BLAS_CORETYPE", "NNGRAPH_BLAS_THREADS",
-                                       "NNGRAPH_NUM_THREADS") if k in os.environ}
+    blas = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "NNGRAPH_BLAS", "NNGRAPH_BLAS_CORETYPE", "NNGRAPH_MKL_THREADING",
+                                       "NNGRAPH_BLAS_THREADS", "NNGRAPH_NUM_THREADS") if k in os.environ}
     lines.append(f"environment: {blas or 'no BLAS or thread settings'}")
     versions = []
     for pkg in ("numpy", "scipy", "llvmlite", "torch", "jax", "jaxlib", "pytensor"):

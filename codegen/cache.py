@@ -143,3 +143,42 @@ def store(k: str, obj: bytes, suffix: str = ".o") -> bool:
     except OSError:
         return False
     return True
+
+
+# ----------------------------------------------------------------------------- per-host tables
+
+def read_json_table(name: str) -> dict:
+    """The dict stored in `name` (a JSON file in the cache directory), or {} when it is
+    missing, someone else's, writable by others, or not a JSON object (a damaged or
+    foreign table is measured again and overwritten, never trusted)."""
+    import json
+    d = trusted_dir()
+    data = read_trusted(d / name) if d is not None else None
+    try:
+        table = json.loads(data) if data else {}
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return table if isinstance(table, dict) else {}
+
+
+def write_json_table(name: str, table: dict) -> bool:
+    """Replace `name` in the cache directory with `table` as JSON, atomically (a
+    temporary file moved into place: readers see the old table or the new one);
+    False, and nothing written, where the directory is not ours or not writable."""
+    import json
+    d = trusted_dir()
+    if d is None:
+        return False
+    try:
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".json")
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(table, f, indent=1, sort_keys=True)
+        os.replace(tmp, d / name)
+    except OSError:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        return False
+    return True

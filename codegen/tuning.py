@@ -13,6 +13,7 @@ and joining the threads; work runs at the rate the vector units take it:
     blas_thread_work = BLAS_PAYOFF x thread start (ns) x multiply-adds per ns
                        multiply-adds per ns = f32 lanes (widest) x GHz x FMA_UNITS
     gemm_split_work  = GEMM_SPLIT_OVER_BLAS x blas_thread_work
+    gemm_column_split_work = COLUMN_SPLIT_PARTS x blas_thread_work
 
 Both rounded to a power of two, so small differences in the measured thread start
 cost give the same thresholds. The factors below are properties of the x86 cores
@@ -38,6 +39,8 @@ BLAS_PAYOFF = 4            # a BLAS call's work per thread woken, in thread star
 GEMM_SPLIT_OVER_BLAS = 32  # our own row split of a GEMM halves each call's panel reuse:
                            # it needs this many times the work that wakes a BLAS thread
                            # (MLP inference b128: 1.4 ms on one thread, 1.7-8 ms split)
+COLUMN_SPLIT_PARTS = 2     # a GEMM cut along its columns: at least two parts, each with
+                           # the work that pays for waking a BLAS thread
 COLUMN_TILE_VECTORS = 8    # column reductions keep 8 vectors of accumulators per tile
 MAX_THREADS = 256
 
@@ -49,8 +52,12 @@ class Tuning:
     LLVM vectorises loops for; `loop_split_work`: iterations x body ops above which
     a loop kernel is split; `blas_thread_work`: multiply-adds of one BLAS call below
     which it runs on one BLAS thread; `gemm_split_work`: multiply-adds above which a
-    GEMM is cut into one single-threaded BLAS call per thread; `column_tile`:
-    columns per tile of a column reduction."""
+    GEMM is cut into one single-threaded BLAS call per thread; `gemm_column_split_work`:
+    the same when the output has more columns than rows and the cut is along the
+    columns (each part re-packs only the small A: a product of few rows, an LSTM
+    step's h @ W_hh with N=32 rows, which a BLAS's own threads barely speed up); at
+    least two parts that each carry the work that pays for waking a BLAS thread;
+    `column_tile`: columns per tile of a column reduction."""
     loop_threads: int
     blas_threads: int
     vector_bits: int
@@ -58,6 +65,7 @@ class Tuning:
     blas_thread_work: int
     gemm_split_work: int
     column_tile: int
+    gemm_column_split_work: int
 
 
 def pow2_round(x: float) -> int:
@@ -115,7 +123,8 @@ def derive(facts: HostFacts, env=None) -> Tuning:
                   vector_bits=bits,
                   loop_split_work=pow2_round(LOOP_PAYOFF * facts.thread_start_ns * ops_per_ns),
                   blas_thread_work=blas_work, gemm_split_work=blas_work * GEMM_SPLIT_OVER_BLAS,
-                  column_tile=COLUMN_TILE_VECTORS * facts.lanes(bits))
+                  column_tile=COLUMN_TILE_VECTORS * facts.lanes(bits),
+                  gemm_column_split_work=COLUMN_SPLIT_PARTS * blas_work)
 
 
 @functools.lru_cache(maxsize=None)

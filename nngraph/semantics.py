@@ -11,6 +11,9 @@ backends import them from here.
   `_argmax_better` (max pooling's window scan), codegen/llvm/stage.py `argmax_better`
   (the LLVM accumulator), codegen/triton/loop_kernel.py `_argmax_take` (the Triton
   accumulator and split combine; `finish` folds a block by the same rule).
+- Signed zeros: which of -0.0 and +0.0 a max or min of the two gives is not specified
+  (np.maximum does not order them either: it keeps its first argument); a backend may
+  take either (codegen/llvm/stage.py lets LLVM's maximum ignore the sign, one vmaxps).
 - How the partial results of a reduction over chunks fold (`partial_combine`), which
   passes/split_reduce.py uses to decide which kernels both backends may split.
 """

@@ -105,3 +105,42 @@ def _rewrite(st: Stage, a) -> Stage:
                 ins = Instr("idx", (), (("axis", ax - 1),), ins.dtype)
         body.append(ins)
     return Stage(st.inner, body, st.reduce, st.stores)
+
+
+def flat_axes(program, first, sizes, stage) -> bool:
+    """True when loop axes first .. first + len(sizes) - 1 of `stage` (of those sizes,
+    static or symbolic) can run as one flat axis of their product: every access that
+    uses any of them uses all, in order, as adjacent index arguments over buffer axes of
+    exactly those sizes, and their indices feed nothing else. Then indexing with 0 for
+    all but the last axis and the flat index for the last gives the same row-major
+    offsets (a bias gradient's sum over [T, N] of a [T, N, C] buffer: one row loop of
+    T * N rows)."""
+    axes = range(first, first + len(sizes))
+    uses = {ax: {k for k, i in enumerate(stage.body) if i.op == "idx" and i.attr("axis") == ax} for ax in axes}
+    every = set().union(*uses.values())
+    accesses = []
+    for ins in stage.body:
+        if not every.intersection(ins.args):
+            continue
+        if ins.op != "load":
+            return False
+        nd = len(program.buffers[ins.attr("buffer")].shape)
+        if every.intersection(ins.args[nd:]):           # the mask
+            return False
+        accesses.append((program.buffers[ins.attr("buffer")].shape, ins.args[:nd]))
+    for store in stage.stores:
+        if store.value in every:
+            return False
+        accesses.append((program.buffers[store.buffer].shape, store.index))
+    if any(every.intersection(r[1:]) for r in stage.reduce):
+        return False
+    for shape, index in accesses:
+        hits = [p for p, v in enumerate(index) if v in every]
+        if not hits:
+            continue
+        p = hits[0]
+        if hits != list(range(p, p + len(sizes))) or tuple(shape[p:p + len(sizes)]) != tuple(sizes):
+            return False
+        if any(index[p + j] not in uses[ax] for j, ax in enumerate(axes)):
+            return False
+    return True

@@ -85,6 +85,11 @@ class _Sink:
             return None
         if [u for u in self.users.get(id(c), ()) if u is not o]:
             return None
+        # the running total itself must be read by nothing but the next step: a ys or
+        # another body value computed from it needs it per step, inside the loop
+        if self.users.get(id(o)) or any(y is o for y in body.ys_out) \
+                or any(x is o for j, x in enumerate(body.carry_out) if j != i):
+            return None
         return g
 
     def _leaf(self, n):

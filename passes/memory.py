@@ -71,27 +71,36 @@ def _bytes_sig(buf):
     return coef * np_dtype(buf.dtype).itemsize, tuple(sorted(syms.items()))
 
 
+def _size_key(sig) -> tuple:
+    """Order of byte sizes, largest first: more symbolic factors, then the static part
+    (a [T, N, 1024] stacked buffer before a [1024, 256] matrix before an [N, 10] one)."""
+    coef, syms = sig
+    return (sum(e for _, e in syms), coef)
+
+
 def plan_memory(program) -> dict:
-    """temp buffer id -> slot number: greedy interval colouring, preferring a free
-    slot that already held a buffer of the same (symbolic) byte size, then the
-    largest free slot."""
+    """temp buffer id -> slot number, largest buffers first (greedy by size, as
+    TFLite's arena planner): each buffer goes to a slot none of whose members' lifetimes
+    overlaps its own, preferring one that holds a buffer of the same (symbolic) byte
+    size, then the smallest such slot; a new slot when none is free. Placing by first
+    use instead let small late temps take the big slot a large one could reuse (LSTM(256)
+    step: the [T, N, 1024] input projection's slot was held by a 1 MiB transpose when
+    the [T, N, 1024] gate gradient began, so each got its own: 6.5 MiB more)."""
     live = lifetimes(program)
-    slots: list = []     # [last position used, size signature of the largest member (static part)]
+    slots: list = []     # [member lifetimes, size signatures, size key of the first (largest) member]
     plan = {}
-    for b in sorted(live, key=lambda b: (live[b][0], b)):
+    sigs = {b: _bytes_sig(program.buffers[b]) for b in live}
+    for b in sorted(live, key=lambda b: (tuple(-x for x in _size_key(sigs[b])), live[b][0], b)):
         first, last = live[b]
-        sig = _bytes_sig(program.buffers[b])
-        free = [s for s in range(len(slots)) if slots[s][0] < first]
-        exact = [s for s in free if sig in slots[s][2]]
-        if exact:
-            s = exact[0]
-        elif free:
-            s = max(free, key=lambda s: max(c for c, _ in slots[s][2]))
+        free = [s for s in range(len(slots)) if all(l < first or f > last for f, l in slots[s][0])]
+        exact = [s for s in free if sigs[b] in slots[s][1]]
+        if exact or free:
+            s = (exact or sorted(free, key=lambda s: (slots[s][2], -s)))[0]
         else:
             s = len(slots)
-            slots.append([-1, None, set()])
-        slots[s][0] = last
-        slots[s][2].add(sig)
+            slots.append([[], set(), _size_key(sigs[b])])
+        slots[s][0].append((first, last))
+        slots[s][1].add(sigs[b])
         plan[b] = s
     return plan
 

@@ -14,10 +14,26 @@ native code ever reads out of bounds or reduces an empty axis).
 
 Each check costs one pass over a label array (min and max), one dict lookup, or
 (sizes) a product per distinct dynamic shape once per new set of sizes.
+
+Only the class-id checks read values (`reads_values`); the others depend on the sizes
+alone, so a Function skips them for a call whose sizes it bound before from inputs of
+the same types and shapes (runtime/function.py).
+
+Labels on a device (a torch tensor, target="gpu") are reduced where they live, and
+reading the result back waits for the device: that would make every call wait for the
+one before it. So a label tensor that passed is remembered (by identity, through a weak
+reference, with its version counter, which torch advances at every in-place write to
+the tensor or a view of it: copy_, fill_, out=, indexing assignment) and not reduced
+again while it is the same object at the same version. A write that torch does not
+count (another framework writing through DLPack, a custom kernel given the tensor's
+pointer, a write through `t.data`) is not seen: refill labels through torch, or pass a
+new tensor. Tensors made under torch.inference_mode keep no version counter: they are
+reduced at every call.
 """
 from __future__ import annotations
 
 import threading
+import weakref
 
 from nngraph.errors import InputError
 from nngraph.index_guards import one_hot_labels
@@ -26,6 +42,11 @@ from nngraph.types import Dim, np_dtype
 from .sizes import MAX_BYTES, element_count
 
 _NO_IDENTITY = ("max", "min", "argmax")
+
+
+def reads_values(check) -> bool:
+    """Whether `check` reads the inputs' values (else it depends on the sizes alone)."""
+    return getattr(check, "reads_values", False)
 
 
 def call_checks(graph) -> list:
@@ -103,9 +124,13 @@ def _class_id_check(n, index):
     if i is None or isinstance(n_classes, Dim):
         return None
     name = _label(labels, i)
+    passed = _PassedTensors()
 
     def check(vals, env):
-        lo_hi = _min_max(vals[i])
+        a = vals[i]
+        if passed.has(a):
+            return
+        lo_hi = _min_max(a)
         if lo_hi is None:
             return
         lo, hi = lo_hi
@@ -113,7 +138,38 @@ def _class_id_check(n, index):
             bad = int(lo) if lo < 0 else int(hi)
             raise InputError(f"input '{name}': class id {bad} is out of range: the valid ids are "
                              f"0 to {n_classes - 1} ({n_classes} classes, one_hot/cross_entropy)")
+        passed.add(a)
+    check.reads_values = True
     return check
+
+
+class _PassedTensors:
+    """Torch tensors that passed a value check, by id: (weak reference, version counter)
+    at the check (see the module's docstring). NumPy arrays are never remembered: they
+    are checked on the host, where nothing waits for a device."""
+
+    LIMIT = 64   # tensors remembered; beyond, start over
+
+    def __init__(self):
+        self._seen = {}
+
+    def has(self, a) -> bool:
+        """Whether `a` (a tensor as the caller gave it) passed unchanged since. A
+        DeviceArray, made by the checks of this call, is never found: it is checked."""
+        seen = self._seen.get(id(a))
+        return seen is not None and seen[0]() is a and seen[1] == a._version
+
+    def add(self, a) -> None:
+        a = getattr(a, "tensor", a)   # a DeviceArray: the caller's tensor it wraps
+        try:
+            version = a._version
+        except AttributeError:   # a NumPy array
+            return
+        except RuntimeError:     # an inference-mode tensor keeps no version counter: checked every call
+            return
+        if len(self._seen) >= self.LIMIT:
+            self._seen.clear()
+        self._seen[id(a)] = (weakref.ref(a), version)
 
 
 def _min_max(a):

@@ -22,6 +22,8 @@ The key is the sha256 of everything the result depends on:
   derived from the host when the module was imported, or set by a test), read after
   importing every module a CPU compile uses;
 - every NNGRAPH_* environment variable but the cache directory;
+- which BLAS the products call (codegen/llvm/blas.py: describe; the machine code is the
+  same, but convolution layouts are timed with it, runtime/conv_choice.py);
 - the host target (triple, CPU name and features, llvmlite and LLVM versions, LLVM
   options), the number of CPUs this process may use, Python's and NumPy's versions.
 Graphs with collectives (their Program depends on the job's size) are not cached.
@@ -57,12 +59,14 @@ def cacheable(target: str, graph, dump_dir) -> bool:
 def compile_key(graph_text: str, options: dict) -> str:
     """The entry's name: sha256 of the graph's text (with locations), the options and
     everything else the compiled result depends on (see the module docstring)."""
+    from codegen.llvm.blas import describe
     from codegen.llvm.target import target_id
     host = target_id()
     load_pipeline()
     h = hashlib.sha256()
     for part in (FORMAT.decode(), graph_text, json.dumps(options, sort_keys=True), source_digest(),
-                 settings_text(), environment_text(), host, str(_usable_cpus()), sys.version, np.__version__):
+                 settings_text(), environment_text(), host, describe(), str(_usable_cpus()), sys.version,
+                 np.__version__):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()

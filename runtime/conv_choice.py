@@ -21,12 +21,9 @@ NNGRAPH_CONV_LAYOUT=batch|example forces one layout for every layer and target.
 """
 from __future__ import annotations
 
-import ctypes
 import functools
 import hashlib
-import json
 import os
-import tempfile
 import time
 
 import numpy as np
@@ -94,13 +91,13 @@ def _shape_key(geo, dtype, products) -> str:
 
 @functools.lru_cache(maxsize=None)
 def host_key() -> str:
-    """What a timing depends on besides the shapes: CPU, features, BLAS core type and
-    thread counts (codegen/llvm/blas.py, matmul.py)."""
+    """What a timing depends on besides the shapes: CPU, features, which BLAS (its
+    version, core type or threading), thread counts (codegen/llvm/blas.py, matmul.py)."""
     import llvmlite.binding as llvm
 
     from codegen.llvm import blas
     from codegen.llvm.matmul import BLAS_THREAD_WORK
-    parts = [llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten(), blas.core_type_choice(),
+    parts = [llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten(), blas.describe(), blas.core_type_choice(),
              os.environ.get("OPENBLAS_CORETYPE", ""), str(blas.configured_threads()), str(BLAS_THREAD_WORK)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
@@ -180,70 +177,37 @@ def _gemm_call(a, b, c, trans_a, trans_b):
     """c = op(a) @ op(b) (row-major) through the BLAS the generated code calls, with its
     thread rule (one BLAS thread below BLAS_THREAD_WORK multiply-adds): a closure."""
     from codegen.llvm import blas
+    from codegen.llvm.blas_call import row_major_gemm
     from codegen.llvm.matmul import BLAS_THREAD_WORK
     m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
     n = b.shape[0] if trans_b else b.shape[1]
     gemm, set_threads = _blas_functions(a.dtype.name)
-    scalar = ctypes.c_float if a.dtype == np.float32 else ctypes.c_double
-    i = ctypes.c_int
-    # row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ: operands swapped
-    args = [ctypes.c_char(b"T" if trans_b else b"N"), ctypes.c_char(b"T" if trans_a else b"N"), i(n), i(m), i(k),
-            scalar(1.0), b.ctypes.data, i(max(1, k if trans_b else n)), a.ctypes.data,
-            i(max(1, m if trans_a else k)), scalar(0.0), c.ctypes.data, i(max(1, n))]
-    refs = [ctypes.byref(x) if not isinstance(x, int) else ctypes.c_void_p(x) for x in args]
-    small = m * n * k < BLAS_THREAD_WORK
-    keep = (a, b, c)        # the closure holds the arrays its pointers point into
+    product = row_major_gemm(gemm, a, b, c, trans_a, trans_b)
+    if m * n * k >= BLAS_THREAD_WORK:
+        return product
 
     def call():
-        assert keep
-        if small:
-            set_threads(1)
-        gemm(*refs)
-        if small:
-            set_threads(blas.configured_threads())
+        set_threads(1)
+        product()
+        set_threads(blas.configured_threads())
     return call
 
 
 @functools.lru_cache(maxsize=None)
 def _blas_functions(dtype: str):
     from codegen.llvm import blas
+    from codegen.llvm.blas_call import gemm_function, threads_function
     addr = blas.gemm_addresses()
-    gemm = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))(addr["sgemm" if dtype == "float32" else "dgemm"])
-    threads = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(addr["blas_threads_local"])
-    return gemm, threads
+    return gemm_function(addr, dtype), threads_function(addr)
 
 
 # ----------------------------------------------------------------------------- the cache file
 
-def _cache_path():
-    from codegen.cache import trusted_dir
-    d = trusted_dir()
-    return None if d is None else d / CACHE_FILE
-
-
 def _read_table() -> dict:
-    from codegen.cache import read_trusted
-    path = _cache_path()
-    data = read_trusted(path) if path is not None else None
-    try:
-        table = json.loads(data) if data else {}
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    return table if isinstance(table, dict) else {}
+    from codegen.cache import read_json_table
+    return read_json_table(CACHE_FILE)
 
 
 def _write_table(table: dict) -> None:
-    path = _cache_path()
-    if path is None:
-        return
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(table, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except OSError:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from codegen.cache import write_json_table
+    write_json_table(CACHE_FILE, table)

@@ -104,7 +104,7 @@ class CpuRunner(Runner):
         self._entry = compiled.entry
         self.stats = {"kernels": program.kernel_count(), "library_calls": compiled.stats["library_calls"],
                       "peak_bytes": 0, "cache_hit": compiled.stats["cache_hit"],
-                      "codegen_seconds": compiled.stats["codegen_seconds"]}
+                      "codegen_seconds": compiled.stats["codegen_seconds"], "blas": compiled.stats["blas"]}
 
     def _binding(self, env) -> _Binding:
         key = tuple(env[s] for s in self.symbols)

@@ -14,30 +14,23 @@ from nngraph.errors import InputError, NumericsError
 from nngraph.interpreter import _given, bind_dims
 from nngraph.types import np_dtype
 
-from .checks import call_checks
+from .checks import call_checks, reads_values
+from .update_locks import update_locks
 
-# Calls that update the same parameter must not overlap (each reads the values the
-# other replaces: lost updates). Every parameter maps to one of these locks; a call
-# takes the locks of the parameters it updates, in index order (no deadlock).
-_PARAM_LOCKS = tuple(threading.Lock() for _ in range(61))
-
-
-def _param_lock_index(p) -> int:
-    return (id(p) >> 4) % len(_PARAM_LOCKS)
-
-
-_CHUNK = 8   # locks one `with` statement takes (lock_chunks pads the last chunk)
+_CHUNK = 8   # locks one `with` statement takes at most (lock_chunks pads the last chunk)
 
 
 def lock_chunks(locks) -> tuple:
-    """`locks` as a tuple of 8-tuples for `locked`, the last one padded with fresh
-    private locks (uncontended: taking one is a C call of well under a microsecond), so
-    that a call takes all its locks in one `with` statement per 8, not one Python call
-    per lock."""
+    """`locks` as a tuple of chunks for `locked`: 8-tuples, the last one of 1, 2, 4 or 8
+    locks, padded with fresh private locks (uncontended: taking one is a C call of well
+    under a microsecond), so that a call takes all its locks in one `with` statement per
+    8, not one Python call per lock, and a function with one lock takes one."""
     locks = tuple(locks)
-    pad = -len(locks) % _CHUNK
-    locks += tuple(threading.Lock() for _ in range(pad))
-    return tuple(locks[i:i + _CHUNK] for i in range(0, len(locks), _CHUNK))
+    chunks = [locks[i:i + _CHUNK] for i in range(0, len(locks), _CHUNK)]
+    if chunks:
+        size = next(n for n in (1, 2, 4, _CHUNK) if n >= len(chunks[-1]))
+        chunks[-1] += tuple(threading.Lock() for _ in range(size - len(chunks[-1])))
+    return tuple(chunks)
 
 
 def locked(chunks, fn, *args):
@@ -46,11 +39,21 @@ def locked(chunks, fn, *args):
     KeyboardInterrupt cannot leave one of the locks held."""
     if not chunks:
         return fn(*args)
-    a, b, c, d, e, f, g, h = chunks[0]
-    with a, b, c, d, e, f, g, h:
-        if len(chunks) == 1:
+    first, rest = chunks[0], chunks[1:]
+    if len(first) == 1:
+        with first[0]:
+            return fn(*args)          # a short chunk is the last one
+    if len(first) == 2:
+        a, b = first
+        with a, b:
             return fn(*args)
-        return locked(chunks[1:], fn, *args)
+    if len(first) == 4:
+        a, b, c, d = first
+        with a, b, c, d:
+            return fn(*args)
+    a, b, c, d, e, f, g, h = first
+    with a, b, c, d, e, f, g, h:
+        return locked(rest, fn, *args) if rest else fn(*args)
 
 
 _VALUE = "value"
@@ -94,11 +97,12 @@ class Runner:
     def run(self, inputs, params, env):  # pragma: no cover - interface
         raise NotImplementedError
 
-    def input_key(self, value):
-        """A hashable summary of `value` from a few attribute reads (its type, shape,
-        dtype, device) when it is a device array this runner takes as it is, else None.
-        Two values with equal keys pass or fail Function's checks alike, so the sizes
-        bound for a tuple of keys are kept and reused (Function._known_sizes)."""
+    def input_keys(self, args):
+        """A hashable summary of the call's arguments from a few attribute reads per
+        argument (type, shape, dtype, device) when every one is a device array this runner
+        takes as it is, else None. Two calls with equal keys pass or fail Function's
+        checks of types and sizes alike, so the sizes bound for a tuple of keys are kept
+        and reused (Function._signatures)."""
         return None
 
     def device_array(self, value, label: str, expected: str):
@@ -171,12 +175,13 @@ class Function:
         self._dtypes = [np_dtype(ph.dtype) for ph in self.inputs]
         self._stats = dict(stats or {})
         self._stages = dict(stages or {})
-        # the parameters' locks (shared with every Function updating them), then this
-        # Function's own (its runner's bindings are per Function)
-        stripes = sorted({_param_lock_index(p) for p in self._run_updated})
+        # the locks of the updated parameters' groups (shared with every Function updating
+        # one of them: runtime/update_locks.py), then this Function's own (its runner's
+        # bindings are per Function)
         self._own_lock = threading.Lock()
-        self._locks = lock_chunks([_PARAM_LOCKS[i] for i in stripes] + [self._own_lock])
+        self._locks = lock_chunks(update_locks(self._run_updated) + [self._own_lock])
         self._checks = call_checks(graph)
+        self._value_checks = [c for c in self._checks if reads_values(c)]
         self._signatures: dict = {}   # input keys of a checked device-array call -> bound sizes
 
     @property
@@ -193,21 +198,10 @@ class Function:
         return self._run_graph
 
     # ------------------------------------------------------------------ calling
-    def _input_keys(self, args):
-        if len(args) != len(self.inputs):
-            return None
-        keys = tuple(map(self.runner.input_key, args))
-        return None if None in keys else keys   # keys are tuples: `in` compares no tensors
-
-    def _known_sizes(self, args):
-        """The sizes bound at an earlier call whose inputs had these keys, or None."""
-        keys = self._input_keys(args)
-        return None if keys is None else self._signatures.get(keys)
-
     def _remember_sizes(self, args, vals, env):
         """Keep `env` for these inputs' keys when every input passed as it was given (no
         copy, no cast: the device array itself reaches the runner)."""
-        keys = self._input_keys(args)
+        keys = self.runner.input_keys(args)
         if keys is None or not all(getattr(v, "tensor", None) is a for v, a in zip(vals, args)):
             return
         if len(self._signatures) >= 64:   # many shapes: start over rather than grow
@@ -282,16 +276,17 @@ class Function:
         return out
 
     def __call__(self, *args, **kwargs):
-        env = None if kwargs else self._known_sizes(args)
-        if env is not None:   # checked before: device arrays with the keys of an earlier call
-            vals = list(args)
-        else:
-            vals = self._check(self._collect(args, kwargs))
-            env = bind_dims(self.inputs, vals, joins=getattr(self.graph, "size_joins", None))
-            if not kwargs:
-                self._remember_sizes(args, vals, env)
-        for check in self._checks:   # value checks (class ids, empty axes...): every call
-            check(vals, env)
+        env = None
+        if self._signatures and not kwargs:
+            keys = self.runner.input_keys(args)
+            if keys is not None:
+                env = self._signatures.get(keys)
+        if env is None:
+            vals, env = self._checked(args, kwargs)
+        else:   # device arrays with the keys of an earlier call that passed every check
+            vals = args
+            for check in self._value_checks:   # what the keys do not vouch for: values (class ids)
+                check(vals, env)
         params, outs, new = locked(self._locks, self._run_and_commit, vals, env)
         if not self.runner.fresh_results:
             # an output that is a parameter's array (old or new) is copied, so the caller
@@ -301,6 +296,18 @@ class Function:
         if len(self.graph.outputs) == 1 and self._single:
             return outs[0]
         return outs
+
+    def _checked(self, args, kwargs) -> tuple:
+        """(inputs, sizes) of a call after every check: types, shapes, sizes, values.
+        Sizes bound for device arrays taken as they are, once every check passed, are
+        kept for their keys (the next call with such keys checks values only)."""
+        vals = self._check(self._collect(args, kwargs))
+        env = bind_dims(self.inputs, vals, joins=getattr(self.graph, "size_joins", None))
+        for check in self._checks:
+            check(vals, env)
+        if not kwargs:
+            self._remember_sizes(args, vals, env)
+        return vals, env
 
     def _run_and_commit(self, vals, env):
         # kept for profile(); device tensors are not kept: one may be an output buffer a

@@ -57,6 +57,7 @@ from .gpu_arrays import (TORCH_DTYPES, DeviceArray, DeviceValue, as_tensor, devi
                          to_host, upload, view_tensor)
 from .gpu_replay import StaticParams, replay_off_reason, replay_or_direct
 
+_Tensor = torch.Tensor
 
 
 def device_or_error() -> str:
@@ -92,6 +93,14 @@ class _Binding:
         self.sizes = {s: int(env[s]) for s in runner.symbols}
         self.fresh = [(runner.names[b], self.shapes[b], TORCH_DTYPES[p.buffers[b].dtype]) for b in runner.fresh_ids]
         self.base = {**runner.consts, **self.temps}   # the buffers every call of these sizes shares
+        # views of those are made once here; views of inputs, parameters and fresh
+        # buffers per call (runner.views lists each view after the one it views)
+        self.call_views = []
+        for name, of, bid, offset in runner.views:
+            if of in self.base:
+                self.base[name] = view_tensor(self.base[of], self.shapes[bid], offset)
+            else:
+                self.call_views.append((name, of, bid, offset))
         self.calls = 0
         self.replay = None          # a Replay once captured; False where capturing failed
 
@@ -122,6 +131,7 @@ class GpuRunner(Runner):
         self._param_of_update = {u: program.params.index(pb) for pb, u in program.updates
                                  if pb in program.params and u in self.fresh_ids}
         self._bindings = BindingCache(lambda env: _Binding(self, env))
+        self._last_env = self._last_binding = None
         self._lock = threading.Lock()
         self.replay_off = replay_off_reason(device, check_numerics, program)
         self.static = StaticParams(program, self.torch_device)
@@ -133,8 +143,14 @@ class GpuRunner(Runner):
 
     # ------------------------------------------------------------------ state
     def _binding(self, env) -> _Binding:
-        key = tuple(env[s] for s in self.symbols)
-        return self._bindings.get(key, env)
+        """The binding for these sizes. A Function passes the same `env` object again for
+        inputs of a signature it has seen (Function._signatures): then the binding of the
+        last call is taken without making its key."""
+        if env is self._last_env:
+            return self._last_binding
+        bd = self._bindings.get(tuple([env[s] for s in self.symbols]), env)
+        self._last_env, self._last_binding = env, bd
+        return bd
 
     def _param(self, i, a):
         """The device tensor of parameter i: a DeviceValue's own tensor when it is on this
@@ -148,11 +164,15 @@ class GpuRunner(Runner):
         return self._dev_params[i]
 
     # ------------------------------------------------------------------ device data
-    def input_key(self, value):
-        """(shape, dtype, device) of a C-contiguous torch tensor (of exactly that type), else None."""
-        if type(value) is torch.Tensor and value.is_contiguous():
-            return (value.shape, value.dtype, value.device)
-        return None
+    def input_keys(self, args):
+        """(shape, dtype, device) of each input when every one is a C-contiguous torch
+        tensor (of exactly that type), else None."""
+        keys = []
+        for t in args:
+            if type(t) is not _Tensor or not t.is_contiguous():
+                return None
+            keys.append((t.shape, t.dtype, t.device))
+        return tuple(keys)
 
     def device_array(self, value, label, expected):
         return DeviceArray.of(value, self.torch_device, label, expected)
@@ -194,7 +214,7 @@ class GpuRunner(Runner):
             b[name] = self._param(i, a)
         for name, shape, dt in bd.fresh:
             b[name] = torch.empty(shape, dtype=dt, device=self.torch_device)
-        for name, of, bid, offset in self.views:     # same memory, another row-major shape
+        for name, of, bid, offset in bd.call_views:     # same memory, another row-major shape
             b[name] = view_tensor(b[of], bd.shapes[bid], offset)
         return b, bd
 

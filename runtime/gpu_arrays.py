@@ -91,14 +91,27 @@ class DeviceArray:
 
 class DeviceValue:
     """A parameter value held on the device; `to_numpy()` copies it to the host once.
-    Made once per update per call: `shape` and `dtype` are read from the tensor only
-    when asked."""
+    `shape` and `dtype` are read from the tensor only when asked.
 
-    __slots__ = ("tensor", "_host")
+    A value over storage that a replayed graph rewrites in place (runtime/gpu_replay.py's
+    StaticParams: one DeviceValue per parameter for the runner's life, so that a replay
+    hands out the same objects instead of making new ones) shares that storage's
+    `clock`, a one-element list the replay advances: a host copy taken at an older
+    clock is stale and made again, and `version` tells a reader that copies the value
+    whether it changed since it last did."""
 
-    def __init__(self, tensor):
+    __slots__ = ("tensor", "_host", "_clock", "_seen")
+
+    def __init__(self, tensor, clock=None):
         self.tensor = tensor
         self._host = None
+        self._clock = clock
+        self._seen = 0
+
+    @property
+    def version(self) -> int:
+        """How many times the storage under this value was rewritten (0 for a value of its own)."""
+        return 0 if self._clock is None else self._clock[0]
 
     @property
     def shape(self) -> tuple:
@@ -109,8 +122,9 @@ class DeviceValue:
         return NUMPY_OF_TORCH[self.tensor.dtype]
 
     def to_numpy(self) -> np.ndarray:
-        if self._host is None:
-            self._host = to_host(self.tensor)
+        now = self.version
+        if self._host is None or self._seen != now:
+            self._host, self._seen = to_host(self.tensor), now
         return self._host
 
 

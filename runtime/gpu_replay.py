@@ -61,41 +61,50 @@ def replay_off_reason(device: str, check_numerics: bool, program) -> str | None:
 
 class StaticParams:
     """One storage tensor per parameter the program reads, allocated on first use, that
-    every captured graph of a runner reads; `fill` brings it up to a call's value."""
+    every captured graph of a runner reads; `fill` brings it up to a call's value.
+
+    Each storage tensor has one DeviceValue for the runner's life (`values`), sharing
+    `clock`, which `replayed` advances: a replay hands these same objects back as the
+    updated parameters' values (no object made per parameter per call), and a host
+    copy of one (`p.value`) is made again after each replay (gpu_arrays.DeviceValue)."""
 
     def __init__(self, program, device):
         self.shapes = [(tuple(int(s) for s in program.buffers[b].shape), TORCH_DTYPES[program.buffers[b].dtype])
                        for b in program.params]
         self.device = device
         self.tensors = None
-        self._source = [None] * len(program.params)   # the state value each tensor holds
+        self.values = None
+        self.clock = [0]
+        self._source = [None] * len(program.params)   # the state value each tensor holds a copy of
+        self._seen = [0] * len(program.params)        # ... at that value's version
 
     def storage(self) -> list:
         if self.tensors is None:
             self.tensors = [torch.empty(shape, dtype=dt, device=self.device) for shape, dt in self.shapes]
+            self.values = [DeviceValue(t, self.clock) for t in self.tensors]
         return self.tensors
 
     def fill(self, params):
-        """Copy into the storage every parameter value it does not hold yet (after a
-        replay every updated parameter holds the DeviceValue `holds` recorded: one
-        identity test per parameter, in C, when nothing changed)."""
-        if all(map(operator.is_, params, self._source)):
+        """Copy into the storage every parameter value it does not hold yet. After a
+        replay every updated parameter holds its storage's own DeviceValue: one identity
+        test per parameter, in C, when nothing changed. A value of another runner's
+        storage is copied again whenever that runner replayed since (its version)."""
+        if all(map(operator.is_, params, self.values)):
             return
         for i, a in enumerate(params):
             t = self.tensors[i]
-            if self._source[i] is a or (isinstance(a, DeviceValue) and a.tensor is t):
+            device_value = isinstance(a, DeviceValue)
+            if a is self.values[i] or (device_value and a.tensor is t):
                 continue
-            if isinstance(a, DeviceValue):
-                t.copy_(a.tensor)
-            else:
-                t.copy_(host_tensor(a))
-            self._source[i] = a
+            version = a.version if device_value else 0
+            if self._source[i] is a and self._seen[i] == version:
+                continue
+            t.copy_(a.tensor if device_value else host_tensor(a))
+            self._source[i], self._seen[i] = a, version
 
-    def holds(self, new, updates):
-        """Record the DeviceValues of a replay's updates that are this storage's tensors."""
-        for v, (i, _) in zip(new, updates):
-            if i is not None:
-                self._source[i] = v
+    def replayed(self) -> None:
+        """A graph rewrote the storage: host copies of its values are stale."""
+        self.clock[0] += 1
 
 
 def capture_cuda_graph(warmup, launches):
@@ -145,7 +154,7 @@ class _Variant:
         b.update(zip(runner.param_names, replay.params))
         for name, shape, dt in bd.fresh:
             b[name] = torch.empty(shape, dtype=dt, device=dev)
-        for name, of, bid, offset in runner.views:
+        for name, of, bid, offset in bd.call_views:
             b[name] = view_tensor(b[of], bd.shapes[bid], offset)
         self.buffers = b
         self.outputs = [b[names[x]] for x in p.outputs]
@@ -153,7 +162,13 @@ class _Variant:
         # a parameter's storage or an input), when storage use counts can be read
         self.raw = [not clones and _use_count is not None and p.buffers[x].kind in ("output", "update")
                     for x in p.outputs]
+        self.all_raw = all(self.raw)
         self.updates = [(runner._param_of_update.get(u), b[names[u]]) for _, u in p.updates]
+        # the updated parameters' values after a replay: the storage's own DeviceValues,
+        # made once (None: an update of no parameter the program reads, cloned per call)
+        values = replay.static.values
+        self.new = tuple(values[i] if i is not None else None for i, _ in self.updates)
+        self.new_is_static = None not in self.new
         self.watch = [(o.untyped_storage(), 0) for o, r in zip(self.outputs, self.raw) if r]
         self.watch = [(s, _use_count(s._cdata)) for s, _ in self.watch]
         self.graph = None
@@ -223,22 +238,29 @@ class Replay:
     def call(self, inputs, params, device_out: bool):
         """(outputs, new values) of one replay with these inputs and parameter values;
         CaptureError (before any parameter changed) when a variant cannot be captured."""
-        tensors = list(map(device_tensor, inputs))
+        tensors = [a if type(a) is torch.Tensor else device_tensor(a) for a in inputs]
         v = self._pick(tensors)
         if not v.in_place:
             for static, a, t in zip(v.inputs, inputs, tensors):
                 static.copy_(t if t is not None else host_tensor(a))
-        self.static.fill(params)
+        static = self.static
+        static.fill(params)
         if v.graph is None:
             v.capture(self)
         v.graph()
-        if device_out:
-            outs = [o.detach() if r else o.clone() for o, r in zip(v.outputs, v.raw)]
-        else:
+        static.replayed()
+        if not device_out:
             outs = [to_host(o) for o in v.outputs]
-        new = [DeviceValue(self.params[i] if i is not None else t.clone()) for i, t in v.updates]
-        self.static.holds(new, v.updates)
-        return outs, new
+        elif v.all_raw:
+            outs = list(map(_detach, v.outputs))
+        else:
+            outs = [o.detach() if r else o.clone() for o, r in zip(v.outputs, v.raw)]
+        if v.new_is_static:
+            return outs, v.new
+        return outs, [n if n is not None else DeviceValue(t.clone()) for n, (_, t) in zip(v.new, v.updates)]
+
+
+_detach = torch.Tensor.detach
 
 
 def replay_or_direct(runner, bd, inputs, params, device_out):
@@ -246,17 +268,22 @@ def replay_or_direct(runner, bd, inputs, params, device_out):
     call), or None when this call must launch directly: replay off, the function has
     captured MAX_CAPTURES sets of sizes, or capturing failed (the reason then goes to
     the runner's stats, and the binding launches directly from then on)."""
-    bd.calls += 1
-    if bd.replay is None and bd.calls >= 2:
-        bd.replay = Replay(runner, bd) if runner.stats["captures"] < MAX_CAPTURES else False
-    if not bd.replay:
-        return None
-    fresh = not bd.replay.variants
+    replay = bd.replay
+    if not replay:
+        bd.calls += 1
+        if replay is False or bd.calls < 2:
+            return None
+        if runner.stats["captures"] >= MAX_CAPTURES:
+            bd.replay = False
+            return None
+        replay = bd.replay = Replay(runner, bd)
+    fresh = not replay.variants
     try:
-        result = bd.replay.call(inputs, params, device_out)
+        result = replay.call(inputs, params, device_out)
     except CaptureError as e:
         bd.replay = False
         runner.stats["replay"] = f"on, but capturing sizes {bd.sizes} failed ({e}): they launch directly"
         return None
-    runner.stats["captures"] += fresh
+    if fresh:
+        runner.stats["captures"] += 1
     return result

@@ -22,8 +22,8 @@ class IndexCheckedRunner(Runner):
     keeps_device_values = property(lambda self: self.inner.keeps_device_values)
     fresh_results = property(lambda self: self.inner.fresh_results)
 
-    def input_key(self, value):
-        return self.inner.input_key(value)
+    def input_keys(self, args):
+        return self.inner.input_keys(args)
 
     def device_array(self, value, label: str, expected: str):
         return self.inner.device_array(value, label, expected)

@@ -178,7 +178,7 @@ def profile(fn, inputs, env, calls: int) -> TextTable:
                      "computes": _computes(program, pos, names)})
     floor = machine_floor() if fn.target != "gpu" or runner.device == "cpu" else {}
     info = {"calls": calls, "target": fn.target, "kernel_seconds": total, "wall_seconds": wall,
-            "sizes": dict(env), "machine": floor}
+            "sizes": dict(env), "machine": floor, "blas": (getattr(runner, "stats", None) or {}).get("blas", "")}
     return TextTable(_render(rows, info), rows, info)
 
 
@@ -196,6 +196,8 @@ def _render(rows, info) -> str:
     head = (f"profile of {info['calls']} calls on {info['target']}, sizes {info['sizes'] or '{}'}: "
             f"kernels {1e6 * info['kernel_seconds']:.1f} us per call, whole call "
             f"{1e6 * info['wall_seconds']:.1f} us")
+    if info["blas"]:
+        head += f"\nBLAS: {info['blas']}"
     m = info["machine"]
     if m:
         head += f"\nthe host's rates, measured now: copy {m['GB/s']:.1f} GB/s, float32 GEMM {m['GFLOP/s']:.1f} GFLOP/s"

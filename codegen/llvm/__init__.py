@@ -20,7 +20,7 @@ import numpy as np
 from codegen import cache
 from passes.program import symbols as program_symbols
 
-from . import target
+from . import blas, target
 from .entry import ENTRY, PROFILE, build_module
 
 ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p)
@@ -30,6 +30,7 @@ class CompiledProgram:
     """Native code of one Program. `entry(bufs, sizes)` (addresses) returns 0 or
     1 + the index of the kernel that produced a non-finite value.
 
+    `stats["blas"]`: which BLAS its products call (codegen/llvm/blas.py: describe).
     `stats["seconds"]`: where the time went, by stage (llvm_ir: building the IR text;
     object_cache: looking the object up in the disk cache; llvm_optimize; machine_code: emitting the object;
     load: mapping it into the process). Made from a stored object (`load_program`), it
@@ -47,7 +48,8 @@ class CompiledProgram:
         self.entry = ENTRY_TYPE(self.address)
         seconds = dict(seconds, load=time.perf_counter() - t0)
         self.stats = {"codegen_seconds": sum(seconds.values()), "cache_hit": cache_hit,
-                      "library_calls": library_calls, "object_bytes": len(obj), "seconds": seconds}
+                      "library_calls": library_calls, "object_bytes": len(obj), "seconds": seconds,
+                      "blas": blas.describe()}
         self._opt = mod
         self.n_kernels = len(program.schedule)
         self.profiled = options["profile"]

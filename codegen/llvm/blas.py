@@ -1,7 +1,9 @@
-"""The BLAS the generated code calls: scipy's OpenBLAS (sgemm/dgemm, Fortran
-convention), with the core type and thread count nngraph wants.
+"""The BLAS the generated code calls (sgemm/dgemm, Fortran convention, 32-bit sizes),
+with the core type and thread count nngraph wants. Two candidates: scipy's OpenBLAS
+(always there) and Intel MKL (the `mkl` wheel, codegen/llvm/mkl.py); which one runs
+is chosen once per host by timing both (codegen/llvm/blas_choice.py, NNGRAPH_BLAS).
 
-Core type. OpenBLAS picks its kernels for the CPU it finds, unless
+Core type (OpenBLAS). OpenBLAS picks its kernels for the CPU it finds, unless
 OPENBLAS_CORETYPE names a type; a type pinned for an older CPU (an AVX2 type such as
 Haswell on an AVX-512 CPU) runs sgemm at about half the speed (128x784 @ 784x512 on
 one thread: 950 us vs 510 us; MLP 784-512-256-10 SGD step 1.89 ms vs 1.22 ms).
@@ -43,25 +45,123 @@ AVX512_TYPES = ("skylakex", "cooperlake", "sapphirerapids")
 GEMMS = ("sgemm", "dgemm")
 
 
+CANDIDATES = ("openblas", "mkl")
+
+
 def gemm_addresses() -> dict:
     """{"sgemm", "dgemm", "blas_threads_local": address} of the BLAS the generated
     code calls (registered as nngraph_<key>); blas_threads_local is `int f(int n)`:
-    use n threads from now on (generated code runs small GEMMs on one thread, see
-    matmul.py)."""
+    use n threads for the calling thread's calls from now on (generated code runs
+    small GEMMs on one thread, see matmul.py)."""
+    return candidate_addresses(chosen_blas())
+
+
+def candidate_addresses(name: str) -> dict:
+    """gemm_addresses of candidate `name` ("openblas" or "mkl"), loaded and checked
+    (raises why not, for a candidate that cannot run here)."""
+    if name == "mkl":
+        return mkl_instance().addresses
+    return openblas_addresses()
+
+
+def chosen_blas() -> str:
+    """"openblas" or "mkl": NNGRAPH_BLAS, or the faster on this host (blas_choice.py)."""
+    return _choice()[0]
+
+
+def choice_measurement():
+    """The timing that chose the BLAS ({"choice", "seconds", "gflops", ...}), or None
+    when nothing was timed (forced, or one candidate installed)."""
+    return _choice()[1]
+
+
+@functools.lru_cache(maxsize=None)
+def _choice() -> tuple:
+    from .blas_choice import choose
+    from . import mkl
+    installed = tuple(name for name in CANDIDATES if name != "mkl" or mkl.installed())
+    return choose({name: functools.partial(candidate_addresses, name) for name in CANDIDATES}, installed,
+                  choice_key_parts(), configured_threads())
+
+
+def choice_key_parts() -> list:
+    """What the choice depends on besides the CPU: each candidate's version and
+    settings (core type, threading layer, thread count)."""
+    from . import mkl
+    threads = configured_threads()
+    try:
+        layer = mkl.threading_layer()
+    except ValueError:
+        layer = "?"
+    return [f"openblas {_scipy_version()} {core_type_choice()} "
+            f"{os.environ.get('OPENBLAS_CORETYPE', '')}", f"mkl {mkl.version()} {layer} {os.environ.get('MKL_CBWR', '')}",
+            f"threads {threads}"]
+
+
+def describe() -> str:
+    """Which BLAS the generated code calls, for fn.stats()["blas"] and profile headers:
+    e.g. "mkl 2026.2.0 (sequential, MKL_CBWR=AUTO,STRICT)"."""
+    return _description(chosen_blas(), configured_threads())
+
+
+@functools.lru_cache(maxsize=None)
+def _description(name: str, n: int) -> str:
+    if name == "mkl":
+        return mkl_instance().describe()
+    if not _openblas_used:
+        openblas_addresses()
+    lib, private = _openblas_used["lib"], _openblas_used["private"]
+    config = _openblas_text(lib, "scipy_openblas_get_config").split()   # "OpenBLAS 0.3.30 DYNAMIC_ARCH ..."
+    version = config[1] if len(config) > 1 else _scipy_version()
+    core = _openblas_text(lib, "scipy_openblas_get_corename") or "?"
+    own = ", own instance" if private else ""
+    return f"openblas {version} (scipy's{own}, core type {core}, {n} thread{'s' * (n > 1)})"
+
+
+def _openblas_text(lib, name: str) -> str:
+    fn = getattr(lib, name, None) if lib is not None else None
+    if fn is None:
+        return ""
+    fn.restype = ctypes.c_char_p
+    return (fn() or b"").decode(errors="replace")
+
+
+def mkl_instance():
+    """MKL loaded with the threading layer and thread count of this process (mkl.py)."""
+    from . import mkl
+    threads = configured_threads()
+    return mkl.load(mkl.threading_layer(), threads)
+
+
+_openblas_used: dict = {}    # "lib" (ctypes, or None), "private": the instance openblas_addresses gave
+
+
+def _scipy_version() -> str:
+    import scipy
+    return f"scipy {scipy.__version__}"
+
+
+def openblas_addresses() -> dict:
+    """gemm_addresses of scipy's OpenBLAS, or of nngraph's own instance of it when a
+    core type is asked for and scipy already loaded its own (see above)."""
     want = core_type_choice()
     lib = private_instance(want) if want and loaded_openblas_path() else None
+    private = lib is not None
     lib = lib or scipy_openblas(want)
     if lib is not None:
         set_threads(lambda n: lib.scipy_openblas_set_num_threads(ctypes.c_int(n)))
         out = {g: ctypes.cast(getattr(lib, f"scipy_{g}_"), ctypes.c_void_p).value for g in GEMMS}
         out["blas_threads_local"] = _threads_local(lib)
+        _openblas_used.update(lib=lib, private=private)
         return out
     with _environment("OPENBLAS_CORETYPE", want or None):
         from scipy.linalg import cython_blas
     set_threads(_set_scipy_threads)
     out = {g: _capsule_ptr(cython_blas.__pyx_capi__[g]) for g in GEMMS}
     path = loaded_openblas_path()
-    out["blas_threads_local"] = _threads_local(ctypes.CDLL(path) if path else None)
+    lib = ctypes.CDLL(path) if path else None
+    out["blas_threads_local"] = _threads_local(lib)
+    _openblas_used.update(lib=lib, private=False)
     return out
 
 

@@ -7,12 +7,17 @@ written, its inner loop walks x with a stride of a whole row and cannot vectoris
 Here the loops are interchanged: a tile of TILE columns (8 vectors' worth, from
 codegen/tuning.py) keeps its accumulators in a small stack array, the row loop is
 outside, and the innermost loop runs over contiguous columns, so LLVM widens it. Each column still adds its rows in order.
+Several reduced axes that are contiguous together (a bias gradient summed over [T, N]
+of a [T, N, C] buffer) run as one row axis of their product (passes/coalesce.py's
+flat_axes): LSTM(256) T=50 N=32, the [T, N, 1024] sum took the strided plain form at
+0.7 GB/s (9.7 ms of a 50 ms step).
 """
 from __future__ import annotations
 
 import llvmlite.ir as ir
 
 from codegen.tuning import tuning
+from passes.coalesce import flat_axes
 
 from . import scalar
 from .blocked_sum import COLUMN_SUM_BLOCK, block_count, is_float_sum
@@ -24,12 +29,15 @@ KINDS = ("sum", "max", "min")
 
 
 def is_column_reduction(program, outer, stages) -> bool:
-    """One outer axis, a first stage reducing (sum/max/min) over one inner axis,
-    later stages per point only, and loads that are contiguous along the outer axis
-    (their last index is the outer index) rather than along the reduced one."""
-    if len(outer) != 1 or not stages or not stages[0].reduce or len(stages[0].inner) != 1:
+    """One outer axis, a first stage reducing (sum/max/min) over one inner axis (or
+    several that run as one, flat_axes), later stages per point only, and loads that
+    are contiguous along the outer axis (their last index is the outer index) rather
+    than along a reduced one."""
+    if len(outer) != 1 or not stages or not stages[0].reduce or not stages[0].inner:
         return False
     st = stages[0]
+    if len(st.inner) > 1 and not flat_axes(program, 1, st.inner, st):
+        return False
     if any(r[0] not in KINDS for r in st.reduce):
         return False
     if any(s.inner or s.reduce for s in stages[1:]):
@@ -46,8 +54,8 @@ def is_column_reduction(program, outer, stages) -> bool:
         last = st.body[ins.args[nd - 1]]
         if last.op != "idx":
             return False
-        if last.attr("axis") == 1:
-            return False              # contiguous along the reduced axis: the plain form
+        if last.attr("axis") >= 1:
+            return False              # contiguous along a reduced axis: the plain form
         strided |= last.attr("axis") == 0
     return strided
 
@@ -76,7 +84,8 @@ def emit_column_reduction(fb, lo, hi, stages):
                 b.store(scalar.identity(r[0], dt), b.gep(tile, [i64(0), j]))
             for total in totals:
                 b.store(ir.Constant(F64, 0.0), b.gep(total, [i64(0), j]))
-        n_rows = fb.size(st.inner[0])
+        n_rows = fb.numel(st.inner)
+        leading = [i64(0)] * (len(st.inner) - 1)    # flat rows: the last reduced axis carries them
         n_blocks = block_count(b, n_rows, COLUMN_SUM_BLOCK) if totals else i64(1)
         with fb.loop(i64(0), n_blocks, "rowblk") as blk:
             r0 = b.mul(blk, i64(COLUMN_SUM_BLOCK)) if totals else i64(0)
@@ -84,7 +93,7 @@ def emit_column_reduction(fb, lo, hi, stages):
             r1 = b.select(b.icmp_signed("<", r1, n_rows), r1, n_rows) if totals else r1
             with fb.loop(r0, r1, "row") as n:
                 with fb.loop(c0, c1, "col") as c:
-                    vals, vdts = emit_body(fb, st.body, [c, n], {}, None)
+                    vals, vdts = emit_body(fb, st.body, [c] + leading + [n], {}, None)
                     for tile, r, dt in zip(tiles, st.reduce, dts):
                         accumulate(fb, r[0], dt, slot(tile, c), None, vals[r[1]], None, vdts, r)
                     emit_stores(fb, st.stores, vals, vdts)

@@ -37,7 +37,7 @@ from .kernel import (emit_finish_function, emit_loop_function, emit_partial_func
                      thread_split)
 from .loop import emit_scan, private_pointers
 from .loops import FnBuilder, mark_unoptimised
-from .matmul import emit_matmul_function, split_axis
+from .matmul import emit_matmul_function, split_axis, splits_columns
 
 ENTRY = "nngraph_entry"
 
@@ -61,6 +61,9 @@ THREAD_WORK = tuning().loop_split_work
 # thread (high: a split halves each call's panel reuse, and when the cores are shared
 # the second thread may wait a scheduler slice)
 GEMM_WORK = tuning().gemm_split_work
+# multiply-adds above which a GEMM with more output columns than rows is split along
+# its columns into single-threaded BLAS calls, one per thread (matmul.py, tuning.py)
+GEMM_COLUMN_WORK = tuning().gemm_column_split_work
 # threads a big loop kernel or GEMM is cut across (NNGRAPH_NUM_THREADS overrides)
 N_THREADS = _thread_count()
 
@@ -107,15 +110,18 @@ def build_module(program, check_numerics=False, threads=True, profile=False) -> 
     return str(module), {"symbols": syms, "notes": notes}
 
 
-def emit_kernel(fb: FnBuilder, kern, base: str, tramp, threads: bool, notes: list, emit) -> None:
+def emit_kernel(fb: FnBuilder, kern, base: str, tramp, threads: bool, notes: list, emit, in_loop=False) -> None:
     """Call kern's code from the entry function at the builder's position (`emit(kern,
-    base)` does the same for the kernels of a loop's body); notes gets its kind."""
+    base)` does the same for the kernels of a loop's body, in_loop=True); notes gets its kind."""
     module, program, syms = fb.module, fb.program, fb.symbols
     if isinstance(kern, MatmulKernel):
         f = emit_matmul_function(module, base, program, syms, kern)
         axis = split_axis(program, kern)
         factor, wsyms = _static_product(tuple(kern.batch) + kern.axes("m") + kern.axes("n") + kern.axes("k"))
-        _launch(fb, f, fb.numel(axis), factor, wsyms, tramp, threads, GEMM_WORK)
+        if threads and N_THREADS > 1 and splits_columns(program, kern):
+            _launch_rows_or_columns(fb, base, kern, f, (factor, wsyms), tramp, in_loop)
+        else:
+            _launch(fb, f, fb.numel(axis), factor, wsyms, tramp, threads, GEMM_WORK)
         if kern.epilogue is not None:
             outer = kern.epilogue_domain()
             ef = emit_loop_function(module, base + "_epi", program, syms, outer, [kern.epilogue],
@@ -134,7 +140,7 @@ def emit_kernel(fb: FnBuilder, kern, base: str, tramp, threads: bool, notes: lis
         _launch_loops(fb, f, tuple(kern.outer), kern.stages, tramp, threads)
         notes.append("loop")
     elif isinstance(kern, ScanLoop):
-        emit_scan(fb, kern, base, emit)
+        emit_scan(fb, kern, base, lambda k, name: emit_kernel(fb, k, name, tramp, threads, notes, emit, True))
         notes.append("scan")
     else:
         raise TypeError(f"unknown kernel type {type(kern).__name__}")
@@ -222,6 +228,23 @@ def _launch_loops(fb: FnBuilder, f, outer, stages, tramp, threads):
         return
     factor, syms = _static_work(outer, stages)
     _launch(fb, f, fb.size(outer[0]), factor, syms, tramp, threads, THREAD_WORK)
+
+
+def _launch_rows_or_columns(fb: FnBuilder, base, kern, f, work, tramp, in_loop):
+    """A one-call GEMM cut along its longer output axis, decided at run time (each part
+    then re-packs only the smaller operand; matmul.py): rows above GEMM_WORK, columns
+    above GEMM_WORK too, or above GEMM_COLUMN_WORK in a loop's step. There the products
+    have few rows (an LSTM step's h @ W_hh: N=32), which a BLAS's own threads barely
+    speed up, and its workers, woken every step, spin on the cores between steps. Out
+    of loops a product under GEMM_WORK stays one call on the BLAS's threads."""
+    b, program = fb.b, fb.program
+    cf = emit_matmul_function(fb.module, base + "_cols", program, fb.symbols, kern, columns=True)
+    rows, cols = fb.numel(split_axis(program, kern)), fb.numel(kern.axes("n"))
+    with b.if_else(b.icmp_signed(">", cols, rows)) as (by_columns, by_rows):
+        with by_columns:
+            _launch(fb, cf, cols, *work, tramp, True, GEMM_COLUMN_WORK if in_loop else GEMM_WORK)
+        with by_rows:
+            _launch(fb, f, rows, *work, tramp, True, GEMM_WORK)
 
 
 def _launch(fb: FnBuilder, f, n0, factor, syms, tramp, threads, threshold):

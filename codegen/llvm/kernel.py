@@ -14,6 +14,8 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from passes.coalesce import coalesce
+from passes.one_hot_scatter import scatter_one_hot_adds
+from passes.row_reuse import reuse_row_values
 from passes.split_reduce import SplitPlan, split_plan
 
 from . import scalar
@@ -29,6 +31,9 @@ def emit_loop_function(module, name, program, symbols, outer, stages, acc_buffer
     index); [lo, hi) bounds the first outer axis, `extra` is unused."""
     fb = FnBuilder(module, name, [I64, I64, I8P], program=program, symbols=symbols)
     lo, hi, _ = fb.args
+    if acc_buffer is None:
+        outer, stages = reuse_row_values(program, outer, stages)   # exp(z - m) once per element
+        outer, stages = scatter_one_hot_adds(program, outer, stages)   # - onehot / N: once per row
     outer, stages = coalesce(program, outer, stages)   # short rows merged into longer ones
     if acc_buffer is None and is_column_reduction(program, outer, stages):
         emit_column_reduction(fb, lo, hi, stages)

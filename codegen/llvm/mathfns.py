@@ -8,10 +8,12 @@ serves both widths; only the constants and polynomial degrees differ.
 from __future__ import annotations
 
 import math
+import struct
 
 import llvmlite.ir as ir
 
-from .irtypes import F32, I32, I64, call_intrinsic
+from .irtypes import F32, I32, I64, call_intrinsic, intrinsic, suffix
+from .target import has_feature
 
 # fast-math flag that lets LLVM fuse a multiply and the add that uses it into an
 # FMA (one rounding instead of two: never less accurate, half the instructions)
@@ -31,7 +33,7 @@ class _Spec:
         self.exp_lo = -104.0 if single else -746.0      # exp below this is 0
         self.exp_hi = 89.0 if single else 710.0         # exp above this is inf
         self.expm1_big = 20.0 if single else 40.0       # expm1(x) == exp(x) beyond
-        self.taylor = 8 if single else 13               # expm1 on |r| <= ln2/2
+        self.taylor = 7 if single else 13               # expm1 on |r| <= ln2/2 (omitted term r**8/8! < 0.1 ulp)
         self.atanh_terms = 5 if single else 11          # log on s <= 0.1716
         self.min_normal = 2.0 ** -126 if single else 2.0 ** -1022
         self.sub_scale = 25 if single else 54
@@ -67,44 +69,78 @@ class FloatMath:
         return self.b.fcmp_unordered("uno", x, x)
 
     # ------------------------------------------------------------------ exp family
+    def clamp(self, x, lo, hi):
+        """x limited to [lo, hi], a NaN left NaN: ordered compares and selects, which
+        x86 does in one max and one min instruction (minnum/maxnum turn NaN into a
+        bound and cost fix-ups)."""
+        b = self.b
+        x = b.select(b.fcmp_ordered("<", x, self.c(lo)), self.c(lo), x)
+        return b.select(b.fcmp_ordered(">", x, self.c(hi)), self.c(hi), x)
+
     def _reduce(self, x):
-        """x = n ln2 + r, |r| <= ln2/2; returns (n as int, n as float, expm1(r))."""
+        """x = n ln2 + r, |r| <= ln2/2; returns (n as int, n as float, expm1(r)).
+        n is rounded by adding 1.5 * 2**mant (the sum's low mantissa bits then hold n,
+        ties to even) rather than rint and a float-to-int conversion: the same count of
+        instructions, and a NaN x gives some integer n (bits, defined) with NaN r and p,
+        so NaN propagates to exp and expm1 without a final select."""
         b, s = self.b, self.s
-        xc = call_intrinsic(b, "minnum", call_intrinsic(b, "maxnum", x, self.c(s.exp_lo)), self.c(s.exp_hi))
-        nf = call_intrinsic(b, "rint", b.fmul(xc, self.c(1 / math.log(2))))
+        xc = self.clamp(x, s.exp_lo, s.exp_hi)
+        shifter = 1.5 * 2.0 ** s.mant
+        t = b.fadd(b.fmul(xc, self.c(1 / math.log(2)), flags=CONTRACT), self.c(shifter), flags=CONTRACT)
+        nf = b.fsub(t, self.c(shifter))
+        n = b.sub(b.bitcast(t, s.ity), self.ic(self._bits(shifter)))
         # r = x - n ln2 in two steps (n * ln2_hi is exact), each one FMA
         r = b.fsub(xc, b.fmul(nf, self.c(s.ln2_hi), flags=CONTRACT), flags=CONTRACT)
         r = b.fsub(r, b.fmul(nf, self.c(s.ln2_lo), flags=CONTRACT), flags=CONTRACT)
         coefs = [1.0 / math.factorial(k) for k in range(2, s.taylor + 1)]
         p = b.fadd(r, b.fmul(b.fmul(r, r), self.poly(r, coefs), flags=CONTRACT), flags=CONTRACT)  # expm1(r)
-        return b.fptosi(nf, self.s.ity), nf, p
+        return n, nf, p
+
+    def _bits(self, v: float) -> int:
+        """The bit pattern of float v in this type, as a signed integer."""
+        if self.t == F32:
+            return struct.unpack("<i", struct.pack("<f", v))[0]
+        return struct.unpack("<q", struct.pack("<d", v))[0]
 
     def _scale(self, n, y):
-        """y * 2**n for n in [-150, 128] (f32) / [-1077, 1025] (f64), in two steps so
-        subnormal and overflowing results round once."""
+        """y * 2**n for n in [-150, 128] (f32) / [-1077, 1025] (f64), rounded once (so
+        subnormal and overflowing results are right): one vscalef where the CPU has
+        AVX-512 (llvm.ldexp; elsewhere LLVM makes it a call per element), else two
+        multiplies by powers of two in the normal range."""
         b = self.b
+        if has_feature("avx512f"):
+            return self._ldexp(y, n)
         n1 = b.ashr(n, self.ic(1))
         return b.fmul(b.fmul(y, self.pow2i(n1)), self.pow2i(b.sub(n, n1)))
 
+    def _ldexp(self, y, n):
+        """y * 2**n rounded once (llvm.ldexp: one vscalef with AVX-512)."""
+        b = self.b
+        fn = intrinsic(b.module, f"llvm.ldexp.{suffix(y.type)}.{suffix(n.type)}", y.type, [y.type, n.type])
+        return b.call(fn, [y, n])
+
     def exp(self, x):
         n, _, p = self._reduce(x)
-        y = self._scale(n, self.b.fadd(p, self.c(1.0)))
-        return self.b.select(self.isnan(x), x, y)
+        return self._scale(n, self.b.fadd(p, self.c(1.0)))     # NaN in, NaN out (_reduce)
 
     def expm1(self, x, may_be_big=True):
         """2**n p + (2**n - 1), exact near 0; exp(x) itself where x is large (both
         from one range reduction). may_be_big=False: the caller knows x <= 0."""
         b, s = self.b, self.s
         n, _, p = self._reduce(x)
-        lo = self.ic(-s.bias + 1)
-        hi = self.ic(s.bias)
-        nc = b.select(b.icmp_signed("<", n, lo), lo, b.select(b.icmp_signed(">", n, hi), hi, n))
-        t = self.pow2i(nc)
+        if has_feature("avx512f"):
+            # 2**n, which is 0 or inf at the ends of n's range: y is then -1, or NaN
+            # where x > expm1_big, which `big` replaces
+            t = self._ldexp(self.c(1.0), n)
+        else:
+            lo = self.ic(-s.bias + 1)
+            hi = self.ic(s.bias)
+            t = self.pow2i(b.select(b.icmp_signed("<", n, lo), lo, b.select(b.icmp_signed(">", n, hi), hi, n)))
         y = b.fadd(b.fmul(t, p, flags=CONTRACT), b.fsub(t, self.c(1.0)), flags=CONTRACT)
         if may_be_big:
             big = self._scale(n, b.fadd(p, self.c(1.0)))
             y = b.select(b.fcmp_ordered(">", x, self.c(s.expm1_big)), big, y)
-        return b.select(self.isnan(x), x, y)
+        return y                                                # NaN in, NaN out (_reduce)
 
     # ------------------------------------------------------------------ log family
     def log(self, x):

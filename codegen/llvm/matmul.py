@@ -9,6 +9,11 @@ C^T = op(B)^T op(A)^T, so we call gemm with the operands swapped.
 
 A call below BLAS_THREAD_WORK multiply-adds runs on one BLAS thread (the count is
 set to one before it and back to NNGRAPH_BLAS_THREADS after); bigger ones use them all.
+
+The function's [lo, hi) range runs over the output rows (split_axis), or, built with
+columns=True, over the output columns: part C[:, lo:hi] = A @ B[:, lo:hi] through the
+leading dimensions (entry.py picks one at run time: the longer axis, so each part
+re-packs only the smaller operand).
 """
 from __future__ import annotations
 
@@ -68,8 +73,15 @@ def split_axis(program, kern: MatmulKernel) -> tuple:
     return (kern.batch[0],) if kern.batch else kern.axes("m")
 
 
-def emit_matmul_function(module, name, program, symbols, kern: MatmulKernel):
-    """`void mm(bufs, sizes, lo, hi, extra)`: the product for split_axis range [lo, hi)."""
+def splits_columns(program, kern: MatmulKernel) -> bool:
+    """True when the product is one BLAS call (float, not batched or batch folded
+    into M), so it may also be cut along its output columns."""
+    return is_float(program.buffers[kern.out].dtype) and (folds(program, kern) or not kern.batch)
+
+
+def emit_matmul_function(module, name, program, symbols, kern: MatmulKernel, columns=False):
+    """`void mm(bufs, sizes, lo, hi, extra)`: the product for split_axis range [lo, hi),
+    or with columns=True (splits_columns only) for output columns [lo, hi)."""
     fb = FnBuilder(module, name, [I64, I64, I8P], program=program, symbols=symbols)
     dt = program.buffers[kern.out].dtype
     for x in (kern.a, kern.b):
@@ -78,7 +90,7 @@ def emit_matmul_function(module, name, program, symbols, kern: MatmulKernel):
                                       f"({program.buffers[x].dtype} vs {dt}); the lowering must cast first")
     if is_float(dt):
         fb.unoptimised()        # argument set-up around BLAS calls
-        _emit_gemm(fb, kern, dt)
+        _emit_gemm(fb, kern, dt, columns)
     else:
         _emit_int_loops(fb, kern, dt)
     fb.b.ret_void()
@@ -95,7 +107,7 @@ def _gemm_decl(module, dt):
     return fn
 
 
-def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt):
+def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt, columns=False):
     b = fb.b
     t = value_type(dt)
     gemm = _gemm_decl(fb.module, dt)
@@ -115,11 +127,14 @@ def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt):
     lo, hi, _ = fb.args
     fold = folds(fb.program, kern)
     split_rows = fold or not kern.batch
-    rows = b.sub(hi, lo) if split_rows else m
+    if columns:
+        rows, cols = fb.numel(split_axis(fb.program, kern)), b.sub(hi, lo)
+    else:
+        rows, cols = (b.sub(hi, lo) if split_rows else m), n
     # operands as BLAS sees them (swapped): first = our B, second = our A
     ta = slot(I8, ir.Constant(I8, ord("T" if kern.trans_b else "N")), "ta")
     tb = slot(I8, ir.Constant(I8, ord("T" if kern.trans_a else "N")), "tb")
-    pm, pn, pk = slot(I32, i32(n), "m"), slot(I32, i32(rows), "n"), slot(I32, i32(k), "k")
+    pm, pn, pk = slot(I32, i32(cols), "m"), slot(I32, i32(rows), "n"), slot(I32, i32(k), "k")
     lda = slot(I32, i32(imax1(k if kern.trans_b else n)), "lda")
     ldb = slot(I32, i32(imax1(m if kern.trans_a else k)), "ldb")
     ldc = slot(I32, i32(imax1(n)), "ldc")
@@ -128,13 +143,7 @@ def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt):
     pa, pb_, pc = fb.ptr(kern.a), fb.ptr(kern.b), fb.ptr(kern.out)
 
     def call(bidx):
-        if bidx is None:      # rows [lo, hi) of the (folded) product
-            oa = lo if kern.trans_a else b.mul(lo, k)
-            ob, oc = i64(0), b.mul(lo, n)
-        else:
-            oa = _batch_offsets(fb, kern, "a", bidx, kern.batch)
-            ob = _batch_offsets(fb, kern, "b", bidx, kern.batch)
-            oc = b.mul(fb.linear(kern.batch, bidx), b.mul(m, n))
+        oa, ob, oc = _offsets(fb, kern, bidx, columns, (m, n, k))
         b.call(gemm, [ta, tb, pm, pn, pk, alpha, b.gep(pb_, [ob]), lda, b.gep(pa, [oa]), ldb, beta,
                       b.gep(pc, [oc]), ldc])
 
@@ -142,18 +151,18 @@ def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt):
     # they save there, and they then spin on the cores our own threads need
     # (set back to the configured count, not to the previous one: two threads making
     # small calls at once would otherwise leave the count at one)
-    per_call = b.mul(b.mul(rows, n), k)
+    per_call = b.mul(b.mul(rows, cols), k)
     small = b.icmp_signed("<", per_call, i64(BLAS_THREAD_WORK))
     # a part of a product split across our own threads (entry.py's _launch) runs on one
     # BLAS thread: each of our threads already has a core, and BLAS workers woken on
     # top of them oversubscribe the cores (xs@W over (T*N=1600, 256, 1024) on 2 cores:
     # 5-10 ms with two BLAS threads per part, 2.9 ms with one)
-    whole = fb.numel(split_axis(fb.program, kern))
+    whole = n if columns else fb.numel(split_axis(fb.program, kern))
     small = b.or_(small, b.icmp_signed("<", b.sub(hi, lo), whole))
     set_threads = _threads_decl(fb.module)
     with b.if_then(small):
         b.call(set_threads, [ir.Constant(I32, 1)])
-    if split_rows:
+    if split_rows or columns:
         with fb.b.if_then(b.icmp_signed("<", lo, hi)):
             call(None)
     else:
@@ -161,6 +170,20 @@ def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt):
             call(bidx)
     with b.if_then(small):
         b.call(set_threads, [ir.Constant(I32, blas.configured_threads())])
+
+
+def _offsets(fb, kern, bidx, columns, mnk):
+    """Element offsets of A, B and C for one call: output columns [lo, hi) (columns),
+    rows [lo, hi) of the (folded) product (bidx None), or batch entry bidx."""
+    b = fb.b
+    lo = fb.args[0]
+    m, n, k = mnk
+    if columns:      # B's columns lo.. (its rows when stored transposed), C's columns lo..
+        return i64(0), (b.mul(lo, k) if kern.trans_b else lo), lo
+    if bidx is None:
+        return (lo if kern.trans_a else b.mul(lo, k)), i64(0), b.mul(lo, n)
+    return (_batch_offsets(fb, kern, "a", bidx, kern.batch), _batch_offsets(fb, kern, "b", bidx, kern.batch),
+            b.mul(fb.linear(kern.batch, bidx), b.mul(m, n)))
 
 
 def _threads_decl(module):

@@ -15,7 +15,7 @@ from passes.program import Stage
 
 from . import scalar
 from .blocked_sum import BlockedSums, blocked_loop
-from .irtypes import F32, I1, I8, I32, I64, call_intrinsic, const, i64, value_type
+from .irtypes import F32, I1, I8, I32, I64, call_intrinsic, const, i64, intrinsic, suffix, value_type
 from .loops import FnBuilder
 
 REDUCE_FLAGS = ("reassoc", "contract")
@@ -105,7 +105,11 @@ def accumulate(fb, kind, dt, a, ia, v, index, dts, red):
             new = b.add(cur, v)
     elif kind in ("max", "min"):
         if isf:
-            new = call_intrinsic(b, "maximum" if kind == "max" else "minimum", cur, v)
+            # NaN-propagating; `nsz`: -0.0 and +0.0 unordered (nngraph/semantics.py), which
+            # spares x86 two of five instructions per vector
+            base = "maximum" if kind == "max" else "minimum"
+            fn = intrinsic(b.module, f"llvm.{base}.{suffix(cur.type)}", cur.type, [cur.type, cur.type])
+            new = b.call(fn, [cur, v], fastmath=("nsz",))
         elif dt == "bool":
             new = b.or_(cur, v) if kind == "max" else b.and_(cur, v)
         else:

@@ -55,6 +55,23 @@ def features() -> str:
 
 
 @functools.lru_cache(maxsize=None)
+def has_feature(name: str) -> bool:
+    """Whether code is generated for a CPU with LLVM feature `name` (the host's, as
+    NNGRAPH_CPU_FEATURES changes it)."""
+    return feature_enabled(features(), name)
+
+
+def feature_enabled(feature_list: str, name: str) -> bool:
+    """Whether `name` is on in an LLVM feature list ("+avx2,-avx512f,..."): its last
+    mention wins, as in LLVM (the overrides come after the host's features)."""
+    on = False
+    for item in feature_list.split(","):
+        if item[1:] == name:
+            on = item[0] == "+"
+    return on
+
+
+@functools.lru_cache(maxsize=None)
 def target_machine():
     """The process's TargetMachine for optimising and emitting code."""
     return _new_target_machine()
@@ -97,11 +114,18 @@ def _register_symbols() -> None:
     """External functions the generated code calls, by name: BLAS gemm (blas.py),
     pthread_create/join and clock_gettime from the C library."""
     from . import blas
-    for name, addr in blas.gemm_addresses().items():
-        llvm.add_symbol(f"nngraph_{name}", addr)
+    register_blas(blas.gemm_addresses())
     libc = ctypes.CDLL(None)
     for name in ("pthread_create", "pthread_join", "clock_gettime"):
         llvm.add_symbol(f"nngraph_{name}", ctypes.cast(getattr(libc, name), ctypes.c_void_p).value)
+
+
+def register_blas(addresses: dict) -> None:
+    """Make object code loaded from now on call the BLAS of `addresses` (blas.py's
+    gemm_addresses form) as nngraph_sgemm, nngraph_dgemm, nngraph_blas_threads_local.
+    Code loaded earlier keeps the functions it was linked to."""
+    for name, addr in addresses.items():
+        llvm.add_symbol(f"nngraph_{name}", addr)
 
 
 # ----------------------------------------------------------------------------- compile

@@ -12,6 +12,7 @@ from ..collective import AllReduceKernel, collective_stats
 from ..kernel_dag import kernel_dag
 from ..loop import ScanLoop, loop_stats
 from ..memory import plan_memory
+from ..one_hot_gather import gather_one_hot_sums
 from ..program import LoopKernel, MatmulKernel, Program, Stage
 from ..sibling_fusion import fuse_siblings
 
@@ -54,6 +55,7 @@ def _kernels(ctx) -> dict:
                                    ", ".join(fusion.label(m) for m in g.members))
     if ctx.opt >= 1:
         kernels = fuse_siblings(kernels, ctx.root)
+        gather_one_hot_sums(kernels.values())
     return kernels
 
 

@@ -3,10 +3,9 @@ the user's OPENBLAS_CORETYPE unless NNGRAPH_BLAS_CORETYPE opts in to another (=h
 the type for the host's vector width), never an AVX-512 type on a CPU without AVX-512; and the choice holds when
 scipy loaded its OpenBLAS first (nngraph then loads its own verified copy)."""
 import os
-import subprocess
-import sys
 import textwrap
 
+import blas_scripts
 import pytest
 
 from codegen.llvm import blas
@@ -76,18 +75,12 @@ def test_copy_is_verified_and_replaced_when_corrupt(tmp_path, monkeypatch):
     assert open(dst, "rb").read() == src.read_bytes()
 
 
-SCRIPT = textwrap.dedent("""
+PRELUDE = """
     import ctypes, os
-    import numpy as np
     from scipy.linalg import cython_blas        # scipy's OpenBLAS first, with the pin
-    import nngraph as ng
     from codegen.llvm import blas
-    x = ng.placeholder((64, 48), name="x")
-    w = ng.placeholder((48, 32), name="w")
-    fn = ng.compile([x, w], x @ w, target="cpu")
-    a = np.random.default_rng(0).standard_normal((64, 48)).astype(np.float32)
-    b = np.random.default_rng(1).standard_normal((48, 32)).astype(np.float32)
-    np.testing.assert_allclose(fn(a, b), a @ b, rtol=1e-5, atol=1e-5)
+"""
+SCRIPT = textwrap.dedent("""
     maps = open("/proc/self/maps").read().splitlines()
     paths = {l.split(maxsplit=5)[-1] for l in maps if "libscipy_openblas-" in l}
     # nngraph's private copy lives in a cache folder named blas-<tag>; scipy's own does not
@@ -96,6 +89,7 @@ SCRIPT = textwrap.dedent("""
     corename = lib.scipy_openblas_get_corename
     corename.restype = ctypes.c_char_p
     print("PRIVATE", len(private), len(paths), corename().decode())
+    print("STATS", fn.stats()["blas"])
 """)
 
 
@@ -104,9 +98,8 @@ def test_choice_holds_when_scipy_loaded_its_blas_first(tmp_path):
     that every x86-64 CPU with AVX2 runs, so the test holds on any CI machine): it must
     load its own instance with that type, beside scipy's."""
     env = dict(os.environ, OPENBLAS_CORETYPE="Sandybridge", NNGRAPH_BLAS_CORETYPE="Haswell",
-               NNGRAPH_CACHE_DIR=str(tmp_path))
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    assert out.returncode == 0, out.stderr
-    n_private, n_paths, core = out.stdout.split("PRIVATE")[1].split()
+               NNGRAPH_BLAS="openblas", NNGRAPH_CACHE_DIR=str(tmp_path))
+    stdout = blas_scripts.run(PRELUDE, blas_scripts.COMPILED_PRODUCT, SCRIPT, env=env)
+    n_private, n_paths, core = stdout.split("PRIVATE")[1].split()[:3]
     assert (n_private, n_paths, core) == ("1", "2", "Haswell")
+    assert "(scipy's, own instance, core type Haswell" in stdout.split("STATS")[1]

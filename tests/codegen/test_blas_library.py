@@ -95,7 +95,7 @@ def test_without_a_bundled_library_the_pointers_come_from_cython_blas(monkeypatc
     monkeypatch.setattr(blas, "scipy_openblas", lambda core_type="": None)
     monkeypatch.delenv("NNGRAPH_BLAS_CORETYPE", raising=False)
     from scipy.linalg import cython_blas
-    addr = blas.gemm_addresses()
+    addr = blas.openblas_addresses()
     assert addr["sgemm"] == blas._capsule_ptr(cython_blas.__pyx_capi__["sgemm"])
     proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))
     gemm = proto(addr["sgemm"])

@@ -144,3 +144,53 @@ def test_row_sums_match_numpy_for_every_block_count(rows):
     x = np.random.default_rng(rows).standard_normal((3, rows)).astype(np.float32)
     (out,), _ = pb.run([x], [], {"N": rows})
     np.testing.assert_allclose(out, x.sum(1, dtype=np.float64), rtol=1e-5, atol=1e-5)
+
+
+T = Dim("T")
+
+
+def _sum_over_leading(C, lead_axes_used=(0, 1)):
+    """out[c] = sum_{t,n} x[t, n, c] (a bias gradient over [T, N]); the load's index
+    is (idx lead_axes_used[0], idx lead_axes_used[1], c)."""
+    pb = ProgBuilder()
+    x = pb.buf("x", "float32", (T, N, C), "input")
+    out = pb.buf("out", "float32", (C,), "output")
+    b = pb.body()
+    c, ix = b.idx(0), {1: b.idx(1), 2: b.idx(2)}
+    v = b.load(x, ix[1 + lead_axes_used[0]], ix[1 + lead_axes_used[1]], c)
+    e = pb.body()
+    r = e("result", stage=0, slot=0)
+    pb.kernel(LoopKernel("colsum2", (C,), [Stage((T, N), b.ins, (("sum", v),)),
+                                           Stage((), e.ins, (), [Store(out, (e.idx(0),), r)])]))
+    return pb
+
+
+@pytest.mark.parametrize("C", [5, TILE + 3])
+@pytest.mark.parametrize("t,n", [(0, 3), (1, 1), (3, 7), (50, 32)])
+def test_column_sums_over_two_symbolic_leading_axes_take_the_column_path(C, t, n):
+    pb = _sum_over_leading(C)
+    assert is_column_reduction(pb.program(), (C,), pb.schedule[0].stages)
+    assert "tile_sum" in pb.build()[1]["llvm"]()
+    x = np.random.default_rng(t * 31 + n).standard_normal((t, n, C)).astype(np.float32)
+    (out,), _ = pb.run([x], [], {"T": t, "N": n})
+    # float32 rounding of a sum: a few eps of the sum of magnitudes
+    bound = 4 * np.finfo(np.float32).eps * np.abs(x).sum((0, 1)) + 1e-30
+    np.testing.assert_array_less(np.abs(out - x.astype(np.float64).sum((0, 1))), bound)
+
+
+def test_leading_axes_out_of_order_keep_the_plain_form_and_its_values():
+    """x[n, t, c] read with the loop axes (T, N) swapped is not one flat row axis."""
+    pb = ProgBuilder()
+    x = pb.buf("x", "float32", (N, T, 9), "input")
+    out = pb.buf("out", "float32", (9,), "output")
+    b = pb.body()
+    c, t, n = b.idx(0), b.idx(1), b.idx(2)
+    v = b.load(x, n, t, c)
+    e = pb.body()
+    r = e("result", stage=0, slot=0)
+    pb.kernel(LoopKernel("colsum_swapped", (9,), [Stage((T, N), b.ins, (("sum", v),)),
+                                                  Stage((), e.ins, (), [Store(out, (e.idx(0),), r)])]))
+    assert not is_column_reduction(pb.program(), (9,), pb.schedule[0].stages)
+    xv = np.random.default_rng(3).standard_normal((4, 6, 9)).astype(np.float32)
+    (o,), _ = pb.run([xv], [], {"T": 6, "N": 4})
+    np.testing.assert_allclose(o, xv.sum((0, 1)), rtol=1e-5, atol=1e-5)

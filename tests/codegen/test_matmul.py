@@ -1,12 +1,17 @@
-"""MatmulKernel: BLAS through cython_blas pointers (transposes, alpha/beta, batch
-broadcasting, epilogue), integer matmul as loops, against NumPy."""
+"""MatmulKernel: BLAS calls (transposes, alpha/beta, batch broadcasting, epilogue,
+products split across threads) against NumPy, for every BLAS candidate installed
+(scipy's OpenBLAS, MKL: conftest.blas_candidate); integer matmul as loops."""
+import ctypes
+
 import numpy as np
 import pytest
 
 from passes.program import MatmulKernel, Stage, Store
+from blas_scripts import installed_blas
 from progbuild import Dim, ProgBuilder
 
 N = Dim("N")
+pytestmark = pytest.mark.usefixtures("blas_candidate")
 
 
 def _mm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, c0=None, epilogue=None, batch=()):
@@ -138,9 +143,35 @@ def test_big_gemms_split_across_threads(case, n_threads, monkeypatch):
     np.testing.assert_allclose(_mm(a, b, **kw), want, rtol=1e-10, atol=1e-10)
 
 
-def test_small_products_run_on_one_blas_thread_and_restore_the_count():
+def test_products_call_the_registered_blas(blas_candidate):
+    """The parametrisation is real: the generated code calls the sgemm registered when
+    it was loaded (a recording stand-in in front of the candidate's)."""
+    from codegen.llvm import blas
+    from codegen.llvm.blas_call import GEMM_TYPE
+    from codegen.llvm.target import register_blas
+    addresses = blas.candidate_addresses(blas_candidate)
+    real = GEMM_TYPE(addresses["sgemm"])
+    calls = []
+
+    @GEMM_TYPE
+    def record(*args):
+        calls.append(1)
+        real(*args)
+
+    register_blas(dict(addresses, sgemm=ctypes.cast(record, ctypes.c_void_p).value))
+    try:
+        rng = np.random.default_rng(12)
+        a, b = rng.standard_normal((9, 7)).astype(np.float32), rng.standard_normal((7, 5)).astype(np.float32)
+        np.testing.assert_allclose(_mm(a, b), a @ b, rtol=1e-5, atol=1e-5)
+    finally:
+        register_blas(addresses)
+    assert calls == [1]
+
+
+def test_small_products_run_on_one_blas_thread_and_restore_the_count(blas_candidate):
     """A GEMM below BLAS_THREAD_WORK multiply-adds runs on one BLAS thread and sets
-    the count back to the configured one."""
+    the count back to the configured one (OpenBLAS: its global count; MKL: the calling
+    thread's own count, which MKL_Set_Num_Threads_Local(0) returns)."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
     from codegen.llvm import blas
     from codegen.llvm.matmul import BLAS_THREAD_WORK
@@ -148,6 +179,11 @@ def test_small_products_run_on_one_blas_thread_and_restore_the_count():
     rng = np.random.default_rng(3)
     a, b = rng.standard_normal((8, 8)), rng.standard_normal((8, 8))
     np.testing.assert_allclose(_mm(a, b), a @ b, rtol=1e-12)
+    if blas_candidate == "mkl":       # (the sequential layer has one thread whatever is asked)
+        lib = blas.mkl_instance()
+        want = 1 if lib.layer == "sequential" else blas.configured_threads()
+        assert lib.lib.MKL_Set_Num_Threads_Local(ctypes.c_int(0)) == want
+        return
     ours = [lib for lib in threadpoolctl.ThreadpoolController().lib_controllers
             if "libscipy_openblas-" in (lib.filepath or "")]
     assert ours and all(lib.get_num_threads() == blas.configured_threads() for lib in ours)
@@ -194,23 +230,15 @@ def test_matrix_dimensions_over_several_axes():
                 np.testing.assert_allclose(g_, w_, rtol=1e-12, atol=1e-12)
 
 
-def test_parts_of_a_split_gemm_run_on_one_blas_thread(monkeypatch):
-    """A product split across our own threads makes each part's BLAS call on one BLAS
-    thread, however big the part: BLAS workers woken on top of our threads would
-    oversubscribe the cores (a (1600, 256, 1024) product on 2 cores took 5-10 ms
-    instead of 2.9 ms). The generated code's thread-count calls are recorded through
-    a stand-in for the BLAS's set_num_threads_local."""
+def _blas_thread_requests(run):
+    """run() with the generated code's set_num_threads_local calls recorded as
+    (thread id, count) through a stand-in for the BLAS's function."""
     import ctypes
     import threading
 
     import llvmlite.binding as llvm
 
-    import codegen.llvm.entry as entry
-    import codegen.llvm.matmul as matmul
     from codegen.llvm import blas
-    monkeypatch.setattr(entry, "GEMM_WORK", 1 << 16)
-    monkeypatch.setattr(matmul, "BLAS_THREAD_WORK", 1 << 12)
-    monkeypatch.setattr(entry, "N_THREADS", 2)
     calls = []
 
     @ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)
@@ -221,11 +249,99 @@ def test_parts_of_a_split_gemm_run_on_one_blas_thread(monkeypatch):
     real = blas.gemm_addresses()["blas_threads_local"]
     llvm.add_symbol("nngraph_blas_threads_local", ctypes.cast(record, ctypes.c_void_p).value)
     try:
-        rng = np.random.default_rng(11)
-        a, b = rng.standard_normal((256, 128)), rng.standard_normal((128, 160))
-        np.testing.assert_allclose(_mm(a, b), a @ b, rtol=1e-10, atol=1e-10)
+        out = run()
     finally:
         llvm.add_symbol("nngraph_blas_threads_local", real)
+    return out, calls
+
+
+def test_parts_of_a_split_gemm_run_on_one_blas_thread(monkeypatch):
+    """A product split across our own threads makes each part's BLAS call on one BLAS
+    thread, however big the part: BLAS workers woken on top of our threads would
+    oversubscribe the cores (a (1600, 256, 1024) product on 2 cores took 5-10 ms
+    instead of 2.9 ms). The generated code's thread-count calls are recorded through
+    a stand-in for the BLAS's set_num_threads_local."""
+    import codegen.llvm.entry as entry
+    import codegen.llvm.matmul as matmul
+    monkeypatch.setattr(entry, "GEMM_WORK", 1 << 16)
+    monkeypatch.setattr(matmul, "BLAS_THREAD_WORK", 1 << 12)
+    monkeypatch.setattr(entry, "N_THREADS", 2)
+    rng = np.random.default_rng(11)
+    a, b = rng.standard_normal((256, 128)), rng.standard_normal((128, 160))
+    got, calls = _blas_thread_requests(lambda: _mm(a, b))
+    np.testing.assert_allclose(got, a @ b, rtol=1e-10, atol=1e-10)
     assert 128 * 128 * 160 >= matmul.BLAS_THREAD_WORK   # each half alone would use every BLAS thread
     ones = {tid for tid, n in calls if n == 1}
     assert len(ones) == 2, calls                     # both parts, each on its own thread, asked for one
+
+
+@pytest.mark.parametrize("case", ["plain", "trans_a", "trans_b", "both", "folded", "epilogue", "beta"])
+def test_wide_gemms_split_along_their_columns(case, monkeypatch):
+    """A product with more output columns than rows above GEMM_WORK is cut along its
+    columns: each of our threads computes C[:, lo:hi] = A @ B[:, lo:hi] on one BLAS
+    thread, so each part re-packs only the small A (thresholds lowered so small shapes
+    split; values against NumPy for every operand layout)."""
+    import codegen.llvm.entry as entry
+    monkeypatch.setattr(entry, "GEMM_COLUMN_WORK", 1 << 40)     # the in-loop threshold: not used here
+    monkeypatch.setattr(entry, "GEMM_WORK", 1 << 10)
+    monkeypatch.setattr(entry, "N_THREADS", 2)
+    rng = np.random.default_rng(12)
+    ta, tb = case in ("trans_a", "both"), case in ("trans_b", "both")
+    a = rng.standard_normal((40, 9) if ta else (9, 40))
+    b = rng.standard_normal((131, 40) if tb else (40, 131))
+    kw = {"trans_a": ta, "trans_b": tb}
+    want = _ref(a, b, ta, tb)
+    if case == "folded":
+        a = rng.standard_normal((2, 5, 40))
+        kw, want = {"batch": (2,)}, _ref(a, b, False, False)
+    if case == "epilogue":
+        bias = rng.standard_normal(131)
+        kw["epilogue"] = bias
+        want = np.maximum(want + bias, 0)
+    if case == "beta":
+        c0 = rng.standard_normal((9, 131))
+        kw.update(alpha=0.5, beta=2.0, c0=c0)
+        want = 0.5 * want + 2.0 * c0
+    got, calls = _blas_thread_requests(lambda: _mm(a, b, **kw))
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    assert len({tid for tid, n in calls if n == 1}) == 2, calls     # two parts, one BLAS thread each
+
+
+@pytest.mark.parametrize("n_rows, splits", [(3, True), (60, False)])
+def test_in_a_loop_step_products_with_few_rows_split_along_their_columns(n_rows, splits, monkeypatch):
+    """In a scan's step, a product with more columns than rows (h @ Wh: N rows, H
+    columns) is cut along its columns above GEMM_COLUMN_WORK, far below GEMM_WORK; one
+    with more rows than columns is not cut there. Values against the loop's oracle."""
+    import codegen.llvm.entry as entry
+    from runtime.cpu import build_program
+    from scan_programs import elman, elman_data
+    monkeypatch.setattr(entry, "GEMM_COLUMN_WORK", 1 << 6)
+    monkeypatch.setattr(entry, "GEMM_WORK", 1 << 40)
+    monkeypatch.setattr(entry, "N_THREADS", 2)
+    prog, oracle = elman(F=4, H=24, hoisted=True)
+    inputs, params = elman_data(5, n=n_rows, F=4, H=24, seed=3)
+    (outs, _), calls = _blas_thread_requests(
+        lambda: build_program(prog)[0].run(inputs, params, {"T": 5, "N": n_rows}))
+    for got, want in zip(outs, oracle(*inputs, *params)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5)
+    assert (len({tid for tid, n in calls if n == 1}) > 1) == splits, calls
+
+
+@pytest.mark.parametrize("blas_candidate", [c for c in installed_blas() if c == "mkl"], indirect=True)
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_mkl_rows_do_not_depend_on_how_the_product_is_cut(trans_b, blas_candidate, monkeypatch):
+    """With MKL each row's value does not depend on how our threads cut the product
+    (nor on its operands' alignment): its reproducible mode (mkl.py: CBWR
+    AUTO,STRICT; without it rows of a 32x300x200 float32 product differed by up to
+    4e-5 between one call and three). OpenBLAS promises no such thing (its kernels
+    for leftover rows round differently; this product differs there too)."""
+    import codegen.llvm.entry as entry
+    rng = np.random.default_rng(13)
+    a = rng.standard_normal((32, 300)).astype(np.float32)
+    b = rng.standard_normal((200, 300) if trans_b else (300, 200)).astype(np.float32)
+    monkeypatch.setattr(entry, "N_THREADS", 1)
+    whole = _mm(a, b, trans_b=trans_b)
+    monkeypatch.setattr(entry, "GEMM_WORK", 1 << 12)
+    for threads in (2, 3):
+        monkeypatch.setattr(entry, "N_THREADS", threads)
+        np.testing.assert_array_equal(_mm(a, b, trans_b=trans_b), whole)

@@ -210,3 +210,22 @@ def test_check_numerics_names_the_op_inside_the_loop():
     with pytest.raises(ng.NumericsError, match=r"^log made a non-finite value \(NaN\) in f64\[3\] built at "
                                                r"test_scan.py:\d+, in a step of the loop \(scan\)"):
         oracle(np.array([[1.0, 2.0, 3.0], [-1.0, 1.0, 1.0]]))
+
+
+def test_a_running_total_that_is_also_read_per_step_stays_in_the_loop():
+    """`c + g` is an accumulator passes/loop_sink.py moves after the loop, unless the
+    step reads the running total itself (here as ys = 2·total): then every step needs
+    it (this failed to compile with 'placeholder carry0 is used but is not a graph
+    input')."""
+    xs = ng.placeholder(("T", 4), "float64", name="xs")
+
+    def step(c, x):
+        total = ng.exp(x) + c
+        return total, 2.0 * total
+
+    cT, ys = ng.scan(step, ng.constant(np.zeros(4)), xs)
+    X = rand((6, 4), 3)
+    got_c, got_ys = compile([xs], [cT, ys])(X)
+    want = np.cumsum(np.exp(X), axis=0)
+    np.testing.assert_allclose(got_c, want[-1], rtol=1e-12)
+    np.testing.assert_allclose(got_ys, 2.0 * want, rtol=1e-12)

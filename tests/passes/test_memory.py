@@ -66,3 +66,47 @@ def test_plan_is_deterministic_and_views_count_for_their_base():
     prog = to_program(Graph([x], [ng.sum(ng.relu(ng.conv2d(x, w, padding=1)))]), 2)
     views = [b for b, buf in prog.buffers.items() if buf.kind == "view"]
     assert views and all(prog.buffers[prog.root(v)].kind != "view" for v in views)
+
+
+def _copy_kernel(name, dst, srcs, shape):
+    """dst[i, j] = sum of srcs[k][i, j] (a small source, shape (1, 4), read at [0, j % 4])."""
+    from passes.program import LoopKernel, Stage, Store, instr
+    body = [instr("idx", (), dtype="int64", axis=0), instr("idx", (), dtype="int64", axis=1)]
+    acc = None
+    for buf, small in srcs:
+        if small:
+            body.append(instr("const", (), dtype="int64", value=4))
+            body.append(instr("mod", (1, len(body) - 1), dtype="int64"))
+            body.append(instr("const", (), dtype="int64", value=0))
+            body.append(instr("load", (len(body) - 1, len(body) - 2), dtype="float32", buffer=buf))
+        else:
+            body.append(instr("load", (0, 1), dtype="float32", buffer=buf))
+        if acc is not None:
+            body.append(instr("add", (acc, len(body) - 1), dtype="float32"))
+        acc = len(body) - 1
+    return LoopKernel(name, shape, [Stage((), body, (), [Store(dst, (0, 1), acc)])])
+
+
+def test_a_small_temp_does_not_keep_a_big_one_from_reusing_a_dead_big_slot():
+    """k0 writes big A, k1 reads it last; k2 writes a small s, k3 a big B, k4 reads
+    both. Placed by first use, s took A's freed slot and B needed a second big slot;
+    placed largest first, B reuses A's slot and s gets a small one (the LSTM step's
+    [T, N, 4H] projection and gate gradient: 6.5 MiB at T=50 N=32 H=256)."""
+    from nngraph.types import Dim
+    from passes.program import Buffer, Program
+    T = Dim("T")
+    spec = [("x", (T, 64), "input"), ("A", (T, 64), "temp"), ("o1", (T, 64), "output"),
+            ("s", (1, 4), "temp"), ("B", (T, 64), "temp"), ("o2", (T, 64), "output")]
+    bufs = {i: Buffer(i, n, "float32", shape, kind) for i, (n, shape, kind) in enumerate(spec)}
+    x, A, o1, s, B, o2 = range(6)
+    sched = [_copy_kernel("a", A, [(x, False)], (T, 64)), _copy_kernel("o1", o1, [(A, False)], (T, 64)),
+             _copy_kernel("s", s, [(x, False)], (1, 4)), _copy_kernel("b", B, [(x, False)], (T, 64)),
+             _copy_kernel("o2", o2, [(B, False), (s, True)], (T, 64))]
+    prog = Program(bufs, sched, [x], [], [o1, o2], [])
+    prog.plan = plan_memory(prog)
+    assert prog.plan[A] == prog.plan[B] != prog.plan[s]
+    assert peak_bytes(prog, {"T": 100}) == (100 * 64 + 4) * 4
+    xv = np.random.default_rng(2).standard_normal((7, 64)).astype(np.float32)
+    got = run_program(prog, [xv], [], {"T": 7})[0]
+    np.testing.assert_array_equal(got[0], xv)
+    np.testing.assert_allclose(got[1], xv + np.tile(xv[0, :4], 16), rtol=1e-6)

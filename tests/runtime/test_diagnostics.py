@@ -58,6 +58,10 @@ def test_profile_is_a_table_of_kernels_in_graph_terms_and_changes_no_parameter(b
     assert any(c["op"] == "relu" and c["where"] == lines["h"] for c in nodes)
     assert "share" in table and "GFLOP/s" in table and lines["h"] in table
     assert table.info["sizes"] == {"N": 12} and table.info["calls"] == 3
+    if backend == "cpu":                                       # which BLAS ran the products
+        from codegen.llvm.blas import describe
+        assert fn.stats()["blas"] == table.info["blas"] == describe()
+        assert f"\nBLAS: {describe()}\n" in table
 
 
 def test_profile_without_inputs_reuses_the_last_call_and_says_so_before_one():

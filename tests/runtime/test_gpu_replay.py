@@ -196,3 +196,46 @@ def test_an_output_fed_back_as_the_next_input_is_copied_not_captured_in_place():
     del u, v                   # the caller holds no output any more: every graph may run again
     assert not any(v.in_place for v in replay.variants)
     assert all(v.free() for v in replay.variants)
+
+
+def test_pipelined_steps_match_the_reference_and_held_outputs_stay_intact():
+    """Calls back to back with no synchronise in between (a training loop on the GPU):
+    the batch tensor refilled in place before each call, some outputs kept, others
+    dropped. Every kept output and the parameters at the end are the reference's."""
+    fg, pg = mlp("gpu")
+    fr, pr = mlp("reference")
+    X, Y = batch(8, 6)
+    xs = [fg.to_device(a) for a in (X, Y)]
+    batches = [fg.to_device(X * (1 + 0.1 * step)) for step in range(12)]   # on the device before the loop
+    kept, want = [], []
+    loss = None
+    for step in range(12):
+        xs[0].copy_(batches[step])        # a device-to-device copy, queued after the previous call
+        loss, logits = fg(*xs)            # the last loss is held meanwhile
+        lr, zr = fr(X * (1 + 0.1 * step), Y)
+        if step % 3 == 0:
+            kept.append((loss, logits))
+            want.append((lr, zr))
+    assert fg.stats()["replayed"]
+    for (lg, zg), (lr, zr) in zip(kept, want):
+        np.testing.assert_allclose(lg.cpu().numpy(), lr, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(zg.cpu().numpy(), zr, rtol=1e-4, atol=1e-5)
+    for p, q in zip(pg, pr):
+        np.testing.assert_allclose(p.value, q.value, rtol=1e-4, atol=1e-5, err_msg=p.name)
+
+
+def test_pipelined_outputs_fed_back_as_inputs_follow_the_recurrence():
+    """h = f(h) ten times with no synchronise: each call reads the output of the one
+    before, which the graphs must neither read in place nor overwrite early."""
+    h = ng.placeholder(("N", 3), name="h")
+    f = ng.compile([h], ng.tanh(h) * 0.9 + 0.1, target="gpu")
+    start = np.linspace(-2, 2, 6, dtype=np.float32).reshape(2, 3)
+    t, want = f.to_device(start), start
+    history = []
+    for _ in range(10):
+        t = f(t)
+        want = np.tanh(want) * np.float32(0.9) + np.float32(0.1)
+        history.append((t, want))
+    assert f.stats()["replayed"]
+    for got, w in history:
+        np.testing.assert_allclose(got.cpu().numpy(), w, rtol=1e-5, atol=1e-6)
