@@ -1,7 +1,8 @@
 """Compile times of the training steps of benchmarks/run.py (MLP 784-512-256-10 SGD
-b128, LeNet-5 b64), by stage, on target="cpu".
+b128, LeNet-5 b64) and of benchmarks/lstm.py (ng.nn.LSTM(256) over T=50, b32), by
+stage, on target="cpu".
 
-    python benchmarks/compile_time.py [--rounds 5] [--only mlp,lenet]
+    python benchmarks/compile_time.py [--rounds 5] [--only mlp,lenet,lstm] [--no-bytecode-cache]
 
 Each round starts fresh processes with an empty cache directory, per model:
   cold        the first ng.compile in a new process (imports it triggers included)
@@ -9,8 +10,19 @@ Each round starts fresh processes with an empty cache directory, per model:
   hit, new    a second new process compiling the same graph: a hit that pays the
   process     imports and LLVM's start-up
 and prints the median over rounds of the wall time and of the process's CPU time
-(steadier on a loaded machine), then fn.stats()["compile_time"] stage by stage. Goals
+(steadier on a loaded machine) of the ng.compile call alone (building the graph and
+its gradient is not counted), then fn.stats()["compile_time"] stage by stage (the
+LSTM's "hit" row builds a second layer, named apart from the first: a new graph, so
+a cold compile in a warm process). Goals
 (issue 15): cold MLP <= 0.5 s, cold LeNet <= 1.0 s, hit <= 0.05 s.
+
+Python's bytecode: an installed package has its modules compiled to .pyc (pip does
+it at install time; a checkout writes __pycache__ at its first import), so the
+children read compiled modules from a bytecode cache of their own
+(PYTHONPYCACHEPREFIX in the round's temporary directory, filled by one untimed
+process per model first). Where PYTHONDONTWRITEBYTECODE is set and no .pyc exist, every new
+process compiles nngraph's ~100 modules from source again (about 0.05 s of a cold
+compile): --no-bytecode-cache measures that, with the environment as it is.
 """
 from __future__ import annotations
 
@@ -25,22 +37,42 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-MODELS = ("mlp", "lenet")
+MODELS = ("mlp", "lenet", "lstm")
 
 
 def _child(model: str) -> None:
-    """Build the model's step graph, compile it twice, print the timings as JSON."""
+    """Build the model's step graph, compile it twice, print the timings of the two
+    ng.compile calls as JSON."""
     sys.path.insert(0, HERE)
+    import nngraph as ng
+    calls = []
+    compile_ = ng.compile
+
+    def timed(*args, **kwargs):
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn = compile_(*args, **kwargs)
+        calls.append({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu,
+                      "stages": fn.stats()["compile_time"], "cache": fn.stats()["cache"]})
+        return fn
+    ng.compile = timed
+    make = _maker(model)
+    for _ in range(2):
+        make()
+    print(json.dumps(dict(zip(("first", "again"), calls))))
+
+
+def _maker(model: str):
+    """A callable that builds and compiles the model's training step."""
+    if model == "lstm":
+        path = list(sys.path)
+        import lstm
+        sys.path[:] = path      # lstm.py puts its checkout first; keep nngraph's own
+        a = argparse.Namespace(T=50, N=32, F=256, H=256)
+        return lambda: lstm._nngraph_step(a, "layer")
     workloads = _workloads()
     w = workloads.MLP((784, 512, 256, 10), 128) if model == "mlp" else workloads.CNN()
     make, _ = w.nngraph()
-    out = {}
-    for what in ("first", "again"):
-        wall, cpu = time.perf_counter(), time.process_time()
-        fn = make()
-        out[what] = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu,
-                     "stages": fn.stats()["compile_time"], "cache": fn.stats()["cache"]}
-    print(json.dumps(out))
+    return make
 
 
 def _workloads():
@@ -56,8 +88,8 @@ def _workloads():
     return workloads
 
 
-def _run_child(model: str, cache_dir: str) -> dict:
-    env = dict(os.environ, NNGRAPH_CACHE_DIR=cache_dir)
+def _run_child(model: str, cache_dir: str, pycache) -> dict:
+    env = _child_env(cache_dir, pycache)
     r = subprocess.run([sys.executable, __file__, "--child", model], env=env, capture_output=True, text=True,
                        timeout=600, cwd=ROOT)
     if r.returncode != 0:
@@ -65,10 +97,26 @@ def _run_child(model: str, cache_dir: str) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def _round(model: str) -> dict:
+def _child_env(cache_dir: str, pycache) -> dict:
+    env = dict(os.environ, NNGRAPH_CACHE_DIR=cache_dir)
+    if pycache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = pycache
+    return env
+
+
+def _warm_bytecode(models, pycache: str) -> None:
+    """One untimed process per model, which writes the .pyc of every module its
+    compile imports."""
+    for m in models:
+        with tempfile.TemporaryDirectory(prefix="nngraph-ctime-") as d:
+            _run_child(m, d, pycache)
+
+
+def _round(model: str, pycache) -> dict:
     with tempfile.TemporaryDirectory(prefix="nngraph-ctime-") as d:
-        first = _run_child(model, d)
-        second = _run_child(model, d)
+        first = _run_child(model, d, pycache)
+        second = _run_child(model, d, pycache)
     return {"cold": first["first"], "hit": first["again"], "hit, new process": second["first"]}
 
 
@@ -98,6 +146,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--only", default=",".join(MODELS), help="comma-separated: " + ", ".join(MODELS))
+    ap.add_argument("--no-bytecode-cache", action="store_true",
+                    help="children compile modules from source when the environment says so")
     ap.add_argument("--child", choices=MODELS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -108,9 +158,16 @@ def main(argv=None) -> None:
     models = [m for m in args.only.split(",") if m in MODELS]
     print(f"CPU: {cpu_model()}; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
     rows = {m: [] for m in models}
-    for _ in range(args.rounds):          # models interleaved, round after round
-        for m in models:
-            rows[m].append(_round(m))
+    with tempfile.TemporaryDirectory(prefix="nngraph-pyc-") as pyc:
+        pycache = None if args.no_bytecode_cache else pyc
+        if pycache is not None:
+            _warm_bytecode(models, pycache)
+        print("Python bytecode: " + ("read from a cache (as installed)" if pycache else
+                                     "as the environment has it (PYTHONDONTWRITEBYTECODE="
+                                     f"{os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r})"))
+        for _ in range(args.rounds):          # models interleaved, round after round
+            for m in models:
+                rows[m].append(_round(m, pycache))
     for m in models:
         _report(m, rows[m])
 

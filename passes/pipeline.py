@@ -103,15 +103,16 @@ def optimize(graph: Graph, opt_level: int = 2, dump_dir=None, passes=None):
         _dump(dump_dir, 0, "input", graph)
     verify(graph, "input")
     log = []
+    size = len(graph.nodes())   # each graph's node count taken once (a walk of the graph)
     for k, (name, fn) in enumerate(passes, start=1):
-        before = len(graph.nodes())
         counts = Rewrites()
         t0 = time.perf_counter()
         new = (fn if getattr(fn, "outer_only", False) else in_bodies(fn))(graph, counts)
         seconds = time.perf_counter() - t0
         verify(new, name, before=graph)
-        log.append(entry(name, seconds, counts, before, len(new.nodes())))
-        graph = new
+        new_size = len(new.nodes())
+        log.append(entry(name, seconds, counts, size, new_size))
+        graph, size = new, new_size
         if dump_dir is not None:
             _dump(dump_dir, k, name, graph)
     return graph, log

@@ -21,6 +21,14 @@ loaded it (a user who imported scipy or scikit-learn first), nngraph loads its o
 instance from a verified copy of the library in the cache directory, so the choice
 holds whatever the import order; NumPy's and scipy's instances are never touched.
 
+Found by path: scipy bundles its OpenBLAS as scipy.libs/libscipy_openblas-<hash>.so
+(symbols scipy_sgemm_ ...); nngraph opens that file with ctypes (scipy_openblas)
+instead of importing scipy.linalg for cython_blas's pointers, which took 0.12 s of
+a process's first compile, and checks it with a small product. The library is
+loaded once per process whoever opens it first, so scipy and nngraph share the
+instance as before. A scipy without that file (built against another BLAS) is
+asked through scipy.linalg.cython_blas.
+
 Threads: NNGRAPH_BLAS_THREADS (default one per physical core, codegen/tuning.py).
 """
 from __future__ import annotations
@@ -138,11 +146,13 @@ def openblas_addresses() -> dict:
     core type is asked for and scipy already loaded its own (see above)."""
     want = core_type_choice()
     lib = private_instance(want) if want and loaded_openblas_path() else None
+    private = lib is not None
+    lib = lib or scipy_openblas(want)
     if lib is not None:
         set_threads(lambda n: lib.scipy_openblas_set_num_threads(ctypes.c_int(n)))
         out = {g: ctypes.cast(getattr(lib, f"scipy_{g}_"), ctypes.c_void_p).value for g in GEMMS}
         out["blas_threads_local"] = _threads_local(lib)
-        _openblas_used.update(lib=lib, private=True)
+        _openblas_used.update(lib=lib, private=private)
         return out
     with _environment("OPENBLAS_CORETYPE", want or None):
         from scipy.linalg import cython_blas
@@ -153,6 +163,59 @@ def openblas_addresses() -> dict:
     out["blas_threads_local"] = _threads_local(lib)
     _openblas_used.update(lib=lib, private=False)
     return out
+
+
+def scipy_openblas(core_type: str = ""):
+    """scipy's own OpenBLAS (the library scipy.linalg links: the same instance if scipy
+    loaded it already), opened by path without importing scipy.linalg, whose import
+    was 0.12 s of a process's first compile; loaded with `core_type` when this loads
+    it first. None when scipy bundles no such library (a scipy built against another
+    BLAS: the caller then asks scipy.linalg.cython_blas) or a small product through
+    it comes out wrong."""
+    path = loaded_openblas_path() or _bundled_openblas_path()
+    if not path:
+        return None
+    try:
+        with _environment("OPENBLAS_CORETYPE", core_type or None):
+            lib = ctypes.CDLL(path)
+    except OSError:
+        return None
+    return lib if _products_agree(lib) else None
+
+
+def _bundled_openblas_path() -> str:
+    """scipy.libs/libscipy_openblas-<hash>.so beside the scipy package (found without
+    importing scipy), or "" unless there is exactly one."""
+    import glob
+    import importlib.util
+    try:
+        spec = importlib.util.find_spec("scipy")
+    except (ImportError, ValueError):
+        return ""
+    if spec is None or not spec.submodule_search_locations:
+        return ""
+    site = os.path.dirname(os.path.abspath(list(spec.submodule_search_locations)[0]))
+    found = glob.glob(os.path.join(site, "scipy.libs", "libscipy_openblas-*.so*"))
+    return found[0] if len(found) == 1 else ""
+
+
+def _products_agree(lib) -> bool:
+    """sgemm and dgemm of the library (Fortran convention, as the generated code calls
+    them) give [[1,2],[3,4]] @ [[5,6],[7,8]] exactly: the symbols are the functions
+    they are named after, with 32-bit integers."""
+    for name, scalar in (("scipy_sgemm_", ctypes.c_float), ("scipy_dgemm_", ctypes.c_double)):
+        try:
+            gemm = getattr(lib, name)
+        except AttributeError:
+            return False
+        # column-major: a = [[1,2],[3,4]] is stored 1,3,2,4
+        a, b, c = (scalar * 4)(1, 3, 2, 4), (scalar * 4)(5, 7, 6, 8), (scalar * 4)()
+        two, one, zero, n = ctypes.c_int(2), scalar(1.0), scalar(0.0), ctypes.c_char(b"N")
+        gemm(ctypes.byref(n), ctypes.byref(n), ctypes.byref(two), ctypes.byref(two), ctypes.byref(two),
+             ctypes.byref(one), a, ctypes.byref(two), b, ctypes.byref(two), ctypes.byref(zero), c, ctypes.byref(two))
+        if list(c) != [19.0, 43.0, 22.0, 50.0]:
+            return False
+    return True
 
 
 def _threads_local(lib) -> int:

@@ -20,7 +20,7 @@ from codegen.tuning import tuning
 from passes.coalesce import flat_axes
 
 from . import scalar
-from .blocked_sum import COLUMN_SUM_BLOCK, is_float_sum
+from .blocked_sum import COLUMN_SUM_BLOCK, block_count, is_float_sum
 from .irtypes import F64, i64, value_type
 from .stage import accumulate, emit_body, emit_stage, emit_stores
 
@@ -86,7 +86,7 @@ def emit_column_reduction(fb, lo, hi, stages):
                 b.store(ir.Constant(F64, 0.0), b.gep(total, [i64(0), j]))
         n_rows = fb.numel(st.inner)
         leading = [i64(0)] * (len(st.inner) - 1)    # flat rows: the last reduced axis carries them
-        n_blocks = b.sdiv(b.add(n_rows, i64(COLUMN_SUM_BLOCK - 1)), i64(COLUMN_SUM_BLOCK)) if totals else i64(1)
+        n_blocks = block_count(b, n_rows, COLUMN_SUM_BLOCK) if totals else i64(1)
         with fb.loop(i64(0), n_blocks, "rowblk") as blk:
             r0 = b.mul(blk, i64(COLUMN_SUM_BLOCK)) if totals else i64(0)
             r1 = b.add(r0, i64(COLUMN_SUM_BLOCK)) if totals else n_rows

@@ -36,7 +36,7 @@ from .irtypes import I1, I8P, I32, I64, VOID, i64
 from .kernel import (emit_finish_function, emit_loop_function, emit_partial_function, partial_type,
                      thread_split)
 from .loop import emit_scan, private_pointers
-from .loops import FnBuilder
+from .loops import FnBuilder, mark_unoptimised
 from .matmul import emit_matmul_function, split_axis, splits_columns
 
 ENTRY = "nngraph_entry"
@@ -183,6 +183,7 @@ def _trampoline(module):
     fn = ir.Function(module, ir.FunctionType(ir.IntType(8).as_pointer(), [ir.IntType(8).as_pointer()]),
                      "nngraph_thread")
     fn.linkage = "internal"
+    mark_unoptimised(fn)
     b = ir.IRBuilder(fn.append_basic_block())
     p = b.bitcast(fn.args[0], _ARGS.as_pointer())
     vals = [b.load(b.gep(p, [ir.Constant(I32, 0), ir.Constant(I32, j)])) for j in range(6)]
@@ -309,6 +310,7 @@ def _parallel_function(module, tramp):
     if fn is not None:
         return fn
     fb = FnBuilder(module, PARALLEL, [ir.PointerType(_LOOP_FN), I64, I64, I8P, I64])
+    fb.unoptimised()        # thread starts and joins
     f, n0, T, extra, stride = fb.args
     b = fb.b
     create, join = _pthread_decls(module)

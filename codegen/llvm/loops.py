@@ -40,6 +40,14 @@ class FnBuilder:
         self._bases = {}        # id(typed root pointer a part's pointer is offset from) -> root
         self._sizes = {}
 
+    def unoptimised(self):
+        """Mark a glue function whose run time is the calls it makes (one BLAS call's
+        arguments, a thread's start and join) so that LLVM leaves it as written
+        (optnone: no optimisation passes, the fast instruction selector). The O3 passes
+        spent 2-4 ms on each such function (a LeNet step has 16); unoptimised, a loop of
+        per-example BLAS calls runs ~10 more instructions per call, nothing next to a call."""
+        mark_unoptimised(self.fn)
+
     def finish(self):
         self.eb.branch(self._first)
         self._alias_scopes()
@@ -162,3 +170,9 @@ class FnBuilder:
         yield idx
         for cm in reversed(stack):
             cm.__exit__(None, None, None)
+
+
+def mark_unoptimised(fn: ir.Function) -> None:
+    """optnone (which LLVM accepts only together with noinline) on `fn`."""
+    fn.attributes.add("noinline")
+    fn.attributes.add("optnone")

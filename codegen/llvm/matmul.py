@@ -89,6 +89,7 @@ def emit_matmul_function(module, name, program, symbols, kern: MatmulKernel, col
             raise NotImplementedError(f"matmul {kern.name}: operand dtypes differ "
                                       f"({program.buffers[x].dtype} vs {dt}); the lowering must cast first")
     if is_float(dt):
+        fb.unoptimised()        # argument set-up around BLAS calls
         _emit_gemm(fb, kern, dt, columns)
     else:
         _emit_int_loops(fb, kern, dt)

@@ -2,6 +2,8 @@
 innermost (codegen/llvm/column_reduce.py): same values as NumPy for every tile
 remainder, empty and single rows, sum/max/min, a later per-column stage, and stores
 in the reduce stage; the plain form is kept where the reduced axis is contiguous."""
+import re
+
 import numpy as np
 import pytest
 
@@ -70,6 +72,78 @@ def test_reductions_along_the_contiguous_axis_keep_the_plain_form():
     r = e("result", stage=0, slot=0)
     k = LoopKernel("rows", (N,), [Stage((5,), b.ins, (("sum", v),)), Stage((), e.ins, (), [Store(out, (e.idx(0),), r)])])
     assert not is_column_reduction(pb.program(), k.outer, k.stages)
+
+
+def _blocks_of(llvm_text: str, function: str) -> list:
+    """Block labels of `function` in optimised IR text."""
+    head = re.search(rf"^define .*@k\d+_(k\d+_)?{function}\(.*$", llvm_text, re.M)
+    body = llvm_text[head.end():].split("\n}\n", 1)[0]
+    return [line.split(":")[0] for line in body.splitlines() if line and not line[0].isspace()
+            and ":" in line and not line.startswith(";")]
+
+
+def _row_sums(C):
+    """out[c] = sum_n x[c, n]: the plain form, a blocked float sum inside the column loop."""
+    pb = ProgBuilder()
+    x = pb.buf("x", "float32", (C, N), "input")
+    out = pb.buf("out", "float32", (C,), "output")
+    b = pb.body()
+    v = b.load(x, b.idx(0), b.idx(1))
+    e = pb.body()
+    r = e("result", stage=0, slot=0)
+    pb.kernel(LoopKernel("rowsum", (C,), [Stage((N,), b.ins, (("sum", v),)),
+                                          Stage((), e.ins, (), [Store(out, (e.idx(0),), r)])]))
+    return pb
+
+
+def _bias_step(C):
+    """p[c] - 0.5 * sum_n x[n, c]: an SGD step of a bias, the column-reduction form."""
+    pb = ProgBuilder()
+    x = pb.buf("x", "float32", (N, C), "input")
+    p = pb.buf("p", "float32", (C,), "param")
+    upd = pb.update(p)
+    b = pb.body()
+    v = b.load(x, b.idx(1), b.idx(0))
+    e = pb.body()
+    ci = e.idx(0)
+    half = e("const", value=0.5)
+    new = e("sub", e.load(p, ci), e("mul", e("result", stage=0, slot=0), half))
+    pb.kernel(LoopKernel("biasstep", (C,), [Stage((N,), b.ins, (("sum", v),)),
+                                            Stage((), e.ins, (), [Store(upd, (ci,), new)])]))
+    return pb
+
+
+@pytest.mark.parametrize("make, name, outer", [(lambda: _bias_step(300), "biasstep", "tile"),
+                                               (lambda: _row_sums(5), "rowsum", "o0")])
+def test_blocked_sums_are_not_unswitched(make, name, outer):
+    """The block loop of a float sum always runs (an empty range is one empty block),
+    so LLVM finds no loop-invariant test to hoist out of the loops around it and does
+    not copy them (non-trivial unswitching; the copy's blocks are named <block>.us):
+    that copy cost each bias gradient of an MLP step a third of its LLVM time."""
+    pb = make()
+    _, stages = pb.build()
+    blocks = _blocks_of(stages["llvm"](), name)
+    assert f"{outer}_body" in blocks, blocks
+    assert not [blk for blk in blocks if blk.startswith(f"{outer}_body.us")], blocks
+
+
+@pytest.mark.parametrize("C", [1, 7, TILE + 3])
+@pytest.mark.parametrize("rows", [0, 1, 255, 256, 257, 1000])
+def test_bias_step_matches_numpy_for_every_block_count(C, rows):
+    pb = _bias_step(C)
+    rng = np.random.default_rng(rows)
+    x = rng.standard_normal((rows, C)).astype(np.float32)
+    p = rng.standard_normal(C).astype(np.float32)
+    _, (new,) = pb.run([x], [p], {"N": rows})
+    np.testing.assert_allclose(new, p - 0.5 * x.sum(0, dtype=np.float64), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("rows", [0, 1, 255, 256, 257, 4096 * 2 + 5])
+def test_row_sums_match_numpy_for_every_block_count(rows):
+    pb = _row_sums(3)
+    x = np.random.default_rng(rows).standard_normal((3, rows)).astype(np.float32)
+    (out,), _ = pb.run([x], [], {"N": rows})
+    np.testing.assert_allclose(out, x.sum(1, dtype=np.float64), rtol=1e-5, atol=1e-5)
 
 
 T = Dim("T")
