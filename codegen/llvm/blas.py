@@ -69,6 +69,15 @@ def chosen_blas() -> str:
     return _choice()[0]
 
 
+def threads_per_call() -> int:
+    """BLAS threads one call of the chosen BLAS may use: one under MKL's sequential
+    layer (its products never leave the calling thread), else configured_threads()."""
+    from . import mkl
+    if chosen_blas() == "mkl" and mkl.threading_layer() == "sequential":
+        return 1
+    return configured_threads()
+
+
 def choice_measurement():
     """The timing that chose the BLAS ({"choice", "seconds", "gflops", ...}), or None
     when nothing was timed (forced, or one candidate installed)."""

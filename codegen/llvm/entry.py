@@ -24,13 +24,13 @@ import re
 import llvmlite.ir as ir
 
 from codegen.host import host_facts
-from codegen.tuning import loop_threads, tuning
+from codegen.tuning import gemm_split_work, loop_threads, tuning
 from nngraph.types import Dim, is_float
 from passes.collective import AllReduceKernel
 from passes.loop import ScanLoop
 from passes.program import LoopKernel, MatmulKernel, symbols as program_symbols
 
-from . import target
+from . import blas, target
 from .collective import emit_all_reduce
 from .irtypes import I1, I8P, I32, I64, VOID, i64
 from .kernel import (emit_finish_function, emit_loop_function, emit_partial_function, partial_type,
@@ -62,6 +62,7 @@ THREAD_WORK = tuning().loop_split_work
 # the second thread may wait a scheduler slice); a MatmulKernel marked own_threads
 # is split from GEMM_COLUMN_WORK instead (_launch_rows_or_columns)
 GEMM_WORK = tuning().gemm_split_work
+_DERIVED_GEMM_WORK = GEMM_WORK
 # multiply-adds above which a GEMM with more output columns than rows is split along
 # its columns into single-threaded BLAS calls, one per thread (matmul.py, tuning.py)
 GEMM_COLUMN_WORK = tuning().gemm_column_split_work
@@ -122,7 +123,7 @@ def emit_kernel(fb: FnBuilder, kern, base: str, tramp, threads: bool, notes: lis
         if threads and N_THREADS > 1 and splits_columns(program, kern):
             _launch_rows_or_columns(fb, base, kern, f, (factor, wsyms), tramp, in_loop)
         else:
-            _launch(fb, f, fb.numel(axis), factor, wsyms, tramp, threads, GEMM_WORK)
+            _launch(fb, f, fb.numel(axis), factor, wsyms, tramp, threads, gemm_work())
         if kern.epilogue is not None:
             outer = kern.epilogue_domain()
             ef = emit_loop_function(module, base + "_epi", program, syms, outer, [kern.epilogue],
@@ -246,9 +247,20 @@ def _launch_rows_or_columns(fb: FnBuilder, base, kern, f, work, tramp, in_loop):
     with b.if_else(b.icmp_signed(">", cols, rows)) as (by_columns, by_rows):
         with by_columns:
             _launch(fb, cf, cols, *work, tramp, True,
-                    GEMM_COLUMN_WORK if in_loop or kern.own_threads else GEMM_WORK)
+                    GEMM_COLUMN_WORK if in_loop or kern.own_threads else gemm_work())
         with by_rows:
-            _launch(fb, f, rows, *work, tramp, True, GEMM_COLUMN_WORK if kern.own_threads else GEMM_WORK)
+            _launch(fb, f, rows, *work, tramp, True, GEMM_COLUMN_WORK if kern.own_threads else gemm_work())
+
+
+def gemm_work() -> int:
+    """GEMM_WORK; when the chosen BLAS runs every call on one thread (MKL's sequential
+    layer) and GEMM_WORK is the derived one, the work that would have woken a second
+    BLAS thread instead (tuning.gemm_split_work with one BLAS thread): our threads are
+    then the only way a product uses more than one core (MLP 784-512-256-10 inference
+    b128 under sequential MKL: 982 us on one core, OpenBLAS's two threads 709 us)."""
+    if GEMM_WORK != _DERIVED_GEMM_WORK or blas.threads_per_call() != 1:
+        return GEMM_WORK
+    return gemm_split_work(tuning().blas_thread_work, N_THREADS, 1)
 
 
 def _launch(fb: FnBuilder, f, n0, factor, syms, tramp, threads, threshold):

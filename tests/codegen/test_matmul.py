@@ -376,3 +376,30 @@ def test_batch_one_convolution_splits_on_our_threads(monkeypatch):
         if batch == 1:
             assert 64 * 72 * 900 < entry.GEMM_WORK
             assert len({tid for tid, n in calls if n == 1}) == 3, calls   # each part on its own thread asked for one
+
+
+def test_with_a_sequential_blas_our_threads_split_products_that_would_wake_a_second_blas_thread(monkeypatch):
+    """Under a BLAS whose calls stay on one thread (MKL's sequential layer) a product
+    above the work that wakes a second BLAS thread is split across our threads (else
+    it runs on one core: MLP 784-512-256-10 inference b128 982 us, split 785 us);
+    an explicitly set GEMM_WORK (tests, tuning) is used as it is."""
+    import codegen.llvm.entry as entry
+    import codegen.llvm.matmul as matmul
+    from codegen.llvm import blas
+    from codegen.tuning import gemm_split_work, tuning
+    monkeypatch.setattr(entry, "N_THREADS", 2)
+    monkeypatch.setattr(blas, "threads_per_call", lambda: 1)
+    lowered = gemm_split_work(tuning().blas_thread_work, 2, 1)
+    assert entry.gemm_work() == lowered < entry.GEMM_WORK
+    monkeypatch.setattr(blas, "threads_per_call", lambda: 2)
+    assert entry.gemm_work() == entry.GEMM_WORK
+    monkeypatch.setattr(blas, "threads_per_call", lambda: 1)
+    monkeypatch.setattr(matmul, "BLAS_THREAD_WORK", 1 << 12)
+    rng = np.random.default_rng(21)
+    m = max(2, -(-lowered // (96 * 80)))            # just above the lowered threshold
+    a, b = rng.standard_normal((m, 80)), rng.standard_normal((80, 96))
+    got, calls = _blas_thread_requests(lambda: _mm(a, b))
+    np.testing.assert_allclose(got, a @ b, rtol=1e-10, atol=1e-10)
+    assert len({tid for tid, n in calls if n == 1}) == 2, calls     # two parts, one BLAS thread each
+    monkeypatch.setattr(entry, "GEMM_WORK", entry.GEMM_WORK * 2)   # set explicitly: no lowering
+    assert entry.gemm_work() == entry.GEMM_WORK
