@@ -42,3 +42,24 @@ def row_major_gemm(gemm, a, b, c, trans_a=False, trans_b=False, alpha=1.0, beta=
         assert keep
         gemm(*refs)
     return call
+
+
+def wrong_product(addresses: dict) -> str | None:
+    """Small products through `addresses`' sgemm and dgemm, every transpose, alpha and
+    beta, against NumPy: None when all agree, else which one did not (a library that
+    loads but computes wrong, or whose symbols are not the functions named, is never
+    used: mkl.py, blas.py)."""
+    from nngraph.types import FLOAT_DTYPES
+    rng = np.random.default_rng(0)
+    for dtype in FLOAT_DTYPES:
+        gemm = gemm_function(addresses, dtype)
+        for ta in (False, True):
+            for tb in (False, True):
+                a = rng.standard_normal((5, 7) if ta else (7, 5)).astype(dtype)
+                b = rng.standard_normal((3, 5) if tb else (5, 3)).astype(dtype)
+                c = np.full((7, 3), 0.5, dtype)
+                row_major_gemm(gemm, a, b, c, ta, tb, alpha=2.0, beta=1.0)()
+                want = 2.0 * ((a.T if ta else a).astype(np.float64) @ (b.T if tb else b)) + 0.5
+                if not np.allclose(c, want, rtol=1e-4, atol=1e-4):
+                    return f"a {dtype} product wrong (transposes {ta}, {tb})"
+    return None
