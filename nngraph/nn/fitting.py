@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from .progress import EpochProgress
+from .score_sums import ScoreSums, batch_logs, reads_batch_logs
 
 
 def _is_batch_source(X) -> bool:
@@ -186,36 +187,53 @@ class LocalTraining:
         """The step for targets of `kinds` (compiled on first use): (xs, ys) -> (the
         batch's scores, the examples they cover), or None for a batch it skips."""
         fn = model.compiled("train", kinds)
-        return lambda xs, ys: ([float(v) for v in fn(*xs, *ys)], len(xs[0]))
+        return lambda xs, ys: (list(fn(*xs, *ys)), len(xs[0]))
 
     def evaluate(self, model, X, y, batch_size: int) -> dict:
         return evaluate(model, X, y, batch_size)
 
 
 def _run_epoch(model, source, training, epoch, epochs, cbs, verbose, names):
-    """One pass over the batches: (mean scores, progress, seconds)."""
-    sums, seen = np.zeros(len(names)), 0
+    """One pass over the batches: (mean scores, progress, seconds). Scores that stay on
+    the device are read once at the end (score_sums says why), unless a callback reads
+    each batch's logs."""
+    sums = ScoreSums(names)
+    per_batch_logs = reads_batch_logs(cbs)
     progress = EpochProgress(source.steps, epoch, epochs, verbose)
+    steps_taken = int(model.optimizer.iterations.value)   # read once: counted on the host below
+    first_step = len(model.step_seconds)
     t0 = time.perf_counter()
     for b, (xs, ys, kinds) in enumerate(source.batches(model.epochs_done)):
         step = training.step(model, kinds)
         # schedules count steps and epochs over the model's life (saved with it), not per fit call
-        model.optimizer.on_step(int(model.optimizer.iterations.value), model.epochs_done)
+        model.optimizer.on_step(steps_taken, model.epochs_done)
         t = time.perf_counter()
         done = step(xs, ys)
         if done is None:
             continue
         vals, count = done
+        steps_taken += 1
         model.step_seconds.append(time.perf_counter() - t)
-        sums += np.asarray(vals) * count
-        seen += count
-        logs = dict(zip(names, vals))
-        for c in cbs:
-            c.on_batch_end(b, logs)
-        progress.batch_done(dict(zip(names, sums / seen)))
-    if seen == 0:
+        sums.add(vals, count)
+        if per_batch_logs:
+            logs = batch_logs(names, vals)
+            for c in cbs:
+                c.on_batch_end(b, logs)
+        progress.batch_done(sums)
+    if sums.seen == 0:
         raise ValueError(f"{model.name}: epoch {epoch + 1} had no batches")
-    return dict(zip(names, (sums / seen).tolist())), progress, time.perf_counter() - t0
+    means = sums.means()
+    if sums.on_device:     # the steps ran while the host queued more: give each the epoch's mean
+        _spread_device_time(model.step_seconds, first_step, time.perf_counter() - t0)
+    return means, progress, time.perf_counter() - t0
+
+
+def _spread_device_time(step_seconds: list, first: int, epoch_seconds: float) -> None:
+    """On the device a step's call returns before the step has run, so the host's time
+    per call is not the step's time; the epoch's time (up to reading its scores, which
+    waits for the last step) divided by its steps is."""
+    n = len(step_seconds) - first
+    step_seconds[first:] = [epoch_seconds / n] * n
 
 
 def _validate(model, training, validation_data, batch_size: int) -> dict:
@@ -288,13 +306,10 @@ def evaluation_batches(model, X, y, batch_size: int):
 
 def score_sums(model, batches) -> tuple:
     """(per score, its sum over the rows of `batches`; the number of rows), inference mode."""
-    names = model._score_names()
-    sums, n = np.zeros(len(names)), 0
+    sums = ScoreSums(model._score_names())
     for xs, ys, kinds in batches:
-        vals = model.compiled("evaluate", kinds)(*xs, *ys)
-        sums += np.asarray([float(v) for v in vals]) * len(xs[0])
-        n += len(xs[0])
-    return sums, n
+        sums.add(model.compiled("evaluate", kinds)(*xs, *ys), len(xs[0]))
+    return np.asarray([float(s) for s in sums.sums]), sums.seen
 
 
 def evaluate(model, X, y, batch_size: int) -> dict:

@@ -40,10 +40,13 @@ class EpochProgress:
         self.verbose = int(verbose)
         self.bar = _bar(steps, self.desc) if self.verbose == 1 else None
 
-    def batch_done(self, running: dict) -> None:
+    def batch_done(self, sums) -> None:
+        """One more batch; `sums` (score_sums.ScoreSums) is read only when the bar shows
+        it: reading device sums waits for the device."""
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix({k: f"{v:.4f}" for k, v in running.items()}, refresh=False)
+            if sums.due_for_display():
+                self.bar.set_postfix({k: f"{v:.4f}" for k, v in sums.means().items()}, refresh=False)
 
     def epoch_done(self, logs: dict, seconds: float) -> None:
         if self.bar is not None:

@@ -117,3 +117,64 @@ def test_device_data_of_another_dtype_is_named():
         model.evaluate(torch.from_numpy(X), torch.from_numpy(y.astype(np.int64)))
     with pytest.raises(ValueError, match=r"input 'x' takes examples of shape \(4,\).*shape \(8, 3\)"):
         model.predict(torch.from_numpy(X[:, :3]))
+
+
+def _count_score_reads(monkeypatch):
+    """Counts reads of a device scalar's value (float(t) or t.item(): each waits for the
+    device on a GPU)."""
+    reads = []
+    real_float, real_item = torch.Tensor.__float__, torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "__float__", lambda t: (reads.append(1), real_float(t))[1])
+    monkeypatch.setattr(torch.Tensor, "item", lambda t: (reads.append(1), real_item(t))[1])
+    return reads
+
+
+class _BatchLogs(ng.nn.Callback):
+    def __init__(self):
+        self.seen = []
+
+    def on_batch_end(self, batch, logs=None):
+        self.seen.append(logs)
+
+
+def test_fit_on_gpu_reads_the_scores_once_per_epoch_not_per_step(monkeypatch):
+    """A step's scores stay on the device until the epoch ends (a read per step would
+    wait for every step to finish before queueing the next); the history is the host's."""
+    X, y = _blobs()
+    gpu, ref = _model("gpu"), _model("reference")
+    reads = _count_score_reads(monkeypatch)
+    hg = gpu.fit(X, y, epochs=3, batch_size=16, verbose=0)
+    assert len(reads) == 3 * 2            # per epoch: loss and accuracy, once each (12 steps)
+    hr = ref.fit(X, y, epochs=3, batch_size=16, verbose=0)
+    for k in ("loss", "accuracy"):
+        np.testing.assert_allclose(hg[k], hr[k], rtol=1e-5, atol=1e-6)
+    per_epoch = [gpu.step_seconds[i:i + 4] for i in (0, 4, 8)]
+    assert len(gpu.step_seconds) == 12 and all(len(set(e)) == 1 for e in per_epoch)   # each epoch's mean
+
+
+def test_a_callback_reading_batch_logs_gets_numbers_every_step(monkeypatch):
+    X, y = _blobs()
+    gpu, ref = _model("gpu"), _model("reference")
+    cb_gpu, cb_ref = _BatchLogs(), _BatchLogs()
+    gpu.fit(X, y, epochs=1, batch_size=16, verbose=0, callbacks=[cb_gpu])
+    ref.fit(X, y, epochs=1, batch_size=16, verbose=0, callbacks=[cb_ref])
+    assert len(cb_gpu.seen) == 4 and all(type(v) is float for logs in cb_gpu.seen for v in logs.values())
+    for a, b in zip(cb_gpu.seen, cb_ref.seen):
+        np.testing.assert_allclose(list(a.values()), list(b.values()), rtol=1e-5, atol=1e-6)
+
+
+def test_a_learning_rate_schedule_counts_steps_on_the_host(monkeypatch):
+    """The step number a schedule sees is counted on the host from one read per epoch of
+    `iterations` (a read per step would wait for the device); it matches the reference."""
+    X, y = _blobs()
+    lrs = {}
+    for target in ("gpu", "reference"):
+        model = ng.nn.Sequential([ng.nn.Dense(8, activation="tanh"), ng.nn.Dense(3)], input_shape=(4,))
+        model.compile(ng.optim.SGD(ng.optim.OneCycle(0.5)), "cross_entropy", target=target)
+        seen = []
+        real = model.optimizer.on_step
+        monkeypatch.setattr(model.optimizer, "on_step", lambda s, e, real=real: (seen.append(s), real(s, e))[1])
+        model.fit(X, y, epochs=2, batch_size=16, verbose=0)
+        lrs[target] = seen
+        assert int(model.optimizer.iterations.value) == 8
+    assert lrs["gpu"] == lrs["reference"] == list(range(8))
