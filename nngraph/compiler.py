@@ -80,7 +80,7 @@ def compile(inputs, outputs, updates=None, target="cpu", opt_level=2, cast_input
     if compile_cache.cacheable(target, graph, dump_dir):
         compile_cache.load_pipeline()
         clock.lap("startup")
-        key = compile_cache.compile_key(format_graph(graph, locations=True), options)
+        key = compile_cache.compile_key(compile_cache.key_text(graph), options)
         entry = compile_cache.load(key)
         clock.lap("cache_lookup")
         if entry is not None:
@@ -117,8 +117,9 @@ def compile(inputs, outputs, updates=None, target="cpu", opt_level=2, cast_input
 def _from_cache(entry, graph, single, checked, guards, stages, options, clock, cast_inputs):
     """The Function of a compile-cache hit: the stored Program and object code loaded;
     the optimised graph and the node map rebuilt only if something asks for them."""
-    from runtime.compile_cache import LazyNodeMap, Rebuild
+    from runtime.compile_cache import LazyNodeMap, Rebuild, adopt_names
     from runtime.cpu import build_loaded
+    adopt_names(entry, graph)
     rebuild = Rebuild(checked, options["opt_level"])
     program = entry.program
     program.nodes = LazyNodeMap(rebuild)
@@ -143,7 +144,7 @@ def _from_cache(entry, graph, single, checked, guards, stages, options, clock, c
 def _remember(key, fn, compiled, checked, log) -> None:
     """Store what a later hit needs, when the hit can rebuild the same Function: the
     optimised graph reads the graph's own placeholders and parameters."""
-    from runtime.compile_cache import store
+    from runtime.compile_cache import param_names, store
     opt = fn.opt_graph
     index = {id(p): i for i, p in enumerate(fn.graph.params())}
     run_params = [index.get(id(p)) for p in opt.params()]
@@ -152,7 +153,8 @@ def _remember(key, fn, compiled, checked, log) -> None:
     if None in run_params or None in run_updated or not same_inputs:
         return
     facts = {"library_calls": compiled.stats["library_calls"], "profile": compiled.profiled, "passes": log,
-             "run_params": run_params, "run_updated": run_updated, "fusion": list(fn.fusion())}
+             "run_params": run_params, "run_updated": run_updated, "fusion": list(fn.fusion()),
+             "params": param_names(fn.graph)}
     store(key, compiled.program, compiled.object_code, facts)
 
 

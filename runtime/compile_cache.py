@@ -13,7 +13,11 @@ something asks for them (`Rebuild`): the same passes on the same graph give the 
 result.
 
 The key is the sha256 of everything the result depends on:
-- the graph's text with every node's file:line (error messages and dumps cite them);
+- the graph's text with every node's file:line (error messages and dumps cite them),
+  each parameter named by its position (`key_text`): parameter names are labels, and
+  a layer built again gets a new one (ng.nn.LSTM's lstm_1, then lstm_2), so the same
+  model built twice in one process shares one entry; a hit gives the stored buffers
+  and fusion rows the names of the graph it serves (`adopt_names`);
 - target, opt_level, check_numerics;
 - the source of the four packages (nngraph, passes, codegen, runtime): any edit to a
   pass, a lowering rule or the code generator;
@@ -34,6 +38,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import struct
 import sys
 from pathlib import Path
@@ -48,6 +53,7 @@ PACKAGES = ("nngraph", "passes", "codegen", "runtime")
 SETTINGS_PACKAGES = ("passes", "codegen", "runtime")
 ALIGN = 64
 PLAIN = (bool, int, float, str, type(None))
+VALUE_NAME = re.compile(r"%(\w+)")     # a value as the textual IR names it: %x, %W1, %12
 
 
 def cacheable(target: str, graph, dump_dir) -> bool:
@@ -70,6 +76,30 @@ def compile_key(graph_text: str, options: dict) -> str:
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()
+
+
+def param_names(graph) -> list:
+    """[[name, name in the textual IR], ...] of the graph's parameters, in
+    graph.params() order ("lstm_1.kernel" prints as %lstm_1_kernel)."""
+    from nngraph.textir import value_names
+    names = value_names(graph)
+    return [[p.name, names[id(p)]] for p in graph.params()]
+
+
+def key_text(graph) -> str:
+    """The graph's text with locations, each parameter renamed `$i` after its position
+    (in the state list, in the updates, and inside scan bodies, whose closed-over
+    placeholders carry the parameter's name): two graphs with the same text up to
+    their parameters' names compile to the same code."""
+    from nngraph.textir import format_graph
+    canonical = {printed: f"${i}" for i, (_, printed) in enumerate(param_names(graph))}
+    return rename_values(format_graph(graph, locations=True), canonical)
+
+
+def rename_values(text: str, renames: dict) -> str:
+    """`text` with every %name of `renames`' keys replaced by %renames[name], all at once
+    (so a swap of two names is a swap)."""
+    return VALUE_NAME.sub(lambda m: "%" + renames.get(m.group(1), m.group(1)), text)
 
 
 def load_pipeline() -> None:
@@ -177,10 +207,41 @@ def load(key: str):
     try:
         data, blobs = unpack(payload)
         obj = bytes(blobs[data["object"]])
+        if not isinstance(data["facts"]["params"], list):
+            return None
         arrays = [np.frombuffer(b, dtype=np.uint8) for b in blobs]
         return Entry(decode_program(data, arrays), obj, data["facts"])
     except (CodecError, ValueError, KeyError, TypeError, IndexError, struct.error):
         return None
+
+
+def adopt_names(entry: Entry, graph) -> None:
+    """Give a hit the names of `graph`'s parameters where they differ from those of the
+    graph the entry was compiled for (same text otherwise: `key_text`): the buffers of
+    each parameter, its update and its views (passes/program.param_buffer_name's rule,
+    a suffix kept: W_new, W_view), and the %names in the fusion rows."""
+    from passes.program import param_buffer_name
+    old, new = entry.facts["params"], param_names(graph)
+    if old == new:
+        return
+    program = entry.program
+    bases = {bid: (param_buffer_name(old[g][0]), param_buffer_name(new[g][0]))
+             for bid, g in zip(program.params, entry.facts["run_params"])}
+    for b in program.buffers.values():
+        owner = next((o for o in (b.id, b.param, b.view_of) if o in bases), None)
+        if owner is not None and b.name.startswith(bases[owner][0]):
+            b.name = bases[owner][1] + b.name[len(bases[owner][0]):]
+    printed = {o[1]: n[1] for o, n in zip(old, new)}
+    entry.facts["params"] = new
+    entry.facts["fusion"] = [{k: _renamed(v, printed) for k, v in row.items()} for row in entry.facts["fusion"]]
+
+
+def _renamed(value, printed: dict):
+    if isinstance(value, str):
+        return rename_values(value, printed)
+    if isinstance(value, list):
+        return [_renamed(v, printed) for v in value]
+    return value
 
 
 def pack(data: dict, blobs: list) -> bytes:

@@ -260,3 +260,80 @@ def test_the_second_compile_of_a_fresh_process_is_a_hit(private_cache):
     out = subprocess.run([sys.executable, "-c", src], env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "compiled function"
+
+
+def _lstm_step():
+    """A step of a new ng.nn.LSTM layer (named lstm_1, lstm_2... as built) and a dense
+    head: the same graph at every call but for its parameters' names."""
+    xs = ng.placeholder(("N", "T", 6), name="xs")
+    y = ng.placeholder(("N",), "int32", name="y")
+    h = ng.nn.LSTM(5)(xs)
+    V = ng.parameter(np.linspace(-1, 1, 15, dtype=np.float32).reshape(5, 3), name="V")
+    loss = ng.cross_entropy(h @ V, y)
+    return [xs, y], loss
+
+
+def _conv_step():
+    """A step of a new ng.nn.Conv2D layer (its weights feed the products through views)."""
+    x = ng.placeholder(("N", 2, 6, 6), name="x")
+    y = ng.placeholder(("N",), "int32", name="y")
+    h = ng.nn.Conv2D(3, 3, activation="relu")(x)
+    loss = ng.cross_entropy(ng.reshape(h, (h.shape[0], 48)) @ ng.constant(np.ones((48, 4), np.float32)), y)
+    return [x, y], loss
+
+
+_SWAP = [("a", "b")]
+
+
+def _swapped_step():
+    """Two parameters whose names trade places from one call to the next."""
+    first, second = _SWAP[0]
+    _SWAP[0] = (second, first)
+    x = ng.placeholder(("N", 4), name="x")
+    y = ng.placeholder(("N",), "int32", name="y")
+    A = ng.parameter(np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3), name=first)
+    B = ng.parameter(np.linspace(1, -2, 9, dtype=np.float32).reshape(3, 3), name=second)
+    return [x, y], ng.cross_entropy(ng.tanh(x @ A) @ B, y)
+
+
+def _training(build):
+    """A callable that compiles the SGD step of the graph `build` made, with the
+    parameters' values at that point."""
+    inputs, loss = build()
+    ps = [p for p in ng.compile(inputs, loss, target="reference").graph.params()]
+    gs = ng.grad(loss, ps)
+    updates = {p: p - 0.1 * g for p, g in zip(ps, gs)}
+    return lambda: ng.compile(inputs, loss, updates=updates, target="cpu")
+
+
+def _run_once(fn, feeds):
+    """Loss and updated parameters of one call, the parameters restored afterwards."""
+    before = [p.value.copy() for p in fn.params]
+    loss = fn(*feeds)
+    after = [p.value.copy() for p in fn.params]
+    for p, v in zip(fn.params, before):
+        p.value = v
+    return loss, after
+
+
+@pytest.mark.parametrize("build", [_lstm_step, _conv_step, _swapped_step])
+def test_the_same_graph_under_other_parameter_names_is_a_hit(build, tmp_path, monkeypatch):
+    """A layer built again gets a new name (lstm_1, lstm_2): that second model's step is
+    a hit, and its Function is the one a cold compile of it makes, names included."""
+    _training(build)()
+    compile_again = _training(build)
+    hit = compile_again()
+    assert hit.stats()["cache"] == "compiled function" and hit.stats()["cache_hit"]
+    monkeypatch.setenv("NNGRAPH_CACHE_DIR", str(tmp_path / "other"))
+    cold = compile_again()
+    assert cold.stats()["cache"] != "compiled function"
+    assert hit.dump("kernels") == cold.dump("kernels")
+    assert list(hit.stats()["fusion"]) == list(cold.stats()["fusion"])
+    assert hit.runner.compiled.ir_text == cold.runner.compiled.ir_text
+    rng = np.random.default_rng(3)
+    shape = [s if isinstance(s, int) else {"N": 4, "T": 7}[str(s)] for s in cold.graph.inputs[0].shape]
+    feeds = (rng.standard_normal(shape).astype(np.float32), rng.integers(0, 3, 4).astype(np.int32))
+    (hit_loss, hit_params), (cold_loss, cold_params) = _run_once(hit, feeds), _run_once(cold, feeds)
+    assert hit_loss == cold_loss
+    for a, b in zip(hit_params, cold_params):
+        np.testing.assert_array_equal(a, b)
