@@ -71,13 +71,13 @@ def test_a_hit_runs_no_passes_lowering_or_code_generation(monkeypatch):
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a cache hit ran a compile stage")
-    import codegen.llvm as llvm_codegen
+    import codegen.llvm.entry
     import passes.lowering
     import passes.pipeline
     from codegen.llvm import target
     monkeypatch.setattr(passes.pipeline, "optimize", forbidden)
     monkeypatch.setattr(passes.lowering, "to_program", forbidden)
-    monkeypatch.setattr(llvm_codegen, "build_module", forbidden)
+    monkeypatch.setattr(codegen.llvm.entry, "build_module", forbidden)
     monkeypatch.setattr(target, "optimize", forbidden)
     monkeypatch.setattr(target, "emit_object", forbidden)
     fn = _mlp_step()
@@ -215,7 +215,7 @@ def test_only_cpu_compiles_without_dump_dir_are_cached(tmp_path):
 
 
 def test_settings_text_is_the_same_in_every_process():
-    src = "from runtime import compile_cache as c; c.compile_key('', {}); print(c.settings_text())"
+    src = "from runtime import compile_cache as c; c.load_pipeline(); print(c.settings_text())"
     outs = [subprocess.run([sys.executable, "-c", src], cwd=ROOT, capture_output=True, text=True, timeout=120,
                            env=dict(os.environ, PYTHONHASHSEED=str(seed), PYTHONPATH=ROOT)) for seed in (1, 2)]
     assert all(o.returncode == 0 for o in outs), outs[0].stderr
@@ -337,3 +337,70 @@ def test_the_same_graph_under_other_parameter_names_is_a_hit(build, tmp_path, mo
     assert hit_loss == cold_loss
     for a, b in zip(hit_params, cold_params):
         np.testing.assert_array_equal(a, b)
+
+
+def _new_process(private_cache, before="", after=""):
+    """Run `before`, compile _mlp_step, run `after` in a new process; its JSON line:
+    the cache outcome, the loss of one call and what `after` adds to `out`."""
+    src = textwrap.dedent(f"""
+        import json, sys
+        sys.path.insert(0, {HERE!r})
+        out = {{}}
+    """) + textwrap.dedent(before) + textwrap.dedent("""
+        from test_compile_cache import _data, _mlp_step
+        fn = _mlp_step()
+        out["cache"] = fn.stats()["cache"]
+    """) + textwrap.dedent(after) + textwrap.dedent("""
+        out["loss"] = float(fn(*_data()))
+        print(json.dumps(out))
+    """)
+    env = dict(os.environ, NNGRAPH_CACHE_DIR=str(private_cache), PYTHONPATH=ROOT)
+    r = subprocess.run([sys.executable, "-c", src], env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_a_new_process_hit_imports_no_pass_and_no_ir_builder(private_cache):
+    """What a hit needs is LLVM (to load the object code), the BLAS and the Program's
+    classes: not the passes, the lowering, the IR builders or the report."""
+    cold = _new_process(private_cache)
+    heavy = ["passes.pipeline", "passes.lowering", "codegen.llvm.entry", "nngraph.report.function_report", "scipy"]
+    hit = _new_process(private_cache, after=f"out['imported'] = [m for m in {heavy!r} if m in sys.modules]")
+    assert cold["cache"] != "compiled function" and hit["cache"] == "compiled function"
+    assert hit["imported"] == []
+    assert hit["loss"] == cold["loss"]
+
+
+def test_a_setting_changed_before_a_process_compiles_is_not_taken_for_its_default(private_cache):
+    """A process that changes a threshold before its first compile gets its own entry,
+    and does not record the changed value as the module's default: a process with the
+    default value does not load the changed one's code, one with the change does."""
+    change = "import codegen.llvm.entry as e; e.THREAD_WORK = 1\n"
+    changed = _new_process(private_cache, before=change)
+    default = _new_process(private_cache)
+    assert changed["cache"] != "compiled function" and default["cache"] != "compiled function"
+    assert _new_process(private_cache)["cache"] == "compiled function"
+    _new_process(private_cache, before=change)     # its key lists what the defaults recorded now do not
+    assert _new_process(private_cache, before=change)["cache"] == "compiled function"
+    loaded_default = "import codegen.llvm.entry\n"      # loaded before the compile, value untouched
+    assert _new_process(private_cache, before=loaded_default)["cache"] == "compiled function"
+
+
+def test_compiling_pauses_the_garbage_collector_and_restores_it():
+    import gc
+    from nngraph.compiler import collector_paused
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(ValueError):
+        with collector_paused():
+            raise ValueError("a failed compile")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()          # a caller's choice stays
+    finally:
+        gc.enable()
