@@ -106,10 +106,12 @@ def _compile(inputs, outputs, updates, target, opt_level, cast_inputs, check_num
     if compile_cache.cacheable(target, graph, dump_dir):
         context = compile_cache.key_context(loaded_before)
         clock.lap("startup")
-        key = compile_cache.compile_key(compile_cache.key_text(graph), options, context)
+        params = compile_cache.param_names(graph)
+        key = compile_cache.compile_key(compile_cache.key_text(graph, params), options, context)
         entry = compile_cache.load(key)
         clock.lap("cache_lookup")
         if entry is not None:
+            compile_cache.adopt_names(entry, params)
             fn = _from_cache(entry, graph, single, checked, guards, stages, options, clock, cast_inputs)
             compile_cache.record_pristine(compile_cache.host_key(), loaded_before)
             return fn
@@ -140,7 +142,7 @@ def _compile(inputs, outputs, updates, target, opt_level, cast_inputs, check_num
     fn = CompiledFunction(graph, runner, target, cast_inputs=cast_inputs, stats=stats, stages=stages,
                           run_graph=opt, single=single)
     if key is not None:
-        _remember(key, fn, compiled, checked, log)
+        _remember(key, fn, compiled, checked, log, params)
         compile_cache.record_pristine(compile_cache.host_key(), loaded_before)
     return fn
 
@@ -148,9 +150,8 @@ def _compile(inputs, outputs, updates, target, opt_level, cast_inputs, check_num
 def _from_cache(entry, graph, single, checked, guards, stages, options, clock, cast_inputs):
     """The Function of a compile-cache hit: the stored Program and object code loaded;
     the optimised graph and the node map rebuilt only if something asks for them."""
-    from runtime.compile_cache import LazyNodeMap, Rebuild, adopt_names
+    from runtime.compile_cache import LazyNodeMap, Rebuild
     from runtime.cpu import build_loaded
-    adopt_names(entry, graph)
     rebuild = Rebuild(checked, options["opt_level"])
     program = entry.program
     program.nodes = LazyNodeMap(rebuild)
@@ -172,10 +173,10 @@ def _from_cache(entry, graph, single, checked, guards, stages, options, clock, c
                             fusion=facts["fusion"])
 
 
-def _remember(key, fn, compiled, checked, log) -> None:
+def _remember(key, fn, compiled, checked, log, params) -> None:
     """Store what a later hit needs, when the hit can rebuild the same Function: the
     optimised graph reads the graph's own placeholders and parameters."""
-    from runtime.compile_cache import param_names, store
+    from runtime.compile_cache import store
     opt = fn.opt_graph
     index = {id(p): i for i, p in enumerate(fn.graph.params())}
     run_params = [index.get(id(p)) for p in opt.params()]
@@ -185,7 +186,7 @@ def _remember(key, fn, compiled, checked, log) -> None:
         return
     facts = {"library_calls": compiled.stats["library_calls"], "profile": compiled.profiled, "passes": log,
              "run_params": run_params, "run_updated": run_updated, "fusion": list(fn.fusion()),
-             "params": param_names(fn.graph)}
+             "params": params}
     store(key, compiled.program, compiled.object_code, facts)
 
 

@@ -118,13 +118,13 @@ def param_names(graph) -> list:
     return [[p.name, names[id(p)]] for p in graph.params()]
 
 
-def key_text(graph) -> str:
+def key_text(graph, params: list) -> str:
     """The graph's text with locations, each parameter renamed `$i` after its position
     (in the state list, in the updates, and inside scan bodies, whose closed-over
     placeholders carry the parameter's name): two graphs with the same text up to
-    their parameters' names compile to the same code."""
+    their parameters' names compile to the same code. `params`: param_names(graph)."""
     from nngraph.textir import format_graph
-    canonical = {printed: f"${i}" for i, (_, printed) in enumerate(param_names(graph))}
+    canonical = {printed: f"${i}" for i, (_, printed) in enumerate(params)}
     return rename_values(format_graph(graph, locations=True), canonical)
 
 
@@ -206,9 +206,9 @@ def _table_name(host: str) -> str:
 def record_pristine(host: str, loaded_before) -> None:
     """Add the settings of the modules loaded since `loaded_before` (sys.modules'
     names when this compile began) to the host's settings table."""
-    fresh = {m: c for m, c in _loaded_settings().items() if m not in loaded_before}
-    if not fresh:
+    if not any(m.split(".", 1)[0] in SETTINGS_PACKAGES and m not in loaded_before for m in list(sys.modules)):
         return
+    fresh = {m: c for m, c in _loaded_settings().items() if m not in loaded_before}
     name = _table_name(host)
     table = cache.read_json_table(name)
     known = table.get("modules")
@@ -291,13 +291,14 @@ def load(key: str):
         return None
 
 
-def adopt_names(entry: Entry, graph) -> None:
-    """Give a hit the names of `graph`'s parameters where they differ from those of the
-    graph the entry was compiled for (same text otherwise: `key_text`): the buffers of
+def adopt_names(entry: Entry, new: list) -> None:
+    """Give a hit the names of its graph's parameters (`new`: param_names of it) where
+    they differ from those of the graph the entry was compiled for (same text
+    otherwise: `key_text`): the buffers of
     each parameter, its update and its views (passes/program.param_buffer_name's rule,
     a suffix kept: W_new, W_view), and the %names in the fusion rows."""
     from passes.program import param_buffer_name
-    old, new = entry.facts["params"], param_names(graph)
+    old = entry.facts["params"]
     if old == new:
         return
     program = entry.program

@@ -404,3 +404,17 @@ def test_compiling_pauses_the_garbage_collector_and_restores_it():
         assert not gc.isenabled()          # a caller's choice stays
     finally:
         gc.enable()
+
+
+def test_the_stages_of_a_miss_and_a_hit_add_up_within_the_compile_time():
+    """compile_time's stages are disjoint parts of the ng.compile call: their sum is
+    at most compile_seconds, which is at most the call's own duration."""
+    import time
+    for expected in ("none", "compiled function"):
+        t0 = time.perf_counter()
+        fn = _mlp_step()
+        outer = time.perf_counter() - t0
+        st = fn.stats()
+        assert st["cache"] == expected
+        assert all(v >= 0 for v in st["compile_time"].values())
+        assert sum(st["compile_time"].values()) <= st["compile_seconds"] <= outer
