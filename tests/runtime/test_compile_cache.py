@@ -364,7 +364,8 @@ def test_a_new_process_hit_imports_no_pass_and_no_ir_builder(private_cache):
     """What a hit needs is LLVM (to load the object code), the BLAS and the Program's
     classes: not the passes, the lowering, the IR builders or the report."""
     cold = _new_process(private_cache)
-    heavy = ["passes.pipeline", "passes.lowering", "codegen.llvm.entry", "nngraph.report.function_report", "scipy"]
+    heavy = ["passes.pipeline", "passes.lowering", "codegen.llvm.entry", "nngraph.report.function_report", "scipy",
+             "networkx"]
     hit = _new_process(private_cache, after=f"out['imported'] = [m for m in {heavy!r} if m in sys.modules]")
     assert cold["cache"] != "compiled function" and hit["cache"] == "compiled function"
     assert hit["imported"] == []
