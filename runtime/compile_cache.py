@@ -95,15 +95,19 @@ def key_context(loaded_before=None) -> str:
 def host_key() -> str:
     """sha256 of everything module constants are made of when imported, and of what
     the machine code depends on besides the IR: the source, the NNGRAPH_* variables,
-    the host target (CPU, features, LLVM), the host facts and the thresholds derived
-    from them (codegen/host.py, codegen/tuning.py: measured once per host, so their
-    values, not only the CPU, make the key), the BLAS, the usable CPUs, Python, NumPy."""
+    the host target (CPU, features, LLVM), the host facts read from the system and the
+    thresholds derived from them and from the measured thread start cost
+    (codegen/host.py, codegen/tuning.py: the thresholds, rounded to powers of two,
+    rather than the measurement itself, which differs a little wherever it is taken
+    again), the BLAS, the usable CPUs, Python, NumPy."""
+    import dataclasses
     from codegen.host import host_facts
     from codegen.llvm.blas import describe
     from codegen.llvm.target import target_id
     from codegen.tuning import tuning
+    facts = repr(dataclasses.replace(host_facts(), thread_start_ns=0.0))
     h = hashlib.sha256()
-    for part in (source_digest(), environment_text(), target_id(), repr(host_facts()), repr(tuning()),
+    for part in (source_digest(), environment_text(), target_id(), facts, repr(tuning()),
                  describe(), str(_usable_cpus()), sys.version, np.__version__):
         h.update(part.encode())
         h.update(b"\0")
