@@ -4,16 +4,23 @@ stage, on target="cpu".
 
     python benchmarks/compile_time.py [--rounds 5] [--only mlp,lenet,lstm] [--no-bytecode-cache]
 
-Each round starts fresh processes with an empty cache directory, per model:
-  cold        the first ng.compile in a new process (imports it triggers included)
-  hit         the same graph compiled again in that process (compile-cache hit)
-  hit, new    a second new process compiling the same graph: a hit that pays the
-  process     imports and LLVM's start-up
+Each round starts fresh processes, per model:
+  cold, first   the first ng.compile in a new process with an empty cache directory:
+  on host       it also measures what nngraph measures once per host and keeps (the
+                thread start cost, codegen/host.py; which BLAS is faster,
+                codegen/llvm/blas_choice.py)
+  cold          the first ng.compile in a new process whose cache directory holds
+                only those per-host tables (a model never compiled before, on a host
+                where nngraph has run): imports, passes, code generation, the
+                convolution layouts timed at the model's shapes
+  hit           the same graph compiled again in that process (compile-cache hit)
+  hit, new      a second new process compiling the same graph: a hit that pays
+  process       LLVM's start and opening the BLAS
 and prints the median over rounds of the wall time and of the process's CPU time
 (steadier on a loaded machine) of the ng.compile call alone (building the graph and
 its gradient is not counted), then fn.stats()["compile_time"] stage by stage (the
-LSTM's "hit" row builds a second layer, named apart from the first: a new graph, so
-a cold compile in a warm process). Goals
+LSTM's "hit" row builds a second layer, named lstm_2 where the first is lstm_1: the
+compile cache keys a graph without its parameters' names, so it is a hit too). Goals
 (issue 15): cold MLP <= 0.5 s, cold LeNet <= 1.0 s, hit <= 0.05 s.
 
 Python's bytecode: an installed package has its modules compiled to .pyc (pip does
@@ -27,8 +34,10 @@ compile): --no-bytecode-cache measures that, with the environment as it is.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -113,11 +122,20 @@ def _warm_bytecode(models, pycache: str) -> None:
             _run_child(m, d, pycache)
 
 
+HOST_TABLES = ("host-*.json", "blas-choice.json")   # measured once per host (codegen/host.py, blas_choice.py)
+
+
 def _round(model: str, pycache) -> dict:
-    with tempfile.TemporaryDirectory(prefix="nngraph-ctime-") as d:
+    with tempfile.TemporaryDirectory(prefix="nngraph-ctime-") as first_dir, \
+            tempfile.TemporaryDirectory(prefix="nngraph-ctime-") as d:
+        first_on_host = _run_child(model, first_dir, pycache)
+        for pattern in HOST_TABLES:
+            for path in glob.glob(os.path.join(first_dir, pattern)):
+                shutil.copy(path, d)
         first = _run_child(model, d, pycache)
         second = _run_child(model, d, pycache)
-    return {"cold": first["first"], "hit": first["again"], "hit, new process": second["first"]}
+    return {"cold, first on host": first_on_host["first"], "cold": first["first"], "hit": first["again"],
+            "hit, new process": second["first"]}
 
 
 def _median(rows, kind, field):
@@ -127,18 +145,19 @@ def _median(rows, kind, field):
 def _report(model: str, rows: list) -> None:
     print(f"\n{model}: median of {len(rows)} rounds (cache: "
           + ", ".join(f"{k} -> {rows[0][k]['cache']}" for k in rows[0]) + ")")
-    print(f"  {'':18} {'wall s':>8} {'cpu s':>8}")
+    print(f"  {'':20} {'wall s':>8} {'cpu s':>8}")
     for kind in rows[0]:
-        print(f"  {kind:18} {_median(rows, kind, 'wall'):8.3f} {_median(rows, kind, 'cpu'):8.3f}")
+        print(f"  {kind:20} {_median(rows, kind, 'wall'):8.3f} {_median(rows, kind, 'cpu'):8.3f}")
     stages = []
     for kind in rows[0]:
         stages += [s for s in rows[0][kind]["stages"] if s not in stages]
-    print("  by stage, ms (wall):  " + "  ".join(f"{k:>10}" for k in rows[0]))
+    width = max(10, *map(len, rows[0]))
+    print("  by stage, ms (wall):  " + "  ".join(f"{k:>{width}}" for k in rows[0]))
     for s in stages:
         cells = []
         for kind in rows[0]:
             vals = [r[kind]["stages"].get(s) for r in rows]
-            cells.append(f"{statistics.median(vals) * 1e3:10.1f}" if None not in vals else f"{'-':>10}")
+            cells.append(f"{statistics.median(vals) * 1e3:{width}.1f}" if None not in vals else f"{'-':>{width}}")
         print(f"  {s:20} " + "  ".join(cells))
 
 

@@ -5,6 +5,9 @@ graph (nngraph) -> optimised graph and Program (passes) -> machine code (codegen
 """
 from __future__ import annotations
 
+import contextlib
+import gc
+import sys
 import time
 
 import numpy as np
@@ -69,7 +72,30 @@ def compile(inputs, outputs, updates=None, target="cpu", opt_level=2, cast_input
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     if opt_level not in (0, 1, 2):
         raise ValueError(f"opt_level must be 0, 1 or 2, got {opt_level!r}")
+    with collector_paused():
+        return _compile(inputs, outputs, updates, target, opt_level, cast_inputs, check_numerics, dump_dir, name)
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """Python's cyclic garbage collector off for the block, as it was after. A compile
+    allocates many objects that live on (graph nodes, IR, imported modules), which
+    is what sets off the collector's full passes over every object of the process:
+    they were ~20-60 ms of a compile-cache hit's ~0.1-0.25 s. The few cycles a
+    compile leaves are collected at the next collection after it (Mercurial's
+    util.nogc does the same around its bulk loads)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _compile(inputs, outputs, updates, target, opt_level, cast_inputs, check_numerics, dump_dir, name):
     clock = _Clock()
+    loaded_before = frozenset(sys.modules)      # what this compile imports is pristine (compile cache)
     graph, single = build_graph(inputs, outputs, updates, name)
     stages = {"graph": format_graph(graph)}
     checked, guards = add_index_guards(graph)
@@ -78,13 +104,19 @@ def compile(inputs, outputs, updates=None, target="cpu", opt_level=2, cast_input
     from runtime import compile_cache
     key = None
     if compile_cache.cacheable(target, graph, dump_dir):
-        compile_cache.load_pipeline()
+        context = compile_cache.key_context(loaded_before)
         clock.lap("startup")
-        key = compile_cache.compile_key(format_graph(graph, locations=True), options)
+        params = compile_cache.param_names(graph)
+        key = compile_cache.compile_key(compile_cache.key_text(graph, params), options, context)
         entry = compile_cache.load(key)
         clock.lap("cache_lookup")
         if entry is not None:
-            return _from_cache(entry, graph, single, checked, guards, stages, options, clock, cast_inputs)
+            compile_cache.adopt_names(entry, params)
+            fn = _from_cache(entry, graph, single, checked, guards, stages, options, clock, cast_inputs)
+            compile_cache.record_pristine(compile_cache.host_key(), loaded_before)
+            return fn
+        compile_cache.load_pipeline()
+        clock.lap("startup")
 
     from passes.pipeline import optimize
     opt, log = optimize(checked, opt_level=opt_level, dump_dir=dump_dir)
@@ -110,7 +142,8 @@ def compile(inputs, outputs, updates=None, target="cpu", opt_level=2, cast_input
     fn = CompiledFunction(graph, runner, target, cast_inputs=cast_inputs, stats=stats, stages=stages,
                           run_graph=opt, single=single)
     if key is not None:
-        _remember(key, fn, compiled, checked, log)
+        _remember(key, fn, compiled, checked, log, params)
+        compile_cache.record_pristine(compile_cache.host_key(), loaded_before)
     return fn
 
 
@@ -140,7 +173,7 @@ def _from_cache(entry, graph, single, checked, guards, stages, options, clock, c
                             fusion=facts["fusion"])
 
 
-def _remember(key, fn, compiled, checked, log) -> None:
+def _remember(key, fn, compiled, checked, log, params) -> None:
     """Store what a later hit needs, when the hit can rebuild the same Function: the
     optimised graph reads the graph's own placeholders and parameters."""
     from runtime.compile_cache import store
@@ -152,7 +185,8 @@ def _remember(key, fn, compiled, checked, log) -> None:
     if None in run_params or None in run_updated or not same_inputs:
         return
     facts = {"library_calls": compiled.stats["library_calls"], "profile": compiled.profiled, "passes": log,
-             "run_params": run_params, "run_updated": run_updated, "fusion": list(fn.fusion())}
+             "run_params": run_params, "run_updated": run_updated, "fusion": list(fn.fusion()),
+             "params": params}
     store(key, compiled.program, compiled.object_code, facts)
 
 

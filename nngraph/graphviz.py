@@ -7,9 +7,12 @@ to its parameter, outputs drawn with a double border.
 """
 from __future__ import annotations
 
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from .graph import Graph, toposort
+
+if TYPE_CHECKING:
+    import networkx as nx
 from .node import Tensor
 
 
@@ -36,6 +39,7 @@ def to_graph(x) -> nx.MultiDiGraph:
     edges input -> user with `operand` (its position) or `update=True`."""
     roots, outputs, updates, inputs = _ends(x)
     out_ids = {id(o) for o in outputs}
+    import networkx as nx       # on use: `import nngraph` (and a compile-cache hit) need not load it
     g = nx.MultiDiGraph()
     for n in toposort(list(inputs) + [p for p, _ in updates] + list(roots)):
         g.add_node(id(n), label=_label(n), op=n.op, type=str(n.type), where=n.where,

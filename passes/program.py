@@ -167,6 +167,13 @@ class Buffer:
         return f"{DTYPES[self.dtype][0]}[{','.join(map(str, self.shape))}]"
 
 
+def param_buffer_name(param_name) -> str:
+    """The name of a parameter's buffer ("W"; its update's is "W_new"): the
+    parameter's own, "param" for an unnamed one. A compile-cache hit renames the stored
+    buffers by this rule when the graph's parameters are named otherwise."""
+    return param_name or "param"
+
+
 @dataclass(frozen=True)
 class Instr:
     op: str

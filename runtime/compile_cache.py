@@ -13,20 +13,31 @@ something asks for them (`Rebuild`): the same passes on the same graph give the 
 result.
 
 The key is the sha256 of everything the result depends on:
-- the graph's text with every node's file:line (error messages and dumps cite them);
+- the graph's text with every node's file:line (error messages and dumps cite them),
+  each parameter named by its position (`key_text`): parameter names are labels, and
+  a layer built again gets a new one (ng.nn.LSTM's lstm_1, then lstm_2), so the same
+  model built twice in one process shares one entry; a hit gives the stored buffers
+  and fusion rows the names of the graph it serves (`adopt_names`);
 - target, opt_level, check_numerics;
-- the source of the four packages (nngraph, passes, codegen, runtime): any edit to a
+- the source of the four packages (nngraph, passes, codegen, runtime; each file's
+  size and modification time, as Python's bytecode cache checks them): any edit to a
   pass, a lowering rule or the code generator;
 - every module-level UPPER_CASE constant of passes, codegen and runtime that is a
   plain value (thresholds such as codegen.llvm.entry.N_THREADS, including values
-  derived from the host when the module was imported, or set by a test), read after
-  importing every module a CPU compile uses;
+  derived from the host when the module was imported, or set by a test): those of
+  the loaded modules that differ from the module's pristine values (see "Pristine
+  settings" below; a module not loaded yet has its pristine values);
 - every NNGRAPH_* environment variable but the cache directory;
 - which BLAS the products call (codegen/llvm/blas.py: describe; the machine code is the
   same, but convolution layouts are timed with it, runtime/conv_choice.py);
 - the host target (triple, CPU name and features, llvmlite and LLVM versions, LLVM
-  options), the number of CPUs this process may use, Python's and NumPy's versions.
+  options), the host facts and thresholds (codegen/host.py, codegen/tuning.py), the
+  number of CPUs this process may use, Python's and NumPy's versions.
 Graphs with collectives (their Program depends on the job's size) are not cached.
+
+A hit's start (`key_context`) imports LLVM's binding, opens the BLAS (the object
+code links to both) and reads the host facts; it imports none of the passes, the
+lowering, the IR builders or the report (a miss imports them: `load_pipeline`).
 """
 from __future__ import annotations
 
@@ -34,9 +45,9 @@ import functools
 import hashlib
 import json
 import os
+import re
 import struct
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -48,6 +59,7 @@ PACKAGES = ("nngraph", "passes", "codegen", "runtime")
 SETTINGS_PACKAGES = ("passes", "codegen", "runtime")
 ALIGN = 64
 PLAIN = (bool, int, float, str, type(None))
+VALUE_NAME = re.compile(r"%(\w+)")     # a value as the textual IR names it: %x, %W1, %12
 
 
 def cacheable(target: str, graph, dump_dir) -> bool:
@@ -56,29 +68,80 @@ def cacheable(target: str, graph, dump_dir) -> bool:
     return target == "cpu" and dump_dir is None and not any(n.op == "all_reduce" for n in graph.nodes())
 
 
-def compile_key(graph_text: str, options: dict) -> str:
-    """The entry's name: sha256 of the graph's text (with locations), the options and
-    everything else the compiled result depends on (see the module docstring)."""
-    from codegen.llvm.blas import describe
-    from codegen.llvm.target import target_id
-    host = target_id()
-    load_pipeline()
+def compile_key(graph_text: str, options: dict, context: str | None = None) -> str:
+    """The entry's name: sha256 of the graph's key text (`key_text`), the options and
+    everything else the compiled result depends on (`key_context`; see the module
+    docstring)."""
+    context = key_context() if context is None else context
     h = hashlib.sha256()
-    for part in (FORMAT.decode(), graph_text, json.dumps(options, sort_keys=True), source_digest(),
-                 settings_text(), environment_text(), host, describe(), str(_usable_cpus()), sys.version,
-                 np.__version__):
+    for part in (FORMAT.decode(), graph_text, json.dumps(options, sort_keys=True), context):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()
 
 
-def load_pipeline() -> None:
-    """Import every module a CPU compile uses and start LLVM (with the BLAS it links),
-    so that the constants settings_text reads are the same at the first compile of a
-    process as at the next ones. The first call of a process takes a while (imports;
-    fn.stats()["compile_time"]["startup"]), the next ones nothing."""
+def key_context(loaded_before=None) -> str:
+    """What the keys of this moment share: the host key and the settings that differ
+    from their pristine values. Starts LLVM and the BLAS (a hit needs both to load
+    its object code) but imports none of the passes or IR builders: that is a hit's
+    `startup`. `loaded_before`: the names in sys.modules when the compile began (the
+    settings modules loaded since then are pristine and are recorded first)."""
+    host = host_key()
+    if loaded_before is not None:
+        record_pristine(host, loaded_before)
+    return host + "\n" + settings_deviations(host)
+
+
+def host_key() -> str:
+    """sha256 of everything module constants are made of when imported, and of what
+    the machine code depends on besides the IR: the source, the NNGRAPH_* variables,
+    the host target (CPU, features, LLVM), the host facts read from the system and the
+    thresholds derived from them and from the measured thread start cost
+    (codegen/host.py, codegen/tuning.py: the thresholds, rounded to powers of two,
+    rather than the measurement itself, which differs a little wherever it is taken
+    again), the BLAS, the usable CPUs, Python, NumPy."""
+    import dataclasses
+    from codegen.host import host_facts
+    from codegen.llvm.blas import describe
     from codegen.llvm.target import target_id
-    target_id()
+    from codegen.tuning import tuning
+    facts = repr(dataclasses.replace(host_facts(), thread_start_ns=0.0))
+    h = hashlib.sha256()
+    for part in (source_digest(), environment_text(), target_id(), facts, repr(tuning()),
+                 describe(), str(_usable_cpus()), sys.version, np.__version__):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def param_names(graph) -> list:
+    """[[name, name in the textual IR], ...] of the graph's parameters, in
+    graph.params() order ("lstm_1.kernel" prints as %lstm_1_kernel)."""
+    from nngraph.textir import value_names
+    names = value_names(graph)
+    return [[p.name, names[id(p)]] for p in graph.params()]
+
+
+def key_text(graph, params: list) -> str:
+    """The graph's text with locations, each parameter renamed `$i` after its position
+    (in the state list, in the updates, and inside scan bodies, whose closed-over
+    placeholders carry the parameter's name): two graphs with the same text up to
+    their parameters' names compile to the same code. `params`: param_names(graph)."""
+    from nngraph.textir import format_graph
+    canonical = {printed: f"${i}" for i, (_, printed) in enumerate(params)}
+    return rename_values(format_graph(graph, locations=True), canonical)
+
+
+def rename_values(text: str, renames: dict) -> str:
+    """`text` with every %name of `renames`' keys replaced by %renames[name], all at once
+    (so a swap of two names is a swap)."""
+    return VALUE_NAME.sub(lambda m: "%" + renames.get(m.group(1), m.group(1)), text)
+
+
+def load_pipeline() -> None:
+    """Import every module a CPU compile uses (a miss's `startup`, counted apart from
+    the passes that would otherwise import them); a hit imports none of them."""
+    import codegen.llvm.entry  # noqa: F401
     import passes.lowering  # noqa: F401
     import passes.pipeline  # noqa: F401
     import passes.program_codec  # noqa: F401
@@ -95,33 +158,80 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _package_dirs():
-    root = Path(__file__).resolve().parent.parent
-    return [root / p for p in PACKAGES]
-
-
 @functools.lru_cache(maxsize=None)
 def source_digest() -> str:
-    """sha256 of every .py file of the four packages (read once per process: the code
-    that runs is the code imported at start)."""
+    """sha256 of the path, size and modification time of every .py file of the four
+    packages: what Python's own bytecode cache checks to decide that a module changed
+    (so an edit is a miss, as it is a recompiled module), without reading ~250 files
+    at a new process's first compile (computed once per process: the code that runs is
+    the code imported at start)."""
     h = hashlib.sha256()
-    for d in _package_dirs():
-        for path in sorted(d.rglob("*.py")):
-            h.update(str(path.relative_to(d.parent)).encode())
-            h.update(b"\0")
-            h.update(path.read_bytes())
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for package in PACKAGES:
+        for folder, subfolders, files in os.walk(os.path.join(root, package)):
+            subfolders.sort()
+            for name in sorted(f for f in files if f.endswith(".py")):
+                st = os.stat(os.path.join(folder, name))
+                rel = os.path.relpath(os.path.join(folder, name), root)
+                h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
     return h.hexdigest()
 
 
 def settings_text() -> str:
     """The plain UPPER_CASE module constants of the loaded modules of passes, codegen and
     runtime, read at every compile (a test or a user may set one)."""
-    out = []
+    return "\n".join(f"{name}.{k}={v}" for name, consts in _loaded_settings().items() for k, v in consts.items())
+
+
+def _loaded_settings() -> dict:
+    """{module name: {constant: canonical text}} of the loaded settings modules, sorted."""
+    out = {}
     for name in sorted(m for m in list(sys.modules) if m.split(".", 1)[0] in SETTINGS_PACKAGES):
         mod = sys.modules.get(name)
-        for k, v in sorted(vars(mod).items()) if mod is not None else ():
-            if k.isupper() and _plain(v):
-                out.append(f"{name}.{k}={_canonical(v)}")
+        if mod is not None:
+            out[name] = {k: _canonical(v) for k, v in sorted(vars(mod).items()) if k.isupper() and _plain(v)}
+    return out
+
+
+# Pristine settings. A module's constants, right after its import, are a function of
+# what host_key covers (literals in its source; values derived from the host facts,
+# the tuning and the NNGRAPH_* variables). A settings table per host key (a JSON file
+# in the cache directory) records them for every module some compile imported: only
+# modules imported during the compile that records them, when no user code can have
+# changed them yet. A key lists only the loaded constants that differ from the table
+# (or that it does not know); a module not loaded is pristine and lists nothing. So a
+# new process's first compile needs neither the passes nor the code generator
+# imported to find its entry, and a constant a test or a user sets is still a miss.
+
+def _table_name(host: str) -> str:
+    return f"settings-{host[:32]}.json"
+
+
+def record_pristine(host: str, loaded_before) -> None:
+    """Add the settings of the modules loaded since `loaded_before` (sys.modules'
+    names when this compile began) to the host's settings table."""
+    if not any(m.split(".", 1)[0] in SETTINGS_PACKAGES and m not in loaded_before for m in list(sys.modules)):
+        return
+    fresh = {m: c for m, c in _loaded_settings().items() if m not in loaded_before}
+    name = _table_name(host)
+    table = cache.read_json_table(name)
+    known = table.get("modules")
+    known = known if isinstance(known, dict) else {}
+    new = {m: c for m, c in fresh.items() if m not in known}
+    if new:
+        cache.write_json_table(name, {"modules": dict(known, **new)})
+
+
+def settings_deviations(host: str) -> str:
+    """The loaded constants that differ from the host's settings table, one per line."""
+    known = cache.read_json_table(_table_name(host)).get("modules")
+    known = known if isinstance(known, dict) else {}
+    out = []
+    for name, consts in _loaded_settings().items():
+        pristine = known.get(name)
+        pristine = pristine if isinstance(pristine, dict) else {}
+        out += [f"{name}.{k}={v}" for k, v in consts.items() if pristine.get(k) != v]
+        out += [f"{name}.{k} deleted" for k in pristine if k not in consts]
     return "\n".join(out)
 
 
@@ -177,10 +287,42 @@ def load(key: str):
     try:
         data, blobs = unpack(payload)
         obj = bytes(blobs[data["object"]])
+        if not isinstance(data["facts"]["params"], list):
+            return None
         arrays = [np.frombuffer(b, dtype=np.uint8) for b in blobs]
         return Entry(decode_program(data, arrays), obj, data["facts"])
     except (CodecError, ValueError, KeyError, TypeError, IndexError, struct.error):
         return None
+
+
+def adopt_names(entry: Entry, new: list) -> None:
+    """Give a hit the names of its graph's parameters (`new`: param_names of it) where
+    they differ from those of the graph the entry was compiled for (same text
+    otherwise: `key_text`): the buffers of
+    each parameter, its update and its views (passes/program.param_buffer_name's rule,
+    a suffix kept: W_new, W_view), and the %names in the fusion rows."""
+    from passes.program import param_buffer_name
+    old = entry.facts["params"]
+    if old == new:
+        return
+    program = entry.program
+    bases = {bid: (param_buffer_name(old[g][0]), param_buffer_name(new[g][0]))
+             for bid, g in zip(program.params, entry.facts["run_params"])}
+    for b in program.buffers.values():
+        owner = next((o for o in (b.id, b.param, b.view_of) if o in bases), None)
+        if owner is not None and b.name.startswith(bases[owner][0]):
+            b.name = bases[owner][1] + b.name[len(bases[owner][0]):]
+    printed = {o[1]: n[1] for o, n in zip(old, new)}
+    entry.facts["params"] = new
+    entry.facts["fusion"] = [{k: _renamed(v, printed) for k, v in row.items()} for row in entry.facts["fusion"]]
+
+
+def _renamed(value, printed: dict):
+    if isinstance(value, str):
+        return rename_values(value, printed)
+    if isinstance(value, list):
+        return [_renamed(v, printed) for v in value]
+    return value
 
 
 def pack(data: dict, blobs: list) -> bytes:

@@ -6,8 +6,10 @@ for the host CPU -> one native entry point.
 
 Files: irtypes (types), scalar + mathfns (the scalar-op table), loops (function
 builder), kernel (LoopKernel), matmul (BLAS calls), entry (schedule, threads,
-numerics checks), target (LLVM pipeline, object code, asm). Object code is cached
-on disk by codegen.cache.
+numerics checks), target (LLVM pipeline, object code, asm), symbols (the names the
+runtime looks up). Object code is cached on disk by codegen.cache. Loading stored
+object code (`load_program`, a compile-cache hit) imports none of the IR builders:
+this module imports `entry` only when it builds IR.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from codegen import cache
 from passes.program import symbols as program_symbols
 
 from . import blas, target
-from .entry import ENTRY, PROFILE, build_module
+from .symbols import ENTRY, PROFILE
 
 ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p)
 
@@ -59,6 +61,7 @@ class CompiledProgram:
         """The LLVM IR this object was made from (rebuilt from the Program when the
         object came from the compile cache: same Program, same settings, same text)."""
         if self._ir_text is None:
+            from .entry import build_module
             self._ir_text, _ = build_module(self.program, **self.options)
         return self._ir_text
 
@@ -91,6 +94,7 @@ def compile_program(program, check_numerics=False, use_cache=True, threads=True,
     if profile is None:
         profile = profile_requested()
     options = {"check_numerics": check_numerics, "threads": threads, "profile": profile}
+    from .entry import build_module
     t0 = time.perf_counter()
     ir_text, info = build_module(program, **options)
     t1 = time.perf_counter()

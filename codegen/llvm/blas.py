@@ -146,8 +146,8 @@ _openblas_used: dict = {}    # "lib" (ctypes, or None), "private": the instance 
 
 
 def _scipy_version() -> str:
-    import scipy
-    return f"scipy {scipy.__version__}"
+    from .dist_version import installed_version
+    return f"scipy {installed_version('scipy')}"
 
 
 def openblas_addresses() -> dict:

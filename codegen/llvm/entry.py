@@ -38,8 +38,7 @@ from .kernel import (emit_finish_function, emit_loop_function, emit_partial_func
 from .loop import emit_scan, private_pointers
 from .loops import FnBuilder, mark_unoptimised
 from .matmul import emit_matmul_function, split_axis, splits_columns
-
-ENTRY = "nngraph_entry"
+from .symbols import ENTRY, PROFILE
 
 
 def _thread_count() -> int:
@@ -78,8 +77,6 @@ NULL = ir.Constant(I8P, None)
 def _clean(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name)[:40]
 
-
-PROFILE = "nngraph_prof"
 
 
 def build_module(program, check_numerics=False, threads=True, profile=False) -> tuple[str, dict]:

@@ -63,6 +63,10 @@ class MklUnavailable(RuntimeError):
 
 def library_path() -> str:
     """Path of libmkl_rt from the installed `mkl` distribution's file list."""
+    from .dist_version import installed_files
+    for path in installed_files("mkl") or ():
+        if os.path.basename(path).startswith("libmkl_rt.so") and os.path.isfile(path):
+            return os.path.realpath(path)
     import importlib.metadata as md
     try:
         dist = md.distribution("mkl")
@@ -78,11 +82,8 @@ def library_path() -> str:
 
 
 def version() -> str:
-    import importlib.metadata as md
-    try:
-        return md.version("mkl")
-    except md.PackageNotFoundError:
-        return ""
+    from .dist_version import installed_version
+    return installed_version("mkl")
 
 
 def installed() -> bool:

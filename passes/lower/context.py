@@ -23,7 +23,7 @@ import networkx as nx
 from nngraph.types import TensorType
 
 from .. import fusion
-from ..program import Buffer, Stage, Store, dependency_root
+from ..program import Buffer, Stage, Store, dependency_root, param_buffer_name
 from .assemble import assemble, finish_results
 from .collective import pack_all_reduces, phase_order
 from .body import Body, LoweringError
@@ -106,7 +106,7 @@ class LoweringContext:
             self.buf_of[id(ph)] = b
         self.params = []
         for p in g.params():
-            b = self.add_buffer(p.name or "param", p.type, "param", p)
+            b = self.add_buffer(param_buffer_name(p.name), p.type, "param", p)
             self.buf_of[id(p)] = b
             self.params.append(b)
 
@@ -125,7 +125,7 @@ class LoweringContext:
             self.store_bufs.setdefault(id(o), []).append(b)
         self.updates = []
         for p, v in g.updates:
-            b = self.add_buffer(f"{p.name or 'param'}_new", p.type, "update", v, param=self.buf_of[id(p)])
+            b = self.add_buffer(f"{param_buffer_name(p.name)}_new", p.type, "update", v, param=self.buf_of[id(p)])
             self.updates.append((self.buf_of[id(p)], b))
             self.store_bufs.setdefault(id(v), []).append(b)
 

@@ -133,13 +133,15 @@ def test_one_usable_candidate_is_used_untimed(env):
 
 
 def hide_mkl(monkeypatch):
-    real = importlib.metadata.distribution
+    from codegen.llvm import dist_version
+    real, real_folder = importlib.metadata.distribution, dist_version.metadata_folder
 
     def distribution(name):
         if name == "mkl":
             raise importlib.metadata.PackageNotFoundError(name)
         return real(name)
     monkeypatch.setattr(importlib.metadata, "distribution", distribution)
+    monkeypatch.setattr(dist_version, "metadata_folder", lambda name: None if name == "mkl" else real_folder(name))
 
 
 def test_forced_mkl_without_the_wheel_names_the_extra(env):
@@ -195,6 +197,9 @@ SCRIPT = textwrap.dedent("""
             raise importlib.metadata.PackageNotFoundError(name)
         return real(name)
     importlib.metadata.distribution = distribution
+    from codegen.llvm import dist_version
+    real_folder = dist_version.metadata_folder
+    dist_version.metadata_folder = lambda name: None if name == "mkl" else real_folder(name)
     import numpy as np
     import nngraph as ng
     x = ng.placeholder((16, 8), name="x")

@@ -71,13 +71,13 @@ def test_a_hit_runs_no_passes_lowering_or_code_generation(monkeypatch):
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a cache hit ran a compile stage")
-    import codegen.llvm as llvm_codegen
+    import codegen.llvm.entry
     import passes.lowering
     import passes.pipeline
     from codegen.llvm import target
     monkeypatch.setattr(passes.pipeline, "optimize", forbidden)
     monkeypatch.setattr(passes.lowering, "to_program", forbidden)
-    monkeypatch.setattr(llvm_codegen, "build_module", forbidden)
+    monkeypatch.setattr(codegen.llvm.entry, "build_module", forbidden)
     monkeypatch.setattr(target, "optimize", forbidden)
     monkeypatch.setattr(target, "emit_object", forbidden)
     fn = _mlp_step()
@@ -215,7 +215,7 @@ def test_only_cpu_compiles_without_dump_dir_are_cached(tmp_path):
 
 
 def test_settings_text_is_the_same_in_every_process():
-    src = "from runtime import compile_cache as c; c.compile_key('', {}); print(c.settings_text())"
+    src = "from runtime import compile_cache as c; c.load_pipeline(); print(c.settings_text())"
     outs = [subprocess.run([sys.executable, "-c", src], cwd=ROOT, capture_output=True, text=True, timeout=120,
                            env=dict(os.environ, PYTHONHASHSEED=str(seed), PYTHONPATH=ROOT)) for seed in (1, 2)]
     assert all(o.returncode == 0 for o in outs), outs[0].stderr
@@ -260,3 +260,162 @@ def test_the_second_compile_of_a_fresh_process_is_a_hit(private_cache):
     out = subprocess.run([sys.executable, "-c", src], env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "compiled function"
+
+
+def _lstm_step():
+    """A step of a new ng.nn.LSTM layer (named lstm_1, lstm_2... as built) and a dense
+    head: the same graph at every call but for its parameters' names."""
+    xs = ng.placeholder(("N", "T", 6), name="xs")
+    y = ng.placeholder(("N",), "int32", name="y")
+    h = ng.nn.LSTM(5)(xs)
+    V = ng.parameter(np.linspace(-1, 1, 15, dtype=np.float32).reshape(5, 3), name="V")
+    loss = ng.cross_entropy(h @ V, y)
+    return [xs, y], loss
+
+
+def _conv_step():
+    """A step of a new ng.nn.Conv2D layer (its weights feed the products through views)."""
+    x = ng.placeholder(("N", 2, 6, 6), name="x")
+    y = ng.placeholder(("N",), "int32", name="y")
+    h = ng.nn.Conv2D(3, 3, activation="relu")(x)
+    loss = ng.cross_entropy(ng.reshape(h, (h.shape[0], 48)) @ ng.constant(np.ones((48, 4), np.float32)), y)
+    return [x, y], loss
+
+
+_SWAP = [("a", "b")]
+
+
+def _swapped_step():
+    """Two parameters whose names trade places from one call to the next."""
+    first, second = _SWAP[0]
+    _SWAP[0] = (second, first)
+    x = ng.placeholder(("N", 4), name="x")
+    y = ng.placeholder(("N",), "int32", name="y")
+    A = ng.parameter(np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3), name=first)
+    B = ng.parameter(np.linspace(1, -2, 9, dtype=np.float32).reshape(3, 3), name=second)
+    return [x, y], ng.cross_entropy(ng.tanh(x @ A) @ B, y)
+
+
+def _training(build):
+    """A callable that compiles the SGD step of the graph `build` made, with the
+    parameters' values at that point."""
+    inputs, loss = build()
+    ps = [p for p in ng.compile(inputs, loss, target="reference").graph.params()]
+    gs = ng.grad(loss, ps)
+    updates = {p: p - 0.1 * g for p, g in zip(ps, gs)}
+    return lambda: ng.compile(inputs, loss, updates=updates, target="cpu")
+
+
+def _run_once(fn, feeds):
+    """Loss and updated parameters of one call, the parameters restored afterwards."""
+    before = [p.value.copy() for p in fn.params]
+    loss = fn(*feeds)
+    after = [p.value.copy() for p in fn.params]
+    for p, v in zip(fn.params, before):
+        p.value = v
+    return loss, after
+
+
+@pytest.mark.parametrize("build", [_lstm_step, _conv_step, _swapped_step])
+def test_the_same_graph_under_other_parameter_names_is_a_hit(build, tmp_path, monkeypatch):
+    """A layer built again gets a new name (lstm_1, lstm_2): that second model's step is
+    a hit, and its Function is the one a cold compile of it makes, names included."""
+    _training(build)()
+    compile_again = _training(build)
+    hit = compile_again()
+    assert hit.stats()["cache"] == "compiled function" and hit.stats()["cache_hit"]
+    monkeypatch.setenv("NNGRAPH_CACHE_DIR", str(tmp_path / "other"))
+    cold = compile_again()
+    assert cold.stats()["cache"] != "compiled function"
+    assert hit.dump("kernels") == cold.dump("kernels")
+    assert list(hit.stats()["fusion"]) == list(cold.stats()["fusion"])
+    assert hit.runner.compiled.ir_text == cold.runner.compiled.ir_text
+    rng = np.random.default_rng(3)
+    shape = [s if isinstance(s, int) else {"N": 4, "T": 7}[str(s)] for s in cold.graph.inputs[0].shape]
+    feeds = (rng.standard_normal(shape).astype(np.float32), rng.integers(0, 3, 4).astype(np.int32))
+    (hit_loss, hit_params), (cold_loss, cold_params) = _run_once(hit, feeds), _run_once(cold, feeds)
+    assert hit_loss == cold_loss
+    for a, b in zip(hit_params, cold_params):
+        np.testing.assert_array_equal(a, b)
+
+
+def _new_process(private_cache, before="", after=""):
+    """Run `before`, compile _mlp_step, run `after` in a new process; its JSON line:
+    the cache outcome, the loss of one call and what `after` adds to `out`."""
+    src = textwrap.dedent(f"""
+        import json, sys
+        sys.path.insert(0, {HERE!r})
+        out = {{}}
+    """) + textwrap.dedent(before) + textwrap.dedent("""
+        from test_compile_cache import _data, _mlp_step
+        fn = _mlp_step()
+        out["cache"] = fn.stats()["cache"]
+    """) + textwrap.dedent(after) + textwrap.dedent("""
+        out["loss"] = float(fn(*_data()))
+        print(json.dumps(out))
+    """)
+    env = dict(os.environ, NNGRAPH_CACHE_DIR=str(private_cache), PYTHONPATH=ROOT)
+    r = subprocess.run([sys.executable, "-c", src], env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_a_new_process_hit_imports_no_pass_and_no_ir_builder(private_cache):
+    """What a hit needs is LLVM (to load the object code), the BLAS and the Program's
+    classes: not the passes, the lowering, the IR builders or the report."""
+    cold = _new_process(private_cache)
+    heavy = ["passes.pipeline", "passes.lowering", "codegen.llvm.entry", "nngraph.report.function_report", "scipy",
+             "networkx"]
+    hit = _new_process(private_cache, after=f"out['imported'] = [m for m in {heavy!r} if m in sys.modules]")
+    assert cold["cache"] != "compiled function" and hit["cache"] == "compiled function"
+    assert hit["imported"] == []
+    assert hit["loss"] == cold["loss"]
+
+
+def test_a_setting_changed_before_a_process_compiles_is_not_taken_for_its_default(private_cache):
+    """A process that changes a threshold before its first compile gets its own entry,
+    and does not record the changed value as the module's default: a process with the
+    default value does not load the changed one's code, one with the change does."""
+    change = "import codegen.llvm.entry as e; e.THREAD_WORK = 1\n"
+    changed = _new_process(private_cache, before=change)
+    default = _new_process(private_cache)
+    assert changed["cache"] != "compiled function" and default["cache"] != "compiled function"
+    assert _new_process(private_cache)["cache"] == "compiled function"
+    _new_process(private_cache, before=change)     # its key lists what the defaults recorded now do not
+    assert _new_process(private_cache, before=change)["cache"] == "compiled function"
+    loaded_default = "import codegen.llvm.entry\n"      # loaded before the compile, value untouched
+    assert _new_process(private_cache, before=loaded_default)["cache"] == "compiled function"
+
+
+def test_compiling_pauses_the_garbage_collector_and_restores_it():
+    import gc
+    from nngraph.compiler import collector_paused
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(ValueError):
+        with collector_paused():
+            raise ValueError("a failed compile")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()          # a caller's choice stays
+    finally:
+        gc.enable()
+
+
+def test_the_stages_of_a_miss_and_a_hit_add_up_within_the_compile_time():
+    """compile_time's stages are disjoint parts of the ng.compile call: their sum is
+    at most compile_seconds, which is at most the call's own duration."""
+    import time
+    for expected in ("none", "compiled function"):
+        t0 = time.perf_counter()
+        fn = _mlp_step()
+        outer = time.perf_counter() - t0
+        st = fn.stats()
+        assert st["cache"] == expected
+        assert all(v >= 0 for v in st["compile_time"].values())
+        assert sum(st["compile_time"].values()) <= st["compile_seconds"] <= outer
