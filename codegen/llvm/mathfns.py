@@ -3,7 +3,12 @@ loop vectoriser can widen them): exp, expm1, log, log1p, tanh for f32 and f64.
 
 Each is range reduction plus a polynomial, accurate to a couple of ulp, with the
 special values (NaN, +-inf, 0, subnormals) fixed up by selects. The same algorithm
-serves both widths; only the constants and polynomial degrees differ.
+serves both widths; only the constants and polynomial degrees differ (f32: minimax
+polynomials, f64: Taylor's). They are written for throughput, since a fused
+elementwise loop is bound by its instructions, not by memory: one clamp where the
+sign of the argument is known, tanh's reduction done on |x| without forming -2|x|,
+and with AVX-512 the divisions of tanh and sigmoid as a reciprocal estimate and one
+Newton step (recip_div).
 """
 from __future__ import annotations
 
@@ -20,6 +25,23 @@ from .target import has_feature
 CONTRACT = ("contract",)
 
 
+def _taylor(degree):
+    """1/2!, 1/3!, ... 1/degree!: the coefficients of r**2, r**3, ... of exp(r)."""
+    return [1.0 / math.factorial(k) for k in range(2, degree + 1)]
+
+
+# Minimax coefficients of r**2, r**3, ... (f32 values, written in hex so they are exact)
+# for |r| <= ln2/2, each fitted by linear programming (scipy.optimize.linprog) on 6000
+# points for the least maximum relative error against mpmath's exp, with the leading
+# terms fixed (1 + r for exp, r for expm1), and checked again after rounding to f32. exp: degree 6, relative error 1.7e-8 (0.3 ulp;
+# Taylor needs degree 7 for that); expm1: degree 6, 1.7e-8. One Horner step each fewer
+# than Taylor's for the same accuracy.
+EXP_F32 = [float.fromhex(h) for h in ("0x1.fffffcp-2", "0x1.55541ap-3", "0x1.555822p-5", "0x1.126792p-7",
+                                     "0x1.6ae72p-10")]
+EXPM1_F32 = [float.fromhex(h) for h in ("0x1.fffffep-2", "0x1.5554bp-3", "0x1.555674p-5", "0x1.122776p-7",
+                                       "0x1.6bec06p-10")]
+
+
 class _Spec:
     def __init__(self, t):
         self.t = t
@@ -33,7 +55,11 @@ class _Spec:
         self.exp_lo = -104.0 if single else -746.0      # exp below this is 0
         self.exp_hi = 89.0 if single else 710.0         # exp above this is inf
         self.expm1_big = 20.0 if single else 40.0       # expm1(x) == exp(x) beyond
-        self.taylor = 7 if single else 13               # expm1 on |r| <= ln2/2 (omitted term r**8/8! < 0.1 ulp)
+        # exp(r) = 1 + r + r**2 (c2 + c3 r + ...) and expm1(r) = r + r**2 (c2 + c3 r + ...) on
+        # |r| <= ln2/2: f32 uses minimax coefficients (EXP_F32, EXPM1_F32), f64 Taylor's
+        # up to r**13/13! (the omitted term < 0.1 ulp)
+        self.exp_coefs = EXP_F32 if single else _taylor(13)
+        self.expm1_coefs = EXPM1_F32 if single else _taylor(13)
         self.atanh_terms = 5 if single else 11          # log on s <= 0.1716
         self.min_normal = 2.0 ** -126 if single else 2.0 ** -1022
         self.sub_scale = 25 if single else 54
@@ -69,32 +95,57 @@ class FloatMath:
         return self.b.fcmp_unordered("uno", x, x)
 
     # ------------------------------------------------------------------ exp family
-    def clamp(self, x, lo, hi):
-        """x limited to [lo, hi], a NaN left NaN: ordered compares and selects, which
-        x86 does in one max and one min instruction (minnum/maxnum turn NaN into a
-        bound and cost fix-ups)."""
+    def clamp(self, x, lo, hi=None):
+        """x limited to [lo, hi] (hi=None: no upper bound), a NaN left NaN: ordered
+        compares and selects, which x86 does in one max and one min instruction
+        (minnum/maxnum turn NaN into a bound and cost fix-ups)."""
         b = self.b
         x = b.select(b.fcmp_ordered("<", x, self.c(lo)), self.c(lo), x)
+        if hi is None:
+            return x
         return b.select(b.fcmp_ordered(">", x, self.c(hi)), self.c(hi), x)
 
-    def _reduce(self, x):
-        """x = n ln2 + r, |r| <= ln2/2; returns (n as int, n as float, expm1(r)).
+    def _reduce(self, x, nonpositive=False):
+        """x = n ln2 + r, |r| <= ln2/2; returns (n as an integer, r).
         n is rounded by adding 1.5 * 2**mant (the sum's low mantissa bits then hold n,
         ties to even) rather than rint and a float-to-int conversion: the same count of
-        instructions, and a NaN x gives some integer n (bits, defined) with NaN r and p,
-        so NaN propagates to exp and expm1 without a final select."""
+        instructions, and a NaN x gives some integer n (bits, defined) with NaN r,
+        so NaN propagates to exp and expm1 without a final select. `nonpositive`: the
+        caller knows x <= 0 (or NaN), so only the lower clamp is needed."""
+        xc = self.clamp(x, self.s.exp_lo, None if nonpositive else self.s.exp_hi)
+        n, nf = self._round_log2e(xc, 1.0)
+        return n, self._minus_n_ln2(xc, nf, 1.0)
+
+    def _round_log2e(self, x, scale):
+        """n = round(scale * x / ln2) as an integer and as a float. The float is
+        converted from the integer rather than taken as t - shifter: with AVX-512 the
+        scaling by 2**n (vscalef) wants n as a float anyway, so LLVM converts once."""
         b, s = self.b, self.s
-        xc = self.clamp(x, s.exp_lo, s.exp_hi)
         shifter = 1.5 * 2.0 ** s.mant
-        t = b.fadd(b.fmul(xc, self.c(1 / math.log(2)), flags=CONTRACT), self.c(shifter), flags=CONTRACT)
-        nf = b.fsub(t, self.c(shifter))
+        t = b.fadd(b.fmul(x, self.c(scale / math.log(2)), flags=CONTRACT), self.c(shifter), flags=CONTRACT)
         n = b.sub(b.bitcast(t, s.ity), self.ic(self._bits(shifter)))
-        # r = x - n ln2 in two steps (n * ln2_hi is exact), each one FMA
-        r = b.fsub(xc, b.fmul(nf, self.c(s.ln2_hi), flags=CONTRACT), flags=CONTRACT)
-        r = b.fsub(r, b.fmul(nf, self.c(s.ln2_lo), flags=CONTRACT), flags=CONTRACT)
-        coefs = [1.0 / math.factorial(k) for k in range(2, s.taylor + 1)]
-        p = b.fadd(r, b.fmul(b.fmul(r, r), self.poly(r, coefs), flags=CONTRACT), flags=CONTRACT)  # expm1(r)
-        return n, nf, p
+        return n, b.sitofp(n, self.t)
+
+    def _minus_n_ln2(self, x, nf, half):
+        """x - half * n ln2 in two steps (n * ln2_hi is exact), each one FMA; `half`
+        is 1 or -1/2 (then the result is -r/2 of the reduction of -2x, exactly)."""
+        b, s = self.b, self.s
+        r = b.fsub(x, b.fmul(nf, self.c(half * s.ln2_hi), flags=CONTRACT), flags=CONTRACT)
+        return b.fsub(r, b.fmul(nf, self.c(half * s.ln2_lo), flags=CONTRACT), flags=CONTRACT)
+
+    def _exp_poly(self, r):
+        """exp(r) for |r| <= ln2/2: 1 + r (1 + r (c2 + c3 r + ...)), Horner to the end
+        (one FMA per coefficient)."""
+        b = self.b
+        q = self.poly(r, self.s.exp_coefs)
+        q = b.fadd(b.fmul(q, r, flags=CONTRACT), self.c(1.0), flags=CONTRACT)
+        return b.fadd(b.fmul(q, r, flags=CONTRACT), self.c(1.0), flags=CONTRACT)
+
+    def _expm1_poly(self, r):
+        """expm1(r) for |r| <= ln2/2: r + r**2 (c2 + c3 r + ...), exact as r -> 0."""
+        b = self.b
+        q = self.poly(r, self.s.expm1_coefs)
+        return b.fadd(b.fmul(b.fmul(r, r), q, flags=CONTRACT), r, flags=CONTRACT)
 
     def _bits(self, v: float) -> int:
         """The bit pattern of float v in this type, as a signed integer."""
@@ -119,28 +170,70 @@ class FloatMath:
         fn = intrinsic(b.module, f"llvm.ldexp.{suffix(y.type)}.{suffix(n.type)}", y.type, [y.type, n.type])
         return b.call(fn, [y, n])
 
-    def exp(self, x):
-        n, _, p = self._reduce(x)
-        return self._scale(n, self.b.fadd(p, self.c(1.0)))     # NaN in, NaN out (_reduce)
+    def exp(self, x, nonpositive=False):
+        """`nonpositive`: the caller knows x <= 0 (or NaN): one clamp instead of two."""
+        n, r = self._reduce(x, nonpositive)
+        return self._scale(n, self._exp_poly(r))     # NaN in, NaN out (_reduce)
 
     def expm1(self, x, may_be_big=True):
         """2**n p + (2**n - 1), exact near 0; exp(x) itself where x is large (both
         from one range reduction). may_be_big=False: the caller knows x <= 0."""
         b, s = self.b, self.s
-        n, _, p = self._reduce(x)
-        if has_feature("avx512f"):
-            # 2**n, which is 0 or inf at the ends of n's range: y is then -1, or NaN
-            # where x > expm1_big, which `big` replaces
-            t = self._ldexp(self.c(1.0), n)
-        else:
-            lo = self.ic(-s.bias + 1)
-            hi = self.ic(s.bias)
-            t = self.pow2i(b.select(b.icmp_signed("<", n, lo), lo, b.select(b.icmp_signed(">", n, hi), hi, n)))
+        n, r = self._reduce(x, nonpositive=not may_be_big)
+        p = self._expm1_poly(r)
+        # 2**n, which is 0 or inf at the ends of n's range: y is then -1, or NaN
+        # where x > expm1_big, which `big` replaces
+        t = self._pow2(n, may_be_big)
         y = b.fadd(b.fmul(t, p, flags=CONTRACT), b.fsub(t, self.c(1.0)), flags=CONTRACT)
         if may_be_big:
             big = self._scale(n, b.fadd(p, self.c(1.0)))
             y = b.select(b.fcmp_ordered(">", x, self.c(s.expm1_big)), big, y)
         return y                                                # NaN in, NaN out (_reduce)
+
+    def _pow2(self, n, may_be_big=True):
+        """2**n: one vscalef of 1 with AVX-512, else built from n limited to the normal
+        range (2**-126 stands for the smaller powers, which callers add to 1 or -1)."""
+        b, s = self.b, self.s
+        if has_feature("avx512f"):
+            return self._ldexp(self.c(1.0), n)
+        lo = self.ic(-s.bias + 1)
+        n = b.select(b.icmp_signed("<", n, lo), lo, n)
+        if may_be_big:
+            hi = self.ic(s.bias)
+            n = b.select(b.icmp_signed(">", n, hi), hi, n)
+        return self.pow2i(n)
+
+    def _minus_expm1_minus_2a(self, a):
+        """-expm1(-2a) for a >= 0 (or NaN), in [0, 1): the range reduction of -2a
+        done on a itself (r' = -r/2, exact), so -2a is never formed, and the
+        polynomial written for r' (coefficients scaled by powers of two, exact):
+        -expm1(r) = r' (2 + r' Q(r')), Q(r') = -4 q(-2 r') (two instructions after Q,
+        one fewer than 2 r' + r'**2 Q; 2.6 instead of 2.5 ulp in tanh). Then with
+        T = 2**n, -expm1(-2a) = T (-expm1(r)) + (1 - T)."""
+        b, s = self.b, self.s
+        ac = b.select(b.fcmp_ordered(">", a, self.c(-s.exp_lo / 2)), self.c(-s.exp_lo / 2), a)
+        n, nf = self._round_log2e(ac, -2.0)
+        rh = self._minus_n_ln2(ac, nf, -0.5)
+        q = self.poly(rh, [-4.0 * (-2.0) ** j * c for j, c in enumerate(s.expm1_coefs)])
+        p = b.fmul(rh, b.fadd(b.fmul(rh, q, flags=CONTRACT), self.c(2.0), flags=CONTRACT))
+        t = self._pow2(n, may_be_big=False)
+        return b.fadd(b.fmul(t, p, flags=CONTRACT), b.fsub(self.c(1.0), t), flags=CONTRACT)
+
+    def recip_div(self, num, den):
+        """num / den where the caller knows neither is infinite (NaN may be). With
+        AVX-512, f32 vectors: the `arcp ninf contract` flags let LLVM compute it as a
+        reciprocal estimate and one Newton step with the numerator folded in: four
+        cheap instructions instead of a division whose unit takes about 10 cycles per
+        vector. In the 16-lane loop the estimate is vrcp14ps (14 bits: within 1 ulp,
+        exactly 1 where num == den); in the shorter vector loop LLVM adds for a
+        remainder it is vrcpps (12 bits: within 2 ulp, 1 - 2**-24 where num == den),
+        which keeps tanh and sigmoid inside their 4-ulp budget. A second step for
+        the remainder's sake would cost the main loop 2-3 instructions per division,
+        and LLVM offers no estimate per vector width. Without AVX-512 the main loop
+        would get vrcpps too, so it stays a true division (no dearer there than the
+        two steps it would need). f64 always divides (x86 has no f64 estimate)."""
+        fast = self.t == F32 and has_feature("avx512f")
+        return self.b.fdiv(num, den, flags=("arcp", "ninf", "contract") if fast else ())
 
     # ------------------------------------------------------------------ log family
     def log(self, x):
@@ -190,24 +283,24 @@ class FloatMath:
 
     # ------------------------------------------------------------------ composites
     def tanh(self, x):
-        """sign(x) * -e / (2 + e), e = expm1(-2|x|): no cancellation, no overflow."""
+        """sign(x) * m / (2 - m), m = -expm1(-2|x|) in [0, 1): no cancellation, no
+        overflow."""
         b = self.b
-        a = call_intrinsic(b, "fabs", x)
-        e = self.expm1(b.fmul(a, self.c(-2.0)), may_be_big=False)
-        t = b.fdiv(b.fneg(e), b.fadd(self.c(2.0), e))
+        m = self._minus_expm1_minus_2a(call_intrinsic(b, "fabs", x))
+        t = self.recip_div(m, b.fsub(self.c(2.0), m))
         return call_intrinsic(b, "copysign", t, x)
 
     def sigmoid(self, x):
         """e = exp(-|x|); 1/(1+e) for x >= 0, e/(1+e) otherwise (never overflows)."""
         b = self.b
-        e = self.exp(b.fneg(call_intrinsic(b, "fabs", x)))
-        pos = b.fdiv(self.c(1.0), b.fadd(self.c(1.0), e))
+        e = self.exp(b.fneg(call_intrinsic(b, "fabs", x)), nonpositive=True)    # in [0, 1]
+        pos = self.recip_div(self.c(1.0), b.fadd(self.c(1.0), e))
         neg = b.fmul(e, pos)        # one division, not two: e/(1+e) to within 1 ulp
         return b.select(b.fcmp_unordered("<", x, self.c(0.0)), neg, pos)
 
     def softplus(self, x):
         """log(1 + e**x) = max(x, 0) + log1p(exp(-|x|)), as np.logaddexp(0, x)."""
         b = self.b
-        e = self.exp(b.fneg(call_intrinsic(b, "fabs", x)))
+        e = self.exp(b.fneg(call_intrinsic(b, "fabs", x)), nonpositive=True)
         mx = b.select(b.fcmp_ordered(">", x, self.c(0.0)), x, self.c(0.0))
         return b.fadd(mx, self.log1p(e))
