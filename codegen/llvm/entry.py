@@ -32,6 +32,7 @@ from passes.program import LoopKernel, MatmulKernel, symbols as program_symbols
 
 from . import blas, target
 from .collective import emit_all_reduce
+from .conv_gemm import emit_fused_product, fused_epilogue
 from .irtypes import I1, I8P, I32, I64, VOID, i64
 from .kernel import (emit_finish_function, emit_loop_function, emit_partial_function, partial_type,
                      thread_split)
@@ -116,7 +117,13 @@ def emit_kernel(fb: FnBuilder, kern, base: str, tramp, threads: bool, notes: lis
     """Call kern's code from the entry function at the builder's position (`emit(kern,
     base)` does the same for the kernels of a loop's body, in_loop=True); notes gets its kind."""
     module, program, syms = fb.module, fb.program, fb.symbols
-    if isinstance(kern, MatmulKernel):
+    if isinstance(kern, MatmulKernel) and (fused := fused_epilogue(program, kern)) is not None:
+        # a batch-1 convolution: each thread's part of the product, then its epilogue
+        work = _static_product(tuple(kern.batch) + kern.axes("m") + kern.axes("n") + kern.axes("k"))
+        emit_fused_product(fb, base, kern, fused, lambda f, n0: _launch(fb, f, n0, *work, tramp, threads,
+                                                                         GEMM_COLUMN_WORK))
+        notes.append("blas")
+    elif isinstance(kern, MatmulKernel):
         f = emit_matmul_function(module, base, program, syms, kern)
         axis = split_axis(program, kern)
         factor, wsyms = _static_product(tuple(kern.batch) + kern.axes("m") + kern.axes("n") + kern.axes("k"))
