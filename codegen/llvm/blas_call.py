@@ -41,12 +41,17 @@ def row_major_gemm(gemm, a, b, c, trans_a=False, trans_b=False, alpha=1.0, beta=
     args = [ctypes.c_char(b"T" if trans_b else b"N"), ctypes.c_char(b"T" if trans_a else b"N"), i(n), i(m), i(k),
             scalar(alpha), b.ctypes.data, i(max(1, k if trans_b else n)), a.ctypes.data,
             i(max(1, m if trans_a else k)), scalar(beta), c.ctypes.data, i(max(1, n))]
+    return _bound(gemm, args, (a, b, c))
+
+
+def _bound(routine, args, arrays):
+    """A closure calling `routine` with pointers to `args` (ints are addresses); it
+    keeps `arrays`, whose memory the addresses point into."""
     refs = [ctypes.byref(x) if not isinstance(x, int) else ctypes.c_void_p(x) for x in args]
-    keep = (a, b, c)
 
     def call():
-        assert keep
-        gemm(*refs)
+        assert arrays
+        routine(*refs)
     return call
 
 
@@ -59,13 +64,7 @@ def row_major_gemv(gemv, a, x, y, trans=False, alpha=1.0, beta=0.0):
     i = ctypes.c_int
     args = [ctypes.c_char(b"N" if trans else b"T"), i(cols), i(rows), scalar(alpha), a.ctypes.data,
             i(max(1, cols)), x.ctypes.data, i(1), scalar(beta), y.ctypes.data, i(1)]
-    refs = [ctypes.byref(v) if not isinstance(v, int) else ctypes.c_void_p(v) for v in args]
-    keep = (a, x, y)
-
-    def call():
-        assert keep
-        gemv(*refs)
-    return call
+    return _bound(gemv, args, (a, x, y))
 
 
 def wrong_product(addresses: dict) -> str | None:

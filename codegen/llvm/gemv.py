@@ -48,13 +48,15 @@ def gemv_side(kern) -> str:
     return ""
 
 
-def _gemv_decl(module, dt):
-    t = F32 if dt == "float32" else F64
-    name = "nngraph_sgemv" if dt == "float32" else "nngraph_dgemv"
+def blas_decl(module, routine: str, dt, layout: str):
+    """The module's declaration of nngraph_s<routine> (float32) or nngraph_d<routine>
+    (float64), Fortran convention: every argument a pointer, `layout` naming each one's
+    type: c a character, i a 32-bit integer, t a number or array of dt."""
+    name = ("nngraph_s" if dt == "float32" else "nngraph_d") + routine
     fn = module.globals.get(name)
     if fn is None:
-        ip, tp, cp = ir.PointerType(I32), ir.PointerType(t), ir.PointerType(I8)
-        fn = ir.Function(module, ir.FunctionType(VOID, [cp, ip, ip, tp, tp, ip, tp, ip, tp, tp, ip]), name)
+        types = {"c": I8, "i": I32, "t": F32 if dt == "float32" else F64}
+        fn = ir.Function(module, ir.FunctionType(VOID, [ir.PointerType(types[c]) for c in layout]), name)
     return fn
 
 
@@ -73,4 +75,4 @@ def emit_gemv_call(fb, kern, dt, side, gemm_args, slot):
         trans = slot(I8, ir.Constant(I8, ord("N" if kern.trans_a else "T")), "tv")
         rows, cols = (pn, pk) if kern.trans_a else (pk, pn)
         args = [trans, rows, cols, alpha, pa, ldb, pb, one, beta, pc, one]
-    b.call(_gemv_decl(fb.module, dt), args)
+    b.call(blas_decl(fb.module, "gemv", dt, "ciittititti"), args)

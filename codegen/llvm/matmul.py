@@ -25,8 +25,8 @@ from nngraph.types import is_float
 from passes.program import MatmulKernel
 
 from . import blas
-from .gemv import emit_gemv_call, gemv_side
-from .irtypes import F32, F64, I8, I8P, I32, I64, VOID, i64, value_type
+from .gemv import blas_decl, emit_gemv_call, gemv_side
+from .irtypes import I8, I8P, I32, I64, i64, value_type
 from .loops import FnBuilder
 
 # multiply-adds of one BLAS call below which it runs on one BLAS thread, derived from
@@ -100,13 +100,7 @@ def emit_matmul_function(module, name, program, symbols, kern: MatmulKernel, col
 
 
 def _gemm_decl(module, dt):
-    t = F32 if dt == "float32" else F64
-    name = "nngraph_sgemm" if dt == "float32" else "nngraph_dgemm"
-    fn = module.globals.get(name)
-    if fn is None:
-        ip, tp, cp = ir.PointerType(I32), ir.PointerType(t), ir.PointerType(I8)
-        fn = ir.Function(module, ir.FunctionType(VOID, [cp, cp, ip, ip, ip, tp, tp, ip, tp, ip, tp, tp, ip]), name)
-    return fn
+    return blas_decl(module, "gemm", dt, "cciiittititti")
 
 
 def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt, columns=False):
