@@ -15,7 +15,8 @@ equals (... + 0) * Sb + q with q the merged index, so the rewrite is just
 `idx a` -> const 0 and `idx a + 1` -> `idx a` (the merged one), the later axes
 renumbered. Iteration order is unchanged (row-major), so results are bitwise
 equal. Axis 0 of the outer domain is never merged (a backend may split it across
-threads).
+threads); leading axes of size one are dropped first where the backend asks
+(drop_unit_lead), so that axis 0 is one worth splitting.
 
 A matmul epilogue's `acc` reads the product at the outer index: where the product's
 buffer has exactly the outer domain's shape, acc_as_load makes each `acc` that load
@@ -80,6 +81,25 @@ def coalesce(program, outer, stages):
                     break
             if changed:
                 break
+    return outer, stages
+
+
+def unit_lead(outer) -> int:
+    """How many leading axes of `outer` are of static size 1 (all but the last one at
+    most): drop_unit_lead removes them."""
+    k = 0
+    while k < len(outer) - 1 and isinstance(outer[k], int) and outer[k] == 1:
+        k += 1
+    return k
+
+
+def drop_unit_lead(outer, stages):
+    """(outer, stages) without the unit_lead axes (their index is 0), so that axis 0,
+    the one a backend splits across threads, is a real one: a batch-1 kernel over
+    [1, 64, 56, 56] (a max pool) runs over [64, 56, 56]."""
+    outer, stages = tuple(outer), list(stages)
+    for _ in range(unit_lead(outer)):
+        outer, stages = outer[1:], [_rewrite(s, 0) for s in stages]
     return outer, stages
 
 

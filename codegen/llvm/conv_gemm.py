@@ -18,7 +18,8 @@ not fit there (the 7x7 stem's 64 x 112 x 112, the 256 x 56 x 56 expand layers).
 Each chunk re-packs only the weights (rows x k), which a part of columns re-packs
 anyway.
 
-Fused only where exact: the epilogue reads the product at its own point only
+Fused only where exact: static rows (a convolution's output channels), the
+epilogue reads the product at its own point only
 (passes/coalesce.acc_as_load), its loop domain is (rows, columns) once the spatial
 axes are merged, and it stores to no buffer the product reads (a part's epilogue
 may run while another thread's product still reads its operands).
@@ -40,7 +41,8 @@ def fused_epilogue(program, kern):
     """(outer, stages): kern's epilogue as a loop over (rows, columns) of its product,
     when kern is a batch-1 convolution's product that can run its epilogue part by
     part (see above); else None."""
-    if not kern.own_threads or kern.epilogue is None or kern.batch or len(kern.axes("m")) != 1:
+    rows = kern.axes("m")
+    if not kern.own_threads or kern.epilogue is None or kern.batch or len(rows) != 1 or not isinstance(rows[0], int):
         return None
     if not splits_columns(program, kern):
         return None
@@ -100,17 +102,7 @@ def _chunked_function(module, name, program, syms, kern, product, epilogue):
     fb = FnBuilder(module, name, [I64, I64, I8P], program=program, symbols=syms)
     b = fb.b
     lo, hi, extra = fb.args
-    m = kern.axes("m")[0]
-    itemsize = np_dtype(program.buffers[kern.out].dtype).itemsize
-    if isinstance(m, int):
-        chunk = i64(chunk_columns(m, itemsize))
-    else:       # symbolic rows: the same rule at run time
-        facts = host_facts()
-        line = i64(max(1, 64 // itemsize))
-        per = b.sdiv(i64(facts.l2 // 2 // itemsize), b.select(b.icmp_signed("<", fb.size(m), i64(1)), i64(1),
-                                                              fb.size(m)))
-        per = b.mul(b.sdiv(per, line), line)
-        chunk = b.select(b.icmp_signed("<", per, line), line, per)
+    chunk = i64(chunk_columns(kern.axes("m")[0], np_dtype(program.buffers[kern.out].dtype).itemsize))
     count = b.sdiv(b.add(b.sub(hi, lo), b.sub(chunk, i64(1))), chunk)
     with fb.loop(i64(0), count, "chunk") as q:
         c0 = b.add(lo, b.mul(q, chunk))

@@ -26,6 +26,7 @@ import llvmlite.ir as ir
 from codegen.host import host_facts
 from codegen.tuning import gemm_split_work, loop_threads, tuning
 from nngraph.types import Dim, is_float
+from passes.coalesce import unit_lead
 from passes.collective import AllReduceKernel
 from passes.loop import ScanLoop
 from passes.program import LoopKernel, MatmulKernel, symbols as program_symbols
@@ -145,8 +146,8 @@ def emit_kernel(fb: FnBuilder, kern, base: str, tramp, threads: bool, notes: lis
         emit_all_reduce(fb, kern)
         notes.append("mpi")
     elif isinstance(kern, LoopKernel):
-        f = emit_loop_function(module, base, program, syms, tuple(kern.outer), list(kern.stages))
-        _launch_loops(fb, f, tuple(kern.outer), kern.stages, tramp, threads)
+        f = emit_loop_function(module, base, program, syms, tuple(kern.outer), list(kern.stages), unit_lead=True)
+        _launch_loops(fb, f, tuple(kern.outer), kern.stages, tramp, threads, unit_lead(kern.outer))
         notes.append("loop")
     elif isinstance(kern, ScanLoop):
         emit_scan(fb, kern, base, lambda k, name: emit_kernel(fb, k, name, tramp, threads, notes, emit, True))
@@ -231,12 +232,13 @@ def _static_product(sizes):
     return factor, syms
 
 
-def _launch_loops(fb: FnBuilder, f, outer, stages, tramp, threads):
+def _launch_loops(fb: FnBuilder, f, outer, stages, tramp, threads, first=0):
+    """f over outer axis `first` (the axes before it are of size one and f leaves them out)."""
     if not outer:
         fb.b.call(f, [fb.bufs_arg, fb.sizes_arg, i64(0), i64(1), NULL])
         return
     factor, syms = _static_work(outer, stages)
-    _launch(fb, f, fb.size(outer[0]), factor, syms, tramp, threads, THREAD_WORK)
+    _launch(fb, f, fb.size(outer[first]), factor, syms, tramp, threads, THREAD_WORK)
 
 
 def _launch_rows_or_columns(fb: FnBuilder, base, kern, f, work, tramp, in_loop):
