@@ -15,11 +15,14 @@ y = op(A) x with x = B's only column. Either vector is contiguous in memory
 whatever its transpose flag, so its increment is 1.
 
 Only where k is a static positive size: reference BLAS's gemv returns without
-touching y when k is 0 (gemm scales C by beta), and a symbolic k may be 0.
+touching y when k is 0 (gemm scales C by beta), and a symbolic k may be 0. And only
+for a matrix beyond the L1 cache (gemv_min_bytes).
 """
 from __future__ import annotations
 
 import llvmlite.ir as ir
+
+from codegen.host import host_facts
 
 from .irtypes import F32, F64, I8, I32, VOID
 
@@ -34,17 +37,26 @@ def _static(sizes) -> int | None:
     return total
 
 
-def gemv_side(kern) -> str:
+def gemv_min_bytes() -> int:
+    """Bytes of the matrix from which a matrix-vector product calls gemv: the host's L1
+    data cache (codegen/host.py). A smaller matrix is packed within L1, where packing
+    costs little, and its product keeps gemm's rounding (a small model's values stay
+    as they were)."""
+    return host_facts().l1d
+
+
+def gemv_side(kern, itemsize: int) -> str:
     """"row" (one output row: vector @ matrix), "column" (one output column: matrix @
-    vector) or "" (a GEMM) for a float MatmulKernel: one output row or column in all
-    (batch axes of size one), and a static k > 0."""
+    vector) or "" (a GEMM) for a float MatmulKernel with elements of `itemsize` bytes:
+    one output row or column in all (batch axes of size one), a static k > 0 and a
+    static matrix of at least gemv_min_bytes."""
     k = _static(kern.axes("k"))
     if not k or _static(kern.batch) != 1:
         return ""
-    if _static(kern.axes("m")) == 1:
-        return "row"
-    if _static(kern.axes("n")) == 1:
-        return "column"
+    for side, one, other in (("row", "m", "n"), ("column", "n", "m")):
+        cols = _static(kern.axes(other))
+        if _static(kern.axes(one)) == 1 and cols is not None and k * cols * itemsize >= gemv_min_bytes():
+            return side
     return ""
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from codegen.tuning import tuning
-from nngraph.types import is_float
+from nngraph.types import is_float, np_dtype
 from passes.program import MatmulKernel
 
 from . import blas
@@ -137,7 +137,7 @@ def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt, columns=False):
     alpha = slot(t, ir.Constant(t, float(kern.alpha)), "alpha")
     beta = slot(t, ir.Constant(t, float(kern.beta)), "beta")
     pa, pb_, pc = fb.ptr(kern.a), fb.ptr(kern.b), fb.ptr(kern.out)
-    vector = gemv_side(kern)
+    vector = gemv_side(kern, np_dtype(dt).itemsize)
 
     def call(bidx):
         oa, ob, oc = _offsets(fb, kern, bidx, columns, (m, n, k))

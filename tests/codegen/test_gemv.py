@@ -14,6 +14,15 @@ from progbuild import Dim, ProgBuilder
 pytestmark = pytest.mark.usefixtures("blas_candidate")
 
 
+@pytest.fixture(autouse=True)
+def gemv_from_any_size(request, monkeypatch):
+    """The small matrices of these tests call gemv too (gemv_min_bytes: 0), except in
+    the test of the size rule itself."""
+    if "keeps_gemm_below_l1" not in request.node.name:
+        import codegen.llvm.gemv as gemv
+        monkeypatch.setattr(gemv, "gemv_min_bytes", lambda: 0)
+
+
 def _vm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, c0=None, batch=(), env=None, k_dim=None):
     """One MatmulKernel over a and b (a hand-built Program), its output."""
     dt = a.dtype.name
@@ -180,3 +189,21 @@ def test_a_library_whose_gemv_is_wrong_is_refused(blas_candidate):
     assert wrong_product(addresses) is None
     wrong = wrong_product(dict(addresses, dgemv=addresses["sgemv"]))
     assert wrong is not None and "float64 matrix-vector" in wrong
+
+
+def test_a_matrix_within_l1_keeps_gemm_below_l1():
+    """gemv from a matrix of the host's L1 data cache on (gemv_min_bytes): a 1 x 16 @
+    16 x 8 product stays a gemm, a 1 x k @ k x n one over L1 calls gemv."""
+    from codegen.host import host_facts
+    from codegen.llvm.gemv import gemv_min_bytes
+    assert gemv_min_bytes() == host_facts().l1d
+    rng = np.random.default_rng(7)
+    k = 64
+    n = gemv_min_bytes() // (4 * k) + 1
+    for cols, routine in ((8, "nngraph_sgemm"), (n, "nngraph_sgemv")):
+        a = rng.standard_normal((1, k)).astype(np.float32)
+        b = rng.standard_normal((k, cols)).astype(np.float32)
+        got, runner = _vm(a, b)
+        np.testing.assert_allclose(got, a @ b, rtol=1e-5, atol=1e-5)
+        llvm = runner.compiled.llvm_text()
+        assert f"call void @{routine}(" in llvm and ("nngraph_sgemv" in llvm) == (cols == n)
