@@ -15,11 +15,40 @@ equals (... + 0) * Sb + q with q the merged index, so the rewrite is just
 `idx a` -> const 0 and `idx a + 1` -> `idx a` (the merged one), the later axes
 renumbered. Iteration order is unchanged (row-major), so results are bitwise
 equal. Axis 0 of the outer domain is never merged (a backend may split it across
-threads); matmul epilogues (`acc` reads the outer index) are left alone.
+threads); leading axes of size one are dropped first where the backend asks
+(drop_unit_lead), so that axis 0 is one worth splitting.
+
+A matmul epilogue's `acc` reads the product at the outer index: where the product's
+buffer has exactly the outer domain's shape, acc_as_load makes each `acc` that load
+(its indices as `idx` instructions), so the same rule merges its axes (a batch-1
+convolution's epilogue over [Og, 7, 7] runs rows of 49, not of 7).
 """
 from __future__ import annotations
 
-from .program import Instr, Stage
+from .program import Instr, Stage, Store, instr
+
+
+def acc_as_load(program, outer, stages, acc_buffer) -> list | None:
+    """`stages` with every `acc` replaced by a load of acc_buffer at the outer index,
+    or None when acc_buffer's shape is not the outer domain."""
+    if tuple(program.buffers[acc_buffer].shape) != tuple(outer):
+        return None
+    out = []
+    for st in stages:
+        body, new = [], {}
+        for k, ins in enumerate(st.body):
+            if ins.op == "acc":
+                first = len(body)
+                body += [instr("idx", dtype="int64", axis=a) for a in range(len(outer))]
+                ins = instr("load", tuple(range(first, len(body))), dtype=ins.dtype, buffer=acc_buffer)
+            else:
+                ins = Instr(ins.op, tuple(new[a] for a in ins.args), ins.attrs, ins.dtype)
+            new[k] = len(body)
+            body.append(ins)
+        out.append(Stage(st.inner, body, tuple((r[0],) + tuple(new[a] for a in r[1:]) for r in st.reduce),
+                         [Store(x.buffer, tuple(new[a] for a in x.index), new[x.value], x.accumulate)
+                          for x in st.stores]))
+    return out
 
 _ZERO = Instr("const", (), (("value", 0),), "int64")
 
@@ -52,6 +81,25 @@ def coalesce(program, outer, stages):
                     break
             if changed:
                 break
+    return outer, stages
+
+
+def unit_lead(outer) -> int:
+    """How many leading axes of `outer` are of static size 1 (all but the last one at
+    most): drop_unit_lead removes them."""
+    k = 0
+    while k < len(outer) - 1 and isinstance(outer[k], int) and outer[k] == 1:
+        k += 1
+    return k
+
+
+def drop_unit_lead(outer, stages):
+    """(outer, stages) without the unit_lead axes (their index is 0), so that axis 0,
+    the one a backend splits across threads, is a real one: a batch-1 kernel over
+    [1, 64, 56, 56] (a max pool) runs over [64, 56, 56]."""
+    outer, stages = tuple(outer), list(stages)
+    for _ in range(unit_lead(outer)):
+        outer, stages = outer[1:], [_rewrite(s, 0) for s in stages]
     return outer, stages
 
 

@@ -17,7 +17,8 @@ private to the user, written atomically, a damaged file is measured again), keye
 by the host (CPU, its features, the BLAS core type and thread counts), so each
 shape is measured once per host.
 
-NNGRAPH_CONV_LAYOUT=batch|example forces one layout for every layer and target.
+NNGRAPH_CONV_LAYOUT=batch|example forces one layout for every layer and target
+(except a layer of one image in one group, which has a single layout, conv_layout.OneImage).
 """
 from __future__ import annotations
 

@@ -43,14 +43,15 @@ import tempfile
 
 AVX512_TYPES = ("skylakex", "cooperlake", "sapphirerapids")
 GEMMS = ("sgemm", "dgemm")
+ROUTINES = GEMMS + ("sgemv", "dgemv")   # what the generated code calls (matmul.py, gemv.py)
 
 
 CANDIDATES = ("openblas", "mkl")
 
 
 def gemm_addresses() -> dict:
-    """{"sgemm", "dgemm", "blas_threads_local": address} of the BLAS the generated
-    code calls (registered as nngraph_<key>); blas_threads_local is `int f(int n)`:
+    """{"sgemm", "dgemm", "sgemv", "dgemv", "blas_threads_local": address} of the BLAS
+    the generated code calls (registered as nngraph_<key>); blas_threads_local is `int f(int n)`:
     use n threads for the calling thread's calls from now on (generated code runs
     small GEMMs on one thread, see matmul.py)."""
     return candidate_addresses(chosen_blas())
@@ -159,14 +160,14 @@ def openblas_addresses() -> dict:
     lib = lib or scipy_openblas(want)
     if lib is not None:
         set_threads(lambda n: lib.scipy_openblas_set_num_threads(ctypes.c_int(n)))
-        out = {g: ctypes.cast(getattr(lib, f"scipy_{g}_"), ctypes.c_void_p).value for g in GEMMS}
+        out = {g: ctypes.cast(getattr(lib, f"scipy_{g}_"), ctypes.c_void_p).value for g in ROUTINES}
         out["blas_threads_local"] = _threads_local(lib)
         _openblas_used.update(lib=lib, private=private)
         return out
     with _environment("OPENBLAS_CORETYPE", want or None):
         from scipy.linalg import cython_blas
     set_threads(_set_scipy_threads)
-    out = {g: _capsule_ptr(cython_blas.__pyx_capi__[g]) for g in GEMMS}
+    out = {g: _capsule_ptr(cython_blas.__pyx_capi__[g]) for g in ROUTINES}
     path = loaded_openblas_path()
     lib = ctypes.CDLL(path) if path else None
     out["blas_threads_local"] = _threads_local(lib)
@@ -214,7 +215,7 @@ def _products_agree(lib) -> bool:
     are named after, with 32-bit integers."""
     from .blas_call import wrong_product
     try:
-        addresses = {g: ctypes.cast(getattr(lib, f"scipy_{g}_"), ctypes.c_void_p).value for g in GEMMS}
+        addresses = {g: ctypes.cast(getattr(lib, f"scipy_{g}_"), ctypes.c_void_p).value for g in ROUTINES}
     except AttributeError:
         return False
     return wrong_product(addresses) is None

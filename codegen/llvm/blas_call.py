@@ -12,12 +12,18 @@ import ctypes
 import numpy as np
 
 GEMM_TYPE = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))
+GEMV_TYPE = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 11))
 THREADS_TYPE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)
 
 
 def gemm_function(addresses: dict, dtype: str):
     """The ctypes function of `addresses`' sgemm (float32) or dgemm (float64)."""
     return GEMM_TYPE(addresses["sgemm" if np.dtype(dtype) == np.float32 else "dgemm"])
+
+
+def gemv_function(addresses: dict, dtype: str):
+    """The ctypes function of `addresses`' sgemv (float32) or dgemv (float64)."""
+    return GEMV_TYPE(addresses["sgemv" if np.dtype(dtype) == np.float32 else "dgemv"])
 
 
 def threads_function(addresses: dict):
@@ -35,20 +41,37 @@ def row_major_gemm(gemm, a, b, c, trans_a=False, trans_b=False, alpha=1.0, beta=
     args = [ctypes.c_char(b"T" if trans_b else b"N"), ctypes.c_char(b"T" if trans_a else b"N"), i(n), i(m), i(k),
             scalar(alpha), b.ctypes.data, i(max(1, k if trans_b else n)), a.ctypes.data,
             i(max(1, m if trans_a else k)), scalar(beta), c.ctypes.data, i(max(1, n))]
+    return _bound(gemm, args, (a, b, c))
+
+
+def _bound(routine, args, arrays):
+    """A closure calling `routine` with pointers to `args` (ints are addresses); it
+    keeps `arrays`, whose memory the addresses point into."""
     refs = [ctypes.byref(x) if not isinstance(x, int) else ctypes.c_void_p(x) for x in args]
-    keep = (a, b, c)
 
     def call():
-        assert keep
-        gemm(*refs)
+        assert arrays
+        routine(*refs)
     return call
 
 
+def row_major_gemv(gemv, a, x, y, trans=False, alpha=1.0, beta=0.0):
+    """A closure computing y = alpha op(a) @ x + beta y in place (a C-contiguous, x and
+    y contiguous vectors): a row-major matrix is its transpose column-major, so gemv
+    gets the other transpose flag."""
+    rows, cols = a.shape
+    scalar = ctypes.c_float if y.dtype == np.float32 else ctypes.c_double
+    i = ctypes.c_int
+    args = [ctypes.c_char(b"N" if trans else b"T"), i(cols), i(rows), scalar(alpha), a.ctypes.data,
+            i(max(1, cols)), x.ctypes.data, i(1), scalar(beta), y.ctypes.data, i(1)]
+    return _bound(gemv, args, (a, x, y))
+
+
 def wrong_product(addresses: dict) -> str | None:
-    """Small products through `addresses`' sgemm and dgemm, every transpose, alpha and
-    beta, against NumPy: None when all agree, else which one did not (a library that
-    loads but computes wrong, or whose symbols are not the functions named, is never
-    used: mkl.py, blas.py)."""
+    """Small products through `addresses`' sgemm and dgemm, and its sgemv and dgemv,
+    every transpose, alpha and beta, against NumPy: None when all agree, else which
+    one did not (a library that loads but computes wrong, or whose symbols are not the
+    functions named, is never used: mkl.py, blas.py)."""
     from nngraph.types import FLOAT_DTYPES
     rng = np.random.default_rng(0)
     for dtype in FLOAT_DTYPES:
@@ -62,4 +85,20 @@ def wrong_product(addresses: dict) -> str | None:
                 want = 2.0 * ((a.T if ta else a).astype(np.float64) @ (b.T if tb else b)) + 0.5
                 if not np.allclose(c, want, rtol=1e-4, atol=1e-4):
                     return f"a {dtype} product wrong (transposes {ta}, {tb})"
+        wrong = _wrong_gemv(addresses, dtype, rng)
+        if wrong:
+            return wrong
+    return None
+
+
+def _wrong_gemv(addresses: dict, dtype, rng) -> str | None:
+    gemv = gemv_function(addresses, dtype)
+    for trans in (False, True):
+        a = rng.standard_normal((7, 5)).astype(dtype)
+        x = rng.standard_normal(7 if trans else 5).astype(dtype)
+        y = np.full(5 if trans else 7, 0.5, dtype)
+        row_major_gemv(gemv, a, x, y, trans, alpha=2.0, beta=1.0)()
+        want = 2.0 * ((a.T if trans else a).astype(np.float64) @ x) + 0.5
+        if not np.allclose(y, want, rtol=1e-4, atol=1e-4):
+            return f"a {dtype} matrix-vector product wrong (transpose {trans})"
     return None

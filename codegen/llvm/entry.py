@@ -26,12 +26,14 @@ import llvmlite.ir as ir
 from codegen.host import host_facts
 from codegen.tuning import gemm_split_work, loop_threads, tuning
 from nngraph.types import Dim, is_float
+from passes.coalesce import unit_lead
 from passes.collective import AllReduceKernel
 from passes.loop import ScanLoop
 from passes.program import LoopKernel, MatmulKernel, symbols as program_symbols
 
 from . import blas, target
 from .collective import emit_all_reduce
+from .conv_gemm import emit_fused_product, fused_epilogue
 from .irtypes import I1, I8P, I32, I64, VOID, i64
 from .kernel import (emit_finish_function, emit_loop_function, emit_partial_function, partial_type,
                      thread_split)
@@ -113,7 +115,13 @@ def emit_kernel(fb: FnBuilder, kern, base: str, tramp, threads: bool, notes: lis
     """Call kern's code from the entry function at the builder's position (`emit(kern,
     base)` does the same for the kernels of a loop's body, in_loop=True); notes gets its kind."""
     module, program, syms = fb.module, fb.program, fb.symbols
-    if isinstance(kern, MatmulKernel):
+    if isinstance(kern, MatmulKernel) and (fused := fused_epilogue(program, kern)) is not None:
+        # a batch-1 convolution: each thread's part of the product, then its epilogue
+        work = _static_product(tuple(kern.batch) + kern.axes("m") + kern.axes("n") + kern.axes("k"))
+        emit_fused_product(fb, base, kern, fused, lambda f, n0: _launch(fb, f, n0, *work, tramp, threads,
+                                                                         GEMM_COLUMN_WORK))
+        notes.append("blas")
+    elif isinstance(kern, MatmulKernel):
         f = emit_matmul_function(module, base, program, syms, kern)
         axis = split_axis(program, kern)
         factor, wsyms = _static_product(tuple(kern.batch) + kern.axes("m") + kern.axes("n") + kern.axes("k"))
@@ -135,8 +143,8 @@ def emit_kernel(fb: FnBuilder, kern, base: str, tramp, threads: bool, notes: lis
         emit_all_reduce(fb, kern)
         notes.append("mpi")
     elif isinstance(kern, LoopKernel):
-        f = emit_loop_function(module, base, program, syms, tuple(kern.outer), list(kern.stages))
-        _launch_loops(fb, f, tuple(kern.outer), kern.stages, tramp, threads)
+        f = emit_loop_function(module, base, program, syms, tuple(kern.outer), list(kern.stages), unit_lead=True)
+        _launch_loops(fb, f, tuple(kern.outer), kern.stages, tramp, threads, unit_lead(kern.outer))
         notes.append("loop")
     elif isinstance(kern, ScanLoop):
         emit_scan(fb, kern, base, lambda k, name: emit_kernel(fb, k, name, tramp, threads, notes, emit, True))
@@ -221,12 +229,13 @@ def _static_product(sizes):
     return factor, syms
 
 
-def _launch_loops(fb: FnBuilder, f, outer, stages, tramp, threads):
+def _launch_loops(fb: FnBuilder, f, outer, stages, tramp, threads, first=0):
+    """f over outer axis `first` (the axes before it are of size one and f leaves them out)."""
     if not outer:
         fb.b.call(f, [fb.bufs_arg, fb.sizes_arg, i64(0), i64(1), NULL])
         return
     factor, syms = _static_work(outer, stages)
-    _launch(fb, f, fb.size(outer[0]), factor, syms, tramp, threads, THREAD_WORK)
+    _launch(fb, f, fb.size(outer[first]), factor, syms, tramp, threads, THREAD_WORK)
 
 
 def _launch_rows_or_columns(fb: FnBuilder, base, kern, f, work, tramp, in_loop):

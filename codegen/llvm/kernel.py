@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import llvmlite.ir as ir
 
-from passes.coalesce import coalesce
+from passes.coalesce import acc_as_load, coalesce, drop_unit_lead
 from passes.one_hot_scatter import scatter_one_hot_adds
 from passes.row_reuse import reuse_row_values
 from passes.split_reduce import SplitPlan, split_plan
@@ -25,15 +25,20 @@ from .loops import FnBuilder
 from .stage import accumulate, emit_point, emit_stage
 
 
-def emit_loop_function(module, name, program, symbols, outer, stages, acc_buffer=None):
+def emit_loop_function(module, name, program, symbols, outer, stages, acc_buffer=None, unit_lead=False):
     """Build the function `void f(bufs, sizes, lo, hi, extra)` for one loop nest (a
     LoopKernel, or a matmul epilogue whose `acc` reads `acc_buffer` at the outer
-    index); [lo, hi) bounds the first outer axis, `extra` is unused."""
+    index); [lo, hi) bounds the first outer axis, or with unit_lead=True the first
+    of size other than one (passes/coalesce.unit_lead); `extra` is unused."""
     fb = FnBuilder(module, name, [I64, I64, I8P], program=program, symbols=symbols)
     lo, hi, _ = fb.args
+    if unit_lead:
+        outer, stages = drop_unit_lead(outer, stages)
     if acc_buffer is None:
         outer, stages = reuse_row_values(program, outer, stages)   # exp(z - m) once per element
         outer, stages = scatter_one_hot_adds(program, outer, stages)   # - onehot / N: once per row
+    elif (loaded := acc_as_load(program, outer, stages, acc_buffer)) is not None:
+        stages, acc_buffer = loaded, None     # an epilogue whose product is read as a buffer
     outer, stages = coalesce(program, outer, stages)   # short rows merged into longer ones
     if acc_buffer is None and is_column_reduction(program, outer, stages):
         emit_column_reduction(fb, lo, hi, stages)

@@ -1,7 +1,8 @@
 """MatmulKernel -> `void mm(bufs, sizes)`: BLAS sgemm/dgemm through the function
 pointers scipy.linalg.cython_blas exports (registered as nngraph_sgemm/dgemm), one
 call per batch entry (or one call when the batch folds into M); integer matmul as
-a generated loop. The epilogue is a separate loop function (kernel.py) over the
+a generated loop; a product with one output row or column calls gemv instead
+(gemv.py). The epilogue is a separate loop function (kernel.py) over the
 output, run after the product, reading it with `acc`.
 
 BLAS is column-major: a row-major C = op(A) op(B) is, read column-major,
@@ -20,11 +21,12 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from codegen.tuning import tuning
-from nngraph.types import is_float
+from nngraph.types import is_float, np_dtype
 from passes.program import MatmulKernel
 
 from . import blas
-from .irtypes import F32, F64, I8, I8P, I32, I64, VOID, i64, value_type
+from .gemv import blas_decl, emit_gemv_call, gemv_side
+from .irtypes import I8, I8P, I32, I64, i64, value_type
 from .loops import FnBuilder
 
 # multiply-adds of one BLAS call below which it runs on one BLAS thread, derived from
@@ -98,13 +100,7 @@ def emit_matmul_function(module, name, program, symbols, kern: MatmulKernel, col
 
 
 def _gemm_decl(module, dt):
-    t = F32 if dt == "float32" else F64
-    name = "nngraph_sgemm" if dt == "float32" else "nngraph_dgemm"
-    fn = module.globals.get(name)
-    if fn is None:
-        ip, tp, cp = ir.PointerType(I32), ir.PointerType(t), ir.PointerType(I8)
-        fn = ir.Function(module, ir.FunctionType(VOID, [cp, cp, ip, ip, ip, tp, tp, ip, tp, ip, tp, tp, ip]), name)
-    return fn
+    return blas_decl(module, "gemm", dt, "cciiittititti")
 
 
 def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt, columns=False):
@@ -141,11 +137,15 @@ def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt, columns=False):
     alpha = slot(t, ir.Constant(t, float(kern.alpha)), "alpha")
     beta = slot(t, ir.Constant(t, float(kern.beta)), "beta")
     pa, pb_, pc = fb.ptr(kern.a), fb.ptr(kern.b), fb.ptr(kern.out)
+    vector = gemv_side(kern, np_dtype(dt).itemsize)
 
     def call(bidx):
         oa, ob, oc = _offsets(fb, kern, bidx, columns, (m, n, k))
-        b.call(gemm, [ta, tb, pm, pn, pk, alpha, b.gep(pb_, [ob]), lda, b.gep(pa, [oa]), ldb, beta,
-                      b.gep(pc, [oc]), ldc])
+        args = [ta, tb, pm, pn, pk, alpha, b.gep(pb_, [ob]), lda, b.gep(pa, [oa]), ldb, beta, b.gep(pc, [oc]), ldc]
+        if vector:
+            emit_gemv_call(fb, kern, dt, vector, args, slot)
+        else:
+            b.call(gemm, args)
 
     # one BLAS thread for a small product: waking OpenBLAS's workers costs more than
     # they save there, and they then spin on the cores our own threads need

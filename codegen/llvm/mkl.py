@@ -157,6 +157,7 @@ class Mkl:
         # thread from now on (0: back to the global count); returns the previous
         # thread-local count. The generated code ignores the result.
         self.addresses = {"sgemm": addr("sgemm_"), "dgemm": addr("dgemm_"),
+                          "sgemv": addr("sgemv_"), "dgemv": addr("dgemv_"),
                           "blas_threads_local": addr("MKL_Set_Num_Threads_Local")}
 
     def describe(self) -> str:

@@ -35,7 +35,7 @@ from __future__ import annotations
 from nngraph.types import TensorType
 
 from ..program import MatmulKernel, Store
-from .conv_layout import make_layout
+from .conv_layout import is_one_image, make_layout
 from .registry import lowering
 from .window import UNROLL_TAPS, const, in_range, masked_value, range_mask
 
@@ -66,7 +66,10 @@ CONV_OPS = ("conv2d", "conv2d_grad_input", "conv2d_grad_filter")
 def _layout(ctx, geo, dtype):
     """The layer's layout (passes/lower/conv_layout.py), one choice per geometry so that
     a conv and its gradients agree; the chooser is told which of the three products
-    the graph makes at this geometry."""
+    the graph makes at this geometry. One image in one group has a single layout
+    (conv_layout.OneImage): nothing to measure."""
+    if is_one_image(geo):
+        return make_layout("one_image", geo)
     key = ("conv_layout", dtype) + tuple(sorted(geo.items()))
 
     def choose():

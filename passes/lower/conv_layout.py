@@ -14,7 +14,15 @@ filter gradient faster as one call), so the choice is made by a measurement
 (runtime/conv_choice.py for target="cpu"), passed to the lowering as
 `LoweringContext(conv_choice=...)`; without one the whole-batch layout is used.
 
-In both, row g*K + k of cols is c*KH*KW + tap (c = g*Cg + k // (KH*KW)), and a point
+- ``"one_image"`` (a static batch of one, one group): the same memory as the whole
+  batch's, with the unit batch and group axes left out of the products, so the
+  forward product is [Og, OH, OW] and its epilogue's first loop axis is the output
+  channel: the backend splits it across threads like any loop kernel (with the unit
+  axes first, the epilogue of every ResNet-50 layer ran on one thread). Used for
+  every such layer whatever the measurement chose: at one example and one group the
+  two layouts are the same products.
+
+In all, row g*K + k of cols is c*KH*KW + tap (c = g*Cg + k // (KH*KW)), and a point
 of a product's column dimension is (n, oh, ow) in the layout's own order.
 """
 from __future__ import annotations
@@ -106,7 +114,31 @@ class PerExample(_Layout):
         return True
 
 
+class OneImage(WholeBatch):
+    name = "one_image"
+    product_order = ("o", "oh", "ow")
+
+    def __init__(self, geo):
+        super().__init__(geo)
+        self.cols_axes = (geo["OH"], geo["OW"])
+
+    def nchw_index(self, body):
+        at = {name: body.idx(k) for k, name in enumerate(self.product_order)}
+        zero = body.iconst(0)
+        return (zero, at["o"], at["oh"], at["ow"])
+
+    def batch(self):
+        return ()
+
+
+def is_one_image(geo) -> bool:
+    """One example (a static batch of one) and one group: the OneImage layout."""
+    return isinstance(geo["N"], int) and geo["N"] == 1 and geo["G"] == 1
+
+
 def make_layout(name: str, geo):
+    if is_one_image(geo):
+        return OneImage(geo)
     if name == "batch":
         return WholeBatch(geo)
     if name == "example":

@@ -173,8 +173,10 @@ def test_intel_layer_is_refused_without_intel_openmp(tmp_path):
 def test_a_library_that_computes_wrong_is_refused():
     """The check before trusting MKL: a 'gemm' that leaves C as it was fails it."""
     noop = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))(lambda *args: None)
+    noop_gemv = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 11))(lambda *args: None)
     threads = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(lambda n: 1)
-    fake = types.SimpleNamespace(sgemm_=noop, dgemm_=noop, MKL_Set_Num_Threads_Local=threads)
+    fake = types.SimpleNamespace(sgemm_=noop, dgemm_=noop, sgemv_=noop_gemv, dgemv_=noop_gemv,
+                                 MKL_Set_Num_Threads_Local=threads)
     with pytest.raises(mkl.MklUnavailable, match="computed a float32 product wrong"):
         mkl.Mkl(fake, "sequential", 1, "/fake/libmkl_rt.so.3").verify()
 
@@ -186,7 +188,7 @@ def test_mkl_is_found_through_the_wheel_and_checked():
     lib = blas.mkl_instance()                 # loaded, set up and verified
     assert lib.describe().startswith(f"mkl {mkl.version()} (sequential, MKL_CBWR=AUTO,STRICT)"
                                      if lib.layer == "sequential" else f"mkl {mkl.version()} ({lib.layer} threading")
-    assert set(lib.addresses) == {"sgemm", "dgemm", "blas_threads_local"}
+    assert set(lib.addresses) == {"sgemm", "dgemm", "sgemv", "dgemv", "blas_threads_local"}
 
 
 SCRIPT = textwrap.dedent("""
