@@ -10,6 +10,7 @@ from ..ops import movement as mv
 from ..ops import pool as pl
 from ..ops import reduce as rd
 from ..types import is_float
+from .conv3d import conv3d
 from .registry import converter
 from .spatial import add_channel_bias, from_2d, ints, spatial_rank, to_2d, weight_kernel, window_pads
 
@@ -29,8 +30,11 @@ def _geometry(ctx, x, kernel, ceil_mode=False):
 @converter("Conv", 1, attrs=_WINDOW + ("group",))
 def _conv(ctx):
     x, w = ctx.t(0), ctx.t(1)
-    r = spatial_rank(ctx, x)
+    r = spatial_rank(ctx, x, (1, 2, 3))
     r, strides, dilations, pads = _geometry(ctx, x, weight_kernel(ctx, w))
+    if r == 3:
+        y = conv3d(ctx, x, w, strides, dilations, pads, int(ctx.attr("group", 1)))
+        return add_channel_bias(ctx, y)
     y = cv.conv2d(to_2d(x, r), to_2d(w, r), stride=strides, padding=tuple(pads), dilation=dilations,
                   groups=int(ctx.attr("group", 1)))
     return from_2d(add_channel_bias(ctx, y), r)
