@@ -51,14 +51,15 @@ class _Importer:
         self.names: set = parent.names if parent is not None else set()
         self.declared = {vi.name: vi for vi in list(self.graph.value_info) + list(self.graph.output)}
 
-    def subgraph(self, graph, bound: list, describe: str) -> list:
+    def subgraph(self, graph, bound: list, describe: str, opset: int | None = None) -> list:
         """The output values of subgraph `graph` with its inputs bound to `bound` (values
         as converters see them: Tensor, ndarray or SymShape); `describe` names the node
-        that holds it. Its nodes may read any value of the scopes around it."""
+        that holds it. Its nodes may read any value of the scopes around it; they are
+        converted at `opset` (default: the model's)."""
         if len(bound) != len(graph.input):
             raise OnnxError(f"{describe}: its body {graph.name!r} takes {len(graph.input)} inputs, "
                             f"the node gives it {len(bound)}")
-        sub = _Importer(self.model, self.opset, False, self.known, graph, self)
+        sub = _Importer(self.model, opset or self.opset, False, self.known, graph, self)
         sub._initializers()
         for vi, v in zip(graph.input, bound):
             sub.values[vi.name] = v

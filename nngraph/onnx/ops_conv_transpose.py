@@ -88,7 +88,7 @@ def _conv_transpose(ctx):
     if r == 3:
         def crop_and_fill_2d(x2, w2):
             return _crop_and_fill(ctx, x2, w2, strides[1:], dilations[1:], group, window[1:], full[1:])
-        y = conv_transpose3d(ctx, x, w, strides, dilations, group, window[0], crop_and_fill_2d)
+        y = conv_transpose3d(ctx, x, w, strides, dilations, window[0], crop_and_fill_2d)
         return add_channel_bias(ctx, y)
     if r == 1:
         strides, dilations, window, full = (1,) + strides, (1,) + dilations, [(0, 1)] + window, [1] + full

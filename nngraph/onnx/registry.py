@@ -108,6 +108,11 @@ class Ctx:
             raise self.error(f"attribute {name} (a graph) is required")
         return self._import_subgraph(self.attrs[name].g, list(bound), self.describe)
 
+    def inline(self, graph, bound: list, opset: int) -> list:
+        """The outputs of `graph` (a GraphProto the converter made, such as an ONNX
+        function's body) imported at `opset` with its inputs bound to `bound`."""
+        return self._import_subgraph(graph, list(bound), self.describe, opset)
+
     @property
     def op_type(self) -> str:
         return self.node.op_type
