@@ -19,7 +19,8 @@ def ints(ctx, name: str, n: int, default: int) -> tuple:
 def spatial_rank(ctx, x, supported=(1, 2)) -> int:
     r = x.ndim - 2
     if r not in supported:
-        raise ctx.error(f"{r}-d windows are not supported (input {x.type}); nngraph has " + " and ".join(f"{k}-d" for k in supported))
+        have = " and ".join(f"{k}-d" for k in supported)
+        raise ctx.error(f"{r}-d windows are not supported (input {x.type}); nngraph has {have}")
     for s in x.shape[2:]:
         if isinstance(s, Dim):
             raise ctx.error(f"spatial sizes must be static, input has {x.type}")

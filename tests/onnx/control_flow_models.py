@@ -87,8 +87,8 @@ def loop_model(trips=4, dtype=np.float64, stop_after=None, with_scan_output=True
 
 def if_model(dtype=np.float64, else_shape=None, opset=17, weights_as_inputs=False):
     """y = x W + b if sum(x) > 0 else x * 2 (cond computed at run time)."""
-    then = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["t"])],
-                             "then", [], [_vi("t", dtype, ["N", H])])
+    then = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["xw"]),
+                              helper.make_node("Add", ["xw", "b"], ["t"])], "then", [], [_vi("t", dtype, ["N", H])])
     if else_shape is None:
         other = helper.make_graph([helper.make_node("Add", ["x", "x"], ["e"])], "else", [], [_vi("e", dtype, ["N", H])])
     else:

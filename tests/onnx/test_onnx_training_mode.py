@@ -25,7 +25,8 @@ def _bn_model(dtype=np.float64, momentum=0.8, eps=1e-3, stats_as_inputs=False):
     inputs = [helper.make_tensor_value_info("x", elem, ["N", 3, 2, 2])]
     if stats_as_inputs:
         inputs += [helper.make_tensor_value_info(k, elem, [3]) for k in ("scale", "bias")]
-    inits = [numpy_helper.from_array(v, k) for k, v in params.items() if not (stats_as_inputs and k in ("scale", "bias"))]
+    fed = ("scale", "bias") if stats_as_inputs else ()
+    inits = [numpy_helper.from_array(v, k) for k, v in params.items() if k not in fed]
     outs = [helper.make_tensor_value_info("y", elem, ["N", 3, 2, 2]), helper.make_tensor_value_info("rm", elem, [3]),
             helper.make_tensor_value_info("rv", elem, [3])]
     graph = helper.make_graph([node], "g", inputs, outs, inits)
