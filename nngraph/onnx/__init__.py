@@ -25,6 +25,7 @@ from . import (  # noqa: F401  (register converters)
     ops_scatter,
     ops_shape,
     ops_slicing,
+    ops_spectral,
 )
 from .imported import Imported  # noqa: F401
 from .registry import OnnxError, supported_ops

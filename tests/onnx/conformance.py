@@ -31,6 +31,10 @@ REASONS = {
     r"^test_training_dropout(_default)?(_mask)?$":
         "training-mode Dropout: the expected masks are NumPy's random draws (np.random.seed), which "
         "nngraph's counter-based generator (nngraph/ops/random.py) does not reproduce",
+    r"^test_dft_inverse(_opset19)?$":
+        "the expected output holds NumPy's float32 FFT roundoff (1.9e-7 where the exact value is 0; nngraph "
+        "gives 3e-15), above the suite's atol of 1e-7 (the input is arange(100): the exact imaginary part at "
+        "frequency 5 is 0)",
 }
 
 
