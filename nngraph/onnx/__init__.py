@@ -6,6 +6,7 @@ from __future__ import annotations
 from . import (  # noqa: F401  (register converters)
     functions,
     ops_attention,
+    ops_bitshift,
     ops_control,
     ops_conv_transpose,
     ops_einsum,
