@@ -27,6 +27,7 @@ from . import (  # noqa: F401  (register converters)
     ops_shape,
     ops_slicing,
     ops_spectral,
+    ops_unpool,
 )
 from .imported import Imported  # noqa: F401
 from .registry import OnnxError, supported_ops

@@ -313,3 +313,4 @@ def _dropout_training(ctx, x, ratio: float) -> list:
     keep = ew.greater_equal(rnd.uniform(x.shape, seed=seed), ew.constant(np.asarray(ratio, np.float32)))
     y = ew.where(keep, ew.mul(x, 1.0 / (1.0 - ratio)), ew.zeros_like(x))
     return [y, keep][:max(ctx.n_outputs, 1)]
+
