@@ -35,20 +35,28 @@ def _slice(ctx):
     v = ctx.values[0]
     shape = tuple(v.shape)
     spec = [(0, s, 1) for s in shape]
+    backward = {}  # axis -> the positions a negative step picks, in order (a take)
     for st, en, ax, sp in zip(starts, ends, axes, steps):
         ax = ax + len(shape) if ax < 0 else ax
         size = shape[ax]
-        if sp <= 0:
-            raise ctx.error(f"step {sp} on axis {ax} is not supported (only positive steps)")
+        if sp == 0 or (sp < 0 and isinstance(size, Dim)):
+            raise ctx.error(f"step {sp} on axis {ax} (size {size}) is not supported")
         if isinstance(size, Dim):
             if st != 0 or en < INT_MAX_ISH:
                 raise ctx.error(f"slice {st}:{en} of dynamic axis {ax} ({size}) is not supported; only a full slice")
             continue
+        if sp < 0:  # Python's clamping is ONNX's: starts to [0, size-1], ends to [-1, size-1]
+            backward[ax] = np.arange(*slice(st, en, sp).indices(size), dtype=np.int64)
+            continue
         spec[ax] = (_clamp(st, size, 0, size), max(_clamp(en, size, 0, size), _clamp(st, size, 0, size)), sp)
     if isinstance(v, SymShape):
         b, e, s = spec[0]
-        return _known(list(v.sizes)[b:e:s])
-    return mv.slice_(ctx.t(0), spec)
+        sizes = list(v.sizes)
+        return _known([sizes[int(i)] for i in backward[0]] if 0 in backward else sizes[b:e:s])
+    out = mv.slice_(ctx.t(0), spec)
+    for ax, picked in backward.items():
+        out = gather.take(out, picked, ax)
+    return out
 
 
 INT_MAX_ISH = 2**31 - 1
