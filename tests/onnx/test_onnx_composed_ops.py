@@ -100,3 +100,15 @@ def test_gradients_through_a_function_body_match_central_differences():
     model = _one_node("AffineGrid", {"theta": (np.float64, [2, 2, 3])}, [2, 3, 4, 2],
                       {"size": np.array([2, 1, 3, 4], np.int64)}, opset=20)
     fd_gradients(model, {"theta": np.random.default_rng(2).standard_normal((2, 2, 3))})
+
+
+def test_pow_before_opset_7_broadcasts_its_exponent_from_axis():
+    node = helper.make_node("Pow", ["x", "y"], ["z"], broadcast=1, axis=1)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4]),
+                                            helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 3, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 6)], ir_version=3)
+    x = np.random.default_rng(0).uniform(0.5, 2.0, (2, 3, 4)).astype(np.float32)
+    y = np.array([1.0, 2.0, 0.5], np.float32)
+    got = ng.onnx.load(model).compile(target="cpu")(x, y)[0]
+    np.testing.assert_allclose(got, x ** y[None, :, None], rtol=1e-6)
