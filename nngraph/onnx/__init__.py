@@ -3,7 +3,32 @@
 (`pip install nngraph[onnx]`), imported only when one of these is used."""
 from __future__ import annotations
 
-from . import ops_attention, ops_conv_transpose, ops_einsum, ops_elementwise, ops_erf, ops_extra, ops_layout, ops_nn, ops_norm, ops_products, ops_reduce, ops_resize, ops_rnn, ops_scatter, ops_shape, ops_slicing  # noqa: F401  (register converters)
+from . import (  # noqa: F401  (register converters)
+    functions,
+    ops_attention,
+    ops_bitshift,
+    ops_control,
+    ops_conv_transpose,
+    ops_einsum,
+    ops_elementwise,
+    ops_erf,
+    ops_extra,
+    ops_grid_sample,
+    ops_inverse_trig,
+    ops_layout,
+    ops_nn,
+    ops_norm,
+    ops_products,
+    ops_reduce,
+    ops_resize,
+    ops_rnn,
+    ops_scan,
+    ops_scatter,
+    ops_shape,
+    ops_slicing,
+    ops_spectral,
+    ops_unpool,
+)
 from .imported import Imported  # noqa: F401
 from .registry import OnnxError, supported_ops
 

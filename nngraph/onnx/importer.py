@@ -9,6 +9,8 @@ a Conv followed by an inference BatchNormalization is folded into one Conv.
 """
 from __future__ import annotations
 
+from collections import ChainMap
+
 import numpy as np
 
 from ..api import parameter, placeholder
@@ -21,7 +23,7 @@ from ..source_location import located_at
 from ..types import Dim
 from . import bn_fold
 from .imported import Imported
-from .registry import Ctx, OnnxError, SymShape, find_converter
+from .registry import Ctx, NotKnownAtImport, OnnxError, SymShape, find_converter
 from .tensors import identifier, to_array
 from .validate import check_declared, read_model
 
@@ -36,14 +38,41 @@ def load(model, fold_batchnorm: bool = True, known: dict | None = None) -> Impor
 
 
 class _Importer:
-    def __init__(self, model, opset: int, fold_batchnorm: bool, known: dict):
-        self.model, self.graph, self.opset, self.known = model, model.graph, opset, known
-        self.fold_batchnorm = fold_batchnorm
-        self.values: dict = {}
-        self.params: dict = {}
-        self.frozen: dict = {}
-        self.names: set = set()
+    """Imports one graph: the model's, or (with `parent`) a subgraph of a Loop, Scan or
+    If node, which sees the values of the scopes around it and shares their parameters."""
+
+    def __init__(self, model, opset: int, fold_batchnorm: bool, known: dict, graph=None, parent=None):
+        self.model, self.opset, self.known = model, opset, known
+        self.graph = model.graph if graph is None else graph
+        self.fold_batchnorm, self.parent = fold_batchnorm, parent
+        self.values = ChainMap({}, parent.values) if parent is not None else {}
+        self.params: dict = parent.params if parent is not None else {}
+        self.frozen: dict = parent.frozen if parent is not None else {}
+        self.names: set = parent.names if parent is not None else set()
         self.declared = {vi.name: vi for vi in list(self.graph.value_info) + list(self.graph.output)}
+
+    def subgraph(self, graph, bound: list, describe: str, opset: int | None = None) -> list:
+        """The output values of subgraph `graph` with its inputs bound to `bound` (values
+        as converters see them: Tensor, ndarray or SymShape); `describe` names the node
+        that holds it. Its nodes may read any value of the scopes around it; they are
+        converted at `opset` (default: the model's)."""
+        if len(bound) != len(graph.input):
+            raise OnnxError(f"{describe}: its body {graph.name!r} takes {len(graph.input)} inputs, "
+                            f"the node gives it {len(bound)}")
+        sub = _Importer(self.model, opset or self.opset, False, self.known, graph, self)
+        sub._initializers()
+        for vi, v in zip(graph.input, bound):
+            sub.values[vi.name] = v
+        sub._nodes()
+        outs = []
+        for vi in graph.output:
+            if vi.name not in sub.values:
+                raise OnnxError(f"{describe}: output {vi.name!r} of its body {graph.name!r} is computed by no node")
+            v = sub.values[vi.name]
+            if isinstance(v, Tensor):
+                check_declared(vi, v, f"{describe}: output {vi.name!r} of its body {graph.name!r}")
+            outs.append(v)
+        return outs
 
     def run(self) -> Imported:
         self._initializers()
@@ -130,7 +159,31 @@ class _Importer:
             bn = self._bn_after(node, nodes, producer, uses, outs)
             if bn is not None:
                 skip.add(bn)
-            self._convert(k, node, nodes[bn] if bn is not None else None)
+            try:
+                self._convert(k, node, nodes[bn] if bn is not None else None)
+            except NotKnownAtImport as e:
+                if self.parent is None:
+                    e.value_name = self._input_behind(e.value_name, node, producer)
+                raise
+
+    def _input_behind(self, name: str, node, producer: dict) -> str:
+        """The first graph input (not yet bound) that the value `name` is computed from,
+        or `name`: what the conformance backend must bind to import the model (a value
+        inside a Loop/Scan/If body counts as computed from everything its node reads)."""
+        free = {vi.name for vi in self.graph.input} - set(self.known) - {i.name for i in self.graph.initializer}
+        nodes = list(self.graph.node)
+        todo = [name] + list(_names_read(node))
+        seen = set()
+        while todo:
+            n = todo.pop(0)
+            if n in seen or not n:
+                continue
+            seen.add(n)
+            if n in free:
+                return n
+            if n in producer:
+                todo += list(_names_read(nodes[producer[n]]))
+        return name
 
     def _bn_after(self, node, nodes, producer, uses, outs):
         if not self.fold_batchnorm or node.op_type != "Conv" or not node.output:
@@ -161,7 +214,7 @@ class _Importer:
         if bn is not None:
             w, b = bn_fold.fold(node, bn, self.values)
             values = [values[0], w, b]
-        fold = all(not isinstance(v, Tensor) for v in values if v is not None)
+        fold = all(not isinstance(v, Tensor) for v in values if v is not None) and not _has_subgraph(node)
         where = f"{node.name or node.op_type + '#' + str(k)} ({node.op_type})"
         outs = self._run(conv, node, values, fold, describe, where)
         names = [o for o in (bn.output if bn is not None else node.output)]
@@ -169,7 +222,7 @@ class _Importer:
 
     def _run(self, conv, node, values, fold, describe, where) -> list:
         as_tensor = (lambda v: self._tensor(v, fold))
-        ctx = Ctx(node, self.opset, values, as_tensor, describe)
+        ctx = Ctx(node, self.opset, values, as_tensor, describe, self.subgraph)
         try:
             with located_at(where):
                 outs = conv.fn(ctx)
@@ -203,3 +256,19 @@ class _Importer:
             if name in self.declared and isinstance(v, Tensor):
                 check_declared(self.declared[name], v, f"{describe}: output {name!r}")
             self.values[name] = v
+
+
+def _names_read(node):
+    """The value names a node reads: its inputs and, through its subgraphs, those its
+    bodies read (names a body computes itself are harmless extras)."""
+    yield from node.input
+    for a in node.attribute:
+        for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+            for n in g.node:
+                yield from _names_read(n)
+
+
+def _has_subgraph(node) -> bool:
+    """Whether the node holds a body (Loop, Scan, If), which may read graph values
+    that are not among its inputs: such a node is never folded on its inputs alone."""
+    return any(a.HasField("g") or len(a.graphs) for a in node.attribute)

@@ -1,4 +1,5 @@
-"""ONNX ConvTranspose on ng.conv_transpose2d (1-d runs as 2-d with a height of one).
+"""ONNX ConvTranspose on ng.conv_transpose2d (1-d runs as 2-d with a height of one, 3-d as a
+sum of 2-d ones over the depth taps: nngraph/onnx/conv3d.py).
 
 ONNX places output position o of an axis at position o + pads_begin of the full
 transposed convolution, whose size is (in - 1) * stride + (kernel - 1) * dilation + 1;
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from ..ops import conv as cv
 from ..ops import movement as mv
+from .conv3d import conv_transpose3d
 from .registry import converter
 from .spatial import add_channel_bias, from_2d, ints, spatial_rank, to_2d, weight_kernel
 
@@ -76,13 +78,19 @@ def _crop_and_fill(ctx, x2, w2, strides, dilations, group, window, full):
 def _conv_transpose(ctx):
     """X: [N, C, ...], W: [C, M/group, k...] (as ng.conv_transpose2d), optional bias B: [M]."""
     x, w = ctx.t(0), ctx.t(1)
-    r = spatial_rank(ctx, x)
+    r = spatial_rank(ctx, x, (1, 2, 3))
     kernel = weight_kernel(ctx, w)
     strides, dilations = ints(ctx, "strides", r, 1), ints(ctx, "dilations", r, 1)
     in_sizes = [int(s) for s in x.shape[2:]]
     window = _output_window(ctx, in_sizes, kernel, strides, dilations)
     full = [(n - 1) * s + (k - 1) * d + 1 for n, s, k, d in zip(in_sizes, strides, kernel, dilations)]
+    group = int(ctx.attr("group", 1))
+    if r == 3:
+        def crop_and_fill_2d(x2, w2):
+            return _crop_and_fill(ctx, x2, w2, strides[1:], dilations[1:], group, window[1:], full[1:])
+        y = conv_transpose3d(ctx, x, w, strides, dilations, window[0], crop_and_fill_2d)
+        return add_channel_bias(ctx, y)
     if r == 1:
         strides, dilations, window, full = (1,) + strides, (1,) + dilations, [(0, 1)] + window, [1] + full
-    y = _crop_and_fill(ctx, to_2d(x, r), to_2d(w, r), strides, dilations, int(ctx.attr("group", 1)), window, full)
+    y = _crop_and_fill(ctx, to_2d(x, r), to_2d(w, r), strides, dilations, group, window, full)
     return from_2d(add_channel_bias(ctx, y), r)

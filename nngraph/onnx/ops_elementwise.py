@@ -142,11 +142,7 @@ def _binary_converter(fn, ctx):
 def _legacy_binary_converter(fn, ctx):
     """Opsets before 7: no implicit broadcasting; `broadcast=1` lets B align with A
     from `axis` on (A's trailing axes by default)."""
-    a, b = ctx.t(0), ctx.t(1)
-    if ctx.attr("broadcast", 0) and ctx.attr("axis") is not None and b.ndim:
-        axis = int(ctx.attr("axis")) % a.ndim
-        b = mv.reshape(b, tuple(b.shape) + (1,) * (a.ndim - axis - b.ndim))
-    return fn(*_same_type(a, b))
+    return fn(*_same_type(*_legacy_operands(ctx)))
 
 
 for _op, _fn in _BINARY.items():
@@ -155,10 +151,27 @@ for _op, _fn in _BINARY.items():
         converter(_op, 1, 6, attrs=("broadcast", "axis"))(functools.partial(_legacy_binary_converter, _fn))
 
 
+def _legacy_operands(ctx):
+    """(A, B) with B aligned to A from `axis` on when broadcast=1 (opsets before 7)."""
+    a, b = ctx.t(0), ctx.t(1)
+    if ctx.attr("broadcast", 0) and ctx.attr("axis") is not None and b.ndim:
+        axis = int(ctx.attr("axis")) % a.ndim
+        b = mv.reshape(b, tuple(b.shape) + (1,) * (a.ndim - axis - b.ndim))
+    return a, b
+
+
+@converter("Pow", 1, 6, attrs=("broadcast", "axis"))
+def _legacy_pow(ctx):
+    return _power(*_legacy_operands(ctx))
+
+
 @converter("Pow", 7)
 def _pow(ctx):
+    return _power(ctx.t(0), ctx.t(1))
+
+
+def _power(x, y):
     """The result has the base's type whatever the exponent's."""
-    x, y = ctx.t(0), ctx.t(1)
     if is_float(x.dtype):
         return ew.pow(x, ew.cast(y, x.dtype) if y.dtype != x.dtype else y)
     return ew.cast(ew.pow(ew.cast(x, "float64"), ew.cast(y, "float64")), x.dtype)

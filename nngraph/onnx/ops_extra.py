@@ -171,7 +171,7 @@ def _eye_like(ctx):
     return np.eye(rows, cols, int(ctx.attr("k", 0)), dtype=np.dtype(dt))
 
 
-def _floor(x):
+def floor(x):
     """floor through int64 (exact for |x| < 2**53)."""
     t = _trunc(x)
     return ew.where(ew.greater(t, x), ew.sub(t, 1.0), t)
@@ -179,23 +179,26 @@ def _floor(x):
 
 @converter("Floor", 6)
 def _floor_conv(ctx):
-    return _floor(ctx.t(0))
+    return floor(ctx.t(0))
 
 
 @converter("Ceil", 6)
 def _ceil_conv(ctx):
-    return ew.neg(_floor(ew.neg(ctx.t(0))))
+    return ew.neg(floor(ew.neg(ctx.t(0))))
 
 
 @converter("Round", 11)
 def _round(ctx):
     """To the nearest integer, halves to the even one (as NumPy and ONNX)."""
     x = ctx.t(0)
-    if not is_float(x.dtype):
-        return x
-    low = _floor(x)
+    return round_half_even(x) if is_float(x.dtype) else x
+
+
+def round_half_even(x):
+    """A float tensor rounded to the nearest integer, halves to the even one."""
+    low = floor(x)
     frac = ew.sub(x, low)
-    odd = ew.sub(low, ew.mul(_floor(ew.mul(low, 0.5)), 2.0))  # 1 where low is odd
+    odd = ew.sub(low, ew.mul(floor(ew.mul(low, 0.5)), 2.0))  # 1 where low is odd
     up = ew.logical_or(ew.greater(frac, 0.5), ew.logical_and(ew.equal(frac, 0.5), ew.equal(odd, 1.0)))
     return ew.where(up, ew.add(low, 1.0), low)
 

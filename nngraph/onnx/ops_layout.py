@@ -1,5 +1,5 @@
 """ONNX DepthToSpace, SpaceToDepth (PyTorch's PixelShuffle / PixelUnshuffle export as
-them) and OneHot: reshapes and transposes, and a comparison with an iota."""
+them), OneHot and Col2Im: reshapes and transposes, a comparison with an iota, pads."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,6 +8,7 @@ from ..ops import elementwise as ew
 from ..ops import movement as mv
 from ..types import Dim
 from .registry import converter
+from .spatial import ints
 
 
 def _blocks(ctx, x, divide: bool):
@@ -64,3 +65,34 @@ def _one_hot(ctx):
     off = mv.reshape(mv.slice_(values, [(0, 1, 1)]), ())
     on = mv.reshape(mv.slice_(values, [(1, 2, 1)]), ())
     return ew.where(hit, on, off)
+
+
+@converter("Col2Im", 18, attrs=("dilations", "pads", "strides"))
+def _col2im(ctx):
+    """The transpose of im2col: column block b of every channel is spread over the
+    padded image at offset b * dilation with stride - 1 zeros between its entries
+    (one pad with interior padding per block position), summed, then the pads are cut."""
+    x = ctx.t(0)
+    image = [int(v) for v in ctx.const(1, "image_shape").reshape(-1)]
+    block = [int(v) for v in ctx.const(2, "block_shape").reshape(-1)]
+    r = len(image)
+    dil, stride = ints(ctx, "dilations", r, 1), ints(ctx, "strides", r, 1)
+    pads = ints(ctx, "pads", 2 * r, 0)
+    padded = [image[i] + pads[i] + pads[i + r] for i in range(r)]
+    outs = [(p - (d * (k - 1) + 1)) // s + 1 for p, d, k, s in zip(padded, dil, block, stride)]
+    per_block = int(np.prod(block))
+    if x.ndim != 3 or not isinstance(x.shape[1], int) or x.shape[1] % per_block or x.shape[2] != int(np.prod(outs)):
+        raise ctx.error(f"input {x.type} must be [N, C * {per_block}, {int(np.prod(outs))}] for image_shape "
+                        f"{image}, block_shape {block}")
+    channels = x.shape[1] // per_block
+    total = None
+    for b_flat, b in enumerate(np.ndindex(*block)):
+        cols = mv.slice_(x, [(0, x.shape[0], 1), (b_flat, x.shape[1], per_block), (0, x.shape[2], 1)])
+        grid = mv.reshape(cols, (x.shape[0], channels) + tuple(outs))
+        spread = [(0, 0, 0), (0, 0, 0)] + [
+            (o * d, p - o * d - ((n - 1) * s + 1), s - 1) for o, d, p, n, s in zip(b, dil, padded, outs, stride)]
+        placed = mv.pad_general(grid, spread)
+        total = placed if total is None else ew.add(total, placed)
+    return mv.slice_(total, [(0, total.shape[0], 1), (0, channels, 1)] +
+                     [(pads[i], pads[i] + image[i], 1) for i in range(r)])
+

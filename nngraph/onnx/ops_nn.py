@@ -10,6 +10,7 @@ from ..ops import movement as mv
 from ..ops import pool as pl
 from ..ops import reduce as rd
 from ..types import is_float
+from .conv3d import conv3d
 from .registry import converter
 from .spatial import add_channel_bias, from_2d, ints, spatial_rank, to_2d, weight_kernel, window_pads
 
@@ -29,8 +30,11 @@ def _geometry(ctx, x, kernel, ceil_mode=False):
 @converter("Conv", 1, attrs=_WINDOW + ("group",))
 def _conv(ctx):
     x, w = ctx.t(0), ctx.t(1)
-    r = spatial_rank(ctx, x)
+    r = spatial_rank(ctx, x, (1, 2, 3))
     r, strides, dilations, pads = _geometry(ctx, x, weight_kernel(ctx, w))
+    if r == 3:
+        y = conv3d(ctx, x, w, strides, dilations, pads, int(ctx.attr("group", 1)))
+        return add_channel_bias(ctx, y)
     y = cv.conv2d(to_2d(x, r), to_2d(w, r), stride=strides, padding=tuple(pads), dilation=dilations,
                   groups=int(ctx.attr("group", 1)))
     return from_2d(add_channel_bias(ctx, y), r)
@@ -172,15 +176,33 @@ def _global_max_pool(ctx):
 
 @converter("BatchNormalization", 6, attrs=("epsilon", "momentum", "spatial", "is_test", "training_mode"))
 def _batch_norm(ctx):
-    """Inference form with the running statistics. `momentum` only updates the
-    running-statistics outputs of training mode, which is refused; `is_test` (opset 6)
-    names the same inference form."""
+    """Inference form with the running statistics; `is_test` (opset 6) names the same
+    form. training_mode=1 (opset 14 on) normalises with the batch statistics and
+    returns the running statistics moved toward them by `momentum`; the saved_*
+    outputs of opsets 9-13's training form are refused."""
     ctx.refuse_unless("spatial", (1,), 1)
-    ctx.refuse_unless("training_mode", (0,), 0)
+    training = ctx.refuse_unless("training_mode", (0, 1), 0)
+    x, eps = ctx.t(0), float(ctx.attr("epsilon", 1e-5))
+    if training:
+        return _batch_norm_training(ctx, x, eps)
     if ctx.n_outputs > 1:
-        raise ctx.error("outputs running_mean/running_var/saved_* (training mode) are not supported")
-    x = ctx.t(0)
-    return F.batch_norm(x, ctx.t(1), ctx.t(2), ctx.t(3), ctx.t(4), axis=1, eps=float(ctx.attr("epsilon", 1e-5)))
+        raise ctx.error("outputs running_mean/running_var/saved_* (training mode) are not supported "
+                        "without training_mode=1")
+    return F.batch_norm(x, ctx.t(1), ctx.t(2), ctx.t(3), ctx.t(4), axis=1, eps=eps)
+
+
+def _batch_norm_training(ctx, x, eps: float) -> list:
+    """(y, running_mean, running_var) of training mode, as ONNX's reference: the batch's
+    biased variance both normalises and updates the running variance."""
+    if ctx.opset < 14:
+        raise ctx.error("training_mode=1 before opset 14 is not supported")
+    others = tuple(a for a in range(x.ndim) if a != 1)
+    mean, var = F.moments(x, others)
+    y = F.batch_norm(x, ctx.t(1), ctx.t(2), mean, var, axis=1, eps=eps)
+    momentum = float(ctx.attr("momentum", 0.9))
+    running = [ew.add(ew.mul(ctx.t(k), momentum), ew.mul(batch, 1.0 - momentum))
+               for k, batch in ((3, mean), (4, var))]
+    return [y] + running[:max(ctx.n_outputs, 1) - 1]
 
 
 @converter("LRN", 1, attrs=("alpha", "beta", "bias", "size"))
@@ -264,15 +286,31 @@ def _layer_norm(ctx):
 
 @converter("Dropout", 6, attrs=("ratio", "is_test", "seed"))
 def _dropout(ctx):
-    """Inference: the identity (and an all-true mask). Training mode (training_mode
-    true) draws random masks no other runtime reproduces, and is refused; `seed` and
-    `ratio` only matter there."""
-    if ctx.has(2) and bool(np.asarray(ctx.const(2, "training_mode")).reshape(-1)[0]):
-        ratio = float(ctx.const(1, "ratio").reshape(-1)[0]) if ctx.has(1) else 0.5
-        if ratio != 0.0:
-            raise ctx.error("training_mode=true is not supported (the masks are random)")
+    """Inference: the identity (and an all-true mask). Training mode (input
+    training_mode true, opset 12 on) keeps each element with probability 1 - ratio and
+    scales it by 1/(1 - ratio); the mask comes from nngraph's counter-based generator
+    (nngraph/ops/random.py) keyed by the `seed` attribute and a step counter, so the
+    same seed gives the same masks on every nngraph target, but not the masks of
+    another runtime (ONNX's reference draws from NumPy)."""
     x = ctx.t(0)
+    training = ctx.has(2) and bool(np.asarray(ctx.const(2, "training_mode")).reshape(-1)[0])
+    ratio = float(np.asarray(ctx.const(1, "ratio")).reshape(-1)[0]) if ctx.has(1) else float(ctx.attr("ratio", 0.5))
+    if training and ratio != 0.0:
+        return _dropout_training(ctx, x, ratio)
     outs = [x]
     if ctx.n_outputs > 1:
         outs.append(mv.broadcast_to(np.asarray(True), x.shape))
     return outs
+
+
+def _dropout_training(ctx, x, ratio: float) -> list:
+    from ..ops import random as rnd
+    if not 0.0 <= ratio < 1.0:
+        raise ctx.error(f"ratio={ratio} is not supported in training mode (it must be in [0, 1))")
+    if not is_float(x.dtype):
+        raise ctx.error(f"input data must be a float tensor in training mode, got {x.type}")
+    seed = ctx.attr("seed")
+    keep = ew.greater_equal(rnd.uniform(x.shape, seed=seed), ew.constant(np.asarray(ratio, np.float32)))
+    y = ew.where(keep, ew.mul(x, 1.0 / (1.0 - ratio)), ew.zeros_like(x))
+    return [y, keep][:max(ctx.n_outputs, 1)]
+

@@ -1,6 +1,7 @@
 """ONNX products and orderings composed from nngraph primitives: ReduceProd's value
 (registered with the other reductions, nngraph/onnx/ops_reduce.py) and CumProd
-(products along an axis), TopK (the k largest or smallest along an axis).
+(products along an axis), TopK (the k largest or smallest along an axis), Det
+(cofactor expansion of matrices up to MAX_DET x MAX_DET).
 
 nngraph has no product reduction and no sort, so each is written with ops it has,
 over axes whose size is known at import (a dynamic size is refused by name):
@@ -131,3 +132,43 @@ def _topk(ctx):
         indices.append(at)
         key = ew.where(hit, lowest, key)
     return [mv.concatenate(values, axis), mv.concatenate(indices, axis)][:max(ctx.n_outputs, 1)]
+
+
+MAX_DET = 4  # the largest matrix Det expands by cofactors (n! products)
+
+
+def _entry(a, i: int, j: int):
+    """a[..., i, j] of a [..., n, n] tensor."""
+    spec = [(0, s, 1) for s in a.shape[:-2]] + [(i, i + 1, 1), (j, j + 1, 1)]
+    return mv.squeeze(mv.slice_(a, spec), (a.ndim - 2, a.ndim - 1))
+
+
+def _minor(a, j: int):
+    """a without its first row and column j."""
+    n, lead = a.shape[-1], [(0, s, 1) for s in a.shape[:-2]]
+    parts = [mv.slice_(a, lead + [(1, n, 1), (lo, hi, 1)]) for lo, hi in ((0, j), (j + 1, n)) if hi > lo]
+    return parts[0] if len(parts) == 1 else mv.concatenate(parts, a.ndim - 1)
+
+
+def _cofactor_det(a):
+    n = a.shape[-1]
+    if n == 1:
+        return _entry(a, 0, 0)
+    total = None
+    for j in range(n):
+        term = ew.mul(_entry(a, 0, j), _cofactor_det(_minor(a, j)))
+        total = term if total is None else (ew.add(total, term) if j % 2 == 0 else ew.sub(total, term))
+    return total
+
+
+@converter("Det", 11)
+def _det(ctx):
+    """The determinant of [..., n, n] float matrices by cofactor expansion along the first
+    row (n! products, exact in structure and differentiable), for n <= MAX_DET."""
+    a = ctx.t(0)
+    n = a.shape[-1] if a.ndim >= 2 else None
+    if not is_float(a.dtype) or a.ndim < 2 or a.shape[-2] != n or not isinstance(n, int):
+        raise ctx.error(f"input must be float square matrices [..., n, n] of static n, got {a.type}")
+    if not 1 <= n <= MAX_DET:
+        raise ctx.error(f"{n}x{n} determinants are not supported (cofactor expansion up to {MAX_DET}x{MAX_DET})")
+    return _cofactor_det(a)

@@ -42,19 +42,22 @@ def _reduce_converter(axes_input_since, fn, ctx):
     else:
         axes = tuple(int(a) for a in axes)
     keep = bool(ctx.attr("keepdims", 1))
-    if x.dtype == "bool":
-        if ctx.op_type not in ("ReduceMax", "ReduceMin"):
-            raise ctx.error(f"cannot reduce a bool tensor {x.type}")
-        return ew.cast(fn(ew.cast(x, "int32"), axes, keep), "bool")
+    if x.dtype == "bool" and ctx.op_type not in ("ReduceMax", "ReduceMin"):
+        raise ctx.error(f"cannot reduce a bool tensor {x.type}")
     empty = _empty_result(ctx, x, axes, keep)
-    return empty if empty is not None else fn(x, axes, keep)
+    if empty is not None:
+        return empty
+    if x.dtype == "bool":
+        return ew.cast(fn(ew.cast(x, "int32"), axes, keep), "bool")
+    return fn(x, axes, keep)
 
 
 _EMPTY_VALUE = {"ReduceMax": -np.inf, "ReduceMin": np.inf, "ReduceLogSumExp": -np.inf, "ReduceLogSum": -np.inf}
 
 
 def _empty_result(ctx, x, axes, keep):
-    """A max/min/log-sum over no elements: ONNX's identity (-inf, inf), computed at import."""
+    """A max/min/log-sum over no elements: ONNX's identity (-inf, inf; the extreme integers;
+    False, True), computed at import."""
     reduced = range(x.ndim) if axes is None else [a % x.ndim for a in axes]
     if ctx.op_type not in _EMPTY_VALUE or not any(x.shape[a] == 0 for a in reduced):
         return None
@@ -63,6 +66,8 @@ def _empty_result(ctx, x, axes, keep):
     if x.dtype in ("int32", "int64"):
         info = np.iinfo(np.dtype(x.dtype))
         fill = info.min if fill < 0 else info.max
+    elif x.dtype == "bool":  # the max of no truth values is False, their min True
+        fill = fill > 0
     return mv.broadcast_to(np.asarray(fill, np.dtype(x.dtype)), shape)
 
 

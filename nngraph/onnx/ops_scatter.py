@@ -11,6 +11,8 @@ of each element with its axis coordinate replaced by the index), and then
 - "max"/"min": data combined with the max/min of the updates hitting each row,
   taken over a one-hot [updates, rows] mask (memory: updates x rows x rest).
 "mul" is refused (nngraph has no product reduction). Shapes must be static.
+TensorScatter (a key/value cache write at known write indices) is one take from the
+cache and the update joined.
 """
 from __future__ import annotations
 
@@ -114,3 +116,38 @@ def _gather_nd(ctx):
         lin = ew.add(lin, sum(c * s for c, s in zip(batch, strides[:b])))
     rows = mv.reshape(data, (int(np.prod(dims)),) + tuple(data.shape[b + k:]))
     return gather.take(rows, lin, 0)
+
+
+@converter("TensorScatter", 24, attrs=("axis", "mode"))
+def _tensor_scatter(ctx):
+    """A key/value cache write: update's positions j go to write_indices[b] + j along
+    `axis` (modulo the cache length when mode="circular") of batch entry b. The write
+    indices must be known at import; the result is one take from the cache and the
+    update joined along the axis (batch and axis flattened, static sizes)."""
+    past, update = ctx.t(0), ctx.t(1)
+    mode = ctx.refuse_unless("mode", ("linear", "circular"), "linear")
+    axis = int(ctx.attr("axis", -2))
+    if not -past.ndim <= axis < past.ndim or axis % past.ndim == 0:
+        raise ctx.error(f"axis {axis} must name a sequence axis of {past.type} (not the batch axis 0)")
+    axis %= past.ndim
+    same = all(a == b for i, (a, b) in enumerate(zip(past.shape, update.shape)) if i != axis)
+    if not same or past.ndim != update.ndim or not all(isinstance(s, int) for s in past.shape + update.shape):
+        raise ctx.error(f"past_cache {past.type} and update {update.type} must have static shapes that differ only "
+                        f"on axis {axis}")
+    batch, size, steps = past.shape[0], past.shape[axis], update.shape[axis]
+    starts = (np.asarray(ctx.const(2, "write_indices")).reshape(-1).astype(np.int64) if ctx.has(2)
+              else np.zeros(batch, np.int64))
+    dest = starts[:, None] + np.arange(steps)[None, :]  # [batch, steps]
+    if mode == "circular":
+        dest %= size
+    if starts.size != batch or steps > size or dest.min(initial=0) < 0 or dest.max(initial=0) >= size:
+        raise ctx.error(f"write_indices {starts.tolist()} put {steps} positions outside the cache's {size}")
+    source = np.tile(np.arange(size), (batch, 1))  # [batch, size]: the cache's own position, or size + j
+    for b in range(batch):
+        source[b, dest[b]] = size + np.arange(steps)
+    perm = [0, axis] + [a for a in range(past.ndim) if a not in (0, axis)]
+    joined = mv.concatenate([mv.transpose(past, perm), mv.transpose(update, perm)], 1)
+    rows = mv.reshape(joined, (batch * (size + steps),) + tuple(joined.shape[2:]))
+    flat = (np.arange(batch)[:, None] * (size + steps) + source).reshape(-1)
+    out = mv.reshape(gather.take(rows, flat.astype(np.int64), 0), (batch, size) + tuple(joined.shape[2:]))
+    return mv.transpose(out, list(np.argsort(perm)))

@@ -1,4 +1,4 @@
-"""ONNX Slice, Gather, Split, Pad, Tile, Expand and Range."""
+"""ONNX Slice, Gather, Split, Pad, Tile, Expand, Range, Compress and ReverseSequence."""
 from __future__ import annotations
 
 import numpy as np
@@ -35,20 +35,28 @@ def _slice(ctx):
     v = ctx.values[0]
     shape = tuple(v.shape)
     spec = [(0, s, 1) for s in shape]
+    backward = {}  # axis -> the positions a negative step picks, in order (a take)
     for st, en, ax, sp in zip(starts, ends, axes, steps):
         ax = ax + len(shape) if ax < 0 else ax
         size = shape[ax]
-        if sp <= 0:
-            raise ctx.error(f"step {sp} on axis {ax} is not supported (only positive steps)")
+        if sp == 0 or (sp < 0 and isinstance(size, Dim)):
+            raise ctx.error(f"step {sp} on axis {ax} (size {size}) is not supported")
         if isinstance(size, Dim):
             if st != 0 or en < INT_MAX_ISH:
                 raise ctx.error(f"slice {st}:{en} of dynamic axis {ax} ({size}) is not supported; only a full slice")
             continue
+        if sp < 0:  # Python's clamping is ONNX's: starts to [0, size-1], ends to [-1, size-1]
+            backward[ax] = np.arange(*slice(st, en, sp).indices(size), dtype=np.int64)
+            continue
         spec[ax] = (_clamp(st, size, 0, size), max(_clamp(en, size, 0, size), _clamp(st, size, 0, size)), sp)
     if isinstance(v, SymShape):
         b, e, s = spec[0]
-        return _known(list(v.sizes)[b:e:s])
-    return mv.slice_(ctx.t(0), spec)
+        sizes = list(v.sizes)
+        return _known([sizes[int(i)] for i in backward[0]] if 0 in backward else sizes[b:e:s])
+    out = mv.slice_(ctx.t(0), spec)
+    for ax, picked in backward.items():
+        out = gather.take(out, picked, ax)
+    return out
 
 
 INT_MAX_ISH = 2**31 - 1
@@ -193,3 +201,45 @@ def _tile(ctx):
 def _range(ctx):
     start, limit, delta = (ctx.const(i, n) for i, n in enumerate(("start", "limit", "delta")))
     return np.arange(start.reshape(()), limit.reshape(()), delta.reshape(()), dtype=start.dtype)
+
+
+@converter("Compress", 9, attrs=("axis",))
+def _compress(ctx):
+    """The condition must be known at import (its count of true entries is the output's
+    size): a take of the selected positions, along `axis` or of the flattened input."""
+    x = ctx.t(0)
+    keep = np.flatnonzero(np.asarray(ctx.const(1, "condition (the output size depends on it)")).reshape(-1))
+    axis = ctx.attr("axis")
+    if axis is None:
+        x, axis = mv.reshape(x, (-1,)), 0
+    if not -x.ndim <= axis < x.ndim:
+        raise ctx.error(f"attribute axis={axis} is out of range for input {x.type}")
+    axis %= x.ndim
+    n = x.shape[axis]
+    if keep.size and isinstance(n, int) and keep[-1] >= n:
+        raise ctx.error(f"condition selects position {int(keep[-1])} of an axis of size {n}")
+    return gather.take(x, keep.astype(np.int64), axis)
+
+
+@converter("ReverseSequence", 10, attrs=("batch_axis", "time_axis"))
+def _reverse_sequence(ctx):
+    """sequence_lens must be known at import: one take over the batch and time axes
+    (flattened, static sizes) with the reversed positions."""
+    x = ctx.t(0)
+    batch_axis, time_axis = int(ctx.attr("batch_axis", 1)), int(ctx.attr("time_axis", 0))
+    if {batch_axis, time_axis} != {0, 1} or x.ndim < 2:
+        raise ctx.error(f"batch_axis={batch_axis} and time_axis={time_axis} must be 0 and 1 (input {x.type})")
+    lens = np.asarray(ctx.const(1, "sequence_lens")).reshape(-1).astype(np.int64)
+    if not all(isinstance(s, int) for s in x.shape[:2]):
+        raise ctx.error(f"the batch and time axes must have static sizes, input has {x.type}")
+    batch, steps = x.shape[batch_axis], x.shape[time_axis]
+    if lens.size != batch or lens.min(initial=0) < 0 or lens.max(initial=0) > steps:
+        raise ctx.error(f"sequence_lens {lens.tolist()} must give one length in 0..{steps} per batch entry ({batch})")
+    t = np.arange(steps)[None, :]
+    src_t = np.where(t < lens[:, None], lens[:, None] - 1 - t, t)  # [batch, time]
+    b = np.broadcast_to(np.arange(batch)[:, None], src_t.shape)
+    flat = b * steps + src_t if batch_axis == 0 else src_t * batch + b
+    if batch_axis == 1:
+        flat = flat.T
+    rows = mv.reshape(x, (x.shape[0] * x.shape[1],) + tuple(x.shape[2:]))
+    return mv.reshape(gather.take(rows, flat.reshape(-1).astype(np.int64), 0), tuple(x.shape))

@@ -94,10 +94,24 @@ class Ctx:
     the input is left out); `as_tensor` turns known arrays into graph tensors.
     """
 
-    def __init__(self, node, opset: int, values: list, as_tensor: Callable, describe: str):
+    def __init__(self, node, opset: int, values: list, as_tensor: Callable, describe: str,
+                 import_subgraph: Callable | None = None):
         self.node, self.opset, self.values = node, opset, values
         self._as_tensor, self.describe = as_tensor, describe
+        self._import_subgraph = import_subgraph
         self.attrs = {a.name: a for a in node.attribute}
+
+    def subgraph(self, name: str, bound: list) -> list:
+        """The outputs of the graph attribute `name` (a Loop, Scan or If body) with its
+        inputs bound to `bound`: Tensors, ndarrays or SymShapes, one per body input."""
+        if name not in self.attrs:
+            raise self.error(f"attribute {name} (a graph) is required")
+        return self._import_subgraph(self.attrs[name].g, list(bound), self.describe)
+
+    def inline(self, graph, bound: list, opset: int) -> list:
+        """The outputs of `graph` (a GraphProto the converter made, such as an ONNX
+        function's body) imported at `opset` with its inputs bound to `bound`."""
+        return self._import_subgraph(graph, list(bound), self.describe, opset)
 
     @property
     def op_type(self) -> str:
@@ -121,10 +135,13 @@ class Ctx:
         """Input i as a graph tensor."""
         if not self.has(i):
             raise self.error(f"input {i} is required")
-        v = self.values[i]
+        return self.tensor(self.values[i], f"input {i}")
+
+    def tensor(self, v, what: str = "a value"):
+        """Any value a converter holds (Tensor, ndarray, static SymShape) as a graph tensor."""
         if isinstance(v, SymShape):
             if any(not isinstance(s, (int, np.integer)) for s in v.sizes):
-                raise self.error(f"input {i} is a shape with dynamic sizes {v.sizes}, used as data; "
+                raise self.error(f"{what} is a shape with dynamic sizes {v.sizes}, used as data; "
                                  "only Reshape, Expand, ConstantOfShape and shape arithmetic accept it")
             v = np.asarray(v.sizes[0] if v.scalar else v.sizes, np.int64)
         return self._as_tensor(v)

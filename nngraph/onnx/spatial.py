@@ -19,7 +19,8 @@ def ints(ctx, name: str, n: int, default: int) -> tuple:
 def spatial_rank(ctx, x, supported=(1, 2)) -> int:
     r = x.ndim - 2
     if r not in supported:
-        raise ctx.error(f"{r}-d windows are not supported (input {x.type}); nngraph has 1-d and 2-d")
+        have = " and ".join(f"{k}-d" for k in supported)
+        raise ctx.error(f"{r}-d windows are not supported (input {x.type}); nngraph has {have}")
     for s in x.shape[2:]:
         if isinstance(s, Dim):
             raise ctx.error(f"spatial sizes must be static, input has {x.type}")
@@ -85,5 +86,5 @@ def weight_kernel(ctx, w) -> tuple:
 
 
 def add_channel_bias(ctx, y, index: int = 2):
-    """y [N, C, H, W] plus the optional per-channel bias input `index`."""
-    return ew.add(y, mv.reshape(ctx.t(index), (1, -1, 1, 1))) if ctx.has(index) else y
+    """y [N, C, spatial...] plus the optional per-channel bias input `index`."""
+    return ew.add(y, mv.reshape(ctx.t(index), (1, -1) + (1,) * (y.ndim - 2))) if ctx.has(index) else y

@@ -26,6 +26,17 @@ HEADER = ("# ONNX conformance cases nngraph does not pass, one per line: case na
           "# Each is an xfail(strict=True) in test_onnx_backend_suite.py: a case that starts to pass fails the suite.\n"
           "# Regenerate with: PYTHONPATH=. python tests/onnx/conformance.py --write\n")
 
+# Failures whose last error line does not say why: the reason written instead.
+REASONS = {
+    r"^test_training_dropout(_default)?(_mask)?$":
+        "training-mode Dropout: the expected masks are NumPy's random draws (np.random.seed), which "
+        "nngraph's counter-based generator (nngraph/ops/random.py) does not reproduce",
+    r"^test_dft_inverse(_opset19)?$":
+        "the expected output holds NumPy's float32 FFT roundoff (1.9e-7 where the exact value is 0; nngraph "
+        "gives 3e-15), above the suite's atol of 1e-7 (the input is arange(100): the exact imaginary part at "
+        "frequency 5 is 0)",
+}
+
 
 def _suite():
     import onnx.backend.test
@@ -52,7 +63,10 @@ def _run_one(item):
     why = bad[0][1].strip().splitlines()[-1].replace("nngraph.onnx.registry.OnnxError: ", "") if bad else None
     if result.skipped:
         why = "skipped: " + result.skipped[0][1]
-    return test[:-len("_cpu")], why
+    name = test[:-len("_cpu")]
+    if why is not None:
+        why = next((r for pattern, r in REASONS.items() if re.search(pattern, name)), why)
+    return name, why
 
 
 def _kinds_and_dtypes():

@@ -98,7 +98,7 @@ def test_bad_attributes_are_refused_by_name(attrs, message):
         ng.onnx.load(_model((1, 2, 4, 4), w, **attrs))
 
 
-def test_three_d_windows_are_refused():
-    w = np.ones((2, 2, 3, 3, 3), np.float32)
-    with pytest.raises(OnnxError, match="ConvTranspose.*3-d windows are not supported"):
-        ng.onnx.load(_model((1, 2, 4, 4, 4), w))
+def test_four_d_windows_are_refused():
+    w = np.ones((2, 2, 3, 3, 3, 3), np.float32)
+    with pytest.raises(OnnxError, match="ConvTranspose.*4-d windows are not supported"):
+        ng.onnx.load(_model((1, 2, 4, 4, 4, 4), w))

@@ -8,6 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import nngraph as ng
+from nngraph.onnx import OnnxError
 
 ELEM = {np.float32: TensorProto.FLOAT, np.float64: TensorProto.DOUBLE, np.int32: TensorProto.INT32,
         np.int64: TensorProto.INT64}
@@ -101,3 +102,28 @@ def test_dynamic_axes_and_bad_k_are_refused_by_name():
         ng.onnx.load(_model("CumProd", ("N", 4), np.float32, [np.asarray(0, np.int64)], ("N", 4), opset=26))
     with pytest.raises(ng.onnx.OnnxError, match=r"ReduceProd needs a static size along axis 0"):
         ng.onnx.load(_model("ReduceProd", ("N", 4), np.float32, [np.asarray([0], np.int64)], (1, 4)))
+
+
+def _det_model(shape, dtype=np.float64):
+    elem = TensorProto.DOUBLE if dtype == np.float64 else TensorProto.FLOAT
+    node = helper.make_node("Det", ["x"], ["y"], name="det")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", elem, list(shape))],
+                              [helper.make_tensor_value_info("y", elem, list(shape[:-2]))])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_det_matches_numpy(n):
+    x = np.random.default_rng(n).standard_normal((3, 2, n, n))
+    got = ng.onnx.load(_det_model(x.shape)).compile(target="cpu")(x)[0]
+    np.testing.assert_allclose(got, np.linalg.det(x), rtol=1e-12, atol=1e-12)
+
+
+def test_det_gradient_matches_central_differences():
+    from onnx_checks import fd_gradients
+    fd_gradients(_det_model((2, 3, 3)), {"x": np.random.default_rng(0).standard_normal((2, 3, 3))})
+
+
+def test_a_det_too_large_to_expand_is_refused_by_name():
+    with pytest.raises(OnnxError, match=r"node 'det' \(Det, opset 22\): 5x5 determinants are not supported"):
+        ng.onnx.load(_det_model((5, 5)))

@@ -98,3 +98,20 @@ def test_gather_nd_with_a_batch_axis_matches_numpy():
     ids = np.stack([rng.integers(-3, 3, (2, 6)), rng.integers(-4, 4, (2, 6))], -1)
     want = np.stack([data[b][tuple(ids[b].T)] for b in range(2)])
     np.testing.assert_array_equal(fn(data, ids)[0], want)
+
+
+@pytest.mark.parametrize("mode,starts", [("linear", [0, 2, 1]), ("circular", [3, 0, 2])])
+def test_tensor_scatter_matches_onnx_reference(mode, starts):
+    from onnx.reference import ReferenceEvaluator
+    node = helper.make_node("TensorScatter", ["past", "update", "idx"], ["present"], mode=mode, axis=2)
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("past", TensorProto.FLOAT, [3, 2, 4, 5]),
+                      helper.make_tensor_value_info("update", TensorProto.FLOAT, [3, 2, 2, 5])],
+        [helper.make_tensor_value_info("present", TensorProto.FLOAT, [3, 2, 4, 5])],
+        [numpy_helper.from_array(np.asarray(starts, np.int64), "idx")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 24)])
+    rng = np.random.default_rng(0)
+    past = rng.standard_normal((3, 2, 4, 5)).astype(np.float32)
+    update = rng.standard_normal((3, 2, 2, 5)).astype(np.float32)
+    got = ng.onnx.load(model).compile(target="cpu")(past, update)[0]
+    np.testing.assert_array_equal(got, ReferenceEvaluator(model).run(None, {"past": past, "update": update})[0])
