@@ -72,15 +72,17 @@ class GradPlan:
 
     def _recompute_cheap(self, stored: list, variant: set) -> list:
         """Drop the residuals that cheap ops (movement, elementwise of cost 1: `1 - h*h`,
-        a transpose) compute from other residuals, xs or the step's carry: the backward
-        recomputes them instead of storing them. The carry they read is stored instead."""
+        a transpose; at most RECOMPUTE_BUDGET of costlier elementwise work: tanh(c[t]))
+        compute from other residuals, xs or the step's carry: the backward recomputes
+        them instead of storing them. The carry they read is stored instead."""
         free = {id(p) for p in self.body.xs_in}
         keep = {id(r): r for r in stored}
         for r in list(stored):
-            leaves = _cheap_leaves(r, variant)
             others = set(keep) - {id(r)}
-            if leaves is not None and all(id(v) in others or id(v) in free or v.op == "placeholder"
-                                          for v in leaves):
+            leaves = next((ls for ls in (_cheap_leaves(r, variant, b) for b in (0, RECOMPUTE_BUDGET))
+                           if ls is not None and all(id(v) in others or id(v) in free or v.op == "placeholder"
+                                                     for v in ls)), None)
+            if leaves is not None:
                 del keep[id(r)]
                 for v in leaves:
                     if id(v) in free:
@@ -90,9 +92,18 @@ class GradPlan:
         return list(keep.values())
 
 
-def _cheap_leaves(r: Tensor, variant: set) -> list | None:
+# The most a residual may cost to compute again per element in the backward step instead
+# of being stored: one transcendental (tanh(c[t]) of an LSTM from f*c[t-1] + i*g, as
+# PyTorch's LSTM does). Storing it costs a [T, ...] stack: a write in the forward and a
+# read in the backward of every element, and the stack's memory over both loops.
+RECOMPUTE_BUDGET = OPS["tanh"].cost
+
+
+def _cheap_leaves(r: Tensor, variant: set, budget: int = 0) -> list | None:
     """The per-step values r is a cheap function of (r itself excluded), or None when
-    computing r needs a costly op on per-step values."""
+    computing r needs a product or a reduction on per-step values. Ops of cost 1
+    (arithmetic, movement) are always recomputed; costlier elementwise ops while their
+    costs add up to at most `budget`, else they are leaves (stored)."""
     leaves, stack, seen = [], [r], set()
     while stack:
         n = stack.pop()
@@ -104,11 +115,13 @@ def _cheap_leaves(r: Tensor, variant: set) -> list | None:
                 leaves.append(n)
             continue
         op = OPS[n.op]
-        if op.kind not in ("elementwise", "movement") or op.cost > 1:
+        spend = op.cost if op.cost > 1 else 0
+        if op.kind not in ("elementwise", "movement") or spend > budget:
             if n is r:
                 return None
             leaves.append(n)
             continue
+        budget -= spend
         stack.extend(n.inputs)
     return leaves
 

@@ -130,6 +130,37 @@ def test_forward_runs_once_and_stores_only_what_the_backward_reads():
     assert first["pass"] == "merge_scan_twins" and first["rewrites"] == {"merge:scan_twin": 1}
 
 
+def _lstm_step(W, U, H):
+    def step(hc, xt):
+        h, c = hc
+        z = xt @ W + h @ U
+        i, f = ng.sigmoid(z[:, :H]), ng.sigmoid(z[:, H:2 * H])
+        g, o = ng.tanh(z[:, 2 * H:3 * H]), ng.sigmoid(z[:, 3 * H:])
+        c2 = f * c + i * g
+        return (o * ng.tanh(c2), c2), None
+    return step
+
+
+def test_lstm_forward_stores_gates_and_carries_and_recomputes_tanh_of_the_cell():
+    H = 5
+    x = ng.placeholder(("T", "N", 4), name="x")
+    W = ng.parameter(rand((4, 4 * H), 1, "float32"), name="W")
+    U = ng.parameter(rand((H, 4 * H), 2, "float32"), name="U")
+    zeros = ng.broadcast_to(ng.constant(np.zeros((1, H), np.float32)), (x.shape[1], H))
+    (hT, _), _ = ng.scan(_lstm_step(W, U, H), (zeros, zeros), x)
+    loss = ng.sum(hT * hT)
+    fn = compile([x], [loss] + ng.grad(loss, [W, U]))
+    forward = next(s for s in _scans(fn.opt_graph) if not s.attrs["reverse"])
+    body = forward.attrs["body"]
+    stored = body.ys_out
+    # i, f, g, o, c[t-1] (for the forget gate's gradient and c[t] = f c[t-1] + i g) and
+    # h[t-1] (for the recurrent weight's gradient after the loop); tanh(c[t]) is
+    # computed again in the backward step instead of stored
+    assert len(stored) == 6 and all(p.shape == (ng.Dim("T"), ng.Dim("N"), H) for p in forward.type.parts[2:])
+    assert sorted(y.op for y in stored) == ["placeholder", "placeholder", "sigmoid", "sigmoid", "sigmoid", "tanh"]
+    assert not any(y.op == "tanh" and y.inputs[0].op == "add" for y in stored)
+
+
 def test_grad_text_round_trips_and_the_reparsed_gradient_computes_the_same():
     x = ng.placeholder(("T", 2, 3), "float64", name="x")
     u = ng.placeholder((3, 3), "float64", name="u")
