@@ -108,6 +108,61 @@ def test_lstm_weights_and_initial_state_as_attributes():
         gru.kernel
 
 
+def _lstm_training_step(batch_first: bool):
+    """(compiled SGD step of an LSTM(H) on x [N, T, F] (or [T, N, F] with the cell in
+    ng.scan), Dense(3) and cross-entropy; the x placeholder)."""
+    rng = np.random.default_rng(5)
+    y = ng.placeholder(("N",), "int32", name="y")
+    V = ng.parameter(rng.uniform(-0.5, 0.5, (H, 3)).astype(np.float32), name="V")
+    if batch_first:
+        x = ng.placeholder(("N", "T", F), name="x")
+        lstm = ng.nn.LSTM(H, seed=3)
+        hT = lstm(x)
+        params = [lstm.kernel, lstm.recurrent_kernel, lstm.bias]
+    else:
+        x = ng.placeholder(("T", "N", F), name="x")
+        W = ng.parameter(rng.uniform(-0.5, 0.5, (F, 4 * H)).astype(np.float32), name="W")
+        U = ng.parameter(rng.uniform(-0.5, 0.5, (H, 4 * H)).astype(np.float32), name="U")
+        zeros = ng.broadcast_to(ng.constant(np.zeros((1, H), np.float32)), (x.shape[1], H))
+
+        def step(carry, x_t):
+            h, c = carry
+            z = x_t @ W + h @ U
+            i, f = ng.sigmoid(z[:, :H]), ng.sigmoid(z[:, H:2 * H])
+            g, o = ng.tanh(z[:, 2 * H:3 * H]), ng.sigmoid(z[:, 3 * H:])
+            c2 = f * c + i * g
+            return (o * ng.tanh(c2), c2), None
+        (hT, _), _ = ng.scan(step, (zeros, zeros), x)
+        params = [W, U]
+    loss = ng.cross_entropy(hT @ V, y)
+    grads = ng.grad(loss, params + [V])
+    fn = helpers.compile([x, y], loss, updates={p: p - 0.1 * g for p, g in zip(params + [V], grads)},
+                         target="reference")
+    return fn
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_lstm_training_step_memory_per_step(batch_first):
+    """What one more step costs in the work buffer (fn.stats()["peak_bytes"], exact):
+    per sequence, the input projection [4H] (its slot then holds the gates' gradient),
+    the gates i, f, g, o [4H], c[t-1] and h[t-1] [H each]; tanh(c[t]) is computed again
+    in the backward step. The layer adds its time-first copy of x [F] (read again for
+    the kernel's gradient), and nothing of the projection's width."""
+    fn = _lstm_training_step(batch_first)
+    n, peaks = 4, []
+    for steps in (3, 7):
+        shape = (n, steps, F) if batch_first else (steps, n, F)
+        fn(helpers.rand(shape, steps, "float32"), np.arange(n, dtype=np.int32) % 3)
+        peaks.append(fn.stats()["peak_bytes"])
+    per_step = (peaks[1] - peaks[0]) // 4
+    assert per_step == n * (10 * H + (F if batch_first else 0)) * 4
+    heads = [line for line in fn.dump("kernels").splitlines() if line.startswith("kernel")]
+    # one copy over time (the layer's x made time first, read transposed again by the
+    # kernel's gradient); both weight gradients one product over all steps
+    assert [h.split(" over ")[1].split()[0] for h in heads if " over [T" in h] == (["[T,N,4]"] if batch_first else [])
+    assert sum("(k=T*N)" in h for h in heads) == 2
+
+
 def test_recurrent_layers_explain_bad_inputs():
     lstm = ng.nn.LSTM(H)
     with pytest.raises(ng.ShapeError, match=r"takes \[batch, time, features\].*x2.*f32\[N,4\]"):
