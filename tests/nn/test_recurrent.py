@@ -143,7 +143,8 @@ def _lstm_training_step(batch_first: bool):
 
 @pytest.mark.parametrize("batch_first", [True, False])
 def test_lstm_training_step_memory_per_step(batch_first):
-    """What one more step costs in the work buffer (fn.stats()["peak_bytes"], exact):
+    """What one more step costs in the work buffer (fn.stats()["peak_bytes"], exact), and
+    the kernels of each step:
     per sequence, the input projection [4H] (its slot then holds the gates' gradient),
     the gates i, f, g, o [4H], c[t-1] and h[t-1] [H each]; tanh(c[t]) is computed again
     in the backward step. The layer adds its time-first copy of x [F] (read again for
@@ -161,6 +162,11 @@ def test_lstm_training_step_memory_per_step(batch_first):
     # kernel's gradient); both weight gradients one product over all steps
     assert [h.split(" over ")[1].split()[0] for h in heads if " over [T" in h] == (["[T,N,4]"] if batch_first else [])
     assert sum("(k=T*N)" in h for h in heads) == 2
+    # per step: the recurrent product and one pointwise kernel each way; the backward's
+    # writes the four gates' gradients in one pass over [N, H] (a concatenation)
+    loops = fn.stats()["loops"]
+    assert [lp["kernels_per_step"] for lp in loops] == [2, 2]
+    assert loops[1]["body"][0].startswith("k0_concatenate")
 
 
 def test_recurrent_layers_explain_bad_inputs():
