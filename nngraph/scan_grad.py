@@ -49,7 +49,8 @@ class GradPlan:
         grads = vjp(outs, self.gc_ph + self.gy_ph, self.wrt)
         self.grads = {id(w): g for w, g in zip(self.wrt, grads)}
         self.residuals = self._residuals([g for g in grads if g is not None])
-        self.forward = body.with_outputs(list(body.graph.outputs) + self.residuals)
+        self.stored, self.pieces = _joined_pieces(self.residuals)
+        self.forward = body.with_outputs(list(body.graph.outputs) + self.stored)
 
     def _residuals(self, grads: list) -> list:
         cot = {id(p) for p in self.gc_ph + self.gy_ph}
@@ -126,6 +127,51 @@ def _cheap_leaves(r: Tensor, variant: set, budget: int = 0) -> list | None:
     return leaves
 
 
+def _piece_of(r: Tensor):
+    """(z, start, stop) when r is an elementwise function of one operand of z[..., start:stop]
+    (a gate's activation of its block of the step's product), else None."""
+    if OPS[r.op].kind != "elementwise" or len(r.inputs) != 1 or r.inputs[0].op != "slice":
+        return None
+    sl = r.inputs[0]
+    z = sl.inputs[0]
+    *lead, (start, stop, step) = sl.attrs["slices"]
+    if step != 1 or any(tuple(x) != (0, s, 1) for x, s in zip(lead, z.shape)) or r.dtype != z.dtype:
+        return None
+    return z, start, stop
+
+
+def _joined_pieces(residuals: list) -> tuple:
+    """(the values the forward stores, {id(residual): (stored index, start, stop)}).
+    Residuals that are functions of side-by-side blocks covering the last axis of one
+    value z (an LSTM's i, f, g, o of z = x W + h U + b) are stored as their one
+    concatenation, z's shape: one stack the backward reads in one pass, which the
+    memory plan can lay over the stack of z's input projection and the backward's
+    gate gradient over it (passes/memory_inplace.py)."""
+    by_z: dict = {}
+    for r in residuals:
+        p = _piece_of(r)
+        if p is not None:
+            by_z.setdefault(id(p[0]), (p[0], []))[1].append((p[1], p[2], r))
+    joined = {}
+    for z, pieces in by_z.values():
+        pieces.sort(key=lambda p: p[0])
+        ends = [0] + [p[1] for p in pieces]
+        if len(pieces) > 1 and [p[0] for p in pieces] == ends[:-1] and ends[-1] == z.shape[-1]:
+            joined[id(z)] = (make("concatenate", [p[2] for p in pieces], where=z.where, axis=z.ndim - 1), pieces)
+    stored, where, pieces_of = [], {}, {}
+    for r in residuals:
+        p = _piece_of(r)
+        if p is not None and id(p[0]) in joined:
+            cat, pieces = joined[id(p[0])]
+            if id(cat) not in where:
+                where[id(cat)] = len(stored)
+                stored.append(cat)
+            pieces_of[id(r)] = (where[id(cat)], p[1], p[2])
+        else:
+            stored.append(r)
+    return stored, pieces_of
+
+
 def _ph(t: TensorType, name: str) -> Tensor:
     return make("placeholder", (), name=name, where="<scan gradient>", shape=t.shape, dtype=t.dtype)
 
@@ -160,10 +206,11 @@ def _backward(n, g, needs, plan: GradPlan, k: int, nx: int) -> tuple:
     xs_used = [j for j, p in enumerate(body.xs_in) if id(p) in plan.xs_read]
     outer_xs = [g[k + j] for j in plan.fy] + stored + [n.inputs[k + j] for j in xs_used]
     carry_ph = [_ph(t.type, t.name or "g") for t in plan.gc_ph] + [_ph(closure[j].type, f"g_k{j}") for j in acc]
-    x_ph = ([_ph(p.type, p.name) for p in plan.gy_ph] + [_ph(r.type, f"r{i}") for i, r in enumerate(plan.residuals)]
+    x_ph = ([_ph(p.type, p.name) for p in plan.gy_ph] + [_ph(r.type, f"r{i}") for i, r in enumerate(plan.stored)]
             + [_ph(body.xs_in[j].type, f"x{j}") for j in xs_used])
-    mapping = dict(zip(map(id, plan.gc_ph + plan.gy_ph + plan.residuals), carry_ph[:len(plan.fc)] + x_ph))
-    mapping.update({id(body.xs_in[j]): x_ph[len(plan.fy) + len(plan.residuals) + m] for m, j in enumerate(xs_used)})
+    mapping = dict(zip(map(id, plan.gc_ph + plan.gy_ph), carry_ph[:len(plan.fc)] + x_ph))
+    mapping.update(_residual_values(plan, x_ph[len(plan.fy):len(plan.fy) + len(plan.stored)]))
+    mapping.update({id(body.xs_in[j]): x_ph[len(plan.fy) + len(plan.stored) + m] for m, j in enumerate(xs_used)})
     mapping.update({id(p): c for p, c in zip(body.closure_in, closure)})
     clone = _Cloner(mapping)
     new_gc = [clone.grad(plan, body.carry_in[i]) for i in plan.fc]
@@ -180,6 +227,21 @@ def _backward(n, g, needs, plan: GradPlan, k: int, nx: int) -> tuple:
     for m, j in enumerate(xs_needed):
         out[k + j] = bwd[len(plan.fc) + len(acc) + m]
     return tuple(out)
+
+
+def _residual_values(plan: GradPlan, stored_ph: list) -> dict:
+    """id(residual) -> the backward step's value of it: its stored placeholder, or the
+    slice of the stored concatenation it is a piece of."""
+    out = {}
+    for i, r in enumerate(plan.stored):
+        out[id(r)] = stored_ph[i]
+    for r in plan.residuals:
+        if id(r) in plan.pieces:
+            i, start, stop = plan.pieces[id(r)]
+            ph = stored_ph[i]
+            full = tuple((0, s, 1) for s in ph.shape[:-1])
+            out[id(r)] = make("slice", (ph,), where=r.where, slices=full + ((start, stop, 1),))
+    return out
 
 
 def _given(g, t: TensorType) -> Tensor:
