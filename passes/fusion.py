@@ -71,7 +71,7 @@ def decide(graph, opt_level: int = 2) -> FusionPlan:
 
     # contraction operands first: they may add synthetic cast nodes to the order
     extra = {}
-    transposes = {(id(n.inputs[0]), tuple(n.attrs["perm"])): n for n in order if n.op == "transpose"}
+    transposes = {}      # (id(x), perm) -> transpose(x, perm) materialised for a product before this one
     for n in order:
         if n.op == "matmul":
             ops = []
@@ -84,6 +84,7 @@ def decide(graph, opt_level: int = 2) -> FusionPlan:
                     force(base, "matmul operand" + (" (read transposed)" if trans else ""))
                 ops.append((base, trans))
             plan.operands[id(n)] = tuple(ops)
+            transposes.update({(id(b.inputs[0]), tuple(b.attrs["perm"])): b for b, _ in ops if b.op == "transpose"})
     if extra:
         new = []
         for n in order:
@@ -112,10 +113,12 @@ def decide(graph, opt_level: int = 2) -> FusionPlan:
 
 def _operand(o: Tensor, dtype: str, opt_level: int, transposes: dict | None = None):
     """(buffer node, transposed, synthetic cast node or None) for a matmul operand.
-    `transposes` maps (id(x), perm) to the graph's transpose(x, perm) nodes: an operand
-    transpose(x, p) is read transposed from another transpose(x, q) of the graph when p
-    is q with the last two axes swapped and q keeps their order in x (the weight gradient Xᵀ·dZ summed over a
-    time-first copy X = transpose(x) of a batch-first input: that copy, not a second one)."""
+    `transposes` maps (id(x), perm) to the transpose(x, perm) nodes that are operands of
+    the products before this one: an operand transpose(x, p) is read transposed from
+    such an operand transpose(x, q), materialised anyway (and earlier), when p is q with
+    the last two axes swapped and q keeps their order in x (the weight gradient Xᵀ·dZ
+    summed over a time-first copy X = transpose(x) of a batch-first input: that copy, not
+    a second one)."""
     if o.dtype != dtype:
         c = make("cast", (o,), dtype=dtype)
         return c, False, c
