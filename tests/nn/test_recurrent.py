@@ -8,6 +8,7 @@ import pytest
 import nngraph as ng
 
 import helpers
+from scan_models import lstm_cell
 
 N, T, F, H = 3, 5, 4, 6
 TORCH = {"SimpleRNN": "RNN", "LSTM": "LSTM", "GRU": "GRU"}
@@ -109,8 +110,8 @@ def test_lstm_weights_and_initial_state_as_attributes():
 
 
 def _lstm_training_step(batch_first: bool):
-    """(compiled SGD step of an LSTM(H) on x [N, T, F] (or [T, N, F] with the cell in
-    ng.scan), Dense(3) and cross-entropy; the x placeholder)."""
+    """The compiled SGD step of an LSTM(H) on x [N, T, F] (or [T, N, F] with the cell in
+    ng.scan), then Dense(3) and cross-entropy."""
     rng = np.random.default_rng(5)
     y = ng.placeholder(("N",), "int32", name="y")
     V = ng.parameter(rng.uniform(-0.5, 0.5, (H, 3)).astype(np.float32), name="V")
@@ -121,19 +122,11 @@ def _lstm_training_step(batch_first: bool):
         params = [lstm.kernel, lstm.recurrent_kernel, lstm.bias]
     else:
         x = ng.placeholder(("T", "N", F), name="x")
-        W = ng.parameter(rng.uniform(-0.5, 0.5, (F, 4 * H)).astype(np.float32), name="W")
-        U = ng.parameter(rng.uniform(-0.5, 0.5, (H, 4 * H)).astype(np.float32), name="U")
+        p = {k: ng.parameter(rng.uniform(-0.5, 0.5, shape).astype(np.float32), name=k)
+             for k, shape in (("Wx", (F, 4 * H)), ("Wh", (H, 4 * H)), ("b", (4 * H,)))}
         zeros = ng.broadcast_to(ng.constant(np.zeros((1, H), np.float32)), (x.shape[1], H))
-
-        def step(carry, x_t):
-            h, c = carry
-            z = x_t @ W + h @ U
-            i, f = ng.sigmoid(z[:, :H]), ng.sigmoid(z[:, H:2 * H])
-            g, o = ng.tanh(z[:, 2 * H:3 * H]), ng.sigmoid(z[:, 3 * H:])
-            c2 = f * c + i * g
-            return (o * ng.tanh(c2), c2), None
-        (hT, _), _ = ng.scan(step, (zeros, zeros), x)
-        params = [W, U]
+        (hT, _), _ = ng.scan(lambda carry, x_t: (lstm_cell(carry, x_t, p)[0], None), (zeros, zeros), x)
+        params = list(p.values())
     loss = ng.cross_entropy(hT @ V, y)
     grads = ng.grad(loss, params + [V])
     fn = helpers.compile([x, y], loss, updates={p: p - 0.1 * g for p, g in zip(params + [V], grads)},

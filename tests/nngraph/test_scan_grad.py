@@ -6,6 +6,7 @@ import pytest
 
 import nngraph as ng
 from helpers import assert_roundtrip, check_grad, compile, rand
+from scan_models import lstm_cell
 
 
 def _rnn(x, h0, W, U, b, reverse=False):
@@ -133,26 +134,15 @@ def test_forward_runs_once_and_stores_only_what_the_backward_reads():
     assert first["pass"] == "merge_scan_twins" and first["rewrites"] == {"merge:scan_twin": 1}
 
 
-def _lstm_step(W, U, H):
-    def step(hc, xt):
-        h, c = hc
-        z = xt @ W + h @ U
-        i, f = ng.sigmoid(z[:, :H]), ng.sigmoid(z[:, H:2 * H])
-        g, o = ng.tanh(z[:, 2 * H:3 * H]), ng.sigmoid(z[:, 3 * H:])
-        c2 = f * c + i * g
-        return (o * ng.tanh(c2), c2), None
-    return step
-
-
 def test_lstm_forward_stores_gates_in_one_stack_and_carries_and_recomputes_tanh_of_the_cell():
     H = 5
     x = ng.placeholder(("T", "N", 4), name="x")
-    W = ng.parameter(rand((4, 4 * H), 1, "float32"), name="W")
-    U = ng.parameter(rand((H, 4 * H), 2, "float32"), name="U")
+    p = {k: ng.parameter(rand(shape, seed, "float32"), name=k)
+         for seed, (k, shape) in enumerate((("Wx", (4, 4 * H)), ("Wh", (H, 4 * H)), ("b", (4 * H,))))}
     zeros = ng.broadcast_to(ng.constant(np.zeros((1, H), np.float32)), (x.shape[1], H))
-    (hT, _), _ = ng.scan(_lstm_step(W, U, H), (zeros, zeros), x)
+    (hT, _), _ = ng.scan(lambda carry, x_t: (lstm_cell(carry, x_t, p)[0], None), (zeros, zeros), x)
     loss = ng.sum(hT * hT)
-    fn = compile([x], [loss] + ng.grad(loss, [W, U]))
+    fn = compile([x], [loss] + ng.grad(loss, list(p.values())))
     forward = next(s for s in _scans(fn.opt_graph) if not s.attrs["reverse"])
     body = forward.attrs["body"]
     stored = sorted(body.ys_out, key=lambda y: y.op)
