@@ -39,8 +39,10 @@ def in_place_pairs(program, live: dict, spans: dict) -> set:
     for loop in all_loops(program.schedule):
         start, end = spans[id(loop)]
         written = set().union(*[k.writes() for k in loop.body]) if loop.body else set()
-        ins = [s for s in loop.slices if s.step not in written]
-        outs = [s for s in loop.slices if s.step in written]
+        stacked = [s.stacked for s in loop.slices]
+        once = [s for s in loop.slices if stacked.count(s.stacked) == 1]   # one step view of each
+        ins = [s for s in once if s.step not in written]
+        outs = [s for s in once if s.step in written]
         for sx in ins:
             for sy in outs:
                 x, y = sx.stacked, sy.stacked
