@@ -4,8 +4,9 @@
 of xs; what it returns is the body graph (nngraph/scan_body.py). Everything the step
 reads that does not depend on those placeholders is loop-invariant: parameters,
 outer placeholders and outer values (also expressions of them written inside `step`,
-such as `W.T`) become closed-over inputs of the scan node, computed once outside the
-loop; constants stay inside. The node is type-checked as it is built
+such as `W + 1`) become closed-over inputs of the scan node, computed once outside
+the loop; constants stay inside, and so does a transpose that only products read
+(`h @ W.T` reads W transposed; a copy outside would cost a pass over W per call). The node is type-checked as it is built
 (nngraph/ops/scan.py): a step that changes a carry's type, or xs of different
 lengths, raise ShapeError naming the user's line.
 """
@@ -73,11 +74,19 @@ def _close_over(params: list, outs: list, where: str) -> tuple:
             variant.add(id(n))
     mapping: dict[int, Tensor] = {id(p): p for p in params}
     closure, closure_ph = [], []
+    read_by = {}
+    for n in order:
+        if id(n) in variant:
+            for i in n.inputs:
+                read_by.setdefault(id(i), set()).add(n.op)
 
     def get(i: Tensor) -> Tensor:
         if id(i) not in mapping:   # loop-invariant: a constant stays, anything else comes in
             if i.op == "constant":
                 mapping[id(i)] = i
+            elif _free_in_products(i, read_by.get(id(i), set())):
+                mapping[id(i)] = make("transpose", [get(i.inputs[0])], name=i.name, where=i.where,
+                                      canonical=False, **i.attrs)
             else:
                 closure.append(i)
                 ph = _placeholder(i.type, i.name if i.op in ("parameter", "placeholder") and i.name
@@ -92,6 +101,16 @@ def _close_over(params: list, outs: list, where: str) -> tuple:
                                   canonical=False, **n.attrs)
     body_outs = [get(o) for o in outs]
     return Graph(list(params) + closure_ph, body_outs, [], "step"), closure
+
+
+def _free_in_products(n: Tensor, readers: set) -> bool:
+    """Is n a transpose of the last two axes that only products read? Those read their
+    operand transposed at no cost, so it stays in the step rather than being made once
+    outside as a copy (the backward step's dz @ Uᵀ: no transposed copy of U per call)."""
+    if n.op != "transpose" or readers != {"matmul"}:
+        return False
+    perm, nd = tuple(n.attrs["perm"]), n.ndim
+    return nd >= 2 and perm[:-2] == tuple(range(nd - 2)) and perm[-2:] == (nd - 1, nd - 2)
 
 
 def _placeholder(t: TensorType, name: str, where: str) -> Tensor:

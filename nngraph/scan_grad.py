@@ -49,7 +49,8 @@ class GradPlan:
         grads = vjp(outs, self.gc_ph + self.gy_ph, self.wrt)
         self.grads = {id(w): g for w, g in zip(self.wrt, grads)}
         self.residuals = self._residuals([g for g in grads if g is not None])
-        self.forward = body.with_outputs(list(body.graph.outputs) + self.residuals)
+        self.stored, self.pieces = _joined_pieces(self.residuals)
+        self.forward = body.with_outputs(list(body.graph.outputs) + self.stored)
 
     def _residuals(self, grads: list) -> list:
         cot = {id(p) for p in self.gc_ph + self.gy_ph}
@@ -72,15 +73,17 @@ class GradPlan:
 
     def _recompute_cheap(self, stored: list, variant: set) -> list:
         """Drop the residuals that cheap ops (movement, elementwise of cost 1: `1 - h*h`,
-        a transpose) compute from other residuals, xs or the step's carry: the backward
-        recomputes them instead of storing them. The carry they read is stored instead."""
+        a transpose; at most RECOMPUTE_BUDGET of costlier elementwise work: tanh(c[t]))
+        compute from other residuals, xs or the step's carry: the backward recomputes
+        them instead of storing them. The carry they read is stored instead."""
         free = {id(p) for p in self.body.xs_in}
         keep = {id(r): r for r in stored}
         for r in list(stored):
-            leaves = _cheap_leaves(r, variant)
             others = set(keep) - {id(r)}
-            if leaves is not None and all(id(v) in others or id(v) in free or v.op == "placeholder"
-                                          for v in leaves):
+            leaves = next((ls for ls in (_cheap_leaves(r, variant, b) for b in (0, RECOMPUTE_BUDGET))
+                           if ls is not None and all(id(v) in others or id(v) in free or v.op == "placeholder"
+                                                     for v in ls)), None)
+            if leaves is not None:
                 del keep[id(r)]
                 for v in leaves:
                     if id(v) in free:
@@ -90,9 +93,18 @@ class GradPlan:
         return list(keep.values())
 
 
-def _cheap_leaves(r: Tensor, variant: set) -> list | None:
+# The most a residual may cost to compute again per element in the backward step instead
+# of being stored: one transcendental (tanh(c[t]) of an LSTM from f*c[t-1] + i*g, as
+# PyTorch's LSTM does). Storing it costs a [T, ...] stack: a write in the forward and a
+# read in the backward of every element, and the stack's memory over both loops.
+RECOMPUTE_BUDGET = OPS["tanh"].cost
+
+
+def _cheap_leaves(r: Tensor, variant: set, budget: int = 0) -> list | None:
     """The per-step values r is a cheap function of (r itself excluded), or None when
-    computing r needs a costly op on per-step values."""
+    computing r needs a product or a reduction on per-step values. Ops of cost 1
+    (arithmetic, movement) are always recomputed; costlier elementwise ops while their
+    costs add up to at most `budget`, else they are leaves (stored)."""
     leaves, stack, seen = [], [r], set()
     while stack:
         n = stack.pop()
@@ -104,13 +116,60 @@ def _cheap_leaves(r: Tensor, variant: set) -> list | None:
                 leaves.append(n)
             continue
         op = OPS[n.op]
-        if op.kind not in ("elementwise", "movement") or op.cost > 1:
+        spend = op.cost if op.cost > 1 else 0
+        if op.kind not in ("elementwise", "movement") or spend > budget:
             if n is r:
                 return None
             leaves.append(n)
             continue
+        budget -= spend
         stack.extend(n.inputs)
     return leaves
+
+
+def _piece_of(r: Tensor):
+    """(z, start, stop) when r is an elementwise function of one operand of z[..., start:stop]
+    (a gate's activation of its block of the step's product), else None."""
+    if OPS[r.op].kind != "elementwise" or len(r.inputs) != 1 or r.inputs[0].op != "slice":
+        return None
+    sl = r.inputs[0]
+    z = sl.inputs[0]
+    *lead, (start, stop, step) = sl.attrs["slices"]
+    if step != 1 or any(tuple(x) != (0, s, 1) for x, s in zip(lead, z.shape)) or r.dtype != z.dtype:
+        return None
+    return z, start, stop
+
+
+def _joined_pieces(residuals: list) -> tuple:
+    """(the values the forward stores, {id(residual): (stored index, start, stop)}).
+    Residuals that are functions of side-by-side blocks covering the last axis of one
+    value z (an LSTM's i, f, g, o of z = x W + h U + b) are stored as their one
+    concatenation, z's shape: one stack the backward reads in one pass, which the
+    memory plan can lay over the stack of z's input projection and the backward's
+    gate gradient over it (passes/memory_inplace.py)."""
+    by_z: dict = {}
+    for r in residuals:
+        p = _piece_of(r)
+        if p is not None:
+            by_z.setdefault(id(p[0]), (p[0], []))[1].append((p[1], p[2], r))
+    joined = {}
+    for z, pieces in by_z.values():
+        pieces.sort(key=lambda p: p[0])
+        ends = [0] + [p[1] for p in pieces]
+        if len(pieces) > 1 and [p[0] for p in pieces] == ends[:-1] and ends[-1] == z.shape[-1]:
+            joined[id(z)] = (make("concatenate", [p[2] for p in pieces], where=z.where, axis=z.ndim - 1), pieces)
+    stored, where, pieces_of = [], {}, {}
+    for r in residuals:
+        p = _piece_of(r)
+        if p is not None and id(p[0]) in joined:
+            cat, pieces = joined[id(p[0])]
+            if id(cat) not in where:
+                where[id(cat)] = len(stored)
+                stored.append(cat)
+            pieces_of[id(r)] = (where[id(cat)], p[1], p[2])
+        else:
+            stored.append(r)
+    return stored, pieces_of
 
 
 def _ph(t: TensorType, name: str) -> Tensor:
@@ -147,10 +206,11 @@ def _backward(n, g, needs, plan: GradPlan, k: int, nx: int) -> tuple:
     xs_used = [j for j, p in enumerate(body.xs_in) if id(p) in plan.xs_read]
     outer_xs = [g[k + j] for j in plan.fy] + stored + [n.inputs[k + j] for j in xs_used]
     carry_ph = [_ph(t.type, t.name or "g") for t in plan.gc_ph] + [_ph(closure[j].type, f"g_k{j}") for j in acc]
-    x_ph = ([_ph(p.type, p.name) for p in plan.gy_ph] + [_ph(r.type, f"r{i}") for i, r in enumerate(plan.residuals)]
+    x_ph = ([_ph(p.type, p.name) for p in plan.gy_ph] + [_ph(r.type, f"r{i}") for i, r in enumerate(plan.stored)]
             + [_ph(body.xs_in[j].type, f"x{j}") for j in xs_used])
-    mapping = dict(zip(map(id, plan.gc_ph + plan.gy_ph + plan.residuals), carry_ph[:len(plan.fc)] + x_ph))
-    mapping.update({id(body.xs_in[j]): x_ph[len(plan.fy) + len(plan.residuals) + m] for m, j in enumerate(xs_used)})
+    mapping = dict(zip(map(id, plan.gc_ph + plan.gy_ph), carry_ph[:len(plan.fc)] + x_ph))
+    mapping.update(_residual_values(plan, x_ph[len(plan.fy):len(plan.fy) + len(plan.stored)]))
+    mapping.update({id(body.xs_in[j]): x_ph[len(plan.fy) + len(plan.stored) + m] for m, j in enumerate(xs_used)})
     mapping.update({id(p): c for p, c in zip(body.closure_in, closure)})
     clone = _Cloner(mapping)
     new_gc = [clone.grad(plan, body.carry_in[i]) for i in plan.fc]
@@ -167,6 +227,21 @@ def _backward(n, g, needs, plan: GradPlan, k: int, nx: int) -> tuple:
     for m, j in enumerate(xs_needed):
         out[k + j] = bwd[len(plan.fc) + len(acc) + m]
     return tuple(out)
+
+
+def _residual_values(plan: GradPlan, stored_ph: list) -> dict:
+    """id(residual) -> the backward step's value of it: its stored placeholder, or the
+    slice of the stored concatenation it is a piece of."""
+    out = {}
+    for i, r in enumerate(plan.stored):
+        out[id(r)] = stored_ph[i]
+    for r in plan.residuals:
+        if id(r) in plan.pieces:
+            i, start, stop = plan.pieces[id(r)]
+            ph = stored_ph[i]
+            full = tuple((0, s, 1) for s in ph.shape[:-1])
+            out[id(r)] = make("slice", (ph,), where=r.where, slices=full + ((start, stop, 1),))
+    return out
 
 
 def _given(g, t: TensorType) -> Tensor:

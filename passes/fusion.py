@@ -71,11 +71,12 @@ def decide(graph, opt_level: int = 2) -> FusionPlan:
 
     # contraction operands first: they may add synthetic cast nodes to the order
     extra = {}
+    transposes = {}      # (id(x), perm) -> transpose(x, perm) materialised for a product before this one
     for n in order:
         if n.op == "matmul":
             ops = []
             for o in n.inputs:
-                base, trans, cast_node = _operand(o, n.dtype, opt_level)
+                base, trans, cast_node = _operand(o, n.dtype, opt_level, transposes)
                 if cast_node is not None:
                     extra.setdefault(id(n), []).append(cast_node)
                     force(cast_node, "matmul operand cast to the product's dtype")
@@ -83,6 +84,7 @@ def decide(graph, opt_level: int = 2) -> FusionPlan:
                     force(base, "matmul operand" + (" (read transposed)" if trans else ""))
                 ops.append((base, trans))
             plan.operands[id(n)] = tuple(ops)
+            transposes.update({(id(b.inputs[0]), tuple(b.attrs["perm"])): b for b, _ in ops if b.op == "transpose"})
     if extra:
         new = []
         for n in order:
@@ -109,8 +111,14 @@ def decide(graph, opt_level: int = 2) -> FusionPlan:
     return plan
 
 
-def _operand(o: Tensor, dtype: str, opt_level: int):
-    """(buffer node, transposed, synthetic cast node or None) for a matmul operand."""
+def _operand(o: Tensor, dtype: str, opt_level: int, transposes: dict | None = None):
+    """(buffer node, transposed, synthetic cast node or None) for a matmul operand.
+    `transposes` maps (id(x), perm) to the transpose(x, perm) nodes that are operands of
+    the products before this one: an operand transpose(x, p) is read transposed from
+    such an operand transpose(x, q), materialised anyway (and earlier), when p is q with
+    the last two axes swapped and q keeps their order in x (the weight gradient Xᵀ·dZ
+    summed over a time-first copy X = transpose(x) of a batch-first input: that copy, not
+    a second one)."""
     if o.dtype != dtype:
         c = make("cast", (o,), dtype=dtype)
         return c, False, c
@@ -118,10 +126,13 @@ def _operand(o: Tensor, dtype: str, opt_level: int):
         if o.op == "broadcast_to" and o.inputs[0].ndim >= 2 and tuple(o.inputs[0].shape[-2:]) == tuple(o.shape[-2:]):
             o = o.inputs[0]
         if o.op == "transpose":
-            perm = o.attrs["perm"]
+            perm = tuple(o.attrs["perm"])
             nd = len(perm)
-            if nd >= 2 and tuple(perm[:-2]) == tuple(range(nd - 2)) and tuple(perm[-2:]) == (nd - 1, nd - 2):
+            if nd >= 2 and perm[:-2] == tuple(range(nd - 2)) and perm[-2:] == (nd - 1, nd - 2):
                 return o.inputs[0], True, None
+            other = (transposes or {}).get((id(o.inputs[0]), perm[:-2] + (perm[-1], perm[-2])))
+            if other is not None and perm[-2] > perm[-1]:     # of the two, the copy that keeps x's order
+                return other, True, None
     return o, False, None
 
 

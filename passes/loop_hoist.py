@@ -65,6 +65,8 @@ def _carry_free(body) -> dict:
             kind[id(n)] = "c"
         elif _batchable(n) and all(id(i) in kind for i in n.inputs):
             kind[id(n)] = "x" if any(kind[id(i)] == "x" for i in n.inputs) else "c"
+        elif n.op == "transpose" and kind.get(id(n.inputs[0])) == "c":
+            kind[id(n)] = "c"        # Wᵀ kept in the step for its product (nngraph/scan_build.py)
     return kind
 
 

@@ -113,7 +113,9 @@ class _Sink:
             if leaf == "b" and not any(n is b for b in self.bounds):
                 self.bounds.append(n)
             return True
-        ok = _batchable(n) and all([self._sinkable(i) for i in n.inputs])
+        ok = (_batchable(n) or n.op == "transpose") and all([self._sinkable(i) for i in n.inputs])
+        if ok and n.op == "transpose" and self.kind[id(n.inputs[0])] != "c":
+            ok = False               # only a transpose that is the same every step (Wᵀ) moves as it is
         self.kind[id(n)] = ("x" if any(self.kind[id(i)] == "x" for i in n.inputs) else "c") if ok else None
         return ok
 

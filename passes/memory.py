@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from nngraph.types import concrete_shape, np_dtype, size_product
 
-from .loop import ScanLoop
+from .loop import ScanLoop, all_loops
+from .memory_inplace import in_place_pairs
 
 
 def positions(schedule) -> list:
@@ -66,6 +67,16 @@ def lifetimes(program) -> dict:
     return live
 
 
+def loop_spans(schedule) -> dict:
+    """id(ScanLoop) -> (its first, its last position) (`positions`)."""
+    spans = {}
+    for k, pos, _ in positions(schedule):
+        if isinstance(k, ScanLoop):
+            first, _ = spans.get(id(k), (pos, pos))
+            spans[id(k)] = (first, pos)
+    return spans
+
+
 def _bytes_sig(buf):
     coef, syms = size_product(buf.shape)
     return coef * np_dtype(buf.dtype).itemsize, tuple(sorted(syms.items()))
@@ -85,24 +96,43 @@ def plan_memory(program) -> dict:
     size, then the smallest such slot; a new slot when none is free. Placing by first
     use instead let small late temps take the big slot a large one could reuse (LSTM(256)
     step: the [T, N, 1024] input projection's slot was held by a 1 MiB transpose when
-    the [T, N, 1024] gate gradient began, so each got its own: 6.5 MiB more)."""
+    the [T, N, 1024] gate gradient began, so each got its own: 6.5 MiB more).
+    Buffers whose lifetimes overlap share a slot only when passes/memory_inplace.py
+    says one is written over the other step by step."""
     live = lifetimes(program)
+    shared = in_place_pairs(program, live, loop_spans(program.schedule))
     slots: list = []     # [member lifetimes, size signatures, size key of the first (largest) member]
     plan = {}
     sigs = {b: _bytes_sig(program.buffers[b]) for b in live}
     for b in sorted(live, key=lambda b: (tuple(-x for x in _size_key(sigs[b])), live[b][0], b)):
         first, last = live[b]
-        free = [s for s in range(len(slots)) if all(l < first or f > last for f, l in slots[s][0])]
+        free = [s for s in range(len(slots))
+                if all(l < first or f > last or frozenset((b, m)) in shared for f, l, m in slots[s][0])]
         exact = [s for s in free if sigs[b] in slots[s][1]]
         if exact or free:
             s = (exact or sorted(free, key=lambda s: (slots[s][2], -s)))[0]
         else:
             s = len(slots)
             slots.append([[], set(), _size_key(sigs[b])])
-        slots[s][0].append((first, last))
+        slots[s][0].append((first, last, b))
         slots[s][1].add(sigs[b])
         plan[b] = s
     return plan
+
+
+def note_in_place(program) -> None:
+    """Name, in each loop's notes (fn.dump("kernels"), fn.stats()["loops"]), the per-step
+    results the plan writes over a per-step input (passes/memory_inplace.py)."""
+    shared = in_place_pairs(program, lifetimes(program), loop_spans(program.schedule))
+    name = lambda b: "@" + program.buffers[b].name     # noqa: E731
+    for loop in all_loops(program.schedule):
+        written = set().union(*[k.writes() for k in loop.body]) if loop.body else set()
+        outs = [s.stacked for s in loop.slices if s.step in written]
+        ins = [s.stacked for s in loop.slices if s.step not in written]
+        over = [f"{name(y)} over {name(x)}" for y in outs for x in ins
+                if frozenset((x, y)) in shared and program.plan.get(x, -1) == program.plan.get(y, -2)]
+        if over:
+            loop.notes["in place"] = over
 
 
 def nbytes(buf, env: dict) -> int:

@@ -17,8 +17,8 @@ Weights are laid out so that PyTorch's load directly (``kernel`` is
 PyTorch keeps two biases for SimpleRNN and LSTM; their sum is ``bias``.
 
 The input projection ``x W + b`` does not depend on the state, so it is computed
-for all steps at once before the loop (one [N*T, F] x [F, kH] product); the loop
-body holds only the recurrent product and the gates.
+for all steps at once before the loop (one [T*N, F] x [F, kH] product on x made
+time first); the loop body holds only the recurrent product and the gates.
 
 The initial state is zeros unless given: ``layer(x, initial_state=h0)`` (a tensor
 [N, H]; for LSTM a pair (h0, c0)), or ``layer.initial_state = ...`` before the
@@ -126,8 +126,10 @@ class _Recurrent(Layer):
     def forward_with(self, x, init: tuple) -> Tensor:
         """The loop: the input projection of every step at once, then scan over time."""
         p = self.params
-        projected = ct.matmul(x, p["kernel"]) + p["bias"]             # [N, T, kH]
-        steps = mv.transpose(projected, (1, 0, 2))                      # [T, N, kH]
+        # time first before the projection: the transposed copy is of x [T, N, F], not
+        # of the k times wider projection, and the projection [T, N, kH] is the loop's
+        # per-step input as it is, each step one contiguous [N, kH] slice
+        steps = ct.matmul(mv.transpose(x, (1, 0, 2)), p["kernel"]) + p["bias"]   # [T, N, kH]
         carry = init if len(init) > 1 else init[0]
         final, ys = scan(self.step, carry, steps)
         if self.return_sequences:

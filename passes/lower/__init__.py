@@ -8,6 +8,7 @@
 | `emitter.py` | `Emitter`: a node's scalar value at an index (load, result, acc, or its value rule) |
 | `elementwise.py` | elementwise ops' scalar instructions; materialised values as map stages |
 | `movement.py` | reshape, transpose, broadcast_to, slice, pad, concatenate as index maps |
+| `concatenate.py` | a materialised concatenation of equal pieces: one pass over a piece's shape, a store per piece |
 | `reduce.py` | sum, max, min, argmax as reduce stages |
 | `matmul.py` | matmul as a MatmulKernel with an epilogue |
 | `conv.py` | conv2d and its gradients: im2col / col2im around MatmulKernels |
@@ -21,7 +22,7 @@
 Importing this package registers every family's rules. A new op family is a new
 module here that registers its rules and is imported below.
 """
-from . import collective, conv, elementwise, gather, matmul, movement, pool, reduce, scan  # noqa: F401  (they register their rules)
+from . import collective, concatenate, conv, elementwise, gather, matmul, movement, pool, reduce, scan  # noqa: F401  (they register their rules)
 from .body import Body, LoweringError, NotFusable
 from .context import KernelBuilder, LoweringContext, StageBuilder
 from .emitter import Emitter

@@ -11,7 +11,7 @@ from .. import fusion, kernel_map
 from ..collective import AllReduceKernel, collective_stats
 from ..kernel_dag import kernel_dag
 from ..loop import ScanLoop, loop_stats
-from ..memory import plan_memory
+from ..memory import note_in_place, plan_memory
 from ..one_hot_gather import gather_one_hot_sums
 from ..program import LoopKernel, MatmulKernel, Program, Stage
 from ..sibling_fusion import fuse_siblings
@@ -86,6 +86,7 @@ def assemble(ctx) -> Program:
                    list(ctx.updates))
     t0 = time.perf_counter()
     prog.plan = plan_memory(prog)
+    note_in_place(prog)
     plan_seconds = time.perf_counter() - t0
     prog.nodes = kernel_map.build(ctx.plan, ctx.store_bufs, schedule, ctx.root, ctx.body_maps)
     prog.stats = _stats(ctx, schedule)

@@ -92,7 +92,53 @@ def implicit_broadcast(n):
     return node(n.op, ins, n, **n.attrs) if changed else None
 
 
+def _padded_piece(n, like):
+    """(axis, start, x) when n is x zero-padded along one static axis to like's type; else None."""
+    if n.op != "pad" or n.type != like.type or float(n.attrs["value"]) != 0.0:
+        return None
+    axes = [k for k, p in enumerate(n.attrs["pads"]) if tuple(p) != (0, 0, 0)]
+    if len(axes) != 1 or n.attrs["pads"][axes[0]][2] != 0 or isinstance(n.shape[axes[0]], Dim):
+        return None
+    return axes[0], n.attrs["pads"][axes[0]][0], n.inputs[0]
+
+
+def _summands(n, out: list) -> list:
+    """The operands of a tree of adds of n's type, left to right."""
+    for i in n.inputs:
+        if i.op == "add" and i.type == n.type:
+            _summands(i, out)
+        else:
+            out.append(i)
+    return out
+
+
+def sum_of_pads(n):
+    """A sum of zero pads along one axis of pieces that sit side by side,
+    pad(a, (0, hi)) + pad(b, (lo, 0)) + ..., -> pad(concatenate(a, b, ...)) (no pad when
+    they cover the axis): the gradient of the gates sliced out of one product (an LSTM's
+    dz from di, df, dg, do) becomes one pass that writes each piece once instead of
+    every piece masked at every element. Pieces that overlap or leave gaps stay sums."""
+    if n.op != "add":
+        return None
+    pieces = [_padded_piece(t, n) for t in _summands(n, [])]
+    if len(pieces) < 2 or any(p is None for p in pieces) or len({p[0] for p in pieces}) != 1:
+        return None
+    axis = pieces[0][0]
+    pieces.sort(key=lambda p: p[1])
+    ins, at = [], pieces[0][1]
+    for _, start, x in pieces:
+        if start != at:
+            return None
+        at += x.shape[axis]
+        ins += list(x.inputs) if x.op == "concatenate" and x.attrs["axis"] == axis else [x]
+    joined = node("concatenate", ins, n, axis=axis)
+    if tuple(joined.shape) == tuple(n.shape):
+        return joined
+    pads = tuple((pieces[0][1], n.shape[axis] - at, 0) if k == axis else (0, 0, 0) for k in range(n.ndim))
+    return node("pad", (joined,), n, pads=pads, value=0.0)
+
+
 RULES = [
     transpose_of_transpose, reshape_chain, broadcast_chain, reshaped_scalar,
-    unary_through_broadcast, implicit_broadcast,
+    unary_through_broadcast, implicit_broadcast, sum_of_pads,
 ]

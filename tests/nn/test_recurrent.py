@@ -8,6 +8,7 @@ import pytest
 import nngraph as ng
 
 import helpers
+from scan_models import lstm_cell
 
 N, T, F, H = 3, 5, 4, 6
 TORCH = {"SimpleRNN": "RNN", "LSTM": "LSTM", "GRU": "GRU"}
@@ -106,6 +107,64 @@ def test_lstm_weights_and_initial_state_as_attributes():
     gru = ng.nn.GRU(H)
     with pytest.raises(AttributeError, match="exist once it has been called"):
         gru.kernel
+
+
+def _lstm_training_step(batch_first: bool):
+    """The compiled SGD step of an LSTM(H) on x [N, T, F] (or [T, N, F] with the cell in
+    ng.scan), then Dense(3) and cross-entropy."""
+    rng = np.random.default_rng(5)
+    y = ng.placeholder(("N",), "int32", name="y")
+    V = ng.parameter(rng.uniform(-0.5, 0.5, (H, 3)).astype(np.float32), name="V")
+    if batch_first:
+        x = ng.placeholder(("N", "T", F), name="x")
+        lstm = ng.nn.LSTM(H, seed=3)
+        hT = lstm(x)
+        params = [lstm.kernel, lstm.recurrent_kernel, lstm.bias]
+    else:
+        x = ng.placeholder(("T", "N", F), name="x")
+        p = {k: ng.parameter(rng.uniform(-0.5, 0.5, shape).astype(np.float32), name=k)
+             for k, shape in (("Wx", (F, 4 * H)), ("Wh", (H, 4 * H)), ("b", (4 * H,)))}
+        zeros = ng.broadcast_to(ng.constant(np.zeros((1, H), np.float32)), (x.shape[1], H))
+        (hT, _), _ = ng.scan(lambda carry, x_t: (lstm_cell(carry, x_t, p)[0], None), (zeros, zeros), x)
+        params = list(p.values())
+    loss = ng.cross_entropy(hT @ V, y)
+    grads = ng.grad(loss, params + [V])
+    fn = helpers.compile([x, y], loss, updates={p: p - 0.1 * g for p, g in zip(params + [V], grads)},
+                         target="reference")
+    return fn
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_lstm_training_step_memory_per_step(batch_first):
+    """What one more step costs in the work buffer (fn.stats()["peak_bytes"], exact), and
+    the kernels of each step: per sequence, one [4H] stack that holds the input
+    projection, then the gates i, f, g, o (each step writes them over the projection
+    it read), then their gradient (each backward step writes it over the gates it
+    read); c[t-1] and h[t-1] [H each]; tanh(c[t]) is computed again in the backward
+    step. The layer adds its time-first copy of x [F] (read again for the kernel's
+    gradient), and nothing of the projection's width. (The issue's bound is 5H: one
+    of c[t-1], h[t-1] more than that is stored.)"""
+    fn = _lstm_training_step(batch_first)
+    n, peaks = 4, []
+    for steps in (3, 7):
+        shape = (n, steps, F) if batch_first else (steps, n, F)
+        fn(helpers.rand(shape, steps, "float32"), np.arange(n, dtype=np.int32) % 3)
+        peaks.append(fn.stats()["peak_bytes"])
+    per_step = (peaks[1] - peaks[0]) // 4
+    assert per_step == n * (6 * H + (F if batch_first else 0)) * 4
+    heads = [line for line in fn.dump("kernels").splitlines() if line.startswith("kernel")]
+    # one copy over time (the layer's x made time first, read transposed again by the
+    # kernel's gradient); both weight gradients one product over all steps
+    assert [h.split(" over ")[1].split()[0] for h in heads if " over [T" in h] == (["[T,N,4]"] if batch_first else [])
+    assert sum("(k=T*N)" in h for h in heads) == 2
+    # per step: the recurrent product and one pointwise kernel each way; the backward's
+    # writes the four gates' gradients in one pass over [N, H] (a concatenation)
+    loops = fn.stats()["loops"]
+    assert [lp["kernels_per_step"] for lp in loops] == [2, 2]
+    assert loops[1]["body"][0].startswith("k0_concatenate")
+    # the dump names the stacks written over others: gates over projection, dz over gates
+    assert [len(lp["in place"]) for lp in loops] == [1, 1]
+    assert loops[0]["in place"][0].split(" over ")[0] == loops[1]["in place"][0].split(" over ")[1]
 
 
 def test_recurrent_layers_explain_bad_inputs():

@@ -111,10 +111,15 @@ def test_closed_over_values_come_in_as_inputs_and_invariants_are_hoisted():
     assert not any(isinstance(n, ng.Parameter) for n in body.nodes())
     # an expression of loop-invariant values written inside the step is computed outside
     Ut = ng.parameter(np.eye(5), name="Ut")
-    hT2, _ = ng.scan(lambda hp, x: (hp @ Ut.T, hp), h0, xs)
+    hT2, _ = ng.scan(lambda hp, x: (hp @ (Ut.T * 2.0), hp), h0, xs)
     scan2 = hT2.inputs[0]
-    assert [n.op for n in scan2.inputs[2:]] == ["transpose"]
+    assert [n.op for n in scan2.inputs[2:]] == ["mul"]
     assert "transpose" not in {n.op for n in scan2.attrs["body"].nodes()}
+    # but a transpose only products read stays in the step: the product reads Ut transposed
+    hT3, _ = ng.scan(lambda hp, x: (hp @ Ut.T, hp), h0, xs)
+    scan3 = hT3.inputs[0]
+    assert scan3.inputs[2:] == (Ut,)
+    assert "transpose" in {n.op for n in scan3.attrs["body"].nodes()}
 
 
 def test_nested_scans_run_and_print():

@@ -6,6 +6,7 @@ import pytest
 
 import nngraph as ng
 from helpers import assert_roundtrip, check_grad, compile, rand
+from scan_models import lstm_cell
 
 
 def _rnn(x, h0, W, U, b, reverse=False):
@@ -117,10 +118,13 @@ def test_forward_runs_once_and_stores_only_what_the_backward_reads():
     # per step: two residuals (1 - h*h, and the carry h[t-1]); the ys nobody reads are pruned
     stored = forward.type.parts[forward.attrs["body"].n_carry:]
     assert len(stored) == 2 and all(p.shape == (ng.Dim("T"), ng.Dim("N"), 8) for p in stored)
-    # the transposed recurrent weights are computed once, outside the backward loop
+    # the backward product reads the recurrent weights transposed (a flag of the product,
+    # inside the step), not a transposed copy made outside the loop at every call
     body = backward.attrs["body"]
-    assert "transpose" in {i.op for i in backward.inputs}
-    assert not any(n.op == "transpose" and n.inputs[0] in body.closure_in for n in body.nodes())
+    assert "transpose" not in {i.op for i in backward.inputs}
+    (uT,) = [n for n in body.nodes() if n.op == "transpose"]
+    assert uT.inputs[0] in body.closure_in and all(u.op == "matmul" for u in body.nodes() if uT in u.inputs)
+    assert not any(k.name.startswith("k") and "transpose" in k.name for k in fn.runner.program.schedule)
     # the weight gradients are never stacked per step: the backward loop stores dz per
     # step and each weight gradient is one product over all steps after it
     assert [p.shape for p in backward.type.parts] == [(ng.Dim("N"), 8), (ng.Dim("T"), ng.Dim("N"), 8)]
@@ -128,6 +132,26 @@ def test_forward_runs_once_and_stores_only_what_the_backward_reads():
     assert sorted(n.shape for n in sums) == [(4, 8), (8, 8)]
     first = fn.stats()["passes"][0]
     assert first["pass"] == "merge_scan_twins" and first["rewrites"] == {"merge:scan_twin": 1}
+
+
+def test_lstm_forward_stores_gates_in_one_stack_and_carries_and_recomputes_tanh_of_the_cell():
+    H = 5
+    x = ng.placeholder(("T", "N", 4), name="x")
+    p = {k: ng.parameter(rand(shape, seed, "float32"), name=k)
+         for seed, (k, shape) in enumerate((("Wx", (4, 4 * H)), ("Wh", (H, 4 * H)), ("b", (4 * H,))))}
+    zeros = ng.broadcast_to(ng.constant(np.zeros((1, H), np.float32)), (x.shape[1], H))
+    (hT, _), _ = ng.scan(lambda carry, x_t: (lstm_cell(carry, x_t, p)[0], None), (zeros, zeros), x)
+    loss = ng.sum(hT * hT)
+    fn = compile([x], [loss] + ng.grad(loss, list(p.values())))
+    forward = next(s for s in _scans(fn.opt_graph) if not s.attrs["reverse"])
+    body = forward.attrs["body"]
+    stored = sorted(body.ys_out, key=lambda y: y.op)
+    # the gates i, f, g, o as one [N, 4H] concatenation (z's layout), c[t-1] (for the
+    # forget gate's gradient and c[t] = f c[t-1] + i g) and h[t-1] (for the recurrent
+    # weight's gradient after the loop); tanh(c[t]) is computed again in the backward
+    assert [y.op for y in stored] == ["concatenate", "placeholder", "placeholder"]
+    assert [y.op for y in stored[0].inputs] == ["sigmoid", "sigmoid", "tanh", "sigmoid"]
+    assert stored[0].shape == (ng.Dim("N"), 4 * H) and all(y.shape == (ng.Dim("N"), H) for y in stored[1:])
 
 
 def test_grad_text_round_trips_and_the_reparsed_gradient_computes_the_same():

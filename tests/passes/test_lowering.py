@@ -130,3 +130,27 @@ def test_max_pool_select_and_int_pooling():
     check([x, h, xi], [sel, ng.max_pool2d(xi, 2)],
           [RNG.standard_normal((1, 2, 6, 6)).astype(np.float32), RNG.standard_normal((1, 2, 6, 6)).astype(np.float32),
            RNG.integers(-5, 5, (1, 1, 4, 4)).astype(np.int32)])
+
+
+def test_a_stored_concatenation_of_equal_pieces_is_one_pass_over_a_piece(target):
+    """Each piece is computed once, where it is stored (the value rule would evaluate
+    every piece, masked, at each of the 3x more elements); pieces of different sizes
+    are read by masks, as any materialised movement value."""
+    import helpers
+    x, y = ng.placeholder(("N", 3), name="x"), ng.placeholder(("N", 3), name="y")
+    t = ng.tanh(x) * y
+    pieces = [t * x, t + 1.0, ng.sigmoid(y) * t]
+    joined = ng.concatenate(pieces, axis=1)
+    uneven = ng.concatenate([x, ng.exp(y)[:, :2]], axis=1)
+    prog = to_program(Graph([x, y], [joined, uneven]), 2)
+    (one,) = [k for k in prog.schedule if any(prog.buffers[s.buffer].name == "out0" for st in k.stages
+                                                for s in st.stores)]
+    assert tuple(one.outer) == (ng.Dim("N"), 3) and [len(st.stores) for st in one.stages] == [3]
+    assert not any(i.op == "load" and i.attr("masked") for st in one.stages for i in st.body)
+    assert sum(i.op == "tanh" for st in one.stages for i in st.body) == 1
+    X, Y = RNG.standard_normal((4, 3)).astype(np.float32), RNG.standard_normal((4, 3)).astype(np.float32)
+    got = helpers.compile([x, y], [joined, uneven], target=target)(X, Y)
+    T = np.tanh(X) * Y
+    want = [np.concatenate([T * X, T + 1, T / (1 + np.exp(-Y))], 1), np.concatenate([X, np.exp(Y)[:, :2]], 1)]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)

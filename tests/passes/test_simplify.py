@@ -412,6 +412,62 @@ def test_reduction_over_unit_axes_is_a_reshape():
         }""", fired="reduce_unit_axes")
 
 
+def test_sum_of_pieces_padded_side_by_side_is_their_concatenation():
+    # the gradient of gates sliced out of one product (an LSTM's dz), in any order
+    check(simplify, """
+        func @main(%a: f32[N,2], %b: f32[N,2], %c: f32[N,2]) {
+          %0 = pad %c {pads=((0,0,0),(4,0,0)), value=0.0} : f32[N,6]
+          %1 = pad %a {pads=((0,0,0),(0,4,0)), value=0.0} : f32[N,6]
+          %2 = add %0, %1 : f32[N,6]
+          %3 = pad %b {pads=((0,0,0),(2,2,0)), value=0.0} : f32[N,6]
+          %4 = add %2, %3 : f32[N,6]
+          return %4
+        }""", """
+        func @main(%a: f32[N,2], %b: f32[N,2], %c: f32[N,2]) {
+          %0 = concatenate %a, %b, %c {axis=1} : f32[N,6]
+          return %0
+        }""", fired="sum_of_pads")
+
+
+def test_pieces_that_do_not_cover_the_axis_are_a_padded_concatenation():
+    check(simplify, """
+        func @main(%a: f32[3,N], %b: f32[2,N]) {
+          %0 = pad %a {pads=((1,3,0),(0,0,0)), value=0.0} : f32[7,N]
+          %1 = pad %b {pads=((4,1,0),(0,0,0)), value=0.0} : f32[7,N]
+          %2 = add %1, %0 : f32[7,N]
+          return %2
+        }""", """
+        func @main(%a: f32[3,N], %b: f32[2,N]) {
+          %0 = concatenate %a, %b {axis=0} : f32[5,N]
+          %1 = pad %0 {pads=((1,1,0),(0,0,0)), value=0.0} : f32[7,N]
+          return %1
+        }""", fired="sum_of_pads")
+
+
+@pytest.mark.parametrize("a_pad, b_pad, fill", [
+    ("(0,2,0)", "(1,1,0)", "0.0"),      # b overlaps a
+    ("(0,2,0)", "(2,0,0)", "1.0"),      # not a zero pad
+])
+def test_pads_that_overlap_or_fill_ones_stay_a_sum(a_pad, b_pad, fill):
+    unchanged(simplify, f"""
+        func @main(%a: f32[N,2], %b: f32[N,2]) {{
+          %0 = pad %a {{pads=((0,0,0),{a_pad}), value=0.0}} : f32[N,4]
+          %1 = pad %b {{pads=((0,0,0),{b_pad}), value={fill}}} : f32[N,4]
+          %2 = add %0, %1 : f32[N,4]
+          return %2
+        }}""")
+
+
+def test_pads_with_a_gap_between_them_stay_a_sum():
+    unchanged(simplify, """
+        func @main(%a: f32[N,2], %b: f32[N,2]) {
+          %0 = pad %a {pads=((0,0,0),(0,3,0)), value=0.0} : f32[N,5]
+          %1 = pad %b {pads=((0,0,0),(3,0,0)), value=0.0} : f32[N,5]
+          %2 = add %0, %1 : f32[N,5]
+          return %2
+        }""")
+
+
 def test_every_rule_has_a_docstring_and_is_in_the_list():
     names = {r.__name__ for r in SIMPLIFY}
     assert len(names) == len(SIMPLIFY)
