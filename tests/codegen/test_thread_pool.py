@@ -7,7 +7,9 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import signal
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -135,10 +137,14 @@ def test_split_kernel_in_forked_child(monkeypatch):
     p = ctx.Process(target=_child, args=(run, x, send))
     p.start()
     send.close()
-    assert recv.poll(TIMEOUT_S), "the forked child's split kernel hung"
-    got = recv.recv()
-    p.join(TIMEOUT_S)
-    assert p.exitcode == 0
+    try:
+        assert recv.poll(TIMEOUT_S), "the forked child's split kernel hung"
+        got = recv.recv()
+        p.join(TIMEOUT_S)
+        assert p.exitcode == 0
+    finally:
+        if p.is_alive():
+            p.kill()
     np.testing.assert_allclose(got, ref(x), rtol=1e-13)
     np.testing.assert_allclose(run(x), ref(x), rtol=1e-13)      # the parent's pool still works
 
@@ -179,3 +185,30 @@ def test_task_that_splits_again():
     for h in hs:
         assert join(h.value, None) == 0
     assert sorted(ran) == [10, 11, 12, 20, 21, 22]
+
+
+def test_split_kernel_in_child_forked_without_python(monkeypatch):
+    """A fork that skips Python's at-fork hooks (the C library's fork called directly,
+    as native code might): the child sees that it is not the pool's process and
+    runs its ranges on real threads, with the right values."""
+    run, ref = _split_runner(monkeypatch)
+    x = np.random.default_rng(4).standard_normal((513, 129))
+    np.testing.assert_allclose(run(x), ref(x), rtol=1e-13)      # the parent's workers exist now
+    pid = ctypes.PyDLL(None).fork()          # PyDLL: the GIL stays held across the fork
+    if pid == 0:
+        try:
+            os._exit(0 if np.allclose(run(x), ref(x), rtol=1e-13, atol=0) else 1)
+        finally:
+            os._exit(2)
+    assert pid > 0
+    deadline = time.monotonic() + TIMEOUT_S
+    status = None
+    while status is None and time.monotonic() < deadline:
+        done, code = os.waitpid(pid, os.WNOHANG)
+        status = code if done else None
+        time.sleep(0.05)
+    if status is None:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert status is not None, "the child's split kernel hung"
+    assert os.waitstatus_to_exitcode(status) == 0
