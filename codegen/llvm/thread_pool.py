@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import platform
 
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
@@ -55,10 +56,19 @@ LIBC_FUNCTIONS = ("pthread_create", "pthread_detach", "pthread_join", "getpid", 
 _engine = None          # keeps the compiled pool alive for the process's lifetime
 
 
+def pool_supported(system: str | None = None, machine: str | None = None) -> bool:
+    """The pool sleeps on a futex through syscall(202, ...): that number is futex on
+    x86-64 Linux only (on aarch64 Linux 202 is accept), so elsewhere the C library's
+    pthread_create/join stay."""
+    system = platform.system() if system is None else system
+    machine = platform.machine() if machine is None else machine
+    return system == "Linux" and machine.lower() in ("x86_64", "amd64")
+
+
 def pool_enabled(env=None) -> bool:
-    """NNGRAPH_THREAD_POOL=0 (or off/false/no) turns the pool off."""
+    """On where supported, unless NNGRAPH_THREAD_POOL=0 (or off/false/no)."""
     raw = (os.environ if env is None else env).get("NNGRAPH_THREAD_POOL", "1").strip().lower()
-    return raw not in ("0", "off", "false", "no")
+    return pool_supported() and raw not in ("0", "off", "false", "no")
 
 
 def slot_count(logical_cpus: int) -> int:
@@ -90,7 +100,10 @@ def _compiled_pool(libc):
         for name in LIBC_FUNCTIONS:
             llvm.add_symbol(f"nngraph_pool_libc_{name}", _address(libc, name))
         module = build_module(slot_count(facts.logical_cpus), int(facts.thread_start_ns))
-        tm = llvm.Target.from_triple(llvm.get_process_triple()).create_target_machine(opt=2, jit=True)
+        # codegen at -O0: the pool's few instructions per hand-off are not what costs (a
+        # futex wake, a cache line moving between cores); -O2 took 56 ms of every process's
+        # first compile or cache hit, -O0 8 ms
+        tm = llvm.Target.from_triple(llvm.get_process_triple()).create_target_machine(opt=0, jit=True)
         engine = llvm.create_mcjit_compiler(llvm.parse_assembly(str(module)), tm)
         engine.finalize_object()
         reset = ctypes.CFUNCTYPE(None)(engine.get_function_address("nngraph_pool_reset"))

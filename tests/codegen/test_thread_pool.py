@@ -96,6 +96,14 @@ def test_pool_setting(raw, on):
     assert pool_enabled({}) is True
 
 
+@pytest.mark.parametrize("system, machine, supported", [
+    ("Linux", "x86_64", True), ("Linux", "AMD64", True), ("Linux", "aarch64", False),
+    ("Darwin", "x86_64", False), ("Windows", "AMD64", False)])
+def test_pool_only_where_its_futex_call_is_futex(system, machine, supported):
+    from codegen.llvm.thread_pool import pool_supported
+    assert pool_supported(system, machine) is supported
+
+
 def test_split_kernel_from_several_python_threads(monkeypatch):
     """Four Python threads call one compiled function at once (ctypes releases the
     GIL), so more tasks than idle workers: every result right, none hangs."""
