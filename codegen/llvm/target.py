@@ -112,12 +112,14 @@ def triple() -> str:
 
 def _register_symbols() -> None:
     """External functions the generated code calls, by name: BLAS gemm (blas.py),
-    pthread_create/join and clock_gettime from the C library."""
-    from . import blas
+    pthread_create/join (the worker pool of thread_pool.py, or the C library's with
+    NNGRAPH_THREAD_POOL=0) and clock_gettime from the C library."""
+    from . import blas, thread_pool
     register_blas(blas.gemm_addresses())
     libc = ctypes.CDLL(None)
-    for name in ("pthread_create", "pthread_join", "clock_gettime"):
-        llvm.add_symbol(f"nngraph_{name}", ctypes.cast(getattr(libc, name), ctypes.c_void_p).value)
+    llvm.add_symbol("nngraph_clock_gettime", ctypes.cast(libc.clock_gettime, ctypes.c_void_p).value)
+    for name, addr in thread_pool.thread_symbols().items():
+        llvm.add_symbol(f"nngraph_{name}", addr)
 
 
 def register_blas(addresses: dict) -> None:

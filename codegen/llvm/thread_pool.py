@@ -1,0 +1,316 @@
+"""Persistent worker threads behind the symbols the generated code calls for a split:
+
+    i32 nngraph_pthread_create(i64* handle, i8* attr, i8* (i8*)* fn, i8* arg)
+    i32 nngraph_pthread_join(i64 handle, i8** ret)
+
+Why: a split kernel or GEMM used to start fresh threads on every call (about 7 us
+each, and a BLAS on a new thread first builds its per-thread buffers: 26-85 us
+more for MKL's sgemm). Here a task is handed to a worker that stays alive, so the
+generated code (and the disk cache of object code) is unchanged.
+
+Native code with no C compiler: the pool is an LLVM IR module built with llvmlite
+once per process, compiled with MCJIT, and its two functions' addresses are
+registered under the names above before any kernel loads (target.py). It calls
+the C library's pthread_create/pthread_detach/pthread_join, getpid, clock_gettime
+and syscall (futex: x86-64 Linux).
+
+Each of SLOTS slots (64 bytes, one cache line) holds one worker, started the first
+time its slot is claimed:
+- create claims a free slot (compare-and-swap), stores (fn, arg) and wakes the
+  worker; the handle is (slot << 1) | 1. A real pthread_t is a pointer to the
+  thread's (aligned) descriptor, so its low bit is 0 and join tells them apart.
+- no free slot (several Python threads at once, a task that splits again), an
+  `attr`, a worker that cannot be started, or a process that is not the pool's
+  (after a fork): the task gets a real thread from pthread_create, as without a
+  pool; if that fails too the caller runs the range itself (entry.py).
+- waiting (a worker for its next task, join for a task's end) spins with `pause`
+  for at most the host's measured thread start cost (codegen/host.py: spinning
+  longer than a new thread would take to start cannot win against a fresh
+  thread), then sleeps on a futex: no thread spins indefinitely.
+- a forked child resets the pool (os.register_at_fork) and starts its own
+  workers; the getpid check covers a fork not made through Python.
+
+NNGRAPH_THREAD_POOL=0 registers the C library's pthread_create/pthread_join instead.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+
+import llvmlite.binding as llvm
+import llvmlite.ir as ir
+
+I8P = ir.IntType(8).as_pointer()
+I32, I64 = ir.IntType(32), ir.IntType(64)
+TASK_FN = ir.FunctionType(I8P, [I8P])
+# slot fields (i32): claimed by a create until its join; work: 0 none, 1 posted,
+# 2 worker asleep; done: 0 running, 1 finished, 2 joiner asleep; started: worker exists
+CLAIMED, WORK, DONE, STARTED, FN, ARG = range(6)
+SLOT = ir.LiteralStructType([I32, I32, I32, I32, I8P, I8P, ir.ArrayType(I64, 4)])   # 64 bytes
+SYS_FUTEX, FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 202, 128, 129
+CLOCK_MONOTONIC = 1
+SEQ = "seq_cst"
+LIBC_FUNCTIONS = ("pthread_create", "pthread_detach", "pthread_join", "getpid", "clock_gettime", "syscall")
+
+_engine = None          # keeps the compiled pool alive for the process's lifetime
+
+
+def pool_supported(system: str | None = None, machine: str | None = None) -> bool:
+    """The pool sleeps on a futex through syscall(202, ...): that number is futex on
+    x86-64 Linux only (on aarch64 Linux 202 is accept), so elsewhere the C library's
+    pthread_create/join stay."""
+    system = platform.system() if system is None else system
+    machine = platform.machine() if machine is None else machine
+    return system == "Linux" and machine.lower() in ("x86_64", "amd64")
+
+
+def pool_enabled(env=None) -> bool:
+    """On where supported, unless NNGRAPH_THREAD_POOL=0 (or off/false/no)."""
+    raw = (os.environ if env is None else env).get("NNGRAPH_THREAD_POOL", "1").strip().lower()
+    return pool_supported() and raw not in ("0", "off", "false", "no")
+
+
+def slot_count(logical_cpus: int) -> int:
+    """Slots: room for every CPU's worker several times over (nested splits and a
+    few Python threads calling at once); beyond that tasks get plain threads."""
+    return max(8, 4 * logical_cpus)
+
+
+def thread_symbols() -> dict:
+    """{"pthread_create": address, "pthread_join": address}: the pool's functions,
+    or the C library's when NNGRAPH_THREAD_POOL=0. Builds the pool once."""
+    libc = ctypes.CDLL(None)
+    if not pool_enabled():
+        return {name: _address(libc, name) for name in ("pthread_create", "pthread_join")}
+    engine = _compiled_pool(libc)
+    return {"pthread_create": engine.get_function_address("nngraph_pool_create"),
+            "pthread_join": engine.get_function_address("nngraph_pool_join")}
+
+
+def _address(libc, name: str) -> int:
+    return ctypes.cast(getattr(libc, name), ctypes.c_void_p).value
+
+
+def _compiled_pool(libc):
+    global _engine
+    if _engine is None:
+        from codegen.host import host_facts
+        facts = host_facts()
+        for name in LIBC_FUNCTIONS:
+            llvm.add_symbol(f"nngraph_pool_libc_{name}", _address(libc, name))
+        module = build_module(slot_count(facts.logical_cpus), int(facts.thread_start_ns))
+        # codegen at -O0: the pool's few instructions per hand-off are not what costs (a
+        # futex wake, a cache line moving between cores); -O2 took 56 ms of every process's
+        # first compile or cache hit, -O0 8 ms
+        tm = llvm.Target.from_triple(llvm.get_process_triple()).create_target_machine(opt=0, jit=True)
+        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(str(module)), tm)
+        engine.finalize_object()
+        reset = ctypes.CFUNCTYPE(None)(engine.get_function_address("nngraph_pool_reset"))
+        os.register_at_fork(after_in_child=reset)
+        _engine = (engine, reset)
+    return _engine[0]
+
+
+def build_module(slots: int, spin_ns: int) -> ir.Module:
+    """The pool as an IR module: `slots` slots, waits spinning up to `spin_ns`."""
+    m = ir.Module("nngraph_thread_pool")
+    m.triple = llvm.get_process_triple()
+    pool = _Pool(m, slots, spin_ns)
+    pool.emit_wait()
+    pool.emit_signal()
+    pool.emit_worker()
+    pool.emit_create()
+    pool.emit_join()
+    pool.emit_reset()
+    return m
+
+
+class _Pool:
+    """Emits the pool's functions into one module (globals and C library declarations shared)."""
+
+    def __init__(self, m: ir.Module, slots: int, spin_ns: int):
+        self.m, self.slots, self.spin_ns = m, slots, spin_ns
+        self.table = ir.GlobalVariable(m, ir.ArrayType(SLOT, slots), "nngraph_pool_slots")
+        self.table.initializer = ir.Constant(self.table.type.pointee, None)
+        self.table.align = 64
+        self.table.linkage = "internal"
+        self.pid = ir.GlobalVariable(m, I32, "nngraph_pool_pid")
+        self.pid.initializer = ir.Constant(I32, 0)
+        self.pid.linkage = "internal"
+        timespec = ir.LiteralStructType([I64, I64])
+        self.libc = {
+            "pthread_create": ir.FunctionType(I32, [I64.as_pointer(), I8P, TASK_FN.as_pointer(), I8P]),
+            "pthread_detach": ir.FunctionType(I32, [I64]),
+            "pthread_join": ir.FunctionType(I32, [I64, I8P.as_pointer()]),
+            "getpid": ir.FunctionType(I32, []),
+            "clock_gettime": ir.FunctionType(I32, [I32, timespec.as_pointer()]),
+            "syscall": ir.FunctionType(I64, [I64], var_arg=True),
+        }
+        self.libc = {k: ir.Function(m, t, f"nngraph_pool_libc_{k}") for k, t in self.libc.items()}
+        self.timespec = timespec
+        self.pause = ir.Function(m, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause")
+
+    def field(self, b, slot_ptr, index):
+        return b.gep(slot_ptr, [ir.Constant(I32, 0), ir.Constant(I32, index)])
+
+    def _function(self, name, ftype, linkage="internal"):
+        fn = ir.Function(self.m, ftype, name)
+        fn.linkage = linkage
+        return fn, ir.IRBuilder(fn.append_basic_block("entry"))
+
+    def _futex(self, b, word, op, value):
+        b.call(self.libc["syscall"], [ir.Constant(I64, SYS_FUTEX), word, ir.Constant(I32, op),
+                                      ir.Constant(I32, value), ir.Constant(I8P, None)])
+
+    def _now_ns(self, b):
+        ts = b.alloca(self.timespec)
+        b.call(self.libc["clock_gettime"], [ir.Constant(I32, CLOCK_MONOTONIC), ts])
+        sec = b.load(b.gep(ts, [ir.Constant(I32, 0), ir.Constant(I32, 0)]))
+        nsec = b.load(b.gep(ts, [ir.Constant(I32, 0), ir.Constant(I32, 1)]))
+        return b.add(b.mul(sec, ir.Constant(I64, 1_000_000_000)), nsec)
+
+    def emit_wait(self):
+        """void wait_one(i32* word): returns once *word is 1. Spins up to spin_ns,
+        then marks the word 2 (asleep) and sleeps on its futex until a signal."""
+        fn, b = self._function("nngraph_pool_wait_one", ir.FunctionType(ir.VoidType(), [I32.as_pointer()]))
+        word = fn.args[0]
+        one, two = ir.Constant(I32, 1), ir.Constant(I32, 2)
+        start = self._now_ns(b)
+        spin, give_up, sleep, done = (fn.append_basic_block(n) for n in ("spin", "give_up", "sleep", "done"))
+        b.branch(spin)
+        b.position_at_end(spin)
+        ready = b.icmp_unsigned("==", b.load_atomic(word, SEQ, 4), one)
+        pausing = fn.append_basic_block("pause")
+        b.cbranch(ready, done, pausing)
+        b.position_at_end(pausing)
+        b.call(self.pause, [])
+        waited = b.sub(self._now_ns(b), start)
+        b.cbranch(b.icmp_signed("<", waited, ir.Constant(I64, self.spin_ns)), spin, give_up)
+        b.position_at_end(give_up)
+        old = b.extract_value(b.cmpxchg(word, ir.Constant(I32, 0), two, SEQ, SEQ), 0)
+        b.cbranch(b.icmp_unsigned("==", old, one), done, sleep)
+        b.position_at_end(sleep)
+        self._futex(b, word, FUTEX_WAIT_PRIVATE, 2)
+        b.cbranch(b.icmp_unsigned("==", b.load_atomic(word, SEQ, 4), one), done, sleep)
+        b.position_at_end(done)
+        b.ret_void()
+        self.wait_one = fn
+
+    def emit_signal(self):
+        """void signal_one(i32* word): *word = 1, waking its sleeper if it was 2."""
+        fn, b = self._function("nngraph_pool_signal_one", ir.FunctionType(ir.VoidType(), [I32.as_pointer()]))
+        old = b.atomic_rmw("xchg", fn.args[0], ir.Constant(I32, 1), SEQ)
+        with b.if_then(b.icmp_unsigned("==", old, ir.Constant(I32, 2))):
+            self._futex(b, fn.args[0], FUTEX_WAKE_PRIVATE, 1)
+        b.ret_void()
+        self.signal_one = fn
+
+    def emit_worker(self):
+        """i8* worker(slot): forever: wait for a task, run it, mark it done."""
+        fn, b = self._function("nngraph_pool_worker", TASK_FN)
+        slot = b.bitcast(fn.args[0], SLOT.as_pointer())
+        loop = fn.append_basic_block("loop")
+        b.branch(loop)
+        b.position_at_end(loop)
+        b.call(self.wait_one, [self.field(b, slot, WORK)])
+        task = b.load(self.field(b, slot, FN))
+        arg = b.load(self.field(b, slot, ARG))
+        b.store_atomic(ir.Constant(I32, 0), self.field(b, slot, WORK), SEQ, 4)
+        b.call(b.bitcast(task, TASK_FN.as_pointer()), [arg])
+        b.call(self.signal_one, [self.field(b, slot, DONE)])
+        b.branch(loop)
+        self.worker = fn
+
+    def _claim(self, fn, b):
+        """Index of a slot claimed for this task, or -1 (none free / not our process)."""
+        result = b.alloca(I64)
+        b.store(ir.Constant(I64, -1), result)
+        pid = b.call(self.libc["getpid"], [])
+        owner = b.extract_value(b.cmpxchg(self.pid, ir.Constant(I32, 0), pid, SEQ, SEQ), 0)
+        ours = b.or_(b.icmp_unsigned("==", owner, ir.Constant(I32, 0)), b.icmp_unsigned("==", owner, pid))
+        scan, body, found, end = (fn.append_basic_block(n) for n in ("scan", "body", "found", "end"))
+        entry = b.block
+        b.cbranch(ours, scan, end)
+        b.position_at_end(scan)
+        i = b.phi(I64)
+        i.add_incoming(ir.Constant(I64, 0), entry)
+        b.cbranch(b.icmp_signed("<", i, ir.Constant(I64, self.slots)), body, end)
+        b.position_at_end(body)
+        claimed = self.field(b, self.slot_at(b, i), CLAIMED)
+        ok = b.extract_value(b.cmpxchg(claimed, ir.Constant(I32, 0), ir.Constant(I32, 1), SEQ, SEQ), 1)
+        i.add_incoming(b.add(i, ir.Constant(I64, 1)), body)
+        b.cbranch(ok, found, scan)
+        b.position_at_end(found)
+        b.store(i, result)
+        b.branch(end)
+        b.position_at_end(end)
+        return b.load(result)
+
+    def slot_at(self, b, i):
+        return b.gep(self.table, [ir.Constant(I64, 0), i])
+
+    def emit_create(self):
+        """i32 create(handle*, attr, fn, arg): a pool worker runs fn(arg), else a real thread."""
+        ftype = self.libc["pthread_create"].function_type
+        fn, b = self._function("nngraph_pool_create", ftype, linkage="external")
+        handle, attr, task, arg = fn.args
+        plain = fn.append_basic_block("plain")
+        got = fn.append_basic_block("got")
+        with b.if_then(b.icmp_unsigned("!=", attr, ir.Constant(I8P, None))):
+            b.branch(plain)
+        i = self._claim(fn, b)
+        b.cbranch(b.icmp_signed(">=", i, ir.Constant(I64, 0)), got, plain)
+        b.position_at_end(plain)
+        b.ret(b.call(self.libc["pthread_create"], [handle, attr, task, arg]))
+        b.position_at_end(got)
+        slot = self.slot_at(b, i)
+        self._start_worker(fn, b, slot, plain)
+        b.store(b.bitcast(task, I8P), self.field(b, slot, FN))
+        b.store(arg, self.field(b, slot, ARG))
+        b.store_atomic(ir.Constant(I32, 0), self.field(b, slot, DONE), SEQ, 4)
+        b.call(self.signal_one, [self.field(b, slot, WORK)])
+        b.store(b.or_(b.shl(i, ir.Constant(I64, 1)), ir.Constant(I64, 1)), handle)
+        b.ret(ir.Constant(I32, 0))
+
+    def _start_worker(self, fn, b, slot, plain):
+        """The claimed slot's worker, started if it is not yet; on failure the claim
+        is released and the task takes the plain path."""
+        started = self.field(b, slot, STARTED)
+        with b.if_then(b.icmp_unsigned("==", b.load(started), ir.Constant(I32, 0))):
+            tid = b.alloca(I64)
+            rc = b.call(self.libc["pthread_create"], [tid, ir.Constant(I8P, None), self.worker,
+                                                      b.bitcast(slot, I8P)])
+            failed = fn.append_basic_block("worker_failed")
+            ok = fn.append_basic_block("worker_ok")
+            b.cbranch(b.icmp_unsigned("!=", rc, ir.Constant(I32, 0)), failed, ok)
+            b.position_at_end(failed)
+            b.store_atomic(ir.Constant(I32, 0), self.field(b, slot, CLAIMED), SEQ, 4)
+            b.branch(plain)
+            b.position_at_end(ok)
+            b.call(self.libc["pthread_detach"], [b.load(tid)])
+            b.store(ir.Constant(I32, 1), started)
+
+    def emit_join(self):
+        """i32 join(handle, ret): a pool handle waits for its task and frees the slot;
+        a real thread's handle goes to pthread_join."""
+        ftype = self.libc["pthread_join"].function_type
+        fn, b = self._function("nngraph_pool_join", ftype, linkage="external")
+        handle, ret = fn.args
+        is_pool = b.trunc(b.and_(handle, ir.Constant(I64, 1)), ir.IntType(1))
+        with b.if_then(b.not_(is_pool)):
+            b.ret(b.call(self.libc["pthread_join"], [handle, ret]))
+        slot = self.slot_at(b, b.lshr(handle, ir.Constant(I64, 1)))
+        b.call(self.wait_one, [self.field(b, slot, DONE)])
+        with b.if_then(b.icmp_unsigned("!=", ret, ir.Constant(ret.type, None))):
+            b.store(ir.Constant(I8P, None), ret)
+        b.store_atomic(ir.Constant(I32, 0), self.field(b, slot, CLAIMED), SEQ, 4)
+        b.ret(ir.Constant(I32, 0))
+
+    def emit_reset(self):
+        """void reset(): in a forked child (one thread, no workers), every slot free
+        and unstarted and the pool unowned, so the child starts its own workers."""
+        fn, b = self._function("nngraph_pool_reset", ir.FunctionType(ir.VoidType(), []), linkage="external")
+        b.store(self.table.initializer, self.table)
+        b.store_atomic(ir.Constant(I32, 0), self.pid, SEQ, 4)
+        b.ret_void()

@@ -1,0 +1,222 @@
+"""The worker pool behind nngraph_pthread_create/join (codegen/llvm/thread_pool.py):
+split kernels give the same values through it, from several Python threads at
+once, in a forked child, when its slots run out and when a task splits again;
+NNGRAPH_THREAD_POOL=0 registers the C library's functions."""
+import ctypes
+import multiprocessing
+import os
+import subprocess
+import sys
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from progbuild import Dim, ProgBuilder, pointwise
+
+N, M = Dim("N"), Dim("M")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TASK = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)
+TIMEOUT_S = 120
+
+
+def _pool():
+    """(create, join, slots) of this process's pool, called through ctypes."""
+    from codegen.host import host_facts
+    from codegen.llvm import target, thread_pool
+    target._init()
+    engine = thread_pool._engine[0]
+    create = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_int64), ctypes.c_void_p, TASK,
+                              ctypes.c_void_p)(engine.get_function_address("nngraph_pool_create"))
+    join = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int64, ctypes.c_void_p)(
+        engine.get_function_address("nngraph_pool_join"))
+    return create, join, thread_pool.slot_count(host_facts().logical_cpus)
+
+
+def _split_runner(monkeypatch, n_threads=3):
+    """A runner whose elementwise kernel splits into `n_threads` ranges, and its NumPy reference."""
+    import codegen.llvm.entry as entry
+    from codegen.llvm import compile_program
+    from runtime.cpu import CpuRunner
+    monkeypatch.setattr(entry, "N_THREADS", n_threads)
+    monkeypatch.setattr(entry, "THREAD_WORK", 1 << 10)
+    pb = ProgBuilder()
+    xi = pb.buf("x", "float64", (N, M), "input")
+    y = pb.buf("y", "float64", (N, M), "output")
+    b = pb.body()
+    x = b.load(xi, b.idx(0), b.idx(1))
+    pointwise(pb, y, (N, M), b, b("tanh", b("mul", x, b("const", dtype="float64", value=0.5),
+                                            dtype="float64"), dtype="float64"))
+    compiled = compile_program(pb.program())
+    assert "nngraph_pthread_create" in compiled.ir_text
+    runner = CpuRunner(pb.program(), compiled)
+
+    def run(x):
+        (out,), _ = runner.run([x], [], {"N": x.shape[0], "M": x.shape[1]})
+        return out
+    return run, lambda x: np.tanh(x * 0.5)
+
+
+def test_pool_is_registered_by_default():
+    import llvmlite.binding as llvm
+    from codegen.llvm import target, thread_pool
+    target._init()
+    engine = thread_pool._engine[0]
+    assert llvm.address_of_symbol("nngraph_pthread_create") == engine.get_function_address("nngraph_pool_create")
+    assert llvm.address_of_symbol("nngraph_pthread_join") == engine.get_function_address("nngraph_pool_join")
+
+
+def test_pool_off_registers_the_c_library_functions():
+    """NNGRAPH_THREAD_POOL=0: the generated code calls pthread_create/join themselves
+    (checked in a fresh process, since the symbols are registered once), and a split
+    kernel still gives the right values."""
+    script = (
+        "import ctypes, numpy as np, llvmlite.binding as llvm\n"
+        "from codegen.llvm import target, thread_pool\n"
+        "target._init()\n"
+        "libc = ctypes.CDLL(None)\n"
+        "for name in ('pthread_create', 'pthread_join'):\n"
+        "    want = ctypes.cast(getattr(libc, name), ctypes.c_void_p).value\n"
+        "    assert llvm.address_of_symbol('nngraph_' + name) == want, name\n"
+        "assert thread_pool._engine is None\n"
+        "print('plain')\n")
+    env = dict(os.environ, NNGRAPH_THREAD_POOL="0", PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                         timeout=TIMEOUT_S, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "plain"
+
+
+@pytest.mark.parametrize("raw, on", [("0", False), ("off", False), ("1", True), ("", True)])
+def test_pool_setting(raw, on):
+    from codegen.llvm.thread_pool import pool_enabled
+    assert pool_enabled({"NNGRAPH_THREAD_POOL": raw}) is on
+    assert pool_enabled({}) is True
+
+
+@pytest.mark.parametrize("system, machine, supported", [
+    ("Linux", "x86_64", True), ("Linux", "AMD64", True), ("Linux", "aarch64", False),
+    ("Darwin", "x86_64", False), ("Windows", "AMD64", False)])
+def test_pool_only_where_its_futex_call_is_futex(system, machine, supported):
+    from codegen.llvm.thread_pool import pool_supported
+    assert pool_supported(system, machine) is supported
+
+
+def test_split_kernel_from_several_python_threads(monkeypatch):
+    """Four Python threads call one compiled function at once (ctypes releases the
+    GIL), so more tasks than idle workers: every result right, none hangs."""
+    run, ref = _split_runner(monkeypatch)
+    inputs = [np.random.default_rng(k).standard_normal((301 + k, 257)) for k in range(4)]
+    errors, finished = [], []
+
+    def caller(x):
+        try:
+            for _ in range(25):
+                np.testing.assert_allclose(run(x), ref(x), rtol=1e-13)
+            finished.append(1)
+        except BaseException as e:      # reported in the main thread
+            errors.append(e)
+    threads = [threading.Thread(target=caller, args=(x,), daemon=True) for x in inputs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT_S)
+    assert not any(t.is_alive() for t in threads), "a call through the pool hung"
+    assert not errors, errors[0]
+    assert len(finished) == len(inputs)
+
+
+def _child(run, x, conn):
+    conn.send(run(x))
+    conn.close()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_split_kernel_in_forked_child(monkeypatch):
+    """The parent's workers do not exist in a forked child: the child starts its own
+    (the pool is reset at fork) and gets the right values."""
+    run, ref = _split_runner(monkeypatch)
+    x = np.random.default_rng(3).standard_normal((513, 129))
+    np.testing.assert_allclose(run(x), ref(x), rtol=1e-13)      # the parent's workers exist now
+    ctx = multiprocessing.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_child, args=(run, x, send))
+    p.start()
+    send.close()
+    try:
+        assert recv.poll(TIMEOUT_S), "the forked child's split kernel hung"
+        got = recv.recv()
+        p.join(TIMEOUT_S)
+        assert p.exitcode == 0
+    finally:
+        if p.is_alive():
+            p.kill()
+    np.testing.assert_allclose(got, ref(x), rtol=1e-13)
+    np.testing.assert_allclose(run(x), ref(x), rtol=1e-13)      # the parent's pool still works
+
+
+def test_more_tasks_than_slots_get_real_threads():
+    """With every slot claimed, create falls back to a real thread (an even
+    handle); every task runs once and every join returns."""
+    create, join, slots = _pool()
+    ran = []
+    task = TASK(lambda arg: ran.append(arg) or None)
+    handles = []
+    for k in range(slots + 3):
+        h = ctypes.c_int64()
+        assert create(ctypes.byref(h), None, task, k + 1) == 0
+        handles.append(h.value)
+    assert sum(h & 1 == 0 for h in handles) >= 3
+    for h in handles:
+        assert join(h, None) == 0
+    assert sorted(ran) == list(range(1, slots + 4))
+
+
+def test_task_that_splits_again():
+    """A task that itself hands tasks to the pool (a split inside a split) finishes."""
+    create, join, _ = _pool()
+    ran = []
+    inner = TASK(lambda arg: ran.append(arg) or None)
+
+    def outer(arg):
+        hs = [ctypes.c_int64() for _ in range(3)]
+        for k, h in enumerate(hs):
+            assert create(ctypes.byref(h), None, inner, 10 * arg + k) == 0
+        for h in hs:
+            assert join(h.value, None) == 0
+    outer_task = TASK(lambda arg: outer(arg) or None)
+    hs = [ctypes.c_int64() for _ in range(2)]
+    for k, h in enumerate(hs):
+        assert create(ctypes.byref(h), None, outer_task, k + 1) == 0
+    for h in hs:
+        assert join(h.value, None) == 0
+    assert sorted(ran) == [10, 11, 12, 20, 21, 22]
+
+
+def test_split_kernel_in_child_forked_without_python(monkeypatch):
+    """A fork that skips Python's at-fork hooks (the C library's fork called directly,
+    as native code might): the child sees that it is not the pool's process and
+    runs its ranges on real threads, with the right values."""
+    run, ref = _split_runner(monkeypatch)
+    x = np.random.default_rng(4).standard_normal((513, 129))
+    np.testing.assert_allclose(run(x), ref(x), rtol=1e-13)      # the parent's workers exist now
+    pid = ctypes.PyDLL(None).fork()          # PyDLL: the GIL stays held across the fork
+    if pid == 0:
+        try:
+            os._exit(0 if np.allclose(run(x), ref(x), rtol=1e-13, atol=0) else 1)
+        finally:
+            os._exit(2)
+    assert pid > 0
+    deadline = time.monotonic() + TIMEOUT_S
+    status = None
+    while status is None and time.monotonic() < deadline:
+        done, code = os.waitpid(pid, os.WNOHANG)
+        status = code if done else None
+        time.sleep(0.05)
+    if status is None:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert status is not None, "the child's split kernel hung"
+    assert os.waitstatus_to_exitcode(status) == 0
