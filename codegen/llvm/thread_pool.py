@@ -159,12 +159,23 @@ class _Pool:
         fn.linkage = linkage
         return fn, ir.IRBuilder(fn.append_basic_block("entry"))
 
+    @staticmethod
+    def _stack_slot(fn, b, ty):
+        """An alloca in fn's entry block, reserved once per call wherever the builder `b`
+        is (at -O0 an alloca in a loop block grows the stack every turn). In the entry
+        block b itself makes it (a second builder there would move b's position)."""
+        if b.block is fn.entry_basic_block:
+            return b.alloca(ty)
+        entry = ir.IRBuilder(fn.entry_basic_block)
+        entry.position_at_start(fn.entry_basic_block)
+        return entry.alloca(ty)
+
     def _futex(self, b, word, op, value):
         b.call(self.libc["syscall"], [ir.Constant(I64, SYS_FUTEX), word, ir.Constant(I32, op),
                                       ir.Constant(I32, value), ir.Constant(I8P, None)])
 
-    def _now_ns(self, b):
-        ts = b.alloca(self.timespec)
+    def _now_ns(self, b, ts):
+        """CLOCK_MONOTONIC in ns, through the timespec `ts` (a _stack_slot)."""
         b.call(self.libc["clock_gettime"], [ir.Constant(I32, CLOCK_MONOTONIC), ts])
         sec = b.load(b.gep(ts, [ir.Constant(I32, 0), ir.Constant(I32, 0)]))
         nsec = b.load(b.gep(ts, [ir.Constant(I32, 0), ir.Constant(I32, 1)]))
@@ -176,7 +187,8 @@ class _Pool:
         fn, b = self._function("nngraph_pool_wait_one", ir.FunctionType(ir.VoidType(), [I32.as_pointer()]))
         word = fn.args[0]
         one, two = ir.Constant(I32, 1), ir.Constant(I32, 2)
-        start = self._now_ns(b)
+        ts = self._stack_slot(fn, b, self.timespec)
+        start = self._now_ns(b, ts)
         spin, give_up, sleep, done = (fn.append_basic_block(n) for n in ("spin", "give_up", "sleep", "done"))
         b.branch(spin)
         b.position_at_end(spin)
@@ -185,7 +197,7 @@ class _Pool:
         b.cbranch(ready, done, pausing)
         b.position_at_end(pausing)
         b.call(self.pause, [])
-        waited = b.sub(self._now_ns(b), start)
+        waited = b.sub(self._now_ns(b, ts), start)
         b.cbranch(b.icmp_signed("<", waited, ir.Constant(I64, self.spin_ns)), spin, give_up)
         b.position_at_end(give_up)
         old = b.extract_value(b.cmpxchg(word, ir.Constant(I32, 0), two, SEQ, SEQ), 0)
@@ -224,7 +236,7 @@ class _Pool:
 
     def _claim(self, fn, b):
         """Index of a slot claimed for this task, or -1 (none free / not our process)."""
-        result = b.alloca(I64)
+        result = self._stack_slot(fn, b, I64)
         b.store(ir.Constant(I64, -1), result)
         pid = b.call(self.libc["getpid"], [])
         owner = b.extract_value(b.cmpxchg(self.pid, ir.Constant(I32, 0), pid, SEQ, SEQ), 0)
@@ -278,7 +290,7 @@ class _Pool:
         is released and the task takes the plain path."""
         started = self.field(b, slot, STARTED)
         with b.if_then(b.icmp_unsigned("==", b.load(started), ir.Constant(I32, 0))):
-            tid = b.alloca(I64)
+            tid = self._stack_slot(fn, b, I64)
             rc = b.call(self.libc["pthread_create"], [tid, ir.Constant(I8P, None), self.worker,
                                                       b.bitcast(slot, I8P)])
             failed = fn.append_basic_block("worker_failed")

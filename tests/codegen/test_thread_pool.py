@@ -220,3 +220,14 @@ def test_split_kernel_in_child_forked_without_python(monkeypatch):
         os.waitpid(pid, 0)
     assert status is not None, "the child's split kernel hung"
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_pool_allocates_its_stack_slots_once_per_call_not_per_spin():
+    """The pool is compiled at -O0 (no mem2reg): an alloca in a loop block grows the stack
+    on every turn of the spin; every alloca must sit in its function's entry block."""
+    import llvmlite.ir as ir
+    from codegen.llvm.thread_pool import build_module
+    module = build_module(8, 1000)
+    for fn in module.functions:
+        for block in fn.blocks[1:]:
+            assert not [i for i in block.instructions if isinstance(i, ir.AllocaInstr)], (fn.name, block.name)
