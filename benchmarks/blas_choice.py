@@ -49,17 +49,10 @@ def worker(quick: bool) -> None:
 
 
 def layers() -> list:
+    """The MKL threading layers this host can load (sequential first), or none."""
     from codegen.llvm import blas, mkl
-    if not mkl.installed():
-        return []
-    out = ["sequential"]
-    out += ["gnu"] if mkl._gnu_openmp_loads() else []
-    try:
-        mkl._check_layer_present("intel", mkl.library_path())
-        out.append("intel")
-    except mkl.MklUnavailable:
-        pass
-    return out if blas.configured_threads() > 1 else ["sequential"]
+    found = [lay for lay in ("sequential", "gnu", "intel") if mkl.layer_available(lay)]
+    return found if blas.configured_threads() > 1 else found[:1]
 
 
 def run_rounds(rounds: int, quick: bool) -> dict:

@@ -122,6 +122,15 @@ def _check_layer_present(layer: str, rt_path: str) -> None:
                              "load here; use sequential")
 
 
+def layer_available(layer: str) -> bool:
+    """Whether MKL is installed with the runtime its threading `layer` needs."""
+    try:
+        _check_layer_present(layer, library_path())
+    except MklUnavailable:
+        return False
+    return True
+
+
 @functools.lru_cache(maxsize=None)
 def load(layer: str, threads: int) -> "Mkl":
     """MKL with `layer` threading and `threads` threads, checked against NumPy."""

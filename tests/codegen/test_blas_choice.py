@@ -260,3 +260,8 @@ def test_mkl_lives_beside_pytorch_without_exporting_its_symbols(tmp_path):
     stdout = blas_scripts.run(TORCH_FIRST, blas_scripts.COMPILED_PRODUCT, TORCH_SCRIPT, env=environ)
     lines = dict(line.split(" ", 1) for line in stdout.splitlines())
     assert lines["BLAS"].startswith("mkl ") and lines["GLOBAL"] == "False"
+
+
+def test_sequential_layer_is_available_exactly_when_mkl_is_installed():
+    from codegen.llvm import mkl
+    assert mkl.layer_available("sequential") is mkl.installed()
