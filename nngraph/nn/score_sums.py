@@ -68,5 +68,9 @@ def batch_logs(names, vals) -> dict:
 
 
 def reads_batch_logs(callbacks) -> bool:
-    """Whether any callback overrides on_batch_end (only those need each batch's numbers)."""
-    return any(type(c).on_batch_end is not Callback.on_batch_end for c in callbacks)
+    """Whether any callback has an on_batch_end of its own (only those need each batch's
+    numbers): overridden in its class, or set on the instance (LambdaCallback's hooks)."""
+    def hook(c):
+        bound = c.on_batch_end
+        return getattr(bound, "__func__", bound)
+    return any(hook(c) is not Callback.on_batch_end for c in callbacks)

@@ -87,7 +87,14 @@ class _Importer:
     # ------------------------------------------------------------------ ends
 
     def _initializers(self):
+        """Float initializers become parameters, the rest constants. A body imported more
+        than once (each iteration of an unrolled Loop, a Scan tried before unrolling) reuses
+        the parameters its first import made: one trainable weight, not one per copy (ONNX
+        names are unique across a model's nested graphs, so the name identifies it)."""
         for init in self.graph.initializer:
+            if init.name in self.params:
+                self.values[init.name] = self.params[init.name]
+                continue
             arr = to_array(init, f"initializer {init.name!r}", OnnxError)
             if arr.dtype.kind == "f":
                 p = parameter(arr, name=init.name)

@@ -294,9 +294,10 @@ def _dropout(ctx):
     another runtime (ONNX's reference draws from NumPy)."""
     x = ctx.t(0)
     training = ctx.has(2) and bool(np.asarray(ctx.const(2, "training_mode")).reshape(-1)[0])
-    ratio = float(np.asarray(ctx.const(1, "ratio")).reshape(-1)[0]) if ctx.has(1) else float(ctx.attr("ratio", 0.5))
-    if training and ratio != 0.0:
-        return _dropout_training(ctx, x, ratio)
+    if training:   # the ratio matters (and must be known at import) only when training
+        ratio = float(np.asarray(ctx.const(1, "ratio")).reshape(-1)[0]) if ctx.has(1) else float(ctx.attr("ratio", 0.5))
+        if ratio != 0.0:
+            return _dropout_training(ctx, x, ratio)
     outs = [x]
     if ctx.n_outputs > 1:
         outs.append(mv.broadcast_to(np.asarray(True), x.shape))

@@ -178,3 +178,12 @@ def test_a_learning_rate_schedule_counts_steps_on_the_host(monkeypatch):
         lrs[target] = seen
         assert int(model.optimizer.iterations.value) == 8
     assert lrs["gpu"] == lrs["reference"] == list(range(8))
+
+
+def test_a_lambda_callback_on_batch_end_is_called_every_step():
+    """A hook set on the instance (LambdaCallback) reads batch logs like an overridden one."""
+    X, y = _blobs()
+    seen = []
+    hook = ng.nn.LambdaCallback(on_batch_end=lambda batch, logs: seen.append(logs["loss"]))
+    _model("gpu").fit(X, y, epochs=1, batch_size=16, verbose=0, callbacks=[hook])
+    assert len(seen) == 4 and all(type(v) is float for v in seen)

@@ -175,3 +175,46 @@ def test_a_scan_attribute_out_of_range_is_refused_by_name():
             a.ints[0] = 5
     with pytest.raises(OnnxError, match=r"node 'rnn' \(Scan, opset 17\): attribute scan_input_axes=\[5\]"):
         ng.onnx.load(model)
+
+
+def _unrolled_loop_with_a_body_weight(trips=3):
+    """h <- h @ V + v[:i+1].sum(): V is the body's own initializer; the Slice bound i+1
+    needs the iteration number at import, so the Loop is unrolled (body imported per trip)."""
+    from onnx import TensorProto, helper, numpy_helper
+    f64 = TensorProto.DOUBLE
+    V = numpy_helper.from_array((0.3 * np.eye(H) + 0.1).astype(np.float64), "V")
+    nodes = [helper.make_node("MatMul", ["h_in", "V"], ["hv"]),
+             helper.make_node("Add", ["i", "one"], ["end"]),
+             helper.make_node("Unsqueeze", ["end", "axes0"], ["ends"]),
+             helper.make_node("Slice", ["vec", "starts0", "ends"], ["part"]),
+             helper.make_node("ReduceSum", ["part"], ["s"], keepdims=0),
+             helper.make_node("Add", ["hv", "s"], ["h_out"]),
+             helper.make_node("Identity", ["c_in"], ["c_out"])]
+    consts = [numpy_helper.from_array(np.asarray(1, np.int64), "one"),
+              numpy_helper.from_array(np.asarray([0], np.int64), "axes0"),
+              numpy_helper.from_array(np.asarray([0], np.int64), "starts0")]
+    body = helper.make_graph(nodes, "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                                             helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
+                                             helper.make_tensor_value_info("h_in", f64, ["N", H])],
+                             [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+                              helper.make_tensor_value_info("h_out", f64, ["N", H])], [V] + consts)
+    outer = [numpy_helper.from_array(np.asarray(trips, np.int64), "M"),
+             numpy_helper.from_array(np.asarray(True), "cond"),
+             numpy_helper.from_array(np.arange(1.0, 6.0), "vec")]
+    graph = helper.make_graph([helper.make_node("Loop", ["M", "cond", "h0"], ["h"], body=body)], "g",
+                              [helper.make_tensor_value_info("h0", f64, ["N", H])],
+                              [helper.make_tensor_value_info("h", f64, ["N", H])], outer)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_an_unrolled_loop_shares_one_parameter_per_body_weight():
+    """Each trip's copy of the body reads the same weight: one trainable parameter, not a
+    copy per trip of which only the last is listed."""
+    model = _unrolled_loop_with_a_body_weight()
+    imported = ng.onnx.load(model)
+    body_weights = [p for p in imported.params.values() if p.name == "V"]
+    assert len(body_weights) == 1
+    assert [p.name for p in ng.Graph(imported.inputs, imported.outputs).params()].count("V") == 1
+    h0 = np.random.default_rng(0).standard_normal((2, H))
+    got = imported.compile(target="reference")(h0)
+    np.testing.assert_allclose(got[0], ort_run(model, {"h0": h0})[0], rtol=1e-12, atol=1e-12)
