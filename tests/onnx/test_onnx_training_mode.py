@@ -121,3 +121,15 @@ def test_training_mode_dropout_gradient_is_the_scaled_mask():
 def test_training_mode_dropout_with_a_ratio_of_one_is_refused_by_name():
     with pytest.raises(OnnxError, match=r"node 'drop' \(Dropout, opset 13\): ratio=1.0 is not supported"):
         ng.onnx.load(_dropout_model(1.0))
+
+
+def test_an_inference_dropout_with_a_ratio_computed_at_run_time_is_the_identity():
+    """In inference the ratio is not used, so it need not be known at import."""
+    graph = helper.make_graph([helper.make_node("Dropout", ["x", "r"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3]),
+                               helper.make_tensor_value_info("r", TensorProto.FLOAT, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    got = ng.onnx.load(model).compile(target="reference")(x, np.float32(0.3))
+    np.testing.assert_array_equal(got[0], x)
