@@ -77,6 +77,11 @@ class StaticParams:
         self.clock = [0]
         self._source = [None] * len(program.params)   # the state value each tensor holds a copy of
         self._seen = [0] * len(program.params)        # ... at that value's version
+        # the objects the parameters held after the last fill (a replay's rewritten ones:
+        # their storage's own value), and whether one was another runner's DeviceValue,
+        # whose version must then be checked on every call
+        self._expected = [None] * len(program.params)
+        self._foreign = False
 
     def storage(self) -> list:
         if self.tensors is None:
@@ -85,31 +90,36 @@ class StaticParams:
         return self.tensors
 
     def fill(self, params):
-        """Copy into the storage every parameter value it does not hold yet. After a
-        replay every updated parameter holds its storage's own DeviceValue: one identity
-        test per parameter, in C, when nothing changed. A value of another runner's
-        storage is copied again whenever that runner replayed since (its version)."""
-        if all(map(operator.is_, params, self.values)):
+        """Copy into the storage every parameter value it does not hold yet. When every
+        parameter holds what it held after the last fill (a read-only one its NumPy
+        value, an updated one its storage's own DeviceValue after a replay): one identity
+        test per parameter, in C. A value of another runner's storage is copied again
+        whenever that runner replayed since (its version), so it is checked every call."""
+        if not self._foreign and all(map(operator.is_, params, self._expected)):
             return
+        foreign = False
         for i, a in enumerate(params):
             t = self.tensors[i]
             device_value = isinstance(a, DeviceValue)
             if a is self.values[i] or (device_value and a.tensor is t):
                 continue
+            foreign = foreign or device_value
             version = a.version if device_value else 0
             if self._source[i] is a and self._seen[i] == version:
                 continue
             t.copy_(a.tensor if device_value else host_tensor(a))
             self._source[i], self._seen[i] = a, version
+        self._expected, self._foreign = list(params), foreign
 
     def replayed(self, rewritten) -> None:
         """A graph rewrote the storage of the parameters at positions `rewritten`: host
         copies of its values are stale, and so is what `fill` last copied there (should
         the call not be committed, the parameter's value is copied in again next time)."""
         self.clock[0] += 1
-        source = self._source
+        source, expected = self._source, self._expected
         for i in rewritten:
             source[i] = None
+            expected[i] = self.values[i]     # what the parameter holds once the call commits
 
 
 def capture_cuda_graph(warmup, launches):

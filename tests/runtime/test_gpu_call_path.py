@@ -197,3 +197,20 @@ def _softmax_regression_grad(W, x, y):
     p /= p.sum(1, keepdims=True)
     p[np.arange(len(y)), y] -= 1
     return x.T @ p / len(y)
+
+
+def test_a_replayed_inference_follows_a_read_only_parameter_set_by_the_user(monkeypatch):
+    """A function that only reads W keeps W's NumPy value in its storage and skips the
+    copy while W holds the same object; a new p.value is copied in at the next call."""
+    from runtime import gpu, gpu_replay
+    monkeypatch.setattr(gpu_replay, "capture_cuda_graph", lambda warmup, launches: (warmup(), launches)[1])
+    monkeypatch.setattr(gpu, "replay_off_reason", lambda *a: None)
+    x = ng.placeholder(("N", 4), name="x")
+    W = ng.parameter(np.full((4, 3), 0.1, np.float32), name="W")
+    score = ng.compile([x], x @ W, target="gpu")
+    X = torch.ones((2, 4), device=score.runner.torch_device)
+    for scale in (1.0, 1.0, 1.0, -2.0, -2.0):
+        if W.value[0, 0] != np.float32(0.1 * scale):
+            W.value = np.full((4, 3), 0.1 * scale, np.float32)
+        torch.testing.assert_close(score(X).cpu(), torch.full((2, 3), 0.4 * scale))
+    assert score.stats()["replayed"]
