@@ -14,6 +14,10 @@ buffer: each step writes its result over the input it consumed.
   one kernel (passes/lower/concatenate.py), element by element: dz goes over the
   gates.
 
+The body must reach X and Y only through their step buffers: a body that also
+reads X whole (closed over), another slice of it (a gather of X[t - 1], a second
+per-step input on a view of X) would read slices earlier steps have overwritten.
+
 `in_place_pairs(program)` gives the pairs {X, Y} (root buffer ids) for which this
 holds; the memory plan (passes/memory.py) lets such a pair share a slot. Within a
 step, Y's slice is first written either by a kernel after the last one that reads
@@ -50,9 +54,25 @@ def in_place_pairs(program, live: dict, spans: dict) -> set:
                     continue
                 if live[x][1] > end or live[y][0] < start:
                     continue
+                if not (_reached_only_through(program, loop, sx) and _reached_only_through(program, loop, sy)):
+                    continue
                 if _step_writes_after_reads(program, loop, sx.step, sy.step):
                     pairs.add(frozenset((x, y)))
     return pairs
+
+
+def _reached_only_through(program, loop: ScanLoop, sl) -> bool:
+    """Does the loop reach the memory of `sl.stacked` only through the step buffer
+    `sl.step`? A body that also reads X whole (closed over: a product or a gather of
+    X[t - 1]), or a second per-step input on a view of X, reads slices that earlier
+    steps have overwritten once Y shares X's memory."""
+    used = {c.state for c in loop.carries} | {c.next for c in loop.carries}
+    used |= {c.init for c in loop.carries if c.init is not None}
+    used |= {s.stacked for s in loop.slices if s.step != sl.step} | {s.step for s in loop.slices if s.step != sl.step}
+    for k in loop.body:
+        used |= k.reads() | k.writes() | (k.touches() if hasattr(k, "touches") else set())
+    root = program.root(sl.stacked)
+    return all(program.root(b) != root or pointer_buffer(program.buffers, b) == sl.step for b in used)
 
 
 def _same_layout(program, x: int, y: int) -> bool:
