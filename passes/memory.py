@@ -11,10 +11,11 @@ caller; parameter updates are committed by the runtime after a successful call).
 """
 from __future__ import annotations
 
-from nngraph.types import concrete_shape, np_dtype, size_product
+from nngraph.types import concrete_shape, np_dtype
 
 from .loop import ScanLoop, all_loops
 from .memory_inplace import in_place_pairs
+from .memory_order import signature, size_key, slot_at_least, slot_dominates
 
 
 def positions(schedule) -> list:
@@ -77,47 +78,47 @@ def loop_spans(schedule) -> dict:
     return spans
 
 
-def _bytes_sig(buf):
-    coef, syms = size_product(buf.shape)
-    return coef * np_dtype(buf.dtype).itemsize, tuple(sorted(syms.items()))
-
-
-def _size_key(sig) -> tuple:
-    """Order of byte sizes, largest first: more symbolic factors, then the static part
-    (a [T, N, 1024] stacked buffer before a [1024, 256] matrix before an [N, 10] one)."""
-    coef, syms = sig
-    return (sum(e for _, e in syms), coef)
-
-
 def plan_memory(program) -> dict:
     """temp buffer id -> slot number, largest buffers first (greedy by size, as
     TFLite's arena planner): each buffer goes to a slot none of whose members' lifetimes
-    overlaps its own, preferring one that holds a buffer of the same (symbolic) byte
-    size, then the smallest such slot; a new slot when none is free. Placing by first
+    overlaps its own (`_choose_slot` picks among them); a new slot when none is free. Placing by first
     use instead let small late temps take the big slot a large one could reuse (LSTM(256)
     step: the [T, N, 1024] input projection's slot was held by a 1 MiB transpose when
     the [T, N, 1024] gate gradient began, so each got its own: 6.5 MiB more).
     Buffers whose lifetimes overlap share a slot only when passes/memory_inplace.py
-    says one is written over the other step by step."""
+    says one is written over the other step by step. Which free slot: `_choose_slot`."""
     live = lifetimes(program)
     shared = in_place_pairs(program, live, loop_spans(program.schedule))
     slots: list = []     # [member lifetimes, size signatures, size key of the first (largest) member]
     plan = {}
-    sigs = {b: _bytes_sig(program.buffers[b]) for b in live}
-    for b in sorted(live, key=lambda b: (tuple(-x for x in _size_key(sigs[b])), live[b][0], b)):
+    sigs = {b: signature(program.buffers[b]) for b in live}
+    for b in sorted(live, key=lambda b: (tuple(-x for x in size_key(sigs[b])), live[b][0], b)):
         first, last = live[b]
         free = [s for s in range(len(slots))
                 if all(l < first or f > last or frozenset((b, m)) in shared for f, l, m in slots[s][0])]
-        exact = [s for s in free if sigs[b] in slots[s][1]]
-        if exact or free:
-            s = (exact or sorted(free, key=lambda s: (slots[s][2], -s)))[0]
-        else:
+        s = _choose_slot(slots, free, sigs[b])
+        if s is None:
             s = len(slots)
-            slots.append([[], set(), _size_key(sigs[b])])
+            slots.append([[], set(), size_key(sigs[b])])
         slots[s][0].append((first, last, b))
         slots[s][1].add(sigs[b])
         plan[b] = s
     return plan
+
+
+def _choose_slot(slots: list, free: list, sig: tuple):
+    """The free slot a buffer of byte signature `sig` goes to (None: a new one): one
+    holding a buffer of the same size; else the smallest that is provably at least
+    `sig` (passes/memory_order.py); else the one that grows least at every call: a
+    free slot no other free slot is provably larger than (a [256, 1024] weight
+    gradient over a dead [T, N, 256] stack rather than a slot of [N, 256] carries)."""
+    exact = [s for s in free if sig in slots[s][1]]
+    holds = [s for s in free if slot_at_least(slots[s][1], sig)]
+    if exact or holds:
+        return (exact or sorted(holds, key=lambda s: (slots[s][2], -s)))[0]
+    largest = [s for s in free if not any(slot_dominates(slots[r][1], slots[s][1])
+                                          and not slot_dominates(slots[s][1], slots[r][1]) for r in free)]
+    return max(largest, key=lambda s: (slots[s][2], -s)) if largest else None
 
 
 def note_in_place(program) -> None:

@@ -110,3 +110,49 @@ def test_a_small_temp_does_not_keep_a_big_one_from_reusing_a_dead_big_slot():
     got = run_program(prog, [xv], [], {"T": 7})[0]
     np.testing.assert_array_equal(got[0], xv)
     np.testing.assert_allclose(got[1], xv + np.tile(xv[0, :4], 16), rtol=1e-6)
+
+
+def test_a_static_temp_goes_to_the_dead_slot_that_grows_least():
+    """k0 writes a narrow c [T, 4], k1 a wide A [T, 64], k2 reads both; then k3 writes
+    a static W [64, 64] that k4 reads. Both dead slots are free for W, neither provably
+    holds it (T * 256 bytes against 16 KiB); A's is provably at least c's at every call
+    (passes/memory_order.py), so W grows it least: an LSTM's [H, 4H] weight gradients
+    over the dead [T, N, H] stacks rather than the slots of [N, H] carries."""
+    from nngraph.types import Dim
+    from passes.program import Buffer, Program
+    T = Dim("T")
+    spec = [("x", (T, 64), "input"), ("c", (T, 4), "temp"), ("A", (T, 64), "temp"), ("o1", (T, 64), "output"),
+            ("W", (64, 64), "temp"), ("o2", (64, 64), "output")]
+    bufs = {i: Buffer(i, n, "float32", shape, kind) for i, (n, shape, kind) in enumerate(spec)}
+    x, c, A, o1, W, o2 = range(6)
+    sched = [_copy_kernel("c", c, [(x, False)], (T, 4)), _copy_kernel("a", A, [(x, False)], (T, 64)),
+             _copy_kernel("o1", o1, [(A, False), (c, True)], (T, 64)), _copy_kernel("w", W, [(x, False)], (64, 64)),
+             _copy_kernel("o2", o2, [(W, False)], (64, 64))]
+    prog = Program(bufs, sched, [x], [], [o1, o2], [])
+    prog.plan = plan_memory(prog)
+    assert prog.plan[W] == prog.plan[A] != prog.plan[c]
+    assert peak_bytes(prog, {"T": 100}) == (100 * 64 + 100 * 4) * 4     # (was 100 * 64 * 4 + 16 KiB)
+    xv = np.random.default_rng(3).standard_normal((70, 64)).astype(np.float32)
+    got = run_program(prog, [xv], [], {"T": 70})[0]
+    np.testing.assert_allclose(got[0], xv + np.tile(xv[0, :4], 16), rtol=1e-6)
+    np.testing.assert_array_equal(got[1], xv[:64])
+
+
+def test_the_size_proofs_hold_for_every_binding_of_sizes_at_least_one():
+    from itertools import product
+    from nngraph.types import Dim
+    from passes.memory_order import at_least, signature, size_key, slot_dominates
+    from passes.program import Buffer
+    T, N = Dim("T"), Dim("N")
+    shapes = [(T, N, 256), (N, 256), (T, N, 64), (256, 1024), (N, 10), (T, T), (T,), (4,), (N, T, 2)]
+    sigs = [signature(Buffer(i, "b", "float32", s, "temp")) for i, s in enumerate(shapes)]
+    bytes_at = lambda shape, env: 4 * int(np.prod([env[d.name] if isinstance(d, Dim) else d for d in shape]))  # noqa: E731
+    envs = [{"T": t, "N": n} for t, n in product((1, 2, 3, 50, 4096), (1, 7, 64))]
+    for (sa, a), (sb, b) in product(zip(sigs, shapes), repeat=2):
+        if at_least(sa, sb):
+            assert all(bytes_at(a, e) >= bytes_at(b, e) for e in envs), (a, b)
+            assert size_key(sa) >= size_key(sb)
+    assert at_least(sigs[0], sigs[1]) and not at_least(sigs[1], sigs[0])
+    assert not at_least(sigs[0], sigs[3]) and not at_least(sigs[3], sigs[0])    # T * N against 1024
+    assert at_least(sigs[8], sigs[6]) and not at_least(sigs[5], sigs[8])
+    assert slot_dominates({sigs[0], sigs[4]}, {sigs[1], sigs[2]}) and not slot_dominates({sigs[1]}, {sigs[3]})
