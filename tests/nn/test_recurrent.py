@@ -169,6 +169,20 @@ def test_lstm_training_step_memory_per_step(batch_first):
     assert loops[0]["in place"][0].split(" over ")[0] == loops[1]["in place"][0].split(" over ")[1]
 
 
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_lstm_weight_gradients_reuse_a_dead_stack(batch_first):
+    """The [F, 4H] and [H, 4H] weight gradients, computed after the backward loop, go to
+    the region of a [T, N, .] stack dead by then (passes/memory.py), not to one of
+    [N, H] carries that would grow to their size."""
+    fn = _lstm_training_step(batch_first)
+    prog = fn.runner.program
+    grads = [b for b, buf in prog.buffers.items() if buf.kind == "temp" and tuple(buf.shape) in ((H, 4 * H), (F, 4 * H))]
+    assert len(grads) == 2
+    for b in grads:
+        mates = [prog.buffers[m] for m, s in prog.plan.items() if s == prog.plan[b] and m != b]
+        assert any(str(m.shape[0]) == "T" for m in mates), (prog.buffers[b].name, [m.shape for m in mates])
+
+
 def test_recurrent_layers_explain_bad_inputs():
     lstm = ng.nn.LSTM(H)
     with pytest.raises(ng.ShapeError, match=r"takes \[batch, time, features\].*x2.*f32\[N,4\]"):
