@@ -22,7 +22,7 @@ another runnable thread needs (the worker and the caller were seen runnable on t
 CPU). Run under `chrt -f 10` (a real-time process: the cores as good as free), twice:
 inference 656 / 640 and 684 / 675, step 1,740 / 1,721 and 1,697 / 1,668 for 2 us / 9 us;
 and inference 734 / 727 / 570, step 1,826 / 1,791 / 1,518 for 2 us / 9 us / 180 us: on free
-cores a worker that stays awake between calls keeps its core warm (a 1 MB copy after 100 us
+cores a worker that stays awake between calls keeps its core warm (a 512 KB copy after 100 us
 asleep took 32 us against 15 us after spinning as long), which the wake-up latency does
 not measure.
 """
