@@ -26,7 +26,13 @@ time its slot is claimed:
 - waiting (a worker for its next task, join for a task's end) spins with `pause`
   for at most the host's measured thread start cost (codegen/host.py: spinning
   longer than a new thread would take to start cannot win against a fresh
-  thread), then sleeps on a futex: no thread spins indefinitely.
+  thread), then sleeps on a futex: no thread spins indefinitely. The bound is the
+  global nngraph_pool_spin_ns, read when a wait begins, so benchmarks/pool_spin_ab.py
+  compares bounds in one process (set_spin_ns). A native probe (measure_wake_ns)
+  measures the futex wake-up latency through the pool, for that benchmark: about
+  2 us on the 2-core Xeon VM this was written on, where a 2 us bound measured slower
+  than the thread start cost (9 us) and a 180 us one much faster on free cores and
+  much slower on busy ones (the benchmark's docstring has the figures).
 - a forked child resets the pool (os.register_at_fork) and starts its own
   workers; the getpid check covers a fork not made through Python.
 
@@ -37,6 +43,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import time
 
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
@@ -97,6 +104,8 @@ def _compiled_pool(libc):
     if _engine is None:
         from codegen.host import host_facts
         facts = host_facts()
+        llvm.initialize_native_target()            # idempotent: the pool may be built first
+        llvm.initialize_native_asmprinter()
         for name in LIBC_FUNCTIONS:
             llvm.add_symbol(f"nngraph_pool_libc_{name}", _address(libc, name))
         module = build_module(slot_count(facts.logical_cpus), int(facts.thread_start_ns))
@@ -112,8 +121,54 @@ def _compiled_pool(libc):
     return _engine[0]
 
 
+def _spin_word():
+    return ctypes.c_int64.from_address(_engine[0].get_global_value_address("nngraph_pool_spin_ns"))
+
+
+def spin_bound_ns() -> int:
+    """How long (ns) a waiting worker or join spins before it sleeps (the pool built)."""
+    thread_symbols()
+    return _spin_word().value if _engine is not None else 0
+
+
+def set_spin_ns(ns: int) -> None:
+    """Sets the spin bound (benchmarks A/B it; measure_wake_ns needs it 0). Call it
+    while no split runs: waits read it when they begin."""
+    _spin_word().value = max(0, int(ns))
+
+
+def measure_wake_ns(rounds: int = 5, per_round: int = 8, idle_s: float = 1e-3) -> float:
+    """Nanoseconds from posting a task to a sleeping worker to the task running: the
+    pool's native probe (nngraph_pool_probe_wake) with the spin bound at 0, so the
+    worker is asleep on its futex after `idle_s` (its CPU idle too, as between two
+    calls of a compiled function). The best round's mean, as for the thread start
+    cost (codegen/host.py), so a busy moment does not stick. OSError when the pool
+    cannot hand the probe to a worker (no worker could be started)."""
+    engine = _compiled_pool(ctypes.CDLL(None))
+    probe = ctypes.CFUNCTYPE(ctypes.c_int64)(engine.get_function_address("nngraph_pool_probe_wake"))
+    saved = _spin_word().value
+    set_spin_ns(0)
+    try:
+        if probe() < 0:                           # starts the worker; first-time setup is not the cost
+            raise OSError("the worker pool could not start a worker to measure its wake-up latency")
+        best = float("inf")
+        for _ in range(rounds):
+            total = 0
+            for _ in range(per_round):
+                time.sleep(idle_s)
+                ns = probe()
+                if ns < 0:
+                    raise OSError("the worker pool handed its wake-up probe to a plain thread")
+                total += ns
+            best = min(best, total / per_round)
+    finally:
+        set_spin_ns(saved)
+    return float(best)
+
+
 def build_module(slots: int, spin_ns: int) -> ir.Module:
-    """The pool as an IR module: `slots` slots, waits spinning up to `spin_ns`."""
+    """The pool as an IR module: `slots` slots, waits spinning up to `spin_ns`
+    (the global nngraph_pool_spin_ns: set_spin_ns changes it)."""
     m = ir.Module("nngraph_thread_pool")
     m.triple = llvm.get_process_triple()
     pool = _Pool(m, slots, spin_ns)
@@ -123,6 +178,7 @@ def build_module(slots: int, spin_ns: int) -> ir.Module:
     pool.emit_create()
     pool.emit_join()
     pool.emit_reset()
+    pool.emit_probe()
     return m
 
 
@@ -130,7 +186,9 @@ class _Pool:
     """Emits the pool's functions into one module (globals and C library declarations shared)."""
 
     def __init__(self, m: ir.Module, slots: int, spin_ns: int):
-        self.m, self.slots, self.spin_ns = m, slots, spin_ns
+        self.m, self.slots = m, slots
+        self.spin = ir.GlobalVariable(m, I64, "nngraph_pool_spin_ns")
+        self.spin.initializer = ir.Constant(I64, spin_ns)
         self.table = ir.GlobalVariable(m, ir.ArrayType(SLOT, slots), "nngraph_pool_slots")
         self.table.initializer = ir.Constant(self.table.type.pointee, None)
         self.table.align = 64
@@ -188,6 +246,7 @@ class _Pool:
         word = fn.args[0]
         one, two = ir.Constant(I32, 1), ir.Constant(I32, 2)
         ts = self._stack_slot(fn, b, self.timespec)
+        limit = b.load_atomic(self.spin, "monotonic", 8)
         start = self._now_ns(b, ts)
         spin, give_up, sleep, done = (fn.append_basic_block(n) for n in ("spin", "give_up", "sleep", "done"))
         b.branch(spin)
@@ -198,7 +257,7 @@ class _Pool:
         b.position_at_end(pausing)
         b.call(self.pause, [])
         waited = b.sub(self._now_ns(b, ts), start)
-        b.cbranch(b.icmp_signed("<", waited, ir.Constant(I64, self.spin_ns)), spin, give_up)
+        b.cbranch(b.icmp_signed("<", waited, limit), spin, give_up)
         b.position_at_end(give_up)
         old = b.extract_value(b.cmpxchg(word, ir.Constant(I32, 0), two, SEQ, SEQ), 0)
         b.cbranch(b.icmp_unsigned("==", old, one), done, sleep)
@@ -284,6 +343,7 @@ class _Pool:
         b.call(self.signal_one, [self.field(b, slot, WORK)])
         b.store(b.or_(b.shl(i, ir.Constant(I64, 1)), ir.Constant(I64, 1)), handle)
         b.ret(ir.Constant(I32, 0))
+        self.create = fn
 
     def _start_worker(self, fn, b, slot, plain):
         """The claimed slot's worker, started if it is not yet; on failure the claim
@@ -318,6 +378,24 @@ class _Pool:
             b.store(ir.Constant(I8P, None), ret)
         b.store_atomic(ir.Constant(I32, 0), self.field(b, slot, CLAIMED), SEQ, 4)
         b.ret(ir.Constant(I32, 0))
+        self.join = fn
+
+    def emit_probe(self):
+        """i64 probe_wake(): ns from just before posting a task until the task (on a
+        worker) reads the clock, or -1 when the task did not go to a worker."""
+        task, tb = self._function("nngraph_pool_probe_task", TASK_FN)
+        tb.store(self._now_ns(tb, self._stack_slot(task, tb, self.timespec)),
+                 tb.bitcast(task.args[0], I64.as_pointer()))
+        tb.ret(ir.Constant(I8P, None))
+        fn, b = self._function("nngraph_pool_probe_wake", ir.FunctionType(I64, []), linkage="external")
+        ts, seen, handle = (self._stack_slot(fn, b, t) for t in (self.timespec, I64, I64))
+        start = self._now_ns(b, ts)
+        rc = b.call(self.create, [handle, ir.Constant(I8P, None), task, b.bitcast(seen, I8P)])
+        with b.if_then(b.icmp_unsigned("!=", rc, ir.Constant(I32, 0))):
+            b.ret(ir.Constant(I64, -1))
+        b.call(self.join, [b.load(handle), ir.Constant(I8P.as_pointer(), None)])
+        pooled = b.trunc(b.and_(b.load(handle), ir.Constant(I64, 1)), ir.IntType(1))
+        b.ret(b.select(pooled, b.sub(b.load(seen), start), ir.Constant(I64, -1)))
 
     def emit_reset(self):
         """void reset(): in a forked child (one thread, no workers), every slot free

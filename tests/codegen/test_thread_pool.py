@@ -231,3 +231,42 @@ def test_pool_allocates_its_stack_slots_once_per_call_not_per_spin():
     for fn in module.functions:
         for block in fn.blocks[1:]:
             assert not [i for i in block.instructions if isinstance(i, ir.AllocaInstr)], (fn.name, block.name)
+
+
+def test_spin_bound_is_the_thread_start_cost_and_settable():
+    """The bound is a global the waits read when they begin (benchmarks/pool_spin_ab.py
+    sets it); by default the host's thread start cost (checked in a fresh process: a
+    test here may clear the host facts); a task still reaches a worker and runs under
+    any bound, 0 included (every wait sleeps at once)."""
+    script = ("from codegen.host import host_facts\n"
+              "from codegen.llvm import target, thread_pool\n"
+              "target._init()\n"
+              "print(thread_pool.spin_bound_ns() == int(host_facts().thread_start_ns) > 0)\n")
+    p = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, PYTHONPATH=ROOT),
+                       capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert p.returncode == 0 and p.stdout.strip() == "True", p.stderr[-2000:]
+    from codegen.llvm import target, thread_pool
+    target._init()
+    before = thread_pool.spin_bound_ns()
+    create, join, _ = _pool()
+    seen = []
+    task = TASK(lambda arg: seen.append(arg) or 0)
+    try:
+        for ns in (0, 1_000_000):
+            thread_pool.set_spin_ns(ns)
+            assert thread_pool.spin_bound_ns() == ns
+            handle = ctypes.c_int64()
+            assert create(ctypes.byref(handle), None, task, ns + 1) == 0
+            assert handle.value & 1 == 1                              # a pool worker ran it
+            assert join(handle.value, None) == 0
+    finally:
+        thread_pool.set_spin_ns(before)
+    assert seen == [1, 1_000_001]
+
+
+def test_wake_up_probe_goes_through_a_worker_and_restores_the_spin_bound():
+    from codegen.llvm import target, thread_pool
+    target._init()
+    before = thread_pool.spin_bound_ns()
+    assert thread_pool.measure_wake_ns(rounds=1, per_round=2, idle_s=1e-4) > 0
+    assert thread_pool.spin_bound_ns() == before
