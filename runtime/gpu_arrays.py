@@ -122,9 +122,14 @@ class DeviceValue:
         return NUMPY_OF_TORCH[self.tensor.dtype]
 
     def to_numpy(self) -> np.ndarray:
+        """The host copy, read-only: it is what `p.value` returns, and an edit of it in
+        place (`p.value[0] = 9`) could never reach the device tensor the next call
+        reads, so it raises instead of being dropped (`p.value = array` sets a value)."""
         now = self.version
         if self._host is None or self._seen != now:
-            self._host, self._seen = to_host(self.tensor), now
+            host = to_host(self.tensor)
+            host.flags.writeable = False
+            self._host, self._seen = host, now
         return self._host
 
 
