@@ -53,8 +53,8 @@ try:  # both are optional dependencies: a missing one makes the target unavailab
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(f"target 'gpu' needs torch and triton: {e}") from e
 
-from .gpu_arrays import (TORCH_DTYPES, DeviceArray, DeviceValue, as_tensor, device_tensor, pinned_device, same_device,
-                         to_host, upload, view_tensor)
+from .gpu_arrays import (TORCH_DTYPES, DeviceArray, DeviceValue, as_tensor, copied_once, device_tensor, pinned_device,
+                         same_device, to_host, upload, view_tensor)
 from .gpu_replay import StaticParams, replay_off_reason, replay_or_direct
 
 _Tensor = torch.Tensor
@@ -166,8 +166,11 @@ class GpuRunner(Runner):
         if self._host_params[i] is not a:
             if isinstance(a, DeviceValue) and same_device(a.tensor, self.torch_device):
                 self._dev_params[i] = a.tensor
+            elif isinstance(a, DeviceValue):
+                self._dev_params[i] = upload(a.to_numpy(), self.torch_device)
             else:
-                self._dev_params[i] = upload(a.to_numpy() if isinstance(a, DeviceValue) else a, self.torch_device)
+                self._dev_params[i] = upload(a, self.torch_device)
+                copied_once(a)
             self._host_params[i] = a
         return self._dev_params[i]
 

@@ -154,6 +154,14 @@ def host_tensor(a: np.ndarray):
     return torch.from_numpy(a if a.flags.writeable else a.copy())
 
 
+def copied_once(a: np.ndarray) -> None:
+    """Mark a parameter's NumPy value read-only once its copy is on the device: the
+    runner reuses that copy while the parameter holds the same array (one identity
+    test per call), so an edit of the array in place (`p.value[0] = 9`) would never
+    reach the device; it raises instead (`p.value = array` sets a new value)."""
+    a.flags.writeable = False
+
+
 def upload(a, device: torch.device):
     """A device tensor of host array `a` (see host_tensor)."""
     t = host_tensor(a)

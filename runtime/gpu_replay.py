@@ -40,7 +40,7 @@ import os
 
 import torch
 
-from .gpu_arrays import TORCH_DTYPES, DeviceValue, device_tensor, host_tensor, to_host, view_tensor
+from .gpu_arrays import TORCH_DTYPES, DeviceValue, copied_once, device_tensor, host_tensor, to_host, view_tensor
 
 MAX_CAPTURES = 32   # sets of sizes captured per function; further ones launch directly
 
@@ -108,6 +108,8 @@ class StaticParams:
             if self._source[i] is a and self._seen[i] == version:
                 continue
             t.copy_(a.tensor if device_value else host_tensor(a))
+            if not device_value:
+                copied_once(a)
             self._source[i], self._seen[i] = a, version
         self._expected, self._foreign = list(params), foreign
 
