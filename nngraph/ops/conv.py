@@ -229,7 +229,8 @@ def _grad_input_ref(ctx, gy, w):
     N, OH, OW = gy.shape[0], gy.shape[2], gy.shape[3]
     KH, KW = w.shape[2:]
     cols = np.einsum("ngohw,gocij->ngchwij", _grouped(gy, g, 1), _grouped(w, g, 0), optimize=True)
-    cols = cols.reshape((N, -1) + cols.shape[3:])            # [N, C, OH, OW, KH, KW]
+    # [N, C, OH, OW, KH, KW]; C spelled out: with N = 0 a -1 could stand for any size
+    cols = cols.reshape((N, cols.shape[1] * cols.shape[2]) + cols.shape[3:])
     xp = np.zeros((N, cols.shape[1], H + pt + pb, W + pl + pr), dt)
     for i in range(KH):
         for j in range(KW):
