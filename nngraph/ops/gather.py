@@ -113,7 +113,9 @@ def _scatter_ref(ctx, g, ids):
     ids = ids.astype(np.int64, copy=False)
     ids = np.where(ids < 0, ids + n, ids)
     keep = (ids >= 0) & (ids < n)
-    moved = np.moveaxis(g.reshape(g.shape[:ax] + (-1,) + g.shape[ax + k:]), ax, 0)[keep.reshape(-1)]
+    # the index axes as one, its size spelled out: with another axis of size 0 a -1 could stand for any size
+    flat = g.reshape(g.shape[:ax] + (ids.size,) + g.shape[ax + k:])
+    moved = np.moveaxis(flat, ax, 0)[keep.reshape(-1)]
     np.add.at(np.moveaxis(out, ax, 0), ids.reshape(-1)[keep.reshape(-1)], moved)
     return out
 

@@ -47,3 +47,19 @@ def test_conv_gradients_of_an_empty_batch_between_others(target):
         assert gx.shape == (n, 3, 6, 5)
         np.testing.assert_allclose(gx, want_gx, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(gw, want_gw, rtol=1e-4, atol=1e-4)
+
+
+def test_gradient_of_a_take_along_features_for_an_empty_batch(target):
+    """take along axis 1 of an [N, 5] batch: its gradient (a scatter-add) for N = 0."""
+    x = ng.placeholder(("N", 5), name="x")
+    ids = ng.placeholder((3,), "int32", name="ids")
+    y = ng.take(x, ids, axis=1)
+    fn = helpers.compile([x, ids], [y, ng.grad(ng.sum(y * y), x)], target=target)
+    rng = np.random.default_rng(1)
+    for n in (2, 0, 1):
+        X = rng.standard_normal((n, 5)).astype(np.float32)
+        y_val, gx = fn(X, np.array([0, 2, 2], np.int32))
+        want = np.zeros((n, 5), np.float32)
+        np.add.at(want, (slice(None), [0, 2, 2]), 2 * X[:, [0, 2, 2]])
+        assert y_val.shape == (n, 3) and gx.shape == (n, 5)
+        np.testing.assert_allclose(gx, want, rtol=1e-6)
