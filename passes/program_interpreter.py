@@ -94,9 +94,10 @@ def _reduce(kind, v, grid, p, extra=None):
     if kind == "min":
         return np.min(v, axis=axes)
     if kind == "argmax":
-        flat = v.reshape(tuple(grid[:p]) + (-1,))
+        # the reduced axes as one of `inner` points (not -1: with an outer size of 0 it is ambiguous)
+        flat = v.reshape(tuple(grid[:p]) + (inner,))
         at = np.argmax(flat, axis=-1)[..., None]
-        ix = np.broadcast_to(extra, grid).reshape(tuple(grid[:p]) + (-1,))
+        ix = np.broadcast_to(extra, grid).reshape(tuple(grid[:p]) + (inner,))
         return np.take_along_axis(ix, at, -1)[..., 0]
     raise ValueError(f"unknown reduction {kind}")
 

@@ -1,7 +1,6 @@
-"""A batch of 0 examples (a dynamic size bound to 0) through a convolution and its
-gradients: every target, the graph interpreter included, returns the empty input
-gradient and a zero weight gradient, and one compiled function serves batches of 0,
-1 and more in turn."""
+"""A batch of 0 examples (a dynamic size bound to 0) between batches of 1 and more,
+through one compiled function, on every target (the graph interpreter included):
+convolution gradients, the gradient of a take, an argmax over the features."""
 import numpy as np
 
 import nngraph as ng
@@ -63,3 +62,15 @@ def test_gradient_of_a_take_along_features_for_an_empty_batch(target):
         np.add.at(want, (slice(None), [0, 2, 2]), 2 * X[:, [0, 2, 2]])
         assert y_val.shape == (n, 3) and gx.shape == (n, 5)
         np.testing.assert_allclose(gx, want, rtol=1e-6)
+
+
+def test_argmax_over_the_features_of_an_empty_batch(target):
+    x = ng.placeholder(("N", 5), name="x")
+    fn = helpers.compile([x], [ng.argmax(x, axis=1), ng.max(x, axis=1)], target=target)
+    rng = np.random.default_rng(2)
+    for n in (2, 0, 1):
+        X = rng.standard_normal((n, 5)).astype(np.float32)
+        arg, top = fn(X)
+        assert arg.shape == (n,) and top.shape == (n,)
+        np.testing.assert_array_equal(arg, np.argmax(X, axis=1))
+        np.testing.assert_array_equal(top, np.max(X, axis=1))
