@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -24,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 from machine import cpu_model  # noqa: E402
-from onnx_resnet50 import _input, make_model  # noqa: E402
+from onnx_resnet50 import temp_model, use_threads  # noqa: E402
 
 
 def compile_both(path: str) -> dict:
@@ -68,12 +67,8 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=25)
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
-    if args.threads:
-        os.environ.update(NNGRAPH_NUM_THREADS=str(args.threads), NNGRAPH_BLAS_THREADS=str(args.threads))
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "resnet50_he.onnx")
-        make_model(path)
-        _, x = _input(path)
+    use_threads(args.threads)
+    with temp_model() as (path, x):
         fns = compile_both(path)
     a, b = (np.asarray(fn(x)) for fn in fns.values())
     pixel_major = sum("t_conv" in ln and "ᵀ @" in ln for ln in fns["measured"].dump("kernels").splitlines())
@@ -85,15 +80,19 @@ def main() -> int:
     best = kernel_minima(fns, x, args.reps)
     for name, secs in best.items():
         print(f"  {name:14s} sum of per-kernel minima {secs.sum() * 1e3:7.2f} ms")
-    names = [k.name for k in fns["measured"].runner.program.schedule]
-    if len(best["measured"]) != len(best["channel-major"]):
-        return 0
-    diff = best["measured"] - best["channel-major"]
-    for i in sorted(range(len(diff)), key=lambda i: abs(diff[i]), reverse=True)[:10]:
-        print(f"    {names[i]:22s} channel-major {best['channel-major'][i] * 1e6:7.0f} us   "
-              f"measured {best['measured'][i] * 1e6:7.0f} us")
+    print_differences([k.name for k in fns["measured"].runner.program.schedule], best)
     print(f"load average {os.getloadavg()[0]:.2f}")
     return 0
+
+
+def print_differences(names, best, shown=10) -> None:
+    """The kernels whose fastest times differ most between the two (same schedule)."""
+    if len(best["measured"]) != len(best["channel-major"]):
+        return
+    diff = best["measured"] - best["channel-major"]
+    for i in sorted(range(len(diff)), key=lambda i: abs(diff[i]), reverse=True)[:shown]:
+        print(f"    {names[i]:22s} channel-major {best['channel-major'][i] * 1e6:7.0f} us   "
+              f"measured {best['measured'][i] * 1e6:7.0f} us")
 
 
 if __name__ == "__main__":

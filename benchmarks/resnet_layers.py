@@ -39,7 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from floors import best_seconds  # noqa: E402  (beside this script)
 from machine import cpu_model  # noqa: E402
-from onnx_resnet50 import _input, make_model  # noqa: E402
+from onnx_resnet50 import temp_model, use_threads  # noqa: E402
 
 
 def kernel_minima(fn, x, reps: int):
@@ -198,14 +198,10 @@ def main() -> int:
     if args.ort_child:
         print(json.dumps(ort_nodes(args.ort_child, args.reps, args.threads or 0)))
         return 0
-    if args.threads:
-        os.environ.update(NNGRAPH_NUM_THREADS=str(args.threads), NNGRAPH_BLAS_THREADS=str(args.threads))
+    use_threads(args.threads)
     import nngraph as ng
     from codegen.llvm.entry import N_THREADS
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "resnet50_he.onnx")
-        make_model(path)
-        _, x = _input(path)
+    with temp_model() as (path, x):
         nodes = None
         if args.ort:      # first, in a process of its own: its spinning pool must not share ours
             out = subprocess.run([sys.executable, __file__, "--ort-child", path, "--reps", str(args.reps),
