@@ -38,8 +38,11 @@ import ctypes
 import os
 import platform
 
+import llvmlite
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
+
+from .object_cache import cached_object
 
 I8P = ir.IntType(8).as_pointer()
 I32, I64 = ir.IntType(32), ir.IntType(64)
@@ -102,9 +105,13 @@ def _compiled_pool(libc):
         module = build_module(slot_count(facts.logical_cpus), int(facts.thread_start_ns))
         # codegen at -O0: the pool's few instructions per hand-off are not what costs (a
         # futex wake, a cache line moving between cores); -O2 took 56 ms of every process's
-        # first compile or cache hit, -O0 8 ms
+        # first compile or cache hit, -O0 8 ms; its object code comes from the disk cache
+        # after the first process (object_cache.py). No CPU name or features: generic x86-64
         tm = llvm.Target.from_triple(llvm.get_process_triple()).create_target_machine(opt=0, jit=True)
-        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(str(module)), tm)
+        tm_id = f"thread pool|{llvm.get_process_triple()}|O0|{llvmlite.__version__}|{llvm.llvm_version_info}"
+        obj = cached_object(str(module), tm, tm_id)
+        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
+        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
         engine.finalize_object()
         reset = ctypes.CFUNCTYPE(None)(engine.get_function_address("nngraph_pool_reset"))
         os.register_at_fork(after_in_child=reset)
