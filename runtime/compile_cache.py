@@ -103,7 +103,7 @@ def host_key() -> str:
     import dataclasses
     from codegen.host import host_facts
     from codegen.llvm.blas import describe
-    from codegen.llvm.target import target_id
+    from codegen.llvm.target_spec import target_id
     from codegen.tuning import tuning
     facts = repr(dataclasses.replace(host_facts(), thread_start_ns=0.0))
     h = hashlib.sha256()

@@ -39,9 +39,11 @@ import os
 import platform
 
 import llvmlite
-import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
+from codegen.host import llvm_host
+
+from .elf_loader import LoadedImage, UnsupportedObject
 from .object_cache import cached_object
 
 I8P = ir.IntType(8).as_pointer()
@@ -86,9 +88,8 @@ def thread_symbols() -> dict:
     libc = ctypes.CDLL(None)
     if not pool_enabled():
         return {name: _address(libc, name) for name in ("pthread_create", "pthread_join")}
-    engine = _compiled_pool(libc)
-    return {"pthread_create": engine.get_function_address("nngraph_pool_create"),
-            "pthread_join": engine.get_function_address("nngraph_pool_join")}
+    pool = _compiled_pool(libc)
+    return {"pthread_create": pool.address("nngraph_pool_create"), "pthread_join": pool.address("nngraph_pool_join")}
 
 
 def _address(libc, name: str) -> int:
@@ -100,29 +101,58 @@ def _compiled_pool(libc):
     if _engine is None:
         from codegen.host import host_facts
         facts = host_facts()
-        for name in LIBC_FUNCTIONS:
-            llvm.add_symbol(f"nngraph_pool_libc_{name}", _address(libc, name))
+        libc_symbols = {f"nngraph_pool_libc_{name}": _address(libc, name) for name in LIBC_FUNCTIONS}
         module = build_module(slot_count(facts.logical_cpus), int(facts.thread_start_ns))
         # codegen at -O0: the pool's few instructions per hand-off are not what costs (a
         # futex wake, a cache line moving between cores); -O2 took 56 ms of every process's
         # first compile or cache hit, -O0 8 ms; its object code comes from the disk cache
-        # after the first process (object_cache.py). No CPU name or features: generic x86-64
-        tm = llvm.Target.from_triple(llvm.get_process_triple()).create_target_machine(opt=0, jit=True)
-        tm_id = f"thread pool|{llvm.get_process_triple()}|O0|{llvmlite.__version__}|{llvm.llvm_version_info}"
-        obj = cached_object(str(module), tm, tm_id)
-        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
-        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
-        engine.finalize_object()
-        reset = ctypes.CFUNCTYPE(None)(engine.get_function_address("nngraph_pool_reset"))
+        # after the first process (object_cache.py) and is mapped without LLVM (elf_loader.py)
+        host = llvm_host()
+        tm_id = f"thread pool|{host['triple']}|O0|{llvmlite.__version__}|{host['llvm']}"
+        obj = cached_object(str(module), _pool_machine, tm_id)
+        loaded = _load(obj, libc_symbols)
+        reset = ctypes.CFUNCTYPE(None)(loaded.address("nngraph_pool_reset"))
         os.register_at_fork(after_in_child=reset)
-        _engine = (engine, reset)
+        _engine = (loaded, reset)
     return _engine[0]
+
+
+def _pool_machine():
+    """The target machine of the pool's code: generic x86-64 (no CPU name or features), -O0."""
+    import llvmlite.binding as llvm
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    return llvm.Target.from_triple(llvm_host()["triple"]).create_target_machine(opt=0, jit=True)
+
+
+class _McjitPool:
+    """The pool's object in an MCJIT engine, for an object elf_loader does not map."""
+
+    def __init__(self, obj: bytes, libc_symbols: dict):
+        import llvmlite.binding as llvm
+        for name, addr in libc_symbols.items():
+            llvm.add_symbol(name, addr)
+        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _pool_machine())
+        self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        self.engine.finalize_object()
+
+    def address(self, name: str) -> int:
+        return self.engine.get_function_address(name)
+
+    get_function_address = address
+
+
+def _load(obj: bytes, libc_symbols: dict):
+    try:
+        return LoadedImage(obj, lambda name: libc_symbols.get(name, 0))
+    except UnsupportedObject:
+        return _McjitPool(obj, libc_symbols)
 
 
 def build_module(slots: int, spin_ns: int) -> ir.Module:
     """The pool as an IR module: `slots` slots, waits spinning up to `spin_ns`."""
     m = ir.Module("nngraph_thread_pool")
-    m.triple = llvm.get_process_triple()
+    m.triple = llvm_host()["triple"]
     pool = _Pool(m, slots, spin_ns)
     pool.emit_wait()
     pool.emit_signal()

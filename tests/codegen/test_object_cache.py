@@ -31,6 +31,9 @@ class CountingMachine:
         self.tm = llvm.Target.from_triple(llvm.get_process_triple()).create_target_machine(opt=0, jit=True)
         self.emitted = 0
 
+    def __call__(self):          # cached_object asks for the machine only on a miss
+        return self
+
     def emit_object(self, mod):
         self.emitted += 1
         return self.tm.emit_object(mod)
@@ -57,7 +60,7 @@ def test_made_once_then_read_from_the_cache(cache_at):
     again = cached_object(IR, tm, "test|O0")
     assert tm.emitted == 1 and again == first
     assert _run(again, 21) == 42
-    assert (cache_at / f"{cache.key(IR, 'test|O0')}.o").exists()
+    assert (cache_at / f"{cache.key(IR, 'test|O0')}.lib").exists()
 
 
 def test_another_machine_or_other_ir_is_another_entry(cache_at):
@@ -71,12 +74,12 @@ def test_another_machine_or_other_ir_is_another_entry(cache_at):
 def test_a_damaged_entry_is_made_again_and_rewritten(cache_at):
     tm = CountingMachine()
     good = cached_object(IR, tm, "test|O0")
-    path = cache_at / f"{cache.key(IR, 'test|O0')}.o"
+    path = cache_at / f"{cache.key(IR, 'test|O0')}.lib"
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF                       # the checksum no longer matches
     path.write_bytes(bytes(data))
     assert cached_object(IR, tm, "test|O0") == good and tm.emitted == 2
-    assert cache.load(cache.key(IR, "test|O0")) == good
+    assert cache.load(cache.key(IR, "test|O0"), ".lib") == good
 
 
 def test_a_new_process_loads_the_worker_pool_from_the_cache(cache_at):
