@@ -35,6 +35,7 @@ NNGRAPH_THREAD_POOL=0 registers the C library's pthread_create/pthread_join inst
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import platform
 
@@ -102,19 +103,26 @@ def _compiled_pool(libc):
         from codegen.host import host_facts
         facts = host_facts()
         libc_symbols = {f"nngraph_pool_libc_{name}": _address(libc, name) for name in LIBC_FUNCTIONS}
-        module = build_module(slot_count(facts.logical_cpus), int(facts.thread_start_ns))
+        slots, spin_ns = slot_count(facts.logical_cpus), int(facts.thread_start_ns)
         # codegen at -O0: the pool's few instructions per hand-off are not what costs (a
         # futex wake, a cache line moving between cores); -O2 took 56 ms of every process's
         # first compile or cache hit, -O0 8 ms; its object code comes from the disk cache
         # after the first process (object_cache.py) and is mapped without LLVM (elf_loader.py)
         host = llvm_host()
-        tm_id = f"thread pool|{host['triple']}|O0|{llvmlite.__version__}|{host['llvm']}"
-        obj = cached_object(str(module), _pool_machine, tm_id)
+        description = (f"thread pool {_source_digest()}|slots {slots}|spin {spin_ns} ns|{host['triple']}|O0|"
+                       f"llvmlite {llvmlite.__version__}|LLVM {host['llvm']}")
+        obj = cached_object(description, lambda: str(build_module(slots, spin_ns)), _pool_machine)
         loaded = _load(obj, libc_symbols)
         reset = ctypes.CFUNCTYPE(None)(loaded.address("nngraph_pool_reset"))
         os.register_at_fork(after_in_child=reset)
         _engine = (loaded, reset)
     return _engine[0]
+
+
+def _source_digest() -> str:
+    """sha256 of this file: the pool's IR is made by its code alone (and llvmlite)."""
+    with open(__file__, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def _pool_machine():
