@@ -303,6 +303,8 @@ def llvm_host() -> dict:
     """{"triple", "cpu", "features" (LLVM's "+a,-b,..." list), "llvm" (version)}: from
     the table when this host's fingerprint is there, else from LLVM (then recorded)."""
     from codegen.cache import read_json_table, write_json_table
+    if not cpuinfo().get("flags"):
+        return ask_llvm()            # no CPU identity to key a record by (not Linux): ask each process
     key = llvm_fingerprint()
     table = read_json_table(LLVM_TABLE)
     entry = table.get(key)

@@ -48,3 +48,9 @@ def test_the_fingerprint_follows_the_cpu(monkeypatch):
     before = host.llvm_fingerprint()
     monkeypatch.setattr(host, "cpuinfo", lambda: dict(info, flags=info.get("flags", "") + " newflag"))
     assert host.llvm_fingerprint() != before
+
+
+def test_without_a_cpu_identity_llvm_is_asked_and_nothing_recorded(table_dir, monkeypatch):
+    monkeypatch.setattr(host, "cpuinfo", lambda: {})
+    assert host.llvm_host() == host.ask_llvm()
+    assert not (table_dir / host.LLVM_TABLE).exists()
