@@ -122,13 +122,12 @@ def emit_kernel(fb: FnBuilder, kern, base: str, tramp, threads: bool, notes: lis
                                                                          GEMM_COLUMN_WORK))
         notes.append("blas")
     elif isinstance(kern, MatmulKernel):
-        f = emit_matmul_function(module, base, program, syms, kern)
-        axis = split_axis(program, kern)
         factor, wsyms = _static_product(tuple(kern.batch) + kern.axes("m") + kern.axes("n") + kern.axes("k"))
         if threads and N_THREADS > 1 and splits_columns(program, kern):
-            _launch_rows_or_columns(fb, base, kern, f, (factor, wsyms), tramp, in_loop)
+            _launch_rows_or_columns(fb, base, kern, (factor, wsyms), tramp, in_loop)
         else:
-            _launch(fb, f, fb.numel(axis), factor, wsyms, tramp, threads, gemm_work())
+            f = emit_matmul_function(module, base, program, syms, kern)
+            _launch(fb, f, fb.numel(split_axis(program, kern)), factor, wsyms, tramp, threads, gemm_work())
         if kern.epilogue is not None:
             outer = kern.epilogue_domain()
             ef = emit_loop_function(module, base + "_epi", program, syms, outer, [kern.epilogue],
@@ -238,9 +237,10 @@ def _launch_loops(fb: FnBuilder, f, outer, stages, tramp, threads, first=0):
     _launch(fb, f, fb.size(outer[first]), factor, syms, tramp, threads, THREAD_WORK)
 
 
-def _launch_rows_or_columns(fb: FnBuilder, base, kern, f, work, tramp, in_loop):
-    """A one-call GEMM cut along its longer output axis, decided at run time (each part
-    then re-packs only the smaller operand; matmul.py): rows above GEMM_WORK, columns
+def _launch_rows_or_columns(fb: FnBuilder, base, kern, work, tramp, in_loop):
+    """A one-call GEMM cut along its longer output axis (each part then re-packs only
+    the smaller operand; matmul.py), decided here when both sizes are known, else at
+    run time (then both variants are emitted): rows above GEMM_WORK, columns
     above GEMM_WORK too, or above GEMM_COLUMN_WORK in a loop's step. There the products
     have few rows (an LSTM step's h @ W_hh: N=32), which a BLAS's own threads barely
     speed up, and its workers, woken every step, spin on the cores between steps. Out
@@ -248,14 +248,26 @@ def _launch_rows_or_columns(fb: FnBuilder, base, kern, f, work, tramp, in_loop):
     is marked own_threads (a batch-1 convolution, passes/lower/conv.py, between loops
     split across the same cores): then either axis is cut above GEMM_COLUMN_WORK."""
     b, program = fb.b, fb.program
-    cf = emit_matmul_function(fb.module, base + "_cols", program, fb.symbols, kern, columns=True)
     rows, cols = fb.numel(split_axis(program, kern)), fb.numel(kern.axes("n"))
-    with b.if_else(b.icmp_signed(">", cols, rows)) as (by_columns, by_rows):
-        with by_columns:
-            _launch(fb, cf, cols, *work, tramp, True,
-                    GEMM_COLUMN_WORK if in_loop or kern.own_threads else gemm_work())
-        with by_rows:
-            _launch(fb, f, rows, *work, tramp, True, GEMM_COLUMN_WORK if kern.own_threads else gemm_work())
+
+    def by_columns():
+        cf = emit_matmul_function(fb.module, base + "_cols", program, fb.symbols, kern, columns=True)
+        _launch(fb, cf, cols, *work, tramp, True, GEMM_COLUMN_WORK if in_loop or kern.own_threads else gemm_work())
+
+    def by_rows():
+        f = emit_matmul_function(fb.module, base, program, fb.symbols, kern)
+        _launch(fb, f, rows, *work, tramp, True, GEMM_COLUMN_WORK if kern.own_threads else gemm_work())
+
+    (n_rows, rows_unknown), (n_cols, cols_unknown) = (_static_product(split_axis(program, kern)),
+                                                      _static_product(kern.axes("n")))
+    if not rows_unknown and not cols_unknown:
+        (by_columns if n_cols > n_rows else by_rows)()
+        return
+    with b.if_else(b.icmp_signed(">", cols, rows)) as (columns, row_parts):
+        with columns:
+            by_columns()
+        with row_parts:
+            by_rows()
 
 
 def gemm_work() -> int:

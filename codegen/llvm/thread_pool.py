@@ -41,12 +41,18 @@ NNGRAPH_THREAD_POOL=0 registers the C library's pthread_create/pthread_join inst
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import platform
 import time
 
-import llvmlite.binding as llvm
+import llvmlite
 import llvmlite.ir as ir
+
+from codegen.host import llvm_host
+
+from .elf_loader import LoadedImage, UnsupportedObject
+from .object_cache import cached_object
 
 I8P = ir.IntType(8).as_pointer()
 I32, I64 = ir.IntType(32), ir.IntType(64)
@@ -90,9 +96,8 @@ def thread_symbols() -> dict:
     libc = ctypes.CDLL(None)
     if not pool_enabled():
         return {name: _address(libc, name) for name in ("pthread_create", "pthread_join")}
-    engine = _compiled_pool(libc)
-    return {"pthread_create": engine.get_function_address("nngraph_pool_create"),
-            "pthread_join": engine.get_function_address("nngraph_pool_join")}
+    pool = _compiled_pool(libc)
+    return {"pthread_create": pool.address("nngraph_pool_create"), "pthread_join": pool.address("nngraph_pool_join")}
 
 
 def _address(libc, name: str) -> int:
@@ -104,20 +109,20 @@ def _compiled_pool(libc):
     if _engine is None:
         from codegen.host import host_facts
         facts = host_facts()
-        llvm.initialize_native_target()            # idempotent: the pool may be built first
-        llvm.initialize_native_asmprinter()
-        for name in LIBC_FUNCTIONS:
-            llvm.add_symbol(f"nngraph_pool_libc_{name}", _address(libc, name))
-        module = build_module(slot_count(facts.logical_cpus), int(facts.thread_start_ns))
+        libc_symbols = {f"nngraph_pool_libc_{name}": _address(libc, name) for name in LIBC_FUNCTIONS}
+        slots, spin_ns = slot_count(facts.logical_cpus), int(facts.thread_start_ns)
         # codegen at -O0: the pool's few instructions per hand-off are not what costs (a
         # futex wake, a cache line moving between cores); -O2 took 56 ms of every process's
-        # first compile or cache hit, -O0 8 ms
-        tm = llvm.Target.from_triple(llvm.get_process_triple()).create_target_machine(opt=0, jit=True)
-        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(str(module)), tm)
-        engine.finalize_object()
-        reset = ctypes.CFUNCTYPE(None)(engine.get_function_address("nngraph_pool_reset"))
+        # first compile or cache hit, -O0 8 ms; its object code comes from the disk cache
+        # after the first process (object_cache.py) and is mapped without LLVM (elf_loader.py)
+        host = llvm_host()
+        description = (f"thread pool {_source_digest()}|slots {slots}|spin {spin_ns} ns|{host['triple']}|O0|"
+                       f"llvmlite {llvmlite.__version__}|LLVM {host['llvm']}")
+        obj = cached_object(description, lambda: str(build_module(slots, spin_ns)), _pool_machine)
+        loaded = _load(obj, libc_symbols)
+        reset = ctypes.CFUNCTYPE(None)(loaded.address("nngraph_pool_reset"))
         os.register_at_fork(after_in_child=reset)
-        _engine = (engine, reset)
+        _engine = (loaded, reset)
     return _engine[0]
 
 
@@ -166,11 +171,49 @@ def measure_wake_ns(rounds: int = 5, per_round: int = 8, idle_s: float = 1e-3) -
     return float(best)
 
 
+def _source_digest() -> str:
+    """sha256 of this file: the pool's IR is made by its code alone (and llvmlite)."""
+    with open(__file__, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _pool_machine():
+    """The target machine of the pool's code: generic x86-64 (no CPU name or features), -O0."""
+    import llvmlite.binding as llvm
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    return llvm.Target.from_triple(llvm_host()["triple"]).create_target_machine(opt=0, jit=True)
+
+
+class _McjitPool:
+    """The pool's object in an MCJIT engine, for an object elf_loader does not map."""
+
+    def __init__(self, obj: bytes, libc_symbols: dict):
+        import llvmlite.binding as llvm
+        for name, addr in libc_symbols.items():
+            llvm.add_symbol(name, addr)
+        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _pool_machine())
+        self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        self.engine.finalize_object()
+
+    def address(self, name: str) -> int:
+        return self.engine.get_function_address(name)
+
+    get_function_address = get_global_value_address = address
+
+
+def _load(obj: bytes, libc_symbols: dict):
+    try:
+        return LoadedImage(obj, lambda name: libc_symbols.get(name, 0))
+    except UnsupportedObject:
+        return _McjitPool(obj, libc_symbols)
+
+
 def build_module(slots: int, spin_ns: int) -> ir.Module:
     """The pool as an IR module: `slots` slots, waits spinning up to `spin_ns`
     (the global nngraph_pool_spin_ns: set_spin_ns changes it)."""
     m = ir.Module("nngraph_thread_pool")
-    m.triple = llvm.get_process_triple()
+    m.triple = llvm_host()["triple"]
     pool = _Pool(m, slots, spin_ns)
     pool.emit_wait()
     pool.emit_signal()
