@@ -48,7 +48,17 @@ class Dag:
         """Whether target is reachable from source (a node reaches itself)."""
         self._check(source)
         self._check(target)
-        return target in self._reachable(source, self._succ) or source == target
+        if source == target:
+            return True
+        seen, todo = set(), list(self._succ[source])
+        while todo:                     # depth first, stopping at target
+            n = todo.pop()
+            if n == target:
+                return True
+            if n not in seen:
+                seen.add(n)
+                todo.extend(self._succ[n])
+        return False
 
     def ancestors(self, n) -> set:
         """The nodes with a path to n, n excluded."""

@@ -236,11 +236,6 @@ def _record(host: str, known: dict, fresh: dict) -> dict:
     return table
 
 
-def settings_deviations(host: str) -> str:
-    """The loaded constants that differ from the host's settings table, one per line."""
-    return _deviations(_loaded_settings(), _settings_table(host))
-
-
 def _deviations(settings: dict, known: dict) -> str:
     out = []
     for name, consts in settings.items():

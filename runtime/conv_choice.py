@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 
-from passes.lower.conv_layout import LAYOUTS, ONE_IMAGE_LAYOUTS
+from passes.lower.conv_layout import LAYOUTS, ONE_IMAGE_LAYOUTS, is_one_image
 
 NOMINAL_BATCH = 32          # examples timed when the batch size is symbolic
 MAX_TIMED_ELEMENTS = 1 << 23  # largest operand timed (32 MiB of float32): fewer examples beyond
@@ -75,7 +75,7 @@ def measured_layout(geo: dict, dtype: str, products=None) -> str:
     graph makes `products` (a subset of ALL; default all three)."""
     products = tuple(p for p in ALL if p in (products or ALL))
     n = geo["N"]
-    one_image = isinstance(n, int) and n == 1 and geo["G"] == 1 and products == ("conv2d",)
+    one_image = is_one_image(geo) and products == ("conv2d",)
     if isinstance(n, int) and n <= 1 and not one_image:
         return "batch"          # one example: the two layouts make the same products
     shape = _one_image_key(geo, dtype) if one_image else _shape_key(geo, dtype, products)
@@ -106,13 +106,16 @@ def _one_image_key(geo, dtype) -> str:
 @functools.lru_cache(maxsize=None)
 def host_key() -> str:
     """What a timing depends on besides the shapes: CPU, features, which BLAS (its
-    version, core type or threading), thread counts (codegen/llvm/blas.py, matmul.py)."""
+    version, core type or threading), thread counts and the split of one-image
+    products (codegen/llvm/blas.py, matmul.py, entry.py)."""
     import llvmlite.binding as llvm
 
     from codegen.llvm import blas
+    from codegen.llvm.entry import GEMM_COLUMN_WORK, N_THREADS
     from codegen.llvm.matmul import BLAS_THREAD_WORK
     parts = [llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten(), blas.describe(), blas.core_type_choice(),
-             os.environ.get("OPENBLAS_CORETYPE", ""), str(blas.configured_threads()), str(BLAS_THREAD_WORK)]
+             os.environ.get("OPENBLAS_CORETYPE", ""), str(blas.configured_threads()), str(BLAS_THREAD_WORK),
+             str(N_THREADS), str(GEMM_COLUMN_WORK)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
