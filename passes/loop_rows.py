@@ -129,8 +129,6 @@ def _stage_by_rows(stage, row_bufs) -> bool:
         ins = body[value_id]
         return ins.op == "idx" and ins.attr("axis") == 0
 
-    for ins in body:
-        if ins.op == "load" and ins.attr("buffer") in row_bufs and not (ins.args and own_row(ins.args[0])):
-            return False
-    return all(own_row(st.index[0]) for st in stage.stores if st.buffer in row_bufs and st.index) and \
-        all(st.index for st in stage.stores if st.buffer in row_bufs)
+    loads = [ins.args for ins in body if ins.op == "load" and ins.attr("buffer") in row_bufs]
+    stores = [st.index for st in stage.stores if st.buffer in row_bufs]
+    return all(index and own_row(index[0]) for index in loads + stores)
