@@ -156,6 +156,21 @@ def test_the_per_step_loop_split_per_step_still_matches_the_oracle(split_rows, m
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5)
 
 
+def test_step_weights_beyond_the_last_level_cache_keep_the_per_step_loop(split_rows, monkeypatch):
+    """Each thread would read all the step's weights every step: from memory that
+    doubles a weight-streaming product's traffic, so such a loop stays per step."""
+    import codegen.llvm.loop_rows as loop_rows
+    from codegen.host import host_facts
+    from runtime.cpu import build_program
+    prog, _ = elman()
+    weights = (4 * 5 + 5 * 5) * 4                 # Wx [F, H] and Wh [H, H], float32: the step's products
+    for l3, by_rows in ((weights, True), (weights - 1, False)):
+        facts = dataclasses.replace(host_facts(), l3=l3)
+        monkeypatch.setattr(loop_rows, "host_facts", lambda: facts)
+        runner, _ = build_program(prog)
+        assert ("_claim" in runner.compiled.ir_text) == by_rows
+
+
 def test_the_per_step_loop_remains_when_rows_are_not_independent(split_rows):
     prog, _ = elman()
     h, _ = _h_buffers(prog)
