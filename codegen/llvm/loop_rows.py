@@ -14,7 +14,8 @@ loop, and the pointwise work is split too (T=50, N=32 training step: 24.6 -> 19.
 ms; T=100, N=64: 93 -> 66 ms).
 
 Chosen where it is exact (independent_rows), the loop's work over all steps is
-above the loop split size (codegen/tuning.py: what pays a thread's start), and the
+above the loop split size (codegen/tuning.py: what pays a thread's start), the BLAS
+keeps its speed on a thread's rows (ROW_BLASES), and the
 right operands of the body's products fit the host's last-level cache: every thread
 reads all of them at every step (a cut by columns reads each part once per step).
 From a cache that costs little next to the product (with 16 rows per thread, 4
@@ -33,6 +34,7 @@ from nngraph.types import Dim, np_dtype
 from passes.loop_rows import independent_rows
 from passes.program import LoopKernel, MatmulKernel
 
+from . import blas
 from .irtypes import I8P, I64, i64
 from .kernel import emit_loop_function
 from .loop import copy_carry_inits, emit_memcpy, pointer_slot, private_pointers, set_step_slices
@@ -42,10 +44,18 @@ from .matmul import emit_matmul_function
 NULL = ir.Constant(I8P, None)
 
 
+# the BLASes whose products on a thread's rows keep their speed: per thread the product
+# has half the rows (an LSTM step at N=32: 16), where OpenBLAS's sgemm runs at 56
+# GFLOP/s against 86 on a half of the columns with all 32 rows (MKL: 110-122 against
+# 123-133; Xeon, AVX-512, one thread), so with OpenBLAS the step-by-step loop's
+# column parts win (T=50, N=32 training step: 36 ms per step, by rows 46 ms)
+ROW_BLASES = ("mkl",)
+
+
 def rows_plan(program, loop):
     """The row size when `loop` runs by row ranges (see above), else None."""
     rows = independent_rows(program, loop)
-    if rows is None:
+    if rows is None or blas.chosen_blas() not in ROW_BLASES:
         return None
     weights = 0
     for k in loop.body:

@@ -29,6 +29,9 @@ def split_rows(monkeypatch):
     """Every loop that qualifies is split across two threads, whatever its size and
     this machine's CPU count."""
     import codegen.llvm.entry as entry
+    import codegen.llvm.loop_rows as loop_rows
+    from codegen.llvm import blas
+    monkeypatch.setattr(loop_rows, "ROW_BLASES", (blas.chosen_blas(),))
     monkeypatch.setattr(entry, "THREAD_WORK", 1)
     monkeypatch.setattr(entry, "N_THREADS", 2)
     monkeypatch.setattr(entry, "ROW_LOOPS", True)
@@ -169,6 +172,14 @@ def test_step_weights_beyond_the_last_level_cache_keep_the_per_step_loop(split_r
         monkeypatch.setattr(loop_rows, "host_facts", lambda: facts)
         runner, _ = build_program(prog)
         assert ("_claim" in runner.compiled.ir_text) == by_rows
+
+
+def test_a_blas_slow_on_few_rows_keeps_the_per_step_loop(split_rows, monkeypatch):
+    import codegen.llvm.loop_rows as loop_rows
+    from runtime.cpu import build_program
+    monkeypatch.setattr(loop_rows, "ROW_BLASES", ())
+    runner, _ = build_program(elman()[0])
+    assert "_claim" not in runner.compiled.ir_text and "_k_scan_t_head" in runner.compiled.ir_text
 
 
 def test_the_per_step_loop_remains_when_rows_are_not_independent(split_rows):
