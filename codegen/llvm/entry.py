@@ -38,6 +38,7 @@ from .irtypes import I1, I8P, I32, I64, VOID, i64
 from .kernel import (emit_finish_function, emit_loop_function, emit_partial_function, partial_type,
                      thread_split)
 from .loop import emit_scan, private_pointers
+from .loop_rows import emit_scan_by_rows, rows_plan
 from .loops import FnBuilder, mark_unoptimised
 from .matmul import emit_matmul_function, split_axis, splits_columns
 from .symbols import ENTRY, PROFILE
@@ -69,6 +70,9 @@ _DERIVED_GEMM_WORK = GEMM_WORK
 GEMM_COLUMN_WORK = tuning().gemm_column_split_work
 # threads a big loop kernel or GEMM is cut across (NNGRAPH_NUM_THREADS overrides)
 N_THREADS = _thread_count()
+# a scan whose steps are independent across rows runs by row ranges, one per thread
+# (loop_rows.py); NNGRAPH_LOOP_ROWS=0 keeps the per-step splits
+ROW_LOOPS = os.environ.get("NNGRAPH_LOOP_ROWS", "1").strip().lower() not in ("0", "off", "false", "no")
 
 _LOOP_FN = ir.FunctionType(VOID, [ir.PointerType(I8P), ir.PointerType(I64), I64, I64, I8P])
 # thread argument: {fn, bufs, sizes, lo, hi, extra}
@@ -146,7 +150,12 @@ def emit_kernel(fb: FnBuilder, kern, base: str, tramp, threads: bool, notes: lis
         _launch_loops(fb, f, tuple(kern.outer), kern.stages, tramp, threads, unit_lead(kern.outer))
         notes.append("loop")
     elif isinstance(kern, ScanLoop):
-        emit_scan(fb, kern, base, lambda k, name: emit_kernel(fb, k, name, tramp, threads, notes, emit, True))
+        rows = rows_plan(program, kern) if threads and N_THREADS > 1 and not in_loop and ROW_LOOPS else None
+        if rows is not None:      # every step of a row range per thread (loop_rows.py)
+            emit_scan_by_rows(fb, kern, base, rows, THREAD_WORK, lambda work: _parts(fb.b, work, THREAD_WORK),
+                              lambda f, n0, parts, extra: _split(fb, f, n0, tramp, extra, 0, parts))
+        else:
+            emit_scan(fb, kern, base, lambda k, name: emit_kernel(fb, k, name, tramp, threads, notes, emit, True))
         notes.append("scan")
     else:
         raise TypeError(f"unknown kernel type {type(kern).__name__}")
