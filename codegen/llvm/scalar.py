@@ -157,8 +157,15 @@ def _mod(b, x, y, dt):
     return b.select(fix, b.add(r, y), r)
 
 
+def _fmod(b, x, y, dt):
+    """C's fmod (frem); on integers srem, whose divisor the lowering keeps off 0 and -1
+    (nngraph/semantics.py)."""
+    return b.frem(x, y) if is_float(dt) else b.srem(x, y)
+
+
 _BINARY = {"add": _add, "sub": _sub, "mul": _mul, "div": _div, "pow": _pow, "maximum": _maximum,
-           "minimum": _minimum, "floordiv": _floordiv, "mod": _mod}
+           "minimum": _minimum, "floordiv": _floordiv, "mod": _mod,
+           "fmod": _fmod}
 
 # ----------------------------------------------------------------------------- unary
 

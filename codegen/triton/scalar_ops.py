@@ -86,6 +86,8 @@ BINARY = {
     "logical_or": ("{a} | {b}", ()),
     "floordiv": ("_floordiv({a}, {b})", ("_floordiv",)),
     "mod": ("_mod({a}, {b})", ("_mod",)),
+    # C's fmod (frem; srem on integers, whose divisor the lowering keeps off 0 and -1)
+    "fmod": ("{a} % {b}", ()),
 }
 
 # the op categories, read off the ops (nngraph.node.Op.category)

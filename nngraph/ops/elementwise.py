@@ -329,6 +329,15 @@ def _vjp_select(pick_a):
     return vjp
 
 
+def _vjp_remainder(n, g, needs):
+    """mod and fmod: a - q * b with q = floor(a / b) (mod) or trunc(a / b) (fmod), piecewise
+    constant, so d/da = 1 and d/db = -q, with q = (a - r) / b from the result itself."""
+    a, b = n.inputs
+    ga = unbroadcast(g, a.shape) if needs[0] else None
+    gb = unbroadcast(neg(mul(g, div(sub(a, n), b))), b.shape) if needs[1] else None
+    return ga, gb
+
+
 add = _binary("add", np.add, _vjp_add, doc="a + b")
 sub = _binary("sub", np.subtract, _vjp_sub, doc="a - b")
 mul = _binary("mul", np.multiply, _vjp_mul, doc="a * b")
@@ -336,6 +345,10 @@ div = _binary("div", np.divide, _vjp_div, kind="div", cost=Op.EXPENSIVE, doc="a 
 pow = _binary("pow", np.power, _vjp_pow, kind="float", cost=Op.EXPENSIVE, doc="a ** b")
 maximum = _binary("maximum", np.maximum, _vjp_select("max"), doc="elementwise max")
 minimum = _binary("minimum", np.minimum, _vjp_select("min"), doc="elementwise min")
+mod = _binary("mod", np.mod, _vjp_remainder,
+              doc="a % b as Python and np.mod: the sign of the divisor (nngraph/semantics.py)")
+fmod = _binary("fmod", np.fmod, _vjp_remainder,
+               doc="C's fmod, as np.fmod: the sign of the dividend (nngraph/semantics.py)")
 less = _binary("less", np.less, None, kind="compare", nondiff=True, doc="a < b")
 less_equal = _binary("less_equal", np.less_equal, None, kind="compare", nondiff=True, doc="a <= b")
 greater = _binary("greater", np.greater, None, kind="compare", nondiff=True, doc="a > b")
