@@ -44,6 +44,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import threading
 import time
 
 import llvmlite
@@ -67,6 +68,9 @@ SEQ = "seq_cst"
 LIBC_FUNCTIONS = ("pthread_create", "pthread_detach", "pthread_join", "getpid", "clock_gettime", "syscall")
 
 _engine = None          # keeps the compiled pool alive for the process's lifetime
+# one first build: a second would replace _engine and unmap the first pool's code,
+# which registered symbols and the fork handler may already point at
+_build_lock = threading.Lock()
 
 
 def pool_supported(system: str | None = None, machine: str | None = None) -> bool:
@@ -105,6 +109,12 @@ def _address(libc, name: str) -> int:
 
 
 def _compiled_pool(libc):
+    """The pool's loaded object, built once per process however many threads ask."""
+    with _build_lock:
+        return _build_pool(libc)
+
+
+def _build_pool(libc):
     global _engine
     if _engine is None:
         from codegen.host import host_facts
@@ -127,19 +137,25 @@ def _compiled_pool(libc):
 
 
 def _spin_word():
-    return ctypes.c_int64.from_address(_engine[0].get_global_value_address("nngraph_pool_spin_ns"))
+    """The pool's spin bound (built first), or None with no pool (NNGRAPH_THREAD_POOL=0)."""
+    thread_symbols()
+    if _engine is None:
+        return None
+    return ctypes.c_int64.from_address(_engine[0].address("nngraph_pool_spin_ns"))
 
 
 def spin_bound_ns() -> int:
-    """How long (ns) a waiting worker or join spins before it sleeps (the pool built)."""
-    thread_symbols()
-    return _spin_word().value if _engine is not None else 0
+    """How long (ns) a waiting worker or join spins before it sleeps; 0 with no pool."""
+    word = _spin_word()
+    return word.value if word is not None else 0
 
 
 def set_spin_ns(ns: int) -> None:
-    """Sets the spin bound (benchmarks A/B it; measure_wake_ns needs it 0). Call it
-    while no split runs: waits read it when they begin."""
-    _spin_word().value = max(0, int(ns))
+    """Sets the spin bound (benchmarks A/B it; measure_wake_ns needs it 0); nothing to
+    set with no pool. Call it while no split runs: waits read it when they begin."""
+    word = _spin_word()
+    if word is not None:
+        word.value = max(0, int(ns))
 
 
 def measure_wake_ns(rounds: int = 5, per_round: int = 8, idle_s: float = 1e-3) -> float:
