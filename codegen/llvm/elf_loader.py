@@ -124,9 +124,6 @@ class LoadedImage:
             raise RuntimeError(f"symbol {name!r} not found in compiled object")
         return self.defined[name]
 
-    # the lookups of llvmlite's ExecutionEngine, for code written against MCJIT
-    get_function_address = get_global_value_address = address
-
     def _place(self, sections, obj: bytes, prot: int) -> None:
         """One mapping (read+write until relocated; `prot` after) for `sections`."""
         offsets, size = [], 0

@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 CHILD = r"""
 import ctypes, random, sys
-from codegen.llvm.elf_loader import LoadedImage, UnsupportedObject, _parse
+from codegen.llvm.elf_loader import LoadedImage, UnsupportedObject, _parse, process_symbol
 from codegen.llvm import target, thread_pool
 import tests.codegen.test_elf_loader as t
 
@@ -25,8 +25,7 @@ which, part, cases = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if which == "pool":
     mod = thread_pool.build_module(8, 1000)
     obj = bytes(thread_pool._pool_machine().emit_object(__import__("llvmlite.binding").binding.parse_assembly(str(mod))))
-    libc = ctypes.CDLL(None)
-    names = {f"nngraph_pool_libc_{n}": thread_pool._address(libc, n) for n in thread_pool.LIBC_FUNCTIONS}
+    names = {f"nngraph_pool_libc_{n}": process_symbol(n) for n in thread_pool.LIBC_FUNCTIONS}
     resolve = lambda name: names.get(name, 0)
 else:
     obj = t._object()
