@@ -10,28 +10,19 @@ in a new process loads none.
 """
 from __future__ import annotations
 
-from .elf_loader import LoadedImage, UnsupportedObject
+from .mapped import MappedObject
 from .symbols import resolve, runtime_symbols
 
 
-class LoadedObject:
-    """Object code mapped into this process; keeps the mapping (or MCJIT engine)
-    alive while used."""
+class LoadedObject(MappedObject):
+    """A compiled program's object code mapped into this process (or in MCJIT), its
+    undefined names resolved through the runtime's registered symbols."""
 
     def __init__(self, obj: bytes):
         runtime_symbols()
-        self.engine = None
-        try:
-            self.image = LoadedImage(obj, resolve)
-        except UnsupportedObject:
-            from .target import mcjit_engine
-            self.image = None
-            self.engine = mcjit_engine(obj)
+        super().__init__(obj, resolve, _mcjit)
 
-    def address(self, name: str) -> int:
-        if self.image is not None:
-            return self.image.address(name)
-        addr = self.engine.get_global_value_address(name)
-        if not addr:
-            raise RuntimeError(f"symbol {name!r} not found in compiled object")
-        return addr
+
+def _mcjit(obj: bytes):
+    from .target import mcjit_engine
+    return mcjit_engine(obj)

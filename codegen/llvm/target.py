@@ -17,6 +17,7 @@ from codegen.host import check_against_llvm, llvm_host
 
 from .target_spec import (LLVM_OPTIONS, feature_enabled, features, has_feature, prefer_width_features,  # noqa: F401
                           target_id, triple)
+from . import mapped
 from .symbols import register, registered, runtime_symbols
 
 _lock = threading.Lock()
@@ -108,12 +109,7 @@ def emit_assembly(mod) -> str:
 
 
 def mcjit_engine(obj: bytes):
-    """An MCJIT engine holding `obj` (what loaded.py uses for an object its own loader
-    does not handle)."""
+    """An MCJIT engine holding a compiled program's `obj` (loaded.py, for an object
+    elf_loader does not handle), on a TargetMachine like the compile target's."""
     _init()
-    with _lock:
-        # the engine takes ownership of its TargetMachine: give it its own
-        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine())
-        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
-        engine.finalize_object()
-    return engine
+    return mapped.mcjit_engine(obj, _new_target_machine(), lock=_lock)

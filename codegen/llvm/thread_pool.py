@@ -9,7 +9,8 @@ more for MKL's sgemm). Here a task is handed to a worker that stays alive, so th
 generated code (and the disk cache of object code) is unchanged.
 
 Native code with no C compiler: the pool is an LLVM IR module built with llvmlite
-once per process, compiled with MCJIT, and its two functions' addresses are
+once per process (its object code cached on disk and mapped by elf_loader.py; mapped.py
+falls back to MCJIT), and its two functions' addresses are
 registered under the names above before any kernel loads (target.py). It calls
 the C library's pthread_create/pthread_detach/pthread_join, getpid, clock_gettime
 and syscall (futex: x86-64 Linux).
@@ -44,6 +45,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import threading
 import time
 
 import llvmlite
@@ -51,7 +53,7 @@ import llvmlite.ir as ir
 
 from codegen.host import llvm_host
 
-from .elf_loader import LoadedImage, UnsupportedObject
+from .mapped import MappedObject, mcjit_engine
 from .object_cache import cached_object
 
 I8P = ir.IntType(8).as_pointer()
@@ -67,6 +69,10 @@ SEQ = "seq_cst"
 LIBC_FUNCTIONS = ("pthread_create", "pthread_detach", "pthread_join", "getpid", "clock_gettime", "syscall")
 
 _engine = None          # keeps the compiled pool alive for the process's lifetime
+# one first build: a second would replace _engine and unmap the first pool's code,
+# which registered symbols and the fork handler may already point at. Reentrant: the
+# build's thread may ask for the pool again once _engine is set (set_spin_ns)
+_build_lock = threading.RLock()
 
 
 def pool_supported(system: str | None = None, machine: str | None = None) -> bool:
@@ -105,6 +111,12 @@ def _address(libc, name: str) -> int:
 
 
 def _compiled_pool(libc):
+    """The pool's loaded object, built once per process however many threads ask."""
+    with _build_lock:
+        return _build_pool(libc)
+
+
+def _build_pool(libc):
     global _engine
     if _engine is None:
         from codegen.host import host_facts
@@ -127,19 +139,25 @@ def _compiled_pool(libc):
 
 
 def _spin_word():
-    return ctypes.c_int64.from_address(_engine[0].get_global_value_address("nngraph_pool_spin_ns"))
+    """The pool's spin bound (built first), or None with no pool (NNGRAPH_THREAD_POOL=0)."""
+    thread_symbols()
+    if _engine is None:
+        return None
+    return ctypes.c_int64.from_address(_engine[0].address("nngraph_pool_spin_ns"))
 
 
 def spin_bound_ns() -> int:
-    """How long (ns) a waiting worker or join spins before it sleeps (the pool built)."""
-    thread_symbols()
-    return _spin_word().value if _engine is not None else 0
+    """How long (ns) a waiting worker or join spins before it sleeps; 0 with no pool."""
+    word = _spin_word()
+    return word.value if word is not None else 0
 
 
 def set_spin_ns(ns: int) -> None:
-    """Sets the spin bound (benchmarks A/B it; measure_wake_ns needs it 0). Call it
-    while no split runs: waits read it when they begin."""
-    _spin_word().value = max(0, int(ns))
+    """Sets the spin bound (benchmarks A/B it; measure_wake_ns needs it 0); nothing to
+    set with no pool. Call it while no split runs: waits read it when they begin."""
+    word = _spin_word()
+    if word is not None:
+        word.value = max(0, int(ns))
 
 
 def measure_wake_ns(rounds: int = 5, per_round: int = 8, idle_s: float = 1e-3) -> float:
@@ -150,7 +168,7 @@ def measure_wake_ns(rounds: int = 5, per_round: int = 8, idle_s: float = 1e-3) -
     cost (codegen/host.py), so a busy moment does not stick. OSError when the pool
     cannot hand the probe to a worker (no worker could be started)."""
     engine = _compiled_pool(ctypes.CDLL(None))
-    probe = ctypes.CFUNCTYPE(ctypes.c_int64)(engine.get_function_address("nngraph_pool_probe_wake"))
+    probe = ctypes.CFUNCTYPE(ctypes.c_int64)(engine.address("nngraph_pool_probe_wake"))
     saved = _spin_word().value
     set_spin_ns(0)
     try:
@@ -185,28 +203,12 @@ def _pool_machine():
     return llvm.Target.from_triple(llvm_host()["triple"]).create_target_machine(opt=0, jit=True)
 
 
-class _McjitPool:
-    """The pool's object in an MCJIT engine, for an object elf_loader does not map."""
-
-    def __init__(self, obj: bytes, libc_symbols: dict):
-        import llvmlite.binding as llvm
-        for name, addr in libc_symbols.items():
-            llvm.add_symbol(name, addr)
-        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _pool_machine())
-        self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
-        self.engine.finalize_object()
-
-    def address(self, name: str) -> int:
-        return self.engine.get_function_address(name)
-
-    get_function_address = get_global_value_address = address
-
-
 def _load(obj: bytes, libc_symbols: dict):
-    try:
-        return LoadedImage(obj, lambda name: libc_symbols.get(name, 0))
-    except UnsupportedObject:
-        return _McjitPool(obj, libc_symbols)
+    """The pool's object mapped (MCJIT on the pool's own target machine if elf_loader
+    refuses it); its C library names from `libc_symbols`, not the runtime's registry
+    (target._init registers the pool there: it would ask for the pool being built)."""
+    return MappedObject(obj, lambda name: libc_symbols.get(name, 0),
+                        lambda o: mcjit_engine(o, _pool_machine(), libc_symbols))
 
 
 def build_module(slots: int, spin_ns: int) -> ir.Module:

@@ -8,7 +8,7 @@ import llvmlite.binding as llvm
 import numpy as np
 import pytest
 
-from codegen.llvm import loaded, target
+from codegen.llvm import loaded, mapped, target
 from codegen.llvm.elf_loader import LoadedImage, UnsupportedObject
 
 IR = r"""
@@ -113,12 +113,33 @@ def test_a_relocation_type_it_does_not_handle_is_refused():
 def test_an_object_it_refuses_is_loaded_by_mcjit(monkeypatch):
     def refuse(obj, resolve):
         raise UnsupportedObject("refused for the test")
-    monkeypatch.setattr(loaded, "LoadedImage", refuse)
+    monkeypatch.setattr(mapped, "LoadedImage", refuse)
     llvm.add_symbol("nngraph_test_scale", SCALE_ADDR)
     lo = loaded.LoadedObject(_object())
     assert lo.image is None and lo.engine is not None
     got, calls, _ = _use(lo.address("lookup"), lo.address("calls"), lo.address("fill"))
     assert got == [4.5, -6.0, 0.75, 24.0] and calls == 4
+    with pytest.raises(RuntimeError, match="'missing' not found"):
+        lo.address("missing")
+
+
+def _protection(address: int) -> str:
+    """The permissions ("r-xp", ...) of the process's mapping that holds `address`."""
+    with open("/proc/self/maps") as f:
+        for line in f:
+            span, perms = line.split()[:2]
+            lo, hi = (int(x, 16) for x in span.split("-"))
+            if lo <= address < hi:
+                return perms
+    raise AssertionError(f"{address:#x} is not mapped")
+
+
+def test_code_constants_and_data_each_get_their_own_protection():
+    """Code read+execute, constants read-only (not executable), data read+write: one
+    mapping each (the test object has all three)."""
+    image = LoadedImage(_object(), lambda name: SCALE_ADDR if name == "nngraph_test_scale" else 0)
+    assert _protection(image.address("lookup")) == "r-xp"
+    assert sorted(_protection(base) for base, _, _ in image._maps) == ["r--p", "r-xp", "rw-p"]
 
 
 def test_compiled_functions_are_mapped_without_mcjit():
