@@ -3,6 +3,7 @@ b128, LeNet-5 b64) and of benchmarks/lstm.py (ng.nn.LSTM(256) over T=50, b32), b
 stage, on target="cpu".
 
     python benchmarks/compile_time.py [--rounds 5] [--only mlp,lenet,lstm] [--no-bytecode-cache]
+                                      [--ab OTHER_CHECKOUT]
 
 Each round starts fresh processes, per model:
   cold, first   the first ng.compile in a new process with an empty cache directory:
@@ -30,6 +31,12 @@ children read compiled modules from a bytecode cache of their own
 process per model first). Where PYTHONDONTWRITEBYTECODE is set and no .pyc exist, every new
 process compiles nngraph's ~100 modules from source again (about 0.05 s of a cold
 compile): --no-bytecode-cache measures that, with the environment as it is.
+
+A/B: --ab DIR compares this checkout ("A") with the one at DIR ("B", e.g. `git
+archive main | tar -x -C DIR`): each round runs every model's processes for both,
+in alternating order (A first in even rounds, B first in odd ones), so both see the
+same load; each checkout has its own bytecode cache. The report gives each
+checkout's medians and the load average before and after.
 """
 from __future__ import annotations
 
@@ -97,10 +104,13 @@ def _workloads():
     return workloads
 
 
-def _run_child(model: str, cache_dir: str, pycache) -> dict:
+def _run_child(model: str, cache_dir: str, pycache, root: str = ROOT) -> dict:
     env = _child_env(cache_dir, pycache)
+    if root != ROOT:          # an A/B run: the other checkout's packages, this benchmark's models
+        env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
+                                                      if p and os.path.abspath(p) != ROOT])
     r = subprocess.run([sys.executable, __file__, "--child", model], env=env, capture_output=True, text=True,
-                       timeout=600, cwd=ROOT)
+                       timeout=600, cwd=root)
     if r.returncode != 0:
         raise RuntimeError(f"compile of {model} failed:\n{r.stderr}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -114,26 +124,26 @@ def _child_env(cache_dir: str, pycache) -> dict:
     return env
 
 
-def _warm_bytecode(models, pycache: str) -> None:
+def _warm_bytecode(models, pycache: str, root: str = ROOT) -> None:
     """One untimed process per model, which writes the .pyc of every module its
     compile imports."""
     for m in models:
         with tempfile.TemporaryDirectory(prefix="nngraph-ctime-") as d:
-            _run_child(m, d, pycache)
+            _run_child(m, d, pycache, root)
 
 
 HOST_TABLES = ("host-*.json", "blas-choice.json")   # measured once per host (codegen/host.py, blas_choice.py)
 
 
-def _round(model: str, pycache) -> dict:
+def _round(model: str, pycache, root: str = ROOT) -> dict:
     with tempfile.TemporaryDirectory(prefix="nngraph-ctime-") as first_dir, \
             tempfile.TemporaryDirectory(prefix="nngraph-ctime-") as d:
-        first_on_host = _run_child(model, first_dir, pycache)
+        first_on_host = _run_child(model, first_dir, pycache, root)
         for pattern in HOST_TABLES:
             for path in glob.glob(os.path.join(first_dir, pattern)):
                 shutil.copy(path, d)
-        first = _run_child(model, d, pycache)
-        second = _run_child(model, d, pycache)
+        first = _run_child(model, d, pycache, root)
+        second = _run_child(model, d, pycache, root)
     return {"cold, first on host": first_on_host["first"], "cold": first["first"], "hit": first["again"],
             "hit, new process": second["first"]}
 
@@ -167,6 +177,7 @@ def main(argv=None) -> None:
     ap.add_argument("--only", default=",".join(MODELS), help="comma-separated: " + ", ".join(MODELS))
     ap.add_argument("--no-bytecode-cache", action="store_true",
                     help="children compile modules from source when the environment says so")
+    ap.add_argument("--ab", metavar="DIR", help="compare with the checkout at DIR, alternating processes")
     ap.add_argument("--child", choices=MODELS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -175,21 +186,29 @@ def main(argv=None) -> None:
     sys.path.insert(0, HERE)
     from machine import cpu_model
     models = [m for m in args.only.split(",") if m in MODELS]
-    print(f"CPU: {cpu_model()}; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
-    rows = {m: [] for m in models}
+    roots = {"": ROOT} if not args.ab else {"A (this checkout)": ROOT, f"B ({args.ab})": os.path.abspath(args.ab)}
+    print(f"CPU: {cpu_model()}; {os.cpu_count()} cores; load average {_load()}")
+    rows = {(m, r): [] for m in models for r in roots}
     with tempfile.TemporaryDirectory(prefix="nngraph-pyc-") as pyc:
         pycache = None if args.no_bytecode_cache else pyc
         if pycache is not None:
-            _warm_bytecode(models, pycache)
+            for root in roots.values():
+                _warm_bytecode(models, pycache, root)
         print("Python bytecode: " + ("read from a cache (as installed)" if pycache else
                                      "as the environment has it (PYTHONDONTWRITEBYTECODE="
                                      f"{os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r})"))
-        for _ in range(args.rounds):          # models interleaved, round after round
+        for i in range(args.rounds):          # models interleaved, round after round
             for m in models:
-                rows[m].append(_round(m, pycache))
+                for r in (list(roots) if i % 2 == 0 else list(roots)[::-1]):
+                    rows[m, r].append(_round(m, pycache, roots[r]))
+    print(f"load average after: {_load()}")
     for m in models:
-        _report(m, rows[m])
+        for r in roots:
+            _report(f"{m} {r}".strip(), rows[m, r])
 
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 if __name__ == "__main__":
     main()

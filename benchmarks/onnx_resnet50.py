@@ -14,6 +14,7 @@ NNGRAPH_NUM_THREADS and NNGRAPH_BLAS_THREADS); by default each uses its own defa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -76,6 +77,21 @@ def _input(model_path: str) -> tuple:
     vi = next(i for i in m.graph.input if i.name not in inits)
     shape = tuple(d.dim_value for d in vi.type.tensor_type.shape.dim)
     return vi.name, np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+
+
+def use_threads(threads) -> None:
+    """Give nngraph `threads` threads (NNGRAPH_NUM_THREADS and NNGRAPH_BLAS_THREADS) when set."""
+    if threads:
+        os.environ.update(NNGRAPH_NUM_THREADS=str(threads), NNGRAPH_BLAS_THREADS=str(threads))
+
+
+@contextlib.contextmanager
+def temp_model():
+    """(path, input array) of the seeded model (make_model) in a temporary directory."""
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "resnet50_he.onnx")
+        make_model(path)
+        yield path, _input(path)[1]
 
 
 def _time(call, runs: int) -> list:

@@ -2,12 +2,23 @@
 the fastest of --reps profiled calls, kernel by kernel) against the GEMM floor at
 that layer's own shape (the BLAS the generated code calls, timed through ctypes on
 one thread at exactly the product's m x k x n and transposes; with T threads the
-floor is that time / T, a perfect split). Loop kernels (im2col, pooling) are listed
-with their bytes and GB/s. The summary splits the time into products (and what
-they spend over their floor: epilogues, thread starts, a worse rate), im2col and
-other loops.
+floor is that time / T, a perfect split), and with --ort against onnxruntime's time
+for the same node (its profiler, SessionOptions.enable_profiling: the fastest of
+--reps runs per node, in a process of its own with the same thread count).
 
-    python benchmarks/resnet_layers.py [--reps 15] [--threads N] [--rows 25]
+A layer is a product with the im2col kernel right before it, if any (listed with
+its own time); the other loop kernels (pooling, the softmax) are layers of their
+own, matched to onnxruntime's MaxPool, AveragePool/GlobalAveragePool and Softmax.
+Convolutions match onnxruntime's Conv nodes by shape (output channels, window
+length C*KH*KW, output points; our product channel-major, m x k x n = Og x K x P,
+or pixel-major, P x K x Og: runtime/conv_choice.py), in order; onnxruntime's fused Conv carries its bias,
+residual add and relu as our epilogues do. onnxruntime's layout changes
+(ReorderInput/ReorderOutput of its NCHWc convolutions) and other unmatched nodes
+are summed on a line of their own. The summary splits our time into products (and
+what they spend over their floor: epilogues, thread starts, a worse rate), im2col
+and other loops.
+
+    python benchmarks/resnet_layers.py [--reps 15] [--threads N] [--rows 25] [--ort]
 
 The model is onnx_resnet50.py's (the wheel's light ResNet-50 with seeded weights).
 A busy machine inflates single kernels: the minimum over reps is shown, and only
@@ -16,7 +27,9 @@ shares and ratios inside one run should be compared.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 
@@ -26,7 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from floors import best_seconds  # noqa: E402  (beside this script)
 from machine import cpu_model  # noqa: E402
-from onnx_resnet50 import _input, make_model  # noqa: E402
+from onnx_resnet50 import temp_model, use_threads  # noqa: E402
 
 
 def kernel_minima(fn, x, reps: int):
@@ -81,33 +94,127 @@ def summary(rows) -> str:
             f"{(ours - floor) * ms:.2f} ms) + im2col {im2col * ms:.2f} ms + other loops {loops * ms:.2f} ms")
 
 
+def layers(rows) -> list:
+    """The kernel rows grouped into layers: a product with the im2col right before it
+    (its seconds under "im2col"), or a loop kernel of its own."""
+    out, pending = [], None
+    for r in rows:
+        if r["kind"] == "im2col":
+            pending = r
+            continue
+        layer = dict(r, im2col=pending["seconds"] if pending and r["kind"] == "product" else 0.0)
+        layer["total"] = layer["seconds"] + layer["im2col"]
+        out.append(layer)
+        pending = None
+    return out
+
+
+LOOP_OPS = {"max_pool2d": ("MaxPool",), "avg_pool2d": ("AveragePool", "GlobalAveragePool"), "exp": ("Softmax",)}
+
+
+def ort_nodes(model: str, reps: int, threads: int) -> list:
+    """onnxruntime's nodes in execution order: {op, key, us} (fastest of reps runs);
+    key: (out channels, C*KH*KW, output points) of a Conv, (m, k, n) of a Gemm."""
+    import onnxruntime as ort
+    from onnx_resnet50 import _input
+    name, x = _input(model)
+    with tempfile.TemporaryDirectory() as d:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.enable_profiling = True
+        opts.profile_file_prefix = os.path.join(d, "ort")
+        sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+        for _ in range(reps + 2):
+            sess.run(None, {name: x})
+        with open(sess.end_profiling()) as f:
+            events = json.load(f)
+    nodes, best = [], {}
+    for e in events:
+        if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time"):
+            continue
+        if e["name"] not in best:
+            nodes.append(e)
+        best[e["name"]] = min(best.get(e["name"], e["dur"]), e["dur"])
+    return [{"op": e["args"]["op_name"], "key": _ort_key(e["args"]), "us": best[e["name"]]} for e in nodes]
+
+
+def _ort_key(args):
+    shapes = [list(s.values())[0] for s in args.get("input_type_shape", [])]
+    out = [list(s.values())[0] for s in args.get("output_type_shape", [])]
+    if args["op_name"] == "Conv" and len(shapes) >= 2 and out:
+        w, y = shapes[1], out[0]
+        return (w[0], int(np.prod(w[1:])), int(np.prod(y[2:])))
+    if args["op_name"] in ("Gemm", "MatMul") and len(shapes) >= 2 and out:
+        return (out[0][0], shapes[0][-1], out[0][-1])
+    return None
+
+
+def match_ort(table, nodes) -> float:
+    """Set each layer's "ort" (seconds) from onnxruntime's node of the same shape (a
+    product) or op (a loop), in order; the seconds of the nodes left unmatched."""
+    left = list(nodes)
+    for layer in table:
+        if layer["kind"] == "product":
+            shapes = {(layer["m"], layer["k"], layer["n"]), (layer["n"], layer["k"], layer["m"])}  # either orientation
+            want = lambda n: tuple(n["key"] or ()) in shapes  # noqa: E731
+        else:
+            ops = next((v for k, v in LOOP_OPS.items() if k in layer["kernel"]), ())
+            want = lambda n: n["op"] in ops  # noqa: E731
+        hit = next((n for n in left if want(n)), None)
+        if hit is not None:
+            layer["ort"] = hit["us"] * 1e-6
+            left.remove(hit)
+    return sum(n["us"] for n in left) * 1e-6
+
+
+def print_layers(table, shown: int, ort_rest) -> None:
+    total = sum(r["total"] for r in table)
+    ort = ort_rest is not None
+    print(f"{'layer':24s} {'m x k x n':>16s} {'im2col':>7s} {'product':>8s} {'total':>7s} {'share':>6s} "
+          f"{'floor':>6s} {'/floor':>6s}" + (f" {'ort':>6s} {'/ort':>5s}" if ort else "") + "   (us)")
+    for r in sorted(table, key=lambda r: -r["total"])[:shown or None]:
+        product = r["kind"] == "product"
+        line = (f"{r['kernel']:24s} {(f'{r[chr(109)]}x{r[chr(107)]}x{r[chr(110)]}' if product else ''):>16s} "
+                f"{r['im2col'] * 1e6:7.0f} {r['seconds'] * 1e6:8.0f} {r['total'] * 1e6:7.0f} "
+                f"{100 * r['total'] / total:5.1f}% ")
+        line += f"{r['floor'] * 1e6:6.0f} {r['total'] / r['floor']:6.2f}" if product else " " * 13
+        if ort:
+            line += f" {r['ort'] * 1e6:6.0f} {r['total'] / r['ort']:5.2f}" if "ort" in r else " " * 13
+        print(line)
+    if ort:
+        matched = sum(r.get("ort", 0.0) for r in table)
+        print(f"onnxruntime: matched nodes {matched * 1e3:.2f} ms + other nodes (layout reorders...) "
+              f"{ort_rest * 1e3:.2f} ms = {(matched + ort_rest) * 1e3:.2f} ms; nngraph kernels {total * 1e3:.2f} ms")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--rows", type=int, default=25, help="slowest kernels listed (0: all)")
+    ap.add_argument("--rows", type=int, default=25, help="slowest layers listed (0: all)")
+    ap.add_argument("--ort", action="store_true", help="onnxruntime's time per node beside ours")
+    ap.add_argument("--ort-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.threads:
-        os.environ.update(NNGRAPH_NUM_THREADS=str(args.threads), NNGRAPH_BLAS_THREADS=str(args.threads))
+    if args.ort_child:
+        print(json.dumps(ort_nodes(args.ort_child, args.reps, args.threads or 0)))
+        return 0
+    use_threads(args.threads)
     import nngraph as ng
     from codegen.llvm.entry import N_THREADS
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "resnet50_he.onnx")
-        make_model(path)
-        _, x = _input(path)
+    with temp_model() as (path, x):
+        nodes = None
+        if args.ort:      # first, in a process of its own: its spinning pool must not share ours
+            out = subprocess.run([sys.executable, __file__, "--ort-child", path, "--reps", str(args.reps),
+                                  "--threads", str(N_THREADS)], capture_output=True, text=True, check=True)
+            nodes = json.loads(out.stdout.strip().splitlines()[-1])
         fn = ng.onnx.load(path).compile(target="cpu")
     fn(x)
     rows = layer_rows(fn, x, args.reps, N_THREADS)
     print(f"ResNet-50 batch 1 per layer, {N_THREADS} thread(s), fastest of {args.reps} profiled calls; "
-          f"CPU: {cpu_model()}; BLAS: {fn.stats().get('blas', '?')}")
+          f"CPU: {cpu_model()}; BLAS: {fn.stats().get('blas', '?')}; load average {os.getloadavg()[0]:.2f}")
     print(summary(rows))
-    shown = sorted(rows, key=lambda r: -r["seconds"])[:args.rows or None]
-    print(f"{'kernel':24s} {'kind':8s} {'m x k x n':>18s} {'us':>8s} {'floor us':>9s} {'ratio':>6s} {'GB/s':>6s}")
-    for r in shown:
-        shape = f"{r['m']}x{r['k']}x{r['n']}" if r["kind"] == "product" else ""
-        floor = f"{r['floor'] * 1e6:9.0f} {r['seconds'] / r['floor']:6.2f}" if r["kind"] == "product" else " " * 16
-        print(f"{r['kernel']:24s} {r['kind']:8s} {shape:>18s} {r['seconds'] * 1e6:8.0f} {floor} "
-              f"{r['bytes'] / max(r['seconds'], 1e-12) / 1e9:6.1f}")
+    table = layers(rows)
+    print_layers(table, args.rows, match_ort(table, nodes) if nodes is not None else None)
     return 0
 
 

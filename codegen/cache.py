@@ -3,7 +3,8 @@
 Directory: $NNGRAPH_CACHE_DIR, else the user cache dir (~/.cache/nngraph, or
 $XDG_CACHE_HOME/nngraph). Two kinds of entry: `<key>.o`, object code keyed by the
 sha256 of the IR text and the target description (triple, CPU, features,
-llvmlite/LLVM versions); `<key>.nga`, a whole compiled function (Program, object
+llvmlite/LLVM versions); `<key>.lib`, object code of a module every process builds
+alike (the worker pool: codegen/llvm/object_cache.py); `<key>.nga`, a whole compiled function (Program, object
 code, runtime tables; keyed and packed by runtime/compile_cache.py). An entry is a header line
 `NNGRAPH-OBJ1 <sha256 of payload> <payload length>\\n` followed by the object
 bytes; it is written to a temporary file and moved into place with os.replace, so

@@ -26,6 +26,7 @@ import functools
 import hashlib
 import json
 import os
+import platform
 import tempfile
 import time
 
@@ -177,14 +178,12 @@ def _ghz(info: dict) -> float:
 
 def static_facts() -> dict:
     """Everything but the measurement, as a dict of HostFacts fields."""
-    import llvmlite.binding as llvm
-    llvm.initialize_native_target()
     info = cpuinfo()
     cpus = _allowed_cpus()
     caches = _caches()
     return {"cpu_model": info.get("model name", "unknown CPU"), "vendor": info.get("vendor_id", ""),
             "logical_cpus": max(1, len(cpus)), "physical_cores": _physical_cores(cpus),
-            "vector_bits": vector_bits_of(cpu_features(llvm.get_host_cpu_features(), feature_overrides())),
+            "vector_bits": vector_bits_of(cpu_features(llvm_host_features(), feature_overrides())),
             "ghz": round(_ghz(info), 3),
             "l1d": caches["l1d"], "l2": caches["l2"], "l3": caches["l3"]}
 
@@ -262,3 +261,75 @@ def host_facts() -> HostFacts:
             ns = NO_THREADS_NS
         _store_measured(path, static, ns)
     return HostFacts(thread_start_ns=ns, **static)
+
+
+# ----------------------------------------------------------------------------- LLVM's answers
+# What LLVM says about this host (the process's target triple, the CPU's name and
+# features as LLVM names them, LLVM's version), kept per host in the cache directory
+# so that a process that only loads stored object code (a compile-cache hit) need not
+# load LLVM to ask: loading llvmlite's binding and its 100 MB library was ~25 ms of
+# such a hit's ~75 ms. The table (llvm-host.json) is keyed by a fingerprint of what
+# LLVM's answers are made of: the CPU's identity and flags as the kernel reports them
+# (the flags are what the CPU and the operating system enable, which LLVM's own
+# detection reads), the machine, and llvmlite's version (its LLVM). An unknown
+# fingerprint, or a damaged or foreign table (codegen/cache.py's rules), asks LLVM and
+# records the answer; every process that starts LLVM anyway (a compile:
+# codegen/llvm/target.py) checks the record against LLVM and replaces it if it differs.
+
+LLVM_TABLE = "llvm-host.json"
+LLVM_IDENTITY = ("vendor_id", "cpu family", "model", "model name", "stepping", "microcode", "flags")
+LLVM_FIELDS = ("triple", "cpu", "features", "llvm")
+
+
+def llvm_fingerprint() -> str:
+    """What LLVM's answers depend on, hashed: the table's key for this host."""
+    import llvmlite
+    info = cpuinfo()
+    parts = [platform.machine(), llvmlite.__version__] + [f"{k}={info.get(k, '')}" for k in LLVM_IDENTITY]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+
+
+def ask_llvm() -> dict:
+    """LLVM's answers, from LLVM itself (loads it)."""
+    import llvmlite.binding as llvm
+    llvm.initialize_native_target()
+    return {"triple": llvm.get_process_triple(), "cpu": llvm.get_host_cpu_name(),
+            "features": llvm.get_host_cpu_features().flatten(),
+            "llvm": ".".join(map(str, llvm.llvm_version_info))}
+
+
+@functools.lru_cache(maxsize=None)
+def llvm_host() -> dict:
+    """{"triple", "cpu", "features" (LLVM's "+a,-b,..." list), "llvm" (version)}: from
+    the table when this host's fingerprint is there, else from LLVM (then recorded)."""
+    from codegen.cache import read_json_table, write_json_table
+    if not cpuinfo().get("flags"):
+        return ask_llvm()            # no CPU identity to key a record by (not Linux): ask each process
+    key = llvm_fingerprint()
+    table = read_json_table(LLVM_TABLE)
+    entry = table.get(key)
+    if isinstance(entry, dict) and set(entry) == set(LLVM_FIELDS) and all(isinstance(entry[f], str) for f in LLVM_FIELDS):
+        return entry
+    entry = ask_llvm()
+    table[key] = entry
+    write_json_table(LLVM_TABLE, table)
+    return entry
+
+
+def check_against_llvm() -> bool:
+    """Compare the recorded answers with LLVM's (LLVM is loaded by now); where they
+    differ, record LLVM's and use them from now on. True when they agreed."""
+    live = ask_llvm()
+    if llvm_host() == live:
+        return True
+    from codegen.cache import read_json_table, write_json_table
+    table = read_json_table(LLVM_TABLE)
+    table[llvm_fingerprint()] = live
+    write_json_table(LLVM_TABLE, table)
+    llvm_host.cache_clear()
+    return False
+
+
+def llvm_host_features() -> dict:
+    """LLVM's host features as {name: on} (llvmlite's FeatureMap form)."""
+    return {item[1:]: item[0] == "+" for item in llvm_host()["features"].split(",") if item}

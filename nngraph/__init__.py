@@ -9,9 +9,10 @@ from .errors import (GradientError, InputError, NNGraphError, NumericsError,  # 
 from .node import Parameter, Tensor  # noqa: F401
 from . import ops  # noqa: F401  (registers every op)
 from .api import constant, parameter, placeholder  # noqa: F401
-from .ops.elementwise import (abs, add, cast, cos, div, equal, exp, expm1, greater,  # noqa: F401
+from .ops.elementwise import (abs, add, bitwise_and, bitwise_not, bitwise_or, bitwise_xor,  # noqa: F401
+                              cast, cos, div, equal, exp, expm1, fmod, greater,  # noqa: F401
                               greater_equal, iota, less, less_equal, log, log1p, logical_and,
-                              logical_not, logical_or, maximum, minimum, mul, neg, not_equal,
+                              logical_not, logical_or, maximum, minimum, mod, mul, neg, not_equal,
                               pow, relu, rsqrt, sigmoid, sign, sin, softplus, sqrt, step,
                               stop_gradient, sub, tanh, where)
 from .ops.reduce import argmax, max, mean, min, sum  # noqa: F401

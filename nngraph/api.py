@@ -54,6 +54,8 @@ Tensor.__truediv__ = lambda a, b: ew.div(a, b)
 Tensor.__rtruediv__ = _r(ew.div)
 Tensor.__pow__ = lambda a, b: ew.pow(a, b)
 Tensor.__rpow__ = _r(ew.pow)
+Tensor.__mod__ = lambda a, b: ew.mod(a, b)
+Tensor.__rmod__ = _r(ew.mod)
 Tensor.__matmul__ = lambda a, b: ct.matmul(a, b)
 Tensor.__rmatmul__ = _r(ct.matmul)
 Tensor.__neg__ = lambda a: ew.neg(a)
@@ -63,9 +65,23 @@ Tensor.__lt__ = lambda a, b: ew.less(a, b)
 Tensor.__le__ = lambda a, b: ew.less_equal(a, b)
 Tensor.__gt__ = lambda a, b: ew.greater(a, b)
 Tensor.__ge__ = lambda a, b: ew.greater_equal(a, b)
-Tensor.__invert__ = lambda a: ew.logical_not(a)
-Tensor.__and__ = lambda a, b: ew.logical_and(a, b)
-Tensor.__or__ = lambda a, b: ew.logical_or(a, b)
+
+
+def _bool_or_bits(logical, bitwise):
+    """`&`, `|`, `^` as NumPy has them: logical on bool tensors, bitwise on integers."""
+    def op(a, b):
+        a, b = ew._coerce(a, b)
+        return (logical if a.dtype == "bool" and b.dtype == "bool" else bitwise)(a, b)
+    return op
+
+
+Tensor.__invert__ = lambda a: ew.logical_not(a) if a.dtype == "bool" else ew.bitwise_not(a)
+Tensor.__and__ = _bool_or_bits(ew.logical_and, ew.bitwise_and)
+Tensor.__rand__ = _r(Tensor.__and__)
+Tensor.__or__ = _bool_or_bits(ew.logical_or, ew.bitwise_or)
+Tensor.__ror__ = _r(Tensor.__or__)
+Tensor.__xor__ = _bool_or_bits(ew.not_equal, ew.bitwise_xor)
+Tensor.__rxor__ = _r(Tensor.__xor__)
 Tensor.__getitem__ = lambda a, k: (ai.advanced_getitem(a, k if isinstance(k, tuple) else (k,))
                                    if ai.is_advanced(k if isinstance(k, tuple) else (k,)) else mv.getitem(a, k))
 Tensor.T = property(lambda a: mv.transpose(a))

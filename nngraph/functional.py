@@ -23,10 +23,11 @@ def _t(x) -> Tensor:
 
 
 def logsumexp(x, axis=-1, keepdims=False) -> Tensor:
-    """log(sum(exp(x))) with the max subtracted first (never overflows)."""
+    """log(sum(exp(x))) with the max subtracted first (never overflows); -inf over an
+    empty axis (the log of an empty sum), as SciPy and PyTorch give."""
     x = _t(x)
     axes = rd.normalize_axes("logsumexp", x, axis)
-    m = ew.stop_gradient(rd.max(x, axes, keepdims=True))
+    m = ew.stop_gradient(rd.max(x, axes, keepdims=True, empty_identity=True))
     y = ew.add(m, ew.log(rd.sum(ew.exp(ew.sub(x, m)), axes, keepdims=True)))
     return y if keepdims else mv.squeeze(y, axes)
 
@@ -35,7 +36,7 @@ def log_softmax(x, axis=-1) -> Tensor:
     """x - logsumexp(x): its gradient g - softmax * sum(g) stays finite."""
     x = _t(x)
     axes = rd.normalize_axes("log_softmax", x, axis)
-    z = ew.sub(x, ew.stop_gradient(rd.max(x, axes, keepdims=True)))
+    z = ew.sub(x, ew.stop_gradient(rd.max(x, axes, keepdims=True, empty_identity=True)))
     return ew.sub(z, ew.log(rd.sum(ew.exp(z), axes, keepdims=True)))
 
 

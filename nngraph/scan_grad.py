@@ -22,6 +22,12 @@ the given cotangents of the ys, the residual stacks and the xs the cotangent sid
 reads; as ys the cotangents of the xs. Its results are the gradients of the init
 (final gc), of the xs (its ys) and of the closed-over values (final accumulators).
 Being a scan node, it has a gradient of its own (gradients of gradients).
+
+An old carry read by the backward only in a weight's product `gk += c[t]ᵀ·d[t]` (an
+LSTM's h[t-1] in dW_hh) is not stored when the step's new carry is pointwise in the
+other residuals (h[t] = o[t]·tanh(c[t])): the backward step returns its new carry
+and d as ys, a loop shifts the first stack by one step (init first), and the sum is
+one product after the loop (GradPlan._shifted_carries, _shifted_product).
 """
 from __future__ import annotations
 
@@ -49,6 +55,9 @@ class GradPlan:
         grads = vjp(outs, self.gc_ph + self.gy_ph, self.wrt)
         self.grads = {id(w): g for w, g in zip(self.wrt, grads)}
         self.residuals = self._residuals([g for g in grads if g is not None])
+        self.shifted = self._shifted_carries()
+        dropped = {id(body.carry_in[i]) for i in self.shifted}
+        self.residuals = [r for r in self.residuals if id(r) not in dropped]
         self.stored, self.pieces = _joined_pieces(self.residuals)
         self.forward = body.with_outputs(list(body.graph.outputs) + self.stored)
 
@@ -70,6 +79,33 @@ class GradPlan:
                 seen.add(id(i))
                 out.append(i)
         return self._recompute_cheap(out, variant)
+
+    def _shifted_carries(self) -> dict:
+        """{carry index i: closure index j} for the stored old carries c[t] that the
+        backward reads only in the product `gk_j += c[t]ᵀ · d[t]` (an LSTM's h[t-1] in
+        the gradient of its recurrent weights) while the step's new carry c[t+1] is an
+        elementwise function of the other residuals (h[t] = o[t]·tanh(c[t]) of the stored
+        gates and cell): c is not stored; the backward step t recomputes its new carry
+        and returns it with d as ys, and the sum of products runs after the loop over
+        those stacks shifted by one step (_shifted_product)."""
+        body, stops = self.body, {id(r) for r in self.residuals}
+        readers = _backward_readers(list(self.grads.values()), stops)
+        out = {}
+        for j, w in enumerate(body.closure_in):
+            g = self.grads.get(id(w))
+            if g is None or g.op != "matmul" or g.ndim != 2 or g.inputs[0].op != "transpose" \
+                    or tuple(g.inputs[0].attrs["perm"]) != (1, 0):
+                continue
+            t = g.inputs[0]
+            r = t.inputs[0]
+            i = next((m for m, c in enumerate(body.carry_in) if c is r), None)
+            if i is None or i in out or id(r) not in stops or not is_float(r.dtype) \
+                    or not _read_only_by(readers, r, t) or not _read_only_by(readers, t, g) \
+                    or any(v is r for v in self.grads.values()):
+                continue
+            if _elementwise_of(body.carry_out[i], stops - {id(r)}, body):
+                out[i] = j
+        return out
 
     def _recompute_cheap(self, stored: list, variant: set) -> list:
         """Drop the residuals that cheap ops (movement, elementwise of cost 1: `1 - h*h`,
@@ -125,6 +161,45 @@ def _cheap_leaves(r: Tensor, variant: set, budget: int = 0) -> list | None:
         budget -= spend
         stack.extend(n.inputs)
     return leaves
+
+
+def _backward_readers(grads: list, stops: set) -> dict:
+    """id(node) -> the nodes that read it among those the backward step computes: the
+    vjp graph below `grads`, down to the stored residuals (`stops`), which it reads."""
+    readers, seen, stack = {}, set(), [g for g in grads if g is not None]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen or id(n) in stops:
+            continue
+        seen.add(id(n))
+        for i in n.inputs:
+            readers.setdefault(id(i), [])
+            if not any(u is n for u in readers[id(i)]):
+                readers[id(i)].append(n)
+            stack.append(i)
+    return readers
+
+
+def _read_only_by(readers: dict, value: Tensor, reader: Tensor) -> bool:
+    """Does the backward step read `value` in `reader` alone (so d cannot depend on it)?"""
+    mine = readers.get(id(value), [])
+    return len(mine) == 1 and mine[0] is reader
+
+
+def _elementwise_of(value: Tensor, leaves: set, body) -> bool:
+    """Is `value` computed by elementwise and movement ops from the nodes in `leaves`,
+    closed-over values and constants alone (no product, no other per-step value)?"""
+    closure = {id(p) for p in body.closure_in}
+    seen, stack = set(), [value]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen or id(n) in leaves or id(n) in closure or n.op == "constant":
+            continue
+        seen.add(id(n))
+        if n.op == "placeholder" or OPS[n.op].kind not in ("elementwise", "movement") or not n.inputs:
+            return False
+        stack.extend(n.inputs)
+    return True
 
 
 def _piece_of(r: Tensor):
@@ -200,7 +275,9 @@ def _backward(n, g, needs, plan: GradPlan, k: int, nx: int) -> tuple:
                        length=attrs["length"], reverse=attrs["reverse"]))
     stored = fwd[k + body.n_ys:]
     closure = list(n.inputs[k + nx:])
-    acc = [j for j, p in enumerate(body.closure_in) if needs[k + nx + j] and id(p) in plan.grads]
+    shifted = {i: j for i, j in plan.shifted.items() if needs[k + nx + j]}
+    acc = [j for j, p in enumerate(body.closure_in) if needs[k + nx + j] and id(p) in plan.grads
+           and j not in shifted.values()]
     xs_needed = [j for j, p in enumerate(body.xs_in) if needs[k + j]]
     init = [_given(g.get(i), n.type.parts[i]) for i in plan.fc] + [ew.zeros_like(closure[j]) for j in acc]
     xs_used = [j for j, p in enumerate(body.xs_in) if id(p) in plan.xs_read]
@@ -217,16 +294,57 @@ def _backward(n, g, needs, plan: GradPlan, k: int, nx: int) -> tuple:
     new_acc = [ew.add(a, clone(plan.grads[id(body.closure_in[j])]))
                for a, j in zip(carry_ph[len(plan.fc):], acc)]
     gxs = [clone.grad(plan, body.xs_in[j]) for j in xs_needed]
-    bwd = results(trace_node(carry_ph, x_ph, new_gc + new_acc, gxs, init, outer_xs, attrs["length"],
+    ys = list(gxs)
+    pairs = [(_ys_index(ys, clone(body.carry_out[i])),
+              _ys_index(ys, clone(plan.grads[id(body.closure_in[j])].inputs[1]))) for i, j in shifted.items()]
+    bwd = results(trace_node(carry_ph, x_ph, new_gc + new_acc, ys, init, outer_xs, attrs["length"],
                              not attrs["reverse"], n.where))
     out = [None] * len(n.inputs)
     for m, i in enumerate(plan.fc):
         out[i] = bwd[m] if needs[i] else None
     for m, j in enumerate(acc):
         out[k + nx + j] = bwd[len(plan.fc) + m]
+    first_y = len(plan.fc) + len(acc)
     for m, j in enumerate(xs_needed):
-        out[k + j] = bwd[len(plan.fc) + len(acc) + m]
+        out[k + j] = bwd[first_y + m]
+    for (i, j), (at_new, at_d) in zip(shifted.items(), pairs):
+        out[k + nx + j] = _shifted_product(n.inputs[i], bwd[first_y + at_new], bwd[first_y + at_d], attrs, closure[j])
     return tuple(out)
+
+
+def _ys_index(ys: list, value: Tensor) -> int:
+    """The index of `value` among the backward's ys, appended if it is not one yet (the
+    gate gradient d is often the xs' cotangent already: one stack, not two)."""
+    at = next((m for m, y in enumerate(ys) if y is value), None)
+    if at is None:
+        ys.append(value)
+        at = len(ys) - 1
+    return at
+
+
+def _shifted_product(init: Tensor, new_carries: Tensor, ds: Tensor, attrs: dict, like: Tensor) -> Tensor:
+    """sum_t c[t]ᵀ · d[t] over all steps, where the old carry c[t] of step t is the new
+    carry of the step before (init at the first): a loop that shifts the stack of new
+    carries by one step (a copy per step, which the memory plan can write over the
+    stack it reads), then one product over all steps (T·N rows). Length 0 gives
+    empty stacks and zeros; a zero init adds nothing, as it should."""
+    ph_c = _ph(init.type, "old_carry")
+    ph_x = _ph(init.type, "new_carry")
+    olds = results(trace_node([ph_c], [ph_x], [ph_x], [_after_reading(ph_x, ph_c)], [init], [new_carries],
+                              attrs["length"], attrs["reverse"], init.where))[1]
+    at = make("transpose", (olds,), where=like.where, perm=(0, 2, 1))
+    total = make("sum", (make("matmul", (at, ds), where=like.where),), where=like.where, axes=(0,), keepdims=False)
+    return total if total.dtype == like.dtype else ew.cast(total, like.dtype)
+
+
+def _after_reading(x: Tensor, value: Tensor) -> Tensor:
+    """`value`, stored only once `x` is loaded: exactly value for every x but NaN (then
+    x: the product is NaN, as it is anyway unless only the last new carry is NaN,
+    which no old carry is). The shift loop writes its stack over the one it reads, slice t over slice t, and the
+    memory plan allows that only when the store depends on the load by data
+    (passes/memory_inplace.py: backends may reorder a store and a load they are told
+    do not alias, unless the data orders them)."""
+    return ew.where(ew.equal(x, x), value, x)
 
 
 def _residual_values(plan: GradPlan, stored_ph: list) -> dict:

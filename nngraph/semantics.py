@@ -56,3 +56,35 @@ def partial_combine(kind: str) -> str | None:
     propagating, argmax folds (value, index) pairs by the argmax rule above, which picks
     the first index among equals as long as chunks are folded in order."""
     return kind if kind in ("sum", "max", "min", "argmax") else None
+
+
+# ----------------------------------------------------------------------------- remainders
+#
+# Two remainders, as NumPy has them (and ONNX's Mod with fmod=1 / fmod=0):
+# - fmod(a, b) is C's fmod: a - trunc(a / b) * b computed exactly, the sign of the
+#   dividend; fmod(±inf, b) and fmod(a, 0) are NaN, fmod(a, ±inf) = a, fmod(±0, b) = ±0.
+# - mod(a, b) is Python's % (np.mod): the sign of the divisor. From r = fmod(a, b): where
+#   r is not zero and its sign differs from b's, r + b (so mod(-3, inf) = inf and
+#   mod(1, -inf) = -inf, as np.mod); where r is zero, a zero with b's sign
+#   (mod(-0.0, 2) = 0.0, mod(0.0, -2) = -0.0); NaN stays NaN.
+# - Integers: a divisor of 0 gives 0 (NumPy's answer, with its warning), never a trap;
+#   so does -1 (INT_MIN % -1 traps on x86 as INT_MIN / -1 does).
+# The graph ops' references are np.mod / np.fmod; the lowering spells both with one scalar
+# instruction, `fmod` (C's fmod, srem on integers, whose divisor is never 0 or -1), through
+# the two functions below, so no backend has a rule of its own.
+
+def safe_int_divisor(b, op, const):
+    """An integer divisor that never traps and gives the same remainder: 0 and -1
+    become 1 (every remainder by them is 0). `op(name, *args)` builds one scalar op,
+    `const(v)` a literal of b's dtype."""
+    zero_or_minus_one = op("logical_or", op("equal", b, const(0)), op("equal", b, const(-1)))
+    return op("where", zero_or_minus_one, const(1), b)
+
+
+def floor_mod_from_fmod(r, b, op, const):
+    """np.mod(a, b) from r = fmod(a, b) and the divisor b (the rule above)."""
+    zero = const(0)
+    flip = op("logical_and", op("not_equal", r, zero),
+              op("not_equal", op("less", r, zero), op("less", b, zero)))
+    signed_zero = op("where", op("less", b, zero), const(-0.0), zero)
+    return op("where", op("equal", r, zero), signed_zero, op("where", flip, op("add", r, b), r))

@@ -5,12 +5,12 @@ with no path between them. One writer per buffer, so reader-before-writer edges
 are never needed (memory planning, which shares memory, comes after)."""
 from __future__ import annotations
 
-import networkx as nx
+from .dag import Dag
 
 
-def kernel_dag(kernels: dict, base) -> nx.DiGraph:
+def kernel_dag(kernels: dict, base) -> Dag:
     """kernels: {number: kernel}; base(buffer) -> the buffer whose memory it is."""
-    dag = nx.DiGraph()
+    dag = Dag()
     dag.add_nodes_from(kernels)
     writer = {base(b): no for no, k in kernels.items() for b in k.writes()}
     for no, k in kernels.items():

@@ -4,7 +4,7 @@ A buffer's bytes are `coef * T^a * N^b ...` (its signature: the constant part an
 the symbols with their exponents). The plan is made once for every binding of the
 symbols, so it may only rely on what holds for all of them:
 
-- `same_size(a, b)`: equal signatures are equal for every binding;
+- equal signatures are equal sizes for every binding;
 - `at_least(a, b)`: a >= b for every binding of sizes >= 1 when a holds every symbol
   of b at least as often and a constant at least as large ([T, N, 256] >= [N, 256]
   >= [N, 10]; [T, N, 256] against [256, 1024] is unknown: T*N < 4 * 256 or not);
@@ -29,10 +29,6 @@ def signature(buf) -> tuple:
     """(constant bytes, ((symbol, exponent), ...) sorted): buf's bytes as a product."""
     coef, syms = size_product(buf.shape)
     return coef * np_dtype(buf.dtype).itemsize, tuple(sorted(syms.items()))
-
-
-def same_size(a: tuple, b: tuple) -> bool:
-    return a == b
 
 
 def at_least(a: tuple, b: tuple) -> bool:

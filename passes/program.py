@@ -61,7 +61,10 @@ Instructions (`Instr(op, args, attrs, dtype)`, args are indices into the same bo
                                          equal, not_equal, logical_and, logical_or,
                                          logical_not, where, cast(attrs dtype),
                                          stop_gradient) plus integer index arithmetic:
-                                         floordiv, mod (floor semantics, positive divisor)
+                                         floordiv, mod (floor semantics, positive divisor);
+                                         fmod: C's fmod (the graph ops mod and fmod lower
+                                         to it, nngraph/semantics.py; an integer divisor
+                                         is never 0 or -1)
     uniform    attrs seed=int; args counter (int), flat index (int64): the
                counter-based generator of nngraph/ops/random.py, float32 in [0, 1)
 

@@ -50,7 +50,10 @@ def _eval_body(body, grid, p, results, arrays, env, acc=None):
                 v = np.array(ins.attr("value"), dt)
             elif op == "load":
                 arr = arrays[ins.attr("buffer")]
-                if ins.attr("masked"):
+                if ins.attr("masked") and arr.size == 0:
+                    # a zero-size piece (of a concatenation, a pad): masked off at every point
+                    v = np.full(np.broadcast(*a).shape, ins.attr("fill"), arr.dtype)
+                elif ins.attr("masked"):
                     mask = a[-1]
                     idx = tuple(np.where(mask, i, 0) for i in a[:-1])
                     v = np.where(mask, arr[idx], np.array(ins.attr("fill"), arr.dtype))

@@ -17,8 +17,6 @@ through other kernels, are merged.
 """
 from __future__ import annotations
 
-import networkx as nx
-
 from .kernel_dag import kernel_dag
 from .program import Instr, LoopKernel, Stage, Store
 
@@ -58,7 +56,7 @@ def _find_pair(kernels: dict, base):
                 continue
             if dag is None:
                 dag = kernel_dag(kernels, base)
-            if not nx.has_path(dag, r, m) and not nx.has_path(dag, m, r):
+            if not dag.has_path(r, m) and not dag.has_path(m, r):
                 return r, m
     return None
 

@@ -55,7 +55,7 @@ def call_checks(graph) -> list:
     nodes = graph.nodes()
     checks = [_size_check(nodes)]
     for n in nodes:
-        if n.op in _NO_IDENTITY:
+        if n.op in _NO_IDENTITY and not n.attrs.get("empty_identity"):
             checks.extend(_empty_axis_checks(n))
         elif n.op == "equal":
             c = _class_id_check(n, index)

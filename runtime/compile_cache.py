@@ -87,9 +87,11 @@ def key_context(loaded_before=None) -> str:
     `startup`. `loaded_before`: the names in sys.modules when the compile began (the
     settings modules loaded since then are pristine and are recorded first)."""
     host = host_key()
+    settings = _loaded_settings()           # read once: recorded and compared below
+    table = _settings_table(host)
     if loaded_before is not None:
-        record_pristine(host, loaded_before)
-    return host + "\n" + settings_deviations(host)
+        table = _record(host, table, {m: c for m, c in settings.items() if m not in loaded_before})
+    return host + "\n" + _deviations(settings, table)
 
 
 def host_key() -> str:
@@ -103,7 +105,7 @@ def host_key() -> str:
     import dataclasses
     from codegen.host import host_facts
     from codegen.llvm.blas import describe
-    from codegen.llvm.target import target_id
+    from codegen.llvm.target_spec import target_id
     from codegen.tuning import tuning
     facts = repr(dataclasses.replace(host_facts(), thread_start_ns=0.0))
     h = hashlib.sha256()
@@ -183,10 +185,12 @@ def settings_text() -> str:
     return "\n".join(f"{name}.{k}={v}" for name, consts in _loaded_settings().items() for k, v in consts.items())
 
 
-def _loaded_settings() -> dict:
-    """{module name: {constant: canonical text}} of the loaded settings modules, sorted."""
+def _loaded_settings(names=None) -> dict:
+    """{module name: {constant: canonical text}} of the loaded settings modules (or of
+    those of `names`), sorted."""
     out = {}
-    for name in sorted(m for m in list(sys.modules) if m.split(".", 1)[0] in SETTINGS_PACKAGES):
+    names = list(sys.modules) if names is None else names
+    for name in sorted(m for m in names if m.split(".", 1)[0] in SETTINGS_PACKAGES):
         mod = sys.modules.get(name)
         if mod is not None:
             out[name] = {k: _canonical(v) for k, v in sorted(vars(mod).items()) if k.isupper() and _plain(v)}
@@ -209,25 +213,32 @@ def _table_name(host: str) -> str:
 
 def record_pristine(host: str, loaded_before) -> None:
     """Add the settings of the modules loaded since `loaded_before` (sys.modules'
-    names when this compile began) to the host's settings table."""
-    if not any(m.split(".", 1)[0] in SETTINGS_PACKAGES and m not in loaded_before for m in list(sys.modules)):
-        return
-    fresh = {m: c for m, c in _loaded_settings().items() if m not in loaded_before}
-    name = _table_name(host)
-    table = cache.read_json_table(name)
-    known = table.get("modules")
-    known = known if isinstance(known, dict) else {}
-    new = {m: c for m, c in fresh.items() if m not in known}
-    if new:
-        cache.write_json_table(name, {"modules": dict(known, **new)})
+    names when this compile began) to the host's settings table (only those modules'
+    constants are read)."""
+    fresh = [m for m in list(sys.modules) if m.split(".", 1)[0] in SETTINGS_PACKAGES and m not in loaded_before]
+    if fresh:
+        _record(host, _settings_table(host), _loaded_settings(fresh))
 
 
-def settings_deviations(host: str) -> str:
-    """The loaded constants that differ from the host's settings table, one per line."""
+def _settings_table(host: str) -> dict:
+    """{module: {constant: text}} of the host's settings table ({} when missing or damaged)."""
     known = cache.read_json_table(_table_name(host)).get("modules")
-    known = known if isinstance(known, dict) else {}
+    return known if isinstance(known, dict) else {}
+
+
+def _record(host: str, known: dict, fresh: dict) -> dict:
+    """The table with the modules of `fresh` it does not know yet, written if any."""
+    new = {m: c for m, c in fresh.items() if m not in known}
+    if not new:
+        return known
+    table = dict(known, **new)
+    cache.write_json_table(_table_name(host), {"modules": table})
+    return table
+
+
+def _deviations(settings: dict, known: dict) -> str:
     out = []
-    for name, consts in _loaded_settings().items():
+    for name, consts in settings.items():
         pristine = known.get(name)
         pristine = pristine if isinstance(pristine, dict) else {}
         out += [f"{name}.{k}={v}" for k, v in consts.items() if pristine.get(k) != v]

@@ -7,9 +7,10 @@ for the host CPU -> one native entry point.
 Files: irtypes (types), scalar + mathfns (the scalar-op table), loops (function
 builder), kernel (LoopKernel), matmul (BLAS calls), entry (schedule, threads,
 numerics checks), target (LLVM pipeline, object code, asm), symbols (the names the
-runtime looks up). Object code is cached on disk by codegen.cache. Loading stored
-object code (`load_program`, a compile-cache hit) imports none of the IR builders:
-this module imports `entry` only when it builds IR.
+runtime looks up), loaded + elf_loader (object code mapped into the process). Object
+code is cached on disk by codegen.cache. Loading stored object code (`load_program`,
+a compile-cache hit) imports none of the IR builders and does not load LLVM: this
+module imports `entry` and `target` only when it builds code.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ import numpy as np
 from codegen import cache
 from passes.program import symbols as program_symbols
 
-from . import blas, target
+from . import blas
+from .loaded import LoadedObject
 from .symbols import ENTRY, PROFILE
 
 ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p)
@@ -45,7 +47,7 @@ class CompiledProgram:
         self._ir_text = ir_text
         self.symbols = program_symbols(program)
         self.object_code = obj       # what the compile cache stores with the Program
-        self.loaded = target.LoadedObject(obj)
+        self.loaded = LoadedObject(obj)
         self.address = self.loaded.address(ENTRY)
         self.entry = ENTRY_TYPE(self.address)
         seconds = dict(seconds, load=time.perf_counter() - t0)
@@ -69,7 +71,7 @@ class CompiledProgram:
         """Accumulated ns per kernel (NNGRAPH_PROFILE=1 builds only), or None."""
         if not self.profiled:
             return None
-        addr = self.loaded.engine.get_global_value_address(PROFILE)
+        addr = self.loaded.address(PROFILE)
         arr = np.ctypeslib.as_array((ctypes.c_int64 * self.n_kernels).from_address(addr))
         out = arr.copy()
         if reset:
@@ -78,6 +80,7 @@ class CompiledProgram:
 
     def _optimized(self):
         if self._opt is None:
+            from . import target
             self._opt = target.optimize(self.ir_text)
         return self._opt
 
@@ -87,6 +90,7 @@ class CompiledProgram:
 
     def asm_text(self) -> str:
         """Host assembly (fn.dump("asm"))."""
+        from . import target
         return target.emit_assembly(self._optimized())
 
 
@@ -94,6 +98,7 @@ def compile_program(program, check_numerics=False, use_cache=True, threads=True,
     if profile is None:
         profile = profile_requested()
     options = {"check_numerics": check_numerics, "threads": threads, "profile": profile}
+    from . import target
     from .entry import build_module
     t0 = time.perf_counter()
     ir_text, info = build_module(program, **options)

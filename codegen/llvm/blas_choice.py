@@ -110,8 +110,9 @@ def _loads(load):
 def host_key(key_parts: list) -> str:
     """What a measurement depends on: the CPU, its features and the candidates'
     settings (key_parts), and the shapes timed."""
-    import llvmlite.binding as llvm
-    parts = [llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten(), repr(SHAPES), *key_parts]
+    from codegen.host import llvm_host
+    host = llvm_host()
+    parts = [host["cpu"], host["features"], repr(SHAPES), *key_parts]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 

@@ -38,6 +38,7 @@ from .irtypes import I1, I8P, I32, I64, VOID, i64
 from .kernel import (emit_finish_function, emit_loop_function, emit_partial_function, partial_type,
                      thread_split)
 from .loop import emit_scan, private_pointers
+from .loop_rows import emit_scan_by_rows, rows_plan
 from .loops import FnBuilder, mark_unoptimised
 from .matmul import emit_matmul_function, split_axis, splits_columns
 from .symbols import ENTRY, PROFILE
@@ -69,6 +70,9 @@ _DERIVED_GEMM_WORK = GEMM_WORK
 GEMM_COLUMN_WORK = tuning().gemm_column_split_work
 # threads a big loop kernel or GEMM is cut across (NNGRAPH_NUM_THREADS overrides)
 N_THREADS = _thread_count()
+# a scan whose steps are independent across rows runs by row ranges, one per thread
+# (loop_rows.py); NNGRAPH_LOOP_ROWS=0 keeps the per-step splits
+ROW_LOOPS = os.environ.get("NNGRAPH_LOOP_ROWS", "1").strip().lower() not in ("0", "off", "false", "no")
 
 _LOOP_FN = ir.FunctionType(VOID, [ir.PointerType(I8P), ir.PointerType(I64), I64, I64, I8P])
 # thread argument: {fn, bufs, sizes, lo, hi, extra}
@@ -122,13 +126,12 @@ def emit_kernel(fb: FnBuilder, kern, base: str, tramp, threads: bool, notes: lis
                                                                          GEMM_COLUMN_WORK))
         notes.append("blas")
     elif isinstance(kern, MatmulKernel):
-        f = emit_matmul_function(module, base, program, syms, kern)
-        axis = split_axis(program, kern)
         factor, wsyms = _static_product(tuple(kern.batch) + kern.axes("m") + kern.axes("n") + kern.axes("k"))
         if threads and N_THREADS > 1 and splits_columns(program, kern):
-            _launch_rows_or_columns(fb, base, kern, f, (factor, wsyms), tramp, in_loop)
+            _launch_rows_or_columns(fb, base, kern, (factor, wsyms), tramp, in_loop)
         else:
-            _launch(fb, f, fb.numel(axis), factor, wsyms, tramp, threads, gemm_work())
+            f = emit_matmul_function(module, base, program, syms, kern)
+            _launch(fb, f, fb.numel(split_axis(program, kern)), factor, wsyms, tramp, threads, gemm_work())
         if kern.epilogue is not None:
             outer = kern.epilogue_domain()
             ef = emit_loop_function(module, base + "_epi", program, syms, outer, [kern.epilogue],
@@ -147,7 +150,12 @@ def emit_kernel(fb: FnBuilder, kern, base: str, tramp, threads: bool, notes: lis
         _launch_loops(fb, f, tuple(kern.outer), kern.stages, tramp, threads, unit_lead(kern.outer))
         notes.append("loop")
     elif isinstance(kern, ScanLoop):
-        emit_scan(fb, kern, base, lambda k, name: emit_kernel(fb, k, name, tramp, threads, notes, emit, True))
+        rows = rows_plan(program, kern) if threads and N_THREADS > 1 and not in_loop and ROW_LOOPS else None
+        if rows is not None:      # every step of a row range per thread (loop_rows.py)
+            emit_scan_by_rows(fb, kern, base, rows, THREAD_WORK, lambda work: _parts(fb.b, work, THREAD_WORK),
+                              lambda f, n0, parts, extra: _split(fb, f, n0, tramp, extra, 0, parts))
+        else:
+            emit_scan(fb, kern, base, lambda k, name: emit_kernel(fb, k, name, tramp, threads, notes, emit, True))
         notes.append("scan")
     else:
         raise TypeError(f"unknown kernel type {type(kern).__name__}")
@@ -238,9 +246,10 @@ def _launch_loops(fb: FnBuilder, f, outer, stages, tramp, threads, first=0):
     _launch(fb, f, fb.size(outer[first]), factor, syms, tramp, threads, THREAD_WORK)
 
 
-def _launch_rows_or_columns(fb: FnBuilder, base, kern, f, work, tramp, in_loop):
-    """A one-call GEMM cut along its longer output axis, decided at run time (each part
-    then re-packs only the smaller operand; matmul.py): rows above GEMM_WORK, columns
+def _launch_rows_or_columns(fb: FnBuilder, base, kern, work, tramp, in_loop):
+    """A one-call GEMM cut along its longer output axis (each part then re-packs only
+    the smaller operand; matmul.py), decided here when both sizes are known, else at
+    run time (then both variants are emitted): rows above GEMM_WORK, columns
     above GEMM_WORK too, or above GEMM_COLUMN_WORK in a loop's step. There the products
     have few rows (an LSTM step's h @ W_hh: N=32), which a BLAS's own threads barely
     speed up, and its workers, woken every step, spin on the cores between steps. Out
@@ -248,14 +257,26 @@ def _launch_rows_or_columns(fb: FnBuilder, base, kern, f, work, tramp, in_loop):
     is marked own_threads (a batch-1 convolution, passes/lower/conv.py, between loops
     split across the same cores): then either axis is cut above GEMM_COLUMN_WORK."""
     b, program = fb.b, fb.program
-    cf = emit_matmul_function(fb.module, base + "_cols", program, fb.symbols, kern, columns=True)
     rows, cols = fb.numel(split_axis(program, kern)), fb.numel(kern.axes("n"))
-    with b.if_else(b.icmp_signed(">", cols, rows)) as (by_columns, by_rows):
-        with by_columns:
-            _launch(fb, cf, cols, *work, tramp, True,
-                    GEMM_COLUMN_WORK if in_loop or kern.own_threads else gemm_work())
-        with by_rows:
-            _launch(fb, f, rows, *work, tramp, True, GEMM_COLUMN_WORK if kern.own_threads else gemm_work())
+
+    def by_columns():
+        cf = emit_matmul_function(fb.module, base + "_cols", program, fb.symbols, kern, columns=True)
+        _launch(fb, cf, cols, *work, tramp, True, GEMM_COLUMN_WORK if in_loop or kern.own_threads else gemm_work())
+
+    def by_rows():
+        f = emit_matmul_function(fb.module, base, program, fb.symbols, kern)
+        _launch(fb, f, rows, *work, tramp, True, GEMM_COLUMN_WORK if kern.own_threads else gemm_work())
+
+    (n_rows, rows_unknown), (n_cols, cols_unknown) = (_static_product(split_axis(program, kern)),
+                                                      _static_product(kern.axes("n")))
+    if not rows_unknown and not cols_unknown:
+        (by_columns if n_cols > n_rows else by_rows)()
+        return
+    with b.if_else(b.icmp_signed(">", cols, rows)) as (columns, row_parts):
+        with columns:
+            by_columns()
+        with row_parts:
+            by_rows()
 
 
 def gemm_work() -> int:

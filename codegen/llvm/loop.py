@@ -28,18 +28,18 @@ def private_pointers(fb, count: int) -> None:
     eb = fb.eb
     local = eb.alloca(ir.ArrayType(I8P, count), name="bufs_local")
     local_p = eb.bitcast(local, ir.PointerType(I8P))
-    _memcpy(fb.module, eb, eb.bitcast(local_p, I8P), eb.bitcast(fb.bufs_arg, I8P), i64(8 * count))
+    emit_memcpy(fb.module, eb, eb.bitcast(local_p, I8P), eb.bitcast(fb.bufs_arg, I8P), i64(8 * count))
     fb.bufs_arg = local_p
 
 
-def _memcpy(module, b, dst, src, nbytes):
+def emit_memcpy(module, b, dst, src, nbytes):
     fn = module.globals.get("llvm.memcpy.p0i8.p0i8.i64")
     if fn is None:
         fn = module.declare_intrinsic("llvm.memcpy", [I8P, I8P, I64])
     b.call(fn, [dst, src, nbytes, ir.Constant(I1, 0)])
 
 
-def _slot(fb, buf_id):
+def pointer_slot(fb, buf_id):
     """The address in fb's pointer array that holds buf_id's data pointer."""
     return fb.b.gep(fb.bufs_arg, [i64(pointer_buffer(fb.program.buffers, buf_id))])
 
@@ -51,21 +51,32 @@ def _bytes(fb, buf_id):
 
 def _copy(fb, dst, src):
     b = fb.b
-    _memcpy(fb.module, b, b.load(_slot(fb, dst)), b.load(_slot(fb, src)), _bytes(fb, dst))
+    emit_memcpy(fb.module, b, b.load(pointer_slot(fb, dst)), b.load(pointer_slot(fb, src)), _bytes(fb, dst))
+
+
+def copy_carry_inits(fb, loop) -> None:
+    """Each carry's init copied into its state (before step 0)."""
+    for c in loop.carries:
+        if c.init is not None:
+            _copy(fb, c.state, c.init)
+
+
+def set_step_slices(fb, loop, t, length) -> None:
+    """Point every step buffer of fb's pointer array at slice t of its stacked buffer
+    (length - 1 - t when the loop is reverse)."""
+    b = fb.b
+    at = b.sub(b.sub(length, i64(1)), t) if loop.reverse else t
+    for sl in loop.slices:
+        start = b.load(pointer_slot(fb, sl.stacked))
+        b.store(b.gep(start, [b.mul(at, _bytes(fb, sl.step))]), pointer_slot(fb, sl.step))
 
 
 def emit_scan(fb, loop, base: str, emit) -> None:
     """The loop at fb's position; emit(kernel, name) emits one body kernel."""
-    b = fb.b
-    for c in loop.carries:
-        if c.init is not None:
-            _copy(fb, c.state, c.init)
+    copy_carry_inits(fb, loop)
     length = fb.size(loop.length)
     with fb.loop(i64(0), length, f"{base}_t") as t:
-        at = b.sub(b.sub(length, i64(1)), t) if loop.reverse else t
-        for sl in loop.slices:
-            start = b.load(_slot(fb, sl.stacked))
-            b.store(b.gep(start, [b.mul(at, _bytes(fb, sl.step))]), _slot(fb, sl.step))
+        set_step_slices(fb, loop, t, length)
         for n, kern in enumerate(loop.body):
             emit(kern, f"{base}_{n}_{kern.name}"[:60])
         for c in loop.carries:

@@ -157,8 +157,26 @@ def _mod(b, x, y, dt):
     return b.select(fix, b.add(r, y), r)
 
 
+def _fmod(b, x, y, dt):
+    """C's fmod (frem); on integers srem, whose divisor the lowering keeps off 0 and -1
+    (nngraph/semantics.py)."""
+    return b.frem(x, y) if is_float(dt) else b.srem(x, y)
+
+
+def _int_only(name, f):
+    def g(b, x, y, dt):
+        if is_float(dt) or dt == "bool":
+            raise NotImplementedError(f"{name} needs integer operands, got {dt}")
+        return f(b, x, y)
+    return g
+
+
 _BINARY = {"add": _add, "sub": _sub, "mul": _mul, "div": _div, "pow": _pow, "maximum": _maximum,
-           "minimum": _minimum, "floordiv": _floordiv, "mod": _mod}
+           "minimum": _minimum, "floordiv": _floordiv, "mod": _mod,
+           "fmod": _fmod,
+           "bitwise_and": _int_only("bitwise_and", lambda b, x, y: b.and_(x, y)),
+           "bitwise_or": _int_only("bitwise_or", lambda b, x, y: b.or_(x, y)),
+           "bitwise_xor": _int_only("bitwise_xor", lambda b, x, y: b.xor(x, y))}
 
 # ----------------------------------------------------------------------------- unary
 
@@ -224,6 +242,7 @@ def _ident(b, x, dt):
 _UNARY = {
     "neg": _neg, "abs": _abs, "sign": _sign, "relu": _relu, "step": _step,
     "logical_not": _logical_not, "stop_gradient": _ident,
+    "bitwise_not": lambda b, x, dt: b.not_(x),
     "exp": _float_only("exp", lambda b, x: _fm(b, x).exp(x)),
     "expm1": _float_only("expm1", lambda b, x: _fm(b, x).expm1(x)),
     "log": _float_only("log", lambda b, x: _fm(b, x).log(x)),

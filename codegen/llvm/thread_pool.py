@@ -9,7 +9,8 @@ more for MKL's sgemm). Here a task is handed to a worker that stays alive, so th
 generated code (and the disk cache of object code) is unchanged.
 
 Native code with no C compiler: the pool is an LLVM IR module built with llvmlite
-once per process, compiled with MCJIT, and its two functions' addresses are
+once per process (its object code cached on disk and mapped by elf_loader.py; mapped.py
+falls back to MCJIT), and its two functions' addresses are
 registered under the names above before any kernel loads (target.py). It calls
 the C library's pthread_create/pthread_detach/pthread_join, getpid, clock_gettime
 and syscall (futex: x86-64 Linux).
@@ -41,12 +42,19 @@ NNGRAPH_THREAD_POOL=0 registers the C library's pthread_create/pthread_join inst
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import platform
+import threading
 import time
 
-import llvmlite.binding as llvm
+import llvmlite
 import llvmlite.ir as ir
+
+from codegen.host import llvm_host
+
+from .mapped import MappedObject, mcjit_engine
+from .object_cache import cached_object
 
 I8P = ir.IntType(8).as_pointer()
 I32, I64 = ir.IntType(32), ir.IntType(64)
@@ -61,6 +69,10 @@ SEQ = "seq_cst"
 LIBC_FUNCTIONS = ("pthread_create", "pthread_detach", "pthread_join", "getpid", "clock_gettime", "syscall")
 
 _engine = None          # keeps the compiled pool alive for the process's lifetime
+# one first build: a second would replace _engine and unmap the first pool's code,
+# which registered symbols and the fork handler may already point at. Reentrant: the
+# build's thread may ask for the pool again once _engine is set (set_spin_ns)
+_build_lock = threading.RLock()
 
 
 def pool_supported(system: str | None = None, machine: str | None = None) -> bool:
@@ -90,9 +102,8 @@ def thread_symbols() -> dict:
     libc = ctypes.CDLL(None)
     if not pool_enabled():
         return {name: _address(libc, name) for name in ("pthread_create", "pthread_join")}
-    engine = _compiled_pool(libc)
-    return {"pthread_create": engine.get_function_address("nngraph_pool_create"),
-            "pthread_join": engine.get_function_address("nngraph_pool_join")}
+    pool = _compiled_pool(libc)
+    return {"pthread_create": pool.address("nngraph_pool_create"), "pthread_join": pool.address("nngraph_pool_join")}
 
 
 def _address(libc, name: str) -> int:
@@ -100,41 +111,53 @@ def _address(libc, name: str) -> int:
 
 
 def _compiled_pool(libc):
+    """The pool's loaded object, built once per process however many threads ask."""
+    with _build_lock:
+        return _build_pool(libc)
+
+
+def _build_pool(libc):
     global _engine
     if _engine is None:
         from codegen.host import host_facts
         facts = host_facts()
-        llvm.initialize_native_target()            # idempotent: the pool may be built first
-        llvm.initialize_native_asmprinter()
-        for name in LIBC_FUNCTIONS:
-            llvm.add_symbol(f"nngraph_pool_libc_{name}", _address(libc, name))
-        module = build_module(slot_count(facts.logical_cpus), int(facts.thread_start_ns))
+        libc_symbols = {f"nngraph_pool_libc_{name}": _address(libc, name) for name in LIBC_FUNCTIONS}
+        slots, spin_ns = slot_count(facts.logical_cpus), int(facts.thread_start_ns)
         # codegen at -O0: the pool's few instructions per hand-off are not what costs (a
         # futex wake, a cache line moving between cores); -O2 took 56 ms of every process's
-        # first compile or cache hit, -O0 8 ms
-        tm = llvm.Target.from_triple(llvm.get_process_triple()).create_target_machine(opt=0, jit=True)
-        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(str(module)), tm)
-        engine.finalize_object()
-        reset = ctypes.CFUNCTYPE(None)(engine.get_function_address("nngraph_pool_reset"))
+        # first compile or cache hit, -O0 8 ms; its object code comes from the disk cache
+        # after the first process (object_cache.py) and is mapped without LLVM (elf_loader.py)
+        host = llvm_host()
+        description = (f"thread pool {_source_digest()}|slots {slots}|spin {spin_ns} ns|{host['triple']}|O0|"
+                       f"llvmlite {llvmlite.__version__}|LLVM {host['llvm']}")
+        obj = cached_object(description, lambda: str(build_module(slots, spin_ns)), _pool_machine)
+        loaded = _load(obj, libc_symbols)
+        reset = ctypes.CFUNCTYPE(None)(loaded.address("nngraph_pool_reset"))
         os.register_at_fork(after_in_child=reset)
-        _engine = (engine, reset)
+        _engine = (loaded, reset)
     return _engine[0]
 
 
 def _spin_word():
-    return ctypes.c_int64.from_address(_engine[0].get_global_value_address("nngraph_pool_spin_ns"))
+    """The pool's spin bound (built first), or None with no pool (NNGRAPH_THREAD_POOL=0)."""
+    thread_symbols()
+    if _engine is None:
+        return None
+    return ctypes.c_int64.from_address(_engine[0].address("nngraph_pool_spin_ns"))
 
 
 def spin_bound_ns() -> int:
-    """How long (ns) a waiting worker or join spins before it sleeps (the pool built)."""
-    thread_symbols()
-    return _spin_word().value if _engine is not None else 0
+    """How long (ns) a waiting worker or join spins before it sleeps; 0 with no pool."""
+    word = _spin_word()
+    return word.value if word is not None else 0
 
 
 def set_spin_ns(ns: int) -> None:
-    """Sets the spin bound (benchmarks A/B it; measure_wake_ns needs it 0). Call it
-    while no split runs: waits read it when they begin."""
-    _spin_word().value = max(0, int(ns))
+    """Sets the spin bound (benchmarks A/B it; measure_wake_ns needs it 0); nothing to
+    set with no pool. Call it while no split runs: waits read it when they begin."""
+    word = _spin_word()
+    if word is not None:
+        word.value = max(0, int(ns))
 
 
 def measure_wake_ns(rounds: int = 5, per_round: int = 8, idle_s: float = 1e-3) -> float:
@@ -145,7 +168,7 @@ def measure_wake_ns(rounds: int = 5, per_round: int = 8, idle_s: float = 1e-3) -
     cost (codegen/host.py), so a busy moment does not stick. OSError when the pool
     cannot hand the probe to a worker (no worker could be started)."""
     engine = _compiled_pool(ctypes.CDLL(None))
-    probe = ctypes.CFUNCTYPE(ctypes.c_int64)(engine.get_function_address("nngraph_pool_probe_wake"))
+    probe = ctypes.CFUNCTYPE(ctypes.c_int64)(engine.address("nngraph_pool_probe_wake"))
     saved = _spin_word().value
     set_spin_ns(0)
     try:
@@ -166,11 +189,33 @@ def measure_wake_ns(rounds: int = 5, per_round: int = 8, idle_s: float = 1e-3) -
     return float(best)
 
 
+def _source_digest() -> str:
+    """sha256 of this file: the pool's IR is made by its code alone (and llvmlite)."""
+    with open(__file__, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _pool_machine():
+    """The target machine of the pool's code: generic x86-64 (no CPU name or features), -O0."""
+    import llvmlite.binding as llvm
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    return llvm.Target.from_triple(llvm_host()["triple"]).create_target_machine(opt=0, jit=True)
+
+
+def _load(obj: bytes, libc_symbols: dict):
+    """The pool's object mapped (MCJIT on the pool's own target machine if elf_loader
+    refuses it); its C library names from `libc_symbols`, not the runtime's registry
+    (target._init registers the pool there: it would ask for the pool being built)."""
+    return MappedObject(obj, lambda name: libc_symbols.get(name, 0),
+                        lambda o: mcjit_engine(o, _pool_machine(), libc_symbols))
+
+
 def build_module(slots: int, spin_ns: int) -> ir.Module:
     """The pool as an IR module: `slots` slots, waits spinning up to `spin_ns`
     (the global nngraph_pool_spin_ns: set_spin_ns changes it)."""
     m = ir.Module("nngraph_thread_pool")
-    m.triple = llvm.get_process_triple()
+    m.triple = llvm_host()["triple"]
     pool = _Pool(m, slots, spin_ns)
     pool.emit_wait()
     pool.emit_signal()

@@ -66,6 +66,7 @@ UNARY = {
     "step": ("tl.where({a} >= 0, 1, 0).to({t})", ()),
     "logical_not": ("({a} == 0)", ()),
     "stop_gradient": ("{a}", ()),
+    "bitwise_not": ("~{a}", ()),
 }
 
 BINARY = {
@@ -86,6 +87,11 @@ BINARY = {
     "logical_or": ("{a} | {b}", ()),
     "floordiv": ("_floordiv({a}, {b})", ("_floordiv",)),
     "mod": ("_mod({a}, {b})", ("_mod",)),
+    # C's fmod (frem; srem on integers, whose divisor the lowering keeps off 0 and -1)
+    "fmod": ("{a} % {b}", ()),
+    "bitwise_and": ("{a} & {b}", ()),
+    "bitwise_or": ("{a} | {b}", ()),
+    "bitwise_xor": ("{a} ^ {b}", ()),
 }
 
 # the op categories, read off the ops (nngraph.node.Op.category)

@@ -38,7 +38,7 @@ def _bias(ctx, scores, past: int):
     bias = None
     neg = np.asarray(-np.inf, np.dtype(scores.dtype))
     if ctx.has(3):
-        mask = ctx.t(3)
+        mask = _mask_over_keys(ctx, ctx.t(3), scores.shape[-1])
         bias = ew.where(mask, np.asarray(0, np.dtype(scores.dtype)), neg) \
             if mask.dtype == "bool" else mask
     left, right = int(ctx.attr("left_window_size", -1)), int(ctx.attr("right_window_size", -1))
@@ -58,6 +58,19 @@ def _bias(ctx, scores, past: int):
         causal = ew.constant(np.where(allowed, 0.0, -np.inf).astype(np.dtype(scores.dtype)))
         bias = causal if bias is None else ew.add(bias, causal)
     return bias
+
+
+def _mask_over_keys(ctx, mask, keys):
+    """attn_mask over all `keys`: a last axis shorter than the keys (a mask made for the
+    keys before padding or a cache) is padded at the end with False / -inf, as ONNX's
+    reference does (the padded keys are masked out); a longer one is refused by name."""
+    have = mask.shape[-1]
+    if not isinstance(have, int) or not isinstance(keys, int) or have in (1, keys):
+        return mask
+    if have > keys:
+        raise ctx.error(f"attn_mask {mask.type} covers {have} key positions, more than the {keys} keys")
+    fill = False if mask.dtype == "bool" else -np.inf
+    return mv.pad(mask, [(0, 0)] * (mask.ndim - 1) + [(0, keys - have)], fill)
 
 
 def _nonpad_bias(ctx, scores, left: int, right: int):

@@ -36,16 +36,30 @@ def _parse(ctx, ranks):
     else:
         letters = [c for t in terms for c in t.replace("...", "")]
         out = [("...", k) for k in range(ell)] + sorted(c for c in set(letters) if letters.count(c) == 1)
-    for term, labels in zip(terms, ins):
-        if len(set(labels)) != len(labels):
-            raise ctx.error(f"term {term!r} repeats an index (a diagonal), which is not supported")
     return ins, out
+
+
+def _diagonal(ctx, x, labels: list):
+    """x with every index its term repeats taken once: the diagonal over the two axes
+    ('ii' -> i), as sum over the second axis of where(i == j, x, 0) (a select, so an inf
+    or NaN off the diagonal does not leak in as 0 * inf would)."""
+    labels = list(labels)
+    while len(set(labels)) != len(labels):
+        a = next(k for k, lab in enumerate(labels) if labels.count(lab) > 1)
+        b = labels.index(labels[a], a + 1)
+        if x.shape[a] != x.shape[b]:
+            raise ctx.error(f"index {labels[a]!r} names axes {a} and {b} of {x.type}, whose sizes differ")
+        same = ew.equal(ew.iota(tuple(x.shape), a, "int32"), ew.iota(tuple(x.shape), b, "int32"))
+        x = rd.sum(ew.where(same, x, ew.zeros_like(x)), b)
+        del labels[b]
+    return x, labels
 
 
 @converter("Einsum", 12, attrs=("equation",))
 def _einsum(ctx):
     xs = [ctx.t(i) for i in range(len(ctx.node.input))]
     ins, out = _parse(ctx, [x.ndim for x in xs])
+    xs, ins = zip(*(_diagonal(ctx, x, labels) for x, labels in zip(xs, ins)))
     order = []
     for labels in ins:
         order += [lab for lab in labels if lab not in order]

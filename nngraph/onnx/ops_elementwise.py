@@ -21,7 +21,7 @@ from .registry import converter
 _UNARY = {
     "Abs": ew.abs, "Neg": ew.neg, "Exp": ew.exp, "Log": ew.log, "Sqrt": ew.sqrt, "Sin": ew.sin,
     "Cos": ew.cos, "Tanh": ew.tanh, "Sigmoid": ew.sigmoid, "Relu": ew.relu, "Sign": ew.sign,
-    "Softplus": ew.softplus, "Not": ew.logical_not,
+    "Softplus": ew.softplus, "Not": ew.logical_not, "BitwiseNot": ew.bitwise_not,
     "Reciprocal": lambda x: ew.div(1.0, x),
     "Softsign": lambda x: ew.div(x, ew.add(ew.abs(x), 1.0)),
     "Tan": lambda x: ew.div(ew.sin(x), ew.cos(x)),
@@ -37,7 +37,7 @@ _UNARY = {
 }
 _UNARY_FIRST = {"Sin": 7, "Cos": 7, "Tan": 7, "Sign": 9, "Sinh": 9, "Cosh": 9, "Mish": 18, "HardSwish": 14,
                 "Asinh": 9, "Acosh": 9, "Atanh": 9,
-                "Not": 1, "Softplus": 1, "Softsign": 1}
+                "Not": 1, "Softplus": 1, "Softsign": 1, "BitwiseNot": 18}
 
 
 def _unary_converter(fn, ctx):
@@ -131,8 +131,9 @@ _BINARY = {
     "Add": ew.add, "Sub": ew.sub, "Mul": ew.mul, "Div": _div,
     "Equal": ew.equal, "Less": ew.less, "LessOrEqual": ew.less_equal, "Greater": ew.greater,
     "GreaterOrEqual": ew.greater_equal, "And": ew.logical_and, "Or": ew.logical_or, "Xor": ew.not_equal,
+    "BitwiseAnd": ew.bitwise_and, "BitwiseOr": ew.bitwise_or, "BitwiseXor": ew.bitwise_xor,
 }
-_BINARY_FIRST = {"LessOrEqual": 12, "GreaterOrEqual": 12}
+_BINARY_FIRST = {"LessOrEqual": 12, "GreaterOrEqual": 12, "BitwiseAnd": 18, "BitwiseOr": 18, "BitwiseXor": 18}
 
 
 def _binary_converter(fn, ctx):

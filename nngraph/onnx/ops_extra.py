@@ -28,17 +28,11 @@ def _trunc(q):
 @converter("Mod", 10, attrs=("fmod",))
 def _mod(ctx):
     """fmod=1: C's fmod (the sign of the dividend); fmod=0: Python's % (the sign of
-    the divisor)."""
+    the divisor); both the core ops of nngraph/semantics.py's rule."""
     a, b = ctx.t(0), ctx.t(1)
     if b.dtype != a.dtype:
         b = ew.cast(b, a.dtype)
-    fmod = bool(ctx.attr("fmod", 0))
-    af, bf = ew.cast(a, "float64"), ew.cast(b, "float64")
-    r = ew.sub(af, ew.mul(bf, _trunc(ew.div(af, bf))))
-    if not fmod:
-        wrong_sign = ew.logical_and(ew.not_equal(r, 0.0), ew.not_equal(ew.less(r, 0.0), ew.less(bf, 0.0)))
-        r = ew.where(wrong_sign, ew.add(r, bf), r)
-    return ew.cast(r, a.dtype)
+    return (ew.fmod if ctx.attr("fmod", 0) else ew.mod)(a, b)
 
 
 def _nll(ctx, logp, target, weight):

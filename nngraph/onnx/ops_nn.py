@@ -98,20 +98,42 @@ def _fits_builtin(pads, kernel) -> bool:
 
 @converter("MaxPool", 1, attrs=_WINDOW + ("ceil_mode", "storage_order"))
 def _max_pool(ctx):
-    """`storage_order` only orders the Indices output, which is refused."""
-    if ctx.n_outputs > 1:
-        raise ctx.error("the Indices output is not supported")
+    """The Indices output (opset 8+): the flat position in x of each window's first
+    maximum (ONNX's reference keeps the first of equal values), its spatial part
+    column-major when storage_order=1; 1-d and 2-d windows without dilation."""
     x = ctx.t(0)
     kernel = _pool_kernel(ctx, x)
+    indices = ctx.n_outputs > 1
     if _needs_slices(ctx, kernel):
+        if indices:
+            raise ctx.error(f"the Indices output of a {len(kernel)}-d or dilated window is not supported")
         return _pool_by_slices(ctx, x, kernel, "max")
     r, strides, _, pads = _geometry(ctx, x, kernel, bool(ctx.attr("ceil_mode", 0)))
     k2, x2 = ((1,) + kernel if r == 1 else kernel), to_2d(x, r)
+    h2 = to_2d(_flat_positions(x, bool(ctx.attr("storage_order", 0))), r) if indices else None
     if _fits_builtin(pads, k2):
-        return from_2d(pl.max_pool2d(x2, k2, strides, tuple(b for b, _ in pads)), r)
-    low = np.finfo(np.dtype(x.dtype)).min if is_float(x.dtype) else np.iinfo(np.dtype(x.dtype)).min
-    xp = mv.pad(x2, [(0, 0), (0, 0)] + list(pads), float(low))
-    return from_2d(pl.max_pool2d(xp, k2, strides, 0), r)
+        padding = tuple(b for b, _ in pads)
+    else:
+        low = np.finfo(np.dtype(x.dtype)).min if is_float(x.dtype) else np.iinfo(np.dtype(x.dtype)).min
+        x2 = mv.pad(x2, [(0, 0), (0, 0)] + list(pads), float(low))
+        h2 = mv.pad(h2, [(0, 0), (0, 0)] + list(pads), 0) if indices else None
+        padding = 0
+    y = from_2d(pl.max_pool2d(x2, k2, strides, padding), r)
+    return [y, from_2d(pl.max_pool2d_select(x2, h2, k2, strides, padding), r)] if indices else y
+
+
+def _flat_positions(x, column_major: bool):
+    """int64 [N, C, spatial...]: each element's flat position in x, row-major over
+    (N, C) and over the spatial axes, or column-major over the spatial axes."""
+    shape = tuple(x.shape)
+    axes = [ew.iota(shape, a, "int64") for a in range(x.ndim)]
+    spatial = list(range(2, x.ndim))
+    if column_major:
+        spatial.reverse()
+    pos = ew.add(ew.mul(axes[0], ew.numel(shape[1:2], "int64")), axes[1])
+    for a in spatial:
+        pos = ew.add(ew.mul(pos, ew.numel((shape[a],), "int64")), axes[a])
+    return pos
 
 
 @converter("AveragePool", 1, attrs=_WINDOW + ("ceil_mode", "count_include_pad"))

@@ -9,8 +9,10 @@ of each element with its axis coordinate replaced by the index), and then
   (with repeated ids the spec leaves the result undefined; here they add up);
 - "add": data + scatter_add(updates);
 - "max"/"min": data combined with the max/min of the updates hitting each row,
-  taken over a one-hot [updates, rows] mask (memory: updates x rows x rest).
-"mul" is refused (nngraph has no product reduction). Shapes must be static.
+  taken over a one-hot [updates, rows] mask (memory: updates x rows x rest);
+- "mul": data times the product of the updates hitting each row (1 where none does),
+  over the same mask (ReduceProd's product tree, nngraph/onnx/ops_products.py).
+Shapes must be static.
 TensorScatter (a key/value cache write at known write indices) is one take from the
 cache and the update joined.
 """
@@ -24,6 +26,7 @@ from ..ops import gather
 from ..ops import movement as mv
 from ..ops import reduce as rd
 from ..types import Dim, is_float
+from .ops_products import reduce_prod
 from .registry import converter
 
 
@@ -44,9 +47,13 @@ def _scatter_rows(ctx, data2, ids, upd2, reduction):
         if reduction == "add":
             return ew.add(data2, ew.cast(spread, data2.dtype))
         return ew.where(hit, ew.cast(spread, data2.dtype), data2)
+    mask = mv.expand_dims(ew.cast(F.one_hot(ids, n, "int32"), "bool"), 2)  # [m, n, 1]
+    if reduction == "mul":
+        one = np.ones((), np.dtype(upd2.dtype))
+        return ew.mul(data2, ew.cast(reduce_prod(ew.where(mask, mv.expand_dims(upd2, 1), one), (0,), False),
+                                     data2.dtype))
     pick = ew.maximum if reduction == "max" else ew.minimum
     low = _extreme(data2.dtype, reduction == "max")
-    mask = mv.expand_dims(ew.cast(F.one_hot(ids, n, "int32"), "bool"), 2)  # [m, n, 1]
     candidates = ew.where(mask, mv.expand_dims(upd2, 1), low)  # [m, n, R]
     best = (rd.max if reduction == "max" else rd.min)(candidates, 0)
     return ew.where(hit, pick(data2, best), data2)
@@ -59,7 +66,7 @@ def _extreme(dtype, for_max: bool):
 
 
 def _reduction(ctx):
-    return ctx.refuse_unless("reduction", ("none", "add", "max", "min"), "none")
+    return ctx.refuse_unless("reduction", ("none", "add", "mul", "max", "min"), "none")
 
 
 @converter("ScatterND", 11, attrs=("reduction",))

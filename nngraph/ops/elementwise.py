@@ -121,16 +121,25 @@ def _float_or_error(op, x):
         raise shape_error(op, f"needs a float operand, got {x.dtype}", x)
 
 
+def _int_or_error(op, *xs):
+    if any(is_float(x.dtype) or x.dtype == "bool" for x in xs):
+        given = " and ".join(x.dtype for x in xs)
+        raise shape_error(op, f"needs integer operands (int32, int64), got {given}", *xs)
+
+
 # ----------------------------------------------------------------------------- unary
 
 UNARY_REFS = {}
 
 
-def _unary(name, ref, vjp, float_only=True, out_dtype=None, canonicalize=None, nondiff=False, doc="", cost=None):
+def _unary(name, ref, vjp, float_only=True, out_dtype=None, canonicalize=None, nondiff=False, doc="", cost=None,
+           int_only=False):
     def infer(inputs, attrs):
         (x,) = inputs
         if float_only:
             _float_or_error(name, x)
+        if int_only:
+            _int_or_error(name, x)
         return TensorType(out_dtype or x.dtype, x.shape)
 
     def reference(ctx, a):
@@ -233,6 +242,8 @@ step = _unary("step", lambda a: (a >= 0).astype(a.dtype), lambda n, g: zeros_lik
               float_only=False, doc="the unit step: 1 where x >= 0 else 0; gradient 0")
 logical_not = _unary("logical_not", np.logical_not, None, float_only=False, out_dtype="bool", nondiff=True,
                      doc="not x (bool)")
+bitwise_not = _unary("bitwise_not", np.invert, None, float_only=False, int_only=True, nondiff=True,
+                     doc="~x on the two's complement bits of an integer")
 stop_gradient = _unary("stop_gradient", lambda a: a, lambda n, g: None, float_only=False,
                        doc="identity whose gradient is zero")
 
@@ -259,13 +270,15 @@ def _binary(name, ref, vjp, kind="arith", nondiff=False, doc="", cost=None):
         dt = promote(a.dtype, b.dtype)
         if kind == "div" and not is_float(dt):
             dt = "float32"
+        if kind == "bitwise":
+            _int_or_error(name, a, b)
         if kind == "float" and not is_float(dt):
             raise shape_error(name, f"needs float operands, got {a.dtype} and {b.dtype}", a, b)
         return TensorType(dt, shape)
 
     def reference(ctx, a, b):
         dt = np_dtype(ctx.node.dtype)
-        if kind in ("arith", "div", "float"):
+        if kind in ("arith", "div", "float", "bitwise"):
             a, b = a.astype(dt, copy=False), b.astype(dt, copy=False)
         with np.errstate(all="ignore"):
             return np.asarray(ref(a, b)).astype(dt, copy=False)
@@ -329,6 +342,15 @@ def _vjp_select(pick_a):
     return vjp
 
 
+def _vjp_remainder(n, g, needs):
+    """mod and fmod: a - q * b with q = floor(a / b) (mod) or trunc(a / b) (fmod), piecewise
+    constant, so d/da = 1 and d/db = -q, with q = (a - r) / b from the result itself."""
+    a, b = n.inputs
+    ga = unbroadcast(g, a.shape) if needs[0] else None
+    gb = unbroadcast(neg(mul(g, div(sub(a, n), b))), b.shape) if needs[1] else None
+    return ga, gb
+
+
 add = _binary("add", np.add, _vjp_add, doc="a + b")
 sub = _binary("sub", np.subtract, _vjp_sub, doc="a - b")
 mul = _binary("mul", np.multiply, _vjp_mul, doc="a * b")
@@ -336,6 +358,10 @@ div = _binary("div", np.divide, _vjp_div, kind="div", cost=Op.EXPENSIVE, doc="a 
 pow = _binary("pow", np.power, _vjp_pow, kind="float", cost=Op.EXPENSIVE, doc="a ** b")
 maximum = _binary("maximum", np.maximum, _vjp_select("max"), doc="elementwise max")
 minimum = _binary("minimum", np.minimum, _vjp_select("min"), doc="elementwise min")
+mod = _binary("mod", np.mod, _vjp_remainder,
+              doc="a % b as Python and np.mod: the sign of the divisor (nngraph/semantics.py)")
+fmod = _binary("fmod", np.fmod, _vjp_remainder,
+               doc="C's fmod, as np.fmod: the sign of the dividend (nngraph/semantics.py)")
 less = _binary("less", np.less, None, kind="compare", nondiff=True, doc="a < b")
 less_equal = _binary("less_equal", np.less_equal, None, kind="compare", nondiff=True, doc="a <= b")
 greater = _binary("greater", np.greater, None, kind="compare", nondiff=True, doc="a > b")
@@ -344,6 +370,12 @@ equal = _binary("equal", np.equal, None, kind="compare", nondiff=True, doc="a ==
 not_equal = _binary("not_equal", np.not_equal, None, kind="compare", nondiff=True, doc="a != b")
 logical_and = _binary("logical_and", np.logical_and, None, kind="logical", nondiff=True, doc="a and b")
 logical_or = _binary("logical_or", np.logical_or, None, kind="logical", nondiff=True, doc="a or b")
+bitwise_and = _binary("bitwise_and", np.bitwise_and, None, kind="bitwise", nondiff=True,
+                      doc="a & b on the two's complement bits of integers")
+bitwise_or = _binary("bitwise_or", np.bitwise_or, None, kind="bitwise", nondiff=True,
+                     doc="a | b on the two's complement bits of integers")
+bitwise_xor = _binary("bitwise_xor", np.bitwise_xor, None, kind="bitwise", nondiff=True,
+                      doc="a ^ b on the two's complement bits of integers")
 
 
 # ----------------------------------------------------------------------------- where, cast

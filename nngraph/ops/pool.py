@@ -91,11 +91,12 @@ def _max_grad_infer(inputs, attrs):
 
 
 def _max_select_infer(inputs, attrs):
+    """h of any dtype (a float cotangent, or int64 positions: ONNX MaxPool's Indices)."""
     x, h = inputs
-    _check_x("max_pool2d_select", x)
-    if h.type != x.type:
-        raise shape_error("max_pool2d_select", f"h must have x's type {x.type}, got {h.type}", x, h)
-    return TensorType(x.dtype, tuple(x.shape[:2]) + _out_hw("max_pool2d_select", x.shape[2:], attrs, x))
+    _check_x("max_pool2d_select", x, float_only=False)
+    if tuple(h.shape) != tuple(x.shape):
+        raise shape_error("max_pool2d_select", f"h must have x's shape {x.type}, got {h.type}", x, h)
+    return TensorType(h.dtype, tuple(x.shape[:2]) + _out_hw("max_pool2d_select", x.shape[2:], attrs, x))
 
 
 def _avg_grad_infer(inputs, attrs):
@@ -204,8 +205,9 @@ def _max_grad_vjp(n, h, needs):
 
 
 def _max_select_vjp(n, g, needs):
-    x, _ = n.inputs
-    return None, (make("max_pool2d_grad", (x, g), **_pool_common(n)) if needs[1] else None)
+    x, h = n.inputs
+    differentiable = needs[1] and is_float(h.dtype) and h.dtype == x.dtype
+    return None, (make("max_pool2d_grad", (x, g), **_pool_common(n)) if differentiable else None)
 
 
 def _avg_vjp(n, g, needs):
@@ -239,6 +241,15 @@ def max_pool2d(x, kernel, stride=None, padding=0) -> Tensor:
     (x,) = ew._coerce(x)
     _check_x("max_pool2d", x, float_only=False)
     return make("max_pool2d", (x,), **_pool_attrs("max_pool2d", x, kernel, stride, padding))
+
+
+def max_pool2d_select(x, h, kernel, stride=None, padding=0) -> Tensor:
+    """h (x's shape, any dtype) at the first maximum (row-major) of each window of x,
+    the windows of max_pool2d(x, kernel, stride, padding): with h the flat position of
+    every element, the argmax indices of the pooling (ONNX MaxPool's Indices)."""
+    x, h = ew._coerce(x, h)
+    _check_x("max_pool2d_select", x, float_only=False)
+    return make("max_pool2d_select", (x, h), **_pool_attrs("max_pool2d_select", x, kernel, stride, padding))
 
 
 def avg_pool2d(x, kernel, stride=None, padding=0, count_include_pad=True) -> Tensor:

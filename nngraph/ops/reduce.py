@@ -6,6 +6,7 @@ import builtins
 import numpy as np
 
 from ..node import Op, Tensor, make, register, shape_error
+from ..semantics import reduce_identity
 from ..types import TensorType, is_float, np_dtype
 from . import elementwise as ew
 
@@ -39,7 +40,7 @@ def _infer(name, float_only=False):
         for a in attrs["axes"]:
             if not 0 <= a < x.ndim and x.ndim:
                 raise shape_error(name, f"axis {a} is out of range for a {x.ndim}-d tensor", x)
-        if name in ("max", "min", "argmax"):
+        if name in ("max", "min", "argmax") and not attrs.get("empty_identity"):
             for a in attrs["axes"]:
                 if x.shape[a] == 0:
                     raise shape_error(name, f"cannot reduce over axis {a} of size 0 (no identity)", x)
@@ -73,7 +74,11 @@ def _extremum_vjp(n, g, needs):
 def _ref(fn):
     def reference(ctx, a):
         axes, keep = ctx.attrs["axes"], ctx.attrs["keepdims"]
-        out = fn(a, axis=axes, keepdims=keep)
+        if ctx.attrs.get("empty_identity") and any(a.shape[k] == 0 for k in axes):
+            kind = "max" if fn is np.max else "min"
+            out = np.full(reduced_shape(a.shape, axes, keep), reduce_identity(kind, ctx.node.dtype), a.dtype)
+        else:
+            out = fn(a, axis=axes, keepdims=keep)
         return np.asarray(out).astype(np_dtype(ctx.node.dtype), copy=False)
     return reference
 
@@ -110,7 +115,7 @@ def _stable_log_sum_exp(s):
         return None
     from .movement import reshape
     axes, keep = s.attrs["axes"], s.attrs["keepdims"]
-    m = ew.stop_gradient(max(z, axes, keepdims=True))
+    m = ew.stop_gradient(max(z, axes, keepdims=True, empty_identity=True))
     inner = make("log", (sum(ew.exp(ew.sub(z, m)), axes, keepdims=keep),), canonical=False)
     return ew.add(m if keep else reshape(m, tuple(inner.shape)), inner)
 
@@ -125,14 +130,24 @@ def sum(x, axis=None, keepdims=False) -> Tensor:
     return make("sum", (x,), axes=normalize_axes("sum", x, axis), keepdims=bool(keepdims))
 
 
-def max(x, axis=None, keepdims=False) -> Tensor:
-    (x,) = ew._coerce(x)
-    return make("max", (x,), axes=normalize_axes("max", x, axis), keepdims=bool(keepdims))
+def max(x, axis=None, keepdims=False, empty_identity=False) -> Tensor:
+    """The largest value over `axis`. An empty axis has no max (as in NumPy): a static
+    one is a ShapeError, a dynamic one of size 0 an InputError at the call; with
+    `empty_identity=True` it gives the identity instead (-inf, the integer minimum; as
+    np.max(initial=-inf) and ONNX's ReduceMax since opset 18), which the stable
+    log-sum-exp forms use as their shift (log of an empty sum is -inf)."""
+    return _extremum("max", x, axis, keepdims, empty_identity)
 
 
-def min(x, axis=None, keepdims=False) -> Tensor:
+def min(x, axis=None, keepdims=False, empty_identity=False) -> Tensor:
+    """The smallest value over `axis`; an empty axis as max says (identity: +inf)."""
+    return _extremum("min", x, axis, keepdims, empty_identity)
+
+
+def _extremum(name, x, axis, keepdims, empty_identity):
     (x,) = ew._coerce(x)
-    return make("min", (x,), axes=normalize_axes("min", x, axis), keepdims=bool(keepdims))
+    extra = {"empty_identity": True} if empty_identity else {}
+    return make(name, (x,), axes=normalize_axes(name, x, axis), keepdims=bool(keepdims), **extra)
 
 
 def argmax(x, axis=-1, keepdims=False) -> Tensor:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-import networkx as nx
 
 from .. import fusion, kernel_map
 from ..collective import AllReduceKernel, collective_stats
@@ -64,7 +63,7 @@ def ordered_kernels(ctx) -> list:
     kernels = _kernels(ctx)
     dag = kernel_dag(kernels, ctx.root)
     bucket = _feeds_bucket(dag, kernels)
-    order = list(nx.lexicographical_topological_sort(dag, key=lambda no: _priority(kernels[no], no, bucket)))
+    order = dag.lexicographical_topological_sort(key=lambda no: _priority(kernels[no], no, bucket))
     schedule = [kernels[no] for no in order]
     for n, k in enumerate(schedule):
         k.name = f"k{n}_" + k.name.split("_", 1)[1]
@@ -103,7 +102,7 @@ def _feeds_bucket(dag, kernels) -> dict:
     starts = sorted(no for no, k in kernels.items() if isinstance(k, AllReduceKernel) and k.step == "start")
     first = {}
     for i, s in enumerate(starts):
-        for no in nx.ancestors(dag, s) | {s}:
+        for no in dag.ancestors(s) | {s}:
             first.setdefault(no, i)
     return first
 

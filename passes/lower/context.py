@@ -18,11 +18,10 @@ passes/lower/assemble.py.
 """
 from __future__ import annotations
 
-import networkx as nx
-
 from nngraph.types import TensorType
 
 from .. import fusion
+from ..dag import Dag
 from ..program import Buffer, Stage, Store, dependency_root, param_buffer_name
 from .assemble import assemble, finish_results
 from .collective import pack_all_reduces, phase_order
@@ -74,7 +73,7 @@ class LoweringContext:
         self.store_bufs: dict = {}
         self.groups: list = []
         self.writer: dict = {}
-        self.dag = nx.DiGraph()
+        self.dag = Dag()
         self.group_of: dict = {}      # id(node) -> group that computes it
         self.names: set = set()
         self._cache: dict = {}
@@ -192,7 +191,7 @@ class LoweringContext:
                 if w == g.no:
                     return False
                 continue
-            if nx.has_path(self.dag, g.no, w):
+            if self.dag.has_path(g.no, w):
                 return False
         return True
 

@@ -66,16 +66,20 @@ CONV_OPS = ("conv2d", "conv2d_grad_input", "conv2d_grad_filter")
 def _layout(ctx, geo, dtype):
     """The layer's layout (passes/lower/conv_layout.py), one choice per geometry so that
     a conv and its gradients agree; the chooser is told which of the three products
-    the graph makes at this geometry. One image in one group has a single layout
-    (conv_layout.OneImage): nothing to measure."""
-    if is_one_image(geo):
-        return make_layout("one_image", geo)
+    the graph makes at this geometry. One image in one group: conv_layout.OneImage,
+    or its pixel-major product where the graph makes only the forward one at this
+    geometry and the chooser picks "one_image_t"."""
     key = ("conv_layout", dtype) + tuple(sorted(geo.items()))
+    products = ctx.cached(("conv_products", dtype) + key[2:], lambda: _products(ctx, geo, dtype))
+    if is_one_image(geo) and products != ("conv2d",):
+        return make_layout("one_image", geo)
+    return make_layout(ctx.cached(key, lambda: ctx.conv_choice(geo, dtype, products)), geo)
 
-    def choose():
-        ops = {n.op for n in ctx.plan.order if n.op in CONV_OPS and n.dtype == dtype and _node_geometry(n) == geo}
-        return ctx.conv_choice(geo, dtype, tuple(op for op in CONV_OPS if op in ops))
-    return make_layout(ctx.cached(key, choose), geo)
+
+def _products(ctx, geo, dtype) -> tuple:
+    """Which of CONV_OPS the graph makes at this geometry and dtype."""
+    ops = {n.op for n in ctx.plan.order if n.op in CONV_OPS and n.dtype == dtype and _node_geometry(n) == geo}
+    return tuple(op for op in CONV_OPS if op in ops)
 
 
 def _is_identity_window(geo) -> bool:
@@ -160,9 +164,12 @@ def lower_conv2d(ctx, n):
     lay = _layout(ctx, geo, dt)
     G, Og, K = geo["G"], geo["Og"], geo["K"]
     cols = _im2col(ctx, n, x, lay, dt)
-    wv = ctx.view(ctx.operand_buffer(w, dt), (G, Og, K))
     frontier = ctx.plan.epilogue.get(id(n), [n])
     stores, base = ctx.epilogue_output(n, frontier)
+    if lay.name == "one_image_t":
+        _pixel_major_conv2d(ctx, n, ctx.view(ctx.operand_buffer(w, dt), (Og, K)), cols, lay, frontier, stores)
+        return
+    wv = ctx.view(ctx.operand_buffer(w, dt), (G, Og, K))
     shape = lay.matrix(Og)
     direct = base is not None and lay.writes_nchw()
     out = ctx.view(base, shape) if direct else ctx.add_buffer("t_conv", TensorType(dt, shape), "temp", n)
@@ -173,6 +180,22 @@ def lower_conv2d(ctx, n):
     loads = {wv, cols}
     if not direct or frontier != [n] or len(stores) > 1:
         loads |= ctx.emit_epilogue(g, n, frontier, lay.nchw_index)
+    g.members = list(frontier)
+    ctx.note_reads(g, loads)
+
+
+def _pixel_major_conv2d(ctx, n, wv, cols, lay, frontier, stores):
+    """The one-image product pixel-major (conv_layout "one_image_t"): t[P, Og] =
+    colsᵀ @ wᵀ into a temp, its epilogue storing NCHW y (and bias, residual add,
+    relu, as the channel-major product's)."""
+    geo = lay.geo
+    P, Og, K = geo["OH"] * geo["OW"], geo["Og"], geo["K"]
+    out = ctx.add_buffer("t_conv", TensorType(n.dtype, (P, Og)), "temp", n)
+    kern = MatmulKernel("k_conv2d", cols, wv, out, (), P, Og, K, trans_a=True, trans_b=True,
+                        source=f"conv2d {n.type}@{n.where}", own_threads=True)
+    g = ctx.new_group((P, Og), kern)
+    ctx.note_writes(g, {bb for _, bb in stores} | {out})
+    loads = {wv, cols} | ctx.emit_epilogue(g, n, frontier, lay.nchw_index)
     g.members = list(frontier)
     ctx.note_reads(g, loads)
 

@@ -13,11 +13,12 @@ domain is its whole shape), else starts a kernel of its own.
 """
 from __future__ import annotations
 
+from nngraph import semantics
 from nngraph.node import OPS
-from nngraph.types import promote
+from nngraph.types import is_float, promote
 
 from ..fusion import is_source, scalar_const
-from .body import I64, Body, LoweringError, NotFusable, flat_index, size_prod
+from .body import I64, Body, LoweringError, NotFusable, flat_index, py_scalar, size_prod
 from .emitter import Emitter
 from .registry import inline, lowering
 
@@ -46,6 +47,27 @@ def _elementwise(em, n, idx, mask):
     else:
         raise LoweringError(f"cannot inline {n.op} ({n.type} built at {n.where}); it must be materialised")
     return em.body.emit(n.op, args, n.dtype)
+
+
+_BOOL_RESULT = {"less", "equal", "not_equal", "logical_and", "logical_or"}
+
+
+@inline("mod", "fmod")
+def _remainder(em, n, idx, mask):
+    """Both remainders through the one scalar `fmod`, by nngraph/semantics.py's rules
+    (a safe integer divisor; np.mod's sign fix-up)."""
+    body, dt = em.body, n.dtype
+    a, b = (em.operand(n, i, idx, mask, dt) for i in range(2))
+
+    def op(name, *args):
+        return body.emit(name, args, "bool" if name in _BOOL_RESULT else dt)
+
+    def const(v):
+        return body.emit("const", (), dt, value=py_scalar(v, dt))
+
+    divisor = b if is_float(dt) else semantics.safe_int_divisor(b, op, const)
+    r = op("fmod", a, divisor)
+    return semantics.floor_mod_from_fmod(r, b, op, const) if n.op == "mod" else r
 
 
 @inline("stop_gradient")

@@ -124,8 +124,9 @@ def _max_shifted(x: Tensor, axes) -> bool:
 
 
 def _shifted(x: Tensor, axes, at: Tensor) -> Tensor:
-    """x - max(x, axes, keepdims)."""
-    m = node("max", (x,), at, axes=axes, keepdims=True)
+    """x - max(x, axes, keepdims), the max taken as -inf over an empty axis (the shift
+    of a log-sum-exp: the log of an empty sum is -inf; NumPy's max would raise)."""
+    m = node("max", (x,), at, axes=axes, keepdims=True, empty_identity=True)
     return node("sub", (x, m), at)
 
 
@@ -174,7 +175,7 @@ def logsumexp(n):
     x, axes = s.inputs[0].inputs[0], tuple(s.attrs["axes"])
     if not axes or _max_shifted(x, axes):
         return None
-    m = node("max", (x,), n, axes=axes, keepdims=True)
+    m = node("max", (x,), n, axes=axes, keepdims=True, empty_identity=True)
     inner = node("sum", (node("exp", (node("sub", (x, m), n),), n),), n, axes=axes, keepdims=True)
     y = node("add", (m, node("log", (inner,), n)), n)
     if not s.attrs["keepdims"]:

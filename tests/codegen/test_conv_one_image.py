@@ -14,6 +14,14 @@ import nngraph as ng
 from passes.program import MatmulKernel
 
 
+@pytest.fixture(autouse=True)
+def channel_major(monkeypatch):
+    """The product channel-major, [Og, OH*OW], in every test here but the pixel-major
+    one: a forced layout keeps it (the pixel-major product is chosen by measurement,
+    runtime/conv_choice.py)."""
+    monkeypatch.setenv("NNGRAPH_CONV_LAYOUT", "batch")
+
+
 @pytest.fixture
 def three_threads(monkeypatch):
     """Small kernels split too, across three threads."""
@@ -65,25 +73,26 @@ def test_one_image_product_has_no_unit_axes_and_its_epilogue_is_fused(monkeypatc
 
 
 def _small_l2(monkeypatch, l2):
-    """The fused column parts chunked as on a host with an L2 of `l2` bytes."""
+    """The fused column parts chunked as on a host with an L2 of `l2` bytes (named in
+    an NNGRAPH_ variable, which the compile cache's key holds: not a program compiled
+    with the host's L2 in an earlier test)."""
     import codegen.llvm.conv_gemm as conv_gemm
+    monkeypatch.setenv("NNGRAPH_TEST_L2", str(l2))
     facts = dataclasses.replace(conv_gemm.host_facts(), l2=l2)
     monkeypatch.setattr(conv_gemm, "host_facts", lambda: facts)
 
 
-@pytest.mark.parametrize("threads", [1, 3])
-@pytest.mark.parametrize("l2", [None, 16 * 64 * 4 * 2])
-@pytest.mark.parametrize("out_channels,size", [(16, 13), (64, 5)])
-def test_fused_parts_match_the_reference(out_channels, size, l2, threads, monkeypatch):
-    """Columns longer than rows (16 x 49: column parts, in chunks of 64 columns with a
-    small L2) and rows longer than columns (64 x 9: row parts), one thread or three."""
+def _split_block(monkeypatch, threads, l2, out_channels, size, seed):
+    """relu(conv3x3 stride 2 (x) + b + r) of one image, compiled for the cpu with
+    `threads` threads that split small kernels too (and an L2 of `l2` bytes): (fn,
+    its value, the reference's)."""
     import codegen.llvm.entry as entry
     monkeypatch.setattr(entry, "THREAD_WORK", 1 << 8)
     monkeypatch.setattr(entry, "GEMM_COLUMN_WORK", 1 << 8)
     monkeypatch.setattr(entry, "N_THREADS", threads)
     if l2:
         _small_l2(monkeypatch, l2)
-    rng = np.random.default_rng(5)
+    rng = np.random.default_rng(seed)
     w = ng.parameter(rng.standard_normal((out_channels, 8, 3, 3)).astype(np.float32), name="w")
     b = ng.parameter(rng.standard_normal((1, out_channels, 1, 1)).astype(np.float32), name="b")
     x = ng.placeholder((1, 8, 2 * size, 2 * size), name="x")
@@ -92,10 +101,42 @@ def test_fused_parts_match_the_reference(out_channels, size, l2, threads, monkey
     vals = (rng.standard_normal((1, 8, 2 * size, 2 * size)).astype(np.float32),
             rng.standard_normal((1, out_channels, size, size)).astype(np.float32))
     fn = ng.compile([x, r], y, target="cpu")
-    np.testing.assert_allclose(fn(*vals), ng.compile([x, r], y, target="reference")(*vals), rtol=1e-4, atol=1e-4)
-    want, other = ("fused_cols", "fused_rows") if out_channels < size * size else ("fused_rows", "fused_cols")
-    calls = [ln for ln in fn.dump("llvm").splitlines() if " call " in ln and "conv2d_fused" in ln]
-    assert any(want in ln for ln in calls) and not any(other in ln for ln in calls), calls
+    return fn, fn(*vals), ng.compile([x, r], y, target="reference")(*vals)
+
+
+def _fused_calls(fn) -> list:
+    return [ln for ln in fn.dump("llvm").splitlines() if " call " in ln and "conv2d_fused" in ln]
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("l2", [None, 16 * 64 * 4 * 2])
+@pytest.mark.parametrize("out_channels,size", [(16, 13), (64, 5)])
+def test_fused_parts_match_the_reference(out_channels, size, l2, threads, monkeypatch):
+    """Columns longer than rows (16 x 49: column parts, in chunks of 64 columns with a
+    small L2) and rows longer than columns (64 x 9: row parts), one thread or three."""
+    fn, got, want = _split_block(monkeypatch, threads, l2, out_channels, size, 5)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    part, other = ("fused_cols", "fused_rows") if out_channels < size * size else ("fused_rows", "fused_cols")
+    calls = _fused_calls(fn)
+    assert any(part in ln for ln in calls) and not any(other in ln for ln in calls), calls
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("l2", [None, 7 * 16 * 4 * 2])
+@pytest.mark.parametrize("out_channels,size", [(16, 7), (64, 3)])
+def test_pixel_major_products_match_the_reference(out_channels, size, l2, threads, monkeypatch):
+    """The product [OH*OW, Og] (conv_layout "one_image_t"), its epilogue (bias, residual
+    add, relu) writing NCHW y: more points than channels (49 x 16: row parts), more
+    channels than points (9 x 64: column parts, in chunks of 16 channels with a small
+    L2), one thread or three; as the reference computes."""
+    import runtime.conv_choice as conv_choice
+    monkeypatch.delenv("NNGRAPH_CONV_LAYOUT")
+    monkeypatch.setattr(conv_choice, "measured_layout", lambda geo, dtype, products=None: "one_image_t")
+    fn, got, want = _split_block(monkeypatch, threads, l2, out_channels, size, 7)
+    assert f"@t_conv[{size * size},{out_channels}]" in fn.dump("kernels")
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    part = "fused_cols" if size * size < out_channels else "fused_rows"
+    assert any(part in ln for ln in _fused_calls(fn)), _fused_calls(fn)
 
 
 def test_chunks_of_columns_fit_half_the_l2(monkeypatch):
@@ -173,3 +214,4 @@ def test_every_target_agrees_at_batch_one(target, groups):
     for g, w_ in zip(got, want):
         g = g.cpu().numpy() if hasattr(g, "cpu") else np.asarray(g)
         np.testing.assert_allclose(g, w_, rtol=1e-3, atol=1e-3)
+

@@ -320,6 +320,7 @@ def test_in_a_loop_step_products_with_few_rows_split_along_their_columns(n_rows,
     monkeypatch.setattr(entry, "GEMM_COLUMN_WORK", 1 << 6)
     monkeypatch.setattr(entry, "GEMM_WORK", 1 << 40)
     monkeypatch.setattr(entry, "N_THREADS", 2)
+    monkeypatch.setattr(entry, "ROW_LOOPS", False)    # the step-by-step loop (by rows: test_scan_rows.py)
     prog, oracle = elman(F=4, H=24, hoisted=True)
     inputs, params = elman_data(5, n=n_rows, F=4, H=24, seed=3)
     (outs, _), calls = _blas_thread_requests(

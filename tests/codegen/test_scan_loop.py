@@ -44,7 +44,9 @@ def test_scan_program_matches_the_oracle_for_every_length(backend, hoisted, reve
         np.testing.assert_array_equal(inputs[1], elman_data(length, seed=length)[0][1])  # h0 untouched
 
 
-def test_cpu_loop_runs_inside_the_entry_point_and_calls_blas_per_step():
+def test_cpu_loop_runs_inside_the_entry_point_and_calls_blas_per_step(monkeypatch):
+    import codegen.llvm.entry as entry
+    monkeypatch.setattr(entry, "ROW_LOOPS", False)   # the per-step loop (by rows: test_scan_rows.py)
     prog, _ = elman()
     runner, stages = _build("cpu", prog)
     assert "k0_k_scan_t_head" in runner.compiled.ir_text      # the step loop is in the entry function

@@ -29,9 +29,9 @@ def _pool():
     target._init()
     engine = thread_pool._engine[0]
     create = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_int64), ctypes.c_void_p, TASK,
-                              ctypes.c_void_p)(engine.get_function_address("nngraph_pool_create"))
+                              ctypes.c_void_p)(engine.address("nngraph_pool_create"))
     join = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int64, ctypes.c_void_p)(
-        engine.get_function_address("nngraph_pool_join"))
+        engine.address("nngraph_pool_join"))
     return create, join, thread_pool.slot_count(host_facts().logical_cpus)
 
 
@@ -64,8 +64,8 @@ def test_pool_is_registered_by_default():
     from codegen.llvm import target, thread_pool
     target._init()
     engine = thread_pool._engine[0]
-    assert llvm.address_of_symbol("nngraph_pthread_create") == engine.get_function_address("nngraph_pool_create")
-    assert llvm.address_of_symbol("nngraph_pthread_join") == engine.get_function_address("nngraph_pool_join")
+    assert llvm.address_of_symbol("nngraph_pthread_create") == engine.address("nngraph_pool_create")
+    assert llvm.address_of_symbol("nngraph_pthread_join") == engine.address("nngraph_pool_join")
 
 
 def test_pool_off_registers_the_c_library_functions():
@@ -270,3 +270,94 @@ def test_wake_up_probe_goes_through_a_worker_and_restores_the_spin_bound():
     before = thread_pool.spin_bound_ns()
     assert thread_pool.measure_wake_ns(rounds=1, per_round=2, idle_s=1e-4) > 0
     assert thread_pool.spin_bound_ns() == before
+
+
+RACE = r"""
+import os, threading, time
+from codegen.llvm import thread_pool
+builds, handlers = [], []
+load, register_at_fork = thread_pool._load, os.register_at_fork
+
+def slow_load(obj, libc_symbols):
+    builds.append(threading.get_ident())
+    time.sleep(0.05)                       # every racing thread past the check meanwhile
+    return load(obj, libc_symbols)
+
+def counted_register_at_fork(**kw):
+    handlers.append(kw)
+    register_at_fork(**kw)
+
+thread_pool._load, os.register_at_fork = slow_load, counted_register_at_fork
+start, got = threading.Barrier(4), []
+
+def first_use():
+    start.wait()
+    got.append(thread_pool.thread_symbols())
+
+threads = [threading.Thread(target=first_use) for _ in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+assert len(builds) == 1 and len(handlers) == 1, (builds, handlers)
+assert all(g == got[0] for g in got) and len(got) == 4, got
+assert thread_pool.measure_wake_ns(rounds=1, per_round=2, idle_s=1e-4) > 0
+print("ok")
+"""
+
+
+def test_threads_racing_the_first_build_build_one_pool():
+    """Several threads asking for the pool at once in a fresh process: one build, one
+    fork handler, the same functions for all (a second build used to drop the first
+    pool's mapping while its functions were registered), and the pool runs tasks."""
+    p = subprocess.run([sys.executable, "-c", RACE], env=dict(os.environ, PYTHONPATH=ROOT, NNGRAPH_THREAD_POOL="1"),
+                       capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-3000:]
+
+
+SPIN_FIRST = r"""
+from codegen.llvm import thread_pool
+thread_pool.set_spin_ns(5000)
+print(thread_pool.spin_bound_ns())
+"""
+
+
+@pytest.mark.parametrize("setting,bound", [("1", "5000"), ("0", "0")])
+def test_set_spin_ns_before_the_pool_is_built_or_with_it_off(setting, bound):
+    """set_spin_ns first in a process builds the pool and sets its bound; with the pool
+    off (NNGRAPH_THREAD_POOL=0) there is nothing to set and the bound reads 0."""
+    p = subprocess.run([sys.executable, "-c", SPIN_FIRST], env=dict(os.environ, PYTHONPATH=ROOT,
+                                                                    NNGRAPH_THREAD_POOL=setting),
+                       capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert p.returncode == 0 and p.stdout.strip() == bound, p.stderr[-3000:]
+
+
+POOL_BY_MCJIT = r"""
+from codegen.llvm import mapped, thread_pool
+from codegen.llvm.elf_loader import UnsupportedObject
+
+def refuse(obj, resolve):
+    raise UnsupportedObject("refused for the test")
+
+mapped.LoadedImage = refuse
+import ctypes
+pool = thread_pool._compiled_pool(ctypes.CDLL(None))
+assert pool.image is None and pool.engine is not None
+try:
+    pool.address("nngraph_pool_missing")
+    raise SystemExit("a missing name gave an address")
+except RuntimeError:
+    pass
+thread_pool.set_spin_ns(0)
+assert thread_pool.spin_bound_ns() == 0
+assert thread_pool.measure_wake_ns(rounds=1, per_round=2, idle_s=1e-4) > 0
+print("ok")
+"""
+
+
+def test_pool_object_the_loader_refuses_runs_through_mcjit():
+    """The pool's object through loaded.LoadedObject's MCJIT fallback (its own target
+    machine, its C library names told to LLVM): a worker runs the wake-up probe, the
+    spin bound is its global, a name it lacks raises like the mapped image's."""
+    p = subprocess.run([sys.executable, "-c", POOL_BY_MCJIT], env=dict(os.environ, PYTHONPATH=ROOT,
+                                                                      NNGRAPH_THREAD_POOL="1"),
+                       capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-3000:]

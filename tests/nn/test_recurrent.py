@@ -140,10 +140,11 @@ def test_lstm_training_step_memory_per_step(batch_first):
     the kernels of each step: per sequence, one [4H] stack that holds the input
     projection, then the gates i, f, g, o (each step writes them over the projection
     it read), then their gradient (each backward step writes it over the gates it
-    read); c[t-1] and h[t-1] [H each]; tanh(c[t]) is computed again in the backward
-    step. The layer adds its time-first copy of x [F] (read again for the kernel's
-    gradient), and nothing of the projection's width. (The issue's bound is 5H: one
-    of c[t-1], h[t-1] more than that is stored.)"""
+    read); c[t-1] [H], over which the backward step writes h[t] = o[t]·tanh(c[t]) (c[t]
+    and tanh(c[t]) computed again), shifted after the loop into h[t-1] over itself for
+    the product of the recurrent kernel's gradient: h[t-1] is not stored. The layer
+    adds its time-first copy of x [F] (read again for the kernel's gradient), and
+    nothing of the projection's width: the issue's bound of 5H."""
     fn = _lstm_training_step(batch_first)
     n, peaks = 4, []
     # long enough that every [T, N, H] stack is larger than the weight gradients the
@@ -153,34 +154,38 @@ def test_lstm_training_step_memory_per_step(batch_first):
         fn(helpers.rand(shape, steps, "float32"), np.arange(n, dtype=np.int32) % 3)
         peaks.append(fn.stats()["peak_bytes"])
     per_step = (peaks[1] - peaks[0]) // 4
-    assert per_step == n * (6 * H + (F if batch_first else 0)) * 4
+    assert per_step == n * (5 * H + (F if batch_first else 0)) * 4
     heads = [line for line in fn.dump("kernels").splitlines() if line.startswith("kernel")]
     # one copy over time (the layer's x made time first, read transposed again by the
     # kernel's gradient); both weight gradients one product over all steps
     assert [h.split(" over ")[1].split()[0] for h in heads if " over [T" in h] == (["[T,N,4]"] if batch_first else [])
     assert sum("(k=T*N)" in h for h in heads) == 2
     # per step: the recurrent product and one pointwise kernel each way; the backward's
-    # writes the four gates' gradients in one pass over [N, H] (a concatenation)
+    # writes the four gates' gradients and h[t] in one pass over [N, H] (a
+    # concatenation); then the copy that shifts h by one step
     loops = fn.stats()["loops"]
-    assert [lp["kernels_per_step"] for lp in loops] == [2, 2]
+    assert [lp["kernels_per_step"] for lp in loops] == [2, 2, 1]
     assert loops[1]["body"][0].startswith("k0_concatenate")
-    # the dump names the stacks written over others: gates over projection, dz over gates
-    assert [len(lp["in place"]) for lp in loops] == [1, 1]
-    assert loops[0]["in place"][0].split(" over ")[0] == loops[1]["in place"][0].split(" over ")[1]
+    # the dump names the stacks written over others: gates over projection, dz over
+    # gates and h[t] over c[t-1]; the shifted h[t-1] over h[t]
+    assert [len(lp["in place"]) for lp in loops] == [1, 2, 1]
+    gates = loops[0]["in place"][0].split(" over ")[0]
+    dz_over, h_over = sorted(loops[1]["in place"], key=lambda p: p.split(" over ")[1] != gates)
+    assert dz_over.split(" over ")[1] == gates
+    assert loops[2]["in place"][0].split(" over ")[1] == h_over.split(" over ")[0]
 
 
-@pytest.mark.parametrize("batch_first", [True, False])
-def test_lstm_weight_gradients_reuse_a_dead_stack(batch_first):
-    """The [F, 4H] and [H, 4H] weight gradients, computed after the backward loop, go to
-    the region of a [T, N, .] stack dead by then (passes/memory.py), not to one of
-    [N, H] carries that would grow to their size."""
-    fn = _lstm_training_step(batch_first)
+def test_lstm_weight_gradient_reuses_a_dead_stack():
+    """A weight gradient computed after the last reader of a [T, N, .] stack goes to its
+    region (passes/memory.py), not to one of [N, H] carries that would grow to its size:
+    the layer's [H, 4H] gradient, computed after the [F, 4H] one, over the time-first
+    copy of x that only the [F, 4H] product read. (The first product finds no stack
+    dead: the gate gradients and h[t-1] are read by both.)"""
+    fn = _lstm_training_step(True)
     prog = fn.runner.program
-    grads = [b for b, buf in prog.buffers.items() if buf.kind == "temp" and tuple(buf.shape) in ((H, 4 * H), (F, 4 * H))]
-    assert len(grads) == 2
-    for b in grads:
-        mates = [prog.buffers[m] for m, s in prog.plan.items() if s == prog.plan[b] and m != b]
-        assert any(str(m.shape[0]) == "T" for m in mates), (prog.buffers[b].name, [m.shape for m in mates])
+    (b,) = [b for b, buf in prog.buffers.items() if buf.kind == "temp" and tuple(buf.shape) == (H, 4 * H)]
+    mates = [prog.buffers[m] for m, s in prog.plan.items() if s == prog.plan[b] and m != b]
+    assert any(str(m.shape[0]) == "T" for m in mates), (prog.buffers[b].name, [m.shape for m in mates])
 
 
 def test_recurrent_layers_explain_bad_inputs():

@@ -37,7 +37,8 @@ def _graphs():
             ng.mean(s), ng.sum(s, (0, 1)), ng.transpose(s), ng.broadcast_to(v, (2, 5)), ng.pad(v, [(1, 2)], -np.inf),
             ng.concatenate([v, v], 0), ng.stack([v, v], 1), s[:, 1:5:2], ng.one_hot(lab, 7), ng.dropout(s, 0.25, seed=3),
             ng.matmul(s, ng.reshape(v, (5, 1))), ng.softmax(s), ng.layer_norm(s),
-            ng.all_reduce(v, "sum"), ng.all_reduce(s)]
+            ng.all_reduce(v, "sum"), ng.all_reduce(s), v % 0.75, ng.fmod(v, -0.75),
+            ng.max(s, 1, empty_identity=True), ng.bitwise_and(lab, 6) | ng.bitwise_xor(lab, ~lab)]
     gs = ng.grad(ng.sum(ng.stack([v, v], 1)[::2] * 1.5), v)  # strided slice vjp: pad with interior
     graphs.append(([v, b, s, lab], outs + [gs]))
 

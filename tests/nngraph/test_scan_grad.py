@@ -29,17 +29,21 @@ def test_bptt_with_length_zero_and_one():
         check_grad(_rnn, arrays, shapes=[("T", 2, 3), (2, 4), (3, 4), (4, 4), (4,)])
 
 
+def _lstm_like_step(W, U):
+    def step(hc, xt):
+        h, c = hc
+        z = xt @ W + h @ U
+        i, f, g, o = (ng.sigmoid(z[:, :3]), ng.sigmoid(z[:, 3:6]), ng.tanh(z[:, 6:9]), ng.sigmoid(z[:, 9:]))
+        c2 = f * c + i * g
+        h2 = o * ng.tanh(c2)
+        return (h2, c2), h2
+    return step
+
+
 def test_tuple_carry_lstm_like_cell_matches_central_differences():
     def build(x, W, U):
-        def step(hc, xt):
-            h, c = hc
-            z = xt @ W + h @ U
-            i, f, g, o = (ng.sigmoid(z[:, :3]), ng.sigmoid(z[:, 3:6]), ng.tanh(z[:, 6:9]), ng.sigmoid(z[:, 9:]))
-            c2 = f * c + i * g
-            h2 = o * ng.tanh(c2)
-            return (h2, c2), h2
         zeros = ng.constant(np.zeros((2, 3)))
-        (h, c), hs = ng.scan(step, (zeros, zeros), x)
+        (h, c), hs = ng.scan(_lstm_like_step(W, U), (zeros, zeros), x)
         return ng.sum(hs * hs) + ng.sum(c)
     check_grad(build, [rand((5, 2, 4), 1), rand((4, 12), 2) * 0.5, rand((3, 12), 3) * 0.5])
 
@@ -146,12 +150,60 @@ def test_lstm_forward_stores_gates_in_one_stack_and_carries_and_recomputes_tanh_
     forward = next(s for s in _scans(fn.opt_graph) if not s.attrs["reverse"])
     body = forward.attrs["body"]
     stored = sorted(body.ys_out, key=lambda y: y.op)
-    # the gates i, f, g, o as one [N, 4H] concatenation (z's layout), c[t-1] (for the
-    # forget gate's gradient and c[t] = f c[t-1] + i g) and h[t-1] (for the recurrent
-    # weight's gradient after the loop); tanh(c[t]) is computed again in the backward
-    assert [y.op for y in stored] == ["concatenate", "placeholder", "placeholder"]
+    # the gates i, f, g, o as one [N, 4H] concatenation (z's layout) and c[t-1] (for the
+    # forget gate's gradient and c[t] = f c[t-1] + i g); tanh(c[t]) is computed again in
+    # the backward, and so is h[t] = o tanh(c[t]): h[t-1] is not stored
+    assert [y.op for y in stored] == ["concatenate", "placeholder"]
     assert [y.op for y in stored[0].inputs] == ["sigmoid", "sigmoid", "tanh", "sigmoid"]
-    assert stored[0].shape == (ng.Dim("N"), 4 * H) and all(y.shape == (ng.Dim("N"), H) for y in stored[1:])
+    assert stored[0].shape == (ng.Dim("N"), 4 * H) and stored[1].shape == (ng.Dim("N"), H)
+    assert stored[1] is body.carry_in[1]
+    # the backward returns h[t] per step; a loop in the forward's direction shifts it
+    # into h[t-1] (h0 first) for the one product of the recurrent kernel's gradient
+    scans = _scans(fn.opt_graph)
+    assert sorted(s.attrs["reverse"] for s in scans) == [False, False, True]
+    shift = next(s for s in scans if not s.attrs["reverse"] and s is not forward)
+    assert [p.shape for p in shift.type.parts] == [(ng.Dim("N"), H), (ng.Dim("T"), ng.Dim("N"), H)]
+    gWh = [n for n in fn.opt_graph.nodes() if n.op == "sum" and n.inputs[0].op == "matmul"
+           and n.shape == (H, 4 * H)]
+    assert len(gWh) == 1 and any(i.op == "scan_output" and i.inputs[0] is shift
+                                 for i in gWh[0].inputs[0].inputs[0].inputs)
+
+
+def _lstm_like(x, h0, W, U, reverse=False):
+    (h, c), hs = ng.scan(_lstm_like_step(W, U), (h0, ng.constant(np.full((2, 3), 0.3))), x, reverse=reverse)
+    return ng.sum(hs * hs) + ng.sum(c) + ng.sum(h * 0.5)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_lstm_recurrent_kernel_gradient_from_recomputed_h_matches_central_differences(reverse):
+    # h[t-1] is not stored: the backward writes h[t], a loop shifts it by one step with
+    # the initial h0 first (here a given value, not zeros: its term counts), then one
+    # product with the gate gradients; lengths 0 and 1 too (an empty product: zeros)
+    for T in (0, 1, 5):
+        arrays = [rand((T, 2, 4), 1), rand((2, 3), 2), rand((4, 12), 3) * 0.5, rand((3, 12), 4) * 0.5]
+        check_grad(lambda *a: _lstm_like(*a, reverse=reverse), arrays, shapes=[("T", 2, 4), (2, 3), (4, 12), (3, 12)])
+
+
+def test_lstm_gradient_of_the_recurrent_kernel_gradient_matches_differences():
+    U0 = rand((3, 12), 4) * 0.5
+    X, H0, V = rand((5, 2, 4), 1), rand((2, 3), 2), rand((3, 12), 5)
+    x = ng.placeholder(("T", 2, 4), "float64", name="x")
+    h0 = ng.placeholder((2, 3), "float64", name="h0")
+    u = ng.placeholder((3, 12), "float64", name="u")
+    W = ng.constant(rand((4, 12), 3) * 0.5)
+    gU = ng.grad(_lstm_like(x, h0, W, u), u)
+    hvp = ng.grad(ng.sum(gU * V), [u, h0])                  # second order, through the shift loop
+    fn = compile([x, h0, u], [gU] + hvp)
+    eps = 1e-6
+    got = fn(X, H0, U0)
+    for which, base in ((2, U0), (1, H0)):
+        for idx in list(np.ndindex(*base.shape))[::5]:
+            d = np.zeros(base.shape)
+            d[idx] = eps
+            args_p = [X, H0 + d, U0] if which == 1 else [X, H0, U0 + d]
+            args_m = [X, H0 - d, U0] if which == 1 else [X, H0, U0 - d]
+            num = (np.sum(fn(*args_p)[0] * V) - np.sum(fn(*args_m)[0] * V)) / (2 * eps)
+            np.testing.assert_allclose(got[1 if which == 2 else 2][idx], num, rtol=1e-6, atol=1e-9)
 
 
 def test_grad_text_round_trips_and_the_reparsed_gradient_computes_the_same():

@@ -1,6 +1,7 @@
 """ONNX GatherND (on ng.take) against NumPy; ScatterND and ScatterElements on ng.scatter_add: PyTorch's scatter and index
 assignment exported and matched on the CPU target, the reductions against a NumPy
-loop; an out-of-range index fails the call; reduction='mul' is refused by name."""
+loop (reduction='mul' on every target); an out-of-range index fails the call; an unknown
+reduction is refused by name."""
 from __future__ import annotations
 
 import io
@@ -41,15 +42,16 @@ def test_pytorch_scatter_matches():
     _check(Scatter().eval(), np.random.default_rng(0).standard_normal((2, 5)).astype(np.float32))
 
 
-@pytest.mark.parametrize("reduction, combine", [("add", np.add), ("max", np.maximum), ("min", np.minimum)])
-def test_scatter_elements_reductions_combine_repeated_indices(reduction, combine):
+@pytest.mark.parametrize("reduction, combine", [("add", np.add), ("max", np.maximum), ("min", np.minimum),
+                                                ("mul", np.multiply)])
+def test_scatter_elements_reductions_combine_repeated_indices(reduction, combine, target="cpu"):
     node = helper.make_node("ScatterElements", ["data", "ids", "upd"], ["y"], axis=1, reduction=reduction)
     graph = helper.make_graph(
         [node], "g", [helper.make_tensor_value_info("data", TensorProto.FLOAT, [2, 5]),
                       helper.make_tensor_value_info("ids", TensorProto.INT64, [2, 3]),
                       helper.make_tensor_value_info("upd", TensorProto.FLOAT, [2, 3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5])])
-    fn = ng.onnx.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])).compile(target="cpu")
+    fn = ng.onnx.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])).compile(target=target)
     rng = np.random.default_rng(2)
     data, upd = rng.standard_normal((2, 5)).astype(np.float32), rng.standard_normal((2, 3)).astype(np.float32)
     ids = np.array([[2, 0, 2], [-1, 1, 1]])
@@ -81,9 +83,32 @@ def test_an_index_out_of_range_fails_the_call():
         fn(np.zeros((4, 2), np.float32), np.array([[4], [1]]))
 
 
-def test_reduction_mul_is_refused_by_name():
-    with pytest.raises(OnnxError, match=r"node 'scatter' \(ScatterND, opset 18\): attribute reduction='mul'"):
-        ng.onnx.load(_scatter_nd_model("mul"))
+def test_scatter_elements_mul_on_every_target(target):
+    test_scatter_elements_reductions_combine_repeated_indices("mul", np.multiply,
+                                                              "reference" if target == "oracle" else target)
+
+
+def test_scatter_nd_mul_with_repeated_indices_matches_a_loop(target):
+    node = helper.make_node("ScatterND", ["data", "ids", "upd"], ["y"], reduction="mul")
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("data", TensorProto.FLOAT, [4, 3]),
+                      helper.make_tensor_value_info("ids", TensorProto.INT64, [3, 1]),
+                      helper.make_tensor_value_info("upd", TensorProto.FLOAT, [3, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    fn = ng.onnx.load(model).compile(target="reference" if target == "oracle" else target)
+    rng = np.random.default_rng(5)
+    data, upd = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((3, 3)).astype(np.float32)
+    ids = np.array([[2], [-4], [2]])
+    want = data.copy()
+    for j in range(3):
+        want[ids[j, 0]] *= upd[j]
+    np.testing.assert_allclose(fn(data, ids, upd)[0], want, rtol=1e-6)
+
+
+def test_an_unknown_reduction_is_refused_by_name():
+    with pytest.raises(OnnxError, match=r"node 'scatter' \(ScatterND, opset 18\): attribute reduction='prod'"):
+        ng.onnx.load(_scatter_nd_model("prod"))
 
 
 def test_gather_nd_with_a_batch_axis_matches_numpy():

@@ -124,7 +124,7 @@ def test_naive_softmax_gets_the_max_subtracted():
           return %2
         }""", """
         func @main(%x: f32[N,4]) {
-          %0 = max %x {axes=(1,), keepdims=true} : f32[N,1]
+          %0 = max %x {axes=(1,), empty_identity=true, keepdims=true} : f32[N,1]
           %1 = sub %x, %0 : f32[N,4]
           %2 = exp %1 : f32[N,4]
           %3 = sum %2 {axes=(1,), keepdims=true} : f32[N,1]
@@ -142,7 +142,7 @@ def test_naive_softmax_over_the_leading_axis_without_kept_dims():
           return %2
         }""", """
         func @main(%x: f32[N,4]) {
-          %0 = max %x {axes=(0,), keepdims=true} : f32[1,4]
+          %0 = max %x {axes=(0,), empty_identity=true, keepdims=true} : f32[1,4]
           %1 = sub %x, %0 : f32[N,4]
           %2 = exp %1 : f32[N,4]
           %3 = sum %2 {axes=(0,), keepdims=true} : f32[1,4]
@@ -166,7 +166,7 @@ def test_a_sum_that_does_not_line_up_with_the_exp_is_not_a_softmax():
 def test_an_already_stable_softmax_is_left_alone():
     unchanged(stabilize_pass, """
         func @main(%x: f32[N,4]) {
-          %0 = max %x {axes=(1,), keepdims=true} : f32[N,1]
+          %0 = max %x {axes=(1,), empty_identity=true, keepdims=true} : f32[N,1]
           %1 = sub %x, %0 : f32[N,4]
           %2 = exp %1 : f32[N,4]
           %3 = sum %2 {axes=(1,), keepdims=true} : f32[N,1]
@@ -186,7 +186,7 @@ def test_log_of_softmax_is_the_log_softmax_form():
           return %3
         }""", """
         func @main(%x: f32[N,4]) {
-          %0 = max %x {axes=(1,), keepdims=true} : f32[N,1]
+          %0 = max %x {axes=(1,), empty_identity=true, keepdims=true} : f32[N,1]
           %1 = sub %x, %0 : f32[N,4]
           %2 = exp %1 : f32[N,4]
           %3 = sum %2 {axes=(1,), keepdims=true} : f32[N,1]
@@ -205,7 +205,7 @@ def test_log_sum_exp_gets_the_max_subtracted():
           return %2
         }""", """
         func @main(%x: f32[N,4]) {
-          %0 = max %x {axes=(1,), keepdims=true} : f32[N,1]
+          %0 = max %x {axes=(1,), empty_identity=true, keepdims=true} : f32[N,1]
           %1 = sub %x, %0 : f32[N,4]
           %2 = exp %1 : f32[N,4]
           %3 = sum %2 {axes=(1,), keepdims=true} : f32[N,1]

@@ -2,6 +2,7 @@
 measured with the generated code's BLAS, once per host and shape (memory, then a
 private cache file), unless NNGRAPH_CONV_LAYOUT forces one."""
 import json
+import types
 
 import numpy as np
 import pytest
@@ -113,3 +114,68 @@ def test_only_the_products_the_graph_makes_are_timed():
     assert len(conv_choice._example_calls(w, cols, gy, conv_choice.ALL)) == 9
     assert len(conv_choice._batch_calls(w, cols, gy, ("conv2d",))) == 2
     assert len(conv_choice._batch_calls(w, cols, gy, conv_choice.ALL)) == 5
+
+
+def _fake_one_image(monkeypatch, pick):
+    calls = []
+
+    def fake(geo, dtype):
+        calls.append((geo["Og"], dtype))
+        return {"choice": pick, "one_image_s": 2.0, "one_image_t_s": 1.0}
+    monkeypatch.setattr(conv_choice, "time_one_image", fake)
+    return calls
+
+
+def test_one_image_inference_is_timed_between_its_orientations(fresh, monkeypatch):
+    """One image, one group, only the forward product: timed once per shape (then memory,
+    then the file); with gradients, or in groups, nothing to time."""
+    path, layout_calls, _ = fresh
+    calls = _fake_one_image(monkeypatch, "one_image_t")
+    one = dict(GEO, N=1)
+    assert conv_choice.measured_layout(one, "float32", ("conv2d",)) == "one_image_t"
+    assert conv_choice.measured_layout(one, "float32", ("conv2d",)) == "one_image_t" and len(calls) == 1
+    monkeypatch.setattr(conv_choice, "_memo", {})
+    assert conv_choice.measured_layout(one, "float32", ("conv2d",)) == "one_image_t" and len(calls) == 1
+    assert conv_choice.measured_layout(one, "float32") == "batch"
+    assert conv_choice.measured_layout(dict(one, G=2), "float32", ("conv2d",)) == "batch"
+    assert len(calls) == 1 and layout_calls == []
+
+
+def test_timing_one_image_gives_a_choice_and_its_numbers(monkeypatch):
+    """Pixel-major where it wins most rounds and has the best time: with calls faked
+    to take 2 s (channel-major) against 1 s or 3 s (pixel-major), 3 s in most rounds,
+    channel-major stays; pixel-major at 1 s in all but one round wins."""
+    got = conv_choice.time_one_image(dict(GEO, N=1), "float32")
+    assert got["choice"] in ("one_image", "one_image_t") and min(got["one_image_s"], got["one_image_t_s"]) > 0
+    if got["choice"] == "one_image_t":
+        assert got["one_image_t_s"] < got["one_image_s"]
+    for pixel_major, choice in (([1.0, 3.0, 3.0, 3.0, 3.0], "one_image"), ([1.0, 1.0, 3.0, 1.0, 1.0], "one_image_t")):
+        now = {"t": 0.0}
+        steps = {False: iter([2.0] * 5), True: iter(pixel_major)}   # seconds per call, by trans_a
+
+        def fake_gemm(a, b, c, trans_a, trans_b, steps=steps, now=now):
+            def call():
+                now["t"] += next(steps[trans_a])
+            return call
+        monkeypatch.setattr(conv_choice, "_gemm_call", fake_gemm)
+        monkeypatch.setattr(conv_choice, "time", types.SimpleNamespace(perf_counter=lambda now=now: now["t"]))
+        monkeypatch.setattr(conv_choice, "BUDGET_S", 1e9)
+        got = conv_choice.time_one_image(dict(GEO, N=1), "float32")
+        assert (got["one_image_s"], got["one_image_t_s"], got["choice"]) == (2.0, 1.0, choice)
+
+
+@pytest.mark.parametrize("pick,product", [("one_image", "@out0_view[4,6*6]"), ("one_image_t", "@t_conv[36,4]")])
+def test_the_one_image_choice_decides_the_program(fresh, monkeypatch, pick, product):
+    """Channel-major [Og, OH*OW] written into y, or pixel-major [OH*OW, Og] = colsᵀ @ wᵀ
+    with an epilogue that writes NCHW y; both as the reference computes. A training
+    graph at the same shape keeps the channel-major product and times nothing."""
+    calls = _fake_one_image(monkeypatch, pick)
+    x = ng.placeholder((1, 2, 6, 6), name="x")
+    w = ng.parameter(np.random.default_rng(3).standard_normal((4, 2, 3, 3)).astype(np.float32), name="w")
+    y = ng.relu(ng.conv2d(x, w, padding=1))
+    fn = ng.compile([x], y, target="cpu")
+    assert product in fn.dump("kernels") and calls == [(4, "float32")]
+    a = np.random.default_rng(1).standard_normal((1, 2, 6, 6)).astype(np.float32)
+    np.testing.assert_allclose(fn(a), ng.compile([x], y, target="reference")(a), rtol=1e-5, atol=1e-5)
+    (gw,) = ng.grad(ng.sum(y * y), [w])
+    assert "@t_conv[36,4]" not in ng.compile([x], [y, gw], target="cpu").dump("kernels") and len(calls) == 1
