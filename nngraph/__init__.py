@@ -14,7 +14,7 @@ from .ops.elementwise import (abs, add, bitwise_and, bitwise_not, bitwise_or, bi
                               greater_equal, iota, less, less_equal, log, log1p, logical_and,
                               logical_not, logical_or, maximum, minimum, mod, mul, neg, not_equal,
                               pow, relu, rsqrt, sigmoid, sign, sin, softplus, sqrt, step,
-                              stop_gradient, sub, tanh, where)
+                              stop_gradient, sub, tanh, trunc_div, where)
 from .ops.reduce import argmax, max, mean, min, sum  # noqa: F401
 from .ops.movement import (broadcast_to, concatenate, expand_dims, flatten, pad,  # noqa: F401
                            reshape, squeeze, stack, transpose)

@@ -36,7 +36,8 @@ class Op:
     - ``category``: for a binary elementwise op, how its operands convert (the
       lowering and the interpreter read it): "arith" (to the result dtype), "div"
       (likewise; ints divide to float32), "float" (float operands only), "compare"
-      (to the promoted dtype, result bool), "logical" (bool operands); else None
+      (to the promoted dtype, result bool), "logical" (bool operands), "bitwise"
+      (integer operands only, to the result dtype: bitwise_*, trunc_div); else None
     - ``cost``: the weight of computing one element again where it is read, which
       fusion (passes/fusion.py) sums to decide between recomputing a value in every
       kernel that uses it and materialising it once: 4 for transcendental ops and

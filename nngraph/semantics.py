@@ -16,6 +16,8 @@ backends import them from here.
   take either (codegen/llvm/stage.py lets LLVM's maximum ignore the sign, one vmaxps).
 - How the partial results of a reduction over chunks fold (`partial_combine`), which
   passes/split_reduce.py uses to decide which kernels both backends may split.
+- The two remainders (`safe_int_divisor`, `floor_mod_from_fmod`) and integer division
+  truncating toward zero (`trunc_div_reference`, `trunc_div_from_sdiv`).
 """
 from __future__ import annotations
 
@@ -88,3 +90,32 @@ def floor_mod_from_fmod(r, b, op, const):
               op("not_equal", op("less", r, zero), op("less", b, zero)))
     signed_zero = op("where", op("less", b, zero), const(-0.0), zero)
     return op("where", op("equal", r, zero), signed_zero, op("where", flip, op("add", r, b), r))
+
+
+# ----------------------------------------------------------------------------- integer division
+#
+# trunc_div(a, b) on int32/int64 is C's a / b: the exact quotient truncated toward zero
+# (ONNX's integer Div), never through floats (int64 beyond 2**53 would round). Divisors
+# that trap in hardware get defined values, as the remainders above do: a / 0 = 0
+# (NumPy's integer answer, and what makes a == trunc_div(a, b) * b + fmod(a, b) hold with
+# fmod(a, 0) = 0), and a / -1 = -a with two's complement wrap-around, so
+# INT_MIN / -1 = INT_MIN (NumPy's answer). The graph op's reference is
+# `trunc_div_reference`; the lowering spells it with one scalar instruction, `trunc_div`
+# (sdiv, whose divisor is never 0 or -1), through `trunc_div_from_sdiv`.
+
+def trunc_div_reference(a, b):
+    """C's a / b on NumPy integer arrays of one dtype, exact, by the rule above."""
+    a, b = np.asarray(a), np.asarray(b)
+    safe = np.where((b == 0) | (b == -1), np.ones_like(b), b)
+    with np.errstate(all="ignore"):
+        q = (a - np.fmod(a, safe)) // safe          # an exact division: floor == trunc
+        q = np.where(b == -1, np.negative(a), q)    # wraps INT_MIN to itself
+    return np.where(b == 0, np.zeros_like(q), q).astype(np.result_type(a, b), copy=False)
+
+
+def trunc_div_from_sdiv(a, b, op, const):
+    """trunc_div(a, b) from one scalar `trunc_div` by a safe divisor (the rule above);
+    `op` and `const` as in `safe_int_divisor`."""
+    q = op("trunc_div", a, safe_int_divisor(b, op, const))
+    q = op("where", op("equal", b, const(-1)), op("sub", const(0), a), q)
+    return op("where", op("equal", b, const(0)), const(0), q)

@@ -64,7 +64,9 @@ Instructions (`Instr(op, args, attrs, dtype)`, args are indices into the same bo
                                          floordiv, mod (floor semantics, positive divisor);
                                          fmod: C's fmod (the graph ops mod and fmod lower
                                          to it, nngraph/semantics.py; an integer divisor
-                                         is never 0 or -1)
+                                         is never 0 or -1); trunc_div: C's integer
+                                         division (the graph op trunc_div lowers to it
+                                         by a divisor never 0 or -1)
     uniform    attrs seed=int; args counter (int), flat index (int64): the
                counter-based generator of nngraph/ops/random.py, float32 in [0, 1)
 

@@ -89,6 +89,9 @@ BINARY = {
     "mod": ("_mod({a}, {b})", ("_mod",)),
     # C's fmod (frem; srem on integers, whose divisor the lowering keeps off 0 and -1)
     "fmod": ("{a} % {b}", ()),
+    # C's integer division (sdiv: Triton's // truncates on ints, on a GPU and in the
+    # interpreter; the lowering keeps the divisor off 0 and -1)
+    "trunc_div": ("{a} // {b}", ()),
     "bitwise_and": ("{a} & {b}", ()),
     "bitwise_or": ("{a} | {b}", ()),
     "bitwise_xor": ("{a} ^ {b}", ()),

@@ -34,12 +34,16 @@ def _simple(op, em, n, ins):
     return em.node(_SIMPLE[op], ins)
 
 
+def in_result_dtype(em, n, ins) -> list:
+    """The operands cast to the result's dtype: nngraph promotes mixed operand types
+    (int32 with int64; int / int is float); ONNX takes one type."""
+    to = NNGRAPH_TO_ONNX[n.dtype]
+    return [i if x.dtype == n.dtype else em.node("Cast", [i], to=to) for i, x in zip(ins, n.inputs)]
+
+
 @exporter(*_ARITH)
 def _arith(op, em, n, ins):
-    """nngraph promotes mixed operand types (int / int is float); ONNX takes one type."""
-    to = NNGRAPH_TO_ONNX[n.dtype]
-    ins = [i if x.dtype == n.dtype else em.node("Cast", [i], to=to) for i, x in zip(ins, n.inputs)]
-    return em.node(_ARITH[op], ins)
+    return em.node(_ARITH[op], in_result_dtype(em, n, ins))
 
 
 def _scalar(em, value, dtype):

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..graph import Graph, toposort
 from ..types import Dim
+from . import export_rules  # noqa: F401  (registers mod, fmod, trunc_div and the bitwise ops)
 from .dtypes import NNGRAPH_TO_ONNX
 from .export_ops import EXPORTERS
 from .registry import OnnxError

@@ -120,11 +120,9 @@ def _same_type(a, b):
 
 
 def _div(a, b):
-    """ONNX integer Div truncates toward zero (C's rule), float Div is true division."""
-    if a.dtype in INT_DTYPES:
-        q = ew.div(ew.cast(a, "float64"), ew.cast(b, "float64"))
-        return ew.cast(q, a.dtype)
-    return ew.div(a, b)
+    """ONNX integer Div truncates toward zero (C's rule), exactly: ng.trunc_div, never a
+    float detour (int64 beyond 2**53 would round); float Div is true division."""
+    return ew.trunc_div(a, b) if a.dtype in INT_DTYPES else ew.div(a, b)
 
 
 _BINARY = {

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import semantics
 from ..node import ConstValue, Op, Tensor, make, register, shape_error
 from ..sizes import join
 from ..types import TensorType, as_dtype, is_float, np_dtype, promote
@@ -362,6 +363,10 @@ mod = _binary("mod", np.mod, _vjp_remainder,
               doc="a % b as Python and np.mod: the sign of the divisor (nngraph/semantics.py)")
 fmod = _binary("fmod", np.fmod, _vjp_remainder,
                doc="C's fmod, as np.fmod: the sign of the dividend (nngraph/semantics.py)")
+trunc_div = _binary("trunc_div", semantics.trunc_div_reference, None, kind="bitwise", nondiff=True,
+                    cost=Op.EXPENSIVE,
+                    doc="C's integer a / b, exact, truncated toward zero (ONNX's integer Div); "
+                        "a / 0 = 0, INT_MIN / -1 = INT_MIN (nngraph/semantics.py)")
 less = _binary("less", np.less, None, kind="compare", nondiff=True, doc="a < b")
 less_equal = _binary("less_equal", np.less_equal, None, kind="compare", nondiff=True, doc="a <= b")
 greater = _binary("greater", np.greater, None, kind="compare", nondiff=True, doc="a > b")

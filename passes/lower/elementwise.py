@@ -52,22 +52,36 @@ def _elementwise(em, n, idx, mask):
 _BOOL_RESULT = {"less", "equal", "not_equal", "logical_and", "logical_or"}
 
 
-@inline("mod", "fmod")
-def _remainder(em, n, idx, mask):
-    """Both remainders through the one scalar `fmod`, by nngraph/semantics.py's rules
-    (a safe integer divisor; np.mod's sign fix-up)."""
-    body, dt = em.body, n.dtype
-    a, b = (em.operand(n, i, idx, mask, dt) for i in range(2))
-
+def _rule_builders(body, dt):
+    """`op(name, *args)` and `const(v)` over `body` in dtype `dt`: how nngraph/semantics.py's
+    rules emit scalar instructions."""
     def op(name, *args):
         return body.emit(name, args, "bool" if name in _BOOL_RESULT else dt)
 
     def const(v):
         return body.emit("const", (), dt, value=py_scalar(v, dt))
 
+    return op, const
+
+
+@inline("mod", "fmod")
+def _remainder(em, n, idx, mask):
+    """Both remainders through the one scalar `fmod`, by nngraph/semantics.py's rules
+    (a safe integer divisor; np.mod's sign fix-up)."""
+    dt = n.dtype
+    a, b = (em.operand(n, i, idx, mask, dt) for i in range(2))
+    op, const = _rule_builders(em.body, dt)
     divisor = b if is_float(dt) else semantics.safe_int_divisor(b, op, const)
     r = op("fmod", a, divisor)
     return semantics.floor_mod_from_fmod(r, b, op, const) if n.op == "mod" else r
+
+
+@inline("trunc_div")
+def _trunc_div(em, n, idx, mask):
+    """Integer division through the one scalar `trunc_div` (sdiv) by a divisor kept off
+    0 and -1, by nngraph/semantics.py's rule."""
+    a, b = (em.operand(n, i, idx, mask, n.dtype) for i in range(2))
+    return semantics.trunc_div_from_sdiv(a, b, *_rule_builders(em.body, n.dtype))
 
 
 @inline("stop_gradient")

@@ -38,7 +38,8 @@ def _graphs():
             ng.concatenate([v, v], 0), ng.stack([v, v], 1), s[:, 1:5:2], ng.one_hot(lab, 7), ng.dropout(s, 0.25, seed=3),
             ng.matmul(s, ng.reshape(v, (5, 1))), ng.softmax(s), ng.layer_norm(s),
             ng.all_reduce(v, "sum"), ng.all_reduce(s), v % 0.75, ng.fmod(v, -0.75),
-            ng.max(s, 1, empty_identity=True), ng.bitwise_and(lab, 6) | ng.bitwise_xor(lab, ~lab)]
+            ng.max(s, 1, empty_identity=True), ng.bitwise_and(lab, 6) | ng.bitwise_xor(lab, ~lab),
+            ng.trunc_div(lab, -3)]
     gs = ng.grad(ng.sum(ng.stack([v, v], 1)[::2] * 1.5), v)  # strided slice vjp: pad with interior
     graphs.append(([v, b, s, lab], outs + [gs]))
 
