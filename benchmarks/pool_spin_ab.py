@@ -43,12 +43,16 @@ sys.path.insert(0, os.path.dirname(HERE))
 WORKLOADS = (("inference", False), ("step", True))
 
 
-def _spin_for(setting: str) -> int:
-    """Nanoseconds of a setting: `start` (the host's thread start cost) or a number."""
+def _spin_for(setting: str) -> tuple:
+    """(spin ns, idle-spin ns) of a setting: `start` (the host's thread start cost),
+    a number of ns, either followed by `/I` (then on to I ns while no thread waits
+    for a CPU; default 0: no idle spin), or `pool` (the pool's own bounds)."""
     from codegen.host import host_facts
-    if setting == "start":
-        return int(host_facts().thread_start_ns)
-    return int(setting)
+    from codegen.llvm import thread_pool
+    if setting == "pool":
+        return thread_pool.spin_bound_ns(), thread_pool.idle_spin_bound_ns()
+    spin, _, idle = setting.partition("/")
+    return (int(host_facts().thread_start_ns) if spin == "start" else int(spin)), int(idle or 0)
 
 
 def child(setting: str, runs: int) -> dict:
@@ -56,7 +60,7 @@ def child(setting: str, runs: int) -> dict:
     from codegen.llvm import target, thread_pool
     workloads.load("nngraph")
     target._init()                                   # LLVM and the pool, before any compile
-    thread_pool.set_spin_ns(_spin_for(setting))
+    thread_pool.set_spin_ns(*_spin_for(setting))
     out = {"spin_ns": thread_pool.spin_bound_ns()}
     for name, train in WORKLOADS:
         w = workloads.MLP([784, 512, 256, 10], 128, train=train)
@@ -94,7 +98,7 @@ def interleaved(settings, runs: int, block: int) -> None:
         cpu = dict.fromkeys(settings, 0.0)
         for i in range(0, runs, block):
             s = settings[(i // block) % len(settings)]
-            thread_pool.set_spin_ns(spins[s])
+            thread_pool.set_spin_ns(*spins[s])
             c0 = time.process_time()
             for _ in range(block):
                 t0 = time.perf_counter()
@@ -103,10 +107,10 @@ def interleaved(settings, runs: int, block: int) -> None:
             cpu[s] += time.process_time() - c0
         for s in settings:
             us = 1e6 * np.array(walls[s])
-            print(f"  {name:9s} spin {s:>7s} ({spins[s] / 1e3:.1f} us): median {np.median(us):7.0f} us, "
+            print(f"  {name:9s} spin {s:>7s} ({spins[s][0] / 1e3:.1f}/{spins[s][1] / 1e3:.0f} us): median {np.median(us):7.0f} us, "
                   f"p10 {np.percentile(us, 10):7.0f}, CPU {1e6 * cpu[s] / len(us):7.0f} us per call "
                   f"({len(us)} calls)", flush=True)
-        thread_pool.set_spin_ns(spins[settings[0]])
+        thread_pool.set_spin_ns(*spins[settings[0]])
 
 
 def main() -> int:

@@ -43,6 +43,9 @@ COLUMN_SPLIT_PARTS = 2     # a GEMM cut along its columns: at least two parts, e
                            # the work that pays for waking a BLAS thread
 COLUMN_TILE_VECTORS = 8    # column reductions keep 8 vectors of accumulators per tile
 MAX_THREADS = 256
+MAX_SPIN_NS = 750_000      # a waiting pool thread never spins longer than the base time slice
+                           # of Linux's schedulers (EEVDF's base_slice, CFS's minimum
+                           # granularity: 0.75 ms): beyond it the spinner is preempted anyway
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +141,15 @@ def gemm_split_work(blas_work: int, loops: int, blas: int) -> int:
     if blas == 1 and loops > 1:
         return blas_work
     return blas_work * GEMM_SPLIT_OVER_BLAS
+
+
+def idle_spin_ns() -> int:
+    """How long (ns) a worker-pool thread spins on past its first bound (the thread
+    start cost) while the machine has no thread waiting for a CPU
+    (codegen/llvm/thread_pool.py): such a spin takes nothing from anyone, and a
+    worker that stays on its core keeps it warm (a sleeping one's core may be
+    halted or given to others, and refilled when it wakes). At most MAX_SPIN_NS."""
+    return MAX_SPIN_NS
 
 
 @functools.lru_cache(maxsize=None)

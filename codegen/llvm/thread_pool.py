@@ -66,7 +66,9 @@ SLOT = ir.LiteralStructType([I32, I32, I32, I32, I8P, I8P, ir.ArrayType(I64, 4)]
 SYS_FUTEX, FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 202, 128, 129
 CLOCK_MONOTONIC = 1
 SEQ = "seq_cst"
-LIBC_FUNCTIONS = ("pthread_create", "pthread_detach", "pthread_join", "getpid", "clock_gettime", "syscall")
+LIBC_FUNCTIONS = ("pthread_create", "pthread_detach", "pthread_join", "getpid", "clock_gettime", "syscall",
+                  "pread")
+LOADAVG_BYTES = 128     # /proc/loadavg: "0.50 0.40 0.30 2/345 12345\n", well under this
 
 _engine = None          # keeps the compiled pool alive for the process's lifetime
 # one first build: a second would replace _engine and unmap the first pool's code,
@@ -120,6 +122,7 @@ def _build_pool(libc):
     global _engine
     if _engine is None:
         from codegen.host import host_facts
+        from codegen.tuning import idle_spin_ns
         facts = host_facts()
         libc_symbols = {f"nngraph_pool_libc_{name}": _address(libc, name) for name in LIBC_FUNCTIONS}
         slots, spin_ns = slot_count(facts.logical_cpus), int(facts.thread_start_ns)
@@ -135,7 +138,14 @@ def _build_pool(libc):
         reset = ctypes.CFUNCTYPE(None)(loaded.address("nngraph_pool_reset"))
         os.register_at_fork(after_in_child=reset)
         _engine = (loaded, reset)
+        ctypes.c_int32.from_address(loaded.address("nngraph_pool_loadavg_fd")).value = _open_loadavg()
+        _word("nngraph_pool_cpus").value = facts.logical_cpus
+        set_spin_ns(int(facts.thread_start_ns), idle_spin_ns())
     return _engine[0]
+
+
+def _word(name: str):
+    return ctypes.c_int64.from_address(_engine[0].address(name))
 
 
 def _spin_word():
@@ -143,7 +153,7 @@ def _spin_word():
     thread_symbols()
     if _engine is None:
         return None
-    return ctypes.c_int64.from_address(_engine[0].address("nngraph_pool_spin_ns"))
+    return _word("nngraph_pool_spin_ns")
 
 
 def spin_bound_ns() -> int:
@@ -152,12 +162,30 @@ def spin_bound_ns() -> int:
     return word.value if word is not None else 0
 
 
-def set_spin_ns(ns: int) -> None:
-    """Sets the spin bound (benchmarks A/B it; measure_wake_ns needs it 0); nothing to
-    set with no pool. Call it while no split runs: waits read it when they begin."""
+def idle_spin_bound_ns() -> int:
+    """How long (ns into a wait) it then spins on while no thread waits for a CPU; 0
+    with no pool."""
+    thread_symbols()
+    return _word("nngraph_pool_idle_spin_ns").value if _engine is not None else 0
+
+
+def set_spin_ns(ns: int, idle_ns: int | None = None) -> None:
+    """Sets the spin bounds (benchmarks A/B them; measure_wake_ns needs them 0); nothing
+    to set with no pool. Call it while no split runs: waits read them when they begin."""
     word = _spin_word()
-    if word is not None:
-        word.value = max(0, int(ns))
+    if word is None:
+        return
+    word.value = max(0, int(ns))
+    if idle_ns is not None:
+        _word("nngraph_pool_idle_spin_ns").value = max(0, int(idle_ns))
+
+
+def _open_loadavg() -> int:
+    """A descriptor of /proc/loadavg for the pool's runnable-thread count, -1 without one."""
+    try:
+        return os.open("/proc/loadavg", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return -1
 
 
 def measure_wake_ns(rounds: int = 5, per_round: int = 8, idle_s: float = 1e-3) -> float:
@@ -169,8 +197,8 @@ def measure_wake_ns(rounds: int = 5, per_round: int = 8, idle_s: float = 1e-3) -
     cannot hand the probe to a worker (no worker could be started)."""
     engine = _compiled_pool(ctypes.CDLL(None))
     probe = ctypes.CFUNCTYPE(ctypes.c_int64)(engine.address("nngraph_pool_probe_wake"))
-    saved = _spin_word().value
-    set_spin_ns(0)
+    saved = (spin_bound_ns(), idle_spin_bound_ns())
+    set_spin_ns(0, 0)
     try:
         if probe() < 0:                           # starts the worker; first-time setup is not the cost
             raise OSError("the worker pool could not start a worker to measure its wake-up latency")
@@ -185,7 +213,7 @@ def measure_wake_ns(rounds: int = 5, per_round: int = 8, idle_s: float = 1e-3) -
                 total += ns
             best = min(best, total / per_round)
     finally:
-        set_spin_ns(saved)
+        set_spin_ns(*saved)
     return float(best)
 
 
@@ -217,6 +245,7 @@ def build_module(slots: int, spin_ns: int) -> ir.Module:
     m = ir.Module("nngraph_thread_pool")
     m.triple = llvm_host()["triple"]
     pool = _Pool(m, slots, spin_ns)
+    pool.emit_runnable()
     pool.emit_wait()
     pool.emit_signal()
     pool.emit_worker()
@@ -234,6 +263,12 @@ class _Pool:
         self.m, self.slots = m, slots
         self.spin = ir.GlobalVariable(m, I64, "nngraph_pool_spin_ns")
         self.spin.initializer = ir.Constant(I64, spin_ns)
+        self.idle_until = ir.GlobalVariable(m, I64, "nngraph_pool_idle_spin_ns")
+        self.idle_until.initializer = ir.Constant(I64, 0)
+        self.cpus = ir.GlobalVariable(m, I64, "nngraph_pool_cpus")
+        self.cpus.initializer = ir.Constant(I64, 0)
+        self.loadavg_fd = ir.GlobalVariable(m, I32, "nngraph_pool_loadavg_fd")
+        self.loadavg_fd.initializer = ir.Constant(I32, -1)
         self.table = ir.GlobalVariable(m, ir.ArrayType(SLOT, slots), "nngraph_pool_slots")
         self.table.initializer = ir.Constant(self.table.type.pointee, None)
         self.table.align = 64
@@ -249,6 +284,7 @@ class _Pool:
             "getpid": ir.FunctionType(I32, []),
             "clock_gettime": ir.FunctionType(I32, [I32, timespec.as_pointer()]),
             "syscall": ir.FunctionType(I64, [I64], var_arg=True),
+            "pread": ir.FunctionType(I64, [I32, I8P, I64, I64]),
         }
         self.libc = {k: ir.Function(m, t, f"nngraph_pool_libc_{k}") for k, t in self.libc.items()}
         self.timespec = timespec
@@ -284,25 +320,74 @@ class _Pool:
         nsec = b.load(b.gep(ts, [ir.Constant(I32, 0), ir.Constant(I32, 1)]))
         return b.add(b.mul(sec, ir.Constant(I64, 1_000_000_000)), nsec)
 
+    def emit_runnable(self):
+        """i64 runnable(): the machine's runnable threads, the numerator of the fourth
+        field of /proc/loadavg ("0.50 0.40 0.30 2/345 12345"; the file is kept open as
+        nngraph_pool_loadavg_fd); 2**62 when it cannot be read (then a wait never
+        spins on)."""
+        fn, b = self._function("nngraph_pool_runnable", ir.FunctionType(I64, []), linkage="external")
+        unknown = ir.Constant(I64, 1 << 62)
+        text = self._stack_slot(fn, b, ir.ArrayType(ir.IntType(8), LOADAVG_BYTES))
+        p = b.bitcast(text, I8P)
+        got = b.call(self.libc["pread"], [b.load(self.loadavg_fd), p, ir.Constant(I64, LOADAVG_BYTES), ir.Constant(I64, 0)])
+        pos, spaces, count = (self._stack_slot(fn, b, I64) for _ in range(3))
+        for slot in (pos, spaces, count):
+            b.store(ir.Constant(I64, 0), slot)
+        scan, step, digits, digit, end = (fn.append_basic_block(n) for n in ("scan", "step", "digits", "digit", "end"))
+        b.branch(scan)
+        b.position_at_end(scan)                        # skip three spaces
+        i = b.load(pos)
+        with b.if_then(b.icmp_signed(">=", i, got)):
+            b.ret(unknown)
+        b.store(b.add(i, ir.Constant(I64, 1)), pos)
+        is_space = b.icmp_unsigned("==", b.load(b.gep(p, [i])), ir.Constant(ir.IntType(8), ord(" ")))
+        b.cbranch(is_space, step, scan)
+        b.position_at_end(step)
+        b.store(b.add(b.load(spaces), ir.Constant(I64, 1)), spaces)
+        b.cbranch(b.icmp_signed("<", b.load(spaces), ir.Constant(I64, 3)), scan, digits)
+        b.position_at_end(digits)                      # then the digits before the "/"
+        i = b.load(pos)
+        with b.if_then(b.icmp_signed(">=", i, got)):
+            b.ret(unknown)
+        d = b.sub(b.zext(b.load(b.gep(p, [i])), I64), ir.Constant(I64, ord("0")))
+        b.cbranch(b.icmp_unsigned("<", d, ir.Constant(I64, 10)), digit, end)
+        b.position_at_end(digit)
+        b.store(b.add(b.mul(b.load(count), ir.Constant(I64, 10)), d), count)
+        b.store(b.add(i, ir.Constant(I64, 1)), pos)
+        b.branch(digits)
+        b.position_at_end(end)
+        b.ret(b.load(count))
+        self.runnable = fn
+
     def emit_wait(self):
-        """void wait_one(i32* word): returns once *word is 1. Spins up to spin_ns,
-        then marks the word 2 (asleep) and sleeps on its futex until a signal."""
+        """void wait_one(i32* word): returns once *word is 1. Spins with `pause` up to
+        nngraph_pool_spin_ns; then on, up to nngraph_pool_idle_spin_ns, while no
+        thread waits for a CPU (runnable threads at most nngraph_pool_cpus: a spin
+        then takes nothing from anyone); then marks the word 2 (asleep) and sleeps
+        on its futex until a signal."""
         fn, b = self._function("nngraph_pool_wait_one", ir.FunctionType(ir.VoidType(), [I32.as_pointer()]))
         word = fn.args[0]
         one, two = ir.Constant(I32, 1), ir.Constant(I32, 2)
         ts = self._stack_slot(fn, b, self.timespec)
-        limit = b.load_atomic(self.spin, "monotonic", 8)
+        pausing_until = b.load_atomic(self.spin, "monotonic", 8)
+        idle_until = b.load_atomic(self.idle_until, "monotonic", 8)
+        cpus = b.load_atomic(self.cpus, "monotonic", 8)
         start = self._now_ns(b, ts)
-        spin, give_up, sleep, done = (fn.append_basic_block(n) for n in ("spin", "give_up", "sleep", "done"))
+        names = ("spin", "waited", "pause", "maybe_idle", "idle", "give_up", "sleep", "done")
+        spin, check, pausing, maybe_idle, idle, give_up, sleep, done = (fn.append_basic_block(n) for n in names)
         b.branch(spin)
         b.position_at_end(spin)
-        ready = b.icmp_unsigned("==", b.load_atomic(word, SEQ, 4), one)
-        pausing = fn.append_basic_block("pause")
-        b.cbranch(ready, done, pausing)
+        b.cbranch(b.icmp_unsigned("==", b.load_atomic(word, SEQ, 4), one), done, check)
+        b.position_at_end(check)
+        waited = b.sub(self._now_ns(b, ts), start)
+        b.cbranch(b.icmp_signed("<", waited, pausing_until), pausing, maybe_idle)
         b.position_at_end(pausing)
         b.call(self.pause, [])
-        waited = b.sub(self._now_ns(b, ts), start)
-        b.cbranch(b.icmp_signed("<", waited, limit), spin, give_up)
+        b.branch(spin)
+        b.position_at_end(maybe_idle)
+        b.cbranch(b.icmp_signed("<", waited, idle_until), idle, give_up)
+        b.position_at_end(idle)
+        b.cbranch(b.icmp_signed("<=", b.call(self.runnable, []), cpus), pausing, give_up)
         b.position_at_end(give_up)
         old = b.extract_value(b.cmpxchg(word, ir.Constant(I32, 0), two, SEQ, SEQ), 0)
         b.cbranch(b.icmp_unsigned("==", old, one), done, sleep)

@@ -361,3 +361,25 @@ def test_pool_object_the_loader_refuses_runs_through_mcjit():
                                                                       NNGRAPH_THREAD_POOL="1"),
                        capture_output=True, text=True, timeout=TIMEOUT_S)
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-3000:]
+
+
+@pytest.mark.parametrize("text, runnable", [(b"0.50 0.40 0.30 3/345 12345\n", 3), (b"1.00 2.00 3.00 17/900 4\n", 17),
+                                            (b"0.50 0.40 0.30 12", 1 << 62), (b"garbage", 1 << 62), (b"", 1 << 62)])
+def test_runnable_threads_from_loadavg(tmp_path, text, runnable):
+    """The idle spin reads /proc/loadavg's runnable count; text it cannot read counts
+    as a busy machine (no idle spin)."""
+    from codegen.llvm import target, thread_pool
+    target._init()
+    engine = thread_pool._engine[0]
+    count = ctypes.CFUNCTYPE(ctypes.c_int64)(engine.address("nngraph_pool_runnable"))
+    fd_word = ctypes.c_int32.from_address(engine.address("nngraph_pool_loadavg_fd"))
+    path = tmp_path / "loadavg"
+    path.write_bytes(text)
+    saved = fd_word.value
+    with open(path, "rb") as f:
+        fd_word.value = f.fileno()
+        try:
+            assert count() == runnable
+        finally:
+            fd_word.value = saved
+    assert count() >= 1                      # this host's own file: at least this thread
