@@ -27,8 +27,9 @@ The rule (`independent_rows`), on the Program after its memory plan:
 - buffers the body only reads (weights, biases, per-step inputs) may be read at
   any index.
 Under these conditions the loop over rows [lo, hi) computes exactly the rows
-[lo, hi) of every result, in the same order of operations per element as the
-whole loop (bitwise equal results).
+[lo, hi) of every result: the loop kernels in the same order of operations per
+element as the whole loop (bitwise equal); the products with fewer rows on one BLAS
+thread, equal up to the BLAS's rounding (its blocking depends on the row count).
 """
 from __future__ import annotations
 

@@ -88,7 +88,8 @@ def emit_scan_by_rows(fb, loop, base: str, rows, threshold: int, parts_of, split
     big = b.and_(b.icmp_signed(">=", work, i64(threshold)), b.icmp_signed(">=", n0, i64(2)))
     with b.if_else(big) as (then, otherwise):
         with then:
-            parts = parts_of(work)
+            parts = parts_of(work)          # no more ranges than rows: an empty range
+            parts = b.select(b.icmp_signed(">", parts, n0), n0, parts)  # still runs T steps
             claims = fb.alloca(ir.ArrayType(I64, 2), "row_claims")
             counter, count = (b.gep(claims, [i64(0), i64(j)]) for j in (0, 1))
             b.store(i64(0), counter)

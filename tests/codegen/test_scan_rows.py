@@ -214,7 +214,10 @@ def test_recurrent_layers_split_by_rows_match_the_reference(split_rows, kind):
     U = rng.standard_normal((5, 7, 6)).astype(np.float32)
     fn, got = _layer_step(kind, "cpu", X, U)
     ir = fn.dump("llvm")
-    assert sum(1 for line in ir.splitlines() if line.startswith("define") and "_claim(" in line) == 2
+    # forward and backward loops; the LSTM's backward also shifts its recomputed h by one
+    # step after the loop (nngraph/scan_grad.py), a loop whose rows are independent too
+    loops = {"SimpleRNN": 2, "GRU": 2, "LSTM": 3}[kind]
+    assert sum(1 for line in ir.splitlines() if line.startswith("define") and "_claim(" in line) == loops
     _, want = _layer_step(kind, "reference", X, U)
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
