@@ -40,6 +40,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
+from call_timing import time_calls  # noqa: E402  (beside this script)
 WORKLOADS = (("inference", False), ("step", True))
 
 
@@ -69,12 +70,7 @@ def child(setting: str, runs: int) -> dict:
         call = bind(fn)
         for _ in range(10):
             call()
-        walls, cpu0 = [], time.process_time()
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            call()
-            walls.append(time.perf_counter() - t0)
-        cpu = (time.process_time() - cpu0) / runs
+        walls, cpu = time_calls(call, runs)
         rows = fn.profile(calls=runs).rows
         out[name] = {"us": 1e6 * float(np.median(walls)), "cpu_us": 1e6 * cpu,
                      "products_us": [round(1e6 * r["seconds"], 1) for r in rows if "matmul" in r["kernel"]]}

@@ -23,13 +23,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from machine import cpu_model  # noqa: E402  (beside this script)
+from call_timing import time_calls  # noqa: E402  (beside this script)
+from machine import cpu_model  # noqa: E402
 from onnx_resnet50 import make_model  # noqa: E402
 
 
@@ -50,13 +50,9 @@ def child(tree: str, engine: str, model: str, runs: int) -> dict:
         call = (lambda: sess.run(None, {name: x}))
     out = np.asarray(call()[0])
     call()
-    walls, cpu0 = [], time.process_time()
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        call()
-        walls.append(time.perf_counter() - t0)
+    walls, cpu = time_calls(call, runs)
     res = {"median_ms": 1e3 * float(np.median(walls)), "min_ms": 1e3 * float(np.min(walls)),
-           "cpu_ms": 1e3 * (time.process_time() - cpu0) / runs, "argmax": int(out.argmax())}
+           "cpu_ms": 1e3 * cpu, "argmax": int(out.argmax())}
     if engine == "nngraph":     # kernel by kernel, the fastest of `runs` profiled calls, summed
         best = None
         for _ in range(runs):

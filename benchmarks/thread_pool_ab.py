@@ -15,25 +15,19 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
+from call_timing import time_calls  # noqa: E402  (beside this script)
 
 
 def _time(call, runs: int) -> dict:
     for _ in range(3):
         call()
-    walls = []
-    cpu0 = time.process_time()
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        call()
-        walls.append(time.perf_counter() - t0)
-    cpu = (time.process_time() - cpu0) / runs
+    walls, cpu = time_calls(call, runs)
     return {"ms": 1e3 * float(np.median(walls)), "cpu_ms": 1e3 * cpu}
 
 
