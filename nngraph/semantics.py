@@ -16,7 +16,7 @@ backends import them from here.
   take either (codegen/llvm/stage.py lets LLVM's maximum ignore the sign, one vmaxps).
 - How the partial results of a reduction over chunks fold (`partial_combine`), which
   passes/split_reduce.py uses to decide which kernels both backends may split.
-- The two remainders (`safe_int_divisor`, `floor_mod_from_fmod`) and integer division
+- The two remainders (`remainder_from_fmod`) and integer division
   truncating toward zero (`trunc_div_reference`, `trunc_div_from_sdiv`).
 """
 from __future__ import annotations
@@ -83,13 +83,26 @@ def safe_int_divisor(b, op, const):
     return op("where", zero_or_minus_one, const(1), b)
 
 
-def floor_mod_from_fmod(r, b, op, const):
-    """np.mod(a, b) from r = fmod(a, b) and the divisor b (the rule above)."""
+def floor_mod_from_fmod(r, b, op, const, signed_zero=True):
+    """np.mod(a, b) from r = fmod(a, b) and the divisor b (the rule above); `signed_zero`
+    gives a zero remainder b's sign (floats only: an integer zero has no sign)."""
     zero = const(0)
     flip = op("logical_and", op("not_equal", r, zero),
               op("not_equal", op("less", r, zero), op("less", b, zero)))
-    signed_zero = op("where", op("less", b, zero), const(-0.0), zero)
-    return op("where", op("equal", r, zero), signed_zero, op("where", flip, op("add", r, b), r))
+    fixed = op("where", flip, op("add", r, b), r)
+    if not signed_zero:
+        return fixed
+    return op("where", op("equal", r, zero), op("where", op("less", b, zero), const(-0.0), zero), fixed)
+
+
+def remainder_from_fmod(name, a, b, dtype, op, const):
+    """`name` ("mod" or "fmod") of a and b in `dtype` from one scalar `fmod`: by a safe
+    divisor on integers, then np.mod's sign fix-up for mod (the rules above). The one
+    spelling the lowering and the ONNX export share; `op` and `const` as in
+    `safe_int_divisor`."""
+    floats = is_float(dtype)
+    r = op("fmod", a, b if floats else safe_int_divisor(b, op, const))
+    return floor_mod_from_fmod(r, b, op, const, signed_zero=floats) if name == "mod" else r
 
 
 # ----------------------------------------------------------------------------- integer division

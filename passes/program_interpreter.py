@@ -14,12 +14,12 @@ import time
 
 import numpy as np
 
-from nngraph.errors import NumericsError
+from nngraph.errors import NumericsError, VerifyError
 from nngraph.distributed import start_allreduce_sum
 from nngraph.ops.elementwise import BINARY_REFS, UNARY_REFS
 from nngraph.ops.random import uniform_floats
 from nngraph.semantics import reduce_identity
-from nngraph.types import concrete_shape, np_dtype
+from nngraph.types import concrete_shape, is_float, np_dtype
 
 from .collective import AllReduceKernel
 from .memory import region_of, slot_sizes
@@ -28,9 +28,24 @@ from .program import LoopKernel, MatmulKernel, Program, pointer_buffer
 
 _EXTRA = {
     "floordiv": np.floor_divide,
-    "mod": np.mod,
     "stop_gradient": lambda a: a,
 }
+
+
+_SAFE_DIVISOR_OPS = ("fmod", "trunc_div")
+
+
+def _require_safe_divisor(ins, divisor):
+    """Integer fmod/trunc_div are srem/sdiv in machine code, which trap (SIGFPE) on a divisor
+    of 0 or -1; the lowering promises a divisor kept off both (semantics.safe_int_divisor),
+    so one here is a lowering bug, caught before cpu would crash on it."""
+    if ins.op not in _SAFE_DIVISOR_OPS or is_float(ins.dtype):
+        return
+    bad = (divisor == 0) | (divisor == -1)
+    if np.any(bad):
+        raise VerifyError(f"program interpreter: integer {ins.op} ({ins.dtype}) by a divisor of "
+                          f"{int(np.asarray(divisor)[bad].flat[0])}; the lowering must keep integer "
+                          f"divisors off 0 and -1 (nngraph/semantics.safe_int_divisor)")
 
 
 def _eval_body(body, grid, p, results, arrays, env, acc=None):
@@ -73,6 +88,7 @@ def _eval_body(body, grid, p, results, arrays, env, acc=None):
             elif op in UNARY_REFS:
                 v = UNARY_REFS[op](a[0])
             elif op in BINARY_REFS:
+                _require_safe_divisor(ins, a[1])
                 v = BINARY_REFS[op](a[0], a[1])
             elif op in _EXTRA:
                 v = _EXTRA[op](*a)

@@ -163,14 +163,6 @@ def _fmod(b, x, y, dt):
     return b.frem(x, y) if is_float(dt) else b.srem(x, y)
 
 
-def _trunc_div(b, x, y, dt):
-    """C's integer division (sdiv); the lowering keeps the divisor off 0 and -1
-    (nngraph/semantics.py)."""
-    if is_float(dt) or dt == "bool":
-        raise NotImplementedError(f"trunc_div needs integer operands, got {dt}")
-    return b.sdiv(x, y)
-
-
 def _int_only(name, f):
     def g(b, x, y, dt):
         if is_float(dt) or dt == "bool":
@@ -181,7 +173,8 @@ def _int_only(name, f):
 
 _BINARY = {"add": _add, "sub": _sub, "mul": _mul, "div": _div, "pow": _pow, "maximum": _maximum,
            "minimum": _minimum, "floordiv": _floordiv, "mod": _mod,
-           "fmod": _fmod, "trunc_div": _trunc_div,
+           "fmod": _fmod, # C's integer division (sdiv); the lowering keeps the divisor off 0 and -1 (nngraph/semantics.py)
+           "trunc_div": _int_only("trunc_div", lambda b, x, y: b.sdiv(x, y)),
            "bitwise_and": _int_only("bitwise_and", lambda b, x, y: b.and_(x, y)),
            "bitwise_or": _int_only("bitwise_or", lambda b, x, y: b.or_(x, y)),
            "bitwise_xor": _int_only("bitwise_xor", lambda b, x, y: b.xor(x, y))}

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import semantics
-from ..types import is_float
 from .export_ops import exporter, in_result_dtype
 from .registry import OnnxError
 
@@ -38,10 +37,7 @@ def _remainder(op_name, em, n, ins):
     """ONNX Mod with fmod=1 (C's fmod) and semantics.py's fix-ups: fmod=0 is refused on
     floats by the standard, and an integer divisor of 0 is undefined there."""
     a, b = in_result_dtype(em, n, ins)
-    op, const = _rule_builders(em, n.dtype)
-    divisor = b if is_float(n.dtype) else semantics.safe_int_divisor(b, op, const)
-    r = op("fmod", a, divisor)
-    return semantics.floor_mod_from_fmod(r, b, op, const) if op_name == "mod" else r
+    return semantics.remainder_from_fmod(op_name, a, b, n.dtype, *_rule_builders(em, n.dtype))
 
 
 @exporter("trunc_div")

@@ -44,12 +44,32 @@ def _reduce_converter(axes_input_since, fn, ctx):
     keep = bool(ctx.attr("keepdims", 1))
     if x.dtype == "bool" and ctx.op_type not in ("ReduceMax", "ReduceMin"):
         raise ctx.error(f"cannot reduce a bool tensor {x.type}")
+    if ctx.op_type in _EXTREMA and ctx.opset >= EMPTY_EXTREMUM_OPSET:
+        return _extremum(ctx.op_type, x, axes, keep)
     empty = _empty_result(ctx, x, axes, keep)
     if empty is not None:
         return empty
     if x.dtype == "bool":
         return ew.cast(fn(ew.cast(x, "int32"), axes, keep), "bool")
     return fn(x, axes, keep)
+
+
+# Since opset 18 ReduceMax/ReduceMin over an empty axis are the identity (-inf or the
+# integer minimum for max; +inf or the maximum for min), also where the axis is only
+# known at run time.
+EMPTY_EXTREMUM_OPSET = 18
+_EXTREMA = {"ReduceMax": rd.max, "ReduceMin": rd.min}
+
+
+def _extremum(op_type, x, axes, keep):
+    """ReduceMax/ReduceMin with the identity over an empty axis. A bool tensor reduces as
+    int32 clamped back into [0, 1]: the integer identity (INT_MIN for max) cast to bool
+    would be True, where the max of no truth values is False (and their min True)."""
+    reduce = _EXTREMA[op_type]
+    if x.dtype != "bool":
+        return reduce(x, axes, keep, empty_identity=True)
+    r = reduce(ew.cast(x, "int32"), axes, keep, empty_identity=True)
+    return ew.cast(ew.minimum(ew.maximum(r, 0), 1), "bool")
 
 
 _EMPTY_VALUE = {"ReduceMax": -np.inf, "ReduceMin": np.inf, "ReduceLogSumExp": -np.inf, "ReduceLogSum": -np.inf}

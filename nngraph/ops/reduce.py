@@ -74,9 +74,9 @@ def _extremum_vjp(n, g, needs):
 def _ref(fn):
     def reference(ctx, a):
         axes, keep = ctx.attrs["axes"], ctx.attrs["keepdims"]
-        if ctx.attrs.get("empty_identity") and any(a.shape[k] == 0 for k in axes):
+        if ctx.attrs.get("empty_identity"):
             kind = "max" if fn is np.max else "min"
-            out = np.full(reduced_shape(a.shape, axes, keep), reduce_identity(kind, ctx.node.dtype), a.dtype)
+            out = fn(a, axis=axes, keepdims=keep, initial=reduce_identity(kind, ctx.node.dtype))
         else:
             out = fn(a, axis=axes, keepdims=keep)
         return np.asarray(out).astype(np_dtype(ctx.node.dtype), copy=False)

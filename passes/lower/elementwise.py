@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from nngraph import semantics
 from nngraph.node import OPS
-from nngraph.types import is_float, promote
+from nngraph.types import promote
 
 from ..fusion import is_source, scalar_const
 from .body import I64, Body, LoweringError, NotFusable, flat_index, py_scalar, size_prod
@@ -49,14 +49,16 @@ def _elementwise(em, n, idx, mask):
     return em.body.emit(n.op, args, n.dtype)
 
 
-_BOOL_RESULT = {"less", "equal", "not_equal", "logical_and", "logical_or"}
+def _bool_result(name):
+    """Comparisons and logical ops give bool whatever their operands (nngraph.node.Op.category)."""
+    return name in OPS and OPS[name].category in ("compare", "logical")
 
 
 def _rule_builders(body, dt):
     """`op(name, *args)` and `const(v)` over `body` in dtype `dt`: how nngraph/semantics.py's
     rules emit scalar instructions."""
     def op(name, *args):
-        return body.emit(name, args, "bool" if name in _BOOL_RESULT else dt)
+        return body.emit(name, args, "bool" if _bool_result(name) else dt)
 
     def const(v):
         return body.emit("const", (), dt, value=py_scalar(v, dt))
@@ -68,12 +70,8 @@ def _rule_builders(body, dt):
 def _remainder(em, n, idx, mask):
     """Both remainders through the one scalar `fmod`, by nngraph/semantics.py's rules
     (a safe integer divisor; np.mod's sign fix-up)."""
-    dt = n.dtype
-    a, b = (em.operand(n, i, idx, mask, dt) for i in range(2))
-    op, const = _rule_builders(em.body, dt)
-    divisor = b if is_float(dt) else semantics.safe_int_divisor(b, op, const)
-    r = op("fmod", a, divisor)
-    return semantics.floor_mod_from_fmod(r, b, op, const) if n.op == "mod" else r
+    a, b = (em.operand(n, i, idx, mask, n.dtype) for i in range(2))
+    return semantics.remainder_from_fmod(n.op, a, b, n.dtype, *_rule_builders(em.body, n.dtype))
 
 
 @inline("trunc_div")

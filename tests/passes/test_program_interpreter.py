@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 import nngraph as ng
+from nngraph.errors import VerifyError
 from nngraph.graph import Graph
 from nngraph.interpreter import bind_dims, evaluate
 from passes.lowering import to_program
-from passes.program import format_program
-from passes.program_interpreter import run_program
+from passes.program import format_program, instr
+from passes.program_interpreter import _eval_body, run_program
 
 RNG = np.random.default_rng(0)
 
@@ -199,3 +200,22 @@ def test_check_numerics_in_the_interpreter_names_the_buffer():
     prog = to_program(g, 2)
     with pytest.raises(ng.NumericsError, match="non-finite"):
         run_program(prog, [np.array([-1.0, 1, 2], np.float32)], [], {}, check_numerics=True)
+
+
+@pytest.mark.parametrize("op", ["fmod", "trunc_div"])
+@pytest.mark.parametrize("dtype", ["int32", "int64"])
+@pytest.mark.parametrize("divisor", [0, -1])
+def test_integer_division_by_an_unsafe_divisor_is_a_lowering_bug(op, dtype, divisor):
+    """srem/sdiv trap on 0 and -1 in machine code; the interpreter refuses them, naming the op."""
+    body = [instr("const", (), dtype, value=7), instr("const", (), dtype, value=divisor), instr(op, (0, 1), dtype)]
+    with pytest.raises(VerifyError, match=f"integer {op} \\({dtype}\\) by a divisor of {divisor}"):
+        _eval_body(body, (), 0, [], {}, {})
+
+
+@pytest.mark.parametrize("op,want", [("fmod", -1), ("trunc_div", -3)])
+def test_integer_division_by_a_safe_divisor_and_float_by_zero_evaluate(op, want):
+    body = [instr("const", (), "int32", value=-7), instr("const", (), "int32", value=2), instr(op, (0, 1), "int32")]
+    assert _eval_body(body, (), 0, [], {}, {})[-1] == want
+    body = [instr("const", (), "float32", value=1.0), instr("const", (), "float32", value=0.0),
+            instr("fmod", (0, 1), "float32")]
+    assert np.isnan(_eval_body(body, (), 0, [], {}, {})[-1])
