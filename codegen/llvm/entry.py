@@ -25,7 +25,7 @@ import llvmlite.ir as ir
 
 from codegen.host import host_facts
 from codegen.tuning import gemm_split_work, loop_threads, tuning
-from nngraph.types import Dim, is_float
+from nngraph.types import is_float
 from passes.coalesce import unit_lead
 from passes.collective import AllReduceKernel
 from passes.loop import ScanLoop
@@ -42,6 +42,7 @@ from .loop_rows import emit_scan_by_rows, rows_plan
 from .loops import FnBuilder, mark_unoptimised
 from .matmul import emit_matmul_function, split_axis, splits_columns
 from .symbols import ENTRY, PROFILE
+from .work import product_sizes, static_product, static_work
 
 
 def _thread_count() -> int:
@@ -121,12 +122,12 @@ def emit_kernel(fb: FnBuilder, kern, base: str, tramp, threads: bool, notes: lis
     module, program, syms = fb.module, fb.program, fb.symbols
     if isinstance(kern, MatmulKernel) and (fused := fused_epilogue(program, kern)) is not None:
         # a batch-1 convolution: each thread's part of the product, then its epilogue
-        work = _static_product(tuple(kern.batch) + kern.axes("m") + kern.axes("n") + kern.axes("k"))
+        work = static_product(product_sizes(kern))
         emit_fused_product(fb, base, kern, fused, lambda f, n0: _launch(fb, f, n0, *work, tramp, threads,
                                                                          GEMM_COLUMN_WORK))
         notes.append("blas")
     elif isinstance(kern, MatmulKernel):
-        factor, wsyms = _static_product(tuple(kern.batch) + kern.axes("m") + kern.axes("n") + kern.axes("k"))
+        factor, wsyms = static_product(product_sizes(kern))
         if threads and N_THREADS > 1 and splits_columns(program, kern):
             _launch_rows_or_columns(fb, base, kern, (factor, wsyms), tramp, in_loop)
         else:
@@ -206,35 +207,9 @@ def _trampoline(module):
     return fn
 
 
-def _static_work(outer, stages):
-    """(int factor, symbolic sizes) of the kernel's iteration count x body length."""
-    total, syms = 0, []
-    for st in stages:
-        n = max(1, len(st.body))
-        sy = []
-        for s in tuple(outer) + tuple(st.inner):
-            if isinstance(s, Dim):
-                sy.append(s)
-            else:
-                n *= s
-        total = max(total, n)
-        syms = sy if len(sy) > len(syms) else syms
-    return total, syms
-
-
 def _may_be_big(outer, stages) -> bool:
-    factor, syms = _static_work(outer, stages)
+    factor, syms = static_work(outer, stages)
     return factor > 0 and (bool(syms) or factor >= THREAD_WORK)
-
-
-def _static_product(sizes):
-    factor, syms = 1, []
-    for s in sizes:
-        if isinstance(s, Dim):
-            syms.append(s)
-        else:
-            factor *= s
-    return factor, syms
 
 
 def _launch_loops(fb: FnBuilder, f, outer, stages, tramp, threads, first=0):
@@ -242,7 +217,7 @@ def _launch_loops(fb: FnBuilder, f, outer, stages, tramp, threads, first=0):
     if not outer:
         fb.b.call(f, [fb.bufs_arg, fb.sizes_arg, i64(0), i64(1), NULL])
         return
-    factor, syms = _static_work(outer, stages)
+    factor, syms = static_work(outer, stages)
     _launch(fb, f, fb.size(outer[first]), factor, syms, tramp, threads, THREAD_WORK)
 
 
@@ -267,8 +242,8 @@ def _launch_rows_or_columns(fb: FnBuilder, base, kern, work, tramp, in_loop):
         f = emit_matmul_function(fb.module, base, program, fb.symbols, kern)
         _launch(fb, f, rows, *work, tramp, True, GEMM_COLUMN_WORK if kern.own_threads else gemm_work())
 
-    (n_rows, rows_unknown), (n_cols, cols_unknown) = (_static_product(split_axis(program, kern)),
-                                                      _static_product(kern.axes("n")))
+    (n_rows, rows_unknown), (n_cols, cols_unknown) = (static_product(split_axis(program, kern)),
+                                                      static_product(kern.axes("n")))
     if not rows_unknown and not cols_unknown:
         (by_columns if n_cols > n_rows else by_rows)()
         return
@@ -398,7 +373,7 @@ def _launch_split_reduction(fb: FnBuilder, base, kern, plan, tramp):
     part = emit_partial_function(module, base + "_part", program, syms, st)
     fin = emit_finish_function(module, base + "_fin", program, syms, kern, plan, N_THREADS)
     b = fb.b
-    factor, wsyms = _static_work((), [st])
+    factor, wsyms = static_work((), [st])
     n0 = fb.size(st.inner[0])
     work = i64(factor)
     for s in wsyms:

@@ -40,6 +40,7 @@ from .kernel import emit_loop_function
 from .loop import copy_carry_inits, emit_memcpy, pointer_slot, private_pointers, set_step_slices
 from .loops import FnBuilder
 from .matmul import emit_matmul_function
+from .work import kernel_work, static_product
 
 NULL = ir.Constant(I8P, None)
 
@@ -63,15 +64,8 @@ def rows_plan(program, loop):
             buf = program.buffers[k.b]
             if any(isinstance(s, Dim) for s in buf.shape):
                 return None
-            weights += _static_numel(buf.shape) * np_dtype(buf.dtype).itemsize
+            weights += static_product(buf.shape)[0] * np_dtype(buf.dtype).itemsize
     return rows if weights <= host_facts().l3 else None
-
-
-def _static_numel(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return n
 
 
 def emit_scan_by_rows(fb, loop, base: str, rows, threshold: int, parts_of, split) -> None:
@@ -129,17 +123,11 @@ def _claiming_function(module, name, program, syms, rows, part):
 
 
 def _step_work(fb, loop):
-    """One step's work: multiply-adds of the products plus points x body instructions
-    of the loop kernels (the units entry.py's thresholds count)."""
-    b = fb.b
+    """One step's work: the sum of its body kernels' (work.py, as entry.py counts a
+    kernel on its own)."""
     total = i64(0)
     for k in loop.body:
-        if isinstance(k, MatmulKernel):
-            sizes, factor = tuple(k.batch) + k.axes("m") + k.axes("n") + k.axes("k"), 1
-        else:
-            st = max(k.stages, key=lambda s: len(s.body))
-            sizes, factor = tuple(k.outer) + tuple(st.inner), max(1, len(st.body))
-        total = b.add(total, b.mul(fb.numel(sizes), i64(factor)))
+        total = fb.b.add(total, kernel_work(fb, k))
     return total
 
 

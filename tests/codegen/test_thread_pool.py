@@ -344,8 +344,8 @@ assert pool.image is None and pool.engine is not None
 try:
     pool.address("nngraph_pool_missing")
     raise SystemExit("a missing name gave an address")
-except RuntimeError:
-    pass
+except RuntimeError as e:
+    assert "nngraph_pool_missing" in str(e), e
 thread_pool.set_spin_ns(0)
 assert thread_pool.spin_bound_ns() == 0
 assert thread_pool.measure_wake_ns(rounds=1, per_round=2, idle_s=1e-4) > 0

@@ -49,10 +49,7 @@ def test_setting_a_parameter_after_a_device_update_is_seen(target):
 
 
 def test_the_host_copy_of_a_device_value_is_read_only():
-    from nngraph.compiler import target_available
-    ok, why = target_available("gpu")
-    if not ok:
-        pytest.skip(why)
+    _gpu_or_skip()
     V = ng.parameter(np.ones(3, np.float32), name="V")
     x = ng.placeholder((3,), name="x")
     fn = ng.compile([x], ng.sum(x * V), updates={V: V * 2.0}, target="gpu")
