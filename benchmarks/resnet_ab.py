@@ -33,12 +33,24 @@ from machine import cpu_model  # noqa: E402
 from onnx_resnet50 import make_model  # noqa: E402
 
 
+PACKAGES = ("nngraph", "passes", "codegen", "runtime")
+
+
+def _import_from(tree: str) -> None:
+    """Make the project's packages import from `tree`: machine.py (imported above) has
+    already imported codegen from the tree this script is in, so a baseline's nngraph
+    would otherwise run with this tree's codegen."""
+    for name in [m for m in sys.modules if m.split(".")[0] in PACKAGES]:
+        del sys.modules[name]
+    sys.path.insert(0, tree)
+
+
 def child(tree: str, engine: str, model: str, runs: int) -> dict:
     """One engine's timings in this process: nngraph imported from `tree`."""
     from onnx_resnet50 import _input
     name, x = _input(model)
     if engine == "nngraph":
-        sys.path.insert(0, tree)
+        _import_from(tree)
         import nngraph as ng
         fn = ng.onnx.load(model).compile(target="cpu")
         call = (lambda: fn(x))

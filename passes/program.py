@@ -265,6 +265,11 @@ class MatmulKernel:
     # BLAS thread (not only above its GEMM split size): for a product whose neighbours
     # are big loop kernels, which the backend splits across the same cores
     own_threads: bool = False
+    # a one-image convolution computed directly (passes/lower/conv_direct.py's
+    # DirectWindow): b is then its phase-split input, not a [k, n] matrix; the product is
+    # a @ window_columns(b, window) (the program interpreter's rule), and the CPU backend
+    # runs codegen/llvm/conv_direct.py's kernel in place of the BLAS call
+    window: Any = None
 
     def axes(self, dim: str) -> tuple:
         """The sizes of the buffer axes matrix dimension `dim` ("m", "n" or "k") spans."""
@@ -438,7 +443,8 @@ def format_kernel(n: int, kern, bufname) -> list:
                    f" = {kern.alpha!r} * {bufname(kern.a)}{'ᵀ' if kern.trans_a else ''} @ "
                    f"{bufname(kern.b)}{'ᵀ' if kern.trans_b else ''}"
                    + (f" + {kern.beta!r} * {bufname(kern.out)}" if kern.beta else "")
-                   + f"  (k={size_text(kern.k)})" + (f"  # {kern.source}" if kern.source else ""))
+                   + f"  (k={size_text(kern.k)})" + (f"  direct {kern.window}" if kern.window else "")
+                   + (f"  # {kern.source}" if kern.source else ""))
         if kern.epilogue:
             out += ["  epilogue " + ln for ln in format_stage(kern.epilogue, 0, bufname)]
     elif hasattr(kern, "describe"):   # a kernel of its own kind (passes/collective.py, passes/loop.py)

@@ -24,6 +24,7 @@ from nngraph.types import concrete_shape, is_float, np_dtype
 from .collective import AllReduceKernel
 from .memory import region_of, slot_sizes
 from .loop import ScanLoop
+from .direct_window import window_columns
 from .program import LoopKernel, MatmulKernel, Program, pointer_buffer
 
 _EXTRA = {
@@ -166,7 +167,8 @@ def _run_matmul(k: MatmulKernel, arrays, env, buffers):
     out_dt = np_dtype(buffers[k.out].dtype)
     nm, nn, nk = (len(k.axes(d)) for d in "mnk")
     a = _as_matrices(arrays[k.a].astype(out_dt, copy=False), nm + nk, nk if k.trans_a else nm)
-    b = _as_matrices(arrays[k.b].astype(out_dt, copy=False), nk + nn, nn if k.trans_b else nk)
+    b = arrays[k.b].astype(out_dt, copy=False)
+    b = _as_matrices(window_columns(b, k.window) if k.window else b, nk + nn, nn if k.trans_b else nk)
     out = _as_matrices(arrays[k.out], nm + nn, nm)
     if k.trans_a:
         a = np.swapaxes(a, -1, -2)

@@ -20,11 +20,15 @@ shape is measured once per host.
 A layer of one image in one group whose graph makes only the forward product (an
 inference) is timed the same way between its two orientations (conv_layout.py:
 "one_image", the product channel-major [Og, OH*OW], and "one_image_t", pixel-major
-[OH*OW, Og]), each with a pass over its output as the epilogue makes (a copy, or a
-transposing copy to NCHW); pixel-major where it wins most rounds (time_one_image).
+[OH*OW, Og]) and, for float32 windows of more than one point, its direct kernel
+("one_image_direct", codegen/llvm/conv_direct.py: no im2col), each with a pass over
+its output as the epilogue makes (a copy, or a transposing copy to NCHW); another
+layout than the channel-major one where it wins most rounds (time_one_image).
 
 NNGRAPH_CONV_LAYOUT=batch|example forces one layout for every layer and target
-(a layer of one image in one group then keeps "one_image", conv_layout.OneImage).
+(a layer of one image in one group then keeps "one_image", conv_layout.OneImage);
+NNGRAPH_CONV_LAYOUT=direct computes every layer that can be computed directly so on
+target="cpu" (the others, and every layer on other targets, in the whole batch).
 """
 from __future__ import annotations
 
@@ -35,6 +39,8 @@ import time
 
 import numpy as np
 
+from passes.direct_window import direct_eligible, window_of
+from passes.lower.conv import identity_window
 from passes.lower.conv_layout import LAYOUTS, ONE_IMAGE_LAYOUTS, is_one_image
 
 NOMINAL_BATCH = 32          # examples timed when the batch size is symbolic
@@ -43,6 +49,7 @@ ROUNDS = 5
 BUDGET_S = 0.2              # seconds of timing per layer after which no further round starts
 ALL = ("conv2d", "conv2d_grad_input", "conv2d_grad_filter")
 CACHE_FILE = "conv-layouts.json"
+FORCED = LAYOUTS + ("direct",)   # NNGRAPH_CONV_LAYOUT's values
 
 _memo: dict = {}
 
@@ -56,6 +63,8 @@ def conv_choice_for(target: str):
     2,647 us for the whole-batch columns (benchmarks/gpu.py), whose im2col and
     channel-major copies dominate there."""
     forced = forced_layout()
+    if forced == "direct":
+        return _forced_direct if target == "cpu" else (lambda geo, dtype, products=ALL: "batch")
     if forced:
         return lambda geo, dtype, products=ALL: forced
     if target == "gpu":
@@ -65,9 +74,19 @@ def conv_choice_for(target: str):
 
 def forced_layout() -> str:
     raw = os.environ.get("NNGRAPH_CONV_LAYOUT", "").strip().lower()
-    if raw and raw not in LAYOUTS:
-        raise ValueError(f"NNGRAPH_CONV_LAYOUT must be one of {', '.join(LAYOUTS)} (or unset), got {raw!r}")
+    if raw and raw not in FORCED:
+        raise ValueError(f"NNGRAPH_CONV_LAYOUT must be one of {', '.join(FORCED)} (or unset), got {raw!r}")
     return raw
+
+
+def _forced_direct(geo: dict, dtype: str, products=ALL) -> str:
+    """NNGRAPH_CONV_LAYOUT=direct: every layer that can be computed directly is
+    (passes/direct_window.direct_eligible, an inference), the others in the whole batch."""
+    return "one_image_direct" if _direct_candidate(geo, dtype, products) else "batch"
+
+
+def _direct_candidate(geo: dict, dtype: str, products) -> bool:
+    return tuple(products) == ("conv2d",) and direct_eligible(geo, dtype)
 
 
 def measured_layout(geo: dict, dtype: str, products=None) -> str:
@@ -99,8 +118,13 @@ def _shape_key(geo, dtype, products) -> str:
 
 
 def _one_image_key(geo, dtype) -> str:
-    """The cache key of a one-image layer's orientation (time_one_image)."""
-    return _shape_key(geo, dtype, ("conv2d",)) + " orientation by votes"
+    """The cache key of a one-image layer's orientation or direct kernel (time_one_image:
+    the direct kernel's code depends on the vector width, which NNGRAPH_CPU_FEATURES
+    may narrow, and on its window)."""
+    from codegen.host import host_facts
+    window = f" {geo['KH']}x{geo['KW']}/{geo['sh']}x{geo['sw']}:{geo['dh']}x{geo['dw']} OW={geo['OW']}"
+    return (_shape_key(geo, dtype, ("conv2d",)) + window + f" {host_facts().vector_bits}-bit"
+            + " orientation or direct by votes")
 
 
 @functools.lru_cache(maxsize=None)
@@ -156,22 +180,18 @@ def time_layouts(geo: dict, dtype: str, products=ALL) -> dict:
 
 
 def time_one_image(geo: dict, dtype: str) -> dict:
-    """{"choice", "one_image_s", "one_image_t_s"}: seconds of one image's forward
-    product in each orientation plus a pass over its output to NCHW (as its epilogue
-    makes: a contiguous copy, or a transposing one), interleaved, best of ROUNDS.
-    Pixel-major where it wins most rounds (each round times both, back to back, so a
-    round another process interrupts is one vote) and has the best time: ResNet-50's
-    7x7 layers, 10-20% faster pixel-major with MKL on an AVX-512 Xeon; its 14x14
-    ones, within 1% either way, go with the votes."""
-    Og, K, P = geo["Og"], geo["K"], geo["OH"] * geo["OW"]
-    rng = np.random.default_rng(0)
-    dt = np.dtype(dtype)
-    w = rng.standard_normal((Og, K)).astype(dt)
-    cols = rng.standard_normal((K, P)).astype(dt)
-    y, yt, nchw = np.empty((Og, P), dt), np.empty((P, Og), dt), np.empty((Og, P), dt)
-    channel_major, pixel_major = _gemm_call(w, cols, y, False, False), _gemm_call(cols, w, yt, True, True)
-    calls = {"one_image": lambda: (channel_major(), np.copyto(nchw, y)),
-             "one_image_t": lambda: (pixel_major(), np.copyto(nchw, yt.T))}
+    """{"choice", "<layout>_s"...}: seconds of one image's forward product in each
+    orientation (and computed directly where it can be) plus a pass over its output
+    to NCHW as its epilogue makes (a contiguous copy, or a transposing one),
+    interleaved, best of ROUNDS. The products from im2col's matrix also pay a copy of
+    that matrix's size (what im2col writes, a lower bound of its time) unless it is x
+    itself (passes/lower/conv.py: identity_window), the direct
+    kernel (codegen/llvm/conv_direct.py) a copy of its phase-split input's. Another
+    layout than the channel-major one where it beats that one in most rounds (each
+    round times all, back to back, so a round another process interrupts is one
+    vote) and in its best time; of two such, the one with the better best time: with MKL on an AVX-512 Xeon, ResNet-50's 7x7 layers ran 10-20% faster
+    pixel-major; its 14x14 ones, within 1% either way, go with the votes."""
+    calls = _one_image_calls(geo, dtype)
     seen = {name: [] for name in calls}
     start = time.perf_counter()
     for _ in range(ROUNDS):
@@ -181,9 +201,34 @@ def time_one_image(geo: dict, dtype: str) -> dict:
             seen[name].append(time.perf_counter() - t)
         if time.perf_counter() - start > BUDGET_S:
             break
-    votes = sum(t < c for t, c in zip(seen["one_image_t"], seen["one_image"]))
-    wins = 2 * votes > len(seen["one_image"]) and min(seen["one_image_t"]) < min(seen["one_image"])
-    return {"choice": "one_image_t" if wins else "one_image", **{f"{name}_s": min(s) for name, s in seen.items()}}
+    base = seen["one_image"]
+    winners = [name for name, s in seen.items() if 2 * sum(t < c for t, c in zip(s, base)) > len(base)]
+    choice = min(winners, key=lambda name: min(seen[name])) if winners else "one_image"
+    if min(seen[choice]) > min(base):
+        choice = "one_image"
+    return {"choice": choice, **{f"{name}_s": min(s) for name, s in seen.items()}}
+
+
+def _one_image_calls(geo: dict, dtype: str) -> dict:
+    """Per one-image layout, a call that runs its forward product as time_one_image says."""
+    Og, K, P = geo["Og"], geo["K"], geo["OH"] * geo["OW"]
+    rng = np.random.default_rng(0)
+    dt = np.dtype(dtype)
+    w = rng.standard_normal((Og, K)).astype(dt)
+    cols = rng.standard_normal((K, P)).astype(dt)
+    cols_copy = np.empty_like(cols)
+    y, yt, nchw = np.empty((Og, P), dt), np.empty((P, Og), dt), np.empty((Og, P), dt)
+    channel_major, pixel_major = _gemm_call(w, cols, y, False, False), _gemm_call(cols, w, yt, True, True)
+    im2col = (lambda: None) if identity_window(geo) else (lambda: np.copyto(cols_copy, cols))
+    calls = {"one_image": lambda: (im2col(), channel_major(), np.copyto(nchw, y)),
+             "one_image_t": lambda: (im2col(), pixel_major(), np.copyto(nchw, yt.T))}
+    if direct_eligible(geo, dtype):
+        from codegen.llvm.conv_direct import compiled_core
+        win = window_of(geo)
+        x, x_copy = rng.standard_normal(win.elements()).astype(dt), np.empty(win.elements(), dt)
+        direct = compiled_core(win)
+        calls["one_image_direct"] = lambda: (np.copyto(x_copy, x), direct(x_copy, w, y), np.copyto(nchw, y))
+    return calls
 
 
 def _example_calls(w, cols, gy, products):

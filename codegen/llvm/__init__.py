@@ -5,7 +5,7 @@ for the host CPU -> one native entry point.
     rc = compiled.entry(bufs_pointer_array_address, sizes_array_address)
 
 Files: irtypes (types), scalar + mathfns (the scalar-op table), loops (function
-builder), kernel (LoopKernel), matmul (BLAS calls), entry (schedule, threads,
+builder), kernel (LoopKernel), matmul (BLAS calls), conv_direct (direct convolutions), entry (schedule, threads,
 numerics checks), target (LLVM pipeline, object code, asm), symbols (the names the
 runtime looks up), loaded + elf_loader (object code mapped into the process). Object
 code is cached on disk by codegen.cache. Loading stored object code (`load_program`,

@@ -18,6 +18,9 @@ not fit there (the 7x7 stem's 64 x 112 x 112, the 256 x 56 x 56 expand layers).
 Each chunk re-packs only the weights (rows x k), which a part of columns re-packs
 anyway.
 
+A direct convolution (kern.window, codegen/llvm/conv_direct.py) is cut along its
+rows (output channels) only, each part its kernel then its epilogue.
+
 Fused only where exact: static rows (a convolution's output channels), the
 epilogue reads the product at its own point only
 (passes/coalesce.acc_as_load), its loop domain is (rows, columns) once the spatial
@@ -44,7 +47,7 @@ def fused_epilogue(program, kern):
     rows = kern.axes("m")
     if not kern.own_threads or kern.epilogue is None or kern.batch or len(rows) != 1 or not isinstance(rows[0], int):
         return None
-    if not splits_columns(program, kern):
+    if kern.window is None and not splits_columns(program, kern):
         return None
     outer = kern.epilogue_domain()
     stages = acc_as_load(program, outer, [kern.epilogue], kern.out)
@@ -72,6 +75,12 @@ def emit_fused_product(fb: FnBuilder, base, kern, fused, launch) -> None:
     module, program, syms = fb.module, fb.program, fb.symbols
     outer, stages = fused
     b = fb.b
+    if kern.window is not None:     # a direct convolution (conv_direct.py) splits by rows only
+        launch(_part_function(module, base + "_fused_rows", program, syms,
+                              emit_matmul_function(module, base, program, syms, kern),
+                              emit_loop_function(module, base + "_epi_rows", program, syms, outer, stages)),
+               fb.numel(kern.axes("m")))
+        return
     by_rows = _part_function(module, base + "_fused_rows", program, syms,
                              emit_matmul_function(module, base, program, syms, kern),
                              emit_loop_function(module, base + "_epi_rows", program, syms, outer, stages))

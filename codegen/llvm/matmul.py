@@ -25,6 +25,7 @@ from nngraph.types import is_float, np_dtype
 from passes.program import MatmulKernel
 
 from . import blas
+from .conv_direct import emit_direct_function
 from .gemv import blas_decl, emit_gemv_call, gemv_side
 from .irtypes import I8, I8P, I32, I64, i64, value_type
 from .loops import FnBuilder
@@ -78,12 +79,16 @@ def split_axis(program, kern: MatmulKernel) -> tuple:
 def splits_columns(program, kern: MatmulKernel) -> bool:
     """True when the product is one BLAS call (float, not batched or batch folded
     into M), so it may also be cut along its output columns."""
-    return is_float(program.buffers[kern.out].dtype) and (folds(program, kern) or not kern.batch)
+    return (kern.window is None and is_float(program.buffers[kern.out].dtype)
+            and (folds(program, kern) or not kern.batch))
 
 
 def emit_matmul_function(module, name, program, symbols, kern: MatmulKernel, columns=False):
     """`void mm(bufs, sizes, lo, hi, extra)`: the product for split_axis range [lo, hi),
-    or with columns=True (splits_columns only) for output columns [lo, hi)."""
+    or with columns=True (splits_columns only) for output columns [lo, hi). A direct
+    convolution (kern.window) runs conv_direct.py's kernel over its rows instead."""
+    if kern.window is not None:
+        return emit_direct_function(module, name, program, symbols, kern)
     fb = FnBuilder(module, name, [I64, I64, I8P], program=program, symbols=symbols)
     dt = program.buffers[kern.out].dtype
     for x in (kern.a, kern.b):

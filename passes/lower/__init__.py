@@ -12,6 +12,7 @@
 | `reduce.py` | sum, max, min, argmax as reduce stages |
 | `matmul.py` | matmul as a MatmulKernel with an epilogue |
 | `conv.py` | conv2d and its gradients: im2col / col2im around MatmulKernels |
+| `conv_direct.py` | the phase-split, zero-padded copy of x that a direct convolution reads |
 | `pool.py` | max/avg pooling, the max selection and the pooling gradients |
 | `collective.py` | all_reduce: buckets of packed buffers whose parts the operands' own kernels write, a start and a wait AllReduceKernel per bucket, pack/unpack kernels only where needed; `phase_order` |
 | `gather.py` | take and check_index (value rules), scatter_add (an accumulating kernel) |

@@ -35,6 +35,8 @@ from __future__ import annotations
 from nngraph.types import TensorType
 
 from ..program import MatmulKernel, Store
+from ..direct_window import window_of
+from .conv_direct import emit_phase_copy
 from .conv_layout import is_one_image, make_layout
 from .registry import lowering
 from .window import UNROLL_TAPS, const, in_range, masked_value, range_mask
@@ -82,7 +84,7 @@ def _products(ctx, geo, dtype) -> tuple:
     return tuple(op for op in CONV_OPS if op in ops)
 
 
-def _is_identity_window(geo) -> bool:
+def identity_window(geo) -> bool:
     """Is cols x itself: one example, 1x1 filter, stride 1, no padding?"""
     return (isinstance(geo["N"], int) and geo["N"] == 1 and geo["KH"] == geo["KW"] == 1
             and geo["sh"] == geo["sw"] == 1 and geo["pt"] == geo["pl"] == 0
@@ -107,7 +109,7 @@ def _im2col(ctx, n, x, lay, dtype):
 
 def _im2col_buffer(ctx, n, x, lay, dtype):
     geo = lay.geo
-    if _is_identity_window(geo):
+    if identity_window(geo):
         return ctx.view(ctx.operand_buffer(x, dtype), lay.matrix(geo["K"]))
     cols = ctx.add_buffer("cols", TensorType(dtype, lay.cols_shape()), "temp", n)
     domain, (a_row, a_n, a_oh, a_ow) = lay.im2col_axes()
@@ -163,12 +165,16 @@ def lower_conv2d(ctx, n):
     dt = n.dtype
     lay = _layout(ctx, geo, dt)
     G, Og, K = geo["G"], geo["Og"], geo["K"]
-    cols = _im2col(ctx, n, x, lay, dt)
     frontier = ctx.plan.epilogue.get(id(n), [n])
     stores, base = ctx.epilogue_output(n, frontier)
-    if lay.name == "one_image_t":
-        _pixel_major_conv2d(ctx, n, ctx.view(ctx.operand_buffer(w, dt), (Og, K)), cols, lay, frontier, stores)
+    if lay.name == "one_image_direct":
+        _direct_conv2d(ctx, n, x, ctx.view(ctx.operand_buffer(w, dt), (Og, K)), lay, frontier, stores, base)
         return
+    if lay.name == "one_image_t":
+        _pixel_major_conv2d(ctx, n, ctx.view(ctx.operand_buffer(w, dt), (Og, K)), _im2col(ctx, n, x, lay, dt), lay,
+                            frontier, stores)
+        return
+    cols = _im2col(ctx, n, x, lay, dt)
     wv = ctx.view(ctx.operand_buffer(w, dt), (G, Og, K))
     shape = lay.matrix(Og)
     direct = base is not None and lay.writes_nchw()
@@ -196,6 +202,27 @@ def _pixel_major_conv2d(ctx, n, wv, cols, lay, frontier, stores):
     g = ctx.new_group((P, Og), kern)
     ctx.note_writes(g, {bb for _, bb in stores} | {out})
     loads = {wv, cols} | ctx.emit_epilogue(g, n, frontier, lay.nchw_index)
+    g.members = list(frontier)
+    ctx.note_reads(g, loads)
+
+
+def _direct_conv2d(ctx, n, x, wv, lay, frontier, stores, base):
+    """The one-image product computed directly (conv_layout "one_image_direct"): a
+    MatmulKernel whose b is the phase-split copy of x and whose `window` says so
+    (passes/direct_window.py), writing NCHW y (or a temp its epilogue reads)."""
+    geo = lay.geo
+    win = window_of(geo)
+    copy = emit_phase_copy(ctx, n, x, geo, win, n.dtype)
+    shape = (geo["Og"], geo["OH"], geo["OW"])
+    direct = base is not None
+    out = ctx.view(base, shape) if direct else ctx.add_buffer("t_conv", TensorType(n.dtype, shape), "temp", n)
+    kern = MatmulKernel("k_conv2d", wv, copy, out, (), geo["Og"], (geo["OH"], geo["OW"]), geo["K"],
+                        source=f"conv2d {n.type}@{n.where}", own_threads=True, window=win)
+    g = ctx.new_group(shape, kern)
+    ctx.note_writes(g, {bb for _, bb in stores} | {out})
+    loads = {wv, copy}
+    if not direct or frontier != [n] or len(stores) > 1:
+        loads |= ctx.emit_epilogue(g, n, frontier, lay.nchw_index)
     g.members = list(frontier)
     ctx.note_reads(g, loads)
 

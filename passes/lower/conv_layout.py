@@ -31,13 +31,19 @@ filter gradient faster as one call), so the choice is made by a measurement
   dimension is the channels (512, 2048): MKL on an AVX-512 Xeon ran ResNet-50's
   512 x 4608 x 49 product in 1762 us instead of 2101.
 
+- ``"one_image_direct"`` (one image, one group, float32, a window of more than one
+  point, a graph with only the forward product at this geometry, chosen by
+  measurement on target="cpu"): no im2col; the product [Og, OH, OW] is computed
+  directly from a phase-split, zero-padded copy of x (passes/direct_window.py,
+  codegen/llvm/conv_direct.py), its epilogue as the channel-major product's.
+
 In all, row g*K + k of cols is c*KH*KW + tap (c = g*Cg + k // (KH*KW)), and a point
 of a product's column dimension is (n, oh, ow) in the layout's own order.
 """
 from __future__ import annotations
 
 LAYOUTS = ("batch", "example")
-ONE_IMAGE_LAYOUTS = ("one_image", "one_image_t")
+ONE_IMAGE_LAYOUTS = ("one_image", "one_image_t", "one_image_direct")
 
 
 class _Layout:
@@ -156,6 +162,13 @@ class OneImagePixelMajor(OneImage):
         return (body.iconst(0), o, body.ifloordiv(p, width), body.imod(p, width))
 
 
+class OneImageDirect(OneImage):
+    """The one-image product computed directly from a phase-split copy of x
+    ("one_image_direct" above; passes/direct_window.py): the product's points are
+    NCHW y's, as OneImage's."""
+    name = "one_image_direct"
+
+
 def is_one_image(geo) -> bool:
     """One example (a static batch of one) and one group: the OneImage layout."""
     return isinstance(geo["N"], int) and geo["N"] == 1 and geo["G"] == 1
@@ -163,7 +176,7 @@ def is_one_image(geo) -> bool:
 
 def make_layout(name: str, geo):
     if is_one_image(geo):
-        return OneImagePixelMajor(geo) if name == "one_image_t" else OneImage(geo)
+        return {"one_image_t": OneImagePixelMajor, "one_image_direct": OneImageDirect}.get(name, OneImage)(geo)
     if name == "batch":
         return WholeBatch(geo)
     if name == "example":

@@ -142,26 +142,42 @@ def test_one_image_inference_is_timed_between_its_orientations(fresh, monkeypatc
 
 
 def test_timing_one_image_gives_a_choice_and_its_numbers(monkeypatch):
-    """Pixel-major where it wins most rounds and has the best time: with calls faked
-    to take 2 s (channel-major) against 1 s or 3 s (pixel-major), 3 s in most rounds,
-    channel-major stays; pixel-major at 1 s in all but one round wins."""
+    """Another layout than channel-major where it beats it in most rounds and in its
+    best time, the better of two such: with calls faked to take 2 s (channel-major)
+    against the pixel-major and direct times below, channel-major stays while the
+    others lose most rounds; one that wins most rounds is chosen over one with a
+    single fast round."""
+    import codegen.llvm.conv_direct as conv_direct
     got = conv_choice.time_one_image(dict(GEO, N=1), "float32")
-    assert got["choice"] in ("one_image", "one_image_t") and min(got["one_image_s"], got["one_image_t_s"]) > 0
-    if got["choice"] == "one_image_t":
-        assert got["one_image_t_s"] < got["one_image_s"]
-    for pixel_major, choice in (([1.0, 3.0, 3.0, 3.0, 3.0], "one_image"), ([1.0, 1.0, 3.0, 1.0, 1.0], "one_image_t")):
+    assert got["choice"] in conv_choice.ONE_IMAGE_LAYOUTS
+    assert min(got["one_image_s"], got["one_image_t_s"], got["one_image_direct_s"]) > 0
+    assert got[got["choice"] + "_s"] <= got["one_image_s"]
+    assert "one_image_direct_s" not in conv_choice.time_one_image(dict(GEO, N=1), "float64")
+    slow = [3.0] * 5
+    for pixel_major, direct, choice in (([1.0, 3.0, 3.0, 3.0, 3.0], slow, "one_image"),
+                                        ([1.0, 1.0, 3.0, 1.0, 1.0], slow, "one_image_t"),
+                                        ([1.5] * 5, [1.0, 1.0, 3.0, 1.0, 1.0], "one_image_direct"),
+                                        ([0.5, 3.0, 3.0, 3.0, 3.0], [1.0] * 5, "one_image_direct"),
+                                        ([1.5] * 5, [1.0, 1.8, 1.9, 1.7, 1.6], "one_image_direct")):
         now = {"t": 0.0}
-        steps = {False: iter([2.0] * 5), True: iter(pixel_major)}   # seconds per call, by trans_a
+        steps = {False: iter([2.0] * 5), True: iter(pixel_major), "direct": iter(direct)}
 
         def fake_gemm(a, b, c, trans_a, trans_b, steps=steps, now=now):
             def call():
                 now["t"] += next(steps[trans_a])
             return call
+
+        def fake_core(win, steps=steps, now=now):
+            def call(x, w, y):
+                now["t"] += next(steps["direct"])
+            return call
         monkeypatch.setattr(conv_choice, "_gemm_call", fake_gemm)
+        monkeypatch.setattr(conv_direct, "compiled_core", fake_core)
         monkeypatch.setattr(conv_choice, "time", types.SimpleNamespace(perf_counter=lambda now=now: now["t"]))
         monkeypatch.setattr(conv_choice, "BUDGET_S", 1e9)
         got = conv_choice.time_one_image(dict(GEO, N=1), "float32")
-        assert (got["one_image_s"], got["one_image_t_s"], got["choice"]) == (2.0, 1.0, choice)
+        assert (got["one_image_s"], got["one_image_t_s"], got["one_image_direct_s"], got["choice"]) == \
+            (2.0, min(pixel_major), min(direct), choice)
 
 
 @pytest.mark.parametrize("pick,product", [("one_image", "@out0_view[4,6*6]"), ("one_image_t", "@t_conv[36,4]")])

@@ -1,0 +1,275 @@
+"""A one-image float32 convolution computed directly from its (padded, phase-split)
+input, without im2col: a register-blocked kernel emitted as LLVM IR.
+
+Why: at batch 1 the im2col + GEMM path writes and re-reads a window matrix KH*KW
+times the input's size (7.2 MB for a ResNet-50 3x3 layer at 56x56, over the L2
+cache), and the BLAS's panels of 16-float columns run part empty at small spatial
+sizes. Reading the input in place costs neither.
+
+The input is the layer's DirectWindow buffer (passes/lower/conv_direct.py): per
+input channel, sh x sw phase planes of Hq x Wq (plane (a, b) holds the zero-padded
+input's rows a, a+sh, ... and columns b, b+sw, ...), so that for any stride an
+output point q = oh * Wq + ow of a flattened plane reads, at tap (kh, kw), the
+element q + (a constant of the tap) of one plane: consecutive outputs read
+consecutive inputs, and one unaligned vector load serves `lanes` output points.
+Points with ow >= OW (the plane's last columns) are computed and dropped.
+
+The kernel's tile is R output channels x T vectors of consecutive flattened points
+(R*T accumulators in registers): per input channel and tap, T vector loads of the
+input and R broadcast weights (read in place, OIHW: each weight row is contiguous
+per input channel, so the R rows stay in L1 across taps), R*T multiply-adds.
+tile_shape derives R and T from the host's vector registers (32 with AVX-512, 16
+with AVX2). The tile's results are stored compacted to NCHW [Co, OH*OW] with masked
+stores (a vector of flattened points spans up to (lanes-1)//Wq + 2 output rows).
+
+`f(bufs, sizes, lo, hi, extra)` computes output channels [lo, hi): the same
+signature and split as matmul.py's product over its rows, so conv_gemm.py's fused
+epilogue and entry.py's thread split treat it as they treat a BLAS product.
+"""
+from __future__ import annotations
+
+import llvmlite.ir as ir
+import numpy as np
+
+from codegen.host import host_facts
+
+from .irtypes import F32, I1, I32, I64, VOID, i64
+from .loops import FnBuilder
+
+I8P_ = ir.PointerType(ir.IntType(8))
+F32P = ir.PointerType(F32)
+
+
+def vector_registers(vector_bits: int) -> int:
+    """Architectural vector registers of the widest vectors: 32 with AVX-512, else 16."""
+    return 32 if vector_bits >= 512 else 16
+
+
+def tile_shape(vector_bits: int) -> tuple:
+    """(R output channels, T point vectors) of a tile: R a power of two (channel counts
+    are), R*T accumulators + T input vectors + one broadcast weight within the vector
+    registers, the most multiply-adds per load (R*T / (R+T)), then the most
+    accumulators. AVX-512 (32 registers): (4, 6); AVX2 (16): (4, 3)."""
+    regs = vector_registers(vector_bits)
+    best = None
+    for r in (1, 2, 4, 8, 16):
+        t = (regs - 1) // (r + 1)
+        if t < 1:
+            continue
+        score = (r * t / (r + t), r * t)
+        if best is None or score > best[0]:
+            best = (score, (r, t))
+    return best[1]
+
+
+def lanes_of(vector_bits: int) -> int:
+    return max(1, vector_bits // 32)
+
+
+def emit_direct_function(module, name, program, symbols, kern):
+    """`void f(bufs, sizes, lo, hi, extra)`: kern's direct convolution (kern.window) for
+    output channels [lo, hi)."""
+    bits = host_facts().vector_bits
+    if lanes_of(bits) > kern.window.lanes:
+        raise NotImplementedError(f"{kern.name}: {lanes_of(bits)}-lane vectors read past the direct "
+                                  f"convolution's copy, whose slack covers {kern.window.lanes}")
+    core = emit_direct_core(module, name + "_core", kern.window, bits)
+    fb = FnBuilder(module, name, [I64, I64, I8P_], program=program, symbols=symbols)
+    lo, hi, _ = fb.args
+    fb.b.call(core, [fb.ptr(kern.b), fb.ptr(kern.a), fb.ptr(kern.out), lo, hi])
+    fb.b.ret_void()
+    return fb.finish()
+
+
+def emit_direct_core(module, name, win, vector_bits):
+    """`void core(float* x, float* w, float* y, i64 lo, i64 hi)`: y[lo:hi] of the window
+    `win` (a DirectWindow), x its phase-split input, w [Co, C*KH*KW]."""
+    R, T = tile_shape(vector_bits)
+    V = lanes_of(vector_bits)
+    fn = ir.Function(module, ir.FunctionType(VOID, [F32P, F32P, F32P, I64, I64]), name)
+    fn.linkage = "internal"
+    _pointer_attributes(fn)
+    x, w, y, lo, hi = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    vectors = -(-win.flat_points() // V)
+    full, rest = divmod(vectors, T)
+    tiles = {(r, t): None for r in range(1, R + 1) for t in {T, rest} - {0}}
+    for key in tiles:
+        tiles[key] = _emit_tile(module, f"{name}_t{key[0]}x{key[1]}", win, V, *key)
+    blocks = b.sdiv(b.sub(hi, lo), i64(R))
+    with _loop(b, i64(0), blocks, "blk") as j:
+        _row_tiles(b, tiles, R, T, full, rest, V, x, w, y, b.add(lo, b.mul(j, i64(R))))
+    left = b.sub(hi, b.add(lo, b.mul(blocks, i64(R))))
+    co0 = b.sub(hi, left)
+    for r in range(1, R):
+        with b.if_then(b.icmp_signed("==", left, i64(r))):
+            _row_tiles(b, tiles, r, T, full, rest, V, x, w, y, co0)
+    b.ret_void()
+    return fn
+
+
+def _pointer_attributes(fn):
+    for k in range(3):
+        fn.args[k].add_attribute("noalias")
+
+
+def _row_tiles(b, tiles, r, T, full, rest, V, x, w, y, co0):
+    """Every tile of r output channels from co0: `full` tiles of T vectors, then one of
+    `rest` vectors."""
+    with _loop(b, i64(0), i64(full), "tile") as q:
+        b.call(tiles[(r, T)], [x, w, y, co0, b.mul(q, i64(T * V))])
+    if rest:
+        b.call(tiles[(r, rest)], [x, w, y, co0, i64(full * T * V)])
+
+
+class _loop:
+    """for (i = lo; i < hi; i++) on a plain IRBuilder (the core has no FnBuilder)."""
+
+    def __init__(self, b, lo, hi, name):
+        self.b, self.lo, self.hi, self.name = b, lo, hi, name
+
+    def __enter__(self):
+        b = self.b
+        fn = b.function
+        self.pre = b.block
+        self.head = fn.append_basic_block(self.name + "_head")
+        body = fn.append_basic_block(self.name + "_body")
+        self.end = fn.append_basic_block(self.name + "_end")
+        b.branch(self.head)
+        b.position_at_end(self.head)
+        self.i = b.phi(I64, name=self.name)
+        self.i.add_incoming(self.lo, self.pre)
+        b.cbranch(b.icmp_signed("<", self.i, self.hi), body, self.end)
+        b.position_at_end(body)
+        return self.i
+
+    def __exit__(self, *exc):
+        b = self.b
+        self.i.add_incoming(b.add(self.i, i64(1), flags=["nsw", "nuw"]), b.block)
+        b.branch(self.head)
+        b.position_at_end(self.end)
+        return False
+
+
+def _fma(module, t):
+    return _declare(module, f"llvm.fma.v{t.count}f32", t, [t, t, t])
+
+
+def _declare(module, fname, ret, args):
+    f = module.globals.get(fname)
+    if f is None:
+        f = ir.Function(module, ir.FunctionType(ret, args), fname)
+    return f
+
+
+def _emit_tile(module, name, win, V, R, T):
+    """`void tile(x, w, y, co0, q0)`: output channels [co0, co0+R) at flattened points
+    [q0, q0 + T*V): accumulate over channels and taps, then store (compacted)."""
+    vt = ir.VectorType(F32, V)
+    fn = ir.Function(module, ir.FunctionType(VOID, [F32P, F32P, F32P, I64, I64]), name)
+    fn.linkage = "internal"
+    _pointer_attributes(fn)
+    x, w, y, co0, q0 = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    fma = _fma(module, vt)
+    K = win.C * win.KH * win.KW
+    wrow = b.gep(w, [b.mul(co0, i64(K))])
+    xq = b.gep(x, [q0])
+    zero = ir.Constant(vt, [0.0] * V)
+    pre = b.block
+    loop = fn.append_basic_block("ci")
+    done = fn.append_basic_block("store")
+    b.branch(loop)
+    b.position_at_end(loop)
+    ci = b.phi(I64, "c")
+    ci.add_incoming(i64(0), pre)
+    acc = [[b.phi(vt, f"a{r}_{t}") for t in range(T)] for r in range(R)]
+    for row in acc:
+        for a in row:
+            a.add_incoming(zero, pre)
+    xc = b.gep(xq, [b.mul(ci, i64(win.channel_stride()))])
+    wc = b.gep(wrow, [b.mul(ci, i64(win.KH * win.KW))])
+    cur = [list(row) for row in acc]
+    for tap, off in enumerate(win.tap_offsets()):
+        xs = [_load_vector(b, b.gep(xc, [i64(off + t * V)]), vt) for t in range(T)]
+        for r in range(R):
+            s = b.load(b.gep(wc, [i64(r * K + tap)]))
+            splat = b.shuffle_vector(b.insert_element(ir.Constant(vt, ir.Undefined), s, ir.Constant(I32, 0)),
+                                     ir.Constant(vt, ir.Undefined), ir.Constant(ir.VectorType(I32, V), [0] * V))
+            for t in range(T):
+                cur[r][t] = b.call(fma, [xs[t], splat, cur[r][t]])
+    nxt = b.add(ci, i64(1))
+    for r in range(R):
+        for t in range(T):
+            acc[r][t].add_incoming(cur[r][t], b.block)
+    ci.add_incoming(nxt, b.block)
+    b.cbranch(b.icmp_signed("<", nxt, i64(win.C)), loop, done)
+    b.position_at_end(done)
+    for r in range(R):
+        yr = b.gep(y, [b.mul(b.add(co0, i64(r)), i64(win.OH * win.OW))])
+        for t in range(T):
+            _store_compacted(b, cur[r][t], yr, b.add(q0, i64(t * V)), win, V)
+    b.ret_void()
+    return fn
+
+
+def _load_vector(b, p, vt):
+    return b.load(b.bitcast(p, vt.as_pointer()), align=4)
+
+
+def _store_compacted(b, v, yrow, qs, win, V):
+    """Store the vector of flattened points [qs, qs+V) of one output channel to NCHW
+    (row oh of the plane -> row oh of y): one masked store per output row it spans."""
+    vt = v.type
+    it = ir.VectorType(I64, V)
+    mt = ir.VectorType(I1, V)
+    store = _declare(b.module, f"llvm.masked.store.v{V}f32.p0v{V}f32", VOID,
+                     [vt, vt.as_pointer(), I32, mt])
+    lane = b.add(_splat(b, qs, it), ir.Constant(it, list(range(V))))
+    oh0 = b.sdiv(qs, i64(win.Wq))
+    for k in range((V - 1) // win.Wq + 2):
+        oh = b.add(oh0, i64(k))
+        start = b.mul(oh, i64(win.Wq))
+        first = b.icmp_signed(">=", lane, _splat(b, start, it))
+        last = b.icmp_signed("<", lane, _splat(b, b.add(start, i64(win.OW)), it))
+        inside = b.and_(first, last)
+        live = b.and_(inside, _splat(b, b.icmp_signed("<", oh, i64(win.OH)), mt))
+        base = b.gep(yrow, [b.sub(qs, b.mul(oh, i64(win.Wq - win.OW)))])
+        b.call(store, [v, b.bitcast(base, vt.as_pointer()), ir.Constant(I32, 4), live])
+
+
+def _splat(b, s, vt):
+    one = b.insert_element(ir.Constant(vt, ir.Undefined), s, ir.Constant(I32, 0))
+    return b.shuffle_vector(one, ir.Constant(vt, ir.Undefined), ir.Constant(ir.VectorType(I32, vt.count), [0] * vt.count))
+
+
+def compiled_core(win, vector_bits=None):
+    """`f(x, w, y, lo=0, hi=None)` on NumPy float32 arrays: the core for window `win`
+    (vectors of `vector_bits`, default the host's) over output channels [lo, hi),
+    compiled on its own (runtime/conv_choice.py times it; the tests check it)."""
+    import ctypes
+
+    from . import target
+    module = ir.Module(name="conv_direct")
+    module.triple = target.triple()
+    module.data_layout = target.data_layout()
+    fn = emit_direct_core(module, "nngraph_conv_direct", win, vector_bits or host_facts().vector_bits)
+    fn.linkage = "external"
+    engine = target.mcjit_engine(target.emit_object(target.optimize(str(module))))
+    ptr = ctypes.POINTER(ctypes.c_float)
+    core = ctypes.CFUNCTYPE(None, ptr, ptr, ptr, ctypes.c_int64, ctypes.c_int64)(
+        engine.get_function_address("nngraph_conv_direct"))
+
+    def call(x, w, y, lo=0, hi=None):
+        co = y.shape[0]
+        hi = co if hi is None else hi
+        for what, a, n in (("x", x, win.elements()), ("w", w, co * win.C * win.KH * win.KW),
+                           ("y", y, co * win.OH * win.OW)):
+            if a.dtype != np.float32 or not a.flags.c_contiguous or a.size != n:
+                raise ValueError(f"direct convolution: {what} must be a C-contiguous float32 array of {n} "
+                                 f"elements, got {a.dtype} {a.shape}")
+        if not 0 <= lo <= hi <= co:
+            raise ValueError(f"direct convolution: output channels [{lo}, {hi}) outside [0, {co})")
+        core(x.ctypes.data_as(ptr), w.ctypes.data_as(ptr), y.ctypes.data_as(ptr), lo, hi)
+    call.engine = engine        # the code lives as long as the call
+    return call
