@@ -120,10 +120,12 @@ def _shape_key(geo, dtype, products) -> str:
 def _one_image_key(geo, dtype) -> str:
     """The cache key of a one-image layer's orientation or direct kernel (time_one_image:
     the direct kernel's code depends on the vector width, which NNGRAPH_CPU_FEATURES
-    may narrow, and on its window)."""
+    may narrow, its tile and its window)."""
     from codegen.host import host_facts
+    from codegen.llvm.conv_direct import tile_shape
+    bits = host_facts().vector_bits
     window = f" {geo['KH']}x{geo['KW']}/{geo['sh']}x{geo['sw']}:{geo['dh']}x{geo['dw']} OW={geo['OW']}"
-    return (_shape_key(geo, dtype, ("conv2d",)) + window + f" {host_facts().vector_bits}-bit"
+    return (_shape_key(geo, dtype, ("conv2d",)) + window + f" {bits}-bit tile %dx%d" % tile_shape(bits)
             + " orientation or direct by votes")
 
 
