@@ -185,7 +185,12 @@ def time_one_image(geo: dict, dtype: str) -> dict:
     """{"choice", "<layout>_s"...}: seconds of one image's forward product in each
     orientation (and computed directly where it can be) plus a pass over its output
     to NCHW as its epilogue makes (a contiguous copy, or a transposing one),
-    interleaved, best of ROUNDS. The products from im2col's matrix also pay a copy of
+    interleaved, best of ROUNDS, in this thread's CPU time (every call runs on this
+    thread: the BLAS on one thread, as each thread's part of a one-image product
+    calls it, the direct kernel, the copies), which a busy
+    machine's preemptions do not inflate as they do the wall time (under a load of 16
+    on 2 cores, wall times of a 1.5 ms product read 2.5-250 ms and reversed choices).
+    The products from im2col's matrix also pay a copy of
     that matrix's size (what im2col writes, a lower bound of its time) unless it is x
     itself (passes/lower/conv.py: identity_window), the direct
     kernel (codegen/llvm/conv_direct.py) a copy of its phase-split input's. Another
@@ -198,9 +203,9 @@ def time_one_image(geo: dict, dtype: str) -> dict:
     start = time.perf_counter()
     for _ in range(ROUNDS):
         for name, call in calls.items():
-            t = time.perf_counter()
+            t = time.thread_time()
             call()
-            seen[name].append(time.perf_counter() - t)
+            seen[name].append(time.thread_time() - t)
         if time.perf_counter() - start > BUDGET_S:
             break
     base = seen["one_image"]
@@ -220,7 +225,8 @@ def _one_image_calls(geo: dict, dtype: str) -> dict:
     cols = rng.standard_normal((K, P)).astype(dt)
     cols_copy = np.empty_like(cols)
     y, yt, nchw = np.empty((Og, P), dt), np.empty((P, Og), dt), np.empty((Og, P), dt)
-    channel_major, pixel_major = _gemm_call(w, cols, y, False, False), _gemm_call(cols, w, yt, True, True)
+    channel_major = _gemm_call(w, cols, y, False, False, one_thread=True)
+    pixel_major = _gemm_call(cols, w, yt, True, True, one_thread=True)
     im2col = (lambda: None) if identity_window(geo) else (lambda: np.copyto(cols_copy, cols))
     calls = {"one_image": lambda: (im2col(), channel_major(), np.copyto(nchw, y)),
              "one_image_t": lambda: (im2col(), pixel_major(), np.copyto(nchw, yt.T))}
@@ -268,9 +274,10 @@ def _batch_calls(w, cols, gy, products):
     return calls
 
 
-def _gemm_call(a, b, c, trans_a, trans_b):
+def _gemm_call(a, b, c, trans_a, trans_b, one_thread=False):
     """c = op(a) @ op(b) (row-major) through the BLAS the generated code calls, with its
-    thread rule (one BLAS thread below BLAS_THREAD_WORK multiply-adds): a closure."""
+    thread rule (one BLAS thread below BLAS_THREAD_WORK multiply-adds; always with
+    one_thread, as the parts of a one-image product run): a closure."""
     from codegen.llvm import blas
     from codegen.llvm.blas_call import row_major_gemm
     from codegen.llvm.matmul import BLAS_THREAD_WORK
@@ -278,7 +285,7 @@ def _gemm_call(a, b, c, trans_a, trans_b):
     n = b.shape[0] if trans_b else b.shape[1]
     gemm, set_threads = _blas_functions(a.dtype.name)
     product = row_major_gemm(gemm, a, b, c, trans_a, trans_b)
-    if m * n * k >= BLAS_THREAD_WORK:
+    if m * n * k >= BLAS_THREAD_WORK and not one_thread:
         return product
 
     def call():

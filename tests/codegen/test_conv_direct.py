@@ -252,3 +252,24 @@ def test_the_tile_fits_the_vector_registers():
     inner = max(blocks, key=lambda blk: blk.count("vfmadd"))
     spills = [ln for ln in inner.splitlines() if "(%rsp)" in ln and "mm" in ln]
     assert inner.count("vfmadd") >= 9 * 8 and 50 * len(spills) < inner.count("vfmadd"), inner
+
+
+def test_a_stored_program_keeps_its_window(monkeypatch):
+    """The compile cache stores the Program (passes/program_codec.py): a direct
+    product's window comes back equal, and the decoded Program runs the same."""
+    from passes.lowering import to_program
+    from passes.program_codec import decode_program, encode_program
+    from passes.program_interpreter import run_program
+    from runtime import conv_choice
+    monkeypatch.setenv("NNGRAPH_CONV_LAYOUT", "direct")
+    ins, y, vals = _block(np.random.default_rng(9))
+    fn = ng.compile(ins, y, target="cpu")
+    program = to_program(fn.graph, 2, conv_choice.conv_choice_for("cpu"))
+    back = decode_program(*encode_program(program))
+    windows = [k.window for k in back.schedule if isinstance(k, MatmulKernel) and k.window is not None]
+    assert windows == [k.window for k in program.schedule if isinstance(k, MatmulKernel) and k.window is not None]
+    assert len(windows) == 1 and isinstance(windows[0], DirectWindow)
+    params = [p.value for p in fn.params]
+    (want,), _ = run_program(program, list(vals), params, {}, False)
+    (got,), _ = run_program(back, list(vals), params, {}, False)
+    np.testing.assert_array_equal(got, want)

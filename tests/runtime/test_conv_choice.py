@@ -162,7 +162,7 @@ def test_timing_one_image_gives_a_choice_and_its_numbers(monkeypatch):
         now = {"t": 0.0}
         steps = {False: iter([2.0] * 5), True: iter(pixel_major), "direct": iter(direct)}
 
-        def fake_gemm(a, b, c, trans_a, trans_b, steps=steps, now=now):
+        def fake_gemm(a, b, c, trans_a, trans_b, one_thread=False, steps=steps, now=now):
             def call():
                 now["t"] += next(steps[trans_a])
             return call
@@ -173,7 +173,8 @@ def test_timing_one_image_gives_a_choice_and_its_numbers(monkeypatch):
             return call
         monkeypatch.setattr(conv_choice, "_gemm_call", fake_gemm)
         monkeypatch.setattr(conv_direct, "compiled_core", fake_core)
-        monkeypatch.setattr(conv_choice, "time", types.SimpleNamespace(perf_counter=lambda now=now: now["t"]))
+        clock = (lambda now=now: now["t"])
+        monkeypatch.setattr(conv_choice, "time", types.SimpleNamespace(perf_counter=clock, thread_time=clock))
         monkeypatch.setattr(conv_choice, "BUDGET_S", 1e9)
         got = conv_choice.time_one_image(dict(GEO, N=1), "float32")
         assert (got["one_image_s"], got["one_image_t_s"], got["one_image_direct_s"], got["choice"]) == \
