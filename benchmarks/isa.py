@@ -41,6 +41,7 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))      # the repository: nngraph's rules (codegen/) are asked, not copied
 ISAS = ("native", "avx2")
 FRAMEWORKS = ("nngraph", "numpy", "torch", "jax", "pytensor", "onnxruntime")
 EMULATION_NOTE = ("ISA avx2: every framework held to AVX2+FMA code paths on this CPU. An emulation on "
@@ -50,7 +51,6 @@ AVX2_GCC_ARCH = "haswell"    # the x86-64-v3 level: AVX2, FMA, BMI2, no AVX-512
 
 def openblas_core_type() -> str:
     """OpenBLAS's AVX2 core type for this CPU's vendor (nngraph's own rule)."""
-    sys.path.insert(0, os.path.dirname(HERE))
     from codegen.host import cpuinfo
     from codegen.llvm.blas import host_core_type
     return host_core_type(256, cpuinfo().get("vendor_id", ""))
