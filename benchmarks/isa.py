@@ -241,10 +241,11 @@ def verbose_isa(text: str) -> list:
     return out
 
 
-def probe(framework: str, isa: str) -> dict:
+def probe(framework: str, isa: str, base=None) -> dict:
     """{"framework", "status": "capped" | "partial" | "not capped" | "not verified", "detail"}
-    from a process of its own with `framework`'s environment under `isa`."""
-    env = dict(framework_env(framework, isa), **VERBOSE.get(framework, {}))
+    from a process of its own with `framework`'s environment under `isa` (from `base`,
+    default this process's: give it the benchmark's cache directory to see its BLAS choice)."""
+    env = dict(framework_env(framework, isa, base), **VERBOSE.get(framework, {}))
     env["PYTHONPATH"] = _joined(os.pathsep, os.path.dirname(HERE), env.get("PYTHONPATH", ""))
     p = subprocess.run([sys.executable, os.path.abspath(__file__), "--probe", framework, "--isa", isa],
                        capture_output=True, text=True, env=env, timeout=600)
@@ -270,9 +271,9 @@ def _run_check(framework: str) -> dict:
     return {"framework": framework, "status": status, "detail": detail}
 
 
-def probe_all(isa: str, frameworks) -> list:
+def probe_all(isa: str, frameworks, base=None) -> list:
     """probe() of each framework under `isa`; [] for native (nothing is held)."""
-    return [] if isa == "native" else [probe(fw, isa) for fw in frameworks]
+    return [] if isa == "native" else [probe(fw, isa, base) for fw in frameworks]
 
 
 def header(cpu: str, checks: list) -> list:

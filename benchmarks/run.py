@@ -175,14 +175,13 @@ def installed_columns():
     return [c for c in COLUMNS if importlib.util.find_spec(FRAMEWORKS[c][0]) is not None]
 
 
-def run_rounds(columns, names, rounds, budget, isa="native", base_env=None):
+def run_rounds(columns, names, rounds, budget, base_env, isa="native"):
     """{column: [one worker's output per round]}, the columns' order rotated per round;
-    each worker's environment that of its framework under `isa` (benchmarks/isa.py)."""
+    each worker's environment `base_env` (with the run's fresh NNGRAPH_CACHE_DIR) as its
+    framework's settings under `isa` change it (benchmarks/isa.py)."""
     runs = {c: [] for c in columns + ["floor"]}
     order = ["floor"] + columns
-    base = dict(os.environ if base_env is None else base_env,
-                NNGRAPH_CACHE_DIR=tempfile.mkdtemp(prefix="nngraph-bench-cache-"))
-    envs = {c: framework_env(FRAMEWORKS[c][1], isa, base) for c in order}
+    envs = {c: framework_env(FRAMEWORKS[c][1], isa, base_env) for c in order}
     for r in range(rounds):
         k = r % len(order)
         for column in order[k:] + order[:k]:
@@ -215,10 +214,13 @@ def main(argv=None):
         names = [n for n in names if any(k in n.lower() for k in keys)]
     columns = installed_columns()
     rounds, budget = (1, 0.2) if args.quick else (max(1, args.rounds), 1.0)
-    base = dict(os.environ)
-    checks = probe_all(args.isa, list(dict.fromkeys(FRAMEWORKS[c][1].split(".")[0] for c in columns)))
-    os.environ.update(framework_env("nngraph", args.isa, base))   # the report's nngraph lines, as its workers see it
-    runs = run_rounds(columns, names, rounds, budget, args.isa, base)
+    base = dict(os.environ, NNGRAPH_CACHE_DIR=tempfile.mkdtemp(prefix="nngraph-bench-cache-"))
+    runs = run_rounds(columns, names, rounds, budget, base, args.isa)
+    # the checks and the report's nngraph lines (facts, thresholds, the BLAS chosen) after
+    # the rounds, as the workers saw them: their settings and their cache directory, where
+    # they stored the BLAS choice (before, they would have made that choice for the workers)
+    checks = probe_all(args.isa, list(dict.fromkeys(FRAMEWORKS[c][1].split(".")[0] for c in columns)), base)
+    os.environ.update(framework_env("nngraph", args.isa, base))
     print_report(cpu_model(), columns, names, runs, missing=[c for c in COLUMNS if c not in columns],
                  isa_lines=(header(cpu_model(), checks), not_held(checks)))
 
