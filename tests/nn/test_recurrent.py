@@ -175,19 +175,6 @@ def test_lstm_training_step_memory_per_step(batch_first):
     assert loops[2]["in place"][0].split(" over ")[1] == h_over.split(" over ")[0]
 
 
-def test_lstm_weight_gradient_reuses_a_dead_stack():
-    """A weight gradient computed after the last reader of a [T, N, .] stack goes to its
-    region (passes/memory.py), not to one of [N, H] carries that would grow to its size:
-    the layer's [H, 4H] gradient, computed after the [F, 4H] one, over the time-first
-    copy of x that only the [F, 4H] product read. (The first product finds no stack
-    dead: the gate gradients and h[t-1] are read by both.)"""
-    fn = _lstm_training_step(True)
-    prog = fn.runner.program
-    (b,) = [b for b, buf in prog.buffers.items() if buf.kind == "temp" and tuple(buf.shape) == (H, 4 * H)]
-    mates = [prog.buffers[m] for m, s in prog.plan.items() if s == prog.plan[b] and m != b]
-    assert any(str(m.shape[0]) == "T" for m in mates), (prog.buffers[b].name, [m.shape for m in mates])
-
-
 def test_recurrent_layers_explain_bad_inputs():
     lstm = ng.nn.LSTM(H)
     with pytest.raises(ng.ShapeError, match=r"takes \[batch, time, features\].*x2.*f32\[N,4\]"):

@@ -1,0 +1,107 @@
+"""The SGD step of an LSTM (ng.nn.LSTM on batch-first x, and the cell inside ng.scan on
+time-first x): each weight's update W - lr * Xᵀ·dZ is the epilogue of the one GEMM
+over all steps that computes its gradient (passes/fusion.py's `summed_over_batch`),
+so no weight gradient is ever stored. What is left in the work buffer is the stored
+state of the backward pass, T·N·5H floats, plus one step's working set; the updated
+weights agree with the graph interpreter on every target; and a call that fails after
+those GEMMs wrote the new values leaves every weight as it was."""
+import numpy as np
+import pytest
+
+import nngraph as ng
+
+import helpers
+from scan_models import lstm_cell
+
+N, F, H, CLASSES = 2, 4, 6, 3
+
+
+def _step(batch_first: bool, lr_c=None):
+    """(loss, updates, [x, y], params) of one SGD step of LSTM(H) -> Dense(CLASSES) ->
+    cross-entropy; lr 0.1, except the Dense bias c's learning rate `lr_c` when given (a
+    placeholder: its update is the step's last kernel)."""
+    rng = np.random.default_rng(5)
+    y = ng.placeholder(("N",), "int32", name="y")
+    V = ng.parameter(rng.uniform(-0.5, 0.5, (H, CLASSES)).astype(np.float32), name="V")
+    c = ng.parameter(rng.uniform(-0.5, 0.5, CLASSES).astype(np.float32), name="c")
+    if batch_first:
+        x = ng.placeholder(("N", "T", F), name="x")
+        lstm = ng.nn.LSTM(H, seed=3)
+        hT = lstm(x)
+        params = [lstm.kernel, lstm.recurrent_kernel, lstm.bias]
+    else:
+        x = ng.placeholder(("T", "N", F), name="x")
+        p = {k: ng.parameter(rng.uniform(-0.5, 0.5, shape).astype(np.float32), name=k)
+             for k, shape in (("Wx", (F, 4 * H)), ("Wh", (H, 4 * H)), ("b", (4 * H,)))}
+        zeros = ng.broadcast_to(ng.constant(np.zeros((1, H), np.float32)), (x.shape[1], H))
+        (hT, _), _ = ng.scan(lambda carry, x_t: (lstm_cell(carry, x_t, p)[0], None), (zeros, zeros), x)
+        params = list(p.values())
+    params += [V, c]
+    loss = ng.cross_entropy(hT @ V + c, y)
+    grads = ng.grad(loss, params)
+    rates = [0.1] * (len(params) - 1) + [0.1 if lr_c is None else lr_c]
+    return loss, {p: p - r * g for p, g, r in zip(params, grads, rates)}, [x, y], params, grads
+
+
+def _data(batch_first: bool, steps: int, n: int = N):
+    shape = (n, steps, F) if batch_first else (steps, n, F)
+    return helpers.rand(shape, steps, "float32"), np.arange(n, dtype=np.int32) % CLASSES
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_lstm_sgd_step_updates_every_weight_as_the_oracle(target, batch_first):
+    loss, updates, inputs, params, grads = _step(batch_first)
+    X, Y = _data(batch_first, 7)
+    want = helpers.compile(inputs, [loss] + grads, target="oracle")(X, Y)
+    before = [p.value.copy() for p in params]
+    fn = helpers.compile(inputs, loss, updates=updates, target=target)
+    np.testing.assert_allclose(fn(X, Y), want[0], rtol=1e-5)
+    for p, old, g in zip(params, before, want[1:]):
+        np.testing.assert_allclose(p.value, old - 0.1 * g, rtol=1e-5, atol=1e-6, err_msg=p.name)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_lstm_sgd_step_stores_no_weight_gradient(batch_first):
+    """Both LSTM weights' updates are stored by their GEMM over T*N rows (no temp of a
+    weight's shape), and the work buffer is the stored state T·N·5H floats (the layer:
+    plus its time-first copy of x, T·N·F) and one step's working set: the forward
+    step's [N, 4H] product, the carries h, c (forward) and dh, dc (backward) with
+    their next values, h[T-1] for the Dense gradient, the logits' gradient: less than
+    11 [N, H] blocks. Before, both weight gradients were temps too: (F + H)·4H floats
+    more, which at these sizes exceeds that working set."""
+    loss, updates, inputs, params, _ = _step(batch_first)
+    fn = ng.compile(inputs, loss, updates=updates, target="reference")
+    prog = fn.runner.program
+    weights = {tuple(p.value.shape) for p in params[:2]}
+    assert not [b.name for b in prog.buffers.values() if b.kind == "temp" and tuple(b.shape) in weights]
+    folded = [line for line in fn.dump("kernels").splitlines() if "(k=T*N)" in line]
+    assert len(folded) == 2 and all(f"@{p.name}_new[" in " ".join(folded) for p in params[:2])
+    for steps in (9, 16):
+        X, Y = _data(batch_first, steps)
+        fn(X, Y)
+        stored = steps * N * (5 * H + (F if batch_first else 0)) * 4
+        extra = fn.stats()["peak_bytes"] - stored
+        assert 0 <= extra < 11 * N * H * 4 < (F + H) * 4 * H * 4, (steps, extra)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_a_failure_after_the_weight_gemms_leaves_every_weight_unchanged(target, batch_first):
+    """check_numerics raises at the update of c, the last kernel, after the GEMMs wrote
+    the LSTM weights' new values into their update buffers: nothing is committed."""
+    if target == "oracle":
+        pytest.skip("check_numerics is ng.compile's; the oracle runs the graph as built")
+    lr_c = ng.placeholder((), name="lr_c")
+    loss, updates, (x, y), params, _ = _step(batch_first, lr_c)
+    fn = helpers.compile([x, y, lr_c], loss, updates=updates, target=target, check_numerics=True)
+    prog = fn.runner.program
+    writer = {b: k for k, kern in enumerate(prog.schedule) for b in kern.writes()}
+    new = {prog.buffers[u].name: writer[u] for _, u in prog.updates}
+    assert new["c_new"] > max(new[f"{p.name}_new"] for p in params[:2])
+    X, Y = _data(batch_first, 5)
+    before = [p.value.copy() for p in params]
+    with pytest.raises(ng.NumericsError, match="no update was applied"):
+        fn(X, Y, np.float32(np.inf))
+    for p, old in zip(params, before):
+        np.testing.assert_array_equal(p.value, old, err_msg=p.name)
+    fn(X, Y, np.float32(0.1))
+    assert all(not np.array_equal(p.value, old) for p, old in zip(params, before))
