@@ -8,7 +8,7 @@ import pytest
 import nngraph as ng
 
 import helpers
-from scan_models import lstm_cell
+from scan_models import lstm_sgd_step
 
 N, T, F, H = 3, 5, 4, 6
 TORCH = {"SimpleRNN": "RNN", "LSTM": "LSTM", "GRU": "GRU"}
@@ -111,27 +111,9 @@ def test_lstm_weights_and_initial_state_as_attributes():
 
 def _lstm_training_step(batch_first: bool):
     """The compiled SGD step of an LSTM(H) on x [N, T, F] (or [T, N, F] with the cell in
-    ng.scan), then Dense(3) and cross-entropy."""
-    rng = np.random.default_rng(5)
-    y = ng.placeholder(("N",), "int32", name="y")
-    V = ng.parameter(rng.uniform(-0.5, 0.5, (H, 3)).astype(np.float32), name="V")
-    if batch_first:
-        x = ng.placeholder(("N", "T", F), name="x")
-        lstm = ng.nn.LSTM(H, seed=3)
-        hT = lstm(x)
-        params = [lstm.kernel, lstm.recurrent_kernel, lstm.bias]
-    else:
-        x = ng.placeholder(("T", "N", F), name="x")
-        p = {k: ng.parameter(rng.uniform(-0.5, 0.5, shape).astype(np.float32), name=k)
-             for k, shape in (("Wx", (F, 4 * H)), ("Wh", (H, 4 * H)), ("b", (4 * H,)))}
-        zeros = ng.broadcast_to(ng.constant(np.zeros((1, H), np.float32)), (x.shape[1], H))
-        (hT, _), _ = ng.scan(lambda carry, x_t: (lstm_cell(carry, x_t, p)[0], None), (zeros, zeros), x)
-        params = list(p.values())
-    loss = ng.cross_entropy(hT @ V, y)
-    grads = ng.grad(loss, params + [V])
-    fn = helpers.compile([x, y], loss, updates={p: p - 0.1 * g for p, g in zip(params + [V], grads)},
-                         target="reference")
-    return fn
+    ng.scan), then Dense(3) and cross-entropy (scan_models.lstm_sgd_step)."""
+    loss, updates, inputs, _, _ = lstm_sgd_step(batch_first)
+    return helpers.compile(inputs, loss, updates=updates, target="reference")
 
 
 @pytest.mark.parametrize("batch_first", [True, False])
