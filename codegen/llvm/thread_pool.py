@@ -56,6 +56,7 @@ import llvmlite.ir as ir
 
 from codegen.host import llvm_host
 
+from .elf_loader import process_symbol
 from .mapped import MappedObject, mcjit_engine
 from .object_cache import cached_object
 
@@ -105,30 +106,34 @@ def slot_count(logical_cpus: int) -> int:
 def thread_symbols() -> dict:
     """{"pthread_create": address, "pthread_join": address}: the pool's functions,
     or the C library's when NNGRAPH_THREAD_POOL=0. Builds the pool once."""
-    libc = ctypes.CDLL(None)
     if not pool_enabled():
-        return {name: _address(libc, name) for name in ("pthread_create", "pthread_join")}
-    pool = _compiled_pool(libc)
+        return {name: _libc_address(name) for name in ("pthread_create", "pthread_join")}
+    pool = _compiled_pool()
     return {"pthread_create": pool.address("nngraph_pool_create"), "pthread_join": pool.address("nngraph_pool_join")}
 
 
-def _address(libc, name: str) -> int:
-    return ctypes.cast(getattr(libc, name), ctypes.c_void_p).value
+def _libc_address(name: str) -> int:
+    """The C library's `name` (elf_loader.process_symbol); OSError naming it when the
+    process has none (the pool or the plain path would call address 0)."""
+    address = process_symbol(name)
+    if not address:
+        raise OSError(f"the C library function {name!r} that the worker pool calls is not in this process")
+    return address
 
 
-def _compiled_pool(libc):
+def _compiled_pool():
     """The pool's loaded object, built once per process however many threads ask."""
     with _build_lock:
-        return _build_pool(libc)
+        return _build_pool()
 
 
-def _build_pool(libc):
+def _build_pool():
     global _engine
     if _engine is None:
         from codegen.host import host_facts
         from codegen.tuning import idle_spin_ns
         facts = host_facts()
-        libc_symbols = {f"nngraph_pool_libc_{name}": _address(libc, name) for name in LIBC_FUNCTIONS}
+        libc_symbols = {f"nngraph_pool_libc_{name}": _libc_address(name) for name in LIBC_FUNCTIONS}
         slots, spin_ns = slot_count(facts.logical_cpus), int(facts.thread_start_ns)
         # codegen at -O0: the pool's few instructions per hand-off are not what costs (a
         # futex wake, a cache line moving between cores); -O2 took 56 ms of every process's
@@ -238,7 +243,7 @@ def measure_wake_ns(rounds: int = 5, per_round: int = 8, idle_s: float = 1e-3) -
     calls of a compiled function). The best round's mean, as for the thread start
     cost (codegen/host.py), so a busy moment does not stick. OSError when the pool
     cannot hand the probe to a worker (no worker could be started)."""
-    engine = _compiled_pool(ctypes.CDLL(None))
+    engine = _compiled_pool()
     probe = ctypes.CFUNCTYPE(ctypes.c_int64)(engine.address("nngraph_pool_probe_wake"))
     saved = (spin_bound_ns(), idle_spin_bound_ns(), _word("nngraph_pool_loadavg_every_ns").value)
     set_spin_ns(0, 0)

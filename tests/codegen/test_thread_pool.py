@@ -89,6 +89,18 @@ def test_pool_off_registers_the_c_library_functions():
     assert out.stdout.strip() == "plain"
 
 
+def test_pool_looks_up_the_c_library_through_the_loaders_one_home(monkeypatch):
+    """thread_pool finds pthread_create/join and the pool's C functions with
+    elf_loader.process_symbol (their one lookup), and a function the process lacks
+    is an OSError naming it, not a call to address 0."""
+    from codegen.llvm import elf_loader, thread_pool
+    monkeypatch.setenv("NNGRAPH_THREAD_POOL", "0")
+    assert thread_pool.thread_symbols() == {n: elf_loader.process_symbol(n) for n in ("pthread_create", "pthread_join")}
+    monkeypatch.setattr(thread_pool, "process_symbol", lambda name: 0 if name == "pthread_join" else 1)
+    with pytest.raises(OSError, match="'pthread_join'"):
+        thread_pool.thread_symbols()
+
+
 @pytest.mark.parametrize("raw, on", [("0", False), ("off", False), ("1", True), ("", True)])
 def test_pool_setting(raw, on):
     from codegen.llvm.thread_pool import pool_enabled
@@ -339,7 +351,7 @@ def refuse(obj, resolve):
 
 mapped.LoadedImage = refuse
 import ctypes
-pool = thread_pool._compiled_pool(ctypes.CDLL(None))
+pool = thread_pool._compiled_pool()
 assert pool.image is None and pool.engine is not None
 try:
     pool.address("nngraph_pool_missing")
