@@ -145,6 +145,24 @@ def _child(run, x, conn):
     conn.close()
 
 
+def _from_forked_child(child, *args):
+    """What child(*args, conn) sends back from a forked process that ends normally."""
+    ctx = multiprocessing.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=child, args=args + (send,))
+    p.start()
+    send.close()
+    try:
+        assert recv.poll(TIMEOUT_S), f"the forked child ({child.__name__}) hung"
+        got = recv.recv()
+        p.join(TIMEOUT_S)
+        assert p.exitcode == 0
+    finally:
+        if p.is_alive():
+            p.kill()
+    return got
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_split_kernel_in_forked_child(monkeypatch):
     """The parent's workers do not exist in a forked child: the child starts its own
@@ -152,19 +170,7 @@ def test_split_kernel_in_forked_child(monkeypatch):
     run, ref = _split_runner(monkeypatch)
     x = np.random.default_rng(3).standard_normal((513, 129))
     np.testing.assert_allclose(run(x), ref(x), rtol=1e-13)      # the parent's workers exist now
-    ctx = multiprocessing.get_context("fork")
-    recv, send = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=_child, args=(run, x, send))
-    p.start()
-    send.close()
-    try:
-        assert recv.poll(TIMEOUT_S), "the forked child's split kernel hung"
-        got = recv.recv()
-        p.join(TIMEOUT_S)
-        assert p.exitcode == 0
-    finally:
-        if p.is_alive():
-            p.kill()
+    got = _from_forked_child(_child, run, x)
     np.testing.assert_allclose(got, ref(x), rtol=1e-13)
     np.testing.assert_allclose(run(x), ref(x), rtol=1e-13)      # the parent's pool still works
 
@@ -437,7 +443,7 @@ def test_idle_spin_reads_the_load_at_most_every_interval(tmp_path):
     assert every_turn > 10 * (thread_pool.LOADAVG_READS + 1), every_turn
 
 
-def _child_loadavg(conn, run, x):
+def _child_loadavg(run, x, conn):
     from codegen.llvm import thread_pool
     engine = thread_pool._engine[0]
     fd = ctypes.c_int32.from_address(engine.address("nngraph_pool_loadavg_fd")).value
@@ -456,19 +462,7 @@ def test_forked_child_reads_the_load_through_its_own_descriptor(monkeypatch):
     x = np.random.default_rng(4).standard_normal((257, 65))
     np.testing.assert_allclose(run(x), ref(x), rtol=1e-13)
     parent_fd = ctypes.c_int32.from_address(thread_pool._engine[0].address("nngraph_pool_loadavg_fd")).value
-    ctx = multiprocessing.get_context("fork")
-    recv, send = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=_child_loadavg, args=(send, run, x))
-    p.start()
-    send.close()
-    try:
-        assert recv.poll(TIMEOUT_S), "the forked child hung"
-        fd, path, runnable, got = recv.recv()
-        p.join(TIMEOUT_S)
-        assert p.exitcode == 0
-    finally:
-        if p.is_alive():
-            p.kill()
+    fd, path, runnable, got = _from_forked_child(_child_loadavg, run, x)
     assert fd >= 0 and fd != parent_fd and path == "/proc/loadavg", (fd, parent_fd, path)
     assert 1 <= runnable < 1 << 62
     np.testing.assert_allclose(got, ref(x), rtol=1e-13)
