@@ -170,10 +170,7 @@ def _reset_in_child() -> None:
     fd = _loadavg_fd()
     inherited, fd.value = fd.value, _open_loadavg()
     if inherited >= 0:
-        try:
-            os.close(inherited)
-        except OSError:
-            pass
+        os.close(inherited)
 
 
 def _spin_word():
@@ -215,9 +212,9 @@ def set_spin_ns(ns: int, idle_ns: int | None = None, reread_ns: int | None = Non
 def loadavg_interval_ns(idle_ns: int) -> int:
     """How often (ns) an idle spin of `idle_ns` re-reads /proc/loadavg: LOADAVG_READS
     times over the spin, so a thread that starts waiting for a CPU is seen within
-    1/LOADAVG_READS of the bound (23 us of the 750 us default), and the reads, each
-    about a hundred `pause` turns, take a few percent of the spin's turns instead of
-    most of them."""
+    1/LOADAVG_READS of the bound (23 us of the 750 us default), and the reads (a system
+    call each: a turn that reads took 0.25 us on the 2-core Xeon, several times a turn
+    of a clock read and a `pause`) take one turn in a hundred or more, not every one."""
     return max(0, int(idle_ns)) // LOADAVG_READS
 
 
@@ -417,9 +414,9 @@ class _Pool:
         thread waits for a CPU (runnable threads at most nngraph_pool_cpus: a spin
         then takes nothing from anyone); then marks the word 2 (asleep) and sleeps
         on its futex until a signal. The runnable count is read at most once every
-        nngraph_pool_loadavg_every_ns of a wait (a pread of /proc/loadavg costs about
-        as much as a hundred `pause` turns), its verdict kept in between; each read
-        counts in nngraph_pool_loadavg_reads."""
+        nngraph_pool_loadavg_every_ns of a wait (a pread of /proc/loadavg, a system
+        call, costs several turns of a clock read and a `pause`), its verdict kept in
+        between; each read counts in nngraph_pool_loadavg_reads."""
         fn, b = self._function("nngraph_pool_wait_one", ir.FunctionType(ir.VoidType(), [I32.as_pointer()]))
         word = fn.args[0]
         one, two = ir.Constant(I32, 1), ir.Constant(I32, 2)

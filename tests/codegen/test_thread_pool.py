@@ -429,8 +429,8 @@ def _reads_over_one_idle_wait(thread_pool, load_file, idle_ns, reread_ns):
 
 
 def test_idle_spin_reads_the_load_at_most_every_interval(tmp_path):
-    """A pread of /proc/loadavg per spin turn cost about a hundred `pause` turns: a wait
-    re-reads it only every loadavg_interval_ns(idle bound), LOADAVG_READS times over
+    """A pread of /proc/loadavg (a system call) on every spin turn cost several times the
+    rest of the turn: a wait re-reads it only every loadavg_interval_ns(idle bound), LOADAVG_READS times over
     the idle spin at most (the worker's wait and the join's: twice that, plus their
     first reads); read on every turn (interval 0) the same wait reads far more often."""
     from codegen.llvm import target, thread_pool
