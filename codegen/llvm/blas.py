@@ -124,14 +124,25 @@ def describe() -> str:
 def _description(name: str, n: int) -> str:
     if name == "mkl":
         return mkl_instance().describe()
-    if not _openblas_used:
-        openblas_addresses()
-    lib, private = _openblas_used["lib"], _openblas_used["private"]
+    lib, private = _openblas_instance()
     config = _openblas_text(lib, "scipy_openblas_get_config").split()   # "OpenBLAS 0.3.30 DYNAMIC_ARCH ..."
     version = config[1] if len(config) > 1 else _scipy_version()
-    core = _openblas_text(lib, "scipy_openblas_get_corename") or "?"
+    core = openblas_core() or "?"
     own = ", own instance" if private else ""
     return f"openblas {version} (scipy's{own}, core type {core}, {n} thread{'s' * (n > 1)})"
+
+
+def openblas_core() -> str:
+    """The core type the OpenBLAS instance nngraph calls runs (loaded if it is not yet),
+    as OpenBLAS names it ("Haswell", "SkylakeX"), or "" where it cannot say."""
+    return _openblas_text(_openblas_instance()[0], "scipy_openblas_get_corename")
+
+
+def _openblas_instance() -> tuple:
+    """(ctypes library or None, whether it is nngraph's own) of the OpenBLAS nngraph calls."""
+    if not _openblas_used:
+        openblas_addresses()
+    return _openblas_used["lib"], _openblas_used["private"]
 
 
 def _openblas_text(lib, name: str) -> str:

@@ -13,9 +13,10 @@ BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abs
 sys.path.insert(0, BENCH)
 
 import isa  # noqa: E402
+from codegen.llvm.blas import avx2_core_type  # noqa: E402
 
 BASE = {"PATH": "/usr/bin", "XLA_FLAGS": "--xla_cpu_use_thunk_runtime=true", "PYTENSOR_FLAGS": "floatX=float32"}
-CAPS = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "OPENBLAS_CORETYPE": isa.openblas_core_type()}
+CAPS = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "OPENBLAS_CORETYPE": avx2_core_type()}
 
 
 def test_native_leaves_the_environment_as_it_is():
@@ -147,3 +148,16 @@ def test_the_probe_runs_as_a_script_and_prints_one_json_line(tmp_path):
                        capture_output=True, text=True, env=env, timeout=300)
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert out["framework"] == "onnxruntime" and out["status"] in ("not capped", "not installed"), out
+
+
+def test_missing_evidence_is_not_verified_never_capped():
+    assert isa.nngraph_status("", False, "") == "not verified"            # OpenBLAS core type unreadable
+    assert isa.nngraph_status("", False, "branch 99") == "not verified"   # an MKL code path it does not know
+    assert isa.nngraph_status("", False, "Haswell") is True and isa.nngraph_status("", False, "AVX2") is True
+    assert isa.nngraph_status("", False, "SkylakeX") is False and isa.nngraph_status("zmm", False, "Haswell") is False
+    assert isa.nngraph_status("", False, "AVX512_E1") is False and isa.nngraph_status("", True, "AVX2") is False
+    assert isa.jax_status(True, "", False) == "not verified"              # no objdump: nothing disassembled
+    assert isa.jax_status(True, "", True) == "not verified"
+    assert isa.jax_status(True, "no AVX-512 in 2 object file(s)", False) is True
+    assert isa.jax_status(True, "no AVX-512 in 2 object file(s)", True) == "partial"
+    assert isa.jax_status(True, "zmm in a.o", True) is False and isa.jax_status(False, "no AVX-512 in 1", False) is False
