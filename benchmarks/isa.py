@@ -70,6 +70,17 @@ def _joined(sep: str, *parts) -> str:
     return sep.join(p for p in parts if p)
 
 
+def private_tmp_dir(name: str) -> str:
+    """<tmp>/<name>-<uid>, created 0700: a compile directory whose .so files a process
+    loads, so one another user could write (a planted one in the shared /tmp) is refused."""
+    from codegen.cache import trusted_dir
+    path = os.path.join(tempfile.gettempdir(), f"{name}-{os.getuid()}")
+    if trusted_dir(path) is None:
+        raise RuntimeError(f"{path} is not private to this user (see the warning above); "
+                           "remove it or set TMPDIR to a directory of your own")
+    return path
+
+
 def framework_env(framework: str, isa: str, base=None) -> dict:
     """The environment of `framework`'s process under `isa` ("native": `base` as it is).
     framework: one of FRAMEWORKS, or "floor" (NumPy, as benchmarks/floors.py measures)."""
@@ -84,12 +95,12 @@ def framework_env(framework: str, isa: str, base=None) -> dict:
         env.setdefault("NNGRAPH_BLAS", "auto")
     elif framework.startswith("torch"):
         env.update(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2", TORCHINDUCTOR_CPP_MARCH=AVX2_GCC_ARCH,
-                   TORCHINDUCTOR_CACHE_DIR=os.path.join(tempfile.gettempdir(), "torchinductor-isa-avx2"))
+                   TORCHINDUCTOR_CACHE_DIR=private_tmp_dir("torchinductor-isa-avx2"))
     elif framework == "jax":
         env["XLA_FLAGS"] = (base.get("XLA_FLAGS", "") + " --xla_cpu_max_isa=AVX2").strip()
     elif framework == "pytensor":
         flags = [f"gcc__cxxflags=-march={AVX2_GCC_ARCH}",
-                 f"base_compiledir={os.path.join(tempfile.gettempdir(), 'pytensor-isa-avx2')}"]
+                 f"base_compiledir={private_tmp_dir('pytensor-isa-avx2')}"]
         env["PYTENSOR_FLAGS"] = _joined(",", base.get("PYTENSOR_FLAGS", ""), *flags)
     elif framework not in FRAMEWORKS + ("floor",):
         raise ValueError(f"no ISA settings for framework {framework!r}")

@@ -161,3 +161,15 @@ def test_missing_evidence_is_not_verified_never_capped():
     assert isa.jax_status(True, "no AVX-512 in 2 object file(s)", False) is True
     assert isa.jax_status(True, "no AVX-512 in 2 object file(s)", True) == "partial"
     assert isa.jax_status(True, "zmm in a.o", True) is False and isa.jax_status(False, "no AVX-512 in 1", False) is False
+
+
+def test_compile_directories_of_loaded_code_are_private(tmp_path, monkeypatch):
+    monkeypatch.setattr(isa.tempfile, "gettempdir", lambda: str(tmp_path))
+    torch_dir = isa.framework_env("torch", "avx2", BASE)["TORCHINDUCTOR_CACHE_DIR"]
+    pytensor_flags = isa.framework_env("pytensor", "avx2", BASE)["PYTENSOR_FLAGS"]
+    for d in (torch_dir, pytensor_flags.split("base_compiledir=")[1]):
+        assert d.startswith(str(tmp_path)) and d.endswith(f"-{os.getuid()}")
+        assert os.stat(d).st_mode & 0o777 == 0o700
+    os.chmod(torch_dir, 0o777)                      # as if another user could plant a module there
+    with pytest.raises(RuntimeError, match="torchinductor-isa-avx2.* is not private to this user"):
+        isa.framework_env("torch", "avx2", BASE)
