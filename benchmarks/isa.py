@@ -302,6 +302,15 @@ def header(cpu: str, checks: list) -> list:
     return lines + [f"  {r['framework']:<12} {r['status']:<13} {r['detail']}" for r in checks]
 
 
+def print_header(cpu: str, checks: list) -> None:
+    """Print header(cpu, checks) and, under --isa avx2, the not_held caption (lstm.py,
+    onnx_resnet50.py; run.py puts them in its report)."""
+    for line in header(cpu, checks):
+        print(line)
+    if checks:
+        print(not_held(checks))
+
+
 def not_held(checks: list) -> str:
     """For a table's caption: the frameworks whose hold to AVX2 is not verified whole."""
     weak = [f"{r['framework']} ({r['status']})" for r in checks if r["status"] not in ("capped", "not installed")]
