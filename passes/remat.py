@@ -29,8 +29,8 @@ def copy_again(schedule: list, buffers: dict, root, add_copy) -> list:
     docstring). root(b): the buffer whose memory b is; add_copy(b): a new temp like b
     that stores the same graph value (its id), or None when it cannot make one."""
     schedule = list(schedule)
-    for k in [k for k in schedule if _input_copy(k, buffers, root) is not None]:
-        old = _input_copy(k, buffers, root)
+    copies = [(k, old) for k in schedule for old in [_input_copy(k, buffers, root)] if old is not None]
+    for k, old in copies:
         late = _late_readers(schedule, schedule.index(k), old, buffers, root)
         again = add_copy(old) if late else None
         if again is not None:
@@ -60,7 +60,8 @@ def _reads_root(k, b, root) -> bool:
 
 def _late_readers(schedule: list, at: int, copy: int, buffers: dict, root) -> list:
     """The readers of `copy` after the first loop (after its first reader) that does not
-    read it, when there are such readers and all of them may move to the end; else []."""
+    read it, when there are such readers, all of them may move to the end and all read
+    `copy` itself (_retarget swaps that buffer, not a view of it); else []."""
     readers = [i for i in range(at + 1, len(schedule)) if _reads_root(schedule[i], copy, root)]
     if not readers:
         return []
@@ -69,6 +70,8 @@ def _late_readers(schedule: list, at: int, copy: int, buffers: dict, root) -> li
     late = [i for i in readers if loops and i > loops[0]]
     if not late or not all(_movable(schedule, i, buffers, root) for i in late):
         return []
+    if any(root(b) == copy != b for i in late for b in schedule[i].reads()):
+        return []           # read through a view: the moved reader would still read the first copy
     return [schedule[i] for i in late]
 
 

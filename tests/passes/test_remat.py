@@ -50,3 +50,40 @@ def test_no_second_copy_when_a_late_reader_writes_what_the_caller_gets():
     inputs, outputs, updates, _, _ = _elman_step(True)
     fn = ng.compile(inputs, outputs, updates=updates, target="reference")
     assert len([h for h in _heads(fn) if " over [T,N,3]" in h]) == 1 and "_again" not in fn.dump("kernels")
+
+
+class _Kernel:
+    """What remat asks of a kernel: the buffers it reads and writes."""
+    def __init__(self, reads, writes):
+        self._reads, self._writes = set(reads), set(writes)
+
+    def reads(self):
+        return self._reads
+
+    def writes(self):
+        return self._writes
+
+
+def _loop(reads, writes):
+    from passes.loop import ScanLoop
+    loop = object.__new__(ScanLoop)
+    loop.reads, loop.writes = (lambda: set(reads)), (lambda: set(writes))
+    return loop
+
+
+@pytest.mark.parametrize("through_view", [False, True])
+def test_a_late_reader_that_reads_the_copy_through_a_view_gets_no_second_copy(through_view):
+    """The readers are found through views (by root), but a second copy swaps only the
+    buffer itself: a late reader of a view would go on reading the first copy, so none
+    is made (before, that reader moved and kept the first copy alive to the end)."""
+    from types import SimpleNamespace as Buf
+
+    from passes import remat
+    x, copy, view, stack, w_new = "x", "copy", "copy_view", "stack", "w_new"
+    buffers = {x: Buf(kind="input"), copy: Buf(kind="temp"), view: Buf(kind="temp"), stack: Buf(kind="temp"),
+               w_new: Buf(kind="update")}
+    root = lambda b: copy if b == view else b      # noqa: E731
+    late_reader = _Kernel([view if through_view else copy, stack], [w_new])
+    schedule = [_Kernel([x], [copy]), _Kernel([copy], [stack]), _loop([stack], [stack]), late_reader]
+    late = remat._late_readers(schedule, 0, copy, buffers, root)
+    assert late == ([] if through_view else [late_reader])
