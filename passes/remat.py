@@ -9,7 +9,10 @@ one), keeping it costs its bytes across the loops, where their stacked per-step
 values are alive too: at the peak of the call. `copy_again` gives the late readers a
 copy of their own, made right before them, and moves that copy and those readers to
 the end of the schedule, where stacked values they do not read are dead, so the
-memory plan (passes/memory.py) can put the new copy over one of them.
+memory plan (passes/memory.py) can put the new copy over one of them. Moving those
+readers lengthens the lives of their other operands, so the call's schedule keeps the
+copies only when its memory plan's peak drops (`lowers_peak`, passes/lower/assemble.py);
+loop bodies are left as they are (their memory is planned with the call's).
 
 It applies only when every late reader is a kernel (not a loop) that writes nothing
 but parameter updates, which no kernel reads, and when no kernel after it writes what
@@ -19,8 +22,17 @@ from __future__ import annotations
 
 import dataclasses
 
+from nngraph.types import Dim
+
 from .loop import ScanLoop
+from .memory import peak_bytes
 from .program import Instr, LoopKernel, MatmulKernel, Stage, Store
+
+
+# The sizes (every symbolic size bound to each) at which a second copy must plan no
+# more memory, and less at one: the plan is made once for every binding, so a copy
+# kept must not cost memory at small sizes or large ones.
+PROBE_SIZES = (1, 16, 256, 4096)
 
 
 def copy_again(schedule: list, buffers: dict, root, add_copy) -> list:
@@ -37,6 +49,16 @@ def copy_again(schedule: list, buffers: dict, root, add_copy) -> list:
             schedule = [x for x in schedule if not any(x is r for r in late)]
             schedule += [_retarget(k, old, again)] + [_retarget(r, old, again) for r in late]
     return schedule
+
+
+def lowers_peak(new, old) -> bool:
+    """Does Program `new` (with the second copies) plan less memory than `old`: a peak
+    no higher at any of PROBE_SIZES and lower at one? (Moving the late readers to the
+    end lengthens the lives of their other operands, which can raise it.)"""
+    names = {s.name for p in (new, old) for b in p.buffers.values() for s in b.shape if isinstance(s, Dim)}
+    peaks = [(peak_bytes(new, dict.fromkeys(names, n)), peak_bytes(old, dict.fromkeys(names, n)))
+             for n in PROBE_SIZES]
+    return all(a <= b for a, b in peaks) and any(a < b for a, b in peaks)
 
 
 def _input_copy(k, buffers: dict, root):
