@@ -15,7 +15,7 @@ A user's explicit OPENBLAS_CORETYPE is respected unless they opt in:
                                    pin: SkylakeX with AVX-512, else Zen (AMD) or
                                    Haswell (Intel) with AVX2 (host_core_type)
     NNGRAPH_BLAS_CORETYPE=<name>   that core type (an AVX-512 one only on such a CPU;
-                                   else the host's type, as for "host")
+                                   with its AVX-512 turned off, the AVX2 type)
 
 On an AVX-512 CPU whose AVX-512 NNGRAPH_CPU_FEATURES turns off (-avx512f), unset or
 inherit with no OPENBLAS_CORETYPE means "host", the AVX2 type (Haswell, Zen on AMD), and MKL
@@ -275,9 +275,11 @@ def core_type_choice() -> str:
         pinned = os.environ.get("OPENBLAS_CORETYPE", "").strip()
         return avx2_core_type() if not pinned and avx512_turned_off() else ""
     has512 = host_has_avx512()
-    if want.lower() == "host" or (want.lower() in AVX512_TYPES and not has512):
+    if want.lower() == "host":
         from codegen.host import host_facts
         return host_core_type(512 if has512 else min(256, host_facts().vector_bits), host_vendor())
+    if want.lower() in AVX512_TYPES and not has512:      # would crash on a CPU without AVX-512
+        return avx2_core_type() if avx512_turned_off() else ""
     return want
 
 
