@@ -49,13 +49,6 @@ EMULATION_NOTE = ("ISA avx2: every framework held to AVX2+FMA code paths on this
 AVX2_GCC_ARCH = "haswell"    # the x86-64-v3 level: AVX2, FMA, BMI2, no AVX-512
 
 
-def openblas_core_type() -> str:
-    """OpenBLAS's AVX2 core type for this CPU's vendor (nngraph's own rule)."""
-    from codegen.host import cpuinfo
-    from codegen.llvm.blas import host_core_type
-    return host_core_type(256, cpuinfo().get("vendor_id", ""))
-
-
 def numpy_avx512_targets() -> list:
     """NumPy's dispatch targets that need AVX-512 (what NPY_DISABLE_CPU_FEATURES turns off)."""
     from numpy._core._multiarray_umath import __cpu_dispatch__
@@ -64,7 +57,8 @@ def numpy_avx512_targets() -> list:
 
 def common_env(base: dict) -> dict:
     """What every process gets under --isa avx2: the BLAS libraries and NumPy held to AVX2."""
-    env = dict(base, MKL_ENABLE_INSTRUCTIONS="AVX2", OPENBLAS_CORETYPE=openblas_core_type())
+    from codegen.llvm.blas import avx2_core_type
+    env = dict(base, MKL_ENABLE_INSTRUCTIONS="AVX2", OPENBLAS_CORETYPE=avx2_core_type())
     targets = numpy_avx512_targets()
     if targets:
         env["NPY_DISABLE_CPU_FEATURES"] = " ".join(targets)
@@ -74,6 +68,17 @@ def common_env(base: dict) -> dict:
 def _joined(sep: str, *parts) -> str:
     """The non-empty `parts` joined by `sep` (a user's own setting kept, ours after it)."""
     return sep.join(p for p in parts if p)
+
+
+def private_tmp_dir(name: str) -> str:
+    """<tmp>/<name>-<uid>, created 0700: a compile directory whose .so files a process
+    loads, so one another user could write (a planted one in the shared /tmp) is refused."""
+    from codegen.cache import trusted_dir
+    path = os.path.join(tempfile.gettempdir(), f"{name}-{os.getuid()}")
+    if trusted_dir(path) is None:
+        raise RuntimeError(f"{path} is not private to this user (see the warning above); "
+                           "remove it or set TMPDIR to a directory of your own")
+    return path
 
 
 def framework_env(framework: str, isa: str, base=None) -> dict:
@@ -90,12 +95,12 @@ def framework_env(framework: str, isa: str, base=None) -> dict:
         env.setdefault("NNGRAPH_BLAS", "auto")
     elif framework.startswith("torch"):
         env.update(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2", TORCHINDUCTOR_CPP_MARCH=AVX2_GCC_ARCH,
-                   TORCHINDUCTOR_CACHE_DIR=os.path.join(tempfile.gettempdir(), "torchinductor-isa-avx2"))
+                   TORCHINDUCTOR_CACHE_DIR=private_tmp_dir("torchinductor-isa-avx2"))
     elif framework == "jax":
         env["XLA_FLAGS"] = (base.get("XLA_FLAGS", "") + " --xla_cpu_max_isa=AVX2").strip()
     elif framework == "pytensor":
         flags = [f"gcc__cxxflags=-march={AVX2_GCC_ARCH}",
-                 f"base_compiledir={os.path.join(tempfile.gettempdir(), 'pytensor-isa-avx2')}"]
+                 f"base_compiledir={private_tmp_dir('pytensor-isa-avx2')}"]
         env["PYTENSOR_FLAGS"] = _joined(",", base.get("PYTENSOR_FLAGS", ""), *flags)
     elif framework not in FRAMEWORKS + ("floor",):
         raise ValueError(f"no ISA settings for framework {framework!r}")
@@ -141,15 +146,18 @@ def check_nngraph() -> tuple:
     fn(np.ones((64, 256), np.float32))
     token = avx512_in(fn.dump("asm"))
     code = f"generated code: {token or 'no AVX-512'}, {host_facts().vector_bits}-bit vectors"
-    path = blas.mkl_instance().code_path() if blas.chosen_blas() == "mkl" else _openblas_core(blas)
-    wide_blas = "AVX512" in path.upper() or path.lower() in blas.AVX512_TYPES
-    capped = not token and not target.has_feature("avx512f") and not wide_blas
-    return capped, f"{code}; BLAS {blas.describe()}, code path {path}"
+    path = blas.mkl_instance().code_path() if blas.chosen_blas() == "mkl" else blas.openblas_core()
+    status = nngraph_status(token, target.has_feature("avx512f"), path)
+    return status, f"{code}; BLAS {blas.describe()}, code path {path or '?'}"
 
 
-def _openblas_core(blas) -> str:
-    blas.describe()
-    return blas._openblas_text(blas._openblas_used.get("lib"), "scipy_openblas_get_corename") or "?"
+def nngraph_status(token: str, avx512f: bool, blas_path: str):
+    """True (capped), False, or "not verified" when the BLAS's code path cannot be read
+    ("" or MKL's unknown "branch N"): missing evidence is not a hold."""
+    from codegen.llvm.blas import AVX512_TYPES
+    if token or avx512f or "AVX512" in blas_path.upper() or blas_path.lower() in AVX512_TYPES:
+        return False
+    return "not verified" if not blas_path or blas_path.startswith("branch ") else True
 
 
 def _numpy_openblas() -> str:
@@ -204,8 +212,17 @@ def check_jax() -> tuple:
     detail = f"XLA codegen --xla_cpu_max_isa={flag.group(1) if flag else 'unset'}: {seen or 'not disassembled'}"
     if ynn:
         detail += "; YNNPACK/XNNPACK fusions (dots, reductions) pick their ISA from cpuid: not capped"
-    held = bool(flag) and seen.startswith("no AVX-512")
-    return ("partial" if ynn else True) if held else False, detail
+    return jax_status(bool(flag), seen, ynn), detail
+
+
+def jax_status(flag_set: bool, seen: str, ynn: bool):
+    """True (capped), "partial" (YNNPACK fusions pick their ISA from cpuid), False, or
+    "not verified" when nothing was disassembled (no objdump): missing evidence is not a hold."""
+    if not flag_set or (seen and not seen.startswith("no AVX-512")):
+        return False
+    if not seen:
+        return "not verified"
+    return "partial" if ynn else True
 
 
 def check_pytensor() -> tuple:
@@ -283,6 +300,15 @@ def header(cpu: str, checks: list) -> list:
         return []
     lines = [EMULATION_NOTE.format(cpu=cpu), "ISA checks (each in a probe process with the benchmark's environment):"]
     return lines + [f"  {r['framework']:<12} {r['status']:<13} {r['detail']}" for r in checks]
+
+
+def print_header(cpu: str, checks: list) -> None:
+    """Print header(cpu, checks) and, under --isa avx2, the not_held caption (lstm.py,
+    onnx_resnet50.py; run.py puts them in its report)."""
+    for line in header(cpu, checks):
+        print(line)
+    if checks:
+        print(not_held(checks))
 
 
 def not_held(checks: list) -> str:

@@ -24,9 +24,11 @@ per variant: the machine may be shared.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,7 +41,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from isa import ISAS, framework_env, header, not_held, probe_all  # noqa: E402  (benchmarks/isa.py)
+from isa import ISAS, framework_env, print_header, probe_all  # noqa: E402  (benchmarks/isa.py)
 
 
 def _data(a):
@@ -205,11 +207,31 @@ def _run_here(a, which: str) -> dict:
 FRAMEWORK_OF = {"torch": "torch", "jax": "jax"}      # the other variants are nngraph's
 
 
+HOST_CHOICES = ("blas-choice.json", "llvm-host.json", "host-*.json")   # per-host measured choices, not code
+
+
+def _fresh_cache(choices_dir: str) -> str:
+    """A fresh compile cache for one variant (its compile is cold), holding the run's
+    per-host choices from `choices_dir`: every variant runs the BLAS the ISA probe named."""
+    d = tempfile.mkdtemp(prefix="nngraph-lstm-bench-")
+    for pattern in HOST_CHOICES:
+        for path in glob.glob(os.path.join(choices_dir, pattern)):
+            shutil.copy2(path, d)
+    return d
+
+
+def _checks(a, frameworks, choices_dir: str) -> list:
+    """The ISA probes (benchmarks/isa.py) with the workers' environment: the run's
+    choices directory, where the nngraph probe makes the choices the variants copy."""
+    return probe_all(a.isa, frameworks, dict(os.environ, NNGRAPH_CACHE_DIR=choices_dir))
+
+
 def _in_process_of_its_own(a, which: str) -> dict:
-    """Run one variant in a fresh Python (its own process; a fresh compile cache), with
-    its framework's environment under a.isa (benchmarks/isa.py)."""
+    """Run one variant in a fresh Python (its own process; a fresh compile cache with
+    the run's per-host choices, a.choices), with its framework's environment under a.isa
+    (benchmarks/isa.py)."""
     env = framework_env(FRAMEWORK_OF.get(which, "nngraph"), a.isa)
-    env["NNGRAPH_CACHE_DIR"] = tempfile.mkdtemp(prefix="nngraph-lstm-bench-")
+    env["NNGRAPH_CACHE_DIR"] = _fresh_cache(a.choices)
     args = [sys.executable, __file__, "--only", which, "--T", str(a.T), "--N", str(a.N), "--F", str(a.F),
             "--H", str(a.H), "--steps", str(a.steps), "--warmup", str(a.warmup)]
     out = subprocess.run(args, env=env, capture_output=True, text=True)
@@ -257,13 +279,11 @@ def main(argv=None):
     from machine import cpu_model
     which = (["layer", "scan"] + (["unrolled"] if a.unrolled else []) + ([] if a.no_torch else ["torch"])
              + ([] if a.no_jax else ["jax"]))
-    checks = probe_all(a.isa, list(dict.fromkeys(FRAMEWORK_OF.get(w, "nngraph") for w in which)))
+    a.choices = tempfile.mkdtemp(prefix="nngraph-lstm-bench-choices-")
+    checks = _checks(a, list(dict.fromkeys(FRAMEWORK_OF.get(w, "nngraph") for w in which)), a.choices)
     print(f"LSTM({a.F}->{a.H}) SGD training step, Dense(10) + cross-entropy; {cpu_model()}, "
           f"{len(os.sched_getaffinity(0))} CPUs, load average {os.getloadavg()[0]:.1f} at the start")
-    for line in header(cpu_model(), checks):
-        print(line)
-    if checks:
-        print(not_held(checks))
+    print_header(cpu_model(), checks)
     sizes = [(a.T, a.N or 32)] if a.T else [(50, a.N or 32), (100, a.N or 64)]
     for T, N in sizes:
         a.T, a.N = T, N

@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from isa import ISAS, framework_env, header, not_held, probe_all  # benchmarks/isa.py, beside this script
+from isa import ISAS, framework_env, print_header, probe_all  # benchmarks/isa.py, beside this script
 from machine import cpu_model  # benchmarks/machine.py, beside this script
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -158,7 +158,7 @@ def main() -> int:
         path = os.path.join(d, "resnet50_he.onnx")
         make_model(path)
         results = []
-        checks = probe_all(args.isa, ENGINES)
+        checks = probe_all(args.isa, ENGINES, dict(os.environ, **thread_settings(args.threads)))   # the workers' threads
         for engine in ENGINES:
             out = subprocess.run([sys.executable, __file__, "--engine", engine, "--model", path,
                                   "--runs", str(args.runs)], capture_output=True, text=True, check=True,
@@ -166,10 +166,7 @@ def main() -> int:
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     threads = f"{args.threads} thread(s) each" if args.threads else "default threads"
     print(f"ResNet-50, batch 1, 224x224, {args.runs} timed runs, {threads}; CPU: {cpu_model()}, {os.cpu_count()} CPUs")
-    for line in header(cpu_model(), checks):
-        print(line)
-    if checks:
-        print(not_held(checks))
+    print_header(cpu_model(), checks)
     for r in results:
         print(f"  {r['engine']:12s} median {r['median_ms']:8.2f} ms   min {r['min_ms']:8.2f} ms   "
               f"setup {r['setup_s']:6.2f} s   top-1 {r['argmax']}   sum {r['checksum']:.6f}")

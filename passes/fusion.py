@@ -43,6 +43,8 @@ class FusionPlan:
     users: dict = field(default_factory=dict)
     inside: set = field(default_factory=set)      # ids of epilogue values that are never stored
     pinned: set = field(default_factory=set)      # ids of source-only cones that epilogues inline
+    folded: dict = field(default_factory=dict)    # id(matmul) -> the sum over its batch that one
+                                                  # GEMM computes (summed_over_batch; decided once)
 
 
 def is_source(n: Tensor) -> bool:
@@ -176,6 +178,8 @@ def _epilogues(plan: FusionPlan, roles: set):
         if not OPS[m.op].takes_epilogue:
             continue
         total = summed_over_batch(plan, m, roles)
+        if total is not None:
+            plan.folded[id(m)] = total      # lowering reads this, never decides again
         prod = m if total is None else total
         D = _epilogue_set(plan, prod, pos, claimed)
         if not D:

@@ -14,10 +14,11 @@ A user's explicit OPENBLAS_CORETYPE is respected unless they opt in:
     NNGRAPH_BLAS_CORETYPE=host     the type for this host's vector width, over any
                                    pin: SkylakeX with AVX-512, else Zen (AMD) or
                                    Haswell (Intel) with AVX2 (host_core_type)
-    NNGRAPH_BLAS_CORETYPE=<name>   that core type (an AVX-512 one only on such a CPU)
+    NNGRAPH_BLAS_CORETYPE=<name>   that core type (an AVX-512 one only on such a CPU;
+                                   with its AVX-512 turned off, the AVX2 type)
 
 On an AVX-512 CPU whose AVX-512 NNGRAPH_CPU_FEATURES turns off (-avx512f), unset or
-inherit with no OPENBLAS_CORETYPE means the AVX2 type (Haswell, Zen on AMD), and MKL
+inherit with no OPENBLAS_CORETYPE means "host", the AVX2 type (Haswell, Zen on AMD), and MKL
 is held to AVX2 (mkl.py): the whole BLAS runs as on an AVX2 machine.
 
 OpenBLAS reads the variable once, when the library is loaded. If scipy already
@@ -123,14 +124,25 @@ def describe() -> str:
 def _description(name: str, n: int) -> str:
     if name == "mkl":
         return mkl_instance().describe()
-    if not _openblas_used:
-        openblas_addresses()
-    lib, private = _openblas_used["lib"], _openblas_used["private"]
+    lib, private = _openblas_instance()
     config = _openblas_text(lib, "scipy_openblas_get_config").split()   # "OpenBLAS 0.3.30 DYNAMIC_ARCH ..."
     version = config[1] if len(config) > 1 else _scipy_version()
-    core = _openblas_text(lib, "scipy_openblas_get_corename") or "?"
+    core = openblas_core() or "?"
     own = ", own instance" if private else ""
     return f"openblas {version} (scipy's{own}, core type {core}, {n} thread{'s' * (n > 1)})"
+
+
+def openblas_core() -> str:
+    """The core type the OpenBLAS instance nngraph calls runs (loaded if it is not yet),
+    as OpenBLAS names it ("Haswell", "SkylakeX"), or "" where it cannot say."""
+    return _openblas_text(_openblas_instance()[0], "scipy_openblas_get_corename")
+
+
+def _openblas_instance() -> tuple:
+    """(ctypes library or None, whether it is nngraph's own) of the OpenBLAS nngraph calls."""
+    if not _openblas_used:
+        openblas_addresses()
+    return _openblas_used["lib"], _openblas_used["private"]
 
 
 def _openblas_text(lib, name: str) -> str:
@@ -253,24 +265,27 @@ def host_core_type(vector_bits: int, vendor: str) -> str:
 
 
 def core_type_choice() -> str:
-    """The core type to load with, or "" to leave the environment's."""
-    want = os.environ.get("NNGRAPH_BLAS_CORETYPE", "")
+    """The core type to load with, or "" to leave the environment's. With AVX-512
+    turned off (NNGRAPH_CPU_FEATURES=-avx512f) on an AVX-512 CPU, "unset" with nothing
+    pinned and an AVX-512 type asked for both give the AVX2 type: OpenBLAS would
+    otherwise pick SkylakeX from cpuid, and the hold to AVX2 would break."""
+    from codegen.host import avx512_turned_off
+    want = os.environ.get("NNGRAPH_BLAS_CORETYPE", "").strip()
     if not want or want.lower() == "inherit":
-        return _avx2_held_type()
+        pinned = os.environ.get("OPENBLAS_CORETYPE", "").strip()
+        return avx2_core_type() if not pinned and avx512_turned_off() else ""
     has512 = host_has_avx512()
     if want.lower() == "host":
         from codegen.host import host_facts
         return host_core_type(512 if has512 else min(256, host_facts().vector_bits), host_vendor())
-    return want if has512 or want.lower() not in AVX512_TYPES else ""
+    if want.lower() in AVX512_TYPES and not has512:      # would crash on a CPU without AVX-512
+        return avx2_core_type() if avx512_turned_off() else ""
+    return want
 
 
-def _avx2_held_type() -> str:
-    """Without a type asked for: the AVX2 type for this host when NNGRAPH_CPU_FEATURES
-    turns AVX-512 off and no OPENBLAS_CORETYPE is set (OpenBLAS would pick SkylakeX
-    from the CPU), else "" (the environment's, or OpenBLAS's own choice)."""
-    from codegen.host import avx512_turned_off
-    if os.environ.get("OPENBLAS_CORETYPE", "").strip() or not avx512_turned_off():
-        return ""
+def avx2_core_type() -> str:
+    """OpenBLAS's AVX2 core type for this CPU's vendor (Haswell, Zen on AMD): what
+    holds OpenBLAS to AVX2 here and in benchmarks/isa.py."""
     return host_core_type(256, host_vendor())
 
 

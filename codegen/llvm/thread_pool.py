@@ -195,16 +195,17 @@ def idle_spin_bound_ns() -> int:
 
 
 def set_spin_ns(ns: int, idle_ns: int | None = None, reread_ns: int | None = None) -> None:
-    """Sets the spin bounds (benchmarks A/B them; measure_wake_ns needs them 0) and, with
-    `idle_ns`, how often the idle spin re-reads the load (`reread_ns`; by default
-    loadavg_interval_ns(idle_ns); 0: every turn); nothing to set with no pool. Call
-    it while no split runs: waits read them when they begin."""
+    """Sets the spin bounds (benchmarks A/B them; measure_wake_ns needs them 0) and how
+    often the idle spin re-reads the load: `reread_ns` when given (0: every turn), else
+    loadavg_interval_ns(idle_ns) when `idle_ns` is given; nothing to set with no pool.
+    Call it while no split runs: waits read them when they begin."""
     word = _spin_word()
     if word is None:
         return
     word.value = max(0, int(ns))
     if idle_ns is not None:
         _word("nngraph_pool_idle_spin_ns").value = max(0, int(idle_ns))
+    if reread_ns is not None or idle_ns is not None:
         _word("nngraph_pool_loadavg_every_ns").value = (loadavg_interval_ns(idle_ns) if reread_ns is None
                                                          else max(0, int(reread_ns)))
 

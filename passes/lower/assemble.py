@@ -13,7 +13,7 @@ from ..loop import ScanLoop, loop_stats
 from ..memory import note_in_place, plan_memory
 from ..one_hot_gather import gather_one_hot_sums
 from ..program import LoopKernel, MatmulKernel, Program, Stage
-from ..remat import copy_again
+from ..remat import copy_again, lowers_peak
 from ..sibling_fusion import fuse_siblings
 
 
@@ -60,32 +60,55 @@ def _kernels(ctx) -> dict:
 
 
 def ordered_kernels(ctx) -> list:
-    """The context's kernels (sibling fusion done) in a launch order, named by position."""
+    """The context's kernels (sibling fusion done) in a launch order, named by position
+    (a loop body's; the call's own schedule is assemble's, which may also remat)."""
+    return _named(_launch_order(ctx))
+
+
+def _launch_order(ctx) -> list:
     kernels = _kernels(ctx)
     dag = kernel_dag(kernels, ctx.root)
     bucket = _feeds_bucket(dag, kernels)
     order = dag.lexicographical_topological_sort(key=lambda no: _priority(kernels[no], no, bucket))
-    schedule = [kernels[no] for no in order]
-    if ctx.opt >= 1:
-        schedule = copy_again(schedule, ctx.buffers, ctx.root, lambda b: _second_buffer(ctx, b))
+    return [kernels[no] for no in order]
+
+
+def _named(schedule: list) -> list:
     for n, k in enumerate(schedule):
         k.name = f"k{n}_" + k.name.split("_", 1)[1]
     return schedule
 
 
-def _second_buffer(ctx, b: int):
-    """A new temp storing the same graph value as temp b (passes/remat.py), or None."""
+def _second_buffer(ctx, b: int, made: list):
+    """A new temp storing the same graph value as temp b (passes/remat.py), or None;
+    (node, new buffer) appended to `made`, so that it can be taken back."""
     node = next((n for n in ctx.plan.order if b in ctx.store_bufs.get(id(n), ())), None)
     if node is None:
         return None
     again = ctx.add_buffer(f"{ctx.buffers[b].name}_again", node.type, "temp", node)
     ctx.store_bufs[id(node)].append(again)
+    made.append((node, again))
     return again
 
 
-def assemble(ctx) -> Program:
-    schedule = ordered_kernels(ctx)
-    # drop buffers nobody touches (unused constants, unstored reduction temps)
+def _remat_or_not(ctx, schedule: list) -> list:
+    """`schedule` with passes/remat.py's second copies when they lower the memory plan's
+    peak (moving their readers to the end lengthens those readers' other operands'
+    lives, which can raise it); else `schedule`, the new buffers taken back."""
+    made = []
+    again = copy_again(schedule, ctx.buffers, ctx.root, lambda b: _second_buffer(ctx, b, made))
+    if not made:
+        return schedule
+    if lowers_peak(_program(ctx, again), _program(ctx, schedule)):
+        return again
+    for node, b in made:
+        ctx.store_bufs[id(node)].remove(b)
+        del ctx.buffers[b]
+    return schedule
+
+
+def _program(ctx, schedule: list) -> Program:
+    """The Program of `schedule` (buffers nobody touches dropped), its memory planned."""
     used = set(ctx.inputs) | set(ctx.params) | set(ctx.outputs) | {b for pair in ctx.updates for b in pair}
     for k in schedule:
         used |= k.reads() | k.writes()
@@ -96,15 +119,23 @@ def assemble(ctx) -> Program:
     buffers = {b: buf for b, buf in ctx.buffers.items() if b in used}
     prog = Program(buffers, schedule, list(ctx.inputs), list(ctx.params), list(ctx.outputs),
                    list(ctx.updates))
-    t0 = time.perf_counter()
     prog.plan = plan_memory(prog)
+    return prog
+
+
+def assemble(ctx) -> Program:
+    schedule = _launch_order(ctx)
+    t0 = time.perf_counter()
+    if ctx.opt >= 1:
+        schedule = _remat_or_not(ctx, schedule)
+    prog = _program(ctx, _named(schedule))
     note_in_place(prog)
     plan_seconds = time.perf_counter() - t0
     prog.nodes = kernel_map.build(ctx.plan, ctx.store_bufs, schedule, ctx.root, ctx.body_maps)
     prog.stats = _stats(ctx, schedule)
     prog.stats["memory_plan_seconds"] = plan_seconds   # for fn.stats()["compile_time"]
     if any(n.op == "all_reduce" for n in ctx.plan.order):
-        prog.stats["all_reduce"] = collective_stats(schedule, buffers)
+        prog.stats["all_reduce"] = collective_stats(prog.schedule, prog.buffers)
     if any(isinstance(k, ScanLoop) for k in schedule):
         prog.stats["loops"] = loop_stats(schedule, lambda k: isinstance(k, MatmulKernel))
     return prog

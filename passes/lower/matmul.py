@@ -10,6 +10,8 @@ reads the sum as `acc`: an SGD step stores W - lr * acc into W's update, so the
 gradient itself is never stored either."""
 from __future__ import annotations
 
+from nngraph.errors import VerifyError
+
 from .. import fusion
 from ..program import MatmulKernel
 from .registry import lowering
@@ -41,12 +43,15 @@ def lower_matmul(ctx, m):
 
 
 def _summed_over_batch(ctx, m):
-    """The sum node when m's product is summed over its batch (passes/fusion.py's
-    `summed_over_batch`) and m has no buffer but a temp (never materialised)."""
-    roles = {id(o) for o in ctx.graph.outputs} | {id(v) for _, v in ctx.graph.updates}
-    s = fusion.summed_over_batch(ctx.plan, m, roles)
-    if s is None or any(ctx.buffers[b].kind != "temp" for b in ctx.store_bufs.get(id(m), [])):
-        return None
+    """The sum node when fusion folded m's batch into one GEMM (plan.folded, decided
+    once in passes/fusion.py, whose epilogue frontier is then the sum's), else None.
+    A folded m is never materialised: a buffer of it other than a temp is a compiler
+    error, never a silent change of plan (the frontier would be the wrong one)."""
+    s = ctx.plan.folded.get(id(m))
+    kept = [ctx.buffers[b] for b in ctx.store_bufs.get(id(m), []) if ctx.buffers[b].kind != "temp"]
+    if s is not None and kept:
+        raise VerifyError(f"matmul {fusion.label(m)} is folded into {fusion.label(s)} but stored into "
+                             f"{kept[0].kind} {kept[0].name!r}")
     return s
 
 

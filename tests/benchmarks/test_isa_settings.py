@@ -13,9 +13,10 @@ BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abs
 sys.path.insert(0, BENCH)
 
 import isa  # noqa: E402
+from codegen.llvm.blas import avx2_core_type  # noqa: E402
 
 BASE = {"PATH": "/usr/bin", "XLA_FLAGS": "--xla_cpu_use_thunk_runtime=true", "PYTENSOR_FLAGS": "floatX=float32"}
-CAPS = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "OPENBLAS_CORETYPE": isa.openblas_core_type()}
+CAPS = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "OPENBLAS_CORETYPE": avx2_core_type()}
 
 
 def test_native_leaves_the_environment_as_it_is():
@@ -83,11 +84,11 @@ def test_run_py_gives_each_worker_its_frameworks_environment(monkeypatch):
     assert {env["NNGRAPH_CACHE_DIR"] for env in envs.values()} == {"/tmp/the-runs-cache"}
 
 
-def test_lstm_gives_each_variant_its_frameworks_environment(monkeypatch):
+def test_lstm_gives_each_variant_its_frameworks_environment(monkeypatch, tmp_path):
     import lstm
     seen = []
     monkeypatch.setattr(lstm.subprocess, "run", _fake_run(seen, lambda a: '{"variant": "x"}'))
-    a = types.SimpleNamespace(T=2, N=2, F=4, H=4, steps=1, warmup=0, isa="avx2")
+    a = types.SimpleNamespace(T=2, N=2, F=4, H=4, steps=1, warmup=0, isa="avx2", choices=str(tmp_path))
     for which in ("layer", "scan", "torch", "jax"):
         lstm._in_process_of_its_own(a, which)
     envs = {args[args.index("--only") + 1]: env for args, env in seen}
@@ -147,3 +148,74 @@ def test_the_probe_runs_as_a_script_and_prints_one_json_line(tmp_path):
                        capture_output=True, text=True, env=env, timeout=300)
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert out["framework"] == "onnxruntime" and out["status"] in ("not capped", "not installed"), out
+
+
+def test_missing_evidence_is_not_verified_never_capped():
+    assert isa.nngraph_status("", False, "") == "not verified"            # OpenBLAS core type unreadable
+    assert isa.nngraph_status("", False, "branch 99") == "not verified"   # an MKL code path it does not know
+    assert isa.nngraph_status("", False, "Haswell") is True and isa.nngraph_status("", False, "AVX2") is True
+    assert isa.nngraph_status("", False, "SkylakeX") is False and isa.nngraph_status("zmm", False, "Haswell") is False
+    assert isa.nngraph_status("", False, "AVX512_E1") is False and isa.nngraph_status("", True, "AVX2") is False
+    assert isa.jax_status(True, "", False) == "not verified"              # no objdump: nothing disassembled
+    assert isa.jax_status(True, "", True) == "not verified"
+    assert isa.jax_status(True, "no AVX-512 in 2 object file(s)", False) is True
+    assert isa.jax_status(True, "no AVX-512 in 2 object file(s)", True) == "partial"
+    assert isa.jax_status(True, "zmm in a.o", True) is False and isa.jax_status(False, "no AVX-512 in 1", False) is False
+
+
+def test_compile_directories_of_loaded_code_are_private(tmp_path, monkeypatch):
+    monkeypatch.setattr(isa.tempfile, "gettempdir", lambda: str(tmp_path))
+    torch_dir = isa.framework_env("torch", "avx2", BASE)["TORCHINDUCTOR_CACHE_DIR"]
+    pytensor_flags = isa.framework_env("pytensor", "avx2", BASE)["PYTENSOR_FLAGS"]
+    for d in (torch_dir, pytensor_flags.split("base_compiledir=")[1]):
+        assert d.startswith(str(tmp_path)) and d.endswith(f"-{os.getuid()}")
+        assert os.stat(d).st_mode & 0o777 == 0o700
+    os.chmod(torch_dir, 0o777)                      # as if another user could plant a module there
+    with pytest.raises(RuntimeError, match="torchinductor-isa-avx2.* is not private to this user"):
+        isa.framework_env("torch", "avx2", BASE)
+
+
+def _probe_output(args):
+    return json.dumps({"framework": args[args.index("--probe") + 1], "status": "capped", "detail": ""})
+
+
+def test_lstm_probes_see_the_choices_every_variant_runs(monkeypatch, tmp_path):
+    import lstm
+    choices = tmp_path / "choices"
+    choices.mkdir()
+    seen = []
+    monkeypatch.setattr(lstm.subprocess, "run", _fake_run(seen, _probe_output))
+    a = types.SimpleNamespace(T=2, N=2, F=4, H=4, steps=1, warmup=0, isa="avx2", choices=str(choices))
+    lstm._checks(a, ["nngraph", "torch"], str(choices))
+    assert [env["NNGRAPH_CACHE_DIR"] for _, env in seen] == [str(choices)] * 2
+    (choices / "blas-choice.json").write_text('{"the probe": "chose"}')      # as the nngraph probe leaves it
+    (choices / "host-1234.json").write_text("{}")
+    caches = []
+    monkeypatch.setattr(lstm.subprocess, "run", lambda args, env=None, **kw: caches.append(env["NNGRAPH_CACHE_DIR"])
+                        or types.SimpleNamespace(returncode=0, stdout='{"variant": "x"}', stderr=""))
+    for which in ("layer", "scan"):
+        lstm._in_process_of_its_own(a, which)
+    assert len(set(caches)) == 2 and str(choices) not in caches            # each compile still cold
+    for d in caches:
+        assert sorted(os.listdir(d)) == ["blas-choice.json", "host-1234.json"]
+        assert open(os.path.join(d, "blas-choice.json")).read() == '{"the probe": "chose"}'
+
+
+def test_resnet_probes_get_the_engines_threads(monkeypatch):
+    import onnx_resnet50
+    seen = []
+    monkeypatch.setattr(onnx_resnet50, "probe_all", lambda isa, fws, base=None: seen.append(base) or [])
+    monkeypatch.setattr(onnx_resnet50, "make_model", lambda path: None)
+    monkeypatch.setattr(onnx_resnet50.subprocess, "run", lambda *a, **k: types.SimpleNamespace(stdout=json.dumps(
+        {"engine": "x", "median_ms": 1, "min_ms": 1, "setup_s": 0, "argmax": 0, "checksum": 0})))
+    monkeypatch.setattr(sys, "argv", ["onnx_resnet50.py", "--threads", "1", "--isa", "avx2", "--runs", "1"])
+    onnx_resnet50.main()
+    assert seen[0]["NNGRAPH_NUM_THREADS"] == seen[0]["NNGRAPH_BLAS_THREADS"] == "1"
+
+
+def test_print_header_prints_the_header_and_the_caption(capsys):
+    checks = [{"framework": "jax", "status": "partial", "detail": "YNNPACK"}]
+    isa.print_header("Some Xeon", checks)
+    assert capsys.readouterr().out.splitlines() == isa.header("Some Xeon", checks) + [isa.not_held(checks)]
+    isa.print_header("Some Xeon", [])
+    assert capsys.readouterr().out == ""

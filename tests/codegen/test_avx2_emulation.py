@@ -156,3 +156,24 @@ def test_the_blas_is_held_to_avx2(which, tmp_path):
     else:
         assert default["core"] == "" and held["core"] in ("Haswell", "Zen"), outs
         assert f"core type {held['core']}" in held["describe"] and "core type Haswell" not in default["describe"]
+
+
+@pytest.mark.parametrize("pinned", ["", "SkylakeX"])
+def test_an_avx512_core_type_asked_for_is_held_to_avx2_when_avx512_is_turned_off(monkeypatch, pinned):
+    # an AVX-512 type with AVX-512 off must not leave OPENBLAS_CORETYPE unset (OpenBLAS would pick SkylakeX)
+    monkeypatch.setattr(host, "avx512_turned_off", lambda: True)
+    monkeypatch.setattr(host, "host_facts", lambda: _facts(256))
+    monkeypatch.setenv("NNGRAPH_BLAS_CORETYPE", "SkylakeX")
+    monkeypatch.setenv("OPENBLAS_CORETYPE", pinned)
+    assert blas.core_type_choice() == "Haswell" == blas.avx2_core_type()
+    monkeypatch.setenv("NNGRAPH_BLAS_CORETYPE", "Zen")
+    assert blas.core_type_choice() == "Zen"
+
+
+def test_unset_with_avx512_on_and_a_real_avx2_host_leave_openblas_alone(monkeypatch):
+    monkeypatch.delenv("NNGRAPH_BLAS_CORETYPE", raising=False)
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    for facts_bits in (512, 256):
+        monkeypatch.setattr(host, "avx512_turned_off", lambda: False)
+        monkeypatch.setattr(host, "host_facts", lambda: _facts(facts_bits))
+        assert blas.core_type_choice() == ""

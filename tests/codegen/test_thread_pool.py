@@ -282,6 +282,23 @@ def test_spin_bound_is_the_thread_start_cost_and_settable():
     assert seen == [1, 1_000_001]
 
 
+def test_reread_interval_is_set_alone_too():
+    """set_spin_ns(ns, reread_ns=X) sets the re-read interval without an idle bound
+    (it did nothing), and leaves the idle bound as it was."""
+    from codegen.llvm import target, thread_pool
+    target._init()
+    if thread_pool._spin_word() is None:
+        pytest.skip("no worker pool in this process (NNGRAPH_THREAD_POOL=0 or unsupported)")
+    every = thread_pool._word("nngraph_pool_loadavg_every_ns")
+    saved = (thread_pool.spin_bound_ns(), thread_pool.idle_spin_bound_ns(), every.value)
+    try:
+        thread_pool.set_spin_ns(saved[0], reread_ns=saved[2] + 12345)
+        assert every.value == saved[2] + 12345 and thread_pool.idle_spin_bound_ns() == saved[1]
+    finally:
+        thread_pool.set_spin_ns(saved[0], saved[1], saved[2])
+    assert every.value == saved[2]
+
+
 def test_wake_up_probe_goes_through_a_worker_and_restores_the_spin_bound():
     from codegen.llvm import target, thread_pool
     target._init()
