@@ -1,21 +1,27 @@
 """Which layout each convolution layer lowers to on target="cpu": one GEMM for the
-whole batch, or one per example (passes/lower/conv_layout.py), chosen by timing
-both at the layer's shapes with the BLAS the generated code calls, once per host.
+whole batch, one per example (passes/lower/conv_layout.py), or no GEMM at all, loop
+kernels over the windows ("direct", passes/lower/conv_direct.py), chosen by timing
+them at the layer's shapes, once per host.
 
-Neither wins everywhere: the whole batch makes one call instead of N and gives the
+None wins everywhere: the whole batch makes one call instead of N and gives the
 BLAS long panels, one example at a time keeps each call's operands in cache (with
 OpenBLAS on an AVX-512 Xeon, LeNet's 6 x 25 x 784 products ran about twice as fast
-per example, its 16 x 150 x 6400 filter gradient faster as one call). So nothing
-here is a threshold: the layer's products that the graph makes (forward, input
-gradient, filter gradient) are timed in both layouts, the whole batch's with the
-copies it adds, interleaved, best of ROUNDS rounds (or of those that start within
-BUDGET_S), the per-example time less what its calls cost from Python (timed with
-empty products: the generated code calls the BLAS directly); the faster total wins.
-A symbolic batch size is timed at NOMINAL_BATCH examples. Results are kept in
-memory and in `conv-layouts.json` in nngraph's cache directory (codegen/cache.py:
-private to the user, written atomically, a damaged file is measured again), keyed
-by the host (CPU, its features, the BLAS core type and thread counts), so each
-shape is measured once per host.
+per example, its 16 x 150 x 6400 filter gradient faster as one call), and the direct
+kernels skip the columns and the BLAS's packing, which wins where the products are
+thin (LeNet's first layer: 1 input channel, 6 outputs; with MKL on an AVX-512 Xeon its
+forward and filter gradient took 0.34 ms direct against 0.68 ms in either GEMM
+layout, 32 examples) and loses where they are not (its second layer: 3.6 ms against
+0.76). So nothing here is a threshold: the layer's products that the graph makes
+(forward, input gradient, filter gradient) are timed in each layout, the whole
+batch's with the copies it adds, the direct one as compiled code
+(runtime/conv_direct_timing.py), interleaved, best of ROUNDS rounds (or of those
+that start within BUDGET_S), the per-example time less what its calls cost from
+Python (timed with empty products: the generated code calls the BLAS directly); the
+fastest total wins. A symbolic batch size is timed at NOMINAL_BATCH examples.
+Results are kept in memory and in `conv-layouts.json` in nngraph's cache directory
+(codegen/cache.py: private to the user, written atomically, a damaged file is
+measured again), keyed by the host (CPU, its features, the BLAS core type and thread
+counts, the layouts there are to choose from), so each shape is measured once per host.
 
 A layer of one image in one group whose graph makes only the forward product (an
 inference) is timed the same way between its two orientations (conv_layout.py:
@@ -37,6 +43,8 @@ import numpy as np
 
 from passes.lower.conv_layout import LAYOUTS, ONE_IMAGE_LAYOUTS, is_one_image
 
+from .conv_direct_timing import direct_call
+
 NOMINAL_BATCH = 32          # examples timed when the batch size is symbolic
 MAX_TIMED_ELEMENTS = 1 << 23  # largest operand timed (32 MiB of float32): fewer examples beyond
 ROUNDS = 5
@@ -47,9 +55,11 @@ CACHE_FILE = "conv-layouts.json"
 _memo: dict = {}
 
 
-def conv_choice_for(target: str):
+def conv_choice_for(target: str, build_program=None):
     """The lowering's conv_choice for `target`: forced by NNGRAPH_CONV_LAYOUT, measured
-    on "cpu", per example on "gpu", else None (the lowering's default, the whole batch).
+    on "cpu" (the direct layout too when the backend passes its `build_program`,
+    runtime/conv_direct_timing.py), per example on "gpu", else None (the lowering's
+    default, the whole batch).
 
     On "gpu" the per-example layout (products batched over the examples in one Triton
     launch) was measured on an NVIDIA H100 at 257 us per LeNet-style SGD step against
@@ -60,7 +70,9 @@ def conv_choice_for(target: str):
         return lambda geo, dtype, products=ALL: forced
     if target == "gpu":
         return lambda geo, dtype, products=ALL: "example"
-    return measured_layout if target == "cpu" else None
+    if target != "cpu":
+        return None
+    return functools.partial(measured_layout, build_program=build_program) if build_program else measured_layout
 
 
 def forced_layout() -> str:
@@ -70,9 +82,10 @@ def forced_layout() -> str:
     return raw
 
 
-def measured_layout(geo: dict, dtype: str, products=None) -> str:
-    """"batch" or "example" for a layer of geometry `geo` (passes/lower/conv.py) whose
-    graph makes `products` (a subset of ALL; default all three)."""
+def measured_layout(geo: dict, dtype: str, products=None, build_program=None) -> str:
+    """"batch", "example" or "direct" for a layer of geometry `geo`
+    (passes/lower/conv.py) whose graph makes `products` (a subset of ALL; default all
+    three); "direct" is timed only with a `build_program` (conv_choice_for)."""
     products = tuple(p for p in ALL if p in (products or ALL))
     n = geo["N"]
     one_image = is_one_image(geo) and products == ("conv2d",)
@@ -86,7 +99,7 @@ def measured_layout(geo: dict, dtype: str, products=None) -> str:
     entry = table.get(key, {}).get(shape)
     names = ONE_IMAGE_LAYOUTS if one_image else LAYOUTS
     if not (isinstance(entry, dict) and entry.get("choice") in names):
-        entry = time_one_image(geo, dtype) if one_image else time_layouts(geo, dtype, products)
+        entry = time_one_image(geo, dtype) if one_image else time_layouts(geo, dtype, products, build_program)
         table.setdefault(key, {})[shape] = entry
         _write_table(table)
     _memo[(key, shape)] = entry["choice"]
@@ -113,7 +126,8 @@ def host_key() -> str:
     from codegen.llvm import blas
     from codegen.llvm.entry import GEMM_COLUMN_WORK, N_THREADS
     from codegen.llvm.matmul import BLAS_THREAD_WORK
-    parts = [llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten(), blas.describe(), blas.core_type_choice(),
+    parts = ["+".join(LAYOUTS), llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten(), blas.describe(),
+             blas.core_type_choice(),
              os.environ.get("OPENBLAS_CORETYPE", ""), str(blas.configured_threads()), str(BLAS_THREAD_WORK),
              str(N_THREADS), str(GEMM_COLUMN_WORK)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
@@ -121,10 +135,12 @@ def host_key() -> str:
 
 # ----------------------------------------------------------------------------- timing
 
-def time_layouts(geo: dict, dtype: str, products=ALL) -> dict:
-    """{"choice", "batch_s", "example_s", "examples"}: seconds of the layer's products
-    for `examples` examples in each layout (one group; all groups alike), the whole
-    batch's layout with the copies it adds (the product to NCHW, gy channel-major)."""
+def time_layouts(geo: dict, dtype: str, products=ALL, build_program=None) -> dict:
+    """{"choice", "batch_s", "example_s", "direct_s", "examples"}: seconds of the layer's
+    products for `examples` examples in each layout (one group; all groups alike), the
+    whole batch's layout with the copies it adds (the product to NCHW, gy
+    channel-major), the direct layout's as compiled code (runtime/conv_direct_timing.py,
+    given the backend's `build_program`). The fastest wins."""
     Og, K, P = geo["Og"], geo["K"], geo["OH"] * geo["OW"]
     n = geo["N"] if isinstance(geo["N"], int) else NOMINAL_BATCH
     n = max(1, min(n, MAX_TIMED_ELEMENTS // max(1, K * P, Og * P)))
@@ -140,6 +156,8 @@ def time_layouts(geo: dict, dtype: str, products=ALL) -> dict:
     # empty products as the per-example layout makes, subtracted from its time
     empty = np.zeros((0, 0), dt)
     out["overhead"] = [_gemm_call(empty, empty, empty, False, False)] * len(out["example"])
+    if build_program is not None:
+        out["direct"] = [direct_call(dict(geo, N=n, G=1, O=Og), dtype, products, n, build_program)]
     best = {name: float("inf") for name in out}
     start = time.perf_counter()
     for _ in range(ROUNDS):     # interleaved, the best of each: a round another process
@@ -150,9 +168,10 @@ def time_layouts(geo: dict, dtype: str, products=ALL) -> dict:
             best[name] = min(best[name], time.perf_counter() - t)
         if time.perf_counter() - start > BUDGET_S:
             break               # slow products (or a busy machine): fewer rounds, a bounded compile
-    example = max(0.0, best["example"] - best["overhead"])
-    return {"choice": "batch" if best["batch"] < example else "example", "batch_s": best["batch"],
-            "example_s": example, "examples": n}
+    seconds = {"batch": best["batch"], "example": max(0.0, best["example"] - best["overhead"])}
+    if "direct" in best:
+        seconds["direct"] = best["direct"]
+    return {"choice": min(seconds, key=seconds.get), **{f"{k}_s": v for k, v in seconds.items()}, "examples": n}
 
 
 def time_one_image(geo: dict, dtype: str) -> dict:

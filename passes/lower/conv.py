@@ -35,9 +35,10 @@ from __future__ import annotations
 from nngraph.types import TensorType
 
 from ..program import MatmulKernel, Store
+from .conv_direct import lower_direct_conv2d, lower_direct_grad_filter, lower_direct_grad_input
 from .conv_layout import is_one_image, make_layout
 from .registry import lowering
-from .window import UNROLL_TAPS, const, in_range, masked_value, range_mask
+from .window import UNROLL_TAPS, const, in_range, masked_value, range_mask, tap_source
 
 
 def _geometry(n, x_shape, w_shape, out_hw):
@@ -162,9 +163,12 @@ def lower_conv2d(ctx, n):
     geo = _node_geometry(n)
     dt = n.dtype
     lay = _layout(ctx, geo, dt)
+    frontier = ctx.plan.epilogue.get(id(n), [n])
+    if lay.name == "direct":
+        lower_direct_conv2d(ctx, n, x, w, geo, frontier)
+        return
     G, Og, K = geo["G"], geo["Og"], geo["K"]
     cols = _im2col(ctx, n, x, lay, dt)
-    frontier = ctx.plan.epilogue.get(id(n), [n])
     stores, base = ctx.epilogue_output(n, frontier)
     if lay.name == "one_image_t":
         _pixel_major_conv2d(ctx, n, ctx.view(ctx.operand_buffer(w, dt), (Og, K)), cols, lay, frontier, stores)
@@ -214,6 +218,9 @@ def lower_conv2d_grad_input(ctx, n):
     geo = _node_geometry(n)
     dt = n.dtype
     lay = _layout(ctx, geo, dt)
+    if lay.name == "direct":
+        lower_direct_grad_input(ctx, n, gy, w, geo)
+        return
     G, Og, K = geo["G"], geo["Og"], geo["K"]
     wv = ctx.view(ctx.operand_buffer(w, dt), (G, Og, K))
     gv = _grad_out(ctx, n, gy, lay, dt)
@@ -261,21 +268,6 @@ def _col2im_loop(ctx, n, dcols, lay, dt):
     ctx.note_reads(g, st.emitter.loads)
 
 
-def _tap_source(b, v, size, pad, tap, dil, stride, out):
-    """Output coordinate whose window tap `tap` reads input coordinate v (v in
-    [0, size)), and the mask saying it exists (None when it always does)."""
-    p = b.isub(b.iadd(v, b.iconst(pad)), b.iconst(tap * dil))
-    lo = pad - tap * dil
-    hi = size - 1 + pad - tap * dil if isinstance(size, int) else None
-    o = b.ifloordiv(p, b.iconst(stride))
-    ok = None if lo >= 0 else b.emit("greater_equal", (p, b.iconst(0)), "bool")
-    if stride > 1:
-        ok = b.land(ok, b.emit("equal", (b.imod(p, b.iconst(stride)), b.iconst(0)), "bool"))
-    if not (isinstance(out, int) and hi is not None and hi // stride < out):
-        ok = b.land(ok, b.emit("less", (o, b.isize(out)), "bool"))
-    return o, ok
-
-
 def _col2im_unrolled(ctx, n, dcols, lay, dt):
     """col2im as one point's sum over the KH x KW taps, written out: at every input
     point (n, c, h, w) each tap reads one column entry, masked where the window does
@@ -286,8 +278,8 @@ def _col2im_unrolled(ctx, n, dcols, lay, dt):
     g, st, (vn, vc, vh, vw) = _col2im_group(ctx, n, lay, ())
     b = st.body
     base = b.imul(vc, b.iconst(KH * KW))
-    rows = [_tap_source(b, vh, geo["H"], geo["pt"], i, geo["dh"], geo["sh"], geo["OH"]) for i in range(KH)]
-    cols_ = [_tap_source(b, vw, geo["W"], geo["pl"], j, geo["dw"], geo["sw"], geo["OW"]) for j in range(KW)]
+    rows = [tap_source(b, vh, geo["H"], geo["pt"], i, geo["dh"], geo["sh"], geo["OH"]) for i in range(KH)]
+    cols_ = [tap_source(b, vw, geo["W"], geo["pl"], j, geo["dw"], geo["sw"], geo["OW"]) for j in range(KW)]
     total = None
     for i, (oh, okh) in enumerate(rows):
         for j, (ow, okw) in enumerate(cols_):
@@ -305,6 +297,9 @@ def lower_conv2d_grad_filter(ctx, n):
     geo = _node_geometry(n)
     dt = n.dtype
     lay = _layout(ctx, geo, dt)
+    if lay.name == "direct":
+        lower_direct_grad_filter(ctx, n, x, gy, geo)
+        return
     G, Og, K = geo["G"], geo["Og"], geo["K"]
     cols = _im2col(ctx, n, x, lay, dt)
     gv = _grad_out(ctx, n, gy, lay, dt)

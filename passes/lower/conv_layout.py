@@ -36,7 +36,7 @@ of a product's column dimension is (n, oh, ow) in the layout's own order.
 """
 from __future__ import annotations
 
-LAYOUTS = ("batch", "example")
+LAYOUTS = ("batch", "example", "direct")
 ONE_IMAGE_LAYOUTS = ("one_image", "one_image_t")
 
 
@@ -156,6 +156,15 @@ class OneImagePixelMajor(OneImage):
         return (body.iconst(0), o, body.ifloordiv(p, width), body.imod(p, width))
 
 
+class Direct:
+    """No columns and no products: loop kernels over the windows
+    (passes/lower/conv_direct.py)."""
+    name = "direct"
+
+    def __init__(self, geo):
+        self.geo = geo
+
+
 def is_one_image(geo) -> bool:
     """One example (a static batch of one) and one group: the OneImage layout."""
     return isinstance(geo["N"], int) and geo["N"] == 1 and geo["G"] == 1
@@ -168,4 +177,6 @@ def make_layout(name: str, geo):
         return WholeBatch(geo)
     if name == "example":
         return PerExample(geo)
+    if name == "direct":
+        return Direct(geo)
     raise ValueError(f"conv layout must be one of {LAYOUTS}, got {name!r}")

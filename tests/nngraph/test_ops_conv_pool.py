@@ -46,7 +46,7 @@ CONV_CASES = [
 ]
 
 
-@pytest.fixture(params=["batch", "example"])
+@pytest.fixture(params=["batch", "example", "direct"])
 def conv_layout(request, monkeypatch):
     """Each conv test runs in both layouts of passes/lower/conv_layout.py."""
     monkeypatch.setenv("NNGRAPH_CONV_LAYOUT", request.param)

@@ -21,7 +21,7 @@ def fresh(tmp_path, monkeypatch):
     monkeypatch.setattr(conv_choice, "_memo", {})
     calls = []
 
-    def fake(geo, dtype, products):
+    def fake(geo, dtype, products, build_program=None):
         calls.append((geo["Og"], dtype, products))
         return {"choice": fake.pick, "batch_s": 2.0, "example_s": 1.0, "examples": 32}
     fake.pick = "example"
@@ -67,6 +67,7 @@ def test_the_environment_forces_a_layout_and_names_a_bad_value(monkeypatch):
         conv_choice.conv_choice_for("cpu")
     monkeypatch.delenv("NNGRAPH_CONV_LAYOUT")
     assert conv_choice.conv_choice_for("cpu") is conv_choice.measured_layout
+    assert conv_choice.conv_choice_for("cpu", print).keywords == {"build_program": print}
     assert conv_choice.conv_choice_for("gpu")(GEO, "float32") == "example"   # measured faster on an H100
     assert conv_choice.conv_choice_for("reference") is None
 
@@ -83,23 +84,40 @@ def test_the_timed_calls_are_the_products_they_claim(dtype, trans_a, trans_b):
     np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5)
 
 
-def test_timing_both_layouts_gives_a_choice_and_its_numbers():
-    got = conv_choice.time_layouts(dict(GEO, N=3), "float32")
-    assert got["choice"] in ("batch", "example") and got["examples"] == 3
-    assert got[got["choice"] + "_s"] == min(got["batch_s"], got["example_s"]) >= 0
-    assert max(got["batch_s"], got["example_s"]) > 0
+def test_timing_the_layouts_gives_a_choice_and_its_numbers():
+    from runtime.cpu import build_program
+    got = conv_choice.time_layouts(dict(GEO, N=3), "float32", conv_choice.ALL, build_program)
+    assert got["choice"] in ("batch", "example", "direct") and got["examples"] == 3
+    seconds = [got["batch_s"], got["example_s"], got["direct_s"]]
+    assert got[got["choice"] + "_s"] == min(seconds) >= 0 and max(seconds) > 0
 
 
-@pytest.mark.parametrize("pick,product", [("batch", "@t_conv[1,4,N*6*6]"), ("example", "[N,1,4,6*6]")])
+@pytest.mark.parametrize("geo", [
+    dict(GEO, N=2),
+    dict(GEO, N=2, sh=2, sw=2, OH=3, OW=3),                            # "same" at stride 2: one row more below
+    dict(GEO, N=2, G=2, O=4, Og=2, Cg=1, K=9, dh=2, dw=1, pt=0, pl=1, OH=2, OW=6),
+])
+def test_the_direct_timing_runs_the_layer_it_is_given(geo):
+    """runtime/conv_direct_timing.py rebuilds the layer from its geometry (padding below
+    and right as the output size needs) and runs its products."""
+    from runtime.conv_direct_timing import direct_call
+    from runtime.cpu import build_program
+    direct_call(geo, "float32", conv_choice.ALL, geo["N"], build_program)()
+
+
+@pytest.mark.parametrize("pick,product", [("batch", "@t_conv[1,4,N*6*6]"), ("example", "[N,1,4,6*6]"),
+                                          ("direct", "@shifted_rows: f32[3,N,2,8,6]")])
 def test_the_choice_decides_the_program(fresh, pick, product):
     """The compiled CNN layer follows the measurement: one product over N*6*6 columns
-    for the whole batch, a product batched over N per example."""
+    for the whole batch, a product batched over N per example, no product but loops
+    over the windows of the shifted input rows when direct."""
     _, calls, fake = fresh
     fake.pick = pick
     x = ng.placeholder(("N", 2, 6, 6), name="x")
     w = ng.parameter(np.ones((4, 2, 3, 3), np.float32), name="w")
     fn = ng.compile([x], ng.relu(ng.conv2d(x, w, padding=1)), target="cpu")
     assert product in fn.dump("kernels") and calls == [(4, "float32", ("conv2d",))]
+    assert (fn.stats()["library_calls"] == 0) == (pick == "direct")
     a = np.random.default_rng(1).standard_normal((3, 2, 6, 6)).astype(np.float32)
     want = ng.compile([x], ng.relu(ng.conv2d(x, w, padding=1)), target="reference")(a)
     np.testing.assert_allclose(fn(a), want, rtol=1e-5, atol=1e-5)
