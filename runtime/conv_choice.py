@@ -53,13 +53,15 @@ ALL = ("conv2d", "conv2d_grad_input", "conv2d_grad_filter")
 CACHE_FILE = "conv-layouts.json"
 
 _memo: dict = {}
+_builder: dict = {}         # "build_program": runtime/cpu.py's, given by conv_choice_for("cpu", ...)
 
 
 def conv_choice_for(target: str, build_program=None):
     """The lowering's conv_choice for `target`: forced by NNGRAPH_CONV_LAYOUT, measured
-    on "cpu" (the direct layout too when the backend passes its `build_program`,
-    runtime/conv_direct_timing.py), per example on "gpu", else None (the lowering's
-    default, the whole batch).
+    on "cpu" (the direct layout too once the backend has given its `build_program`,
+    runtime/conv_direct_timing.py: kept in _builder, as runtime/cpu.py imports this
+    module and not the other way round), per example on "gpu", else None (the
+    lowering's default, the whole batch).
 
     On "gpu" the per-example layout (products batched over the examples in one Triton
     launch) was measured on an NVIDIA H100 at 257 us per LeNet-style SGD step against
@@ -72,7 +74,9 @@ def conv_choice_for(target: str, build_program=None):
         return lambda geo, dtype, products=ALL: "example"
     if target != "cpu":
         return None
-    return functools.partial(measured_layout, build_program=build_program) if build_program else measured_layout
+    if build_program is not None:
+        _builder["build_program"] = build_program
+    return measured_layout
 
 
 def forced_layout() -> str:
@@ -82,10 +86,11 @@ def forced_layout() -> str:
     return raw
 
 
-def measured_layout(geo: dict, dtype: str, products=None, build_program=None) -> str:
+def measured_layout(geo: dict, dtype: str, products=None) -> str:
     """"batch", "example" or "direct" for a layer of geometry `geo`
     (passes/lower/conv.py) whose graph makes `products` (a subset of ALL; default all
-    three); "direct" is timed only with a `build_program` (conv_choice_for)."""
+    three); "direct" is timed once a backend has given its build_program
+    (conv_choice_for)."""
     products = tuple(p for p in ALL if p in (products or ALL))
     n = geo["N"]
     one_image = is_one_image(geo) and products == ("conv2d",)
@@ -99,7 +104,7 @@ def measured_layout(geo: dict, dtype: str, products=None, build_program=None) ->
     entry = table.get(key, {}).get(shape)
     names = ONE_IMAGE_LAYOUTS if one_image else LAYOUTS
     if not (isinstance(entry, dict) and entry.get("choice") in names):
-        entry = time_one_image(geo, dtype) if one_image else time_layouts(geo, dtype, products, build_program)
+        entry = time_one_image(geo, dtype) if one_image else time_layouts(geo, dtype, products)
         table.setdefault(key, {})[shape] = entry
         _write_table(table)
     _memo[(key, shape)] = entry["choice"]
@@ -135,12 +140,12 @@ def host_key() -> str:
 
 # ----------------------------------------------------------------------------- timing
 
-def time_layouts(geo: dict, dtype: str, products=ALL, build_program=None) -> dict:
+def time_layouts(geo: dict, dtype: str, products=ALL) -> dict:
     """{"choice", "batch_s", "example_s", "direct_s", "examples"}: seconds of the layer's
     products for `examples` examples in each layout (one group; all groups alike), the
     whole batch's layout with the copies it adds (the product to NCHW, gy
     channel-major), the direct layout's as compiled code (runtime/conv_direct_timing.py,
-    given the backend's `build_program`). The fastest wins."""
+    once a backend has given its build_program). The fastest wins."""
     Og, K, P = geo["Og"], geo["K"], geo["OH"] * geo["OW"]
     n = geo["N"] if isinstance(geo["N"], int) else NOMINAL_BATCH
     n = max(1, min(n, MAX_TIMED_ELEMENTS // max(1, K * P, Og * P)))
@@ -156,8 +161,8 @@ def time_layouts(geo: dict, dtype: str, products=ALL, build_program=None) -> dic
     # empty products as the per-example layout makes, subtracted from its time
     empty = np.zeros((0, 0), dt)
     out["overhead"] = [_gemm_call(empty, empty, empty, False, False)] * len(out["example"])
-    if build_program is not None:
-        out["direct"] = [direct_call(dict(geo, N=n, G=1, O=Og), dtype, products, n, build_program)]
+    if "build_program" in _builder:
+        out["direct"] = [direct_call(dict(geo, N=n, G=1, O=Og), dtype, products, n, _builder["build_program"])]
     best = {name: float("inf") for name in out}
     start = time.perf_counter()
     for _ in range(ROUNDS):     # interleaved, the best of each: a round another process

@@ -21,7 +21,7 @@ def fresh(tmp_path, monkeypatch):
     monkeypatch.setattr(conv_choice, "_memo", {})
     calls = []
 
-    def fake(geo, dtype, products, build_program=None):
+    def fake(geo, dtype, products):
         calls.append((geo["Og"], dtype, products))
         return {"choice": fake.pick, "batch_s": 2.0, "example_s": 1.0, "examples": 32}
     fake.pick = "example"
@@ -67,7 +67,6 @@ def test_the_environment_forces_a_layout_and_names_a_bad_value(monkeypatch):
         conv_choice.conv_choice_for("cpu")
     monkeypatch.delenv("NNGRAPH_CONV_LAYOUT")
     assert conv_choice.conv_choice_for("cpu") is conv_choice.measured_layout
-    assert conv_choice.conv_choice_for("cpu", print).keywords == {"build_program": print}
     assert conv_choice.conv_choice_for("gpu")(GEO, "float32") == "example"   # measured faster on an H100
     assert conv_choice.conv_choice_for("reference") is None
 
@@ -86,7 +85,8 @@ def test_the_timed_calls_are_the_products_they_claim(dtype, trans_a, trans_b):
 
 def test_timing_the_layouts_gives_a_choice_and_its_numbers():
     from runtime.cpu import build_program
-    got = conv_choice.time_layouts(dict(GEO, N=3), "float32", conv_choice.ALL, build_program)
+    conv_choice.conv_choice_for("cpu", build_program)       # as runtime/cpu.py asks for it
+    got = conv_choice.time_layouts(dict(GEO, N=3), "float32")
     assert got["choice"] in ("batch", "example", "direct") and got["examples"] == 3
     seconds = [got["batch_s"], got["example_s"], got["direct_s"]]
     assert got[got["choice"] + "_s"] == min(seconds) >= 0 and max(seconds) > 0
