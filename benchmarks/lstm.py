@@ -19,6 +19,7 @@ per variant: the machine may be shared.
 
     python benchmarks/lstm.py                          # T=50 N=32 and T=100 N=64, F=H=256
     python benchmarks/lstm.py --T 20 --N 32 --unrolled # one size, with the unrolled cell
+    python benchmarks/lstm.py --isa avx2               # every framework held to AVX2 (benchmarks/isa.py)
 """
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+
+from isa import ISAS, framework_env, header, not_held, probe_all  # noqa: E402  (benchmarks/isa.py)
 
 
 def _data(a):
@@ -199,9 +202,13 @@ def _run_here(a, which: str) -> dict:
     return res
 
 
+FRAMEWORK_OF = {"torch": "torch", "jax": "jax"}      # the other variants are nngraph's
+
+
 def _in_process_of_its_own(a, which: str) -> dict:
-    """Run one variant in a fresh Python (its own process; a fresh compile cache)."""
-    env = dict(os.environ)
+    """Run one variant in a fresh Python (its own process; a fresh compile cache), with
+    its framework's environment under a.isa (benchmarks/isa.py)."""
+    env = framework_env(FRAMEWORK_OF.get(which, "nngraph"), a.isa)
     env["NNGRAPH_CACHE_DIR"] = tempfile.mkdtemp(prefix="nngraph-lstm-bench-")
     args = [sys.executable, __file__, "--only", which, "--T", str(a.T), "--N", str(a.N), "--F", str(a.F),
             "--H", str(a.H), "--steps", str(a.steps), "--warmup", str(a.warmup)]
@@ -240,16 +247,23 @@ def main(argv=None):
     ap.add_argument("--unrolled", action="store_true", help="also the cell unrolled by hand (slow to compile)")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-jax", action="store_true")
+    ap.add_argument("--isa", choices=ISAS, default="native",
+                    help="avx2: every framework held to AVX2+FMA code paths (an emulation; benchmarks/isa.py)")
     ap.add_argument("--only", choices=["layer", "scan", "unrolled", "torch", "jax"], help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.only:
         print(json.dumps(_run_here(a, a.only)))
         return
     from machine import cpu_model
-    print(f"LSTM({a.F}->{a.H}) SGD training step, Dense(10) + cross-entropy; {cpu_model()}, "
-          f"{len(os.sched_getaffinity(0))} CPUs, load average {os.getloadavg()[0]:.1f} at the start")
     which = (["layer", "scan"] + (["unrolled"] if a.unrolled else []) + ([] if a.no_torch else ["torch"])
              + ([] if a.no_jax else ["jax"]))
+    checks = probe_all(a.isa, list(dict.fromkeys(FRAMEWORK_OF.get(w, "nngraph") for w in which)))
+    print(f"LSTM({a.F}->{a.H}) SGD training step, Dense(10) + cross-entropy; {cpu_model()}, "
+          f"{len(os.sched_getaffinity(0))} CPUs, load average {os.getloadavg()[0]:.1f} at the start")
+    for line in header(cpu_model(), checks):
+        print(line)
+    if checks:
+        print(not_held(checks))
     sizes = [(a.T, a.N or 32)] if a.T else [(50, a.N or 32), (100, a.N or 64)]
     for T, N in sizes:
         a.T, a.N = T, N

@@ -10,6 +10,8 @@ constant folding can shortcut the work. No download.
 
 --threads N gives both engines N threads (onnxruntime's intra-op pool; nngraph's
 NNGRAPH_NUM_THREADS and NNGRAPH_BLAS_THREADS); by default each uses its own default.
+--isa avx2 holds both to AVX2 code paths where they can be (benchmarks/isa.py:
+onnxruntime cannot, and is marked so).
 """
 from __future__ import annotations
 
@@ -24,9 +26,11 @@ import time
 
 import numpy as np
 
+from isa import ISAS, framework_env, header, not_held, probe_all  # benchmarks/isa.py, beside this script
 from machine import cpu_model  # benchmarks/machine.py, beside this script
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ENGINES = ("onnxruntime", "nngraph")
 
 
 def make_model(path: str, seed: int = 0) -> None:
@@ -79,10 +83,20 @@ def _input(model_path: str) -> tuple:
     return vi.name, np.random.default_rng(1).standard_normal(shape).astype(np.float32)
 
 
+def thread_settings(threads) -> dict:
+    """nngraph's variables for `threads` threads (NNGRAPH_NUM_THREADS, NNGRAPH_BLAS_THREADS); {} when unset."""
+    return {"NNGRAPH_NUM_THREADS": str(threads), "NNGRAPH_BLAS_THREADS": str(threads)} if threads else {}
+
+
 def use_threads(threads) -> None:
-    """Give nngraph `threads` threads (NNGRAPH_NUM_THREADS and NNGRAPH_BLAS_THREADS) when set."""
-    if threads:
-        os.environ.update(NNGRAPH_NUM_THREADS=str(threads), NNGRAPH_BLAS_THREADS=str(threads))
+    """Give nngraph `threads` threads in this process when set."""
+    os.environ.update(thread_settings(threads))
+
+
+def engine_env(engine: str, isa: str, threads=None, base=None) -> dict:
+    """The environment of `engine`'s process: `threads` for nngraph (use_threads' variables;
+    onnxruntime reads NNGRAPH_NUM_THREADS too, run_engine), its settings under `isa`."""
+    return framework_env(engine, isa, dict(os.environ if base is None else base, **thread_settings(threads)))
 
 
 @contextlib.contextmanager
@@ -132,6 +146,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--isa", choices=ISAS, default="native",
+                    help="avx2: both engines held to AVX2 code paths where they can be (an emulation)")
     ap.add_argument("--engine", choices=("nngraph", "onnxruntime"), help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -142,15 +158,18 @@ def main() -> int:
         path = os.path.join(d, "resnet50_he.onnx")
         make_model(path)
         results = []
-        env = dict(os.environ)
-        if args.threads:
-            env.update(NNGRAPH_NUM_THREADS=str(args.threads), NNGRAPH_BLAS_THREADS=str(args.threads))
-        for engine in ("onnxruntime", "nngraph"):
+        checks = probe_all(args.isa, ENGINES)
+        for engine in ENGINES:
             out = subprocess.run([sys.executable, __file__, "--engine", engine, "--model", path,
-                                  "--runs", str(args.runs)], capture_output=True, text=True, check=True, env=env)
+                                  "--runs", str(args.runs)], capture_output=True, text=True, check=True,
+                                 env=engine_env(engine, args.isa, args.threads))
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     threads = f"{args.threads} thread(s) each" if args.threads else "default threads"
     print(f"ResNet-50, batch 1, 224x224, {args.runs} timed runs, {threads}; CPU: {cpu_model()}, {os.cpu_count()} CPUs")
+    for line in header(cpu_model(), checks):
+        print(line)
+    if checks:
+        print(not_held(checks))
     for r in results:
         print(f"  {r['engine']:12s} median {r['median_ms']:8.2f} ms   min {r['min_ms']:8.2f} ms   "
               f"setup {r['setup_s']:6.2f} s   top-1 {r['argmax']}   sum {r['checksum']:.6f}")

@@ -12,6 +12,13 @@ the futex wake-up latency measured through the pool (thread_pool.measure_wake_ns
 
     python benchmarks/pool_spin_ab.py [--spins start,2000,180000] [--rounds 3] [--runs 300]
     python benchmarks/pool_spin_ab.py --interleave [--spins start,2000] [--runs 2000] [--block 10]
+    python benchmarks/pool_spin_ab.py --interleave --spins pool,start/750000/0   # load re-read rule
+
+Session 6 (same host type, load 1.0-1.5, --interleave --runs 3000 --block 10, three runs):
+re-reading /proc/loadavg every 23 us (`pool`) against on every turn (`/0`): inference
+538/538, 533/532, 526/526 us, step 1448/1445, 1336/1336, 1403/1400 us, with 13 against
+180-211 (inference) and 35 against 694-735 (step) reads per call: no slower, far fewer
+system calls.
 
 What it showed (session 5, 2-core Xeon VM with AVX-512, MKL sequential, medians in us,
 --interleave): the wake-up latency is 1.7-2.2 us (idle 0-1 ms; 6 us after 10 ms, 14 us
@@ -45,15 +52,18 @@ WORKLOADS = (("inference", False), ("step", True))
 
 
 def _spin_for(setting: str) -> tuple:
-    """(spin ns, idle-spin ns) of a setting: `start` (the host's thread start cost),
-    a number of ns, either followed by `/I` (then on to I ns while no thread waits
-    for a CPU; default 0: no idle spin), or `pool` (the pool's own bounds)."""
+    """(spin ns, idle-spin ns, load re-read ns or None) of a setting: `start` (the host's
+    thread start cost) or a number of ns, either followed by `/I` (then on to I ns
+    while no thread waits for a CPU; default 0: no idle spin) and `/R` (re-reading
+    /proc/loadavg every R ns of it, 0: every turn; default the pool's rule,
+    thread_pool.loadavg_interval_ns); or `pool` (the pool's own bounds)."""
     from codegen.host import host_facts
     from codegen.llvm import thread_pool
     if setting == "pool":
-        return thread_pool.spin_bound_ns(), thread_pool.idle_spin_bound_ns()
-    spin, _, idle = setting.partition("/")
-    return (int(host_facts().thread_start_ns) if spin == "start" else int(spin)), int(idle or 0)
+        return thread_pool.spin_bound_ns(), thread_pool.idle_spin_bound_ns(), None
+    spin, idle, reread = (setting.split("/") + ["", ""])[:3]
+    return ((int(host_facts().thread_start_ns) if spin == "start" else int(spin)), int(idle or 0),
+            int(reread) if reread else None)
 
 
 def child(setting: str, runs: int) -> dict:
@@ -91,21 +101,22 @@ def interleaved(settings, runs: int, block: int) -> None:
         for _ in range(10):
             call()
         walls = {s: [] for s in settings}
-        cpu = dict.fromkeys(settings, 0.0)
+        cpu, reads = dict.fromkeys(settings, 0.0), dict.fromkeys(settings, 0)
         for i in range(0, runs, block):
             s = settings[(i // block) % len(settings)]
             thread_pool.set_spin_ns(*spins[s])
-            c0 = time.process_time()
+            c0, r0 = time.process_time(), thread_pool.loadavg_reads()
             for _ in range(block):
                 t0 = time.perf_counter()
                 call()
                 walls[s].append(time.perf_counter() - t0)
             cpu[s] += time.process_time() - c0
+            reads[s] += thread_pool.loadavg_reads() - r0
         for s in settings:
             us = 1e6 * np.array(walls[s])
             print(f"  {name:9s} spin {s:>7s} ({spins[s][0] / 1e3:.1f}/{spins[s][1] / 1e3:.0f} us): median {np.median(us):7.0f} us, "
                   f"p10 {np.percentile(us, 10):7.0f}, CPU {1e6 * cpu[s] / len(us):7.0f} us per call "
-                  f"({len(us)} calls)", flush=True)
+                  f"({len(us)} calls), {reads[s] / len(us):.0f} load reads per call", flush=True)
         thread_pool.set_spin_ns(*spins[settings[0]])
 
 

@@ -28,7 +28,8 @@ def machine_lines(cpu: str) -> list:
     except Exception as e:   # the report still prints the rest
         lines.append(f"host facts unavailable: {type(e).__name__}: {e}")
     blas = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "NNGRAPH_BLAS", "NNGRAPH_BLAS_CORETYPE", "NNGRAPH_MKL_THREADING",
-                                       "NNGRAPH_BLAS_THREADS", "NNGRAPH_NUM_THREADS") if k in os.environ}
+                                       "NNGRAPH_BLAS_THREADS", "NNGRAPH_NUM_THREADS", "NNGRAPH_CPU_FEATURES",
+                                       "MKL_ENABLE_INSTRUCTIONS") if k in os.environ}
     lines.append(f"environment: {blas or 'no BLAS or thread settings'}")
     versions = []
     for pkg in ("numpy", "scipy", "llvmlite", "torch", "jax", "jaxlib", "pytensor"):
@@ -79,11 +80,13 @@ def table_row(name, columns, runs, fastest=False):
     return out
 
 
-def print_report(cpu, columns, names, runs, missing=()):
-    print("\n".join(machine_lines(cpu)))
+def print_report(cpu, columns, names, runs, missing=(), isa_lines=((), "")):
+    """isa_lines: (lines after the machine's, the tables' caption) under --isa (benchmarks/isa.py)."""
+    print("\n".join(machine_lines(cpu) + list(isa_lines[0])))
     rounds = max(len(v) for v in runs.values())
+    caption = f"; {isa_lines[1]}" if isa_lines[1] else ""
     print(f"\nmedian microseconds per call, median of {rounds} interleaved round(s), each framework "
-          f"in its own process (lower is better)\n")
+          f"in its own process (lower is better){caption}\n")
     head = ["workload"] + list(columns) + ["floor", "nngraph / floor", "nngraph / best peer", "load avg"]
     for fastest in (False, True):
         if fastest:

@@ -2,7 +2,7 @@
 and PyTensor (each when installed; `pip install -e .[bench]` adds JAX and PyTensor),
 on this machine, with the floors measured in the same run.
 
-    python benchmarks/run.py [--rounds 3] [--quick] [--only NAME,...]
+    python benchmarks/run.py [--rounds 3] [--quick] [--only NAME,...] [--isa avx2]
 
 How. Each framework runs in a process of its own (threads of one runtime disturb
 another's in the same process), and so do the floor measurements
@@ -21,6 +21,10 @@ It prints the CPU model and its vector extensions, cores and caches first:
 the figures belong to that CPU. Compile times: nngraph cold (empty cache
 directory) and warm (the same graph again, a disk-cache hit), from the first round;
 the others' first call.
+
+--isa avx2 holds every framework (and the floors' NumPy) to AVX2+FMA code paths, each
+in its own process, and prints what was checked to hold (benchmarks/isa.py): an
+emulation of an AVX2 machine on this CPU, not a measurement of one.
 """
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 import numpy as np  # noqa: E402
 
 import workloads as W  # noqa: E402
+from isa import ISAS, framework_env, header, not_held, probe_all  # noqa: E402
 from machine import cpu_model  # noqa: E402
 from report import PEERS, print_report  # noqa: E402
 
@@ -48,7 +53,7 @@ COLUMNS = ("nngraph cpu", "NumPy") + PEERS
 # column -> (module to look for, framework to load in its process)
 FRAMEWORKS = {"nngraph cpu": ("nngraph", "nngraph"), "NumPy": ("numpy", "numpy"),
               "torch eager": ("torch", "torch"), "torch.compile": ("torch", "torch.compile"),
-              "JAX jit": ("jax", "jax"), "PyTensor": ("pytensor", "pytensor")}
+              "JAX jit": ("jax", "jax"), "PyTensor": ("pytensor", "pytensor"), "floor": ("numpy", "floor")}
 
 
 def timeit(f, budget):
@@ -170,11 +175,13 @@ def installed_columns():
     return [c for c in COLUMNS if importlib.util.find_spec(FRAMEWORKS[c][0]) is not None]
 
 
-def run_rounds(columns, names, rounds, budget):
-    """{column: [one worker's output per round]}, the columns' order rotated per round."""
+def run_rounds(columns, names, rounds, budget, base_env, isa="native"):
+    """{column: [one worker's output per round]}, the columns' order rotated per round;
+    each worker's environment `base_env` (with the run's fresh NNGRAPH_CACHE_DIR) as its
+    framework's settings under `isa` change it (benchmarks/isa.py)."""
     runs = {c: [] for c in columns + ["floor"]}
     order = ["floor"] + columns
-    env = dict(os.environ, NNGRAPH_CACHE_DIR=tempfile.mkdtemp(prefix="nngraph-bench-cache-"))
+    envs = {c: framework_env(FRAMEWORKS[c][1], isa, base_env) for c in order}
     for r in range(rounds):
         k = r % len(order)
         for column in order[k:] + order[:k]:
@@ -182,7 +189,7 @@ def run_rounds(columns, names, rounds, budget):
                   f"{time.strftime('%H:%M:%S')})", file=sys.stderr, flush=True)
             p = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", column,
                                 "--names", json.dumps(names), "--budget", str(budget)],
-                               capture_output=True, text=True, env=env)
+                               capture_output=True, text=True, env=envs[column])
             lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
             if p.returncode or not lines:
                 tail = (p.stderr or p.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -198,6 +205,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="one round, a fraction of a second per workload")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     ap.add_argument("--only", default="", help="comma-separated substrings of workload names")
+    ap.add_argument("--isa", choices=ISAS, default="native",
+                    help="avx2: every framework held to AVX2+FMA code paths (an emulation; benchmarks/isa.py)")
     args = ap.parse_args(argv)
     names = [w.name for w in W.all_workloads()]
     if args.only:
@@ -205,8 +214,15 @@ def main(argv=None):
         names = [n for n in names if any(k in n.lower() for k in keys)]
     columns = installed_columns()
     rounds, budget = (1, 0.2) if args.quick else (max(1, args.rounds), 1.0)
-    runs = run_rounds(columns, names, rounds, budget)
-    print_report(cpu_model(), columns, names, runs, missing=[c for c in COLUMNS if c not in columns])
+    base = dict(os.environ, NNGRAPH_CACHE_DIR=tempfile.mkdtemp(prefix="nngraph-bench-cache-"))
+    runs = run_rounds(columns, names, rounds, budget, base, args.isa)
+    # the checks and the report's nngraph lines (facts, thresholds, the BLAS chosen) after
+    # the rounds, as the workers saw them: their settings and their cache directory, where
+    # they stored the BLAS choice (before, they would have made that choice for the workers)
+    checks = probe_all(args.isa, list(dict.fromkeys(FRAMEWORKS[c][1].split(".")[0] for c in columns)), base)
+    os.environ.update(framework_env("nngraph", args.isa, base))
+    print_report(cpu_model(), columns, names, runs, missing=[c for c in COLUMNS if c not in columns],
+                 isa_lines=(header(cpu_model(), checks), not_held(checks)))
 
 
 if __name__ == "__main__":

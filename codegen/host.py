@@ -99,6 +99,21 @@ def cpu_features(host: dict, overrides) -> dict:
     return out
 
 
+def effective_feature_text() -> str:
+    """The features code is generated for, as LLVM's "+a,-b,..." list: the host's
+    (llvm_host) then NNGRAPH_CPU_FEATURES's changes (the last mention wins, as in
+    LLVM). What a per-host measured choice (the BLAS, conv layouts) is keyed by, so
+    that a run without AVX-512 never reuses a verdict measured with it."""
+    return ",".join([llvm_host()["features"]] + feature_overrides())
+
+
+def avx512_turned_off() -> bool:
+    """True when the CPU has AVX-512 but NNGRAPH_CPU_FEATURES turns it off: then the
+    BLAS nngraph calls is held to AVX2 too (codegen/llvm/blas.py, mkl.py), so that
+    the whole process runs as on an AVX2 machine."""
+    return vector_bits_of(llvm_host_features()) >= 512 > host_facts().vector_bits
+
+
 def cpuinfo() -> dict:
     """The first CPU's block of /proc/cpuinfo as {key: text} (empty where there is none);
     benchmarks/machine.py reads the model and flags it prints from here too."""

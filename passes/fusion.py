@@ -147,46 +147,76 @@ def _descendants(n: Tensor, users: dict) -> set:
     return seen
 
 
+def summed_over_batch(plan: FusionPlan, m: Tensor, roles: set):
+    """The sum node when m is matmul(Aᵀ, D) over one batch axis whose only reader sums
+    that axis away (a weight gradient over every step of a scan, passes/loop_sink.py):
+    one GEMM of depth T*N computes that sum (passes/lower/matmul.py), so the sum, not
+    m, is the product an epilogue reads (W - lr * dW stored straight into W's update:
+    dW is never stored). None otherwise, or when m itself is an output or update."""
+    if m.op != "matmul" or id(m) not in plan.operands or id(m) in roles:
+        return None
+    (an, ta), (bn, tb) = plan.operands[id(m)]
+    if m.ndim != 3 or not ta or tb or an.ndim != 3 or bn.ndim != 3 or an.shape[0] != bn.shape[0]:
+        return None
+    users = plan.users.get(id(m), [])
+    if len(users) != 1:
+        return None
+    s = users[0]
+    if s.op != "sum" or tuple(s.attrs["axes"]) != (0,) or s.attrs["keepdims"] or s.dtype != m.dtype:
+        return None
+    return s
+
+
 def _epilogues(plan: FusionPlan, roles: set):
-    """Find each matmul's epilogue set D and its frontier (see the module docstring)."""
+    """Find each matmul's epilogue set D and its frontier (see the module docstring);
+    of a product summed over its batch (`summed_over_batch`), the sum's."""
     pos = {id(n): k for k, n in enumerate(plan.order)}
     claimed = set()
     for m in plan.order:
         if not OPS[m.op].takes_epilogue:
             continue
-        desc = _descendants(m, plan.users)
-        D = set()
-        for n in plan.order[pos[id(m)] + 1:]:
-            if id(n) not in desc or id(n) in claimed or OPS[n.op].kind != "elementwise":
-                continue
-            if tuple(n.shape) != tuple(m.shape) or id(n) in plan.reasons and "operand cast" in plan.reasons[id(n)]:
-                continue
-            ok = True
-            for i in n.inputs:
-                if i is m or id(i) in D:
-                    ok = tuple(i.shape) == tuple(n.shape)
-                else:
-                    ok = id(i) not in desc and (pos[id(i)] < pos[id(m)] or _pure(i, plan))
-                if not ok:
-                    break
-            if ok:
-                D.add(id(n))
+        total = summed_over_batch(plan, m, roles)
+        prod = m if total is None else total
+        D = _epilogue_set(plan, prod, pos, claimed)
         if not D:
             continue
         frontier = []
-        for n in [m] + [x for x in plan.order if id(x) in D]:
+        for n in [prod] + [x for x in plan.order if id(x) in D]:
             outside = any(id(u) not in D for u in plan.users.get(id(n), ()))
-            if outside or id(n) in roles or (n is not m and id(n) in plan.reasons):
+            if outside or id(n) in roles or (n is not prod and id(n) in plan.reasons):
                 frontier.append(n)
         claimed |= D
-        plan.inside |= {x for x in D if not any(f is not m and id(f) == x for f in frontier)}
+        plan.inside |= {x for x in D if not any(f is not prod and id(f) == x for f in frontier)}
         plan.epilogue[id(m)] = frontier
         for f in frontier:
             plan.owner[id(f)] = m
-            if f is not m:
+            if f is not prod:
                 plan.reasons[id(f)] = plan.reasons.get(id(f), f"stored by the epilogue of matmul {label(m)}")
-        if m not in frontier:
-            plan.reasons[id(m)] = f"{m.op} (product consumed only by its epilogue)"
+        if prod not in frontier:
+            plan.reasons[id(prod)] = f"{prod.op} (product consumed only by its epilogue)"
+
+
+def _epilogue_set(plan: FusionPlan, prod: Tensor, pos: dict, claimed: set) -> set:
+    """Ids of the elementwise values of prod's shape computed from prod (at the same
+    point) and from values that do not depend on it."""
+    desc = _descendants(prod, plan.users)
+    D = set()
+    for n in plan.order[pos[id(prod)] + 1:]:
+        if id(n) not in desc or id(n) in claimed or OPS[n.op].kind != "elementwise":
+            continue
+        if tuple(n.shape) != tuple(prod.shape) or id(n) in plan.reasons and "operand cast" in plan.reasons[id(n)]:
+            continue
+        ok = True
+        for i in n.inputs:
+            if i is prod or id(i) in D:
+                ok = tuple(i.shape) == tuple(n.shape)
+            else:
+                ok = id(i) not in desc and (pos[id(i)] < pos[id(prod)] or _pure(i, plan))
+            if not ok:
+                break
+        if ok:
+            D.add(id(n))
+    return D
 
 
 def _pure(n: Tensor, plan: FusionPlan) -> bool:

@@ -123,16 +123,15 @@ def _one_image_key(geo, dtype) -> str:
 
 @functools.lru_cache(maxsize=None)
 def host_key() -> str:
-    """What a timing depends on besides the shapes: CPU, features, which BLAS (its
+    """What a timing depends on besides the shapes: the layouts to choose from, CPU,
+    features (as NNGRAPH_CPU_FEATURES leaves them), which BLAS (its
     version, core type or threading), thread counts and the split of one-image
     products (codegen/llvm/blas.py, matmul.py, entry.py)."""
-    import llvmlite.binding as llvm
-
+    from codegen.host import effective_feature_text, llvm_host
     from codegen.llvm import blas
     from codegen.llvm.entry import GEMM_COLUMN_WORK, N_THREADS
     from codegen.llvm.matmul import BLAS_THREAD_WORK
-    parts = ["+".join(LAYOUTS), llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten(), blas.describe(),
-             blas.core_type_choice(),
+    parts = ["+".join(LAYOUTS), llvm_host()["cpu"], effective_feature_text(), blas.describe(), blas.core_type_choice(),
              os.environ.get("OPENBLAS_CORETYPE", ""), str(blas.configured_threads()), str(BLAS_THREAD_WORK),
              str(N_THREADS), str(GEMM_COLUMN_WORK)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]

@@ -85,3 +85,30 @@ def lstm_on(xs, h0, c0, Wx, Wh, b):
     p = {"Wx": Wx, "Wh": Wh, "b": b}
     (hT, cT), hs = ng.scan(lambda carry, x_t: lstm_cell(carry, x_t, p), (h0, c0), xs)
     return ng.sum(hs * hs) + ng.sum(cT)
+
+
+def lstm_sgd_step(batch_first: bool, rates=None, classes: int = 3):
+    """(loss, updates, [x, y], params, grads) of one SGD step of LSTM(H) on x [N, T, F]
+    (ng.nn.LSTM) or [T, N, F] (the cell in ng.scan), then Dense(classes) and
+    cross-entropy: learning rate 0.1, or rates[i] (placeholders) for params[i]."""
+    rng = np.random.default_rng(5)
+    y = ng.placeholder(("N",), "int32", name="y")
+    V = ng.parameter(rng.uniform(-0.5, 0.5, (H, classes)).astype(np.float32), name="V")
+    c = ng.parameter(rng.uniform(-0.5, 0.5, classes).astype(np.float32), name="c")
+    if batch_first:
+        x = ng.placeholder(("N", "T", F), name="x")
+        lstm = ng.nn.LSTM(H, seed=3)
+        hT = lstm(x)
+        params = [lstm.kernel, lstm.recurrent_kernel, lstm.bias]
+    else:
+        x = ng.placeholder(("T", "N", F), name="x")
+        p = {k: ng.parameter(rng.uniform(-0.5, 0.5, shape).astype(np.float32), name=k)
+             for k, shape in (("Wx", (F, 4 * H)), ("Wh", (H, 4 * H)), ("b", (4 * H,)))}
+        zeros = ng.broadcast_to(ng.constant(np.zeros((1, H), np.float32)), (x.shape[1], H))
+        (hT, _), _ = ng.scan(lambda carry, x_t: (lstm_cell(carry, x_t, p)[0], None), (zeros, zeros), x)
+        params = list(p.values())
+    params += [V, c]
+    loss = ng.cross_entropy(hT @ V + c, y)
+    grads = ng.grad(loss, params)
+    rates = rates or [0.1] * len(params)
+    return loss, {p: p - r * g for p, g, r in zip(params, grads, rates)}, [x, y], params, grads

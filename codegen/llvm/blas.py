@@ -16,6 +16,10 @@ A user's explicit OPENBLAS_CORETYPE is respected unless they opt in:
                                    Haswell (Intel) with AVX2 (host_core_type)
     NNGRAPH_BLAS_CORETYPE=<name>   that core type (an AVX-512 one only on such a CPU)
 
+On an AVX-512 CPU whose AVX-512 NNGRAPH_CPU_FEATURES turns off (-avx512f), unset or
+inherit with no OPENBLAS_CORETYPE means the AVX2 type (Haswell, Zen on AMD), and MKL
+is held to AVX2 (mkl.py): the whole BLAS runs as on an AVX2 machine.
+
 OpenBLAS reads the variable once, when the library is loaded. If scipy already
 loaded it (a user who imported scipy or scikit-learn first), nngraph loads its own
 instance from a verified copy of the library in the cache directory, so the choice
@@ -96,7 +100,7 @@ def _choice() -> tuple:
 
 def choice_key_parts() -> list:
     """What the choice depends on besides the CPU: each candidate's version and
-    settings (core type, threading layer, thread count)."""
+    settings (core type, threading layer, instruction cap, thread count)."""
     from . import mkl
     threads = configured_threads()
     try:
@@ -104,7 +108,8 @@ def choice_key_parts() -> list:
     except ValueError:
         layer = "?"
     return [f"openblas {_scipy_version()} {core_type_choice()} "
-            f"{os.environ.get('OPENBLAS_CORETYPE', '')}", f"mkl {mkl.version()} {layer} {os.environ.get('MKL_CBWR', '')}",
+            f"{os.environ.get('OPENBLAS_CORETYPE', '')}", f"mkl {mkl.version()} {layer} {os.environ.get('MKL_CBWR', '')} "
+            f"{os.environ.get('MKL_ENABLE_INSTRUCTIONS', '')}",
             f"threads {threads}"]
 
 
@@ -251,12 +256,22 @@ def core_type_choice() -> str:
     """The core type to load with, or "" to leave the environment's."""
     want = os.environ.get("NNGRAPH_BLAS_CORETYPE", "")
     if not want or want.lower() == "inherit":
-        return ""
+        return _avx2_held_type()
     has512 = host_has_avx512()
     if want.lower() == "host":
         from codegen.host import host_facts
         return host_core_type(512 if has512 else min(256, host_facts().vector_bits), host_vendor())
     return want if has512 or want.lower() not in AVX512_TYPES else ""
+
+
+def _avx2_held_type() -> str:
+    """Without a type asked for: the AVX2 type for this host when NNGRAPH_CPU_FEATURES
+    turns AVX-512 off and no OPENBLAS_CORETYPE is set (OpenBLAS would pick SkylakeX
+    from the CPU), else "" (the environment's, or OpenBLAS's own choice)."""
+    from codegen.host import avx512_turned_off
+    if os.environ.get("OPENBLAS_CORETYPE", "").strip() or not avx512_turned_off():
+        return ""
+    return host_core_type(256, host_vendor())
 
 
 def host_has_avx512() -> bool:

@@ -108,11 +108,10 @@ def _loads(load):
 
 
 def host_key(key_parts: list) -> str:
-    """What a measurement depends on: the CPU, its features and the candidates'
-    settings (key_parts), and the shapes timed."""
-    from codegen.host import llvm_host
-    host = llvm_host()
-    parts = [host["cpu"], host["features"], repr(SHAPES), *key_parts]
+    """What a measurement depends on: the CPU, its features as NNGRAPH_CPU_FEATURES
+    leaves them and the candidates' settings (key_parts), and the shapes timed."""
+    from codegen.host import effective_feature_text, llvm_host
+    parts = [llvm_host()["cpu"], effective_feature_text(), repr(SHAPES), *key_parts]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 

@@ -11,12 +11,14 @@ address an absolute 64-bit relocation): sections of code, constants, data and ze
 data; relocations R_X86_64_64, PC32, PLT32, 32, 32S, PC64. Anything else (another
 machine, a shared object, a relocation type not listed, a symbol nobody defines)
 raises UnsupportedObject, and the caller loads the object with MCJIT instead. The
-exception-handling frames (.eh_frame) are not loaded: nothing unwinds through
-generated code (it calls C functions only, which return).
+unwind tables (.eh_frame) are loaded with the constants, checked and registered with
+the process's unwinder (eh_frame.py), as MCJIT registers them: backtrace(), a C++
+exception or a profiler's stack walk goes on through generated code.
 
-Memory: one mapping for code, made read+execute once relocated, one for constants,
-made read-only, and one read+write mapping for data; all are unmapped when the
-LoadedImage is garbage collected.
+Memory: one reservation, in it pages for code, made read+execute once relocated,
+pages for constants (the unwind tables too), made read-only, and read+write pages for
+data; the tables are deregistered, then all is unmapped, when the LoadedImage is
+garbage collected.
 
 Damaged or unusual input: every offset, size and index read from the object is checked
 against what holds it before it is used (a section within the file, a relocation's
@@ -31,6 +33,8 @@ import ctypes
 import mmap
 import os
 import struct
+
+from . import eh_frame
 
 EM_X86_64 = 62
 ET_REL = 1
@@ -91,18 +95,20 @@ class LoadedImage:
         self._maps = []
         try:
             self._load(obj, resolve)
-        except (struct.error, IndexError, ValueError, OverflowError) as e:
+        except (struct.error, IndexError, ValueError, OverflowError) as e:       # eh_frame.FrameError too
             if isinstance(e, UnsupportedObject):
                 raise
             raise UnsupportedObject(f"damaged object code: {type(e).__name__}: {e}") from e
 
     def _load(self, obj: bytes, resolve) -> None:
         sections, symtab, strtab = _parse(obj)
-        loaded = [s for s in sections if s.flags & SHF_ALLOC and s.name != ".eh_frame"]
+        loaded = [s for s in sections if s.flags & SHF_ALLOC]
         for s in loaded:
             _check_loadable(s)
-        for kind, prot in MAPPINGS:
-            self._place([s for s in loaded if _mapping_kind(s) == kind], obj, prot)
+        frames = [s for s in loaded if s.name == ".eh_frame"]
+        if len(frames) > 1:
+            raise UnsupportedObject(f"{len(frames)} .eh_frame sections")
+        self._map([([s for s in loaded if _mapping_kind(s) == kind], prot) for kind, prot in MAPPINGS], obj)
         self.defined = {}
         addresses = []
         for name, value, shndx, bind in _symbols(obj, symtab, strtab):
@@ -115,37 +121,42 @@ class LoadedImage:
             target = _relocation_target(rel, sections, symtab, loaded)
             if target is not None:
                 _relocate(obj, rel, target, addresses)
+        if frames and frames[0].size:
+            code = next(((base, base + size) for base, size, prot in self._maps if prot & PROT_EXEC), (0, 0))
+            eh_frame.check_frames(ctypes.string_at(frames[0].address, frames[0].size + eh_frame.TERMINATOR_BYTES),
+                                  frames[0].address, code)
         for base, size, prot in self._maps:
             if prot != PROT_READ | PROT_WRITE and _LIBC.mprotect(base, size, prot) != 0:
                 raise OSError(ctypes.get_errno(), "mprotect of generated code failed")
+        if frames and frames[0].size:
+            self._frames, self._deregister = frames[0].address, eh_frame.register(frames[0].address)
 
     def address(self, name: str) -> int:
         if name not in self.defined:
             raise RuntimeError(f"symbol {name!r} not found in compiled object")
         return self.defined[name]
 
-    def _place(self, sections, obj: bytes, prot: int) -> None:
-        """One mapping (read+write until relocated; `prot` after) for `sections`."""
-        offsets, size = [], 0
-        for s in sections:
-            size = -(-size // max(1, s.align)) * max(1, s.align)
-            offsets.append(size)
-            size += s.size
-        if not sections or size == 0:
-            for s in sections:
-                s.address = 0       # empty: nothing at it is read or written
-            return
-        size = -(-size // PAGE) * PAGE
-        if size >= ADDRESS_SPACE:
-            raise UnsupportedObject(f"sections of {size} bytes")
-        base = _LIBC.mmap(None, size, PROT_READ | PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
-        if base in (None, ctypes.c_void_p(-1).value):       # MCJIT may find the memory
-            raise UnsupportedObject(f"mmap of {size} bytes failed: {os.strerror(ctypes.get_errno())}")
-        self._maps.append((base, size, prot))
-        for s, off in zip(sections, offsets):
-            s.address = base + off
-            if s.type != SHT_NOBITS:
-                ctypes.memmove(s.address, obj[s.offset:s.offset + s.size], s.size)
+    def _map(self, groups, obj: bytes) -> None:
+        """Each (sections, prot) group on pages of its own (read+write until relocated;
+        `prot` after), all in one reservation: a 32-bit PC-relative reference from one
+        to another (.eh_frame's to the code) always reaches."""
+        layouts = [_layout(sections) for sections, _ in groups]
+        total = sum(size for _, size in layouts)
+        if total >= ADDRESS_SPACE:
+            raise UnsupportedObject(f"sections of {total} bytes")
+        base = 0
+        if total:
+            base = _LIBC.mmap(None, total, PROT_READ | PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+            if base in (None, ctypes.c_void_p(-1).value):       # MCJIT may find the memory
+                raise UnsupportedObject(f"mmap of {total} bytes failed: {os.strerror(ctypes.get_errno())}")
+        for (sections, prot), (offsets, size) in zip(groups, layouts):
+            if size:
+                self._maps.append((base, size, prot))
+            for s, off in zip(sections, offsets):
+                s.address = base + off if size else 0       # empty: nothing at it is read or written
+                if size and s.type != SHT_NOBITS:
+                    ctypes.memmove(s.address, obj[s.offset:s.offset + s.size], s.size)
+            base += size
 
     @staticmethod
     def _symbol_address(name, value, shndx, sections, resolve):
@@ -171,9 +182,23 @@ class LoadedImage:
         return section.address + value
 
     def __del__(self):
+        if getattr(self, "_deregister", None) is not None:
+            self._deregister()                      # before the memory it describes goes
+            self._deregister = None
         for base, size, _ in getattr(self, "_maps", ()):
             _LIBC.munmap(base, size)
         self._maps = []
+
+
+def _layout(sections) -> tuple[list, int]:
+    """(offset of each section, bytes in whole pages) of one mapping; a non-empty
+    .eh_frame is followed by its zero-length terminator (eh_frame.py)."""
+    offsets, size = [], 0
+    for s in sections:
+        size = -(-size // max(1, s.align)) * max(1, s.align)
+        offsets.append(size)
+        size += s.size + (eh_frame.TERMINATOR_BYTES if s.name == ".eh_frame" and s.size else 0)
+    return offsets, -(-size // PAGE) * PAGE
 
 
 def _mapping_kind(section: _Section) -> int:
@@ -194,8 +219,8 @@ def _check_loadable(s: _Section) -> None:
 
 
 def _relocation_target(rel: _Section, sections, symtab: _Section, loaded):
-    """The loaded section `rel` relocates; None when `rel` holds no relocations or
-    relocates the unloaded .eh_frame. Refuses what is not understood."""
+    """The loaded section `rel` relocates; None when `rel` holds no relocations.
+    Refuses what is not understood."""
     if rel.type == SHT_REL:
         raise UnsupportedObject(f"SHT_REL relocations in {rel.name}")
     if rel.type != SHT_RELA:
@@ -209,8 +234,6 @@ def _relocation_target(rel: _Section, sections, symtab: _Section, loaded):
     target = sections[rel.info]
     if target in loaded:
         return target
-    if target.name == ".eh_frame":
-        return None
     raise UnsupportedObject(f"{rel.name} relocates {target.name!r}, a section that is not loaded")
 
 

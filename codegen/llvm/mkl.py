@@ -53,6 +53,10 @@ import numpy as np
 LAYERS = {"intel": 0, "sequential": 1, "gnu": 3}   # MKL_THREADING_* of mkl_service.h
 LP64 = 0                                           # MKL_INTERFACE_LP64
 CBWR_AUTO_STRICT = 0x2 | 0x10000                   # MKL_CBWR_AUTO | MKL_CBWR_STRICT (mkl_cbwr.h)
+ENABLE_AVX2 = 2                                    # MKL_ENABLE_AVX2 (mkl_service.h)
+# MKL_CBWR_* branches (mkl_cbwr.h): what MKL_CBWR_Get_Auto_Branch says the code path is
+CODE_PATHS = {4: "SSE2", 6: "SSSE3", 7: "SSE4_1", 8: "SSE4_2", 9: "AVX", 10: "AVX2", 12: "AVX512",
+              14: "AVX512_E1"}
 INSTALL_HINT = 'pip install "nngraph[mkl]"'
 
 
@@ -146,6 +150,9 @@ def load(layer: str, threads: int) -> "Mkl":
         # someone in this process set MKL up before us (another user of this libmkl_rt)
         raise MklUnavailable(f"MKL at {path} was already set up with interface {got_interface}, threading "
                              f"{got_layer}; nngraph needs LP64 (0) and {layer} ({LAYERS[layer]})")
+    if held_to_avx2() and lib.MKL_Enable_Instructions(ctypes.c_int(ENABLE_AVX2)) != 1:
+        raise MklUnavailable(f"MKL at {path} refused to be held to AVX2 (MKL_Enable_Instructions), "
+                             "which NNGRAPH_CPU_FEATURES turning AVX-512 off asks for")
     if not os.environ.get("MKL_CBWR", "").strip():
         rc = lib.MKL_CBWR_Set(ctypes.c_int(CBWR_AUTO_STRICT))
         if rc != 0:                  # MKL_CBWR_SUCCESS
@@ -154,6 +161,14 @@ def load(layer: str, threads: int) -> "Mkl":
     mkl = Mkl(lib, layer, threads, path)
     mkl.verify()
     return mkl
+
+
+def held_to_avx2() -> bool:
+    """Whether nngraph holds MKL to AVX2 itself: NNGRAPH_CPU_FEATURES turns off the
+    CPU's AVX-512 and the environment sets no MKL_ENABLE_INSTRUCTIONS (MKL reads that
+    itself; a user's value is left alone)."""
+    from codegen.host import avx512_turned_off
+    return not os.environ.get("MKL_ENABLE_INSTRUCTIONS", "").strip() and avx512_turned_off()
 
 
 class Mkl:
@@ -173,7 +188,14 @@ class Mkl:
         cnr = os.environ.get("MKL_CBWR", "").strip() or "AUTO,STRICT"
         threads = "sequential" if self.layer == "sequential" else \
             f"{self.layer} threading, {self.threads} thread{'s' * (self.threads > 1)}"
-        return f"mkl {version()} ({threads}, MKL_CBWR={cnr})"
+        held = os.environ.get("MKL_ENABLE_INSTRUCTIONS", "").strip() or ("AVX2" if held_to_avx2() else "")
+        return f"mkl {version()} ({threads}, MKL_CBWR={cnr}{f', MKL_ENABLE_INSTRUCTIONS={held}' if held else ''})"
+
+    def code_path(self) -> str:
+        """The instruction set MKL's kernels run here (its reproducibility branch for
+        AUTO, e.g. "AVX2" or "AVX512_E1"): how a cap is checked to have taken effect."""
+        branch = self.lib.MKL_CBWR_Get_Auto_Branch()
+        return CODE_PATHS.get(branch, f"branch {branch}")
 
     def verify(self) -> None:
         """Small products with every transpose against NumPy: a library that loads but

@@ -30,9 +30,9 @@ def prefer_width_features(bits: int) -> str:
 def features() -> str:
     """The host CPU's features, NNGRAPH_CPU_FEATURES's changes (codegen/host.py) and
     the vector width chosen by codegen/tuning.py."""
-    from codegen.host import feature_overrides
+    from codegen.host import effective_feature_text
     from codegen.tuning import tuning
-    return ",".join([llvm_host()["features"]] + feature_overrides() + [prefer_width_features(tuning().vector_bits)])
+    return ",".join([effective_feature_text(), prefer_width_features(tuning().vector_bits)])
 
 
 @functools.lru_cache(maxsize=None)

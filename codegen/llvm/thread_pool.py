@@ -34,8 +34,11 @@ time its slot is claimed:
   2 us on the 2-core Xeon VM this was written on, where a 2 us bound measured slower
   than the thread start cost (9 us) and a 180 us one much faster on free cores and
   much slower on busy ones (the benchmark's docstring has the figures).
-- a forked child resets the pool (os.register_at_fork) and starts its own
-  workers; the getpid check covers a fork not made through Python.
+- past that bound a wait spins on (up to the idle bound) only while /proc/loadavg
+  counts no more runnable threads than CPUs; it re-reads that count at most
+  LOADAVG_READS times over the idle bound (loadavg_interval_ns), not on every turn.
+- a forked child resets the pool and opens /proc/loadavg anew (os.register_at_fork)
+  and starts its own workers; the getpid check covers a fork not made through Python.
 
 NNGRAPH_THREAD_POOL=0 registers the C library's pthread_create/pthread_join instead.
 """
@@ -53,6 +56,7 @@ import llvmlite.ir as ir
 
 from codegen.host import llvm_host
 
+from .elf_loader import process_symbol
 from .mapped import MappedObject, mcjit_engine
 from .object_cache import cached_object
 
@@ -69,6 +73,7 @@ SEQ = "seq_cst"
 LIBC_FUNCTIONS = ("pthread_create", "pthread_detach", "pthread_join", "getpid", "clock_gettime", "syscall",
                   "pread")
 LOADAVG_BYTES = 128     # /proc/loadavg: "0.50 0.40 0.30 2/345 12345\n", well under this
+LOADAVG_READS = 32      # reads of /proc/loadavg over a whole idle spin, at most (loadavg_interval_ns)
 
 _engine = None          # keeps the compiled pool alive for the process's lifetime
 # one first build: a second would replace _engine and unmap the first pool's code,
@@ -101,30 +106,34 @@ def slot_count(logical_cpus: int) -> int:
 def thread_symbols() -> dict:
     """{"pthread_create": address, "pthread_join": address}: the pool's functions,
     or the C library's when NNGRAPH_THREAD_POOL=0. Builds the pool once."""
-    libc = ctypes.CDLL(None)
     if not pool_enabled():
-        return {name: _address(libc, name) for name in ("pthread_create", "pthread_join")}
-    pool = _compiled_pool(libc)
+        return {name: _libc_address(name) for name in ("pthread_create", "pthread_join")}
+    pool = _compiled_pool()
     return {"pthread_create": pool.address("nngraph_pool_create"), "pthread_join": pool.address("nngraph_pool_join")}
 
 
-def _address(libc, name: str) -> int:
-    return ctypes.cast(getattr(libc, name), ctypes.c_void_p).value
+def _libc_address(name: str) -> int:
+    """The C library's `name` (elf_loader.process_symbol); OSError naming it when the
+    process has none (the pool or the plain path would call address 0)."""
+    address = process_symbol(name)
+    if not address:
+        raise OSError(f"the C library function {name!r} that the worker pool calls is not in this process")
+    return address
 
 
-def _compiled_pool(libc):
+def _compiled_pool():
     """The pool's loaded object, built once per process however many threads ask."""
     with _build_lock:
-        return _build_pool(libc)
+        return _build_pool()
 
 
-def _build_pool(libc):
+def _build_pool():
     global _engine
     if _engine is None:
         from codegen.host import host_facts
         from codegen.tuning import idle_spin_ns
         facts = host_facts()
-        libc_symbols = {f"nngraph_pool_libc_{name}": _address(libc, name) for name in LIBC_FUNCTIONS}
+        libc_symbols = {f"nngraph_pool_libc_{name}": _libc_address(name) for name in LIBC_FUNCTIONS}
         slots, spin_ns = slot_count(facts.logical_cpus), int(facts.thread_start_ns)
         # codegen at -O0: the pool's few instructions per hand-off are not what costs (a
         # futex wake, a cache line moving between cores); -O2 took 56 ms of every process's
@@ -136,9 +145,9 @@ def _build_pool(libc):
         obj = cached_object(description, lambda: str(build_module(slots, spin_ns)), _pool_machine)
         loaded = _load(obj, libc_symbols)
         reset = ctypes.CFUNCTYPE(None)(loaded.address("nngraph_pool_reset"))
-        os.register_at_fork(after_in_child=reset)
         _engine = (loaded, reset)
-        ctypes.c_int32.from_address(loaded.address("nngraph_pool_loadavg_fd")).value = _open_loadavg()
+        os.register_at_fork(after_in_child=_reset_in_child)
+        _loadavg_fd().value = _open_loadavg()
         _word("nngraph_pool_cpus").value = facts.logical_cpus
         set_spin_ns(int(facts.thread_start_ns), idle_spin_ns())
     return _engine[0]
@@ -146,6 +155,22 @@ def _build_pool(libc):
 
 def _word(name: str):
     return ctypes.c_int64.from_address(_engine[0].address(name))
+
+
+def _loadavg_fd():
+    return ctypes.c_int32.from_address(_engine[0].address("nngraph_pool_loadavg_fd"))
+
+
+def _reset_in_child() -> None:
+    """After a fork, in the child: the pool reset (nngraph_pool_reset) and /proc/loadavg
+    opened anew, the inherited descriptor closed. Why: the child owns its descriptor
+    table; a child that closes descriptors it did not open (a daemon does) could
+    otherwise give that number to another file, which the idle spin would then read."""
+    _engine[1]()
+    fd = _loadavg_fd()
+    inherited, fd.value = fd.value, _open_loadavg()
+    if inherited >= 0:
+        os.close(inherited)
 
 
 def _spin_word():
@@ -169,15 +194,35 @@ def idle_spin_bound_ns() -> int:
     return _word("nngraph_pool_idle_spin_ns").value if _engine is not None else 0
 
 
-def set_spin_ns(ns: int, idle_ns: int | None = None) -> None:
-    """Sets the spin bounds (benchmarks A/B them; measure_wake_ns needs them 0); nothing
-    to set with no pool. Call it while no split runs: waits read them when they begin."""
+def set_spin_ns(ns: int, idle_ns: int | None = None, reread_ns: int | None = None) -> None:
+    """Sets the spin bounds (benchmarks A/B them; measure_wake_ns needs them 0) and, with
+    `idle_ns`, how often the idle spin re-reads the load (`reread_ns`; by default
+    loadavg_interval_ns(idle_ns); 0: every turn); nothing to set with no pool. Call
+    it while no split runs: waits read them when they begin."""
     word = _spin_word()
     if word is None:
         return
     word.value = max(0, int(ns))
     if idle_ns is not None:
         _word("nngraph_pool_idle_spin_ns").value = max(0, int(idle_ns))
+        _word("nngraph_pool_loadavg_every_ns").value = (loadavg_interval_ns(idle_ns) if reread_ns is None
+                                                         else max(0, int(reread_ns)))
+
+
+def loadavg_interval_ns(idle_ns: int) -> int:
+    """How often (ns) an idle spin of `idle_ns` re-reads /proc/loadavg: LOADAVG_READS
+    times over the spin, so a thread that starts waiting for a CPU is seen within
+    1/LOADAVG_READS of the bound (23 us of the 750 us default), and the reads (a system
+    call each: a turn that reads took 0.25 us on the 2-core Xeon, several times a turn
+    of a clock read and a `pause`) take one turn in a hundred or more, not every one."""
+    return max(0, int(idle_ns)) // LOADAVG_READS
+
+
+def loadavg_reads() -> int:
+    """How many times the pool's waits have read /proc/loadavg in this process (0 with
+    no pool): what benchmarks and tests see of the idle spin's cost."""
+    thread_symbols()
+    return _word("nngraph_pool_loadavg_reads").value if _engine is not None else 0
 
 
 def _open_loadavg() -> int:
@@ -195,9 +240,9 @@ def measure_wake_ns(rounds: int = 5, per_round: int = 8, idle_s: float = 1e-3) -
     calls of a compiled function). The best round's mean, as for the thread start
     cost (codegen/host.py), so a busy moment does not stick. OSError when the pool
     cannot hand the probe to a worker (no worker could be started)."""
-    engine = _compiled_pool(ctypes.CDLL(None))
+    engine = _compiled_pool()
     probe = ctypes.CFUNCTYPE(ctypes.c_int64)(engine.address("nngraph_pool_probe_wake"))
-    saved = (spin_bound_ns(), idle_spin_bound_ns())
+    saved = (spin_bound_ns(), idle_spin_bound_ns(), _word("nngraph_pool_loadavg_every_ns").value)
     set_spin_ns(0, 0)
     try:
         if probe() < 0:                           # starts the worker; first-time setup is not the cost
@@ -267,6 +312,10 @@ class _Pool:
         self.idle_until.initializer = ir.Constant(I64, 0)
         self.cpus = ir.GlobalVariable(m, I64, "nngraph_pool_cpus")
         self.cpus.initializer = ir.Constant(I64, 0)
+        self.reread = ir.GlobalVariable(m, I64, "nngraph_pool_loadavg_every_ns")
+        self.reread.initializer = ir.Constant(I64, 0)
+        self.reads = ir.GlobalVariable(m, I64, "nngraph_pool_loadavg_reads")
+        self.reads.initializer = ir.Constant(I64, 0)
         self.loadavg_fd = ir.GlobalVariable(m, I32, "nngraph_pool_loadavg_fd")
         self.loadavg_fd.initializer = ir.Constant(I32, -1)
         self.table = ir.GlobalVariable(m, ir.ArrayType(SLOT, slots), "nngraph_pool_slots")
@@ -364,17 +413,25 @@ class _Pool:
         nngraph_pool_spin_ns; then on, up to nngraph_pool_idle_spin_ns, while no
         thread waits for a CPU (runnable threads at most nngraph_pool_cpus: a spin
         then takes nothing from anyone); then marks the word 2 (asleep) and sleeps
-        on its futex until a signal."""
+        on its futex until a signal. The runnable count is read at most once every
+        nngraph_pool_loadavg_every_ns of a wait (a pread of /proc/loadavg, a system
+        call, costs several turns of a clock read and a `pause`), its verdict kept in
+        between; each read counts in nngraph_pool_loadavg_reads."""
         fn, b = self._function("nngraph_pool_wait_one", ir.FunctionType(ir.VoidType(), [I32.as_pointer()]))
         word = fn.args[0]
         one, two = ir.Constant(I32, 1), ir.Constant(I32, 2)
         ts = self._stack_slot(fn, b, self.timespec)
         pausing_until = b.load_atomic(self.spin, "monotonic", 8)
         idle_until = b.load_atomic(self.idle_until, "monotonic", 8)
+        every = b.load_atomic(self.reread, "monotonic", 8)
         cpus = b.load_atomic(self.cpus, "monotonic", 8)
+        next_read, free = self._stack_slot(fn, b, I64), self._stack_slot(fn, b, ir.IntType(1))
+        b.store(ir.Constant(I64, 0), next_read)
+        b.store(ir.Constant(ir.IntType(1), 0), free)
         start = self._now_ns(b, ts)
-        names = ("spin", "waited", "pause", "maybe_idle", "idle", "give_up", "sleep", "done")
-        spin, check, pausing, maybe_idle, idle, give_up, sleep, done = (fn.append_basic_block(n) for n in names)
+        names = ("spin", "waited", "pause", "maybe_idle", "idle", "read", "verdict", "give_up", "sleep", "done")
+        spin, check, pausing, maybe_idle, idle, read, verdict, give_up, sleep, done = (
+            fn.append_basic_block(n) for n in names)
         b.branch(spin)
         b.position_at_end(spin)
         b.cbranch(b.icmp_unsigned("==", b.load_atomic(word, SEQ, 4), one), done, check)
@@ -386,8 +443,15 @@ class _Pool:
         b.branch(spin)
         b.position_at_end(maybe_idle)
         b.cbranch(b.icmp_signed("<", waited, idle_until), idle, give_up)
-        b.position_at_end(idle)
-        b.cbranch(b.icmp_signed("<=", b.call(self.runnable, []), cpus), pausing, give_up)
+        b.position_at_end(idle)                        # the last verdict until `every` ns have passed
+        b.cbranch(b.icmp_signed("<", waited, b.load(next_read)), verdict, read)
+        b.position_at_end(read)
+        b.store(b.icmp_signed("<=", b.call(self.runnable, []), cpus), free)
+        b.store(b.add(waited, every), next_read)
+        b.atomic_rmw("add", self.reads, ir.Constant(I64, 1), "monotonic")
+        b.branch(verdict)
+        b.position_at_end(verdict)
+        b.cbranch(b.load(free), pausing, give_up)
         b.position_at_end(give_up)
         old = b.extract_value(b.cmpxchg(word, ir.Constant(I32, 0), two, SEQ, SEQ), 0)
         b.cbranch(b.icmp_unsigned("==", old, one), done, sleep)

@@ -20,7 +20,7 @@ import numpy as np
 from nngraph.types import is_float
 
 from .names import paren, prod_expr, size_expr
-from .scalar_ops import BINARY, COMPARE, LOGICAL, TL_DTYPE, UNARY, literal, uniform_expr
+from .scalar_ops import BINARY, COMPARE, FLOAT_OPS, LOGICAL, TL_DTYPE, UNARY, literal, uniform_expr
 
 
 class CodegenError(Exception):
@@ -306,6 +306,8 @@ def _binary(pr, k, ins, args, patterns):
     nonneg = index and a.nonneg and b.nonneg and op in ("add", "mul", "floordiv", "mod", "maximum", "minimum")
     if index and a.nonneg and b.nonneg and op in ("floordiv", "mod"):
         fmt, helpers = ("{a} // {b}" if op == "floordiv" else "{a} % {b}"), ()   # no sign to fix
+    if op in FLOAT_OPS and is_float(out_dt):
+        fmt, helpers = FLOAT_OPS[op]
     if op == "div" and dt == "float32":
         fmt = "tl.math.div_rn({a}, {b})"    # IEEE rounding, as NumPy (the default is approximate)
         sa, sb = _tensor_operands(sa, sb, a.literal, b.literal)

@@ -4,7 +4,8 @@ language (passes/program.py), each a function of the operands' source text.
 Ops with no direct `tl` equivalent (or none that Triton's interpreter runs: it has
 no libdevice) are small @triton.jit helpers in HELPERS, written with `tl` math
 only, so the same source runs on a GPU and in the interpreter; a generated module
-contains only the helpers its kernels call.
+contains only the helpers its kernels call. Where only libdevice is right on a GPU
+(float fmod), INTERPRETER_HELPERS holds what the interpreter runs instead.
 """
 from __future__ import annotations
 
@@ -87,7 +88,8 @@ BINARY = {
     "logical_or": ("{a} | {b}", ()),
     "floordiv": ("_floordiv({a}, {b})", ("_floordiv",)),
     "mod": ("_mod({a}, {b})", ("_mod",)),
-    # C's fmod (frem; srem on integers, whose divisor the lowering keeps off 0 and -1)
+    # C's fmod on integers (srem, whose divisor the lowering keeps off 0 and -1); on
+    # floats FLOAT_OPS's _fmod
     "fmod": ("{a} % {b}", ()),
     # C's integer division (sdiv: Triton's // truncates on ints, on a GPU and in the
     # interpreter; the lowering keeps the divisor off 0 and -1)
@@ -96,6 +98,9 @@ BINARY = {
     "bitwise_or": ("{a} | {b}", ()),
     "bitwise_xor": ("{a} ^ {b}", ()),
 }
+
+# op -> (format, helpers) where the operands are floats
+FLOAT_OPS = {"fmod": ("_fmod({a}, {b})", ("_fmod",))}
 
 # the op categories, read off the ops (nngraph.node.Op.category)
 COMPARE = {name for name, op in OPS.items() if op.category == "compare"}
@@ -163,6 +168,14 @@ def _floordiv(a, b):
     q = a // b
     return tl.where(a - q * b < 0, q - 1, q)
 ''',
+    "_fmod": '''\
+@triton.jit
+def _fmod(a, b):
+    # C's fmod, exact: libdevice's on a GPU. `%` on floats is LLVM's frem, which NVPTX
+    # expands as a - trunc(a / b) * b: wrong once the quotient passes the mantissa
+    # (2**24 in float32), and +0.0 where C gives -0.0 (a negative a, a zero remainder)
+    return libdevice.fmod(a, b)
+''',
     "_mod": '''\
 @triton.jit
 def _mod(a, b):
@@ -189,6 +202,22 @@ def uniform_expr(seed: int, counter: str, index: str) -> str:
             f" * {random.UNIT!r}")
 
 
+# Helpers whose GPU version Triton's interpreter cannot run (it has no libdevice: its
+# extern_elementwise raises), as the interpreter runs them instead: same values
+INTERPRETER_HELPERS = {
+    "_fmod": '''\
+def _fmod(a, b):
+    # the interpreter's frem is np.fmod: C's fmod, exact
+    return a % b
+''',
+}
+
+
 def helper_source(names) -> str:
     """The source of the helpers named, in a stable order."""
     return "\n\n".join(HELPERS[n] for n in sorted(names))
+
+
+def interpreter_helper_source(names) -> str:
+    """The interpreter's own versions (INTERPRETER_HELPERS) of the helpers named, or ""."""
+    return "\n\n".join(INTERPRETER_HELPERS[n] for n in sorted(names) if n in INTERPRETER_HELPERS)

@@ -158,6 +158,25 @@ def _max_pool(em, n, ins):
     return em.node("MaxPool", ins, kernel_shape=list(n.attrs["kernel"]), **_window(n.attrs))
 
 
+@exporter("max_pool2d_select")
+def _max_pool_select(em, n, ins):
+    """h at each window's first maximum of x: MaxPool's Indices output (x's flat row-major
+    positions, storage_order 0; the first of equal maxima, as nngraph), taken within each
+    (batch, channel) plane (mod H*W) and gathered from h's plane, so any h exports
+    exactly (ng.onnx.load builds h as those positions) and the batch may be dynamic."""
+    x = n.inputs[0]
+    if x.dtype not in ("float32", "float64") or not all(isinstance(s, int) for s in x.shape[2:]):
+        raise OnnxError(f"export: max_pool2d_select of a {x.type} input (built at {n.where}): ONNX MaxPool's "
+                        f"Indices output takes float inputs, and its spatial sizes must be known")
+    _, where = em.node("MaxPool", [ins[0]], n_out=2, kernel_shape=list(n.attrs["kernel"]), **_window(n.attrs))
+    plane = int(x.shape[2]) * int(x.shape[3])
+    local = em.node("Mod", [where, _scalar(em, plane, "int64")])
+    batch, channels = n.shape[0], n.shape[1]
+    picked = em.node("GatherElements", [em.node("Reshape", [ins[1], em.shape((batch, channels, plane))]),
+                                        em.node("Reshape", [local, em.shape((batch, channels, -1))])], axis=2)
+    return em.node("Reshape", [picked, em.shape(n.shape)])
+
+
 @exporter("avg_pool2d")
 def _avg_pool(em, n, ins):
     return em.node("AveragePool", ins, kernel_shape=list(n.attrs["kernel"]),
@@ -176,14 +195,20 @@ def _numel(em, n, ins):
 
 @exporter("iota")
 def _iota(em, n, ins):
-    shape = n.attrs["shape"]
-    if not all(isinstance(s, int) for s in shape):
-        raise OnnxError(f"export: iota over dynamic sizes (built at {n.where}) has no ONNX form here")
-    ax = n.attrs["axis"]
+    """A constant over static sizes; over dynamic ones (MaxPool's Indices over a dynamic
+    batch) Range over the axis (its size a scalar), reshaped onto the axis and expanded
+    to the whole shape."""
+    shape, ax = n.attrs["shape"], n.attrs["axis"]
     view = [1] * len(shape)
-    view[ax] = shape[ax]
-    arr = np.broadcast_to(np.arange(shape[ax]).reshape(view), shape)
-    return em.const(arr.astype(np.dtype(n.dtype)), "iota")
+    if all(isinstance(s, int) for s in shape):
+        view[ax] = shape[ax]
+        arr = np.broadcast_to(np.arange(shape[ax]).reshape(view), shape)
+        return em.const(arr.astype(np.dtype(n.dtype)), "iota")
+    view[ax] = -1
+    line = em.node("Range", [_scalar(em, 0, "int64"), em.size(shape[ax], scalar=True), _scalar(em, 1, "int64")])
+    full = em.node("Expand", [em.node("Reshape", [line, em.const(np.asarray(view, np.int64), "view")]),
+                              em.shape(shape)])
+    return full if n.dtype == "int64" else em.node("Cast", [full], to=NNGRAPH_TO_ONNX[n.dtype])
 
 
 @exporter("conv2d_grad_input")

@@ -44,15 +44,16 @@ class Emitter:
         self.initializers.append(self.numpy_helper.from_array(np.asarray(array), name))
         return name
 
-    def size(self, s) -> str:
-        """A 1-d int64 tensor holding one size."""
+    def size(self, s, scalar: bool = False) -> str:
+        """A 1-d int64 tensor holding one size (a 0-d one with `scalar`)."""
+        index = (lambda v: np.asarray(v, np.int64)) if scalar else (lambda v: np.asarray([v], np.int64))
         if isinstance(s, int):
-            return self.const(np.asarray([s], np.int64), "size")
+            return self.const(index(s), "size")
         if s.name not in self.dim_sources:
             raise OnnxError(f"export: the dynamic size {s} is carried by no graph input")
         src, axis = self.dim_sources[s.name]
         shape = self.node("Shape", [src])
-        return self.node("Gather", [shape, self.const(np.asarray([axis], np.int64), "axis")], axis=0)
+        return self.node("Gather", [shape, self.const(index(axis), "axis")], axis=0)
 
     def shape(self, sizes) -> str:
         """A 1-d int64 tensor holding a shape whose sizes may be dynamic."""

@@ -200,12 +200,15 @@ def round_half_even(x):
 @converter("GatherElements", 11, attrs=("axis",))
 def _gather_elements(ctx):
     """out[p] = data[p with axis -> idx[p]]: a one-hot of idx along a new last axis,
-    times data (cut to idx's sizes, axis moved last), summed over that axis."""
+    times data (cut to idx's sizes, axis moved last), summed over that axis. The
+    gathered axis must be static; another may be dynamic where both share its size."""
     data, idx = ctx.t(0), ctx.t(1)
     axis = int(ctx.attr("axis", 0)) % data.ndim
     n = data.shape[axis]
-    if not isinstance(n, int) or not all(isinstance(s, int) for s in idx.shape + data.shape):
-        raise ctx.error(f"needs static shapes, got {data.type} and {idx.type}")
+    if not isinstance(n, int) or not all(isinstance(i, int) and isinstance(d, int) or (i == d and a != axis)
+                                         for a, (i, d) in enumerate(zip(idx.shape, data.shape))):
+        raise ctx.error(f"needs a static axis {axis} and other sizes static or shared, got {data.type} "
+                        f"and {idx.type}")
     cut = mv.slice_(data, [(0, n, 1) if a == axis else (0, s, 1) for a, s in enumerate(idx.shape)])
     perm = tuple(a for a in range(data.ndim) if a != axis) + (axis,)
     rows = mv.expand_dims(mv.transpose(cut, perm), axis)

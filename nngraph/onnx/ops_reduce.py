@@ -44,7 +44,7 @@ def _reduce_converter(axes_input_since, fn, ctx):
     keep = bool(ctx.attr("keepdims", 1))
     if x.dtype == "bool" and ctx.op_type not in ("ReduceMax", "ReduceMin"):
         raise ctx.error(f"cannot reduce a bool tensor {x.type}")
-    if ctx.op_type in _EXTREMA and ctx.opset >= EMPTY_EXTREMUM_OPSET:
+    if ctx.op_type in _EXTREMA:
         return _extremum(ctx.op_type, x, axes, keep)
     empty = _empty_result(ctx, x, axes, keep)
     if empty is not None:
@@ -54,10 +54,10 @@ def _reduce_converter(axes_input_since, fn, ctx):
     return fn(x, axes, keep)
 
 
-# Since opset 18 ReduceMax/ReduceMin over an empty axis are the identity (-inf or the
-# integer minimum for max; +inf or the maximum for min), also where the axis is only
-# known at run time.
-EMPTY_EXTREMUM_OPSET = 18
+# ReduceMax/ReduceMin over an empty axis are the identity (-inf or the integer minimum
+# for max; +inf or the maximum for min), also where the axis is only known at run time:
+# at every opset (the spec says so from ReduceMax-1 on, ONNX's reference evaluator and
+# onnxruntime 1.32 give it at opsets 11, 13, 17 and 18 alike).
 _EXTREMA = {"ReduceMax": rd.max, "ReduceMin": rd.min}
 
 
@@ -72,22 +72,19 @@ def _extremum(op_type, x, axes, keep):
     return ew.cast(ew.minimum(ew.maximum(r, 0), 1), "bool")
 
 
-_EMPTY_VALUE = {"ReduceMax": -np.inf, "ReduceMin": np.inf, "ReduceLogSumExp": -np.inf, "ReduceLogSum": -np.inf}
+_EMPTY_VALUE = {"ReduceLogSumExp": -np.inf, "ReduceLogSum": -np.inf}
 
 
 def _empty_result(ctx, x, axes, keep):
-    """A max/min/log-sum over no elements: ONNX's identity (-inf, inf; the extreme integers;
-    False, True), computed at import."""
+    """A log-sum(-exp) over no elements: -inf (the extreme integers for integer inputs),
+    computed at import."""
     reduced = range(x.ndim) if axes is None else [a % x.ndim for a in axes]
     if ctx.op_type not in _EMPTY_VALUE or not any(x.shape[a] == 0 for a in reduced):
         return None
     shape = rd.reduced_shape(x.shape, tuple(reduced), keep)
     fill = _EMPTY_VALUE[ctx.op_type]
     if x.dtype in ("int32", "int64"):
-        info = np.iinfo(np.dtype(x.dtype))
-        fill = info.min if fill < 0 else info.max
-    elif x.dtype == "bool":  # the max of no truth values is False, their min True
-        fill = fill > 0
+        fill = np.iinfo(np.dtype(x.dtype)).min
     return mv.broadcast_to(np.asarray(fill, np.dtype(x.dtype)), shape)
 
 

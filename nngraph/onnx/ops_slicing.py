@@ -199,6 +199,16 @@ def _tile(ctx):
 
 @converter("Range", 11)
 def _range(ctx):
+    """Known bounds: the values at import. A limit that is one dynamic size (Shape ->
+    Gather of a 0-d index, as ng.onnx.export writes an iota over a dynamic axis) from 0
+    by 1: an iota over that size."""
+    limit = ctx.values[1] if ctx.has(1) else None
+    if isinstance(limit, SymShape) and limit.scalar and isinstance(limit.sizes[0], Dim):
+        start, delta = ctx.const(0, "start"), ctx.const(2, "delta")
+        if start.reshape(()) != 0 or delta.reshape(()) != 1:
+            raise ctx.error(f"a Range to the dynamic size {limit.sizes[0]} must start at 0 by steps of 1, "
+                            f"got start {start.reshape(())} and delta {delta.reshape(())}")
+        return ew.iota((limit.sizes[0],), 0, str(start.dtype))
     start, limit, delta = (ctx.const(i, n) for i, n in enumerate(("start", "limit", "delta")))
     return np.arange(start.reshape(()), limit.reshape(()), delta.reshape(()), dtype=start.dtype)
 

@@ -13,6 +13,7 @@ from ..loop import ScanLoop, loop_stats
 from ..memory import note_in_place, plan_memory
 from ..one_hot_gather import gather_one_hot_sums
 from ..program import LoopKernel, MatmulKernel, Program, Stage
+from ..remat import copy_again
 from ..sibling_fusion import fuse_siblings
 
 
@@ -65,9 +66,21 @@ def ordered_kernels(ctx) -> list:
     bucket = _feeds_bucket(dag, kernels)
     order = dag.lexicographical_topological_sort(key=lambda no: _priority(kernels[no], no, bucket))
     schedule = [kernels[no] for no in order]
+    if ctx.opt >= 1:
+        schedule = copy_again(schedule, ctx.buffers, ctx.root, lambda b: _second_buffer(ctx, b))
     for n, k in enumerate(schedule):
         k.name = f"k{n}_" + k.name.split("_", 1)[1]
     return schedule
+
+
+def _second_buffer(ctx, b: int):
+    """A new temp storing the same graph value as temp b (passes/remat.py), or None."""
+    node = next((n for n in ctx.plan.order if b in ctx.store_bufs.get(id(n), ())), None)
+    if node is None:
+        return None
+    again = ctx.add_buffer(f"{ctx.buffers[b].name}_again", node.type, "temp", node)
+    ctx.store_bufs[id(node)].append(again)
+    return again
 
 
 def assemble(ctx) -> Program:

@@ -5,7 +5,9 @@ epilogue computes and stores the frontier values passes/fusion.py gave it
 A batched product summed over its batch, `sum(matmul(transpose(A, (0, 2, 1)), D),
 axes=(0,))` (a weight gradient over all steps of a scan, passes/loop_sink.py), is
 one GEMM of depth T*N: a MatmulKernel whose k is folded (passes/program.py), which
-stores the sum directly; the batched product is never materialised."""
+stores the sum directly; the batched product is never materialised. Its epilogue
+reads the sum as `acc`: an SGD step stores W - lr * acc into W's update, so the
+gradient itself is never stored either."""
 from __future__ import annotations
 
 from .. import fusion
@@ -39,32 +41,33 @@ def lower_matmul(ctx, m):
 
 
 def _summed_over_batch(ctx, m):
-    """The sum node when m is matmul(Aᵀ, D) over one batch axis whose only reader sums that axis away."""
-    (an, ta), (bn, tb) = ctx.plan.operands[id(m)]
-    if m.ndim != 3 or not ta or tb or an.ndim != 3 or bn.ndim != 3 or an.shape[0] != bn.shape[0]:
-        return None
-    users = ctx.plan.users.get(id(m), [])
-    if len(users) != 1 or ctx.plan.epilogue.get(id(m), [m]) != [m]:
-        return None
-    s = users[0]
-    if s.op != "sum" or tuple(s.attrs["axes"]) != (0,) or s.attrs["keepdims"] or s.dtype != m.dtype:
-        return None
-    if any(ctx.buffers[b].kind != "temp" for b in ctx.store_bufs.get(id(m), [])):
-        return None
-    if len(ctx.store_bufs.get(id(s), [])) != 1:
+    """The sum node when m's product is summed over its batch (passes/fusion.py's
+    `summed_over_batch`) and m has no buffer but a temp (never materialised)."""
+    roles = {id(o) for o in ctx.graph.outputs} | {id(v) for _, v in ctx.graph.updates}
+    s = fusion.summed_over_batch(ctx.plan, m, roles)
+    if s is None or any(ctx.buffers[b].kind != "temp" for b in ctx.store_bufs.get(id(m), [])):
         return None
     return s
 
 
 def _lower_folded(ctx, m, total):
+    """One GEMM of depth T*N for sum(matmul(Aᵀ, D), axes=(0,)); its epilogue (when
+    fusion gave it one) computes and stores the frontier values from the sum (`acc`)."""
     (an, _), (bn, _) = ctx.plan.operands[id(m)]
     a, b = ctx.buf_of[id(an)], ctx.buf_of[id(bn)]
-    (out,) = ctx.store_bufs[id(total)]
+    frontier = ctx.plan.epilogue.get(id(m), [total])
+    stores, out = ctx.epilogue_output(total, frontier)
+    if out is None:
+        out = ctx.add_buffer(f"t_{total.op}", total.type, "temp", total)
     kern = MatmulKernel("k_matmul", a, b, out, (), m.shape[1], m.shape[2], (an.shape[0], an.shape[1]),
                         True, False, source=f"{fusion.label(m)} summed by {fusion.label(total)}")
     g = ctx.new_group(tuple(total.shape), kern)
-    ctx.note_writes(g, {out})
-    ctx.note_reads(g, {a, b})
-    g.members = [m, total]
-    ctx.group_of[id(m)] = ctx.group_of[id(total)] = g
+    ctx.note_writes(g, {bb for _, bb in stores} | {out})
+    loads = {a, b}
+    if frontier != [total] or len(stores) > 1:
+        loads |= ctx.emit_epilogue(g, total, frontier, lambda body: tuple(body.idx(k) for k in range(total.ndim)))
+    g.members = [m, total] + [f for f in frontier if f is not total]
+    for x in g.members:
+        ctx.group_of[id(x)] = g
+    ctx.note_reads(g, loads)
     ctx.lowered.add(id(total))

@@ -150,3 +150,92 @@ def test_compiled_functions_are_mapped_without_mcjit():
     xs = np.random.default_rng(0).standard_normal((7, 5)).astype(np.float32)
     np.testing.assert_allclose(fn(xs), np.tanh(xs @ w.value).sum(axis=1), rtol=1e-5, atol=1e-6)
     assert fn.runner.compiled.loaded.image is not None
+
+
+UNWIND = r"""
+import ctypes, sys
+import tests.codegen.test_elf_loader as t
+from codegen.llvm import eh_frame
+from codegen.llvm.elf_loader import LoadedImage
+
+libc = ctypes.CDLL(None)
+frames = []
+
+def scale(x):
+    buf = (ctypes.c_void_p * 256)()
+    frames.extend(buf[:libc.backtrace(buf, 256)])
+    return 3.0 * x
+
+SCALE = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_double)(scale)
+addr = ctypes.cast(SCALE, ctypes.c_void_p).value
+image = LoadedImage(t._object(sys.argv[1], reloc="static"), lambda name: addr if name == "nngraph_test_scale" else 0)
+code = next((base, base + size) for base, size, prot in image._maps if prot & 4)
+starts = {name: image.address(name) for name in ("lookup", "calls", "fill")}
+assert all(eh_frame.function_start(a + 1) == a for a in starts.values()), starts
+assert ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_int64)(starts["lookup"])(1) == -6.0
+inside = [i for i, pc in enumerate(frames) if code[0] <= pc < code[1]]
+assert len(inside) == 1 and inside[0] + 1 < len(frames), (inside, len(frames))
+del image
+assert eh_frame.function_start(starts["fill"] + 1) is None
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("codemodel", ["jitdefault", "large"])
+def test_unwinder_walks_through_mapped_code_until_it_is_unmapped(codemodel):
+    """The image's unwind tables are registered: the unwinder's own search finds each
+    function, and backtrace() from a function the generated code calls goes on past
+    the generated frame (without them it ended there); once the image is collected
+    the tables are deregistered (a search would read unmapped memory). In a
+    subprocess: a failure here may be a signal."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p = subprocess.run([sys.executable, "-c", UNWIND, codemodel], cwd=root, capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=root), timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-3000:]
+
+
+def _frames_of(obj):
+    """(relocated .eh_frame with its terminator, its address, the code range) of `obj` mapped."""
+    from codegen.llvm import eh_frame
+    from codegen.llvm.elf_loader import _parse
+    image = LoadedImage(obj, lambda name: SCALE_ADDR if name == "nngraph_test_scale" else 0)
+    code = next((base, base + size) for base, size, prot in image._maps if prot & 4)
+    frames = image._frames
+    size = next(s.size for s in _parse(obj)[0] if s.name == ".eh_frame") + eh_frame.TERMINATOR_BYTES
+    return image, bytearray(ctypes.string_at(frames, size)), frames, code
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda d: d.__setitem__(slice(0, 4), (0xFFFFFFFF).to_bytes(4, "little")), "length 0xffffffff"),
+    (lambda d: d.__setitem__(slice(0, 4), (len(d)).to_bytes(4, "little")), "length"),
+    (lambda d: d.__setitem__(slice(-4, None), b"\1\0\0\0"), "length|past"),
+    (lambda d: d.__setitem__(slice(-4, None), b""), "terminator"),
+    (lambda d: d.__setitem__(8, 2), "version 2"),
+    (lambda d: d.__setitem__(slice(9, 11), b"zP"), "augmentation b'zP'"),
+    (lambda d: d.__setitem__(0x1C, 0x20), "names no CIE"),
+])
+def test_unwind_tables_the_check_refuses(edit, match):
+    """eh_frame.check_frames refuses what the unwinder would misread: a 64-bit or
+    overlong record, no terminator, an unknown CIE version or augmentation, an FDE
+    whose CIE pointer names no CIE; the real tables pass."""
+    from codegen.llvm import eh_frame
+    image, data, address, code = _frames_of(_object("large", reloc="static"))
+    eh_frame.check_frames(bytes(data), address, code)
+    edit(data)
+    with pytest.raises(eh_frame.FrameError, match=match):
+        eh_frame.check_frames(bytes(data), address, code)
+
+
+def test_unwind_tables_must_describe_the_images_own_code():
+    """An FDE for code outside the image (the unwinder would answer for another
+    library's addresses) is refused, and so is the object: elf_loader's
+    UnsupportedObject, MCJIT instead."""
+    from codegen.llvm import eh_frame
+    image, data, address, code = _frames_of(_object("large", reloc="static"))
+    with pytest.raises(eh_frame.FrameError, match="outside the image's code"):
+        eh_frame.check_frames(bytes(data), address, (code[0] + 64, code[1]))
+    with pytest.raises(eh_frame.FrameError, match="outside the image's code"):
+        eh_frame.check_frames(bytes(data), address + 4096, code)

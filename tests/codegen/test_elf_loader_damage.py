@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CHILD = r"""
 import ctypes, random, sys
 from codegen.llvm.elf_loader import LoadedImage, UnsupportedObject, _parse, process_symbol
-from codegen.llvm import target, thread_pool
+from codegen.llvm import eh_frame, target, thread_pool
 import tests.codegen.test_elf_loader as t
 
 which, part, cases = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -37,6 +37,9 @@ if part == "headers":
     lo, hi = shoff, shoff + 64 * len(sections)
 elif part == "symtab":
     lo, hi = symtab.offset, symtab.offset + symtab.size
+elif part == "eh_frame":
+    frames, = [s for s in sections if s.name == ".eh_frame"]
+    lo, hi = frames.offset, frames.offset + frames.size
 else:
     rela = [s for s in sections if s.type == 4]
     lo, hi = min(s.offset for s in rela), max(s.offset + s.size for s in rela)
@@ -49,7 +52,9 @@ for case in range(cases):
         copy[rng.randrange(lo, hi)] = rng.randrange(256)
     print("case", case, flush=True)
     try:
-        LoadedImage(bytes(copy), resolve)
+        image = LoadedImage(bytes(copy), resolve)
+        for address in image.defined.values():      # the unwinder reads the tables
+            eh_frame.function_start(address)
         outcome["loaded"] += 1
     except UnsupportedObject:
         outcome["refused"] += 1
@@ -58,7 +63,7 @@ print("outcome", outcome["loaded"], outcome["refused"], flush=True)
 
 
 @pytest.mark.parametrize("which,part", [("pool", "rela"), ("pool", "headers"), ("pool", "symtab"),
-                                        ("test", "rela"), ("test", "headers")])
+                                        ("test", "rela"), ("test", "headers"), ("pool", "eh_frame")])
 def test_damaged_object_is_loaded_or_refused_never_a_crash(which, part):
     cases = 150
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -150,3 +155,13 @@ def test_a_relocation_out_of_range_is_refused(field, value, match):
     else:
         struct.pack_into("<I", obj, first_r64 + 12, value)
     _refused(obj, match)
+
+
+def test_unwind_tables_the_check_refuses_refuse_the_object():
+    """Tables eh_frame.check_frames refuses (here a CIE of version 7) are never given to
+    the unwinder: the object is UnsupportedObject, for MCJIT, not loaded."""
+    from tests.codegen.test_elf_loader import _object
+    obj = bytearray(_object())
+    frames = next(s for s in _sections(obj)[0] if s.name == ".eh_frame")
+    obj[frames.offset + 8] = 7                  # the first CIE's version
+    _refused(obj, "damaged object code: FrameError: .eh_frame CIE at 0: version 7")

@@ -89,6 +89,18 @@ def test_pool_off_registers_the_c_library_functions():
     assert out.stdout.strip() == "plain"
 
 
+def test_pool_looks_up_the_c_library_through_the_loaders_one_home(monkeypatch):
+    """thread_pool finds pthread_create/join and the pool's C functions with
+    elf_loader.process_symbol (their one lookup), and a function the process lacks
+    is an OSError naming it, not a call to address 0."""
+    from codegen.llvm import elf_loader, thread_pool
+    monkeypatch.setenv("NNGRAPH_THREAD_POOL", "0")
+    assert thread_pool.thread_symbols() == {n: elf_loader.process_symbol(n) for n in ("pthread_create", "pthread_join")}
+    monkeypatch.setattr(thread_pool, "process_symbol", lambda name: 0 if name == "pthread_join" else 1)
+    with pytest.raises(OSError, match="'pthread_join'"):
+        thread_pool.thread_symbols()
+
+
 @pytest.mark.parametrize("raw, on", [("0", False), ("off", False), ("1", True), ("", True)])
 def test_pool_setting(raw, on):
     from codegen.llvm.thread_pool import pool_enabled
@@ -133,6 +145,24 @@ def _child(run, x, conn):
     conn.close()
 
 
+def _from_forked_child(child, *args):
+    """What child(*args, conn) sends back from a forked process that ends normally."""
+    ctx = multiprocessing.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=child, args=args + (send,))
+    p.start()
+    send.close()
+    try:
+        assert recv.poll(TIMEOUT_S), f"the forked child ({child.__name__}) hung"
+        got = recv.recv()
+        p.join(TIMEOUT_S)
+        assert p.exitcode == 0
+    finally:
+        if p.is_alive():
+            p.kill()
+    return got
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_split_kernel_in_forked_child(monkeypatch):
     """The parent's workers do not exist in a forked child: the child starts its own
@@ -140,19 +170,7 @@ def test_split_kernel_in_forked_child(monkeypatch):
     run, ref = _split_runner(monkeypatch)
     x = np.random.default_rng(3).standard_normal((513, 129))
     np.testing.assert_allclose(run(x), ref(x), rtol=1e-13)      # the parent's workers exist now
-    ctx = multiprocessing.get_context("fork")
-    recv, send = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=_child, args=(run, x, send))
-    p.start()
-    send.close()
-    try:
-        assert recv.poll(TIMEOUT_S), "the forked child's split kernel hung"
-        got = recv.recv()
-        p.join(TIMEOUT_S)
-        assert p.exitcode == 0
-    finally:
-        if p.is_alive():
-            p.kill()
+    got = _from_forked_child(_child, run, x)
     np.testing.assert_allclose(got, ref(x), rtol=1e-13)
     np.testing.assert_allclose(run(x), ref(x), rtol=1e-13)      # the parent's pool still works
 
@@ -339,7 +357,7 @@ def refuse(obj, resolve):
 
 mapped.LoadedImage = refuse
 import ctypes
-pool = thread_pool._compiled_pool(ctypes.CDLL(None))
+pool = thread_pool._compiled_pool()
 assert pool.image is None and pool.engine is not None
 try:
     pool.address("nngraph_pool_missing")
@@ -383,3 +401,69 @@ def test_runnable_threads_from_loadavg(tmp_path, text, runnable):
         finally:
             fd_word.value = saved
     assert count() >= 1                      # this host's own file: at least this thread
+
+
+def _reads_over_one_idle_wait(thread_pool, load_file, idle_ns, reread_ns):
+    """/proc/loadavg reads while a worker ends one task and idles `idle_ns` waiting for
+    the next, the load file saying one runnable thread (the idle spin's gate open)."""
+    create, join, _ = _pool()
+    fd_word = ctypes.c_int32.from_address(thread_pool._engine[0].address("nngraph_pool_loadavg_fd"))
+    saved = (thread_pool.spin_bound_ns(), thread_pool.idle_spin_bound_ns(), fd_word.value)
+    task = TASK(lambda arg: 0)
+    load_file.write_bytes(b"0.00 0.00 0.00 1/100 1\n")
+    read = os.open(load_file, os.O_RDONLY)
+    try:
+        fd_word.value = read
+        thread_pool.set_spin_ns(0, idle_ns, reread_ns)
+        time.sleep(0.05)                     # every earlier wait over
+        before = thread_pool.loadavg_reads()
+        handle = ctypes.c_int64()
+        assert create(ctypes.byref(handle), None, task, None) == 0 and handle.value & 1
+        assert join(handle.value, None) == 0
+        time.sleep(2 * idle_ns / 1e9)        # the worker's idle wait over
+        return thread_pool.loadavg_reads() - before
+    finally:
+        fd_word.value = saved[2]
+        thread_pool.set_spin_ns(*saved[:2])
+        os.close(read)
+
+
+def test_idle_spin_reads_the_load_at_most_every_interval(tmp_path):
+    """A pread of /proc/loadavg (a system call) on every spin turn cost several times the
+    rest of the turn: a wait re-reads it only every loadavg_interval_ns(idle bound), LOADAVG_READS times over
+    the idle spin at most (the worker's wait and the join's: twice that, plus their
+    first reads); read on every turn (interval 0) the same wait reads far more often."""
+    from codegen.llvm import target, thread_pool
+    target._init()
+    idle_ns = 20_000_000
+    assert thread_pool.loadavg_interval_ns(idle_ns) == idle_ns // thread_pool.LOADAVG_READS
+    limited = _reads_over_one_idle_wait(thread_pool, tmp_path / "loadavg", idle_ns, None)
+    assert 1 <= limited <= 2 * (thread_pool.LOADAVG_READS + 1), limited
+    every_turn = _reads_over_one_idle_wait(thread_pool, tmp_path / "loadavg", idle_ns, 0)
+    assert every_turn > 10 * (thread_pool.LOADAVG_READS + 1), every_turn
+
+
+def _child_loadavg(run, x, conn):
+    from codegen.llvm import thread_pool
+    engine = thread_pool._engine[0]
+    fd = ctypes.c_int32.from_address(engine.address("nngraph_pool_loadavg_fd")).value
+    runnable = ctypes.CFUNCTYPE(ctypes.c_int64)(engine.address("nngraph_pool_runnable"))()
+    conn.send((fd, os.readlink(f"/proc/self/fd/{fd}"), runnable, run(x)))
+    conn.close()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_forked_child_reads_the_load_through_its_own_descriptor(monkeypatch):
+    """A forked child opens /proc/loadavg anew (and closes the inherited number, which it
+    may give to another file): its pool reads the load through its own descriptor and
+    its split kernel runs on its own workers."""
+    from codegen.llvm import thread_pool
+    run, ref = _split_runner(monkeypatch)
+    x = np.random.default_rng(4).standard_normal((257, 65))
+    np.testing.assert_allclose(run(x), ref(x), rtol=1e-13)
+    parent_fd = ctypes.c_int32.from_address(thread_pool._engine[0].address("nngraph_pool_loadavg_fd")).value
+    fd, path, runnable, got = _from_forked_child(_child_loadavg, run, x)
+    assert fd >= 0 and fd != parent_fd and path == "/proc/loadavg", (fd, parent_fd, path)
+    assert 1 <= runnable < 1 << 62
+    np.testing.assert_allclose(got, ref(x), rtol=1e-13)
+    assert os.readlink(f"/proc/self/fd/{parent_fd}") == "/proc/loadavg"      # the parent's stays open

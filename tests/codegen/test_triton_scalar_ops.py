@@ -127,3 +127,50 @@ def test_logical_ops_where_and_casts():
         np.testing.assert_array_equal(got, i.astype(to), err_msg=to)
     np.testing.assert_array_equal(run_ops(["bool"], "float32", lambda b, u: b("cast", u, dtype="float32"), p),
                                   p.astype(np.float32))
+
+
+CUDA_COMPILE = r"""
+import importlib.util, json, sys
+import triton
+from triton.backends.compiler import GPUTarget
+path, dtype = sys.argv[1], sys.argv[2]
+spec = importlib.util.spec_from_file_location("fmod_module", path)
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+assert not mod.INTERPRET and isinstance(mod.k0_pw, triton.runtime.jit.JITFunction)
+ty = {"float32": "*fp32", "float64": "*fp64", "int32": "*i32"}[dtype]
+src = triton.compiler.ASTSource(fn=mod.k0_pw, signature={"a_ptr": ty, "c_ptr": ty, "y_ptr": ty, "N": "i32",
+                                                         "XBLOCK": "constexpr", "INDEX64": "constexpr"},
+                                constexprs={"XBLOCK": 256, "INDEX64": False})
+compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32))
+print(json.dumps([line.strip() for line in compiled.asm["ttir"].splitlines()
+                  if "extern_elementwise" in line or "arith.rem" in line]))
+"""
+
+
+@pytest.mark.parametrize("dtype, want", [("float32", 'symbol = "__nv_fmodf"'), ("float64", 'symbol = "__nv_fmod"'),
+                                         ("int32", "arith.remsi")])
+def test_fmod_compiles_to_libdevice_for_a_cuda_gpu(dtype, want, tmp_path):
+    """On an NVIDIA GPU a float fmod is libdevice's (__nv_fmodf/__nv_fmod), not `%`: that
+    is LLVM's frem (arith.remf), which NVPTX expands as a - trunc(a / b) * b, wrong for
+    large quotients and the sign of a zero. The generated module compiled for sm_90
+    without a GPU (Triton's own ptxas; TRITON_INTERPRET=0 in a subprocess); integer
+    fmod stays srem. The interpreter's values are the tests above."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from codegen.triton.module import generate
+    pb = ProgBuilder()
+    a, c = pb.buf("a", dtype, (N,), "input"), pb.buf("c", dtype, (N,), "input")
+    y = pb.buf("y", dtype, (N,), "output")
+    b = pb.body()
+    i = b.idx(0)
+    pointwise(pb, y, (N,), b, b("fmod", b.load(a, i), b.load(c, i), dtype=dtype))
+    path = tmp_path / "fmod_module.py"
+    path.write_text(generate(pb.program())[0])
+    p = subprocess.run([sys.executable, "-c", CUDA_COMPILE, str(path), dtype], capture_output=True, text=True,
+                       env=dict(os.environ, TRITON_INTERPRET="0"), timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    lines = json.loads(p.stdout.strip().splitlines()[-1])
+    assert len(lines) == 1 and want in lines[0], lines

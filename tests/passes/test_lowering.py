@@ -154,3 +154,23 @@ def test_a_stored_concatenation_of_equal_pieces_is_one_pass_over_a_piece(target)
     want = [np.concatenate([T * X, T + 1, T / (1 + np.exp(-Y))], 1), np.concatenate([X, np.exp(Y)[:, :2]], 1)]
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("also_returned", [False, True])
+def test_an_update_of_a_product_summed_over_its_batch_is_that_gemms_epilogue(also_returned):
+    """W - 0.1 * sum_t X[t]ᵀ·D[t] (a weight gradient over every step of a scan): one GEMM
+    of depth T*N that writes W's update, the SGD step its epilogue, no temp of W's shape;
+    a gradient also returned is stored by the same epilogue."""
+    X = ng.placeholder(("T", "N", 3), name="X")
+    D = ng.placeholder(("T", "N", 5), name="D")
+    W = ng.parameter(RNG.standard_normal((3, 5)).astype(np.float32), name="W")
+    g = ng.sum(ng.matmul(ng.transpose(X, (0, 2, 1)), D), axis=0)
+    feeds = [RNG.standard_normal(s).astype(np.float32) for s in ((4, 2, 3), (4, 2, 5))]
+    progs = check([X, D], [g] if also_returned else [], feeds, updates=[(W, W - 0.1 * g)])
+    prog = progs[2]
+    (kern,) = [k for k in prog.schedule if isinstance(k, MatmulKernel)]
+    assert prog.buffers[kern.out].name == ("out0" if also_returned else "W_new")
+    assert [str(s) for s in kern.k] == ["T", "N"]
+    assert {prog.buffers[s.buffer].name for s in kern.epilogue.stores} == (
+        {"out0", "W_new"} if also_returned else {"W_new"})
+    assert not [b.name for b in prog.buffers.values() if b.kind == "temp"]
