@@ -9,9 +9,11 @@ over (N, 6, 10, 10) runs its innermost loop 28 or 10 times, so a 16-wide vector
 loop spends its time in loop overhead, masked tails and (for reductions) one
 horizontal reduction per row. Two adjacent loop axes a, a + 1 of static sizes
 (Sa, Sb) merge into one axis of Sa * Sb when the body uses their indices only
-as a pair of adjacent buffer index arguments (p - 1, p) of buffers whose axes
-there are exactly (Sa, Sb): the row-major offset (... + i_a) * Sb + i_b then
-equals (... + 0) * Sb + q with q the merged index, so the rewrite is just
+as a pair of adjacent buffer index arguments (p - 1, p), (i_a, i_b) or
+(i_a + s, i_b) with s independent of both axes (a window's tap row), of buffers
+whose axis p is Sb (axis p - 1 may be longer than Sa: the input rows a window
+reaches): the row-major offset (... + i_a + s) * Sb + i_b then equals
+(... + s) * Sb + q with q the merged index, so the rewrite is just
 `idx a` -> const 0 and `idx a + 1` -> `idx a` (the merged one), the later axes
 renumbered. Iteration order is unchanged (row-major), so results are bitwise
 equal. Axis 0 of the outer domain is never merged (a backend may split it across
@@ -112,10 +114,12 @@ def _mergeable(program, sa, sb, a, stages) -> bool:
         B = {k for k, i in enumerate(body) if i.op == "idx" and i.attr("axis") == a + 1}
         if not A and not B:
             continue
+        shifted = _shifted(body, A, A | B)
+        A = A | shifted
         both = A | B
         accesses = []
         for k, ins in enumerate(body):
-            if not both.intersection(ins.args):
+            if not both.intersection(ins.args) or k in shifted:
                 continue
             if ins.op != "load":
                 return False
@@ -134,12 +138,25 @@ def _mergeable(program, sa, sb, a, stages) -> bool:
         for shape, index in accesses:
             for p, v in enumerate(index):
                 if v in A:
-                    if not (p + 1 < len(index) and index[p + 1] in B and shape[p] == sa and shape[p + 1] == sb):
+                    if not (p + 1 < len(index) and index[p + 1] in B and shape[p + 1] == sb):
                         return False
                 elif v in B:
                     if not (p >= 1 and index[p - 1] in A):
                         return False
     return True
+
+
+def _shifted(body, A, both) -> set:
+    """The values `idx a + s` in body with s computed without axes a, a + 1 (a constant,
+    or another loop's index): used at index position p - 1 they give the row-major
+    offset (... + i_a + s) * Sb + i_b = (... + s) * Sb + q as well (a window's tap
+    row oh + i of a buffer with more rows than the loop has)."""
+    depends = set(both)
+    for k, ins in enumerate(body):
+        if depends.intersection(ins.args):
+            depends.add(k)
+    return {k for k, ins in enumerate(body) if ins.op == "add" and ins.dtype == "int64" and len(ins.args) == 2
+            and sum(x in A for x in ins.args) == 1 and not any(x in depends and x not in A for x in ins.args)}
 
 
 def _rewrite(st: Stage, a) -> Stage:

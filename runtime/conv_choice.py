@@ -1,21 +1,27 @@
 """Which layout each convolution layer lowers to on target="cpu": one GEMM for the
-whole batch, or one per example (passes/lower/conv_layout.py), chosen by timing
-both at the layer's shapes with the BLAS the generated code calls, once per host.
+whole batch, one per example (passes/lower/conv_layout.py), or no GEMM at all, loop
+kernels over the windows ("taps", passes/lower/conv_taps.py), chosen by timing
+them at the layer's shapes, once per host.
 
-Neither wins everywhere: the whole batch makes one call instead of N and gives the
+None wins everywhere: the whole batch makes one call instead of N and gives the
 BLAS long panels, one example at a time keeps each call's operands in cache (with
 OpenBLAS on an AVX-512 Xeon, LeNet's 6 x 25 x 784 products ran about twice as fast
-per example, its 16 x 150 x 6400 filter gradient faster as one call). So nothing
-here is a threshold: the layer's products that the graph makes (forward, input
-gradient, filter gradient) are timed in both layouts, the whole batch's with the
-copies it adds, interleaved, best of ROUNDS rounds (or of those that start within
-BUDGET_S), the per-example time less what its calls cost from Python (timed with
-empty products: the generated code calls the BLAS directly); the faster total wins.
-A symbolic batch size is timed at NOMINAL_BATCH examples. Results are kept in
-memory and in `conv-layouts.json` in nngraph's cache directory (codegen/cache.py:
-private to the user, written atomically, a damaged file is measured again), keyed
-by the host (CPU, its features, the BLAS core type and thread counts), so each
-shape is measured once per host.
+per example, its 16 x 150 x 6400 filter gradient faster as one call), and the taps
+kernels skip the columns and the BLAS's packing, which wins where the products are
+thin (LeNet's first layer: 1 input channel, 6 outputs; with MKL on an AVX-512 Xeon its
+forward and filter gradient took 0.34 ms as taps against 0.68 ms in either GEMM
+layout, 32 examples) and loses where they are not (its second layer: 3.6 ms against
+0.76). So nothing here is a threshold: the layer's products that the graph makes
+(forward, input gradient, filter gradient) are timed in each layout, the whole
+batch's with the copies it adds, the taps one as compiled code
+(runtime/conv_taps_timing.py), interleaved, best of ROUNDS rounds (or of those
+that start within BUDGET_S), the per-example time less what its calls cost from
+Python (timed with empty products: the generated code calls the BLAS directly); the
+fastest total wins. A symbolic batch size is timed at NOMINAL_BATCH examples.
+Results are kept in memory and in `conv-layouts.json` in nngraph's cache directory
+(codegen/cache.py: private to the user, written atomically, a damaged file is
+measured again), keyed by the host (CPU, its features, the BLAS core type and thread
+counts, all the layouts there are to choose from: host_key), so each shape is measured once per host.
 
 A layer of one image in one group whose graph makes only the forward product (an
 inference) is timed the same way between its two orientations (conv_layout.py:
@@ -25,7 +31,7 @@ inference) is timed the same way between its two orientations (conv_layout.py:
 its output as the epilogue makes (a copy, or a transposing copy to NCHW); another
 layout than the channel-major one where it wins most rounds (time_one_image).
 
-NNGRAPH_CONV_LAYOUT=batch|example forces one layout for every layer and target
+NNGRAPH_CONV_LAYOUT=batch|example|taps forces one layout for every layer and target
 (a layer of one image in one group then keeps "one_image", conv_layout.OneImage);
 NNGRAPH_CONV_LAYOUT=direct computes every layer that can be computed directly so on
 target="cpu" (the others, and every layer on other targets, in the whole batch).
@@ -43,6 +49,8 @@ from passes.direct_window import direct_eligible, window_of
 from passes.lower.conv import identity_window
 from passes.lower.conv_layout import LAYOUTS, ONE_IMAGE_LAYOUTS, is_one_image
 
+from .conv_taps_timing import taps_call
+
 NOMINAL_BATCH = 32          # examples timed when the batch size is symbolic
 MAX_TIMED_ELEMENTS = 1 << 23  # largest operand timed (32 MiB of float32): fewer examples beyond
 ROUNDS = 5
@@ -52,11 +60,15 @@ CACHE_FILE = "conv-layouts.json"
 FORCED = LAYOUTS + ("direct",)   # NNGRAPH_CONV_LAYOUT's values
 
 _memo: dict = {}
+_builder: dict = {}         # "build_program": runtime/cpu.py's, given by conv_choice_for("cpu", ...)
 
 
-def conv_choice_for(target: str):
+def conv_choice_for(target: str, build_program=None):
     """The lowering's conv_choice for `target`: forced by NNGRAPH_CONV_LAYOUT, measured
-    on "cpu", per example on "gpu", else None (the lowering's default, the whole batch).
+    on "cpu" (the taps layout too once the backend has given its `build_program`,
+    runtime/conv_taps_timing.py: kept in _builder, as runtime/cpu.py imports this
+    module and not the other way round), per example on "gpu", else None (the
+    lowering's default, the whole batch).
 
     On "gpu" the per-example layout (products batched over the examples in one Triton
     launch) was measured on an NVIDIA H100 at 257 us per LeNet-style SGD step against
@@ -69,7 +81,11 @@ def conv_choice_for(target: str):
         return lambda geo, dtype, products=ALL: forced
     if target == "gpu":
         return lambda geo, dtype, products=ALL: "example"
-    return measured_layout if target == "cpu" else None
+    if target != "cpu":
+        return None
+    if build_program is not None:
+        _builder["build_program"] = build_program
+    return measured_layout
 
 
 def forced_layout() -> str:
@@ -90,8 +106,11 @@ def _direct_candidate(geo: dict, dtype: str, products) -> bool:
 
 
 def measured_layout(geo: dict, dtype: str, products=None) -> str:
-    """"batch" or "example" for a layer of geometry `geo` (passes/lower/conv.py) whose
-    graph makes `products` (a subset of ALL; default all three)."""
+    """"batch", "example" or "taps" for a layer of geometry `geo`
+    (passes/lower/conv.py) whose graph makes `products` (a subset of ALL; default all
+    three); "taps" is timed once a backend has given its build_program
+    (conv_choice_for). A one-image inference layer: "one_image", "one_image_t" or
+    "one_image_direct" (time_one_image)."""
     products = tuple(p for p in ALL if p in (products or ALL))
     n = geo["N"]
     one_image = is_one_image(geo) and products == ("conv2d",)
@@ -131,15 +150,15 @@ def _one_image_key(geo, dtype) -> str:
 
 @functools.lru_cache(maxsize=None)
 def host_key() -> str:
-    """What a timing depends on besides the shapes: CPU, features (as
-    NNGRAPH_CPU_FEATURES leaves them), which BLAS (its
+    """What a timing depends on besides the shapes: the layouts to choose from, CPU,
+    features (as NNGRAPH_CPU_FEATURES leaves them), which BLAS (its
     version, core type or threading), thread counts and the split of one-image
     products (codegen/llvm/blas.py, matmul.py, entry.py)."""
     from codegen.host import effective_feature_text, llvm_host
     from codegen.llvm import blas
     from codegen.llvm.entry import GEMM_COLUMN_WORK, N_THREADS
     from codegen.llvm.matmul import BLAS_THREAD_WORK
-    parts = [llvm_host()["cpu"], effective_feature_text(), blas.describe(), blas.core_type_choice(),
+    parts = ["+".join(LAYOUTS + ONE_IMAGE_LAYOUTS), llvm_host()["cpu"], effective_feature_text(), blas.describe(), blas.core_type_choice(),
              os.environ.get("OPENBLAS_CORETYPE", ""), str(blas.configured_threads()), str(BLAS_THREAD_WORK),
              str(N_THREADS), str(GEMM_COLUMN_WORK)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
@@ -148,9 +167,11 @@ def host_key() -> str:
 # ----------------------------------------------------------------------------- timing
 
 def time_layouts(geo: dict, dtype: str, products=ALL) -> dict:
-    """{"choice", "batch_s", "example_s", "examples"}: seconds of the layer's products
-    for `examples` examples in each layout (one group; all groups alike), the whole
-    batch's layout with the copies it adds (the product to NCHW, gy channel-major)."""
+    """{"choice", "batch_s", "example_s", "taps_s", "examples"}: seconds of the layer's
+    products for `examples` examples in each layout (one group; all groups alike), the
+    whole batch's layout with the copies it adds (the product to NCHW, gy
+    channel-major), the taps layout's as compiled code (runtime/conv_taps_timing.py,
+    once a backend has given its build_program). The fastest wins."""
     Og, K, P = geo["Og"], geo["K"], geo["OH"] * geo["OW"]
     n = geo["N"] if isinstance(geo["N"], int) else NOMINAL_BATCH
     n = max(1, min(n, MAX_TIMED_ELEMENTS // max(1, K * P, Og * P)))
@@ -166,6 +187,8 @@ def time_layouts(geo: dict, dtype: str, products=ALL) -> dict:
     # empty products as the per-example layout makes, subtracted from its time
     empty = np.zeros((0, 0), dt)
     out["overhead"] = [_gemm_call(empty, empty, empty, False, False)] * len(out["example"])
+    if "build_program" in _builder:
+        out["taps"] = [taps_call(dict(geo, N=n, G=1, O=Og), dtype, products, n, _builder["build_program"])]
     best = {name: float("inf") for name in out}
     start = time.perf_counter()
     for _ in range(ROUNDS):     # interleaved, the best of each: a round another process
@@ -176,9 +199,10 @@ def time_layouts(geo: dict, dtype: str, products=ALL) -> dict:
             best[name] = min(best[name], time.perf_counter() - t)
         if time.perf_counter() - start > BUDGET_S:
             break               # slow products (or a busy machine): fewer rounds, a bounded compile
-    example = max(0.0, best["example"] - best["overhead"])
-    return {"choice": "batch" if best["batch"] < example else "example", "batch_s": best["batch"],
-            "example_s": example, "examples": n}
+    seconds = {"batch": best["batch"], "example": max(0.0, best["example"] - best["overhead"])}
+    if "taps" in best:
+        seconds["taps"] = best["taps"]
+    return {"choice": min(seconds, key=seconds.get), **{f"{k}_s": v for k, v in seconds.items()}, "examples": n}
 
 
 def time_one_image(geo: dict, dtype: str) -> dict:

@@ -204,7 +204,7 @@ def build(graph, options):
     from passes.lowering import to_program
     from .conv_choice import conv_choice_for
     t0 = time.perf_counter()
-    program = to_program(graph, options.get("opt_level", 2), conv_choice_for("cpu"))
+    program = to_program(graph, options.get("opt_level", 2), conv_choice_for("cpu", build_program))
     lowering = time.perf_counter() - t0
     runner, stages = build_program(program, options.get("check_numerics", False))
     plan = program.stats.get("memory_plan_seconds", 0.0)

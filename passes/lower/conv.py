@@ -37,9 +37,10 @@ from nngraph.types import TensorType
 from ..program import MatmulKernel, Store
 from ..direct_window import window_of
 from .conv_direct import emit_phase_copy
+from .conv_taps import lower_taps_conv2d, lower_taps_grad_filter, lower_taps_grad_input
 from .conv_layout import is_one_image, make_layout
 from .registry import lowering
-from .window import UNROLL_TAPS, const, in_range, masked_value, range_mask
+from .window import UNROLL_TAPS, const, in_range, masked_value, range_mask, tap_source
 
 
 def _geometry(n, x_shape, w_shape, out_hw):
@@ -164,8 +165,11 @@ def lower_conv2d(ctx, n):
     geo = _node_geometry(n)
     dt = n.dtype
     lay = _layout(ctx, geo, dt)
-    G, Og, K = geo["G"], geo["Og"], geo["K"]
     frontier = ctx.plan.epilogue.get(id(n), [n])
+    if lay.name == "taps":
+        lower_taps_conv2d(ctx, n, x, w, geo, frontier)
+        return
+    G, Og, K = geo["G"], geo["Og"], geo["K"]
     stores, base = ctx.epilogue_output(n, frontier)
     if lay.name == "one_image_direct":
         _direct_conv2d(ctx, n, x, ctx.view(ctx.operand_buffer(w, dt), (Og, K)), lay, frontier, stores, base)
@@ -241,6 +245,9 @@ def lower_conv2d_grad_input(ctx, n):
     geo = _node_geometry(n)
     dt = n.dtype
     lay = _layout(ctx, geo, dt)
+    if lay.name == "taps":
+        lower_taps_grad_input(ctx, n, gy, w, geo)
+        return
     G, Og, K = geo["G"], geo["Og"], geo["K"]
     wv = ctx.view(ctx.operand_buffer(w, dt), (G, Og, K))
     gv = _grad_out(ctx, n, gy, lay, dt)
@@ -288,21 +295,6 @@ def _col2im_loop(ctx, n, dcols, lay, dt):
     ctx.note_reads(g, st.emitter.loads)
 
 
-def _tap_source(b, v, size, pad, tap, dil, stride, out):
-    """Output coordinate whose window tap `tap` reads input coordinate v (v in
-    [0, size)), and the mask saying it exists (None when it always does)."""
-    p = b.isub(b.iadd(v, b.iconst(pad)), b.iconst(tap * dil))
-    lo = pad - tap * dil
-    hi = size - 1 + pad - tap * dil if isinstance(size, int) else None
-    o = b.ifloordiv(p, b.iconst(stride))
-    ok = None if lo >= 0 else b.emit("greater_equal", (p, b.iconst(0)), "bool")
-    if stride > 1:
-        ok = b.land(ok, b.emit("equal", (b.imod(p, b.iconst(stride)), b.iconst(0)), "bool"))
-    if not (isinstance(out, int) and hi is not None and hi // stride < out):
-        ok = b.land(ok, b.emit("less", (o, b.isize(out)), "bool"))
-    return o, ok
-
-
 def _col2im_unrolled(ctx, n, dcols, lay, dt):
     """col2im as one point's sum over the KH x KW taps, written out: at every input
     point (n, c, h, w) each tap reads one column entry, masked where the window does
@@ -313,8 +305,8 @@ def _col2im_unrolled(ctx, n, dcols, lay, dt):
     g, st, (vn, vc, vh, vw) = _col2im_group(ctx, n, lay, ())
     b = st.body
     base = b.imul(vc, b.iconst(KH * KW))
-    rows = [_tap_source(b, vh, geo["H"], geo["pt"], i, geo["dh"], geo["sh"], geo["OH"]) for i in range(KH)]
-    cols_ = [_tap_source(b, vw, geo["W"], geo["pl"], j, geo["dw"], geo["sw"], geo["OW"]) for j in range(KW)]
+    rows = [tap_source(b, vh, geo["H"], geo["pt"], i, geo["dh"], geo["sh"], geo["OH"]) for i in range(KH)]
+    cols_ = [tap_source(b, vw, geo["W"], geo["pl"], j, geo["dw"], geo["sw"], geo["OW"]) for j in range(KW)]
     total = None
     for i, (oh, okh) in enumerate(rows):
         for j, (ow, okw) in enumerate(cols_):
@@ -332,6 +324,9 @@ def lower_conv2d_grad_filter(ctx, n):
     geo = _node_geometry(n)
     dt = n.dtype
     lay = _layout(ctx, geo, dt)
+    if lay.name == "taps":
+        lower_taps_grad_filter(ctx, n, x, gy, geo)
+        return
     G, Og, K = geo["G"], geo["Og"], geo["K"]
     cols = _im2col(ctx, n, x, lay, dt)
     gv = _grad_out(ctx, n, gy, lay, dt)

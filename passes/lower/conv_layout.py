@@ -1,4 +1,4 @@
-"""The two layouts a convolution's products can take (passes/lower/conv.py uses one
+"""The layouts a convolution's products can take (passes/lower/conv.py uses one
 per layer, the same for the conv and its two gradients, which share cols and gy):
 
 - ``"batch"`` (whole batch): cols [G*K, N, OH, OW] and gy channel-major
@@ -37,12 +37,17 @@ filter gradient faster as one call), so the choice is made by a measurement
   directly from a phase-split, zero-padded copy of x (passes/direct_window.py,
   codegen/llvm/conv_direct.py), its epilogue as the channel-major product's.
 
-In all, row g*K + k of cols is c*KH*KW + tap (c = g*Cg + k // (KH*KW)), and a point
+- ``"taps"`` (any batch, chosen by measurement on target="cpu"): no columns and no
+  products: the forward product and both gradients as loop kernels over the windows
+  of KW shifted copies of x's rows (passes/lower/conv_taps.py), for thin layers
+  (few input or output channels) that a BLAS runs far below its rate.
+
+In all (the layouts with columns), row g*K + k of cols is c*KH*KW + tap (c = g*Cg + k // (KH*KW)), and a point
 of a product's column dimension is (n, oh, ow) in the layout's own order.
 """
 from __future__ import annotations
 
-LAYOUTS = ("batch", "example")
+LAYOUTS = ("batch", "example", "taps")
 ONE_IMAGE_LAYOUTS = ("one_image", "one_image_t", "one_image_direct")
 
 
@@ -169,6 +174,15 @@ class OneImageDirect(OneImage):
     name = "one_image_direct"
 
 
+class Taps:
+    """No columns and no products: loop kernels over the windows of KW shifted copies
+    of x's rows ("taps" above; passes/lower/conv_taps.py)."""
+    name = "taps"
+
+    def __init__(self, geo):
+        self.geo = geo
+
+
 def is_one_image(geo) -> bool:
     """One example (a static batch of one) and one group: the OneImage layout."""
     return isinstance(geo["N"], int) and geo["N"] == 1 and geo["G"] == 1
@@ -181,4 +195,6 @@ def make_layout(name: str, geo):
         return WholeBatch(geo)
     if name == "example":
         return PerExample(geo)
+    if name == "taps":
+        return Taps(geo)
     raise ValueError(f"conv layout must be one of {LAYOUTS}, got {name!r}")

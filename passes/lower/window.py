@@ -39,3 +39,18 @@ def masked_value(em, node, idx, mask, dtype, fill):
     b = em.body
     v = b.cast(em.value(node, idx, mask), dtype)
     return v if mask is None else b.emit("where", (mask, v, const(b, fill, dtype)), dtype)
+
+
+def tap_source(b, v, size, pad, tap, dil, stride, out):
+    """Output coordinate whose window tap `tap` reads input coordinate v (v in
+    [0, size)), and the mask saying it exists (None when it always does)."""
+    p = b.isub(b.iadd(v, b.iconst(pad)), b.iconst(tap * dil))
+    lo = pad - tap * dil
+    hi = size - 1 + pad - tap * dil if isinstance(size, int) else None
+    o = b.ifloordiv(p, b.iconst(stride))
+    ok = None if lo >= 0 else b.emit("greater_equal", (p, b.iconst(0)), "bool")
+    if stride > 1:
+        ok = b.land(ok, b.emit("equal", (b.imod(p, b.iconst(stride)), b.iconst(0)), "bool"))
+    if not (isinstance(out, int) and hi is not None and hi // stride < out):
+        ok = b.land(ok, b.emit("less", (o, b.isize(out)), "bool"))
+    return o, ok

@@ -185,7 +185,7 @@ CONV = [  # (x shape, w shape, attrs)
 ]
 
 
-@pytest.mark.parametrize("layout", ["batch", "example"])
+@pytest.mark.parametrize("layout", ["batch", "example", "taps"])
 @pytest.mark.parametrize("case", range(len(CONV)))
 def test_conv2d_gradient(case, layout, target, monkeypatch):
     monkeypatch.setenv("NNGRAPH_CONV_LAYOUT", layout)     # passes/lower/conv_layout.py

@@ -46,9 +46,9 @@ CONV_CASES = [
 ]
 
 
-@pytest.fixture(params=["batch", "example"])
+@pytest.fixture(params=["batch", "example", "taps"])
 def conv_layout(request, monkeypatch):
-    """Each conv test runs in both layouts of passes/lower/conv_layout.py."""
+    """Each conv test runs in each batched layout of passes/lower/conv_layout.py."""
     monkeypatch.setenv("NNGRAPH_CONV_LAYOUT", request.param)
     return request.param
 

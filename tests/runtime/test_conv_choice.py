@@ -71,6 +71,37 @@ def test_the_environment_forces_a_layout_and_names_a_bad_value(monkeypatch):
     assert conv_choice.conv_choice_for("reference") is None
 
 
+def test_both_computed_convolutions_are_offered_where_they_apply(fresh, monkeypatch):
+    """A batched layer is timed between example, batch and taps; a one-image inference
+    layer between channel-major, pixel-major and the direct kernel; NNGRAPH_CONV_LAYOUT
+    takes taps (any layer) and direct (one-image inference layers, the others batch)."""
+    _, calls, _ = fresh
+    seen = []
+    monkeypatch.setattr(conv_choice, "time_one_image", lambda geo, dtype: seen.append(geo) or {"choice": "one_image_t"})
+    one_image = dict(GEO, N=1, Cg=4, K=36)
+    assert conv_choice.measured_layout(one_image, "float32", ("conv2d",)) == "one_image_t" and len(seen) == 1
+    assert conv_choice.measured_layout(dict(GEO, N=4), "float32") == "example" and len(calls) == 1
+    assert conv_choice.LAYOUTS == ("batch", "example", "taps")
+    assert conv_choice.ONE_IMAGE_LAYOUTS == ("one_image", "one_image_t", "one_image_direct")
+    monkeypatch.setenv("NNGRAPH_CONV_LAYOUT", "taps")
+    assert conv_choice.conv_choice_for("cpu")(GEO, "float32") == "taps"
+    monkeypatch.setenv("NNGRAPH_CONV_LAYOUT", "direct")
+    forced = conv_choice.conv_choice_for("cpu")
+    assert forced(one_image, "float32", ("conv2d",)) == "one_image_direct"
+    assert forced(dict(GEO, N=4), "float32", conv_choice.ALL) == "batch"
+
+
+def test_the_cache_key_names_the_layouts_on_offer(monkeypatch):
+    """A choice stored when fewer layouts were on offer is not reused: the host key
+    names both the batched and the one-image layouts."""
+    default = conv_choice.host_key.__wrapped__()
+    monkeypatch.setattr(conv_choice, "LAYOUTS", ("batch", "example"))
+    assert conv_choice.host_key.__wrapped__() != default
+    monkeypatch.undo()
+    monkeypatch.setattr(conv_choice, "ONE_IMAGE_LAYOUTS", ("one_image", "one_image_t"))
+    assert conv_choice.host_key.__wrapped__() != default
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True)])
 def test_the_timed_calls_are_the_products_they_claim(dtype, trans_a, trans_b):
@@ -83,23 +114,41 @@ def test_the_timed_calls_are_the_products_they_claim(dtype, trans_a, trans_b):
     np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5)
 
 
-def test_timing_both_layouts_gives_a_choice_and_its_numbers():
+def test_timing_the_layouts_gives_a_choice_and_its_numbers():
+    from runtime.cpu import build_program
+    conv_choice.conv_choice_for("cpu", build_program)       # as runtime/cpu.py asks for it
     got = conv_choice.time_layouts(dict(GEO, N=3), "float32")
-    assert got["choice"] in ("batch", "example") and got["examples"] == 3
-    assert got[got["choice"] + "_s"] == min(got["batch_s"], got["example_s"]) >= 0
-    assert max(got["batch_s"], got["example_s"]) > 0
+    assert got["choice"] in ("batch", "example", "taps") and got["examples"] == 3
+    seconds = [got["batch_s"], got["example_s"], got["taps_s"]]
+    assert got[got["choice"] + "_s"] == min(seconds) >= 0 and max(seconds) > 0
 
 
-@pytest.mark.parametrize("pick,product", [("batch", "@t_conv[1,4,N*6*6]"), ("example", "[N,1,4,6*6]")])
+@pytest.mark.parametrize("geo", [
+    dict(GEO, N=2),
+    dict(GEO, N=2, sh=2, sw=2, OH=3, OW=3),                            # "same" at stride 2: one row more below
+    dict(GEO, N=2, G=2, O=4, Og=2, Cg=1, K=9, dh=2, dw=1, pt=0, pl=1, OH=2, OW=6),
+])
+def test_the_taps_timing_runs_the_layer_it_is_given(geo):
+    """runtime/conv_taps_timing.py rebuilds the layer from its geometry (padding below
+    and right as the output size needs) and runs its products."""
+    from runtime.conv_taps_timing import taps_call
+    from runtime.cpu import build_program
+    taps_call(geo, "float32", conv_choice.ALL, geo["N"], build_program)()
+
+
+@pytest.mark.parametrize("pick,product", [("batch", "@t_conv[1,4,N*6*6]"), ("example", "[N,1,4,6*6]"),
+                                          ("taps", "@shifted_rows: f32[3,N,2,8,6]")])
 def test_the_choice_decides_the_program(fresh, pick, product):
     """The compiled CNN layer follows the measurement: one product over N*6*6 columns
-    for the whole batch, a product batched over N per example."""
+    for the whole batch, a product batched over N per example, no product but loops
+    over the windows of the shifted input rows in the taps layout."""
     _, calls, fake = fresh
     fake.pick = pick
     x = ng.placeholder(("N", 2, 6, 6), name="x")
     w = ng.parameter(np.ones((4, 2, 3, 3), np.float32), name="w")
     fn = ng.compile([x], ng.relu(ng.conv2d(x, w, padding=1)), target="cpu")
     assert product in fn.dump("kernels") and calls == [(4, "float32", ("conv2d",))]
+    assert (fn.stats()["library_calls"] == 0) == (pick == "taps")
     a = np.random.default_rng(1).standard_normal((3, 2, 6, 6)).astype(np.float32)
     want = ng.compile([x], ng.relu(ng.conv2d(x, w, padding=1)), target="reference")(a)
     np.testing.assert_allclose(fn(a), want, rtol=1e-5, atol=1e-5)
