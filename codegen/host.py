@@ -203,13 +203,10 @@ def static_facts() -> dict:
             "l1d": caches["l1d"], "l2": caches["l2"], "l3": caches["l3"]}
 
 
-def measure_thread_start_ns(samples: int = 160) -> float:
+def measure_thread_start_ns(rounds: int = 5, per_round: int = 32) -> float:
     """Nanoseconds to create and join one thread with pthread_create/pthread_join
-    (what the generated code calls): the fastest of `samples` single starts. A start
-    that waits for a busy core measures the load, not the cost, and the value is kept
-    for the host: a mean over a round (as before) taken at load 2 on 2 cores read
-    70 us against 9 us quiet, and every split threshold derived from it grew 4x.
-    The thread runs the C library's free(NULL), a no-op."""
+    (what the generated code calls): the best round's mean, so a busy moment does
+    not stick. The thread runs the C library's free(NULL), a no-op."""
     libc = ctypes.CDLL(None)
     create, join = libc.pthread_create, libc.pthread_join
     create.argtypes = [ctypes.POINTER(ctypes.c_ulong), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
@@ -217,14 +214,18 @@ def measure_thread_start_ns(samples: int = 160) -> float:
     start = ctypes.cast(libc.free, ctypes.c_void_p).value
     tid = ctypes.c_ulong()
 
-    def once() -> int:
-        t = time.perf_counter_ns()
+    def once():
         if create(ctypes.byref(tid), None, start, None) != 0:
             raise OSError("pthread_create failed while measuring the thread start cost")
         join(tid.value, None)
-        return time.perf_counter_ns() - t
     once()                                         # first-time setup is not the cost we want
-    return float(min(once() for _ in range(samples)))
+    best = float("inf")
+    for _ in range(rounds):
+        t = time.perf_counter_ns()
+        for _ in range(per_round):
+            once()
+        best = min(best, (time.perf_counter_ns() - t) / per_round)
+    return float(best)
 
 
 def _facts_path(static: dict):

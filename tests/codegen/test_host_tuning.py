@@ -125,7 +125,7 @@ def test_measurement_is_kept_per_host_and_damage_is_remeasured(tmp_path, monkeyp
 
 
 def test_thread_start_measurement_is_positive():
-    assert host.measure_thread_start_ns(samples=2) > 0
+    assert host.measure_thread_start_ns(rounds=1, per_round=2) > 0
 
 
 def test_this_hosts_facts_are_consistent():
