@@ -185,13 +185,8 @@ def lower_conv2d(ctx, n):
     out = ctx.view(base, shape) if direct else ctx.add_buffer("t_conv", TensorType(dt, shape), "temp", n)
     kern = MatmulKernel("k_conv2d", wv, cols, out, lay.batch(), Og, lay.cols_axes, K,
                         source=f"conv2d {n.type}@{n.where}", own_threads=_is_one_image(geo))
-    g = ctx.new_group(shape, kern)
-    ctx.note_writes(g, {bb for _, bb in stores} | {out})
-    loads = {wv, cols}
-    if not direct or frontier != [n] or len(stores) > 1:
-        loads |= ctx.emit_epilogue(g, n, frontier, lay.nchw_index)
-    g.members = list(frontier)
-    ctx.note_reads(g, loads)
+    _product_group(ctx, n, kern, shape, {wv, cols}, frontier, stores, lay,
+                   epilogue=not direct or frontier != [n] or len(stores) > 1)
 
 
 def _pixel_major_conv2d(ctx, n, wv, cols, lay, frontier, stores):
@@ -203,11 +198,7 @@ def _pixel_major_conv2d(ctx, n, wv, cols, lay, frontier, stores):
     out = ctx.add_buffer("t_conv", TensorType(n.dtype, (P, Og)), "temp", n)
     kern = MatmulKernel("k_conv2d", cols, wv, out, (), P, Og, K, trans_a=True, trans_b=True,
                         source=f"conv2d {n.type}@{n.where}", own_threads=True)
-    g = ctx.new_group((P, Og), kern)
-    ctx.note_writes(g, {bb for _, bb in stores} | {out})
-    loads = {wv, cols} | ctx.emit_epilogue(g, n, frontier, lay.nchw_index)
-    g.members = list(frontier)
-    ctx.note_reads(g, loads)
+    _product_group(ctx, n, kern, (P, Og), {wv, cols}, frontier, stores, lay, epilogue=True)
 
 
 def _direct_conv2d(ctx, n, x, wv, lay, frontier, stores, base):
@@ -222,10 +213,18 @@ def _direct_conv2d(ctx, n, x, wv, lay, frontier, stores, base):
     out = ctx.view(base, shape) if direct else ctx.add_buffer("t_conv", TensorType(n.dtype, shape), "temp", n)
     kern = MatmulKernel("k_conv2d", wv, copy, out, (), geo["Og"], (geo["OH"], geo["OW"]), geo["K"],
                         source=f"conv2d {n.type}@{n.where}", own_threads=True, window=win)
+    _product_group(ctx, n, kern, shape, {wv, copy}, frontier, stores, lay,
+                   epilogue=not direct or frontier != [n] or len(stores) > 1)
+
+
+def _product_group(ctx, n, kern, shape, reads, frontier, stores, lay, epilogue: bool):
+    """The group of a forward product `kern` (writing kern.out and the frontier's
+    stores), with the epilogue that finishes NCHW y from kern.out where one is
+    needed: one home for the channel-major, pixel-major and direct products."""
     g = ctx.new_group(shape, kern)
-    ctx.note_writes(g, {bb for _, bb in stores} | {out})
-    loads = {wv, copy}
-    if not direct or frontier != [n] or len(stores) > 1:
+    ctx.note_writes(g, {bb for _, bb in stores} | {kern.out})
+    loads = set(reads)
+    if epilogue:
         loads |= ctx.emit_epilogue(g, n, frontier, lay.nchw_index)
     g.members = list(frontier)
     ctx.note_reads(g, loads)
