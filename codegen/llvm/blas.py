@@ -95,8 +95,9 @@ def _choice() -> tuple:
     from .blas_choice import choose
     from . import mkl
     installed = tuple(name for name in CANDIDATES if name != "mkl" or mkl.installed())
+    one_thread = frozenset({"mkl"} if mkl.threading_layer() == "sequential" else ())
     return choose({name: functools.partial(candidate_addresses, name) for name in CANDIDATES}, installed,
-                  choice_key_parts(), configured_threads())
+                  choice_key_parts(), configured_threads(), one_thread)
 
 
 def choice_key_parts() -> list:

@@ -16,8 +16,9 @@ thread at small M (a recurrent step's 32x256x1024), and OpenBLAS's hand-written
 kernels for a CPU MKL does not favour may win elsewhere; nothing here is fitted to
 one machine. The products timed are the shapes the compiler makes most (SHAPES: a
 recurrent step, an MLP layer, an im2col convolution, a filter gradient with a long
-k), each on one BLAS thread and on the configured count, rounds interleaved, the
-best of each; the candidate with the smaller total wins. About 0.1 s, once per host:
+k), each on one BLAS thread and on the configured count (for a BLAS whose calls stay
+on one thread, as one part of the split nngraph's own threads make), rounds
+interleaved, the best of each; the candidate with the smaller total wins. About 0.1 s, once per host:
 the answer is kept in `blas-choice.json` in nngraph's cache directory (codegen/cache.py:
 private to the user, written atomically; a damaged or foreign file is measured
 again), keyed by the CPU, its features and the candidates' own settings (versions,
@@ -66,10 +67,11 @@ def pinned_core_type(env=None) -> bool:
     return bool(env.get("OPENBLAS_CORETYPE", "").strip()) and not opted_in
 
 
-def choose(candidates: dict, installed: tuple, key_parts: list, threads: int) -> tuple:
+def choose(candidates: dict, installed: tuple, key_parts: list, threads: int, one_thread=frozenset()) -> tuple:
     """(name, entry) of the BLAS to use: `candidates` are {name: load()}, where load()
     returns the addresses (blas.gemm_addresses' form) or raises why the candidate
-    cannot run here; auto picks among the `installed` ones. entry is the measurement
+    cannot run here; auto picks among the `installed` ones; `one_thread` names those
+    whose calls stay on the calling thread (time_candidates). entry is the measurement
     that chose, or None when nothing was timed (forced, or one candidate). A stored
     choice loads only the winner."""
     want = requested()
@@ -92,7 +94,7 @@ def choose(candidates: dict, installed: tuple, key_parts: list, threads: int) ->
     usable = {name: addresses for name, load in candidates.items() if (addresses := _loads(load))}
     if len(usable) <= 1:
         return next(iter(usable), "openblas"), None
-    entry = time_candidates(usable, threads)
+    entry = time_candidates(usable, threads, one_thread=one_thread)
     table[key] = entry
     write_json_table(CACHE_FILE, table)
     return entry["choice"], entry
@@ -115,10 +117,18 @@ def host_key(key_parts: list) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
-def time_candidates(usable: dict, threads: int, shapes=SHAPES, rounds=ROUNDS, budget_s=BUDGET_S) -> dict:
+def time_candidates(usable: dict, threads: int, shapes=SHAPES, rounds=ROUNDS, budget_s=BUDGET_S,
+                    one_thread=frozenset()) -> dict:
     """{"choice", "seconds": {name: total}, "gflops": {name: {"MxKxN/threads": rate}}}:
     each candidate's best time per product of `shapes` ((m, k, n, trans_a, trans_b)),
-    on one thread and on `threads`; rounds interleaved, no new one after `budget_s`."""
+    on one thread and on `threads`; rounds interleaved, no new one after `budget_s`.
+
+    A candidate in `one_thread` (MKL's sequential layer) ignores a thread count: the
+    generated code splits its products across nngraph's own threads instead, each
+    part a one-thread call on its own core. Its `threads` mode is therefore timed as
+    one such part (the product's first ceil(m/threads) rows), not as the whole product
+    on one thread, which made OpenBLAS's two threads win an AVX2 host where MKL split
+    two ways was faster (MLP inference b128: 790 against 876 us)."""
     from .blas_call import gemm_function, row_major_gemm, threads_function
     rng = np.random.default_rng(0)
     modes = (1, threads) if threads > 1 else (1,)
@@ -127,8 +137,11 @@ def time_candidates(usable: dict, threads: int, shapes=SHAPES, rounds=ROUNDS, bu
         a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
         b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
         for name, addresses in usable.items():
-            product = row_major_gemm(gemm_function(addresses, "float32"), a, b, np.zeros((m, n), np.float32), ta, tb)
+            gemm = gemm_function(addresses, "float32")
             for t in modes:
+                rows = -(-m // t) if name in one_thread else m
+                part = np.ascontiguousarray(a[:, :rows] if ta else a[:rows])
+                product = row_major_gemm(gemm, part, b, np.zeros((rows, n), np.float32), ta, tb)
                 work.append((name, f"{m}x{k}x{n}/{t}", t, threads_function(addresses), product))
     best = {(name, label): float("inf") for name, label, *_ in work}
     start = time.perf_counter()

@@ -84,7 +84,7 @@ def test_measured_once_per_host_then_read_back(env):
     assert blas_choice.choose(two_candidates(loaded), ("a", "b"), ["test"], threads)[0] == name
     assert loaded == [name]
     # another host (or other settings): its own entry
-    env.setattr(blas_choice, "time_candidates", lambda usable, threads: {"choice": "b"})
+    env.setattr(blas_choice, "time_candidates", lambda usable, threads, **kw: {"choice": "b"})
     assert blas_choice.choose(two_candidates([]), ("a", "b"), ["other"], 2) == ("b", {"choice": "b"})
     assert len(json.loads(table_path().read_text())) == 2
 
@@ -97,7 +97,7 @@ def test_a_damaged_table_is_measured_again_and_replaced(env, damage):
                              "bad choice": json.dumps({key: {"choice": "atlas"}})}[damage])
     os.chmod(table_path(), 0o600)
     timed = []
-    env.setattr(blas_choice, "time_candidates", lambda usable, threads: timed.append(1) or {"choice": "b"})
+    env.setattr(blas_choice, "time_candidates", lambda usable, threads, **kw: timed.append(1) or {"choice": "b"})
     assert blas_choice.choose(two_candidates([]), ("a", "b"), ["test"], 2)[0] == "b"
     assert timed == [1] and json.loads(table_path().read_text())[key] == {"choice": "b"}
 
@@ -107,7 +107,7 @@ def test_a_table_others_can_write_is_not_trusted(env):
     table_path().parent.mkdir(parents=True, exist_ok=True)
     table_path().write_text(json.dumps({key: {"choice": "a"}}))
     os.chmod(table_path(), 0o666)
-    env.setattr(blas_choice, "time_candidates", lambda usable, threads: {"choice": "b"})
+    env.setattr(blas_choice, "time_candidates", lambda usable, threads, **kw: {"choice": "b"})
     with pytest.warns(RuntimeWarning, match="writable by group or others"):
         assert blas_choice.choose(two_candidates([]), ("a", "b"), ["test"], 2)[0] == "b"
 
@@ -265,3 +265,26 @@ def test_mkl_lives_beside_pytorch_without_exporting_its_symbols(tmp_path):
 def test_sequential_layer_is_available_exactly_when_mkl_is_installed():
     from codegen.llvm import mkl
     assert mkl.layer_available("sequential") is mkl.installed()
+
+
+def test_a_one_thread_blas_is_timed_as_one_part_of_our_split(env):
+    """MKL's sequential layer ignores a thread count: the generated code splits its
+    products across our threads instead, so its `threads` mode is timed as one part
+    (the first ceil(m/threads) rows), the other candidate's as the whole product on its
+    own threads. Before, both timed the whole product, and a two-thread OpenBLAS beat
+    an MKL that nngraph runs split two ways."""
+    import codegen.llvm.blas_call as blas_call
+    built = []
+    real = blas_call.row_major_gemm
+
+    def recording(gemm, a, b, c, ta=False, tb=False, **kw):
+        built.append((a.shape, c.shape, ta))
+        return real(gemm, a, b, c, ta, tb, **kw)
+    usable = {"a": blas.openblas_addresses(), "b": blas.openblas_addresses()}
+    env.setattr(blas_call, "row_major_gemm", recording)
+    shapes = ((5, 8, 6, False, False), (7, 4, 3, True, False))
+    entry = blas_choice.time_candidates(usable, 2, shapes=shapes, rounds=1, one_thread=frozenset({"b"}))
+    # per shape: a/1, a/2 (whole), b/1 (whole), b/2 (a part of ceil(m/2) rows)
+    assert [c for _, c, _ in built] == [(5, 6), (5, 6), (5, 6), (3, 6), (7, 3), (7, 3), (7, 3), (4, 3)]
+    assert built[-1][0] == (4, 4) and built[-1][2]          # trans_a: the part is a's first 4 columns
+    assert set(entry["gflops"]["b"]) == {"5x8x6/1", "5x8x6/2", "7x4x3/1", "7x4x3/2"}
