@@ -45,6 +45,7 @@ SHAPES = ((32, 256, 1024, False, False),    # LSTM(256) step: h @ W_hh, batch 32
           (784, 576, 64, False, False),     # im2col conv 3x3x64 -> 64 on 28x28
           (32, 3136, 144, False, True))     # filter gradient of a 3x3x16 -> 32 conv on 56x56: k = 3136
 ROUNDS = 10
+TIMING = "one-thread BLAS timed as one part of our split"   # in the key: how the candidates are timed
 BUDGET_S = 0.1     # seconds of timing after which no further round starts (a busy machine)
 
 
@@ -111,9 +112,10 @@ def _loads(load):
 
 def host_key(key_parts: list) -> str:
     """What a measurement depends on: the CPU, its features as NNGRAPH_CPU_FEATURES
-    leaves them and the candidates' settings (key_parts), and the shapes timed."""
+    leaves them and the candidates' settings (key_parts), the shapes timed and how
+    (TIMING: a verdict of an older way of timing is measured again)."""
     from codegen.host import effective_feature_text, llvm_host
-    parts = [llvm_host()["cpu"], effective_feature_text(), repr(SHAPES), *key_parts]
+    parts = [llvm_host()["cpu"], effective_feature_text(), repr(SHAPES), TIMING, *key_parts]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
