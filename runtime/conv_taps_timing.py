@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from passes.lower.window import window_span
+
 
 def taps_call(geo: dict, dtype: str, products, examples: int, build_program):
     """A closure running the layer's `products` at `examples` examples in the taps
@@ -27,8 +29,8 @@ def taps_call(geo: dict, dtype: str, products, examples: int, build_program):
 def _padding(geo):
     """((top, bottom), (left, right)) giving the layer's output size (the geometry keeps
     top and left; the smallest bottom and right that reach the last window)."""
-    bottom = max(0, (geo["OH"] - 1) * geo["sh"] + geo["dh"] * (geo["KH"] - 1) + 1 - geo["H"] - geo["pt"])
-    right = max(0, (geo["OW"] - 1) * geo["sw"] + geo["dw"] * (geo["KW"] - 1) + 1 - geo["W"] - geo["pl"])
+    bottom = max(0, window_span(geo, "h") - geo["H"] - geo["pt"])
+    right = max(0, window_span(geo, "w") - geo["W"] - geo["pl"])
     return (geo["pt"], bottom), (geo["pl"], right)
 
 

@@ -40,7 +40,7 @@ from .conv_direct import emit_phase_copy
 from .conv_taps import lower_taps_conv2d, lower_taps_grad_filter, lower_taps_grad_input
 from .conv_layout import is_one_image, make_layout
 from .registry import lowering
-from .window import UNROLL_TAPS, const, in_range, masked_value, range_mask, tap_source
+from .window import UNROLL_TAPS, const, in_range, masked_value, range_mask, tap_source, window_span
 
 
 def _geometry(n, x_shape, w_shape, out_hw):
@@ -123,8 +123,8 @@ def _im2col_buffer(ctx, n, x, lay, dtype):
     j = b.imod(vq, b.iconst(geo["KW"]))
     hh = b.isub(b.iadd(b.imul(oh, b.iconst(geo["sh"])), b.imul(i, b.iconst(geo["dh"]))), b.iconst(geo["pt"]))
     ww = b.isub(b.iadd(b.imul(ow, b.iconst(geo["sw"])), b.imul(j, b.iconst(geo["dw"]))), b.iconst(geo["pl"]))
-    h_hi = (geo["OH"] - 1) * geo["sh"] + (geo["KH"] - 1) * geo["dh"] - geo["pt"]
-    w_hi = (geo["OW"] - 1) * geo["sw"] + (geo["KW"] - 1) * geo["dw"] - geo["pl"]
+    h_hi = window_span(geo, "h") - 1 - geo["pt"]
+    w_hi = window_span(geo, "w") - 1 - geo["pl"]
     mask = b.land(range_mask(b, hh, -geo["pt"], h_hi, geo["H"]), range_mask(b, ww, -geo["pl"], w_hi, geo["W"]))
     v = masked_value(em, x, (vn, c, hh, ww), mask, dtype, 0)
     st.stores.append(Store(cols, lay.cols_index(vq, vn, oh, ow), v))

@@ -26,13 +26,13 @@ from __future__ import annotations
 from nngraph.types import TensorType
 
 from ..program import Store
-from .window import masked_value, range_mask, tap_source
+from .window import masked_value, range_mask, tap_source, window_span
 
 
 def shifted_rows_shape(geo):
     """[KW, N, C, HP, OW]: for each tap column j, x's rows (with the padding rows that
     the taps reach, zeros) sampled at the output columns that tap reads."""
-    hp = (geo["OH"] - 1) * geo["sh"] + (geo["KH"] - 1) * geo["dh"] + 1
+    hp = window_span(geo, "h")
     return (geo["KW"], geo["N"], geo["G"] * geo["Cg"], hp, geo["OW"])
 
 
@@ -53,7 +53,7 @@ def _shifted_rows_kernel(ctx, n, x, geo, dtype):
     vj, vn, vc, vr, vw = (b.idx(k) for k in range(5))
     hh = b.isub(vr, b.iconst(geo["pt"]))
     ww = b.isub(b.iadd(b.imul(vw, b.iconst(geo["sw"])), b.imul(vj, b.iconst(geo["dw"]))), b.iconst(geo["pl"]))
-    w_hi = (geo["OW"] - 1) * geo["sw"] + (geo["KW"] - 1) * geo["dw"] - geo["pl"]
+    w_hi = window_span(geo, "w") - 1 - geo["pl"]
     h_hi = shape[3] - 1 - geo["pt"]
     mask = b.land(range_mask(b, hh, -geo["pt"], h_hi, geo["H"]), range_mask(b, ww, -geo["pl"], w_hi, geo["W"]))
     st.stores.append(Store(xs, (vj, vn, vc, vr, vw), masked_value(em, x, (vn, vc, hh, ww), mask, dtype, 0)))

@@ -10,6 +10,14 @@ from .body import py_scalar
 UNROLL_TAPS = 64
 
 
+def window_span(geo, axis: str) -> int:
+    """Input positions, padding included, from the first window's first tap to the
+    last window's last tap along `axis` ("h" or "w") of a conv geometry
+    (passes/lower/conv.py): (O - 1)*stride + (K - 1)*dilation + 1."""
+    o, k, s, d = ("OH", "KH", "sh", "dh") if axis == "h" else ("OW", "KW", "sw", "dw")
+    return (geo[o] - 1) * geo[s] + (geo[k] - 1) * geo[d] + 1
+
+
 def ceil_div(a, b):
     return -(-a // b)
 
