@@ -15,7 +15,7 @@ import llvmlite.binding as llvm
 
 from codegen.host import check_against_llvm, llvm_host
 
-from .target_spec import (LLVM_OPTIONS, feature_enabled, features, has_feature, prefer_width_features,  # noqa: F401
+from .target_spec import (LLVM_OPTIONS, PIPELINE, feature_enabled, features, has_feature, prefer_width_features,  # noqa: F401
                           target_id, triple)
 from . import mapped
 from .symbols import register, registered, runtime_symbols
@@ -50,8 +50,8 @@ def _new_target_machine():
     _init()
     host = llvm_host()
     target = llvm.Target.from_triple(host["triple"])
-    return target.create_target_machine(cpu=host["cpu"], features=features(),
-                                        opt=3, reloc="default", codemodel="jitdefault", jit=True)
+    return target.create_target_machine(cpu=host["cpu"], features=features(), opt=dict(PIPELINE)["codegen_level"],
+                                        reloc="default", codemodel="jitdefault", jit=True)
 
 
 @functools.lru_cache(maxsize=None)
@@ -77,7 +77,7 @@ def register_blas(addresses: dict) -> None:
 # ----------------------------------------------------------------------------- compile
 
 def optimize(ir_text: str):
-    """Parse, verify and run the O3 pipeline (vectorisers on); returns the ModuleRef.
+    """Parse, verify and run the pipeline of target_spec.PIPELINE; returns the ModuleRef.
 
     Each call leaves about 90 KB in llvmlite (0.50) that nothing can free: its
     PassBuilder allocates PassInstrumentationCallbacks it never deletes, each run adds
@@ -89,13 +89,18 @@ def optimize(ir_text: str):
     tm = target_machine()
     mod = llvm.parse_assembly(ir_text)
     mod.verify()
-    pto = llvm.create_pipeline_tuning_options(speed_level=3)
-    pto.loop_vectorization = True
-    pto.slp_vectorization = True
-    pto.loop_unrolling = False     # halves compile time; interleaving keeps reductions fast
-    pb = llvm.create_pass_builder(tm, pto)
+    pb = llvm.create_pass_builder(tm, pipeline_tuning_options())
     pb.getModulePassManager().run(mod, pb)
     return mod
+
+
+def pipeline_tuning_options():
+    """llvmlite's PipelineTuningOptions as target_spec.PIPELINE gives them."""
+    settings = dict(PIPELINE)
+    pto = llvm.create_pipeline_tuning_options(speed_level=settings["speed_level"])
+    for name in ("loop_vectorization", "slp_vectorization", "loop_unrolling"):
+        setattr(pto, name, settings[name])
+    return pto
 
 
 def emit_object(mod) -> bytes:

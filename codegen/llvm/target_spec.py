@@ -17,6 +17,16 @@ from codegen.host import llvm_host
 # it they stay wide loads and stores plus shuffles (max-pool backward 310 -> 48 us).
 LLVM_OPTIONS = ("-enable-masked-interleaved-mem-accesses",)
 
+# The optimisation pipeline target.optimize runs (llvmlite's PipelineTuningOptions
+# with the TargetMachine's codegen level): part of target_id, so that object code made
+# under another pipeline is made again rather than read from the disk cache. The
+# generated IR is scalar (no vector types): the loop vectoriser makes the vector code.
+# Unrolling off halves compile time; interleaving keeps reductions fast. Measured on
+# the LeNet, MLP and LSTM steps' IR (Xeon, AVX-512): speed level 2, the SLP
+# vectoriser off or codegen level 2 each changed compile time by under 5%.
+PIPELINE = (("speed_level", 3), ("loop_vectorization", True), ("slp_vectorization", True),
+            ("loop_unrolling", False), ("codegen_level", 3))
+
 
 def prefer_width_features(bits: int) -> str:
     """LLVM tuning features that make the loop vectoriser use `bits`-wide vectors
@@ -53,10 +63,13 @@ def feature_enabled(feature_list: str, name: str) -> bool:
 
 
 def target_id() -> str:
-    """What object code depends on besides the IR: triple, CPU, features, llvmlite."""
+    """What object code depends on besides the IR: triple, CPU, features, llvmlite,
+    LLVM's options and the pipeline (PIPELINE)."""
     import llvmlite
     host = llvm_host()
-    return "|".join([host["triple"], host["cpu"], features(), llvmlite.__version__, host["llvm"]] + list(LLVM_OPTIONS))
+    pipeline = ",".join(f"{name}={value}" for name, value in PIPELINE)
+    return "|".join([host["triple"], host["cpu"], features(), llvmlite.__version__, host["llvm"]]
+                    + list(LLVM_OPTIONS) + [pipeline])
 
 
 def triple() -> str:
