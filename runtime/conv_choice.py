@@ -49,7 +49,7 @@ from passes.direct_window import direct_eligible, window_of
 from passes.lower.conv import identity_window
 from passes.lower.conv_layout import LAYOUTS, ONE_IMAGE_LAYOUTS, is_one_image
 
-from .conv_taps_timing import taps_call
+from .conv_taps_timing import taps_call, timing_operand
 
 NOMINAL_BATCH = 32          # examples timed when the batch size is symbolic
 MAX_TIMED_ELEMENTS = 1 << 23  # largest operand timed (32 MiB of float32): fewer examples beyond
@@ -179,9 +179,7 @@ def time_layouts(geo: dict, dtype: str, products=ALL) -> dict:
         return {"choice": "batch", "batch_s": 0.0, "example_s": 0.0, "examples": 1}
     rng = np.random.default_rng(0)
     dt = np.dtype(dtype)
-    w = rng.standard_normal((Og, K)).astype(dt)
-    cols = rng.standard_normal((n, K, P)).astype(dt)
-    gy = rng.standard_normal((n, Og, P)).astype(dt)
+    w, cols, gy = (timing_operand(rng, shape, dt) for shape in ((Og, K), (n, K, P), (n, Og, P)))
     out = {"example": _example_calls(w, cols, gy, products), "batch": _batch_calls(w, cols, gy, products)}
     # what a call costs from Python (the generated code calls the BLAS directly): as many
     # empty products as the per-example layout makes, subtracted from its time
@@ -189,20 +187,45 @@ def time_layouts(geo: dict, dtype: str, products=ALL) -> dict:
     out["overhead"] = [_gemm_call(empty, empty, empty, False, False)] * len(out["example"])
     if "build_program" in _builder:
         out["taps"] = [taps_call(dict(geo, N=n, G=1, O=Og), dtype, products, n, _builder["build_program"])]
-    best = {name: float("inf") for name in out}
+    seen = {name: [] for name in out}
+    running = set(out)
     start = time.perf_counter()
     for _ in range(ROUNDS):     # interleaved, the best of each: a round another process
         for name, calls in out.items():     # interrupts does not decide
-            t = time.perf_counter()
-            for call in calls:
-                call()
-            best[name] = min(best[name], time.perf_counter() - t)
+            if name in running:
+                t = time.perf_counter()
+                for call in calls:
+                    call()
+                seen[name].append(time.perf_counter() - t)
+        running -= clearly_slower(_layout_rounds(seen))
+        if "example" not in running:
+            running.discard("overhead")
         if time.perf_counter() - start > BUDGET_S:
             break               # slow products (or a busy machine): fewer rounds, a bounded compile
-    seconds = {"batch": best["batch"], "example": max(0.0, best["example"] - best["overhead"])}
-    if "taps" in best:
-        seconds["taps"] = best["taps"]
+    seconds = {name: min(times) for name, times in _layout_rounds(seen).items()}
     return {"choice": min(seconds, key=seconds.get), **{f"{k}_s": v for k, v in seconds.items()}, "examples": n}
+
+
+def _layout_rounds(seen: dict) -> dict:
+    """Each layout's seconds per round from the timed calls' (`seen`): the per-example
+    layout's less the best of what its calls cost from Python ("overhead")."""
+    rounds = {name: times for name, times in seen.items() if name != "overhead"}
+    rounds["example"] = [max(0.0, t - min(seen["overhead"])) for t in seen["example"]]
+    return rounds
+
+
+def clearly_slower(rounds: dict) -> set:
+    """The layouts of `rounds` ({layout: seconds per round}) to time no further: those
+    whose fastest round is slower than the slowest round of the layout that leads, once
+    every layout has run two rounds. A busy machine only ever adds to a round's time,
+    so such a layout was slower in each of its rounds than the leader in all of its
+    own; timing it again would cost its time (LeNet's second layer as taps: about five
+    times its BLAS layouts') and not change the choice, as its best already exceeds
+    the leader's."""
+    if len(rounds) < 2 or any(len(times) < 2 for times in rounds.values()):
+        return set()
+    leader = min(rounds, key=lambda name: min(rounds[name]))
+    return {name for name, times in rounds.items() if min(times) > max(rounds[leader])}
 
 
 def time_one_image(geo: dict, dtype: str) -> dict:
@@ -245,8 +268,7 @@ def _one_image_calls(geo: dict, dtype: str) -> dict:
     Og, K, P = geo["Og"], geo["K"], geo["OH"] * geo["OW"]
     rng = np.random.default_rng(0)
     dt = np.dtype(dtype)
-    w = rng.standard_normal((Og, K)).astype(dt)
-    cols = rng.standard_normal((K, P)).astype(dt)
+    w, cols = timing_operand(rng, (Og, K), dt), timing_operand(rng, (K, P), dt)
     cols_copy = np.empty_like(cols)
     y, yt, nchw = np.empty((Og, P), dt), np.empty((P, Og), dt), np.empty((Og, P), dt)
     channel_major = _gemm_call(w, cols, y, False, False, one_thread=True)
@@ -257,7 +279,7 @@ def _one_image_calls(geo: dict, dtype: str) -> dict:
     if direct_eligible(geo, dtype):
         from codegen.llvm.conv_direct import compiled_core
         win = window_of(geo)
-        x, x_copy = rng.standard_normal(win.elements()).astype(dt), np.empty(win.elements(), dt)
+        x, x_copy = timing_operand(rng, win.elements(), dt), np.empty(win.elements(), dt)
         direct = compiled_core(win)
         calls["one_image_direct"] = lambda: (np.copyto(x_copy, x), direct(x_copy, w, y), np.copyto(nchw, y))
     return calls

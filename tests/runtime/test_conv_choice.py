@@ -123,6 +123,43 @@ def test_timing_the_layouts_gives_a_choice_and_its_numbers():
     assert got[got["choice"] + "_s"] == min(seconds) >= 0 and max(seconds) > 0
 
 
+@pytest.mark.parametrize("rounds, out", [
+    ({"batch": [2.0, 1.9], "example": [1.0, 1.1], "taps": [1.2, 1.05]}, {"batch"}),   # 1.9 > 1.1 >= 1.05
+    ({"batch": [2.0, 1.0], "example": [1.0, 1.1], "taps": [0.9, 3.0]}, set()),       # each once as fast
+    ({"batch": [5.0], "example": [1.0], "taps": [1.0]}, set()),                      # one round: too early
+    ({"batch": [5.0, 5.0], "example": [1.0, 1.0]}, {"batch"}),
+    ({"batch": [5.0, 5.0]}, set()),
+])
+def test_a_layout_is_out_once_its_best_round_is_slower_than_each_of_the_leaders(rounds, out):
+    assert conv_choice.clearly_slower(rounds) == out
+
+
+def test_a_clearly_slower_layout_is_timed_no_further(monkeypatch):
+    """LeNet's second layer took about five times as long as taps as in its BLAS
+    layouts; two rounds of it decide that, the other rounds time the others."""
+    import time
+    timed = {"taps": 0}
+
+    def slow_taps(geo, dtype, products, examples, build_program):
+        def call():
+            timed["taps"] += 1
+            time.sleep(0.05)
+        return call
+    monkeypatch.setattr(conv_choice, "taps_call", slow_taps)
+    monkeypatch.setitem(conv_choice._builder, "build_program", None)
+    monkeypatch.setattr(conv_choice, "BUDGET_S", 1e9)
+    got = conv_choice.time_layouts(dict(GEO, N=3), "float32")
+    assert got["choice"] != "taps" and got["taps_s"] >= 0.05 and timed["taps"] == 2 < conv_choice.ROUNDS
+
+
+def test_timing_operands_are_drawn_in_their_dtype():
+    from runtime.conv_taps_timing import timing_operand
+    rng = np.random.default_rng(0)
+    for dtype in ("float32", "float64", "float16"):
+        a = timing_operand(rng, (3, 4), dtype)
+        assert a.dtype == np.dtype(dtype) and a.shape == (3, 4) and np.all((a >= 0) & (a <= 1)) and a.std() > 0
+
+
 @pytest.mark.parametrize("geo", [
     dict(GEO, N=2),
     dict(GEO, N=2, sh=2, sw=2, OH=3, OW=3),                            # "same" at stride 2: one row more below
