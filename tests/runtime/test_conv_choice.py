@@ -152,6 +152,52 @@ def test_a_clearly_slower_layout_is_timed_no_further(monkeypatch):
     assert got["choice"] != "taps" and got["taps_s"] >= 0.05 and timed["taps"] == 2 < conv_choice.ROUNDS
 
 
+def _counted_taps(monkeypatch, seconds_per_product):
+    """taps_call replaced: each program's call sleeps its products' seconds; the
+    programs asked for and the calls made are counted."""
+    import time
+    asked, calls = [], []
+
+    def fake(geo, dtype, products, examples, build_program):
+        asked.append(tuple(products))
+
+        def call():
+            calls.append(tuple(products))
+            seconds = sum(seconds_per_product[p] for p in products)
+            if seconds:         # else faster than any BLAS call
+                time.sleep(seconds)
+        return call
+    monkeypatch.setattr(conv_choice, "taps_call", fake)
+    monkeypatch.setitem(conv_choice._builder, "build_program", None)
+    monkeypatch.setattr(conv_choice, "BUDGET_S", 1e9)
+    return asked, calls
+
+
+def test_taps_code_for_the_other_products_is_not_built_once_the_first_is_clearly_slower(monkeypatch):
+    asked, calls = _counted_taps(monkeypatch, {"conv2d": 0.05, "conv2d_grad_input": 0, "conv2d_grad_filter": 0})
+    got = conv_choice.time_layouts(dict(GEO, N=3), "float32")
+    assert asked == [("conv2d",)] and len(calls) == 2
+    assert got["choice"] != "taps" and got["taps_s"] >= 0.05 and got["taps_products"] == "conv2d"
+
+
+def test_taps_time_covers_every_product_once_the_first_is_not_clearly_slower(monkeypatch):
+    asked, calls = _counted_taps(monkeypatch, {"conv2d": 0, "conv2d_grad_input": 0, "conv2d_grad_filter": 0.05})
+    got = conv_choice.time_layouts(dict(GEO, N=3), "float32")
+    rest = ("conv2d_grad_input", "conv2d_grad_filter")
+    assert asked == [("conv2d",), rest]
+    # two rounds of the first product alone, then at least two of all (where the whole is
+    # clearly slower it is timed no further)
+    assert calls[:2] == [("conv2d",)] * 2 and calls[2:].count(rest) >= 2
+    assert got["taps_products"] == "conv2d+" + "+".join(rest) and got["taps_s"] >= 0.05
+    assert got["choice"] != "taps"
+
+
+def test_a_layer_of_one_product_compiles_its_taps_code_once(monkeypatch):
+    asked, calls = _counted_taps(monkeypatch, {"conv2d": 0})
+    got = conv_choice.time_layouts(dict(GEO, N=3), "float32", ("conv2d",))
+    assert asked == [("conv2d",)] and len(calls) == conv_choice.ROUNDS and got["taps_products"] == "conv2d"
+
+
 def test_timing_operands_are_drawn_in_their_dtype():
     from runtime.conv_taps_timing import timing_operand
     rng = np.random.default_rng(0)
