@@ -16,9 +16,12 @@ residual add and relu as our epilogues do. onnxruntime's layout changes
 (ReorderInput/ReorderOutput of its NCHWc convolutions) and other unmatched nodes
 are summed on a line of their own. The summary splits our time into products (and
 what they spend over their floor: epilogues, thread starts, a worse rate), im2col
-and other loops.
+and other loops. With --kinds, both engines' times are summed per kind of layer
+(1x1 stride 1, 1x1 stride 2 downsample, 3x3 stride 1, 3x3 stride 2, the stem,
+pools, the FC layer; ours also im2col's and the direct convolution's input copies),
+the kind of a product found from the model's Conv nodes by shape (kinds).
 
-    python benchmarks/resnet_layers.py [--reps 15] [--threads N] [--rows 25] [--ort]
+    python benchmarks/resnet_layers.py [--reps 15] [--threads N] [--rows 25] [--ort] [--kinds]
 
 The model is onnx_resnet50.py's (the wheel's light ResNet-50 with seeded weights).
 A busy machine inflates single kernels: the minimum over reps is shown, and only
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -73,7 +77,8 @@ def layer_rows(fn, x, reps: int, threads: int) -> list:
     best, rows = kernel_minima(fn, x, reps)
     out = []
     for pos, kern in enumerate(fn.runner.program.schedule):
-        r = {"kernel": kern.name, "seconds": float(best[pos]), "bytes": rows[pos]["bytes"]}
+        r = {"kernel": kern.name, "seconds": float(best[pos]), "bytes": rows[pos]["bytes"],
+             "source": getattr(kern, "source", "")}
         if isinstance(kern, MatmulKernel):
             r["m"], r["k"], r["n"], r["floor"] = gemm_floor(kern, threads)
             r["kind"] = "product"
@@ -167,6 +172,80 @@ def match_ort(table, nodes) -> float:
     return sum(n["us"] for n in left) * 1e-6
 
 
+def kinds(model: str) -> tuple:
+    """({node name: kind}, {(out channels, C*KH*KW, output points): [kind, ...] in
+    graph order}) of the model's Conv nodes, the kind "KHxKW sS" ("stem" for the
+    first), the shapes from ONNX's shape inference (a shape alone is ambiguous:
+    ResNet-50's 3x3 layers at 28x28 of stride 2 and 1 share one)."""
+    import onnx
+    from onnx import numpy_helper
+    m = onnx.shape_inference.infer_shapes(onnx.load(model))
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(m.graph.value_info) + list(m.graph.output) + list(m.graph.input)}
+    shapes.update({i.name: list(numpy_helper.to_array(i).shape) for i in m.graph.initializer})
+    by_name, by_key = {}, {}
+    for node in m.graph.node:
+        if node.op_type != "Conv":
+            continue
+        w, y = shapes[node.input[1]], shapes[node.output[0]]
+        attrs = {a.name: list(a.ints) for a in node.attribute}
+        kind = "stem" if not by_name else f"{w[2]}x{w[3]} s{max(attrs.get('strides', [1]))}"
+        by_name[node.name] = kind
+        by_key.setdefault((w[0], int(np.prod(w[1:])), int(np.prod(y[2:]))), []).append(kind)
+    return by_name, by_key
+
+
+LOOP_KINDS = (("max_pool", "pools"), ("avg_pool", "pools"), ("exp", "softmax"))
+
+
+def kind_of_layer(layer, by_name) -> str:
+    """A layer's kind: its Conv node's (named in the kernel's source), "FC" for a
+    matmul, else its loop's."""
+    if layer["kind"] == "product":
+        if "matmul" in layer["kernel"]:
+            return "FC"
+        name = re.search(r"@(\S+)", layer.get("source", ""))
+        return by_name.get(name.group(1) if name else None, "other product")
+    return next((kind for name, kind in LOOP_KINDS if name in layer["kernel"]), "other loops")
+
+
+def ort_kind(node, by_key) -> str:
+    """An onnxruntime node's kind: a Conv's by its shape, the next of that shape in
+    graph order (by_key is consumed), else by its op."""
+    if node["op"] == "Conv":
+        left = by_key.get(tuple(node["key"] or ()))
+        return left.pop(0) if left else "other product"
+    return {"Gemm": "FC", "MatMul": "FC", "MaxPool": "pools", "AveragePool": "pools",
+            "GlobalAveragePool": "pools", "Softmax": "softmax"}.get(node["op"], "other nodes")
+
+
+def print_kinds(table, nodes, conv_kinds) -> None:
+    """Per kind of layer: our products and loops, our input copies, onnxruntime's nodes (us)."""
+    ours, copies, ort, count = {}, {}, {}, {}
+    for layer in table:
+        kind = kind_of_layer(layer, conv_kinds[0])
+        ours[kind] = ours.get(kind, 0.0) + layer["seconds"]
+        copies[kind] = copies.get(kind, 0.0) + layer["im2col"]
+        count[kind] = count.get(kind, 0) + 1
+    by_key = {k: list(v) for k, v in conv_kinds[1].items()}
+    for node in nodes or ():
+        kind = ort_kind(node, by_key)
+        ort[kind] = ort.get(kind, 0.0) + node["us"] * 1e-6
+    print(f"{'kind':14s} {'layers':>6s} {'ours':>7s} {'+copies':>8s} {'= total':>8s}" +
+          (f" {'ort':>7s} {'ours-ort':>8s} {'/ort':>5s}" if nodes is not None else "") + "   (us)")
+    for kind in sorted(set(ours) | set(ort), key=lambda k: -(ours.get(k, 0) + copies.get(k, 0))):
+        total = ours.get(kind, 0.0) + copies.get(kind, 0.0)
+        line = (f"{kind:14s} {count.get(kind, 0):6d} {ours.get(kind, 0) * 1e6:7.0f} {copies.get(kind, 0) * 1e6:8.0f} "
+                f"{total * 1e6:8.0f}")
+        if nodes is not None:
+            o = ort.get(kind, 0.0)
+            line += f" {o * 1e6:7.0f} {(total - o) * 1e6:8.0f} " + (f"{total / o:5.2f}" if o else "    -")
+        print(line)
+    total, o = sum(ours.values()) + sum(copies.values()), sum(ort.values())
+    print(f"{'all':14s} {sum(count.values()):6d} {sum(ours.values()) * 1e6:7.0f} {sum(copies.values()) * 1e6:8.0f} "
+          f"{total * 1e6:8.0f}" + (f" {o * 1e6:7.0f} {(total - o) * 1e6:8.0f} {total / o:5.2f}" if nodes else ""))
+
+
 def print_layers(table, shown: int, ort_rest) -> None:
     total = sum(r["total"] for r in table)
     ort = ort_rest is not None
@@ -193,6 +272,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--rows", type=int, default=25, help="slowest layers listed (0: all)")
     ap.add_argument("--ort", action="store_true", help="onnxruntime's time per node beside ours")
+    ap.add_argument("--kinds", action="store_true", help="times summed per kind of layer (with --ort: both engines')")
     ap.add_argument("--ort-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.ort_child:
@@ -208,12 +288,15 @@ def main() -> int:
                                   "--threads", str(N_THREADS)], capture_output=True, text=True, check=True)
             nodes = json.loads(out.stdout.strip().splitlines()[-1])
         fn = ng.onnx.load(path).compile(target="cpu")
+        conv_kinds = kinds(path)
     fn(x)
     rows = layer_rows(fn, x, args.reps, N_THREADS)
     print(f"ResNet-50 batch 1 per layer, {N_THREADS} thread(s), fastest of {args.reps} profiled calls; "
           f"CPU: {cpu_model()}; BLAS: {fn.stats().get('blas', '?')}; load average {os.getloadavg()[0]:.2f}")
     print(summary(rows))
     table = layers(rows)
+    if args.kinds:
+        print_kinds(table, nodes, conv_kinds)
     print_layers(table, args.rows, match_ort(table, nodes) if nodes is not None else None)
     return 0
 
