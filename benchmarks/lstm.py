@@ -11,8 +11,10 @@ in one product (what a careful JAX user writes). Prints, per variant, the cold
 compile time (fresh on-disk cache; for JAX the first call, which traces and
 compiles), the kernels per call, the median step time, and memory: for nngraph the
 work buffer of one step (fn.stats()["peak_bytes"]: every intermediate, the values
-stored for the backward pass included) plus the weights, next to the bound the issue
-sets, T*N*5H floats of stored state plus the weights; for every framework the
+stored for the backward pass included) plus the weights, and how far that is from the
+bound the issue sets, T*N*5H floats of stored state plus the weights (the two [N, H]
+carries a step needs, h and c forward, dh and dc backward, are printed beside it:
+they are the part of the peak outside that bound); for every framework the
 process's peak resident memory (ru_maxrss: the runtime itself included, so only
 comparable between runs of one framework). The 1-minute load average is printed
 per variant: the machine may be shared.
@@ -240,20 +242,32 @@ def _in_process_of_its_own(a, which: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _stored_bytes(a) -> int:
+    """The issue's stored state of the backward pass: T*N*5H floats."""
+    return a.T * a.N * 5 * a.H * 4
+
+
+def _carry_bytes(a) -> int:
+    """The two [N, H] carries a step cannot do without: (h, c) forward, (dh, dc) backward."""
+    return 2 * a.N * a.H * 4
+
+
 def _print_row(r: dict, a) -> None:
     if "error" in r:
         print(f"  {r['variant']:<44} failed: {r['error']}")
         return
     kern = f"  {r['kernels']} kernels" if r["kernels"] is not None else ""
     per = f" ({'+'.join(map(str, r['per_step_kernels']))} per loop step)" if r["per_step_kernels"] else ""
-    mem = f"  peak {r['peak_bytes'] / 2**20:6.1f} MiB" if "peak_bytes" in r else " " * 18
+    over = (r["peak_bytes"] - _stored_bytes(a) - _weight_bytes(a)) / 2**10 if "peak_bytes" in r else 0
+    mem = f"  peak {r['peak_bytes'] / 2**20:6.2f} MiB (bound {over:+5.0f} KiB)" if "peak_bytes" in r else " " * 34
     print(f"  {r['variant']:<44} compile {r['compile_s']:6.2f} s  step {r['step_ms']:8.2f} ms{mem}"
           f"  maxrss {r['maxrss_mb']:6.0f} MiB  load {r['load']:4.1f}{kern}{per}")
 
 
 def _one_size(a, which) -> None:
-    bound = (a.T * a.N * 5 * a.H * 4 + _weight_bytes(a)) / 2**20
-    print(f"\nT={a.T}, batch {a.N}: bound T*N*5H floats + weights = {bound:.1f} MiB")
+    stored, carries, weights = (f(a) / 2**20 for f in (_stored_bytes, _carry_bytes, _weight_bytes))
+    print(f"\nT={a.T}, batch {a.N}: bound = stored state T*N*5H floats {stored:.2f} MiB + weights {weights:.2f} MiB"
+          f" = {stored + weights:.2f} MiB; the carries (h, c; dh, dc), 2*N*H floats: {carries * 2**10:.0f} KiB")
     for w in which:
         _print_row(_in_process_of_its_own(a, w), a)
 

@@ -15,7 +15,10 @@ At every step t = 0 .. length - 1 (the time index is length - 1 - t when
 Before step 0 each carry's `init` (when not None) is copied into `state`; after the
 loop `state` holds the final carry (length 0: the initial one). A carry is double
 buffered (state, next), so a body may read the old carry after writing parts of
-the new one.
+the new one. Where the memory plan makes two of them one memory (next written over
+the state it replaces, an init that dies at the loop's start: passes/memory_carries.py),
+the copy between them is a copy onto itself, which backends skip: they copy what
+`copies_before_loop` and `copies_after_step` list.
 
 A step buffer is a Buffer of kind "step" with `view_of` = its stacked buffer and
 the stacked buffer's shape without the time axis. It owns no memory (`root`
@@ -59,10 +62,11 @@ class ScanLoop:
     source: str = ""
     notes: dict = field(default_factory=dict)   # what the loop passes did (hoisted, fused), for dumps
 
-    def own_buffers(self) -> set:
-        """The buffers the loop itself touches (carry copies, step slices), not its body."""
-        own = {c.state for c in self.carries} | {c.next for c in self.carries}
-        return own | {c.init for c in self.carries if c.init is not None} | {s.stacked for s in self.slices}
+    def own_buffers(self, at_end: bool = False) -> set:
+        """The buffers the loop itself touches (carry copies, step slices), not its body;
+        at_end: those it touches after its steps, where the inits are no longer read."""
+        own = {c.state for c in self.carries} | {c.next for c in self.carries} | {s.stacked for s in self.slices}
+        return own if at_end else own | {c.init for c in self.carries if c.init is not None}
 
     def reads(self) -> set:
         r = {c.state for c in self.carries} | {c.next for c in self.carries}
@@ -94,6 +98,30 @@ class ScanLoop:
         for key, val in self.notes.items():
             lines.append(f"  {key}: {val}")
         return lines
+
+
+def same_memory(program, a: int, b: int) -> bool:
+    """Are buffers a and b one memory at every call: the same buffer, or two whole temps
+    the memory plan put in one arena slot (both start at the slot's start)?"""
+    if a == b:
+        return True
+    ba, bb = program.buffers[a], program.buffers[b]
+    whole = all(x.kind == "temp" and x.view_of is None for x in (ba, bb))
+    return whole and (ba.dtype, tuple(ba.shape)) == (bb.dtype, tuple(bb.shape)) \
+        and program.plan.get(a) is not None and program.plan.get(a) == program.plan.get(b)
+
+
+def copies_before_loop(program, loop: ScanLoop) -> list:
+    """(state, init) of each carry whose init must be copied into its state before step
+    0: those with an init the memory plan did not make the state's own memory
+    (passes/memory_carries.py)."""
+    return [(c.state, c.init) for c in loop.carries if c.init is not None and not same_memory(program, c.state, c.init)]
+
+
+def copies_after_step(program, loop: ScanLoop) -> list:
+    """(state, next) of each carry whose new value must be copied into its state after a
+    step: those whose next the memory plan did not write over the state."""
+    return [(c.state, c.next) for c in loop.carries if not same_memory(program, c.state, c.next)]
 
 
 def all_loops(schedule):

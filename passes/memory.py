@@ -14,7 +14,8 @@ from __future__ import annotations
 from nngraph.types import concrete_shape, np_dtype
 
 from .loop import ScanLoop, all_loops
-from .memory_inplace import in_place_pairs
+from .memory_carries import carry_pairs
+from .memory_inplace import in_place_pairs, written_over
 from .memory_order import signature, size_key, slot_at_least, slot_dominates
 
 
@@ -46,12 +47,14 @@ def lifetimes(program) -> dict:
     """temp buffer id -> (first, last) positions (`positions`). A kernel's `touches()` (an
     all-reduce in flight: passes/collective.py) count as uses too. A temp touched inside
     a loop and also outside it, or by the loop itself (carries, stacked buffers), lives
-    over the whole loop: its value crosses steps."""
-    live, seen_in = {}, {}
+    over the whole loop: its value crosses steps. A carry's init is read only where the
+    loop starts (copied into the state), so its life ends there."""
+    live, seen_in, started = {}, {}, set()
     temps = {b for b, buf in program.buffers.items() if buf.kind == "temp"}
     for k, pos, loops in positions(program.schedule):
         if isinstance(k, ScanLoop):
-            used = k.own_buffers()
+            used = k.own_buffers(at_end=id(k) in started)
+            started.add(id(k))
         else:
             used = k.reads() | k.writes() | (k.touches() if hasattr(k, "touches") else set())
         for b in {program.root(b) for b in used} & temps:
@@ -86,9 +89,11 @@ def plan_memory(program) -> dict:
     step: the [T, N, 1024] input projection's slot was held by a 1 MiB transpose when
     the [T, N, 1024] gate gradient began, so each got its own: 6.5 MiB more).
     Buffers whose lifetimes overlap share a slot only when passes/memory_inplace.py
-    says one is written over the other step by step. Which free slot: `_choose_slot`."""
+    (stacked per-step values) or passes/memory_carries.py (a loop's carries) says one
+    is written over the other step by step. Which free slot: `_choose_slot`."""
     live = lifetimes(program)
-    shared = in_place_pairs(program, live, loop_spans(program.schedule))
+    spans = loop_spans(program.schedule)
+    shared = in_place_pairs(program, live, spans) | carry_pairs(program, live, spans)
     slots: list = []     # [member lifetimes, size signatures, size key of the first (largest) member]
     plan = {}
     sigs = {b: signature(program.buffers[b]) for b in live}
@@ -124,16 +129,14 @@ def _choose_slot(slots: list, free: list, sig: tuple):
 def note_in_place(program) -> None:
     """Name, in each loop's notes (fn.dump("kernels"), fn.stats()["loops"]), the per-step
     results the plan writes over a per-step input (passes/memory_inplace.py)."""
-    shared = in_place_pairs(program, lifetimes(program), loop_spans(program.schedule))
     name = lambda b: "@" + program.buffers[b].name     # noqa: E731
+    notes: dict = {}
+    for loop, x, y in written_over(program, lifetimes(program), loop_spans(program.schedule)):
+        if program.plan.get(x, -1) == program.plan.get(y, -2):
+            notes.setdefault(id(loop), []).append(f"{name(y)} over {name(x)}")
     for loop in all_loops(program.schedule):
-        written = set().union(*[k.writes() for k in loop.body]) if loop.body else set()
-        outs = [s.stacked for s in loop.slices if s.step in written]
-        ins = [s.stacked for s in loop.slices if s.step not in written]
-        over = [f"{name(y)} over {name(x)}" for y in outs for x in ins
-                if frozenset((x, y)) in shared and program.plan.get(x, -1) == program.plan.get(y, -2)]
-        if over:
-            loop.notes["in place"] = over
+        if id(loop) in notes:
+            loop.notes["in place"] = notes[id(loop)]
 
 
 def nbytes(buf, env: dict) -> int:

@@ -7,9 +7,10 @@ nothing after the loop and Y written by nothing before it, slice t of X is dead
 once step t has read it, before step t writes slice t of Y, then they can be one
 buffer: each step writes its result over the input it consumed.
 
-- an LSTM's forward step reads its slice of the input projection [T, N, 4H] (in
-  the recurrent product's epilogue) and then stores its gates [T, N, 4H] (in the
-  pointwise kernel after it): the gates go over the projection;
+- an LSTM's forward step adds its recurrent product into its slice of the input
+  projection [T, N, 4H] (passes/loop_accumulate.py: X may be written by the step
+  too, before Y's slice is) and then stores its gates [T, N, 4H] from it, element by
+  element (in the pointwise kernel after it): the gates go over the projection;
 - its backward step reads the stored gates and writes the gates' gradient dz in
   one kernel (passes/lower/concatenate.py), element by element: dz goes over the
   gates.
@@ -21,7 +22,7 @@ per-step input on a view of X) would read slices earlier steps have overwritten.
 `in_place_pairs(program)` gives the pairs {X, Y} (root buffer ids) for which this
 holds; the memory plan (passes/memory.py) lets such a pair share a slot. Within a
 step, Y's slice is first written either by a kernel after the last one that reads
-X's slice, or by that same kernel when it is *pointwise in place*: one map stage
+(or writes) X's slice, or by that same kernel when it is *pointwise in place*: one map stage
 whose loads of X and stores to Y index the buffer by loop indices plus constants
 that keep different points' elements apart, every store to Y at an index storing a
 value computed from X's load at that index. Each element of X is then read by one
@@ -39,29 +40,33 @@ def in_place_pairs(program, live: dict, spans: dict) -> set:
     """{frozenset((X, Y))} of stacked buffers that may share memory (module docstring).
     live: temp -> (first, last) position (passes/memory.lifetimes); spans: id(loop)
     -> (start, end) positions of each ScanLoop."""
-    pairs = set()
+    return {frozenset((x, y)) for _, x, y in written_over(program, live, spans)}
+
+
+def written_over(program, live: dict, spans: dict) -> list:
+    """(loop, X, Y) for each stacked Y that may be written over stacked X (module
+    docstring). X may be written by the step too (passes/loop_accumulate.py adds a
+    product into it) as long as that is done before Y's slice is first written."""
+    pairs = []
     for loop in all_loops(program.schedule):
         start, end = spans[id(loop)]
         written = set().union(*[k.writes() for k in loop.body]) if loop.body else set()
         stacked = [s.stacked for s in loop.slices]
         once = [s for s in loop.slices if stacked.count(s.stacked) == 1]   # one step view of each
-        ins = [s for s in once if s.step not in written]
-        outs = [s for s in once if s.step in written]
-        for sx in ins:
-            for sy in outs:
+        for sx in once:
+            for sy in once:
                 x, y = sx.stacked, sy.stacked
-                if x == y or x not in live or y not in live or not _same_layout(program, x, y):
+                if x == y or sy.step not in written or x not in live or y not in live \
+                        or not _same_layout(program, x, y) or live[x][1] > end or live[y][0] < start:
                     continue
-                if live[x][1] > end or live[y][0] < start:
-                    continue
-                if not (_reached_only_through(program, loop, sx) and _reached_only_through(program, loop, sy)):
+                if not all(reached_only_through(program.buffers, program.root, loop, s) for s in (sx, sy)):
                     continue
                 if _step_writes_after_reads(program, loop, sx.step, sy.step):
-                    pairs.add(frozenset((x, y)))
+                    pairs.append((loop, x, y))
     return pairs
 
 
-def _reached_only_through(program, loop: ScanLoop, sl) -> bool:
+def reached_only_through(buffers: dict, root, loop: ScanLoop, sl) -> bool:
     """Does the loop reach the memory of `sl.stacked` only through the step buffer
     `sl.step`? A body that also reads X whole (closed over: a product or a gather of
     X[t - 1]), or a second per-step input on a view of X, reads slices that earlier
@@ -71,8 +76,8 @@ def _reached_only_through(program, loop: ScanLoop, sl) -> bool:
     used |= {s.stacked for s in loop.slices if s.step != sl.step} | {s.step for s in loop.slices if s.step != sl.step}
     for k in loop.body:
         used |= k.reads() | k.writes() | (k.touches() if hasattr(k, "touches") else set())
-    root = program.root(sl.stacked)
-    return all(program.root(b) != root or pointer_buffer(program.buffers, b) == sl.step for b in used)
+    mine = root(sl.stacked)
+    return all(root(b) != mine or pointer_buffer(buffers, b) == sl.step for b in used)
 
 
 def _same_layout(program, x: int, y: int) -> bool:
@@ -88,16 +93,15 @@ def _touches(program, kern, step: int) -> tuple:
 
 
 def _step_writes_after_reads(program, loop: ScanLoop, x_step: int, y_step: int) -> bool:
-    """Within one step, is every read of X's slice done before Y's slice is written?"""
+    """Within one step, is every read (and write) of X's slice done before Y's slice is
+    written?"""
     x_at, y_at = [], []
     for n, k in enumerate(loop.body):
         if isinstance(k, ScanLoop) and {x_step, y_step} & (k.reads() | k.writes()):
             return False
         rx, wx = _touches(program, k, x_step)
         ry, wy = _touches(program, k, y_step)
-        if wx:
-            return False
-        if rx:
+        if rx or wx:
             x_at.append(n)
         if wy or ry:
             y_at.append(n)

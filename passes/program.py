@@ -143,6 +143,7 @@ Memory plan (passes/memory.py)
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -297,6 +298,22 @@ class MatmulKernel:
         if self.epilogue:
             w |= {st.buffer for st in self.epilogue.stores}
         return w
+
+
+def swapped_stage(s: Stage, swap) -> Stage:
+    """Stage s reading and writing buffer swap(b) wherever it used buffer b."""
+    body = [Instr(i.op, i.args, tuple((key, swap(v) if key == "buffer" else v) for key, v in i.attrs), i.dtype)
+            for i in s.body]
+    stores = [Store(swap(st.buffer), st.index, st.value, st.accumulate) for st in s.stores]
+    return Stage(s.inner, body, s.reduce, stores)
+
+
+def swapped_kernel(k, swap):
+    """A copy of LoopKernel or MatmulKernel k reading and writing swap(b) wherever it used b."""
+    if isinstance(k, MatmulKernel):
+        ep = swapped_stage(k.epilogue, swap) if k.epilogue else None
+        return dataclasses.replace(k, a=swap(k.a), b=swap(k.b), out=swap(k.out), epilogue=ep)
+    return dataclasses.replace(k, stages=[swapped_stage(s, swap) for s in k.stages])
 
 
 @dataclass

@@ -23,7 +23,7 @@ from nngraph.types import concrete_shape, is_float, np_dtype
 
 from .collective import AllReduceKernel
 from .memory import region_of, slot_sizes
-from .loop import ScanLoop
+from .loop import ScanLoop, copies_after_step, copies_before_loop
 from .direct_window import window_columns
 from .program import LoopKernel, MatmulKernel, Program, pointer_buffer
 
@@ -226,17 +226,16 @@ def _view(program, b, arrays, env):
 def _run_scan(loop: ScanLoop, program, arrays, env, in_flight):
     """The loop: per step, point the step buffers at their slice, run the body, copy the carries."""
     length = int(concrete_shape((loop.length,), env)[0])
-    for c in loop.carries:
-        if c.init is not None:
-            arrays[c.state][...] = arrays[c.init]
+    for state, init in copies_before_loop(program, loop):
+        arrays[state][...] = arrays[init]
     for t in range(length):
         at = length - 1 - t if loop.reverse else t
         for sl in loop.slices:
             arrays[sl.step] = arrays[sl.stacked][at, ...]   # a view, also of a 0-d slice
         _bind_views(program, arrays, env, of_steps=True)
         _run_schedule(loop.body, program, arrays, env, False, in_flight)   # checked after the loop
-        for c in loop.carries:
-            arrays[c.state][...] = arrays[c.next]
+        for state, nxt in copies_after_step(program, loop):
+            arrays[state][...] = arrays[nxt]
 
 
 def _run_schedule(schedule, program, arrays, env, check_numerics, in_flight, clock=None):

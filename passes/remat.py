@@ -20,13 +20,11 @@ it reads: then the move changes no value. The price is the copy run twice.
 """
 from __future__ import annotations
 
-import dataclasses
-
 from nngraph.types import Dim
 
 from .loop import ScanLoop
 from .memory import peak_bytes
-from .program import Instr, LoopKernel, MatmulKernel, Stage, Store
+from .program import LoopKernel, swapped_kernel
 
 
 # The sizes (every symbolic size bound to each) at which a second copy must plan no
@@ -114,15 +112,4 @@ def _movable(schedule: list, i: int, buffers: dict, root) -> bool:
 
 def _retarget(k, old: int, new: int):
     """A copy of kernel k that reads and writes buffer `new` where k used `old`."""
-    swap = lambda b: new if b == old else b      # noqa: E731
-    if isinstance(k, MatmulKernel):
-        ep = _stage(k.epilogue, swap) if k.epilogue else None
-        return dataclasses.replace(k, a=swap(k.a), b=swap(k.b), out=swap(k.out), epilogue=ep)
-    return dataclasses.replace(k, stages=[_stage(s, swap) for s in k.stages])
-
-
-def _stage(s: Stage, swap) -> Stage:
-    body = [Instr(i.op, i.args, tuple((key, swap(v) if key == "buffer" else v) for key, v in i.attrs), i.dtype)
-            for i in s.body]
-    stores = [Store(swap(st.buffer), st.index, st.value, st.accumulate) for st in s.stores]
-    return Stage(s.inner, body, s.reduce, stores)
+    return swapped_kernel(k, lambda b: new if b == old else b)

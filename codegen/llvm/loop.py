@@ -18,6 +18,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from nngraph.types import np_dtype
+from passes.loop import copies_after_step, copies_before_loop
 from passes.program import pointer_buffer
 
 from .irtypes import I1, I8P, I64, i64
@@ -55,10 +56,9 @@ def _copy(fb, dst, src):
 
 
 def copy_carry_inits(fb, loop) -> None:
-    """Each carry's init copied into its state (before step 0)."""
-    for c in loop.carries:
-        if c.init is not None:
-            _copy(fb, c.state, c.init)
+    """Each carry's init copied into its state (before step 0), unless it is the state's memory."""
+    for state, init in copies_before_loop(fb.program, loop):
+        _copy(fb, state, init)
 
 
 def set_step_slices(fb, loop, t, length) -> None:
@@ -79,5 +79,5 @@ def emit_scan(fb, loop, base: str, emit) -> None:
         set_step_slices(fb, loop, t, length)
         for n, kern in enumerate(loop.body):
             emit(kern, f"{base}_{n}_{kern.name}"[:60])
-        for c in loop.carries:
-            _copy(fb, c.state, c.next)
+        for state, nxt in copies_after_step(fb.program, loop):
+            _copy(fb, state, nxt)

@@ -31,6 +31,7 @@ import llvmlite.ir as ir
 
 from codegen.host import host_facts
 from nngraph.types import Dim, np_dtype
+from passes.loop import copies_after_step
 from passes.loop_rows import independent_rows
 from passes.program import LoopKernel, MatmulKernel
 
@@ -145,10 +146,10 @@ def _rows_function(module, name, program, syms, loop):
         for group in fns:
             for f in group:
                 b.call(f, [fb.bufs_arg, fb.sizes_arg, lo, hi, NULL])
-        for c in loop.carries:
-            row = _row_bytes(fb, c.state)
-            src = b.gep(b.load(pointer_slot(fb, c.next)), [b.mul(lo, row)])
-            dst = b.gep(b.load(pointer_slot(fb, c.state)), [b.mul(lo, row)])
+        for state, nxt in copies_after_step(fb.program, loop):
+            row = _row_bytes(fb, state)
+            src = b.gep(b.load(pointer_slot(fb, nxt)), [b.mul(lo, row)])
+            dst = b.gep(b.load(pointer_slot(fb, state)), [b.mul(lo, row)])
             emit_memcpy(fb.module, b, dst, src, b.mul(b.sub(hi, lo), row))
     b.ret_void()
     return fb.finish()

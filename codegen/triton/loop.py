@@ -11,6 +11,7 @@ a given length like any other.
 """
 from __future__ import annotations
 
+from passes.loop import copies_after_step, copies_before_loop
 from passes.program import pointer_buffer
 
 from .names import size_expr, symbol_name, symbols_of
@@ -54,9 +55,8 @@ class ScanLoopPrinter:
         syms = [symbol_name(s) for s in self.symbols()]
         out = [f"def launch_{self.fname}(b{''.join(', ' + s for s in syms)}):",
                f'    """{"reverse " if self.k.reverse else ""}loop {self.k.name}: one launch sequence per step."""']
-        for c in self.k.carries:
-            if c.init is not None:
-                out.append(f"    b[{name[c.state]!r}].copy_(b[{name[c.init]!r}])")
+        for state, init in copies_before_loop(self.p, self.k):
+            out.append(f"    b[{name[state]!r}].copy_(b[{name[init]!r}])")
         length = size_expr(self.k.length)
         out.append(f"    for t in range({length}):")
         at = f"{length} - 1 - t" if self.k.reverse else "t"
@@ -68,6 +68,6 @@ class ScanLoopPrinter:
         for pr in self.body:
             args = "".join(", " + symbol_name(s) for s in pr.symbols())
             out.append(f"        launch_{pr.fname}(b{args})")
-        for c in self.k.carries:
-            out.append(f"        b[{name[c.state]!r}].copy_(b[{name[c.next]!r}])")
+        for state, nxt in copies_after_step(self.p, self.k):
+            out.append(f"        b[{name[state]!r}].copy_(b[{name[nxt]!r}])")
         return "\n".join(out) + "\n"

@@ -10,6 +10,8 @@ from .. import fusion, kernel_map
 from ..collective import AllReduceKernel, collective_stats
 from ..kernel_dag import kernel_dag
 from ..loop import ScanLoop, loop_stats
+from ..loop_accumulate import accumulate_into_steps
+from ..loop_order import updates_before_loops
 from ..memory import note_in_place, plan_memory
 from ..one_hot_gather import gather_one_hot_sums
 from ..program import LoopKernel, MatmulKernel, Program, Stage
@@ -127,7 +129,8 @@ def assemble(ctx) -> Program:
     schedule = _launch_order(ctx)
     t0 = time.perf_counter()
     if ctx.opt >= 1:
-        schedule = _remat_or_not(ctx, schedule)
+        schedule = updates_before_loops(_remat_or_not(ctx, schedule), ctx.buffers, ctx.root)
+        accumulate_into_steps(schedule, ctx.buffers, ctx.root)
     prog = _program(ctx, _named(schedule))
     note_in_place(prog)
     plan_seconds = time.perf_counter() - t0

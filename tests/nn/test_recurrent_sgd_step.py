@@ -2,7 +2,8 @@
 time-first x): each weight's update W - lr * Xᵀ·dZ is the epilogue of the one GEMM
 over all steps that computes its gradient (passes/fusion.py's `summed_over_batch`),
 so no weight gradient is ever stored. What is left in the work buffer is the stored
-state of the backward pass, T·N·5H floats, plus one step's working set; the updated
+state of the backward pass, T·N·5H floats, plus two [N, H] carries and the head's
+[N, C] gradient and [N] loss; the updated
 weights agree with the graph interpreter on every target; and a call that fails after
 those GEMMs wrote the new values leaves every weight as it was."""
 import numpy as np
@@ -37,13 +38,9 @@ def test_lstm_sgd_step_updates_every_weight_as_the_oracle(target, batch_first):
 @pytest.mark.parametrize("batch_first", [True, False])
 def test_lstm_sgd_step_stores_no_weight_gradient(batch_first):
     """Both LSTM weights' updates are stored by their GEMM over T*N rows (no temp of a
-    weight's shape), and the work buffer is the stored state T·N·5H floats and one
-    step's working set: the forward step's [N, 4H] product, the carries h, c (forward)
-    and dh, dc (backward) with their next values, h[T-1] for the Dense gradient, the
-    logits' gradient: less than 11 [N, H] blocks. Before, both weight gradients were
-    temps too, (F + H)·4H floats more, which at these sizes exceeds that working set;
-    and the layer kept its time-first copy of x, T·N·F floats, alive across both loops
-    (now made again after them, over h's dead stack: passes/remat.py)."""
+    weight's shape): before, both weight gradients were temps too, (F + H)·4H floats
+    more; and the layer kept its time-first copy of x, T·N·F floats, alive across both
+    loops (now made again after them, over h's dead stack: passes/remat.py)."""
     loss, updates, inputs, params, _ = _step(batch_first)
     fn = ng.compile(inputs, loss, updates=updates, target="reference")
     prog = fn.runner.program
@@ -51,11 +48,31 @@ def test_lstm_sgd_step_stores_no_weight_gradient(batch_first):
     assert not [b.name for b in prog.buffers.values() if b.kind == "temp" and tuple(b.shape) in weights]
     folded = [line for line in fn.dump("kernels").splitlines() if "(k=T*N)" in line]
     assert len(folded) == 2 and all(f"@{p.name}_new[" in " ".join(folded) for p in params[:2])
-    for steps in (20, 27):         # long enough that T·N·F exceeds that working set
-        X, Y = _data(batch_first, steps)
-        fn(X, Y)
-        extra = fn.stats()["peak_bytes"] - steps * N * 5 * H * 4
-        assert 0 <= extra < 11 * N * H * 4 < min((F + H) * 4 * H, steps * N * F) * 4, (steps, extra)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("steps, n", [(7, 2), (20, 2), (27, 3), (10, 4)])
+def test_lstm_sgd_step_work_buffer_is_the_stored_state_and_two_carries(batch_first, steps, n):
+    """The work buffer (fn.stats()["peak_bytes"]) of the whole step, exactly:
+    - the stored state, T·N·5H floats: the [T, N, 4H] stack (input projection, into
+      which each forward step's product adds h·W_hh (passes/loop_accumulate.py), then
+      the gates over it, then their gradient over those) and the [T, N, H] stack
+      (c[t-1], then h[t] over it, then h[t-1] shifted over that; the layer's
+      time-first copies of x fit in its slot before and after, F <= H);
+    - two [N, H] carries: (h, c) forward, (dh, dc) backward, each new value written
+      over the old one and each initial value made in the carry's own memory
+      (passes/memory_carries.py): no next-value buffers, no [N, 4H] z;
+    - the logits' gradient [N, C] and the per-example loss [N], both made while
+      h[T-1] and the logits are alive, before the backward loop (the Dense
+      layer's update runs there, passes/loop_order.py, so h[T-1] is not kept
+      across the loop).
+    Before: 10·N·H floats of working set besides the stored state (a z [N, 4H], the
+    carries' next values and initial values, h[T-1] across the backward loop)."""
+    loss, updates, inputs, _, _ = _step(batch_first)
+    fn = ng.compile(inputs, loss, updates=updates, target="reference")
+    fn(*_data(batch_first, steps, n))
+    stored, carries, head = steps * n * 5 * H, 2 * n * H, n * CLASSES + n
+    assert fn.stats()["peak_bytes"] == 4 * (stored + carries + head)
 
 
 @pytest.mark.parametrize("batch_first", [True, False])
