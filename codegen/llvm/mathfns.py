@@ -55,6 +55,10 @@ class _Spec:
         self.exp_lo = -104.0 if single else -746.0      # exp below this is 0
         self.exp_hi = 89.0 if single else 710.0         # exp above this is inf
         self.expm1_big = 20.0 if single else 40.0       # expm1(x) == exp(x) beyond
+        # -expm1(-2a) (and so tanh(a)) rounds to 1 beyond: 2 exp(-2a) < 2**-(mant + 2)
+        self.tanh_big = 10.0 if single else 20.0
+        # sigmoid(x) rounds to 1 beyond: exp(-x) < 2**-(mant + 2)
+        self.sigmoid_big = 20.0 if single else 40.0
         # exp(r) = 1 + r + r**2 (c2 + c3 r + ...) and expm1(r) = r + r**2 (c2 + c3 r + ...) on
         # |r| <= ln2/2: f32 uses minimax coefficients (EXP_F32, EXPM1_F32), f64 Taylor's
         # up to r**13/13! (the omitted term < 0.1 ulp)
@@ -171,9 +175,25 @@ class FloatMath:
         return b.call(fn, [y, n])
 
     def exp(self, x, nonpositive=False):
-        """`nonpositive`: the caller knows x <= 0 (or NaN): one clamp instead of two."""
+        """`nonpositive`: the caller knows x <= 0 (or NaN): one clamp instead of two,
+        and without AVX-512 the cheaper scaling of _exp_nonpositive."""
+        if nonpositive and not has_feature("avx512f"):
+            return self._exp_nonpositive(x)
         n, r = self._reduce(x, nonpositive)
         return self._scale(n, self._exp_poly(r))     # NaN in, NaN out (_reduce)
+
+    def _exp_nonpositive(self, x):
+        """exp(x) for x <= 0 (or NaN) without vscalef: p * 2**(n + k) is exact (a
+        normal number times a normal power of two, made by one shift), and the
+        multiply by 2**-k rounds once, also where the result is subnormal: a shift
+        and two multiplies instead of the two powers of _scale (about six integer
+        instructions)."""
+        b, s = self.b, self.s
+        k = 64                    # n + k stays in the normal range for n >= exp_lo / ln2
+        xc = self.clamp(x, s.exp_lo)
+        t, nf = self._shifted_log2e(xc, 1.0, s.bias + k)
+        p = self._exp_poly(self._minus_n_ln2(xc, nf, 1.0))
+        return b.fmul(b.fmul(p, self._pow2_shifted(t)), self.c(2.0 ** -k))
 
     def expm1(self, x, may_be_big=True):
         """2**n p + (2**n - 1), exact near 0; exp(x) itself where x is large (both
@@ -188,7 +208,8 @@ class FloatMath:
         if may_be_big:
             big = self._scale(n, b.fadd(p, self.c(1.0)))
             y = b.select(b.fcmp_ordered(">", x, self.c(s.expm1_big)), big, y)
-        return y                                                # NaN in, NaN out (_reduce)
+        # expm1 has x's sign; the sum above makes +0 of x = -0 (r + r**2 q is -0 + +0)
+        return call_intrinsic(b, "copysign", y, x)              # NaN in, NaN out (_reduce)
 
     def _pow2(self, n, may_be_big=True):
         """2**n: one vscalef of 1 with AVX-512, else built from n limited to the normal
@@ -203,20 +224,38 @@ class FloatMath:
             n = b.select(b.icmp_signed(">", n, hi), hi, n)
         return self.pow2i(n)
 
+    def _shifted_log2e(self, x, scale, bias):
+        """t = scale * x / ln2 + S rounded to an integer, S = 1.5 * 2**mant + bias, and
+        n = t - S (exact) as a float. t's low mantissa bits then hold n + bias, so
+        t's bits shifted left by mant are 2**n's bits where bias is the exponent bias
+        plus k (then they are 2**(n + k)), for n + bias in [1, 2 * bias]: one shift
+        instead of an integer add, a conversion and a scaling (_pow2_shifted)."""
+        b, s = self.b, self.s
+        shifter = 1.5 * 2.0 ** s.mant + bias
+        t = b.fadd(b.fmul(x, self.c(scale / math.log(2)), flags=CONTRACT), self.c(shifter), flags=CONTRACT)
+        return t, b.fsub(t, self.c(shifter))
+
+    def _pow2_shifted(self, t):
+        """2**(n + k) from _shifted_log2e's t (bias = exponent bias + k)."""
+        b, s = self.b, self.s
+        return b.bitcast(b.shl(b.bitcast(t, s.ity), self.ic(s.mant)), self.t)
+
     def _minus_expm1_minus_2a(self, a):
         """-expm1(-2a) for a >= 0 (or NaN), in [0, 1): the range reduction of -2a
         done on a itself (r' = -r/2, exact), so -2a is never formed, and the
         polynomial written for r' (coefficients scaled by powers of two, exact):
         -expm1(r) = r' (2 + r' Q(r')), Q(r') = -4 q(-2 r') (two instructions after Q,
         one fewer than 2 r' + r'**2 Q; 2.6 instead of 2.5 ulp in tanh). Then with
-        T = 2**n, -expm1(-2a) = T (-expm1(r)) + (1 - T)."""
+        T = 2**n, -expm1(-2a) = T (-expm1(r)) + (1 - T). a is limited to tanh_big,
+        beyond which -expm1(-2a) rounds to 1, so n >= -tanh_big * 2/ln2 and T is a
+        normal number, made by one shift (_shifted_log2e) on either ISA."""
         b, s = self.b, self.s
-        ac = b.select(b.fcmp_ordered(">", a, self.c(-s.exp_lo / 2)), self.c(-s.exp_lo / 2), a)
-        n, nf = self._round_log2e(ac, -2.0)
+        ac = b.select(b.fcmp_ordered(">", a, self.c(s.tanh_big)), self.c(s.tanh_big), a)
+        t, nf = self._shifted_log2e(ac, -2.0, s.bias)
         rh = self._minus_n_ln2(ac, nf, -0.5)
         q = self.poly(rh, [-4.0 * (-2.0) ** j * c for j, c in enumerate(s.expm1_coefs)])
         p = b.fmul(rh, b.fadd(b.fmul(rh, q, flags=CONTRACT), self.c(2.0), flags=CONTRACT))
-        t = self._pow2(n, may_be_big=False)
+        t = self._pow2_shifted(t)
         return b.fadd(b.fmul(t, p, flags=CONTRACT), b.fsub(self.c(1.0), t), flags=CONTRACT)
 
     def recip_div(self, num, den):
@@ -291,12 +330,29 @@ class FloatMath:
         return call_intrinsic(b, "copysign", t, x)
 
     def sigmoid(self, x):
-        """e = exp(-|x|); 1/(1+e) for x >= 0, e/(1+e) otherwise (never overflows)."""
+        """1 / (1 + exp(-x)), never overflowing, by the form that is cheapest where
+        the code runs: _sigmoid_scaled with AVX-512's vscalef, else one division."""
+        if has_feature("avx512f"):
+            return self._sigmoid_scaled(x)
         b = self.b
         e = self.exp(b.fneg(call_intrinsic(b, "fabs", x)), nonpositive=True)    # in [0, 1]
-        pos = self.recip_div(self.c(1.0), b.fadd(self.c(1.0), e))
-        neg = b.fmul(e, pos)        # one division, not two: e/(1+e) to within 1 ulp
-        return b.select(b.fcmp_unordered("<", x, self.c(0.0)), neg, pos)
+        num = b.select(b.fcmp_unordered("<", x, self.c(0.0)), e, self.c(1.0))   # NaN: e, NaN
+        return b.fdiv(num, b.fadd(self.c(1.0), e))        # e/(1+e) for x < 0, 1/(1+e) else
+
+    def _sigmoid_scaled(self, x):
+        """With x = m ln2 - r (|r| <= ln2/2), 1/(1 + exp(-x)) = 2**m / (2**m + exp(r)):
+        both powers are vscalef of the m the reduction converts once, and no select
+        between the two signs' formulas. x is limited to [exp_lo, sigmoid_big]
+        (beyond, the result rounds to 0 or 1), so m is in [-150, 29] (f32); where
+        2**m is below exp(r)'s last bit it adds nothing, and the final scaling
+        rounds once, also into the subnormals."""
+        b, s = self.b, self.s
+        xc = self.clamp(x, s.exp_lo, s.sigmoid_big)
+        m, mf = self._round_log2e(xc, 1.0)
+        r = b.fsub(b.fmul(mf, self.c(s.ln2_hi), flags=CONTRACT), xc, flags=CONTRACT)   # exact
+        r = b.fadd(b.fmul(mf, self.c(s.ln2_lo), flags=CONTRACT), r, flags=CONTRACT)
+        den = b.fadd(self._ldexp(self.c(1.0), m), self._exp_poly(r))
+        return self._ldexp(self.recip_div(self.c(1.0), den), m)     # NaN in, NaN out (r)
 
     def softplus(self, x):
         """log(1 + e**x) = max(x, 0) + log1p(exp(-|x|)), as np.logaddexp(0, x)."""

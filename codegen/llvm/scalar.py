@@ -96,12 +96,30 @@ def _one(x):
 
 # ----------------------------------------------------------------------------- binary
 
+def _product_plus_constant(b, product, c, negate=False):
+    """(-)product + c as one llvm.fmuladd (an FMA where the CPU has one) when
+    `product` is a float multiply and `c` a constant, else None. One rounding instead
+    of two, never less accurate, and without the hazard that keeps contraction off
+    elsewhere: a constant cannot cancel against a rounded copy of the same product
+    (a*a - b*b with a == b going negative), so 1 - t*t stays >= 0 for |t| <= 1."""
+    if not (isinstance(c, ir.Constant) and isinstance(product, ir.Instruction) and product.opname == "fmul"):
+        return None
+    a, m = product.operands
+    return call_intrinsic(b, "fmuladd", b.fneg(a) if negate else a, m, c)
+
+
 def _add(b, x, y, dt):
-    return b.fadd(x, y) if is_float(dt) else (b.or_(x, y) if dt == "bool" else b.add(x, y))
+    if is_float(dt):
+        return _product_plus_constant(b, x, y) or _product_plus_constant(b, y, x) or b.fadd(x, y)
+    return b.or_(x, y) if dt == "bool" else b.add(x, y)
 
 
 def _sub(b, x, y, dt):
-    return b.fsub(x, y) if is_float(dt) else b.sub(x, y)
+    if is_float(dt):
+        minus_c = ir.Constant(y.type, -y.constant) if isinstance(y, ir.Constant) else None
+        return (_product_plus_constant(b, x, minus_c) or _product_plus_constant(b, y, x, negate=True)
+                or b.fsub(x, y))
+    return b.sub(x, y)
 
 
 def _mul(b, x, y, dt):

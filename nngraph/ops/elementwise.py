@@ -233,7 +233,7 @@ sign = _unary("sign", np.sign, lambda n, g: zeros_like(n.inputs[0]), float_only=
 sin = _unary("sin", np.sin, lambda n, g: mul(g, cos(n.inputs[0])), cost=Op.EXPENSIVE, doc="sine")
 cos = _unary("cos", np.cos, lambda n, g: neg(mul(g, sin(n.inputs[0]))), cost=Op.EXPENSIVE, doc="cosine")
 tanh = _unary("tanh", np.tanh, lambda n, g: mul(g, sub(1.0, mul(n, n))), cost=Op.EXPENSIVE, doc="hyperbolic tangent")
-sigmoid = _unary("sigmoid", _sigmoid_ref, lambda n, g: mul(g, mul(n, sub(1.0, n))), cost=Op.EXPENSIVE,
+sigmoid = _unary("sigmoid", _sigmoid_ref, lambda n, g: mul(mul(g, n), sub(1.0, n)), cost=Op.EXPENSIVE,
                  doc="1/(1+e**-x), stable")
 relu = _unary("relu", lambda a: np.maximum(a, 0), lambda n, g: where(greater(n.inputs[0], 0.0), g, zeros_like(g)),
               float_only=False, doc="max(x, 0); gradient 0 at 0")

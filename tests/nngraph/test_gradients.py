@@ -309,3 +309,15 @@ def test_gradient_wrt_an_integer_placeholder_raises():
         ng.grad(ng.sum(ng.placeholder((2,))), x)
     with pytest.raises(ng.GradientError, match="scalar"):
         ng.grad(x, x)
+
+
+def test_sigmoid_gradient_shares_the_forward_product():
+    """sigmoid's gradient is (g * s) * (1 - s): where the upstream gradient g is the
+    other factor of a forward product g * s (f = sum(t * sigmoid(x))), the fused
+    kernel computes that product once. Its muls: x*a, t*s (shared), t*s*(1-s),
+    t*t, s*(1-t*t), *a: six, not seven."""
+    x = ng.placeholder(("N",), name="x")
+    f = (ng.tanh(x * 0.7 + 0.1) * ng.sigmoid(x)).sum()
+    fn = ng.compile([x], [f, ng.grad(f, [x])[0]], target="cpu")
+    kernels = fn.dump("kernels")
+    assert kernels.count(" = mul ") == 6, kernels

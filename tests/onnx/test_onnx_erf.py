@@ -45,7 +45,13 @@ def test_gelu_matches_pytorch(approximate):
     fn = ng.onnx.load(_unary_model("Gelu", TensorProto.FLOAT, approximate=approximate)).compile(target="cpu")
     x = np.random.default_rng(0).standard_normal(1000).astype(np.float32) * 4
     want = torch.nn.functional.gelu(torch.from_numpy(x), approximate=approximate).numpy()
-    np.testing.assert_allclose(fn(x)[0], want, rtol=1e-5, atol=1e-6)
+    # both are float32 approximations: near x = -4, where 1 + erf cancels, PyTorch's
+    # exact gelu is itself 8e-7 from the true value, so the two may differ by the sum
+    # of their errors; the true value bounds ours (erf's 5e-7 relative times |x|/2 <= 2)
+    np.testing.assert_allclose(fn(x)[0], want, rtol=1e-5, atol=2e-6)
+    if approximate == "none":
+        exact = np.array([v / 2 * math.erfc(-v / math.sqrt(2)) for v in x.astype(np.float64)])
+        np.testing.assert_allclose(fn(x)[0], exact, rtol=1e-5, atol=1e-6)
 
 
 def test_an_unknown_gelu_approximation_is_refused_by_name():
