@@ -256,13 +256,13 @@ def _launch_rows_or_columns(fb: FnBuilder, base, kern, work, tramp, in_loop):
 
 def gemm_work() -> int:
     """GEMM_WORK; when the chosen BLAS runs every call on one thread (MKL's sequential
-    layer) and GEMM_WORK is the derived one, the work that would have woken a second
-    BLAS thread instead (tuning.gemm_split_work with one BLAS thread): our threads are
+    layer) and GEMM_WORK is the derived one, the work that pays for handing a part to
+    one of our threads instead (tuning.gemm_split_work with one BLAS thread): our threads are
     then the only way a product uses more than one core (MLP 784-512-256-10 inference
     b128 under sequential MKL: 982 us on one core, OpenBLAS's two threads 709 us)."""
     if GEMM_WORK != _DERIVED_GEMM_WORK or blas.threads_per_call() != 1:
         return GEMM_WORK
-    return gemm_split_work(tuning().blas_thread_work, N_THREADS, 1)
+    return gemm_split_work(tuning().blas_thread_work, tuning().own_split_work, N_THREADS, 1)
 
 
 def _launch(fb: FnBuilder, f, n0, factor, syms, tramp, threads, threshold):
