@@ -120,11 +120,12 @@ def emit_kernel(fb: FnBuilder, kern, base: str, tramp, threads: bool, notes: lis
     """Call kern's code from the entry function at the builder's position (`emit(kern,
     base)` does the same for the kernels of a loop's body, in_loop=True); notes gets its kind."""
     module, program, syms = fb.module, fb.program, fb.symbols
-    if isinstance(kern, MatmulKernel) and (fused := fused_epilogue(program, kern)) is not None:
-        # a batch-1 convolution: each thread's part of the product, then its epilogue
+    if isinstance(kern, MatmulKernel) and (kern.own_threads or not in_loop) \
+            and (fused := fused_epilogue(program, kern)) is not None:
+        # each thread's part of the product, then its epilogue (conv_gemm.py)
         work = static_product(product_sizes(kern))
-        emit_fused_product(fb, base, kern, fused, lambda f, n0: _launch(fb, f, n0, *work, tramp, threads,
-                                                                         GEMM_COLUMN_WORK))
+        split = GEMM_COLUMN_WORK if kern.own_threads else gemm_work()
+        emit_fused_product(fb, base, kern, fused, lambda f, n0: _launch(fb, f, n0, *work, tramp, threads, split))
         notes.append("blas")
     elif isinstance(kern, MatmulKernel):
         factor, wsyms = static_product(product_sizes(kern))
