@@ -24,7 +24,8 @@ On a virtual machine such a cost is bimodal: a thread start took 8-15 us, or 50-
 (also 60 us in every one of 160 starts of one process) when the host was slow to run
 the new thread; a busy neighbour adds milliseconds. A cost kept for good must be the
 warm one, so each is timed one operation at a time in rounds spread over a few
-milliseconds, and the warm value taken (`warm_ns`: a low quantile of all the timings).
+milliseconds (tens for a thread start), and the warm value taken (`warm_ns`: a low
+quantile of all the timings).
 """
 from __future__ import annotations
 
@@ -244,7 +245,7 @@ def timed_rounds(once, rounds: int, per_round: int, gap_s: float, clock=time.per
     return out
 
 
-def measure_thread_start_ns(rounds: int = 8, per_round: int = 16, gap_s: float = 2e-3,
+def measure_thread_start_ns(rounds: int = 8, per_round: int = 16, gap_s: float = 10e-3,
                             clock=time.perf_counter_ns) -> float:
     """Nanoseconds to create and join one thread with pthread_create/pthread_join
     (what the generated code calls without the worker pool), its warm value

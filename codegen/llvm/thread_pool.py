@@ -34,6 +34,10 @@ time its slot is claimed:
   2 us on the 2-core Xeon VM this was written on, where a 2 us bound measured slower
   than the thread start cost (9 us) and a 180 us one much faster on free cores and
   much slower on busy ones (the benchmark's docstring has the figures).
+- a second probe (measure_split_ns, nngraph_pool_probe_split) times the hand-off of
+  a task to a worker kept awake and its join: what a split pays through the pool,
+  from which codegen/tuning.py derives the split thresholds (about 0.3 us on that
+  VM, against a 9 us thread start).
 - past that bound a wait spins on (up to the idle bound) only while /proc/loadavg
   counts no more runnable threads than CPUs; it re-reads that count at most
   LOADAVG_READS times over the idle bound (loadavg_interval_ns), not on every turn.
