@@ -11,12 +11,21 @@ the vector extensions (llvmlite's host features, less any NNGRAPH_CPU_FEATURES
 turns off), cache sizes (sysfs cache index*), the clock (cpufreq's maximum, else
 /proc/cpuinfo's "cpu MHz").
 
-One fact is measured: what starting and joining a thread costs here (the price
-the generated code pays to split a kernel). It is measured once per host and kept
-in the cache directory as JSON (host-<hash of the static facts>.json, written to a
+Costs are measured: what starting and joining a thread costs here (the price the
+generated code pays to split a kernel without the worker pool), and the worker
+pool's hand-off (codegen/llvm/thread_pool.py, which records it through
+`measured_fact`). Each is measured once per host and kept in the cache directory as
+JSON (host-<hash of the static facts>.json, FACTS_VERSION in it, written to a
 temporary file and renamed; read only from a directory and file only this user can
 write), so every process on the host derives the same thresholds and hence the
 same IR text and cache keys.
+
+On a virtual machine such a cost is bimodal: a thread start took 8-15 us, or 50-70 us
+(also 60 us in every one of 160 starts of one process) when the host was slow to run
+the new thread; a busy neighbour adds milliseconds. A cost kept for good must be the
+warm one, so each is timed one operation at a time in rounds spread over a few
+milliseconds (tens for a thread start), and the warm value taken (`warm_ns`: a low
+quantile of all the timings).
 """
 from __future__ import annotations
 
@@ -38,6 +47,13 @@ AVX512 = ("avx512f", "avx512bw", "avx512dq", "avx512vl")
 # the thread start cost recorded where no thread can be started (a sandbox): so high
 # that no kernel is ever split (the generated code would run every range inline anyway)
 NO_THREADS_NS = 1e12
+# the host-facts file's format and how its costs are measured; a file of another
+# version is measured again (1: the thread start as the best round's mean of 32
+# starts, which kept a slow mode of a VM: 61 us against 9 us, every threshold 4x)
+FACTS_VERSION = 2
+# the warm value of a bimodal cost: this quantile of its single timings (a mode that
+# shows in at least this share of them is found, a rare faster fluke is not)
+WARM_QUANTILE = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,10 +219,37 @@ def static_facts() -> dict:
             "l1d": caches["l1d"], "l2": caches["l2"], "l3": caches["l3"]}
 
 
-def measure_thread_start_ns(rounds: int = 5, per_round: int = 32) -> float:
+def warm_ns(samples) -> float:
+    """The warm value of a cost from its single timings (ns): the WARM_QUANTILE
+    quantile, so a slow mode (a halted CPU woken, a busy neighbour) that takes most
+    of the timings is not what is kept, as long as the warm mode shows at all."""
+    ordered = sorted(float(x) for x in samples)
+    if not ordered:
+        raise ValueError("warm_ns: no timings")
+    return ordered[int(WARM_QUANTILE * (len(ordered) - 1))]
+
+
+def timed_rounds(once, rounds: int, per_round: int, gap_s: float, clock=time.perf_counter_ns) -> list:
+    """Timings (ns, by `clock`) of `rounds` x `per_round` single calls of once(), the
+    rounds `gap_s` apart: a slow mode that lasts a while (a neighbour's burst) then
+    takes some rounds, not all. once() is called once first (first-time setup)."""
+    once()
+    out = []
+    for r in range(rounds):
+        if r:
+            time.sleep(gap_s)
+        for _ in range(per_round):
+            t = clock()
+            once()
+            out.append(clock() - t)
+    return out
+
+
+def measure_thread_start_ns(rounds: int = 8, per_round: int = 16, gap_s: float = 10e-3,
+                            clock=time.perf_counter_ns) -> float:
     """Nanoseconds to create and join one thread with pthread_create/pthread_join
-    (what the generated code calls): the best round's mean, so a busy moment does
-    not stick. The thread runs the C library's free(NULL), a no-op."""
+    (what the generated code calls without the worker pool), its warm value
+    (warm_ns of timed_rounds). The thread runs the C library's free(NULL), a no-op."""
     libc = ctypes.CDLL(None)
     create, join = libc.pthread_create, libc.pthread_join
     create.argtypes = [ctypes.POINTER(ctypes.c_ulong), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
@@ -218,14 +261,7 @@ def measure_thread_start_ns(rounds: int = 5, per_round: int = 32) -> float:
         if create(ctypes.byref(tid), None, start, None) != 0:
             raise OSError("pthread_create failed while measuring the thread start cost")
         join(tid.value, None)
-    once()                                         # first-time setup is not the cost we want
-    best = float("inf")
-    for _ in range(rounds):
-        t = time.perf_counter_ns()
-        for _ in range(per_round):
-            once()
-        best = min(best, (time.perf_counter_ns() - t) / per_round)
-    return float(best)
+    return warm_ns(timed_rounds(once, rounds, per_round, gap_s, clock))
 
 
 def _facts_path(static: dict):
@@ -237,29 +273,47 @@ def _facts_path(static: dict):
     return d / f"host-{tag}.json"
 
 
-def _load_measured(path, static: dict):
+def _load_measured(path, static: dict) -> dict:
+    """{name: ns} of the costs recorded for this host; {} when there is no file, it is
+    damaged, of another FACTS_VERSION or another host's (then measured again)."""
     from codegen.cache import read_trusted
     raw = read_trusted(path) if path is not None else None
     if raw is None:
-        return None
+        return {}
     try:
         data = json.loads(raw)
-        ns = float(data["thread_start_ns"])
-    except (ValueError, KeyError, TypeError):
-        return None                                # damaged: measured again and rewritten
-    return ns if data.get("static") == static and ns > 0 else None
+        measured = {str(k): float(v) for k, v in data["measured"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {}
+    if data.get("version") != FACTS_VERSION or data.get("static") != static:
+        return {}
+    return {k: v for k, v in measured.items() if v > 0}
 
 
-def _store_measured(path, static: dict, ns: float) -> None:
+def _store_measured(path, static: dict, measured: dict) -> None:
     if path is None:
         return
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-host-", suffix=".json")
         with os.fdopen(fd, "w") as f:
-            json.dump({"static": static, "thread_start_ns": ns}, f)
+            json.dump({"version": FACTS_VERSION, "static": static, "measured": measured}, f)
         os.replace(tmp, path)
     except OSError:
         pass                                       # unwritable cache: measured again next process
+
+
+def measured_fact(name: str, measure, static: dict | None = None) -> float:
+    """The host's recorded cost `name` (ns), measured by measure() the first time on
+    this host and recorded beside the others. OSError from measure() propagates
+    (nothing is recorded)."""
+    static = static_facts() if static is None else static
+    path = _facts_path(static)
+    measured = _load_measured(path, static)
+    if name not in measured:
+        value = float(measure())
+        measured = {**_load_measured(path, static), name: value}   # another process may have added one
+        _store_measured(path, static, measured)
+    return measured[name]
 
 
 @functools.lru_cache(maxsize=None)
@@ -267,14 +321,10 @@ def host_facts() -> HostFacts:
     """This host's facts (static ones read, the thread start cost measured once per
     host and kept in the cache directory)."""
     static = static_facts()
-    path = _facts_path(static)
-    ns = _load_measured(path, static)
-    if ns is None:
-        try:
-            ns = measure_thread_start_ns()
-        except OSError:
-            ns = NO_THREADS_NS
-        _store_measured(path, static, ns)
+    try:
+        ns = measured_fact("thread_start_ns", measure_thread_start_ns, static)
+    except OSError:
+        ns = NO_THREADS_NS                         # not recorded: a later process may start threads
     return HostFacts(thread_start_ns=ns, **static)
 
 

@@ -5,21 +5,27 @@ same thresholds on any machine, so the tests check it with the facts of an AVX2
 and of an AVX-512 machine whatever CPU runs them. `tuning()` applies it to this
 host and the process's environment, once.
 
-The model. Splitting a kernel across threads pays when its work dwarfs starting
-and joining the threads; work runs at the rate the vector units take it:
+The model. Splitting a kernel across threads pays when its work dwarfs handing
+the parts to threads and joining them; work runs at the rate the vector units
+take it. A split of ours pays `split` ns: the worker pool's hand-off when the pool
+is on (codegen/llvm/thread_pool.py measure_split_ns: a worker kept awake, as
+between the kernels of a call), else a thread start (NNGRAPH_THREAD_POOL=0); a
+BLAS's own threads pay a thread start (they are woken, not handed a task):
 
-    loop_split_work  = LOOP_PAYOFF x thread start (ns) x body ops per ns
+    loop_split_work  = LOOP_PAYOFF x split (ns) x body ops per ns
                        body ops per ns = f32 lanes x GHz x VECTOR_OPS_PER_CYCLE
+    own_split_work   = BLAS_PAYOFF x split (ns) x multiply-adds per ns
     blas_thread_work = BLAS_PAYOFF x thread start (ns) x multiply-adds per ns
                        multiply-adds per ns = f32 lanes (widest) x GHz x FMA_UNITS
-    gemm_split_work  = GEMM_SPLIT_OVER_BLAS x blas_thread_work
-    gemm_column_split_work = COLUMN_SPLIT_PARTS x blas_thread_work
+    gemm_split_work  = GEMM_SPLIT_OVER_BLAS x blas_thread_work (own_split_work
+                       with one BLAS thread)
+    gemm_column_split_work = COLUMN_SPLIT_PARTS x own_split_work
 
-Both rounded to a power of two, so small differences in the measured thread start
-cost give the same thresholds. The factors below are properties of the x86 cores
-(two vector ALUs and two FMA pipes since Haswell and Zen) or policy ratios (how many
-times the start cost a split must carry), not timings of one machine: the timings
-are the host's own (clock, vector width, thread start cost).
+Each rounded to a power of two, so small differences in a measured cost give the
+same thresholds. The factors below are properties of the x86 cores (two vector
+ALUs and two FMA pipes since Haswell and Zen) or policy ratios (how many times the
+split cost a split must carry), not timings of one machine: the timings are the
+host's own (clock, vector width, measured costs).
 """
 from __future__ import annotations
 
@@ -43,9 +49,6 @@ COLUMN_SPLIT_PARTS = 2     # a GEMM cut along its columns: at least two parts, e
                            # the work that pays for waking a BLAS thread
 COLUMN_TILE_VECTORS = 8    # column reductions keep 8 vectors of accumulators per tile
 MAX_THREADS = 256
-MAX_SPIN_NS = 750_000      # a waiting pool thread never spins longer than the base time slice
-                           # of Linux's schedulers (EEVDF's base_slice, CFS's minimum
-                           # granularity: 0.75 ms): beyond it the spinner is preempted anyway
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +63,8 @@ class Tuning:
     columns (each part re-packs only the small A: a product of few rows, an LSTM
     step's h @ W_hh with N=32 rows, which a BLAS's own threads barely speed up); at
     least two parts that each carry the work that pays for waking a BLAS thread;
-    `column_tile`: columns per tile of a column reduction."""
+    `column_tile`: columns per tile of a column reduction; `own_split_work`: the
+    multiply-adds of a GEMM part worth handing to one of our threads."""
     loop_threads: int
     blas_threads: int
     vector_bits: int
@@ -69,6 +73,7 @@ class Tuning:
     gemm_split_work: int
     column_tile: int
     gemm_column_split_work: int
+    own_split_work: int
 
 
 def pow2_round(x: float) -> int:
@@ -115,44 +120,41 @@ def blas_threads(facts: HostFacts, env) -> int:
     return _positive_int(env, "NNGRAPH_BLAS_THREADS", facts.physical_cores)
 
 
-def derive(facts: HostFacts, env=None) -> Tuning:
-    """The thresholds for a host with `facts` and environment `env` (a mapping)."""
+def derive(facts: HostFacts, env=None, pool_split_ns: float | None = None) -> Tuning:
+    """The thresholds for a host with `facts` and environment `env` (a mapping);
+    `pool_split_ns`: the worker pool's hand-off cost when our splits go through the
+    pool, None when they start threads (facts.thread_start_ns)."""
     env = {} if env is None else env
     bits = vector_bits(facts, env)
+    split_ns = facts.thread_start_ns if pool_split_ns is None else pool_split_ns
     ops_per_ns = facts.lanes(bits) * facts.ghz * VECTOR_OPS_PER_CYCLE
     macs_per_ns = facts.lanes() * facts.ghz * FMA_UNITS
     blas_work = pow2_round(BLAS_PAYOFF * facts.thread_start_ns * macs_per_ns)
+    own_work = pow2_round(BLAS_PAYOFF * split_ns * macs_per_ns)
     loops, blas = loop_threads(facts, env), blas_threads(facts, env)
     return Tuning(loop_threads=loops, blas_threads=blas, vector_bits=bits,
-                  loop_split_work=pow2_round(LOOP_PAYOFF * facts.thread_start_ns * ops_per_ns),
-                  blas_thread_work=blas_work, gemm_split_work=gemm_split_work(blas_work, loops, blas),
+                  loop_split_work=pow2_round(LOOP_PAYOFF * split_ns * ops_per_ns),
+                  blas_thread_work=blas_work, gemm_split_work=gemm_split_work(blas_work, own_work, loops, blas),
                   column_tile=COLUMN_TILE_VECTORS * facts.lanes(bits),
-                  gemm_column_split_work=COLUMN_SPLIT_PARTS * blas_work)
+                  gemm_column_split_work=COLUMN_SPLIT_PARTS * own_work, own_split_work=own_work)
 
 
-def gemm_split_work(blas_work: int, loops: int, blas: int) -> int:
+def gemm_split_work(blas_work: int, own_work: int, loops: int, blas: int) -> int:
     """Multiply-adds above which our own threads split a GEMM. With several BLAS
     threads, GEMM_SPLIT_OVER_BLAS times the work that wakes one (the BLAS's own
     split is better below that). With one BLAS thread (NNGRAPH_BLAS_THREADS=1, the
     setting for cores that other work shares), our threads are the only way a GEMM
-    uses more than one core: they split it from the work that would have woken a
-    second BLAS thread (ResNet-50 at batch 1 has no GEMM above 2**27 multiply-adds:
-    with one BLAS thread every one of them ran on one core)."""
+    uses more than one core: they split it from the work that pays for handing a
+    part to one of them (`own_work`; ResNet-50 at batch 1 has no GEMM above 2**27
+    multiply-adds: with one BLAS thread every one of them ran on one core)."""
     if blas == 1 and loops > 1:
-        return blas_work
+        return own_work
     return blas_work * GEMM_SPLIT_OVER_BLAS
-
-
-def idle_spin_ns() -> int:
-    """How long (ns) a worker-pool thread spins on past its first bound (the thread
-    start cost) while the machine has no thread waiting for a CPU
-    (codegen/llvm/thread_pool.py): such a spin takes nothing from anyone, and a
-    worker that stays on its core keeps it warm (a sleeping one's core may be
-    halted or given to others, and refilled when it wakes). At most MAX_SPIN_NS."""
-    return MAX_SPIN_NS
 
 
 @functools.lru_cache(maxsize=None)
 def tuning() -> Tuning:
-    """This host's thresholds under this process's environment (read once)."""
-    return derive(host_facts(), os.environ)
+    """This host's thresholds under this process's environment (read once); the
+    pool's hand-off cost is measured (once per host) only when the pool is on."""
+    from codegen.llvm.thread_pool import pool_enabled, split_cost_ns
+    return derive(host_facts(), os.environ, split_cost_ns() if pool_enabled(os.environ) else None)

@@ -21,6 +21,11 @@ anyway.
 A direct convolution (kern.window, codegen/llvm/conv_direct.py) is cut along its
 rows (output channels) only, each part its kernel then its epilogue.
 
+The same holds for any product with static rows and an epilogue: a weight
+gradient with its SGD update (W - lr * x^T g over 784 x 512 in the MLP step) ran its
+update as a launch of its own, on one thread below the loop split threshold, over
+an output the two threads' parts had left in two different L2 caches.
+
 Fused only where exact: static rows (a convolution's output channels), the
 epilogue reads the product at its own point only
 (passes/coalesce.acc_as_load), its loop domain is (rows, columns) once the spatial
@@ -42,10 +47,9 @@ from .stage import emit_point
 
 def fused_epilogue(program, kern):
     """(outer, stages): kern's epilogue as a loop over (rows, columns) of its product,
-    when kern is a batch-1 convolution's product that can run its epilogue part by
-    part (see above); else None."""
+    when kern's product can run its epilogue part by part (see above); else None."""
     rows = kern.axes("m")
-    if not kern.own_threads or kern.epilogue is None or kern.batch or len(rows) != 1 or not isinstance(rows[0], int):
+    if kern.epilogue is None or kern.batch or len(rows) != 1 or not isinstance(rows[0], int):
         return None
     if kern.window is None and not splits_columns(program, kern):
         return None

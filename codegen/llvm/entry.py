@@ -120,11 +120,12 @@ def emit_kernel(fb: FnBuilder, kern, base: str, tramp, threads: bool, notes: lis
     """Call kern's code from the entry function at the builder's position (`emit(kern,
     base)` does the same for the kernels of a loop's body, in_loop=True); notes gets its kind."""
     module, program, syms = fb.module, fb.program, fb.symbols
-    if isinstance(kern, MatmulKernel) and (fused := fused_epilogue(program, kern)) is not None:
-        # a batch-1 convolution: each thread's part of the product, then its epilogue
+    if isinstance(kern, MatmulKernel) and (kern.own_threads or not in_loop) \
+            and (fused := fused_epilogue(program, kern)) is not None:
+        # each thread's part of the product, then its epilogue (conv_gemm.py)
         work = static_product(product_sizes(kern))
-        emit_fused_product(fb, base, kern, fused, lambda f, n0: _launch(fb, f, n0, *work, tramp, threads,
-                                                                         GEMM_COLUMN_WORK))
+        split = GEMM_COLUMN_WORK if kern.own_threads else gemm_work()
+        emit_fused_product(fb, base, kern, fused, lambda f, n0: _launch(fb, f, n0, *work, tramp, threads, split))
         notes.append("blas")
     elif isinstance(kern, MatmulKernel):
         factor, wsyms = static_product(product_sizes(kern))
@@ -256,13 +257,13 @@ def _launch_rows_or_columns(fb: FnBuilder, base, kern, work, tramp, in_loop):
 
 def gemm_work() -> int:
     """GEMM_WORK; when the chosen BLAS runs every call on one thread (MKL's sequential
-    layer) and GEMM_WORK is the derived one, the work that would have woken a second
-    BLAS thread instead (tuning.gemm_split_work with one BLAS thread): our threads are
+    layer) and GEMM_WORK is the derived one, the work that pays for handing a part to
+    one of our threads instead (tuning.gemm_split_work with one BLAS thread): our threads are
     then the only way a product uses more than one core (MLP 784-512-256-10 inference
     b128 under sequential MKL: 982 us on one core, OpenBLAS's two threads 709 us)."""
     if GEMM_WORK != _DERIVED_GEMM_WORK or blas.threads_per_call() != 1:
         return GEMM_WORK
-    return gemm_split_work(tuning().blas_thread_work, N_THREADS, 1)
+    return gemm_split_work(tuning().blas_thread_work, tuning().own_split_work, N_THREADS, 1)
 
 
 def _launch(fb: FnBuilder, f, n0, factor, syms, tramp, threads, threshold):

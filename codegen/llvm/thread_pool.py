@@ -34,6 +34,10 @@ time its slot is claimed:
   2 us on the 2-core Xeon VM this was written on, where a 2 us bound measured slower
   than the thread start cost (9 us) and a 180 us one much faster on free cores and
   much slower on busy ones (the benchmark's docstring has the figures).
+- a second probe (measure_split_ns, nngraph_pool_probe_split) times the hand-off of
+  a task to a worker kept awake and its join: what a split pays through the pool,
+  from which codegen/tuning.py derives the split thresholds (about 0.3 us on that
+  VM, against a 9 us thread start).
 - past that bound a wait spins on (up to the idle bound) only while /proc/loadavg
   counts no more runnable threads than CPUs; it re-reads that count at most
   LOADAVG_READS times over the idle bound (loadavg_interval_ns), not on every turn.
@@ -74,6 +78,13 @@ LIBC_FUNCTIONS = ("pthread_create", "pthread_detach", "pthread_join", "getpid", 
                   "pread")
 LOADAVG_BYTES = 128     # /proc/loadavg: "0.50 0.40 0.30 2/345 12345\n", well under this
 LOADAVG_READS = 32      # reads of /proc/loadavg over a whole idle spin, at most (loadavg_interval_ns)
+MAX_SPIN_NS = 750_000   # a waiting pool thread never spins longer than the base time slice
+                        # of Linux's schedulers (EEVDF's base_slice, CFS's minimum
+                        # granularity: 0.75 ms): beyond it the spinner is preempted anyway
+AWAKE_NS = 1_000_000_000  # the spin bound while the hand-off is measured (measure_split_ns):
+                          # longer than the measurement, ended by re-arming the workers
+SPLIT_ATTEMPTS = 4        # measurements of the hand-off at most, while it reads above a thread start
+SPLIT_RETRY_S = 5e-3      # the pause before the second one (x4 before each next: 5, 20, 80 ms)
 
 _engine = None          # keeps the compiled pool alive for the process's lifetime
 # one first build: a second would replace _engine and unmap the first pool's code,
@@ -131,7 +142,6 @@ def _build_pool():
     global _engine
     if _engine is None:
         from codegen.host import host_facts
-        from codegen.tuning import idle_spin_ns
         facts = host_facts()
         libc_symbols = {f"nngraph_pool_libc_{name}": _libc_address(name) for name in LIBC_FUNCTIONS}
         slots, spin_ns = slot_count(facts.logical_cpus), int(facts.thread_start_ns)
@@ -151,6 +161,15 @@ def _build_pool():
         _word("nngraph_pool_cpus").value = facts.logical_cpus
         set_spin_ns(int(facts.thread_start_ns), idle_spin_ns())
     return _engine[0]
+
+
+def idle_spin_ns() -> int:
+    """How long (ns) a worker-pool thread spins on past its first bound (the thread
+    start cost) while the machine has no thread waiting for a CPU: such a spin takes
+    nothing from anyone, and a worker that stays on its core keeps it warm (a
+    sleeping one's core may be halted or given to others, and refilled when it
+    wakes). MAX_SPIN_NS."""
+    return MAX_SPIN_NS
 
 
 def _word(name: str):
@@ -263,6 +282,71 @@ def measure_wake_ns(rounds: int = 5, per_round: int = 8, idle_s: float = 1e-3) -
     return float(best)
 
 
+def measure_split_ns(rounds: int = 8, per_round: int = 64, gap_s: float = 2e-3) -> float:
+    """Nanoseconds the pool takes to hand a task that does nothing to a worker and
+    join it (nngraph_pool_probe_split), with the worker kept awake (spinning: how a
+    split finds it between the kernels of a call), its warm value (host.warm_ns
+    over rounds `gap_s` apart). What a split pays through the pool, where the thread
+    start cost is what it pays without (codegen/tuning.py).
+
+    A hand-off to a running worker takes well under a thread start (~0.3 us against
+    9 us on the 2-core Xeon VM), but only while the worker and the caller each have a
+    CPU: sharing one, each hand-off waits for a time slice (9 ms measured, the
+    machine loaded by others). Such a measurement is taken again, up to
+    SPLIT_ATTEMPTS times further and further apart; what is kept is never above the
+    thread start cost (the bound of a wait's spin: past it a waiting thread sleeps,
+    and a hand-off costs a wake-up, as a thread start does). OSError when the pool
+    cannot hand the probe to a worker."""
+    from codegen.host import host_facts
+    start_ns = host_facts().thread_start_ns
+    ns = _measure_split_once(rounds, per_round, gap_s)
+    for attempt in range(1, SPLIT_ATTEMPTS):
+        if ns < start_ns:
+            break
+        time.sleep(SPLIT_RETRY_S * 4 ** (attempt - 1))
+        ns = min(ns, _measure_split_once(rounds, per_round, gap_s))
+    return min(ns, start_ns)
+
+
+def _measure_split_once(rounds: int, per_round: int, gap_s: float) -> float:
+    """One measurement of measure_split_ns: the spin bounds at AWAKE_NS for its
+    length, restored after (and the worker's next wait begun with them)."""
+    from codegen.host import warm_ns
+    engine = _compiled_pool()
+    probe = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.POINTER(ctypes.c_int64), ctypes.c_int64)(
+        engine.address("nngraph_pool_probe_split"))
+
+    def hand_offs(n):
+        batch = (ctypes.c_int64 * n)()
+        if probe(batch, n) != 0:
+            raise OSError("the worker pool handed its hand-off probe to a plain thread")
+        return list(batch)
+    saved = (spin_bound_ns(), idle_spin_bound_ns(), _word("nngraph_pool_loadavg_every_ns").value)
+    set_spin_ns(AWAKE_NS, AWAKE_NS)
+    timings = []
+    try:
+        hand_offs(1)                             # the worker starts and begins an awake wait
+        for r in range(rounds):
+            if r:
+                time.sleep(gap_s)                # the worker spins on through the gap
+            timings += hand_offs(per_round)
+    finally:
+        set_spin_ns(*saved)
+        hand_offs(1)                             # the worker's next wait has the normal bounds
+    return warm_ns(timings)
+
+
+def split_cost_ns() -> float | None:
+    """The pool's hand-off cost on this host (measure_split_ns), measured once per
+    host and recorded with the host's facts; None where the pool cannot run a task
+    on a worker (then a split pays a thread start)."""
+    from codegen.host import measured_fact
+    try:
+        return measured_fact("pool_split_ns", measure_split_ns)
+    except OSError:
+        return None
+
+
 def _source_digest() -> str:
     """sha256 of this file: the pool's IR is made by its code alone (and llvmlite)."""
     with open(__file__, "rb") as f:
@@ -299,6 +383,7 @@ def build_module(slots: int, spin_ns: int) -> ir.Module:
     pool.emit_join()
     pool.emit_reset()
     pool.emit_probe()
+    pool.emit_probe_split()
     return m
 
 
@@ -591,6 +676,35 @@ class _Pool:
         b.call(self.join, [b.load(handle), ir.Constant(I8P.as_pointer(), None)])
         pooled = b.trunc(b.and_(b.load(handle), ir.Constant(I64, 1)), ir.IntType(1))
         b.ret(b.select(pooled, b.sub(b.load(seen), start), ir.Constant(I64, -1)))
+
+    def emit_probe_split(self):
+        """i64 probe_split(i64* samples, i64 n): n hand-offs of a task that does nothing
+        to a worker and back (create, then join), each one's ns in samples[i]; 0, or -1
+        when a task did not go to a worker."""
+        noop, nb = self._function("nngraph_pool_noop_task", TASK_FN)
+        nb.ret(ir.Constant(I8P, None))
+        fn, b = self._function("nngraph_pool_probe_split", ir.FunctionType(I64, [I64.as_pointer(), I64]),
+                               linkage="external")
+        samples, n = fn.args
+        ts, handle, i = (self._stack_slot(fn, b, t) for t in (self.timespec, I64, I64))
+        b.store(ir.Constant(I64, 0), i)
+        head, body, end = (fn.append_basic_block(x) for x in ("head", "body", "end"))
+        b.branch(head)
+        b.position_at_end(head)
+        b.cbranch(b.icmp_signed("<", b.load(i), n), body, end)
+        b.position_at_end(body)
+        start = self._now_ns(b, ts)
+        rc = b.call(self.create, [handle, ir.Constant(I8P, None), noop, ir.Constant(I8P, None)])
+        with b.if_then(b.icmp_unsigned("!=", rc, ir.Constant(I32, 0))):
+            b.ret(ir.Constant(I64, -1))
+        b.call(self.join, [b.load(handle), ir.Constant(I8P.as_pointer(), None)])
+        b.store(b.sub(self._now_ns(b, ts), start), b.gep(samples, [b.load(i)]))
+        with b.if_then(b.icmp_unsigned("==", b.and_(b.load(handle), ir.Constant(I64, 1)), ir.Constant(I64, 0))):
+            b.ret(ir.Constant(I64, -1))
+        b.store(b.add(b.load(i), ir.Constant(I64, 1)), i)
+        b.branch(head)
+        b.position_at_end(end)
+        b.ret(ir.Constant(I64, 0))
 
     def emit_reset(self):
         """void reset(): in a forked child (one thread, no workers), every slot free

@@ -37,6 +37,40 @@ def test_avx2_host():
     assert t.blas_thread_work == 1 << 22
 
 
+COSTS_NS = (50.0, 150.0, 300.0, 1000.0, 2600.0, 9000.0, 15000.0, 61000.0, 1e6)
+
+
+@pytest.mark.parametrize("facts", [ZEN3, SPR, SMT16], ids=["zen3", "spr", "smt16"])
+def test_thresholds_are_monotone_in_the_split_cost(facts):
+    """A dearer split never lowers a threshold, whichever cost it is: the pool's
+    hand-off (loops, our GEMM parts) or the thread start (also the BLAS's threads)."""
+    fields = ("loop_split_work", "own_split_work", "gemm_column_split_work", "gemm_split_work", "blas_thread_work")
+    for env in ({}, {"NNGRAPH_BLAS_THREADS": "1"}):
+        by_pool = [tuning.derive(facts, env, ns) for ns in COSTS_NS]
+        by_start = [tuning.derive(HostFacts(**{**facts.__dict__, "thread_start_ns": ns}), env) for ns in COSTS_NS]
+        for series in (by_pool, by_start):
+            for f in fields:
+                values = [getattr(t, f) for t in series]
+                assert values == sorted(values), (f, env, values)
+        assert by_start[-1].loop_split_work > by_start[0].loop_split_work
+
+
+def test_pool_splits_pay_the_hand_off_and_the_blas_threads_the_thread_start():
+    """Through the pool (a worker kept awake) a split costs SPR's 300 ns, not its 9 us
+    thread start: loops and our GEMM parts split from ~32x less work; the work that
+    wakes a BLAS's own thread is unchanged. Without the pool (None) the thread start
+    applies to all, as before."""
+    plain, pooled = tuning.derive(SPR), tuning.derive(SPR, {}, 300.0)
+    assert plain == tuning.derive(SPR, {}, None)
+    # 8 x 300 ns x 83.2 ops/ns = 200K -> 2**18; 4 x 300 x 83.2 = 100K -> 2**17
+    assert (pooled.loop_split_work, pooled.own_split_work) == (1 << 18, 1 << 17)
+    assert pooled.gemm_column_split_work == 1 << 18
+    assert pooled.blas_thread_work == plain.blas_thread_work and pooled.gemm_split_work == plain.gemm_split_work
+    one = tuning.derive(SPR, {"NNGRAPH_BLAS_THREADS": "1"}, 300.0)
+    assert one.gemm_split_work == one.own_split_work == 1 << 17
+    assert plain.own_split_work == plain.blas_thread_work
+
+
 def test_thresholds_follow_the_thread_start_cost_and_the_vector_width():
     slow = tuning.derive(HostFacts(**{**SPR.__dict__, "thread_start_ns": 4 * SPR.thread_start_ns}))
     assert slow.loop_split_work == 4 * tuning.derive(SPR).loop_split_work
@@ -108,31 +142,95 @@ def test_measurement_is_kept_per_host_and_damage_is_remeasured(tmp_path, monkeyp
     static = {k: v for k, v in SPR.__dict__.items() if k != "thread_start_ns"}
     path = host._facts_path(static)
     assert path.parent == tmp_path and path.name.startswith("host-")
-    assert host._load_measured(path, static) is None
-    host._store_measured(path, static, 1234.5)
-    assert host._load_measured(path, static) == 1234.5
+    assert host._load_measured(path, static) == {}
+    host._store_measured(path, static, {"thread_start_ns": 1234.5})
+    assert host._load_measured(path, static) == {"thread_start_ns": 1234.5}
     assert json.loads(path.read_text())["static"] == static
-    assert host._load_measured(path, {**static, "logical_cpus": 4}) is None      # another host's facts
+    assert host._load_measured(path, {**static, "logical_cpus": 4}) == {}      # another host's facts
     other = host._facts_path({**static, "vector_bits": 256})
     assert other != path                                                       # one file per host
     path.write_text("{not json")
-    assert host._load_measured(path, static) is None
-    host._store_measured(path, static, 99.0)
+    assert host._load_measured(path, static) == {}
+    host._store_measured(path, static, {"thread_start_ns": 99.0})
     os.chmod(path, 0o666)                                                      # others could have written it
     with pytest.warns(RuntimeWarning, match="writable by group or others"):
-        assert host._load_measured(path, static) is None
+        assert host._load_measured(path, static) == {}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []
 
 
+def test_each_cost_is_measured_once_per_host_and_kept_beside_the_others(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNGRAPH_CACHE_DIR", str(tmp_path))
+    static = {k: v for k, v in SPR.__dict__.items() if k != "thread_start_ns"}
+    calls = []
+
+    def measure(ns):
+        return lambda: calls.append(ns) or ns
+    assert host.measured_fact("thread_start_ns", measure(9000.0), static) == 9000.0
+    assert host.measured_fact("pool_split_ns", measure(300.0), static) == 300.0
+    assert host.measured_fact("thread_start_ns", measure(61000.0), static) == 9000.0   # kept, not measured
+    assert calls == [9000.0, 300.0]
+    assert host._load_measured(host._facts_path(static), static) == {"thread_start_ns": 9000.0,
+                                                                      "pool_split_ns": 300.0}
+
+
+def test_facts_of_another_format_version_are_measured_again(tmp_path, monkeypatch):
+    """A file of the format before FACTS_VERSION 2 (one thread_start_ns, measured as
+    a round's mean, which could keep a VM's slow mode for good) is not used."""
+    monkeypatch.setenv("NNGRAPH_CACHE_DIR", str(tmp_path))
+    static = {k: v for k, v in SPR.__dict__.items() if k != "thread_start_ns"}
+    path = host._facts_path(static)
+    path.write_text(json.dumps({"static": static, "thread_start_ns": 61000.0}))
+    os.chmod(path, 0o600)
+    assert host._load_measured(path, static) == {}
+    assert host.measured_fact("thread_start_ns", lambda: 9000.0, static) == 9000.0
+    data = json.loads(path.read_text())
+    assert data["version"] == host.FACTS_VERSION and data["measured"] == {"thread_start_ns": 9000.0}
+    path.write_text(json.dumps({**data, "version": host.FACTS_VERSION - 1}))
+    assert host._load_measured(path, static) == {}
+
+
+def _bimodal_clock(durations):
+    """A clock whose successive (start, end) readings are `durations` apart."""
+    readings, t = [], 0
+    for d in durations:
+        readings += [t, t + d]
+        t += d + 100
+    it = iter(readings)
+    return lambda: next(it)
+
+
+@pytest.mark.parametrize("pattern", ["interleaved", "slow rounds first", "mostly slow"])
+def test_a_bimodal_cost_gives_its_warm_value(pattern):
+    """A VM's thread start: 9 us warm, 61 us when the host is slow to run the new
+    thread; the slow mode may take whole rounds or most timings. The warm value is
+    kept (it was 61 us, every threshold 4x, when one slow round's mean was kept)."""
+    rounds, per_round, warm, slow = 8, 16, 9000, 61000
+    n = rounds * per_round
+    durations = {"interleaved": [warm if i % 2 else slow for i in range(n)],
+                 "slow rounds first": [slow] * (n // 2) + [warm + i for i in range(n // 2)],
+                 "mostly slow": [warm if i % 5 == 0 else slow + i for i in range(n)]}[pattern]
+    clock = _bimodal_clock(durations)
+    got = host.measure_thread_start_ns(rounds=rounds, per_round=per_round, gap_s=0, clock=clock)
+    assert warm <= got < 1.1 * warm
+
+
+def test_warm_value_ignores_a_rare_faster_fluke():
+    assert host.warm_ns([100] + [9000] * 40 + [61000] * 40) == 9000
+    with pytest.raises(ValueError, match="no timings"):
+        host.warm_ns([])
+
+
 def test_thread_start_measurement_is_positive():
-    assert host.measure_thread_start_ns(rounds=1, per_round=2) > 0
+    assert host.measure_thread_start_ns(rounds=2, per_round=2, gap_s=0) > 0
 
 
 def test_this_hosts_facts_are_consistent():
+    from codegen.llvm.thread_pool import pool_enabled, split_cost_ns
     f = host.host_facts()
     assert 1 <= f.physical_cores <= f.logical_cpus
     assert f.vector_bits in (128, 256, 512) and f.ghz > 0 and f.thread_start_ns > 0
-    assert tuning.tuning() == tuning.derive(f, os.environ)
+    pool = split_cost_ns() if pool_enabled() else None
+    assert tuning.tuning() == tuning.derive(f, os.environ, pool)
 
 
 def test_feature_overrides():

@@ -393,7 +393,7 @@ def test_with_a_sequential_blas_our_threads_split_products_that_would_wake_a_sec
     from codegen.tuning import gemm_split_work, tuning
     monkeypatch.setattr(entry, "N_THREADS", 2)
     monkeypatch.setattr(blas, "threads_per_call", lambda: 1)
-    lowered = gemm_split_work(tuning().blas_thread_work, 2, 1)
+    lowered = gemm_split_work(tuning().blas_thread_work, tuning().own_split_work, 2, 1)
     assert entry.gemm_work() == lowered < entry.GEMM_WORK
     monkeypatch.setattr(blas, "threads_per_call", lambda: 2)
     assert entry.gemm_work() == entry.GEMM_WORK

@@ -307,6 +307,73 @@ def test_wake_up_probe_goes_through_a_worker_and_restores_the_spin_bound():
     assert thread_pool.spin_bound_ns() == before
 
 
+def test_hand_off_probe_goes_through_a_worker_and_leaves_the_bounds_as_they_were():
+    """measure_split_ns keeps the worker awake while it measures (the spin bounds at
+    AWAKE_NS) and puts the bounds back after; the worker's next wait has them (one
+    more hand-off after they are restored). A hand-off is far cheaper than a thread
+    start (a worker already running), however busy the machine: the warm value."""
+    from codegen.host import host_facts
+    from codegen.llvm import target, thread_pool
+    target._init()
+    before = (thread_pool.spin_bound_ns(), thread_pool.idle_spin_bound_ns())
+    ns = thread_pool.measure_split_ns(rounds=2, per_round=8, gap_s=1e-4)
+    assert 0 < ns <= host_facts().thread_start_ns
+    assert (thread_pool.spin_bound_ns(), thread_pool.idle_spin_bound_ns()) == before
+
+
+@pytest.mark.parametrize("readings, kept", [([300.0], 300.0), ([9e6, 300.0], 300.0), ([9e6, 4e6, 2e5, 5e5], 9000.0)])
+def test_a_hand_off_that_waited_for_a_time_slice_is_measured_again(monkeypatch, readings, kept):
+    """The worker and the caller on one CPU (a loaded machine): each hand-off waits
+    for a time slice (9 ms). Measured again, further apart; never kept above the
+    thread start cost (9 us here)."""
+    import dataclasses
+    from codegen import host
+    from codegen.llvm import thread_pool
+    monkeypatch.setattr(host, "host_facts", lambda: dataclasses.replace(host.HostFacts(
+        "cpu", "", 2, 2, 512, 2.6, 1, 1, 1, 0.0), thread_start_ns=9000.0))
+    taken = iter(readings)
+    calls = []
+    monkeypatch.setattr(thread_pool, "_measure_split_once", lambda *a: calls.append(a) or next(taken))
+    monkeypatch.setattr(thread_pool, "SPLIT_RETRY_S", 0.0)
+    assert thread_pool.measure_split_ns() == kept
+    assert len(calls) == min(len(readings), thread_pool.SPLIT_ATTEMPTS)
+
+
+def test_split_cost_is_measured_once_per_host(tmp_path, monkeypatch):
+    from codegen.host import static_facts, _facts_path, _load_measured
+    from codegen.llvm import thread_pool
+    monkeypatch.setenv("NNGRAPH_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(thread_pool, "measure_split_ns", lambda: 321.0)
+    assert thread_pool.split_cost_ns() == 321.0
+    monkeypatch.setattr(thread_pool, "measure_split_ns", lambda: 999.0)
+    assert thread_pool.split_cost_ns() == 321.0                  # kept for the host
+    static = static_facts()
+    assert _load_measured(_facts_path(static), static)["pool_split_ns"] == 321.0
+
+    def refuse():
+        raise OSError("the worker pool handed its hand-off probe to a plain thread")
+    monkeypatch.setenv("NNGRAPH_CACHE_DIR", str(tmp_path / "other"))
+    monkeypatch.setattr(thread_pool, "measure_split_ns", refuse)
+    assert thread_pool.split_cost_ns() is None                   # a split then pays a thread start
+
+
+def test_thresholds_without_the_pool_follow_the_thread_start(tmp_path):
+    """NNGRAPH_THREAD_POOL=0: a split starts a thread, so the thresholds are derived
+    from the thread start cost (and the pool's hand-off is not measured)."""
+    script = ("import os\n"
+              "from codegen.host import host_facts, _facts_path, _load_measured, static_facts\n"
+              "from codegen.tuning import derive, tuning\n"
+              "assert tuning() == derive(host_facts(), os.environ, None)\n"
+              "s = static_facts()\n"
+              "print(sorted(_load_measured(_facts_path(s), s)))\n")
+    env = dict(os.environ, NNGRAPH_THREAD_POOL="0", NNGRAPH_CACHE_DIR=str(tmp_path),
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    p = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=TIMEOUT_S)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip() == "['thread_start_ns']"
+
+
 RACE = r"""
 import os, threading, time
 from codegen.llvm import thread_pool
