@@ -141,7 +141,8 @@ def _rewrite(loop: ScanLoop, n: int, found) -> None:
     only_sum = len(ep.stores) == 1 and ep.stores[0].buffer == x and ep.body[ep.stores[0].value].op == "acc"
     k.out, k.beta, k.epilogue = x, 1.0, None if only_sum else ep
     for kern in loop.body[n + 1:]:
-        _swap_buffers(kern, swap)
+        if z in kern.reads() | kern.writes():      # a nested loop never uses z (_may_accumulate)
+            _swap_buffers(kern, swap)
 
 
 def _swap_buffers(kern, swap) -> None:
