@@ -40,7 +40,7 @@ def carry_pairs(program, live: dict, spans: dict) -> set:
             if _next_over_state(program, loop, c.state, c.next):
                 pairs.add(frozenset((c.state, c.next)))
             if c.init is not None and c.init not in (c.state, c.next) and _whole_temps(program, c.init, c.state) \
-                    and live.get(c.init, (start, start))[1] == start and _body_leaves(program, loop, c.init):
+                    and live[c.init][1] == start:      # read nowhere after the loop starts, body included
                 pairs |= {frozenset((c.init, c.state)), frozenset((c.init, c.next))}
     return pairs
 
@@ -50,11 +50,6 @@ def _whole_temps(program, *bufs) -> bool:
     bs = [program.buffers[b] for b in bufs]
     return all(b.kind == "temp" and b.view_of is None for b in bs) \
         and len({(b.dtype, tuple(b.shape)) for b in bs}) == 1
-
-
-def _body_leaves(program, loop: ScanLoop, b: int) -> bool:
-    """Does the loop's body leave the memory of b alone (no kernel reads or writes it)?"""
-    return not any(program.root(x) == b for k in loop.body for x in k.reads() | k.writes())
 
 
 def _next_over_state(program, loop: ScanLoop, state: int, nxt: int) -> bool:
