@@ -100,15 +100,19 @@ class ScanLoop:
         return lines
 
 
+def whole_temps(program, *bufs) -> bool:
+    """Are bufs temps that own their memory, of one dtype and shape (what may share one
+    arena slot from its start)?"""
+    bs = [program.buffers[b] for b in bufs]
+    return all(b.kind == "temp" and b.view_of is None for b in bs) \
+        and len({(b.dtype, tuple(b.shape)) for b in bs}) == 1
+
+
 def same_memory(program, a: int, b: int) -> bool:
     """Are buffers a and b one memory at every call: the same buffer, or two whole temps
     the memory plan put in one arena slot (both start at the slot's start)?"""
-    if a == b:
-        return True
-    ba, bb = program.buffers[a], program.buffers[b]
-    whole = all(x.kind == "temp" and x.view_of is None for x in (ba, bb))
-    return whole and (ba.dtype, tuple(ba.shape)) == (bb.dtype, tuple(bb.shape)) \
-        and program.plan.get(a) is not None and program.plan.get(a) == program.plan.get(b)
+    return a == b or (whole_temps(program, a, b) and program.plan.get(a) is not None
+                      and program.plan.get(a) == program.plan.get(b))
 
 
 def copies_before_loop(program, loop: ScanLoop) -> list:
