@@ -85,19 +85,27 @@ class ScanLoop:
         steps = {s.step: s.stacked for s in self.slices}
         return w | {steps[b] for b in w if b in steps}
 
-    def describe(self, bufname) -> list:
+    def describe(self, bufname, program=None) -> list:
         """Lines for fn.dump("kernels"): the loop's head and its buffers per step
-        (passes/program.py's format_kernel prints the body after them)."""
+        (passes/program.py's format_kernel prints the body after them). Given the
+        Program, a carry shows the copies the backends skip (`same_memory`)."""
         order = "reverse " if self.reverse else ""
         lines = [f"{order}loop over {self.length} steps" + (f"  # {self.source}" if self.source else "")]
-        for c in self.carries:
-            init = f" (from {bufname(c.init)})" if c.init is not None else ""
-            lines.append(f"  carry {bufname(c.state)}{init} <- {bufname(c.next)} after each step")
+        lines += ["  " + _carry_text(c, bufname, program) for c in self.carries]
         for s in self.slices:
             lines.append(f"  step {bufname(s.step)} = {bufname(s.stacked)}[t]")
         for key, val in self.notes.items():
             lines.append(f"  {key}: {val}")
         return lines
+
+
+def _carry_text(c: Carry, bufname, program) -> str:
+    """'carry @s (from @init) <- @next after each step', saying where the plan made two
+    of them one memory and the backends copy nothing (copies_before_loop, copies_after_step)."""
+    shared = (lambda a, b: program is not None and same_memory(program, a, b))   # noqa: E731
+    init = "" if c.init is None else f" (from {bufname(c.init)}" + (", one memory, no copy)" if shared(c.state, c.init) else ")")
+    after = f": {bufname(c.next)} over {bufname(c.state)}, no copy" if shared(c.state, c.next) else " after each step"
+    return f"carry {bufname(c.state)}{init} <- {bufname(c.next)}{after}"
 
 
 def whole_temps(program, *bufs) -> bool:
