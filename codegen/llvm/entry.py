@@ -258,8 +258,7 @@ def _launch_rows_or_columns(fb: FnBuilder, base, kern, work, tramp, in_loop):
 def product_split_work(kern) -> int:
     """The work above which kern's product is split across our threads: GEMM_COLUMN_WORK
     for a product marked own_threads (passes/lower/conv.py: split across our threads as
-    the kernels around it are), else
-    gemm_work()."""
+    the kernels around it are), else gemm_work()."""
     return GEMM_COLUMN_WORK if kern.own_threads else gemm_work()
 
 
