@@ -62,6 +62,7 @@ def test_pool_splits_pay_the_hand_off_and_the_blas_threads_the_thread_start():
     applies to all, as before."""
     plain, pooled = tuning.derive(SPR), tuning.derive(SPR, {}, 300.0)
     assert plain == tuning.derive(SPR, {}, None)
+    assert (plain.split_ns, pooled.split_ns) == (SPR.thread_start_ns, 300.0)     # the unit, for the report
     # 8 x 300 ns x 83.2 ops/ns = 200K -> 2**18; 4 x 300 x 83.2 = 100K -> 2**17
     assert (pooled.loop_split_work, pooled.own_split_work) == (1 << 18, 1 << 17)
     assert pooled.gemm_column_split_work == 1 << 18
