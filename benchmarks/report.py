@@ -18,13 +18,12 @@ def machine_lines(cpu: str) -> list:
     try:   # machine.py put the repository on sys.path
         from codegen.host import host_facts
         from codegen.tuning import tuning
-        from codegen.llvm.thread_pool import pool_enabled, split_cost_ns
+        from codegen.llvm.thread_pool import pool_enabled
         f, t = host_facts(), tuning()
-        hand_off = split_cost_ns() if pool_enabled() else None
         lines.append(f"cores: {f.logical_cpus} CPUs, {f.physical_cores} physical; {f.ghz:.2f} GHz; caches L1d "
                      f"{f.l1d >> 10} KiB, L2 {f.l2 >> 10} KiB, L3 {f.l3 >> 20} MiB; thread start "
                      f"{f.thread_start_ns / 1e3:.1f} us; worker pool hand-off "
-                     + (f"{hand_off / 1e3:.2f} us" if hand_off is not None else "none (pool off)"))
+                     + (f"{t.split_ns / 1e3:.2f} us" if pool_enabled() else "none (pool off)"))
         lines.append(f"nngraph thresholds (codegen/tuning.py): {t}")
         from codegen.llvm.blas import describe      # chosen (timed once per host) before any worker runs
         lines.append(f"nngraph BLAS (codegen/llvm/blas.py): {describe()}")

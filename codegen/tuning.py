@@ -46,7 +46,7 @@ GEMM_SPLIT_OVER_BLAS = 32  # our own row split of a GEMM halves each call's pane
                            # it needs this many times the work that wakes a BLAS thread
                            # (MLP inference b128: 1.4 ms on one thread, 1.7-8 ms split)
 COLUMN_SPLIT_PARTS = 2     # a GEMM cut along its columns: at least two parts, each with
-                           # the work that pays for waking a BLAS thread
+                           # the work that pays for handing it to one of our threads
 COLUMN_TILE_VECTORS = 8    # column reductions keep 8 vectors of accumulators per tile
 MAX_THREADS = 256
 
@@ -62,9 +62,11 @@ class Tuning:
     the same when the output has more columns than rows and the cut is along the
     columns (each part re-packs only the small A: a product of few rows, an LSTM
     step's h @ W_hh with N=32 rows, which a BLAS's own threads barely speed up); at
-    least two parts that each carry the work that pays for waking a BLAS thread;
-    `column_tile`: columns per tile of a column reduction; `own_split_work`: the
-    multiply-adds of a GEMM part worth handing to one of our threads."""
+    least two parts that each carry `own_split_work`; `column_tile`: columns per tile
+    of a column reduction; `own_split_work`: the multiply-adds of a GEMM part worth
+    handing to one of our threads; `split_ns`: what handing a part to one of our
+    threads costs, the thresholds' unit (the worker pool's hand-off, or a thread's
+    start with the pool off)."""
     loop_threads: int
     blas_threads: int
     vector_bits: int
@@ -74,6 +76,7 @@ class Tuning:
     column_tile: int
     gemm_column_split_work: int
     own_split_work: int
+    split_ns: float
 
 
 def pow2_round(x: float) -> int:
@@ -123,7 +126,16 @@ def blas_threads(facts: HostFacts, env) -> int:
 def derive(facts: HostFacts, env=None, pool_split_ns: float | None = None) -> Tuning:
     """The thresholds for a host with `facts` and environment `env` (a mapping);
     `pool_split_ns`: the worker pool's hand-off cost when our splits go through the
-    pool, None when they start threads (facts.thread_start_ns)."""
+    pool, None when they start threads (facts.thread_start_ns).
+
+    The hand-off is measured to a worker that is awake (thread_pool.measure_split_ns),
+    not asleep (measure_wake_ns), because that is how a split finds it: after each
+    task a worker spins for the thread start cost (thread_pool.spin_bound_ns) before
+    it sleeps, and the kernels of one call follow each other well within that, so
+    only the first split of a call after an idle gap pays the wake-up (1.9 us against
+    an 8.4 us thread start on the 2-core Xeon VM), less than every split paid before
+    the pool. Pricing every split at the wake-up would give back the gain of splitting
+    the smaller kernels (the MLP step b128: 1.30k us against 1.53k)."""
     env = {} if env is None else env
     bits = vector_bits(facts, env)
     split_ns = facts.thread_start_ns if pool_split_ns is None else pool_split_ns
@@ -136,7 +148,8 @@ def derive(facts: HostFacts, env=None, pool_split_ns: float | None = None) -> Tu
                   loop_split_work=pow2_round(LOOP_PAYOFF * split_ns * ops_per_ns),
                   blas_thread_work=blas_work, gemm_split_work=gemm_split_work(blas_work, own_work, loops, blas),
                   column_tile=COLUMN_TILE_VECTORS * facts.lanes(bits),
-                  gemm_column_split_work=COLUMN_SPLIT_PARTS * own_work, own_split_work=own_work)
+                  gemm_column_split_work=COLUMN_SPLIT_PARTS * own_work, own_split_work=own_work,
+                  split_ns=split_ns)
 
 
 def gemm_split_work(blas_work: int, own_work: int, loops: int, blas: int) -> int:

@@ -55,8 +55,8 @@ class AllReduceKernel:
         """Buffers MPI uses while the reduction is in flight (memory plan only)."""
         return {self.recv} if self.step == "start" else {self.send}
 
-    def describe(self, bufname) -> list:
-        """Lines for fn.dump("kernels")."""
+    def describe(self, bufname, program=None) -> list:
+        """Lines for fn.dump("kernels") (program: unused, the same signature as a loop's)."""
         procs = f"{self.ranks} process{'es' if self.ranks != 1 else ''}"
         if self.step == "wait":
             return [f"all_reduce wait {bufname(self.recv)} (MPI_Wait on {bufname(self.request)}; "

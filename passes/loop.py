@@ -85,14 +85,13 @@ class ScanLoop:
         steps = {s.step: s.stacked for s in self.slices}
         return w | {steps[b] for b in w if b in steps}
 
-    def describe(self, bufname) -> list:
+    def describe(self, bufname, program=None) -> list:
         """Lines for fn.dump("kernels"): the loop's head and its buffers per step
-        (passes/program.py's format_kernel prints the body after them)."""
+        (passes/program.py's format_kernel prints the body after them). Given the
+        Program, a carry shows the copies the backends skip (`same_memory`)."""
         order = "reverse " if self.reverse else ""
         lines = [f"{order}loop over {self.length} steps" + (f"  # {self.source}" if self.source else "")]
-        for c in self.carries:
-            init = f" (from {bufname(c.init)})" if c.init is not None else ""
-            lines.append(f"  carry {bufname(c.state)}{init} <- {bufname(c.next)} after each step")
+        lines += ["  " + _carry_text(c, bufname, program) for c in self.carries]
         for s in self.slices:
             lines.append(f"  step {bufname(s.step)} = {bufname(s.stacked)}[t]")
         for key, val in self.notes.items():
@@ -100,15 +99,28 @@ class ScanLoop:
         return lines
 
 
+def _carry_text(c: Carry, bufname, program) -> str:
+    """'carry @s (from @init) <- @next after each step', saying where the plan made two
+    of them one memory and the backends copy nothing (copies_before_loop, copies_after_step)."""
+    shared = (lambda a, b: program is not None and same_memory(program, a, b))   # noqa: E731
+    init = "" if c.init is None else f" (from {bufname(c.init)}" + (", one memory, no copy)" if shared(c.state, c.init) else ")")
+    after = f": {bufname(c.next)} over {bufname(c.state)}, no copy" if shared(c.state, c.next) else " after each step"
+    return f"carry {bufname(c.state)}{init} <- {bufname(c.next)}{after}"
+
+
+def whole_temps(program, *bufs) -> bool:
+    """Are bufs temps that own their memory, of one dtype and shape (what may share one
+    arena slot from its start)?"""
+    bs = [program.buffers[b] for b in bufs]
+    return all(b.kind == "temp" and b.view_of is None for b in bs) \
+        and len({(b.dtype, tuple(b.shape)) for b in bs}) == 1
+
+
 def same_memory(program, a: int, b: int) -> bool:
     """Are buffers a and b one memory at every call: the same buffer, or two whole temps
     the memory plan put in one arena slot (both start at the slot's start)?"""
-    if a == b:
-        return True
-    ba, bb = program.buffers[a], program.buffers[b]
-    whole = all(x.kind == "temp" and x.view_of is None for x in (ba, bb))
-    return whole and (ba.dtype, tuple(ba.shape)) == (bb.dtype, tuple(bb.shape)) \
-        and program.plan.get(a) is not None and program.plan.get(a) == program.plan.get(b)
+    return a == b or (whole_temps(program, a, b) and program.plan.get(a) is not None
+                      and program.plan.get(a) == program.plan.get(b))
 
 
 def copies_before_loop(program, loop: ScanLoop) -> list:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from .loop import ScanLoop
 from .memory_inplace import reached_only_through
-from .program import LoopKernel, MatmulKernel, Stage, instr, swapped_stage
+from .program import LoopKernel, MatmulKernel, Stage, instr, swapped_kernel, swapped_stage
 
 
 def accumulate_into_steps(schedule: list, buffers: dict, root) -> None:
@@ -105,9 +105,7 @@ def _may_accumulate(loop: ScanLoop, n: int, found, buffers: dict, root, schedule
     if any(st.buffer == z and (st.accumulate or not _own_element(k.epilogue.body, st.index, len(k.epilogue_domain())))
            for st in k.epilogue.stores):
         return False
-    own = {c.state for c in loop.carries} | {c.next for c in loop.carries} | {s.stacked for s in loop.slices} \
-        | {s.step for s in loop.slices} | {c.init for c in loop.carries}
-    if z in own:
+    if z in loop.own_buffers() | {s.step for s in loop.slices}:
         return False
     for m, other in enumerate(loop.body):
         if m == n:
@@ -141,14 +139,11 @@ def _rewrite(loop: ScanLoop, n: int, found) -> None:
     only_sum = len(ep.stores) == 1 and ep.stores[0].buffer == x and ep.body[ep.stores[0].value].op == "acc"
     k.out, k.beta, k.epilogue = x, 1.0, None if only_sum else ep
     for kern in loop.body[n + 1:]:
-        _swap_buffers(kern, swap)
+        if z in kern.reads() | kern.writes():      # a nested loop never uses z (_may_accumulate)
+            _swap_buffers(kern, swap)
 
 
 def _swap_buffers(kern, swap) -> None:
     """Make kern read and write swap(b) where it used b, in place (the lowering's map
     from nodes to kernels holds these kernel objects)."""
-    if isinstance(kern, MatmulKernel):
-        kern.a, kern.b, kern.out = swap(kern.a), swap(kern.b), swap(kern.out)
-        kern.epilogue = swapped_stage(kern.epilogue, swap) if kern.epilogue else None
-    else:
-        kern.stages = [swapped_stage(s, swap) for s in kern.stages]
+    vars(kern).update(vars(swapped_kernel(kern, swap)))

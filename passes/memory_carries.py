@@ -22,7 +22,7 @@ itself, and the three have one dtype and shape (a carry's type is its init's).
 """
 from __future__ import annotations
 
-from .loop import ScanLoop, all_loops
+from .loop import ScanLoop, all_loops, whole_temps
 from .memory_inplace import pointwise_in_place
 from .program import LoopKernel
 
@@ -35,26 +35,14 @@ def carry_pairs(program, live: dict, spans: dict) -> set:
     for loop in all_loops(program.schedule):
         start, _ = spans[id(loop)]
         for c in loop.carries:
-            if not _whole_temps(program, c.state, c.next) or c.state == c.next:
+            if not whole_temps(program, c.state, c.next) or c.state == c.next:
                 continue
             if _next_over_state(program, loop, c.state, c.next):
                 pairs.add(frozenset((c.state, c.next)))
-            if c.init is not None and c.init not in (c.state, c.next) and _whole_temps(program, c.init, c.state) \
-                    and live.get(c.init, (start, start))[1] == start and _body_leaves(program, loop, c.init):
+            if c.init is not None and c.init not in (c.state, c.next) and whole_temps(program, c.init, c.state) \
+                    and live[c.init][1] == start:      # read nowhere after the loop starts, body included
                 pairs |= {frozenset((c.init, c.state)), frozenset((c.init, c.next))}
     return pairs
-
-
-def _whole_temps(program, *bufs) -> bool:
-    """Are bufs temps that own their memory, of one dtype and shape?"""
-    bs = [program.buffers[b] for b in bufs]
-    return all(b.kind == "temp" and b.view_of is None for b in bs) \
-        and len({(b.dtype, tuple(b.shape)) for b in bs}) == 1
-
-
-def _body_leaves(program, loop: ScanLoop, b: int) -> bool:
-    """Does the loop's body leave the memory of b alone (no kernel reads or writes it)?"""
-    return not any(program.root(x) == b for k in loop.body for x in k.reads() | k.writes())
 
 
 def _next_over_state(program, loop: ScanLoop, state: int, nxt: int) -> bool:

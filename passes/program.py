@@ -444,7 +444,7 @@ def format_program(p: Program) -> str:
         out.append(f"  @{b.name}: {b.type_str()} {b.kind}{extra}")
     for n, kern in enumerate(p.schedule):
         out.append("")
-        out += format_kernel(n, kern, bufname)
+        out += format_kernel(n, kern, bufname, p)
     out.append("")
     out.append("returns " + ", ".join(bufname(b) for b in p.outputs))
     for pb, ub in p.updates:
@@ -452,8 +452,9 @@ def format_program(p: Program) -> str:
     return "\n".join(out) + "\n"
 
 
-def format_kernel(n: int, kern, bufname) -> list:
-    """The lines of kernel number n of a schedule (or of a loop's body)."""
+def format_kernel(n: int, kern, bufname, program=None) -> list:
+    """The lines of kernel number n of a schedule (or of a loop's body); program, where
+    given, lets a kernel show what its memory plan saves (a loop's skipped copies)."""
     out = []
     if isinstance(kern, MatmulKernel):
         out.append(f"kernel {n} {kern.name}: matmul {bufname(kern.out)}[{','.join(map(size_text, kern.batch + (kern.m, kern.n)))}]"
@@ -465,11 +466,11 @@ def format_kernel(n: int, kern, bufname) -> list:
         if kern.epilogue:
             out += ["  epilogue " + ln for ln in format_stage(kern.epilogue, 0, bufname)]
     elif hasattr(kern, "describe"):   # a kernel of its own kind (passes/collective.py, passes/loop.py)
-        lines = kern.describe(bufname)
+        lines = kern.describe(bufname, program)
         out.append(f"kernel {n} {kern.name}: {lines[0]}")
         out += ["  " + ln for ln in lines[1:]]
         for m, inner in enumerate(getattr(kern, "body", ())):    # a loop's body, nested
-            out += ["    " + ln for ln in format_kernel(m, inner, bufname)]
+            out += ["    " + ln for ln in format_kernel(m, inner, bufname, program)]
     else:
         out.append(f"kernel {n} {kern.name} over [{','.join(map(str, kern.outer))}]"
                    + (f"  # {kern.source}" if kern.source else ""))

@@ -16,7 +16,8 @@ output fits half the host's L2 cache (codegen/host.py): a BLAS call on the chunk
 then its epilogue, so the epilogue reads from L2 even where the whole output does
 not fit there (the 7x7 stem's 64 x 112 x 112, the 256 x 56 x 56 expand layers).
 Each chunk re-packs only the weights (rows x k), which a part of columns re-packs
-anyway.
+anyway. A product not marked own_threads that runs as one part keeps one call over
+all its columns under a multi-threaded BLAS (chunks_one_part).
 
 A direct convolution (kern.window, codegen/llvm/conv_direct.py) is cut along its
 rows (output channels) only, each part its kernel then its epilogue.
@@ -38,6 +39,7 @@ from codegen.host import host_facts
 from nngraph.types import np_dtype
 from passes.coalesce import acc_as_load, coalesce
 
+from . import blas
 from .irtypes import I8P, I64, i64
 from .kernel import emit_loop_function
 from .loops import FnBuilder
@@ -116,6 +118,9 @@ def _chunked_function(module, name, program, syms, kern, product, epilogue):
     b = fb.b
     lo, hi, extra = fb.args
     chunk = i64(chunk_columns(kern.axes("m")[0], np_dtype(program.buffers[kern.out].dtype).itemsize))
+    if not chunks_one_part(kern):
+        whole = b.icmp_signed("==", b.sub(hi, lo), fb.numel(kern.axes("n")))
+        chunk = b.select(whole, b.select(b.icmp_signed(">", hi, lo), b.sub(hi, lo), i64(1)), chunk)
     count = b.sdiv(b.add(b.sub(hi, lo), b.sub(chunk, i64(1))), chunk)
     with fb.loop(i64(0), count, "chunk") as q:
         c0 = b.add(lo, b.mul(q, chunk))
@@ -125,6 +130,16 @@ def _chunked_function(module, name, program, syms, kern, product, epilogue):
             b.call(f, [fb.bufs_arg, fb.sizes_arg, c0, c1, extra])
     b.ret_void()
     return fb.finish()
+
+
+def chunks_one_part(kern) -> bool:
+    """Does a launch that runs as one part (not split across our threads) still cut the
+    product's columns into chunks? matmul.py runs a call narrower than the whole width on
+    one BLAS thread (a part of a split); a product not marked own_threads, below the
+    split threshold, was one call on all the BLAS's threads before it was fused, and
+    stays so where the BLAS has several (NNGRAPH_BLAS=openblas); under a one-thread BLAS
+    (MKL's sequential layer) chunks lose nothing and keep the epilogue's reads in L2."""
+    return kern.own_threads or blas.threads_per_call() == 1
 
 
 def _column_epilogue(module, name, program, syms, outer, stages):

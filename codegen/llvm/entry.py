@@ -124,7 +124,7 @@ def emit_kernel(fb: FnBuilder, kern, base: str, tramp, threads: bool, notes: lis
             and (fused := fused_epilogue(program, kern)) is not None:
         # each thread's part of the product, then its epilogue (conv_gemm.py)
         work = static_product(product_sizes(kern))
-        split = GEMM_COLUMN_WORK if kern.own_threads else gemm_work()
+        split = product_split_work(kern)
         emit_fused_product(fb, base, kern, fused, lambda f, n0: _launch(fb, f, n0, *work, tramp, threads, split))
         notes.append("blas")
     elif isinstance(kern, MatmulKernel):
@@ -237,11 +237,11 @@ def _launch_rows_or_columns(fb: FnBuilder, base, kern, work, tramp, in_loop):
 
     def by_columns():
         cf = emit_matmul_function(fb.module, base + "_cols", program, fb.symbols, kern, columns=True)
-        _launch(fb, cf, cols, *work, tramp, True, GEMM_COLUMN_WORK if in_loop or kern.own_threads else gemm_work())
+        _launch(fb, cf, cols, *work, tramp, True, GEMM_COLUMN_WORK if in_loop else product_split_work(kern))
 
     def by_rows():
         f = emit_matmul_function(fb.module, base, program, fb.symbols, kern)
-        _launch(fb, f, rows, *work, tramp, True, GEMM_COLUMN_WORK if kern.own_threads else gemm_work())
+        _launch(fb, f, rows, *work, tramp, True, product_split_work(kern))
 
     (n_rows, rows_unknown), (n_cols, cols_unknown) = (static_product(split_axis(program, kern)),
                                                       static_product(kern.axes("n")))
@@ -253,6 +253,13 @@ def _launch_rows_or_columns(fb: FnBuilder, base, kern, work, tramp, in_loop):
             by_columns()
         with row_parts:
             by_rows()
+
+
+def product_split_work(kern) -> int:
+    """The work above which kern's product is split across our threads: GEMM_COLUMN_WORK
+    for a product marked own_threads (passes/lower/conv.py: split across our threads as
+    the kernels around it are), else gemm_work()."""
+    return GEMM_COLUMN_WORK if kern.own_threads else gemm_work()
 
 
 def gemm_work() -> int:

@@ -125,9 +125,8 @@ class FloatMath:
         converted from the integer rather than taken as t - shifter: with AVX-512 the
         scaling by 2**n (vscalef) wants n as a float anyway, so LLVM converts once."""
         b, s = self.b, self.s
-        shifter = 1.5 * 2.0 ** s.mant
-        t = b.fadd(b.fmul(x, self.c(scale / math.log(2)), flags=CONTRACT), self.c(shifter), flags=CONTRACT)
-        n = b.sub(b.bitcast(t, s.ity), self.ic(self._bits(shifter)))
+        t, _ = self._shifted_log2e(x, scale)      # (its t - S is unused: LLVM drops it)
+        n = b.sub(b.bitcast(t, s.ity), self.ic(self._bits(1.5 * 2.0 ** s.mant)))
         return n, b.sitofp(n, self.t)
 
     def _minus_n_ln2(self, x, nf, half):
@@ -224,7 +223,7 @@ class FloatMath:
             n = b.select(b.icmp_signed(">", n, hi), hi, n)
         return self.pow2i(n)
 
-    def _shifted_log2e(self, x, scale, bias):
+    def _shifted_log2e(self, x, scale, bias=0.0):
         """t = scale * x / ln2 + S rounded to an integer, S = 1.5 * 2**mant + bias, and
         n = t - S (exact) as a float. t's low mantissa bits then hold n + bias, so
         t's bits shifted left by mant are 2**n's bits where bias is the exponent bias

@@ -338,11 +338,12 @@ def _measure_split_once(rounds: int, per_round: int, gap_s: float) -> float:
 
 def split_cost_ns() -> float | None:
     """The pool's hand-off cost on this host (measure_split_ns), measured once per
-    host and recorded with the host's facts; None where the pool cannot run a task
-    on a worker (then a split pays a thread start)."""
+    host and version of the pool's code (a change to this file measures it again) and
+    recorded with the host's facts; None where the pool cannot run a task on a worker
+    (then a split pays a thread start)."""
     from codegen.host import measured_fact
     try:
-        return measured_fact("pool_split_ns", measure_split_ns)
+        return measured_fact(f"pool_split_ns-{_source_digest()[:12]}", measure_split_ns)
     except OSError:
         return None
 

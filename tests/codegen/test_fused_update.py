@@ -59,3 +59,40 @@ def test_a_product_with_symbolic_rows_keeps_its_own_epilogue_launch(monkeypatch)
     xv = rng.standard_normal((5, 8)).astype(np.float32)
     np.testing.assert_allclose(fn(xv), np.maximum(xv @ W.value + b.value, 0), rtol=1e-5, atol=1e-5)
     assert not _part_calls(fn) and "_epi(" in fn.dump("llvm")
+
+
+@pytest.mark.parametrize("blas_threads, chunked", [(2, False), (1, True)])
+def test_a_fused_product_run_as_one_part_keeps_every_blas_thread(monkeypatch, blas_threads, chunked):
+    """Not split across our threads, a product not marked own_threads is one call over
+    all its columns on every thread of a multi-threaded BLAS (OpenBLAS), as it was
+    before its epilogue was fused: its column chunks would each run on one BLAS thread
+    (matmul.py: a call narrower than the whole is a part). Under a one-thread BLAS
+    (MKL's sequential layer) it still runs in chunks. The generated code's thread-count
+    requests are recorded (test_matmul._blas_thread_requests)."""
+    import codegen.llvm.conv_gemm as conv_gemm
+    import codegen.llvm.entry as entry
+    import codegen.llvm.matmul as matmul
+    from codegen.llvm import blas
+    from test_matmul import _blas_thread_requests
+    monkeypatch.setattr(entry, "N_THREADS", 2)
+    monkeypatch.setattr(entry, "GEMM_WORK", 1 << 40)          # never split across our threads
+    monkeypatch.setattr(matmul, "BLAS_THREAD_WORK", 1 << 6)
+    monkeypatch.setattr(conv_gemm, "chunk_columns", lambda rows, itemsize: 16)
+    monkeypatch.setattr(blas, "threads_per_call", lambda: blas_threads)
+    # a width per case: the compile cache's key has the real BLAS's threads, not the stand-in's
+    rows, cols, batch = 8, 96 + 4 * blas_threads, 9
+    rng = np.random.default_rng(4)
+    w0 = rng.standard_normal((rows, cols)).astype(np.float32)
+    x, g = rng.standard_normal((batch, rows)).astype(np.float32), rng.standard_normal((batch, cols)).astype(np.float32)
+    W = ng.parameter(w0.copy(), name="W")
+    xp, gp = ng.placeholder(("N", rows), name="x"), ng.placeholder(("N", cols), name="g")
+    fn, calls = _blas_thread_requests(lambda: _run_update(W, xp, gp, x, g))
+    np.testing.assert_allclose(W.value, w0 - LR * (x.T @ g), rtol=1e-5, atol=1e-5)
+    assert any("fused_cols" in ln for ln in _part_calls(fn))
+    assert any(n == 1 for _, n in calls) == chunked, calls
+
+
+def _run_update(W, xp, gp, x, g):
+    fn = ng.compile([xp, gp], ng.sum(gp), updates={W: W - LR * (xp.T @ gp)}, target="cpu")
+    fn(x, g)
+    return fn

@@ -239,8 +239,10 @@ def _blas_thread_requests(run):
     import llvmlite.binding as llvm
 
     from codegen.llvm import blas
+    from codegen.llvm.target import _init
     from runtime.compile_cache import load_pipeline
-    load_pipeline()     # LLVM started and its symbols registered first: a compile in run() keeps the stand-in
+    load_pipeline()
+    _init()     # LLVM started and its symbols registered first: a compile in run() keeps the stand-in
     calls = []
 
     @ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)

@@ -339,7 +339,7 @@ def test_a_hand_off_that_waited_for_a_time_slice_is_measured_again(monkeypatch, 
     assert len(calls) == min(len(readings), thread_pool.SPLIT_ATTEMPTS)
 
 
-def test_split_cost_is_measured_once_per_host(tmp_path, monkeypatch):
+def test_split_cost_is_measured_once_per_host_and_pool_code(tmp_path, monkeypatch):
     from codegen.host import static_facts, _facts_path, _load_measured
     from codegen.llvm import thread_pool
     monkeypatch.setenv("NNGRAPH_CACHE_DIR", str(tmp_path))
@@ -348,7 +348,10 @@ def test_split_cost_is_measured_once_per_host(tmp_path, monkeypatch):
     monkeypatch.setattr(thread_pool, "measure_split_ns", lambda: 999.0)
     assert thread_pool.split_cost_ns() == 321.0                  # kept for the host
     static = static_facts()
-    assert _load_measured(_facts_path(static), static)["pool_split_ns"] == 321.0
+    key = f"pool_split_ns-{thread_pool._source_digest()[:12]}"
+    assert _load_measured(_facts_path(static), static)[key] == 321.0
+    monkeypatch.setattr(thread_pool, "_source_digest", lambda: "f" * 64)     # the pool's code changed
+    assert thread_pool.split_cost_ns() == 999.0                  # measured again
 
     def refuse():
         raise OSError("the worker pool handed its hand-off probe to a plain thread")

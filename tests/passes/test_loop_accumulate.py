@@ -95,3 +95,24 @@ def test_no_accumulation_into_the_callers_array(target):
     before = Z.copy()
     _values_agree([zs, h0], [hT, ys], target, [Z, H0])
     np.testing.assert_array_equal(Z, before)
+
+
+def test_a_step_with_a_nested_scan_after_the_product(target):
+    """The kernels after the product that do not use z (here a nested scan over h) are
+    left as they are; the outer product still accumulates into its slice."""
+    zin = ng.placeholder(("T", "N", 2 * H), name="zin")
+    h0 = ng.placeholder(("N", H), name="h0")
+    wh = ng.constant(RNG.standard_normal((H, 2 * H)).astype(np.float32) * 0.3)
+
+    def step(h, z_t):
+        z = z_t + ng.matmul(h, wh)
+        inner, _ = ng.scan(lambda c, v: (ng.tanh(c * 0.5 + v), None), ng.constant(np.zeros(H, np.float32)), h)
+        new = ng.tanh(z[:, :H]) * ng.sigmoid(z[:, H:]) + inner
+        return new, new
+
+    hT, ys = ng.scan(step, h0, zin * 1.5)
+    prog = _program([zin, h0], [hT, ys])
+    assert any(k.beta == 1.0 and _stepped(prog, k.out) for k in _products(prog))
+    for steps in (0, 1, 4):
+        arrays = [RNG.standard_normal((steps, 2, 2 * H)).astype(np.float32), RNG.standard_normal((2, H)).astype(np.float32)]
+        _values_agree([zin, h0], [hT, ys], target, arrays)

@@ -14,6 +14,7 @@ import nngraph as ng
 from nngraph.graph import Graph
 from passes.loop import all_loops, copies_after_step, copies_before_loop, same_memory
 from passes.lowering import to_program
+from passes.program import format_program
 
 RNG = np.random.default_rng(11)
 W = RNG.standard_normal((4, 8)).astype(np.float32) * 0.5
@@ -125,3 +126,15 @@ def test_one_initial_value_of_two_carries(target):
     (loop,) = list(all_loops(prog.schedule))
     assert len(copies_before_loop(prog, loop)) >= 1      # at most one state is the init's memory
     _values_agree(graph, [x, x0], target)
+
+
+def test_the_dump_shows_the_copies_the_backends_skip():
+    graph, _ = _loop(_pointwise, init="product")
+    prog, _, c = _carry(graph)
+    text = format_program(prog)
+    name = lambda b: f"@{prog.buffers[b].name}"       # noqa: E731
+    assert f"carry {name(c.state)} (from {name(c.init)}, one memory, no copy) <- {name(c.next)}: " \
+           f"{name(c.next)} over {name(c.state)}, no copy" in text
+    graph, _ = _loop(_halves_swapped, read_init_after=False)
+    prog, _, c = _carry(graph)
+    assert f"<- {name(c.next)} after each step" in format_program(prog)

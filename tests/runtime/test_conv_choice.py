@@ -328,3 +328,19 @@ def test_the_one_image_choice_decides_the_program(fresh, monkeypatch, pick, prod
     np.testing.assert_allclose(fn(a), ng.compile([x], y, target="reference")(a), rtol=1e-5, atol=1e-5)
     (gw,) = ng.grad(ng.sum(y * y), [w])
     assert "@t_conv[36,4]" not in ng.compile([x], [y, gw], target="cpu").dump("kernels") and len(calls) == 1
+
+
+def test_a_partial_taps_time_never_leads_when_the_budget_ends_early(monkeypatch):
+    """Round 1 alone spends the budget while taps has timed only its first product
+    (2 ms of its 12): that lower bound must not beat the BLAS layouts' whole 6 ms."""
+    import time
+
+    def sleeping(seconds):
+        return lambda *args: [lambda: time.sleep(seconds)]
+    asked, calls = _counted_taps(monkeypatch, {"conv2d": 0.002, "conv2d_grad_input": 0.005, "conv2d_grad_filter": 0.005})
+    monkeypatch.setattr(conv_choice, "_example_calls", sleeping(0.006))
+    monkeypatch.setattr(conv_choice, "_batch_calls", sleeping(0.006))
+    monkeypatch.setattr(conv_choice, "BUDGET_S", 0.01)
+    got = conv_choice.time_layouts(dict(GEO, N=3), "float32")
+    assert got["choice"] != "taps" and got["taps_s"] >= 0.012
+    assert got["taps_products"] == "conv2d+conv2d_grad_input+conv2d_grad_filter"
