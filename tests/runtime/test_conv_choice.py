@@ -129,6 +129,9 @@ def test_timing_the_layouts_gives_a_choice_and_its_numbers():
     ({"batch": [5.0], "example": [1.0], "taps": [1.0]}, set()),                      # one round: too early
     ({"batch": [5.0, 5.0], "example": [1.0, 1.0]}, {"batch"}),
     ({"batch": [5.0, 5.0]}, set()),
+    # the leader's first round (first-touch costs) does not keep a slower layout in:
+    # LeNet's second layer, ms
+    ({"batch": [1.847, 0.736], "example": [1.657, 1.165], "taps": [2.225, 1.794]}, {"example", "taps"}),
 ])
 def test_a_layout_is_out_once_its_best_round_is_slower_than_each_of_the_leaders(rounds, out):
     assert conv_choice.clearly_slower(rounds) == out
