@@ -213,9 +213,12 @@ class _TapsCalls:
         self.timed, self.rest = tuple(products[:1]), tuple(products[1:])
         self.calls = [self._make(self.timed)]
 
-    def complete(self) -> None:
+    def complete(self, out: dict, seen: dict) -> None:
+        """Build the other products' code; the taps calls of `out` become all of them,
+        their rounds in `seen` start anew (a part's times do not count for the whole)."""
         self.calls.append(self._make(self.rest))
         self.timed, self.rest = self.timed + self.rest, ()
+        out["taps"], seen["taps"] = self.calls, []
 
 
 def _timed_rounds(out: dict, taps) -> dict:
@@ -242,15 +245,13 @@ def _timed_rounds(out: dict, taps) -> dict:
             running.discard("overhead")
         spent += time.perf_counter() - start
         if partial and "taps" in running and len(seen["taps"]) >= 2:
-            taps.complete()     # compiled outside the timing budget
-            out["taps"], seen["taps"] = taps.calls, []
+            taps.complete(out, seen)     # compiled outside the timing budget
         if all(len(seen[name]) >= ROUNDS for name in running):
             return seen
         if spent > BUDGET_S and all(seen[name] for name in running):
             if not (partial and "taps" in running and _leads(seen, "taps")):
                 return seen     # slow products (or a busy machine): fewer rounds, a bounded compile
-            taps.complete()     # a time of its first product alone may be out, never lead
-            out["taps"], seen["taps"] = taps.calls, []
+            taps.complete(out, seen)     # a time of its first product alone may be out, never lead
 
 
 def _leads(seen: dict, name: str) -> bool:
@@ -276,7 +277,7 @@ def clearly_slower(rounds: dict, lower_bounds=frozenset()) -> set:
     alone, 1.79 ms at best, stayed in the running), once every layout has run two
     rounds. A busy machine only ever adds to a round's time,
     so such a layout was slower in each of its rounds than the leader in all of its
-    own; timing it again would cost its time (LeNet's second layer as taps: about five
+    warm ones; timing it again would cost its time (LeNet's second layer as taps: about five
     times its BLAS layouts') and not change the choice, as its best already exceeds
     the leader's. The layouts in `lower_bounds` time only part of their work (the
     taps layout's first product): they may be out, never lead."""
