@@ -117,7 +117,7 @@ def measured_layout(geo: dict, dtype: str, products=None) -> str:
     "one_image_direct" (time_one_image). A choice stored as provisional (timed while
     the machine was disturbed: codegen/timing_trust.py) is timed again, once per
     process, until it is final."""
-    products = tuple(p for p in ALL if p in (products or ALL))
+    products = _products(products)
     where = _memo_key(geo, dtype, products)
     if where is None:
         return "batch"          # one example: the two layouts make the same products
@@ -126,6 +126,11 @@ def measured_layout(geo: dict, dtype: str, products=None) -> str:
         entry = _stored_or_timed(*where, geo, dtype, products, _is_one_image(geo, products))
         _memo[where] = entry
     return entry["choice"]
+
+
+def _products(products) -> tuple:
+    """The products a layer's graph makes, in ALL's order (None: all of them)."""
+    return tuple(p for p in ALL if p in (products or ALL))
 
 
 def _is_one_image(geo: dict, products: tuple) -> bool:
@@ -153,7 +158,7 @@ class MeasuredChoices:
 
     def __call__(self, geo: dict, dtype: str, products=None) -> str:
         choice = measured_layout(geo, dtype, products)
-        where = _memo_key(geo, dtype, tuple(p for p in ALL if p in (products or ALL)))
+        where = _memo_key(geo, dtype, _products(products))
         entry = _memo.get(where) if where is not None else None
         if entry is not None and timing_trust.provisional(entry.get("trust")):
             self.provisional.append([*where, entry["choice"]])
