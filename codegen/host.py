@@ -19,8 +19,9 @@ JSON (host-<hash of the static facts>.json, FACTS_VERSION in it, written to a
 temporary file and renamed; read only from a directory and file only this user can
 write), so every process on the host derives the same thresholds and hence the
 same IR text and cache keys. Each cost keeps a trust record (codegen/timing_trust.py);
-one measured while the machine was disturbed is measured again by the next process,
-a bounded number of times (a file without records, written before them, is final).
+one measured while the machine was disturbed is measured again by a later process
+that finds the machine not busy, a bounded number of times (a file without records,
+written before them, is final).
 
 On a virtual machine such a cost is bimodal: a thread start took 8-15 us, or 50-70 us
 (also 60 us in every one of 160 starts of one process) when the host was slow to run
@@ -334,14 +335,15 @@ def measured_fact(name: str, measure, static: dict | None = None, timings: int =
     this host and recorded beside the others, with the evidence of how disturbed the
     machine was meanwhile (codegen/timing_trust.py; `timings`: how many single timings
     measure() makes, one of which must be untouched). One recorded as provisional is
-    measured again by the next process that asks (this function is called once a
-    process per cost), until it is final. OSError from measure() propagates (nothing
+    measured again by the next process that asks while the machine is not busy
+    (timing_trust.due; this function is called once a process per cost), until it is
+    final. OSError from measure() propagates (nothing
     is recorded)."""
     static = static_facts() if static is None else static
     path = _facts_path(static)
     measured = _load_measured(path, static)
     previous = _load_trust(path, static).get(name) if name in measured else None
-    if name not in measured or timing_trust.provisional(previous):
+    if name not in measured or timing_trust.due(previous):
         watch = timing_trust.Watch()
         value = float(measure())
         rec = timing_trust.record(watch.evidence(timings), previous)

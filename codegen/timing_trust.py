@@ -46,8 +46,9 @@ undisturbed: the measurement is kept as before these checks.
 
 A stored choice carries a trust record (`record`): its evidence, the reasons it was
 disturbed (none: final) and how often it was re-timed. A disturbed one is provisional:
-used, and measured again by a later process (`due`) up to RETIMES times; then the last
-measurement is kept for good, so a machine that is always busy does not re-time forever.
+used, and measured again by a later process that finds the machine not busy (`due`),
+up to RETIMES times; then the last measurement is kept for good, so a machine that is
+always busy does not re-time forever.
 An entry without a record (a table written before these checks) is final, as it was.
 NNGRAPH_RETIME=1 (runtime/host_choices.py) drops every stored choice instead;
 NNGRAPH_RETIME=0 keeps every measurement as it was taken (nothing is provisional).
@@ -235,6 +236,19 @@ def provisional(rec, env=None) -> bool:
     """A choice measured while disturbed, to be measured again (fewer than RETIMES
     re-times so far, and NNGRAPH_RETIME not 0)."""
     return rec is not None and bool(rec["disturbed"]) and rec["retimes"] < RETIMES and retime_mode(env) != "never"
+
+
+def due(rec, env=None) -> bool:
+    """Is a stored choice to be measured again now: provisional, and the machine not
+    busy at this moment (others running on fewer than BUSY_SHARE of the CPUs; one
+    reading). A re-timing on a machine still busy would most likely be disturbed
+    again, cost its time (seconds, under a load of 10 on 2 cores) and use up one of
+    the RETIMES; so it waits, the provisional choice in use, for a quieter moment."""
+    if not provisional(rec, env):
+        return False
+    probe = system_probe()
+    others = probe.others_running()
+    return others is None or others < BUSY_SHARE * max(1, probe.cpus())
 
 
 def retime_mode(env=None) -> str:

@@ -36,8 +36,8 @@ The key is the sha256 of everything the result depends on:
 Graphs with collectives (their Program depends on the job's size) are not cached.
 A function made with conv layouts that are still provisional (timed on a busy machine,
 codegen/timing_trust.py) lists them in its entry; a process that has not timed them
-again itself does not use it (`settled`): its compile is a miss whose lowering times
-them again, and its entry replaces the old one.
+again itself does not use it while they are due to be timed again (`settled`): its
+compile is a miss whose lowering times them again, and its entry replaces the old one.
 
 A hit's start (`key_context`) imports LLVM's binding, opens the BLAS (the object
 code links to both) and reads the host facts; it imports none of the passes, the

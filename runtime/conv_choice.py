@@ -23,7 +23,7 @@ Results are kept in memory and in `conv-layouts.json` in nngraph's cache directo
 measured again), keyed by the host (CPU, its features, the BLAS core type and thread
 counts, all the layouts there are to choose from: host_key), so each shape is measured once per host;
 one measured while the machine was disturbed (codegen/timing_trust.py) is provisional,
-measured again by later processes until it is final (MeasuredChoices tells the compile
+measured again by later processes (at quiet moments) until it is final (MeasuredChoices tells the compile
 cache which answers a compiled function was made with).
 
 A layer of one image in one group whose graph makes only the forward product (an
@@ -168,7 +168,9 @@ class MeasuredChoices:
 def settled(dependencies) -> bool:
     """Is every [host key, shape, choice] of `dependencies` (provisional answers a
     compiled function was made with) the answer now: this process's (it timed them
-    again), or the table's once final. Otherwise a compile must time them again."""
+    again), or the table's once it is not due to be timed again (final, or the
+    machine busy now: codegen/timing_trust.due). Otherwise a compile must time them
+    again."""
     if not all(isinstance(d, list) and len(d) == 3 and all(isinstance(x, str) for x in d) for d in dependencies):
         return False
     table = None
@@ -178,7 +180,7 @@ def settled(dependencies) -> bool:
             table = _read_table() if table is None else table
             entry = table.get(key, {}).get(shape)
             if not (isinstance(entry, dict) and timing_trust.valid(entry.get("trust"))
-                    and not timing_trust.provisional(entry.get("trust"))):
+                    and not timing_trust.due(entry.get("trust"))):
                 return False
         if entry.get("choice") != choice:
             return False
@@ -186,12 +188,13 @@ def settled(dependencies) -> bool:
 
 
 def _stored_or_timed(key: str, shape: str, geo: dict, dtype: str, products, one_image: bool) -> dict:
-    """The table's entry for (key, shape) when it is final; else (none, damaged, or
-    provisional) the layer timed now and stored, with its trust record."""
+    """The table's entry for (key, shape) unless it is due to be timed again
+    (timing_trust.due: provisional, the machine not busy now); else (none, damaged,
+    or due) the layer timed now and stored, with its trust record."""
     names = ONE_IMAGE_LAYOUTS if one_image else LAYOUTS
     stored = _read_table().get(key, {}).get(shape)
     usable = isinstance(stored, dict) and stored.get("choice") in names and timing_trust.valid(stored.get("trust"))
-    if usable and not timing_trust.provisional(stored.get("trust")):
+    if usable and not timing_trust.due(stored.get("trust")):
         return stored
     entry = time_one_image(geo, dtype) if one_image else time_layouts(geo, dtype, products)
     evidence = entry.pop("evidence", None)

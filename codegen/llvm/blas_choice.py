@@ -77,8 +77,8 @@ def choose(candidates: dict, installed: tuple, key_parts: list, threads: int, on
     whose calls stay on the calling thread (time_candidates). entry is the measurement
     that chose, or None when nothing was timed (forced, or one candidate). A stored
     choice loads only the winner. One stored as provisional (timed while the machine
-    was disturbed, codegen/timing_trust.py) is timed again, by each process that
-    starts, until it is final."""
+    was disturbed, codegen/timing_trust.py) is timed again by a process that starts
+    while the machine is not busy (timing_trust.due), until it is final."""
     want = requested()
     if want == "auto" and pinned_core_type():
         return "openblas", None
@@ -95,7 +95,7 @@ def choose(candidates: dict, installed: tuple, key_parts: list, threads: int, on
     stored = read_json_table(CACHE_FILE).get(key)
     usable_entry = (isinstance(stored, dict) and stored.get("choice") in candidates
                     and timing_trust.valid(stored.get("trust")))
-    if usable_entry and not timing_trust.provisional(stored.get("trust")) and _loads(candidates[stored["choice"]]):
+    if usable_entry and not timing_trust.due(stored.get("trust")) and _loads(candidates[stored["choice"]]):
         return stored["choice"], stored
     usable = {name: addresses for name, load in candidates.items() if (addresses := _loads(load))}
     if len(usable) <= 1:

@@ -101,3 +101,13 @@ def test_the_system_probe_reads_this_machine():
     assert probe.cpus() >= 1 and probe.wall() > 0
     ev = tt.Watch().evidence(rounds=1)
     assert isinstance(ev.to_json(), dict) and ev.to_json()["rounds"] == 1
+
+
+def test_a_provisional_choice_is_due_only_while_the_machine_is_not_busy(monkeypatch):
+    monkeypatch.delenv("NNGRAPH_RETIME", raising=False)
+    disturbed, clean = tt.record(tt.Evidence(rounds=1, preemptions=3)), tt.record(tt.Evidence(rounds=1))
+    monkeypatch.setattr(tt, "system_probe", lambda: FakeProbe(running=(1,), cpus=2))
+    assert not tt.due(disturbed) and not tt.due(clean)          # busy now: wait
+    monkeypatch.setattr(tt, "system_probe", lambda: FakeProbe(running=(0,), cpus=2))
+    assert tt.due(disturbed) and not tt.due(clean) and not tt.due(None)
+    assert not tt.due(disturbed, {"NNGRAPH_RETIME": "0"})

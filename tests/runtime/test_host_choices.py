@@ -26,7 +26,13 @@ def cache_dir(tmp_path, monkeypatch):
     monkeypatch.delenv("NNGRAPH_RETIME", raising=False)      # the suite keeps measurements (conftest)
     monkeypatch.delenv("NNGRAPH_CONV_LAYOUT", raising=False)
     monkeypatch.setattr(conv_choice, "_memo", {})
+    quiet(monkeypatch)
     return tmp_path
+
+
+def quiet(monkeypatch, others=0):
+    """The machine as timing_trust.due sees it now: `others` threads of others running on 2 CPUs."""
+    monkeypatch.setattr(timing_trust, "system_probe", lambda: FakeProbe(running=(others,), cpus=2))
 
 
 @pytest.fixture
@@ -66,6 +72,25 @@ def test_a_disturbed_layout_is_provisional_and_timed_again_by_the_next_process(c
     assert entry["trust"]["retimes"] == 1 and not timing_trust.provisional(entry["trust"])
     new_process(monkeypatch)
     assert conv_choice.measured_layout(GEO, "float32") == "batch" and timings["calls"] == 2     # final
+
+
+def test_a_provisional_layout_waits_for_a_quiet_moment(cache_dir, timings, monkeypatch):
+    """While the machine is busy, a new process uses the provisional layout untimed (and
+    a compiled function made with it), so a busy machine neither pays for re-timing
+    nor uses up the re-timings; the first process to find it quiet times it again."""
+    timings["script"] = [("example", DISTURBED), ("batch", CLEAN)]
+    choices = conv_choice.MeasuredChoices()
+    assert choices(GEO, "float32") == "example"
+    quiet(monkeypatch, others=2)
+    for _ in range(3):
+        new_process(monkeypatch)
+        assert conv_choice.settled(choices.provisional)
+        assert conv_choice.measured_layout(GEO, "float32") == "example"
+    assert timings["calls"] == 1 and stored_conv_entry(cache_dir)["trust"]["retimes"] == 0
+    quiet(monkeypatch)
+    new_process(monkeypatch)
+    assert not conv_choice.settled(choices.provisional)
+    assert conv_choice.measured_layout(GEO, "float32") == "batch" and timings["calls"] == 2
 
 
 def test_a_clean_layout_is_final(cache_dir, timings, monkeypatch):
@@ -194,7 +219,8 @@ def test_the_blas_timing_gathers_evidence_and_chooses_as_before(cache_dir, monke
 
 def test_a_host_cost_measured_while_disturbed_is_measured_again(cache_dir, monkeypatch):
     static = dict(host.static_facts(), cpu_model="test CPU")
-    probes = iter([FakeProbe(running=(5,)), FakeProbe(running=(0,))] + [FakeProbe(running=(5,))] * 9)
+    # the first measurement busy; then the moment is quiet (due) and so is the second
+    probes = iter([FakeProbe(running=(5,)), FakeProbe(running=(0,)), FakeProbe(running=(0,))])
     monkeypatch.setattr(timing_trust, "system_probe", lambda: next(probes))
     values = iter([61000.0, 9000.0, 1.0])
     assert host.measured_fact("thread_start_ns", lambda: next(values), static) == 61000.0
