@@ -30,7 +30,7 @@ def mark_nonpositive_exps(outer, stages):
     nonpositive (see above)."""
     stages = list(stages)
     for t, st in enumerate(stages):
-        marks = [n for n, ins in enumerate(st.body) if ins.op == "exp" and _minus_row_max(stages, t, ins.args[0])]
+        marks = [n for n, ins in enumerate(st.body) if ins.op == "exp" and minus_row_max(stages, t, ins.args[0])]
         if marks:
             body = list(st.body)
             for n in marks:
@@ -40,7 +40,7 @@ def mark_nonpositive_exps(outer, stages):
     return outer, stages
 
 
-def _minus_row_max(stages, t: int, arg: int) -> bool:
+def minus_row_max(stages, t: int, arg: int) -> bool:
     """Whether value `arg` of stage t is v - m, m the row maximum of that same v."""
     late = stages[t]
     sub = late.body[arg]
@@ -58,10 +58,10 @@ def _minus_row_max(stages, t: int, arg: int) -> bool:
         return False
     if value_keys(early.body)[reduced] != value_keys(late.body)[sub.args[0]]:
         return False
-    return not _loads_written(late.body, sub.args[0], stages[s:t + 1])
+    return not loads_written(late.body, sub.args[0], stages[s:t + 1])
 
 
-def _loads_written(body, value: int, stages) -> bool:
+def loads_written(body, value: int, stages) -> bool:
     """Whether a buffer that `value` (of `body`) loads is stored by one of `stages`."""
     loaded, stack, seen = set(), [value], set()
     while stack:
