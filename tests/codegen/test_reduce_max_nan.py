@@ -5,16 +5,9 @@ at the first element, inside the vectorised main loop and in its remainder, in r
 long and short, whole-tensor and per-row, on the host's instruction set and on AVX2
 emulated by NNGRAPH_CPU_FEATURES=-avx512f (the flag is or-ed in mask registers with
 AVX-512 and kept by a signed min without), each in a process of its own."""
-import os
-import subprocess
-import sys
-
 import pytest
 
-from codegen import host
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HOST_AVX512 = "avx512f" in host.cpuinfo().get("flags", "").split()
+from isa_runs import HOST_AVX512, run_at_isa
 
 CHECK = r"""
 import numpy as np
@@ -51,10 +44,5 @@ print("ok", target.has_feature("avx512f"))
 
 @pytest.mark.parametrize("isa", ["host", "avx2"])
 def test_max_and_min_are_nan_where_a_nan_was_met(isa, tmp_path):
-    if isa == "avx2" and not HOST_AVX512:
-        pytest.skip("the host has no AVX-512: its own run is the AVX2 one")
-    env = dict(os.environ, NNGRAPH_CPU_FEATURES="" if isa == "host" else "-avx512f",
-               NNGRAPH_CACHE_DIR=str(tmp_path), PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    p = subprocess.run([sys.executable, "-c", CHECK], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
-    assert p.stdout.split()[-1] == str(HOST_AVX512 and isa == "host")
+    out = run_at_isa(CHECK, isa, tmp_path)
+    assert out.split()[-1] == str(HOST_AVX512 and isa == "host")

@@ -6,14 +6,10 @@ AVX2 emulated by NNGRAPH_CPU_FEATURES=-avx512f, each in a process of its own."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 import nngraph as ng
-from codegen import host
 from nngraph.graph import Graph
 from passes.exp_quotient import exps_as_quotients
 from passes.lowering import to_program
@@ -21,8 +17,7 @@ from passes.pipeline import optimize
 from passes.program import LoopKernel, Stage, instr
 from passes.row_reuse import reuse_row_values
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HOST_AVX512 = "avx512f" in host.cpuinfo().get("flags", "").split()
+from isa_runs import HOST_AVX512, run_at_isa
 
 
 def _softmax_kernel(with_log=False):
@@ -108,12 +103,6 @@ print(json.dumps({"avx512f": target.has_feature("avx512f"), "max_ulp": worst, "l
 def test_softmax_within_10_ulp_of_the_quotient_of_its_float32_differences(isa, tmp_path):
     """exp(a) * (1 / s): the exponential, the float32 sum's rounding (shared by every
     element of the row) and two roundings; exp(a - log s) was 32-35 ulp off here."""
-    if isa == "avx2" and not HOST_AVX512:
-        pytest.skip("the host has no AVX-512: its own run is the AVX2 one")
-    env = dict(os.environ, NNGRAPH_CPU_FEATURES="" if isa == "host" else "-avx512f",
-               NNGRAPH_CACHE_DIR=str(tmp_path), PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    p = subprocess.run([sys.executable, "-c", ROWS], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr[-3000:]
-    r = json.loads(p.stdout.strip().splitlines()[-1])
+    r = json.loads(run_at_isa(ROWS, isa, tmp_path).strip().splitlines()[-1])
     assert r["avx512f"] == (HOST_AVX512 and isa == "host")
     assert r["max_ulp"] <= 10 and r["logs_ok"] and r["nan_rows"], r

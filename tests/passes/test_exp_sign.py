@@ -7,22 +7,17 @@ multiplies instead of two built powers of two), each in a process of its own."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 import nngraph as ng
-from codegen import host
 from nngraph.graph import Graph
 from passes.exp_sign import NONPOSITIVE, mark_nonpositive_exps
 from passes.lowering import to_program
 from passes.pipeline import optimize
 from passes.program import LoopKernel, Stage, Store, instr
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HOST_AVX512 = "avx512f" in host.cpuinfo().get("flags", "").split()
+from isa_runs import HOST_AVX512, run_at_isa
 
 
 def _row_kernel(outputs_of):
@@ -117,13 +112,7 @@ print(json.dumps({"avx512f": target.has_feature("avx512f"), "max_ulp": float(err
 
 @pytest.mark.parametrize("isa", ["host", "avx2"])
 def test_marked_exp_within_3_ulp_and_exact_at_special_values(isa, tmp_path):
-    if isa == "avx2" and not HOST_AVX512:
-        pytest.skip("the host has no AVX-512: its own run is the AVX2 one")
-    env = dict(os.environ, NNGRAPH_CPU_FEATURES="" if isa == "host" else "-avx512f",
-               NNGRAPH_CACHE_DIR=str(tmp_path), PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    p = subprocess.run([sys.executable, "-c", ROWS], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr[-3000:]
-    r = json.loads(p.stdout.strip().splitlines()[-1])
+    r = json.loads(run_at_isa(ROWS, isa, tmp_path).strip().splitlines()[-1])
     assert r["avx512f"] == (HOST_AVX512 and isa == "host")
     assert r["max_ulp"] <= 3, r
     assert r["special_same"], r
