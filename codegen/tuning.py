@@ -77,6 +77,7 @@ class Tuning:
     gemm_column_split_work: int
     own_split_work: int
     split_ns: float
+    blas_call_threads: int
 
 
 def pow2_round(x: float) -> int:
@@ -123,6 +124,27 @@ def blas_threads(facts: HostFacts, env) -> int:
     return _positive_int(env, "NNGRAPH_BLAS_THREADS", facts.physical_cores)
 
 
+def blas_call_threads(facts: HostFacts, env, pool_split_ns: float | None) -> int:
+    """Threads one BLAS call of the generated code may use: NNGRAPH_BLAS_THREADS when
+    set; else one when our threads split the products through the worker pool (more
+    than one loop thread, and a measured hand-off cheaper than the thread start that
+    wakes a BLAS thread); else blas_threads (no pool: our split pays a thread start,
+    as waking a BLAS thread does, and the BLAS's own split shares its packed panels).
+
+    Why one: the cores get one team of waiting threads, not two. A pool worker spins
+    after each task (thread_pool.py), a BLAS's own workers after each call (OpenBLAS:
+    until its thread timeout), and on the same cores each team's spinners take time
+    slices from the other's work: on a 2-core Xeon with OpenBLAS's two threads a LeNet
+    step b64 took 2.6 ms and the MLP 784-512-256-10 step b128 2.0 ms, each call on one
+    BLAS thread and the products split by the pool 1.7 and 1.5 ms; alone, half a
+    product on one thread ran as fast as the whole on two (the MLP step's products:
+    0.91 against 1.03 ms)."""
+    if env.get("NNGRAPH_BLAS_THREADS", "").strip():
+        return blas_threads(facts, env)
+    pooled = pool_split_ns is not None and pool_split_ns < facts.thread_start_ns
+    return 1 if pooled and loop_threads(facts, env) > 1 else blas_threads(facts, env)
+
+
 def derive(facts: HostFacts, env=None, pool_split_ns: float | None = None) -> Tuning:
     """The thresholds for a host with `facts` and environment `env` (a mapping);
     `pool_split_ns`: the worker pool's hand-off cost when our splits go through the
@@ -144,19 +166,20 @@ def derive(facts: HostFacts, env=None, pool_split_ns: float | None = None) -> Tu
     blas_work = pow2_round(BLAS_PAYOFF * facts.thread_start_ns * macs_per_ns)
     own_work = pow2_round(BLAS_PAYOFF * split_ns * macs_per_ns)
     loops, blas = loop_threads(facts, env), blas_threads(facts, env)
+    per_call = blas_call_threads(facts, env, pool_split_ns)
     return Tuning(loop_threads=loops, blas_threads=blas, vector_bits=bits,
                   loop_split_work=pow2_round(LOOP_PAYOFF * split_ns * ops_per_ns),
-                  blas_thread_work=blas_work, gemm_split_work=gemm_split_work(blas_work, own_work, loops, blas),
+                  blas_thread_work=blas_work, gemm_split_work=gemm_split_work(blas_work, own_work, loops, per_call),
                   column_tile=COLUMN_TILE_VECTORS * facts.lanes(bits),
                   gemm_column_split_work=COLUMN_SPLIT_PARTS * own_work, own_split_work=own_work,
-                  split_ns=split_ns)
+                  split_ns=split_ns, blas_call_threads=per_call)
 
 
 def gemm_split_work(blas_work: int, own_work: int, loops: int, blas: int) -> int:
-    """Multiply-adds above which our own threads split a GEMM. With several BLAS
-    threads, GEMM_SPLIT_OVER_BLAS times the work that wakes one (the BLAS's own
-    split is better below that). With one BLAS thread (NNGRAPH_BLAS_THREADS=1, the
-    setting for cores that other work shares), our threads are the only way a GEMM
+    """Multiply-adds above which our own threads split a GEMM, for a BLAS whose calls
+    use `blas` threads. With several, GEMM_SPLIT_OVER_BLAS times the work that wakes one
+    (the BLAS's own split is better below that). With one per call (blas_call_threads,
+    MKL's sequential layer, NNGRAPH_BLAS_THREADS=1), our threads are the only way a GEMM
     uses more than one core: they split it from the work that pays for handing a
     part to one of them (`own_work`; ResNet-50 at batch 1 has no GEMM above 2**27
     multiply-adds: with one BLAS thread every one of them ran on one core)."""

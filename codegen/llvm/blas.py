@@ -34,7 +34,9 @@ loaded once per process whoever opens it first, so scipy and nngraph share the
 instance as before. A scipy without that file (built against another BLAS) is
 asked through scipy.linalg.cython_blas.
 
-Threads: NNGRAPH_BLAS_THREADS (default one per physical core, codegen/tuning.py).
+Threads: the instance is set to NNGRAPH_BLAS_THREADS (default one per physical core,
+codegen/tuning.py); one call of the generated code uses threads_per_call() of them:
+one when nngraph's worker pool splits the products (tuning.blas_call_threads).
 """
 from __future__ import annotations
 
@@ -76,12 +78,22 @@ def chosen_blas() -> str:
 
 
 def threads_per_call() -> int:
-    """BLAS threads one call of the chosen BLAS may use: one under MKL's sequential
-    layer (its products never leave the calling thread), else configured_threads()."""
+    """BLAS threads one call of the generated code may use (matmul.py sets the count
+    around each call): that of the chosen BLAS (call_threads)."""
+    return call_threads(chosen_blas())
+
+
+def call_threads(name: str) -> int:
+    """BLAS threads one call of candidate `name` may use: one under MKL's sequential
+    layer (its products never leave the calling thread), the configured count under
+    a threaded MKL layer (NNGRAPH_MKL_THREADING asks for MKL's own threads), else the
+    host's rule (codegen/tuning.py blas_call_threads: one when nngraph's worker pool
+    splits the products, so that OpenBLAS's workers never wait on the pool's cores)."""
+    from codegen.tuning import tuning
     from . import mkl
-    if chosen_blas() == "mkl" and mkl.threading_layer() == "sequential":
-        return 1
-    return configured_threads()
+    if name == "mkl":
+        return 1 if mkl.threading_layer() == "sequential" else configured_threads()
+    return tuning().blas_call_threads
 
 
 def choice_measurement():
@@ -95,14 +107,14 @@ def _choice() -> tuple:
     from .blas_choice import choose
     from . import mkl
     installed = tuple(name for name in CANDIDATES if name != "mkl" or mkl.installed())
-    one_thread = frozenset({"mkl"} if mkl.threading_layer() == "sequential" else ())
+    one_thread = frozenset(name for name in CANDIDATES if call_threads(name) == 1)
     return choose({name: functools.partial(candidate_addresses, name) for name in CANDIDATES}, installed,
                   choice_key_parts(), configured_threads(), one_thread)
 
 
 def choice_key_parts() -> list:
     """What the choice depends on besides the CPU: each candidate's version and
-    settings (core type, threading layer, instruction cap, thread count)."""
+    settings (core type, threading layer, instruction cap, thread count, threads per call)."""
     from . import mkl
     threads = configured_threads()
     try:
@@ -112,17 +124,19 @@ def choice_key_parts() -> list:
     return [f"openblas {_scipy_version()} {core_type_choice()} "
             f"{os.environ.get('OPENBLAS_CORETYPE', '')}", f"mkl {mkl.version()} {layer} {os.environ.get('MKL_CBWR', '')} "
             f"{os.environ.get('MKL_ENABLE_INSTRUCTIONS', '')}",
-            f"threads {threads}"]
+            f"threads {threads}", "per call " + " ".join(str(call_threads(name)) for name in CANDIDATES)]
 
 
 def describe() -> str:
     """Which BLAS the generated code calls, for fn.stats()["blas"] and profile headers:
-    e.g. "mkl 2026.2.0 (sequential, MKL_CBWR=AUTO,STRICT)"."""
-    return _description(chosen_blas(), configured_threads())
+    e.g. "mkl 2026.2.0 (sequential, MKL_CBWR=AUTO,STRICT)", "openblas 0.3.30 (scipy's,
+    core type SkylakeX, 1 thread per call: products split by nngraph's threads)"."""
+    name = chosen_blas()
+    return _description(name, configured_threads(), call_threads(name))
 
 
 @functools.lru_cache(maxsize=None)
-def _description(name: str, n: int) -> str:
+def _description(name: str, n: int, per_call: int) -> str:
     if name == "mkl":
         return mkl_instance().describe()
     lib, private = _openblas_instance()
@@ -130,7 +144,9 @@ def _description(name: str, n: int) -> str:
     version = config[1] if len(config) > 1 else _scipy_version()
     core = openblas_core() or "?"
     own = ", own instance" if private else ""
-    return f"openblas {version} (scipy's{own}, core type {core}, {n} thread{'s' * (n > 1)})"
+    threads = (f"{n} thread{'s' * (n > 1)}" if per_call == n or n == 1 else
+               "1 thread per call: products split by nngraph's threads")
+    return f"openblas {version} (scipy's{own}, core type {core}, {threads})"
 
 
 def openblas_core() -> str:
@@ -363,8 +379,9 @@ def set_threads(setter) -> None:
     """Thread count of the BLAS instance nngraph calls. Default: one thread per
     physical core (MLP 784-512-256-10 inference b128 on 2 cores: 0.74 ms with
     OpenBLAS's own two threads, 1.41 ms on one thread, 0.90 ms split by our code
-    across two threads). On a machine whose cores are busy with other work,
-    OpenBLAS's spinning workers can cost 10x; NNGRAPH_BLAS_THREADS=1 is the remedy."""
+    across two threads). One call of the generated code uses threads_per_call() of
+    them: one where nngraph's worker pool splits the products (codegen/tuning.py
+    blas_call_threads), so OpenBLAS's spinning workers never wait on the pool's cores."""
     setter(configured_threads())
 
 

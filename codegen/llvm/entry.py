@@ -263,14 +263,16 @@ def product_split_work(kern) -> int:
 
 
 def gemm_work() -> int:
-    """GEMM_WORK; when the chosen BLAS runs every call on one thread (MKL's sequential
-    layer) and GEMM_WORK is the derived one, the work that pays for handing a part to
-    one of our threads instead (tuning.gemm_split_work with one BLAS thread): our threads are
-    then the only way a product uses more than one core (MLP 784-512-256-10 inference
-    b128 under sequential MKL: 982 us on one core, OpenBLAS's two threads 709 us)."""
-    if GEMM_WORK != _DERIVED_GEMM_WORK or blas.threads_per_call() != 1:
+    """GEMM_WORK as the chosen BLAS's threads per call (blas.threads_per_call) make it,
+    when GEMM_WORK is the derived one (tuning.gemm_split_work): with one thread per call
+    (nngraph's worker pool splits the products, MKL's sequential layer) the work that
+    pays for handing a part to one of our threads, since our threads are then the only
+    way a product uses more than one core (MLP 784-512-256-10 inference b128 under
+    sequential MKL: 982 us on one core, OpenBLAS's two threads 709 us); with several,
+    the BLAS's own split below GEMM_SPLIT_OVER_BLAS times the work that wakes one."""
+    if GEMM_WORK != _DERIVED_GEMM_WORK:
         return GEMM_WORK
-    return gemm_split_work(tuning().blas_thread_work, tuning().own_split_work, N_THREADS, 1)
+    return gemm_split_work(tuning().blas_thread_work, tuning().own_split_work, N_THREADS, blas.threads_per_call())
 
 
 def _launch(fb: FnBuilder, f, n0, factor, syms, tramp, threads, threshold):

@@ -9,7 +9,9 @@ BLAS is column-major: a row-major C = op(A) op(B) is, read column-major,
 C^T = op(B)^T op(A)^T, so we call gemm with the operands swapped.
 
 A call below BLAS_THREAD_WORK multiply-adds runs on one BLAS thread (the count is
-set to one before it and back to NNGRAPH_BLAS_THREADS after); bigger ones use them all.
+set to one before it and back to NNGRAPH_BLAS_THREADS after); bigger ones use them all,
+unless every call runs on one (blas.threads_per_call: nngraph's worker pool splits the
+products), then every call is made on one.
 
 The function's [lo, hi) range runs over the output rows (split_axis), or, built with
 columns=True, over the output columns: part C[:, lo:hi] = A @ B[:, lo:hi] through the
@@ -164,6 +166,11 @@ def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt, columns=False):
     # 5-10 ms with two BLAS threads per part, 2.9 ms with one)
     whole = n if columns else fb.numel(split_axis(fb.program, kern))
     small = b.or_(small, b.icmp_signed("<", b.sub(hi, lo), whole))
+    # every call on one BLAS thread where that is the rule (blas.threads_per_call: our
+    # worker pool splits the products); nothing to set where the BLAS has one thread
+    configured = blas.configured_threads()
+    if blas.threads_per_call() == 1:
+        small = ir.Constant(ir.IntType(1), configured > 1)
     set_threads = _threads_decl(fb.module)
     with b.if_then(small):
         b.call(set_threads, [ir.Constant(I32, 1)])
@@ -174,7 +181,7 @@ def _emit_gemm(fb: FnBuilder, kern: MatmulKernel, dt, columns=False):
         with fb.nest(kern.batch, "b", first=(lo, hi)) as bidx:
             call(bidx)
     with b.if_then(small):
-        b.call(set_threads, [ir.Constant(I32, blas.configured_threads())])
+        b.call(set_threads, [ir.Constant(I32, configured)])
 
 
 def _offsets(fb, kern, bidx, columns, mnk):

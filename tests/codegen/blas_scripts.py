@@ -1,7 +1,8 @@
 """Helpers of the BLAS tests: which candidates are installed (`installed_blas`), and
 what they run in a fresh process (the BLAS is chosen and loaded once per process):
 `COMPILED_PRODUCT` compiles x @ w on target="cpu" and checks it against NumPy,
-leaving `fn` for the lines after it; `run` runs a script."""
+leaving `fn` for the lines after it; `NO_MKL_WHEEL` makes the process one without the
+mkl wheel; `run` runs a script."""
 import os
 import subprocess
 import sys
@@ -18,6 +19,20 @@ COMPILED_PRODUCT = textwrap.dedent("""
     a = np.random.default_rng(0).standard_normal((64, 48)).astype(np.float32)
     b = np.random.default_rng(1).standard_normal((48, 32)).astype(np.float32)
     np.testing.assert_allclose(fn(a, b), a @ b, rtol=1e-5, atol=1e-5)
+""")
+
+# first lines of a script: the process behaves as one where the mkl wheel is not installed
+NO_MKL_WHEEL = textwrap.dedent("""
+    import importlib.metadata
+    real = importlib.metadata.distribution
+    def distribution(name):                 # this process has no mkl wheel
+        if name == "mkl":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+    importlib.metadata.distribution = distribution
+    from codegen.llvm import dist_version
+    real_folder = dist_version.metadata_folder
+    dist_version.metadata_folder = lambda name: None if name == "mkl" else real_folder(name)
 """)
 
 

@@ -191,17 +191,8 @@ def test_mkl_is_found_through_the_wheel_and_checked():
     assert set(lib.addresses) == {"sgemm", "dgemm", "sgemv", "dgemv", "blas_threads_local"}
 
 
-SCRIPT = textwrap.dedent("""
-    import importlib.metadata, os, sys
-    real = importlib.metadata.distribution
-    def distribution(name):                 # this process has no mkl wheel
-        if name == "mkl":
-            raise importlib.metadata.PackageNotFoundError(name)
-        return real(name)
-    importlib.metadata.distribution = distribution
-    from codegen.llvm import dist_version
-    real_folder = dist_version.metadata_folder
-    dist_version.metadata_folder = lambda name: None if name == "mkl" else real_folder(name)
+SCRIPT = blas_scripts.NO_MKL_WHEEL + textwrap.dedent("""
+    import os
     import numpy as np
     import nngraph as ng
     x = ng.placeholder((16, 8), name="x")

@@ -66,10 +66,36 @@ def test_pool_splits_pay_the_hand_off_and_the_blas_threads_the_thread_start():
     # 8 x 300 ns x 83.2 ops/ns = 200K -> 2**18; 4 x 300 x 83.2 = 100K -> 2**17
     assert (pooled.loop_split_work, pooled.own_split_work) == (1 << 18, 1 << 17)
     assert pooled.gemm_column_split_work == 1 << 18
-    assert pooled.blas_thread_work == plain.blas_thread_work and pooled.gemm_split_work == plain.gemm_split_work
+    assert pooled.blas_thread_work == plain.blas_thread_work
+    # through the pool each BLAS call runs on one thread: our threads split from own_split_work
+    assert (pooled.blas_call_threads, plain.blas_call_threads) == (1, 2)
+    assert pooled.gemm_split_work == pooled.own_split_work == 1 << 17 and plain.gemm_split_work == 1 << 27
     one = tuning.derive(SPR, {"NNGRAPH_BLAS_THREADS": "1"}, 300.0)
     assert one.gemm_split_work == one.own_split_work == 1 << 17
     assert plain.own_split_work == plain.blas_thread_work
+
+
+@pytest.mark.parametrize("facts, env, pool_ns, want", [
+    (SPR, {}, 300.0, 1),                                   # the pool splits: one BLAS thread per call
+    (SPR, {}, None, 2),                                    # no pool: the BLAS's own threads, one per core
+    (SPR, {}, SPR.thread_start_ns, 2),                     # a hand-off no cheaper than a thread start
+    (SPR, {"NNGRAPH_NUM_THREADS": "1"}, 300.0, 2),         # our threads split nothing
+    (SPR, {"NNGRAPH_BLAS_THREADS": "2"}, 300.0, 2),        # the user's count is kept
+    (SPR, {"NNGRAPH_BLAS_THREADS": "1"}, None, 1),
+    (SMT16, {}, 300.0, 1),
+    (SMT16, {}, None, 8),                                  # one per physical core, not per SMT sibling
+    (ZEN3, {}, 2000.0, 1),
+])
+def test_one_blas_thread_per_call_where_the_pool_splits_the_products(facts, env, pool_ns, want):
+    """The cores get one team of waiting threads: where our worker pool splits the
+    products (more than one loop thread, a hand-off cheaper than a thread start) every
+    BLAS call runs on one thread, and the split threshold is the work that pays for a
+    hand-off; elsewhere the BLAS's own threads split them, as NNGRAPH_BLAS_THREADS says."""
+    t = tuning.derive(facts, env, pool_ns)
+    assert t.blas_call_threads == tuning.blas_call_threads(facts, env, pool_ns) == want
+    assert t.blas_threads == (int(env["NNGRAPH_BLAS_THREADS"]) if "NNGRAPH_BLAS_THREADS" in env else facts.physical_cores)
+    expected = t.own_split_work if want == 1 and t.loop_threads > 1 else 32 * t.blas_thread_work
+    assert t.gemm_split_work == expected
 
 
 def test_thresholds_follow_the_thread_start_cost_and_the_vector_width():

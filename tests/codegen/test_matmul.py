@@ -361,6 +361,7 @@ def test_batch_one_convolution_splits_on_our_threads(monkeypatch):
     import codegen.llvm.matmul as matmul
     import nngraph as ng
     monkeypatch.setattr(entry, "GEMM_COLUMN_WORK", 1 << 12)
+    monkeypatch.setattr(entry, "GEMM_WORK", 1 << 40)     # only own_threads splits it (not the pool's rule)
     monkeypatch.setattr(matmul, "BLAS_THREAD_WORK", 1 << 12)
     monkeypatch.setattr(entry, "N_THREADS", 3)
     # The product itself is under test: keep the layer on the channel-major product
@@ -385,10 +386,12 @@ def test_batch_one_convolution_splits_on_our_threads(monkeypatch):
 
 
 def test_with_a_sequential_blas_our_threads_split_products_that_would_wake_a_second_blas_thread(monkeypatch):
-    """Under a BLAS whose calls stay on one thread (MKL's sequential layer) a product
-    above the work that wakes a second BLAS thread is split across our threads (else
-    it runs on one core: MLP 784-512-256-10 inference b128 982 us, split 785 us);
-    an explicitly set GEMM_WORK (tests, tuning) is used as it is."""
+    """Under a BLAS whose calls stay on one thread (MKL's sequential layer, or any BLAS
+    where our worker pool splits the products: tuning.blas_call_threads) a product above
+    the work that pays for a hand-off to our threads is split across them (else it runs
+    on one core: MLP 784-512-256-10 inference b128 982 us, split 785 us); a BLAS that
+    runs a call on two threads splits it itself below 32x the work that wakes one; an
+    explicitly set GEMM_WORK (tests, tuning) is used as it is."""
     import codegen.llvm.entry as entry
     import codegen.llvm.matmul as matmul
     from codegen.llvm import blas
@@ -396,9 +399,9 @@ def test_with_a_sequential_blas_our_threads_split_products_that_would_wake_a_sec
     monkeypatch.setattr(entry, "N_THREADS", 2)
     monkeypatch.setattr(blas, "threads_per_call", lambda: 1)
     lowered = gemm_split_work(tuning().blas_thread_work, tuning().own_split_work, 2, 1)
-    assert entry.gemm_work() == lowered < entry.GEMM_WORK
+    assert entry.gemm_work() == lowered == tuning().own_split_work
     monkeypatch.setattr(blas, "threads_per_call", lambda: 2)
-    assert entry.gemm_work() == entry.GEMM_WORK
+    assert entry.gemm_work() == gemm_split_work(tuning().blas_thread_work, tuning().own_split_work, 2, 2) > lowered
     monkeypatch.setattr(blas, "threads_per_call", lambda: 1)
     monkeypatch.setattr(matmul, "BLAS_THREAD_WORK", 1 << 12)
     rng = np.random.default_rng(21)
