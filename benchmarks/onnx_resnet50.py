@@ -88,8 +88,14 @@ def _input(model_path: str) -> tuple:
 
 
 def thread_settings(threads) -> dict:
-    """nngraph's variables for `threads` threads (NNGRAPH_NUM_THREADS, NNGRAPH_BLAS_THREADS); {} when unset."""
-    return {"NNGRAPH_NUM_THREADS": str(threads), "NNGRAPH_BLAS_THREADS": str(threads)} if threads else {}
+    """nngraph's variables for `threads` threads; {} when unset. NNGRAPH_NUM_THREADS
+    alone, so that the BLAS's threads per call follow nngraph's own rule for that many
+    loop threads (codegen/tuning.py: one per call where the worker pool splits the
+    products), except at one thread, where the rule would give the BLAS a thread per
+    physical core: there NNGRAPH_BLAS_THREADS=1 too."""
+    if not threads:
+        return {}
+    return {"NNGRAPH_NUM_THREADS": str(threads), **({"NNGRAPH_BLAS_THREADS": "1"} if threads == 1 else {})}
 
 
 def default_threads():
