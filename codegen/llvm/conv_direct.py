@@ -228,7 +228,8 @@ def _emit_tile(module, name, win, V, R, T, epilogue=None, tail=False):
     for r in range(R):
         co = b.add(co0, i64(r))
         for t in range(T):
-            _store_compacted(b, cur[r][t], y, co, b.add(q0, i64(t * V)), win, V, epilogue, operands)
+            whole = win.in_place and not (tail and t == T - 1)    # every lane a point of y
+            _store_compacted(b, cur[r][t], y, co, b.add(q0, i64(t * V)), win, V, epilogue, operands, whole)
     b.ret_void()
     return fn
 
@@ -245,20 +246,25 @@ def _load_vector(b, p, vt, mask=None):
     return masked_load(b, p, mask, vt)
 
 
-def _store_compacted(b, v, y, co, qs, win, V, epilogue, operands):
+def _store_compacted(b, v, y, co, qs, win, V, epilogue, operands, whole=False):
     """Store the vector of flattened points [qs, qs+V) of output channel co to NCHW
     (row oh of the plane -> row oh of y): one masked store per output row it spans (one
-    for all where the plane has no dropped columns, Wq == OW), each after the epilogue
-    (if any) at those points."""
+    for all where the plane has no dropped columns, Wq == OW; a plain store where
+    `whole`, all its lanes points of y), each after the epilogue (if any) at those
+    points."""
     vt = v.type
     store = intrinsic(b.module, f"llvm.masked.store.v{V}f32.p0v{V}f32", VOID, [vt, vt.as_pointer(), I32,
-                                                                              ir.VectorType(I1, V)])
+                                                                               ir.VectorType(I1, V)])
     rows = b.mul(co, i64(win.OH * win.OW))
-    for start, live in _segments(b, qs, win, V):
+    for start, live in ([(qs, None)] if whole else _segments(b, qs, win, V)):
         def at_point(p, start=start):
             return b.gep(p, [b.add(rows, start)])
         out = emit_tile_epilogue(b, epilogue, v, co, operands, at_point, live) if epilogue else v
-        b.call(store, [out, b.bitcast(at_point(y), vt.as_pointer()), ir.Constant(I32, 4), live])
+        target = b.bitcast(at_point(y), vt.as_pointer())
+        if live is None:
+            b.store(out, target, align=4)
+        else:
+            b.call(store, [out, target, ir.Constant(I32, 4), live])
 
 
 def _segments(b, qs, win, V):

@@ -175,7 +175,8 @@ def emit_tile_epilogue(b, epi: TileEpilogue, acc, row, pointers, at_point, mask)
     """The epilogue's value (a vector like `acc`) at output channel `row` (i64): the
     operands from `pointers` (one float* per operand, offsets not yet applied),
     `at_point(p)` the pointer of a point operand's vector at this tile's points (of
-    operand base p), loaded under `mask` (lanes off read as 0, never stored)."""
+    operand base p), loaded under `mask` (lanes off read as 0, never stored; None:
+    all lanes)."""
     vt = acc.type
     vals = []
     for node in epi.nodes:
@@ -201,7 +202,10 @@ def _operand(b, operand, ptr, row, at_point, mask, vt):
 
 
 def masked_load(b, p, mask, vt):
-    """The vector `vt` at float* p, lanes off in `mask` not read (0)."""
+    """The vector `vt` at float* p, lanes off in `mask` not read (0); every lane where
+    mask is None."""
+    if mask is None:
+        return b.load(b.bitcast(p, vt.as_pointer()), align=4)
     load = intrinsic(b.module, f"llvm.masked.load.v{vt.count}f32.p0v{vt.count}f32", vt,
                      [vt.as_pointer(), I32, mask.type, vt])
     return b.call(load, [b.bitcast(p, vt.as_pointer()), ir.Constant(I32, 4), mask, ir.Constant(vt, [0.0] * vt.count)])

@@ -66,10 +66,12 @@ def test_the_kernel_applies_bias_residual_and_relu(geo, residual, bits):
     assert win.in_place == (geo[4] == 1)
     want = _want(x, w, b, r, residual)
     core = compiled_core(win, bits, bias_residual_relu(residual))
-    y = np.full(want.shape, np.nan, np.float32)
+    room = np.full(want.size + 64, -7.0, np.float32)      # y, then 64 floats that must stay untouched
+    y = room[:want.size].reshape(want.shape)
+    y[...] = np.nan
     core(xin, wm, y, b, *([r] if residual else []))
     np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
-    assert (y >= 0).all()
+    assert (y >= 0).all() and (room[want.size:] == -7).all()
 
 
 @pytest.mark.parametrize("bits", WIDTHS)
