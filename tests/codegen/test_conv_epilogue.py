@@ -7,9 +7,6 @@ unreadable page; whole graphs against target="reference", split across threads, 
 the program interpreter; epilogues of other forms keep their own pass and stay right."""
 import ctypes
 import mmap
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,9 +16,8 @@ from codegen.host import host_facts
 from codegen.llvm.conv_direct import compiled_core, tile_shape
 from codegen.llvm.conv_epilogue import bias_residual_relu
 from passes.direct_window import DirectWindow, in_place_window, phase_split, window_of
-from passes.program import MatmulKernel
+from test_conv_direct import AVX2_HEADER, _direct_kernels, run_under_avx2, three_threads  # noqa: F401
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WIDTHS = sorted({host_facts().vector_bits, 256})
 
 # (C, O, H, W, K, padding): 1x1 in place (63, 49, 20 points), a padded 3x3
@@ -136,15 +132,6 @@ def test_the_in_place_rule():
     assert DirectWindow(5, 1, 1, 1, 1, 1, 1, 7, 9, in_place=True).elements() == 5 * 63
 
 
-@pytest.fixture
-def three_threads(monkeypatch):
-    """Small kernels split too, across three threads (ranges off the tile)."""
-    import codegen.llvm.entry as entry
-    monkeypatch.setattr(entry, "THREAD_WORK", 1 << 8)
-    monkeypatch.setattr(entry, "GEMM_COLUMN_WORK", 1 << 8)
-    monkeypatch.setattr(entry, "N_THREADS", 3)
-
-
 def _block(rng, k=1, tail=lambda y, b, r: ng.relu(y + b + r)):
     """tail(conv(x), b, r) at 13 -> 19 channels, 7x9 points."""
     w = ng.parameter(rng.standard_normal((19, 13, k, k)).astype(np.float32), name="w")
@@ -154,10 +141,6 @@ def _block(rng, k=1, tail=lambda y, b, r: ng.relu(y + b + r)):
     y = tail(ng.conv2d(x, w, padding=(k - 1) // 2), b, r)
     vals = (rng.standard_normal((1, 13, 7, 9)).astype(np.float32), rng.standard_normal((1, 19, 7, 9)).astype(np.float32))
     return [x, r], y, vals
-
-
-def _direct_kernels(fn):
-    return [k for k in fn.runner.program.schedule if isinstance(k, MatmulKernel) and k.window is not None]
 
 
 @pytest.mark.usefixtures("three_threads")
@@ -216,14 +199,7 @@ def test_the_interpreter_runs_an_in_place_product(monkeypatch):
     np.testing.assert_allclose(got, ng.compile(ins, y, target="reference")(*vals), rtol=1e-5, atol=1e-5)
 
 
-AVX2 = r"""
-import re
-import numpy as np
-import nngraph as ng
-from codegen.host import host_facts
-from codegen.llvm import target
-assert not target.has_feature("avx512f") and host_facts().vector_bits == 256
-rng = np.random.default_rng(3)
+AVX2 = AVX2_HEADER + r"""
 w = ng.parameter(rng.standard_normal((19, 13, 1, 1)).astype(np.float32), name="w")
 b = ng.parameter(rng.standard_normal((1, 19, 1, 1)).astype(np.float32), name="b")
 x = ng.placeholder((1, 13, 7, 9), name="x")
@@ -241,8 +217,5 @@ print("ok")
 
 
 def test_avx2_code_generation(tmp_path):
-    env = dict(os.environ, NNGRAPH_CACHE_DIR=str(tmp_path), NNGRAPH_CPU_FEATURES="-avx512f",
-               NNGRAPH_CONV_LAYOUT="direct", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("NNGRAPH_VECTOR_BITS", None)
-    p = subprocess.run([sys.executable, "-c", AVX2], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0 and "ok" in p.stdout, p.stdout[-2000:] + p.stderr[-4000:]
+    """NNGRAPH_CPU_FEATURES=-avx512f: a 1x1 layer in place with its epilogue in ymm registers."""
+    run_under_avx2(AVX2, tmp_path)
