@@ -82,16 +82,25 @@ def _layout(ctx, geo, dtype, epilogue=""):
     return make_layout(ctx.cached(key + (epilogue,), lambda: ctx.conv_choice(told, dtype, products)), geo)
 
 
-def epilogue_kind(n, frontier) -> str:
+def epilogue_kind(ctx, n, frontier) -> str:
     """What the epilogue of conv2d node n (its fused frontier) reads besides the product:
-    "" (no epilogue), "points" (an operand of n's shape: a residual) or "rows" (smaller
-    operands only: a bias per channel)."""
-    inside = {id(f) for f in frontier} | {id(n)}
+    "" (no epilogue), "points" (a materialised value of n's shape: a residual) or "rows"
+    (smaller ones only: a bias per channel). The values it computes inline (the
+    Emitter's rule: what has no buffer, or is in the frontier) are walked through."""
     if [f for f in frontier if f is not n] == []:
         return ""
-    shape = tuple(n.shape)
-    points = any(id(a) not in inside and tuple(a.shape) == shape for f in frontier for a in f.inputs)
-    return "points" if points else "rows"
+    inside, seen, shapes = {id(f) for f in frontier}, set(), set()
+    todo = list(frontier)
+    while todo:
+        m = todo.pop()
+        if m is n or id(m) in seen:
+            continue
+        seen.add(id(m))
+        if id(m) in ctx.buf_of and id(m) not in inside:
+            shapes.add(tuple(m.shape))
+        else:
+            todo.extend(m.inputs)
+    return "points" if tuple(n.shape) in shapes else "rows"
 
 
 def _products(ctx, geo, dtype) -> tuple:
@@ -178,7 +187,7 @@ def lower_conv2d(ctx, n):
     geo = _node_geometry(n)
     dt = n.dtype
     frontier = ctx.plan.epilogue.get(id(n), [n])
-    lay = _layout(ctx, geo, dt, epilogue_kind(n, frontier))
+    lay = _layout(ctx, geo, dt, epilogue_kind(ctx, n, frontier))
     if lay.name == "taps":
         lower_taps_conv2d(ctx, n, x, w, geo, frontier)
         return
