@@ -113,16 +113,16 @@ def emit_direct_core(module, name, win, vector_bits, epilogue=None):
     # in place, the last vector of points may end past x (no slack): its loads are masked
     tail = win.in_place and win.flat_points() % V != 0
     shapes = {(t, tail and (t == rest or not rest)) for t in {T, rest} - {0}} | ({(T, False)} if full else set())
+    # tiles of R output channels, and of one for the channels left over (fewer than R
+    # at the end of a range: each channel's sums are the same in either, and R-1 tile
+    # shapes less to compile)
     tiles = {(r, t, masked): _emit_tile(module, f"{name}_t{r}x{t}{'m' * masked}", win, V, r, t, epilogue, masked)
-             for r in range(1, R + 1) for t, masked in shapes}
+             for r in sorted({1, R}) for t, masked in shapes}
     blocks = b.sdiv(b.sub(hi, lo), i64(R))
     with _loop(b, i64(0), blocks, "blk") as j:
         _row_tiles(b, tiles, R, T, full, rest, tail, V, ptrs, b.add(lo, b.mul(j, i64(R))))
-    left = b.sub(hi, b.add(lo, b.mul(blocks, i64(R))))
-    co0 = b.sub(hi, left)
-    for r in range(1, R):
-        with b.if_then(b.icmp_signed("==", left, i64(r))):
-            _row_tiles(b, tiles, r, T, full, rest, tail, V, ptrs, co0)
+    with _loop(b, b.add(lo, b.mul(blocks, i64(R))), hi, "left") as co:
+        _row_tiles(b, tiles, 1, T, full, rest, tail, V, ptrs, co)
     b.ret_void()
     return fn
 
