@@ -16,11 +16,16 @@ What holds each framework (the names as the installed versions read them):
     NumPy        NPY_DISABLE_CPU_FEATURES: its dispatch targets that need AVX-512
     PyTorch      ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2, and for
                  torch.compile's C++ TORCHINDUCTOR_CPP_MARCH=haswell (else -march=native)
-    JAX          XLA_FLAGS=--xla_cpu_max_isa=AVX2: XLA's generated code. The YNNPACK
-                 kernels XLA hands dots and reductions to pick their ISA from cpuid; this
-                 jaxlib has no setting that caps them (they can be turned off, which
-                 sends dots to Eigen instead: not what an AVX2 machine runs), so JAX is
-                 marked "partial"
+    JAX          XLA_FLAGS=--xla_cpu_max_isa=AVX2 (XLA's generated code) and
+                 --xla_cpu_experimental_ynn_fusion_type= (no YNNPACK fusions). The YNNPACK
+                 kernels XLA hands dots and reductions to by default pick their ISA from
+                 cpuid (ynn::get_supported_arch_flags, cpuinfo); no flag or variable caps
+                 them, so they are turned off: dots then run on XLA's runtime, Eigen's
+                 GEMM as jaxlib was built (AVX without FMA; the probe disassembles it),
+                 reductions on XLA's own code. Held, but not what JAX runs on an AVX2
+                 machine (YNNPACK's AVX2 kernels): a lower bound for it, said in the
+                 report. (oneDNN dots, --xla_cpu_experimental_onednn_fusion_type=dot with
+                 ONEDNN_MAX_CPU_ISA=AVX2, are held too but ran the MLP step slower.)
     PyTensor     its C code built with -march=haswell (PYTENSOR_FLAGS gcc__cxxflags;
                  without a -march it adds the host's own flags, -mavx512f among them), in
                  a compile directory of its own; its products run on NumPy's OpenBLAS
@@ -47,6 +52,8 @@ FRAMEWORKS = ("nngraph", "numpy", "torch", "jax", "pytensor", "onnxruntime")
 EMULATION_NOTE = ("ISA avx2: every framework held to AVX2+FMA code paths on this CPU. An emulation on "
                   "{cpu}: the same caches, clock and memory; not an AMD Zen or any AVX2 machine.")
 AVX2_GCC_ARCH = "haswell"    # the x86-64-v3 level: AVX2, FMA, BMI2, no AVX-512
+# XLA's code generation capped, YNNPACK's fusions (ISA from cpuid, uncapped) off
+JAX_AVX2_FLAGS = ("--xla_cpu_max_isa=AVX2", "--xla_cpu_experimental_ynn_fusion_type=")
 
 
 def numpy_avx512_targets() -> list:
@@ -97,7 +104,7 @@ def framework_env(framework: str, isa: str, base=None) -> dict:
         env.update(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2", TORCHINDUCTOR_CPP_MARCH=AVX2_GCC_ARCH,
                    TORCHINDUCTOR_CACHE_DIR=private_tmp_dir("torchinductor-isa-avx2"))
     elif framework == "jax":
-        env["XLA_FLAGS"] = (base.get("XLA_FLAGS", "") + " --xla_cpu_max_isa=AVX2").strip()
+        env["XLA_FLAGS"] = _joined(" ", base.get("XLA_FLAGS", ""), *JAX_AVX2_FLAGS)
     elif framework == "pytensor":
         flags = [f"gcc__cxxflags=-march={AVX2_GCC_ARCH}",
                  f"base_compiledir={private_tmp_dir('pytensor-isa-avx2')}"]
@@ -212,17 +219,51 @@ def check_jax() -> tuple:
     detail = f"XLA codegen --xla_cpu_max_isa={flag.group(1) if flag else 'unset'}: {seen or 'not disassembled'}"
     if ynn:
         detail += "; YNNPACK/XNNPACK fusions (dots, reductions) pick their ISA from cpuid: not capped"
-    return jax_status(bool(flag), seen, ynn), detail
+        return jax_status(bool(flag), seen, ynn), detail
+    dots = _eigen_gemm_isa()
+    detail += f"; YNNPACK off: dots on jaxlib's Eigen GEMM ({dots or 'not disassembled'}), a lower bound for JAX on AVX2"
+    return jax_status(bool(flag), seen, ynn, dots), detail
 
 
-def jax_status(flag_set: bool, seen: str, ynn: bool):
+# Eigen's float GEMM micro-kernel, gebp_kernel<float, float, long, ...>, as mangled
+EIGEN_FLOAT_GEBP = "_ZNK5Eigen8internal11gebp_kernelIffl"
+
+
+def _eigen_gemm_isa() -> str:
+    """"no AVX-512, FMA" / "no AVX-512, AVX without FMA" / "<token> in Eigen's GEMM", or ""
+    where jaxlib's Eigen float GEMM kernel cannot be found or disassembled."""
+    import jaxlib
+    lib = os.path.join(os.path.dirname(jaxlib.__file__), "libjax_common.so")
+    tool, readelf = shutil.which("objdump"), shutil.which("readelf")
+    if not (tool and readelf and os.path.exists(lib)):
+        return ""
+    syms = subprocess.run([readelf, "-Ws", lib], capture_output=True, text=True).stdout
+    asm = ""
+    for line in syms.splitlines():
+        parts = line.split()
+        if len(parts) >= 8 and parts[7].startswith(EIGEN_FLOAT_GEBP) and parts[3] == "FUNC":
+            start, size = int(parts[1], 16), int(parts[2])
+            asm += subprocess.run([tool, "-d", f"--start-address={start}", f"--stop-address={start + size}", lib],
+                                  capture_output=True, text=True).stdout
+    if "vmulps" not in asm and "vfmadd" not in asm:
+        return ""
+    token = avx512_in(asm)
+    if token:
+        return f"{token} in Eigen's GEMM"
+    return "no AVX-512, " + ("FMA" if "vfmadd" in asm else "AVX without FMA")
+
+
+def jax_status(flag_set: bool, seen: str, ynn: bool, dots: str = "no AVX-512"):
     """True (capped), "partial" (YNNPACK fusions pick their ISA from cpuid), False, or
-    "not verified" when nothing was disassembled (no objdump): missing evidence is not a hold."""
-    if not flag_set or (seen and not seen.startswith("no AVX-512")):
+    "not verified" when nothing was disassembled (no objdump) in XLA's code or, without
+    YNNPACK, in the Eigen GEMM the dots run on: missing evidence is not a hold."""
+    if not flag_set or (seen and not seen.startswith("no AVX-512")) or (dots and not dots.startswith("no AVX-512")):
         return False
     if not seen:
         return "not verified"
-    return "partial" if ynn else True
+    if ynn:
+        return "partial"
+    return True if dots else "not verified"
 
 
 def check_pytensor() -> tuple:

@@ -18,7 +18,10 @@ pool's hand-off (codegen/llvm/thread_pool.py, which records it through
 JSON (host-<hash of the static facts>.json, FACTS_VERSION in it, written to a
 temporary file and renamed; read only from a directory and file only this user can
 write), so every process on the host derives the same thresholds and hence the
-same IR text and cache keys.
+same IR text and cache keys. Each cost keeps a trust record (codegen/timing_trust.py);
+one measured while the machine was disturbed is measured again by a later process
+that finds the machine not busy, a bounded number of times (a file without records,
+written before them, is final).
 
 On a virtual machine such a cost is bimodal: a thread start took 8-15 us, or 50-70 us
 (also 60 us in every one of 160 starts of one process) when the host was slow to run
@@ -39,6 +42,8 @@ import platform
 import tempfile
 import time
 
+from codegen import timing_trust
+
 # used only when the OS says nothing: the clock of a machine whose frequency cannot
 # be read (no cpufreq, no "cpu MHz"), and the caches of one without sysfs cache info
 UNKNOWN_GHZ = 2.0
@@ -54,6 +59,9 @@ FACTS_VERSION = 2
 # the warm value of a bimodal cost: this quantile of its single timings (a mode that
 # shows in at least this share of them is found, a rare faster fluke is not)
 WARM_QUANTILE = 0.1
+# the thread start's timing: rounds x single starts per round
+THREAD_START_ROUNDS = (8, 16)
+THREAD_START_TIMINGS = THREAD_START_ROUNDS[0] * THREAD_START_ROUNDS[1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,7 +253,7 @@ def timed_rounds(once, rounds: int, per_round: int, gap_s: float, clock=time.per
     return out
 
 
-def measure_thread_start_ns(rounds: int = 8, per_round: int = 16, gap_s: float = 10e-3,
+def measure_thread_start_ns(rounds: int = THREAD_START_ROUNDS[0], per_round: int = THREAD_START_ROUNDS[1], gap_s: float = 10e-3,
                             clock=time.perf_counter_ns) -> float:
     """Nanoseconds to create and join one thread with pthread_create/pthread_join
     (what the generated code calls without the worker pool), its warm value
@@ -273,46 +281,75 @@ def _facts_path(static: dict):
     return d / f"host-{tag}.json"
 
 
-def _load_measured(path, static: dict) -> dict:
-    """{name: ns} of the costs recorded for this host; {} when there is no file, it is
-    damaged, of another FACTS_VERSION or another host's (then measured again)."""
+def _read_facts(path, static: dict):
+    """The host-facts file's contents when it is this host's and of FACTS_VERSION, else None."""
     from codegen.cache import read_trusted
     raw = read_trusted(path) if path is not None else None
     if raw is None:
-        return {}
+        return None
     try:
         data = json.loads(raw)
+        ok = isinstance(data, dict) and data.get("version") == FACTS_VERSION and data.get("static") == static
+    except ValueError:
+        return None
+    return data if ok else None
+
+
+def _load_measured(path, static: dict) -> dict:
+    """{name: ns} of the costs recorded for this host; {} when there is no file, it is
+    damaged, of another FACTS_VERSION or another host's (then measured again); a cost
+    whose trust record is damaged is left out (measured again)."""
+    data = _read_facts(path, static)
+    try:
         measured = {str(k): float(v) for k, v in data["measured"].items()}
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError, ValueError):
         return {}
-    if data.get("version") != FACTS_VERSION or data.get("static") != static:
-        return {}
-    return {k: v for k, v in measured.items() if v > 0}
+    trust = _load_trust(path, static, data)
+    return {k: v for k, v in measured.items() if v > 0 and trust.get(k, True) is not False}
 
 
-def _store_measured(path, static: dict, measured: dict) -> None:
+def _load_trust(path, static: dict, data=None) -> dict:
+    """{name: trust record (codegen/timing_trust.py), or False when damaged} of the
+    recorded costs that have one (a file written before the records: none, all final)."""
+    data = _read_facts(path, static) if data is None else data
+    trust = data.get("trust") if isinstance(data, dict) else None
+    if not isinstance(trust, dict):
+        return {}
+    return {str(k): (v if timing_trust.valid(v) else False) for k, v in trust.items()}
+
+
+def _store_measured(path, static: dict, measured: dict, trust: dict | None = None) -> None:
     if path is None:
         return
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-host-", suffix=".json")
         with os.fdopen(fd, "w") as f:
-            json.dump({"version": FACTS_VERSION, "static": static, "measured": measured}, f)
+            json.dump({"version": FACTS_VERSION, "static": static, "measured": measured, "trust": trust or {}}, f)
         os.replace(tmp, path)
     except OSError:
         pass                                       # unwritable cache: measured again next process
 
 
-def measured_fact(name: str, measure, static: dict | None = None) -> float:
+def measured_fact(name: str, measure, static: dict | None = None, timings: int = 1) -> float:
     """The host's recorded cost `name` (ns), measured by measure() the first time on
-    this host and recorded beside the others. OSError from measure() propagates
-    (nothing is recorded)."""
+    this host and recorded beside the others, with the evidence of how disturbed the
+    machine was meanwhile (codegen/timing_trust.py; `timings`: how many single timings
+    measure() makes, one of which must be untouched). One recorded as provisional is
+    measured again by the next process that asks while the machine is not busy
+    (timing_trust.due; this function is called once a process per cost), until it is
+    final. OSError from measure() propagates (nothing
+    is recorded)."""
     static = static_facts() if static is None else static
     path = _facts_path(static)
     measured = _load_measured(path, static)
-    if name not in measured:
+    previous = _load_trust(path, static).get(name) if name in measured else None
+    if name not in measured or timing_trust.due(previous):
+        watch = timing_trust.Watch()
         value = float(measure())
+        rec = timing_trust.record(watch.evidence(timings), previous)
         measured = {**_load_measured(path, static), name: value}   # another process may have added one
-        _store_measured(path, static, measured)
+        trust = {k: v for k, v in _load_trust(path, static).items() if v and k in measured}
+        _store_measured(path, static, measured, {**trust, name: rec})
     return measured[name]
 
 
@@ -322,7 +359,7 @@ def host_facts() -> HostFacts:
     host and kept in the cache directory)."""
     static = static_facts()
     try:
-        ns = measured_fact("thread_start_ns", measure_thread_start_ns, static)
+        ns = measured_fact("thread_start_ns", measure_thread_start_ns, static, timings=THREAD_START_TIMINGS)
     except OSError:
         ns = NO_THREADS_NS                         # not recorded: a later process may start threads
     return HostFacts(thread_start_ns=ns, **static)

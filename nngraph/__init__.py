@@ -32,7 +32,7 @@ from .autodiff import grad, hessian, jacobian  # noqa: F401
 from .scan_build import scan  # noqa: F401
 from .graph import Graph  # noqa: F401
 from .textir import format, parse  # noqa: F401
-from .compiler import compile  # noqa: F401
+from .compiler import compile, forget_host_choices  # noqa: F401
 from .saving import load, save  # noqa: F401
 from .graphviz import to_dot  # noqa: F401
 from . import init, optim, nn, data  # noqa: F401,E402  (layers, optimisers, datasets)

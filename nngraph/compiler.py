@@ -72,6 +72,8 @@ def compile(inputs, outputs, updates=None, target="cpu", opt_level=2, cast_input
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     if opt_level not in (0, 1, 2):
         raise ValueError(f"opt_level must be 0, 1 or 2, got {opt_level!r}")
+    from runtime.host_choices import retime_if_asked
+    retime_if_asked()                      # NNGRAPH_RETIME=1: before any per-host choice is read
     with collector_paused():
         return _compile(inputs, outputs, updates, target, opt_level, cast_inputs, check_numerics, dump_dir, name)
 
@@ -216,6 +218,14 @@ class _Clock:
         total = time.perf_counter() - self.t0
         return {"compile_seconds": total, "compile_time": dict(self.stages), "passes": log,
                 "opt_level": opt_level}
+
+
+def forget_host_choices() -> list:
+    """Drop the choices measured once per host (conv layouts, the BLAS, thread costs)
+    and the compiled functions made with them from the cache directory, so that they
+    are timed again (runtime/host_choices.py); the names of the files deleted."""
+    from runtime.host_choices import forget_host_choices as forget
+    return forget()
 
 
 def target_available(target: str):

@@ -68,8 +68,9 @@ def _touched_elsewhere(stages, t, buffer) -> bool:
     return False
 
 
-def _keys(body) -> list:
-    """A structural key per instruction: equal keys compute equal values at one point."""
+def value_keys(body) -> list:
+    """A structural key per instruction: equal keys compute equal values at one point
+    (of one kernel, where no stage in between writes a buffer the value loads)."""
     keys = []
     for ins in body:
         keys.append((ins.op, ins.attrs, ins.dtype, tuple(keys[a] for a in ins.args)))
@@ -93,10 +94,10 @@ def _varies(body, first_inner) -> list:
 def _shared_value(early: Stage, late: Stage, first_inner: int):
     """(position in early, position in late) of the latest costly per-element value of
     `late` that `early` computes too, or None."""
-    early_at = {k: n for n, k in enumerate(_keys(early.body))}
+    early_at = {k: n for n, k in enumerate(value_keys(early.body))}
     costly, varies = _costly(late.body), _varies(late.body, first_inner)
     best = None
-    for n, k in enumerate(_keys(late.body)):
+    for n, k in enumerate(value_keys(late.body)):
         if costly[n] and varies[n] and k in early_at and late.body[n].op != "load":
             best = (early_at[k], n)
     return best

@@ -27,13 +27,17 @@ The key is the sha256 of everything the result depends on:
   derived from the host when the module was imported, or set by a test): those of
   the loaded modules that differ from the module's pristine values (see "Pristine
   settings" below; a module not loaded yet has its pristine values);
-- every NNGRAPH_* environment variable but the cache directory;
+- every NNGRAPH_* environment variable but the cache directory and NNGRAPH_RETIME;
 - which BLAS the products call (codegen/llvm/blas.py: describe; the machine code is the
   same, but convolution layouts are timed with it, runtime/conv_choice.py);
 - the host target (triple, CPU name and features, llvmlite and LLVM versions, LLVM
   options), the host facts and thresholds (codegen/host.py, codegen/tuning.py), the
   number of CPUs this process may use, Python's and NumPy's versions.
 Graphs with collectives (their Program depends on the job's size) are not cached.
+A function made with conv layouts that are still provisional (timed on a busy machine,
+codegen/timing_trust.py) lists them in its entry; a process that has not timed them
+again itself does not use it while they are due to be timed again (`settled`): its
+compile is a miss whose lowering times them again, and its entry replaces the old one.
 
 A hit's start (`key_context`) imports LLVM's binding, opens the BLAS (the object
 code links to both) and reads the host facts; it imports none of the passes, the
@@ -59,6 +63,10 @@ PACKAGES = ("nngraph", "passes", "codegen", "runtime")
 SETTINGS_PACKAGES = ("passes", "codegen", "runtime")
 ALIGN = 64
 PLAIN = (bool, int, float, str, type(None))
+# NNGRAPH_* variables the compiled result does not depend on: where the cache is, and
+# NNGRAPH_RETIME (runtime/host_choices.py: it drops the stored choices and the entries
+# made with them; the entries made after are those of the new choices, for every run)
+UNKEYED_VARIABLES = ("NNGRAPH_CACHE_DIR", "NNGRAPH_RETIME")
 VALUE_NAME = re.compile(r"%(\w+)")     # a value as the textual IR names it: %x, %W1, %12
 
 
@@ -263,7 +271,7 @@ def _canonical(v) -> str:
 
 def environment_text() -> str:
     return "\n".join(f"{k}={v}" for k, v in sorted(os.environ.items())
-                     if k.startswith("NNGRAPH_") and k != "NNGRAPH_CACHE_DIR")
+                     if k.startswith("NNGRAPH_") and k not in UNKEYED_VARIABLES)
 
 
 # ----------------------------------------------------------------------------- entries
@@ -284,13 +292,15 @@ def store(key: str, program, obj: bytes, facts: dict) -> bool:
     except CodecError:
         return False
     blobs = [a.view(np.uint8).reshape(-1).data for a in arrays] + [memoryview(obj)]
-    data["facts"] = facts
+    data["facts"] = dict(facts, provisional=program.stats.get("provisional_choices", []))
     data["object"] = len(blobs) - 1
     return cache.store(key, pack(data, blobs), SUFFIX)
 
 
 def load(key: str):
-    """The Entry stored under `key`, or None (absent, damaged, from another format)."""
+    """The Entry stored under `key`, or None (absent, damaged, from another format, or
+    made with provisional per-host choices that this process has not timed again:
+    `settled`)."""
     from passes.program_codec import CodecError, decode_program
     payload = cache.load(key, SUFFIX)
     if payload is None:
@@ -298,12 +308,23 @@ def load(key: str):
     try:
         data, blobs = unpack(payload)
         obj = bytes(blobs[data["object"]])
-        if not isinstance(data["facts"]["params"], list):
+        if not isinstance(data["facts"]["params"], list) or not settled(data["facts"].get("provisional", [])):
             return None
         arrays = [np.frombuffer(b, dtype=np.uint8) for b in blobs]
         return Entry(decode_program(data, arrays), obj, data["facts"])
     except (CodecError, ValueError, KeyError, TypeError, IndexError, struct.error):
         return None
+
+
+def settled(provisional) -> bool:
+    """Can an entry made with these provisional conv layout choices ([host key, shape,
+    choice] each, runtime/conv_choice.py: MeasuredChoices) be used? Yes when there are
+    none, or each is the answer now; else the compile is a miss, whose lowering times
+    them again (codegen/timing_trust.py), and its entry replaces this one."""
+    if not provisional:
+        return True
+    from .conv_choice import settled as choices_settled
+    return isinstance(provisional, list) and choices_settled(provisional)
 
 
 def adopt_names(entry: Entry, new: list) -> None:

@@ -21,7 +21,10 @@ fastest total wins. A symbolic batch size is timed at NOMINAL_BATCH examples.
 Results are kept in memory and in `conv-layouts.json` in nngraph's cache directory
 (codegen/cache.py: private to the user, written atomically, a damaged file is
 measured again), keyed by the host (CPU, its features, the BLAS core type and thread
-counts, all the layouts there are to choose from: host_key), so each shape is measured once per host.
+counts, all the layouts there are to choose from: host_key), so each shape is measured once per host;
+one measured while the machine was disturbed (codegen/timing_trust.py) is provisional,
+measured again by later processes (at quiet moments) until it is final (MeasuredChoices tells the compile
+cache which answers a compiled function was made with).
 
 A layer of one image in one group whose graph makes only the forward product (an
 inference) is timed the same way between its two orientations (conv_layout.py:
@@ -45,6 +48,7 @@ import time
 
 import numpy as np
 
+from codegen import timing_trust
 from passes.direct_window import direct_eligible, window_of
 from passes.lower.conv import identity_window
 from passes.lower.conv_layout import LAYOUTS, ONE_IMAGE_LAYOUTS, is_one_image
@@ -65,7 +69,7 @@ _builder: dict = {}         # "build_program": runtime/cpu.py's, given by conv_c
 
 def conv_choice_for(target: str, build_program=None):
     """The lowering's conv_choice for `target`: forced by NNGRAPH_CONV_LAYOUT, measured
-    on "cpu" (the taps layout too once the backend has given its `build_program`,
+    on "cpu" (a MeasuredChoices per compile; the taps layout too once the backend has given its `build_program`,
     runtime/conv_taps_timing.py: kept in _builder, as runtime/cpu.py imports this
     module and not the other way round), per example on "gpu", else None (the
     lowering's default, the whole batch).
@@ -85,7 +89,7 @@ def conv_choice_for(target: str, build_program=None):
         return None
     if build_program is not None:
         _builder["build_program"] = build_program
-    return measured_layout
+    return MeasuredChoices()
 
 
 def forced_layout() -> str:
@@ -110,25 +114,96 @@ def measured_layout(geo: dict, dtype: str, products=None) -> str:
     (passes/lower/conv.py) whose graph makes `products` (a subset of ALL; default all
     three); "taps" is timed once a backend has given its build_program
     (conv_choice_for). A one-image inference layer: "one_image", "one_image_t" or
-    "one_image_direct" (time_one_image)."""
-    products = tuple(p for p in ALL if p in (products or ALL))
-    n = geo["N"]
-    one_image = is_one_image(geo) and products == ("conv2d",)
-    if isinstance(n, int) and n <= 1 and not one_image:
+    "one_image_direct" (time_one_image). A choice stored as provisional (timed while
+    the machine was disturbed: codegen/timing_trust.py) is timed again, once per
+    process, until it is final."""
+    products = _products(products)
+    where = _memo_key(geo, dtype, products)
+    if where is None:
         return "batch"          # one example: the two layouts make the same products
-    shape = _one_image_key(geo, dtype) if one_image else _shape_key(geo, dtype, products)
-    key = host_key()
-    if (key, shape) in _memo:
-        return _memo[(key, shape)]
-    table = _read_table()
-    entry = table.get(key, {}).get(shape)
-    names = ONE_IMAGE_LAYOUTS if one_image else LAYOUTS
-    if not (isinstance(entry, dict) and entry.get("choice") in names):
-        entry = time_one_image(geo, dtype) if one_image else time_layouts(geo, dtype, products)
-        table.setdefault(key, {})[shape] = entry
-        _write_table(table)
-    _memo[(key, shape)] = entry["choice"]
+    entry = _memo.get(where)
+    if entry is None:
+        entry = _stored_or_timed(*where, geo, dtype, products, _is_one_image(geo, products))
+        _memo[where] = entry
     return entry["choice"]
+
+
+def _products(products) -> tuple:
+    """The products a layer's graph makes, in ALL's order (None: all of them)."""
+    return tuple(p for p in ALL if p in (products or ALL))
+
+
+def _is_one_image(geo: dict, products: tuple) -> bool:
+    return is_one_image(geo) and products == ("conv2d",)
+
+
+def _memo_key(geo: dict, dtype: str, products: tuple):
+    """(host key, shape key) of a layer's choice, or None where there is nothing to
+    choose (one example of a batched layer)."""
+    one_image = _is_one_image(geo, products)
+    if isinstance(geo["N"], int) and geo["N"] <= 1 and not one_image:
+        return None
+    return host_key(), (_one_image_key(geo, dtype) if one_image else _shape_key(geo, dtype, products))
+
+
+class MeasuredChoices:
+    """The conv_choice of one compile on "cpu" (measured_layout), keeping in
+    `provisional` [host key, shape, choice] of each answer that is still provisional:
+    the compile cache stores them with the compiled function, which a later process
+    then compiles again (runtime/compile_cache.py: settled), so that the choice is
+    timed again."""
+
+    def __init__(self):
+        self.provisional = []
+
+    def __call__(self, geo: dict, dtype: str, products=None) -> str:
+        choice = measured_layout(geo, dtype, products)
+        where = _memo_key(geo, dtype, _products(products))
+        entry = _memo.get(where) if where is not None else None
+        if entry is not None and timing_trust.provisional(entry.get("trust")):
+            self.provisional.append([*where, entry["choice"]])
+        return choice
+
+
+def settled(dependencies) -> bool:
+    """Is every [host key, shape, choice] of `dependencies` (provisional answers a
+    compiled function was made with) the answer now: this process's (it timed them
+    again), or the table's once it is not due to be timed again (final, or the
+    machine busy now: codegen/timing_trust.due). Otherwise a compile must time them
+    again."""
+    if not all(isinstance(d, list) and len(d) == 3 and all(isinstance(x, str) for x in d) for d in dependencies):
+        return False
+    table = None
+    for key, shape, choice in dependencies:
+        entry = _memo.get((key, shape))
+        if entry is None:            # not needed in this process yet: settled if the table's is final
+            table = _read_table() if table is None else table
+            entry = table.get(key, {}).get(shape)
+            if not (isinstance(entry, dict) and timing_trust.valid(entry.get("trust"))
+                    and not timing_trust.due(entry.get("trust"))):
+                return False
+        if entry.get("choice") != choice:
+            return False
+    return True
+
+
+def _stored_or_timed(key: str, shape: str, geo: dict, dtype: str, products, one_image: bool) -> dict:
+    """The table's entry for (key, shape) unless it is due to be timed again
+    (timing_trust.due: provisional, the machine not busy now); else (none, damaged,
+    or due) the layer timed now and stored, with its trust record."""
+    names = ONE_IMAGE_LAYOUTS if one_image else LAYOUTS
+    stored = _read_table().get(key, {}).get(shape)
+    usable = isinstance(stored, dict) and stored.get("choice") in names and timing_trust.valid(stored.get("trust"))
+    if usable and not timing_trust.due(stored.get("trust")):
+        return stored
+    entry = time_one_image(geo, dtype) if one_image else time_layouts(geo, dtype, products)
+    evidence = entry.pop("evidence", None)
+    if evidence is not None:
+        entry["trust"] = timing_trust.record(evidence, stored.get("trust") if usable else None)
+    table = _read_table()                    # as it is now: another process may have added shapes
+    table.setdefault(key, {})[shape] = entry
+    _write_table(table)
+    return entry
 
 
 def _shape_key(geo, dtype, products) -> str:
@@ -167,7 +242,7 @@ def host_key() -> str:
 # ----------------------------------------------------------------------------- timing
 
 def time_layouts(geo: dict, dtype: str, products=ALL) -> dict:
-    """{"choice", "batch_s", "example_s", "taps_s", "examples"}: seconds of the layer's
+    """{"choice", "batch_s", "example_s", "taps_s", "examples", "evidence"}: seconds of the layer's
     products for `examples` examples in each layout (one group; all groups alike), the
     whole batch's layout with the copies it adds (the product to NCHW, gy
     channel-major), the taps layout's as compiled code (runtime/conv_taps_timing.py,
@@ -179,7 +254,8 @@ def time_layouts(geo: dict, dtype: str, products=ALL) -> dict:
     layer's taps code is never compiled whole: LeNet's second layer's forward product
     took 1.7 ms as taps against 0.7 ms for all three products in its BLAS layouts, and
     its input gradient's taps kernels were half of its taps code's compile time).
-    "taps_products" names the products its time covers."""
+    "taps_products" names the products its time covers; "evidence" what the
+    system saw meanwhile (codegen/timing_trust.py: the chosen layout's rounds)."""
     Og, K, P = geo["Og"], geo["K"], geo["OH"] * geo["OW"]
     n = geo["N"] if isinstance(geo["N"], int) else NOMINAL_BATCH
     n = max(1, min(n, MAX_TIMED_ELEMENTS // max(1, K * P, Og * P)))
@@ -197,11 +273,13 @@ def time_layouts(geo: dict, dtype: str, products=ALL) -> dict:
     if "build_program" in _builder:
         taps = _TapsCalls(dict(geo, N=n, G=1, O=Og), dtype, products, n, _builder["build_program"])
         out["taps"] = taps.calls
-    seen = _timed_rounds(out, taps)
-    seconds = {name: min(times) for name, times in _layout_rounds(seen).items()}
+    watch = timing_trust.Watch()
+    rounds = _layout_rounds(_timed_rounds(out, taps, watch))
+    seconds = {name: min(times) for name, times in rounds.items()}
+    choice = min(seconds, key=seconds.get)
     extra = {"taps_products": "+".join(taps.timed)} if taps is not None else {}
-    return {"choice": min(seconds, key=seconds.get), **{f"{k}_s": v for k, v in seconds.items()}, "examples": n,
-            **extra}
+    return {"choice": choice, **{f"{k}_s": v for k, v in seconds.items()}, "examples": n, **extra,
+            "evidence": watch.evidence(len(rounds[choice]), rounds[choice])}
 
 
 class _TapsCalls:
@@ -221,13 +299,16 @@ class _TapsCalls:
         out["taps"], seen["taps"] = self.calls, []
 
 
-def _timed_rounds(out: dict, taps) -> dict:
+def _timed_rounds(out: dict, taps, watch=None) -> dict:
     """{name: seconds per round} of the calls of `out`, interleaved (a round another
     process interrupts does not decide), up to ROUNDS rounds each or until BUDGET_S of
     timing; a layout clearly slower than the leader is timed no further. The taps
     layout (`taps`, a _TapsCalls) runs its first product alone until two rounds keep
     it in the running, then all of them, timed anew; where the budget ends while that
-    first product's time leads, the others are timed too (a part never wins)."""
+    first product's time leads, the others are timed too (a part never wins). `watch`
+    (a timing_trust.Watch) samples the system after each round and leaves out the
+    taps code's compiling."""
+    watch = watch if watch is not None else timing_trust.Watch()
     seen = {name: [] for name in out}
     running = set(out)
     spent = 0.0
@@ -239,19 +320,22 @@ def _timed_rounds(out: dict, taps) -> dict:
                 for call in calls:
                     call()
                 seen[name].append(time.perf_counter() - t)
+        watch.sample()
         partial = {"taps"} if taps is not None and taps.rest else set()
         running -= clearly_slower(_layout_rounds(seen), lower_bounds=partial)
         if "example" not in running:
             running.discard("overhead")
         spent += time.perf_counter() - start
         if partial and "taps" in running and len(seen["taps"]) >= 2:
-            taps.complete(out, seen)     # compiled outside the timing budget
+            with watch.excluded():
+                taps.complete(out, seen)     # compiled outside the timing budget
         if all(len(seen[name]) >= ROUNDS for name in running):
             return seen
         if spent > BUDGET_S and all(seen[name] for name in running):
             if not (partial and "taps" in running and _leads(seen, "taps")):
                 return seen     # slow products (or a busy machine): fewer rounds, a bounded compile
-            taps.complete(out, seen)     # a time of its first product alone may be out, never lead
+            with watch.excluded():
+                taps.complete(out, seen)     # a time of its first product alone may be out, never lead
 
 
 def _leads(seen: dict, name: str) -> bool:
@@ -291,7 +375,7 @@ def clearly_slower(rounds: dict, lower_bounds=frozenset()) -> set:
 
 
 def time_one_image(geo: dict, dtype: str) -> dict:
-    """{"choice", "<layout>_s"...}: seconds of one image's forward product in each
+    """{"choice", "<layout>_s"..., "evidence"}: seconds of one image's forward product in each
     orientation (and computed directly where it can be) plus a pass over its output
     to NCHW as its epilogue makes (a contiguous copy, or a transposing one),
     interleaved, best of ROUNDS, in this thread's CPU time (every call runs on this
@@ -309,12 +393,14 @@ def time_one_image(geo: dict, dtype: str) -> dict:
     pixel-major; its 14x14 ones, within 1% either way, go with the votes."""
     calls = _one_image_calls(geo, dtype)
     seen = {name: [] for name in calls}
+    watch = timing_trust.Watch()
     start = time.perf_counter()
     for _ in range(ROUNDS):
         for name, call in calls.items():
             t = time.thread_time()
             call()
             seen[name].append(time.thread_time() - t)
+        watch.sample()
         if time.perf_counter() - start > BUDGET_S:
             break
     base = seen["one_image"]
@@ -322,7 +408,8 @@ def time_one_image(geo: dict, dtype: str) -> dict:
     choice = min(winners, key=lambda name: min(seen[name])) if winners else "one_image"
     if min(seen[choice]) > min(base):
         choice = "one_image"
-    return {"choice": choice, **{f"{name}_s": min(s) for name, s in seen.items()}}
+    return {"choice": choice, **{f"{name}_s": min(s) for name, s in seen.items()},
+            "evidence": watch.evidence(len(seen[choice]), seen[choice])}
 
 
 def _one_image_calls(geo: dict, dtype: str) -> dict:

@@ -204,8 +204,10 @@ def build(graph, options):
     from passes.lowering import to_program
     from .conv_choice import conv_choice_for
     t0 = time.perf_counter()
-    program = to_program(graph, options.get("opt_level", 2), conv_choice_for("cpu", build_program))
+    choices = conv_choice_for("cpu", build_program)
+    program = to_program(graph, options.get("opt_level", 2), choices)
     lowering = time.perf_counter() - t0
+    program.stats["provisional_choices"] = list(getattr(choices, "provisional", ()))   # compile_cache.store
     runner, stages = build_program(program, options.get("check_numerics", False))
     plan = program.stats.get("memory_plan_seconds", 0.0)
     runner.stats["compile_time"] = {"lowering": lowering - plan, "memory_plan": plan,

@@ -21,7 +21,8 @@ on one thread, as one part of the split nngraph's own threads make), rounds
 interleaved, the best of each; the candidate with the smaller total wins. About 0.1 s, once per host:
 the answer is kept in `blas-choice.json` in nngraph's cache directory (codegen/cache.py:
 private to the user, written atomically; a damaged or foreign file is measured
-again), keyed by the CPU, its features and the candidates' own settings (versions,
+again; one timed on a disturbed machine is provisional, codegen/timing_trust.py),
+keyed by the CPU, its features and the candidates' own settings (versions,
 core type, threads), so a new CPU, an upgrade or another setting measures again.
 With one candidate installed nothing is timed.
 """
@@ -33,6 +34,7 @@ import time
 
 import numpy as np
 
+from codegen import timing_trust
 from codegen.cache import read_json_table, write_json_table
 
 CHOICES = ("auto", "openblas", "mkl")
@@ -74,7 +76,9 @@ def choose(candidates: dict, installed: tuple, key_parts: list, threads: int, on
     cannot run here; auto picks among the `installed` ones; `one_thread` names those
     whose calls stay on the calling thread (time_candidates). entry is the measurement
     that chose, or None when nothing was timed (forced, or one candidate). A stored
-    choice loads only the winner."""
+    choice loads only the winner. One stored as provisional (timed while the machine
+    was disturbed, codegen/timing_trust.py) is timed again by a process that starts
+    while the machine is not busy (timing_trust.due), until it is final."""
     want = requested()
     if want == "auto" and pinned_core_type():
         return "openblas", None
@@ -88,14 +92,19 @@ def choose(candidates: dict, installed: tuple, key_parts: list, threads: int, on
     if len(candidates) == 1:
         return next(iter(candidates)), None
     key = host_key(key_parts)
-    table = read_json_table(CACHE_FILE)
-    entry = table.get(key)
-    if isinstance(entry, dict) and entry.get("choice") in candidates and _loads(candidates[entry["choice"]]):
-        return entry["choice"], entry
+    stored = read_json_table(CACHE_FILE).get(key)
+    usable_entry = (isinstance(stored, dict) and stored.get("choice") in candidates
+                    and timing_trust.valid(stored.get("trust")))
+    if usable_entry and not timing_trust.due(stored.get("trust")) and _loads(candidates[stored["choice"]]):
+        return stored["choice"], stored
     usable = {name: addresses for name, load in candidates.items() if (addresses := _loads(load))}
     if len(usable) <= 1:
         return next(iter(usable), "openblas"), None
     entry = time_candidates(usable, threads, one_thread=one_thread)
+    evidence = entry.pop("evidence", None)
+    if evidence is not None:
+        entry["trust"] = timing_trust.record(evidence, stored.get("trust") if usable_entry else None)
+    table = read_json_table(CACHE_FILE)     # as it is now: another process may have added a key
     table[key] = entry
     write_json_table(CACHE_FILE, table)
     return entry["choice"], entry
@@ -121,9 +130,11 @@ def host_key(key_parts: list) -> str:
 
 def time_candidates(usable: dict, threads: int, shapes=SHAPES, rounds=ROUNDS, budget_s=BUDGET_S,
                     one_thread=frozenset()) -> dict:
-    """{"choice", "seconds": {name: total}, "gflops": {name: {"MxKxN/threads": rate}}}:
-    each candidate's best time per product of `shapes` ((m, k, n, trans_a, trans_b)),
-    on one thread and on `threads`; rounds interleaved, no new one after `budget_s`.
+    """{"choice", "seconds": {name: total}, "gflops": {name: {"MxKxN/threads": rate}},
+    "evidence"}: each candidate's best time per product of `shapes` ((m, k, n, trans_a,
+    trans_b)), on one thread and on `threads`; rounds interleaved, no new one after
+    `budget_s`; what the system saw meanwhile (codegen/timing_trust.py: the chosen
+    candidate's rounds).
 
     A candidate in `one_thread` (MKL's sequential layer) ignores a thread count: the
     generated code splits its products across nngraph's own threads instead, each
@@ -146,17 +157,26 @@ def time_candidates(usable: dict, threads: int, shapes=SHAPES, rounds=ROUNDS, bu
                 product = row_major_gemm(gemm, part, b, np.zeros((rows, n), np.float32), ta, tb)
                 work.append((name, f"{m}x{k}x{n}/{t}", t, threads_function(addresses), product))
     best = {(name, label): float("inf") for name, label, *_ in work}
+    totals = {name: [] for name in usable}      # each candidate's seconds per round
+    watch = timing_trust.Watch()
     start = time.perf_counter()
     for r in range(rounds):         # the first round warms (the BLAS's threads start): best of all
+        for name in totals:
+            totals[name].append(0.0)
         for name, label, t, set_threads, product in (work if r % 2 == 0 else work[::-1]):
             set_threads(t)
             t0 = time.perf_counter()
             product()
-            best[name, label] = min(best[name, label], time.perf_counter() - t0)
+            seconds = time.perf_counter() - t0
+            best[name, label] = min(best[name, label], seconds)
+            totals[name][-1] += seconds
             set_threads(threads)
+        watch.sample()
         if time.perf_counter() - start > budget_s:
             break
-    return _summary(best, usable, shapes, time.perf_counter() - start)
+    summary = _summary(best, usable, shapes, time.perf_counter() - start)
+    chosen = totals[summary["choice"]]
+    return dict(summary, evidence=watch.evidence(len(chosen), chosen))
 
 
 def _summary(best: dict, usable: dict, shapes, seconds: float) -> dict:

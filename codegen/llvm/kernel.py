@@ -14,6 +14,8 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from passes.coalesce import acc_as_load, coalesce, drop_unit_lead
+from passes.exp_quotient import exps_as_quotients
+from passes.exp_sign import mark_nonpositive_exps
 from passes.one_hot_scatter import scatter_one_hot_adds
 from passes.row_reuse import reuse_row_values
 from passes.split_reduce import SplitPlan, split_plan
@@ -35,6 +37,8 @@ def emit_loop_function(module, name, program, symbols, outer, stages, acc_buffer
     if unit_lead:
         outer, stages = drop_unit_lead(outer, stages)
     if acc_buffer is None:
+        outer, stages = exps_as_quotients(outer, stages)           # softmax: exp(a - log s) = exp(a) / s
+        outer, stages = mark_nonpositive_exps(outer, stages)       # exp(z - max z): z - max z <= 0
         outer, stages = reuse_row_values(program, outer, stages)   # exp(z - m) once per element
         outer, stages = scatter_one_hot_adds(program, outer, stages)   # - onehot / N: once per row
     elif (loaded := acc_as_load(program, outer, stages, acc_buffer)) is not None:

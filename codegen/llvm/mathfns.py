@@ -239,23 +239,45 @@ class FloatMath:
         b, s = self.b, self.s
         return b.bitcast(b.shl(b.bitcast(t, s.ity), self.ic(s.mant)), self.t)
 
-    def _minus_expm1_minus_2a(self, a):
-        """-expm1(-2a) for a >= 0 (or NaN), in [0, 1): the range reduction of -2a
-        done on a itself (r' = -r/2, exact), so -2a is never formed, and the
+    def _minus_expm1_minus_2a(self, a, signed=False):
+        """-expm1(-2a) for a >= 0 (or NaN), in [0, 1), or for any a where `signed`
+        (then negative for a < 0, down to 1 - exp(2 tanh_big)): the range reduction
+        of -2a done on a itself (r' = -r/2, exact), so -2a is never formed, and the
         polynomial written for r' (coefficients scaled by powers of two, exact):
         -expm1(r) = r' (2 + r' Q(r')), Q(r') = -4 q(-2 r') (two instructions after Q,
         one fewer than 2 r' + r'**2 Q; 2.6 instead of 2.5 ulp in tanh). Then with
-        T = 2**n, -expm1(-2a) = T (-expm1(r)) + (1 - T). a is limited to tanh_big,
-        beyond which -expm1(-2a) rounds to 1, so n >= -tanh_big * 2/ln2 and T is a
-        normal number, made by one shift (_shifted_log2e) on either ISA."""
+        T = 2**n, -expm1(-2a) = T (-expm1(r)) - (T - 1). |a| is limited to tanh_big,
+        beyond which tanh rounds to +-1, so |n| <= tanh_big * 2/ln2 and T is a
+        normal number, made by one shift (_shifted_log2e) on either ISA. -n is taken
+        as S - t and the last step subtracts T - 1, so that a = -0 gives -0."""
         b, s = self.b, self.s
-        ac = b.select(b.fcmp_ordered(">", a, self.c(s.tanh_big)), self.c(s.tanh_big), a)
-        t, nf = self._shifted_log2e(ac, -2.0, s.bias)
-        rh = self._minus_n_ln2(ac, nf, -0.5)
+        ac = self.clamp(a, -s.tanh_big, s.tanh_big) if signed else \
+            b.select(b.fcmp_ordered(">", a, self.c(s.tanh_big)), self.c(s.tanh_big), a)
+        t, _ = self._shifted_log2e(ac, -2.0, s.bias)     # (its t - S is unused: LLVM drops it)
+        rh = self._plus_n_half_ln2(ac, b.fsub(self.c(1.5 * 2.0 ** s.mant + s.bias), t))
         q = self.poly(rh, [-4.0 * (-2.0) ** j * c for j, c in enumerate(s.expm1_coefs)])
         p = b.fmul(rh, b.fadd(b.fmul(rh, q, flags=CONTRACT), self.c(2.0), flags=CONTRACT))
         t = self._pow2_shifted(t)
-        return b.fadd(b.fmul(t, p, flags=CONTRACT), b.fsub(self.c(1.0), t), flags=CONTRACT)
+        return b.fsub(b.fmul(t, p, flags=CONTRACT), b.fsub(t, self.c(1.0)), flags=CONTRACT)
+
+    def _plus_n_half_ln2(self, a, minus_n):
+        """a + n ln2/2 (= -r/2 of the reduction -2a = n ln2 + r) in one FMA with ln2/2
+        rounded to this type, where _minus_n_ln2 needs two (ln2 split in a high part
+        whose products are exact and a low part). Enough here, where |n| <= 29 (f32)
+        and tanh's quotient damps the error: the constant is off by d (9.5e-10 for
+        f32), so r is off by 2|n| d and m = 1 - 2**n exp(r) by 2**n exp(r) 2|n| d.
+        For n <= -1 that is <= 1.42 d (|n| 2**n <= 1/2) while m >= 0.29: at most
+        4.9 d relative, 0.08 ulp (f32). For n >= 1 it is 2|n| d relative to m
+        (|m| >= 0.41), and tanh = m/(2 - m) passes on that times 2/(2 - m) <= 0.83:
+        at most 0.1 ulp at n = 1, less beyond. n = 0 leaves a exact. minus_n is -n as
+        a float, +0 for n = 0, so that a = -0 stays -0."""
+        b = self.b
+        return b.fsub(a, b.fmul(minus_n, self.c(0.5 * math.log(2)), flags=CONTRACT), flags=CONTRACT)
+
+    def _divides_by_estimate(self):
+        """Whether recip_div divides by a reciprocal estimate and a Newton step (f32
+        with AVX-512) rather than by a true division."""
+        return self.t == F32 and has_feature("avx512f")
 
     def recip_div(self, num, den):
         """num / den where the caller knows neither is infinite (NaN may be). With
@@ -270,7 +292,7 @@ class FloatMath:
         and LLVM offers no estimate per vector width. Without AVX-512 the main loop
         would get vrcpps too, so it stays a true division (no dearer there than the
         two steps it would need). f64 always divides (x86 has no f64 estimate)."""
-        fast = self.t == F32 and has_feature("avx512f")
+        fast = self._divides_by_estimate()
         return self.b.fdiv(num, den, flags=("arcp", "ninf", "contract") if fast else ())
 
     # ------------------------------------------------------------------ log family
@@ -321,9 +343,16 @@ class FloatMath:
 
     # ------------------------------------------------------------------ composites
     def tanh(self, x):
-        """sign(x) * m / (2 - m), m = -expm1(-2|x|) in [0, 1): no cancellation, no
-        overflow."""
+        """m / (2 - m), m = -expm1(-2x): no cancellation (the signs of m and x agree,
+        and 2 - m >= 1), no overflow (|x| is limited where tanh rounds to +-1). With a
+        true division it is done on x itself: a = -0 gives m = -0 and -0 / 2 = -0. The
+        estimate's Newton step (recip_div) turns a -0 quotient into +0, so there it is
+        done on |x| and x's sign put back: one instruction (vpternlogd), where the
+        signed form saves three on AVX2 (fabs, and copysign's and/andnot/or)."""
         b = self.b
+        if not self._divides_by_estimate():
+            m = self._minus_expm1_minus_2a(x, signed=True)
+            return b.fdiv(m, b.fsub(self.c(2.0), m))
         m = self._minus_expm1_minus_2a(call_intrinsic(b, "fabs", x))
         t = self.recip_div(m, b.fsub(self.c(2.0), m))
         return call_intrinsic(b, "copysign", t, x)

@@ -52,6 +52,8 @@ def emit(b: ir.IRBuilder, op: str, args: list, arg_dtypes: list, dtype: str, att
     """The value of scalar op `op` (result dtype `dtype`) applied to `args`."""
     attrs = attrs or {}
     fn = _UNARY.get(op) if len(args) == 1 else None
+    if op == "exp" and attrs.get("nonpositive"):     # the argument is <= 0 or NaN (passes/exp_sign.py)
+        fn = _EXP_NONPOSITIVE
     if fn is not None:
         src = arg_dtypes[0]
         x = args[0]
@@ -274,6 +276,7 @@ _UNARY = {
     "sin": _float_only("sin", lambda b, x: call_intrinsic(b, "sin", x)),
     "cos": _float_only("cos", lambda b, x: call_intrinsic(b, "cos", x)),
 }
+_EXP_NONPOSITIVE = _float_only("exp", lambda b, x: _fm(b, x).exp(x, nonpositive=True))
 # ops whose operand keeps its own dtype (the result dtype differs by design)
 _KEEP_ARG_DTYPE = {"logical_not"}
 

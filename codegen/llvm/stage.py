@@ -15,8 +15,9 @@ from passes.program import Stage
 
 from . import scalar
 from .blocked_sum import BlockedSums, blocked_loop
-from .irtypes import F32, I1, I8, I32, I64, call_intrinsic, const, i64, intrinsic, suffix, value_type
+from .irtypes import F32, F64, I1, I8, I32, I64, call_intrinsic, const, i64, intrinsic, suffix, value_type
 from .loops import FnBuilder
+from .target import has_feature
 
 REDUCE_FLAGS = ("reassoc", "contract")
 
@@ -39,6 +40,9 @@ def emit_stage(fb: FnBuilder, oidx, st: Stage, s_no, results, acc_buffer, first=
         if kind == "argmax":
             ia = fb.alloca(I64, name="acc_idx")
             b.store(i64(0), ia)
+        elif kind in ("max", "min") and is_float(dt):
+            ia = fb.alloca(_flag_type(dt), name="acc_nan")       # whether a NaN was met (accumulate)
+            b.store(ir.Constant(_flag_type(dt), 0), ia)
         accs.append((kind, dt, a, ia))
     sums = BlockedSums(fb, accs if st.inner else [])   # no loop: nothing to block
     with _inner_loops(fb, st.inner, f"s{s_no}_", first, sums) as iidx:
@@ -48,6 +52,10 @@ def emit_stage(fb: FnBuilder, oidx, st: Stage, s_no, results, acc_buffer, first=
         emit_stores(fb, st.stores, vals, dts)
     if sums:
         sums.finish()
+    for kind, dt, a, ia in accs:
+        if ia is not None and kind != "argmax":       # a float max/min: NaN if one was met
+            seen = b.icmp_signed("<", b.load(ia), ir.Constant(_flag_type(dt), 0))
+            b.store(b.select(seen, const(dt, float("nan")), b.load(a)), a)
     return accs
 
 
@@ -104,7 +112,9 @@ def accumulate(fb, kind, dt, a, ia, v, index, dts, red):
         else:
             new = b.add(cur, v)
     elif kind in ("max", "min"):
-        if isf:
+        if isf and ia is not None:
+            new = _max_apart_from_nans(b, kind, cur, v, ia)
+        elif isf:
             # NaN-propagating; `nsz`: -0.0 and +0.0 unordered (nngraph/semantics.py), which
             # spares x86 two of five instructions per vector
             base = "maximum" if kind == "max" else "minimum"
@@ -122,6 +132,29 @@ def accumulate(fb, kind, dt, a, ia, v, index, dts, red):
     else:
         raise NotImplementedError(f"reduction {kind!r}")
     b.store(new, a)
+
+
+def _flag_type(dt):
+    """The NaN flag of a float max/min: an integer as wide as the float, so that a
+    vector of flags is the vector compare's own mask (AVX2 packs a vector of i1)."""
+    return I64 if value_type(dt) == F64 else I32
+
+
+def _max_apart_from_nans(b, kind, cur, v, nan_seen):
+    """The float max (min) of cur and v for values that are not NaN, with v's NaN-ness
+    noted in `nan_seen` (negative once a NaN was met; emit_stage then makes the result NaN). With `nnan`
+    the max is one vmaxps: a NaN-propagating max (llvm.maximum) is also a compare and
+    a blend on the accumulator, whose chain of two dependent instructions per vector
+    made the row maximum of softmax a fifth of its time; the NaN test here is off the
+    chain. A NaN v makes `new` poison, which only the select of NaN uses."""
+    base = "maxnum" if kind == "max" else "minnum"
+    fn = intrinsic(b.module, f"llvm.{base}.{suffix(cur.type)}", cur.type, [cur.type, cur.type])
+    flag = b.sext(b.fcmp_unordered("uno", v, v), nan_seen.type.pointee)
+    if has_feature("avx512f"):      # LLVM keeps or-ed flags in mask registers (korw)
+        b.store(b.or_(b.load(nan_seen), flag), nan_seen)
+    else:                           # an or would be narrowed to a vector of i1, packed per vector
+        b.store(call_intrinsic(b, "smin", b.load(nan_seen), flag), nan_seen)
+    return b.call(fn, [cur, v], fastmath=("nnan", "nsz"))
 
 
 def as_i64(b, v, dt):

@@ -85,6 +85,7 @@ AWAKE_NS = 1_000_000_000  # the spin bound while the hand-off is measured (measu
                           # longer than the measurement, ended by re-arming the workers
 SPLIT_ATTEMPTS = 4        # measurements of the hand-off at most, while it reads above a thread start
 SPLIT_RETRY_S = 5e-3      # the pause before the second one (x4 before each next: 5, 20, 80 ms)
+SPLIT_ROUNDS = (8, 64)    # a measurement of the hand-off: rounds x single hand-offs per round
 
 _engine = None          # keeps the compiled pool alive for the process's lifetime
 # one first build: a second would replace _engine and unmap the first pool's code,
@@ -282,7 +283,7 @@ def measure_wake_ns(rounds: int = 5, per_round: int = 8, idle_s: float = 1e-3) -
     return float(best)
 
 
-def measure_split_ns(rounds: int = 8, per_round: int = 64, gap_s: float = 2e-3) -> float:
+def measure_split_ns(rounds: int = SPLIT_ROUNDS[0], per_round: int = SPLIT_ROUNDS[1], gap_s: float = 2e-3) -> float:
     """Nanoseconds the pool takes to hand a task that does nothing to a worker and
     join it (nngraph_pool_probe_split), with the worker kept awake (spinning: how a
     split finds it between the kernels of a call), its warm value (host.warm_ns
@@ -343,7 +344,8 @@ def split_cost_ns() -> float | None:
     (then a split pays a thread start)."""
     from codegen.host import measured_fact
     try:
-        return measured_fact(f"pool_split_ns-{_source_digest()[:12]}", measure_split_ns)
+        return measured_fact(f"pool_split_ns-{_source_digest()[:12]}", measure_split_ns,
+                             timings=SPLIT_ROUNDS[0] * SPLIT_ROUNDS[1])
     except OSError:
         return None
 

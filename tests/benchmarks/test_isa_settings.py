@@ -3,6 +3,7 @@ framework's process gets, that the three benchmarks hand it to each process, the
 checks' parsing, and two real checks in probe processes (nngraph, NumPy)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import types
@@ -39,7 +40,8 @@ def test_each_framework_gets_its_own_settings():
     for fw in ("torch", "torch.compile"):
         t = isa.framework_env(fw, "avx2", BASE)
         assert (t["ATEN_CPU_CAPABILITY"], t["ONEDNN_MAX_CPU_ISA"], t["TORCHINDUCTOR_CPP_MARCH"]) == ("avx2", "AVX2", "haswell")
-    assert isa.framework_env("jax", "avx2", BASE)["XLA_FLAGS"] == "--xla_cpu_use_thunk_runtime=true --xla_cpu_max_isa=AVX2"
+    assert isa.framework_env("jax", "avx2", BASE)["XLA_FLAGS"] == ("--xla_cpu_use_thunk_runtime=true --xla_cpu_max_isa=AVX2 "
+                                                                "--xla_cpu_experimental_ynn_fusion_type=")   # YNNPACK off
     flags = isa.framework_env("pytensor", "avx2", BASE)["PYTENSOR_FLAGS"].split(",")
     assert flags[:2] == ["floatX=float32", "gcc__cxxflags=-march=haswell"] and flags[2].startswith("base_compiledir=")
     ort = isa.framework_env("onnxruntime", "avx2", BASE)
@@ -94,7 +96,7 @@ def test_lstm_gives_each_variant_its_frameworks_environment(monkeypatch, tmp_pat
     envs = {args[args.index("--only") + 1]: env for args, env in seen}
     assert envs["layer"]["NNGRAPH_CPU_FEATURES"] == envs["scan"]["NNGRAPH_CPU_FEATURES"] == "-avx512f"
     assert envs["torch"]["ATEN_CPU_CAPABILITY"] == "avx2" and "NNGRAPH_CPU_FEATURES" not in envs["torch"]
-    assert envs["jax"]["XLA_FLAGS"].endswith("--xla_cpu_max_isa=AVX2")
+    assert envs["jax"]["XLA_FLAGS"].endswith(" ".join(isa.JAX_AVX2_FLAGS))
 
 
 def test_resnet_engines_get_their_settings_and_threads():
@@ -133,13 +135,19 @@ def test_header_and_caption_say_what_is_emulated_and_what_is_not_held():
     assert isa.header("x", []) == [] and isa.not_held([]) == "" and isa.probe_all("native", ["nngraph"]) == []
 
 
-@pytest.mark.parametrize("fw", ["nngraph", "numpy"])
+@pytest.mark.parametrize("fw", ["nngraph", "numpy", "jax"])
 def test_a_real_probe_finds_the_framework_held(fw, tmp_path, monkeypatch):
+    if fw == "jax":
+        pytest.importorskip("jax")
+        if not (shutil.which("objdump") and shutil.which("readelf")):
+            pytest.skip("no objdump/readelf: JAX's hold cannot be read (the probe says 'not verified')")
     monkeypatch.setenv("NNGRAPH_CACHE_DIR", str(tmp_path))
     r = isa.probe(fw, "avx2")
     assert r["status"] == "capped", r
     if fw == "nngraph":
         assert "no AVX-512, 256-bit vectors" in r["detail"], r
+    if fw == "jax":       # no YNNPACK fusion left to pick AVX-512 kernels from cpuid
+        assert "YNNPACK off" in r["detail"] and "not capped" not in r["detail"], r
 
 
 def test_the_probe_runs_as_a_script_and_prints_one_json_line(tmp_path):
@@ -161,6 +169,10 @@ def test_missing_evidence_is_not_verified_never_capped():
     assert isa.jax_status(True, "no AVX-512 in 2 object file(s)", False) is True
     assert isa.jax_status(True, "no AVX-512 in 2 object file(s)", True) == "partial"
     assert isa.jax_status(True, "zmm in a.o", True) is False and isa.jax_status(False, "no AVX-512 in 1", False) is False
+    # without YNNPACK the dots run on jaxlib's Eigen GEMM, disassembled too
+    assert isa.jax_status(True, "no AVX-512 in 2 object file(s)", False, "no AVX-512, AVX without FMA") is True
+    assert isa.jax_status(True, "no AVX-512 in 2 object file(s)", False, "") == "not verified"
+    assert isa.jax_status(True, "no AVX-512 in 2 object file(s)", False, "zmm in Eigen's GEMM") is False
 
 
 def test_compile_directories_of_loaded_code_are_private(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """The float32 exp family (codegen/llvm/mathfns.py) over a dense sweep of every
 float32 range, with the special values and the edges where the algorithms switch
-(tanh's and sigmoid's saturation limits, exp's underflow to subnormals and to 0,
+(tanh's and sigmoid's saturation limits on either side: with AVX2 tanh works on x
+itself, not |x|, exp's underflow to subnormals and to 0,
 its overflow), once for each instruction set the code takes a different path on:
 the host's (vscalef and reciprocal estimates with AVX-512) and AVX2 emulated by
 NNGRAPH_CPU_FEATURES=-avx512f (shifted powers of two, true divisions). Each runs in
@@ -29,7 +30,7 @@ f32 = np.float32
 every = np.arange(0, 2 ** 32, 2 ** 12, dtype=np.uint64).astype(np.uint32).view(f32)   # 1M, all exponents
 tiny = f32(np.finfo(f32).smallest_subnormal)
 edges = np.concatenate([np.linspace(a, b, 20001) for a, b in
-                        [(8.5, 11), (16, 21), (-105, -86), (86, 90), (-0.01, 0.01), (-3, 3)]])
+                        [(8.5, 11), (-11, -8.5), (16, 21), (-105, -86), (86, 90), (-0.01, 0.01), (-3, 3)]])
 limits = np.array([tiny, -tiny, np.finfo(f32).tiny, -np.finfo(f32).tiny, 10.0, -10.0, 20.0, -20.0, -104.0,
                    88.72284, 88.72285, -103.97208, -87.33655], f32)
 special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, np.finfo(f32).max, -np.finfo(f32).max], f32)

@@ -66,7 +66,7 @@ def test_the_environment_forces_a_layout_and_names_a_bad_value(monkeypatch):
     with pytest.raises(ValueError, match="NNGRAPH_CONV_LAYOUT.*'im2row'"):
         conv_choice.conv_choice_for("cpu")
     monkeypatch.delenv("NNGRAPH_CONV_LAYOUT")
-    assert conv_choice.conv_choice_for("cpu") is conv_choice.measured_layout
+    assert isinstance(conv_choice.conv_choice_for("cpu"), conv_choice.MeasuredChoices)   # measured, per compile
     assert conv_choice.conv_choice_for("gpu")(GEO, "float32") == "example"   # measured faster on an H100
     assert conv_choice.conv_choice_for("reference") is None
 
@@ -121,6 +121,7 @@ def test_timing_the_layouts_gives_a_choice_and_its_numbers():
     assert got["choice"] in ("batch", "example", "taps") and got["examples"] == 3
     seconds = [got["batch_s"], got["example_s"], got["taps_s"]]
     assert got[got["choice"] + "_s"] == min(seconds) >= 0 and max(seconds) > 0
+    assert 1 <= got["evidence"].rounds <= conv_choice.ROUNDS    # the chosen layout's rounds (timing_trust)
 
 
 @pytest.mark.parametrize("rounds, out", [
@@ -287,6 +288,7 @@ def test_timing_one_image_gives_a_choice_and_its_numbers(monkeypatch):
     assert got["choice"] in conv_choice.ONE_IMAGE_LAYOUTS
     assert min(got["one_image_s"], got["one_image_t_s"], got["one_image_direct_s"]) > 0
     assert got[got["choice"] + "_s"] <= got["one_image_s"]
+    assert 1 <= got["evidence"].rounds <= conv_choice.ROUNDS
     assert "one_image_direct_s" not in conv_choice.time_one_image(dict(GEO, N=1), "float64")
     slow = [3.0] * 5
     for pixel_major, direct, choice in (([1.0, 3.0, 3.0, 3.0, 3.0], slow, "one_image"),
