@@ -40,6 +40,7 @@ class DirectWindow:
     OH: int
     OW: int
     lanes: int = MAX_LANES  # the widest vector a kernel loads: the copy's slack
+    in_place: bool = False  # x itself, no copy (a 1x1 window of stride 1 without padding: in_place_window)
 
     @property
     def Hq(self) -> int:
@@ -71,7 +72,10 @@ class DirectWindow:
 
     def elements(self) -> int:
         """The copy's length: every channel's planes, and the slack that the last
-        channel's vector loads past its flattened points read (values never stored)."""
+        channel's vector loads past its flattened points read (values never stored);
+        in place, x's elements only (the kernel masks the loads that would pass them)."""
+        if self.in_place:
+            return self.C * self.channel_stride()
         reach = -(-self.flat_points() // self.lanes) * self.lanes + max(self.tap_offsets())
         return self.C * self.channel_stride() + max(0, reach - self.channel_stride())
 
@@ -79,16 +83,27 @@ class DirectWindow:
 def window_of(geo: dict, lanes: int = MAX_LANES) -> DirectWindow:
     """The window of a layer of geometry `geo` (passes/lower/conv.py's dict)."""
     return DirectWindow(geo["Cg"], geo["KH"], geo["KW"], geo["sh"], geo["sw"], geo["dh"], geo["dw"],
-                        geo["OH"], geo["OW"], lanes)
+                        geo["OH"], geo["OW"], lanes, in_place=in_place_window(geo))
+
+
+def in_place_window(geo: dict) -> bool:
+    """Is each image's window matrix x itself (a 1x1 filter, stride 1, no padding)? Then
+    neither im2col nor the direct convolution's copy is needed: the copy's planes
+    would be x's channels, as they are."""
+    return (geo["KH"] == geo["KW"] == 1 and geo["sh"] == geo["sw"] == 1 and geo["pt"] == geo["pl"] == 0
+            and (geo["H"], geo["W"]) == (geo["OH"], geo["OW"]))
 
 
 def direct_eligible(geo: dict, dtype: str) -> bool:
     """Can the layer be computed directly: float32, one image (a static batch of one),
-    one group, a window of more than one point? (A 1x1 layer reads C inputs per
-    output point and as many weights, and ResNet-50's ran 1.4-9x slower directly than
-    as the BLAS's GEMM, which blocks its operands for the caches.)"""
+    one group, a window of more than one point or read in place (in_place_window)?
+    (A 1x1 layer of stride 2 reads C inputs per output point and as many weights from
+    a copy, and ResNet-50's ran 1.4-9x slower directly than as the BLAS's GEMM, which
+    blocks its operands for the caches; a 1x1 layer of stride 1 needs no copy and
+    carries its epilogue in registers, which the BLAS's product cannot:
+    runtime/conv_choice.py times both with it.)"""
     return (dtype == "float32" and isinstance(geo["N"], int) and geo["N"] == 1 and geo["G"] == 1
-            and geo["KH"] * geo["KW"] > 1)
+            and (geo["KH"] * geo["KW"] > 1 or in_place_window(geo)))
 
 
 def phase_split(x: np.ndarray, win: DirectWindow, pt: int, pl: int) -> np.ndarray:

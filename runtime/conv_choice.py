@@ -220,7 +220,7 @@ def _one_image_key(geo, dtype) -> str:
     bits = host_facts().vector_bits
     window = f" {geo['KH']}x{geo['KW']}/{geo['sh']}x{geo['sw']}:{geo['dh']}x{geo['dw']} OW={geo['OW']}"
     return (_shape_key(geo, dtype, ("conv2d",)) + window + f" {bits}-bit tile %dx%d" % tile_shape(bits)
-            + " orientation or direct by votes")
+            + f" epilogue={geo.get('epilogue') or 'none'} orientation or direct by votes, epilogue timed")
 
 
 @functools.lru_cache(maxsize=None)
@@ -413,7 +413,9 @@ def time_one_image(geo: dict, dtype: str) -> dict:
 
 
 def _one_image_calls(geo: dict, dtype: str) -> dict:
-    """Per one-image layout, a call that runs its forward product as time_one_image says."""
+    """Per one-image layout, a call that runs its forward product as time_one_image says,
+    with the layer's epilogue (geo["epilogue"], passes/lower/conv.py: "rows" or
+    "points", see _with_epilogue) where it has one."""
     Og, K, P = geo["Og"], geo["K"], geo["OH"] * geo["OW"]
     rng = np.random.default_rng(0)
     dt = np.dtype(dtype)
@@ -425,13 +427,58 @@ def _one_image_calls(geo: dict, dtype: str) -> dict:
     im2col = (lambda: None) if identity_window(geo) else (lambda: np.copyto(cols_copy, cols))
     calls = {"one_image": lambda: (im2col(), channel_major(), np.copyto(nchw, y)),
              "one_image_t": lambda: (im2col(), pixel_major(), np.copyto(nchw, yt.T))}
+    if geo.get("epilogue"):
+        calls["one_image"] = _with_epilogue(geo, w, cols, im2col, rng, dt)
+    if geo.get("epilogue") == "points":
+        r = timing_operand(rng, nchw.shape, dt)
+        calls["one_image_t"] = lambda: (im2col(), pixel_major(), np.add(yt.T, r, out=nchw))
     if direct_eligible(geo, dtype):
-        from codegen.llvm.conv_direct import compiled_core
-        win = window_of(geo)
-        x, x_copy = timing_operand(rng, win.elements(), dt), np.empty(win.elements(), dt)
-        direct = compiled_core(win)
-        calls["one_image_direct"] = lambda: (np.copyto(x_copy, x), direct(x_copy, w, y), np.copyto(nchw, y))
+        calls["one_image_direct"] = _direct_call(geo, w, y, nchw, rng, dt)
     return calls
+
+
+def _with_epilogue(geo, w, cols, im2col, rng, dt):
+    """The channel-major product as conv_gemm.py runs it with an epilogue: in chunks of
+    columns whose output fits half the L2, each product then a pass over its output
+    that reads it (from the L2) and writes NCHW y, reading the residual at the same
+    points where the epilogue has one ("points"); bias and relu add no memory traffic."""
+    from codegen.llvm.conv_gemm import chunk_columns
+    Og, P = w.shape[0], cols.shape[1]
+    step = chunk_columns(Og, dt.itemsize)
+    parts = []
+    for c0 in range(0, P, step):
+        c = np.ascontiguousarray(cols[:, c0:c0 + step])
+        y, out = np.empty((Og, c.shape[1]), dt), np.empty((Og, c.shape[1]), dt)
+        residual = timing_operand(rng, y.shape, dt) if geo["epilogue"] == "points" else None
+        pass_ = (lambda y=y, out=out: np.copyto(out, y)) if residual is None else \
+            (lambda y=y, out=out, r=residual: np.add(y, r, out=out))
+        parts.append((_gemm_call(w, c, y, False, False, one_thread=True), pass_))
+
+    def call():
+        im2col()
+        for product, pass_ in parts:
+            product()
+            pass_()
+    return call
+
+
+def _direct_call(geo, w, y, nchw, rng, dt):
+    """The direct kernel (codegen/llvm/conv_direct.py) from a copy of its phase-split
+    input (none where it reads x in place); with an epilogue, that applied to its tiles
+    (bias + relu, and the residual read at the same points where it has one), else a
+    pass over its output."""
+    from codegen.llvm.conv_direct import compiled_core
+    from codegen.llvm.conv_epilogue import bias_residual_relu
+    win = window_of(geo)
+    x, x_copy = timing_operand(rng, win.elements(), dt), np.empty(win.elements(), dt)
+    copy, src = ((lambda: None), x) if win.in_place else ((lambda: np.copyto(x_copy, x)), x_copy)
+    if not geo.get("epilogue"):
+        direct = compiled_core(win)
+        return lambda: (copy(), direct(src, w, y), np.copyto(nchw, y))
+    residual = geo["epilogue"] == "points"
+    direct = compiled_core(win, epilogue=bias_residual_relu(residual))
+    operands = [timing_operand(rng, w.shape[0], dt)] + ([timing_operand(rng, y.shape, dt)] if residual else [])
+    return lambda: (copy(), direct(src, w, nchw, *operands))
 
 
 def _example_calls(w, cols, gy, products):

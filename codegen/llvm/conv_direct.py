@@ -35,7 +35,9 @@ import numpy as np
 
 from codegen.host import host_facts
 
-from .irtypes import F32, I1, I32, I64, VOID, i64
+from .irtypes import F32, I1, I32, I64, VOID, i64, intrinsic
+from .conv_epilogue import emit_tile_epilogue, masked_load
+from .conv_epilogue import splat as _splat
 from .loops import FnBuilder
 
 I8P_ = ir.PointerType(ir.IntType(8))
@@ -77,60 +79,71 @@ def lanes_of(vector_bits: int) -> int:
     return max(1, vector_bits // 32)
 
 
-def emit_direct_function(module, name, program, symbols, kern):
+def emit_direct_function(module, name, program, symbols, kern, epilogue=None):
     """`void f(bufs, sizes, lo, hi, extra)`: kern's direct convolution (kern.window) for
-    output channels [lo, hi)."""
+    output channels [lo, hi); with `epilogue` (a conv_epilogue.TileEpilogue of kern's
+    own epilogue), that applied to each tile before it is stored."""
     bits = host_facts().vector_bits
-    if lanes_of(bits) > kern.window.lanes:
+    if not kern.window.in_place and lanes_of(bits) > kern.window.lanes:
         raise NotImplementedError(f"{kern.name}: {lanes_of(bits)}-lane vectors read past the direct "
                                   f"convolution's copy, whose slack covers {kern.window.lanes}")
-    core = emit_direct_core(module, name + "_core", kern.window, bits)
+    core = emit_direct_core(module, name + "_core", kern.window, bits, epilogue)
     fb = FnBuilder(module, name, [I64, I64, I8P_], program=program, symbols=symbols)
     lo, hi, _ = fb.args
-    fb.b.call(core, [fb.ptr(kern.b), fb.ptr(kern.a), fb.ptr(kern.out), lo, hi])
+    operands = [fb.ptr(op[0]) for op in epilogue.operands] if epilogue else []
+    fb.b.call(core, [fb.ptr(kern.b), fb.ptr(kern.a), fb.ptr(kern.out), *operands, lo, hi])
     fb.b.ret_void()
     return fb.finish()
 
 
-def emit_direct_core(module, name, win, vector_bits):
-    """`void core(float* x, float* w, float* y, i64 lo, i64 hi)`: y[lo:hi] of the window
-    `win` (a DirectWindow), x its phase-split input, w [Co, C*KH*KW]."""
+def emit_direct_core(module, name, win, vector_bits, epilogue=None):
+    """`void core(float* x, float* w, float* y, float* operands..., i64 lo, i64 hi)`:
+    y[lo:hi] of the window `win` (a DirectWindow), x its phase-split input (or x
+    itself, win.in_place), w [Co, C*KH*KW], the operands those of `epilogue`."""
     R, T = tile_shape(vector_bits)
     V = lanes_of(vector_bits)
-    fn = ir.Function(module, ir.FunctionType(VOID, [F32P, F32P, F32P, I64, I64]), name)
+    n_ops = len(epilogue.operands) if epilogue else 0
+    fn = ir.Function(module, ir.FunctionType(VOID, [F32P] * (3 + n_ops) + [I64, I64]), name)
     fn.linkage = "internal"
-    _pointer_attributes(fn)
-    x, w, y, lo, hi = fn.args
+    _pointer_attributes(fn, n_ops)
+    ptrs, (lo, hi) = list(fn.args[:3 + n_ops]), fn.args[3 + n_ops:]
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     vectors = -(-win.flat_points() // V)
     full, rest = divmod(vectors, T)
-    tiles = {(r, t): None for r in range(1, R + 1) for t in {T, rest} - {0}}
-    for key in tiles:
-        tiles[key] = _emit_tile(module, f"{name}_t{key[0]}x{key[1]}", win, V, *key)
+    # in place, the last vector of points may end past x (no slack): its loads are masked
+    tail = win.in_place and win.flat_points() % V != 0
+    shapes = {(t, tail and (t == rest or not rest)) for t in {T, rest} - {0}} | ({(T, False)} if full else set())
+    # tiles of R output channels, and of one for the channels left over (fewer than R
+    # at the end of a range: each channel's sums are the same in either, and R-1 tile
+    # shapes less to compile)
+    tiles = {(r, t, masked): _emit_tile(module, f"{name}_t{r}x{t}{'m' * masked}", win, V, r, t, epilogue, masked)
+             for r in sorted({1, R}) for t, masked in shapes}
     blocks = b.sdiv(b.sub(hi, lo), i64(R))
     with _loop(b, i64(0), blocks, "blk") as j:
-        _row_tiles(b, tiles, R, T, full, rest, V, x, w, y, b.add(lo, b.mul(j, i64(R))))
-    left = b.sub(hi, b.add(lo, b.mul(blocks, i64(R))))
-    co0 = b.sub(hi, left)
-    for r in range(1, R):
-        with b.if_then(b.icmp_signed("==", left, i64(r))):
-            _row_tiles(b, tiles, r, T, full, rest, V, x, w, y, co0)
+        _row_tiles(b, tiles, R, T, full, rest, tail, V, ptrs, b.add(lo, b.mul(j, i64(R))))
+    with _loop(b, b.add(lo, b.mul(blocks, i64(R))), hi, "left") as co:
+        _row_tiles(b, tiles, 1, T, full, rest, tail, V, ptrs, co)
     b.ret_void()
     return fn
 
 
-def _pointer_attributes(fn):
-    for k in range(3):
+def _pointer_attributes(fn, operands=0):
+    """x and w are read only, y written only; y is not marked so where an epilogue
+    operand (a residual, possibly y's own memory at the same points) is read."""
+    for k in range(2 if operands else 3):
         fn.args[k].add_attribute("noalias")
 
 
-def _row_tiles(b, tiles, r, T, full, rest, V, x, w, y, co0):
+def _row_tiles(b, tiles, r, T, full, rest, tail, V, ptrs, co0):
     """Every tile of r output channels from co0: `full` tiles of T vectors, then one of
-    `rest` vectors."""
-    with _loop(b, i64(0), i64(full), "tile") as q:
-        b.call(tiles[(r, T)], [x, w, y, co0, b.mul(q, i64(T * V))])
+    `rest` vectors; with `tail`, the tile holding the last vector is the masked one."""
+    last_full = tail and not rest
+    with _loop(b, i64(0), i64(full - last_full), "tile") as q:
+        b.call(tiles[(r, T, False)], [*ptrs, co0, b.mul(q, i64(T * V))])
+    if last_full:
+        b.call(tiles[(r, T, True)], [*ptrs, co0, i64((full - 1) * T * V)])
     if rest:
-        b.call(tiles[(r, rest)], [x, w, y, co0, i64(full * T * V)])
+        b.call(tiles[(r, rest, tail)], [*ptrs, co0, i64(full * T * V)])
 
 
 class _loop:
@@ -163,29 +176,27 @@ class _loop:
 
 
 def _fma(module, t):
-    return _declare(module, f"llvm.fma.v{t.count}f32", t, [t, t, t])
+    return intrinsic(module, f"llvm.fma.v{t.count}f32", t, [t, t, t])
 
 
-def _declare(module, fname, ret, args):
-    f = module.globals.get(fname)
-    if f is None:
-        f = ir.Function(module, ir.FunctionType(ret, args), fname)
-    return f
-
-
-def _emit_tile(module, name, win, V, R, T):
-    """`void tile(x, w, y, co0, q0)`: output channels [co0, co0+R) at flattened points
-    [q0, q0 + T*V): accumulate over channels and taps, then store (compacted)."""
+def _emit_tile(module, name, win, V, R, T, epilogue=None, tail=False):
+    """`void tile(x, w, y, operands..., co0, q0)`: output channels [co0, co0+R) at
+    flattened points [q0, q0 + T*V): accumulate over channels and taps, then apply the
+    epilogue (if any) and store (compacted). With `tail`, the last vector's loads are
+    masked to the flattened points (an in-place window's x has no slack)."""
     vt = ir.VectorType(F32, V)
-    fn = ir.Function(module, ir.FunctionType(VOID, [F32P, F32P, F32P, I64, I64]), name)
+    n_ops = len(epilogue.operands) if epilogue else 0
+    fn = ir.Function(module, ir.FunctionType(VOID, [F32P] * (3 + n_ops) + [I64, I64]), name)
     fn.linkage = "internal"
-    _pointer_attributes(fn)
-    x, w, y, co0, q0 = fn.args
+    _pointer_attributes(fn, n_ops)
+    x, w, y, *operands = fn.args[:3 + n_ops]
+    co0, q0 = fn.args[3 + n_ops:]
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     fma = _fma(module, vt)
     K = win.C * win.KH * win.KW
     wrow = b.gep(w, [b.mul(co0, i64(K))])
     xq = b.gep(x, [q0])
+    last = _lanes_before(b, b.add(q0, i64((T - 1) * V)), win.flat_points(), V) if tail else None
     zero = ir.Constant(vt, [0.0] * V)
     pre = b.block
     loop = fn.append_basic_block("ci")
@@ -202,11 +213,9 @@ def _emit_tile(module, name, win, V, R, T):
     wc = b.gep(wrow, [b.mul(ci, i64(win.KH * win.KW))])
     cur = [list(row) for row in acc]
     for tap, off in enumerate(win.tap_offsets()):
-        xs = [_load_vector(b, b.gep(xc, [i64(off + t * V)]), vt) for t in range(T)]
+        xs = [_load_vector(b, b.gep(xc, [i64(off + t * V)]), vt, last if t == T - 1 else None) for t in range(T)]
         for r in range(R):
-            s = b.load(b.gep(wc, [i64(r * K + tap)]))
-            splat = b.shuffle_vector(b.insert_element(ir.Constant(vt, ir.Undefined), s, ir.Constant(I32, 0)),
-                                     ir.Constant(vt, ir.Undefined), ir.Constant(ir.VectorType(I32, V), [0] * V))
+            splat = _splat(b, b.load(b.gep(wc, [i64(r * K + tap)])), vt)
             for t in range(T):
                 cur[r][t] = b.call(fma, [xs[t], splat, cur[r][t]])
     nxt = b.add(ci, i64(1))
@@ -217,27 +226,57 @@ def _emit_tile(module, name, win, V, R, T):
     b.cbranch(b.icmp_signed("<", nxt, i64(win.C)), loop, done)
     b.position_at_end(done)
     for r in range(R):
-        yr = b.gep(y, [b.mul(b.add(co0, i64(r)), i64(win.OH * win.OW))])
+        co = b.add(co0, i64(r))
         for t in range(T):
-            _store_compacted(b, cur[r][t], yr, b.add(q0, i64(t * V)), win, V)
+            whole = win.in_place and not (tail and t == T - 1)    # every lane a point of y
+            _store_compacted(b, cur[r][t], y, co, b.add(q0, i64(t * V)), win, V, epilogue, operands, whole)
     b.ret_void()
     return fn
 
 
-def _load_vector(b, p, vt):
-    return b.load(b.bitcast(p, vt.as_pointer()), align=4)
+def _lanes_before(b, qs, end, V):
+    """The mask of lanes qs + lane < end."""
+    it = ir.VectorType(I64, V)
+    return b.icmp_signed("<", b.add(_splat(b, qs, it), ir.Constant(it, list(range(V)))), _splat(b, i64(end), it))
 
 
-def _store_compacted(b, v, yrow, qs, win, V):
-    """Store the vector of flattened points [qs, qs+V) of one output channel to NCHW
-    (row oh of the plane -> row oh of y): one masked store per output row it spans."""
+def _load_vector(b, p, vt, mask=None):
+    if mask is None:
+        return b.load(b.bitcast(p, vt.as_pointer()), align=4)
+    return masked_load(b, p, mask, vt)
+
+
+def _store_compacted(b, v, y, co, qs, win, V, epilogue, operands, whole=False):
+    """Store the vector of flattened points [qs, qs+V) of output channel co to NCHW
+    (row oh of the plane -> row oh of y): one masked store per output row it spans (one
+    for all where the plane has no dropped columns, Wq == OW; a plain store where
+    `whole`, all its lanes points of y), each after the epilogue (if any) at those
+    points."""
     vt = v.type
+    store = intrinsic(b.module, f"llvm.masked.store.v{V}f32.p0v{V}f32", VOID, [vt, vt.as_pointer(), I32,
+                                                                               ir.VectorType(I1, V)])
+    rows = b.mul(co, i64(win.OH * win.OW))
+    for start, live in ([(qs, None)] if whole else _segments(b, qs, win, V)):
+        def at_point(p, start=start):
+            return b.gep(p, [b.add(rows, start)])
+        out = emit_tile_epilogue(b, epilogue, v, co, operands, at_point, live) if epilogue else v
+        target = b.bitcast(at_point(y), vt.as_pointer())
+        if live is None:
+            b.store(out, target, align=4)
+        else:
+            b.call(store, [out, target, ir.Constant(I32, 4), live])
+
+
+def _segments(b, qs, win, V):
+    """Per output row the vector of flattened points [qs, qs+V) spans: (the compacted
+    index of its lane 0, the mask of its lanes in that row)."""
     it = ir.VectorType(I64, V)
     mt = ir.VectorType(I1, V)
-    store = _declare(b.module, f"llvm.masked.store.v{V}f32.p0v{V}f32", VOID,
-                     [vt, vt.as_pointer(), I32, mt])
+    if win.Wq == win.OW:
+        return [(qs, _lanes_before(b, qs, win.flat_points(), V))]
     lane = b.add(_splat(b, qs, it), ir.Constant(it, list(range(V))))
     oh0 = b.sdiv(qs, i64(win.Wq))
+    out = []
     for k in range((V - 1) // win.Wq + 2):
         oh = b.add(oh0, i64(k))
         start = b.mul(oh, i64(win.Wq))
@@ -245,42 +284,51 @@ def _store_compacted(b, v, yrow, qs, win, V):
         last = b.icmp_signed("<", lane, _splat(b, b.add(start, i64(win.OW)), it))
         inside = b.and_(first, last)
         live = b.and_(inside, _splat(b, b.icmp_signed("<", oh, i64(win.OH)), mt))
-        base = b.gep(yrow, [b.sub(qs, b.mul(oh, i64(win.Wq - win.OW)))])
-        b.call(store, [v, b.bitcast(base, vt.as_pointer()), ir.Constant(I32, 4), live])
+        out.append((b.sub(qs, b.mul(oh, i64(win.Wq - win.OW))), live))
+    return out
 
 
-def _splat(b, s, vt):
-    one = b.insert_element(ir.Constant(vt, ir.Undefined), s, ir.Constant(I32, 0))
-    return b.shuffle_vector(one, ir.Constant(vt, ir.Undefined), ir.Constant(ir.VectorType(I32, vt.count), [0] * vt.count))
-
-
-def compiled_core(win, vector_bits=None):
-    """`f(x, w, y, lo=0, hi=None)` on NumPy float32 arrays: the core for window `win`
-    (vectors of `vector_bits`, default the host's) over output channels [lo, hi),
-    compiled on its own (runtime/conv_choice.py times it; the tests check it)."""
+def compiled_core(win, vector_bits=None, epilogue=None):
+    """`f(x, w, y, *operands, lo=0, hi=co)` (positional) on NumPy float32 arrays: the core for
+    window `win` (vectors of `vector_bits`, default the host's) over output channels
+    [lo, hi), with `epilogue` (a conv_epilogue.TileEpilogue; `operands` its operands'
+    arrays, in order), compiled on its own (runtime/conv_choice.py times it; the tests
+    check it)."""
     import ctypes
 
     from . import target
     module = ir.Module(name="conv_direct")
     module.triple = target.triple()
     module.data_layout = target.data_layout()
-    fn = emit_direct_core(module, "nngraph_conv_direct", win, vector_bits or host_facts().vector_bits)
+    fn = emit_direct_core(module, "nngraph_conv_direct", win, vector_bits or host_facts().vector_bits, epilogue)
     fn.linkage = "external"
     engine = target.mcjit_engine(target.emit_object(target.optimize(str(module))))
     ptr = ctypes.POINTER(ctypes.c_float)
-    core = ctypes.CFUNCTYPE(None, ptr, ptr, ptr, ctypes.c_int64, ctypes.c_int64)(
+    n_ops = len(epilogue.operands) if epilogue else 0
+    core = ctypes.CFUNCTYPE(None, *[ptr] * (3 + n_ops), ctypes.c_int64, ctypes.c_int64)(
         engine.get_function_address("nngraph_conv_direct"))
 
-    def call(x, w, y, lo=0, hi=None):
+    def call(x, w, y, *args):
         co = y.shape[0]
-        hi = co if hi is None else hi
-        for what, a, n in (("x", x, win.elements()), ("w", w, co * win.C * win.KH * win.KW),
-                           ("y", y, co * win.OH * win.OW)):
-            if a.dtype != np.float32 or not a.flags.c_contiguous or a.size != n:
-                raise ValueError(f"direct convolution: {what} must be a C-contiguous float32 array of {n} "
-                                 f"elements, got {a.dtype} {a.shape}")
+        operands, (lo, hi) = args[:n_ops], (tuple(args[n_ops:]) + (0, co))[:2]
+        _check_arrays(win, epilogue, co, x, w, y, operands)
         if not 0 <= lo <= hi <= co:
             raise ValueError(f"direct convolution: output channels [{lo}, {hi}) outside [0, {co})")
-        core(x.ctypes.data_as(ptr), w.ctypes.data_as(ptr), y.ctypes.data_as(ptr), lo, hi)
+        core(*(a.ctypes.data_as(ptr) for a in (x, w, y, *operands)), lo, hi)
     call.engine = engine        # the code lives as long as the call
     return call
+
+
+def _check_arrays(win, epilogue, co, x, w, y, operands):
+    """compiled_core's arrays: C-contiguous float32 of the sizes the core reads and
+    writes (an epilogue's row operand: co elements, a point operand: y's)."""
+    sizes = [("x", win.elements()), ("w", co * win.C * win.KH * win.KW), ("y", co * win.OH * win.OW)]
+    kinds = [op[1] for op in epilogue.operands] if epilogue else []
+    if len(operands) != len(kinds):
+        raise ValueError(f"direct convolution: the epilogue reads {len(kinds)} operands, got {len(operands)}")
+    sizes += [(f"epilogue operand {k} ({kind})", co if kind == "row" else co * win.OH * win.OW)
+              for k, kind in enumerate(kinds)]
+    for (what, n), a in zip(sizes, (x, w, y, *operands)):
+        if a.dtype != np.float32 or not a.flags.c_contiguous or a.size != n:
+            raise ValueError(f"direct convolution: {what} must be a C-contiguous float32 array of {n} "
+                             f"elements, got {a.dtype} {a.shape}")

@@ -20,7 +20,9 @@ anyway. A product not marked own_threads that runs as one part keeps one call ov
 all its columns under a multi-threaded BLAS (chunks_one_part).
 
 A direct convolution (kern.window, codegen/llvm/conv_direct.py) is cut along its
-rows (output channels) only, each part its kernel then its epilogue.
+rows (output channels) only; its kernel applies the epilogue to each tile before it
+stores where the epilogue has an exact form for that (codegen/llvm/conv_epilogue.py:
+bias, residual, relu...), else each part runs its kernel then its epilogue.
 
 The same holds for any product with static rows and an epilogue: a weight
 gradient with its SGD update (W - lr * x^T g over 784 x 512 in the MLP step) ran its
@@ -40,6 +42,8 @@ from nngraph.types import np_dtype
 from passes.coalesce import acc_as_load, coalesce
 
 from . import blas
+from .conv_direct import emit_direct_function
+from .conv_epilogue import tile_epilogue
 from .irtypes import I8P, I64, i64
 from .kernel import emit_loop_function
 from .loops import FnBuilder
@@ -82,6 +86,11 @@ def emit_fused_product(fb: FnBuilder, base, kern, fused, launch) -> None:
     outer, stages = fused
     b = fb.b
     if kern.window is not None:     # a direct convolution (conv_direct.py) splits by rows only
+        in_tile = tile_epilogue(program, kern, outer, stages)
+        if in_tile is not None:     # applied to each tile in registers (conv_epilogue.py)
+            launch(emit_direct_function(module, base + "_fused_rows", program, syms, kern, in_tile),
+                   fb.numel(kern.axes("m")))
+            return
         launch(_part_function(module, base + "_fused_rows", program, syms,
                               emit_matmul_function(module, base, program, syms, kern),
                               emit_loop_function(module, base + "_epi_rows", program, syms, outer, stages)),

@@ -35,7 +35,7 @@ from __future__ import annotations
 from nngraph.types import TensorType
 
 from ..program import MatmulKernel, Store
-from ..direct_window import window_of
+from ..direct_window import in_place_window, window_of
 from .conv_direct import emit_phase_copy
 from .conv_taps import lower_taps_conv2d, lower_taps_grad_filter, lower_taps_grad_input
 from .conv_layout import is_one_image, make_layout
@@ -66,17 +66,41 @@ def _node_geometry(n):
 CONV_OPS = ("conv2d", "conv2d_grad_input", "conv2d_grad_filter")
 
 
-def _layout(ctx, geo, dtype):
+def _layout(ctx, geo, dtype, epilogue=""):
     """The layer's layout (passes/lower/conv_layout.py), one choice per geometry so that
     a conv and its gradients agree; the chooser is told which of the three products
     the graph makes at this geometry. One image in one group: conv_layout.OneImage,
     or its pixel-major product where the graph makes only the forward one at this
-    geometry and the chooser picks "one_image_t"."""
+    geometry and the chooser picks "one_image_t"; the chooser is then also told the
+    kind of the layer's epilogue (epilogue_kind, as geo["epilogue"]): a direct kernel
+    carries it in registers where the BLAS's product pays a pass over its output."""
     key = ("conv_layout", dtype) + tuple(sorted(geo.items()))
     products = ctx.cached(("conv_products", dtype) + key[2:], lambda: _products(ctx, geo, dtype))
     if is_one_image(geo) and products != ("conv2d",):
         return make_layout("one_image", geo)
-    return make_layout(ctx.cached(key, lambda: ctx.conv_choice(geo, dtype, products)), geo)
+    told = dict(geo, epilogue=epilogue) if is_one_image(geo) and epilogue else geo
+    return make_layout(ctx.cached(key + (epilogue,), lambda: ctx.conv_choice(told, dtype, products)), geo)
+
+
+def epilogue_kind(ctx, n, frontier) -> str:
+    """What the epilogue of conv2d node n (its fused frontier) reads besides the product:
+    "" (no epilogue), "points" (a materialised value of n's shape: a residual) or "rows"
+    (smaller ones only: a bias per channel). The values it computes inline (the
+    Emitter's rule: what has no buffer, or is in the frontier) are walked through."""
+    if [f for f in frontier if f is not n] == []:
+        return ""
+    inside, seen, shapes = {id(f) for f in frontier}, set(), set()
+    todo = list(frontier)
+    while todo:
+        m = todo.pop()
+        if m is n or id(m) in seen:
+            continue
+        seen.add(id(m))
+        if id(m) in ctx.buf_of and id(m) not in inside:
+            shapes.add(tuple(m.shape))
+        else:
+            todo.extend(m.inputs)
+    return "points" if tuple(n.shape) in shapes else "rows"
 
 
 def _products(ctx, geo, dtype) -> tuple:
@@ -87,9 +111,7 @@ def _products(ctx, geo, dtype) -> tuple:
 
 def identity_window(geo) -> bool:
     """Is cols x itself: one example, 1x1 filter, stride 1, no padding?"""
-    return (isinstance(geo["N"], int) and geo["N"] == 1 and geo["KH"] == geo["KW"] == 1
-            and geo["sh"] == geo["sw"] == 1 and geo["pt"] == geo["pl"] == 0
-            and (geo["H"], geo["W"]) == (geo["OH"], geo["OW"]))
+    return isinstance(geo["N"], int) and geo["N"] == 1 and in_place_window(geo)
 
 
 def _is_one_image(geo) -> bool:
@@ -164,8 +186,8 @@ def lower_conv2d(ctx, n):
     x, w = n.inputs
     geo = _node_geometry(n)
     dt = n.dtype
-    lay = _layout(ctx, geo, dt)
     frontier = ctx.plan.epilogue.get(id(n), [n])
+    lay = _layout(ctx, geo, dt, epilogue_kind(ctx, n, frontier))
     if lay.name == "taps":
         lower_taps_conv2d(ctx, n, x, w, geo, frontier)
         return
@@ -207,7 +229,8 @@ def _direct_conv2d(ctx, n, x, wv, lay, frontier, stores, base):
     (passes/direct_window.py), writing NCHW y (or a temp its epilogue reads)."""
     geo = lay.geo
     win = window_of(geo)
-    copy = emit_phase_copy(ctx, n, x, geo, win, n.dtype)
+    copy = (ctx.view(ctx.operand_buffer(x, n.dtype), (win.elements(),)) if win.in_place
+            else emit_phase_copy(ctx, n, x, geo, win, n.dtype))
     shape = (geo["Og"], geo["OH"], geo["OW"])
     direct = base is not None
     out = ctx.view(base, shape) if direct else ctx.add_buffer("t_conv", TensorType(n.dtype, shape), "temp", n)

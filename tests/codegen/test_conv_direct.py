@@ -198,7 +198,7 @@ def test_a_training_graph_keeps_im2col_and_its_gradients_check(monkeypatch):
     assert abs((lp - lm) / (2 * eps) - got[k]) < 1e-5 * max(1.0, abs(got[k]))
 
 
-AVX2 = r"""
+AVX2_HEADER = r"""
 import re
 import numpy as np
 import nngraph as ng
@@ -206,6 +206,8 @@ from codegen.host import host_facts
 from codegen.llvm import target
 assert not target.has_feature("avx512f") and host_facts().vector_bits == 256
 rng = np.random.default_rng(3)
+"""
+AVX2 = AVX2_HEADER + r"""
 w = ng.parameter(rng.standard_normal((13, 8, 3, 3)).astype(np.float32), name="w")
 b = ng.parameter(rng.standard_normal((1, 13, 1, 1)).astype(np.float32), name="b")
 x = ng.placeholder((1, 8, 13, 21), name="x")
@@ -222,10 +224,15 @@ print("ok")
 
 def test_avx2_code_generation(tmp_path):
     """NNGRAPH_CPU_FEATURES=-avx512f: 8-lane vectors (ymm, no zmm), its tile, right values."""
+    run_under_avx2(AVX2, tmp_path)
+
+
+def run_under_avx2(script, tmp_path):
+    """Run `script` in a process with AVX-512 off and every layer direct; it prints "ok"."""
     env = dict(os.environ, NNGRAPH_CACHE_DIR=str(tmp_path), NNGRAPH_CPU_FEATURES="-avx512f",
                NNGRAPH_CONV_LAYOUT="direct", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("NNGRAPH_VECTOR_BITS", None)
-    p = subprocess.run([sys.executable, "-c", AVX2], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0 and "ok" in p.stdout, p.stdout[-2000:] + p.stderr[-4000:]
 
 
