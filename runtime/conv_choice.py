@@ -166,12 +166,12 @@ class MeasuredChoices:
 
 def _stored_or_timed(key: str, shape: str, geo: dict, dtype: str, products, one_image: bool) -> dict:
     """The table's entry for (key, shape) unless it is due to be timed again
-    (timing_trust.due: provisional, the machine not busy now); else (none, damaged,
+    (_due: provisional, the machine not busy now or at this process's cache check); else (none, damaged,
     or due) the layer timed now and stored, with its trust record."""
     names = ONE_IMAGE_LAYOUTS if one_image else LAYOUTS
     stored = conv_table.stored_entry(conv_table.read_table(), key, shape)
     usable = stored is not None and stored.get("choice") in names and timing_trust.valid(stored.get("trust"))
-    if usable and not timing_trust.due(stored.get("trust")):
+    if usable and not _due(key, shape, stored.get("trust")):
         return stored
     entry = time_one_image(geo, dtype) if one_image else time_layouts(geo, dtype, products)
     evidence = entry.pop("evidence", None)
@@ -180,6 +180,15 @@ def _stored_or_timed(key: str, shape: str, geo: dict, dtype: str, products, one_
     table = conv_table.read_table()          # as it is now: another process may have added shapes
     conv_table.write_table(conv_table.with_entry(table, key, shape, entry))
     return entry
+
+
+def _due(key: str, shape: str, rec) -> bool:
+    """Is the stored choice with trust record `rec` to be timed again now: due
+    (timing_trust.due), or found due by this process's compile cache
+    (conv_table.found_due: its entry was refused for it)."""
+    if (key, shape) in conv_table.found_due and timing_trust.provisional(rec):
+        return True
+    return timing_trust.due(rec)
 
 
 def _shape_key(geo, dtype, products) -> str:

@@ -13,6 +13,11 @@ CACHE_FILE = "conv-layouts.json"
 # (host key, shape key) -> the entry this process answers with (runtime/conv_choice.py:
 # measured_layout); runtime/host_choices.py empties it when the choices are forgotten
 answers: dict = {}
+# (host key, shape key) of the provisional choices `settled` found due to be timed again
+# in this process: the compile its refusal causes times them whatever the moment then
+# (runtime/conv_choice.py), else a busy moment there would store the same provisional
+# choice again and the next process could refuse its entry again, for ever
+found_due: set = set()
 
 
 def read_table() -> dict:
@@ -55,7 +60,10 @@ def settled(dependencies) -> bool:
         if entry is None:            # not needed in this process yet: settled if the table's is final
             table = read_table() if table is None else table
             entry = stored_entry(table, key, shape)
-            if entry is None or not timing_trust.valid(entry.get("trust")) or timing_trust.due(entry.get("trust")):
+            if entry is None or not timing_trust.valid(entry.get("trust")):
+                return False
+            if timing_trust.due(entry.get("trust")):
+                found_due.add((key, shape))
                 return False
         if entry.get("choice") != choice:
             return False

@@ -28,6 +28,7 @@ def forget_host_choices() -> list:
     from . import conv_table
     from .compile_cache import SUFFIX
     conv_table.answers.clear()
+    conv_table.found_due.clear()
     d = trusted_dir()
     if d is None:
         return []

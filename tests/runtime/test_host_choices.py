@@ -28,6 +28,7 @@ def cache_dir(tmp_path, monkeypatch):
     monkeypatch.delenv("NNGRAPH_RETIME", raising=False)      # the suite keeps measurements (conftest)
     monkeypatch.delenv("NNGRAPH_CONV_LAYOUT", raising=False)
     monkeypatch.setattr(conv_table, "answers", {})
+    monkeypatch.setattr(conv_table, "found_due", set())
     quiet(monkeypatch)
     return tmp_path
 
@@ -54,6 +55,7 @@ def timings(cache_dir, monkeypatch):
 def new_process(monkeypatch):
     """What a new process starts with: no conv choice in memory."""
     monkeypatch.setattr(conv_table, "answers", {})
+    monkeypatch.setattr(conv_table, "found_due", set())
 
 
 def stored_conv_entry(path):
@@ -286,3 +288,34 @@ def test_a_damaged_layout_table_is_timed_again_not_an_error(cache_dir, timings, 
     assert conv_choice.measured_layout(GEO, "float32") == "example" and timings["calls"] == 1
     shapes = json.loads((cache_dir / conv_table.CACHE_FILE).read_text())["k"]
     assert [e["choice"] for e in shapes.values() if isinstance(e, dict)] == ["example"]     # stored anew
+
+
+def test_an_entry_refused_for_a_due_choice_is_made_again_with_it_timed_again(cache_dir, timings, monkeypatch):
+    """The machine quiet when the compile cache refuses an entry made with a provisional
+    layout, busy a moment later when the miss's lowering asks for the layout: it is
+    timed then all the same, so the refusals end (before: the stored provisional
+    choice was used, stored again with the new entry, and refused again)."""
+    dep = _provisional_dependency(monkeypatch)
+    quiet(monkeypatch, others=0)
+    assert not conv_table.settled([dep])
+    quiet(monkeypatch, others=5)
+    timings["script"] = [("example", CLEAN)]
+    assert conv_choice.measured_layout(GEO, "float32") == "example" and timings["calls"] == 2
+    assert stored_conv_entry(cache_dir)["trust"]["retimes"] == 1
+    new_process(monkeypatch)
+    assert conv_table.settled([dep])
+
+
+def test_a_due_choice_is_not_timed_again_while_busy_without_a_refusal(cache_dir, timings, monkeypatch):
+    _provisional_dependency(monkeypatch)
+    quiet(monkeypatch, others=5)
+    assert conv_choice.measured_layout(GEO, "float32") == "example" and timings["calls"] == 1
+
+
+def _provisional_dependency(monkeypatch):
+    """A layout timed while disturbed (stored provisional), seen from a new process."""
+    choices = conv_choice.MeasuredChoices()
+    choices(GEO, "float32")
+    (dep,) = choices.provisional
+    new_process(monkeypatch)
+    return dep
