@@ -296,22 +296,30 @@ def _read_facts(path, static: dict):
 
 
 def _load_measured(path, static: dict) -> dict:
-    """{name: ns} of the costs recorded for this host; {} when there is no file, it is
-    damaged, of another FACTS_VERSION or another host's (then measured again); a cost
-    whose trust record is damaged is left out (measured again)."""
-    data = _read_facts(path, static)
+    """{name: ns} of the costs recorded for this host (_measured_in)."""
+    return _measured_in(_read_facts(path, static))
+
+
+def _measured_in(data) -> dict:
+    """{name: ns} of the costs in the host-facts file's `data` (_read_facts); {} when
+    there is no file, it is damaged, of another FACTS_VERSION or another host's (then
+    measured again); a cost whose trust record is damaged is left out (measured again)."""
     try:
         measured = {str(k): float(v) for k, v in data["measured"].items()}
     except (KeyError, TypeError, AttributeError, ValueError):
         return {}
-    trust = _load_trust(path, static, data)
+    trust = _trust_in(data)
     return {k: v for k, v in measured.items() if v > 0 and trust.get(k, True) is not False}
 
 
-def _load_trust(path, static: dict, data=None) -> dict:
+def _load_trust(path, static: dict) -> dict:
+    """The trust records of the costs recorded for this host (_trust_in)."""
+    return _trust_in(_read_facts(path, static))
+
+
+def _trust_in(data) -> dict:
     """{name: trust record (codegen/timing_trust.py), or False when damaged} of the
-    recorded costs that have one (a file written before the records: none, all final)."""
-    data = _read_facts(path, static) if data is None else data
+    costs in `data` that have one (a file written before the records: none, all final)."""
     trust = data.get("trust") if isinstance(data, dict) else None
     if not isinstance(trust, dict):
         return {}
@@ -341,14 +349,16 @@ def measured_fact(name: str, measure, static: dict | None = None, timings: int =
     is recorded)."""
     static = static_facts() if static is None else static
     path = _facts_path(static)
-    measured = _load_measured(path, static)
-    previous = _load_trust(path, static).get(name) if name in measured else None
+    data = _read_facts(path, static)                # read once: a compile-cache hit comes here
+    measured = _measured_in(data)
+    previous = _trust_in(data).get(name) if name in measured else None
     if name not in measured or timing_trust.due(previous):
         watch = timing_trust.Watch()
         value = float(measure())
         rec = timing_trust.record(watch.evidence(timings), previous)
-        measured = {**_load_measured(path, static), name: value}   # another process may have added one
-        trust = {k: v for k, v in _load_trust(path, static).items() if v and k in measured}
+        data = _read_facts(path, static)            # as it is now: another process may have added one
+        measured = {**_measured_in(data), name: value}
+        trust = {k: v for k, v in _trust_in(data).items() if v and k in measured}
         _store_measured(path, static, measured, {**trust, name: rec})
     return measured[name]
 

@@ -58,7 +58,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import statistics
 import time
 
 PREEMPTIONS_PER_ROUND = 1.0   # preempted: preemptions >= this x the chosen candidate's rounds
@@ -103,6 +102,7 @@ class Evidence:
 def spread_of(rounds) -> float | None:
     """The median of the warm rounds (all but the first) over the best of them; None
     with fewer than two warm rounds."""
+    import statistics               # here: a compile-cache hit imports this module, never measures
     warm = [float(t) for t in list(rounds)[1:]]
     if len(warm) < 2 or min(warm) <= 0:
         return None
@@ -202,6 +202,7 @@ class Watch:
     def evidence(self, rounds: int, times=()) -> Evidence:
         """The evidence since the Watch began: `rounds` the chosen candidate's round count,
         `times` its rounds' seconds (for the spread; none: not judged)."""
+        import statistics
         self.sample()
         now = self.probe.preemptions()
         wall = self.probe.wall() - self._wall

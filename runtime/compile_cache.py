@@ -318,12 +318,13 @@ def load(key: str):
 
 def settled(provisional) -> bool:
     """Can an entry made with these provisional conv layout choices ([host key, shape,
-    choice] each, runtime/conv_choice.py: MeasuredChoices) be used? Yes when there are
+    choice] each, runtime/conv_choice.py: MeasuredChoices; checked by runtime/conv_table.py, which
+    imports none of the passes) be used? Yes when there are
     none, or each is the answer now; else the compile is a miss, whose lowering times
     them again (codegen/timing_trust.py), and its entry replaces this one."""
     if not provisional:
         return True
-    from .conv_choice import settled as choices_settled
+    from .conv_table import settled as choices_settled
     return isinstance(provisional, list) and choices_settled(provisional)
 
 

@@ -53,6 +53,7 @@ from passes.direct_window import direct_eligible, window_of
 from passes.lower.conv import identity_window
 from passes.lower.conv_layout import LAYOUTS, ONE_IMAGE_LAYOUTS, is_one_image
 
+from . import conv_table
 from .conv_taps_timing import taps_call, timing_operand
 
 NOMINAL_BATCH = 32          # examples timed when the batch size is symbolic
@@ -60,10 +61,8 @@ MAX_TIMED_ELEMENTS = 1 << 23  # largest operand timed (32 MiB of float32): fewer
 ROUNDS = 5
 BUDGET_S = 0.2              # seconds of timing per layer after which no further round starts
 ALL = ("conv2d", "conv2d_grad_input", "conv2d_grad_filter")
-CACHE_FILE = "conv-layouts.json"
 FORCED = LAYOUTS + ("direct",)   # NNGRAPH_CONV_LAYOUT's values
 
-_memo: dict = {}
 _builder: dict = {}         # "build_program": runtime/cpu.py's, given by conv_choice_for("cpu", ...)
 
 
@@ -121,10 +120,10 @@ def measured_layout(geo: dict, dtype: str, products=None) -> str:
     where = _memo_key(geo, dtype, products)
     if where is None:
         return "batch"          # one example: the two layouts make the same products
-    entry = _memo.get(where)
+    entry = conv_table.answers.get(where)
     if entry is None:
         entry = _stored_or_timed(*where, geo, dtype, products, _is_one_image(geo, products))
-        _memo[where] = entry
+        conv_table.answers[where] = entry
     return entry["choice"]
 
 
@@ -150,7 +149,7 @@ class MeasuredChoices:
     """The conv_choice of one compile on "cpu" (measured_layout), keeping in
     `provisional` [host key, shape, choice] of each answer that is still provisional:
     the compile cache stores them with the compiled function, which a later process
-    then compiles again (runtime/compile_cache.py: settled), so that the choice is
+    then compiles again (runtime/conv_table.py: settled), so that the choice is
     timed again."""
 
     def __init__(self):
@@ -159,51 +158,37 @@ class MeasuredChoices:
     def __call__(self, geo: dict, dtype: str, products=None) -> str:
         choice = measured_layout(geo, dtype, products)
         where = _memo_key(geo, dtype, _products(products))
-        entry = _memo.get(where) if where is not None else None
+        entry = conv_table.answers.get(where) if where is not None else None
         if entry is not None and timing_trust.provisional(entry.get("trust")):
             self.provisional.append([*where, entry["choice"]])
         return choice
 
 
-def settled(dependencies) -> bool:
-    """Is every [host key, shape, choice] of `dependencies` (provisional answers a
-    compiled function was made with) the answer now: this process's (it timed them
-    again), or the table's once it is not due to be timed again (final, or the
-    machine busy now: codegen/timing_trust.due). Otherwise a compile must time them
-    again."""
-    if not all(isinstance(d, list) and len(d) == 3 and all(isinstance(x, str) for x in d) for d in dependencies):
-        return False
-    table = None
-    for key, shape, choice in dependencies:
-        entry = _memo.get((key, shape))
-        if entry is None:            # not needed in this process yet: settled if the table's is final
-            table = _read_table() if table is None else table
-            entry = table.get(key, {}).get(shape)
-            if not (isinstance(entry, dict) and timing_trust.valid(entry.get("trust"))
-                    and not timing_trust.due(entry.get("trust"))):
-                return False
-        if entry.get("choice") != choice:
-            return False
-    return True
-
-
 def _stored_or_timed(key: str, shape: str, geo: dict, dtype: str, products, one_image: bool) -> dict:
     """The table's entry for (key, shape) unless it is due to be timed again
-    (timing_trust.due: provisional, the machine not busy now); else (none, damaged,
+    (_due: provisional, the machine not busy now or at this process's cache check); else (none, damaged,
     or due) the layer timed now and stored, with its trust record."""
     names = ONE_IMAGE_LAYOUTS if one_image else LAYOUTS
-    stored = _read_table().get(key, {}).get(shape)
-    usable = isinstance(stored, dict) and stored.get("choice") in names and timing_trust.valid(stored.get("trust"))
-    if usable and not timing_trust.due(stored.get("trust")):
+    stored = conv_table.stored_entry(conv_table.read_table(), key, shape)
+    usable = stored is not None and stored.get("choice") in names and timing_trust.valid(stored.get("trust"))
+    if usable and not _due(key, shape, stored.get("trust")):
         return stored
     entry = time_one_image(geo, dtype) if one_image else time_layouts(geo, dtype, products)
     evidence = entry.pop("evidence", None)
     if evidence is not None:
         entry["trust"] = timing_trust.record(evidence, stored.get("trust") if usable else None)
-    table = _read_table()                    # as it is now: another process may have added shapes
-    table.setdefault(key, {})[shape] = entry
-    _write_table(table)
+    table = conv_table.read_table()          # as it is now: another process may have added shapes
+    conv_table.write_table(conv_table.with_entry(table, key, shape, entry))
     return entry
+
+
+def _due(key: str, shape: str, rec) -> bool:
+    """Is the stored choice with trust record `rec` to be timed again now: due
+    (timing_trust.due), or found due by this process's compile cache
+    (conv_table.found_due: its entry was refused for it)."""
+    if (key, shape) in conv_table.found_due and timing_trust.provisional(rec):
+        return True
+    return timing_trust.due(rec)
 
 
 def _shape_key(geo, dtype, products) -> str:
@@ -543,15 +528,3 @@ def _blas_functions(dtype: str):
     from codegen.llvm.blas_call import gemm_function, threads_function
     addr = blas.gemm_addresses()
     return gemm_function(addr, dtype), threads_function(addr)
-
-
-# ----------------------------------------------------------------------------- the cache file
-
-def _read_table() -> dict:
-    from codegen.cache import read_json_table
-    return read_json_table(CACHE_FILE)
-
-
-def _write_table(table: dict) -> None:
-    from codegen.cache import write_json_table
-    write_json_table(CACHE_FILE, table)

@@ -1,5 +1,5 @@
 """Dropping the choices measured once per host, so that they are timed again: the
-convolution layouts (runtime/conv_choice.py, conv-layouts.json), the BLAS
+convolution layouts (runtime/conv_choice.py, conv-layouts.json: runtime/conv_table.py), the BLAS
 (codegen/llvm/blas_choice.py, blas-choice.json) and the measured host costs (thread
 start, pool hand-off: codegen/host.py, host-<hash>.json), with the compiled functions
 the compile cache made from them (`*.nga`: a hit would run code lowered with the old
@@ -25,14 +25,15 @@ def forget_host_choices() -> list:
     again by the next process."""
     from codegen.cache import trusted_dir
     from codegen.llvm.blas_choice import CACHE_FILE as BLAS_TABLE
-    from . import conv_choice
+    from . import conv_table
     from .compile_cache import SUFFIX
-    conv_choice._memo.clear()
+    conv_table.answers.clear()
+    conv_table.found_due.clear()
     d = trusted_dir()
     if d is None:
         return []
     removed = []
-    for path in [d / BLAS_TABLE, d / conv_choice.CACHE_FILE, *d.glob("host-*.json"), *d.glob(f"*{SUFFIX}")]:
+    for path in [d / BLAS_TABLE, d / conv_table.CACHE_FILE, *d.glob("host-*.json"), *d.glob(f"*{SUFFIX}")]:
         try:
             os.unlink(path)
         except FileNotFoundError:

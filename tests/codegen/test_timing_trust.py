@@ -1,6 +1,8 @@
 """codegen/timing_trust.py: the evidence a per-host measurement gathers, the rule that
 calls it disturbed, and the trust record a stored choice keeps. Fake probes only: no
 test depends on how busy the machine running it is."""
+import sys
+
 import pytest
 from fake_probe import FakeProbe
 
@@ -93,11 +95,18 @@ def test_the_retime_setting(monkeypatch):
 
 
 def test_the_system_probe_reads_this_machine():
+    """On Linux every counter reads (a None there would call every measurement
+    undisturbed, the checks silently off); elsewhere they may not."""
     probe = tt.SystemProbe()
     n = probe.preemptions()
     assert n is None or n >= 0
     others = probe.others_running()
     assert others is None or others >= 0
+    if sys.platform.startswith("linux"):
+        assert isinstance(n, int) and isinstance(others, int) and probe.load_per_cpu() is not None
+        assert tt._own_running() >= 1                                   # at least this thread
+        ev = tt.Watch().evidence(rounds=1)
+        assert ev.preemptions is not None and ev.others_running is not None
     assert probe.cpus() >= 1 and probe.wall() > 0
     ev = tt.Watch().evidence(rounds=1)
     assert isinstance(ev.to_json(), dict) and ev.to_json()["rounds"] == 1

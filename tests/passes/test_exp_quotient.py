@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 import nngraph as ng
@@ -106,3 +107,39 @@ def test_softmax_within_10_ulp_of_the_quotient_of_its_float32_differences(isa, t
     r = json.loads(run_at_isa(ROWS, isa, tmp_path).strip().splitlines()[-1])
     assert r["avx512f"] == (HOST_AVX512 and isa == "host")
     assert r["max_ulp"] <= 10 and r["logs_ok"] and r["nan_rows"], r
+
+
+def _cross_entropy_and_grad(x):
+    y = ng.placeholder(("N",), "int32", name="y")
+    loss = ng.cross_entropy(x, y)
+    return [x, y], [loss, *ng.grad(loss, [x])]
+
+
+@pytest.mark.parametrize("outputs_of", [lambda x: ([x], [ng.softmax(x)]),
+                                        lambda x: ([x], [ng.softmax(x), ng.log_softmax(x)]),
+                                        _cross_entropy_and_grad], ids=["softmax", "with_log", "cross_entropy"])
+def test_the_program_interpreter_computes_the_rewritten_stages_as_the_fused_ones(outputs_of):
+    """The stage rewrites the LLVM backend applies (codegen/llvm/kernel.py: exp_quotient,
+    exp_sign, row_reuse) checked apart from any machine code: the Program with each
+    loop kernel's stages rewritten, run by passes/program_interpreter.py, against
+    the Program as fused; NaN, +inf and -inf rows too."""
+    from passes.exp_sign import mark_nonpositive_exps
+    from passes.program_interpreter import run_program
+    x = ng.placeholder(("N", 37), name="x")
+    inputs, outs = outputs_of(x)
+    prog = to_program(optimize(Graph(inputs, outs), opt_level=2)[0], 2)
+    xv = (np.random.default_rng(0).standard_normal((5, 37)) * 6).astype(np.float32)
+    xv[1, 3], xv[2, 4], xv[3] = np.nan, np.inf, -np.inf
+    feeds = [xv, np.arange(5, dtype=np.int32)][:len(inputs)]
+    want = run_program(prog, feeds, [], {"N": 5})[0]
+    rewritten = 0
+    for k in prog.schedule:
+        if isinstance(k, LoopKernel):
+            before = [list(s.body) for s in k.stages]
+            outer, stages = exps_as_quotients(k.outer, k.stages)
+            outer, stages = mark_nonpositive_exps(outer, stages)
+            k.outer, k.stages = reuse_row_values(prog, outer, stages)
+            rewritten += before != [list(s.body) for s in k.stages]
+    assert rewritten
+    for w, g in zip(want, run_program(prog, feeds, [], {"N": 5})[0]):
+        np.testing.assert_allclose(g, w, rtol=4e-6, atol=1e-7)       # equal_nan: NaN where it was

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import nngraph as ng
-from runtime import conv_choice
+from runtime import conv_choice, conv_table
 
 GEO = dict(N="N", G=1, O=4, Og=4, Cg=2, KH=3, KW=3, K=18, sh=1, sw=1, pt=1, pl=1, dh=1, dw=1, H=6, W=6, OH=6, OW=6)
 
@@ -18,7 +18,7 @@ def fresh(tmp_path, monkeypatch):
     """An empty cache directory and memo; time_layouts counted and made to say `pick`."""
     monkeypatch.setenv("NNGRAPH_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("NNGRAPH_CONV_LAYOUT", raising=False)
-    monkeypatch.setattr(conv_choice, "_memo", {})
+    monkeypatch.setattr(conv_table, "answers", {})
     calls = []
 
     def fake(geo, dtype, products):
@@ -34,9 +34,9 @@ def test_a_shape_is_timed_once_then_read_from_memory_and_from_the_cache_file(fre
     assert conv_choice.measured_layout(GEO, "float32") == "example"
     assert conv_choice.measured_layout(GEO, "float32") == "example"
     assert len(calls) == 1
-    monkeypatch.setattr(conv_choice, "_memo", {})          # a new process: the file answers
+    monkeypatch.setattr(conv_table, "answers", {})          # a new process: the file answers
     assert conv_choice.measured_layout(GEO, "float32") == "example" and len(calls) == 1
-    table = json.loads((path / conv_choice.CACHE_FILE).read_text())
+    table = json.loads((path / conv_table.CACHE_FILE).read_text())
     (entries,) = table.values()
     assert list(entries.values())[0]["choice"] == "example"
     assert conv_choice.measured_layout(dict(GEO, Og=8), "float32") == "example" and len(calls) == 2
@@ -44,13 +44,13 @@ def test_a_shape_is_timed_once_then_read_from_memory_and_from_the_cache_file(fre
 
 def test_a_damaged_cache_file_is_measured_again(fresh, monkeypatch):
     path, calls, fake = fresh
-    (path / conv_choice.CACHE_FILE).write_text("{not json")
+    (path / conv_table.CACHE_FILE).write_text("{not json")
     fake.pick = "batch"
     assert conv_choice.measured_layout(GEO, "float32") == "batch" and len(calls) == 1
     key = conv_choice.host_key()
     shape = conv_choice._shape_key(GEO, "float32", conv_choice.ALL)
-    (path / conv_choice.CACHE_FILE).write_text(json.dumps({key: {shape: {"choice": "sideways"}}}))
-    monkeypatch.setattr(conv_choice, "_memo", {})
+    (path / conv_table.CACHE_FILE).write_text(json.dumps({key: {shape: {"choice": "sideways"}}}))
+    monkeypatch.setattr(conv_table, "answers", {})
     assert conv_choice.measured_layout(GEO, "float32") == "batch" and len(calls) == 2
 
 
@@ -270,7 +270,7 @@ def test_one_image_inference_is_timed_between_its_orientations(fresh, monkeypatc
     one = dict(GEO, N=1)
     assert conv_choice.measured_layout(one, "float32", ("conv2d",)) == "one_image_t"
     assert conv_choice.measured_layout(one, "float32", ("conv2d",)) == "one_image_t" and len(calls) == 1
-    monkeypatch.setattr(conv_choice, "_memo", {})
+    monkeypatch.setattr(conv_table, "answers", {})
     assert conv_choice.measured_layout(one, "float32", ("conv2d",)) == "one_image_t" and len(calls) == 1
     assert conv_choice.measured_layout(one, "float32") == "batch"
     assert conv_choice.measured_layout(dict(one, G=2), "float32", ("conv2d",)) == "batch"

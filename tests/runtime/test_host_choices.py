@@ -5,6 +5,8 @@ one is final; NNGRAPH_RETIME=1 and ng.forget_host_choices() drop them
 (runtime/host_choices.py). Evidence is faked: no test depends on the machine's load."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from fake_probe import FakeProbe
 import nngraph as ng
 from codegen import host, timing_trust
 from codegen.llvm import blas, blas_choice
-from runtime import compile_cache, conv_choice, host_choices
+from runtime import compile_cache, conv_choice, conv_table, host_choices
 
 GEO = dict(N="N", G=1, O=4, Og=4, Cg=2, KH=3, KW=3, K=18, sh=1, sw=1, pt=1, pl=1, dh=1, dw=1, H=6, W=6, OH=6, OW=6)
 DISTURBED = timing_trust.Evidence(rounds=5, preemptions=40, others_running=3, cpus=2)
@@ -25,7 +27,8 @@ def cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("NNGRAPH_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("NNGRAPH_RETIME", raising=False)      # the suite keeps measurements (conftest)
     monkeypatch.delenv("NNGRAPH_CONV_LAYOUT", raising=False)
-    monkeypatch.setattr(conv_choice, "_memo", {})
+    monkeypatch.setattr(conv_table, "answers", {})
+    monkeypatch.setattr(conv_table, "found_due", set())
     quiet(monkeypatch)
     return tmp_path
 
@@ -51,11 +54,12 @@ def timings(cache_dir, monkeypatch):
 
 def new_process(monkeypatch):
     """What a new process starts with: no conv choice in memory."""
-    monkeypatch.setattr(conv_choice, "_memo", {})
+    monkeypatch.setattr(conv_table, "answers", {})
+    monkeypatch.setattr(conv_table, "found_due", set())
 
 
 def stored_conv_entry(path):
-    (entries,) = json.loads((path / conv_choice.CACHE_FILE).read_text()).values()
+    (entries,) = json.loads((path / conv_table.CACHE_FILE).read_text()).values()
     (entry,) = entries.values()
     return entry
 
@@ -84,12 +88,12 @@ def test_a_provisional_layout_waits_for_a_quiet_moment(cache_dir, timings, monke
     quiet(monkeypatch, others=2)
     for _ in range(3):
         new_process(monkeypatch)
-        assert conv_choice.settled(choices.provisional)
+        assert conv_table.settled(choices.provisional)
         assert conv_choice.measured_layout(GEO, "float32") == "example"
     assert timings["calls"] == 1 and stored_conv_entry(cache_dir)["trust"]["retimes"] == 0
     quiet(monkeypatch)
     new_process(monkeypatch)
-    assert not conv_choice.settled(choices.provisional)
+    assert not conv_table.settled(choices.provisional)
     assert conv_choice.measured_layout(GEO, "float32") == "batch" and timings["calls"] == 2
 
 
@@ -121,7 +125,7 @@ def test_retime_0_keeps_a_disturbed_measurement(cache_dir, timings, monkeypatch)
 
 def test_an_old_table_is_final_and_a_damaged_record_is_timed_again(cache_dir, timings, monkeypatch):
     key, shape = conv_choice.host_key(), conv_choice._shape_key(GEO, "float32", conv_choice.ALL)
-    path = cache_dir / conv_choice.CACHE_FILE
+    path = cache_dir / conv_table.CACHE_FILE
     path.write_text(json.dumps({key: {shape: {"choice": "taps", "batch_s": 1.0}}}))     # before trust records
     os.chmod(path, 0o600)
     assert conv_choice.measured_layout(GEO, "float32") == "taps" and timings["calls"] == 0
@@ -135,15 +139,15 @@ def test_a_compile_collects_its_provisional_answers(cache_dir, timings, monkeypa
     choices = conv_choice.MeasuredChoices()
     assert choices(GEO, "float32") == "example"
     (dep,) = choices.provisional
-    assert dep[2] == "example" and conv_choice.settled([dep])
+    assert dep[2] == "example" and conv_table.settled([dep])
     new_process(monkeypatch)
-    assert not conv_choice.settled([dep])             # another process must time it again
+    assert not conv_table.settled([dep])             # another process must time it again
     timings["script"] = [("example", CLEAN)]
     clean = conv_choice.MeasuredChoices()
     assert clean(GEO, "float32") == "example" and clean.provisional == []
     new_process(monkeypatch)
-    assert conv_choice.settled([dep])                 # final in the table, same choice
-    assert not conv_choice.settled([[dep[0], dep[1], "batch"]]) and not conv_choice.settled([["x"]])
+    assert conv_table.settled([dep])                 # final in the table, same choice
+    assert not conv_table.settled([[dep[0], dep[1], "batch"]]) and not conv_table.settled([["x"]])
 
 
 def _conv_step():
@@ -244,7 +248,7 @@ def test_forgetting_drops_the_choices_and_the_functions_made_with_them(cache_dir
     for name in names:
         (cache_dir / name).write_text("{}")
     removed = ng.forget_host_choices()
-    assert removed == sorted([blas_choice.CACHE_FILE, conv_choice.CACHE_FILE, "host-0123.json", "abc.nga"])
+    assert removed == sorted([blas_choice.CACHE_FILE, conv_table.CACHE_FILE, "host-0123.json", "abc.nga"])
     assert sorted(p.name for p in cache_dir.iterdir()) == ["abc.o", "llvm-host.json", "settings-x.json"]
     assert conv_choice.measured_layout(GEO, "float32") == "example" and timings["calls"] == 2   # timed again
 
@@ -255,7 +259,63 @@ def test_retime_1_forgets_once_per_process(cache_dir, timings, monkeypatch):
     monkeypatch.setattr(host_choices, "_done_here", [])
     assert not host_choices.retime_if_asked()                 # unset: nothing
     monkeypatch.setenv("NNGRAPH_RETIME", "1")
-    assert host_choices.retime_if_asked() and not (cache_dir / conv_choice.CACHE_FILE).exists()
+    assert host_choices.retime_if_asked() and not (cache_dir / conv_table.CACHE_FILE).exists()
     conv_choice.measured_layout(GEO, "float32")
-    assert not host_choices.retime_if_asked() and (cache_dir / conv_choice.CACHE_FILE).exists()
+    assert not host_choices.retime_if_asked() and (cache_dir / conv_table.CACHE_FILE).exists()
     assert timings["calls"] == 2
+
+
+# ----------------------------------------------------------------------------- what a hit reads
+
+def test_a_hit_checks_its_provisional_choices_without_importing_the_lowering(cache_dir):
+    """compile_cache.settled reads the table in runtime/conv_table.py; runtime/conv_choice.py
+    imports the passes (about 40 ms of a hit's 50 ms)."""
+    (cache_dir / conv_table.CACHE_FILE).write_text(json.dumps({"k": {"s": {"choice": "batch"}}}))
+    script = ("import sys\nfrom runtime import compile_cache\n"
+              "print(compile_cache.settled([['k', 's', 'batch']]), compile_cache.settled([['k', 's', 'example']]),"
+              " sorted(m for m in sys.modules if m == 'runtime.conv_choice' or m.startswith('passes.lower')))")
+    env = dict(os.environ, NNGRAPH_CACHE_DIR=str(cache_dir), PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False", "[]"], out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("damaged", [{"k": ["s"]}, {"k": {"s": ["batch"]}}, {"k": "x"}])
+def test_a_damaged_layout_table_is_timed_again_not_an_error(cache_dir, timings, monkeypatch, damaged):
+    monkeypatch.setattr(conv_choice, "host_key", lambda: "k")
+    (cache_dir / conv_table.CACHE_FILE).write_text(json.dumps(damaged))
+    assert not conv_table.settled([["k", "s", "batch"]])
+    timings["script"] = [("example", CLEAN)]
+    assert conv_choice.measured_layout(GEO, "float32") == "example" and timings["calls"] == 1
+    shapes = json.loads((cache_dir / conv_table.CACHE_FILE).read_text())["k"]
+    assert [e["choice"] for e in shapes.values() if isinstance(e, dict)] == ["example"]     # stored anew
+
+
+def test_an_entry_refused_for_a_due_choice_is_made_again_with_it_timed_again(cache_dir, timings, monkeypatch):
+    """The machine quiet when the compile cache refuses an entry made with a provisional
+    layout, busy a moment later when the miss's lowering asks for the layout: it is
+    timed then all the same, so the refusals end (before: the stored provisional
+    choice was used, stored again with the new entry, and refused again)."""
+    dep = _provisional_dependency(monkeypatch)
+    quiet(monkeypatch, others=0)
+    assert not conv_table.settled([dep])
+    quiet(monkeypatch, others=5)
+    timings["script"] = [("example", CLEAN)]
+    assert conv_choice.measured_layout(GEO, "float32") == "example" and timings["calls"] == 2
+    assert stored_conv_entry(cache_dir)["trust"]["retimes"] == 1
+    new_process(monkeypatch)
+    assert conv_table.settled([dep])
+
+
+def test_a_due_choice_is_not_timed_again_while_busy_without_a_refusal(cache_dir, timings, monkeypatch):
+    _provisional_dependency(monkeypatch)
+    quiet(monkeypatch, others=5)
+    assert conv_choice.measured_layout(GEO, "float32") == "example" and timings["calls"] == 1
+
+
+def _provisional_dependency(monkeypatch):
+    """A layout timed while disturbed (stored provisional), seen from a new process."""
+    choices = conv_choice.MeasuredChoices()
+    choices(GEO, "float32")
+    (dep,) = choices.provisional
+    new_process(monkeypatch)
+    return dep
