@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import nngraph as ng
-from runtime import conv_choice
+from runtime import conv_choice, conv_table
 
 ONE_BY_ONE = dict(N=1, G=1, O=24, Og=24, Cg=16, KH=1, KW=1, K=16, sh=1, sw=1, pt=0, pl=0, dh=1, dw=1,
                   H=7, W=9, OH=7, OW=9)
@@ -17,7 +17,7 @@ def told(tmp_path, monkeypatch):
     """time_one_image faked: the epilogue kinds it is told, per output channel count."""
     monkeypatch.setenv("NNGRAPH_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("NNGRAPH_CONV_LAYOUT", raising=False)
-    monkeypatch.setattr(conv_choice, "_memo", {})
+    monkeypatch.setattr(conv_table, "answers", {})
     seen = {}
 
     def fake(geo, dtype):
