@@ -29,7 +29,8 @@ cache which answers a compiled function was made with).
 A layer of one image in one group whose graph makes only the forward product (an
 inference) is timed the same way between its two orientations (conv_layout.py:
 "one_image", the product channel-major [Og, OH*OW], and "one_image_t", pixel-major
-[OH*OW, Og]) and, for float32 windows of more than one point, its direct kernel
+[OH*OW, Og]) and, for float32 windows of more than one point or 1x1 ones of
+stride 1 read in place (passes/direct_window.direct_eligible), its direct kernel
 ("one_image_direct", codegen/llvm/conv_direct.py: no im2col), each with a pass over
 its output as the epilogue makes (a copy, or a transposing copy to NCHW); another
 layout than the channel-major one where it wins most rounds (time_one_image).
@@ -49,7 +50,7 @@ import time
 import numpy as np
 
 from codegen import timing_trust
-from passes.direct_window import direct_eligible, window_of
+from passes.direct_window import direct_eligible, in_place_window, window_of
 from passes.lower.conv import identity_window
 from passes.lower.conv_layout import LAYOUTS, ONE_IMAGE_LAYOUTS, is_one_image
 
@@ -199,11 +200,14 @@ def _shape_key(geo, dtype, products) -> str:
 def _one_image_key(geo, dtype) -> str:
     """The cache key of a one-image layer's orientation or direct kernel (time_one_image:
     the direct kernel's code depends on the vector width, which NNGRAPH_CPU_FEATURES
-    may narrow, its tile and its window)."""
+    may narrow, its tile and its window; a 1x1 stride-1 window read in place, no copy
+    and no im2col, is timed apart from a padded one of the same output: direct_window.
+    in_place_window)."""
     from codegen.host import host_facts
     from codegen.llvm.conv_direct import tile_shape
     bits = host_facts().vector_bits
-    window = f" {geo['KH']}x{geo['KW']}/{geo['sh']}x{geo['sw']}:{geo['dh']}x{geo['dw']} OW={geo['OW']}"
+    window = (f" {geo['KH']}x{geo['KW']}/{geo['sh']}x{geo['sw']}:{geo['dh']}x{geo['dw']} OW={geo['OW']}"
+              + " in place" * in_place_window(geo))
     return (_shape_key(geo, dtype, ("conv2d",)) + window + f" {bits}-bit tile %dx%d" % tile_shape(bits)
             + f" epilogue={geo.get('epilogue') or 'none'} orientation or direct by votes, epilogue timed")
 

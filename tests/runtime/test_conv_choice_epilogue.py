@@ -61,3 +61,29 @@ def test_one_by_one_layers_are_timed_direct_with_their_epilogue(monkeypatch, epi
     want = {"": "", "rows": "acc row add relu", "points": "acc row add point add relu"}[epilogue]
     assert made == [(True, want)]
     assert "one_image_direct_s" not in conv_choice.time_one_image(dict(ONE_BY_ONE, sh=2, OH=4, OW=5), "float32")
+
+
+def test_a_padded_one_by_one_layer_is_timed_apart_from_one_read_in_place(tmp_path, monkeypatch):
+    """A 1x1 stride-1 layer read in place (direct-eligible, no im2col) and a padded 1x1
+    layer of the same output shape (neither) have different timings: the padded one
+    must not be told the in-place one's choice (it ran direct, from a copy)."""
+    from passes.direct_window import in_place_window
+    monkeypatch.setenv("NNGRAPH_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("NNGRAPH_CONV_LAYOUT", raising=False)
+    monkeypatch.setattr(conv_table, "answers", {})
+    timed = []
+
+    def fake(geo, dtype):
+        timed.append(in_place_window(geo))
+        return {"choice": "one_image_direct" if in_place_window(geo) else "one_image", "one_image_s": 1.0}
+    monkeypatch.setattr(conv_choice, "time_one_image", fake)
+    rng = np.random.default_rng(0)
+    x, x2 = ng.placeholder((1, 16, 7, 9), name="x"), ng.placeholder((1, 16, 5, 7), name="x2")
+    w1, w2 = (ng.parameter(rng.standard_normal((24, 16, 1, 1)).astype(np.float32)) for _ in range(2))
+    outs = [ng.conv2d(x, w1), ng.conv2d(x2, w2, padding=1)]
+    fn = ng.compile([x, x2], outs, target="cpu")
+    assert sorted(timed) == [False, True]
+    assert fn.dump("kernels").count("direct DirectWindow") == 1
+    vals = rng.standard_normal((1, 16, 7, 9)).astype(np.float32), rng.standard_normal((1, 16, 5, 7)).astype(np.float32)
+    for got, want in zip(fn(*vals), ng.compile([x, x2], outs, target="reference")(*vals)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
