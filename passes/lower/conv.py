@@ -225,7 +225,8 @@ def _pixel_major_conv2d(ctx, n, wv, cols, lay, frontier, stores):
 
 def _direct_conv2d(ctx, n, x, wv, lay, frontier, stores, base):
     """The one-image product computed directly (conv_layout "one_image_direct"): a
-    MatmulKernel whose b is the phase-split copy of x and whose `window` says so
+    MatmulKernel whose b is the phase-split copy of x (x itself where the window is
+    read in place, passes/direct_window.in_place_window) and whose `window` says so
     (passes/direct_window.py), writing NCHW y (or a temp its epilogue reads)."""
     geo = lay.geo
     win = window_of(geo)

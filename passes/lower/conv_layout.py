@@ -32,10 +32,12 @@ filter gradient faster as one call), so the choice is made by a measurement
   512 x 4608 x 49 product in 1762 us instead of 2101.
 
 - ``"one_image_direct"`` (one image, one group, float32, a window of more than one
-  point, a graph with only the forward product at this geometry, chosen by
-  measurement on target="cpu"): no im2col; the product [Og, OH, OW] is computed
-  directly from a phase-split, zero-padded copy of x (passes/direct_window.py,
-  codegen/llvm/conv_direct.py), its epilogue as the channel-major product's.
+  point or a 1x1 one of stride 1 without padding, a graph with only the forward
+  product at this geometry, chosen by measurement on target="cpu"): no im2col; the
+  product [Og, OH, OW] is computed directly from a phase-split, zero-padded copy of x
+  (x itself for the 1x1 window: passes/direct_window.py in_place_window,
+  codegen/llvm/conv_direct.py), its epilogue as the channel-major product's or in
+  the kernel's registers (codegen/llvm/conv_epilogue.py).
 
 - ``"taps"`` (any batch, chosen by measurement on target="cpu"): no columns and no
   products: the forward product and both gradients as loop kernels over the windows
@@ -168,9 +170,9 @@ class OneImagePixelMajor(OneImage):
 
 
 class OneImageDirect(OneImage):
-    """The one-image product computed directly from a phase-split copy of x
-    ("one_image_direct" above; passes/direct_window.py): the product's points are
-    NCHW y's, as OneImage's."""
+    """The one-image product computed directly from a phase-split copy of x, or from
+    x itself in place ("one_image_direct" above; passes/direct_window.py): the
+    product's points are NCHW y's, as OneImage's."""
     name = "one_image_direct"
 
 
