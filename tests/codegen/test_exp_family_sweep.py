@@ -7,16 +7,11 @@ the host's (vscalef and reciprocal estimates with AVX-512) and AVX2 emulated by
 NNGRAPH_CPU_FEATURES=-avx512f (shifted powers of two, true divisions). Each runs in
 its own process, since the features are read once per process."""
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from codegen import host
+from isa_runs import HOST_AVX512, run_at_isa
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HOST_AVX512 = "avx512f" in host.cpuinfo().get("flags", "").split()
 OPS = ("exp", "expm1", "tanh", "sigmoid", "softplus")
 
 SWEEP = r"""
@@ -54,20 +49,10 @@ print(json.dumps(out))
 """
 
 
-def _sweep(features):
-    env = dict(os.environ, NNGRAPH_CPU_FEATURES=features,
-               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    p = subprocess.run([sys.executable, "-c", SWEEP, *OPS], cwd=ROOT, env=env, capture_output=True, text=True,
-                       timeout=600)
-    assert p.returncode == 0, p.stderr[-3000:]
-    return json.loads(p.stdout.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="module", params=["host", "avx2"])
-def sweep(request):
-    if request.param == "avx2" and not HOST_AVX512:
-        pytest.skip("the host has no AVX-512: its own run is the AVX2 one")
-    out = _sweep("" if request.param == "host" else "-avx512f")
+def sweep(request, tmp_path_factory):
+    out = json.loads(run_at_isa(SWEEP, request.param, tmp_path_factory.mktemp("sweep"), args=OPS)
+                     .strip().splitlines()[-1])
     assert out["avx512f"] == (HOST_AVX512 and request.param == "host")
     return out
 
